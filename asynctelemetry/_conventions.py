@@ -1,0 +1,236 @@
+"""Every span attribute key asynctelemetry reads or writes, as constants and mapping tables.
+
+Layer 2: the tracer writes spans with these names and the collector reads spans with the same
+tables, so a round trip cannot drift. Mappings are data: :data:`FIELD_KEYS` lists, per
+:class:`~asynctelemetry.LLMCall` field, the attribute keys that may carry it, in precedence order
+(first present and valid wins): our own keys, the gateway's ``llm.usage.*`` keys (Plano), the
+RactoGateway tracer's ``llm.*`` keys, the OpenTelemetry GenAI conventions, then OpenInference.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+# --- OpenTelemetry GenAI semantic conventions --------------------------------------------------
+GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+GEN_AI_SYSTEM: Final = "gen_ai.system"  # the older name of gen_ai.provider.name
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
+GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_PROMPT_TOKENS: Final = "gen_ai.usage.prompt_tokens"  # older name
+GEN_AI_USAGE_COMPLETION_TOKENS: Final = "gen_ai.usage.completion_tokens"  # older name
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
+ERROR_TYPE: Final = "error.type"
+SERVER_ADDRESS: Final = "server.address"
+SERVICE_NAME: Final = "service.name"
+
+# --- The RactoGateway tracer's keys ------------------------------------------------------------
+LLM_PROVIDER: Final = "llm.provider"
+LLM_MODEL: Final = "llm.model"
+LLM_OPERATION: Final = "llm.operation"
+LLM_LATENCY_MS: Final = "llm.latency_ms"
+LLM_INPUT_TOKENS: Final = "llm.input_tokens"
+LLM_OUTPUT_TOKENS: Final = "llm.output_tokens"
+LLM_COST_USD: Final = "llm.cost_usd"
+LLM_CACHE_HIT: Final = "llm.cache_hit"
+LLM_TOOL_CALLS: Final = "llm.tool_calls"
+LLM_ERROR_TYPE: Final = "llm.error_type"
+
+# --- The gateway (Plano) keys ------------------------------------------------------------------
+LLM_USAGE_PROMPT_TOKENS: Final = "llm.usage.prompt_tokens"
+LLM_USAGE_COMPLETION_TOKENS: Final = "llm.usage.completion_tokens"
+LLM_USAGE_TOTAL_TOKENS: Final = "llm.usage.total_tokens"
+LLM_USAGE_CACHED_INPUT_TOKENS: Final = "llm.usage.cached_input_tokens"
+LLM_USAGE_CACHE_CREATION_TOKENS: Final = "llm.usage.cache_creation_tokens"
+LLM_USAGE_REASONING_TOKENS: Final = "llm.usage.reasoning_tokens"
+LLM_TIME_TO_FIRST_TOKEN: Final = "llm.time_to_first_token"  # milliseconds
+LLM_DURATION_MS: Final = "llm.duration_ms"
+LLM_IS_STREAMING: Final = "llm.is_streaming"
+MODEL_REQUESTED: Final = "model.requested"
+PLANO_SESSION_ID: Final = "plano.session_id"
+PLANO_ROUTE_NAME: Final = "plano.route.name"
+ROUTING_STRATEGY: Final = "routing.strategy"
+ROUTING_SELECTION_REASON: Final = "routing.selection_reason"
+HTTP_STATUS_CODE: Final = "http.status_code"
+HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
+REQUEST_ID: Final = "request_id"
+
+# --- OpenInference -----------------------------------------------------------------------------
+OPENINFERENCE_SPAN_KIND: Final = "openinference.span.kind"
+LLM_MODEL_NAME: Final = "llm.model_name"
+LLM_SYSTEM: Final = "llm.system"
+EMBEDDING_MODEL_NAME: Final = "embedding.model_name"
+LLM_INVOCATION_PARAMETERS: Final = "llm.invocation_parameters"
+LLM_TOKEN_COUNT_PROMPT: Final = "llm.token_count.prompt"
+LLM_TOKEN_COUNT_COMPLETION: Final = "llm.token_count.completion"
+LLM_TOKEN_COUNT_TOTAL: Final = "llm.token_count.total"
+LLM_TOKEN_COUNT_PROMPT_CACHE_READ: Final = "llm.token_count.prompt_details.cache_read"
+LLM_TOKEN_COUNT_PROMPT_CACHE_WRITE: Final = "llm.token_count.prompt_details.cache_write"
+LLM_TOKEN_COUNT_COMPLETION_REASONING: Final = "llm.token_count.completion_details.reasoning"
+SESSION_ID: Final = "session.id"
+
+# --- Our own keys (what no convention above carries) -------------------------------------------
+AT_STATUS: Final = "asynctelemetry.status"  # ok | error | cancelled (OTel status has no cancelled)
+AT_PRICE_VERSION: Final = "asynctelemetry.price_version"
+AT_CACHE_HIT: Final = "asynctelemetry.cache_hit"
+AT_TOOL_CALLS: Final = "asynctelemetry.tool_calls"
+
+#: Our operation names → ``gen_ai.operation.name`` values of the GenAI conventions.
+GEN_AI_OPERATIONS: Final[dict[str, str]] = {
+    "chat": "chat",
+    "stream": "chat",
+    "embed": "embeddings",
+    "completion": "text_completion",
+}
+
+#: Per LLMCall field, the span attribute keys that may carry it, first present wins.
+FIELD_KEYS: Final[dict[str, tuple[str, ...]]] = {
+    "call_id": (REQUEST_ID,),
+    "request_model": (MODEL_REQUESTED, GEN_AI_REQUEST_MODEL, LLM_MODEL),
+    "response_model": (GEN_AI_RESPONSE_MODEL, LLM_MODEL, LLM_MODEL_NAME, EMBEDDING_MODEL_NAME),
+    "provider": (LLM_PROVIDER, GEN_AI_PROVIDER_NAME, GEN_AI_SYSTEM, LLM_SYSTEM),
+    "operation": (LLM_OPERATION, GEN_AI_OPERATION_NAME),
+    "session_id": (PLANO_SESSION_ID, GEN_AI_CONVERSATION_ID, SESSION_ID),
+    "route_name": (PLANO_ROUTE_NAME,),
+    "is_streaming": (LLM_IS_STREAMING,),
+    "status_code": (HTTP_STATUS_CODE, HTTP_RESPONSE_STATUS_CODE),
+    "error_type": (LLM_ERROR_TYPE, ERROR_TYPE),
+    "input_tokens": (
+        LLM_USAGE_PROMPT_TOKENS,
+        LLM_INPUT_TOKENS,
+        GEN_AI_USAGE_INPUT_TOKENS,
+        GEN_AI_USAGE_PROMPT_TOKENS,
+        LLM_TOKEN_COUNT_PROMPT,
+    ),
+    "output_tokens": (
+        LLM_USAGE_COMPLETION_TOKENS,
+        LLM_OUTPUT_TOKENS,
+        GEN_AI_USAGE_OUTPUT_TOKENS,
+        GEN_AI_USAGE_COMPLETION_TOKENS,
+        LLM_TOKEN_COUNT_COMPLETION,
+    ),
+    "total_tokens": (LLM_USAGE_TOTAL_TOKENS, LLM_TOKEN_COUNT_TOTAL),
+    "cached_input_tokens": (
+        LLM_USAGE_CACHED_INPUT_TOKENS,
+        GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+        LLM_TOKEN_COUNT_PROMPT_CACHE_READ,
+    ),
+    "cache_creation_tokens": (
+        LLM_USAGE_CACHE_CREATION_TOKENS,
+        GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+        LLM_TOKEN_COUNT_PROMPT_CACHE_WRITE,
+    ),
+    "reasoning_tokens": (
+        LLM_USAGE_REASONING_TOKENS,
+        GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
+        LLM_TOKEN_COUNT_COMPLETION_REASONING,
+    ),
+    "duration_ms": (LLM_DURATION_MS, LLM_LATENCY_MS),
+    "ttft_ms": (LLM_TIME_TO_FIRST_TOKEN,),
+    "cache_hit": (AT_CACHE_HIT, LLM_CACHE_HIT),
+    "tool_calls": (AT_TOOL_CALLS, LLM_TOOL_CALLS),
+    "routing_strategy": (ROUTING_STRATEGY,),
+    "routing_reason": (ROUTING_SELECTION_REASON,),
+    "cost_usd": (LLM_COST_USD,),
+    "price_version": (AT_PRICE_VERSION,),
+    "status": (AT_STATUS,),
+}
+
+#: Attribute keys (exact) that hold prompt or completion text: dropped unless content capture is on.
+CONTENT_KEYS: Final[frozenset[str]] = frozenset(
+    {
+        "gen_ai.input.messages",
+        "gen_ai.output.messages",
+        "gen_ai.system_instructions",
+        "gen_ai.prompt",
+        "gen_ai.completion",
+        "input.value",
+        "output.value",
+        "llm.prompts",
+        "llm.prompt",
+        "llm.completion",
+        "llm.input",
+        "llm.output",
+    }
+)
+#: Key prefixes that hold prompt or completion text (``gen_ai.prompt.0.content`` …).
+CONTENT_PREFIXES: Final[tuple[str, ...]] = (
+    "gen_ai.prompt.",
+    "gen_ai.completion.",
+    "llm.input_messages.",
+    "llm.output_messages.",
+    "llm.prompts.",
+    "embedding.embeddings.",
+    "retrieval.documents.",
+    "llm.prompt_template.",
+)
+
+
+def is_content_key(key: str) -> bool:
+    """Whether an attribute key carries prompt, completion or embedding text."""
+    return key in CONTENT_KEYS or key.startswith(CONTENT_PREFIXES)
+
+
+if TYPE_CHECKING:
+    from ._record import AttributeValue, LLMCall
+
+# (field, keys written) for the plain fields of a record: every key gets the field's value.
+_WRITTEN: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
+    ("provider", (GEN_AI_PROVIDER_NAME, LLM_PROVIDER)),
+    ("request_model", (GEN_AI_REQUEST_MODEL,)),
+    ("model", (GEN_AI_RESPONSE_MODEL, LLM_MODEL)),
+    ("session_id", (GEN_AI_CONVERSATION_ID, PLANO_SESSION_ID)),
+    ("route_name", (PLANO_ROUTE_NAME,)),
+    ("is_streaming", (LLM_IS_STREAMING,)),
+    ("status_code", (HTTP_STATUS_CODE,)),
+    ("error_type", (ERROR_TYPE, LLM_ERROR_TYPE)),
+    ("input_tokens", (GEN_AI_USAGE_INPUT_TOKENS, LLM_INPUT_TOKENS)),
+    ("output_tokens", (GEN_AI_USAGE_OUTPUT_TOKENS, LLM_OUTPUT_TOKENS)),
+    ("total_tokens", (LLM_USAGE_TOTAL_TOKENS,)),
+    ("cached_input_tokens", (GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,)),
+    ("cache_creation_tokens", (GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,)),
+    ("reasoning_tokens", (GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,)),
+    ("duration_ms", (LLM_DURATION_MS, LLM_LATENCY_MS)),
+    ("ttft_ms", (LLM_TIME_TO_FIRST_TOKEN,)),
+    ("cache_hit", (LLM_CACHE_HIT,)),
+    ("routing_strategy", (ROUTING_STRATEGY,)),
+    ("routing_reason", (ROUTING_SELECTION_REASON,)),
+    ("cost_usd", (LLM_COST_USD,)),
+    ("price_version", (AT_PRICE_VERSION,)),
+)
+
+
+def span_name(call: LLMCall) -> str:
+    """The span name of the GenAI conventions: ``"{operation} {model}"``."""
+    return f"{call.operation} {call.request_model or call.model}"
+
+
+def call_attributes(call: LLMCall) -> dict[str, AttributeValue]:
+    """The span attributes that carry ``call``: GenAI keys, RactoGateway ``llm.*`` keys, ours.
+
+    The one place that turns a record into attributes: the tracer's SDK spans and the OTLP
+    exporters both use it, and the collector reads the same keys back through
+    :data:`FIELD_KEYS`, so a round trip gives back an equal record. ``call.attributes`` come
+    first, so a known key always carries the record's own value.
+    """
+    attrs: dict[str, AttributeValue] = dict(call.attributes)
+    attrs[GEN_AI_OPERATION_NAME] = GEN_AI_OPERATIONS.get(call.operation, call.operation)
+    attrs[LLM_OPERATION] = call.operation
+    values = call.__dict__
+    for field, keys in _WRITTEN:
+        value = values[field]
+        if value is not None:
+            for key in keys:
+                attrs[key] = value
+    attrs[LLM_TOOL_CALLS] = call.tool_calls
+    attrs[AT_STATUS] = call.status
+    if call.span_id is None or call.call_id != call.span_id:
+        attrs[REQUEST_ID] = call.call_id
+    return attrs

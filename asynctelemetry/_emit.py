@@ -1,0 +1,407 @@
+"""The sink protocol, the fan-out to sinks, and the one bounded batching hand-off.
+
+Layer 4. Every producer (tracer, collector, replay) hands records to an :class:`Emitter`, which
+gives them to each :class:`Sink` in turn. Sinks that do slow work (the SQLite writer, the OTLP
+exporters, forwarding) put it behind a :class:`BatchQueue`: a bounded queue drained in batches by
+one asyncio task, with retry and exponential backoff with jitter. It is the only implementation of
+batching with retry in the package.
+
+Overflow policy is the owner's choice: ``"wait"`` (the producer awaits room: backpressure, nothing
+is dropped) or ``"drop_oldest"`` (the producer never waits; the oldest queued item is dropped and
+counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar, runtime_checkable
+
+import anyio
+
+from ._exceptions import StoreClosedError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from ._record import LLMCall
+
+__all__ = [
+    "BatchQueue",
+    "Emitter",
+    "QueueStats",
+    "RetryPolicy",
+    "Retryable",
+    "Sink",
+    "report_internal_error",
+]
+
+logger = logging.getLogger("asynctelemetry")
+T = TypeVar("T")
+
+#: Set (to anything but "" or "0") to re-raise internal errors instead of logging them; the test
+#: suite sets it so that bugs surface.
+STRICT_ENV = "ASYNCTELEMETRY_STRICT"
+_reported: set[tuple[str, type[BaseException]]] = set()
+
+
+def report_internal_error(where: str, exc: Exception) -> None:
+    """Log an internal failure once per place and kind; re-raise it under the test suite."""
+    if os.environ.get(STRICT_ENV, "") not in ("", "0"):
+        raise exc
+    key = (where, type(exc))
+    if key not in _reported:
+        _reported.add(key)
+        logger.error(
+            "asynctelemetry: %s failed (%s: %s); counting and carrying on",
+            where,
+            type(exc).__name__,
+            exc,
+        )
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Somewhere finished :class:`LLMCall` records go: a store, an exporter, metrics, a list."""
+
+    async def emit(self, calls: Sequence[LLMCall]) -> None:
+        """Take records. Must be quick; may await only to apply backpressure."""
+
+    async def flush(self) -> None:
+        """Return once everything emitted before has been delivered."""
+
+    async def aclose(self) -> None:
+        """Flush what can be flushed and release resources. Idempotent."""
+
+
+class Emitter:
+    """Hands each record to every sink; a failing sink is counted and never stops the others."""
+
+    def __init__(self, sinks: Sequence[Sink] = ()) -> None:
+        self.sinks: list[Sink] = list(sinks)
+        self.errors = 0
+
+    async def emit(self, calls: Sequence[LLMCall]) -> None:
+        """Give ``calls`` to every sink, in order."""
+        for sink in self.sinks:
+            try:
+                await sink.emit(calls)
+            except Exception as exc:  # a sink's failure must not reach the caller's LLM call
+                self.errors += 1
+                report_internal_error(f"sink {type(sink).__name__}.emit", exc)
+
+    async def flush(self) -> None:
+        """Flush every sink; the first error is raised after all were tried."""
+        await self._each("flush")
+
+    async def aclose(self) -> None:
+        """Close every sink; the first error is raised after all were tried."""
+        await self._each("aclose")
+
+    async def _each(self, method: str) -> None:
+        first: BaseException | None = None
+        for sink in self.sinks:
+            try:
+                await getattr(sink, method)()
+            except Exception as exc:
+                first = first or exc
+        if first is not None:
+            raise first
+
+
+class Retryable(Exception):
+    """Raised by a batch handler: the batch failed but may succeed later; try it again.
+
+    Args:
+        cause: the underlying error, kept for ``flush()`` callers and the log.
+        delay: seconds the peer asked us to wait (gRPC ``RetryInfo``, HTTP ``Retry-After``).
+    """
+
+    def __init__(self, cause: BaseException, delay: float | None = None) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.delay = delay
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter between ``initial`` and ``maximum`` seconds.
+
+    ``max_attempts=None`` retries for ever (a store that must not lose what it was given);
+    otherwise the batch is dropped and counted after that many failed attempts.
+    """
+
+    initial: float = 0.05
+    maximum: float = 5.0
+    max_attempts: int | None = 6
+
+    def delay(self, attempt: int, asked: float | None = None) -> float:
+        """Seconds to wait before attempt number ``attempt + 1`` (``attempt`` counts from 1)."""
+        if asked is not None:
+            return min(max(asked, 0.0), self.maximum * 4)
+        ceiling = min(self.maximum, self.initial * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+@dataclass
+class QueueStats:
+    """What a :class:`BatchQueue` has done, for ``stats`` properties and the docs."""
+
+    accepted: int = 0
+    delivered: int = 0
+    dropped_overflow: int = 0
+    dropped_failed: int = 0
+    dropped_on_close: int = 0
+    retries: int = 0
+    failed_batches: int = 0
+    last_error: str | None = None
+
+
+class BatchQueue(Generic[T]):
+    """A bounded queue drained in batches by one asyncio task, with retry and backoff.
+
+    Args:
+        handler: awaited with each batch (a list, oldest first). Raise :class:`Retryable` to have
+            the same batch tried again after a backoff; any other exception drops the batch
+            (counted in ``stats.dropped_failed``).
+        max_size: most items held (queued plus the batch being handled).
+        batch_size: most items per batch.
+        flush_interval: seconds to wait for a batch to fill before handling a partial one.
+        overflow: ``"wait"`` (``put`` awaits room) or ``"drop_oldest"`` (``put`` never waits).
+        retry: the backoff policy for :class:`Retryable` failures.
+        name: used in log lines.
+    """
+
+    def __init__(
+        self,
+        handler: Callable[[list[T]], Awaitable[None]],
+        *,
+        max_size: int = 10_000,
+        batch_size: int = 512,
+        flush_interval: float = 0.05,
+        overflow: Literal["wait", "drop_oldest"] = "wait",
+        retry: RetryPolicy | None = None,
+        name: str = "queue",
+    ) -> None:
+        if max_size < 1 or batch_size < 1 or flush_interval < 0:
+            raise ValueError("max_size and batch_size must be >= 1, flush_interval >= 0")
+        self._handler = handler
+        self.max_size = max_size
+        self.batch_size = min(batch_size, max_size)
+        self.flush_interval = flush_interval
+        self.overflow = overflow
+        self.retry = retry or RetryPolicy()
+        self.name = name
+        self.stats = QueueStats()
+        self._items: deque[T] = deque()
+        self._in_flight = 0
+        self._settled = 0  # items delivered or given up on, for flush()
+        self._task: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._progress: asyncio.Event | None = None
+        self._room: asyncio.Event | None = None
+        self._urgent = 0  # flush() callers waiting: do not wait for a batch to fill
+        self._closing = False
+        self._closed = False
+        self._error: BaseException | None = None
+        self._error_seq = 0
+
+    # -- producer side --------------------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        """Items queued or being handled."""
+        return len(self._items) + self._in_flight
+
+    def put_nowait(self, item: T) -> bool:
+        """Queue ``item`` without waiting. False (nothing queued) when full under ``"wait"``."""
+        if self._closing:
+            raise StoreClosedError(f"{self.name} is closed")
+        if self.pending >= self.max_size:
+            if self.overflow == "wait":
+                return False
+            if self._items:
+                self._items.popleft()
+                self.stats.dropped_overflow += 1
+                self._settled += 1
+            else:  # everything held is in flight: the new item is the one that cannot be kept
+                self.stats.dropped_overflow += 1
+                self.stats.accepted += 1
+                self._settled += 1
+                return True
+        self._items.append(item)
+        self.stats.accepted += 1
+        self._kick()
+        return True
+
+    async def put(self, item: T) -> None:
+        """Queue ``item``, awaiting room under ``"wait"`` (backpressure)."""
+        while not self.put_nowait(item):
+            await self._wait_for_room()
+
+    async def put_many(self, items: Sequence[T]) -> None:
+        """Queue every item, in order, awaiting room as needed."""
+        for item in items:
+            if not self.put_nowait(item):
+                await self.put(item)
+
+    # -- control --------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the draining task in the running loop (``put`` starts it too)."""
+        if self._task is None and not self._closed:
+            self._wakeup = asyncio.Event()
+            self._progress = asyncio.Event()
+            self._room = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(
+                self._drain(), name=f"asynctelemetry {self.name}"
+            )
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Return once everything queued before the call is delivered or given up on.
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed first.
+            Exception: the handler's error, when a batch fails while waiting (a batch being
+                retried stays queued and is delivered later).
+        """
+        async with asyncio.timeout(timeout):
+            await self._settle(self.stats.accepted, raise_errors=True)
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """Deliver what can be delivered within ``timeout`` seconds, then stop. Idempotent.
+
+        Runs shielded from the caller's cancellation, so cleanup finishes. What is still queued at
+        the deadline is counted in ``stats.dropped_on_close`` and logged, and the last delivery
+        error, if there was one, is raised.
+        """
+        if self._closed:
+            return
+        self._closing = True
+        with anyio.move_on_after(timeout, shield=True):
+            await self._settle(self.stats.accepted, raise_errors=False)
+        with anyio.CancelScope(shield=True):
+            if self._task is not None:
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+        self._closed = True
+        lost = len(self._items) + self._in_flight
+        if lost:
+            self.stats.dropped_on_close += lost
+            self._settled += lost
+            self._items.clear()
+            logger.warning("asynctelemetry: %s closed with %d items undelivered", self.name, lost)
+            if self._error is not None:
+                raise self._error
+
+    async def _settle(self, target: int, *, raise_errors: bool) -> None:
+        if self._settled >= target:
+            return
+        self.start()
+        seen_error = self._error_seq
+        self._urgent += 1
+        self._kick()
+        try:
+            while self._settled < target:
+                if raise_errors and self._error_seq != seen_error and self._error is not None:
+                    raise self._error
+                assert self._progress is not None
+                self._progress.clear()
+                await self._progress.wait()
+        finally:
+            self._urgent -= 1
+
+    # -- the draining task ----------------------------------------------------------------------
+    def _kick(self) -> None:
+        if self._task is None:
+            self.start()
+        elif self._wakeup is not None:
+            self._wakeup.set()
+
+    async def _wait_for_room(self) -> None:
+        self.start()
+        assert self._room is not None
+        self._room.clear()
+        if self.pending >= self.max_size:
+            await self._room.wait()
+
+    def _notify(self) -> None:
+        assert self._progress is not None and self._room is not None
+        self._progress.set()
+        if self.pending < self.max_size:
+            self._room.set()
+
+    async def _drain(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            if not self._items:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if len(self._items) < self.batch_size and not (self._urgent or self._closing):
+                # Let a partial batch fill for up to flush_interval.
+                self._wakeup.clear()
+                try:
+                    async with asyncio.timeout(self.flush_interval):
+                        while len(self._items) < self.batch_size and not self._urgent:
+                            await self._wakeup.wait()
+                            self._wakeup.clear()
+                except TimeoutError:
+                    pass
+            count = min(self.batch_size, len(self._items))
+            batch = [self._items.popleft() for _ in range(count)]
+            self._in_flight = count
+            try:
+                await self._deliver(batch)
+            finally:
+                self._in_flight = 0
+                self._settled += count
+                self._notify()
+
+    async def _deliver(self, batch: list[T]) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._handler(batch)
+            except Retryable as exc:
+                attempt += 1
+                self._fail(exc.cause)
+                limit = self.retry.max_attempts
+                if limit is not None and attempt >= limit:
+                    self.stats.dropped_failed += len(batch)
+                    self.stats.failed_batches += 1
+                    logger.warning(
+                        "asynctelemetry: %s dropped a batch of %d after %d attempts: %s",
+                        self.name,
+                        len(batch),
+                        attempt,
+                        exc.cause,
+                    )
+                    return
+                self.stats.retries += 1
+                await asyncio.sleep(self.retry.delay(attempt, exc.delay))
+            except Exception as exc:
+                self._fail(exc)
+                self.stats.dropped_failed += len(batch)
+                self.stats.failed_batches += 1
+                logger.warning(
+                    "asynctelemetry: %s dropped a batch of %d: %s: %s",
+                    self.name,
+                    len(batch),
+                    type(exc).__name__,
+                    exc,
+                )
+                return
+            else:
+                self.stats.delivered += len(batch)
+                self._error = None
+                return
+
+    def _fail(self, exc: BaseException) -> None:
+        self._error = exc
+        self._error_seq += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        assert self._progress is not None
+        self._progress.set()

@@ -1,0 +1,163 @@
+"""The one record: :class:`LLMCall`, its validation and its derived figures.
+
+Layer 1: imports nothing of ours. Local callers get ``ValueError`` (pydantic's ``ValidationError``
+is one) for negative or non-finite numbers; producers that already checked their inputs (the
+tracer, the collector's converter, the stores reading their own rows) build records through
+:meth:`LLMCall.trusted`, which skips validation and costs a dictionary copy.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "MAX_ATTRIBUTES",
+    "MAX_ATTRIBUTE_LENGTH",
+    "MAX_DURATION_MS",
+    "MAX_TOKENS",
+    "AttributeValue",
+    "LLMCall",
+    "SpanRecord",
+    "Status",
+]
+
+#: Largest token count accepted: beyond 2**53 a float (JSON, OTLP doubles) cannot hold it exactly.
+MAX_TOKENS: Final = 2**53
+#: Longest duration or time to first token accepted, in milliseconds (one day).
+MAX_DURATION_MS: Final = 86_400_000.0
+#: Most extra attributes one record keeps.
+MAX_ATTRIBUTES: Final = 128
+#: Longest string attribute value kept, in characters.
+MAX_ATTRIBUTE_LENGTH: Final = 4096
+
+AttributeValue = str | int | float | bool
+Status = Literal["ok", "error", "cancelled"]
+
+_Tokens = Annotated[int | None, Field(ge=0, le=MAX_TOKENS)]
+_Millis = Annotated[float | None, Field(ge=0, le=MAX_DURATION_MS, allow_inf_nan=False)]
+
+
+class LLMCall(BaseModel):
+    """One call to a large language model, however it was observed.
+
+    The tracer, the collector, the stores, the metrics and replay all speak this record. Token
+    semantics: ``input_tokens`` includes ``cached_input_tokens`` (OpenAI usage, the GenAI
+    conventions); ``output_tokens`` includes ``reasoning_tokens``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="strings")
+
+    call_id: str = Field(min_length=1, max_length=256)
+    timestamp: datetime
+    model: str = Field(min_length=1, max_length=512)
+    request_model: str | None = None
+    provider: str | None = None
+    operation: str = "chat"
+    service_name: str | None = None
+    source: str = "tracer"
+    trace_id: str | None = None
+    span_id: str | None = None
+    parent_span_id: str | None = None
+    session_id: str | None = None
+    route_name: str | None = None
+    is_streaming: bool | None = None
+    status: Status = "ok"
+    status_code: Annotated[int | None, Field(ge=0, le=999)] = None
+    error_type: str | None = None
+    input_tokens: _Tokens = None
+    output_tokens: _Tokens = None
+    total_tokens: _Tokens = None
+    cached_input_tokens: _Tokens = None
+    cache_creation_tokens: _Tokens = None
+    reasoning_tokens: _Tokens = None
+    duration_ms: _Millis = None
+    ttft_ms: _Millis = None
+    cache_hit: str | None = None
+    tool_calls: Annotated[int, Field(ge=0, le=MAX_TOKENS)] = 0
+    routing_strategy: str | None = None
+    routing_reason: str | None = None
+    cost_usd: Annotated[float | None, Field(ge=0, allow_inf_nan=False)] = None
+    price_version: str | None = None
+    attributes: dict[str, AttributeValue] = Field(default_factory=dict)
+
+    @field_validator("timestamp")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        # A naive datetime is taken to be UTC; an aware one is converted to UTC.
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    @field_validator("attributes")
+    @classmethod
+    def _bounded(cls, value: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
+        if len(value) > MAX_ATTRIBUTES:
+            raise ValueError(f"at most {MAX_ATTRIBUTES} attributes, got {len(value)}")
+        for key, item in value.items():
+            if isinstance(item, str) and len(item) > MAX_ATTRIBUTE_LENGTH:
+                raise ValueError(f"attribute {key!r} is longer than {MAX_ATTRIBUTE_LENGTH}")
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError(f"attribute {key!r} is not a finite number")
+        return value
+
+    @classmethod
+    def trusted(cls, values: dict[str, Any]) -> LLMCall:
+        """Build a record from values already checked by the producer, without validation.
+
+        ``values`` must use field names only and hold values of the declared types; missing
+        fields take their defaults. This is the hot path of the tracer and the stores.
+        """
+        data = _DEFAULTS.copy()
+        data.update(values)
+        data["attributes"] = data["attributes"] or {}
+        record = cls.__new__(cls)
+        _setattr(record, "__dict__", data)
+        # Every field counts as set: one shared set, which pydantic only ever copies.
+        _set_fields_set(record, _ALL_FIELDS)
+        _set_extra(record, None)
+        _set_private(record, None)
+        return record
+
+    @property
+    def latency_ms(self) -> float | None:
+        """Wall-clock latency of the call in milliseconds (the same as ``duration_ms``)."""
+        return self.duration_ms
+
+    @property
+    def tpt_ms(self) -> float | None:
+        """Milliseconds per output token after the first token, ``None`` when not computable."""
+        if self.duration_ms is None or not self.output_tokens:
+            return None
+        generating = self.duration_ms - (self.ttft_ms or 0.0)
+        if generating <= 0:
+            return None
+        return generating / self.output_tokens
+
+    @property
+    def tokens_per_sec(self) -> float | None:
+        """Output tokens per second after the first token (``1000 / tpt_ms``)."""
+        tpt = self.tpt_ms
+        return None if tpt is None else 1000.0 / tpt
+
+
+# BaseModel keeps its internals in slots; their descriptors are the cheapest way to fill them.
+_setattr = object.__setattr__
+_slots = {
+    name: BaseModel.__dict__[name].__set__ for name in BaseModel.__slots__ if name != "__dict__"
+}
+_set_fields_set = _slots["__pydantic_fields_set__"]
+_set_extra = _slots["__pydantic_extra__"]
+_set_private = _slots["__pydantic_private__"]
+_ALL_FIELDS: set[str] = set(LLMCall.model_fields)
+_DEFAULTS: dict[str, Any] = {
+    name: (None if field.is_required() else field.get_default(call_default_factory=False))
+    for name, field in LLMCall.model_fields.items()
+}
+_DEFAULTS["attributes"] = None  # replaced by a fresh dict per record in trusted()
+
+#: The RactoGateway name for the same record.
+SpanRecord = LLMCall

@@ -1,0 +1,40 @@
+"""Shared fixtures. Internal errors are re-raised under the suite so that bugs surface."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+os.environ["ASYNCTELEMETRY_STRICT"] = "1"
+
+from asynctelemetry import LLMCall
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def make_call(i: int = 0, **fields: object) -> LLMCall:
+    """A valid call whose fields vary with ``i``; ``fields`` override any of them."""
+    values: dict[str, object] = {
+        "call_id": f"call-{i:06d}",
+        "timestamp": T0 + timedelta(seconds=i),
+        "model": ("gpt-4o", "claude-sonnet-4-5", "gemini-2.5-flash")[i % 3],
+        "provider": ("openai", "anthropic", "google")[i % 3],
+        "operation": "chat",
+        "session_id": f"s{i % 4}",
+        "status": "error" if i % 10 == 9 else "ok",
+        "input_tokens": 100 + i,
+        "output_tokens": 20 + i % 50,
+        "duration_ms": 100.0 + i,
+        "ttft_ms": 10.0 + i % 7,
+        "cost_usd": 0.001 * (i % 5),
+    }
+    values.update(fields)
+    return LLMCall.model_validate(values)
+
+
+@pytest.fixture
+def calls() -> list[LLMCall]:
+    """Forty varied calls, oldest first."""
+    return [make_call(i) for i in range(40)]
