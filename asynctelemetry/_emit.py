@@ -21,8 +21,6 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
-import anyio
-
 from ._exceptions import StoreClosedError
 
 if TYPE_CHECKING:
@@ -37,6 +35,7 @@ __all__ = [
     "RetryPolicy",
     "Retryable",
     "Sink",
+    "finish",
     "report_internal_error",
 ]
 
@@ -111,6 +110,27 @@ class Emitter:
                 first = first or exc
         if first is not None:
             raise first
+
+
+async def finish(task: asyncio.Future[T]) -> T:
+    """Await ``task`` to its end even if the caller is cancelled meanwhile, then re-raise that.
+
+    Cleanup (closing a store, flushing an exporter) must not be cut short by the cancellation of
+    whoever asked for it: anyio's shields do not stop a native ``Task.cancel()``, this does. The
+    task itself bounds how long it runs.
+    """
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            cancelled = True
+            continue
+        if cancelled:
+            raise asyncio.CancelledError
+        return result
 
 
 class Retryable(Exception):
@@ -207,6 +227,7 @@ class BatchQueue(Generic[T]):
         self._urgent = 0  # flush() callers waiting: do not wait for a batch to fill
         self._closing = False
         self._closed = False
+        self._close_task: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
         self._error_seq = 0
 
@@ -273,21 +294,27 @@ class BatchQueue(Generic[T]):
     async def aclose(self, timeout: float = 5.0) -> None:
         """Deliver what can be delivered within ``timeout`` seconds, then stop. Idempotent.
 
-        Runs shielded from the caller's cancellation, so cleanup finishes. What is still queued at
-        the deadline is counted in ``stats.dropped_on_close`` and logged, and the last delivery
-        error, if there was one, is raised.
+        Safe to call concurrently and from a task that gets cancelled: the closing runs to its
+        end (bounded by ``timeout``) either way. What is still queued at the deadline is counted
+        in ``stats.dropped_on_close`` and logged, and the last delivery error, if there was one,
+        is raised.
         """
-        if self._closed:
-            return
-        self._closing = True
-        with anyio.move_on_after(timeout, shield=True):
-            await self._settle(self.stats.accepted, raise_errors=False)
-        with anyio.CancelScope(shield=True):
-            if self._task is not None:
-                self._task.cancel()
-                await asyncio.gather(self._task, return_exceptions=True)
+        if self._close_task is None:
+            self._closing = True
+            self._close_task = asyncio.get_running_loop().create_task(self._close(timeout))
+        await finish(self._close_task)
+
+    async def _close(self, timeout: float) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._settle(self.stats.accepted, raise_errors=False)
+        except TimeoutError:
+            pass
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
         self._closed = True
-        lost = len(self._items) + self._in_flight
+        lost = len(self._items)
         if lost:
             self.stats.dropped_on_close += lost
             self._settled += lost
@@ -355,10 +382,14 @@ class BatchQueue(Generic[T]):
             self._in_flight = count
             try:
                 await self._deliver(batch)
-            finally:
+            except asyncio.CancelledError:
+                # Closing: the batch was not delivered; put it back for aclose() to count.
+                self._items.extendleft(reversed(batch))
                 self._in_flight = 0
-                self._settled += count
-                self._notify()
+                raise
+            self._in_flight = 0
+            self._settled += count
+            self._notify()
 
     async def _deliver(self, batch: list[T]) -> None:
         attempt = 0

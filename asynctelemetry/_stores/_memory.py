@@ -26,6 +26,9 @@ class MemoryStore:
     Queries scan the buffer (at most ``capacity`` records) and sort by timestamp.
     """
 
+    #: ``add`` never does I/O, so the tracer may call it on the caller's path.
+    nonblocking_add = True
+
     def __init__(self, capacity: int = 1000) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")

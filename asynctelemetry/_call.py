@@ -1,0 +1,266 @@
+"""The handle of one traced call: what ``async with tracer.llm_call(...) as call`` gives you.
+
+Layer 5 (producer side). The handle collects what the caller learns during the call (first token,
+usage, response model, tool calls, cache hits) with cheap checks, and the tracer turns it into one
+:class:`~asynctelemetry.LLMCall` when the block exits. Everything here runs on the caller's path,
+so it allocates little and does no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+from ._record import MAX_ATTRIBUTE_LENGTH, MAX_ATTRIBUTES, MAX_DURATION_MS, MAX_TOKENS
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from ._record import AttributeValue
+    from ._tracer import AsyncTracer
+
+__all__ = ["CallHandle"]
+
+_TOKEN_FIELDS: Final = (
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cached_input_tokens",
+    "cache_creation_tokens",
+    "reasoning_tokens",
+)
+#: Fields ``call.set(...)`` accepts, with the type each must have.
+_SETTABLE: Final[dict[str, type | tuple[type, ...]]] = {
+    "response_model": str,
+    "request_model": str,
+    "provider": str,
+    "session_id": str,
+    "route_name": str,
+    "cache_hit": str,
+    "tool_calls": int,
+    "status_code": int,
+    "is_streaming": bool,
+    "routing_strategy": str,
+    "routing_reason": str,
+    "error_type": str,
+    **dict.fromkeys(_TOKEN_FIELDS, int),
+}
+_CACHE_HITS: Final = frozenset({"exact", "semantic", "miss"})
+
+
+def check_count(name: str, value: object) -> int:
+    """A token or tool-call count, or ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an int, got {type(value).__name__}")
+    if not 0 <= value <= MAX_TOKENS:
+        raise ValueError(f"{name} must be between 0 and 2**53, got {value}")
+    return value
+
+
+def check_millis(name: str, value: object) -> float:
+    """A duration in milliseconds, or ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not (math.isfinite(value) and 0.0 <= value <= MAX_DURATION_MS):
+        raise ValueError(f"{name} must be finite, >= 0 and at most a day, got {value}")
+    return value
+
+
+class CallHandle:
+    """One LLM call in progress. Set what you learn; the tracer records it when the block ends.
+
+    Attributes:
+        call_id: the record's id (the span id in hex).
+        trace_id: the trace the call belongs to (hex).
+        span_id: the call's span id (hex).
+        parent_span_id: the enclosing span's id (hex), if any.
+    """
+
+    __slots__ = (
+        "_ended",
+        "_failed",
+        "_first_token_ns",
+        "_otel_span",
+        "_start_ns",
+        "_token",
+        "_tracer",
+        "attributes",
+        "call_id",
+        "fields",
+        "operation",
+        "parent_span_id",
+        "span_id",
+        "start_unix_ns",
+        "trace_id",
+    )
+
+    def __init__(self, tracer: AsyncTracer, fields: dict[str, Any], operation: str) -> None:
+        self._tracer = tracer
+        self.fields = fields
+        self.operation = operation
+        self.attributes: dict[str, AttributeValue] = {}
+        self._first_token_ns: int | None = None
+        self._failed = False
+        self._ended = False
+        self._otel_span: Any = None
+        self._token: Any = None
+        self._start_ns = 0
+        self.start_unix_ns = 0
+        self.call_id = self.trace_id = self.span_id = ""
+        self.parent_span_id: str | None = None
+
+    async def __aenter__(self) -> CallHandle:
+        if self._ended or self._start_ns:
+            raise RuntimeError("a call handle can be entered only once")
+        self._tracer._begin(self)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Returning None lets the caller's exception or cancellation propagate unchanged.
+        await self._tracer._end(self, exc_type)
+
+    def first_token(self) -> None:
+        """Mark the arrival of the first token (or chunk); later calls are ignored."""
+        if self._first_token_ns is None:
+            self._first_token_ns = time.perf_counter_ns()
+
+    @property
+    def elapsed_ms(self) -> float:
+        """Milliseconds since the call started."""
+        return (time.perf_counter_ns() - self._start_ns) / 1e6
+
+    @property
+    def ttft_ms(self) -> float | None:
+        """Time to first token so far, in milliseconds, or ``None`` before it."""
+        if self._first_token_ns is None:
+            return None
+        return (self._first_token_ns - self._start_ns) / 1e6
+
+    def set_usage(
+        self,
+        *,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        total_tokens: int | None = None,
+        cached_input_tokens: int | None = None,
+        cache_creation_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
+        input_includes_cache: bool = True,
+    ) -> None:
+        """Record token usage. Values left ``None`` keep what was set before.
+
+        Our semantics (OpenAI usage, the GenAI conventions): ``input_tokens`` includes cached reads
+        and cache writes, ``output_tokens`` includes reasoning tokens. Pass
+        ``input_includes_cache=False`` for Anthropic-shaped usage, whose ``input_tokens`` excludes
+        cache reads and writes; they are added here.
+
+        Raises:
+            ValueError: a count that is not an int between 0 and 2**53.
+        """
+        given = {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "total_tokens": total_tokens,
+            "cached_input_tokens": cached_input_tokens,
+            "cache_creation_tokens": cache_creation_tokens,
+            "reasoning_tokens": reasoning_tokens,
+        }
+        fields = self.fields
+        for name, value in given.items():
+            if value is not None:
+                fields[name] = check_count(name, value)
+        if not input_includes_cache and input_tokens is not None:
+            fields["input_tokens"] = check_count(
+                "input_tokens",
+                input_tokens + (cached_input_tokens or 0) + (cache_creation_tokens or 0),
+            )
+
+    def set(self, **values: Any) -> None:
+        """Set record fields learnt during the call.
+
+        Accepted: ``response_model``, ``request_model``, ``provider``, ``session_id``,
+        ``route_name``, ``cache_hit`` ("exact", "semantic", "miss"), ``tool_calls``,
+        ``status_code``, ``is_streaming``, ``routing_strategy``, ``routing_reason``,
+        ``error_type`` and the token counts of :meth:`set_usage`.
+
+        Raises:
+            ValueError: an unknown field or a value of the wrong type or range.
+        """
+        fields = self.fields
+        for name, value in values.items():
+            kind = _SETTABLE.get(name)
+            if kind is None:
+                raise ValueError(f"unknown call field {name!r}; use set_attribute() for others")
+            if value is None:
+                fields[name] = None
+                continue
+            if kind is int:
+                value = check_count(name, value)
+            elif not isinstance(value, kind):
+                raise ValueError(f"{name} must be {kind.__name__}, got {type(value).__name__}")  # type: ignore[union-attr]
+            if name == "cache_hit" and value not in _CACHE_HITS:
+                raise ValueError(f"cache_hit must be one of {sorted(_CACHE_HITS)}, got {value!r}")
+            fields[name] = value
+
+    def set_attribute(self, key: str, value: AttributeValue) -> None:
+        """Keep an extra attribute on the record and its span (bounded like LLMCall.attributes).
+
+        Raises:
+            ValueError: a value that is not str, int, float or bool, a non-finite float, a string
+                longer than 4096 characters, or more than 128 attributes.
+        """
+        if not isinstance(value, str | int | float | bool):
+            raise ValueError(f"attribute {key!r} must be str, int, float or bool")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"attribute {key!r} must be finite")
+        if isinstance(value, str) and len(value) > MAX_ATTRIBUTE_LENGTH:
+            raise ValueError(f"attribute {key!r} is longer than {MAX_ATTRIBUTE_LENGTH}")
+        if key not in self.attributes and len(self.attributes) >= MAX_ATTRIBUTES:
+            raise ValueError(f"at most {MAX_ATTRIBUTES} attributes")
+        self.attributes[key] = value
+
+    def record_response(self, response: object) -> None:
+        """Read usage, tool calls and the response model from a provider's response object.
+
+        Works by duck typing on OpenAI (Chat Completions and Responses), Anthropic Messages and
+        Google GenAI responses, as SDK objects or plain dicts; nothing is imported from their SDKs.
+        """
+        from ._usage import usage_from_response
+
+        usage = usage_from_response(response)
+        if usage is not None:
+            self._apply(usage)
+
+    def record_chunk(self, chunk: object) -> None:
+        """Take note of one streamed chunk: the first marks the first token; usage is kept."""
+        from ._usage import usage_from_chunk
+
+        self.first_token()
+        usage = usage_from_chunk(chunk)
+        if usage is not None:
+            self._apply(usage)
+
+    def _apply(self, usage: Any) -> None:
+        fields = self.fields
+        for name in _TOKEN_FIELDS:
+            value = getattr(usage, name)
+            if value is not None:
+                fields[name] = check_count(name, value)
+        if usage.tool_calls:
+            fields["tool_calls"] = check_count("tool_calls", usage.tool_calls)
+        if usage.response_model:
+            fields["response_model"] = usage.response_model
+
+    def fail(self, error_type: str, *, status_code: int | None = None) -> None:
+        """Mark the call failed without raising (an error response the caller handles itself)."""
+        self._failed = True
+        self.fields["error_type"] = error_type
+        if status_code is not None:
+            self.fields["status_code"] = check_count("status_code", status_code)

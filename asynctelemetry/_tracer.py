@@ -1,0 +1,560 @@
+"""AsyncTracer: times LLM calls in the caller's event loop, prices them and hands them to sinks.
+
+Layer 5 (producer). The hot path (:meth:`AsyncTracer._begin` / :meth:`AsyncTracer._end`) reads
+two clocks, builds one record with :meth:`LLMCall.trusted`, prices it with a memoised lookup and
+hands it to the sinks; it does no I/O. Slow work (SQLite writes, OTLP export) happens in background
+tasks behind bounded queues owned by the sinks.
+
+Spans: by default the tracer makes no OpenTelemetry SDK span objects. It takes trace and span ids
+from the current context (an enclosing OTel span or an enclosing ``llm_call``) and the OTLP
+exporters encode spans straight from the records, which costs a fraction of an SDK span. When you
+pass ``custom_exporter=`` or ``tracer_provider=``, each call is also a live SDK span that really
+spans the call, is the current span inside the block, and is a child of the current span.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import random
+import time
+import warnings
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final, Self, cast
+
+from ._call import CallHandle, check_millis
+from ._conventions import call_attributes, span_name
+from ._emit import BatchQueue, Emitter, Retryable, RetryPolicy, Sink, report_internal_error
+from ._exceptions import ConfigError, StoreClosedError
+from ._record import LLMCall
+from ._stores import MemoryStore
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from types import TracebackType
+
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.trace import TracerProvider
+
+    from ._pricing import ModelPricing, PriceTable
+    from ._stores import CallStore
+
+__all__ = ["AsyncTracer", "RactoTracer"]
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_STATUSES: Final = frozenset({"ok", "error", "cancelled"})
+#: The innermost ``llm_call`` of this context: (trace_id, span_id, the OTel span current at entry).
+_current: contextvars.ContextVar[tuple[str, str, object] | None] = contextvars.ContextVar(
+    "asynctelemetry_current_call", default=None
+)
+_getrandbits = random.getrandbits
+
+
+def _span_id() -> str:
+    return f"{_getrandbits(64) or 1:016x}"
+
+
+def _trace_id() -> str:
+    return f"{_getrandbits(128) or 1:032x}"
+
+
+class AsyncTracer:
+    """Times LLM calls, prices them, and emits them to stores, OTLP, metrics and memory.
+
+    Args:
+        store: a :class:`CallStore` that receives every call (not closed by the tracer).
+        service_name: ``service.name`` of the spans and records.
+        otlp_endpoint: OTLP/gRPC endpoint (``http://127.0.0.1:4317``) to export spans to.
+        otlp_http_endpoint: OTLP/HTTP endpoint (``http://127.0.0.1:4318``), ``otlp`` extra.
+        console: print one line per call to stderr.
+        in_memory: keep calls in :attr:`spans` (an int sets the capacity; ``True`` keeps 100,000).
+        custom_exporter: an OpenTelemetry SDK ``SpanExporter``; calls become live SDK spans.
+        price_table: a :class:`PriceTable`, or a mapping of model name to :class:`ModelPricing`
+            that overrides the default table.
+        metrics: a sink such as :class:`~asynctelemetry.metrics.MetricsRecorder` (not closed here).
+        capture_content: keep prompt and completion text set with ``call.set_attribute`` under
+            content keys; off by default.
+        tracer_provider: an OpenTelemetry SDK ``TracerProvider`` to create live spans with.
+        sinks: more sinks to emit to (closed with the tracer).
+        resource_attributes: extra OTel resource attributes for exported spans.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: CallStore | None = None,
+        service_name: str = "asynctelemetry",
+        otlp_endpoint: str | None = None,
+        otlp_http_endpoint: str | None = None,
+        console: bool = False,
+        in_memory: bool | int = False,
+        custom_exporter: SpanExporter | None = None,
+        price_table: PriceTable | Mapping[str, ModelPricing] | None = None,
+        metrics: Sink | None = None,
+        capture_content: bool = False,
+        tracer_provider: TracerProvider | None = None,
+        sinks: Sequence[Sink] = (),
+        resource_attributes: Mapping[str, str] | None = None,
+    ) -> None:
+        self.service_name = service_name
+        self.capture_content = capture_content
+        self._price_table_arg = price_table
+        self._prices: PriceTable | None = None
+        self._closed = False
+        self._used = False
+        # Sinks in the order they receive each call: memory, store, metrics, exporters, extras.
+        # The tracer closes the ones it made (and ``sinks``); it only flushes the ones lent to it.
+        chain: list[Sink] = []
+        self._owned: list[Sink] = []
+        self._memory: MemoryStore | None = None
+        if in_memory:
+            self._memory = MemoryStore(100_000 if in_memory is True else int(in_memory))
+            chain.append(self._memory)
+            self._owned.append(self._memory)
+        if store is not None:
+            if getattr(store, "nonblocking_add", False):
+                # Our stores queue inside add() and never do I/O there: no second hand-off.
+                chain.append(cast("Sink", store))
+            else:
+                queued = _QueuedStore(store)
+                chain.append(queued)
+                self._owned.append(queued)
+        if metrics is not None:
+            chain.append(metrics)
+        resource = {"service.name": service_name, **(resource_attributes or {})}
+        exporters: list[Sink] = []
+        if otlp_endpoint or otlp_http_endpoint or console:
+            from . import _export
+
+            if otlp_endpoint:
+                exporters.append(
+                    _export.OTLPGrpcExporter(
+                        otlp_endpoint, service_name=service_name, resource_attributes=resource
+                    )
+                )
+            if otlp_http_endpoint:
+                exporters.append(
+                    _export.OTLPHttpExporter(
+                        otlp_http_endpoint, service_name=service_name, resource_attributes=resource
+                    )
+                )
+            if console:
+                exporters.append(_export.ConsoleSink())
+        exporters.extend(sinks)
+        chain.extend(exporters)
+        self._owned.extend(exporters)
+        self.emitter = Emitter(chain)
+        self._sdk_tracer: Any = None
+        self._span_processor: _AsyncSpanProcessor | None = None
+        if custom_exporter is not None or tracer_provider is not None:
+            self._sdk_tracer = self._make_sdk_tracer(custom_exporter, tracer_provider, resource)
+
+    def _make_sdk_tracer(
+        self,
+        exporter: SpanExporter | None,
+        provider: TracerProvider | None,
+        resource: Mapping[str, str],
+    ) -> Any:
+        if provider is None:
+            from opentelemetry.sdk.resources import Resource
+            from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
+
+            provider = SDKTracerProvider(resource=Resource.create(dict(resource)))
+        if exporter is not None:
+            self._span_processor = _AsyncSpanProcessor(exporter)
+            provider.add_span_processor(self._span_processor)  # type: ignore[attr-defined]
+        from . import __version__
+
+        return provider.get_tracer("asynctelemetry", __version__)
+
+    # -- public API -----------------------------------------------------------------------------
+    @property
+    def price_table(self) -> PriceTable:
+        """The table that prices calls (the default one unless given)."""
+        if self._prices is None:
+            from ._pricing import PriceTable
+
+            arg = self._price_table_arg
+            if arg is None:
+                self._prices = PriceTable.default()
+            elif isinstance(arg, PriceTable):
+                self._prices = arg
+            else:
+                self._prices = PriceTable.default().with_overrides(arg)
+        return self._prices
+
+    def llm_call(
+        self,
+        *,
+        model: str,
+        provider: str | None = None,
+        operation: str = "chat",
+        session_id: str | None = None,
+        route_name: str | None = None,
+        is_streaming: bool | None = None,
+        **attributes: str | int | float | bool,
+    ) -> CallHandle:
+        """Time one LLM call: ``async with tracer.llm_call(model=..., provider=...) as call:``.
+
+        On exit the call is recorded with status ``ok``; ``error`` and the exception's class name
+        when the block raises (the exception propagates); ``cancelled`` when the task is
+        cancelled (the cancellation propagates). Extra keyword arguments become attributes.
+
+        Raises:
+            StoreClosedError: the tracer was closed.
+            ValueError: an empty model name or a bad attribute.
+        """
+        if self._closed:
+            raise StoreClosedError("AsyncTracer is closed")
+        if not model:
+            raise ConfigError("model must be a non-empty string")
+        if is_streaming is None and operation == "stream":
+            is_streaming = True
+        handle = CallHandle(
+            self,
+            {
+                "request_model": model,
+                "provider": provider,
+                "operation": operation,
+                "session_id": session_id,
+                "route_name": route_name,
+                "is_streaming": is_streaming,
+            },
+            operation,
+        )
+        for key, value in attributes.items():
+            handle.set_attribute(key, value)
+        return handle
+
+    async def record_chat_span(
+        self,
+        *,
+        provider: str,
+        model: str,
+        latency_ms: float,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cache_hit: str = "miss",
+        tool_calls: int = 0,
+        status: str = "ok",
+        error_type: str | None = None,
+        operation: str = "chat",
+        ttft_ms: float | None = None,
+        session_id: str | None = None,
+    ) -> LLMCall:
+        """Record a chat or stream call timed by the caller (RactoGateway's method, awaitable).
+
+        Returns:
+            The record, as every sink received it.
+        """
+        handle = self.llm_call(
+            model=model, provider=provider, operation=operation, session_id=session_id
+        )
+        handle.set_usage(input_tokens=input_tokens, output_tokens=output_tokens)
+        handle.set(cache_hit=cache_hit, tool_calls=tool_calls)
+        return await self._record_timed(handle, latency_ms, status, error_type, ttft_ms)
+
+    async def record_embed_span(
+        self,
+        *,
+        provider: str,
+        model: str,
+        latency_ms: float,
+        input_tokens: int = 0,
+        status: str = "ok",
+        error_type: str | None = None,
+    ) -> LLMCall:
+        """Record an embedding call timed by the caller (RactoGateway's method, awaitable)."""
+        handle = self.llm_call(model=model, provider=provider, operation="embed")
+        handle.set_usage(input_tokens=input_tokens, output_tokens=0)
+        return await self._record_timed(handle, latency_ms, status, error_type, None)
+
+    @property
+    def spans(self) -> list[LLMCall]:
+        """Calls kept in memory (``in_memory=True``), oldest first."""
+        return list(self._memory._calls) if self._memory is not None else []
+
+    def clear_spans(self) -> None:
+        """Forget the calls kept in memory."""
+        if self._memory is not None:
+            self._memory._calls.clear()
+
+    async def flush(self) -> None:
+        """Return once every sink has delivered what it was given."""
+        await self.emitter.flush()
+        if self._span_processor is not None:
+            await self._span_processor.queue.flush()
+
+    async def aclose(self) -> None:
+        """Flush every sink, close the ones the tracer made, and refuse new calls. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        first: BaseException | None = None
+        for sink in self.emitter.sinks:
+            try:
+                await (sink.aclose() if sink in self._owned else sink.flush())
+            except Exception as exc:
+                first = first or exc
+        if self._span_processor is not None:
+            await self._span_processor.aclose()
+        if first is not None:
+            raise first
+
+    async def __aenter__(self) -> Self:
+        if self._closed:
+            raise StoreClosedError("AsyncTracer is closed")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        if self._used and not self._closed:
+            _warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=1)
+
+    def __repr__(self) -> str:
+        return f"AsyncTracer(service_name={self.service_name!r}, sinks={len(self.emitter.sinks)})"
+
+    # -- the hot path ---------------------------------------------------------------------------
+    def _begin(self, handle: CallHandle, start_unix_ns: int | None = None) -> None:
+        self._used = True
+        handle.start_unix_ns = time.time_ns() if start_unix_ns is None else start_unix_ns
+        if self._sdk_tracer is not None:
+            self._begin_sdk_span(handle)
+        else:
+            from opentelemetry.trace import get_current_span
+
+            outer = _current.get()
+            otel_span = get_current_span()
+            if outer is not None and outer[2] is otel_span:
+                # The innermost enclosing thing is one of our calls.
+                handle.trace_id, handle.parent_span_id = outer[0], outer[1]
+            else:
+                ctx = otel_span.get_span_context()
+                if ctx.is_valid:
+                    handle.trace_id = f"{ctx.trace_id:032x}"
+                    handle.parent_span_id = f"{ctx.span_id:016x}"
+                else:
+                    handle.trace_id = _trace_id()
+            handle.span_id = _span_id()
+            handle._token = _current.set((handle.trace_id, handle.span_id, otel_span))
+        handle.call_id = handle.span_id
+        handle._start_ns = time.perf_counter_ns()
+
+    def _begin_sdk_span(self, handle: CallHandle) -> None:
+        from opentelemetry import context, trace
+
+        span = self._sdk_tracer.start_span(
+            f"{handle.operation} {handle.fields['request_model']}",
+            kind=trace.SpanKind.CLIENT,
+            start_time=handle.start_unix_ns,
+        )
+        ctx = span.get_span_context()
+        handle.trace_id = f"{ctx.trace_id:032x}"
+        handle.span_id = f"{ctx.span_id:016x}"
+        parent = span.parent
+        handle.parent_span_id = f"{parent.span_id:016x}" if parent is not None else None
+        handle._otel_span = span
+        handle._token = context.attach(trace.set_span_in_context(span))
+
+    async def _end(
+        self,
+        handle: CallHandle,
+        exc_type: type[BaseException] | None,
+        *,
+        duration_ms: float | None = None,
+        status: str | None = None,
+    ) -> LLMCall | None:
+        end_ns = time.perf_counter_ns()
+        if handle._ended:
+            return None
+        handle._ended = True
+        if handle._token is not None:
+            self._detach(handle)
+        fields = handle.fields
+        if status is None:
+            if exc_type is None:
+                status = "error" if handle._failed else "ok"
+            elif issubclass(exc_type, asyncio.CancelledError):
+                status = "cancelled"
+            else:
+                status = "error"
+                fields["error_type"] = exc_type.__name__
+        try:
+            record = self._make_record(handle, status, end_ns, duration_ms)
+        except Exception as exc:
+            report_internal_error("AsyncTracer recording a call", exc)
+            return None
+        if handle._otel_span is not None:
+            self._end_sdk_span(handle, record)
+        await self.emitter.emit((record,))
+        return record
+
+    def _detach(self, handle: CallHandle) -> None:
+        token = handle._token
+        handle._token = None
+        try:
+            if handle._otel_span is not None:
+                from opentelemetry import context
+
+                context.detach(token)
+            else:
+                _current.reset(token)
+        except ValueError:
+            # Exited in another context than it was entered in (e.g. an async generator closed
+            # from elsewhere): the context that held the token is gone with it.
+            pass
+
+    def _make_record(
+        self, handle: CallHandle, status: str, end_ns: int, duration_ms: float | None
+    ) -> LLMCall:
+        fields = handle.fields
+        if duration_ms is None:
+            duration_ms = (end_ns - handle._start_ns) / 1e6
+        ttft = handle.ttft_ms
+        if ttft is not None and ttft > duration_ms:
+            ttft = duration_ms
+        model = fields.pop("response_model", None) or fields["request_model"]
+        provider = fields["provider"]
+        input_tokens = fields.get("input_tokens")
+        output_tokens = fields.get("output_tokens")
+        if (
+            fields.get("total_tokens") is None
+            and input_tokens is not None
+            and output_tokens is not None
+        ):
+            fields["total_tokens"] = input_tokens + output_tokens
+        prices = self._prices or self.price_table
+        cost = prices.cost_of(
+            model,
+            provider,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cached_input_tokens=fields.get("cached_input_tokens"),
+            cache_creation_tokens=fields.get("cache_creation_tokens"),
+            reasoning_tokens=fields.get("reasoning_tokens"),
+        )
+        fields["call_id"] = handle.call_id
+        fields["timestamp"] = _EPOCH + timedelta(microseconds=handle.start_unix_ns // 1000)
+        fields["model"] = model
+        fields["service_name"] = self.service_name
+        fields["trace_id"] = handle.trace_id
+        fields["span_id"] = handle.span_id
+        fields["parent_span_id"] = handle.parent_span_id
+        fields["status"] = status
+        fields["duration_ms"] = duration_ms
+        fields["ttft_ms"] = ttft
+        fields["cost_usd"] = cost
+        fields["price_version"] = prices.version if cost is not None else None
+        fields["attributes"] = handle.attributes
+        return LLMCall.trusted(fields)
+
+    def _end_sdk_span(self, handle: CallHandle, record: LLMCall) -> None:
+        from opentelemetry.trace import Status, StatusCode
+
+        span = handle._otel_span
+        span.update_name(span_name(record))
+        span.set_attributes(call_attributes(record))
+        if record.status == "error":
+            span.set_status(Status(StatusCode.ERROR, record.error_type))
+        span.end(end_time=handle.start_unix_ns + round((record.duration_ms or 0.0) * 1e6))
+
+    async def _record_timed(
+        self,
+        handle: CallHandle,
+        latency_ms: float,
+        status: str,
+        error_type: str | None,
+        ttft_ms: float | None,
+    ) -> LLMCall:
+        latency_ms = check_millis("latency_ms", latency_ms)
+        if status not in _STATUSES:
+            raise ValueError(f"status must be one of {sorted(_STATUSES)}, got {status!r}")
+        if error_type is not None:
+            handle.set(error_type=error_type)
+        if ttft_ms is not None:
+            ttft_ns = int(check_millis("ttft_ms", ttft_ms) * 1e6)
+        self._begin(handle, start_unix_ns=time.time_ns() - int(latency_ms * 1e6))
+        if ttft_ms is not None:
+            handle._first_token_ns = handle._start_ns + ttft_ns
+        record = await self._end(handle, None, duration_ms=latency_ms, status=status)
+        assert record is not None
+        return record
+
+
+class _QueuedStore:
+    """Puts a store whose ``add`` may do I/O behind a bounded hand-off (backpressure when full)."""
+
+    def __init__(self, store: CallStore, max_pending: int = 10_000) -> None:
+        self.store = store
+        self.queue: BatchQueue[LLMCall] = BatchQueue(
+            store.add_many, max_size=max_pending, overflow="wait", name=f"{type(store).__name__}"
+        )
+
+    async def emit(self, calls: Sequence[LLMCall]) -> None:
+        await self.queue.put_many(calls)
+
+    async def flush(self) -> None:
+        await self.queue.flush()
+        await self.store.flush()
+
+    async def aclose(self) -> None:
+        await self.queue.aclose()
+
+
+class _AsyncSpanProcessor:
+    """An OTel SDK span processor that batches ended spans in an asyncio task, not a thread.
+
+    A user's ``SpanExporter.export`` is synchronous and may do network I/O, so each batch is
+    handed to it through ``asyncio.to_thread``; the batching and the queue stay on the loop.
+    """
+
+    def __init__(self, exporter: SpanExporter, max_queue_size: int = 32_768) -> None:
+        self.exporter = exporter
+        self.queue: BatchQueue[ReadableSpan] = BatchQueue(
+            self._export,
+            max_size=max_queue_size,
+            flush_interval=0.2,
+            overflow="drop_oldest",
+            retry=RetryPolicy(max_attempts=3),
+            name="span exporter",
+        )
+
+    async def _export(self, batch: list[ReadableSpan]) -> None:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        result = await asyncio.to_thread(self.exporter.export, batch)
+        if result is not SpanExportResult.SUCCESS:
+            raise Retryable(RuntimeError(f"{type(self.exporter).__name__} returned {result}"))
+
+    def on_start(self, span: object, parent_context: object = None) -> None:
+        """Nothing to do when a span starts."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Queue the ended span; the oldest is dropped (and counted) when the queue is full."""
+        self.queue.put_nowait(span)
+
+    def _on_ending(self, span: object) -> None:
+        """Nothing to do before a span ends (SDK hook)."""
+
+    def shutdown(self) -> None:
+        """The SDK's synchronous shutdown: the tracer's ``aclose`` does the real work."""
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """The SDK's synchronous flush cannot wait on the loop; ``await tracer.flush()`` does."""
+        return True
+
+    async def aclose(self) -> None:
+        await self.queue.aclose()
+        await asyncio.to_thread(self.exporter.shutdown)
+
+
+#: The RactoGateway name of the tracer.
+RactoTracer = AsyncTracer

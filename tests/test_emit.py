@@ -1,0 +1,203 @@
+"""BatchQueue (the one batching hand-off) and Emitter (the fan-out to sinks)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from asynctelemetry import LLMCall, StoreClosedError
+from asynctelemetry._emit import BatchQueue, Emitter, Retryable, RetryPolicy
+from tests.conftest import make_call
+
+FAST = RetryPolicy(initial=0.001, maximum=0.005, max_attempts=None)
+
+
+async def test_batches_are_delivered_in_order() -> None:
+    """Items come out oldest first, in batches no larger than batch_size."""
+    seen: list[list[int]] = []
+
+    async def handler(batch: list[int]) -> None:
+        seen.append(batch)
+
+    queue: BatchQueue[int] = BatchQueue(handler, batch_size=10, flush_interval=0.01)
+    await queue.put_many(range(35))
+    await queue.flush()
+    assert [x for batch in seen for x in batch] == list(range(35))
+    assert max(len(b) for b in seen) <= 10
+    assert queue.stats.delivered == 35
+    await queue.aclose()
+
+
+async def test_wait_policy_applies_backpressure_and_loses_nothing() -> None:
+    """Under "wait", put awaits room while the handler is slow; every item arrives."""
+    got: list[int] = []
+    gate = asyncio.Event()
+
+    async def handler(batch: list[int]) -> None:
+        await gate.wait()
+        got.extend(batch)
+
+    queue: BatchQueue[int] = BatchQueue(handler, max_size=5, batch_size=5, flush_interval=0)
+    producer = asyncio.create_task(queue.put_many(range(20)))
+    await asyncio.sleep(0.02)
+    assert not producer.done()  # blocked: the queue is full
+    assert queue.pending == 5
+    gate.set()
+    await producer
+    await queue.flush()
+    assert got == list(range(20))
+    assert queue.stats.dropped_overflow == 0
+    await queue.aclose()
+
+
+async def test_drop_oldest_counts_what_it_drops() -> None:
+    """Under "drop_oldest", put never waits; the oldest items are dropped and counted."""
+    got: list[int] = []
+    gate = asyncio.Event()
+
+    async def handler(batch: list[int]) -> None:
+        await gate.wait()
+        got.extend(batch)
+
+    queue: BatchQueue[int] = BatchQueue(
+        handler, max_size=10, batch_size=4, flush_interval=0, overflow="drop_oldest"
+    )
+    queue.put_nowait(-1)
+    await asyncio.sleep(0.01)  # the first batch (just -1) is now in flight
+    for i in range(30):
+        assert queue.put_nowait(i)
+    gate.set()
+    await queue.flush()
+    assert queue.stats.dropped_overflow == 30 + 1 - 10
+    assert got == [-1, *range(21, 30)]
+    assert queue.stats.accepted == queue.stats.delivered + queue.stats.dropped_overflow
+    await queue.aclose()
+
+
+async def test_retryable_failures_are_retried_until_they_succeed() -> None:
+    """A handler raising Retryable sees the same batch again; nothing is lost."""
+    attempts = 0
+    got: list[int] = []
+
+    async def handler(batch: list[int]) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts <= 3:
+            raise Retryable(OSError("disk full"))
+        got.extend(batch)
+
+    queue: BatchQueue[int] = BatchQueue(handler, flush_interval=0, retry=FAST)
+    await queue.put_many([1, 2, 3])
+    errors = 0
+    for _ in range(10):
+        try:
+            await queue.flush()
+            break
+        except OSError as exc:  # the error reaches flush() callers while the batch is failing
+            assert "disk full" in str(exc)
+            errors += 1
+    assert errors >= 1
+    assert got == [1, 2, 3]
+    assert queue.stats.retries == 3
+    await queue.aclose()
+
+
+async def test_batches_are_dropped_after_max_attempts_and_counted() -> None:
+    """With max_attempts, a batch that keeps failing is dropped and counted, not retried forever."""
+
+    async def handler(batch: list[int]) -> None:
+        raise Retryable(ConnectionError("down"))
+
+    policy = RetryPolicy(initial=0.001, maximum=0.002, max_attempts=3)
+    queue: BatchQueue[int] = BatchQueue(handler, flush_interval=0, retry=policy)
+    await queue.put_many([1, 2])
+    for _ in range(4):
+        try:
+            await queue.flush()
+            break
+        except ConnectionError:
+            pass
+    assert queue.stats.dropped_failed == 2
+    assert queue.stats.failed_batches == 1
+    await queue.aclose()
+
+
+async def test_aclose_respects_its_deadline_and_counts_the_undelivered() -> None:
+    """aclose returns by its deadline on a handler that never finishes; losses are counted."""
+
+    async def handler(batch: list[int]) -> None:
+        await asyncio.sleep(3600)
+
+    queue: BatchQueue[int] = BatchQueue(handler, flush_interval=0)
+    await queue.put_many(range(7))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await queue.aclose(timeout=0.1)
+    assert loop.time() - started < 1.0
+    assert queue.stats.dropped_on_close == 7
+    await queue.aclose()  # idempotent
+    with pytest.raises(StoreClosedError):
+        queue.put_nowait(1)
+
+
+async def test_aclose_finishes_even_when_the_caller_is_cancelled() -> None:
+    """Cleanup is shielded: cancelling the closing task still delivers what was queued."""
+    got: list[int] = []
+
+    async def handler(batch: list[int]) -> None:
+        await asyncio.sleep(0.05)
+        got.extend(batch)
+
+    queue: BatchQueue[int] = BatchQueue(handler, flush_interval=0)
+    await queue.put_many(range(5))
+    closer = asyncio.create_task(queue.aclose(timeout=2))
+    await asyncio.sleep(0.01)
+    closer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closer
+    assert got == list(range(5))
+
+
+class _Boom:
+    async def emit(self, calls: Sequence[LLMCall]) -> None:
+        raise RuntimeError("sink bug")
+
+    async def flush(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+class _Keep:
+    def __init__(self) -> None:
+        self.calls: list[LLMCall] = []
+
+    async def emit(self, calls: Sequence[LLMCall]) -> None:
+        self.calls.extend(calls)
+
+    async def flush(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_failing_sink_is_counted_and_never_stops_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Outside the test suite's strict mode, a sink error is logged, counted and contained."""
+    monkeypatch.setenv("ASYNCTELEMETRY_STRICT", "0")
+    keep = _Keep()
+    emitter = Emitter([_Boom(), keep])
+    await emitter.emit([make_call(1)])
+    assert emitter.errors == 1
+    assert [c.call_id for c in keep.calls] == ["call-000001"]
+
+
+async def test_strict_mode_surfaces_sink_bugs() -> None:
+    """Under the suite (ASYNCTELEMETRY_STRICT=1) an internal error is raised, not hidden."""
+    with pytest.raises(RuntimeError, match="sink bug"):
+        await Emitter([_Boom()]).emit([make_call(1)])
