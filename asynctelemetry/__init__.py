@@ -15,12 +15,15 @@ from ._exceptions import (
     StoreError,
     TelemetryError,
 )
+from ._pricing import DEFAULT_COST_TABLE, ModelPricing, PriceTable, compute_cost
 from ._record import LLMCall, SpanRecord
 from ._stores import CallStore, CallSummary, MemoryStore
+from ._usage import Usage, usage_from_response
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_COST_TABLE",
     "CallStore",
     "CallSummary",
     "ConfigError",
@@ -28,10 +31,15 @@ __all__ = [
     "LLMCall",
     "MemoryStore",
     "MissingDependencyError",
+    "ModelPricing",
+    "PriceTable",
     "SchemaVersionError",
     "SpanRecord",
     "StoreClosedError",
     "StoreError",
     "TelemetryError",
+    "Usage",
     "__version__",
+    "compute_cost",
+    "usage_from_response",
 ]

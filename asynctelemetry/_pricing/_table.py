@@ -1,0 +1,396 @@
+"""The price table: overrides, then genai-prices, then the bundled supplement, memoised per name.
+
+Layer 2. ``PriceTable.default()`` is one shared instance; ``with_overrides`` and ``from_file``
+derive new tables that share the price data but keep their own memo. Each distinct
+``(model, provider)`` is resolved once; after that :meth:`PriceTable.cost_of` is a dictionary hit
+and a few multiplications (the hot path of the tracer and the collector).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Final
+
+from pydantic import ValidationError
+
+from .._exceptions import ConfigError
+from ._genai import _FALLBACK_PROVIDERS, GenaiCatalog, genai_prices_version
+from ._model import ModelPricing, Rates, cost_from_rates, rates_of
+from ._names import candidates
+
+if TYPE_CHECKING:
+    from .._record import LLMCall
+
+__all__ = ["DEFAULT_COST_TABLE", "PriceTable", "compute_cost"]
+
+#: Most distinct (model, provider) pairs remembered by one table; past it the memo starts over.
+#: Bounds memory when a collector receives spans with endless distinct model names.
+MAX_MEMO: Final = 8192
+#: Keys allowed in supplement entries besides the ModelPricing fields (provenance only).
+_SUPPLEMENT_META: Final = frozenset({"provider", "source", "note"})
+_Key = tuple[str, str | None]
+
+
+class _PriceData:
+    """The shared, lazily loaded price data: the genai-prices catalog and our supplement."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._catalog: GenaiCatalog | None = None
+        self._supplement: dict[str, ModelPricing] | None = None
+        self._flat: dict[int, ModelPricing | None] = {}
+
+    @property
+    def catalog(self) -> GenaiCatalog:
+        if self._catalog is None:
+            with self._lock:
+                if self._catalog is None:
+                    self._catalog = GenaiCatalog()
+        return self._catalog
+
+    @property
+    def supplement(self) -> dict[str, ModelPricing]:
+        if self._supplement is None:
+            text = resources.files("asynctelemetry").joinpath("_prices_supplement.json").read_text()
+            models = json.loads(text)["models"]
+            self._supplement = {
+                name.lower(): ModelPricing.model_validate(
+                    {k: v for k, v in entry.items() if k not in _SUPPLEMENT_META}
+                )
+                for name, entry in models.items()
+            }
+        return self._supplement
+
+    def from_genai(self, ref: str, hint: str | None) -> ModelPricing | None:
+        catalog = self.catalog
+        model = catalog.find(ref, catalog.provider_id(hint))
+        if model is None:
+            return None
+        key = id(model)  # genai-prices' ModelInfo objects live as long as the module
+        if key not in self._flat:
+            self._flat[key] = catalog.pricing(model)
+        return self._flat[key]
+
+
+_DATA = _PriceData()
+
+
+def _named(table: Mapping[str, ModelPricing], ref: str, hint: str | None) -> ModelPricing | None:
+    if hint is not None and (found := table.get(f"{hint}/{ref}")) is not None:
+        return found
+    return table.get(ref)
+
+
+class PriceTable:
+    """Model prices with name resolution and a per-name memo.
+
+    Resolution order for a model name: your overrides, then genai-prices (pydantic's maintained
+    price database, bundled with the installed package, never fetched), then asynctelemetry's
+    bundled supplement. Within each, the name is tried as given, without a provider path prefix,
+    as a Bedrock id, without ``-latest`` and without a trailing date (see ``docs/pricing.md``).
+    """
+
+    __slots__ = ("__weakref__", "_overrides", "_pricing", "_rates", "_suffix", "_version")
+
+    _default: PriceTable | None = None
+
+    def __init__(
+        self,
+        overrides: Mapping[str, ModelPricing | Mapping[str, Any]] | None = None,
+        *,
+        _suffix: str = "",
+    ) -> None:
+        """A table over the default price data with ``overrides`` taking precedence.
+
+        Raises:
+            ConfigError: an override is not a valid price (negative, not finite, unknown key).
+        """
+        self._overrides = _validated(overrides or {})
+        self._suffix = _suffix
+        self._version: str | None = None
+        self._rates: dict[_Key, Rates | None] = {}
+        self._pricing: dict[_Key, ModelPricing | None] = {}
+
+    @classmethod
+    def default(cls) -> PriceTable:
+        """The shared default table (genai-prices is imported on its first lookup, not here)."""
+        if cls._default is None:
+            cls._default = cls()
+        return cls._default
+
+    @property
+    def version(self) -> str:
+        """Version of the price data, for ``LLMCall.price_version``: ``"genai-prices X.Y.Z"``.
+
+        ``+overrides:<sha256 prefix>`` is appended for tables with overrides, and
+        ``+file:<sha256 prefix>`` for tables read from a file.
+        """
+        if self._version is None:  # read package metadata once: the tracer asks on every call
+            self._version = f"genai-prices {genai_prices_version()}{self._suffix}"
+        return self._version
+
+    def lookup(self, model: str, provider: str | None = None) -> ModelPricing | None:
+        """The prices of ``model`` (``provider`` is a hint; wrong or unknown hints are ignored).
+
+        Returns ``None`` for a model nobody prices. Each distinct pair is resolved once.
+        """
+        key = (model, provider)
+        try:
+            return self._pricing[key]
+        except KeyError:
+            return self._fill(key)[0]
+
+    def cost_of(
+        self,
+        model: str,
+        provider: str | None = None,
+        *,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cached_input_tokens: int | None = None,
+        cache_creation_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
+    ) -> float | None:
+        """The cost in USD of one call, or ``None`` when the model's price is unknown.
+
+        Token semantics: ``input_tokens`` includes cached reads and cache writes;
+        ``output_tokens`` includes reasoning tokens (see ``docs/pricing.md``).
+        """
+        try:
+            rates = self._rates[(model, provider)]
+        except KeyError:
+            rates = self._fill((model, provider))[1]
+        if rates is None:
+            return None
+        return cost_from_rates(
+            rates,
+            input_tokens,
+            output_tokens,
+            cached_input_tokens,
+            cache_creation_tokens,
+            reasoning_tokens,
+        )
+
+    def cost(self, call: LLMCall) -> float | None:
+        """The cost of a recorded call; tries ``request_model`` when ``model`` has no price."""
+        cost = self.cost_of(
+            call.model,
+            call.provider,
+            input_tokens=call.input_tokens,
+            output_tokens=call.output_tokens,
+            cached_input_tokens=call.cached_input_tokens,
+            cache_creation_tokens=call.cache_creation_tokens,
+            reasoning_tokens=call.reasoning_tokens,
+        )
+        if cost is None and call.request_model and call.request_model != call.model:
+            cost = self.cost_of(
+                call.request_model,
+                call.provider,
+                input_tokens=call.input_tokens,
+                output_tokens=call.output_tokens,
+                cached_input_tokens=call.cached_input_tokens,
+                cache_creation_tokens=call.cache_creation_tokens,
+                reasoning_tokens=call.reasoning_tokens,
+            )
+        return cost
+
+    def with_overrides(
+        self, overrides: Mapping[str, ModelPricing | Mapping[str, Any]]
+    ) -> PriceTable:
+        """A new table whose ``overrides`` (model name → prices) win over everything else.
+
+        An override named ``gpt-4o`` also covers ``openai/gpt-4o`` and dated snapshots such as
+        ``gpt-4o-2024-08-06``; name ``azure/gpt-4o`` to override one provider only.
+
+        Raises:
+            ConfigError: a price is negative, not finite, or has an unknown field.
+        """
+        added = _validated(overrides)
+        return self._derive(added, f"+overrides:{_digest(added)}")
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> PriceTable:
+        """The default table with overrides read from a JSON or TOML file.
+
+        The file maps model names to prices, at top level or under a ``models`` key::
+
+            {"models": {"my-model": {"input_per_million": 1.0, "output_per_million": 2.0}}}
+
+        This reads the file synchronously: call it at start-up, not inside a busy event loop.
+
+        Raises:
+            ConfigError: the file is missing or unreadable, not valid JSON/TOML, or a price in it
+                is not valid; the message names the path and the reason.
+        """
+        where = os.fspath(path)
+        try:
+            with open(where, "rb") as handle:
+                raw = handle.read()
+        except OSError as exc:
+            raise ConfigError(
+                f"price file {where}: cannot read it ({exc.strerror or exc})"
+            ) from exc
+        data = _parse(where, raw)
+        try:
+            added = _validated(data)
+        except ConfigError as exc:
+            raise ConfigError(f"price file {where}: {exc}") from exc
+        digest = hashlib.sha256(raw).hexdigest()[:12]
+        return cls.default()._derive(added, f"+file:{digest}")
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _derive(self, added: dict[str, ModelPricing], suffix: str) -> PriceTable:
+        table = PriceTable(_suffix=self._suffix + suffix)
+        table._overrides = {**self._overrides, **added}
+        return table
+
+    def _fill(self, key: _Key) -> tuple[ModelPricing | None, Rates | None]:
+        pricing = self._resolve(*key)
+        rates = None if pricing is None else rates_of(pricing)
+        if len(self._pricing) >= MAX_MEMO:
+            self._pricing.clear()
+            self._rates.clear()
+            if _DATA._catalog is not None:
+                _DATA.catalog.reset_caches()
+        self._pricing[key] = pricing
+        self._rates[key] = rates
+        return pricing, rates
+
+    def _resolve(self, model: str, provider: str | None) -> ModelPricing | None:
+        if not isinstance(model, str) or not model.strip():
+            return None
+        names = candidates(model, provider)
+        if self._overrides:
+            for ref, hint in names:
+                if (found := _named(self._overrides, ref, hint)) is not None:
+                    return found
+        for ref, hint in names:
+            if (found := _DATA.from_genai(ref, hint)) is not None:
+                return found
+        supplement = _DATA.supplement
+        for ref, hint in names:
+            if (found := _named(supplement, ref, hint)) is not None:
+                return found
+        return None
+
+
+def _validated(overrides: Mapping[str, Any]) -> dict[str, ModelPricing]:
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(
+            f"price overrides must map model names to prices, got {type(overrides).__name__}"
+        )
+    out: dict[str, ModelPricing] = {}
+    for name, value in overrides.items():
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"price override names must be non-empty strings, got {name!r}")
+        if isinstance(value, ModelPricing):
+            out[name.strip().lower()] = value
+            continue
+        if not isinstance(value, Mapping):
+            raise ConfigError(
+                f"price for {name!r} must be a table of rates, got {type(value).__name__}"
+            )
+        try:
+            out[name.strip().lower()] = ModelPricing.model_validate(dict(value))
+        except ValidationError as exc:
+            reasons = "; ".join(
+                f"{'.'.join(map(str, err['loc'])) or 'value'}: {err['msg']}" for err in exc.errors()
+            )
+            raise ConfigError(f"price for {name!r} is not valid: {reasons}") from exc
+    return out
+
+
+def _digest(overrides: dict[str, ModelPricing]) -> str:
+    canonical = json.dumps(
+        {name: pricing.model_dump(mode="json") for name, pricing in sorted(overrides.items())},
+        sort_keys=True,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:8]
+
+
+def _parse(where: str, raw: bytes) -> Mapping[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+        if where.lower().endswith(".toml"):
+            import tomllib
+
+            data: Any = tomllib.loads(text)
+        else:
+            data = json.loads(text, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, TOMLDecodeError
+        kind = "TOML" if where.lower().endswith(".toml") else "JSON"
+        raise ConfigError(f"price file {where}: not valid {kind} ({exc})") from exc
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"price file {where}: expected a table of models, got {type(data).__name__}"
+        )
+    models = data.get("models", data)
+    if not isinstance(models, Mapping):
+        raise ConfigError(f"price file {where}: 'models' must be a table of models")
+    return models
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a price")
+
+
+def compute_cost(model: str, input_tokens: int, output_tokens: int) -> float:
+    """Racto-compatible: the cost in USD from the default table, ``0.0`` for an unknown model."""
+    cost = PriceTable.default().cost_of(
+        model, input_tokens=input_tokens, output_tokens=output_tokens
+    )
+    return 0.0 if cost is None or not math.isfinite(cost) else cost
+
+
+class _DefaultCostTable(Mapping[str, ModelPricing]):
+    """Every model the default table knows, by genai-prices id and supplement name; lazy.
+
+    Iteration lists canonical ids; indexing also resolves aliases (``"gpt-4o-2024-08-06"``,
+    ``"openai/gpt-4o"``) through :meth:`PriceTable.lookup`.
+    """
+
+    def __init__(self) -> None:
+        self._all: dict[str, ModelPricing] | None = None
+
+    def _models(self) -> dict[str, ModelPricing]:
+        if self._all is None:
+            catalog = _DATA.catalog
+            order = {name: i for i, name in enumerate(_FALLBACK_PROVIDERS)}
+            ranked = sorted(
+                catalog.iter_models(), key=lambda item: order.get(item[0], len(order))
+            )  # first parties first; sorted() is stable, so genai-prices' order otherwise
+            everything: dict[str, ModelPricing] = {}
+            for _, model in ranked:
+                name = model.id.lower()
+                if name not in everything and (pricing := catalog.pricing(model)) is not None:
+                    everything[name] = pricing
+            for name, pricing in _DATA.supplement.items():
+                everything.setdefault(name, pricing)
+            self._all = everything
+        return self._all
+
+    def __getitem__(self, model: str) -> ModelPricing:
+        if isinstance(model, str):
+            found = self._models().get(model.lower()) or PriceTable.default().lookup(model)
+            if found is not None:
+                return found
+        raise KeyError(model)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._models())
+
+    def __len__(self) -> int:
+        return len(self._models())
+
+    def __repr__(self) -> str:
+        return "DEFAULT_COST_TABLE(<genai-prices + supplement>)"
+
+
+DEFAULT_COST_TABLE: Mapping[str, ModelPricing] = _DefaultCostTable()

@@ -1,0 +1,366 @@
+"""Token usage read from provider responses by duck typing: no SDK is imported.
+
+:func:`usage_from_response` reads a whole response, :func:`usage_from_chunk` one streaming event;
+both work on SDK objects (attributes) and on decoded JSON (dicts, camelCase or snake_case keys).
+Every result is normalised to asynctelemetry's token semantics: ``input_tokens`` includes cache
+reads and cache writes, ``output_tokens`` includes reasoning tokens. Anthropic (and Bedrock
+Converse) report input *excluding* cache reads and writes, so their three counts are added up.
+
+Shapes are data (:data:`SHAPES`): each maps our fields to the paths it sums, so supporting another
+provider is a table entry, not a branch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Final
+
+from ._record import MAX_TOKENS
+
+__all__ = ["SHAPES", "Usage", "usage_from_chunk", "usage_from_response"]
+
+_TOKEN_FIELDS: Final = (
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cached_input_tokens",
+    "cache_creation_tokens",
+    "reasoning_tokens",
+)
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts of one call in asynctelemetry's semantics, plus tool calls and model.
+
+    ``input_tokens`` includes ``cached_input_tokens`` and ``cache_creation_tokens``;
+    ``output_tokens`` includes ``reasoning_tokens``. ``None`` means "not reported".
+    """
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    cache_creation_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    tool_calls: int = 0
+    response_model: str | None = None
+
+    def merge(self, other: Usage | None) -> Usage:
+        """Combine successive partial usages of one stream into a new :class:`Usage`.
+
+        Token counts and the model: the later non-``None`` value wins (providers report
+        cumulative counts). Tool calls add up (each event reports the calls it starts). When the
+        later part gives no total, the total is recomputed from input and output.
+        """
+        if other is None:
+            return Usage(*(getattr(self, f.name) for f in fields(self)))
+        merged = Usage(tool_calls=self.tool_calls + other.tool_calls)
+        for name in (*_TOKEN_FIELDS, "response_model"):
+            value = getattr(other, name)
+            setattr(merged, name, getattr(self, name) if value is None else value)
+        if other.total_tokens is None:
+            merged.total_tokens = _total(merged.input_tokens, merged.output_tokens)
+            if merged.total_tokens is None:
+                merged.total_tokens = self.total_tokens
+        return merged
+
+    def as_fields(self) -> dict[str, int]:
+        """The token counts that are known, by :class:`LLMCall` field name (for ``set_usage``)."""
+        out = {name: value for name in _TOKEN_FIELDS if (value := getattr(self, name)) is not None}
+        return out
+
+
+# A path is a tuple of snake_case steps; the camelCase spelling of each step is tried too.
+_Path = tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """How one provider's usage block maps to our fields: each field sums its paths."""
+
+    name: str
+    fields: Mapping[str, tuple[_Path, ...]]
+
+
+#: Usage shapes, by the key that identifies them inside the usage block.
+SHAPES: Final = {
+    # OpenAI Chat Completions and every OpenAI-compatible API (Mistral, DeepSeek, Groq, …).
+    "openai_chat": Shape(
+        "openai_chat",
+        {
+            "input_tokens": (("prompt_tokens",),),
+            "output_tokens": (("completion_tokens",),),
+            "total_tokens": (("total_tokens",),),
+            "cached_input_tokens": (("prompt_tokens_details", "cached_tokens"),),
+            "cache_creation_tokens": (("prompt_tokens_details", "cache_write_tokens"),),
+            "reasoning_tokens": (("completion_tokens_details", "reasoning_tokens"),),
+        },
+    ),
+    # OpenAI Responses API: input includes cached, output includes reasoning (as ours).
+    "openai_responses": Shape(
+        "openai_responses",
+        {
+            "input_tokens": (("input_tokens",),),
+            "output_tokens": (("output_tokens",),),
+            "total_tokens": (("total_tokens",),),
+            "cached_input_tokens": (("input_tokens_details", "cached_tokens"),),
+            "cache_creation_tokens": (("input_tokens_details", "cache_write_tokens"),),
+            "reasoning_tokens": (("output_tokens_details", "reasoning_tokens"),),
+        },
+    ),
+    # Anthropic Messages: input_tokens EXCLUDES cache reads and writes; add the three.
+    "anthropic": Shape(
+        "anthropic",
+        {
+            "input_tokens": (
+                ("input_tokens",),
+                ("cache_read_input_tokens",),
+                ("cache_creation_input_tokens",),
+            ),
+            "output_tokens": (("output_tokens",),),
+            "cached_input_tokens": (("cache_read_input_tokens",),),
+            "cache_creation_tokens": (("cache_creation_input_tokens",),),
+            "reasoning_tokens": (("output_tokens_details", "thinking_tokens"),),
+        },
+    ),
+    # Bedrock Converse: inputTokens excludes cache reads and writes, like Anthropic.
+    "bedrock_converse": Shape(
+        "bedrock_converse",
+        {
+            "input_tokens": (
+                ("input_tokens",),
+                ("cache_read_input_tokens",),
+                ("cache_write_input_tokens",),
+            ),
+            "output_tokens": (("output_tokens",),),
+            "total_tokens": (("total_tokens",),),
+            "cached_input_tokens": (("cache_read_input_tokens",),),
+            "cache_creation_tokens": (("cache_write_input_tokens",),),
+        },
+    ),
+    # Google GenAI (Gemini API, Vertex): prompt includes cached content; candidates exclude
+    # thoughts, so output = candidates + thoughts; tool-use prompt tokens are input.
+    "google": Shape(
+        "google",
+        {
+            "input_tokens": (("prompt_token_count",), ("tool_use_prompt_token_count",)),
+            "output_tokens": (("candidates_token_count",), ("thoughts_token_count",)),
+            "total_tokens": (("total_token_count",),),
+            "cached_input_tokens": (("cached_content_token_count",),),
+            "reasoning_tokens": (("thoughts_token_count",),),
+        },
+    ),
+}
+
+_RESPONSES_OBJECTS: Final = frozenset({"response"})
+#: Output item types of the Responses API that are tool calls.
+_RESPONSES_TOOL_SUFFIX: Final = "_call"
+#: Anthropic content block types that are tool calls.
+_ANTHROPIC_TOOL_BLOCKS: Final = frozenset({"tool_use", "server_tool_use"})
+
+
+def usage_from_response(resp: object) -> Usage | None:
+    """Read the usage of a whole response (OpenAI Chat/Responses, Anthropic, Google GenAI).
+
+    Returns ``None`` when the object carries no usage block. Never raises on odd input: values
+    that are not non-negative integers are treated as missing.
+    """
+    if resp is None:
+        return None
+    google = _get(resp, "usage_metadata")
+    if google is not None:
+        usage = _read(google, SHAPES["google"])
+        usage.tool_calls = _google_tool_calls(resp)
+        usage.response_model = _str(_get(resp, "model_version")) or _str(_get(resp, "model"))
+        return _with_total(usage)
+    block = _get(resp, "usage")
+    if block is None or isinstance(block, (str, bytes, int, float)):
+        return None
+    shape = _shape_of(resp, block)
+    usage = _read(block, shape)
+    usage.response_model = _str(_get(resp, "model"))
+    if shape.name == "openai_chat":
+        usage.tool_calls = _openai_chat_tool_calls(resp)
+    elif shape.name == "openai_responses":
+        usage.tool_calls = _count(
+            _get(resp, "output"), lambda item: _type_of(item).endswith(_RESPONSES_TOOL_SUFFIX)
+        )
+    elif shape.name == "anthropic":
+        usage.tool_calls = _count(
+            _get(resp, "content"), lambda item: _type_of(item) in _ANTHROPIC_TOOL_BLOCKS
+        )
+    elif shape.name == "bedrock_converse":
+        message = _get(_get(resp, "output"), "message")
+        usage.tool_calls = _count(
+            _get(message, "content"), lambda item: _get(item, "tool_use") is not None
+        )
+    return _with_total(usage)
+
+
+def usage_from_chunk(chunk: object) -> Usage | None:
+    """Read what one streaming event says about usage; merge them with :meth:`Usage.merge`.
+
+    Understands OpenAI Chat chunks (the final chunk's ``usage``; tool calls started in deltas),
+    OpenAI Responses events (``response.completed``), Anthropic events (``message_start`` for the
+    input side, ``message_delta`` for output, ``content_block_start`` for tool calls) and Google
+    GenAI chunks. Returns ``None`` for events that say nothing about usage or tool calls.
+    """
+    if chunk is None:
+        return None
+    kind = _type_of(chunk)
+    if kind == "message_start":
+        message = _get(chunk, "message")
+        usage = _read(_get(message, "usage"), SHAPES["anthropic"])
+        usage.response_model = _str(_get(message, "model"))
+        return _nonempty(usage)
+    if kind == "message_delta":
+        return _nonempty(_read(_get(chunk, "usage"), SHAPES["anthropic"]))
+    if kind == "content_block_start":
+        block = _get(chunk, "content_block")
+        return Usage(tool_calls=1) if _type_of(block) in _ANTHROPIC_TOOL_BLOCKS else None
+    if kind.startswith("response."):
+        if kind in ("response.completed", "response.incomplete", "response.failed"):
+            return usage_from_response(_get(chunk, "response"))
+        return None
+    if _get(chunk, "usage_metadata") is not None:
+        return _nonempty(usage_from_response(chunk))
+    # OpenAI Chat Completions chunk: usage only on the last one; tool calls begin with an id.
+    started = 0
+    for choice in _items(_get(chunk, "choices")):
+        for call in _items(_get(_get(choice, "delta"), "tool_calls")):
+            if _get(call, "id"):
+                started += 1
+    block = _get(chunk, "usage")
+    if block is not None and not isinstance(block, (str, bytes, int, float)):
+        usage = _read(block, SHAPES["openai_chat"])
+        usage.response_model = _str(_get(chunk, "model"))
+        usage.tool_calls = started
+        return _with_total(usage)
+    return Usage(tool_calls=started) if started else None
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _get(obj: object, name: str) -> Any:
+    """``obj[name]`` or ``obj.name``, trying the camelCase spelling too; ``None`` if absent."""
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        value = obj.get(name)
+        return obj.get(_camel(name)) if value is None and "_" in name else value
+    value = getattr(obj, name, None)
+    if value is None and "_" in name:
+        value = getattr(obj, _camel(name), None)
+    return value
+
+
+def _tokens(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 <= value <= MAX_TOKENS else None
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return _tokens(int(value))
+    return None
+
+
+def _read(block: object, shape: Shape) -> Usage:
+    usage = Usage()
+    if block is None:
+        return usage
+    for name, paths in shape.fields.items():
+        total: int | None = None
+        for path in paths:
+            node: object = block
+            for step in path:
+                node = _get(node, step)
+            count = _tokens(node)
+            if count is not None:
+                total = count if total is None else total + count
+        setattr(usage, name, total)
+    return usage
+
+
+def _shape_of(resp: object, block: object) -> Shape:
+    if _get(block, "prompt_tokens") is not None or _get(block, "completion_tokens") is not None:
+        return SHAPES["openai_chat"]
+    if isinstance(block, Mapping) and "inputTokens" in block:
+        return SHAPES["bedrock_converse"]
+    if (
+        _get(block, "input_tokens_details") is not None
+        or _get(block, "output_tokens_details") is not None
+        or _str(_get(resp, "object")) in _RESPONSES_OBJECTS
+    ):
+        return SHAPES["openai_responses"]
+    if _get(resp, "output") is not None and _get(resp, "content") is None:
+        # Responses API without details, or Bedrock Converse as an object.
+        if _get(block, "input_tokens") is None and _get(block, "inputTokens") is not None:
+            return SHAPES["bedrock_converse"]
+        return SHAPES["openai_responses"]
+    # Anthropic: "type": "message", cache_* keys, or input/output tokens alone (the same either
+    # way when no cache is reported).
+    return SHAPES["anthropic"]
+
+
+def _with_total(usage: Usage) -> Usage:
+    if usage.total_tokens is None:
+        usage.total_tokens = _total(usage.input_tokens, usage.output_tokens)
+    return usage
+
+
+def _total(input_tokens: int | None, output_tokens: int | None) -> int | None:
+    if input_tokens is None or output_tokens is None:
+        return None
+    return input_tokens + output_tokens
+
+
+def _nonempty(usage: Usage | None) -> Usage | None:
+    if usage is None:
+        return None
+    if usage.tool_calls or any(getattr(usage, name) is not None for name in _TOKEN_FIELDS):
+        return usage
+    return None
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _type_of(item: object) -> str:
+    kind = _get(item, "type")
+    return kind if isinstance(kind, str) else ""
+
+
+def _items(value: object) -> Sequence[Any]:
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return value
+    return ()
+
+
+def _count(items: object, predicate: Any) -> int:
+    return sum(1 for item in _items(items) if predicate(item))
+
+
+def _openai_chat_tool_calls(resp: object) -> int:
+    total = 0
+    for choice in _items(_get(resp, "choices")):
+        total += len(_items(_get(_get(choice, "message"), "tool_calls")))
+    return total
+
+
+def _google_tool_calls(resp: object) -> int:
+    total = 0
+    for candidate in _items(_get(resp, "candidates")):
+        for part in _items(_get(_get(candidate, "content"), "parts")):
+            if _get(part, "function_call") is not None:
+                total += 1
+    return total
