@@ -1,0 +1,108 @@
+"""MemoryStore: the ring buffer, the shared filter semantics, summaries and replay."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+
+import pytest
+
+from asynctelemetry import LLMCall, MemoryStore, StoreClosedError
+from asynctelemetry._stores import nearest_rank, percentile
+from tests.conftest import T0, make_call
+
+
+async def test_ring_buffer_drops_oldest_and_counts() -> None:
+    """A full store drops its oldest calls and counts them."""
+    store = MemoryStore(capacity=10)
+    for i in range(15):
+        await store.add(make_call(i))
+    await store.add_many([make_call(i) for i in range(15, 18)])
+    assert len(store) == 10
+    assert store.dropped == 8
+    assert [c.call_id for c in await store.query()] == [f"call-{i:06d}" for i in range(8, 18)]
+
+
+async def test_filters_ordering_and_limit(calls: list[LLMCall]) -> None:
+    """Every filter matches exactly; since is inclusive, until exclusive; limit after ordering."""
+    store = MemoryStore(capacity=100)
+    await store.add_many(list(reversed(calls)))  # insertion order must not matter
+    everything = await store.query()
+    assert [c.call_id for c in everything] == [c.call_id for c in calls]
+    window = await store.query(since=T0 + timedelta(seconds=5), until=T0 + timedelta(seconds=8))
+    assert [c.call_id for c in window] == ["call-000005", "call-000006", "call-000007"]
+    assert all(c.model == "gpt-4o" for c in await store.query(model="gpt-4o"))
+    assert await store.count(model="gpt-4o") == sum(c.model == "gpt-4o" for c in calls)
+    assert await store.count(provider="anthropic", status="error") == sum(
+        c.provider == "anthropic" and c.status == "error" for c in calls
+    )
+    assert await store.count(session_id="s1") == 10
+    newest = await store.query(newest_first=True, limit=3)
+    assert [c.call_id for c in newest] == ["call-000039", "call-000038", "call-000037"]
+    assert await store.query(limit=0) == []
+    with pytest.raises(ValueError):
+        await store.query(limit=-1)
+
+
+def test_nearest_rank_percentiles_are_exact() -> None:
+    """Nearest rank: p-th percentile is the value at rank ceil(p/100 * n)."""
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 95) == 95.0
+    assert percentile(values, 100) == 100.0
+    assert percentile([3.0, 7.0], 50) == 3.0
+    assert percentile([3.0, 7.0], 51) == 7.0
+    assert percentile([42.0], 1) == 42.0
+    assert percentile([], 50) is None
+    assert nearest_rank(20, 95) == 19
+
+
+async def test_summary_totals_and_percentiles(calls: list[LLMCall]) -> None:
+    """Summary rows total tokens and costs and give nearest-rank latency percentiles."""
+    store = MemoryStore(capacity=100)
+    await store.add_many([*calls, make_call(99, model="mystery", cost_usd=None)])
+    rows = {row.key: row for row in await store.summary(by="model")}
+    gpt = [c for c in calls if c.model == "gpt-4o"]
+    row = rows["gpt-4o"]
+    assert row.calls == len(gpt)
+    assert row.errors == sum(c.status == "error" for c in gpt)
+    assert row.input_tokens == sum(c.input_tokens or 0 for c in gpt)
+    assert row.cost_usd == pytest.approx(sum(c.cost_usd or 0 for c in gpt))
+    latencies = sorted(c.duration_ms or 0 for c in gpt)
+    assert row.p50_latency_ms == latencies[nearest_rank(len(latencies), 50) - 1]
+    assert row.p95_latency_ms == latencies[nearest_rank(len(latencies), 95) - 1]
+    assert rows["mystery"].unpriced_calls == 1 and rows["mystery"].cost_usd == 0.0
+    by_session = await store.summary(by="session")
+    assert sorted(r.key or "" for r in by_session) == ["s0", "s1", "s2", "s3"]
+    assert sum(r.calls for r in await store.summary(by="provider", status="ok")) == 36
+    with pytest.raises(ValueError):
+        await store.summary(by="colour")  # type: ignore[arg-type]
+
+
+async def test_replay_is_oldest_first_and_paced() -> None:
+    """replay yields oldest first; speed keeps the original intervals divided by speed."""
+    store = MemoryStore()
+    base = [make_call(i, timestamp=T0 + timedelta(milliseconds=100 * i)) for i in range(4)]
+    await store.add_many(list(reversed(base)))
+    fast = [c.call_id async for c in store.replay()]
+    assert fast == [c.call_id for c in base]
+    started = time.monotonic()
+    paced = [c async for c in store.replay(speed=2.0)]
+    elapsed = time.monotonic() - started
+    assert len(paced) == 4
+    assert 0.14 <= elapsed < 0.6  # 300 ms of original spacing at 2x is 150 ms
+    assert [c.call_id async for c in store.replay(model="gpt-4o")] == ["call-000000", "call-000003"]
+    with pytest.raises(ValueError):
+        [c async for c in store.replay(speed=0)]
+
+
+async def test_closed_store_refuses_writes() -> None:
+    """After aclose, writes raise StoreClosedError; what was kept stays readable."""
+    async with MemoryStore() as store:
+        await store.add(make_call(1))
+    with pytest.raises(StoreClosedError):
+        await store.add(make_call(2))
+    assert await store.count() == 1
+    await store.aclose()  # idempotent
+    await asyncio.sleep(0)

@@ -1,0 +1,303 @@
+"""AsyncTracer: timing, statuses, nesting, concurrency, pricing, sinks and Racto methods."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from typing import TYPE_CHECKING
+
+import pytest
+
+from asynctelemetry import LLMCall, MemoryStore, StoreClosedError
+from asynctelemetry._tracer import AsyncTracer, RactoTracer
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+async def test_a_traced_call_is_timed_priced_and_kept() -> None:
+    """An ok call carries its timing, usage, cost and price version, in memory and in the store."""
+    store = MemoryStore()
+    async with AsyncTracer(store=store, in_memory=True, service_name="svc") as tracer:
+        async with tracer.llm_call(provider="openai", model="gpt-4o", session_id="s1") as call:
+            await asyncio.sleep(0.02)
+            call.first_token()
+            await asyncio.sleep(0.01)
+            call.set_usage(input_tokens=1000, output_tokens=100, cached_input_tokens=400)
+            call.set(cache_hit="miss", tool_calls=2, response_model="gpt-4o-2024-08-06")
+        [record] = tracer.spans
+    assert record.status == "ok" and record.error_type is None
+    assert record.model == "gpt-4o-2024-08-06" and record.request_model == "gpt-4o"
+    assert record.provider == "openai" and record.session_id == "s1"
+    assert record.service_name == "svc" and record.source == "tracer"
+    assert record.duration_ms is not None and 29 <= record.duration_ms < 500
+    assert record.ttft_ms is not None and 19 <= record.ttft_ms < record.duration_ms
+    assert record.total_tokens == 1100 and record.tool_calls == 2
+    # 600 uncached at $2.50/M, 400 cached at $1.25/M, 100 output at $10/M
+    assert record.cost_usd == pytest.approx(600 * 2.5e-6 + 400 * 1.25e-6 + 100 * 10e-6)
+    assert record.price_version and "genai-prices" in record.price_version
+    assert record.call_id == record.span_id and len(record.span_id or "") == 16
+    assert len(record.trace_id or "") == 32 and record.parent_span_id is None
+    assert await store.query() == [record]
+
+
+async def test_errors_propagate_and_are_recorded() -> None:
+    """An exception in the block propagates unchanged; the call is an error with its class name."""
+    tracer = AsyncTracer(in_memory=True)
+
+    class RateLimitError(Exception):
+        pass
+
+    with pytest.raises(RateLimitError, match="slow down"):
+        async with tracer.llm_call(provider="openai", model="gpt-4o"):
+            raise RateLimitError("slow down")
+    [record] = tracer.spans
+    assert record.status == "error" and record.error_type == "RateLimitError"
+    await tracer.aclose()
+
+
+async def test_cancellation_propagates_and_is_recorded() -> None:
+    """Cancelling the task cancels the call; the record says cancelled."""
+    tracer = AsyncTracer(in_memory=True)
+    started = asyncio.Event()
+
+    async def work() -> None:
+        async with tracer.llm_call(provider="anthropic", model="claude-sonnet-4-5"):
+            started.set()
+            await asyncio.sleep(10)
+
+    task = asyncio.create_task(work())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    [record] = tracer.spans
+    assert record.status == "cancelled" and record.error_type is None
+    await tracer.aclose()
+
+
+async def test_fail_marks_an_error_without_raising() -> None:
+    """call.fail() records an error response the caller handled itself."""
+    async with AsyncTracer(in_memory=True) as tracer:
+        async with tracer.llm_call(model="gpt-4o") as call:
+            call.fail("HTTPError", status_code=503)
+        [record] = tracer.spans
+    assert (record.status, record.error_type, record.status_code) == ("error", "HTTPError", 503)
+
+
+async def test_nested_calls_are_children_and_share_the_trace() -> None:
+    """A call inside a call is its child, in the same trace."""
+    async with AsyncTracer(in_memory=True) as tracer:
+        async with tracer.llm_call(model="gpt-4o") as outer:
+            async with tracer.llm_call(model="gpt-4o-mini") as inner:
+                pass
+            async with tracer.llm_call(model="gpt-4o-mini") as sibling:
+                pass
+        async with tracer.llm_call(model="gpt-4o") as later:
+            pass
+    assert inner.parent_span_id == outer.span_id == sibling.parent_span_id
+    assert inner.trace_id == outer.trace_id
+    assert later.parent_span_id is None and later.trace_id != outer.trace_id
+
+
+async def test_parent_is_the_current_opentelemetry_span() -> None:
+    """A call made inside a user's OTel span joins that span's trace as its child."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    user_tracer = TracerProvider().get_tracer("app")
+    async with AsyncTracer(in_memory=True) as tracer:
+        with user_tracer.start_as_current_span("handle request") as span:
+            async with tracer.llm_call(model="gpt-4o") as call:
+                pass
+    ctx = span.get_span_context()
+    assert call.trace_id == f"{ctx.trace_id:032x}"
+    assert call.parent_span_id == f"{ctx.span_id:016x}"
+
+
+async def test_thousands_of_concurrent_calls_each_get_their_own_record() -> None:
+    """5,000 concurrent calls in as many tasks give 5,000 distinct, correct records."""
+    store = MemoryStore(capacity=10_000)
+    async with AsyncTracer(store=store) as tracer:
+
+        async def one(i: int) -> None:
+            async with tracer.llm_call(model="gpt-4o-mini", provider="openai") as call:
+                await asyncio.sleep(0.001 * (i % 5))
+                call.set_usage(input_tokens=i, output_tokens=1)
+                async with tracer.llm_call(model="text-embedding-3-small", operation="embed"):
+                    pass
+
+        await asyncio.gather(*(one(i) for i in range(5000)))
+    chats = await store.query(model="gpt-4o-mini")
+    embeds = await store.query(model="text-embedding-3-small")
+    assert len(chats) == len(embeds) == 5000
+    assert sorted(c.input_tokens or 0 for c in chats) == list(range(5000))
+    assert len({c.call_id for c in chats + embeds}) == 10_000
+    parents = {c.span_id for c in chats}
+    assert all(e.parent_span_id in parents for e in embeds)
+
+
+async def test_unknown_models_have_no_cost() -> None:
+    """A model the price table does not know gets cost None and no price version."""
+    async with AsyncTracer(in_memory=True) as tracer:
+        async with tracer.llm_call(model="my-finetune-xyz", provider="acme") as call:
+            call.set_usage(input_tokens=10, output_tokens=5)
+        [record] = tracer.spans
+    assert record.cost_usd is None and record.price_version is None
+
+
+async def test_anthropic_shaped_usage_is_normalised() -> None:
+    """input_includes_cache=False adds cache reads and writes to input tokens."""
+    async with AsyncTracer(in_memory=True) as tracer:
+        async with tracer.llm_call(model="claude-sonnet-4-5", provider="anthropic") as call:
+            call.set_usage(
+                input_tokens=100,
+                output_tokens=50,
+                cached_input_tokens=1000,
+                cache_creation_tokens=200,
+                input_includes_cache=False,
+            )
+        [record] = tracer.spans
+    assert record.input_tokens == 1300
+    # $3/M input, $0.30/M cache read, $3.75/M cache write, $15/M output
+    expected = 100 * 3e-6 + 1000 * 0.3e-6 + 200 * 3.75e-6 + 50 * 15e-6
+    assert record.cost_usd == pytest.approx(expected)
+
+
+async def test_price_overrides_take_precedence() -> None:
+    """A price_table mapping overrides the default prices."""
+    from asynctelemetry._pricing import ModelPricing
+
+    table = {"gpt-4o": ModelPricing(input_per_million=1.0, output_per_million=2.0)}
+    async with AsyncTracer(in_memory=True, price_table=table) as tracer:
+        await tracer.record_chat_span(
+            provider="openai", model="gpt-4o", latency_ms=10, input_tokens=1_000_000
+        )
+        [record] = tracer.spans
+    assert record.cost_usd == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param({"input_tokens": -1}, id="negative"),
+        pytest.param({"output_tokens": 1.5}, id="float"),
+        pytest.param({"reasoning_tokens": 2**60}, id="absurd"),
+        pytest.param({"cached_input_tokens": True}, id="bool"),
+    ],
+)
+async def test_bad_usage_raises_value_error(bad: dict[str, object]) -> None:
+    """set_usage rejects negative, non-integer and absurd counts with ValueError."""
+    async with AsyncTracer(in_memory=True) as tracer:
+        with pytest.raises(ValueError):
+            async with tracer.llm_call(model="gpt-4o") as call:
+                call.set_usage(**bad)  # type: ignore[arg-type]
+        [record] = tracer.spans
+    assert record.status == "error" and record.error_type == "ValueError"
+
+
+async def test_bad_fields_and_use_after_close() -> None:
+    """Unknown fields, wrong types, bad cache_hit and use after close are clear errors."""
+    tracer = AsyncTracer(in_memory=True)
+    async with tracer.llm_call(model="gpt-4o") as call:
+        with pytest.raises(ValueError, match="unknown call field"):
+            call.set(colour="red")
+        with pytest.raises(ValueError):
+            call.set(cache_hit="maybe")
+        with pytest.raises(ValueError):
+            call.set(provider=3)
+        with pytest.raises(ValueError):
+            call.set_attribute("x", [1, 2])  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        tracer.llm_call(model="")
+    await tracer.aclose()
+    with pytest.raises(StoreClosedError):
+        tracer.llm_call(model="gpt-4o")
+
+
+async def test_record_chat_and_embed_spans_are_racto_compatible() -> None:
+    """record_chat_span / record_embed_span are awaitable, take Racto's parameters, price calls."""
+    async with RactoTracer(in_memory=True) as tracer:
+        chat = await tracer.record_chat_span(
+            provider="openai",
+            model="gpt-4o-mini",
+            latency_ms=420.0,
+            input_tokens=1000,
+            output_tokens=200,
+            cache_hit="exact",
+            tool_calls=1,
+        )
+        embed = await tracer.record_embed_span(
+            provider="openai", model="text-embedding-3-small", latency_ms=12.5, input_tokens=5000
+        )
+        failed = await tracer.record_chat_span(
+            provider="google",
+            model="gemini-2.5-flash",
+            latency_ms=30,
+            status="error",
+            error_type="Timeout",
+        )
+        assert tracer.spans == [chat, embed, failed]
+        tracer.clear_spans()
+        assert tracer.spans == []
+        with pytest.raises(ValueError):
+            await tracer.record_chat_span(provider="openai", model="gpt-4o", latency_ms=-1)
+    assert chat.duration_ms == 420.0 and chat.operation == "chat" and chat.cache_hit == "exact"
+    assert chat.cost_usd == pytest.approx(1000 * 0.15e-6 + 200 * 0.6e-6)
+    assert embed.operation == "embed" and embed.cost_usd == pytest.approx(5000 * 0.02e-6)
+    assert failed.status == "error" and failed.error_type == "Timeout"
+
+
+class _SlowStore(MemoryStore):
+    """A store whose add does slow I/O, as a custom store might."""
+
+    nonblocking_add = False
+
+    async def add_many(self, calls: Sequence[LLMCall]) -> None:
+        await asyncio.sleep(0.05)
+        await super().add_many(calls)
+
+
+async def test_a_slow_store_is_kept_off_the_callers_path() -> None:
+    """A custom store's slow writes happen behind the bounded hand-off, not in the call."""
+    store = _SlowStore(capacity=1000)
+    tracer = AsyncTracer(store=store)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for _ in range(50):
+        async with tracer.llm_call(model="gpt-4o"):
+            pass
+    assert loop.time() - started < 0.05 * 3  # not 50 x 50 ms
+    await tracer.aclose()
+    assert await store.count() == 50
+
+
+async def test_an_unclosed_tracer_warns() -> None:
+    """A tracer that made calls and is garbage-collected open raises a ResourceWarning."""
+    tracer = AsyncTracer(in_memory=True)
+    async with tracer.llm_call(model="gpt-4o"):
+        pass
+    with pytest.warns(ResourceWarning, match="unclosed"):
+        del tracer
+        gc.collect()
+
+
+async def test_record_response_reads_openai_usage() -> None:
+    """call.record_response reads usage, tool calls and model from an OpenAI-shaped response."""
+    response = {
+        "model": "gpt-4o-2024-08-06",
+        "choices": [{"message": {"tool_calls": [{"id": "a"}, {"id": "b"}]}}],
+        "usage": {
+            "prompt_tokens": 900,
+            "completion_tokens": 300,
+            "total_tokens": 1200,
+            "prompt_tokens_details": {"cached_tokens": 512},
+            "completion_tokens_details": {"reasoning_tokens": 100},
+        },
+    }
+    async with AsyncTracer(in_memory=True) as tracer:
+        async with tracer.llm_call(model="gpt-4o", provider="openai") as call:
+            call.record_response(response)
+        [record] = tracer.spans
+    assert (record.input_tokens, record.output_tokens, record.total_tokens) == (900, 300, 1200)
+    assert (record.cached_input_tokens, record.reasoning_tokens) == (512, 100)
+    assert record.tool_calls == 2 and record.model == "gpt-4o-2024-08-06"
