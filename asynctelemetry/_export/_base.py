@@ -1,0 +1,262 @@
+"""What the OTLP exporters share: the queue, batching, encoding, retry hand-off and shutdown.
+
+Both transports (gRPC and HTTP) are a :class:`OTLPExporterBase` with a ``_send`` method. The
+queue is :class:`asynctelemetry._emit.BatchQueue` with ``overflow="drop_oldest"``: ``emit`` never
+waits (an LLM call must not slow down because a collector is slow or gone), a full queue drops its
+oldest call and counts it, and ``_send`` raises :class:`~asynctelemetry._emit.Retryable` for the
+failures the OTLP specification calls retryable, so the batch is tried again after a backoff with
+jitter (or after the delay the server asked for).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from .._emit import BatchQueue, RetryPolicy
+from .._exceptions import ConfigError, ExportError, StoreClosedError
+from ._encode import SpanEncoder
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from types import TracebackType
+    from typing import Self
+
+    from .._record import LLMCall
+
+__all__ = [
+    "DEFAULT_MAX_BATCH_SIZE",
+    "DEFAULT_MAX_QUEUE_SIZE",
+    "DEFAULT_SCHEDULE_DELAY",
+    "DEFAULT_SHUTDOWN_TIMEOUT",
+    "ExporterStats",
+    "OTLPExporterBase",
+]
+
+logger = logging.getLogger("asynctelemetry")
+
+#: Calls held while waiting to be sent: a 20,000-call burst from a tight loop fits with room.
+DEFAULT_MAX_QUEUE_SIZE: Final = 32_768
+#: Calls per export request (the OTel SDK's default too).
+DEFAULT_MAX_BATCH_SIZE: Final = 512
+#: Seconds a partial batch waits to fill before it is sent.
+DEFAULT_SCHEDULE_DELAY: Final = 0.2
+#: Seconds ``aclose()`` spends delivering what is queued before it gives up.
+DEFAULT_SHUTDOWN_TIMEOUT: Final = 5.0
+#: Default retry: 6 attempts, 0.1 s doubling to at most 5 s, full jitter (about 10 s in all).
+DEFAULT_RETRY: Final = RetryPolicy(initial=0.1, maximum=5.0, max_attempts=6)
+# Calls encoded between two yields to the event loop, so a 512-call batch never blocks it long.
+_ENCODE_SLICE: Final = 64
+
+
+@dataclass(frozen=True)
+class ExporterStats:
+    """A snapshot of what an exporter has done.
+
+    ``accepted`` = ``delivered`` + every ``dropped_*`` + ``pending`` (calls rejected by the server
+    through ``partial_success`` are counted as delivered and also in ``rejected``).
+    """
+
+    accepted: int
+    delivered: int
+    pending: int
+    dropped_overflow: int
+    dropped_failed: int
+    dropped_on_close: int
+    rejected: int
+    retries: int
+    failed_batches: int
+    requests: int
+    last_error: str | None
+
+    @property
+    def dropped(self) -> int:
+        """Calls lost for any reason: queue overflow, failed batches, undelivered at close."""
+        return self.dropped_overflow + self.dropped_failed + self.dropped_on_close
+
+
+class OTLPExporterBase:
+    """A :class:`~asynctelemetry._emit.Sink` that sends calls as OTLP spans; transports subclass it.
+
+    Subclasses implement ``_send(body, count)`` (deliver one serialized
+    ``ExportTraceServiceRequest`` or raise) and ``_close_transport()``.
+    """
+
+    _kind = "otlp"
+
+    def __init__(
+        self,
+        *,
+        service_name: str,
+        resource_attributes: Mapping[str, str] | None,
+        timeout: float,
+        max_queue_size: int,
+        max_batch_size: int,
+        schedule_delay: float,
+        shutdown_timeout: float,
+        retry: RetryPolicy | None,
+    ) -> None:
+        if timeout <= 0 or shutdown_timeout < 0:
+            raise ConfigError("timeout must be > 0 and shutdown_timeout >= 0")
+        if max_queue_size < 1 or max_batch_size < 1 or schedule_delay < 0:
+            raise ConfigError("max_queue_size, max_batch_size >= 1 and schedule_delay >= 0")
+        self.timeout = timeout
+        self.shutdown_timeout = shutdown_timeout
+        self._encoder = SpanEncoder(
+            service_name=service_name, resource_attributes=resource_attributes
+        )
+        self._queue: BatchQueue[LLMCall] = BatchQueue(
+            self._export_batch,
+            max_size=max_queue_size,
+            batch_size=max_batch_size,
+            flush_interval=schedule_delay,
+            overflow="drop_oldest",
+            retry=retry or DEFAULT_RETRY,
+            name=f"{self._kind} exporter",
+        )
+        self._rejected = 0
+        self._partial_logged = False
+        self._requests = 0
+        self._encoded: tuple[list[LLMCall], bytes] | None = None
+        self._closed = False
+
+    # -- the Sink protocol ----------------------------------------------------------------------
+    async def emit(self, calls: Sequence[LLMCall]) -> None:
+        """Queue ``calls`` for export and return at once; never waits for the network.
+
+        Raises:
+            StoreClosedError: the exporter was closed.
+        """
+        if self._closed:
+            raise StoreClosedError(f"{type(self).__name__} is closed")
+        put = self._queue.put_nowait
+        for call in calls:
+            put(call)
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Return once every call emitted before has been delivered or given up on.
+
+        A batch being retried is waited for, not reported: only giving up is an error.
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed first.
+            ExportError: some of those calls were given up on (``stats.dropped_failed``).
+        """
+        failed = self._queue.stats.dropped_failed
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    await self._queue.flush()
+                    break
+                except Exception:  # a failed attempt: wait until all is settled
+                    continue
+        if self._queue.stats.dropped_failed > failed:
+            lost = self._queue.stats.dropped_failed - failed
+            raise ExportError(f"{lost} calls were not delivered: {self._queue.stats.last_error}")
+
+    async def aclose(self, timeout: float | None = None) -> None:
+        """Deliver what can be within ``timeout`` (default ``shutdown_timeout``), then close.
+
+        Never hangs on a dead endpoint: whatever is still queued at the deadline is dropped and
+        counted in ``stats.dropped_on_close``. Idempotent.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._queue.aclose(self.shutdown_timeout if timeout is None else timeout)
+        except Exception as exc:  # the last delivery error: already counted, log it once
+            logger.warning("asynctelemetry: %s closed after an error: %s", self._kind, exc)
+        finally:
+            await asyncio.shield(self._close_transport())
+
+    async def __aenter__(self) -> Self:
+        if self._closed:
+            raise StoreClosedError(f"{type(self).__name__} is closed")
+        self._queue.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self, _warn: object = warnings.warn) -> None:
+        if not getattr(self, "_closed", True) and self._queue.stats.accepted:
+            _warn(  # type: ignore[operator]
+                f"{type(self).__name__} was not closed: queued calls may be lost",
+                ResourceWarning,
+                stacklevel=1,
+            )
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``aclose()`` was called."""
+        return self._closed
+
+    @property
+    def stats(self) -> ExporterStats:
+        """Counters of what this exporter accepted, delivered, retried and lost."""
+        q = self._queue.stats
+        return ExporterStats(
+            accepted=q.accepted,
+            delivered=q.delivered,
+            pending=self._queue.pending,
+            dropped_overflow=q.dropped_overflow,
+            dropped_failed=q.dropped_failed,
+            dropped_on_close=q.dropped_on_close,
+            rejected=self._rejected,
+            retries=q.retries,
+            failed_batches=q.failed_batches,
+            requests=self._requests,
+            last_error=q.last_error,
+        )
+
+    # -- the batch handler ----------------------------------------------------------------------
+    async def _export_batch(self, batch: list[LLMCall]) -> None:
+        # A retried batch is the same list: send the same bytes (and the same generated ids).
+        if self._encoded is not None and self._encoded[0] is batch:
+            body = self._encoded[1]
+        else:
+            body = await self._encode(batch)
+            self._encoded = (batch, body)
+        self._requests += 1
+        await self._send(body, len(batch))
+        self._encoded = None
+
+    async def _encode(self, batch: list[LLMCall]) -> bytes:
+        encoder = self._encoder
+        groups: dict[str, list[bytes]] = {}
+        for start in range(0, len(batch), _ENCODE_SLICE):
+            if start:
+                await asyncio.sleep(0)  # let the loop breathe between slices
+            for call in batch[start : start + _ENCODE_SLICE]:
+                groups.setdefault(encoder.resource_of(call), []).append(encoder.span(call))
+        return encoder.request(groups.items())
+
+    def _partial_success(self, rejected: int, message: str) -> None:
+        """Count spans the server rejected (OTLP ``partial_success``) and log the reason."""
+        if rejected <= 0 and not message:
+            return
+        self._rejected += max(rejected, 0)
+        # Warn once; a server that keeps rejecting would otherwise flood the log.
+        log = logger.debug if self._partial_logged else logger.warning
+        self._partial_logged = True
+        log(
+            "asynctelemetry: %s export partially rejected (%d spans): %s",
+            self._kind,
+            rejected,
+            message or "no message",
+        )
+
+    async def _send(self, body: bytes, count: int) -> None:
+        raise NotImplementedError
+
+    async def _close_transport(self) -> None:
+        return None
