@@ -293,7 +293,10 @@ def _read(block: object, shape: Shape) -> Usage:
 def _shape_of(resp: object, block: object) -> Shape:
     if _get(block, "prompt_tokens") is not None or _get(block, "completion_tokens") is not None:
         return SHAPES["openai_chat"]
-    if isinstance(block, Mapping) and "inputTokens" in block:
+    raw_camel = block.get("inputTokens") if isinstance(block, Mapping) else None
+    if raw_camel is None and not isinstance(block, Mapping):
+        raw_camel = getattr(block, "inputTokens", None)
+    if raw_camel is not None:  # only Bedrock Converse spells it camelCase at this level
         return SHAPES["bedrock_converse"]
     if (
         _get(block, "input_tokens_details") is not None
@@ -302,10 +305,7 @@ def _shape_of(resp: object, block: object) -> Shape:
     ):
         return SHAPES["openai_responses"]
     if _get(resp, "output") is not None and _get(resp, "content") is None:
-        # Responses API without details, or Bedrock Converse as an object.
-        if _get(block, "input_tokens") is None and _get(block, "inputTokens") is not None:
-            return SHAPES["bedrock_converse"]
-        return SHAPES["openai_responses"]
+        return SHAPES["openai_responses"]  # the Responses API without token details
     # Anthropic: "type": "message", cache_* keys, or input/output tokens alone (the same either
     # way when no cache is reported).
     return SHAPES["anthropic"]
