@@ -6,6 +6,7 @@ priced, and sinks keep them (stores), export them (OTLP) and count them (Prometh
 
 from __future__ import annotations
 
+from ._collector import AsyncCollector, CollectorStats, span_to_llm_call
 from ._exceptions import (
     ConfigError,
     ExportError,
@@ -24,8 +25,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_COST_TABLE",
+    "AsyncCollector",
     "CallStore",
     "CallSummary",
+    "CollectorStats",
     "ConfigError",
     "ExportError",
     "LLMCall",
@@ -41,5 +44,6 @@ __all__ = [
     "Usage",
     "__version__",
     "compute_cost",
+    "span_to_llm_call",
     "usage_from_response",
 ]

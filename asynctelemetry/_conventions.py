@@ -4,7 +4,9 @@ Layer 2: the tracer writes spans with these names and the collector reads spans 
 tables, so a round trip cannot drift. Mappings are data: :data:`FIELD_KEYS` lists, per
 :class:`~asynctelemetry.LLMCall` field, the attribute keys that may carry it, in precedence order
 (first present and valid wins): our own keys, the gateway's ``llm.usage.*`` keys (Plano), the
-RactoGateway tracer's ``llm.*`` keys, the OpenTelemetry GenAI conventions, then OpenInference.
+RactoGateway tracer's ``llm.*`` keys, the OpenTelemetry GenAI conventions, OpenLLMetry's variants,
+then OpenInference. :data:`KEY_KINDS` says how each key's value is read, and the collector builds
+its one key → (field, kind, rank) lookup from these two tables.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tok
 GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
 GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
 GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
+GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
+GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"  # seconds
 ERROR_TYPE: Final = "error.type"
 SERVER_ADDRESS: Final = "server.address"
 SERVICE_NAME: Final = "service.name"
@@ -75,6 +79,25 @@ LLM_TOKEN_COUNT_PROMPT_CACHE_READ: Final = "llm.token_count.prompt_details.cache
 LLM_TOKEN_COUNT_PROMPT_CACHE_WRITE: Final = "llm.token_count.prompt_details.cache_write"
 LLM_TOKEN_COUNT_COMPLETION_REASONING: Final = "llm.token_count.completion_details.reasoning"
 SESSION_ID: Final = "session.id"
+LLM_REQUEST_MODEL_NAME: Final = "llm.request.model_name"
+LLM_RESPONSE_MODEL_NAME: Final = "llm.response.model_name"
+LLM_TOKEN_COUNT_PROMPT_CACHE_INPUT: Final = "llm.token_count.prompt_details.cache_input"
+EMBEDDING_INVOCATION_PARAMETERS: Final = "embedding.invocation_parameters"
+#: OpenInference span kinds that are calls to a model; every other kind is not an LLM call.
+OPENINFERENCE_LLM_KINDS: Final[dict[str, str]] = {"LLM": "chat", "EMBEDDING": "embed"}
+#: OpenInference JSON-string attributes whose ``"model"`` (or ``"model_name"``) names the model.
+MODEL_JSON_KEYS: Final[tuple[str, ...]] = (
+    LLM_INVOCATION_PARAMETERS,
+    EMBEDDING_INVOCATION_PARAMETERS,
+)
+
+# --- OpenLLMetry (Traceloop) variants ----------------------------------------------------------
+LLM_REQUEST_TYPE: Final = "llm.request.type"  # chat | completion | embedding | rerank
+GEN_AI_USAGE_TOTAL_TOKENS: Final = "gen_ai.usage.total_tokens"
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS_OLD: Final = "gen_ai.usage.cache_read_input_tokens"
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS_OLD: Final = "gen_ai.usage.cache_creation_input_tokens"
+GEN_AI_USAGE_REASONING_TOKENS: Final = "gen_ai.usage.reasoning_tokens"
+GEN_AI_IS_STREAMING: Final = "gen_ai.is_streaming"
 
 # --- Our own keys (what no convention above carries) -------------------------------------------
 AT_STATUS: Final = "asynctelemetry.status"  # ok | error | cancelled (OTel status has no cancelled)
@@ -90,16 +113,40 @@ GEN_AI_OPERATIONS: Final[dict[str, str]] = {
     "completion": "text_completion",
 }
 
-#: Per LLMCall field, the span attribute keys that may carry it, first present wins.
+#: Operation names of other conventions → ours (GenAI ``gen_ai.operation.name``, OpenLLMetry
+#: ``llm.request.type``). Values not listed are kept as they are.
+OPERATION_ALIASES: Final[dict[str, str]] = {
+    "chat": "chat",
+    "generate_content": "chat",
+    "text_completion": "completion",
+    "completion": "completion",
+    "embeddings": "embed",
+    "embedding": "embed",
+}
+#: ``gen_ai.operation.name`` values that are not calls to a model (agent and tool spans).
+NON_LLM_OPERATIONS: Final[frozenset[str]] = frozenset(
+    {"execute_tool", "invoke_agent", "create_agent", "invoke_workflow", "retrieval"}
+)
+
+#: Per LLMCall field, the span attribute keys that may carry it, first present and valid wins.
+#: Order: ours, gateway (Plano), RactoGateway ``llm.*``, OTel GenAI, OpenLLMetry, OpenInference.
+#: ``response_model`` is not a field: the record's ``model`` is the response model when known,
+#: else the requested one.
 FIELD_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "call_id": (REQUEST_ID,),
-    "request_model": (MODEL_REQUESTED, GEN_AI_REQUEST_MODEL, LLM_MODEL),
-    "response_model": (GEN_AI_RESPONSE_MODEL, LLM_MODEL, LLM_MODEL_NAME, EMBEDDING_MODEL_NAME),
+    "request_model": (MODEL_REQUESTED, GEN_AI_REQUEST_MODEL, LLM_REQUEST_MODEL_NAME),
+    "response_model": (
+        LLM_MODEL,
+        GEN_AI_RESPONSE_MODEL,
+        LLM_RESPONSE_MODEL_NAME,
+        LLM_MODEL_NAME,
+        EMBEDDING_MODEL_NAME,
+    ),
     "provider": (LLM_PROVIDER, GEN_AI_PROVIDER_NAME, GEN_AI_SYSTEM, LLM_SYSTEM),
-    "operation": (LLM_OPERATION, GEN_AI_OPERATION_NAME),
+    "operation": (LLM_OPERATION, GEN_AI_OPERATION_NAME, LLM_REQUEST_TYPE),
     "session_id": (PLANO_SESSION_ID, GEN_AI_CONVERSATION_ID, SESSION_ID),
     "route_name": (PLANO_ROUTE_NAME,),
-    "is_streaming": (LLM_IS_STREAMING,),
+    "is_streaming": (LLM_IS_STREAMING, GEN_AI_REQUEST_STREAM, GEN_AI_IS_STREAMING),
     "status_code": (HTTP_STATUS_CODE, HTTP_RESPONSE_STATUS_CODE),
     "error_type": (LLM_ERROR_TYPE, ERROR_TYPE),
     "input_tokens": (
@@ -116,24 +163,28 @@ FIELD_KEYS: Final[dict[str, tuple[str, ...]]] = {
         GEN_AI_USAGE_COMPLETION_TOKENS,
         LLM_TOKEN_COUNT_COMPLETION,
     ),
-    "total_tokens": (LLM_USAGE_TOTAL_TOKENS, LLM_TOKEN_COUNT_TOTAL),
+    "total_tokens": (LLM_USAGE_TOTAL_TOKENS, GEN_AI_USAGE_TOTAL_TOKENS, LLM_TOKEN_COUNT_TOTAL),
     "cached_input_tokens": (
         LLM_USAGE_CACHED_INPUT_TOKENS,
         GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+        GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS_OLD,
         LLM_TOKEN_COUNT_PROMPT_CACHE_READ,
+        LLM_TOKEN_COUNT_PROMPT_CACHE_INPUT,
     ),
     "cache_creation_tokens": (
         LLM_USAGE_CACHE_CREATION_TOKENS,
         GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+        GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS_OLD,
         LLM_TOKEN_COUNT_PROMPT_CACHE_WRITE,
     ),
     "reasoning_tokens": (
         LLM_USAGE_REASONING_TOKENS,
         GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
+        GEN_AI_USAGE_REASONING_TOKENS,
         LLM_TOKEN_COUNT_COMPLETION_REASONING,
     ),
     "duration_ms": (LLM_DURATION_MS, LLM_LATENCY_MS),
-    "ttft_ms": (LLM_TIME_TO_FIRST_TOKEN,),
+    "ttft_ms": (LLM_TIME_TO_FIRST_TOKEN, GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK),
     "cache_hit": (AT_CACHE_HIT, LLM_CACHE_HIT),
     "tool_calls": (AT_TOOL_CALLS, LLM_TOOL_CALLS),
     "routing_strategy": (ROUTING_STRATEGY,),
@@ -142,6 +193,46 @@ FIELD_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "price_version": (AT_PRICE_VERSION,),
     "status": (AT_STATUS,),
 }
+
+#: How a field's value is read from an ``AnyValue``: ``str`` (non-empty text, at most
+#: :data:`MAX_FIELD_LENGTH` characters), ``tokens`` (an integer in 0..MAX_TOKENS), ``millis``
+#: (a finite number of milliseconds in 0..MAX_DURATION_MS), ``usd`` (a finite number >= 0),
+#: ``bool``, ``http`` (an integer in 0..999), ``status`` (ok | error | cancelled), ``operation``
+#: (text mapped through :data:`OPERATION_ALIASES`).
+FIELD_KINDS: Final[dict[str, str]] = {
+    "call_id": "str",
+    "request_model": "str",
+    "response_model": "str",
+    "provider": "str",
+    "operation": "operation",
+    "session_id": "str",
+    "route_name": "str",
+    "is_streaming": "bool",
+    "status_code": "http",
+    "error_type": "str",
+    "input_tokens": "tokens",
+    "output_tokens": "tokens",
+    "total_tokens": "tokens",
+    "cached_input_tokens": "tokens",
+    "cache_creation_tokens": "tokens",
+    "reasoning_tokens": "tokens",
+    "duration_ms": "millis",
+    "ttft_ms": "millis",
+    "cache_hit": "str",
+    "tool_calls": "tokens",
+    "routing_strategy": "str",
+    "routing_reason": "str",
+    "cost_usd": "usd",
+    "price_version": "str",
+    "status": "status",
+}
+#: Keys whose value is read differently from the rest of their field.
+KEY_KINDS: Final[dict[str, str]] = {
+    LLM_OPERATION: "str",  # our own operation names, kept verbatim
+    GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: "seconds",  # seconds, converted to milliseconds
+}
+#: Longest text accepted for a field (model, provider, session…); longer is a defect.
+MAX_FIELD_LENGTH: Final = 512
 
 #: Attribute keys (exact) that hold prompt or completion text: dropped unless content capture is on.
 CONTENT_KEYS: Final[frozenset[str]] = frozenset(
@@ -158,6 +249,17 @@ CONTENT_KEYS: Final[frozenset[str]] = frozenset(
         "llm.completion",
         "llm.input",
         "llm.output",
+        "llm.function_call",
+        "llm.choices",
+        "embedding.text",
+        "gen_ai.tool.call.arguments",
+        "gen_ai.tool.call.result",
+        "gen_ai.retrieval.documents",
+        "gen_ai.retrieval.query.text",
+        "gen_ai.content.completion.chunk",
+        "llm.content.completion.chunk",
+        "traceloop.entity.input",
+        "traceloop.entity.output",
     }
 )
 #: Key prefixes that hold prompt or completion text (``gen_ai.prompt.0.content`` …).
@@ -170,6 +272,13 @@ CONTENT_PREFIXES: Final[tuple[str, ...]] = (
     "embedding.embeddings.",
     "retrieval.documents.",
     "llm.prompt_template.",
+    "llm.choices.",
+    "input.images.",
+    "output.images.",
+    "input.documents.",
+    "output.documents.",
+    "reranker.input_documents.",
+    "reranker.output_documents.",
 )
 
 
@@ -186,7 +295,7 @@ _WRITTEN: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("provider", (GEN_AI_PROVIDER_NAME, LLM_PROVIDER)),
     ("request_model", (GEN_AI_REQUEST_MODEL,)),
     ("model", (GEN_AI_RESPONSE_MODEL, LLM_MODEL)),
-    ("session_id", (GEN_AI_CONVERSATION_ID, PLANO_SESSION_ID)),
+    ("session_id", (GEN_AI_CONVERSATION_ID,)),
     ("route_name", (PLANO_ROUTE_NAME,)),
     ("is_streaming", (LLM_IS_STREAMING,)),
     ("status_code", (HTTP_STATUS_CODE,)),
@@ -197,7 +306,7 @@ _WRITTEN: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("cached_input_tokens", (GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,)),
     ("cache_creation_tokens", (GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,)),
     ("reasoning_tokens", (GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,)),
-    ("duration_ms", (LLM_DURATION_MS, LLM_LATENCY_MS)),
+    ("duration_ms", (LLM_LATENCY_MS,)),
     ("ttft_ms", (LLM_TIME_TO_FIRST_TOKEN,)),
     ("cache_hit", (LLM_CACHE_HIT,)),
     ("routing_strategy", (ROUTING_STRATEGY,)),
@@ -230,7 +339,8 @@ def call_attributes(call: LLMCall) -> dict[str, AttributeValue]:
             for key in keys:
                 attrs[key] = value
     attrs[LLM_TOOL_CALLS] = call.tool_calls
-    attrs[AT_STATUS] = call.status
+    if call.status == "cancelled":  # ok and error travel as the span status
+        attrs[AT_STATUS] = call.status
     if call.span_id is None or call.call_id != call.span_id:
         attrs[REQUEST_ID] = call.call_id
     return attrs

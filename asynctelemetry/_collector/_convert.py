@@ -1,0 +1,497 @@
+"""OTLP spans → :class:`~asynctelemetry.LLMCall`, in one pass over each span's attributes.
+
+The tables of :mod:`asynctelemetry._conventions` are compiled once into one dictionary, key →
+(field, reader, rank). Converting a span reads ``kv.key`` for every attribute and touches the
+value (the ``AnyValue`` wrapper) only when the key is known and beats what was already found for
+its field, or when the key must be kept in ``LLMCall.attributes``. Values are checked here (type,
+sign, bounds, finiteness); a bad value becomes ``None`` and a counted defect, and the record is
+built with :meth:`LLMCall.trusted`, without a second validation.
+
+Bounds: at most ``MAX_ATTRIBUTES`` (128) extra attributes per call, the rest dropped and counted
+(``attributes_dropped``); string values longer than ``MAX_ATTRIBUTE_LENGTH`` (4096) characters are
+cut to that length (``attribute_truncated``); arrays are kept as JSON text when that text fits,
+maps and bytes are not kept (``attribute_unsupported``); field text longer than
+``MAX_FIELD_LENGTH`` (512) is a defect (``too_long``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from .._conventions import (
+    FIELD_KEYS,
+    FIELD_KINDS,
+    KEY_KINDS,
+    MAX_FIELD_LENGTH,
+    MODEL_JSON_KEYS,
+    NON_LLM_OPERATIONS,
+    OPENINFERENCE_LLM_KINDS,
+    OPENINFERENCE_SPAN_KIND,
+    OPERATION_ALIASES,
+    SERVICE_NAME,
+    is_content_key,
+)
+from .._record import (
+    MAX_ATTRIBUTE_LENGTH,
+    MAX_ATTRIBUTES,
+    MAX_DURATION_MS,
+    MAX_TOKENS,
+    LLMCall,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, MutableMapping
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+
+__all__ = [
+    "REJECTED",
+    "Defects",
+    "PriceTable",
+    "convert_request",
+    "convert_span",
+    "span_to_llm_call",
+]
+
+
+class PriceTable(Protocol):
+    """What the converter needs of :class:`asynctelemetry.PriceTable`: a version and a price."""
+
+    @property
+    def version(self) -> str:
+        """Version of the price data."""
+        ...
+
+    def cost_of(
+        self,
+        model: str,
+        provider: str | None,
+        *,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        cached_input_tokens: int | None,
+        cache_creation_tokens: int | None,
+        reasoning_tokens: int | None,
+    ) -> float | None:
+        """USD for the tokens of one call, None when the model's price is unknown."""
+        ...
+
+
+Defects = dict[str, int]
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_STATUS_CODE_ERROR: Final = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
+_STATUSES: Final = frozenset({"ok", "error", "cancelled"})
+
+
+class _Defect:
+    """A reader's verdict on a bad value; its name is the defect kind counted in the stats."""
+
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+
+WRONG_TYPE: Final = _Defect("wrong_type")
+NEGATIVE: Final = _Defect("negative")
+TOO_LARGE: Final = _Defect("too_large")
+NON_FINITE: Final = _Defect("non_finite")
+TOO_LONG: Final = _Defect("too_long")
+BAD_VALUE: Final = _Defect("bad_value")
+_ABSENT: Final = _Defect("absent")  # an empty string: as if the key were not there
+
+
+class _Rejected:
+    """Returned by :func:`convert_span` for a span that is an LLM call but cannot be kept."""
+
+    __slots__ = ()
+
+
+#: The verdict for an LLM span without a usable model (an empty model is not a call).
+REJECTED: Final = _Rejected()
+
+
+# -- readers: AnyValue → checked value or a _Defect ----------------------------------------------
+def _number(value: AnyValue) -> float | int | _Defect:
+    which = value.WhichOneof("value")
+    if which == "int_value":
+        return value.int_value
+    if which == "double_value":
+        number = value.double_value
+        return number if math.isfinite(number) else NON_FINITE
+    if which == "string_value":  # some gateways send numbers as text
+        try:
+            parsed = float(value.string_value)
+        except ValueError:
+            return WRONG_TYPE
+        return parsed if math.isfinite(parsed) else NON_FINITE
+    return WRONG_TYPE
+
+
+def _read_tokens(value: AnyValue) -> int | _Defect:
+    number = value.int_value
+    if not number:  # 0, or not an int at all
+        if value.WhichOneof("value") == "int_value":
+            return 0
+        read = _number(value)
+        if isinstance(read, _Defect):
+            return read
+        if read != int(read):
+            return WRONG_TYPE
+        number = int(read)
+    if number < 0:
+        return NEGATIVE
+    if number > MAX_TOKENS:
+        return TOO_LARGE
+    return number
+
+
+def _millis(number: float) -> float | _Defect:
+    if number < 0:
+        return NEGATIVE
+    if number > MAX_DURATION_MS:
+        return TOO_LARGE
+    return number
+
+
+def _read_millis(value: AnyValue) -> float | _Defect:
+    number = value.double_value
+    if not number or not math.isfinite(number):
+        read = _number(value)
+        if isinstance(read, _Defect):
+            return read
+        number = float(read)
+    return _millis(number)
+
+
+def _read_seconds(value: AnyValue) -> float | _Defect:
+    read = _number(value)
+    return read if isinstance(read, _Defect) else _millis(float(read) * 1000.0)
+
+
+def _read_usd(value: AnyValue) -> float | _Defect:
+    read = _number(value)
+    if isinstance(read, _Defect):
+        return read
+    return NEGATIVE if read < 0 else float(read)
+
+
+def _read_str(value: AnyValue) -> str | _Defect:
+    text = value.string_value
+    if not text:
+        return _ABSENT if value.WhichOneof("value") in ("string_value", None) else WRONG_TYPE
+    return text if len(text) <= MAX_FIELD_LENGTH else TOO_LONG
+
+
+def _read_operation(value: AnyValue) -> str | _Defect:
+    text = _read_str(value)
+    return text if isinstance(text, _Defect) else OPERATION_ALIASES.get(text, text)
+
+
+def _read_bool(value: AnyValue) -> bool | _Defect:
+    if value.WhichOneof("value") == "bool_value":
+        return value.bool_value
+    return WRONG_TYPE
+
+
+def _read_http(value: AnyValue) -> int | _Defect:
+    read = _read_tokens(value)
+    if isinstance(read, _Defect):
+        return read
+    return read if read <= 999 else BAD_VALUE
+
+
+def _read_status(value: AnyValue) -> str | _Defect:
+    text = _read_str(value)
+    if isinstance(text, _Defect):
+        return text
+    return text if text in _STATUSES else BAD_VALUE
+
+
+_READERS: Final[dict[str, Callable[[AnyValue], Any]]] = {
+    "str": _read_str,
+    "operation": _read_operation,
+    "tokens": _read_tokens,
+    "millis": _read_millis,
+    "seconds": _read_seconds,
+    "usd": _read_usd,
+    "bool": _read_bool,
+    "http": _read_http,
+    "status": _read_status,
+}
+
+
+def _compile() -> dict[str, tuple[str, Callable[[AnyValue], Any], int]]:
+    """The one lookup built from the tables: attribute key → (field, reader, precedence rank)."""
+    spec: dict[str, tuple[str, Callable[[AnyValue], Any], int]] = {}
+    for field, keys in FIELD_KEYS.items():
+        for rank, key in enumerate(keys):
+            if key in spec:
+                raise RuntimeError(f"{key!r} is listed for two fields")
+            spec[key] = (field, _READERS[KEY_KINDS.get(key, FIELD_KINDS[field])], rank)
+    return spec
+
+
+_SPEC: Final = _compile()
+#: Keys the tables consume beyond FIELD_KEYS: never copied into ``attributes``.
+_SPECIAL: Final = frozenset((OPENINFERENCE_SPAN_KIND, *MODEL_JSON_KEYS))
+
+
+# -- extra attributes ------------------------------------------------------------------------------
+def _extra_value(value: AnyValue, defects: MutableMapping[str, int]) -> object:
+    """An unknown attribute's value as a record attribute, or None when it cannot be kept."""
+    which = value.WhichOneof("value")
+    if which == "string_value":
+        text = value.string_value
+        if len(text) > MAX_ATTRIBUTE_LENGTH:
+            defects["attribute_truncated"] = defects.get("attribute_truncated", 0) + 1
+            return text[:MAX_ATTRIBUTE_LENGTH]
+        return text
+    if which == "int_value":
+        return value.int_value
+    if which == "bool_value":
+        return value.bool_value
+    if which == "double_value":
+        number = value.double_value
+        if math.isfinite(number):
+            return number
+        defects["non_finite"] = defects.get("non_finite", 0) + 1
+        return None
+    if which == "array_value":
+        items = []
+        for item in value.array_value.values:
+            kind = item.WhichOneof("value")
+            if kind not in ("string_value", "int_value", "bool_value", "double_value"):
+                break
+            scalar = getattr(item, kind)
+            if kind == "double_value" and not math.isfinite(scalar):
+                break
+            items.append(scalar)
+        else:
+            text = json.dumps(items, ensure_ascii=False)
+            if len(text) <= MAX_ATTRIBUTE_LENGTH:
+                return text
+    defects["attribute_unsupported"] = defects.get("attribute_unsupported", 0) + 1
+    return None
+
+
+def _model_from_json(text: str) -> str | None:
+    """The ``model`` named inside OpenInference's invocation-parameters JSON, if any."""
+    if len(text) > 65_536:
+        return None
+    try:
+        params = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(params, dict):
+        return None
+    model = params.get("model") or params.get("model_name")
+    if isinstance(model, str) and 0 < len(model) <= MAX_FIELD_LENGTH:
+        return model
+    return None
+
+
+# -- the converter -------------------------------------------------------------------------------
+def convert_span(
+    span: Span,
+    service_name: str | None,
+    price_table: PriceTable | None,
+    capture_content: bool,
+    defects: MutableMapping[str, int],
+) -> LLMCall | _Rejected | None:
+    """Convert one span: an LLMCall, ``REJECTED`` (an LLM span without a model), or None.
+
+    ``None`` means the span is not an LLM call. Defects (bad values turned into ``None``, dropped
+    or cut attributes) are counted into ``defects`` by kind. Never raises on attribute values.
+    """
+    found: dict[str, Any] = {}
+    ranks: dict[str, int] = {}
+    extra: dict[str, object] | None = None
+    span_kind: str | None = None
+    model_json: str | None = None
+    spec_get = _SPEC.get
+    for kv in span.attributes:
+        key = kv.key
+        spec = spec_get(key)
+        if spec is None:
+            if key in _SPECIAL:
+                text = kv.value.string_value
+                if key == OPENINFERENCE_SPAN_KIND:
+                    span_kind = text
+                elif model_json is None and text:
+                    model_json = text
+                continue
+            if not capture_content and is_content_key(key):
+                continue
+            if extra is None:
+                extra = {}
+            elif len(extra) >= MAX_ATTRIBUTES:
+                defects["attributes_dropped"] = defects.get("attributes_dropped", 0) + 1
+                continue
+            kept = _extra_value(kv.value, defects)
+            if kept is not None:
+                extra[key] = kept
+            continue
+        field, reader, rank = spec
+        if rank >= ranks.get(field, 99):
+            continue
+        value = reader(kv.value)
+        if value.__class__ is _Defect:
+            if value is not _ABSENT:
+                defects[value.kind] = defects.get(value.kind, 0) + 1
+            continue
+        found[field] = value
+        ranks[field] = rank
+
+    # -- is it an LLM call? --------------------------------------------------------------------
+    operation = found.get("operation")
+    if span_kind is not None:
+        declared = OPENINFERENCE_LLM_KINDS.get(span_kind)
+        if declared is None:
+            return None  # an OpenInference CHAIN, TOOL, AGENT, RETRIEVER… span
+        if operation is None:
+            operation = declared
+    if operation in NON_LLM_OPERATIONS:
+        return None
+    request_model = found.get("request_model")
+    model = found.get("response_model") or request_model
+    if model is None and model_json is not None:
+        model = request_model = _model_from_json(model_json)
+    if model is None:
+        if operation is not None or span_kind is not None or model_json is not None:
+            defects["no_model"] = defects.get("no_model", 0) + 1
+            return REJECTED
+        return None
+
+    # -- the record ----------------------------------------------------------------------------
+    span_id = span.span_id.hex() or None
+    call_id = found.get("call_id")
+    if call_id is None or len(call_id) > 256:
+        call_id = span_id or os.urandom(8).hex()
+    start = span.start_time_unix_nano
+    if start:
+        timestamp = _EPOCH + timedelta(microseconds=start // 1000)
+    else:
+        defects["no_start_time"] = defects.get("no_start_time", 0) + 1
+        timestamp = datetime.now(UTC)
+    if "duration_ms" not in found:
+        end = span.end_time_unix_nano
+        if start and end > start:
+            duration = (end - start) / 1e6
+            if duration <= MAX_DURATION_MS:
+                found["duration_ms"] = duration
+            else:
+                defects["too_large"] = defects.get("too_large", 0) + 1
+    if "status" not in found:
+        found["status"] = "error" if span.status.code == _STATUS_CODE_ERROR else "ok"
+    if operation is None:
+        operation = "chat"
+    elif operation == "chat" and found.get("is_streaming") and ranks.get("operation") != 0:
+        operation = "stream"  # a streamed chat reported by another convention
+    found.pop("response_model", None)
+    found["model"] = model
+    found["request_model"] = request_model
+    found["operation"] = operation
+    found["call_id"] = call_id
+    found["timestamp"] = timestamp
+    found["service_name"] = service_name
+    found["source"] = "collector"
+    found["trace_id"] = span.trace_id.hex() or None
+    found["span_id"] = span_id
+    found["parent_span_id"] = span.parent_span_id.hex() or None
+    if extra:
+        found["attributes"] = extra
+    if "cost_usd" not in found and price_table is not None:
+        _price(found, price_table, defects)
+    return LLMCall.trusted(found)
+
+
+def _price(found: dict[str, Any], table: PriceTable, defects: MutableMapping[str, int]) -> None:
+    """Price a call that arrived without a cost, with the collector's table."""
+    try:
+        cost = None
+        for model in dict.fromkeys((found["model"], found["request_model"])):
+            if model is not None and cost is None:  # the response model first, as table.cost()
+                cost = table.cost_of(
+                    model,
+                    found.get("provider"),
+                    input_tokens=found.get("input_tokens"),
+                    output_tokens=found.get("output_tokens"),
+                    cached_input_tokens=found.get("cached_input_tokens"),
+                    cache_creation_tokens=found.get("cache_creation_tokens"),
+                    reasoning_tokens=found.get("reasoning_tokens"),
+                )
+    except Exception:  # a price table's bug must not lose the call
+        defects["pricing_failed"] = defects.get("pricing_failed", 0) + 1
+        return
+    if cost is not None and math.isfinite(cost) and cost >= 0:
+        found["cost_usd"] = cost
+        found["price_version"] = table.version
+
+
+def span_to_llm_call(
+    span: Span,
+    *,
+    service_name: str | None,
+    price_table: PriceTable | None = None,
+    capture_content: bool = False,
+) -> LLMCall | None:
+    """The :class:`~asynctelemetry.LLMCall` an OTLP span describes, or None if it is none.
+
+    Pure: the same span gives the same record (``call_id`` aside, for a span with neither a
+    ``request_id`` attribute nor a span id). Spans of every supported convention are read (see
+    :mod:`asynctelemetry._conventions` for the precedence); bad values become ``None``. A span
+    that declares itself an LLM call but names no model gives None as well.
+
+    Args:
+        span: an ``opentelemetry.proto.trace.v1.trace_pb2.Span``.
+        service_name: the ``service.name`` of the span's resource.
+        price_table: prices calls that carry no ``llm.cost_usd``; None leaves them unpriced.
+        capture_content: keep prompt and completion attributes (dropped by default).
+    """
+    result = convert_span(span, service_name, price_table, capture_content, {})
+    return result if isinstance(result, LLMCall) else None
+
+
+def resource_service_name(resource_attributes: Any) -> str | None:
+    """``service.name`` among a resource's attributes."""
+    for kv in resource_attributes:
+        if kv.key == SERVICE_NAME:
+            text = kv.value.string_value
+            return text[:MAX_FIELD_LENGTH] if text else None
+    return None
+
+
+def convert_request(
+    request: ExportTraceServiceRequest,
+    price_table: PriceTable | None,
+    capture_content: bool,
+    defects: MutableMapping[str, int],
+) -> tuple[list[LLMCall], int, int, int]:
+    """Every LLM call of a request: (calls, spans received, spans ignored, spans rejected)."""
+    calls: list[LLMCall] = []
+    append = calls.append
+    received = ignored = rejected = 0
+    for resource_spans in request.resource_spans:
+        service_name = resource_service_name(resource_spans.resource.attributes)
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                received += 1
+                result = convert_span(span, service_name, price_table, capture_content, defects)
+                if result is None:
+                    ignored += 1
+                elif result is REJECTED:
+                    rejected += 1
+                else:
+                    append(result)  # type: ignore[arg-type]
+    return calls, received, ignored, rejected

@@ -1,0 +1,389 @@
+"""AsyncCollector: an OTLP/gRPC ``TraceService`` on grpc.aio, inside the caller's event loop.
+
+Export path: the raw request bytes are parsed (malformed → ``INVALID_ARGUMENT``), every span is
+converted in one pass (:mod:`._convert`), and the calls are admitted all-or-nothing into a bounded
+ingest :class:`~asynctelemetry._emit.BatchQueue` whose task hands batches to the store and the
+other sinks through one :class:`~asynctelemetry._emit.Emitter`. When the queue has no room for a
+request, Export waits up to ``backpressure_timeout`` seconds for it, then answers ``UNAVAILABLE``
+with a ``RetryInfo`` delay and keeps nothing, so the client's retry neither loses nor duplicates
+calls. Accepted requests are also handed, unchanged, to the forwarder when there is one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal, Self
+
+import grpc
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTracePartialSuccess,
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from .._emit import BatchQueue, Emitter, QueueStats, RetryPolicy
+from .._exceptions import ConfigError, StoreClosedError
+from ._auth import BearerTokenInterceptor
+from ._convert import convert_request
+from ._forward import RETRY_INFO_KEY, Forwarder, retry_info
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import TracebackType
+
+    from .._emit import Sink
+    from .._record import LLMCall
+    from .._stores import CallStore
+    from ._convert import PriceTable
+
+__all__ = ["AsyncCollector", "CollectorStats"]
+
+SERVICE: Final = "opentelemetry.proto.collector.trace.v1.TraceService"
+#: Default largest request accepted, in bytes (gRPC's own default is 4 MiB).
+DEFAULT_MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
+_EMPTY_RESPONSE: Final = b""  # an ExportTraceServiceResponse without partial_success
+
+
+@dataclass
+class CollectorStats:
+    """What a collector has seen. Spans of refused requests (backpressure) are not counted here:
+    the client sends them again.
+
+    Attributes:
+        requests: Export requests accepted.
+        received_spans: spans in accepted requests.
+        llm_calls: spans turned into calls and queued for the store.
+        ignored_spans: spans that are not LLM calls (HTTP, database, agent, tool spans…).
+        rejected_spans: LLM spans that could not be kept (no model); reported to the client in
+            ``partial_success``.
+        defects: bad values set to None, attributes cut or dropped, by kind.
+        malformed_requests: requests that were not valid protobuf (``INVALID_ARGUMENT``).
+        refused_requests: requests answered ``UNAVAILABLE`` because the store was behind.
+        unauthenticated: calls refused for a missing or wrong bearer token.
+        ingest: the ingest queue (``delivered`` = calls handed to the store).
+        forward: the forwarding queue, when ``forward_to`` is set.
+    """
+
+    requests: int = 0
+    received_spans: int = 0
+    llm_calls: int = 0
+    ignored_spans: int = 0
+    rejected_spans: int = 0
+    defects: dict[str, int] = field(default_factory=dict)
+    malformed_requests: int = 0
+    refused_requests: int = 0
+    unauthenticated: int = 0
+    ingest: QueueStats = field(default_factory=QueueStats)
+    forward: QueueStats | None = None
+
+    @property
+    def stored(self) -> int:
+        """Calls handed to the sinks so far."""
+        return self.ingest.delivered
+
+
+class _StoreSink:
+    """A :class:`CallStore` as a sink: ``emit`` is ``add_many``; the collector never closes it."""
+
+    def __init__(self, store: CallStore) -> None:
+        self.store = store
+
+    async def emit(self, calls: Sequence[LLMCall]) -> None:
+        await self.store.add_many(calls)
+
+    async def flush(self) -> None:
+        await self.store.flush()
+
+    async def aclose(self) -> None:
+        await self.store.flush()
+
+
+class AsyncCollector:
+    """An OTLP/gRPC trace receiver that keeps the LLM calls among the spans it is sent.
+
+    Args:
+        store: where calls go (``add_many``); the collector flushes it on stop, never closes it.
+        host: interface to bind; ``127.0.0.1`` keeps it local (see the docs before widening).
+        port: TCP port; 0 picks a free one (read it back from :attr:`port`).
+        price_table: prices calls that arrive without ``llm.cost_usd``; None takes
+            ``PriceTable.default()`` when pricing is available.
+        auth_token: when set, every call must carry ``authorization: Bearer <token>``.
+        tls_cert, tls_key: PEM files; with both, the port speaks TLS only.
+        max_message_bytes: larger requests are refused with ``RESOURCE_EXHAUSTED``.
+        capture_content: keep prompt/completion attributes (dropped by default).
+        http_port: OTLP/HTTP receiver port (not served by this version; must stay None).
+        forward_to: upstream OTLP/gRPC endpoint that receives every accepted request unchanged.
+        metrics: a sink (``emit(calls)``), e.g. a ``MetricsRecorder``, also given every call.
+        max_queue: most converted calls waiting for the store.
+        backpressure_timeout: seconds Export waits for queue room before answering UNAVAILABLE.
+        retry_delay: seconds a refused client is asked to wait (gRPC ``RetryInfo``).
+    """
+
+    def __init__(
+        self,
+        store: CallStore,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 4317,
+        price_table: PriceTable | None = None,
+        auth_token: str | None = None,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        capture_content: bool = False,
+        http_port: int | None = None,
+        forward_to: str | None = None,
+        metrics: Sink | None = None,
+        max_queue: int = 65_536,
+        backpressure_timeout: float = 1.0,
+        retry_delay: float = 0.5,
+    ) -> None:
+        if (tls_cert is None) != (tls_key is None):
+            raise ConfigError("tls_cert and tls_key go together")
+        if max_message_bytes < 1024:
+            raise ConfigError("max_message_bytes must be at least 1024")
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"port must be in 0..65535, not {port}")
+        if http_port is not None:
+            raise ConfigError("http_port: the OTLP/HTTP receiver is not available in this version")
+        if auth_token is not None and not auth_token:
+            raise ConfigError("auth_token must not be empty")
+        self.store = store
+        self.host = host
+        self.capture_content = capture_content
+        self.max_message_bytes = max_message_bytes
+        self.backpressure_timeout = backpressure_timeout
+        self._requested_port = port
+        self._price_table = price_table
+        self._auth_token = auth_token
+        self._tls = (Path(tls_cert), Path(tls_key)) if tls_cert and tls_key else None
+        sinks: list[Sink] = [_StoreSink(store)]
+        if metrics is not None:
+            sinks.append(metrics)
+        self._emitter = Emitter(sinks)
+        self._queue: BatchQueue[LLMCall] = BatchQueue(
+            self._emitter.emit,
+            max_size=max_queue,
+            batch_size=1024,
+            flush_interval=0.01,
+            overflow="wait",
+            retry=RetryPolicy(max_attempts=None),
+            name="collector ingest",
+        )
+        self._forwarder = Forwarder(forward_to) if forward_to else None
+        self.stats = CollectorStats(
+            ingest=self._queue.stats,
+            forward=self._forwarder.stats if self._forwarder else None,
+        )
+        self._retry_metadata = ((RETRY_INFO_KEY, retry_info(retry_delay)),)
+        self._server: grpc.aio.Server | None = None
+        self._port: int | None = None
+        self._state: Literal["new", "running", "closed"] = "new"
+
+    # -- lifetime -------------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        """The bound port (the chosen one when created with ``port=0``)."""
+        if self._port is None:
+            raise RuntimeError("the collector is not started")
+        return self._port
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port`` for OTLP exporters."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def is_running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._state == "running"
+
+    async def start(self) -> None:
+        """Bind and serve. Idempotent while running; a stopped collector cannot start again.
+
+        Raises:
+            StoreClosedError: the collector was stopped.
+            ConfigError: the address cannot be bound or the TLS files cannot be read.
+        """
+        if self._state == "running":
+            return
+        if self._state == "closed":
+            raise StoreClosedError("AsyncCollector is stopped; create a new one")
+        if self._price_table is None:
+            self._price_table = _default_price_table()
+        interceptors = []
+        if self._auth_token is not None:
+            interceptors.append(BearerTokenInterceptor(self._auth_token, self._count_denied))
+        server = grpc.aio.server(
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_receive_message_length", self.max_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        handler = grpc.unary_unary_rpc_method_handler(self._export)  # raw bytes in and out
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE, {"Export": handler}),)
+        )
+        address = (
+            f"[{self.host}]:{self._requested_port}"
+            if ":" in self.host
+            else (f"{self.host}:{self._requested_port}")
+        )
+        try:
+            if self._tls is not None:
+                cert, key = self._tls
+                try:
+                    cert_pem = await asyncio.to_thread(cert.read_bytes)
+                    key_pem = await asyncio.to_thread(key.read_bytes)
+                except OSError as exc:
+                    raise ConfigError(f"cannot read the TLS files: {exc}") from exc
+                credentials = grpc.ssl_server_credentials([(key_pem, cert_pem)])
+                port = server.add_secure_port(address, credentials)
+            else:
+                port = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise ConfigError(f"cannot bind {address}: {exc}") from exc
+        if not port:
+            raise ConfigError(f"cannot bind {address}")
+        await server.start()
+        self._server = server
+        self._port = port
+        self._queue.start()
+        if self._forwarder is not None:
+            self._forwarder.start()
+        self._state = "running"
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Stop serving, finish in-flight exports and deliver queued calls. Idempotent.
+
+        Waits up to ``grace`` seconds for running Export calls, then up to ``grace`` seconds more
+        for the queued calls to reach the store (and the forwarder's upstream); what is left then
+        is counted in ``stats.ingest.dropped_on_close``. Finally flushes the store.
+        """
+        if self._state == "closed":
+            return
+        was_running = self._state == "running"
+        self._state = "closed"
+        if not was_running:
+            return
+        try:
+            if self._server is not None:
+                await self._server.stop(grace)
+        finally:
+            try:
+                await self._queue.aclose(timeout=grace)
+            finally:
+                try:
+                    if self._forwarder is not None:
+                        await self._forwarder.aclose(timeout=grace)
+                finally:
+                    await self._emitter.flush()
+
+    async def aclose(self) -> None:
+        """The same as :meth:`stop` with the default grace."""
+        await self.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        if getattr(self, "_state", None) == "running":
+            _warn(f"unclosed {self!r}", ResourceWarning, stacklevel=1)
+
+    def __repr__(self) -> str:
+        where = self.endpoint if self._port is not None else f"{self.host}:{self._requested_port}"
+        return f"AsyncCollector({where}, {self._state})"
+
+    async def flush(self) -> None:
+        """Return once every call accepted so far is in the store (and the store flushed)."""
+        await self._queue.flush()
+        await self._emitter.flush()
+
+    # -- the Export RPC -------------------------------------------------------------------------
+    def _count_denied(self) -> None:
+        self.stats.unauthenticated += 1
+
+    async def _export(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        stats = self.stats
+        try:
+            request = ExportTraceServiceRequest.FromString(raw)
+        except DecodeError:
+            stats.malformed_requests += 1
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "not a valid ExportTraceServiceRequest"
+            )
+        defects: dict[str, int] = {}
+        calls, received, ignored, rejected = convert_request(
+            request, self._price_table, self.capture_content, defects
+        )
+        if calls and not await self._admit(calls):
+            stats.refused_requests += 1
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                "the collector's store is behind; retry later",
+                trailing_metadata=self._retry_metadata,
+            )
+        stats.requests += 1
+        stats.received_spans += received
+        stats.llm_calls += len(calls)
+        stats.ignored_spans += ignored
+        if defects:
+            counts = stats.defects
+            for kind, count in defects.items():
+                counts[kind] = counts.get(kind, 0) + count
+        if self._forwarder is not None:
+            self._forwarder.put(raw)
+        if not rejected:
+            return _EMPTY_RESPONSE
+        stats.rejected_spans += rejected
+        response = ExportTraceServiceResponse(
+            partial_success=ExportTracePartialSuccess(
+                rejected_spans=rejected,
+                error_message=f"{rejected} LLM span(s) named no model and were not kept",
+            )
+        )
+        return response.SerializeToString()  # type: ignore[no-any-return]
+
+    async def _admit(self, calls: list[LLMCall]) -> bool:
+        """Queue every call or none: wait up to ``backpressure_timeout`` for room."""
+        queue = self._queue
+        need = len(calls)
+        if need > queue.max_size:  # can never fit at once: queue it piecewise, waiting
+            await queue.put_many(calls)
+            return True
+        if queue.max_size - queue.pending < need:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.backpressure_timeout
+            while queue.max_size - queue.pending < need:
+                if loop.time() >= deadline:
+                    return False
+                await asyncio.sleep(0.005)
+        put = queue.put_nowait
+        for call in calls:
+            put(call)
+        return True
+
+
+def _default_price_table() -> PriceTable | None:
+    """``PriceTable.default()`` when the pricing module is available, else None (unpriced)."""
+    try:
+        from .._pricing import PriceTable as Table  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    table: PriceTable = Table.default()
+    return table

@@ -1,0 +1,547 @@
+"""span_to_llm_call: conventions, precedence, bad values, privacy, the lossless round trip."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from asynctelemetry import LLMCall, span_to_llm_call
+from asynctelemetry._collector._convert import REJECTED, convert_request, convert_span
+from asynctelemetry._conventions import FIELD_KEYS
+from asynctelemetry._record import MAX_ATTRIBUTE_LENGTH, MAX_ATTRIBUTES, MAX_TOKENS
+
+from .helpers import any_value, llm_span, request_for, span_of
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def varied_calls() -> list[LLMCall]:
+    """Calls that between them set every field, with None and default values mixed in."""
+    calls = []
+    for i in range(24):
+        values: dict[str, object] = {
+            "call_id": f"req-{i}" if i % 3 else f"{i + 1:016x}",
+            "timestamp": T0 + timedelta(seconds=i, microseconds=i * 37 + 1),
+            "model": ("gpt-4o-2024-08-06", "claude-sonnet-4-5", "text-embedding-3-small")[i % 3],
+            "operation": ("chat", "stream", "embed", "completion")[i % 4],
+            "source": "tracer",
+            "trace_id": f"{i + 7:032x}",
+            "span_id": f"{i + 1:016x}",
+            "status": ("ok", "error", "cancelled")[i % 3],
+            "tool_calls": i % 4,
+        }
+        if i % 2:
+            values |= {
+                "request_model": "gpt-4o",
+                "provider": "openai",
+                "service_name": f"svc-{i % 3}",
+                "parent_span_id": f"{i + 100:016x}",
+                "session_id": f"s{i}",
+                "route_name": "default",
+                "is_streaming": i % 4 == 1,
+                "status_code": 200 + i,
+                "error_type": "RateLimitError" if i % 3 == 1 else None,
+                "input_tokens": 1000 + i,
+                "output_tokens": 50 + i,
+                "total_tokens": 1050 + 2 * i,
+                "cached_input_tokens": 512,
+                "cache_creation_tokens": i,
+                "reasoning_tokens": 7,
+                "duration_ms": 1234.567 + i / 3,
+                "ttft_ms": 87.125 + i,
+                "cache_hit": ("exact", "semantic", "miss")[i % 3],
+                "routing_strategy": "cost",
+                "routing_reason": "cheapest healthy",
+                "cost_usd": 0.00123 * i,
+                "price_version": "genai-prices 0.0.99",
+                "attributes": {
+                    "app.user_tier": "gold",
+                    "app.retries": i,
+                    "app.sampled": True,
+                    "app.score": 0.25 * i,
+                },
+            }
+        calls.append(LLMCall.model_validate(values))
+    return calls
+
+
+def test_round_trip_every_field_equal() -> None:
+    """A record written as our tracer writes spans comes back equal, field by field."""
+    originals = varied_calls()
+    calls, received, ignored, rejected = convert_request(request_for(originals), None, False, {})
+    assert (received, ignored, rejected) == (len(originals), 0, 0)
+    by_id = {call.call_id: call for call in calls}
+    assert len(by_id) == len(originals)
+    for original in originals:
+        back = by_id[original.call_id]
+        assert back.source == "collector"
+        assert back.model_dump(exclude={"source"}) == original.model_dump(exclude={"source"})
+
+
+def test_round_trip_through_the_exporters_encoder() -> None:
+    """The OTLP exporters' own encoder and the collector agree on every field."""
+    from asynctelemetry._export._encode import encode_calls
+
+    originals = [c for c in varied_calls() if c.service_name is not None]
+    request = encode_calls(originals, service_name="fallback")
+    calls, *_ = convert_request(request, None, False, {})
+    by_id = {call.call_id: call.model_dump(exclude={"source"}) for call in calls}
+    assert by_id == {call.call_id: call.model_dump(exclude={"source"}) for call in originals}
+
+
+GENAI = {
+    "gen_ai.operation.name": "chat",
+    "gen_ai.provider.name": "openai",
+    "gen_ai.request.model": "gpt-4o",
+    "gen_ai.response.model": "gpt-4o-2024-08-06",
+    "gen_ai.usage.input_tokens": 812,
+    "gen_ai.usage.output_tokens": 95,
+    "gen_ai.usage.cache_read.input_tokens": 512,
+    "gen_ai.usage.cache_creation.input_tokens": 64,
+    "gen_ai.usage.reasoning.output_tokens": 30,
+    "gen_ai.conversation.id": "conv-1",
+    "gen_ai.response.finish_reasons": ["stop"],
+    "server.address": "api.openai.com",
+    "error.type": "timeout",
+}
+
+
+def test_genai_conventions() -> None:
+    """OTel GenAI keys map to the fields; unknown keys are kept; duration from the span times."""
+    call = span_to_llm_call(llm_span(GENAI), service_name="app")
+    assert call is not None
+    assert (call.model, call.request_model, call.provider) == (
+        "gpt-4o-2024-08-06",
+        "gpt-4o",
+        "openai",
+    )
+    assert (call.input_tokens, call.output_tokens) == (812, 95)
+    assert (call.cached_input_tokens, call.cache_creation_tokens, call.reasoning_tokens) == (
+        512,
+        64,
+        30,
+    )
+    assert call.session_id == "conv-1"
+    assert call.error_type == "timeout"
+    assert call.duration_ms == 250.0
+    assert call.service_name == "app"
+    assert call.call_id == bytes(range(1, 9)).hex()
+    assert call.trace_id == bytes(range(1, 17)).hex()
+    assert call.attributes == {
+        "gen_ai.response.finish_reasons": '["stop"]',
+        "server.address": "api.openai.com",
+    }
+
+
+@pytest.mark.parametrize(
+    ("attributes", "expected"),
+    [
+        pytest.param(
+            {
+                "llm.request.type": "chat",
+                "gen_ai.system": "openai",
+                "gen_ai.request.model": "gpt-4o-mini",
+                "gen_ai.usage.prompt_tokens": 10,
+                "gen_ai.usage.completion_tokens": 4,
+                "llm.usage.total_tokens": 14,
+                "gen_ai.usage.cache_read_input_tokens": 3,
+                "gen_ai.usage.reasoning_tokens": 2,
+                "llm.is_streaming": True,
+            },
+            {
+                "model": "gpt-4o-mini",
+                "provider": "openai",
+                "operation": "stream",
+                "input_tokens": 10,
+                "output_tokens": 4,
+                "total_tokens": 14,
+                "cached_input_tokens": 3,
+                "reasoning_tokens": 2,
+                "is_streaming": True,
+            },
+            id="openllmetry",
+        ),
+        pytest.param(
+            {
+                "openinference.span.kind": "LLM",
+                "llm.model_name": "gpt-4o-2024-08-06",
+                "llm.provider": "openai",
+                "llm.system": "openai",
+                "llm.token_count.prompt": 20,
+                "llm.token_count.completion": 5,
+                "llm.token_count.total": 25,
+                "llm.token_count.prompt_details.cache_read": 8,
+                "llm.token_count.prompt_details.cache_write": 2,
+                "llm.token_count.completion_details.reasoning": 1,
+                "session.id": "sess",
+                "llm.invocation_parameters": '{"model": "gpt-4o", "temperature": 0}',
+            },
+            {
+                "model": "gpt-4o-2024-08-06",
+                "request_model": None,
+                "provider": "openai",
+                "operation": "chat",
+                "input_tokens": 20,
+                "output_tokens": 5,
+                "total_tokens": 25,
+                "cached_input_tokens": 8,
+                "cache_creation_tokens": 2,
+                "reasoning_tokens": 1,
+                "session_id": "sess",
+            },
+            id="openinference",
+        ),
+        pytest.param(
+            {
+                "openinference.span.kind": "EMBEDDING",
+                "llm.invocation_parameters": '{"model": "e5"}',
+            },
+            {"model": "e5", "request_model": "e5", "operation": "embed"},
+            id="openinference-model-from-invocation-parameters",
+        ),
+        pytest.param(
+            {
+                "model.requested": "router/auto",
+                "llm.model": "gpt-4o",
+                "llm.provider": "openai",
+                "llm.usage.prompt_tokens": 100,
+                "llm.usage.completion_tokens": 10,
+                "llm.usage.total_tokens": 110,
+                "llm.usage.cached_input_tokens": 40,
+                "llm.usage.cache_creation_tokens": 5,
+                "llm.usage.reasoning_tokens": 3,
+                "llm.time_to_first_token": 120.5,
+                "llm.duration_ms": 900.25,
+                "llm.is_streaming": False,
+                "plano.session_id": "ps",
+                "plano.route.name": "fast",
+                "routing.strategy": "latency",
+                "routing.selection_reason": "p95",
+                "http.status_code": 200,
+                "request_id": "r-9",
+            },
+            {
+                "model": "gpt-4o",
+                "request_model": "router/auto",
+                "input_tokens": 100,
+                "output_tokens": 10,
+                "total_tokens": 110,
+                "cached_input_tokens": 40,
+                "cache_creation_tokens": 5,
+                "reasoning_tokens": 3,
+                "ttft_ms": 120.5,
+                "duration_ms": 900.25,
+                "is_streaming": False,
+                "session_id": "ps",
+                "route_name": "fast",
+                "routing_strategy": "latency",
+                "routing_reason": "p95",
+                "status_code": 200,
+                "call_id": "r-9",
+            },
+            id="plano-gateway",
+        ),
+        pytest.param(
+            {
+                "llm.provider": "anthropic",
+                "llm.model": "claude-sonnet-4-5",
+                "llm.operation": "chat",
+                "llm.latency_ms": 321.0,
+                "llm.input_tokens": 7,
+                "llm.output_tokens": 8,
+                "llm.cost_usd": 0.5,
+                "llm.cache_hit": "semantic",
+                "llm.tool_calls": 2,
+                "llm.error_type": "APIError",
+            },
+            {
+                "model": "claude-sonnet-4-5",
+                "provider": "anthropic",
+                "duration_ms": 321.0,
+                "input_tokens": 7,
+                "output_tokens": 8,
+                "cost_usd": 0.5,
+                "cache_hit": "semantic",
+                "tool_calls": 2,
+                "error_type": "APIError",
+            },
+            id="ractogateway-tracer",
+        ),
+    ],
+)
+def test_other_conventions(attributes: dict[str, object], expected: dict[str, object]) -> None:
+    """OpenLLMetry, OpenInference, the Plano gateway and the RactoGateway tracer are read."""
+    call = span_to_llm_call(llm_span(attributes), service_name=None)
+    assert call is not None
+    assert {name: getattr(call, name) for name in expected} == expected
+    assert call.attributes == {}
+
+
+def test_precedence_first_valid_key_wins() -> None:
+    """Gateway keys beat GenAI keys; an invalid higher-precedence value falls through."""
+    defects: dict[str, int] = {}
+    span = llm_span(
+        {
+            "gen_ai.request.model": "m",
+            "gen_ai.usage.input_tokens": 5,
+            "llm.usage.prompt_tokens": 9,
+            "llm.usage.completion_tokens": -1,
+            "gen_ai.usage.output_tokens": 3,
+        }
+    )
+    call = convert_span(span, None, None, False, defects)
+    assert isinstance(call, LLMCall)
+    assert (call.input_tokens, call.output_tokens) == (9, 3)
+    assert defects == {"negative": 1}
+
+
+def test_precedence_order_documented() -> None:
+    """Every field lists our / gateway keys before GenAI, and GenAI before OpenInference."""
+    keys = FIELD_KEYS["input_tokens"]
+    assert keys.index("llm.usage.prompt_tokens") < keys.index("gen_ai.usage.input_tokens")
+    assert keys.index("gen_ai.usage.input_tokens") < keys.index("llm.token_count.prompt")
+
+
+@pytest.mark.parametrize(
+    ("value", "defect"),
+    [
+        pytest.param(AnyValue(int_value=-5), "negative", id="negative"),
+        pytest.param(AnyValue(int_value=MAX_TOKENS + 1), "too_large", id="above-2**53"),
+        pytest.param(AnyValue(double_value=math.nan), "non_finite", id="nan"),
+        pytest.param(AnyValue(double_value=math.inf), "non_finite", id="inf"),
+        pytest.param(AnyValue(double_value=1.5), "wrong_type", id="fractional"),
+        pytest.param(AnyValue(string_value="many"), "wrong_type", id="text"),
+        pytest.param(AnyValue(bool_value=True), "wrong_type", id="bool"),
+    ],
+)
+def test_bad_token_values_become_none_and_count(value: AnyValue, defect: str) -> None:
+    """Bad token counts leave the field None, keep the call, and count the defect by kind."""
+    span = llm_span({"gen_ai.request.model": "m"})
+    span.attributes.append(KeyValue(key="gen_ai.usage.input_tokens", value=value))
+    defects: dict[str, int] = {}
+    call = convert_span(span, None, None, False, defects)
+    assert isinstance(call, LLMCall)
+    assert call.input_tokens is None
+    assert defects == {defect: 1}
+
+
+def test_bad_durations_and_strings() -> None:
+    """Durations beyond a day or negative, long model names and bad statuses are defects."""
+    defects: dict[str, int] = {}
+    span = llm_span(
+        {
+            "gen_ai.request.model": "m",
+            "gen_ai.response.model": "x" * 600,
+            "llm.duration_ms": 86_400_001.0,
+            "llm.time_to_first_token": -3.0,
+            "asynctelemetry.status": "exploded",
+            "http.status_code": 1234,
+        },
+        end_time_unix_nano=1_767_225_600_000_000_000 + 2 * 86_400 * 10**9,
+    )
+    call = convert_span(span, None, None, False, defects)
+    assert isinstance(call, LLMCall)
+    assert call.model == "m"
+    assert (call.duration_ms, call.ttft_ms, call.status_code, call.status) == (
+        None,
+        None,
+        None,
+        "ok",
+    )
+    assert defects == {"too_long": 1, "too_large": 2, "negative": 1, "bad_value": 2}
+
+
+def test_string_numbers_and_integral_doubles_are_accepted() -> None:
+    """Token counts sent as doubles (JSON exporters) or decimal text are read exactly."""
+    span = llm_span({"gen_ai.request.model": "m"})
+    span.attributes.append(
+        KeyValue(key="gen_ai.usage.input_tokens", value=AnyValue(double_value=12.0))
+    )
+    span.attributes.append(
+        KeyValue(key="gen_ai.usage.output_tokens", value=AnyValue(string_value="7"))
+    )
+    call = span_to_llm_call(span, service_name=None)
+    assert call is not None
+    assert (call.input_tokens, call.output_tokens) == (12, 7)
+
+
+def test_failed_call_without_response_model_counts() -> None:
+    """A failed call with only a requested model is a call, with status error from the span."""
+    span = llm_span(
+        {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": "gpt-4o",
+            "error.type": "APITimeoutError",
+        },
+        status=Status(code=Status.STATUS_CODE_ERROR, message="timed out"),
+    )
+    call = span_to_llm_call(span, service_name=None)
+    assert call is not None
+    assert (call.model, call.status, call.error_type) == ("gpt-4o", "error", "APITimeoutError")
+
+
+@pytest.mark.parametrize(
+    ("attributes", "verdict"),
+    [
+        pytest.param({"http.method": "GET", "http.status_code": 200}, None, id="http-span"),
+        pytest.param(
+            {"gen_ai.operation.name": "execute_tool", "gen_ai.request.model": "m"}, None, id="tool"
+        ),
+        pytest.param(
+            {"openinference.span.kind": "CHAIN", "llm.model_name": "m"}, None, id="oi-chain"
+        ),
+        pytest.param({"gen_ai.operation.name": "chat"}, REJECTED, id="declared-no-model"),
+        pytest.param(
+            {"gen_ai.operation.name": "chat", "gen_ai.request.model": ""},
+            REJECTED,
+            id="empty-model",
+        ),
+        pytest.param({"openinference.span.kind": "LLM"}, REJECTED, id="oi-llm-no-model"),
+    ],
+)
+def test_what_is_not_a_call(attributes: dict[str, object], verdict: object) -> None:
+    """Non-LLM spans are ignored (None); LLM spans without a model are rejected and counted."""
+    defects: dict[str, int] = {}
+    assert convert_span(llm_span(attributes), None, None, False, defects) is verdict
+    assert defects == ({"no_model": 1} if verdict is REJECTED else {})
+
+
+CONTENT = {
+    "gen_ai.input.messages": '[{"role": "user"}]',
+    "gen_ai.output.messages": "[]",
+    "gen_ai.prompt.0.content": "hello",
+    "gen_ai.completion.0.content": "hi",
+    "input.value": "hello",
+    "output.value": "hi",
+    "llm.input_messages.0.message.content": "hello",
+    "llm.output_messages.0.message.content": "hi",
+    "embedding.embeddings.0.embedding.text": "hello",
+}
+
+
+def test_content_dropped_unless_captured() -> None:
+    """Prompt and completion attributes of every convention are dropped by default."""
+    span = llm_span({"gen_ai.request.model": "m", "app.kept": 1, **CONTENT})
+    private = span_to_llm_call(span, service_name=None)
+    captured = span_to_llm_call(span, service_name=None, capture_content=True)
+    assert private is not None and captured is not None
+    assert private.attributes == {"app.kept": 1}
+    assert captured.attributes == {"app.kept": 1, **CONTENT}
+
+
+def test_attribute_bounds() -> None:
+    """Extra attributes stop at MAX_ATTRIBUTES; long strings are cut; maps are not kept."""
+    attributes: dict[str, object] = {
+        "gen_ai.request.model": "m",
+        "long": "y" * (MAX_ATTRIBUTE_LENGTH + 10),
+    }
+    attributes |= {f"extra.{i}": i for i in range(MAX_ATTRIBUTES + 20)}
+    span = llm_span(attributes)
+    nested = AnyValue()
+    nested.kvlist_value.values.append(KeyValue(key="a", value=AnyValue(int_value=1)))
+    span.attributes.insert(1, KeyValue(key="nested", value=nested))
+    defects: dict[str, int] = {}
+    call = convert_span(span, None, None, False, defects)
+    assert isinstance(call, LLMCall)
+    assert len(call.attributes) == MAX_ATTRIBUTES
+    assert call.attributes["long"] == "y" * MAX_ATTRIBUTE_LENGTH
+    assert "nested" not in call.attributes
+    assert defects == {
+        "attribute_truncated": 1,
+        "attribute_unsupported": 1,
+        "attributes_dropped": 21,
+    }
+    LLMCall.model_validate(call.model_dump())  # the trusted record passes full validation
+
+
+def test_kept_cost_and_pricing() -> None:
+    """A span's own llm.cost_usd is kept; otherwise the collector's price table prices it."""
+
+    class Table:
+        version = "test-prices 1"
+
+        def cost_of(self, model: str, provider: str | None, **tokens: int | None) -> float | None:
+            return None if model == "unknown" else 0.01 * (tokens["input_tokens"] or 0)
+
+    priced = span_to_llm_call(
+        llm_span({"gen_ai.request.model": "m", "gen_ai.usage.input_tokens": 3}),
+        service_name=None,
+        price_table=Table(),
+    )
+    kept = span_to_llm_call(
+        llm_span(
+            {"gen_ai.request.model": "m", "llm.cost_usd": 9.5, "asynctelemetry.price_version": "v0"}
+        ),
+        service_name=None,
+        price_table=Table(),
+    )
+    unknown = span_to_llm_call(
+        llm_span({"gen_ai.request.model": "unknown"}), service_name=None, price_table=Table()
+    )
+    assert priced is not None and kept is not None and unknown is not None
+    assert (priced.cost_usd, priced.price_version) == (pytest.approx(0.03), "test-prices 1")
+    assert (kept.cost_usd, kept.price_version) == (9.5, "v0")
+    assert (unknown.cost_usd, unknown.price_version) == (None, None)
+
+
+def test_priced_with_the_default_table() -> None:
+    """The real default PriceTable prices a GenAI span that carries no cost."""
+    from asynctelemetry import PriceTable
+
+    span = llm_span({"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 1_000_000})
+    call = span_to_llm_call(span, service_name=None, price_table=PriceTable.default())
+    assert call is not None
+    assert call.cost_usd is not None and call.cost_usd > 0
+    assert call.price_version == PriceTable.default().version
+
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=40),
+    st.binary(max_size=8),
+    st.lists(st.one_of(st.integers(-5, 5), st.text(max_size=5), st.floats()), max_size=4),
+)
+_keys = st.one_of(
+    st.sampled_from(sorted({k for keys in FIELD_KEYS.values() for k in keys})), st.text(max_size=20)
+)
+
+
+def _value(value: object) -> AnyValue:
+    return AnyValue() if value is None else any_value(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    attributes=st.lists(st.tuples(_keys, _scalars), max_size=25),
+    start=st.integers(0, 2**64 - 1),
+    end=st.integers(0, 2**64 - 1),
+    status=st.sampled_from([0, 1, 2, 7]),
+)
+def test_converter_never_raises(
+    attributes: list[tuple[str, object]], start: int, end: int, status: int
+) -> None:
+    """Whatever the attribute values, the converter returns a valid record, None or REJECTED."""
+    span = Span(start_time_unix_nano=start, end_time_unix_nano=end)
+    span.status.code = status  # type: ignore[assignment]
+    span.attributes.extend(KeyValue(key=k, value=_value(v)) for k, v in attributes)
+    result = convert_span(span, "svc", None, False, {})
+    if isinstance(result, LLMCall):
+        LLMCall.model_validate(result.model_dump())
+    else:
+        assert result is None or result is REJECTED
+
+
+def test_span_of_helper_matches_tracer_span_shape() -> None:
+    """The test encoder writes status ERROR for failed calls (as the tracer does)."""
+    call = varied_calls()[1]
+    assert call.status == "error"
+    assert span_of(call).status.code == Status.STATUS_CODE_ERROR
