@@ -1,0 +1,178 @@
+"""Serving ``/metrics`` from the event loop: :class:`PrometheusExporter`.
+
+A deliberately small HTTP/1.x responder on ``asyncio.start_server`` (no thread, unlike
+prometheus-client's own server): one request per connection, the request head bounded in size and
+read within a timeout, ``GET``/``HEAD /metrics`` answered with the registry's text exposition,
+404 for other paths, 405 for other methods, 400 for anything unreadable. Slow or malformed clients
+cost one task each, up to a bound, and never the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any, Final
+
+from ._exceptions import ConfigError, StoreClosedError, require
+
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Self
+
+__all__ = ["PrometheusExporter"]
+
+logger = logging.getLogger("asynctelemetry")
+
+#: Largest request head (request line and headers) accepted, bytes.
+MAX_REQUEST_HEAD: Final = 8192
+_REASONS: Final = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+
+
+class PrometheusExporter:
+    """Serves a registry at ``http://host:port/metrics`` from the running event loop.
+
+    Args:
+        port: TCP port; ``0`` lets the OS pick one (read it back from :attr:`port`).
+        registry: a ``CollectorRegistry``, a :class:`~asynctelemetry.metrics.MetricsRecorder`
+            (its registry is served), or ``None`` for prometheus-client's global registry.
+        host: interface to bind; loopback by default, pass ``"0.0.0.0"`` to expose it.
+        read_timeout: seconds a client has to send its request head.
+        max_connections: most connections served at once; more are closed at once.
+    """
+
+    def __init__(
+        self,
+        port: int = 8000,
+        registry: Any = None,
+        host: str = "127.0.0.1",
+        *,
+        read_timeout: float = 5.0,
+        max_connections: int = 64,
+    ) -> None:
+        self._prom: Any = require("prometheus_client", "prometheus", "PrometheusExporter")
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"port must be in 0..65535, not {port}")
+        # A MetricsRecorder stands for its registry.
+        source: Any = getattr(registry, "registry", registry)
+        self.registry: Any = source if source is not None else self._prom.REGISTRY
+        self.host = host
+        self.read_timeout = read_timeout
+        self.max_connections = max_connections
+        self._port = port
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.requests = 0
+        self.bad_requests = 0
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the server is listening."""
+        return self._server is not None
+
+    @property
+    def port(self) -> int:
+        """The bound port once started (the OS's pick for ``port=0``), else the one asked for."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """The scrape URL."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self._port}/metrics"
+
+    async def start(self) -> None:
+        """Start listening. Idempotent.
+
+        Raises:
+            StoreClosedError: after :meth:`aclose`.
+            OSError: the address is taken or cannot be bound.
+        """
+        if self._closed:
+            raise StoreClosedError("PrometheusExporter is closed")
+        if self._server is not None:
+            return
+        self._server = await asyncio.start_server(
+            self._accept, self.host, self._port, limit=MAX_REQUEST_HEAD
+        )
+        self._port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop listening and drop open connections. Safe when not started; may start again."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        for task in list(self._handlers):
+            task.cancel()
+        if self._handlers:
+            await asyncio.gather(*self._handlers, return_exceptions=True)
+        await server.wait_closed()
+
+    async def aclose(self) -> None:
+        """Stop for good: :meth:`start` refuses afterwards. Idempotent."""
+        self._closed = True
+        await self.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- serving --------------------------------------------------------------------------------
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._handlers) >= self.max_connections:
+            writer.close()
+            return
+        task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            try:
+                async with asyncio.timeout(self.read_timeout):
+                    head = await reader.readuntil(b"\r\n\r\n")
+            except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                self.bad_requests += 1
+                return  # too slow, cut short or too big: close without an answer
+            status, body, content_type, head_only = self._answer(head)
+            headers = (
+                f"HTTP/1.1 {status} {_REASONS[status]}\r\n"
+                f"Content-Type: {content_type}\r\n"
+                f"Content-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n"
+            )
+            writer.write(headers.encode("ascii") + (b"" if head_only else body))
+            async with asyncio.timeout(self.read_timeout):
+                await writer.drain()
+        except (ConnectionError, TimeoutError):
+            pass  # the client went away or would not read: nothing more to do
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await writer.wait_closed()
+
+    def _answer(self, head: bytes) -> tuple[int, bytes, str, bool]:
+        plain = "text/plain; charset=utf-8"
+        parts = head.split(b"\r\n", 1)[0].split(b" ")
+        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+            self.bad_requests += 1
+            return 400, b"bad request\n", plain, False
+        method, target = parts[0], parts[1].split(b"?", 1)[0]
+        if target not in (b"/metrics", b"/metrics/"):
+            return 404, b"not found: try /metrics\n", plain, method == b"HEAD"
+        if method not in (b"GET", b"HEAD"):
+            return 405, b"method not allowed\n", plain, False
+        self.requests += 1
+        body: bytes = self._prom.generate_latest(self.registry)
+        return 200, body, self._prom.CONTENT_TYPE_LATEST, method == b"HEAD"

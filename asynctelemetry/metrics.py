@@ -1,0 +1,310 @@
+"""Prometheus metrics for LLM calls: :class:`MetricsRecorder` and :class:`PrometheusExporter`.
+
+prometheus-client is the ``prometheus`` extra (``pip install 'asynctelemetry[prometheus]'``).
+The recorder is a sink (the tracer's ``metrics=`` and the collector feed it every call) and keeps
+RactoGateway's ``GatewayMetricsMiddleware`` methods; ``namespace="ractogateway"`` gives its exact
+metric names. Each recorder owns an isolated ``CollectorRegistry`` unless given one.
+
+Histogram buckets follow the OpenTelemetry GenAI metric conventions: ``gen_ai.client.operation
+.duration`` for request durations, ``gen_ai.server.time_to_first_token`` and
+``gen_ai.server.time_per_output_token`` for the streaming figures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from ._exceptions import ConfigError, require
+from ._metrics_http import PrometheusExporter
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ._pricing import ModelPricing, PriceTable
+    from ._record import LLMCall
+
+__all__ = [
+    "DURATION_BUCKETS",
+    "TIME_PER_OUTPUT_TOKEN_BUCKETS",
+    "TIME_TO_FIRST_TOKEN_BUCKETS",
+    "TOKEN_TYPES",
+    "GatewayMetricsMiddleware",
+    "MetricsRecorder",
+    "PrometheusExporter",
+]
+
+#: ``gen_ai.client.operation.duration`` advisory boundaries, seconds.
+DURATION_BUCKETS: Final = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
+#: ``gen_ai.server.time_to_first_token`` advisory boundaries, seconds.
+TIME_TO_FIRST_TOKEN_BUCKETS: Final = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
+#: ``gen_ai.server.time_per_output_token`` advisory boundaries, seconds.
+TIME_PER_OUTPUT_TOKEN_BUCKETS: Final = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
+)  # fmt: skip
+#: Values of the ``token_type`` label, with the record field each one counts.
+TOKEN_TYPES: Final = {
+    "input": "input_tokens",
+    "output": "output_tokens",
+    "cached_input": "cached_input_tokens",
+    "cache_creation": "cache_creation_tokens",
+    "reasoning": "reasoning_tokens",
+}
+#: Label value used for a call's unknown provider, and for tool calls of unknown name.
+UNKNOWN: Final = "unknown"
+#: Label value that stands for every model (or tool, provider…) beyond the cardinality cap.
+OTHER: Final = "other"
+#: ``cache_type`` of a record's cache miss: no cache layer answered.
+ANY_CACHE: Final = "any"
+# Label children kept per (provider, model, operation, status) so recording skips .labels().
+_MAX_CACHED_SERIES: Final = 10_000
+
+
+class _LabelGuard:
+    """Keeps at most ``limit`` distinct values of one label; later ones become ``"other"``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.seen: set[str] = set()
+        self.overflowed = 0
+
+    def __call__(self, value: str) -> str:
+        if value in self.seen:
+            return value
+        if len(self.seen) < self.limit:
+            self.seen.add(value)
+            return value
+        self.overflowed += 1
+        return OTHER
+
+
+class MetricsRecorder:
+    """Counts LLM calls into Prometheus counters and histograms.
+
+    Args:
+        price_table: prices for :meth:`record_request` and for records without ``cost_usd``: a
+            ``PriceTable``, a ``dict[str, ModelPricing]`` of overrides on the default table, or
+            ``None`` (the default table).
+        registry: a ``prometheus_client.CollectorRegistry``; a new, isolated one by default.
+        namespace: metric name prefix (``"ractogateway"`` for RactoGateway's names).
+        max_models: most distinct ``model`` label values (also providers, tool names and cache
+            types); further ones are counted under ``"other"`` so a misbehaving client cannot
+            blow up the series count.
+
+    Raises:
+        MissingDependencyError: prometheus-client is not installed.
+    """
+
+    def __init__(
+        self,
+        *,
+        price_table: PriceTable | Mapping[str, ModelPricing] | None = None,
+        registry: Any = None,
+        namespace: str = "asynctelemetry",
+        max_models: int = 200,
+    ) -> None:
+        prom: Any = require("prometheus_client", "prometheus", "MetricsRecorder")
+        if max_models < 1:
+            raise ConfigError("max_models must be >= 1")
+        self._prom = prom
+        self.registry = registry if registry is not None else prom.CollectorRegistry()
+        self.namespace = namespace
+        self._price_table = price_table
+        self._table: PriceTable | None = None
+        self._models = _LabelGuard(max_models)
+        self._providers = _LabelGuard(max_models)
+        self._tools = _LabelGuard(max_models)
+        self._cache_types = _LabelGuard(max_models)
+        self._children: dict[tuple[str, str, str, str], tuple[Any, ...]] = {}
+        reg, ns = self.registry, namespace
+        self.requests = prom.Counter(
+            "requests_total", "LLM requests.", ["provider", "model", "operation", "status"],
+            namespace=ns, registry=reg,
+        )  # fmt: skip
+        self.request_duration = prom.Histogram(
+            "request_duration_seconds", "Wall-clock latency of LLM requests.",
+            ["provider", "model", "operation"], namespace=ns, registry=reg,
+            buckets=DURATION_BUCKETS,
+        )  # fmt: skip
+        self.tokens = prom.Counter(
+            "tokens_total", "Tokens by type (input includes cached_input and cache_creation;"
+            " output includes reasoning).", ["provider", "model", "token_type"],
+            namespace=ns, registry=reg,
+        )  # fmt: skip
+        self.cost = prom.Counter(
+            "cost_usd_total", "Estimated cost in US dollars.", ["provider", "model"],
+            namespace=ns, registry=reg,
+        )  # fmt: skip
+        self.cache_hits = prom.Counter(
+            "cache_hits_total", "Response cache hits.", ["cache_type"], namespace=ns,
+            registry=reg,
+        )  # fmt: skip
+        self.cache_misses = prom.Counter(
+            "cache_misses_total", "Response cache misses.", ["cache_type"], namespace=ns,
+            registry=reg,
+        )  # fmt: skip
+        self.tool_calls = prom.Counter(
+            "tool_calls_total", "Tool calls requested by models.", ["tool_name"], namespace=ns,
+            registry=reg,
+        )  # fmt: skip
+        self.time_to_first_token = prom.Histogram(
+            "time_to_first_token_seconds", "Time to the first token of successful responses.",
+            ["provider", "model", "operation"], namespace=ns, registry=reg,
+            buckets=TIME_TO_FIRST_TOKEN_BUCKETS,
+        )  # fmt: skip
+        self.time_per_output_token = prom.Histogram(
+            "time_per_output_token_seconds",
+            "Time per output token after the first, successful responses.",
+            ["provider", "model", "operation"], namespace=ns, registry=reg,
+            buckets=TIME_PER_OUTPUT_TOKEN_BUCKETS,
+        )  # fmt: skip
+
+    # -- pricing --------------------------------------------------------------------------------
+    @property
+    def price_table(self) -> PriceTable:
+        """The table used to price calls that come without a cost."""
+        if self._table is None:
+            from ._pricing import PriceTable
+
+            given = self._price_table
+            if given is None:
+                self._table = PriceTable.default()
+            elif isinstance(given, PriceTable):
+                self._table = given
+            else:
+                self._table = PriceTable.default().with_overrides(given)
+        return self._table
+
+    # -- recording ------------------------------------------------------------------------------
+    def _series(self, provider: str | None, model: str, operation: str, status: str) -> Any:
+        key = (provider or UNKNOWN, model, operation, status)
+        children = self._children.get(key)
+        if children is None:
+            p, m = self._providers(key[0]), self._models(model)
+            children = (
+                self.requests.labels(p, m, operation, status),
+                self.request_duration.labels(p, m, operation),
+                {t: self.tokens.labels(p, m, t) for t in TOKEN_TYPES},
+                self.cost.labels(p, m),
+                self.time_to_first_token.labels(p, m, operation),
+                self.time_per_output_token.labels(p, m, operation),
+            )
+            if len(self._children) < _MAX_CACHED_SERIES:
+                self._children[key] = children
+        return children
+
+    def record(self, call: LLMCall) -> None:
+        """Count one call: request, duration, tokens, cost, cache, tool calls, TTFT and TPOT."""
+        requests, duration, tokens, cost, ttft, tpot = self._series(
+            call.provider, call.model, call.operation, call.status
+        )
+        requests.inc()
+        if call.duration_ms is not None:
+            duration.observe(call.duration_ms / 1000)
+        values = call.__dict__
+        for token_type, field in TOKEN_TYPES.items():
+            count = values[field]
+            if count:
+                tokens[token_type].inc(count)
+        usd = call.cost_usd
+        if usd is None and (call.input_tokens or call.output_tokens):
+            usd = self.price_table.cost(call)
+        if usd:
+            cost.inc(usd)
+        if call.cache_hit:
+            if call.cache_hit == "miss":
+                self.cache_misses.labels(ANY_CACHE).inc()
+            else:
+                self.cache_hits.labels(self._cache_types(call.cache_hit)).inc()
+        if call.tool_calls:
+            self.tool_calls.labels(UNKNOWN).inc(call.tool_calls)
+        if call.status == "ok":
+            if call.ttft_ms is not None:
+                ttft.observe(call.ttft_ms / 1000)
+            tpt = call.tpt_ms
+            if tpt is not None:
+                tpot.observe(tpt / 1000)
+
+    def record_request(
+        self,
+        *,
+        provider: str,
+        model: str,
+        operation: str,
+        status: str,
+        latency_s: float,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        tool_calls: Sequence[Any] | None = None,
+    ) -> None:
+        """Record a finished request (RactoGateway's signature); the cost comes from prices.
+
+        ``tool_calls`` items may be objects with a ``name`` or ``tool_name`` attribute, dicts
+        with such a key, or plain names.
+
+        Raises:
+            ValueError: a negative or non-finite latency, or negative token counts.
+        """
+        if not math.isfinite(latency_s) or latency_s < 0:
+            raise ValueError(f"latency_s must be a finite number >= 0, not {latency_s!r}")
+        if input_tokens < 0 or output_tokens < 0:
+            raise ValueError("token counts must be >= 0")
+        requests, duration, tokens, cost, _, _ = self._series(provider, model, operation, status)
+        requests.inc()
+        duration.observe(latency_s)
+        if input_tokens:
+            tokens["input"].inc(input_tokens)
+        if output_tokens:
+            tokens["output"].inc(output_tokens)
+        if input_tokens or output_tokens:
+            usd = self.price_table.cost_of(
+                model, provider, input_tokens=input_tokens, output_tokens=output_tokens
+            )
+            if usd:
+                cost.inc(usd)
+        for tool in tool_calls or ():
+            self.tool_calls.labels(self._tools(_tool_name(tool))).inc()
+
+    def record_cache_hit(self, cache_type: str) -> None:
+        """Count a response-cache hit of ``cache_type`` (``"exact"``, ``"semantic"``…)."""
+        self.cache_hits.labels(self._cache_types(cache_type)).inc()
+
+    def record_cache_miss(self, cache_type: str) -> None:
+        """Count a response-cache miss of ``cache_type``."""
+        self.cache_misses.labels(self._cache_types(cache_type)).inc()
+
+    def generate_latest(self) -> str:
+        """The registry in the Prometheus text exposition format."""
+        text: bytes = self._prom.generate_latest(self.registry)
+        return text.decode()
+
+    # -- the Sink protocol ----------------------------------------------------------------------
+    async def emit(self, calls: Sequence[LLMCall]) -> None:
+        """Record every call (no I/O: counters in memory)."""
+        for call in calls:
+            self.record(call)
+
+    async def flush(self) -> None:
+        """Nothing to flush: metrics are read when scraped."""
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+def _tool_name(tool: Any) -> str:
+    if isinstance(tool, str):
+        return tool or UNKNOWN
+    if isinstance(tool, Mapping):
+        name = tool.get("name") or tool.get("tool_name")
+    else:
+        name = getattr(tool, "name", None) or getattr(tool, "tool_name", None)
+    return str(name) if name else UNKNOWN
+
+
+#: RactoGateway's name for the recorder.
+GatewayMetricsMiddleware = MetricsRecorder
