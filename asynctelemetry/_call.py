@@ -51,6 +51,8 @@ _CACHE_HITS: Final = frozenset({"exact", "semantic", "miss"})
 
 def check_count(name: str, value: object) -> int:
     """A token or tool-call count, or ``ValueError``."""
+    if value.__class__ is int and 0 <= value <= MAX_TOKENS:  # type: ignore[operator]
+        return value  # type: ignore[return-value]
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an int, got {type(value).__name__}")
     if not 0 <= value <= MAX_TOKENS:
@@ -124,7 +126,12 @@ class CallHandle:
         tb: TracebackType | None,
     ) -> None:
         # Returning None lets the caller's exception or cancellation propagate unchanged.
-        await self._tracer._end(self, exc_type)
+        tracer = self._tracer
+        record = tracer._finish(self, exc_type)
+        if record is not None:
+            pending = tracer.emitter.submit((record,))
+            if pending is not None:
+                await pending
 
     def first_token(self) -> None:
         """Mark the arrival of the first token (or chunk); later calls are ignored."""
@@ -164,18 +171,21 @@ class CallHandle:
         Raises:
             ValueError: a count that is not an int between 0 and 2**53.
         """
-        given = {
-            "input_tokens": input_tokens,
-            "output_tokens": output_tokens,
-            "total_tokens": total_tokens,
-            "cached_input_tokens": cached_input_tokens,
-            "cache_creation_tokens": cache_creation_tokens,
-            "reasoning_tokens": reasoning_tokens,
-        }
         fields = self.fields
-        for name, value in given.items():
-            if value is not None:
-                fields[name] = check_count(name, value)
+        if input_tokens is not None:
+            fields["input_tokens"] = check_count("input_tokens", input_tokens)
+        if output_tokens is not None:
+            fields["output_tokens"] = check_count("output_tokens", output_tokens)
+        if total_tokens is not None:
+            fields["total_tokens"] = check_count("total_tokens", total_tokens)
+        if cached_input_tokens is not None:
+            fields["cached_input_tokens"] = check_count("cached_input_tokens", cached_input_tokens)
+        if cache_creation_tokens is not None:
+            fields["cache_creation_tokens"] = check_count(
+                "cache_creation_tokens", cache_creation_tokens
+            )
+        if reasoning_tokens is not None:
+            fields["reasoning_tokens"] = check_count("reasoning_tokens", reasoning_tokens)
         if not input_includes_cache and input_tokens is not None:
             fields["input_tokens"] = check_count(
                 "input_tokens",

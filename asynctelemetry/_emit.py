@@ -78,20 +78,64 @@ class Sink(Protocol):
 
 
 class Emitter:
-    """Hands each record to every sink; a failing sink is counted and never stops the others."""
+    """Hands each record to every sink; a failing sink is counted and never stops the others.
+
+    A sink that also has a synchronous ``emit_nowait(calls)`` (it never waits, e.g. a
+    MemoryStore or the metrics recorder) is called directly, so a call that only reaches such
+    sinks costs no coroutine at all.
+    """
 
     def __init__(self, sinks: Sequence[Sink] = ()) -> None:
-        self.sinks: list[Sink] = list(sinks)
+        self._sinks: tuple[Sink, ...] = ()
+        self._plan: tuple[tuple[Sink, Callable[[Sequence[LLMCall]], None] | None], ...] = ()
         self.errors = 0
+        for sink in sinks:
+            self.add(sink)
+
+    @property
+    def sinks(self) -> tuple[Sink, ...]:
+        """The sinks, in the order they receive records."""
+        return self._sinks
+
+    def add(self, sink: Sink) -> None:
+        """Append a sink."""
+        self._sinks = (*self._sinks, sink)
+        self._plan = (*self._plan, (sink, getattr(sink, "emit_nowait", None)))
+
+    def submit(self, calls: Sequence[LLMCall]) -> Awaitable[None] | None:
+        """Give ``calls`` to the synchronous sinks now; return an awaitable for the others.
+
+        Returns ``None`` when every sink took the calls already.
+        """
+        waiting: list[Sink] | None = None
+        for sink, nowait in self._plan:
+            if nowait is None:
+                if waiting is None:
+                    waiting = []
+                waiting.append(sink)
+                continue
+            try:
+                nowait(calls)
+            except Exception as exc:  # a sink's failure must not reach the caller's LLM call
+                self._failed(sink, "emit_nowait", exc)
+        return None if waiting is None else self._emit_to(waiting, calls)
 
     async def emit(self, calls: Sequence[LLMCall]) -> None:
-        """Give ``calls`` to every sink, in order."""
-        for sink in self.sinks:
+        """Give ``calls`` to every sink."""
+        pending = self.submit(calls)
+        if pending is not None:
+            await pending
+
+    async def _emit_to(self, sinks: list[Sink], calls: Sequence[LLMCall]) -> None:
+        for sink in sinks:
             try:
                 await sink.emit(calls)
             except Exception as exc:  # a sink's failure must not reach the caller's LLM call
-                self.errors += 1
-                report_internal_error(f"sink {type(sink).__name__}.emit", exc)
+                self._failed(sink, "emit", exc)
+
+    def _failed(self, sink: Sink, method: str, exc: Exception) -> None:
+        self.errors += 1
+        report_internal_error(f"sink {type(sink).__name__}.{method}", exc)
 
     async def flush(self) -> None:
         """Flush every sink; the first error is raised after all were tried."""
@@ -103,7 +147,7 @@ class Emitter:
 
     async def _each(self, method: str) -> None:
         first: BaseException | None = None
-        for sink in self.sinks:
+        for sink in self._sinks:
             try:
                 await getattr(sink, method)()
             except Exception as exc:

@@ -113,7 +113,13 @@ class LLMCall(BaseModel):
         """
         data = _DEFAULTS.copy()
         data.update(values)
-        data["attributes"] = data["attributes"] or {}
+        if data["attributes"] is None:
+            data["attributes"] = {}
+        return cls._adopt(data)
+
+    @classmethod
+    def _adopt(cls, data: dict[str, Any]) -> LLMCall:
+        """Wrap ``data`` (every field, checked values) as a record without copying it."""
         record = cls.__new__(cls)
         _setattr(record, "__dict__", data)
         # Every field counts as set: one shared set, which pydantic only ever copies.
@@ -158,6 +164,9 @@ _DEFAULTS: dict[str, Any] = {
     for name, field in LLMCall.model_fields.items()
 }
 _DEFAULTS["attributes"] = None  # replaced by a fresh dict per record in trusted()
+
+#: Every field with its default, for producers that fill a complete dict and call ``_adopt``.
+FIELD_DEFAULTS: dict[str, Any] = dict(_DEFAULTS)
 
 #: The RactoGateway name for the same record.
 SpanRecord = LLMCall

@@ -1,6 +1,6 @@
 """AsyncTracer: times LLM calls in the caller's event loop, prices them and hands them to sinks.
 
-Layer 5 (producer). The hot path (:meth:`AsyncTracer._begin` / :meth:`AsyncTracer._end`) reads
+Layer 5 (producer). The hot path (:meth:`AsyncTracer._begin` / :meth:`AsyncTracer._finish`) reads
 two clocks, builds one record with :meth:`LLMCall.trusted`, prices it with a memoised lookup and
 hands it to the sinks; it does no I/O. Slow work (SQLite writes, OTLP export) happens in background
 tasks behind bounded queues owned by the sinks.
@@ -22,11 +22,13 @@ import warnings
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Self, cast
 
+from opentelemetry.trace import get_current_span
+
 from ._call import CallHandle, check_millis
 from ._conventions import call_attributes, span_name
 from ._emit import BatchQueue, Emitter, Retryable, RetryPolicy, Sink, report_internal_error
 from ._exceptions import ConfigError, StoreClosedError
-from ._record import LLMCall
+from ._record import FIELD_DEFAULTS, LLMCall
 from ._stores import MemoryStore
 
 if TYPE_CHECKING:
@@ -55,8 +57,12 @@ def _span_id() -> str:
     return f"{_getrandbits(64) or 1:016x}"
 
 
-def _trace_id() -> str:
-    return f"{_getrandbits(128) or 1:032x}"
+def _new_ids() -> str:
+    """A new trace id (32 hex digits) and span id (16) in one draw; neither may be all zeros."""
+    ids = f"{_getrandbits(192):048x}"
+    if ids.startswith("0" * 32) or ids.endswith("0" * 16):
+        return _new_ids()
+    return ids
 
 
 class AsyncTracer:
@@ -329,8 +335,6 @@ class AsyncTracer:
         if self._sdk_tracer is not None:
             self._begin_sdk_span(handle)
         else:
-            from opentelemetry.trace import get_current_span
-
             outer = _current.get()
             otel_span = get_current_span()
             if outer is not None and outer[2] is otel_span:
@@ -342,7 +346,12 @@ class AsyncTracer:
                     handle.trace_id = f"{ctx.trace_id:032x}"
                     handle.parent_span_id = f"{ctx.span_id:016x}"
                 else:
-                    handle.trace_id = _trace_id()
+                    ids = _new_ids()
+                    handle.trace_id, handle.span_id = ids[:32], ids[32:]
+                    handle._token = _current.set((handle.trace_id, handle.span_id, otel_span))
+                    handle.call_id = handle.span_id
+                    handle._start_ns = time.perf_counter_ns()
+                    return
             handle.span_id = _span_id()
             handle._token = _current.set((handle.trace_id, handle.span_id, otel_span))
         handle.call_id = handle.span_id
@@ -364,7 +373,7 @@ class AsyncTracer:
         handle._otel_span = span
         handle._token = context.attach(trace.set_span_in_context(span))
 
-    async def _end(
+    def _finish(
         self,
         handle: CallHandle,
         exc_type: type[BaseException] | None,
@@ -372,13 +381,13 @@ class AsyncTracer:
         duration_ms: float | None = None,
         status: str | None = None,
     ) -> LLMCall | None:
+        """End the call: status, record, price, span. The caller hands the record to the sinks."""
         end_ns = time.perf_counter_ns()
         if handle._ended:
             return None
         handle._ended = True
         if handle._token is not None:
             self._detach(handle)
-        fields = handle.fields
         if status is None:
             if exc_type is None:
                 status = "error" if handle._failed else "ok"
@@ -386,15 +395,14 @@ class AsyncTracer:
                 status = "cancelled"
             else:
                 status = "error"
-                fields["error_type"] = exc_type.__name__
+                handle.fields["error_type"] = exc_type.__name__
         try:
             record = self._make_record(handle, status, end_ns, duration_ms)
+            if handle._otel_span is not None:
+                self._end_sdk_span(handle, record)
         except Exception as exc:
             report_internal_error("AsyncTracer recording a call", exc)
             return None
-        if handle._otel_span is not None:
-            self._end_sdk_span(handle, record)
-        await self.emitter.emit((record,))
         return record
 
     def _detach(self, handle: CallHandle) -> None:
@@ -418,43 +426,39 @@ class AsyncTracer:
         fields = handle.fields
         if duration_ms is None:
             duration_ms = (end_ns - handle._start_ns) / 1e6
-        ttft = handle.ttft_ms
-        if ttft is not None and ttft > duration_ms:
-            ttft = duration_ms
+        first = handle._first_token_ns
+        ttft = None if first is None else min((first - handle._start_ns) / 1e6, duration_ms)
         model = fields.pop("response_model", None) or fields["request_model"]
-        provider = fields["provider"]
         input_tokens = fields.get("input_tokens")
         output_tokens = fields.get("output_tokens")
-        if (
-            fields.get("total_tokens") is None
-            and input_tokens is not None
-            and output_tokens is not None
-        ):
+        if input_tokens is not None and output_tokens is not None and "total_tokens" not in fields:
             fields["total_tokens"] = input_tokens + output_tokens
         prices = self._prices or self.price_table
         cost = prices.cost_of(
             model,
-            provider,
+            fields["provider"],
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             cached_input_tokens=fields.get("cached_input_tokens"),
             cache_creation_tokens=fields.get("cache_creation_tokens"),
             reasoning_tokens=fields.get("reasoning_tokens"),
         )
-        fields["call_id"] = handle.call_id
-        fields["timestamp"] = _EPOCH + timedelta(microseconds=handle.start_unix_ns // 1000)
-        fields["model"] = model
-        fields["service_name"] = self.service_name
-        fields["trace_id"] = handle.trace_id
-        fields["span_id"] = handle.span_id
-        fields["parent_span_id"] = handle.parent_span_id
-        fields["status"] = status
-        fields["duration_ms"] = duration_ms
-        fields["ttft_ms"] = ttft
-        fields["cost_usd"] = cost
-        fields["price_version"] = prices.version if cost is not None else None
-        fields["attributes"] = handle.attributes
-        return LLMCall.trusted(fields)
+        data = FIELD_DEFAULTS.copy()
+        data.update(fields)
+        data["call_id"] = handle.call_id
+        data["timestamp"] = _EPOCH + timedelta(microseconds=handle.start_unix_ns // 1000)
+        data["model"] = model
+        data["service_name"] = self.service_name
+        data["trace_id"] = handle.trace_id
+        data["span_id"] = handle.span_id
+        data["parent_span_id"] = handle.parent_span_id
+        data["status"] = status
+        data["duration_ms"] = duration_ms
+        data["ttft_ms"] = ttft
+        data["cost_usd"] = cost
+        data["price_version"] = None if cost is None else prices.version
+        data["attributes"] = handle.attributes
+        return LLMCall._adopt(data)
 
     def _end_sdk_span(self, handle: CallHandle, record: LLMCall) -> None:
         from opentelemetry.trace import Status, StatusCode
@@ -484,8 +488,9 @@ class AsyncTracer:
         self._begin(handle, start_unix_ns=time.time_ns() - int(latency_ms * 1e6))
         if ttft_ms is not None:
             handle._first_token_ns = handle._start_ns + ttft_ns
-        record = await self._end(handle, None, duration_ms=latency_ms, status=status)
+        record = self._finish(handle, None, duration_ms=latency_ms, status=status)
         assert record is not None
+        await self.emitter.emit((record,))
         return record
 
 

@@ -58,6 +58,10 @@ class MemoryStore:
 
     async def add_many(self, calls: Sequence[LLMCall]) -> None:
         """Keep many calls, in order."""
+        self.emit_nowait(calls)
+
+    def emit_nowait(self, calls: Sequence[LLMCall]) -> None:
+        """Keep many calls without awaiting (the sink fast path; same as ``add_many``)."""
         if self._closed:
             raise StoreClosedError("MemoryStore is closed")
         overflow = len(self._calls) + len(calls) - self.capacity

@@ -1,0 +1,84 @@
+"""Helpers shared by the benchmark scripts: timing, event-loop lag, RSS and the results table."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def best_of(fn: Callable[[], float], repeat: int = 5) -> float:
+    """Run ``fn`` (which returns seconds per operation) ``repeat`` times; keep the fastest."""
+    return min(fn() for _ in range(repeat))
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float:
+    """Current resident set size of this process, in MiB (Linux /proc)."""
+    with open(f"/proc/{os.getpid()}/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class LagMonitor:
+    """Measures event-loop lag: a task that sleeps 1 ms and records how late it wakes."""
+
+    def __init__(self, interval: float = 0.001) -> None:
+        self.interval = interval
+        self.lags: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(self.interval)
+            self.lags.append(max(0.0, loop.time() - before - self.interval))
+
+    def __enter__(self) -> LagMonitor:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+    def p99_ms(self) -> float:
+        """99th percentile lag in milliseconds (nearest rank)."""
+        if not self.lags:
+            return 0.0
+        ordered = sorted(self.lags)
+        return ordered[max(0, int(0.99 * len(ordered) + 0.999999) - 1)] * 1000
+
+
+def machine() -> str:
+    """A one-line description of the machine the figures come from."""
+    return f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores, {platform.machine()}"
+
+
+def table(title: str, rows: list[tuple[Any, ...]], headers: tuple[str, ...]) -> str:
+    """A Markdown table with a title line, for the console and for docs/performance.md."""
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
+    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    out = [f"### {title}", "", line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out += [line(r) for r in rows]
+    return "\n".join(out)
+
+
+def median(values: list[float]) -> float:
+    """The median of ``values``."""
+    return statistics.median(values)
+
+
+def now() -> float:
+    """A monotonic clock in seconds."""
+    return time.perf_counter()
