@@ -51,8 +51,8 @@ _CACHE_HITS: Final = frozenset({"exact", "semantic", "miss"})
 
 def check_count(name: str, value: object) -> int:
     """A token or tool-call count, or ``ValueError``."""
-    if value.__class__ is int and 0 <= value <= MAX_TOKENS:  # type: ignore[operator]
-        return value  # type: ignore[return-value]
+    if value.__class__ is int and 0 <= value <= MAX_TOKENS:
+        return value
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an int, got {type(value).__name__}")
     if not 0 <= value <= MAX_TOKENS:
