@@ -1,0 +1,253 @@
+"""AsyncCollector over real gRPC: export, bad input, limits, auth, TLS, lifecycle, uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+
+from asynctelemetry import AsyncCollector, ConfigError, LLMCall, MemoryStore, StoreClosedError
+from asynctelemetry._collector._convert import convert_request
+from tests.conftest import make_call
+
+from .helpers import export, llm_span, request_for, request_of
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+
+def traced(i: int, **fields: object) -> LLMCall:
+    """A call as the tracer makes it: with trace and span ids."""
+    return make_call(i, trace_id=f"{i + 1:032x}", span_id=f"{i + 1:016x}", **fields)
+
+
+async def test_export_stores_every_call_and_counts() -> None:
+    """Calls sent by a grpc.aio client land in the store, equal to what was sent."""
+    store = MemoryStore(1000)
+    calls = [traced(i, service_name="app") for i in range(50)]
+    async with AsyncCollector(store, port=0) as collector:
+        response = await export(collector.endpoint, request_for(calls))
+        await collector.flush()
+        assert not response.HasField("partial_success")
+        stored = await store.query()
+    assert [c.model_dump(exclude={"source"}) for c in stored] == [
+        c.model_dump(exclude={"source"}) for c in calls
+    ]
+    assert {c.source for c in stored} == {"collector"}
+    stats = collector.stats
+    assert (stats.requests, stats.received_spans, stats.llm_calls, stats.stored) == (1, 50, 50, 50)
+
+
+async def test_non_llm_and_rejected_spans_partial_success() -> None:
+    """Non-LLM spans are ignored; LLM spans without a model are rejected in partial_success."""
+    spans = [
+        llm_span({"gen_ai.request.model": "gpt-4o"}),
+        llm_span({"http.method": "GET"}),
+        llm_span({"gen_ai.operation.name": "chat"}),
+        llm_span({"gen_ai.operation.name": "chat", "gen_ai.request.model": ""}),
+    ]
+    store = MemoryStore()
+    async with AsyncCollector(store, port=0) as collector:
+        response = await export(collector.endpoint, request_of(spans))
+        await collector.flush()
+    assert response.partial_success.rejected_spans == 2
+    assert "no model" in response.partial_success.error_message
+    assert len(store) == 1
+    stats = collector.stats
+    assert (stats.received_spans, stats.ignored_spans, stats.rejected_spans) == (4, 1, 2)
+    assert stats.defects == {"no_model": 2}
+
+
+async def test_malformed_request_gets_error_and_server_keeps_serving() -> None:
+    """Bytes that are not an ExportTraceServiceRequest get INVALID_ARGUMENT; later ones work."""
+    store = MemoryStore()
+    async with AsyncCollector(store, port=0) as collector:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await export(collector.endpoint, b"\x0a\xff\xff\xff\xff\x0f garbage")
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        await export(collector.endpoint, request_for([traced(1)]))
+        await collector.flush()
+    assert collector.stats.malformed_requests == 1
+    assert len(store) == 1
+
+
+async def test_oversized_request_is_resource_exhausted() -> None:
+    """A request over max_message_bytes is refused with RESOURCE_EXHAUSTED and nothing kept."""
+    store = MemoryStore()
+    big = request_for([traced(i, attributes={"pad": "x" * 1000}) for i in range(10)])
+    async with AsyncCollector(store, port=0, max_message_bytes=4096) as collector:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await export(collector.endpoint, big)
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        await export(collector.endpoint, request_for([traced(1)]))
+        await collector.flush()
+    assert len(store) == 1
+
+
+async def test_bearer_token_auth() -> None:
+    """Without the right bearer token calls get UNAUTHENTICATED; with it they are stored."""
+    store = MemoryStore()
+    request = request_for([traced(1)])
+    async with AsyncCollector(store, port=0, auth_token="s3cret-token") as collector:
+        for metadata in (
+            None,
+            (("authorization", "Bearer wrong"),),
+            (("authorization", "s3cret-token"),),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await export(collector.endpoint, request, metadata=metadata)
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert "s3cret" not in (caught.value.details() or "")
+        await export(
+            collector.endpoint, request, metadata=(("authorization", "Bearer s3cret-token"),)
+        )
+        await collector.flush()
+    assert collector.stats.unauthenticated == 3
+    assert len(store) == 1
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path, bytes]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert_pem)
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path, cert_pem
+
+
+async def test_tls_with_self_signed_certificate(tmp_path: Path) -> None:
+    """With cert and key the port speaks TLS: a trusting client is served, plaintext is not."""
+    cert_path, key_path, cert_pem = _self_signed(tmp_path)
+    store = MemoryStore()
+    credentials = grpc.ssl_channel_credentials(root_certificates=cert_pem)
+    async with AsyncCollector(store, port=0, tls_cert=cert_path, tls_key=key_path) as collector:
+        await export(
+            f"localhost:{collector.port}",
+            request_for([traced(1)]),
+            credentials=credentials,
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await export(collector.endpoint, request_for([traced(2)]))
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        await collector.flush()
+    assert [c.call_id for c in await store.query()] == [traced(1).call_id]
+
+
+async def test_lifecycle() -> None:
+    """Binds 127.0.0.1 by default; start is idempotent; stop is idempotent; no restart."""
+    collector = AsyncCollector(MemoryStore(), port=0)
+    with pytest.raises(RuntimeError):
+        _ = collector.port
+    await collector.start()
+    await collector.start()
+    assert collector.host == "127.0.0.1" and collector.port > 0
+    with pytest.raises(ConfigError):  # the port is taken
+        await AsyncCollector(MemoryStore(), port=collector.port).start()
+    await collector.stop()
+    await collector.stop()
+    assert not collector.is_running
+    with pytest.raises(StoreClosedError):
+        await collector.start()
+    with pytest.raises(ConfigError):
+        AsyncCollector(MemoryStore(), tls_cert="cert.pem")
+
+
+async def test_stop_drains_accepted_calls_into_the_store() -> None:
+    """Calls accepted just before stop() reach the store; the store is flushed, not closed."""
+
+    class Slow(MemoryStore):
+        async def add_many(self, calls: Sequence[LLMCall]) -> None:
+            await asyncio.sleep(0.05)
+            await super().add_many(calls)
+
+    store = Slow(10_000)
+    collector = AsyncCollector(store, port=0)
+    await collector.start()
+    for chunk in range(5):
+        await export(collector.endpoint, request_for([traced(chunk * 100 + i) for i in range(100)]))
+    await collector.stop(grace=5.0)
+    assert len(store) == 500
+    await store.add(traced(9999))  # still open
+
+
+async def test_metrics_sink_receives_the_same_calls() -> None:
+    """A metrics sink passed as metrics= gets every call the store gets, through one emitter."""
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.calls: list[LLMCall] = []
+
+        async def emit(self, calls: Sequence[LLMCall]) -> None:
+            self.calls.extend(calls)
+
+        async def flush(self) -> None:
+            pass
+
+        async def aclose(self) -> None:
+            pass
+
+    recorder = Recorder()
+    store = MemoryStore()
+    async with AsyncCollector(store, port=0, metrics=recorder) as collector:
+        await export(collector.endpoint, request_for([traced(i) for i in range(7)]))
+    assert [c.call_id for c in recorder.calls] == [c.call_id for c in await store.query()]
+    assert len(recorder.calls) == 7
+
+
+def test_runs_under_uvloop() -> None:
+    """The collector serves and stores when the event loop is uvloop's."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> tuple[int, str]:
+        store = MemoryStore()
+        async with AsyncCollector(store, port=0) as collector:
+            await export(collector.endpoint, request_for([traced(i) for i in range(20)]))
+            await collector.flush()
+        return len(store), type(asyncio.get_running_loop()).__module__
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        count, loop_module = runner.run(main())
+    assert count == 20
+    assert loop_module.startswith("uvloop")
+
+
+def test_convert_request_counts_without_a_server() -> None:
+    """convert_request, the Export path's core, reports received/ignored/rejected counts."""
+    request = request_of([llm_span({"gen_ai.request.model": "m"}), llm_span({"x": 1})])
+    calls, received, ignored, rejected = convert_request(request, None, False, {})
+    assert (len(calls), received, ignored, rejected) == (1, 2, 1, 0)
