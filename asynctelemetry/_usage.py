@@ -84,6 +84,20 @@ class Shape:
     name: str
     fields: Mapping[str, tuple[_Path, ...]]
 
+    @property
+    def compiled(self) -> tuple[tuple[str, tuple[tuple[tuple[str, str], ...], ...]], ...]:
+        """The same table with each step's camelCase spelling worked out once."""
+        found = _COMPILED.get(self.name)
+        if found is None:
+            found = _COMPILED[self.name] = tuple(
+                (field, tuple(tuple((step, _camel(step)) for step in path) for path in paths))
+                for field, paths in self.fields.items()
+            )
+        return found
+
+
+_COMPILED: dict[str, tuple[tuple[str, tuple[tuple[tuple[str, str], ...], ...]], ...]] = {}
+
 
 #: Usage shapes, by the key that identifies them inside the usage block.
 SHAPES: Final = {
@@ -245,16 +259,22 @@ def usage_from_chunk(chunk: object) -> Usage | None:
 # -- helpers ---------------------------------------------------------------------------------
 
 
+_CAMEL: dict[str, str] = {}
+
+
 def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
+    camel = _CAMEL.get(name)
+    if camel is None:
+        head, *rest = name.split("_")
+        camel = _CAMEL[name] = head + "".join(part.title() for part in rest)
+    return camel
 
 
 def _get(obj: object, name: str) -> Any:
     """``obj[name]`` or ``obj.name``, trying the camelCase spelling too; ``None`` if absent."""
     if obj is None:
         return None
-    if isinstance(obj, Mapping):
+    if type(obj) is dict or isinstance(obj, Mapping):  # dict first: ABC checks are slow
         value = obj.get(name)
         return obj.get(_camel(name)) if value is None and "_" in name else value
     value = getattr(obj, name, None)
@@ -277,12 +297,19 @@ def _read(block: object, shape: Shape) -> Usage:
     usage = Usage()
     if block is None:
         return usage
-    for name, paths in shape.fields.items():
+    for name, paths in shape.compiled:
         total: int | None = None
         for path in paths:
-            node: object = block
-            for step in path:
-                node = _get(node, step)
+            node: Any = block
+            for snake, camel in path:
+                if node is None:
+                    break
+                if type(node) is dict or isinstance(node, Mapping):
+                    found = node.get(snake)
+                    node = node.get(camel) if found is None else found
+                else:
+                    found = getattr(node, snake, None)
+                    node = getattr(node, camel, None) if found is None else found
             count = _tokens(node)
             if count is not None:
                 total = count if total is None else total + count
@@ -341,6 +368,8 @@ def _type_of(item: object) -> str:
 
 
 def _items(value: object) -> Sequence[Any]:
+    if type(value) is list or type(value) is tuple:
+        return value
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
         return value
     return ()

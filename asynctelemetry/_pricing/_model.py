@@ -179,27 +179,31 @@ def cost_from_rates(
     cache_creation_tokens: int | None,
     reasoning_tokens: int | None,
 ) -> float:
-    """The one implementation of cost arithmetic (USD). ``None`` counts are zero."""
-    total_in = input_tokens or 0
-    cached = cached_input_tokens or 0
-    written = cache_creation_tokens or 0
-    reasoning = reasoning_tokens or 0
-    tiers = rates[5]
-    if tiers:
+    """The one implementation of cost arithmetic (USD). ``None`` counts are zero.
+
+    Written for the hot path: zero and ``None`` counts skip their multiplication, and a remainder
+    that would be negative (more cached than input, more reasoning than output) adds nothing.
+    """
+    r_in, r_out, r_cached, r_write, r_reasoning, tiers = rates
+    if tiers and input_tokens:
         for above, tier_rates in tiers:
-            if total_in > above:
-                rates = tier_rates
+            if input_tokens > above:
+                r_in, r_out, r_cached, r_write, r_reasoning, _ = tier_rates
                 break
-    uncached = total_in - cached - written
-    if uncached < 0:
-        uncached = 0
-    plain_out = (output_tokens or 0) - reasoning
-    if plain_out < 0:
-        plain_out = 0
-    return (
-        uncached * rates[0]
-        + cached * rates[2]
-        + written * rates[3]
-        + plain_out * rates[1]
-        + reasoning * rates[4]
-    )
+    cost = 0.0
+    uncached = input_tokens or 0
+    if cached_input_tokens:
+        uncached -= cached_input_tokens
+        cost += cached_input_tokens * r_cached
+    if cache_creation_tokens:
+        uncached -= cache_creation_tokens
+        cost += cache_creation_tokens * r_write
+    if uncached > 0:
+        cost += uncached * r_in
+    plain_out = output_tokens or 0
+    if reasoning_tokens:
+        plain_out -= reasoning_tokens
+        cost += reasoning_tokens * r_reasoning
+    if plain_out > 0:
+        cost += plain_out * r_out
+    return cost
