@@ -2,13 +2,19 @@
 
 from ._base import CallStore, CallSummary, Filters, nearest_rank, percentile, summarize
 from ._memory import MemoryStore
+from ._replay import replay
+from ._sqlite import SQLiteStore
+from ._url import open_store
 
 __all__ = [
     "CallStore",
     "CallSummary",
     "Filters",
     "MemoryStore",
+    "SQLiteStore",
     "nearest_rank",
+    "open_store",
     "percentile",
+    "replay",
     "summarize",
 ]

@@ -1,0 +1,237 @@
+"""The SQLite schema of a call store, its forward migrations, and the row codec.
+
+One table, ``calls``, holds a column per :class:`LLMCall` field. ``timestamp`` is kept as integer
+nanoseconds since the Unix epoch, UTC (``timestamp_ns``; LLMCall has microsecond precision, so the
+value is always a multiple of 1000 and rebuilds exactly); ``attributes`` as JSON text (``NULL``
+when empty); ``is_streaming`` as 0/1. The rowid (``id``) gives insertion order, which breaks ties
+between equal timestamps. ``call_id`` is UNIQUE: the same span delivered twice is stored once.
+
+``PRAGMA user_version`` is the schema version. :data:`MIGRATIONS` holds forward-only steps, each
+taking a file from version ``n`` to ``n + 1``; :func:`prepare` creates or migrates a file inside
+one ``BEGIN IMMEDIATE`` transaction and refuses files from a newer version.
+
+Version history:
+
+1. the first schema (no ``cache_creation_tokens``, no ``price_version``);
+2. adds ``cache_creation_tokens`` and ``price_version``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, Final
+
+from .._exceptions import SchemaVersionError, StoreError
+from .._record import LLMCall
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Callable, Iterable, Sequence
+
+__all__ = [
+    "COLUMNS",
+    "INSERT_SQL",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "SELECT_COLUMNS",
+    "decode_rows",
+    "encode_call",
+    "prepare",
+    "to_ns",
+]
+
+SCHEMA_VERSION: Final = 2
+
+#: LLMCall fields stored as they are, in column order (``timestamp`` and ``attributes`` follow).
+PLAIN_FIELDS: Final = (
+    "call_id",
+    "model",
+    "request_model",
+    "provider",
+    "operation",
+    "service_name",
+    "source",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "session_id",
+    "route_name",
+    "is_streaming",
+    "status",
+    "status_code",
+    "error_type",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cached_input_tokens",
+    "cache_creation_tokens",
+    "reasoning_tokens",
+    "duration_ms",
+    "ttft_ms",
+    "cache_hit",
+    "tool_calls",
+    "routing_strategy",
+    "routing_reason",
+    "cost_usd",
+    "price_version",
+)
+#: Every stored column but ``id``, in the order rows are written and read.
+COLUMNS: Final = (*PLAIN_FIELDS, "timestamp_ns", "attributes")
+INSERT_SQL: Final = (
+    f"INSERT OR IGNORE INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+)
+#: Read side: the timestamp comes back in microseconds, divided by SQLite rather than Python.
+SELECT_COLUMNS: Final = ", ".join((*PLAIN_FIELDS, "timestamp_ns / 1000", "attributes"))
+
+_COLUMN_TYPES: Final = {
+    "call_id": "TEXT NOT NULL UNIQUE",
+    "model": "TEXT NOT NULL",
+    "operation": "TEXT NOT NULL",
+    "source": "TEXT NOT NULL",
+    "is_streaming": "INTEGER",
+    "status": "TEXT NOT NULL",
+    "status_code": "INTEGER",
+    "input_tokens": "INTEGER",
+    "output_tokens": "INTEGER",
+    "total_tokens": "INTEGER",
+    "cached_input_tokens": "INTEGER",
+    "cache_creation_tokens": "INTEGER",
+    "reasoning_tokens": "INTEGER",
+    "duration_ms": "REAL",
+    "ttft_ms": "REAL",
+    "tool_calls": "INTEGER NOT NULL DEFAULT 0",
+    "cost_usd": "REAL",
+    "timestamp_ns": "INTEGER NOT NULL",
+}
+_V2_ONLY: Final = ("cache_creation_tokens", "price_version")
+
+
+def _table_sql(columns: Iterable[str]) -> str:
+    body = ",\n  ".join(f"{c} {_COLUMN_TYPES.get(c, 'TEXT')}" for c in columns)
+    return f"CREATE TABLE calls (\n  id INTEGER PRIMARY KEY,\n  {body}\n)"
+
+
+#: Indexes serve the filters; each ends with the timestamp so filtered reads come out in order.
+_INDEXES: Final = (
+    "CREATE INDEX IF NOT EXISTS calls_ts ON calls (timestamp_ns)",
+    "CREATE INDEX IF NOT EXISTS calls_model ON calls (model, timestamp_ns)",
+    "CREATE INDEX IF NOT EXISTS calls_provider ON calls (provider, timestamp_ns)",
+    "CREATE INDEX IF NOT EXISTS calls_session ON calls (session_id, timestamp_ns)",
+    "CREATE INDEX IF NOT EXISTS calls_status ON calls (status, timestamp_ns)",
+)
+
+#: The version-1 table, frozen: what the first release wrote (kept for the history above).
+V1_TABLE_SQL: Final = _table_sql(c for c in COLUMNS if c not in _V2_ONLY)
+
+
+def _create_current(conn: sqlite3.Connection) -> None:
+    conn.execute(_table_sql(COLUMNS))
+    for sql in _INDEXES:
+        conn.execute(sql)
+
+
+def _v1_to_v2(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE calls ADD COLUMN cache_creation_tokens INTEGER")
+    conn.execute("ALTER TABLE calls ADD COLUMN price_version TEXT")
+
+
+#: ``MIGRATIONS[n]`` takes a file from version ``n`` to ``n + 1``. Forward only.
+MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {1: _v1_to_v2}
+
+
+def prepare(conn: sqlite3.Connection, path: str) -> int:
+    """Create the schema in a new file or migrate an older one; return the version found.
+
+    Runs in the connection's thread, in one ``BEGIN IMMEDIATE`` transaction so that two
+    processes opening a new file at once cannot both create it.
+
+    Raises:
+        SchemaVersionError: the file was written by a newer asynctelemetry.
+        StoreError: the file holds a ``calls`` table that is not ours.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = _check_version(conn, path)
+        if found == 0:
+            _create_current(conn)
+        else:
+            for version in range(found, SCHEMA_VERSION):
+                MIGRATIONS[version](conn)
+            for sql in _INDEXES:
+                conn.execute(sql)
+        if found != SCHEMA_VERSION:
+            # PRAGMA takes no parameters; the value is our own integer constant.
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return found
+
+
+def _check_version(conn: sqlite3.Connection, path: str) -> int:
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{path} has schema version {version}, newer than this asynctelemetry supports "
+            f"({SCHEMA_VERSION}); upgrade asynctelemetry to open it"
+        )
+    has_table = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'calls'"
+    ).fetchone()
+    if version == 0 and has_table:
+        raise StoreError(f"{path} has a 'calls' table that asynctelemetry did not create")
+    if version > 0 and not has_table:
+        raise StoreError(f"{path} has schema version {version} but no 'calls' table")
+    return int(version)
+
+
+# -- the row codec ------------------------------------------------------------------------------
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_plain: Final = attrgetter(*PLAIN_FIELDS)
+_dumps: Final = json.JSONEncoder(separators=(",", ":")).encode  # ASCII: lone surrogates survive
+_loads: Final = json.loads
+_TS: Final = len(PLAIN_FIELDS)
+_ATTRS: Final = _TS + 1
+_STREAMING: Final = PLAIN_FIELDS.index("is_streaming")
+
+
+def to_ns(moment: datetime) -> int:
+    """Integer nanoseconds since the epoch, UTC; a naive datetime is taken to be UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - _EPOCH
+    return ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1000
+
+
+def encode_call(call: LLMCall) -> tuple[Any, ...]:
+    """The row for ``call``, in :data:`COLUMNS` order."""
+    delta = call.timestamp - _EPOCH
+    ns = ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1000
+    attributes = call.attributes
+    return (*_plain(call), ns, _dumps(attributes) if attributes else None)
+
+
+def decode_rows(rows: Sequence[Sequence[Any]]) -> list[LLMCall]:
+    """Rebuild records from rows selected with :data:`SELECT_COLUMNS` (our own data: trusted)."""
+    out: list[LLMCall] = []
+    append = out.append
+    trusted = LLMCall.trusted
+    fields = PLAIN_FIELDS
+    epoch = _EPOCH
+    delta = timedelta
+    loads = _loads
+    ts, attrs, streaming_at = _TS, _ATTRS, _STREAMING
+    for row in rows:
+        values = dict(zip(fields, row, strict=False))
+        values["timestamp"] = epoch + delta(0, 0, row[ts])
+        if row[attrs] is not None:
+            values["attributes"] = loads(row[attrs])
+        streaming = row[streaming_at]
+        if streaming is not None:
+            values["is_streaming"] = streaming == 1
+        append(trusted(values))
+    return out

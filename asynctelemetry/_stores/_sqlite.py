@@ -1,0 +1,455 @@
+"""SQLiteStore: calls kept in a SQLite file, written in batches by a background task.
+
+Two aiosqlite connections (each with its own thread): a writer fed by a :class:`BatchQueue` that
+commits one ``BEGIN IMMEDIATE`` transaction per batch, and a reader for queries and replay, so
+reads never wait behind writes (WAL). The event loop only encodes rows and decodes small pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import warnings
+from typing import TYPE_CHECKING, Any, Final, Literal, Self
+
+import aiosqlite
+import anyio
+
+from .._emit import BatchQueue, Retryable, RetryPolicy
+from .._exceptions import ConfigError, StoreClosedError, StoreError
+from . import _queries as q
+from ._base import CallSummary, Filters, GroupBy
+from ._replay import paced
+from ._schema import INSERT_SQL, decode_rows, encode_call, prepare
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+    from datetime import datetime
+    from types import TracebackType
+
+    from .._emit import QueueStats
+    from .._record import LLMCall
+
+__all__ = ["Durability", "SQLiteStore"]
+
+logger = logging.getLogger("asynctelemetry")
+Durability = Literal["normal", "full"]
+_SYNCHRONOUS: Final = {"normal": "NORMAL", "full": "FULL"}
+#: SQLite primary result codes worth retrying: busy/locked (another writer), out of memory,
+#: I/O error and disk full (space may come back).
+_RETRYABLE: Final = frozenset({5, 6, 7, 10, 13})
+#: Rows per replay page: large enough to amortise a thread hop, small enough to bound memory.
+REPLAY_PAGE: Final = 1000
+
+
+class SQLiteStore:
+    """Calls kept in a SQLite file (WAL), durable across restarts, written in batches.
+
+    ``add`` and ``add_many`` queue calls for a background writer that commits up to
+    ``batch_size`` calls per transaction, waiting at most ``flush_interval`` seconds for a batch to
+    fill. When ``max_pending`` calls are queued, ``add`` waits (backpressure); nothing is dropped.
+    A batch that fails with a retryable error (database locked, disk full) stays queued and is
+    retried with backoff; ``flush()`` raises that error (as :class:`StoreError`) while it lasts.
+
+    The store opens on ``async with``, ``await store.open()``, or its first use.
+
+    Args:
+        path: the database file (created if missing), or ``":memory:"``.
+        batch_size: most calls per transaction.
+        flush_interval: seconds a partial batch waits for more calls.
+        max_pending: most calls queued and not yet written before ``add`` waits.
+        durability: ``"normal"`` (``synchronous=NORMAL``: a process crash loses nothing
+            committed, a power loss may lose the last transactions) or ``"full"``
+            (``synchronous=FULL``: committed transactions survive a power loss too).
+        busy_timeout: seconds SQLite waits for another process's write lock before a batch
+            counts as failed and is retried.
+        close_timeout: seconds ``aclose()`` spends writing what is queued.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        batch_size: int = 512,
+        flush_interval: float = 0.05,
+        max_pending: int = 50_000,
+        durability: Durability = "normal",
+        busy_timeout: float = 5.0,
+        close_timeout: float = 10.0,
+    ) -> None:
+        _check(batch_size >= 1, f"batch_size must be >= 1, got {batch_size!r}")
+        _check(flush_interval >= 0, f"flush_interval must be >= 0, got {flush_interval!r}")
+        _check(max_pending >= 1, f"max_pending must be >= 1, got {max_pending!r}")
+        _check(
+            durability in _SYNCHRONOUS, f"durability must be 'normal' or 'full', not {durability!r}"
+        )
+        _check(busy_timeout >= 0, f"busy_timeout must be >= 0, got {busy_timeout!r}")
+        _check(close_timeout >= 0, f"close_timeout must be >= 0, got {close_timeout!r}")
+        self.path = os.fspath(path)
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.max_pending = max_pending
+        self.durability: Durability = durability
+        self.busy_timeout = busy_timeout
+        self.close_timeout = close_timeout
+        #: Calls SQLite could not take (e.g. text that is not valid Unicode), logged and counted.
+        self.rejected = 0
+        #: Calls not stored because a call with the same ``call_id`` already was.
+        self.duplicates = 0
+        self._queue: BatchQueue[LLMCall] = BatchQueue(
+            self._write_batch,
+            max_size=max_pending,
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            overflow="wait",
+            retry=RetryPolicy(max_attempts=None),
+            name=f"SQLiteStore({self.path})",
+        )
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._opening: anyio.Lock | None = None
+        self._closed = False
+        self._failing = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open" if self._writer else "unopened"
+        return f"SQLiteStore({self.path!r}, {state}, pending={self.pending})"
+
+    @property
+    def pending(self) -> int:
+        """Calls added and not yet committed."""
+        return self._queue.pending
+
+    @property
+    def queue_stats(self) -> QueueStats:
+        """What the writer has done: accepted, delivered, retries, last error."""
+        return self._queue.stats
+
+    # -- lifetime -------------------------------------------------------------------------------
+    async def open(self) -> Self:
+        """Open the file: WAL, pragmas, schema created or migrated. Idempotent.
+
+        Raises:
+            StoreClosedError: the store was closed.
+            SchemaVersionError: the file was written by a newer asynctelemetry.
+            StoreError: the file is not a SQLite database, is corrupt, or cannot be opened.
+        """
+        if self._closed:
+            raise StoreClosedError(f"{self!r} is closed")
+        if self._writer is not None:
+            return self
+        if self._opening is None:
+            self._opening = anyio.Lock()
+        async with self._opening:
+            if self._writer is None and not self._closed:
+                await self._connect()
+        if self._closed:
+            raise StoreClosedError(f"{self!r} is closed")
+        return self
+
+    async def _connect(self) -> None:
+        writer = reader = None
+        try:
+            writer = await aiosqlite.connect(self.path, isolation_level=None)
+            await _run(writer, _setup_writer, self.path, self.durability, self.busy_timeout)
+            if self.path == ":memory:":
+                reader = writer
+            else:
+                reader = await aiosqlite.connect(self.path, isolation_level=None)
+                await _run(reader, _setup_reader, self.busy_timeout)
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                for conn in {id(c): c for c in (reader, writer) if c is not None}.values():
+                    await conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"cannot open {self.path} as a call store: {exc}") from exc
+            raise
+        self._writer, self._reader = writer, reader
+
+    async def aclose(self) -> None:
+        """Write what is queued (within ``close_timeout``), then close the file. Idempotent.
+
+        Raises:
+            StoreError: some calls could not be written before the deadline (they are lost; the
+                count and the last error are in the message and the log).
+        """
+        if self._closed:
+            return
+        self._closed = True
+        error: BaseException | None = None
+        before = self._queue.stats.dropped_on_close
+        try:
+            try:
+                await self._queue.aclose(timeout=self.close_timeout)
+            except Exception as exc:
+                error = exc
+            lost = self._queue.stats.dropped_on_close - before
+            if lost:
+                reason = f": {error}" if error is not None else " (close deadline)"
+                error = StoreError(f"{lost} calls could not be written to {self.path}{reason}")
+        finally:
+            with anyio.CancelScope(shield=True):
+                if self._opening is not None:
+                    await self._opening.acquire()  # an open() in progress finishes first
+                for conn in {id(c): c for c in (self._reader, self._writer) if c}.values():
+                    await conn.close()
+        if error is not None:
+            logger.error("asynctelemetry: %s", error)
+            raise error
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        if getattr(self, "_writer", None) is not None and not getattr(self, "_closed", True):
+            warnings.warn(
+                f"{self!r} was garbage-collected without aclose(); queued calls are lost",
+                ResourceWarning,
+                stacklevel=2,
+                source=self,
+            )
+
+    async def _ready(self) -> tuple[aiosqlite.Connection, aiosqlite.Connection]:
+        if self._closed:
+            raise StoreClosedError(f"{self!r} is closed")
+        if self._writer is None:
+            await self.open()
+        assert self._writer is not None and self._reader is not None
+        return self._writer, self._reader
+
+    # -- writing --------------------------------------------------------------------------------
+    async def add(self, call: LLMCall) -> None:
+        """Queue one call for writing; waits while ``max_pending`` calls are queued."""
+        await self._ready()
+        await self._queue.put(call)
+
+    async def add_many(self, calls: Sequence[LLMCall]) -> None:
+        """Queue many calls, in order; waits for room as needed."""
+        await self._ready()
+        await self._queue.put_many(calls)
+
+    async def emit(self, calls: Sequence[LLMCall]) -> None:
+        """Sink interface: the same as :meth:`add_many`."""
+        await self.add_many(calls)
+
+    async def flush(self) -> None:
+        """Return once every call added before is committed (durable per ``durability``).
+
+        Raises:
+            StoreError: a batch is failing (disk full, locked); the calls stay queued.
+        """
+        if self._closed or self._writer is None:
+            return
+        await self._queue.flush()
+
+    async def _write_batch(self, batch: list[LLMCall]) -> None:
+        writer = self._writer
+        if writer is None:  # closed under us; BatchQueue counts the batch as lost
+            raise StoreClosedError(f"{self!r} is closed")
+        rows = [encode_call(call) for call in batch]
+        try:
+            inserted, rejected = await _run(writer, _insert_rows, rows)
+        except sqlite3.Error as exc:
+            error = StoreError(f"writing {len(rows)} calls to {self.path} failed: {exc}")
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            if code in _RETRYABLE:
+                if not self._failing:
+                    self._failing = True
+                    logger.warning("asynctelemetry: %s; the calls stay queued, retrying", error)
+                raise Retryable(error) from exc
+            logger.error("asynctelemetry: %s; the batch is dropped", error)
+            raise error from exc
+        if self._failing:
+            self._failing = False
+            logger.warning("asynctelemetry: %s is writing again", self.path)
+        for call_id, reason in rejected:
+            logger.error("asynctelemetry: call %r rejected by SQLite: %s", call_id, reason)
+        self.rejected += len(rejected)
+        self.duplicates += len(rows) - inserted - len(rejected)
+
+    # -- reading --------------------------------------------------------------------------------
+    async def _read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        _, reader = await self._ready()
+        try:
+            return await _run(reader, fn, *args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading {self.path} failed: {exc}") from exc
+
+    async def query(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[LLMCall]:
+        """Committed calls that pass the filters, oldest first unless ``newest_first``.
+
+        Ties in timestamp come in insertion order either way; ``limit`` applies after ordering.
+        """
+        if limit is not None and limit < 0:
+            raise ValueError("limit must be >= 0")
+        sql, params = q.select_sql(
+            Filters(since, until, model, provider, session_id, status), limit, newest_first
+        )
+        result: list[LLMCall] = await self._read(_fetch_calls, sql, params)
+        return result
+
+    async def count(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+    ) -> int:
+        """How many committed calls pass the filters."""
+        where, params = q.where(Filters(since, until, model, provider, session_id, status))
+        rows = await self._read(_fetch, f"SELECT COUNT(*) FROM calls{where}", params)
+        return int(rows[0][0])
+
+    async def summary(
+        self,
+        *,
+        by: GroupBy = "model",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+    ) -> list[CallSummary]:
+        """One row per group, computed in SQL; equal to ``summarize()`` of the same calls."""
+        filters = Filters(since, until, model, provider, session_id, status)
+        column = q.group_column(by)
+        result: list[CallSummary] = await self._read(q.summarize_sql, column, filters)
+        return result
+
+    def replay(
+        self,
+        *,
+        speed: float | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+    ) -> AsyncIterator[LLMCall]:
+        """Committed calls that pass the filters, oldest first, paced by ``speed``.
+
+        Streams in pages by keyset (timestamp, rowid), so memory stays bounded however many
+        calls there are; calls committed during the replay appear if they sort after the page.
+        """
+        if speed is not None and not speed > 0:
+            raise ValueError(f"speed must be positive, got {speed!r}")
+        pages = self._pages(Filters(since, until, model, provider, session_id, status))
+        return pages if speed is None else paced(pages, speed)
+
+    async def _pages(self, filters: Filters) -> AsyncIterator[LLMCall]:
+        sql, params = q.page_sql(filters)
+
+        def fetch(after: tuple[int, int]) -> asyncio.Future[list[Any]]:
+            return asyncio.ensure_future(self._read(_fetch, sql, (*params, *after, REPLAY_PAGE)))
+
+        pending: asyncio.Future[list[Any]] | None = fetch((-(2**63), -1))
+        try:
+            while pending is not None:
+                rows = await pending
+                pending = None
+                if len(rows) == REPLAY_PAGE:
+                    # Read the next page in the reader's thread while this one is decoded here.
+                    pending = fetch((rows[-1][-2], rows[-1][-1]))
+                for call in decode_rows(rows):
+                    yield call
+        finally:
+            if pending is not None:
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+async def _run(conn: aiosqlite.Connection, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn(sqlite3_connection, *args)`` in ``conn``'s thread: one hop for many statements.
+
+    aiosqlite's public methods take one statement per hop; its ``_execute`` (stable since 0.17)
+    runs any callable in the connection's thread, which is what a transaction of many steps needs.
+    """
+    execute: Callable[[Callable[[], Any]], Awaitable[Any]] = conn._execute
+    return await execute(lambda: fn(conn._conn, *args))
+
+
+# -- run in the connection's thread -------------------------------------------------------------
+def _setup_writer(conn: sqlite3.Connection, path: str, durability: str, busy: float) -> None:
+    # PRAGMAs take no parameters; every value here is validated or our own constant.
+    conn.execute(f"PRAGMA busy_timeout = {int(busy * 1000):d}")
+    conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # "file is not a database"
+    (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+    if mode.lower() not in ("wal", "memory"):
+        raise StoreError(f"{path}: cannot switch to WAL journal mode (got {mode!r})")
+    conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[durability]}")
+    prepare(conn, path)
+    q.register(conn)
+
+
+def _setup_reader(conn: sqlite3.Connection, busy: float) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {int(busy * 1000):d}")
+    conn.execute("PRAGMA query_only = ON")
+    q.register(conn)
+
+
+_ROW_ERRORS: Final = (sqlite3.InterfaceError, sqlite3.DataError, ValueError, OverflowError)
+
+
+def _insert_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> tuple[int, list[Any]]:
+    """One transaction; returns (rows inserted, [(call_id, reason)] for rows SQLite refused)."""
+    before = conn.total_changes
+    rejected: list[tuple[Any, str]] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        try:
+            conn.executemany(INSERT_SQL, rows)
+        except _ROW_ERRORS:
+            # A row SQLite cannot bind: insert one by one (OR IGNORE skips those already in).
+            for row in rows:
+                try:
+                    conn.execute(INSERT_SQL, row)
+                except _ROW_ERRORS as exc:
+                    rejected.append((row[0], f"{type(exc).__name__}: {exc}"))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # SQLite may have rolled back already (disk full); the first error matters
+        raise
+    return conn.total_changes - before, rejected
+
+
+def _fetch(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    return conn.execute(sql, params).fetchall()
+
+
+def _fetch_calls(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[LLMCall]:
+    return decode_rows(conn.execute(sql, params).fetchall())

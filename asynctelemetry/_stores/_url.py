@@ -1,0 +1,108 @@
+"""``open_store(url)``: a store from a URL, as the CLI and configuration files name them.
+
+- ``memory://`` or ``memory://?capacity=5000`` → :class:`MemoryStore`
+- ``sqlite:///relative/calls.db`` (three slashes: a path relative to the working directory),
+  ``sqlite:////abs/path/calls.db`` (four: absolute), ``sqlite:///:memory:`` → :class:`SQLiteStore`,
+  with options ``batch_size``, ``flush_interval``, ``max_pending``, ``durability``
+  (``normal``/``full``), ``busy_timeout`` and ``close_timeout`` as query parameters.
+
+Unknown schemes, unknown or repeated options and bad values raise :class:`ConfigError` (a
+``ValueError``). The store comes back unopened: use it with ``async with``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .._exceptions import ConfigError
+from ._memory import MemoryStore
+from ._sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._base import CallStore
+
+__all__ = ["open_store"]
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be >= 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise ValueError("must be a finite number >= 0")
+    return value
+
+
+def _durability(text: str) -> str:
+    if text not in ("normal", "full"):
+        raise ValueError("must be 'normal' or 'full'")
+    return text
+
+
+_MEMORY_OPTIONS: Final[dict[str, Callable[[str], Any]]] = {"capacity": _positive_int}
+_SQLITE_OPTIONS: Final[dict[str, Callable[[str], Any]]] = {
+    "batch_size": _positive_int,
+    "flush_interval": _seconds,
+    "max_pending": _positive_int,
+    "durability": _durability,
+    "busy_timeout": _seconds,
+    "close_timeout": _seconds,
+}
+
+
+def open_store(url: str) -> CallStore:
+    """A new, unopened store described by ``url`` (see the module docstring for the forms).
+
+    Raises:
+        ConfigError: the scheme, an option or a value is not valid.
+    """
+    if not isinstance(url, str):
+        raise ConfigError(f"a store URL must be a string, not {type(url).__name__}")
+    parts = urlsplit(url)
+    if parts.fragment:
+        raise ConfigError(f"store URL {url!r}: a fragment (#...) means nothing here")
+    if parts.scheme == "memory":
+        if parts.netloc or parts.path not in ("", "/"):
+            raise ConfigError(f"store URL {url!r}: write memory:// with options only")
+        return MemoryStore(**_options(url, parts.query, _MEMORY_OPTIONS))
+    if parts.scheme == "sqlite":
+        if parts.netloc:
+            raise ConfigError(
+                f"store URL {url!r}: no host allowed; use sqlite:///relative.db "
+                "or sqlite:////absolute/path.db"
+            )
+        path = unquote(parts.path)[1:]  # drop the slash that separates the empty host
+        if not path:
+            raise ConfigError(f"store URL {url!r} names no file")
+        return SQLiteStore(path, **_options(url, parts.query, _SQLITE_OPTIONS))
+    raise ConfigError(
+        f"store URL {url!r}: unknown scheme {parts.scheme!r} (use memory:// or sqlite:///path)"
+    )
+
+
+def _options(url: str, query: str, known: dict[str, Callable[[str], Any]]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError as exc:
+        raise ConfigError(f"store URL {url!r}: malformed options ({exc})") from None
+    for name, text in pairs:
+        if name not in known:
+            raise ConfigError(
+                f"store URL {url!r}: unknown option {name!r} (known: {', '.join(sorted(known))})"
+            )
+        if name in options:
+            raise ConfigError(f"store URL {url!r}: option {name!r} given twice")
+        try:
+            options[name] = known[name](text)
+        except ValueError as exc:
+            raise ConfigError(f"store URL {url!r}: {name}={text!r} is not valid ({exc})") from None
+    return options
