@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import random
 import time
 import warnings
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, Self, cast
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, cast
 
 from opentelemetry.trace import get_current_span
 
@@ -30,13 +31,15 @@ from ._emit import BatchQueue, Emitter, Retryable, RetryPolicy, Sink, report_int
 from ._exceptions import ConfigError, StoreClosedError
 from ._record import FIELD_DEFAULTS, LLMCall
 from ._stores import MemoryStore
+from ._stream import TracedStream
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import AsyncIterable, Awaitable, Mapping, Sequence
     from types import TracebackType
 
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.sdk.trace.sampling import Sampler
     from opentelemetry.trace import TracerProvider
 
     from ._pricing import ModelPricing, PriceTable
@@ -51,6 +54,7 @@ _current: contextvars.ContextVar[tuple[str, str, object] | None] = contextvars.C
     "asynctelemetry_current_call", default=None
 )
 _getrandbits = random.getrandbits
+T = TypeVar("T")
 
 
 def _span_id() -> str:
@@ -84,6 +88,8 @@ class AsyncTracer:
         tracer_provider: an OpenTelemetry SDK ``TracerProvider`` to create live spans with.
         sinks: more sinks to emit to (closed with the tracer).
         resource_attributes: extra OTel resource attributes for exported spans.
+        sampler: an OpenTelemetry ``Sampler`` that thins exported spans (OTLP, console, the SDK
+            provider the tracer makes). Stores, metrics and :attr:`spans` still see every call.
     """
 
     def __init__(
@@ -102,6 +108,7 @@ class AsyncTracer:
         tracer_provider: TracerProvider | None = None,
         sinks: Sequence[Sink] = (),
         resource_attributes: Mapping[str, str] | None = None,
+        sampler: Sampler | None = None,
     ) -> None:
         self.service_name = service_name
         self.capture_content = capture_content
@@ -148,25 +155,31 @@ class AsyncTracer:
             if console:
                 exporters.append(_export.ConsoleSink())
         exporters.extend(sinks)
+        if sampler is not None:
+            exporters = [_SampledSink(sink, sampler) for sink in exporters]
         chain.extend(exporters)
         self._owned.extend(exporters)
         self.emitter = Emitter(chain)
+        self._background: set[asyncio.Task[None]] = set()
         self._sdk_tracer: Any = None
         self._span_processor: _AsyncSpanProcessor | None = None
         if custom_exporter is not None or tracer_provider is not None:
-            self._sdk_tracer = self._make_sdk_tracer(custom_exporter, tracer_provider, resource)
+            self._sdk_tracer = self._make_sdk_tracer(
+                custom_exporter, tracer_provider, resource, sampler
+            )
 
     def _make_sdk_tracer(
         self,
         exporter: SpanExporter | None,
         provider: TracerProvider | None,
         resource: Mapping[str, str],
+        sampler: Sampler | None,
     ) -> Any:
         if provider is None:
             from opentelemetry.sdk.resources import Resource
             from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 
-            provider = SDKTracerProvider(resource=Resource.create(dict(resource)))
+            provider = SDKTracerProvider(resource=Resource.create(dict(resource)), sampler=sampler)
         if exporter is not None:
             self._span_processor = _AsyncSpanProcessor(exporter)
             provider.add_span_processor(self._span_processor)  # type: ignore[attr-defined]
@@ -233,6 +246,29 @@ class AsyncTracer:
             handle.set_attribute(key, value)
         return handle
 
+    def wrap_stream(
+        self,
+        stream: AsyncIterable[T],
+        call: CallHandle | None = None,
+        *,
+        model: str | None = None,
+        provider: str | None = None,
+        **fields: Any,
+    ) -> TracedStream[T]:
+        """Trace a stream of chunks: first token, usage chunks, and one record however it ends.
+
+        Pass the ``call`` of an ``async with tracer.llm_call(...)`` block to mark tokens and
+        usage only, or a handle not entered (or ``model=``/``provider=`` to make one) for the
+        wrapper to own the call: it starts now and is recorded when the stream is exhausted,
+        closed, dropped after a ``break``, raises or is cancelled (see :mod:`._stream`).
+        """
+        if call is None:
+            if not model:
+                raise ConfigError("wrap_stream needs a call handle or a model")
+            fields.setdefault("operation", "stream")
+            call = self.llm_call(model=model, provider=provider, **fields)
+        return TracedStream(self, stream, call)
+
     async def record_chat_span(
         self,
         *,
@@ -288,6 +324,8 @@ class AsyncTracer:
 
     async def flush(self) -> None:
         """Return once every sink has delivered what it was given."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         await self.emitter.flush()
         if self._span_processor is not None:
             await self._span_processor.queue.flush()
@@ -297,6 +335,8 @@ class AsyncTracer:
         if self._closed:
             return
         self._closed = True
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         first: BaseException | None = None
         for sink in self.emitter.sinks:
             try:
@@ -327,6 +367,18 @@ class AsyncTracer:
 
     def __repr__(self) -> str:
         return f"AsyncTracer(service_name={self.service_name!r}, sinks={len(self.emitter.sinks)})"
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        """Finish handing a record to async sinks in the background (no caller to await it)."""
+        try:
+            task = asyncio.get_running_loop().create_task(_awaited(work))
+        except RuntimeError:  # no running loop: nothing can deliver to the async sinks now
+            if inspect.iscoroutine(work):
+                work.close()
+            self.emitter.errors += 1
+            return
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- the hot path ---------------------------------------------------------------------------
     def _begin(self, handle: CallHandle, start_unix_ns: int | None = None) -> None:
@@ -368,8 +420,9 @@ class AsyncTracer:
         ctx = span.get_span_context()
         handle.trace_id = f"{ctx.trace_id:032x}"
         handle.span_id = f"{ctx.span_id:016x}"
-        parent = span.parent
-        handle.parent_span_id = f"{parent.span_id:016x}" if parent is not None else None
+        # A span the sampler dropped is a NonRecordingSpan, which has no .parent.
+        parent = getattr(span, "parent", None) or get_current_span().get_span_context()
+        handle.parent_span_id = f"{parent.span_id:016x}" if parent.is_valid else None
         handle._otel_span = span
         handle._token = context.attach(trace.set_span_in_context(span))
 
@@ -492,6 +545,38 @@ class AsyncTracer:
         assert record is not None
         await self.emitter.emit((record,))
         return record
+
+
+async def _awaited(work: Awaitable[None]) -> None:
+    await work
+
+
+class _SampledSink:
+    """Passes to an exporter only the calls the sampler keeps (decided on the trace id)."""
+
+    def __init__(self, sink: Sink, sampler: Sampler) -> None:
+        self.sink = sink
+        self.sampler = sampler
+
+    def _kept(self, calls: Sequence[LLMCall]) -> list[LLMCall]:
+        kept = []
+        for call in calls:
+            trace_id = int(call.trace_id, 16) if call.trace_id else 0
+            result = self.sampler.should_sample(None, trace_id, span_name(call))
+            if result.decision.is_sampled():  # type: ignore[no-untyped-call]
+                kept.append(call)
+        return kept
+
+    async def emit(self, calls: Sequence[LLMCall]) -> None:
+        kept = self._kept(calls)
+        if kept:
+            await self.sink.emit(kept)
+
+    async def flush(self) -> None:
+        await self.sink.flush()
+
+    async def aclose(self) -> None:
+        await self.sink.aclose()
 
 
 class _QueuedStore:
