@@ -18,7 +18,7 @@ from ._exceptions import (
 )
 from ._pricing import DEFAULT_COST_TABLE, ModelPricing, PriceTable, compute_cost
 from ._record import LLMCall, SpanRecord
-from ._stores import CallStore, CallSummary, MemoryStore
+from ._stores import CallStore, CallSummary, MemoryStore, SQLiteStore, open_store, replay
 from ._usage import Usage, usage_from_response
 
 __version__ = "0.1.0"
@@ -36,6 +36,7 @@ __all__ = [
     "MissingDependencyError",
     "ModelPricing",
     "PriceTable",
+    "SQLiteStore",
     "SchemaVersionError",
     "SpanRecord",
     "StoreClosedError",
@@ -44,6 +45,8 @@ __all__ = [
     "Usage",
     "__version__",
     "compute_cost",
+    "open_store",
+    "replay",
     "span_to_llm_call",
     "usage_from_response",
 ]
