@@ -285,20 +285,22 @@ def _extra_value(value: AnyValue, defects: MutableMapping[str, int]) -> object:
     return None
 
 
-def _model_from_json(text: str) -> str | None:
-    """The ``model`` named inside OpenInference's invocation-parameters JSON, if any."""
+def _invocation_parameters(text: str) -> tuple[str | None, bool | None]:
+    """``(model, stream)`` named inside OpenInference's invocation-parameters JSON."""
     if len(text) > 65_536:
-        return None
+        return None, None
     try:
         params = json.loads(text)
     except ValueError:
-        return None
+        return None, None
     if not isinstance(params, dict):
-        return None
+        return None, None
     model = params.get("model") or params.get("model_name")
-    if isinstance(model, str) and 0 < len(model) <= MAX_FIELD_LENGTH:
-        return model
-    return None
+    stream = params.get("stream")
+    return (
+        model if isinstance(model, str) and 0 < len(model) <= MAX_FIELD_LENGTH else None,
+        stream if isinstance(stream, bool) else None,
+    )
 
 
 # -- the converter -------------------------------------------------------------------------------
@@ -364,9 +366,11 @@ def convert_span(
     if operation in NON_LLM_OPERATIONS:
         return None
     request_model = found.get("request_model")
+    if model_json is not None and request_model is None:
+        request_model, stream = _invocation_parameters(model_json)
+        if stream is not None and "is_streaming" not in found:
+            found["is_streaming"] = stream
     model = found.get("response_model") or request_model
-    if model is None and model_json is not None:
-        model = request_model = _model_from_json(model_json)
     if model is None:
         if operation is not None or span_kind is not None or model_json is not None:
             defects["no_model"] = defects.get("no_model", 0) + 1

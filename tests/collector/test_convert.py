@@ -184,7 +184,7 @@ def test_genai_conventions() -> None:
             },
             {
                 "model": "gpt-4o-2024-08-06",
-                "request_model": None,
+                "request_model": "gpt-4o",
                 "provider": "openai",
                 "operation": "chat",
                 "input_tokens": 20,
