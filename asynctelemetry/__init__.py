@@ -6,6 +6,7 @@ priced, and sinks keep them (stores), export them (OTLP) and count them (Prometh
 
 from __future__ import annotations
 
+from ._call import CallHandle
 from ._collector import AsyncCollector, CollectorStats, span_to_llm_call
 from ._exceptions import (
     ConfigError,
@@ -19,6 +20,8 @@ from ._exceptions import (
 from ._pricing import DEFAULT_COST_TABLE, ModelPricing, PriceTable, compute_cost
 from ._record import LLMCall, SpanRecord
 from ._stores import CallStore, CallSummary, MemoryStore, SQLiteStore, open_store, replay
+from ._stream import TracedStream
+from ._tracer import AsyncTracer, RactoTracer
 from ._usage import Usage, usage_from_response
 
 __version__ = "0.1.0"
@@ -26,6 +29,8 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_COST_TABLE",
     "AsyncCollector",
+    "AsyncTracer",
+    "CallHandle",
     "CallStore",
     "CallSummary",
     "CollectorStats",
@@ -36,12 +41,14 @@ __all__ = [
     "MissingDependencyError",
     "ModelPricing",
     "PriceTable",
+    "RactoTracer",
     "SQLiteStore",
     "SchemaVersionError",
     "SpanRecord",
     "StoreClosedError",
     "StoreError",
     "TelemetryError",
+    "TracedStream",
     "Usage",
     "__version__",
     "compute_cost",

@@ -246,7 +246,7 @@ class CallHandle:
 
         usage = usage_from_response(response)
         if usage is not None:
-            self._apply(usage)
+            self._apply(usage, add_tool_calls=False)
 
     def record_chunk(self, chunk: object) -> None:
         """Take note of one streamed chunk: the first marks the first token; usage is kept."""
@@ -255,16 +255,18 @@ class CallHandle:
         self.first_token()
         usage = usage_from_chunk(chunk)
         if usage is not None:
-            self._apply(usage)
+            # A chunk reports the tool calls it starts: they add up over the stream.
+            self._apply(usage, add_tool_calls=True)
 
-    def _apply(self, usage: Any) -> None:
+    def _apply(self, usage: Any, *, add_tool_calls: bool) -> None:
         fields = self.fields
         for name in _TOKEN_FIELDS:
             value = getattr(usage, name)
             if value is not None:
                 fields[name] = check_count(name, value)
         if usage.tool_calls:
-            fields["tool_calls"] = check_count("tool_calls", usage.tool_calls)
+            count = usage.tool_calls + (fields.get("tool_calls", 0) if add_tool_calls else 0)
+            fields["tool_calls"] = check_count("tool_calls", count)
         if usage.response_model:
             fields["response_model"] = usage.response_model
 

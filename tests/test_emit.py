@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pytest
 
 from asynctelemetry import LLMCall, StoreClosedError
 from asynctelemetry._emit import BatchQueue, Emitter, Retryable, RetryPolicy
 from tests.conftest import make_call
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 FAST = RetryPolicy(initial=0.001, maximum=0.005, max_attempts=None)
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from asynctelemetry import MemoryStore
 from asynctelemetry._tracer import AsyncTracer
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 
 def openai_chunks(n: int = 5) -> list[dict[str, Any]]:
@@ -104,7 +106,7 @@ async def test_break_after_some_chunks_records_ok_with_what_was_received() -> No
 
 
 async def test_aclose_records_once_and_closes_the_source() -> None:
-    """aclose() ends the call (ok) and closes the underlying generator; a second aclose is a no-op."""
+    """aclose() ends the call (ok) and closes the source generator; a second aclose does nothing."""
     closed = asyncio.Event()
 
     async def gen() -> AsyncIterator[int]:
@@ -162,6 +164,28 @@ async def test_inside_llm_call_the_block_records_and_the_wrapper_only_observes()
             call.set(tool_calls=1)
         [record] = tracer.spans
     assert record.output_tokens == 3 and record.tool_calls == 1 and record.status == "ok"
+
+
+async def test_tool_calls_add_up_over_a_stream() -> None:
+    """Each chunk that starts a tool call counts once; the record has the stream's total."""
+    chunks: list[dict[str, Any]] = [
+        {
+            "choices": [
+                {"delta": {"tool_calls": [{"index": 0, "id": "a", "function": {"name": "f"}}]}}
+            ]
+        },
+        {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}}]},
+        {
+            "choices": [
+                {"delta": {"tool_calls": [{"index": 1, "id": "b", "function": {"name": "g"}}]}}
+            ]
+        },
+    ]
+    async with AsyncTracer(in_memory=True) as tracer:
+        async for _ in tracer.wrap_stream(source(chunks), model="gpt-4o"):
+            pass
+        [record] = tracer.spans
+    assert record.tool_calls == 2
 
 
 async def test_sampling_thins_exported_spans_but_not_store_or_metrics() -> None:
