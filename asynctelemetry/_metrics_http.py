@@ -50,12 +50,13 @@ class PrometheusExporter:
         read_timeout: float = 5.0,
         max_connections: int = 64,
     ) -> None:
-        self._prom: Any = require("prometheus_client", "prometheus", "PrometheusExporter")
+        prom: Any = require("prometheus_client", "prometheus", "PrometheusExporter")
+        self._prom = prom
         if not 0 <= port <= 65535:
             raise ConfigError(f"port must be in 0..65535, not {port}")
         # A MetricsRecorder stands for its registry.
         source: Any = getattr(registry, "registry", registry)
-        self.registry: Any = source if source is not None else self._prom.REGISTRY
+        self.registry: Any = source if source is not None else prom.REGISTRY
         self.host = host
         self.read_timeout = read_timeout
         self.max_connections = max_connections

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .._emit import BatchQueue, RetryPolicy
 from .._exceptions import ConfigError, ExportError, StoreClosedError
@@ -40,7 +40,7 @@ logger = logging.getLogger("asynctelemetry")
 
 #: Calls held while waiting to be sent: a 20,000-call burst from a tight loop fits with room.
 DEFAULT_MAX_QUEUE_SIZE: Final = 32_768
-#: Calls per export request (the OTel SDK's default too).
+#: Calls taken from the queue at once (the OTel SDK's default batch size too).
 DEFAULT_MAX_BATCH_SIZE: Final = 512
 #: Seconds a partial batch waits to fill before it is sent.
 DEFAULT_SCHEDULE_DELAY: Final = 0.2
@@ -49,7 +49,9 @@ DEFAULT_SHUTDOWN_TIMEOUT: Final = 5.0
 #: Default retry: 6 attempts, 0.1 s doubling to at most 5 s, full jitter (about 10 s in all).
 DEFAULT_RETRY: Final = RetryPolicy(initial=0.1, maximum=5.0, max_attempts=6)
 # Calls encoded between two yields to the event loop, so a 512-call batch never blocks it long.
-_ENCODE_SLICE: Final = 64
+_ENCODE_SLICE: Final = 32
+# Most calls per export request (a batch larger than this goes out as several requests).
+_REQUEST_CALLS: Final = 128
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,8 @@ class OTLPExporterBase:
         self._rejected = 0
         self._partial_logged = False
         self._requests = 0
-        self._encoded: tuple[list[LLMCall], bytes] | None = None
+        # (batch, calls of it already sent, encoded body of the next request or b"")
+        self._in_flight: list[Any] | None = None
         self._closed = False
 
     # -- the Sink protocol ----------------------------------------------------------------------
@@ -220,15 +223,21 @@ class OTLPExporterBase:
 
     # -- the batch handler ----------------------------------------------------------------------
     async def _export_batch(self, batch: list[LLMCall]) -> None:
-        # A retried batch is the same list: send the same bytes (and the same generated ids).
-        if self._encoded is not None and self._encoded[0] is batch:
-            body = self._encoded[1]
-        else:
-            body = await self._encode(batch)
-            self._encoded = (batch, body)
-        self._requests += 1
-        await self._send(body, len(batch))
-        self._encoded = None
+        # A batch goes out as requests of at most _REQUEST_CALLS calls: one large message blocks
+        # the loop while gRPC copies and compresses it. A retried batch is the same list: it
+        # resumes at the request that failed and resends the same bytes (and generated ids).
+        state = self._in_flight
+        if state is None or state[0] is not batch:
+            state = self._in_flight = [batch, 0, b""]
+        while state[1] < len(batch):
+            size = min(_REQUEST_CALLS, len(batch) - state[1])
+            if not state[2]:
+                state[2] = await self._encode(batch[state[1] : state[1] + size])
+            self._requests += 1
+            await self._send(state[2], size)
+            state[1] += size
+            state[2] = b""
+        self._in_flight = None
 
     async def _encode(self, batch: list[LLMCall]) -> bytes:
         encoder = self._encoder

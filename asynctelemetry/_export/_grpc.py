@@ -148,7 +148,8 @@ class OTLPGrpcExporter(OTLPExporterBase):
         compression: ``"gzip"`` (default), ``"deflate"`` or ``None``.
         timeout: seconds allowed for one export request.
         max_queue_size: most calls held; beyond it the oldest are dropped and counted.
-        max_batch_size: most calls per export request.
+        max_batch_size: most calls taken from the queue at once (sent as requests of at most
+            128 calls, so that no single message blocks the event loop).
         schedule_delay: seconds a partial batch waits to fill.
         credentials: ``grpc.ChannelCredentials`` for TLS (system roots by default).
         shutdown_timeout: seconds ``aclose()`` spends delivering what is queued.
