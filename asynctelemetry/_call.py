@@ -12,6 +12,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Any, Final
 
+from ._conventions import is_content_key
 from ._record import MAX_ATTRIBUTE_LENGTH, MAX_ATTRIBUTES, MAX_DURATION_MS, MAX_TOKENS
 
 if TYPE_CHECKING:
@@ -222,12 +223,17 @@ class CallHandle:
     def set_attribute(self, key: str, value: AttributeValue) -> None:
         """Keep an extra attribute on the record and its span (bounded like LLMCall.attributes).
 
+        Prompt and completion text (``gen_ai.input.messages``, ``input.value``, … see
+        ``_conventions.is_content_key``) is ignored unless the tracer has ``capture_content=True``.
+
         Raises:
             ValueError: a value that is not str, int, float or bool, a non-finite float, a string
                 longer than 4096 characters, or more than 128 attributes.
         """
         if not isinstance(value, str | int | float | bool):
             raise ValueError(f"attribute {key!r} must be str, int, float or bool")
+        if not self._tracer.capture_content and is_content_key(key):
+            return  # prompt and completion text is kept only with capture_content=True
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"attribute {key!r} must be finite")
         if isinstance(value, str) and len(value) > MAX_ATTRIBUTE_LENGTH:

@@ -301,3 +301,16 @@ async def test_record_response_reads_openai_usage() -> None:
     assert (record.input_tokens, record.output_tokens, record.total_tokens) == (900, 300, 1200)
     assert (record.cached_input_tokens, record.reasoning_tokens) == (512, 100)
     assert record.tool_calls == 2 and record.model == "gpt-4o-2024-08-06"
+
+
+async def test_content_is_dropped_unless_captured() -> None:
+    """Prompt/completion attributes are kept only with capture_content=True."""
+    for capture in (False, True):
+        async with AsyncTracer(in_memory=True, capture_content=capture) as tracer:
+            async with tracer.llm_call(model="gpt-4o", team="search") as call:
+                call.set_attribute("gen_ai.input.messages", '[{"role": "user", "content": "hi"}]')
+                call.set_attribute("llm.input_messages.0.message.content", "hi")
+            [record] = tracer.spans
+        assert record.attributes["team"] == "search"
+        assert ("gen_ai.input.messages" in record.attributes) is capture
+        assert ("llm.input_messages.0.message.content" in record.attributes) is capture
