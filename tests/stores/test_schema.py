@@ -1,0 +1,163 @@
+"""The SQLite schema: versions, migrations, files that are not ours, and the summary helpers."""
+
+from __future__ import annotations
+
+import math
+import random
+import sqlite3
+from datetime import UTC, datetime, timedelta, timezone
+from typing import TYPE_CHECKING
+
+import pytest
+from conftest import T0, make_call
+
+from asynctelemetry import SchemaVersionError, SQLiteStore, StoreError
+from asynctelemetry._stores import _queries, _schema
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+#: The version-1 schema as the first release wrote it (frozen here on purpose: the test must not
+#: follow later edits to _schema).
+V1_DDL = """
+CREATE TABLE calls (
+  id INTEGER PRIMARY KEY, call_id TEXT NOT NULL UNIQUE, model TEXT NOT NULL, request_model TEXT,
+  provider TEXT, operation TEXT NOT NULL, service_name TEXT, source TEXT NOT NULL, trace_id TEXT,
+  span_id TEXT, parent_span_id TEXT, session_id TEXT, route_name TEXT, is_streaming INTEGER,
+  status TEXT NOT NULL, status_code INTEGER, error_type TEXT, input_tokens INTEGER,
+  output_tokens INTEGER, total_tokens INTEGER, cached_input_tokens INTEGER,
+  reasoning_tokens INTEGER, duration_ms REAL, ttft_ms REAL, cache_hit TEXT,
+  tool_calls INTEGER NOT NULL DEFAULT 0, routing_strategy TEXT, routing_reason TEXT,
+  cost_usd REAL, timestamp_ns INTEGER NOT NULL, attributes TEXT
+);
+CREATE INDEX calls_ts ON calls (timestamp_ns);
+PRAGMA user_version = 1;
+"""
+
+
+def make_v1_file(path: Path) -> None:
+    """A version-1 file holding one call."""
+    conn = sqlite3.connect(path)
+    conn.executescript(V1_DDL)
+    conn.execute(
+        "INSERT INTO calls (call_id, model, operation, source, status, input_tokens, duration_ms,"
+        " is_streaming, timestamp_ns, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            "old-1",
+            "gpt-4",
+            "chat",
+            "tracer",
+            "ok",
+            12,
+            250.5,
+            1,
+            1_700_000_000_123_456_000,
+            '{"k":1}',
+        ),
+    )
+    conn.commit()
+    conn.close()
+
+
+async def test_version_1_file_is_migrated_on_open(tmp_path: Path) -> None:
+    """Opening a version-1 file migrates it to the current version and keeps its calls."""
+    path = tmp_path / "v1.db"
+    make_v1_file(path)
+    async with SQLiteStore(path) as store:
+        (old,) = await store.query()
+        await store.add(make_call(1, cache_creation_tokens=5, price_version="p1"))
+        await store.flush()
+        new = (await store.query(since=T0))[0]
+    assert old.call_id == "old-1" and old.input_tokens == 12 and old.duration_ms == 250.5
+    assert old.is_streaming is True and old.attributes == {"k": 1}
+    assert old.timestamp == datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=UTC)
+    assert old.cache_creation_tokens is None and old.price_version is None
+    assert new.cache_creation_tokens == 5 and new.price_version == "p1"
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (_schema.SCHEMA_VERSION,)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(calls)")}
+    assert columns == {"id", *_schema.COLUMNS}
+    conn.close()
+
+
+async def test_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    """A file whose user_version is newer than ours raises SchemaVersionError and is untouched."""
+    path = tmp_path / "new.db"
+    async with SQLiteStore(path) as store:
+        await store.add(make_call(1))
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(SchemaVersionError, match="version 99"):
+        await SQLiteStore(path).open()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (99,)
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b"this is a text file, not a database\n" * 100, id="text"),
+        pytest.param(b"SQLite format 3\x00" + bytes(range(256)) * 16, id="bad-header"),
+    ],
+)
+async def test_non_sqlite_or_corrupt_file_is_a_clear_error(tmp_path: Path, content: bytes) -> None:
+    """A file that is not a SQLite database, or is corrupt, raises StoreError at open."""
+    path = tmp_path / "calls.db"
+    path.write_bytes(content)
+    store = SQLiteStore(path)
+    with pytest.raises(StoreError, match="cannot open"):
+        await store.open()
+    await store.aclose()
+
+
+async def test_corrupted_pages_are_a_clear_error(tmp_path: Path) -> None:
+    """A real store whose schema page was overwritten raises StoreError at open."""
+    path = tmp_path / "calls.db"
+    async with SQLiteStore(path) as store:
+        await store.add_many([make_call(i) for i in range(200)])
+    data = bytearray(path.read_bytes())
+    data[100:4096] = b"\xff" * (4096 - 100)  # page 1 after the header: sqlite_master
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreError):
+        await SQLiteStore(path).open()
+
+
+async def test_foreign_calls_table_is_refused(tmp_path: Path) -> None:
+    """A database with someone else's 'calls' table is not taken over."""
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE calls (x)")
+    conn.close()
+    with pytest.raises(StoreError, match="did not create"):
+        await SQLiteStore(path).open()
+
+
+def test_timestamps_are_integer_nanoseconds_utc() -> None:
+    """to_ns and the row codec keep microseconds exactly, whatever the offset."""
+    moment = datetime(2026, 5, 6, 7, 8, 9, 999999, tzinfo=timezone(timedelta(hours=-7)))
+    ns = _schema.to_ns(moment)
+    assert ns % 1000 == 0
+    assert ns == _schema.to_ns(moment.astimezone(UTC))
+    assert ns == _schema.to_ns(moment.astimezone(UTC).replace(tzinfo=None))
+    call = make_call(3, timestamp=moment)
+    row = _schema.encode_call(call)
+    assert row[_schema.COLUMNS.index("timestamp_ns")] == ns
+    selected = (*row[: len(_schema.PLAIN_FIELDS)], ns // 1000, row[-1])
+    assert _schema.decode_rows([selected]) == [call]
+
+
+def test_fsum_aggregate_rounds_like_math_fsum() -> None:
+    """The SQL cost sum equals math.fsum where a plain sum would not."""
+    rng = random.Random(7)
+    values = [rng.choice([1e16, 1.0, 1e-16, 0.1, 3.3e-5]) * rng.random() for _ in range(5000)]
+    values += [1e16, 1.0, -1e16] * 3
+    conn = sqlite3.connect(":memory:")
+    _queries.register(conn)
+    conn.execute("CREATE TABLE t (v REAL)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(v,) for v in [*values, None]])
+    (got,) = conn.execute("SELECT asynctelemetry_fsum(v) FROM t").fetchone()
+    assert got == math.fsum(values) != sum(values)
+    assert conn.execute("SELECT asynctelemetry_fsum(v) FROM t WHERE v IS NULL").fetchone() == (0.0,)
+    conn.close()
