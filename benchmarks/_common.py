@@ -8,8 +8,10 @@ import platform
 import resource
 import statistics
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def best_of(fn: Callable[[], float], repeat: int = 5) -> float:
@@ -68,7 +70,9 @@ def machine() -> str:
 def table(title: str, rows: list[tuple[Any, ...]], headers: tuple[str, ...]) -> str:
     """A Markdown table with a title line, for the console and for docs/performance.md."""
     widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
-    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    line = lambda cells: (
+        "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=False)) + " |"
+    )  # noqa: E731
     out = [f"### {title}", "", line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     out += [line(r) for r in rows]
     return "\n".join(out)

@@ -27,7 +27,7 @@ from asynctelemetry import MemoryStore
 from asynctelemetry._tracer import AsyncTracer
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from _common import best_of, machine, table  # noqa: E402
+from _common import best_of, machine, table
 
 N = 5_000 if "--quick" in sys.argv else 30_000
 ATTRS = {
@@ -95,9 +95,24 @@ async def main() -> None:
     us = {k: v * 1e6 for k, v in results.items()}
     rows = [
         ("bare OTel SDK span, 10 attributes (baseline)", f"{us['bare']:.1f}", "1.00x", ""),
-        ("SDK span + SimpleSpanProcessor + in-memory (baseline)", f"{us['simple']:.1f}", f"{us['simple'] / us['bare']:.2f}x", ""),
-        ("llm_call, MemoryStore", f"{us['ours']:.1f}", f"{us['ours'] / us['bare']:.2f}x", "<= 0.35x bare"),
-        ("llm_call, MemoryStore + OTel SDK span export", f"{us['otel']:.1f}", f"{us['otel'] / us['simple']:.2f}x of simple", "<= 1.3x simple"),
+        (
+            "SDK span + SimpleSpanProcessor + in-memory (baseline)",
+            f"{us['simple']:.1f}",
+            f"{us['simple'] / us['bare']:.2f}x",
+            "",
+        ),
+        (
+            "llm_call, MemoryStore",
+            f"{us['ours']:.1f}",
+            f"{us['ours'] / us['bare']:.2f}x",
+            "<= 0.35x bare",
+        ),
+        (
+            "llm_call, MemoryStore + OTel SDK span export",
+            f"{us['otel']:.1f}",
+            f"{us['otel'] / us['simple']:.2f}x of simple",
+            "<= 1.3x simple",
+        ),
     ]
     print(f"machine: {machine()}; {N} calls per run, best of 5 interleaved runs")
     print(table("Tracer overhead per call", rows, ("subject", "µs/call", "ratio", "target")))
