@@ -70,9 +70,10 @@ def machine() -> str:
 def table(title: str, rows: list[tuple[Any, ...]], headers: tuple[str, ...]) -> str:
     """A Markdown table with a title line, for the console and for docs/performance.md."""
     widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
-    line = lambda cells: (
-        "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=False)) + " |"
-    )  # noqa: E731
+
+    def line(cells: tuple[Any, ...]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
     out = [f"### {title}", "", line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     out += [line(r) for r in rows]
     return "\n".join(out)
