@@ -175,7 +175,7 @@ class AsyncCollector:
             name="collector ingest",
         )
         self._forwarder = Forwarder(forward_to) if forward_to else None
-        self.stats = CollectorStats(
+        self._stats = CollectorStats(
             ingest=self._queue.stats,
             forward=self._forwarder.stats if self._forwarder else None,
         )
@@ -185,6 +185,11 @@ class AsyncCollector:
         self._state: Literal["new", "running", "closed"] = "new"
 
     # -- lifetime -------------------------------------------------------------------------------
+    @property
+    def stats(self) -> CollectorStats:
+        """Counters: spans received, LLM calls, ignored and rejected spans, defects by kind."""
+        return self._stats
+
     @property
     def port(self) -> int:
         """The bound port (the chosen one when created with ``port=0``)."""

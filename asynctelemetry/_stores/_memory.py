@@ -33,9 +33,14 @@ class MemoryStore:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.capacity = capacity
-        self.dropped = 0
+        self._dropped = 0
         self._calls: deque[LLMCall] = deque(maxlen=capacity)
         self._closed = False
+
+    @property
+    def dropped(self) -> int:
+        """How many calls newer ones pushed out of the full buffer."""
+        return self._dropped
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -49,7 +54,7 @@ class MemoryStore:
         if self._closed:
             raise StoreClosedError("MemoryStore is closed")
         if len(self._calls) == self.capacity:
-            self.dropped += 1
+            self._dropped += 1
         self._calls.append(call)
 
     async def add(self, call: LLMCall) -> None:
@@ -66,7 +71,7 @@ class MemoryStore:
             raise StoreClosedError("MemoryStore is closed")
         overflow = len(self._calls) + len(calls) - self.capacity
         if overflow > 0:
-            self.dropped += overflow
+            self._dropped += overflow
         self._calls.extend(calls)
 
     async def emit(self, calls: Sequence[LLMCall]) -> None:
