@@ -120,7 +120,7 @@ class MetricsRecorder:
         self._providers = _LabelGuard(max_models)
         self._tools = _LabelGuard(max_models)
         self._cache_types = _LabelGuard(max_models)
-        self._children: dict[tuple[str, str, str, str], tuple[Any, ...]] = {}
+        self._children: dict[tuple[str, str, str, str], _Series] = {}
         reg, ns = self.registry, namespace
         self.requests = prom.Counter(
             "requests_total", "LLM requests.", ["provider", "model", "operation", "status"],
@@ -181,41 +181,31 @@ class MetricsRecorder:
         return self._table
 
     # -- recording ------------------------------------------------------------------------------
-    def _series(self, provider: str | None, model: str, operation: str, status: str) -> Any:
+    def _series(self, provider: str | None, model: str, operation: str, status: str) -> _Series:
         key = (provider or UNKNOWN, model, operation, status)
-        children = self._children.get(key)
-        if children is None:
-            p, m = self._providers(key[0]), self._models(model)
-            children = (
-                self.requests.labels(p, m, operation, status),
-                self.request_duration.labels(p, m, operation),
-                {t: self.tokens.labels(p, m, t) for t in TOKEN_TYPES},
-                self.cost.labels(p, m),
-                self.time_to_first_token.labels(p, m, operation),
-                self.time_per_output_token.labels(p, m, operation),
-            )
+        series = self._children.get(key)
+        if series is None:
+            series = _Series(self, self._providers(key[0]), self._models(model), operation, status)
             if len(self._children) < _MAX_CACHED_SERIES:
-                self._children[key] = children
-        return children
+                self._children[key] = series
+        return series
 
     def record(self, call: LLMCall) -> None:
         """Count one call: request, duration, tokens, cost, cache, tool calls, TTFT and TPOT."""
-        requests, duration, tokens, cost, ttft, tpot = self._series(
-            call.provider, call.model, call.operation, call.status
-        )
-        requests.inc()
+        series = self._series(call.provider, call.model, call.operation, call.status)
+        series.requests.inc()
         if call.duration_ms is not None:
-            duration.observe(call.duration_ms / 1000)
+            series.duration.observe(call.duration_ms / 1000)
         values = call.__dict__
         for token_type, field in TOKEN_TYPES.items():
             count = values[field]
             if count:
-                tokens[token_type].inc(count)
+                series.add_tokens(token_type, count)
         usd = call.cost_usd
         if usd is None and (call.input_tokens or call.output_tokens):
             usd = self.price_table.cost(call)
         if usd:
-            cost.inc(usd)
+            series.cost.inc(usd)
         if call.cache_hit:
             if call.cache_hit == "miss":
                 self.cache_misses.labels(ANY_CACHE).inc()
@@ -225,10 +215,10 @@ class MetricsRecorder:
             self.tool_calls.labels(UNKNOWN).inc(call.tool_calls)
         if call.status == "ok":
             if call.ttft_ms is not None:
-                ttft.observe(call.ttft_ms / 1000)
+                series.observe_ttft(call.ttft_ms / 1000)
             tpt = call.tpt_ms
             if tpt is not None:
-                tpot.observe(tpt / 1000)
+                series.observe_tpot(tpt / 1000)
 
     def record_request(
         self,
@@ -254,19 +244,19 @@ class MetricsRecorder:
             raise ValueError(f"latency_s must be a finite number >= 0, not {latency_s!r}")
         if input_tokens < 0 or output_tokens < 0:
             raise ValueError("token counts must be >= 0")
-        requests, duration, tokens, cost, _, _ = self._series(provider, model, operation, status)
-        requests.inc()
-        duration.observe(latency_s)
+        series = self._series(provider, model, operation, status)
+        series.requests.inc()
+        series.duration.observe(latency_s)
         if input_tokens:
-            tokens["input"].inc(input_tokens)
+            series.add_tokens("input", input_tokens)
         if output_tokens:
-            tokens["output"].inc(output_tokens)
+            series.add_tokens("output", output_tokens)
         if input_tokens or output_tokens:
             usd = self.price_table.cost_of(
                 model, provider, input_tokens=input_tokens, output_tokens=output_tokens
             )
             if usd:
-                cost.inc(usd)
+                series.cost.inc(usd)
         for tool in tool_calls or ():
             self.tool_calls.labels(self._tools(_tool_name(tool))).inc()
 
@@ -294,6 +284,47 @@ class MetricsRecorder:
 
     async def aclose(self) -> None:
         """Nothing to release."""
+
+
+class _Series:
+    """The label children of one (provider, model, operation, status), made on first use.
+
+    Children are created lazily so that a series appears only once it has a value (no empty
+    TTFT histograms for embeddings, no zero counters for token types a provider never reports).
+    """
+
+    __slots__ = ("_tokens", "_tpot", "_ttft", "cost", "duration", "labels", "recorder", "requests")
+
+    def __init__(
+        self, recorder: MetricsRecorder, provider: str, model: str, operation: str, status: str
+    ) -> None:
+        self.recorder = recorder
+        self.labels = (provider, model, operation)
+        self.requests: Any = recorder.requests.labels(provider, model, operation, status)
+        self.duration: Any = recorder.request_duration.labels(provider, model, operation)
+        self.cost: Any = recorder.cost.labels(provider, model)
+        self._tokens: dict[str, Any] = {}
+        self._ttft: Any = None
+        self._tpot: Any = None
+
+    def add_tokens(self, token_type: str, count: int) -> None:
+        child = self._tokens.get(token_type)
+        if child is None:
+            provider, model, _ = self.labels
+            child = self._tokens[token_type] = self.recorder.tokens.labels(
+                provider, model, token_type
+            )
+        child.inc(count)
+
+    def observe_ttft(self, seconds: float) -> None:
+        if self._ttft is None:
+            self._ttft = self.recorder.time_to_first_token.labels(*self.labels)
+        self._ttft.observe(seconds)
+
+    def observe_tpot(self, seconds: float) -> None:
+        if self._tpot is None:
+            self._tpot = self.recorder.time_per_output_token.labels(*self.labels)
+        self._tpot.observe(seconds)
 
 
 def _tool_name(tool: Any) -> str:
