@@ -6,7 +6,6 @@ import asyncio
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING
 
 import grpc
 import pytest
@@ -18,9 +17,7 @@ from asynctelemetry._emit import RetryPolicy
 from asynctelemetry._export import OTLPGrpcExporter, encode_calls
 from asynctelemetry._export._grpc import retry_delay_from_metadata
 from tests.conftest import make_call
-
-if TYPE_CHECKING:
-    from tests.export.conftest import TraceServer
+from tests.export.conftest import TraceServer
 
 FAST_RETRY = RetryPolicy(initial=0.01, maximum=0.05, max_attempts=6)
 
@@ -212,3 +209,70 @@ def test_retry_delay_decoding_matches_google_rpc() -> None:
     assert retry_delay_from_metadata([_retry_info_trailer(1.5)]) == pytest.approx(1.5)
     assert retry_delay_from_metadata([("grpc-status-details-bin", b"\xff\xff")]) is None
     assert retry_delay_from_metadata([("other", b"")]) is None
+
+
+def _self_signed() -> tuple[bytes, bytes]:
+    """A certificate and key for 127.0.0.1, made for the test."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+async def test_tls_channel_with_private_root() -> None:
+    """https:// uses TLS; the server's certificate is checked against the given root."""
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+    cert, key = _self_signed()
+    server = grpc.aio.server()
+    servicer = TraceServer()
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(servicer, server)
+    port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key, cert)]))
+    await server.start()
+    try:
+        exporter = OTLPGrpcExporter(
+            f"https://127.0.0.1:{port}",
+            credentials=grpc.ssl_channel_credentials(root_certificates=cert),
+            schedule_delay=0.01,
+        )
+        assert not exporter.insecure
+        async with exporter:
+            await exporter.emit([make_call(0)])
+            await exporter.flush(timeout=10)
+        assert len(servicer.spans) == 1
+        plain = _exporter(port, retry=RetryPolicy(initial=0.01, maximum=0.02, max_attempts=2))
+        await plain.emit([make_call(1)])  # plain text to a TLS port: refused, never delivered
+        with pytest.raises(Exception, match="not delivered"):
+            await plain.flush(timeout=10)
+        await plain.aclose()
+        assert len(servicer.spans) == 1
+    finally:
+        await server.stop(grace=None)
