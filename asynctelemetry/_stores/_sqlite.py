@@ -256,11 +256,10 @@ class SQLiteStore:
         writer = self._writer
         if writer is None:  # closed under us; BatchQueue counts the batch as lost
             raise StoreClosedError(f"{self!r} is closed")
-        rows = [encode_call(call) for call in batch]
         try:
-            inserted, rejected = await _run(writer, _insert_rows, rows)
+            inserted, rejected = await _run(writer, _insert_rows, batch)
         except sqlite3.Error as exc:
-            error = StoreError(f"writing {len(rows)} calls to {self.path} failed: {exc}")
+            error = StoreError(f"writing {len(batch)} calls to {self.path} failed: {exc}")
             code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
             if code in _RETRYABLE:
                 if not self._failing:
@@ -275,7 +274,7 @@ class SQLiteStore:
         for call_id, reason in rejected:
             logger.error("asynctelemetry: call %r rejected by SQLite: %s", call_id, reason)
         self.rejected += len(rejected)
-        self.duplicates += len(rows) - inserted - len(rejected)
+        self.duplicates += len(batch) - inserted - len(rejected)
 
     # -- reading --------------------------------------------------------------------------------
     async def _read(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -421,17 +420,17 @@ def _setup_reader(conn: sqlite3.Connection, busy: float) -> None:
 _ROW_ERRORS: Final = (sqlite3.InterfaceError, sqlite3.DataError, ValueError, OverflowError)
 
 
-def _insert_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> tuple[int, list[Any]]:
+def _insert_rows(conn: sqlite3.Connection, batch: list[LLMCall]) -> tuple[int, list[Any]]:
     """One transaction; returns (rows inserted, [(call_id, reason)] for rows SQLite refused)."""
     before = conn.total_changes
     rejected: list[tuple[Any, str]] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
         try:
-            conn.executemany(INSERT_SQL, rows)
+            conn.executemany(INSERT_SQL, map(encode_call, batch))
         except _ROW_ERRORS:
             # A row SQLite cannot bind: insert one by one (OR IGNORE skips those already in).
-            for row in rows:
+            for row in map(encode_call, batch):
                 try:
                     conn.execute(INSERT_SQL, row)
                 except _ROW_ERRORS as exc:
