@@ -210,6 +210,8 @@ class CallHandle:
             if kind is None:
                 raise ValueError(f"unknown call field {name!r}; use set_attribute() for others")
             if value is None:
+                if name == "tool_calls":
+                    raise ValueError("tool_calls must be an int")
                 fields[name] = None
                 continue
             if kind is int:
@@ -271,7 +273,7 @@ class CallHandle:
             if value is not None:
                 fields[name] = check_count(name, value)
         if usage.tool_calls:
-            count = usage.tool_calls + (fields.get("tool_calls", 0) if add_tool_calls else 0)
+            count = usage.tool_calls + (fields["tool_calls"] if add_tool_calls else 0)
             fields["tool_calls"] = check_count("tool_calls", count)
         if usage.response_model:
             fields["response_model"] = usage.response_model

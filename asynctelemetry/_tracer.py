@@ -230,18 +230,15 @@ class AsyncTracer:
             raise ConfigError("model must be a non-empty string")
         if is_streaming is None and operation == "stream":
             is_streaming = True
-        handle = CallHandle(
-            self,
-            {
-                "request_model": model,
-                "provider": provider,
-                "operation": operation,
-                "session_id": session_id,
-                "route_name": route_name,
-                "is_streaming": is_streaming,
-            },
-            operation,
-        )
+        # The handle fills a complete record dict from the start; the record adopts it on exit.
+        fields = FIELD_DEFAULTS.copy()
+        fields["request_model"] = model
+        fields["provider"] = provider
+        fields["operation"] = operation
+        fields["session_id"] = session_id
+        fields["route_name"] = route_name
+        fields["is_streaming"] = is_streaming
+        handle = CallHandle(self, fields, operation)
         for key, value in attributes.items():
             handle.set_attribute(key, value)
         return handle
@@ -482,9 +479,13 @@ class AsyncTracer:
         first = handle._first_token_ns
         ttft = None if first is None else min((first - handle._start_ns) / 1e6, duration_ms)
         model = fields.pop("response_model", None) or fields["request_model"]
-        input_tokens = fields.get("input_tokens")
-        output_tokens = fields.get("output_tokens")
-        if input_tokens is not None and output_tokens is not None and "total_tokens" not in fields:
+        input_tokens = fields["input_tokens"]
+        output_tokens = fields["output_tokens"]
+        if (
+            input_tokens is not None
+            and output_tokens is not None
+            and fields["total_tokens"] is None
+        ):
             fields["total_tokens"] = input_tokens + output_tokens
         prices = self._prices or self.price_table
         cost = prices.cost_of(
@@ -492,12 +493,11 @@ class AsyncTracer:
             fields["provider"],
             input_tokens=input_tokens,
             output_tokens=output_tokens,
-            cached_input_tokens=fields.get("cached_input_tokens"),
-            cache_creation_tokens=fields.get("cache_creation_tokens"),
-            reasoning_tokens=fields.get("reasoning_tokens"),
+            cached_input_tokens=fields["cached_input_tokens"],
+            cache_creation_tokens=fields["cache_creation_tokens"],
+            reasoning_tokens=fields["reasoning_tokens"],
         )
-        data = FIELD_DEFAULTS.copy()
-        data.update(fields)
+        data = fields
         data["call_id"] = handle.call_id
         data["timestamp"] = _EPOCH + timedelta(microseconds=handle.start_unix_ns // 1000)
         data["model"] = model
