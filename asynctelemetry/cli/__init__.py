@@ -1,0 +1,227 @@
+"""The ``asynctelemetry`` command line: collect, calls, summary, replay, reprice, demo.
+
+Exit status: 0 success, 2 a usage error (argparse's own, or a bad option value), 1 a runtime
+failure reported in one line (``asynctelemetry: error: <reason>``). Tracebacks appear only with
+``--debug``. The commands need the ``cli`` extra (rich); without it, one line says how to install
+it. Only this package prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from .._exceptions import MissingDependencyError, TelemetryError, require
+from ._errors import CLIError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from rich.console import Console
+
+__all__ = ["build_parser", "main"]
+
+PROG = "asynctelemetry"
+
+
+def _debug_option(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        # A subcommand must not reset a --debug given before it.
+        default=False if top else argparse.SUPPRESS,
+        help="show tracebacks and debug logs",
+    )
+
+
+def _source_and_filters(parser: argparse.ArgumentParser, *, limit: bool = False) -> None:
+    from ._common import add_filter_options, add_source_options
+
+    add_source_options(parser)
+    add_filter_options(parser, limit=limit)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Asyncio-native telemetry for LLM calls: collect, inspect, replay, reprice.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    _debug_option(parser, top=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        _debug_option(sub, top=False)
+        sub.set_defaults(command=name)
+        return sub
+
+    collect = command("collect", "run an OTLP collector with a live view of the calls")
+    collect.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    collect.add_argument("--port", type=_port, default=4317, help="OTLP/gRPC port (default 4317)")
+    where = collect.add_mutually_exclusive_group()
+    where.add_argument("--db", default="calls.db", metavar="PATH", help="SQLite file (calls.db)")
+    where.add_argument("--memory", type=_count, metavar="N", help="keep the last N calls in memory")
+    where.add_argument("--store", metavar="URL", help="a store URL (sqlite:///x.db, memory://)")
+    collect.add_argument("--metrics-port", type=_port, metavar="PORT", help="serve /metrics")
+    collect.add_argument(
+        "--auth-token",
+        metavar="TOKEN",
+        help="require this bearer token (or $ASYNCTELEMETRY_AUTH_TOKEN)",
+    )
+    collect.add_argument("--forward-to", metavar="ENDPOINT", help="also forward to this OTLP/gRPC")
+    collect.add_argument("--http-port", type=_port, metavar="PORT", help="also serve OTLP/HTTP")
+    collect.add_argument("--tls-cert", metavar="PEM", help="serve TLS with this certificate")
+    collect.add_argument("--tls-key", metavar="PEM", help="… and this private key")
+    collect.add_argument(
+        "--capture-content", action="store_true", help="keep prompt and completion text"
+    )
+    collect.add_argument("--json", action="store_true", help="print one JSON object per call")
+    collect.add_argument("--no-live", action="store_true", help="log lines, even on a terminal")
+    collect.add_argument("--quiet", action="store_true", help="print nothing per call")
+
+    calls = command("calls", "list calls from a store, newest first")
+    _source_and_filters(calls, limit=True)
+    calls.add_argument("--oldest", action="store_true", help="oldest first")
+    calls.add_argument("--json", action="store_true", help="one JSON object per call")
+    calls.set_defaults(limit=50)
+
+    summary = command("summary", "totals per model, provider, session or route, with charts")
+    _source_and_filters(summary)
+    summary.add_argument("--by", choices=("model", "provider", "session", "route"), default="model")
+    summary.add_argument("--json", action="store_true", help="one JSON object per group")
+
+    replay = command("replay", "send stored calls to another store or an OTLP endpoint")
+    _source_and_filters(replay)
+    replay.add_argument(
+        "--to", required=True, metavar="URL", help="sqlite:///x.db, memory://, otlp://host:4317"
+    )
+    replay.add_argument("--speed", type=float, metavar="X", help="pace at X times real time")
+    replay.add_argument("--auth-token", metavar="TOKEN", help="bearer token for the endpoint")
+    replay.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    reprice = command("reprice", "recompute stored costs with another price table")
+    _source_and_filters(reprice)
+    reprice.add_argument("--prices", metavar="FILE", help="JSON or TOML price overrides")
+    reprice.add_argument("--json", action="store_true", help="one JSON object per model")
+
+    demo = command("demo", "the whole pipeline on embedded defaults, in under a minute")
+    demo.add_argument("--db", metavar="PATH", help="SQLite file (asynctelemetry-demo.db)")
+    demo.add_argument("--calls", type=_count, metavar="N", help="requests to simulate (120)")
+    demo.add_argument("--speed", type=float, metavar="X", help="run X times faster (1.0)")
+    demo.add_argument("--concurrency", type=_count, default=24, metavar="N", help="users (24)")
+    demo.add_argument("--quick", action="store_true", help="a few calls, fast (for tests)")
+    return parser
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not in 0..65535")
+    return value
+
+
+def _runner(name: str) -> Callable[[argparse.Namespace, Console], Awaitable[int]]:
+    # Commands import rich at module level: import them only once rich is known to be there.
+    if name == "collect":
+        from ._collect import run_collect
+
+        return run_collect
+    if name == "demo":
+        from ._demo import run_demo
+
+        return run_demo
+    if name == "replay":
+        from ._replay import run_replay
+
+        return run_replay
+    from . import _query
+
+    runner: Callable[[argparse.Namespace, Console], Awaitable[int]] = getattr(_query, f"run_{name}")
+    return runner
+
+
+class _Stderr:
+    """A stream that writes to whatever ``sys.stderr`` is now (rich's live view redirects it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _configure_logging(debug: bool) -> None:
+    handler = logging.StreamHandler(_Stderr())
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("asynctelemetry")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
+    logger.propagate = False
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 runtime failure, 2 usage)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    debug: bool = args.debug or os.environ.get("ASYNCTELEMETRY_DEBUG", "") not in ("", "0")
+    _configure_logging(debug)
+    try:
+        require("rich", "cli", "the asynctelemetry command line")
+        from rich.console import Console
+
+        console = Console(highlight=False)
+        if not console.is_terminal and not os.environ.get("COLUMNS"):
+            console.width = 120  # a pipe or a file: wide enough for the tables, not endless
+        run: Any = _runner(args.command)
+        status: int = asyncio.run(run(args, console))
+        return status
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return 130
+    except CLIError as exc:
+        if debug:
+            traceback.print_exc()
+        _fail(str(exc))
+        return exc.exit_code
+    except MissingDependencyError as exc:
+        _fail(str(exc))
+        return 1
+    except (TelemetryError, OSError) as exc:
+        if debug:
+            traceback.print_exc()
+        _fail(str(exc) or type(exc).__name__)
+        return 1
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)")
+        return 1

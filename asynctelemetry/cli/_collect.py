@@ -1,0 +1,203 @@
+"""``collect``: run an :class:`AsyncCollector` until Ctrl-C, with a live view on a terminal.
+
+On a terminal the live view (:mod:`._view`) is redrawn about twice a second; otherwise each call
+is printed as a line (or, with ``--json``, as one JSON object per line) so the output can be piped.
+SIGINT and SIGTERM stop the collector cleanly: in-flight exports finish, queued calls reach the
+store, the store is flushed and closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from typing import TYPE_CHECKING, Any
+
+from .._collector import AsyncCollector
+from .._emit import Emitter
+from .._exceptions import ConfigError, MissingDependencyError, StoreError
+from .._export import format_call
+from .._stores import MemoryStore, SQLiteStore, open_store
+from ._errors import CLIError, UsageError, describe_bind_failure
+from ._live import CallTap, LiveView
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import AsyncIterator, Iterator
+
+    from rich.console import Console
+
+    from .._emit import Sink
+    from .._stores import CallStore
+
+__all__ = ["AUTH_TOKEN_ENV", "run_collect", "stop_signals"]
+
+#: Environment variable read when ``--auth-token`` is not given.
+AUTH_TOKEN_ENV = "ASYNCTELEMETRY_AUTH_TOKEN"
+
+
+def _store_of(args: argparse.Namespace) -> tuple[CallStore, str]:
+    if args.memory is not None:
+        return MemoryStore(args.memory), f"memory (last {args.memory:,} calls)"
+    if args.store is not None:
+        try:
+            return open_store(args.store), args.store
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+    if os.path.isdir(args.db):
+        raise CLIError(f"{args.db} is a directory, not a call store")
+    return SQLiteStore(args.db), args.db
+
+
+@contextlib.contextmanager
+def stop_signals(stop: asyncio.Event) -> Iterator[None]:
+    """Set ``stop`` on SIGINT or SIGTERM while inside (the loop's own handlers, no threads)."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
+            pass
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+@contextlib.asynccontextmanager
+async def _metrics(args: argparse.Namespace, sinks: list[Sink]) -> AsyncIterator[str | None]:
+    """A MetricsRecorder among ``sinks`` and its /metrics server, when ``--metrics-port`` asks."""
+    if args.metrics_port is None:
+        yield None
+        return
+    from .._metrics_http import PrometheusExporter
+    from ..metrics import MetricsRecorder
+
+    recorder = MetricsRecorder()
+    sinks.append(recorder)
+    server = PrometheusExporter(args.metrics_port, recorder, host=args.host)
+    try:
+        await server.start()
+    except OSError:
+        raise CLIError(
+            describe_bind_failure(args.host, args.metrics_port, "metrics server")
+        ) from None
+    try:
+        yield server.url
+    finally:
+        await server.stop()
+
+
+def _auth_token(args: argparse.Namespace) -> str | None:
+    token: str | None = args.auth_token
+    if token is None:
+        token = os.environ.get(AUTH_TOKEN_ENV)
+    return token or None
+
+
+def _collector(args: argparse.Namespace, store: CallStore, metrics: Sink) -> AsyncCollector:
+    token = _auth_token(args)
+    try:
+        return AsyncCollector(
+            store,
+            host=args.host,
+            port=args.port,
+            auth_token=token or None,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            capture_content=args.capture_content,
+            http_port=args.http_port,
+            forward_to=args.forward_to,
+            metrics=metrics,
+        )
+    except (ConfigError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(f"asynctelemetry: {text}\n")
+    sys.stderr.flush()
+
+
+async def run_collect(args: argparse.Namespace, console: Console) -> int:
+    """Serve OTLP until SIGINT/SIGTERM; return 0 after a clean, flushed stop."""
+    live = console.is_terminal and not args.json and not args.no_live
+    line: Any = None
+    if args.json:
+        line = lambda call: call.model_dump_json()  # noqa: E731
+    elif not live and not args.quiet:
+        line = format_call
+    tap = CallTap(line=line, stream=console.file)  # type: ignore[arg-type]
+    sinks: list[Sink] = [tap]
+    store, where = _store_of(args)
+    try:
+        async with store, _metrics(args, sinks) as metrics_url:
+            collector = _collector(args, store, Emitter(sinks))
+            try:
+                await collector.start()
+            except ConfigError as exc:
+                if "TLS" in str(exc):
+                    raise CLIError(str(exc)) from None
+                raise CLIError(describe_bind_failure(args.host, args.port, "collector")) from None
+            try:
+                await _serve(args, collector, store, tap, console, where, metrics_url, live)
+            finally:
+                await collector.stop()
+    except StoreError as exc:
+        raise CLIError(str(exc)) from None
+    except MissingDependencyError as exc:
+        raise CLIError(str(exc)) from None
+    stats = collector.stats
+    _say(
+        f"stopped: {stats.stored:,} calls stored in {where} "
+        f"({stats.received_spans:,} spans received, {stats.ignored_spans:,} not LLM calls, "
+        f"{stats.rejected_spans:,} rejected)"
+    )
+    return 0
+
+
+async def _serve(
+    args: argparse.Namespace,
+    collector: AsyncCollector,
+    store: CallStore,
+    tap: CallTap,
+    console: Console,
+    where: str,
+    metrics_url: str | None,
+    live: bool,
+) -> None:
+    scheme = "OTLP/gRPC+TLS" if args.tls_cert else "OTLP/gRPC"
+    _say(f"collecting {scheme} on {collector.endpoint} into {where}")
+    if metrics_url:
+        _say(f"Prometheus metrics on {metrics_url}")
+    if args.forward_to:
+        _say(f"forwarding every request to {args.forward_to}")
+    if args.host not in ("127.0.0.1", "::1", "localhost"):
+        auth = "with" if _auth_token(args) else "WITHOUT"
+        _say(f"listening beyond loopback ({args.host}) {auth} a bearer token")
+    _say(f"export with OTEL_EXPORTER_OTLP_ENDPOINT=http://{collector.endpoint}; Ctrl-C stops")
+    stop = asyncio.Event()
+    with stop_signals(stop):
+        if not live:
+            await stop.wait()
+            return
+
+        def counters() -> dict[str, int]:
+            s = collector.stats
+            shown = {"spans": s.received_spans, "not LLM": s.ignored_spans}
+            if s.rejected_spans:
+                shown["rejected"] = s.rejected_spans
+            if s.refused_requests:
+                shown["refused (store behind)"] = s.refused_requests
+            if s.unauthenticated:
+                shown["unauthenticated"] = s.unauthenticated
+            return shown
+
+        title = f"asynctelemetry collect · {collector.endpoint} → {where}"
+        async with LiveView(store, tap, console, title=title, counters=counters):
+            await stop.wait()

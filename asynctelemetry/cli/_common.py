@@ -1,0 +1,136 @@
+"""What several commands share: time arguments, filter options, and opening the store to read.
+
+``--since``/``--until`` take a duration back from now (``90s``, ``15m``, ``2h``, ``1d``, ``1w``)
+or an ISO 8601 time (a time without a zone is UTC). Reading commands name their store with
+``--db PATH`` (a SQLite file that must exist) or ``--store URL`` (anything :func:`open_store`
+takes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from .._exceptions import ConfigError, SchemaVersionError, StoreError
+from .._stores import SQLiteStore, open_store
+from ._errors import CLIError, UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from .._stores import CallStore
+
+__all__ = [
+    "add_filter_options",
+    "add_source_options",
+    "filters_of",
+    "parse_when",
+    "reading",
+]
+
+_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+
+
+def parse_when(text: str, now: datetime | None = None) -> datetime:
+    """A point in time from ``"15m"`` (that long ago) or an ISO 8601 time (naive means UTC).
+
+    Raises:
+        argparse.ArgumentTypeError: neither form (argparse turns it into a usage error).
+    """
+    match = _DURATION.match(text)
+    if match:
+        amount, unit = float(match[1]), match[2]
+        return (now or datetime.now(UTC)) - timedelta(seconds=amount * _UNITS[unit])
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a duration (90s, 15m, 2h, 1d, 1w) nor an ISO 8601 time"
+        ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def add_source_options(parser: argparse.ArgumentParser) -> None:
+    """``--db PATH`` or ``--store URL``: the store a reading command reads."""
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--db", metavar="PATH", help="a SQLite call store (must exist)")
+    group.add_argument("--store", metavar="URL", help="a store URL: sqlite:///calls.db, memory://")
+
+
+def add_filter_options(parser: argparse.ArgumentParser, *, limit: bool = False) -> None:
+    """The store filters: model, provider, session, status and a time window."""
+    parser.add_argument("--model", help="only calls answered by this model")
+    parser.add_argument("--provider", help="only calls to this provider")
+    parser.add_argument("--session", help="only calls of this session id")
+    parser.add_argument("--status", choices=("ok", "error", "cancelled"), help="only this status")
+    parser.add_argument(
+        "--since", type=parse_when, metavar="WHEN", help="from this time on: 15m, 2h, 1d or ISO"
+    )
+    parser.add_argument(
+        "--until", type=parse_when, metavar="WHEN", help="before this time: 15m, 2h, 1d or ISO"
+    )
+    if limit:
+        parser.add_argument("--limit", type=_positive, metavar="N", help="at most N calls")
+
+
+def filters_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The store filter keywords the parsed options ask for."""
+    return {
+        "since": args.since,
+        "until": args.until,
+        "model": args.model,
+        "provider": args.provider,
+        "session_id": args.session,
+        "status": args.status,
+    }
+
+
+def source_name(args: argparse.Namespace) -> str:
+    """How to name the store in messages."""
+    return str(args.db or args.store)
+
+
+def _reading_store(args: argparse.Namespace) -> CallStore:
+    if args.db is not None:
+        path = args.db
+    else:
+        try:
+            store = open_store(args.store)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+        if not isinstance(store, SQLiteStore) or store.path == ":memory:":
+            return store
+        path = store.path
+    if not os.path.exists(path):
+        raise CLIError(f"{path}: no such file (a call store is made by 'collect' or 'demo')")
+    if os.path.isdir(path):
+        raise CLIError(f"{path} is a directory, not a call store")
+    return SQLiteStore(path)
+
+
+@contextlib.asynccontextmanager
+async def reading(args: argparse.Namespace) -> AsyncIterator[CallStore]:
+    """The store named by ``--db``/``--store``, open; store failures become one-line errors."""
+    store = _reading_store(args)
+    try:
+        async with store:
+            yield store
+    except SchemaVersionError as exc:
+        raise CLIError(f"{exc} (upgrade asynctelemetry to read it)") from None
+    except StoreError as exc:
+        raise CLIError(str(exc)) from None

@@ -1,0 +1,160 @@
+"""The plumbing behind the live view: a sink that taps the calls, and the refresh loop.
+
+:class:`CallTap` is a sink given every call the collector stores (through the collector's
+``metrics=`` hook); it keeps a bounded window of the latest calls and, when asked, prints each call
+as a line or a JSON object (for pipes). :class:`LiveView` redraws :func:`~._view.render` about
+twice a second from the store's summaries and the tap's window, without a thread (rich's
+auto-refresh thread is off; the loop is an asyncio task).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Self, TextIO
+
+from rich.live import Live
+
+from ._view import ViewState, render
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from types import TracebackType
+
+    from rich.console import Console
+
+    from .._record import LLMCall
+    from .._stores import CallStore
+
+__all__ = ["CallTap", "LiveView"]
+
+
+class CallTap:
+    """A sink that remembers the latest ``window`` calls and optionally prints each one.
+
+    Args:
+        window: most calls remembered (newest first in :attr:`latest`).
+        line: formats one call for printing (a log line or JSON); ``None`` prints nothing.
+        stream: where lines go (``sys.stdout`` at the time of writing by default).
+    """
+
+    def __init__(
+        self,
+        window: int = 1000,
+        line: Callable[[LLMCall], str] | None = None,
+        stream: TextIO | None = None,
+    ) -> None:
+        self._window: deque[LLMCall] = deque(maxlen=window)
+        self._line = line
+        self._stream = stream
+        self.seen = 0
+        self.last_error: LLMCall | None = None
+
+    @property
+    def latest(self) -> list[LLMCall]:
+        """The remembered calls, newest first."""
+        return list(reversed(self._window))
+
+    def emit_nowait(self, calls: Sequence[LLMCall]) -> None:
+        """Remember (and print) ``calls``; never waits."""
+        self._window.extend(calls)
+        self.seen += len(calls)
+        for call in calls:
+            if call.status == "error":
+                self.last_error = call
+        if self._line is not None and calls:
+            stream = self._stream or sys.stdout
+            stream.write("".join(self._line(call) + "\n" for call in calls))
+            stream.flush()
+
+    async def emit(self, calls: Sequence[LLMCall]) -> None:
+        """Sink interface: the same as :meth:`emit_nowait`."""
+        self.emit_nowait(calls)
+
+    async def flush(self) -> None:
+        """Nothing is buffered."""
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+class LiveView:
+    """Redraws the live view of ``store`` and ``tap`` on ``console`` every ``interval`` seconds.
+
+    Use it as ``async with LiveView(...):``; leaving draws the final state and keeps it on screen
+    (or clears it, with ``transient=True``).
+    """
+
+    def __init__(
+        self,
+        store: CallStore,
+        tap: CallTap,
+        console: Console,
+        *,
+        title: str,
+        counters: Callable[[], dict[str, int]] = dict,
+        interval: float = 0.5,
+        transient: bool = False,
+    ) -> None:
+        self.store = store
+        self.tap = tap
+        self.console = console
+        self.title = title
+        self.counters = counters
+        self.interval = interval
+        self._started = time.monotonic()
+        self._live = Live(console=console, auto_refresh=False, transient=transient)
+        self._task: asyncio.Task[None] | None = None
+
+    async def snapshot(self) -> ViewState:
+        """The current state: the store's summaries, the tap's window, the counters."""
+        by_model = await self.store.summary(by="model")
+        group_by = "route"
+        by_group = await self.store.summary(by="route")
+        if all(row.key is None for row in by_group):
+            group_by = "session"
+            by_group = await self.store.summary(by="session")
+        return ViewState(
+            title=self.title,
+            uptime_s=time.monotonic() - self._started,
+            by_model=by_model,
+            by_group=by_group,
+            group_by=group_by,
+            window=self.tap.latest,
+            last_error=self.tap.last_error,
+            counters=self.counters(),
+        )
+
+    async def refresh(self) -> None:
+        """Draw the current state once."""
+        state = await self.snapshot()
+        self._live.update(render(state, self.console.width), refresh=True)
+
+    async def _loop(self) -> None:
+        while True:
+            await self.refresh()
+            await asyncio.sleep(self.interval)
+
+    async def __aenter__(self) -> Self:
+        self._live.start()
+        self._task = asyncio.create_task(self._loop(), name="asynctelemetry live view")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._task is not None:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            if exc_type is None:
+                await self.refresh()
+        finally:
+            self._live.stop()

@@ -1,0 +1,217 @@
+"""``calls``, ``summary`` and ``reprice``: reading a store and printing what is in it.
+
+``--json`` prints one JSON object per line (JSON Lines: a call, a summary row, a repricing row),
+ready for ``jq`` or any line-oriented tool; otherwise a rich table sized to the terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from .._exceptions import ConfigError
+from .._pricing import PriceTable
+from ._common import filters_of, reading, source_name
+from ._errors import CLIError
+from ._render import calls_table, fmt_cost, fmt_count, summary_view
+
+if TYPE_CHECKING:
+    import argparse
+
+    from rich.console import Console
+
+    from .._record import LLMCall
+
+__all__ = ["RepriceRow", "reprice_table", "run_calls", "run_reprice", "run_summary"]
+
+
+async def run_calls(args: argparse.Namespace, console: Console) -> int:
+    """List the calls that pass the filters, newest first (or oldest first with ``--oldest``)."""
+    async with reading(args) as store:
+        calls = await store.query(
+            **filters_of(args), limit=args.limit, newest_first=not args.oldest
+        )
+    if args.json:
+        console.file.write("".join(call.model_dump_json() + "\n" for call in calls))
+        return 0
+    table = calls_table(calls)
+    if table is None:
+        console.print("no calls match", style="dim")
+        return 0
+    console.print(table)
+    order = "oldest" if args.oldest else "newest"
+    more = f" ({order} first; --limit {args.limit})" if args.limit else f" ({order} first)"
+    console.print(f"{len(calls):,} calls{more}", style="dim")
+    return 0
+
+
+async def run_summary(args: argparse.Namespace, console: Console) -> int:
+    """One row per model, provider, session or route, with bar charts of cost and p95."""
+    async with reading(args) as store:
+        rows = await store.summary(by=args.by, **filters_of(args))
+    if args.json:
+        lines = (json.dumps({"by": args.by, **row.model_dump()}) + "\n" for row in rows)
+        console.file.write("".join(lines))
+        return 0
+    console.print(summary_view(rows, args.by, console.width))
+    return 0
+
+
+@dataclass
+class RepriceRow:
+    """Stored and recomputed costs of one model's calls."""
+
+    model: str
+    calls: int = 0
+    stored_usd: float = 0.0
+    repriced_usd: float = 0.0
+    #: calls with a stored cost and none now (the model left the table), and the reverse
+    lost_price: int = 0
+    gained_price: int = 0
+    changed: int = 0
+    versions: dict[str, int] = field(default_factory=dict)
+    _stored: list[float] = field(default_factory=list, repr=False)
+    _repriced: list[float] = field(default_factory=list, repr=False)
+
+    def add(self, call: LLMCall, cost: float | None) -> None:
+        """Account for one call whose recomputed cost is ``cost``."""
+        self.calls += 1
+        version = call.price_version or "(none)"
+        self.versions[version] = self.versions.get(version, 0) + 1
+        if call.cost_usd is not None:
+            self._stored.append(call.cost_usd)
+        if cost is not None:
+            self._repriced.append(cost)
+        if call.cost_usd is not None and cost is None:
+            self.lost_price += 1
+        elif call.cost_usd is None and cost is not None:
+            self.gained_price += 1
+        elif (
+            call.cost_usd is not None
+            and cost is not None
+            and not math.isclose(call.cost_usd, cost, rel_tol=1e-9, abs_tol=1e-12)
+        ):
+            self.changed += 1
+
+    def close(self) -> None:
+        """Sum the costs exactly (``math.fsum``) once every call is in."""
+        self.stored_usd = math.fsum(self._stored)
+        self.repriced_usd = math.fsum(self._repriced)
+
+    @property
+    def difference_usd(self) -> float:
+        """Repriced minus stored."""
+        return self.repriced_usd - self.stored_usd
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row for ``--json``."""
+        return {
+            "model": self.model,
+            "calls": self.calls,
+            "stored_usd": self.stored_usd,
+            "repriced_usd": self.repriced_usd,
+            "difference_usd": self.difference_usd,
+            "changed_calls": self.changed,
+            "newly_priced_calls": self.gained_price,
+            "no_longer_priced_calls": self.lost_price,
+            "stored_price_versions": self.versions,
+        }
+
+
+async def reprice(args: argparse.Namespace, table: PriceTable) -> tuple[list[RepriceRow], int]:
+    """Recompute the cost of every call that passes the filters; rows by model, and the count.
+
+    Streams the store (``replay``), so memory stays bounded by the number of models.
+    """
+    rows: dict[str, RepriceRow] = {}
+    count = 0
+    async with reading(args) as store:
+        async for call in store.replay(**filters_of(args)):
+            row = rows.get(call.model)
+            if row is None:
+                row = rows[call.model] = RepriceRow(call.model)
+            row.add(call, table.cost(call))
+            count += 1
+            if count % 1000 == 0:
+                await asyncio.sleep(0)  # pricing is CPU work: let the loop breathe
+    for row in rows.values():
+        row.close()
+    ordered = sorted(rows.values(), key=lambda r: (-abs(r.difference_usd), r.model))
+    return ordered, count
+
+
+def _signed(value: float) -> Text:
+    if math.isclose(value, 0.0, abs_tol=1e-12):
+        return Text("±$0", style="dim")
+    text = fmt_cost(abs(value))
+    return Text(("+" if value > 0 else "-") + text, style="red" if value > 0 else "green")
+
+
+def reprice_table(rows: list[RepriceRow], version: str) -> Table:
+    """The per-model difference between stored costs and costs from the ``version`` table."""
+    table = Table(
+        title=f"costs recomputed with {version}",
+        title_justify="left",
+        title_style="bold",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+    )
+    for header in ("model", "calls", "stored", "repriced", "difference", "changed"):
+        table.add_column(header, justify="left" if header == "model" else "right", no_wrap=True)
+    stored_with = any(r.versions.keys() - {"(none)"} for r in rows)
+    if stored_with:
+        table.add_column("stored with", justify="left", no_wrap=False)
+    for row in rows:
+        changed = fmt_count(row.changed)
+        if row.gained_price:
+            changed += f" +{row.gained_price} priced"
+        if row.lost_price:
+            changed += f" {row.lost_price} unpriced"
+        cells: list[str | Text] = [
+            row.model,
+            fmt_count(row.calls),
+            fmt_cost(row.stored_usd),
+            fmt_cost(row.repriced_usd),
+            _signed(row.difference_usd),
+            changed,
+        ]
+        if stored_with:
+            cells.append(", ".join(sorted(row.versions)))
+        table.add_row(*cells)
+    return table
+
+
+async def run_reprice(args: argparse.Namespace, console: Console) -> int:
+    """Recompute stored costs with the default table or ``--prices FILE``; print differences."""
+    if args.prices is not None:
+        try:
+            table = await asyncio.to_thread(PriceTable.from_file, args.prices)
+        except ConfigError as exc:
+            raise CLIError(str(exc)) from None
+    else:
+        table = PriceTable.default()
+    rows, count = await reprice(args, table)
+    if args.json:
+        version = table.version
+        lines = (json.dumps({"price_version": version, **r.as_dict()}) + "\n" for r in rows)
+        console.file.write("".join(lines))
+        return 0
+    if not rows:
+        console.print(f"no calls in {source_name(args)} match", style="dim")
+        return 0
+    console.print(reprice_table(rows, table.version))
+    stored = math.fsum(r.stored_usd for r in rows)
+    repriced = math.fsum(r.repriced_usd for r in rows)
+    line = Text(f"{count:,} calls: stored {fmt_cost(stored)}, repriced {fmt_cost(repriced)}, ")
+    line += _signed(repriced - stored)
+    console.print(line)
+    console.print("stored costs are unchanged; this is a report", style="dim")
+    return 0

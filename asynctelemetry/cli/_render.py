@@ -1,0 +1,294 @@
+"""Pure renderers shared by the commands: numbers, bars, the calls table and the summary table.
+
+Every function here takes data and returns text or a rich renderable; none reads a store, a clock
+or the terminal, so each can be checked by printing to ``Console(record=True, width=...)``.
+Columns appear only when some row has data for them (a TTFT column for a store of embeddings is
+noise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from rich.console import RenderableType
+
+    from .._record import LLMCall
+    from .._stores import CallSummary
+
+__all__ = [
+    "Column",
+    "bar",
+    "call_columns",
+    "calls_table",
+    "fmt_cost",
+    "fmt_count",
+    "fmt_ms",
+    "fmt_rate",
+    "summary_columns",
+    "summary_view",
+    "table_of",
+]
+
+_EIGHTHS: Final = " ▏▎▍▌▋▊▉"
+_FULL: Final = "█"
+
+
+def fmt_ms(value: float | None) -> str:
+    """``"840ms"``, ``"1.25s"``, ``"2m05s"``; ``"-"`` for unknown."""
+    if value is None:
+        return "-"
+    if value < 1000:
+        return f"{value:.0f}ms"
+    if value < 60_000:
+        return f"{value / 1000:.2f}s"
+    minutes, seconds = divmod(round(value / 1000), 60)
+    return f"{minutes}m{seconds:02d}s"
+
+
+def fmt_cost(value: float | None) -> str:
+    """``"$0.0123"`` with enough digits to see small costs; ``"-"`` for unknown."""
+    if value is None:
+        return "-"
+    if value == 0:
+        return "$0"
+    if value >= 100:
+        return f"${value:,.2f}"
+    if value >= 0.01:
+        return f"${value:.4f}"
+    return f"${value:.6f}"
+
+
+def fmt_count(value: int | None) -> str:
+    """``"1,234"``, ``"12.3k"``, ``"4.56M"``; ``"-"`` for unknown."""
+    if value is None:
+        return "-"
+    if value < 10_000:
+        return f"{value:,}"
+    if value < 1_000_000:
+        return f"{value / 1000:.1f}k"
+    return f"{value / 1_000_000:.2f}M"
+
+
+def fmt_rate(value: float | None) -> str:
+    """Tokens per second: ``"84.2"``, ``"1,250"``; ``"-"`` for unknown."""
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def bar(value: float, largest: float, width: int) -> str:
+    """A horizontal bar of ``value`` on a scale where ``largest`` fills ``width`` cells."""
+    if width <= 0 or largest <= 0 or value <= 0:
+        return ""
+    eighths = round(min(value / largest, 1.0) * width * 8)
+    full, part = divmod(eighths, 8)
+    text = _FULL * full + (_EIGHTHS[part] if part else "")
+    return text or "▏"  # a non-zero value is never invisible
+
+
+@dataclass(frozen=True)
+class Column:
+    """One table column: a header, how to format a row, and whether a row has data for it.
+
+    ``priority`` decides which columns a narrow terminal keeps (higher stays longer).
+    """
+
+    header: str
+    cell: Callable[[Any], str | Text]
+    has_data: Callable[[Any], bool] = lambda row: True
+    justify: str = "right"
+    priority: int = 5
+    style: str | None = None
+    max_width: int | None = None
+
+
+def _plain(cell: str | Text) -> str:
+    return cell.plain if isinstance(cell, Text) else cell
+
+
+def table_of(
+    rows: Sequence[Any],
+    columns: Sequence[Column],
+    *,
+    width: int = 120,
+    title: str | None = None,
+) -> Table | None:
+    """A table of ``rows`` that fits ``width`` columns; ``None`` without rows.
+
+    Only the columns some row has data for are shown; when they do not fit, the ones with the
+    lowest ``priority`` are left out, last declared first.
+    """
+    if not rows:
+        return None
+    shown = [col for col in columns if any(col.has_data(row) for row in rows)]
+    cells = {id(col): [col.cell(row) for row in rows] for col in shown}
+
+    def natural(col: Column) -> int:
+        size = max(len(col.header), *(len(_plain(c)) for c in cells[id(col)]))
+        return min(size, col.max_width) if col.max_width else size
+
+    while len(shown) > 2 and sum(natural(c) + 3 for c in shown) - 1 > width:
+        lowest = min(range(len(shown)), key=lambda i: (shown[i].priority, -i))
+        del shown[lowest]
+    table = Table(
+        title=title,
+        title_justify="left",
+        title_style="bold",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+    )
+    for col in shown:
+        table.add_column(
+            col.header,
+            justify=col.justify,  # type: ignore[arg-type]
+            style=col.style,
+            max_width=col.max_width,
+            no_wrap=True,
+            overflow="ellipsis",
+        )
+    for index in range(len(rows)):
+        table.add_row(*(cells[id(col)][index] for col in shown))
+    return table
+
+
+def _status(call: LLMCall) -> Text:
+    if call.status == "ok":
+        return Text("ok", style="green")
+    label = call.status if call.status == "cancelled" else (call.error_type or "error")
+    return Text(label, style="yellow" if call.status == "cancelled" else "red")
+
+
+def call_columns(time_format: str = "%Y-%m-%d %H:%M:%S") -> tuple[Column, ...]:
+    """The columns of a calls table (timestamps in UTC, formatted with ``time_format``)."""
+    return (
+        Column("time", lambda c: c.timestamp.strftime(time_format), justify="left", priority=9),
+        Column("status", _status, justify="left", priority=10, max_width=18),
+        Column(
+            "provider", lambda c: c.provider or "-", lambda c: c.provider is not None, "left", 3
+        ),
+        Column("model", lambda c: c.model, justify="left", priority=10, style="cyan", max_width=30),
+        Column("op", lambda c: c.operation, justify="left", priority=4),
+        Column(
+            "session", lambda c: c.session_id or "-", lambda c: c.session_id is not None, "left", 5,
+            max_width=20,
+        ),
+        Column(
+            "route", lambda c: c.route_name or "-", lambda c: c.route_name is not None, "left", 4,
+            max_width=20,
+        ),
+        Column("in", lambda c: fmt_count(c.input_tokens), lambda c: c.input_tokens is not None,
+               priority=7),
+        Column("out", lambda c: fmt_count(c.output_tokens), lambda c: c.output_tokens is not None,
+               priority=7),
+        Column("cached", lambda c: fmt_count(c.cached_input_tokens),
+               lambda c: bool(c.cached_input_tokens), priority=2),
+        Column("ttft", lambda c: fmt_ms(c.ttft_ms), lambda c: c.ttft_ms is not None, priority=6),
+        Column("latency", lambda c: fmt_ms(c.duration_ms), lambda c: c.duration_ms is not None,
+               priority=8),
+        Column("tok/s", lambda c: fmt_rate(c.tokens_per_sec),
+               lambda c: c.tokens_per_sec is not None, priority=3),
+        Column("cost", lambda c: fmt_cost(c.cost_usd), lambda c: c.cost_usd is not None,
+               priority=8),
+    )  # fmt: skip
+
+
+def calls_table(
+    calls: Sequence[LLMCall],
+    *,
+    width: int = 120,
+    title: str | None = None,
+    time_format: str = "%Y-%m-%d %H:%M:%S",
+) -> Table | None:
+    """A table of calls, one per row, with the columns some call has data for that fit."""
+    return table_of(calls, call_columns(time_format), width=width, title=title)
+
+
+def summary_columns(by: str) -> tuple[Column, ...]:
+    """The columns of a summary table grouped ``by`` a field."""
+    return (
+        Column(by, lambda r: r.key if r.key is not None else "(none)", justify="left",
+               priority=10, max_width=30),
+        Column("calls", lambda r: fmt_count(r.calls), priority=10),
+        Column("errors", lambda r: fmt_count(r.errors), lambda r: r.errors > 0, priority=8),
+        Column("in", lambda r: fmt_count(r.input_tokens), lambda r: r.input_tokens > 0,
+               priority=6),
+        Column("out", lambda r: fmt_count(r.output_tokens), lambda r: r.output_tokens > 0,
+               priority=6),
+        Column("cached", lambda r: fmt_count(r.cached_input_tokens),
+               lambda r: r.cached_input_tokens > 0, priority=3),
+        Column("reasoning", lambda r: fmt_count(r.reasoning_tokens),
+               lambda r: r.reasoning_tokens > 0, priority=2),
+        Column("tok/s", lambda r: fmt_rate(r.median_tokens_per_sec),
+               lambda r: r.median_tokens_per_sec is not None, priority=4),
+        Column("p50", lambda r: fmt_ms(r.p50_latency_ms), lambda r: r.p50_latency_ms is not None,
+               priority=7),
+        Column("p95", lambda r: fmt_ms(r.p95_latency_ms), lambda r: r.p95_latency_ms is not None,
+               priority=8),
+        Column("ttft p50", lambda r: fmt_ms(r.p50_ttft_ms), lambda r: r.p50_ttft_ms is not None,
+               priority=5),
+        Column("cost", lambda r: fmt_cost(r.cost_usd), lambda r: r.calls > r.unpriced_calls,
+               priority=9),
+        Column("unpriced", lambda r: fmt_count(r.unpriced_calls), lambda r: r.unpriced_calls > 0,
+               priority=5),
+    )  # fmt: skip
+
+
+def _bar_chart(
+    title: str,
+    rows: Sequence[CallSummary],
+    value: Callable[[CallSummary], float | None],
+    label: Callable[[float], str],
+    width: int,
+) -> Table | None:
+    values = [(row, value(row)) for row in rows]
+    known = [v for _, v in values if v is not None]
+    if not known or max(known) <= 0:
+        return None
+    largest = max(known)
+    key_width = min(28, max(len(str(r.key)) for r in rows))
+    bar_width = max(10, min(48, width - key_width - 16))
+    chart = Table.grid(padding=(0, 1))
+    chart.title = title
+    chart.title_justify = "left"
+    chart.title_style = "bold"
+    chart.add_column(justify="left", max_width=key_width, no_wrap=True, overflow="ellipsis")
+    chart.add_column(justify="left", style="magenta", no_wrap=True)
+    chart.add_column(justify="right", no_wrap=True)
+    for row, v in values:
+        name = row.key if row.key is not None else "(none)"
+        chart.add_row(name, bar(v or 0.0, largest, bar_width), "-" if v is None else label(v))
+    return chart
+
+
+def summary_view(rows: Sequence[CallSummary], by: str, width: int) -> RenderableType:
+    """The summary table with bar charts of cost and p95 latency below it."""
+    if not rows:
+        return Text("no calls match")
+    parts: list[RenderableType] = []
+    table = table_of(rows, summary_columns(by), width=width, title=f"calls by {by}")
+    assert table is not None
+    parts.append(table)
+    calls = sum(r.calls for r in rows)
+    errors = sum(r.errors for r in rows)
+    cost = sum(r.cost_usd for r in rows)
+    unpriced = sum(r.unpriced_calls for r in rows)
+    line = f"{calls:,} calls, {errors:,} errors, {fmt_cost(cost)} in all"
+    if unpriced:
+        line += f" ({unpriced:,} calls of models without a known price are not counted)"
+    parts.append(Text(line))
+    cost_chart = _bar_chart("cost", rows, lambda r: r.cost_usd, fmt_cost, width)
+    p95_chart = _bar_chart("p95 latency", rows, lambda r: r.p95_latency_ms, fmt_ms, width)
+    for chart in (cost_chart, p95_chart):
+        if chart is not None:
+            parts += [Text(""), chart]
+    return Group(*parts)
