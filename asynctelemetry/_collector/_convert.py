@@ -22,6 +22,8 @@ import os
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from google.protobuf.message import DecodeError
+
 from .._conventions import (
     FIELD_KEYS,
     FIELD_KINDS,
@@ -42,14 +44,11 @@ from .._record import (
     MAX_TOKENS,
     LLMCall,
 )
+from ._wire import LeanRequest, decode_value, lean_span, split_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable, MutableMapping
 
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-        ExportTraceServiceRequest,
-    )
-    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
     from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 
@@ -121,39 +120,35 @@ class _Rejected:
 REJECTED: Final = _Rejected()
 
 
-# -- readers: AnyValue → checked value or a _Defect ----------------------------------------------
-def _number(value: AnyValue) -> float | int | _Defect:
-    which = value.WhichOneof("value")
-    if which == "int_value":
-        return value.int_value
-    if which == "double_value":
-        number = value.double_value
-        return number if math.isfinite(number) else NON_FINITE
-    if which == "string_value":  # some gateways send numbers as text
+# -- readers: a decoded AnyValue → checked value or a _Defect --------------------------------------
+def _number(value: object) -> float | int | _Defect:
+    kind = value.__class__
+    if kind is int:
+        return value  # type: ignore[return-value]
+    if kind is float:
+        return value if math.isfinite(value) else NON_FINITE  # type: ignore[arg-type,return-value]
+    if kind is str:  # some gateways send numbers as text
         try:
-            parsed = float(value.string_value)
+            parsed = float(value)  # type: ignore[arg-type]
         except ValueError:
             return WRONG_TYPE
         return parsed if math.isfinite(parsed) else NON_FINITE
     return WRONG_TYPE
 
 
-def _read_tokens(value: AnyValue) -> int | _Defect:
-    number = value.int_value
-    if not number:  # 0, or not an int at all
-        if value.WhichOneof("value") == "int_value":
-            return 0
+def _read_tokens(value: object) -> int | _Defect:
+    if value.__class__ is not int:
         read = _number(value)
-        if isinstance(read, _Defect):
+        if read.__class__ is _Defect:
             return read
-        if read != int(read):
+        if read != int(read):  # type: ignore[arg-type]
             return WRONG_TYPE
-        number = int(read)
-    if number < 0:
+        value = int(read)
+    if value < 0:
         return NEGATIVE
-    if number > MAX_TOKENS:
+    if value > MAX_TOKENS:
         return TOO_LARGE
-    return number
+    return value
 
 
 def _millis(number: float) -> float | _Defect:
@@ -164,61 +159,57 @@ def _millis(number: float) -> float | _Defect:
     return number
 
 
-def _read_millis(value: AnyValue) -> float | _Defect:
-    number = value.double_value
-    if not number or not math.isfinite(number):
-        read = _number(value)
-        if isinstance(read, _Defect):
-            return read
-        number = float(read)
-    return _millis(number)
-
-
-def _read_seconds(value: AnyValue) -> float | _Defect:
+def _read_millis(value: object) -> float | _Defect:
     read = _number(value)
-    return read if isinstance(read, _Defect) else _millis(float(read) * 1000.0)
+    return read if isinstance(read, _Defect) else _millis(float(read))
 
 
-def _read_usd(value: AnyValue) -> float | _Defect:
+def _read_seconds(value: object) -> float | _Defect:
     read = _number(value)
-    if isinstance(read, _Defect):
+    if read.__class__ is _Defect:
         return read
-    return NEGATIVE if read < 0 else float(read)
+    return _millis(float(read) * 1000.0)  # type: ignore[arg-type]
 
 
-def _read_str(value: AnyValue) -> str | _Defect:
-    text = value.string_value
-    if not text:
-        return _ABSENT if value.WhichOneof("value") in ("string_value", None) else WRONG_TYPE
-    return text if len(text) <= MAX_FIELD_LENGTH else TOO_LONG
+def _read_usd(value: object) -> float | _Defect:
+    read = _number(value)
+    if read.__class__ is _Defect:
+        return read
+    return NEGATIVE if read < 0 else float(read)  # type: ignore[operator,arg-type]
 
 
-def _read_operation(value: AnyValue) -> str | _Defect:
+def _read_str(value: object) -> str | _Defect:
+    if value.__class__ is not str:
+        return _ABSENT if value is None else WRONG_TYPE
+    if not value:
+        return _ABSENT
+    return value if len(value) <= MAX_FIELD_LENGTH else TOO_LONG
+
+
+def _read_operation(value: object) -> str | _Defect:
     text = _read_str(value)
     return text if isinstance(text, _Defect) else OPERATION_ALIASES.get(text, text)
 
 
-def _read_bool(value: AnyValue) -> bool | _Defect:
-    if value.WhichOneof("value") == "bool_value":
-        return value.bool_value
-    return WRONG_TYPE
+def _read_bool(value: object) -> bool | _Defect:
+    return value if value.__class__ is bool else WRONG_TYPE
 
 
-def _read_http(value: AnyValue) -> int | _Defect:
+def _read_http(value: object) -> int | _Defect:
     read = _read_tokens(value)
-    if isinstance(read, _Defect):
+    if read.__class__ is _Defect:
         return read
-    return read if read <= 999 else BAD_VALUE
+    return read if read <= 999 else BAD_VALUE  # type: ignore[operator]
 
 
-def _read_status(value: AnyValue) -> str | _Defect:
+def _read_status(value: object) -> str | _Defect:
     text = _read_str(value)
-    if isinstance(text, _Defect):
+    if text.__class__ is _Defect:
         return text
     return text if text in _STATUSES else BAD_VALUE
 
 
-_READERS: Final[dict[str, Callable[[AnyValue], Any]]] = {
+_READERS: Final[dict[str, Callable[[object], Any]]] = {
     "str": _read_str,
     "operation": _read_operation,
     "tokens": _read_tokens,
@@ -231,57 +222,69 @@ _READERS: Final[dict[str, Callable[[AnyValue], Any]]] = {
 }
 
 
-def _compile() -> dict[str, tuple[str, Callable[[AnyValue], Any], int]]:
-    """The one lookup built from the tables: attribute key → (field, reader, precedence rank)."""
-    spec: dict[str, tuple[str, Callable[[AnyValue], Any], int]] = {}
+def _compile() -> dict[bytes, tuple[str, Callable[[object], Any], int]]:
+    """The one lookup built from the tables: attribute key (UTF-8) → (field, reader, rank)."""
+    spec: dict[bytes, tuple[str, Callable[[object], Any], int]] = {}
     for field, keys in FIELD_KEYS.items():
         for rank, key in enumerate(keys):
-            if key in spec:
+            raw = key.encode()
+            if raw in spec:
                 raise RuntimeError(f"{key!r} is listed for two fields")
-            spec[key] = (field, _READERS[KEY_KINDS.get(key, FIELD_KINDS[field])], rank)
+            spec[raw] = (field, _READERS[KEY_KINDS.get(key, FIELD_KINDS[field])], rank)
     return spec
 
 
 _SPEC: Final = _compile()
-#: Keys the tables consume beyond FIELD_KEYS: never copied into ``attributes``.
-_SPECIAL: Final = frozenset((OPENINFERENCE_SPAN_KIND, *MODEL_JSON_KEYS))
+_SPAN_KIND_KEY: Final = OPENINFERENCE_SPAN_KIND.encode()
+_MODEL_JSON_KEYS: Final = frozenset(key.encode() for key in MODEL_JSON_KEYS)
+_SPECIAL: Final = frozenset((_SPAN_KIND_KEY, *_MODEL_JSON_KEYS))
 
 
 # -- extra attributes ------------------------------------------------------------------------------
-def _extra_value(value: AnyValue, defects: MutableMapping[str, int]) -> object:
-    """An unknown attribute's value as a record attribute, or None when it cannot be kept."""
-    which = value.WhichOneof("value")
-    if which == "string_value":
-        text = value.string_value
-        if len(text) > MAX_ATTRIBUTE_LENGTH:
+class _KeyCache:
+    """Unknown keys seen before: bytes → (text, is a content key). Bounded."""
+
+    def __init__(self, size: int = 8192) -> None:
+        self.size = size
+        self.keys: dict[bytes, tuple[str, bool]] = {}
+
+    def get(self, raw: bytes) -> tuple[str, bool]:
+        entry = self.keys.get(raw)
+        if entry is None:
+            text = raw.decode(errors="replace")
+            entry = (text, is_content_key(text))
+            if len(self.keys) < self.size:
+                self.keys[raw] = entry
+        return entry
+
+
+_KEYS: Final = _KeyCache()
+
+
+def _extra_value(value: object, defects: MutableMapping[str, int]) -> object:
+    """An unknown attribute's decoded value as a record attribute, or None if it is not kept."""
+    kind = value.__class__
+    if kind is str:
+        if len(value) > MAX_ATTRIBUTE_LENGTH:  # type: ignore[arg-type]
             defects["attribute_truncated"] = defects.get("attribute_truncated", 0) + 1
-            return text[:MAX_ATTRIBUTE_LENGTH]
-        return text
-    if which == "int_value":
-        return value.int_value
-    if which == "bool_value":
-        return value.bool_value
-    if which == "double_value":
-        number = value.double_value
-        if math.isfinite(number):
-            return number
+            return value[:MAX_ATTRIBUTE_LENGTH]  # type: ignore[index]
+        return value
+    if kind is int or kind is bool:
+        return value
+    if kind is float:
+        if math.isfinite(value):  # type: ignore[arg-type]
+            return value
         defects["non_finite"] = defects.get("non_finite", 0) + 1
         return None
-    if which == "array_value":
-        items = []
-        for item in value.array_value.values:
-            kind = item.WhichOneof("value")
-            if kind not in ("string_value", "int_value", "bool_value", "double_value"):
-                break
-            scalar = getattr(item, kind)
-            if kind == "double_value" and not math.isfinite(scalar):
-                break
-            items.append(scalar)
-        else:
-            text = json.dumps(items, ensure_ascii=False)
-            if len(text) <= MAX_ATTRIBUTE_LENGTH:
-                return text
-    defects["attribute_unsupported"] = defects.get("attribute_unsupported", 0) + 1
+    if kind is list and all(
+        item.__class__ in (str, int, bool) or (item.__class__ is float and math.isfinite(item))
+        for item in value  # type: ignore[attr-defined]
+    ):
+        text = json.dumps(value, ensure_ascii=False)
+        if len(text) <= MAX_ATTRIBUTE_LENGTH:
+            return text
+    if value is not None:
+        defects["attribute_unsupported"] = defects.get("attribute_unsupported", 0) + 1
     return None
 
 
@@ -304,56 +307,110 @@ def _invocation_parameters(text: str) -> tuple[str | None, bool | None]:
 
 
 # -- the converter -------------------------------------------------------------------------------
+# Entry kinds of the per-attribute cache (a negative kind is never cached).
+_FIELD: Final = 0  # (kind, field, rank, checked value)
+_EXTRA: Final = 1  # (kind, key text, value kept in attributes)
+_SPAN_KIND: Final = 2  # (kind, value)
+_MODEL_JSON: Final = 3  # (kind, value)
+_SKIP: Final = 4  # (kind,) content dropped, absent value, unsupported value
+_FIELD_NOCACHE: Final = -1  # a numeric field: values vary, caching them would only churn
+_NOCACHE: Final = (-2,)  # a defect: counted every time it is seen
+_EXTRA_NOCACHE: Final = -3  # an attribute cut to length: counted every time it is seen
+#: Serialized attributes (key and value) up to this size are remembered, with what they gave.
+_CACHED_ATTRIBUTE_BYTES: Final = 160
+_CACHE_ENTRIES: Final = 16_384
+#: One cache per content setting: raw KeyValue bytes → entry. Most attributes repeat exactly
+#: (operation, provider, models, server address, app keys), so most need no decoding at all.
+_CACHES: Final[dict[bool, dict[bytes, tuple[Any, ...]]]] = {False: {}, True: {}}
+_NUMERIC_READERS: Final = frozenset(
+    (_read_tokens, _read_millis, _read_seconds, _read_usd, _read_http)
+)
+
+
+def _decode_attribute(
+    raw: bytes, capture_content: bool, defects: MutableMapping[str, int]
+) -> tuple[Any, ...]:
+    """What one serialized attribute contributes: a cache entry (see the kinds above)."""
+    key, end = split_key(raw)
+    if not key:
+        defects["malformed_attribute"] = defects.get("malformed_attribute", 0) + 1
+        return _NOCACHE
+    spec = _SPEC.get(key)
+    if spec is not None:
+        field, reader, rank = spec
+        value = reader(decode_value(raw, end))
+        if value.__class__ is _Defect:
+            if value is _ABSENT:
+                return (_SKIP,)
+            defects[value.kind] = defects.get(value.kind, 0) + 1
+            return _NOCACHE
+        kind = _FIELD_NOCACHE if reader in _NUMERIC_READERS else _FIELD
+        return (kind, field, rank, value)
+    if key == _SPAN_KIND_KEY:
+        return (_SPAN_KIND, decode_value(raw, end))
+    if key in _MODEL_JSON_KEYS:
+        return (_MODEL_JSON, decode_value(raw, end))
+    text, content = _KEYS.get(key)
+    if content and not capture_content:
+        return (_SKIP,)
+    before = sum(defects.values())
+    kept = _extra_value(decode_value(raw, end), defects)
+    if kept is None:
+        return _NOCACHE if sum(defects.values()) != before else (_SKIP,)
+    if sum(defects.values()) != before:  # cut to length: counted each time
+        return (_EXTRA_NOCACHE, text, kept)
+    return (_EXTRA, text, kept)
+
+
 def convert_span(
-    span: Span,
+    span: Any,
     service_name: str | None,
     price_table: PriceTable | None,
     capture_content: bool,
     defects: MutableMapping[str, int],
 ) -> LLMCall | _Rejected | None:
-    """Convert one span: an LLMCall, ``REJECTED`` (an LLM span without a model), or None.
+    """Convert one lean span (:mod:`._wire`): an LLMCall, ``REJECTED``, or None.
 
-    ``None`` means the span is not an LLM call. Defects (bad values turned into ``None``, dropped
-    or cut attributes) are counted into ``defects`` by kind. Never raises on attribute values.
+    ``None`` means the span is not an LLM call; ``REJECTED`` is an LLM span without a model.
+    Defects (bad values turned into ``None``, dropped or cut attributes) are counted into
+    ``defects`` by kind. Never raises on attribute values.
     """
     found: dict[str, Any] = {}
     ranks: dict[str, int] = {}
     extra: dict[str, object] | None = None
-    span_kind: str | None = None
-    model_json: str | None = None
-    spec_get = _SPEC.get
-    for kv in span.attributes:
-        key = kv.key
-        spec = spec_get(key)
-        if spec is None:
-            if key in _SPECIAL:
-                text = kv.value.string_value
-                if key == OPENINFERENCE_SPAN_KIND:
-                    span_kind = text
-                elif model_json is None and text:
-                    model_json = text
-                continue
-            if not capture_content and is_content_key(key):
-                continue
+    span_kind: object = None
+    model_json: object = None
+    cache = _CACHES[capture_content]
+    cache_get = cache.get
+    for raw in span.attributes:
+        entry = cache_get(raw)
+        if entry is None:
+            entry = _decode_attribute(raw, capture_content, defects)
+            if entry[0] >= 0 and len(raw) <= _CACHED_ATTRIBUTE_BYTES:
+                if len(cache) >= _CACHE_ENTRIES:
+                    cache.clear()  # adaptive: the values that repeat come back at once
+                cache[raw] = entry
+        what = entry[0]
+        if what == _FIELD or what == _FIELD_NOCACHE:
+            field = entry[1]
+            if entry[2] < ranks.get(field, 99):
+                found[field] = entry[3]
+                ranks[field] = entry[2]
+        elif what == _EXTRA or what == _EXTRA_NOCACHE:
             if extra is None:
-                extra = {}
-            elif len(extra) >= MAX_ATTRIBUTES:
+                extra = {entry[1]: entry[2]}
+            elif len(extra) < MAX_ATTRIBUTES:
+                extra[entry[1]] = entry[2]
+            else:
                 defects["attributes_dropped"] = defects.get("attributes_dropped", 0) + 1
-                continue
-            kept = _extra_value(kv.value, defects)
-            if kept is not None:
-                extra[key] = kept
-            continue
-        field, reader, rank = spec
-        if rank >= ranks.get(field, 99):
-            continue
-        value = reader(kv.value)
-        if value.__class__ is _Defect:
-            if value is not _ABSENT:
-                defects[value.kind] = defects.get(value.kind, 0) + 1
-            continue
-        found[field] = value
-        ranks[field] = rank
+        elif what == _SPAN_KIND:
+            span_kind = entry[1]
+        elif what == _MODEL_JSON and model_json is None:
+            model_json = entry[1]
+    if span_kind.__class__ is not str:
+        span_kind = None
+    if model_json.__class__ is not str or not model_json:
+        model_json = None
 
     # -- is it an LLM call? --------------------------------------------------------------------
     operation = found.get("operation")
@@ -463,13 +520,22 @@ def span_to_llm_call(
         price_table: prices calls that carry no ``llm.cost_usd``; None leaves them unpriced.
         capture_content: keep prompt and completion attributes (dropped by default).
     """
-    result = convert_span(span, service_name, price_table, capture_content, {})
+    result = convert_span(lean_span(span), service_name, price_table, capture_content, {})
     return result if isinstance(result, LLMCall) else None
 
 
-def resource_service_name(resource_attributes: Any) -> str | None:
-    """``service.name`` among a resource's attributes."""
-    for kv in resource_attributes:
+def resource_service_name(resource: bytes, defects: MutableMapping[str, int]) -> str | None:
+    """``service.name`` of a serialized ``Resource`` (parsed once per ResourceSpans)."""
+    if not resource:
+        return None
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+    try:
+        attributes = Resource.FromString(resource).attributes
+    except DecodeError:
+        defects["malformed_resource"] = defects.get("malformed_resource", 0) + 1
+        return None
+    for kv in attributes:
         if kv.key == SERVICE_NAME:
             text = kv.value.string_value
             return text[:MAX_FIELD_LENGTH] if text else None
@@ -477,17 +543,20 @@ def resource_service_name(resource_attributes: Any) -> str | None:
 
 
 def convert_request(
-    request: ExportTraceServiceRequest,
+    request: Any,
     price_table: PriceTable | None,
     capture_content: bool,
     defects: MutableMapping[str, int],
 ) -> tuple[list[LLMCall], int, int, int]:
-    """Every LLM call of a request: (calls, spans received, spans ignored, spans rejected)."""
+    """Every LLM call of a lean request (``LeanRequest``, or an ``ExportTraceServiceRequest``,
+    converted first): (calls, spans received, spans ignored, spans rejected)."""
+    if not isinstance(request, LeanRequest):
+        request = LeanRequest.FromString(request.SerializeToString())
     calls: list[LLMCall] = []
     append = calls.append
     received = ignored = rejected = 0
     for resource_spans in request.resource_spans:
-        service_name = resource_service_name(resource_spans.resource.attributes)
+        service_name = resource_service_name(resource_spans.resource, defects)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 received += 1

@@ -21,7 +21,6 @@ import grpc
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
-    ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 
@@ -30,6 +29,7 @@ from .._exceptions import ConfigError, StoreClosedError
 from ._auth import BearerTokenInterceptor
 from ._convert import convert_request
 from ._forward import RETRY_INFO_KEY, Forwarder, retry_info
+from ._wire import LeanRequest
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -64,7 +64,8 @@ class CollectorStats:
         malformed_requests: requests that were not valid protobuf (``INVALID_ARGUMENT``).
         refused_requests: requests answered ``UNAVAILABLE`` because the store was behind.
         unauthenticated: calls refused for a missing or wrong bearer token.
-        ingest: the ingest queue (``delivered`` = calls handed to the store).
+        stored: calls handed to the store and the other sinks.
+        ingest: the ingest queue, whose items are the calls of one request each.
         forward: the forwarding queue, when ``forward_to`` is set.
     """
 
@@ -77,13 +78,9 @@ class CollectorStats:
     malformed_requests: int = 0
     refused_requests: int = 0
     unauthenticated: int = 0
+    stored: int = 0
     ingest: QueueStats = field(default_factory=QueueStats)
     forward: QueueStats | None = None
-
-    @property
-    def stored(self) -> int:
-        """Calls handed to the sinks so far."""
-        return self.ingest.delivered
 
 
 class _StoreSink:
@@ -165,10 +162,16 @@ class AsyncCollector:
         if metrics is not None:
             sinks.append(metrics)
         self._emitter = Emitter(sinks)
-        self._queue: BatchQueue[LLMCall] = BatchQueue(
-            self._emitter.emit,
+        if max_queue < 1:
+            raise ConfigError("max_queue must be >= 1")
+        self.max_queue = max_queue
+        self._queued_calls = 0  # calls accepted and not yet handed to the sinks
+        self._room = asyncio.Event()
+        # One item per request (its calls): admission is one append, whatever the request size.
+        self._queue: BatchQueue[list[LLMCall]] = BatchQueue(
+            self._deliver,
             max_size=max_queue,
-            batch_size=1024,
+            batch_size=8,
             flush_interval=0.01,
             overflow="wait",
             retry=RetryPolicy(max_attempts=None),
@@ -326,7 +329,7 @@ class AsyncCollector:
     async def _export(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         stats = self.stats
         try:
-            request = ExportTraceServiceRequest.FromString(raw)
+            request = LeanRequest.FromString(raw)
         except DecodeError:
             stats.malformed_requests += 1
             await context.abort(
@@ -365,23 +368,33 @@ class AsyncCollector:
         return response.SerializeToString()  # type: ignore[no-any-return]
 
     async def _admit(self, calls: list[LLMCall]) -> bool:
-        """Queue every call or none: wait up to ``backpressure_timeout`` for room."""
-        queue = self._queue
+        """Queue every call or none: wait up to ``backpressure_timeout`` for room.
+
+        A request larger than ``max_queue`` is admitted when the queue is empty.
+        """
         need = len(calls)
-        if need > queue.max_size:  # can never fit at once: queue it piecewise, waiting
-            await queue.put_many(calls)
-            return True
-        if queue.max_size - queue.pending < need:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.backpressure_timeout
-            while queue.max_size - queue.pending < need:
-                if loop.time() >= deadline:
-                    return False
-                await asyncio.sleep(0.005)
-        put = queue.put_nowait
-        for call in calls:
-            put(call)
+        if self._queued_calls and self._queued_calls + need > self.max_queue:
+            try:
+                async with asyncio.timeout(self.backpressure_timeout):
+                    while self._queued_calls and self._queued_calls + need > self.max_queue:
+                        self._room.clear()
+                        await self._room.wait()
+            except TimeoutError:
+                return False
+        self._queued_calls += need
+        if not self._queue.put_nowait(calls):  # cannot happen: items never outnumber calls
+            await self._queue.put(calls)
         return True
+
+    async def _deliver(self, batch: list[list[LLMCall]]) -> None:
+        """The ingest queue's handler: hand a batch of requests' calls to every sink."""
+        calls = batch[0] if len(batch) == 1 else [call for chunk in batch for call in chunk]
+        try:
+            await self._emitter.emit(calls)
+            self.stats.stored += len(calls)
+        finally:
+            self._queued_calls -= len(calls)
+            self._room.set()
 
 
 def _default_price_table() -> PriceTable | None:

@@ -13,6 +13,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from asynctelemetry import LLMCall, span_to_llm_call
 from asynctelemetry._collector._convert import REJECTED, convert_request, convert_span
+from asynctelemetry._collector._wire import lean_span
 from asynctelemetry._conventions import FIELD_KEYS
 from asynctelemetry._record import MAX_ATTRIBUTE_LENGTH, MAX_ATTRIBUTES, MAX_TOKENS
 
@@ -295,7 +296,7 @@ def test_precedence_first_valid_key_wins() -> None:
             "gen_ai.usage.output_tokens": 3,
         }
     )
-    call = convert_span(span, None, None, False, defects)
+    call = convert_span(lean_span(span), None, None, False, defects)
     assert isinstance(call, LLMCall)
     assert (call.input_tokens, call.output_tokens) == (9, 3)
     assert defects == {"negative": 1}
@@ -325,7 +326,7 @@ def test_bad_token_values_become_none_and_count(value: AnyValue, defect: str) ->
     span = llm_span({"gen_ai.request.model": "m"})
     span.attributes.append(KeyValue(key="gen_ai.usage.input_tokens", value=value))
     defects: dict[str, int] = {}
-    call = convert_span(span, None, None, False, defects)
+    call = convert_span(lean_span(span), None, None, False, defects)
     assert isinstance(call, LLMCall)
     assert call.input_tokens is None
     assert defects == {defect: 1}
@@ -345,7 +346,7 @@ def test_bad_durations_and_strings() -> None:
         },
         end_time_unix_nano=1_767_225_600_000_000_000 + 2 * 86_400 * 10**9,
     )
-    call = convert_span(span, None, None, False, defects)
+    call = convert_span(lean_span(span), None, None, False, defects)
     assert isinstance(call, LLMCall)
     assert call.model == "m"
     assert (call.duration_ms, call.ttft_ms, call.status_code, call.status) == (
@@ -408,7 +409,7 @@ def test_failed_call_without_response_model_counts() -> None:
 def test_what_is_not_a_call(attributes: dict[str, object], verdict: object) -> None:
     """Non-LLM spans are ignored (None); LLM spans without a model are rejected and counted."""
     defects: dict[str, int] = {}
-    assert convert_span(llm_span(attributes), None, None, False, defects) is verdict
+    assert convert_span(lean_span(llm_span(attributes)), None, None, False, defects) is verdict
     assert defects == ({"no_model": 1} if verdict is REJECTED else {})
 
 
@@ -447,7 +448,7 @@ def test_attribute_bounds() -> None:
     nested.kvlist_value.values.append(KeyValue(key="a", value=AnyValue(int_value=1)))
     span.attributes.insert(1, KeyValue(key="nested", value=nested))
     defects: dict[str, int] = {}
-    call = convert_span(span, None, None, False, defects)
+    call = convert_span(lean_span(span), None, None, False, defects)
     assert isinstance(call, LLMCall)
     assert len(call.attributes) == MAX_ATTRIBUTES
     assert call.attributes["long"] == "y" * MAX_ATTRIBUTE_LENGTH
@@ -533,7 +534,7 @@ def test_converter_never_raises(
     span = Span(start_time_unix_nano=start, end_time_unix_nano=end)
     span.status.code = status  # type: ignore[assignment]
     span.attributes.extend(KeyValue(key=k, value=_value(v)) for k, v in attributes)
-    result = convert_span(span, "svc", None, False, {})
+    result = convert_span(lean_span(span), "svc", None, False, {})
     if isinstance(result, LLMCall):
         LLMCall.model_validate(result.model_dump())
     else:
@@ -545,3 +546,30 @@ def test_span_of_helper_matches_tracer_span_shape() -> None:
     call = varied_calls()[1]
     assert call.status == "error"
     assert span_of(call).status.code == Status.STATUS_CODE_ERROR
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw_attributes=st.lists(st.binary(max_size=40), max_size=12))
+def test_converter_never_raises_on_malformed_attribute_bytes(raw_attributes: list[bytes]) -> None:
+    """The lean parser does not look inside attributes; garbage there is counted, not raised."""
+    from asynctelemetry._collector._wire import LeanSpan
+
+    span = LeanSpan(start_time_unix_nano=1, end_time_unix_nano=2)
+    good = KeyValue(key="gen_ai.request.model", value=AnyValue(string_value="m"))
+    span.attributes.extend([good.SerializeToString(), *raw_attributes])
+    result = convert_span(span, "svc", None, False, {})
+    assert isinstance(result, LLMCall)
+    LLMCall.model_validate(result.model_dump())
+
+
+def test_repeated_attributes_come_from_the_cache_with_the_same_result() -> None:
+    """Converting the same span twice (second time from the attribute cache) gives equal calls;
+    defects are counted every time, not only on first sight."""
+    span = lean_span(llm_span({**GENAI, "gen_ai.usage.output_tokens": -1}))
+    first: dict[str, int] = {}
+    second: dict[str, int] = {}
+    a = convert_span(span, "s", None, False, first)
+    b = convert_span(span, "s", None, False, second)
+    assert isinstance(a, LLMCall) and isinstance(b, LLMCall)
+    assert a.model_dump() == b.model_dump()
+    assert first == second == {"negative": 1}

@@ -1,0 +1,178 @@
+"""A lean view of OTLP trace requests: span attributes stay raw bytes until a key is known.
+
+The protobuf runtime (upb) makes a Python wrapper for every ``KeyValue`` and every ``AnyValue``
+it is asked for, about a microsecond each; a GenAI span has 15-20 attributes. These messages are
+wire-compatible with ``opentelemetry.proto`` (same field numbers and wire types) but declare
+``Span.attributes`` as ``repeated bytes`` and the resource as ``bytes``, so parsing a request
+builds no attribute objects at all. The converter reads each attribute's key straight from its
+bytes, looks it up in the conventions table, and decodes only the values it keeps
+(:func:`decode_value`). Fields we never read (names, events, links, kinds) are skipped by the
+parser. Malformed attribute bytes (the parser does not look inside them) decode to
+:data:`MALFORMED`.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING, Any, Final
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+if TYPE_CHECKING:
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+__all__ = [
+    "MALFORMED",
+    "LeanRequest",
+    "LeanSpan",
+    "decode_value",
+    "lean_span",
+    "split_key",
+]
+
+
+def _build() -> tuple[Any, Any]:
+    field = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(
+        name="asynctelemetry/lean_trace.proto", package="asynctelemetry.lean", syntax="proto3"
+    )
+    optional, repeated = field.LABEL_OPTIONAL, field.LABEL_REPEATED
+    layout: dict[str, list[tuple[str, int, int, int, str | None]]] = {
+        "Status": [("code", 3, field.TYPE_INT32, optional, None)],
+        "Span": [
+            ("trace_id", 1, field.TYPE_BYTES, optional, None),
+            ("span_id", 2, field.TYPE_BYTES, optional, None),
+            ("parent_span_id", 4, field.TYPE_BYTES, optional, None),
+            ("start_time_unix_nano", 7, field.TYPE_FIXED64, optional, None),
+            ("end_time_unix_nano", 8, field.TYPE_FIXED64, optional, None),
+            ("attributes", 9, field.TYPE_BYTES, repeated, None),
+            ("status", 15, field.TYPE_MESSAGE, optional, "Status"),
+        ],
+        "ScopeSpans": [("spans", 2, field.TYPE_MESSAGE, repeated, "Span")],
+        "ResourceSpans": [
+            ("resource", 1, field.TYPE_BYTES, optional, None),
+            ("scope_spans", 2, field.TYPE_MESSAGE, repeated, "ScopeSpans"),
+        ],
+        "Request": [("resource_spans", 1, field.TYPE_MESSAGE, repeated, "ResourceSpans")],
+    }
+    for name, fields in layout.items():
+        message = file.message_type.add(name=name)
+        for field_name, number, kind, label, type_name in fields:
+            added = message.field.add(name=field_name, number=number, type=kind, label=label)
+            if type_name:
+                added.type_name = f".asynctelemetry.lean.{type_name}"
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    request = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("asynctelemetry.lean.Request")
+    )
+    span = message_factory.GetMessageClass(pool.FindMessageTypeByName("asynctelemetry.lean.Span"))
+    return request, span
+
+
+#: ``ExportTraceServiceRequest`` with raw attributes (``LeanRequest.FromString(raw)``).
+LeanRequest, LeanSpan = _build()
+
+
+class _Malformed:
+    __slots__ = ()
+
+
+#: What :func:`decode_value` returns for bytes that are not a valid ``AnyValue``.
+MALFORMED: Final = _Malformed()
+_unpack_double = struct.Struct("<d").unpack_from
+
+
+def lean_span(span: Span) -> Any:
+    """The lean form of an ``opentelemetry.proto`` ``Span``."""
+    return LeanSpan.FromString(span.SerializeToString())
+
+
+def _varint(raw: bytes, pos: int) -> tuple[int, int]:
+    """(value, next position) of the varint at ``pos``; IndexError past the end."""
+    value = shift = 0
+    while True:
+        byte = raw[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 128:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise IndexError("varint too long")
+
+
+def split_key(raw: bytes) -> tuple[bytes, int]:
+    """(key bytes, position after the key) of a serialized ``KeyValue``; key b"" if malformed."""
+    try:
+        if raw[0] != 0x0A:
+            return b"", 0
+        size = raw[1]
+        if size < 128:
+            return raw[2 : 2 + size], 2 + size
+        size, pos = _varint(raw, 1)
+        return raw[pos : pos + size], pos + size
+    except IndexError:
+        return b"", 0
+
+
+def decode_value(raw: bytes, pos: int) -> object:
+    """The ``AnyValue`` of a serialized ``KeyValue`` whose key ends at ``pos``.
+
+    Returns ``str``, ``bool``, ``int``, ``float``, a ``list`` (array of such values; nested
+    arrays, maps and bytes inside are returned as MALFORMED items), ``bytes`` (bytes_value),
+    ``None`` (no value), a ``dict`` marker ``{}`` for a map (kvlist), or :data:`MALFORMED`.
+    """
+    try:
+        if pos >= len(raw):
+            return None
+        if raw[pos] != 0x12:
+            return MALFORMED
+        size, pos = _varint(raw, pos + 1)
+        end = pos + size
+        if end > len(raw):
+            return MALFORMED
+        return _any_value(raw, pos, end)
+    except (IndexError, UnicodeDecodeError, struct.error):
+        return MALFORMED
+
+
+def _any_value(raw: bytes, pos: int, end: int) -> object:
+    if pos >= end:
+        return None
+    tag = raw[pos]
+    if tag == 0x0A:  # string_value
+        size, pos = _varint(raw, pos + 1)
+        if pos + size > end:
+            return MALFORMED
+        return raw[pos : pos + size].decode()
+    if tag == 0x18:  # int_value (int64, two's complement)
+        value, _ = _varint(raw, pos + 1)
+        return value - (1 << 64) if value >= 1 << 63 else value
+    if tag == 0x21:  # double_value
+        if pos + 9 > end:
+            return MALFORMED
+        return _unpack_double(raw, pos + 1)[0]
+    if tag == 0x10:  # bool_value
+        value, _ = _varint(raw, pos + 1)
+        return bool(value)
+    if tag == 0x2A:  # array_value: ArrayValue { repeated AnyValue values = 1 }
+        size, pos = _varint(raw, pos + 1)
+        stop = pos + size
+        if stop > end:
+            return MALFORMED
+        items: list[object] = []
+        while pos < stop:
+            if raw[pos] != 0x0A:
+                return MALFORMED
+            size, pos = _varint(raw, pos + 1)
+            item = _any_value(raw, pos, pos + size)
+            items.append(MALFORMED if isinstance(item, list | dict | bytes) else item)
+            pos += size
+        return items
+    if tag == 0x32:  # kvlist_value
+        return {}
+    if tag == 0x3A:  # bytes_value
+        size, pos = _varint(raw, pos + 1)
+        return raw[pos : pos + size]
+    return MALFORMED

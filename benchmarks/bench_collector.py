@@ -1,0 +1,412 @@
+"""Collector ingest rate and memory, beside the classic threaded design, in one run.
+
+A separate load process (grpc.aio client) sends 512-span OTLP requests with 8 in flight. Spans are
+realistic GenAI client spans: 15 GenAI attributes (some our tables do not map, kept as
+attributes) plus 3 application keys. Measured, each from "go" to "every span stored":
+
+* baseline: a synchronous ``grpc.server`` on a 4-thread pool; the request is parsed by grpc,
+  each span converted into a dataclass (every attribute read into a dict first) and appended to a
+  lock-guarded deque;
+* AsyncCollector into MemoryStore;
+* AsyncCollector into SQLiteStore (durable: counted after ``flush()``).
+
+Then peak RSS of a collector process holding 100,000 calls in a MemoryStore.
+
+    .venv/bin/python benchmarks/bench_collector.py [--quick] [--requests N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+SPANS_PER_REQUEST = 512
+IN_FLIGHT = 8
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+# -- the load ---------------------------------------------------------------------------------------
+def build_requests(count: int, seed: int = 7) -> list[bytes]:
+    """``count`` distinct serialized requests of 512 realistic GenAI spans each."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+    rng = random.Random(seed)
+    models = [
+        ("gpt-4o", "gpt-4o-2024-08-06", "openai"),
+        ("claude-sonnet-4-5", "claude-sonnet-4-5-20250929", "anthropic"),
+        ("gemini-2.5-flash", "gemini-2.5-flash", "gcp.gemini"),
+    ]
+
+    def kv(key: str, value: object) -> KeyValue:
+        if isinstance(value, bool):
+            return KeyValue(key=key, value=AnyValue(bool_value=value))
+        if isinstance(value, int):
+            return KeyValue(key=key, value=AnyValue(int_value=value))
+        if isinstance(value, float):
+            return KeyValue(key=key, value=AnyValue(double_value=value))
+        if isinstance(value, list):
+            any_value = AnyValue()
+            any_value.array_value.values.extend(AnyValue(string_value=v) for v in value)
+            return KeyValue(key=key, value=any_value)
+        return KeyValue(key=key, value=AnyValue(string_value=str(value)))
+
+    out = []
+    serial = 0
+    now = time.time_ns()
+    for _ in range(count):
+        spans = []
+        for _ in range(SPANS_PER_REQUEST):
+            serial += 1
+            requested, answered, provider = rng.choice(models)
+            start = now - rng.randrange(10**12)
+            attributes = [
+                kv("gen_ai.operation.name", "chat"),
+                kv("gen_ai.provider.name", provider),
+                kv("gen_ai.request.model", requested),
+                kv("gen_ai.response.model", answered),
+                kv("gen_ai.response.id", f"chatcmpl-{serial:012d}"),
+                kv("gen_ai.response.finish_reasons", ["stop"]),
+                kv("gen_ai.usage.input_tokens", rng.randrange(50, 5000)),
+                kv("gen_ai.usage.output_tokens", rng.randrange(5, 800)),
+                kv("gen_ai.usage.cache_read.input_tokens", rng.randrange(0, 40) * 64),
+                kv("gen_ai.request.temperature", 0.7),
+                kv("gen_ai.request.max_tokens", 1024),
+                kv("gen_ai.conversation.id", f"conv-{serial % 997}"),
+                kv("server.address", "api.example.com"),
+                kv("server.port", 443),
+                kv("gen_ai.request.stream", serial % 3 == 0),
+                kv("app.tenant", f"tenant-{serial % 13}"),
+                kv("app.feature", rng.choice(["search", "chat", "summarize"])),
+                kv("deployment.environment", "prod"),
+            ]
+            spans.append(
+                Span(
+                    trace_id=rng.randbytes(16),
+                    span_id=rng.randbytes(8),
+                    name=f"chat {requested}",
+                    kind=Span.SPAN_KIND_CLIENT,
+                    start_time_unix_nano=start,
+                    end_time_unix_nano=start + rng.randrange(10**8, 5 * 10**9),
+                    attributes=attributes,
+                )
+            )
+        request = ExportTraceServiceRequest(
+            resource_spans=[
+                ResourceSpans(
+                    resource={"attributes": [kv("service.name", "bench-app")]},
+                    scope_spans=[ScopeSpans(spans=spans)],
+                )
+            ]
+        )
+        out.append(request.SerializeToString())
+    return out
+
+
+async def _send_all(target: str, requests: list[bytes], total: int) -> None:
+    import grpc
+
+    async with grpc.aio.insecure_channel(
+        target, options=[("grpc.max_send_message_length", 64 << 20)]
+    ) as channel:
+        await channel.channel_ready()
+        call = channel.unary_unary(EXPORT)
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        sent = 0
+
+        async def worker() -> None:
+            nonlocal sent
+            while sent < total:
+                raw = requests[sent]
+                sent += 1
+                for _ in range(100):  # retry on backpressure, as an OTLP exporter does
+                    try:
+                        await call(raw, timeout=60)
+                        break
+                    except grpc.aio.AioRpcError as exc:
+                        if exc.code() not in (
+                            grpc.StatusCode.UNAVAILABLE,
+                            grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        ):
+                            raise
+                        await asyncio.sleep(0.05)
+
+        await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 127:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+    return tag + _varint(len(payload)) + payload
+
+
+def unique_requests(total: int) -> list[bytes]:
+    """``total`` requests, every span with its own span id (SQLite keeps one row per call id):
+    32 requests are built with protobuf, then re-assembled with fresh span ids."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    templates = [
+        ExportTraceServiceRequest.FromString(raw) for raw in build_requests(min(total, 32))
+    ]
+    resource = templates[0].resource_spans[0].resource.SerializeToString()
+    spans = [
+        [span.SerializeToString() for span in t.resource_spans[0].scope_spans[0].spans]
+        for t in templates
+    ]
+    assert all(raw[0:2] == b"\x0a\x10" and raw[18:20] == b"\x12\x08" for raw in spans[0])
+    out = []
+    serial = 0
+    for i in range(total):
+        parts = []
+        for raw in spans[i % len(spans)]:
+            serial += 1
+            parts.append(_field(b"\x12", raw[:20] + serial.to_bytes(8, "big") + raw[28:]))
+        scope = _field(b"\x12", b"".join(parts))
+        out.append(_field(b"\x0a", _field(b"\x0a", resource) + scope))
+    return out
+
+
+def load_main(target: str, total: int) -> None:
+    """The load process: build requests, connect, wait for "go", send ``total`` requests."""
+    asyncio.run(_send_all(target, unique_requests(total), total))
+
+
+async def drive_load(target: str, total: int) -> float:
+    """Start the load process, tell it to go, wait for it; returns the time "go" was given."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--load",
+        target,
+        str(total),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stdin is not None
+    line = await process.stdout.readline()
+    assert line.strip() == b"ready", line
+    started = time.perf_counter()
+    process.stdin.write(b"go\n")
+    await process.stdin.drain()
+    await process.wait()
+    assert process.returncode == 0
+    return started
+
+
+# -- the baseline: a threaded grpc.server ---------------------------------------------------------
+@dataclass
+class BaselineCall:
+    """The classic design's record."""
+
+    call_id: str
+    trace_id: str
+    model: str
+    request_model: str | None
+    provider: str | None
+    operation: str | None
+    session_id: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cached_input_tokens: int | None
+    duration_ms: float
+    status: str
+    attributes: dict[str, object]
+
+
+_MAPPED = {
+    "gen_ai.operation.name",
+    "gen_ai.provider.name",
+    "gen_ai.request.model",
+    "gen_ai.response.model",
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.conversation.id",
+}
+
+
+def baseline_convert(span: object) -> BaselineCall:
+    """Straightforward: every attribute into a dict, then pick the fields."""
+    attrs = {}
+    for kv in span.attributes:  # type: ignore[attr-defined]
+        which = kv.value.WhichOneof("value")
+        value = getattr(kv.value, which) if which else None
+        if which == "array_value":
+            value = [getattr(v, v.WhichOneof("value")) for v in value.values]
+        attrs[kv.key] = value
+    return BaselineCall(
+        call_id=attrs.get("request_id") or span.span_id.hex(),  # type: ignore[attr-defined]
+        trace_id=span.trace_id.hex(),  # type: ignore[attr-defined]
+        model=attrs.get("gen_ai.response.model") or attrs.get("gen_ai.request.model"),
+        request_model=attrs.get("gen_ai.request.model"),
+        provider=attrs.get("gen_ai.provider.name"),
+        operation=attrs.get("gen_ai.operation.name"),
+        session_id=attrs.get("gen_ai.conversation.id"),
+        input_tokens=attrs.get("gen_ai.usage.input_tokens"),
+        output_tokens=attrs.get("gen_ai.usage.output_tokens"),
+        cached_input_tokens=attrs.get("gen_ai.usage.cache_read.input_tokens"),
+        duration_ms=(span.end_time_unix_nano - span.start_time_unix_nano) / 1e6,  # type: ignore[attr-defined]
+        status="error" if span.status.code == 2 else "ok",  # type: ignore[attr-defined]
+        attributes={k: v for k, v in attrs.items() if k not in _MAPPED},
+    )
+
+
+async def run_baseline(total: int) -> tuple[float, int]:
+    """Spans/s of the threaded design; returns (rate, spans kept)."""
+    import grpc
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+        ExportTraceServiceResponse,
+    )
+
+    kept: deque[BaselineCall] = deque()
+    lock = threading.Lock()
+
+    def export(request: ExportTraceServiceRequest, context: object) -> ExportTraceServiceResponse:
+        for resource_spans in request.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    call = baseline_convert(span)
+                    with lock:
+                        kept.append(call)
+        return ExportTraceServiceResponse()
+
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=4),
+        options=[("grpc.max_receive_message_length", 64 << 20)],
+    )
+    handler = grpc.unary_unary_rpc_method_handler(
+        export,
+        request_deserializer=ExportTraceServiceRequest.FromString,
+        response_serializer=ExportTraceServiceResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "opentelemetry.proto.collector.trace.v1.TraceService", {"Export": handler}
+            ),
+        )
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        started = await drive_load(f"127.0.0.1:{port}", total)
+        elapsed = time.perf_counter() - started
+    finally:
+        server.stop(0)
+    return len(kept) / elapsed, len(kept)
+
+
+# -- the collector --------------------------------------------------------------------------------
+async def run_collector(total: int, store_kind: str) -> tuple[float, int]:
+    """Spans/s stored by AsyncCollector into a MemoryStore or a SQLiteStore (after flush)."""
+    from asynctelemetry import AsyncCollector, MemoryStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if store_kind == "memory":
+            store = MemoryStore(capacity=total * SPANS_PER_REQUEST)
+        else:
+            from asynctelemetry import SQLiteStore
+
+            store = SQLiteStore(Path(tmp) / "bench.db", batch_size=1024)
+        async with store:
+            collector = AsyncCollector(store, port=0, price_table=None, max_message_bytes=64 << 20)
+            async with collector:
+                started = await drive_load(collector.endpoint, total)
+                await collector.flush()  # every call handed over and the store flushed
+                elapsed = time.perf_counter() - started
+            count = await store.count()
+    return count / elapsed, count
+
+
+# -- memory ---------------------------------------------------------------------------------------
+async def rss_main(calls: int) -> None:
+    """In its own process: a collector holding ``calls`` calls in a MemoryStore; print peak RSS."""
+    from asynctelemetry import AsyncCollector, MemoryStore
+
+    store = MemoryStore(capacity=calls)
+    async with AsyncCollector(
+        store, port=0, price_table=None, max_message_bytes=64 << 20
+    ) as collector:
+        await drive_load(collector.endpoint, -(-calls // SPANS_PER_REQUEST))
+        await collector.flush()
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"{len(store)} {peak_kib / 1024:.1f}")
+
+
+def measure_rss(calls: int) -> tuple[int, float]:
+    """(calls held, peak RSS in MB) of a fresh collector process."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--rss", str(calls)], check=True, capture_output=True, text=True
+    ).stdout.split()
+    return int(out[0]), float(out[1])
+
+
+async def main(requests: int, rss_calls: int) -> None:
+    spans = requests * SPANS_PER_REQUEST
+    print(
+        f"ingest: {requests} requests x {SPANS_PER_REQUEST} spans = {spans:,} spans, {IN_FLIGHT} in flight, load in a separate process"
+    )
+    base_rate, base_count = await run_baseline(requests)
+    print(
+        f"  baseline (sync grpc.server, 4 threads, dataclass + locked deque): {base_rate:>10,.0f} spans/s  ({base_count:,} kept)"
+    )
+    mem_rate, mem_count = await run_collector(requests, "memory")
+    print(
+        f"  AsyncCollector -> MemoryStore:                                  {mem_rate:>10,.0f} spans/s  ({mem_count:,} stored)  {mem_rate / base_rate:.2f}x baseline (target >= 2.5x)"
+    )
+    try:
+        import asynctelemetry._stores._sqlite  # noqa: F401
+    except ImportError:
+        print("  AsyncCollector -> SQLiteStore: not available")
+    else:
+        sql_rate, sql_count = await run_collector(requests, "sqlite")
+        print(
+            f"  AsyncCollector -> SQLiteStore (durable, after flush):           {sql_rate:>10,.0f} spans/s  ({sql_count:,} stored)  {sql_rate / base_rate:.2f}x baseline (target >= 1.5x)"
+        )
+    held, peak = await asyncio.to_thread(measure_rss, rss_calls)
+    print(
+        f"memory: peak RSS of a collector process holding {held:,} calls in a MemoryStore: {peak:.1f} MB (target < 150 MB)"
+    )
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--load"]:
+        load_main(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1:2] == ["--rss"]:
+        os.environ.setdefault("ASYNCTELEMETRY_STRICT", "0")
+        asyncio.run(rss_main(int(sys.argv[2])))
+    else:
+        parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+        parser.add_argument("--quick", action="store_true", help="fewer requests (about 10 s)")
+        parser.add_argument("--requests", type=int, default=None, help="requests per measurement")
+        args = parser.parse_args()
+        count = args.requests or (60 if args.quick else 300)
+        asyncio.run(main(count, 100_000))
