@@ -307,15 +307,16 @@ def _invocation_parameters(text: str) -> tuple[str | None, bool | None]:
 
 
 # -- the converter -------------------------------------------------------------------------------
-# Entry kinds of the per-attribute cache (a negative kind is never cached).
+# Entry kinds of the per-attribute cache; the even kinds may be cached, the odd ones are counted
+# (or vary) every time they are seen.
 _FIELD: Final = 0  # (kind, field, rank, checked value)
-_EXTRA: Final = 1  # (kind, key text, value kept in attributes)
-_SPAN_KIND: Final = 2  # (kind, value)
-_MODEL_JSON: Final = 3  # (kind, value)
-_SKIP: Final = 4  # (kind,) content dropped, absent value, unsupported value
-_FIELD_NOCACHE: Final = -1  # a numeric field: values vary, caching them would only churn
-_NOCACHE: Final = (-2,)  # a defect: counted every time it is seen
-_EXTRA_NOCACHE: Final = -3  # an attribute cut to length: counted every time it is seen
+_FIELD_NOCACHE: Final = 1  # a numeric field: values vary, caching them would only churn
+_EXTRA: Final = 2  # (kind, key text, value kept in attributes)
+_EXTRA_NOCACHE: Final = 3  # an attribute cut to length: counted every time it is seen
+_SPAN_KIND: Final = 4  # (kind, value)
+_MODEL_JSON: Final = 6  # (kind, value)
+_SKIP: Final = 8  # (kind,) content dropped, absent value, unsupported value
+_NOCACHE: Final = (9,)  # a defect: counted every time it is seen
 #: Serialized attributes (key and value) up to this size are remembered, with what they gave.
 _CACHED_ATTRIBUTE_BYTES: Final = 160
 _CACHE_ENTRIES: Final = 16_384
@@ -386,17 +387,17 @@ def convert_span(
         entry = cache_get(raw)
         if entry is None:
             entry = _decode_attribute(raw, capture_content, defects)
-            if entry[0] >= 0 and len(raw) <= _CACHED_ATTRIBUTE_BYTES:
+            if not entry[0] & 1 and len(raw) <= _CACHED_ATTRIBUTE_BYTES:
                 if len(cache) >= _CACHE_ENTRIES:
                     cache.clear()  # adaptive: the values that repeat come back at once
                 cache[raw] = entry
         what = entry[0]
-        if what == _FIELD or what == _FIELD_NOCACHE:
+        if what < 2:  # _FIELD, _FIELD_NOCACHE
             field = entry[1]
             if entry[2] < ranks.get(field, 99):
                 found[field] = entry[3]
                 ranks[field] = entry[2]
-        elif what == _EXTRA or what == _EXTRA_NOCACHE:
+        elif what < 4:  # _EXTRA, _EXTRA_NOCACHE
             if extra is None:
                 extra = {entry[1]: entry[2]}
             elif len(extra) < MAX_ATTRIBUTES:
