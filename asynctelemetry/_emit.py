@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
-from ._exceptions import StoreClosedError
+from ._exceptions import ExportError, StoreClosedError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -325,15 +325,20 @@ class BatchQueue(Generic[T]):
             )
 
     async def flush(self, timeout: float | None = None) -> None:
-        """Return once everything queued before the call is delivered or given up on.
+        """Return once everything queued before the call is delivered.
 
         Raises:
             TimeoutError: ``timeout`` seconds passed first.
-            Exception: the handler's error, when a batch fails while waiting (a batch being
-                retried stays queued and is delivered later).
+            ExportError: some of it was given up on (dropped after failing), with the cause.
+            Exception: the handler's error, when a batch fails while waiting: the caller learns
+                of the fault at once; a batch being retried stays queued and is delivered later.
         """
+        given_up = self.stats.dropped_failed
         async with asyncio.timeout(timeout):
             await self._settle(self.stats.accepted, raise_errors=True)
+        lost = self.stats.dropped_failed - given_up
+        if lost:
+            raise ExportError(f"{self.name} gave up on {lost} items: {self.stats.last_error}")
 
     async def aclose(self, timeout: float = 5.0) -> None:
         """Deliver what can be delivered within ``timeout`` seconds, then stop. Idempotent.

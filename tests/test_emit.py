@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from asynctelemetry import LLMCall, StoreClosedError
+from asynctelemetry import ExportError, LLMCall, StoreClosedError
 from asynctelemetry._emit import BatchQueue, Emitter, Retryable, RetryPolicy
 from tests.conftest import make_call
 
@@ -116,12 +116,13 @@ async def test_batches_are_dropped_after_max_attempts_and_counted() -> None:
     policy = RetryPolicy(initial=0.001, maximum=0.002, max_attempts=3)
     queue: BatchQueue[int] = BatchQueue(handler, flush_interval=0, retry=policy)
     await queue.put_many([1, 2])
-    for _ in range(4):
-        try:
-            await queue.flush()
-            break
-        except ConnectionError:
-            pass
+    with pytest.raises(ExportError, match="gave up on 2 items"):
+        while True:  # each failed attempt is reported; giving up is reported as ExportError
+            try:
+                await queue.flush()
+                break
+            except ConnectionError:
+                pass
     assert queue.stats.dropped_failed == 2
     assert queue.stats.failed_batches == 1
     await queue.aclose()
