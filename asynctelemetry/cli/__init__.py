@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -20,7 +21,7 @@ from .._exceptions import MissingDependencyError, TelemetryError, require
 from ._errors import CLIError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Iterator, Sequence
 
     from rich.console import Console
 
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     calls = command("calls", "list calls from a store, newest first")
     _source_and_filters(calls, limit=True)
+    calls.add_argument("--all", action="store_true", help="every call (no --limit)")
     calls.add_argument("--oldest", action="store_true", help="oldest first")
     calls.add_argument("--json", action="store_true", help="one JSON object per call")
     calls.set_defaults(limit=50)
@@ -172,13 +174,21 @@ class _Stderr:
         sys.stderr.flush()
 
 
-def _configure_logging(debug: bool) -> None:
+@contextlib.contextmanager
+def _logging_to_stderr(debug: bool) -> Iterator[None]:
+    """The package's log records as plain lines on stderr while inside; restored after."""
+    logger = logging.getLogger("asynctelemetry")
     handler = logging.StreamHandler(_Stderr())
     handler.setFormatter(logging.Formatter("%(message)s"))
-    logger = logging.getLogger("asynctelemetry")
+    saved = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if debug else logging.WARNING)
     logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.level, logger.propagate = saved
 
 
 def _fail(message: str) -> None:
@@ -193,7 +203,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     debug: bool = args.debug or os.environ.get("ASYNCTELEMETRY_DEBUG", "") not in ("", "0")
-    _configure_logging(debug)
+    with _logging_to_stderr(debug):
+        return _run(args, debug)
+
+
+def _run(args: argparse.Namespace, debug: bool) -> int:
     try:
         require("rich", "cli", "the asynctelemetry command line")
         from rich.console import Console

@@ -20,7 +20,7 @@ from .._emit import Emitter
 from .._exceptions import ConfigError, MissingDependencyError, StoreError
 from .._export import format_call
 from .._stores import MemoryStore, SQLiteStore, open_store
-from ._errors import CLIError, UsageError, describe_bind_failure
+from ._errors import CLIError, UsageError, describe_bind_failure, port_in_use
 from ._live import CallTap, LiveView
 
 if TYPE_CHECKING:
@@ -135,6 +135,8 @@ async def run_collect(args: argparse.Namespace, console: Console) -> int:
     tap = CallTap(line=line, stream=console.file)  # type: ignore[arg-type]
     sinks: list[Sink] = [tap]
     store, where = _store_of(args)
+    if args.port and port_in_use(args.host, args.port):
+        raise CLIError(describe_bind_failure(args.host, args.port, "collector"))
     try:
         async with store, _metrics(args, sinks) as metrics_url:
             collector = _collector(args, store, Emitter(sinks))

@@ -34,21 +34,20 @@ __all__ = ["RepriceRow", "reprice_table", "run_calls", "run_reprice", "run_summa
 
 async def run_calls(args: argparse.Namespace, console: Console) -> int:
     """List the calls that pass the filters, newest first (or oldest first with ``--oldest``)."""
+    limit = None if args.all else args.limit
     async with reading(args) as store:
-        calls = await store.query(
-            **filters_of(args), limit=args.limit, newest_first=not args.oldest
-        )
+        calls = await store.query(**filters_of(args), limit=limit, newest_first=not args.oldest)
     if args.json:
         console.file.write("".join(call.model_dump_json() + "\n" for call in calls))
         return 0
-    table = calls_table(calls)
+    table = calls_table(calls, width=console.width)
     if table is None:
         console.print("no calls match", style="dim")
         return 0
     console.print(table)
     order = "oldest" if args.oldest else "newest"
-    more = f" ({order} first; --limit {args.limit})" if args.limit else f" ({order} first)"
-    console.print(f"{len(calls):,} calls{more}", style="dim")
+    more = "; --limit N or --all for more" if limit is not None and len(calls) == limit else ""
+    console.print(f"{len(calls):,} calls, {order} first{more}", style="dim")
     return 0
 
 

@@ -119,7 +119,7 @@ def table_of(
     rows: Sequence[Any],
     columns: Sequence[Column],
     *,
-    width: int = 120,
+    width: int,
     title: str | None = None,
 ) -> Table | None:
     """A table of ``rows`` that fits ``width`` columns; ``None`` without rows.
@@ -205,7 +205,7 @@ def call_columns(time_format: str = "%Y-%m-%d %H:%M:%S") -> tuple[Column, ...]:
 def calls_table(
     calls: Sequence[LLMCall],
     *,
-    width: int = 120,
+    width: int,
     title: str | None = None,
     time_format: str = "%Y-%m-%d %H:%M:%S",
 ) -> Table | None:
