@@ -83,6 +83,14 @@ class CollectorStats:
     forward: QueueStats | None = None
 
 
+class MalformedRequest(Exception):
+    """The request body is not a valid ExportTraceServiceRequest."""
+
+
+class StoreBehind(Exception):
+    """The store cannot keep up: nothing was kept; the client should retry later."""
+
+
 class _StoreSink:
     """A :class:`CallStore` as a sink: ``emit`` is ``add_many``; the collector never closes it."""
 
@@ -327,25 +335,44 @@ class AsyncCollector:
         self.stats.unauthenticated += 1
 
     async def _export(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        """The gRPC Export: :meth:`_ingest`, with its refusals mapped to gRPC statuses."""
+        try:
+            return await self._ingest(raw)
+        except MalformedRequest:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "not a valid ExportTraceServiceRequest"
+            )
+        except StoreBehind:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                "the collector's store is behind; retry later",
+                trailing_metadata=self._retry_metadata,
+            )
+        raise AssertionError("unreachable")  # pragma: no cover - abort() raises
+
+    async def _ingest(self, raw: bytes) -> bytes:
+        """Take one serialized ``ExportTraceServiceRequest``; the one path of every transport.
+
+        Returns the serialized ``ExportTraceServiceResponse`` (with ``partial_success`` when
+        spans were rejected).
+
+        Raises:
+            MalformedRequest: ``raw`` is not a valid request (nothing was kept).
+            StoreBehind: the store cannot keep up; nothing was kept and the client should retry.
+        """
         stats = self.stats
         try:
             request = LeanRequest.FromString(raw)
         except DecodeError:
             stats.malformed_requests += 1
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "not a valid ExportTraceServiceRequest"
-            )
+            raise MalformedRequest from None
         defects: dict[str, int] = {}
         calls, received, ignored, rejected = convert_request(
             request, self._price_table, self.capture_content, defects
         )
         if calls and not await self._admit(calls):
             stats.refused_requests += 1
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE,
-                "the collector's store is behind; retry later",
-                trailing_metadata=self._retry_metadata,
-            )
+            raise StoreBehind
         stats.requests += 1
         stats.received_spans += received
         stats.llm_calls += len(calls)
