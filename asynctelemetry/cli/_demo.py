@@ -44,11 +44,13 @@ _SDK_EXPORTER = "opentelemetry.exporter.otlp.proto.grpc"
 
 def _check(args: argparse.Namespace) -> str:
     """Fill in the defaults and check the options; return the database path."""
-    if args.quick:
+    if args.quick:  # a handful of users with a few turns each: every feature shows up
         args.calls = args.calls or 24
         args.speed = args.speed or 40.0
+        args.concurrency = args.concurrency or 6
     args.calls = args.calls or 120
     args.speed = args.speed or 1.0
+    args.concurrency = args.concurrency or 24
     if args.calls < 1 or args.concurrency < 1 or not args.speed > 0:
         raise UsageError("--calls and --concurrency must be >= 1 and --speed > 0")
     if importlib.util.find_spec(_SDK_EXPORTER) is None:

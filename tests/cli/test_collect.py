@@ -1,0 +1,187 @@
+"""``collect`` as a real process: OTel SDK clients export to it, signals stop it, calls stay."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pty
+import re
+import select
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from typing import TYPE_CHECKING
+
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from asynctelemetry import SQLiteStore
+from tests.cli.helpers import CLI, cli_env, one_line_error, run_cli
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from opentelemetry.sdk.trace import ReadableSpan
+
+
+def genai_spans(count: int) -> list[ReadableSpan]:
+    """``count`` finished GenAI chat spans, each inside a non-LLM server span."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "cli-test"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("cli-test")
+    for i in range(count):
+        with tracer.start_as_current_span("POST /answer"):
+            with tracer.start_as_current_span("chat gpt-4o") as span:
+                span.set_attribute("gen_ai.operation.name", "chat")
+                span.set_attribute("gen_ai.provider.name", "openai")
+                span.set_attribute("gen_ai.request.model", "gpt-4o")
+                span.set_attribute("gen_ai.usage.input_tokens", 100 + i)
+                span.set_attribute("gen_ai.usage.output_tokens", 10 + i)
+    provider.shutdown()
+    return list(memory.get_finished_spans())
+
+
+def start(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start ``collect --port 0 *args``; return once it says where it listens."""
+    return subprocess.Popen(
+        [*CLI, "collect", "--port", "0", *args],
+        cwd=tmp_path,
+        env=env or cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def announced(proc: subprocess.Popen[str], pattern: str) -> str:
+    """Read stderr lines until one matches ``pattern``; return the first group."""
+    assert proc.stderr is not None
+    seen = []
+    for _ in range(20):
+        line = proc.stderr.readline()
+        seen.append(line)
+        match = re.search(pattern, line)
+        if match:
+            return match[1]
+        if not line:
+            break
+    raise AssertionError(f"{pattern!r} not announced; stderr: {''.join(seen)}")
+
+
+def export(port: str, spans: list[ReadableSpan], token: str | None = None) -> SpanExportResult:
+    """Export ``spans`` with the OTel SDK's own gRPC exporter."""
+    headers = {"authorization": f"Bearer {token}"} if token else None
+    exporter = OTLPSpanExporter(
+        endpoint=f"http://127.0.0.1:{port}", insecure=True, headers=headers, timeout=5
+    )
+    try:
+        return exporter.export(spans)
+    finally:
+        exporter.shutdown()
+
+
+def test_json_lines_metrics_and_clean_sigint(tmp_path: Path) -> None:
+    """--json prints each call as it arrives; SIGINT flushes them to the file; exit 0."""
+    proc = start(tmp_path, "--db", "calls.db", "--json", "--metrics-port", "0")
+    try:
+        port = announced(proc, r"collecting OTLP/gRPC on 127\.0\.0\.1:(\d+)")
+        metrics_url = announced(proc, r"Prometheus metrics on (\S+)")
+        assert export(port, genai_spans(3)) is SpanExportResult.SUCCESS
+        assert proc.stdout is not None
+        rows = [json.loads(proc.stdout.readline()) for _ in range(3)]
+        assert [r["input_tokens"] for r in rows] == [100, 101, 102]
+        assert {r["model"] for r in rows} == {"gpt-4o"}
+        assert {r["service_name"] for r in rows} == {"cli-test"}
+        with urllib.request.urlopen(metrics_url, timeout=5) as response:
+            metrics = response.read().decode()
+        assert 'asynctelemetry_requests_total{model="gpt-4o"' in metrics
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped: 3 calls stored in calls.db (6 spans received, 3 not LLM calls" in err
+    assert "Traceback" not in err
+
+    async def stored() -> list[str]:
+        async with SQLiteStore(tmp_path / "calls.db") as store:
+            return [c.call_id for c in await store.query()]
+
+    assert sorted(asyncio.run(stored())) == sorted(r["call_id"] for r in rows)
+
+
+def test_plain_lines_auth_from_env_and_sigterm(tmp_path: Path) -> None:
+    """Not a terminal: one log line per call; the env token is enforced; SIGTERM stops cleanly."""
+    env = cli_env(ASYNCTELEMETRY_AUTH_TOKEN="s3cret")
+    proc = start(tmp_path, "--memory", "100", env=env)
+    try:
+        port = announced(proc, r"collecting OTLP/gRPC on 127\.0\.0\.1:(\d+)")
+        assert export(port, genai_spans(1)) is SpanExportResult.FAILURE
+        assert export(port, genai_spans(1), token="s3cret") is SpanExportResult.SUCCESS
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert re.search(r"ok +openai/gpt-4o chat in=100 out=10 ttft=- latency=\S+ \$0\.0003", line)
+        proc.send_signal(signal.SIGTERM)
+        rest, err = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert rest == ""  # the refused export printed nothing
+    assert "stopped: 1 calls stored in memory (last 100 calls)" in err
+
+
+def test_live_view_on_a_terminal(tmp_path: Path) -> None:
+    """On a terminal collect draws the live view (not log lines) and redraws it as calls come."""
+    master, slave = pty.openpty()
+    env = cli_env(COLUMNS="100", LINES="50", TERM="xterm-256color")
+    proc = subprocess.Popen(
+        [*CLI, "collect", "--port", "0", "--memory", "10"],
+        cwd=tmp_path, env=env, stdin=slave, stdout=slave, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    os.close(slave)
+    screen = b""
+
+    def read_until(marker: bytes) -> None:
+        nonlocal screen
+        deadline = time.monotonic() + 15
+        while marker not in screen and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                screen += os.read(master, 65536)
+
+    try:
+        port = announced(proc, r"collecting OTLP/gRPC on 127\.0\.0\.1:(\d+)")
+        read_until(b"waiting for calls")
+        assert export(port, genai_spans(2)) is SpanExportResult.SUCCESS
+        read_until(b"recent calls")
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=15)
+    finally:
+        proc.kill()
+        os.close(master)
+    text = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", screen).decode(errors="replace")
+    assert "asynctelemetry collect · 127.0.0.1:" in text
+    assert "waiting for calls" in text
+    after = text.split("waiting for calls")[-1]
+    assert "requests  2" in after and "by model" in after and "gpt-4o" in after
+    assert '{"call_id"' not in text and "openai/gpt-4o chat in=" not in text  # no log lines
+    assert proc.returncode == 0
+
+
+def test_port_in_use_names_the_holder(tmp_path: Path) -> None:
+    """A busy port exits 1 and names the process listening on it (here: the test itself)."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run_cli("collect", "--port", str(port), "--memory", "10", cwd=tmp_path)
+    assert result.returncode == 1
+    message = one_line_error(result)
+    assert f"port {port} on 127.0.0.1 is already in use by pid {os.getpid()}" in message

@@ -1,0 +1,55 @@
+"""``demo`` end to end: collector, traced async app, OTel SDK process, summary, files."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from asynctelemetry import SQLiteStore
+from tests.cli.helpers import one_line_error, run_cli
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def test_quick_demo_end_to_end(tmp_path: Path) -> None:
+    """The demo fills a SQLite file in the cwd from both apps and prints its summary and hints."""
+    result = run_cli("demo", "--quick", cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Traceback" not in result.stderr
+    db = tmp_path / "asynctelemetry-demo.db"
+    assert f"Data: {db}" in out
+    assert "asynctelemetry summary --db asynctelemetry-demo.db" in out
+    assert "calls by model" in out and "p95 latency" in out
+
+    async def stored() -> list:  # type: ignore[type-arg]
+        async with SQLiteStore(db) as store:
+            return await store.query()
+
+    calls = asyncio.run(stored())
+    services = {c.service_name for c in calls}
+    assert services == {"demo-chat-app", "demo-sdk-app"}
+    assert {c.provider for c in calls} >= {"openai", "anthropic", "google"}
+    assert {c.source for c in calls} == {"collector"}
+    traced = [c for c in calls if c.service_name == "demo-chat-app"]
+    streamed = [c for c in traced if c.status == "ok" and c.output_tokens]
+    assert streamed and all(c.ttft_ms is not None and c.cost_usd is not None for c in streamed)
+    assert any(c.operation == "embed" for c in traced)
+    assert any(c.cached_input_tokens for c in traced)
+    assert f"{len(calls)} calls" in out.replace(",", "")
+    # The SDK app's HTTP server spans are received and ignored, one per request.
+    sdk = [c for c in calls if c.service_name == "demo-sdk-app"]
+    assert f"{len(sdk)} other spans" in out
+
+    again = run_cli("summary", "--db", db.name, "--by", "provider", "--json", cwd=tmp_path)
+    assert again.returncode == 0
+    assert again.stdout.count('"by": "provider"') == len({c.provider for c in calls})
+
+
+def test_demo_refuses_a_directory(tmp_path: Path) -> None:
+    """--db naming a directory is a one-line runtime error, before anything starts."""
+    (tmp_path / "data").mkdir()
+    result = run_cli("demo", "--quick", "--db", "data", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "data is a directory" in one_line_error(result)
