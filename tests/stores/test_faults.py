@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_call
 
 from asynctelemetry import SQLiteStore, StoreError
+from tests.conftest import make_call
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import make_call
 
 from asynctelemetry import ConfigError, MemoryStore, SQLiteStore, open_store
+from tests.conftest import make_call
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -7,11 +7,11 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import T0, make_call
 
 from asynctelemetry import LLMCall, MemoryStore, SQLiteStore, replay
 from asynctelemetry._emit import Emitter
 from asynctelemetry._stores import _sqlite
+from tests.conftest import T0, make_call
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import T0, make_call
 
 from asynctelemetry import SchemaVersionError, SQLiteStore, StoreError
 from asynctelemetry._stores import _queries, _schema
+from tests.conftest import T0, make_call
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import T0, make_call
 
 from asynctelemetry import (
     CallStore,
@@ -20,6 +19,7 @@ from asynctelemetry import (
     StoreClosedError,
 )
 from asynctelemetry._emit import Sink
+from tests.conftest import T0, make_call
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
