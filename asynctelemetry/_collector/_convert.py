@@ -294,7 +294,7 @@ def _invocation_parameters(text: str) -> tuple[str | None, bool | None]:
         return None, None
     try:
         params = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting ("[[[[…") exhausts the JSON scanner
         return None, None
     if not isinstance(params, dict):
         return None, None
