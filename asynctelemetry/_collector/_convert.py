@@ -88,6 +88,8 @@ class PriceTable(Protocol):
 Defects = dict[str, int]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+#: Start times from here on (2262-04-11) do not fit int64 nanoseconds, as stores keep them.
+_MAX_START_NS: Final = 2**63
 _STATUS_CODE_ERROR: Final = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
 _STATUSES: Final = frozenset({"ok", "error", "cancelled"})
 
@@ -441,10 +443,11 @@ def convert_span(
     if call_id is None or len(call_id) > 256:
         call_id = span_id or os.urandom(8).hex()
     start = span.start_time_unix_nano
-    if start:
+    if start and start < _MAX_START_NS:
         timestamp = _EPOCH + timedelta(microseconds=start // 1000)
     else:
-        defects["no_start_time"] = defects.get("no_start_time", 0) + 1
+        kind = "bad_start_time" if start else "no_start_time"
+        defects[kind] = defects.get(kind, 0) + 1
         timestamp = datetime.now(UTC)
     if "duration_ms" not in found:
         end = span.end_time_unix_nano
