@@ -82,7 +82,8 @@ class Emitter:
 
     A sink that also has a synchronous ``emit_nowait(calls)`` (it never waits, e.g. a
     MemoryStore or the metrics recorder) is called directly, so a call that only reaches such
-    sinks costs no coroutine at all.
+    sinks costs no coroutine at all. A sink that raises :class:`Retryable` stops the emit and the
+    error propagates, for a caller behind a :class:`BatchQueue` to try the batch again.
     """
 
     def __init__(self, sinks: Sequence[Sink] = ()) -> None:
@@ -130,6 +131,8 @@ class Emitter:
         for sink in sinks:
             try:
                 await sink.emit(calls)
+            except Retryable:
+                raise  # the sink asks for the whole emit again (the collector's store is down)
             except Exception as exc:  # a sink's failure must not reach the caller's LLM call
                 self._failed(sink, "emit", exc)
 

@@ -24,7 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from .._emit import BatchQueue, Emitter, QueueStats, RetryPolicy
+from .._emit import BatchQueue, Emitter, QueueStats, Retryable, RetryPolicy
 from .._exceptions import ConfigError, StoreClosedError
 from ._auth import BearerTokenInterceptor
 from ._convert import convert_request
@@ -98,7 +98,14 @@ class _StoreSink:
         self.store = store
 
     async def emit(self, calls: Sequence[LLMCall]) -> None:
-        await self.store.add_many(calls)
+        try:
+            await self.store.add_many(calls)
+        except StoreClosedError:
+            raise
+        except Exception as exc:
+            # The store is failing (down, full, locked): keep the batch queued and retry it, so
+            # the queue fills and Export answers UNAVAILABLE instead of losing accepted calls.
+            raise Retryable(exc) from exc
 
     async def flush(self) -> None:
         await self.store.flush()
@@ -419,9 +426,16 @@ class AsyncCollector:
         try:
             await self._emitter.emit(calls)
             self.stats.stored += len(calls)
-        finally:
-            self._queued_calls -= len(calls)
-            self._room.set()
+        except Retryable:
+            raise  # the same batch is tried again: its calls are still queued
+        except BaseException:
+            self._release(len(calls))
+            raise
+        self._release(len(calls))
+
+    def _release(self, count: int) -> None:
+        self._queued_calls -= count
+        self._room.set()
 
 
 def _default_price_table() -> PriceTable | None:
