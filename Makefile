@@ -28,5 +28,8 @@ test: $(STAMP) lint typecheck
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
