@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--db", metavar="PATH", help="SQLite file (asynctelemetry-demo.db)")
     demo.add_argument("--calls", type=_count, metavar="N", help="requests to simulate (120)")
     demo.add_argument("--speed", type=float, metavar="X", help="run X times faster (1.0)")
-    demo.add_argument("--concurrency", type=_count, metavar="N", help="concurrent users (24)")
+    demo.add_argument("--concurrency", type=_count, metavar="N", help="concurrent users (32)")
     demo.add_argument("--quick", action="store_true", help="a few calls, fast (for tests)")
     return parser
 

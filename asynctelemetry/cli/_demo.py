@@ -50,7 +50,7 @@ def _check(args: argparse.Namespace) -> str:
         args.concurrency = args.concurrency or 6
     args.calls = args.calls or 120
     args.speed = args.speed or 1.0
-    args.concurrency = args.concurrency or 24
+    args.concurrency = args.concurrency or 32
     if args.calls < 1 or args.concurrency < 1 or not args.speed > 0:
         raise UsageError("--calls and --concurrency must be >= 1 and --speed > 0")
     if importlib.util.find_spec(_SDK_EXPORTER) is None:

@@ -93,7 +93,7 @@ async def _chat_call(
     turn: int,
 ) -> None:
     prompt = int(_lognormal(rng, 900 + 350 * turn, 0.5, 40, 60_000))
-    answer = int(_lognormal(rng, 170, 0.75, 4, 2500))
+    answer = int(_lognormal(rng, 170, 0.7, 4, 700))
     roll = rng.random()
     fail = "rate_limit" if roll < 0.04 else "timeout" if roll < 0.06 else None
     cached = int(prompt * rng.uniform(0.5, 0.85)) if turn > 0 and rng.random() < 0.7 else 0
