@@ -27,7 +27,15 @@ from opentelemetry.trace import get_current_span
 
 from ._call import CallHandle, check_millis
 from ._conventions import call_attributes, span_name
-from ._emit import BatchQueue, Emitter, Retryable, RetryPolicy, Sink, report_internal_error
+from ._emit import (
+    BatchQueue,
+    Emitter,
+    Retryable,
+    RetryPolicy,
+    Sink,
+    finish,
+    report_internal_error,
+)
 from ._exceptions import ConfigError, StoreClosedError
 from ._record import FIELD_DEFAULTS, LLMCall
 from ._stores import MemoryStore
@@ -115,6 +123,7 @@ class AsyncTracer:
         self._price_table_arg = price_table
         self._prices: PriceTable | None = None
         self._closed = False
+        self._close_task: asyncio.Task[None] | None = None
         self._used = False
         # Sinks in the order they receive each call: memory, store, metrics, exporters, extras.
         # The tracer closes the ones it made (and ``sinks``); it only flushes the ones lent to it.
@@ -328,10 +337,17 @@ class AsyncTracer:
             await self._span_processor.queue.flush()
 
     async def aclose(self) -> None:
-        """Flush every sink, close the ones the tracer made, and refuse new calls. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+        """Flush every sink, close the ones the tracer made, and refuse new calls. Idempotent.
+
+        Safe to call concurrently; a caller cancelled meanwhile does not cut the closing short
+        (a sink left unclosed would keep its background task running).
+        """
+        if self._close_task is None:
+            self._closed = True
+            self._close_task = asyncio.get_running_loop().create_task(self._close())
+        await finish(self._close_task)
+
+    async def _close(self) -> None:
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         first: BaseException | None = None
