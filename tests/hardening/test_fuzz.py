@@ -8,6 +8,8 @@ content attribute by default, and must survive a round trip through SQLite uncha
 from __future__ import annotations
 
 import asyncio
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
@@ -28,10 +30,10 @@ from .strategies import raw_requests, spans
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-    from pathlib import Path
 
     from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+ROOT = Path(__file__).resolve().parents[2]
 PRICES = PriceTable.default()
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -175,3 +177,19 @@ async def test_collector_serves_after_hostile_input() -> None:
         await export(collector.endpoint, request_of([llm_span({"gen_ai.request.model": "gpt-4o"})]))
         await collector.flush()
         assert len(store) == before + 1
+
+
+def test_atheris_target_on_hypothesis_inputs() -> None:
+    """The ``make fuzz`` target's check runs clean on the strategies' inputs (no atheris needed)."""
+    sys.path.insert(0, str(ROOT / "fuzz"))
+    try:
+        from fuzz_export import one_input
+    finally:
+        sys.path.remove(str(ROOT / "fuzz"))
+
+    @settings(max_examples=40, deadline=None, database=None)
+    @given(raw=raw_requests())
+    def check(raw: bytes) -> None:
+        one_input(raw)
+
+    check()
