@@ -185,7 +185,7 @@ def _report(
     )
     where = os.path.abspath(path)
     runs = "" if total == this_run else f" ({total:,} calls from every demo run so far)"
-    console.print(Text.assemble("Data: ", (where, "bold"), runs))
+    console.print(Text.assemble("Data: ", (where, "bold"), runs), soft_wrap=True)
     db = shlex.quote(path)
     console.print("Look again:")
     for command in (
@@ -194,4 +194,4 @@ def _report(
         f"asynctelemetry calls --db {db} --model gpt-4o-2024-08-06 --json",
         f"asynctelemetry collect --db {db}     # then point your own app at 127.0.0.1:4317",
     ):
-        console.print(f"  {command}", style="cyan", highlight=False)
+        console.print(f"  {command}", style="cyan", highlight=False, soft_wrap=True)

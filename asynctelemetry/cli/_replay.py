@@ -140,7 +140,9 @@ async def run_replay(args: argparse.Namespace, console: Console) -> int:
             f"{stats.last_error or 'closed before delivery'}"
         )
     pace = f" at {args.speed:g}x" if args.speed else ""
-    console.print(f"replayed {count:,} calls from {source_name(args)} to {args.to}{pace}")
+    console.print(
+        f"replayed {count:,} calls from {source_name(args)} to {args.to}{pace}", soft_wrap=True
+    )
     return 0
 
 

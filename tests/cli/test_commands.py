@@ -275,3 +275,35 @@ def test_reprice_bad_price_file(db: Path) -> None:
     result = run_cli("reprice", "--db", db, "--prices", "prices.json", cwd=db.parent)
     assert result.returncode == 1
     assert "prices.json" in one_line_error(result)
+
+
+def test_replay_progress_bar_on_a_terminal(db: Path) -> None:
+    """On a terminal replay draws a progress bar that reaches the total, then reports."""
+    import os
+    import pty
+    import select
+    import subprocess
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [*CLI, "replay", "--db", db.name, "--to", "memory://"],
+        cwd=db.parent, env=cli_env(TERM="xterm-256color"), stdin=slave, stdout=slave,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    os.close(slave)
+    screen = b""
+    try:
+        while proc.poll() is None or select.select([master], [], [], 0)[0]:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    screen += os.read(master, 65536)
+                except OSError:  # the terminal closed with the process
+                    break
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+        os.close(master)
+    text = screen.decode(errors="replace")
+    assert proc.returncode == 0
+    assert "replaying" in text and "40/40" in text
+    assert "replayed 40 calls from calls.db to memory://" in text
