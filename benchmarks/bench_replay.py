@@ -28,19 +28,30 @@ from asynctelemetry import SQLiteStore
 
 
 def generate(path: str, n: int) -> None:
-    """Write ``n`` full calls to a new store file (run in a child process)."""
+    """Write ``n`` full calls to a new store file (run in a child process).
+
+    Rows are 1,000 full calls encoded once and repeated with fresh ids and timestamps, so making
+    the fixture takes seconds, not minutes; every row is still a complete, distinct call.
+    """
     from bench_sqlite import full_call
 
-    from asynctelemetry._stores._schema import _INDEXES, INSERT_SQL, encode_call, prepare
+    from asynctelemetry._stores._schema import _INDEXES, COLUMNS, INSERT_SQL, encode_call, prepare
 
+    ts = COLUMNS.index("timestamp_ns")
+    templates = [encode_call(full_call(i)) for i in range(1000)]
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = OFF")  # a fixture: durability is not what is measured
     prepare(conn, path)
     for sql in _INDEXES:  # bulk load, then index: much faster than indexing row by row
         conn.execute(f"DROP INDEX {sql.split()[5]}")
-    for start in range(0, n, 20_000):
-        rows = [encode_call(full_call(i)) for i in range(start, min(n, start + 20_000))]
+    t0 = templates[0][ts]
+    for start in range(0, n, 50_000):
+        rows = [
+            (f"{i:016x}", *t[1:ts], t0 + i * 1_003_000, t[ts + 1])
+            for i in range(start, min(n, start + 50_000))
+            for t in (templates[i % 1000],)
+        ]
         conn.execute("BEGIN")
         conn.executemany(INSERT_SQL, rows)
         conn.execute("COMMIT")
@@ -81,6 +92,7 @@ async def store_replay(path: Path) -> tuple[int, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="200,000 calls instead of 1,000,000")
+    parser.add_argument("--repeat", type=int, default=1, help="alternating runs of each path")
     parser.add_argument("--generate", nargs=2, metavar=("PATH", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:
@@ -92,10 +104,18 @@ def main() -> None:
         started = time.perf_counter()
         subprocess.run([sys.executable, __file__, "--generate", str(path), str(n)], check=True)
         made = time.perf_counter() - started
+        # Alternate the two paths and keep the best of each: the machine may be shared. The
+        # first replay's peak RSS is the one reported (later runs start from a higher peak).
         ours, ours_s, grown = asyncio.run(store_replay(path))
         raw, raw_s = raw_fetch(path)
+        for _ in range(args.repeat - 1):
+            ours_s = min(ours_s, asyncio.run(store_replay(path))[1])
+            raw_s = min(raw_s, raw_fetch(path)[1])
     assert ours == raw == n, (ours, raw, n)
-    print(f"{machine()}; {n:,} full calls ({path.name} generated in {made:.0f} s)")
+    print(
+        f"{machine()}; {n:,} full calls ({path.name} generated in {made:.0f} s), "
+        f"best of {args.repeat} alternating runs"
+    )
     print()
     print(
         table(
