@@ -221,6 +221,11 @@ def _run(args: argparse.Namespace, debug: bool) -> int:
     except KeyboardInterrupt:
         sys.stderr.write(f"{PROG}: interrupted\n")
         return 130
+    except BrokenPipeError:  # `... | head`: quietly, status 1, as rich does for its output
+        from ._live import silence_stdout
+
+        silence_stdout()
+        return 1
     except CLIError as exc:
         if debug:
             traceback.print_exc()

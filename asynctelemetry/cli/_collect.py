@@ -132,7 +132,8 @@ async def run_collect(args: argparse.Namespace, console: Console) -> int:
         line = lambda call: call.model_dump_json()  # noqa: E731
     elif not live and not args.quiet:
         line = format_call
-    tap = CallTap(line=line, stream=console.file)  # type: ignore[arg-type]
+    stop = asyncio.Event()  # set by SIGINT/SIGTERM, or when the reader of stdout goes away
+    tap = CallTap(line=line, stream=console.file, on_broken_pipe=stop.set)  # type: ignore[arg-type]
     sinks: list[Sink] = [tap]
     store, where = _store_of(args)
     if args.port and port_in_use(args.host, args.port):
@@ -147,7 +148,7 @@ async def run_collect(args: argparse.Namespace, console: Console) -> int:
                     raise CLIError(str(exc)) from None
                 raise CLIError(describe_bind_failure(args.host, args.port, "collector")) from None
             try:
-                await _serve(args, collector, store, tap, console, where, metrics_url, live)
+                await _serve(args, collector, store, tap, console, where, metrics_url, live, stop)
             finally:
                 await collector.stop()
     except StoreError as exc:
@@ -172,6 +173,7 @@ async def _serve(
     where: str,
     metrics_url: str | None,
     live: bool,
+    stop: asyncio.Event,
 ) -> None:
     scheme = "OTLP/gRPC+TLS" if args.tls_cert else "OTLP/gRPC"
     _say(f"collecting {scheme} on {collector.endpoint} into {where}")
@@ -183,7 +185,6 @@ async def _serve(
         auth = "with" if _auth_token(args) else "WITHOUT"
         _say(f"listening beyond loopback ({args.host}) {auth} a bearer token")
     _say(f"export with OTEL_EXPORTER_OTLP_ENDPOINT=http://{collector.endpoint}; Ctrl-C stops")
-    stop = asyncio.Event()
     with stop_signals(stop):
         if not live:
             await stop.wait()

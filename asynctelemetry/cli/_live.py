@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import time
 from collections import deque
@@ -29,7 +30,20 @@ if TYPE_CHECKING:
     from .._record import LLMCall
     from .._stores import CallStore
 
-__all__ = ["CallTap", "LiveView"]
+__all__ = ["CallTap", "LiveView", "silence_stdout"]
+
+
+def silence_stdout() -> None:
+    """Point file descriptor 1 at /dev/null once its reader is gone.
+
+    Python would otherwise report the broken pipe again when it flushes stdout at exit.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (captured output)
+        pass
 
 
 class CallTap:
@@ -39,6 +53,8 @@ class CallTap:
         window: most calls remembered (newest first in :attr:`latest`).
         line: formats one call for printing (a log line or JSON); ``None`` prints nothing.
         stream: where lines go (``sys.stdout`` at the time of writing by default).
+        on_broken_pipe: called once when the reader of ``stream`` has gone away (``| head``);
+            printing stops and the calls are still kept.
     """
 
     def __init__(
@@ -46,10 +62,12 @@ class CallTap:
         window: int = 1000,
         line: Callable[[LLMCall], str] | None = None,
         stream: TextIO | None = None,
+        on_broken_pipe: Callable[[], None] | None = None,
     ) -> None:
         self._window: deque[LLMCall] = deque(maxlen=window)
         self._line = line
         self._stream = stream
+        self._on_broken_pipe = on_broken_pipe
         self.seen = 0
         self.last_error: LLMCall | None = None
 
@@ -67,8 +85,14 @@ class CallTap:
                 self.last_error = call
         if self._line is not None and calls:
             stream = self._stream or sys.stdout
-            stream.write("".join(self._line(call) + "\n" for call in calls))
-            stream.flush()
+            try:
+                stream.write("".join(self._line(call) + "\n" for call in calls))
+                stream.flush()
+            except BrokenPipeError:
+                self._line = None
+                silence_stdout()
+                if self._on_broken_pipe is not None:
+                    self._on_broken_pipe()
 
     async def emit(self, calls: Sequence[LLMCall]) -> None:
         """Sink interface: the same as :meth:`emit_nowait`."""

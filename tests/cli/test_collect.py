@@ -185,3 +185,21 @@ def test_port_in_use_names_the_holder(tmp_path: Path) -> None:
     assert result.returncode == 1
     message = one_line_error(result)
     assert f"port {port} on 127.0.0.1 is already in use by pid {os.getpid()}" in message
+
+
+def test_reader_gone_stops_cleanly(tmp_path: Path) -> None:
+    """`collect --json | head -1`: when the reader leaves, collect stops and keeps the calls."""
+    proc = start(tmp_path, "--db", "calls.db", "--json")
+    try:
+        port = announced(proc, r"collecting OTLP/gRPC on 127\.0\.0\.1:(\d+)")
+        assert proc.stdout is not None
+        proc.stdout.close()  # the reader is gone before the first call
+        assert export(port, genai_spans(2)) is SpanExportResult.SUCCESS
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        proc.wait(timeout=15)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped: 2 calls stored in calls.db" in err
+    assert "Traceback" not in err and "BrokenPipe" not in err
