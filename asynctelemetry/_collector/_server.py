@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .._record import LLMCall
     from .._stores import CallStore
     from ._convert import PriceTable
+    from ._http import HttpReceiver
 
 __all__ = ["AsyncCollector", "CollectorStats"]
 
@@ -127,12 +128,15 @@ class AsyncCollector:
         tls_cert, tls_key: PEM files; with both, the port speaks TLS only.
         max_message_bytes: larger requests are refused with ``RESOURCE_EXHAUSTED``.
         capture_content: keep prompt/completion attributes (dropped by default).
-        http_port: OTLP/HTTP receiver port (not served by this version; must stay None).
+        http_port: also serve OTLP/HTTP ``POST /v1/traces`` on this port (protobuf and JSON,
+            same host, token and TLS; ``http`` extra); 0 picks a free one (see
+            :attr:`http_port`); None (the default) serves gRPC only.
         forward_to: upstream OTLP/gRPC endpoint that receives every accepted request unchanged.
         metrics: a sink (``emit(calls)``), e.g. a ``MetricsRecorder``, also given every call.
         max_queue: most converted calls waiting for the store.
         backpressure_timeout: seconds Export waits for queue room before answering UNAVAILABLE.
-        retry_delay: seconds a refused client is asked to wait (gRPC ``RetryInfo``).
+        retry_delay: seconds a refused client is asked to wait (gRPC ``RetryInfo``; HTTP
+            ``Retry-After``, rounded up to whole seconds).
     """
 
     def __init__(
@@ -160,8 +164,11 @@ class AsyncCollector:
             raise ConfigError("max_message_bytes must be at least 1024")
         if not 0 <= port <= 65535:
             raise ConfigError(f"port must be in 0..65535, not {port}")
-        if http_port is not None:
-            raise ConfigError("http_port: the OTLP/HTTP receiver is not available in this version")
+        if http_port is not None and not 0 <= http_port <= 65535:
+            raise ConfigError(f"http_port must be in 0..65535, not {http_port}")
+        self._requested_http_port = http_port
+        self._retry_delay = retry_delay
+        self._http: HttpReceiver | None = None
         if auth_token is not None and not auth_token:
             raise ConfigError("auth_token must not be empty")
         self.store = store
@@ -214,6 +221,19 @@ class AsyncCollector:
         if self._port is None:
             raise RuntimeError("the collector is not started")
         return self._port
+
+    @property
+    def http_port(self) -> int | None:
+        """The bound OTLP/HTTP port (the chosen one for ``http_port=0``); None when not served.
+
+        Raises:
+            RuntimeError: the collector was asked to serve OTLP/HTTP and is not started.
+        """
+        if self._requested_http_port is None:
+            return None
+        if self._http is None:
+            raise RuntimeError("the collector is not started")
+        return self._http.port
 
     @property
     def endpoint(self) -> str:
@@ -275,6 +295,25 @@ class AsyncCollector:
         if not port:
             raise ConfigError(f"cannot bind {address}")
         await server.start()
+        if self._requested_http_port is not None:
+            from ._http import HttpReceiver  # the ``http`` extra (aiohttp), only when asked for
+
+            try:
+                http = HttpReceiver(
+                    self._ingest,
+                    self._stats,
+                    host=self.host,
+                    port=self._requested_http_port,
+                    max_message_bytes=self.max_message_bytes,
+                    auth_token=self._auth_token,
+                    tls=self._tls,
+                    retry_delay=self._retry_delay,
+                )
+                await http.start()
+            except BaseException:
+                await server.stop(None)
+                raise
+            self._http = http
         self._server = server
         self._port = port
         self._queue.start()
@@ -285,9 +324,10 @@ class AsyncCollector:
     async def stop(self, grace: float = 2.0) -> None:
         """Stop serving, finish in-flight exports and deliver queued calls. Idempotent.
 
-        Waits up to ``grace`` seconds for running Export calls, then up to ``grace`` seconds more
-        for the queued calls to reach the store (and the forwarder's upstream); what is left then
-        is counted in ``stats.ingest.dropped_on_close``. Finally flushes the store.
+        Waits up to ``grace`` seconds for running Export calls (gRPC and HTTP), then up to
+        ``grace`` seconds more for the queued calls to reach the store (and the forwarder's
+        upstream); what is left then is counted in ``stats.ingest.dropped_on_close``. Finally
+        flushes the store.
         """
         if self._state == "closed":
             return
@@ -296,8 +336,15 @@ class AsyncCollector:
         if not was_running:
             return
         try:
-            if self._server is not None:
-                await self._server.stop(grace)
+            # Both receivers stop accepting and finish their requests in the same grace period.
+            http = self._http
+            http_stopped = asyncio.ensure_future(http.stop(grace)) if http is not None else None
+            try:
+                if self._server is not None:
+                    await self._server.stop(grace)
+            finally:
+                if http_stopped is not None:
+                    await http_stopped
         finally:
             try:
                 await self._queue.aclose(timeout=grace)

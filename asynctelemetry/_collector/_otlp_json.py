@@ -1,0 +1,387 @@
+"""OTLP/JSON trace requests to protobuf wire bytes, and the JSON answers of the HTTP receiver.
+
+OTLP/JSON is proto3's JSON mapping with its own rules: trace and span ids are hex (not base64),
+enums are integers (names are accepted too), 64-bit integers may be numbers or decimal strings,
+and fields with unknown names are ignored. ``google.protobuf.json_format`` walks messages in
+Python at about half a millisecond per span, so this module encodes the parsed JSON straight to
+wire format instead, with one table per message type built once from the generated
+descriptors (so field numbers and types cannot drift from ``opentelemetry-proto``). The result
+is an ``ExportTraceServiceRequest`` byte string for the collector's one ingest path.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import struct
+from typing import TYPE_CHECKING, Any, Final
+
+from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from ._forward import retry_info
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from google.protobuf.descriptor import Descriptor
+
+__all__ = ["BadJson", "json_to_request", "response_to_json", "status_body"]
+
+#: Deepest nesting of messages accepted (AnyValue arrays and kvlists nest).
+MAX_DEPTH: Final = 64
+_U64: Final = (1 << 64) - 1
+_HEX_IDS: Final = frozenset(
+    {
+        ("opentelemetry.proto.trace.v1.Span", "trace_id"),
+        ("opentelemetry.proto.trace.v1.Span", "span_id"),
+        ("opentelemetry.proto.trace.v1.Span", "parent_span_id"),
+        ("opentelemetry.proto.trace.v1.Span.Link", "trace_id"),
+        ("opentelemetry.proto.trace.v1.Span.Link", "span_id"),
+    }
+)
+_FLOAT_WORDS: Final = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_SMALL: Final = [bytes((i,)) for i in range(128)]
+
+_Out = list[bytes]
+_Table = dict[str, "Callable[[Any, _Out, int], None]"]
+
+
+class BadJson(ValueError):
+    """The body is not an OTLP/JSON ``ExportTraceServiceRequest``."""
+
+
+def _varint(value: int) -> bytes:
+    if value < 128:
+        return _SMALL[value]
+    out = bytearray()
+    while value > 127:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _integer(value: Any, low: int, high: int) -> int:
+    """An integer from a JSON number or decimal string, within ``low..high``."""
+    kind = type(value)
+    if kind is int:
+        number: int = value
+    elif kind is str:
+        try:
+            number = int(value)
+        except ValueError:
+            raise BadJson(f"not an integer: {value[:40]!r}") from None
+    elif kind is float and value.is_integer():
+        number = int(value)
+    else:
+        raise BadJson(f"not an integer: {value!r:.40}")
+    if not low <= number <= high:
+        raise BadJson(f"integer out of range: {number}")
+    return number
+
+
+def _number(value: Any) -> float:
+    kind = type(value)
+    if kind is float or kind is int:
+        return float(value)
+    if kind is str:
+        word = _FLOAT_WORDS.get(value)
+        if word is not None:
+            return word
+        try:
+            return float(value)
+        except ValueError:
+            raise BadJson(f"not a number: {value[:40]!r}") from None
+    raise BadJson(f"not a number: {value!r:.40}")
+
+
+def _bytes_b64(value: Any) -> bytes:
+    if type(value) is not str:
+        raise BadJson("bytes must be a base64 string")
+    text = value.replace("-", "+").replace("_", "/")
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise BadJson("bytes are not valid base64") from None
+
+
+def _bytes_hex(value: Any) -> bytes:
+    if type(value) is not str:
+        raise BadJson("ids must be hex strings")
+    try:
+        return binascii.unhexlify(value)
+    except (binascii.Error, ValueError):
+        raise BadJson(f"id is not hex: {value[:40]!r}") from None
+
+
+def _message(table: _Table, obj: Any, out: _Out, depth: int) -> None:
+    """Append the fields of JSON object ``obj`` (unknown names and nulls skipped)."""
+    if type(obj) is not dict:
+        raise BadJson("expected a JSON object")
+    if depth > MAX_DEPTH:
+        raise BadJson("messages nested too deeply")
+    for key, value in obj.items():
+        write = table.get(key)
+        if write is not None and value is not None:
+            write(value, out, depth)
+
+
+def _scalar(field: FieldDescriptor, hex_id: bool) -> Callable[[Any], bytes]:
+    """A function from a JSON value to the field's encoded value (without the tag)."""
+    t = FieldDescriptor
+    kind = field.type
+    if kind == t.TYPE_STRING:
+
+        def string(value: Any) -> bytes:
+            if type(value) is not str:
+                raise BadJson(f"{field.json_name} must be a string")
+            try:
+                raw = value.encode()
+            except UnicodeEncodeError:
+                raise BadJson(f"{field.json_name} is not valid UTF-8") from None
+            return _varint(len(raw)) + raw
+
+        return string
+    if kind == t.TYPE_BYTES:
+        decode = _bytes_hex if hex_id else _bytes_b64
+
+        def blob(value: Any) -> bytes:
+            raw = decode(value)
+            return _varint(len(raw)) + raw
+
+        return blob
+    if kind == t.TYPE_BOOL:
+
+        def boolean(value: Any) -> bytes:
+            if type(value) is not bool:
+                raise BadJson(f"{field.json_name} must be true or false")
+            return b"\x01" if value else b"\x00"
+
+        return boolean
+    if kind == t.TYPE_DOUBLE:
+        return lambda value: struct.pack("<d", _number(value))
+    if kind == t.TYPE_FLOAT:
+        return lambda value: struct.pack("<f", _number(value))
+    if kind == t.TYPE_FIXED64:
+        return lambda value: struct.pack("<Q", _integer(value, 0, _U64))
+    if kind == t.TYPE_SFIXED64:
+        return lambda value: struct.pack("<q", _integer(value, -(1 << 63), (1 << 63) - 1))
+    if kind == t.TYPE_FIXED32:
+        return lambda value: struct.pack("<I", _integer(value, 0, (1 << 32) - 1))
+    if kind == t.TYPE_SFIXED32:
+        return lambda value: struct.pack("<i", _integer(value, -(1 << 31), (1 << 31) - 1))
+    if kind in (t.TYPE_UINT64, t.TYPE_UINT32):
+        high = _U64 if kind == t.TYPE_UINT64 else (1 << 32) - 1
+        return lambda value: _varint(_integer(value, 0, high))
+    if kind in (t.TYPE_INT64, t.TYPE_INT32):
+        bits = 63 if kind == t.TYPE_INT64 else 31
+        low, high = -(1 << bits), (1 << bits) - 1
+        return lambda value: _varint(_integer(value, low, high) & _U64)
+    if kind == t.TYPE_ENUM:
+        names = {v.name: v.number for v in field.enum_type.values}
+
+        def enum(value: Any) -> bytes:
+            if type(value) is str and value in names:
+                return _varint(names[value] & _U64)
+            return _varint(_integer(value, -(1 << 31), (1 << 31) - 1) & _U64)
+
+        return enum
+    raise TypeError(f"unsupported field type {kind} of {field.full_name}")  # pragma: no cover
+
+
+_WIRE_TYPE: Final = {
+    FieldDescriptor.TYPE_DOUBLE: 1,
+    FieldDescriptor.TYPE_FIXED64: 1,
+    FieldDescriptor.TYPE_SFIXED64: 1,
+    FieldDescriptor.TYPE_FLOAT: 5,
+    FieldDescriptor.TYPE_FIXED32: 5,
+    FieldDescriptor.TYPE_SFIXED32: 5,
+    FieldDescriptor.TYPE_STRING: 2,
+    FieldDescriptor.TYPE_BYTES: 2,
+    FieldDescriptor.TYPE_MESSAGE: 2,
+}
+
+
+def _writer(
+    field: FieldDescriptor, owner: Descriptor, tables: dict[str, _Table]
+) -> Callable[[Any, _Out, int], None]:
+    """The function that appends ``field`` (tag and value) for a JSON value."""
+    tag = _varint(field.number << 3 | _WIRE_TYPE.get(field.type, 0))
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        sub = _table(field.message_type, tables)
+
+        def one(value: Any, out: _Out, depth: int) -> None:
+            parts: _Out = []
+            _message(sub, value, parts, depth + 1)
+            payload = b"".join(parts)
+            out.append(tag + _varint(len(payload)) + payload)
+
+        if field.message_type.full_name in (_ANY_VALUE, _KEY_VALUE):
+            fast = _fast_writer(field.message_type.full_name, tag, one)
+            return _repeat(fast, field.json_name) if _is_repeated(field) else fast
+    else:
+        encode = _scalar(field, (owner.full_name, field.name) in _HEX_IDS)
+
+        def one(value: Any, out: _Out, depth: int) -> None:
+            out.append(tag + encode(value))
+
+    return _repeat(one, field.json_name) if _is_repeated(field) else one
+
+
+def _repeat(one: Callable[[Any, _Out, int], None], name: str) -> Callable[[Any, _Out, int], None]:
+    """The writer of a repeated field whose items ``one`` writes."""
+
+    def repeated(value: Any, out: _Out, depth: int) -> None:
+        if type(value) is not list:
+            raise BadJson(f"{name} must be a list")
+        for item in value:
+            if item is None:
+                raise BadJson(f"{name} holds a null")
+            one(item, out, depth)
+
+    return repeated
+
+
+_ANY_VALUE: Final = "opentelemetry.proto.common.v1.AnyValue"
+_KEY_VALUE: Final = "opentelemetry.proto.common.v1.KeyValue"
+
+
+def _scalar_any(value: Any) -> bytes | None:
+    """The payload of a one-scalar AnyValue (most attribute values), else None.
+
+    Field numbers are AnyValue's: string 1, bool 2, int 3, double 4.
+    """
+    if type(value) is not dict or len(value) != 1:
+        return None
+    ((key, item),) = value.items()
+    kind = type(item)
+    if key == "stringValue" and kind is str:
+        try:
+            raw: bytes = item.encode()
+        except UnicodeEncodeError:
+            raise BadJson("stringValue is not valid UTF-8") from None
+        return b"\x0a" + _varint(len(raw)) + raw
+    if key == "intValue" and kind is not float:
+        return b"\x18" + _varint(_integer(item, -(1 << 63), (1 << 63) - 1) & _U64)
+    if key == "boolValue" and kind is bool:
+        return b"\x10\x01" if item else b"\x10\x00"
+    if key == "doubleValue":
+        return b"\x21" + struct.pack("<d", _number(item))
+    return None
+
+
+def _fast_writer(
+    message: str, tag: bytes, generic: Callable[[Any, _Out, int], None]
+) -> Callable[[Any, _Out, int], None]:
+    """``generic`` with a fast path for scalar AnyValues and ``{key, scalar value}`` KeyValues."""
+    if message == _ANY_VALUE:
+
+        def any_value(value: Any, out: _Out, depth: int) -> None:
+            inner = _scalar_any(value)
+            if inner is None:
+                generic(value, out, depth)
+            else:
+                out.append(tag + _varint(len(inner)) + inner)
+
+        return any_value
+
+    def key_value(value: Any, out: _Out, depth: int) -> None:
+        if type(value) is dict and len(value) == 2:
+            key = value.get("key")
+            inner = _scalar_any(value.get("value")) if type(key) is str else None
+            if inner is not None and key is not None:
+                try:
+                    name = key.encode()
+                except UnicodeEncodeError:
+                    raise BadJson("key is not valid UTF-8") from None
+                payload = (
+                    b"\x0a" + _varint(len(name)) + name + b"\x12" + _varint(len(inner)) + inner
+                )
+                out.append(tag + _varint(len(payload)) + payload)
+                return
+        generic(value, out, depth)
+
+    return key_value
+
+
+def _is_repeated(field: FieldDescriptor) -> bool:
+    repeated = getattr(field, "is_repeated", None)  # protobuf >= 5.28; ``label`` is deprecated
+    if repeated is not None:
+        return bool(repeated)
+    return bool(field.label == FieldDescriptor.LABEL_REPEATED)  # pragma: no cover
+
+
+def _table(descriptor: Descriptor, tables: dict[str, _Table]) -> _Table:
+    """JSON name (and proto name) → writer, for one message type; recursive types share."""
+    table = tables.get(descriptor.full_name)
+    if table is None:
+        table = tables[descriptor.full_name] = {}
+        for field in descriptor.fields:
+            write = _writer(field, descriptor, tables)
+            table[field.json_name] = write
+            table.setdefault(field.name, write)
+    return table
+
+
+_REQUEST: Final = _table(ExportTraceServiceRequest.DESCRIPTOR, {})
+
+
+def json_to_request(body: bytes) -> bytes:
+    """A serialized ``ExportTraceServiceRequest`` from an OTLP/JSON body.
+
+    Raises:
+        BadJson: the body is not JSON, or not an ``ExportTraceServiceRequest`` in OTLP/JSON.
+    """
+    try:
+        obj = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise BadJson(f"not JSON: {exc}") from None
+    out: _Out = []
+    _message(_REQUEST, obj, out, 0)
+    return b"".join(out)
+
+
+def response_to_json(raw: bytes) -> bytes:
+    """An ``ExportTraceServiceResponse`` in OTLP/JSON (``{}`` when it is empty)."""
+    if not raw:
+        return b"{}"
+    response = ExportTraceServiceResponse.FromString(raw)
+    text: str = json_format.MessageToJson(response, indent=None)
+    return text.encode()
+
+
+def status_body(code: int, message: str, *, as_json: bool, retry_delay: float | None) -> bytes:
+    """A ``google.rpc.Status`` (what OTLP/HTTP error answers carry), as protobuf or JSON.
+
+    Args:
+        code: the gRPC status code matching the HTTP status.
+        message: a developer-facing message.
+        as_json: JSON for JSON requests, protobuf otherwise.
+        retry_delay: when given, a ``google.rpc.RetryInfo`` detail with that delay.
+    """
+    if as_json:
+        obj: dict[str, Any] = {"code": code, "message": message}
+        if retry_delay is not None:
+            obj["details"] = [
+                {
+                    "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                    "retryDelay": f"{retry_delay:.3f}s",
+                }
+            ]
+        return json.dumps(obj).encode()
+    text = message.encode()
+    out = b"\x08" + _varint(code) + b"\x12" + _varint(len(text)) + text
+    if retry_delay is not None:
+        type_url = b"type.googleapis.com/google.rpc.RetryInfo"
+        value = retry_info(retry_delay)
+        detail = b"\x0a" + _varint(len(type_url)) + type_url + b"\x12" + _varint(len(value))
+        detail += value
+        out += b"\x1a" + _varint(len(detail)) + detail
+    return out
