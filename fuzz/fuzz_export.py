@@ -14,6 +14,7 @@ Needs the ``fuzz`` extra: ``pip install 'asynctelemetry[fuzz]'``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -22,13 +23,25 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ["ASYNCTELEMETRY_STRICT"] = "1"  # internal errors raise: they are crashes here
 
-from google.protobuf.message import DecodeError
+atheris: Any = None
+if __name__ == "__main__":  # fuzzing: atheris first, so our modules are instrumented on import
+    try:
+        import atheris
+    except ImportError:
+        pass
 
-from asynctelemetry import LLMCall, PriceTable
-from asynctelemetry._collector._convert import convert_request
-from asynctelemetry._collector._wire import LeanRequest
-from asynctelemetry._exceptions import require
-from asynctelemetry._stores._schema import encode_call
+with (
+    atheris.instrument_imports(include=["asynctelemetry"])
+    if atheris is not None
+    else contextlib.nullcontext()
+):
+    from google.protobuf.message import DecodeError
+
+    from asynctelemetry import LLMCall, PriceTable
+    from asynctelemetry._collector._convert import convert_request
+    from asynctelemetry._collector._wire import LeanRequest
+    from asynctelemetry._exceptions import MissingDependencyError
+    from asynctelemetry._stores._schema import encode_call
 
 PRICES = PriceTable.default()
 MAX_START_NS = 2**63
@@ -97,14 +110,14 @@ def seed_corpus(directory: Path) -> None:
 
 def main() -> None:
     """Run libFuzzer with the given arguments (a corpus directory is seeded when empty)."""
-    atheris: Any = require("atheris", "fuzz", "the fuzz targets")  # lazily: the suite imports us
+    if atheris is None:
+        raise MissingDependencyError("fuzz", "the fuzz targets")
     args = sys.argv[1:]
     for arg in args:
         if not arg.startswith("-"):
             corpus = Path(arg)
             if not corpus.exists() or not any(corpus.iterdir()):
                 seed_corpus(corpus)
-    atheris.instrument_all()  # the package is imported already: instrument what is loaded
     atheris.Setup([sys.argv[0], *args], one_input)
     atheris.Fuzz()
 

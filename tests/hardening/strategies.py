@@ -132,7 +132,12 @@ def attributes(draw: st.DrawFn, max_size: int = 24) -> list[KeyValue]:
     return out
 
 
-ids = st.one_of(st.binary(max_size=20), st.binary(min_size=16, max_size=16), st.just(b""))
+ids = st.one_of(
+    st.binary(max_size=20),
+    st.binary(min_size=16, max_size=16),
+    st.just(b""),
+    st.binary(min_size=129, max_size=300),  # hex longer than a call_id may be (found by atheris)
+)
 times = st.one_of(
     st.integers(0, 2**64 - 1),
     st.sampled_from((0, 1, 1_767_225_600_000_000_000, 2**63, 2**64 - 1)),

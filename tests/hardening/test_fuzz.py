@@ -109,6 +109,15 @@ def test_deeply_nested_invocation_parameters_regression() -> None:
         assert span_to_llm_call(span, service_name="svc") is None
 
 
+def test_long_span_id_gives_a_valid_call_id_regression() -> None:
+    """Found by atheris: a span id over 128 bytes became a call_id over 256 characters."""
+    span = llm_span({"gen_ai.request.model": "gpt-4o"}, span_id=bytes(200))
+    call = span_to_llm_call(span, service_name="svc")
+    assert call is not None
+    check_record(call)
+    assert 0 < len(call.call_id) <= 256
+
+
 @pytest.mark.parametrize("start", [2**63, 2**64 - 1], ids=["2^63", "2^64-1"])
 async def test_start_time_past_int64_nanoseconds_regression(tmp_path: Path, start: int) -> None:
     """Found by fuzzing: a span starting after 2262 was accepted, then refused by SQLite.

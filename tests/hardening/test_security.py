@@ -66,6 +66,20 @@ async def test_listeners_bind_only_loopback() -> None:
         assert listening(exporter.port) == {"127.0.0.1"}
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/net")
+async def test_otlp_http_listener_binds_only_loopback() -> None:
+    """With ``http_port=0`` the OTLP/HTTP listener is on 127.0.0.1 too (when this build has it)."""
+    from asynctelemetry import ConfigError
+
+    try:
+        collector = AsyncCollector(MemoryStore(), port=0, http_port=0)
+    except ConfigError:
+        pytest.skip("this build has no OTLP/HTTP receiver yet")
+    async with collector:
+        http_port = collector.http_port  # type: ignore[attr-defined]
+        assert listening(http_port) == {"127.0.0.1"}
+
+
 def test_auth_uses_constant_time_comparison() -> None:
     """The bearer check goes through hmac.compare_digest (read from the source)."""
     source = inspect.getsource(_auth.BearerTokenInterceptor.allows)
