@@ -441,7 +441,8 @@ def convert_span(
     span_id = span.span_id.hex() or None
     call_id = found.get("call_id")
     if call_id is None or len(call_id) > 256:
-        call_id = span_id or os.urandom(8).hex()
+        # A span id of any length arrives; a call_id longer than 256 would be an invalid record.
+        call_id = span_id if span_id and len(span_id) <= 256 else os.urandom(8).hex()
     start = span.start_time_unix_nano
     if start and start < _MAX_START_NS:
         timestamp = _EPOCH + timedelta(microseconds=start // 1000)
