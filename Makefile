@@ -34,7 +34,7 @@ docs: $(STAMP)
 FUZZ_SECONDS ?= 60
 fuzz: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[fuzz]'
-	$(BIN)/python fuzz/fuzz_export.py -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 fuzz/corpus
+	$(BIN)/python fuzz/fuzz_export.py -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=fuzz/ fuzz/corpus
 
 soak: $(STAMP)
 	$(BIN)/python benchmarks/soak.py $(SOAK_ARGS)
