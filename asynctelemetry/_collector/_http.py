@@ -12,6 +12,7 @@ missing or wrong bearer token           401     constant-time compare, ``stats.u
 media type not protobuf or JSON         415     also for an unknown ``Content-Encoding``
 more requests in flight than the bound  429     ``Retry-After``; nothing read
 body over ``max_message_bytes``         413     before and after decompression
+body not sent within ``read_timeout``   408
 not decompressible, not OTLP            400     ``stats.malformed_requests``
 the store cannot keep up                503     ``Retry-After``; nothing kept (retry is safe)
 accepted                                200     ``ExportTraceServiceResponse``
@@ -79,6 +80,7 @@ class HttpReceiver:
         tls: PEM certificate and key files; with them the port speaks HTTPS only.
         retry_delay: seconds a refused client is asked to wait (``Retry-After``, whole seconds).
         max_in_flight: most requests read and decoded at once; more get 429.
+        read_timeout: seconds a client has to send its body (a slow one gets 408).
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class HttpReceiver:
         tls: tuple[Path, Path] | None = None,
         retry_delay: float = 1.0,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        read_timeout: float = 30.0,
     ) -> None:
         self._web = cast("Any", require("aiohttp.web", "http", "the OTLP/HTTP receiver"))
         self._response: type[web.Response] = self._web.Response
@@ -106,6 +109,7 @@ class HttpReceiver:
         self._retry_delay = retry_delay
         self._retry_after = str(max(1, math.ceil(retry_delay)))
         self.max_in_flight = max_in_flight
+        self.read_timeout = read_timeout
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -241,7 +245,8 @@ class HttpReceiver:
             return self._error(413, _RESOURCE_EXHAUSTED, too_large, as_json)
         await self._continue(request)
         try:
-            body = await _read(request.content, limit)
+            async with asyncio.timeout(self.read_timeout):
+                body = await _read(request.content, limit)
             if coding in ("gzip", "deflate"):
                 if len(body) >= _INFLATE_IN_THREAD:
                     body = await asyncio.to_thread(inflate, body, coding, limit)
@@ -262,6 +267,15 @@ class HttpReceiver:
         except self._web.RequestPayloadError:
             self._stats.malformed_requests += 1
             return self._error(400, _INVALID_ARGUMENT, "the request body was cut short", as_json)
+        except ConnectionError:  # the client went away mid-body: nobody to answer
+            return self._error(400, _INVALID_ARGUMENT, "the connection was lost", as_json)
+        except TimeoutError:
+            return self._error(
+                408,
+                _INVALID_ARGUMENT,
+                f"the body took over {self.read_timeout} s to arrive",
+                as_json,
+            )
         try:
             answer = await self._ingest(raw)
         except MalformedRequest:

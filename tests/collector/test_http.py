@@ -496,6 +496,46 @@ async def test_oversized_body_refused_before_it_is_sent() -> None:
     assert status_line.startswith(b"HTTP/1.1 413")
 
 
+async def test_expect_continue_then_body_is_served() -> None:
+    """A client waiting for 100 Continue gets it once the headers pass, then its answer."""
+    store = MemoryStore()
+    async with AsyncCollector(store, port=0, http_port=0) as collector:
+        reader, writer = await asyncio.open_connection("127.0.0.1", collector.http_port)
+        writer.write(
+            b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            + f"Content-Length: {len(GOOD)}\r\nExpect: 100-continue\r\n\r\n".encode()
+        )
+        await writer.drain()
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        writer.write(GOOD)
+        await writer.drain()
+        final = await asyncio.wait_for(reader.readline(), 5)
+        writer.close()
+        await writer.wait_closed()
+        await collector.flush()
+    assert interim.startswith(b"HTTP/1.1 100 Continue")
+    assert final.startswith(b"HTTP/1.1 200")
+    assert len(store) == 1
+
+
+async def test_slow_body_gets_408_and_frees_its_slot() -> None:
+    """A client that stops sending its body is answered 408 after read_timeout."""
+    async with AsyncCollector(MemoryStore(), port=0, http_port=0) as collector:
+        assert collector._http is not None
+        collector._http.read_timeout = 0.2
+        reader, writer = await asyncio.open_connection("127.0.0.1", collector.http_port)
+        writer.write(
+            b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            b"Content-Length: 1000\r\n\r\n" + b"\x0a" * 10
+        )
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 5)
+        writer.close()
+        await writer.wait_closed()
+        assert collector._http._in_flight == 0
+    assert status_line.startswith(b"HTTP/1.1 408")
+
+
 async def test_chunked_body_over_the_limit() -> None:
     """A chunked body with no Content-Length is cut off at the limit with 413."""
 
