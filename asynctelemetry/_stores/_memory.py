@@ -1,20 +1,92 @@
-"""MemoryStore: a bounded ring buffer of calls, in the event loop's memory."""
+"""MemoryStore: a bounded ring buffer of calls, in the event loop's memory.
+
+Calls are kept as compact rows, not as records: one tuple of the field values in field order,
+the attribute keys (a tuple shared by every row with the same keys) or ``None``, then the
+attribute values. A record costs about 1.2 KB (its field dict, the object, an attributes dict),
+a row about 350 bytes plus the values that are its own (ids, timestamp, numbers). Records are
+built again on read (:meth:`LLMCall._adopt`, no validation: the values were checked when the
+call was made), so a read returns records equal to those added, field by field, though not the
+same objects.
+"""
 
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Self
+from operator import itemgetter
+from sys import intern
+from typing import TYPE_CHECKING, Any, Final, Self
 
 from .._exceptions import StoreClosedError
+from .._record import LLMCall
 from ._base import CallSummary, Filters, GroupBy, summarize
 from ._replay import paced
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
     from datetime import datetime
     from types import TracebackType
 
-    from .._record import LLMCall
+Row = tuple[Any, ...]
+_FIELDS: Final = tuple(LLMCall.model_fields)
+_ATTRIBUTES: Final = _FIELDS.index("attributes")
+_TIMESTAMP: Final = _FIELDS.index("timestamp")
+if _ATTRIBUTES != len(_FIELDS) - 1:  # _row() appends the compact attributes last
+    raise RuntimeError("LLMCall.attributes must be the last field")
+_values: Final = itemgetter(*_FIELDS)
+_adopt: Final = LLMCall._adopt
+#: Attribute key sets seen, shared by every row that has the same keys (bounded).
+_KEYSETS: dict[tuple[str, ...], tuple[str, ...]] = {}
+_MAX_KEYSETS: Final = 4096
+
+
+def _row(call: LLMCall) -> Row:
+    """The compact form of a record: its field values, then the attribute keys (one shared
+    tuple per key set) or None, then the attribute values."""
+    values = _values(call.__dict__)
+    attributes = values[_ATTRIBUTES]
+    if not attributes:
+        return (*values[:_ATTRIBUTES], None)
+    keys = tuple(attributes)
+    shared = _KEYSETS.get(keys)
+    if shared is None:
+        if len(_KEYSETS) >= _MAX_KEYSETS:
+            _KEYSETS.clear()
+        shared = _KEYSETS[keys] = tuple(map(intern, keys))
+    return (*values[:_ATTRIBUTES], shared, *attributes.values())
+
+
+def _record(row: Row) -> LLMCall:
+    """The record a row was made from (an equal one)."""
+    data = dict(
+        zip(_FIELDS, row, strict=False)
+    )  # the attribute keys pair with "attributes", values are cut
+    keys = row[_ATTRIBUTES]
+    data["attributes"] = (
+        {} if keys is None else dict(zip(keys, row[_ATTRIBUTES + 1 :], strict=True))
+    )
+    return _adopt(data)
+
+
+_row_timestamp: Final = itemgetter(_TIMESTAMP)
+
+
+class _Records:
+    """The stored calls as records, built on iteration; ``clear()`` forgets them all."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: deque[Row]) -> None:
+        self._rows = rows
+
+    def __iter__(self) -> Iterator[LLMCall]:
+        return map(_record, list(self._rows))
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def clear(self) -> None:
+        self._rows.clear()
+
 
 __all__ = ["MemoryStore"]
 
@@ -23,7 +95,8 @@ class MemoryStore:
     """Keeps the latest ``capacity`` calls; adding to a full store drops the oldest.
 
     ``add`` is O(1) and never waits. ``dropped`` counts the calls pushed out by newer ones.
-    Queries scan the buffer (at most ``capacity`` records) and sort by timestamp.
+    Queries scan the buffer (at most ``capacity`` records) and sort by timestamp. Calls are held
+    as compact rows and read back as equal records (see the module docstring).
     """
 
     #: ``add`` never does I/O, so the tracer may call it on the caller's path.
@@ -34,8 +107,13 @@ class MemoryStore:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.capacity = capacity
         self._dropped = 0
-        self._calls: deque[LLMCall] = deque(maxlen=capacity)
+        self._rows: deque[Row] = deque(maxlen=capacity)
         self._closed = False
+
+    @property
+    def _calls(self) -> _Records:
+        """The calls as records, oldest added first (``clear()`` empties the store)."""
+        return _Records(self._rows)
 
     @property
     def dropped(self) -> int:
@@ -43,7 +121,7 @@ class MemoryStore:
         return self._dropped
 
     def __len__(self) -> int:
-        return len(self._calls)
+        return len(self._rows)
 
     def __repr__(self) -> str:
         return f"MemoryStore(capacity={self.capacity}, calls={len(self)}, dropped={self.dropped})"
@@ -53,9 +131,9 @@ class MemoryStore:
         """Keep one call without awaiting (the same as ``await add(call)``)."""
         if self._closed:
             raise StoreClosedError("MemoryStore is closed")
-        if len(self._calls) == self.capacity:
+        if len(self._rows) == self.capacity:
             self._dropped += 1
-        self._calls.append(call)
+        self._rows.append(_row(call))
 
     async def add(self, call: LLMCall) -> None:
         """Keep one call; the oldest is dropped (and counted) when the store is full."""
@@ -69,10 +147,10 @@ class MemoryStore:
         """Keep many calls without awaiting (the sink fast path; same as ``add_many``)."""
         if self._closed:
             raise StoreClosedError("MemoryStore is closed")
-        overflow = len(self._calls) + len(calls) - self.capacity
+        overflow = len(self._rows) + len(calls) - self.capacity
         if overflow > 0:
             self._dropped += overflow
-        self._calls.extend(calls)
+        self._rows.extend(map(_row, calls))
 
     async def emit(self, calls: Sequence[LLMCall]) -> None:
         """Sink interface: the same as :meth:`add_many`."""
@@ -82,12 +160,20 @@ class MemoryStore:
         """Nothing to do: memory is as durable as a MemoryStore gets."""
 
     # -- reading --------------------------------------------------------------------------------
-    def _select(self, filters: Filters, newest_first: bool = False) -> list[LLMCall]:
-        calls = (
-            list(self._calls) if filters.empty else [c for c in self._calls if filters.matches(c)]
-        )
+    def _records(self, filters: Filters) -> Iterable[LLMCall]:
+        """The stored calls that pass ``filters``, in the order they were added."""
+        calls = map(_record, list(self._rows))
+        return calls if filters.empty else filter(filters.matches, calls)
+
+    def _select(
+        self, filters: Filters, newest_first: bool = False, limit: int | None = None
+    ) -> list[LLMCall]:
+        if filters.empty:  # order the rows, build only the records returned
+            rows = sorted(self._rows, key=_row_timestamp, reverse=newest_first)
+            return list(map(_record, rows if limit is None else rows[:limit]))
+        calls = list(self._records(filters))
         calls.sort(key=_timestamp, reverse=newest_first)
-        return calls
+        return calls if limit is None else calls[:limit]
 
     async def query(
         self,
@@ -104,10 +190,9 @@ class MemoryStore:
         """Calls that pass the filters, oldest first unless ``newest_first``, at most ``limit``."""
         if limit is not None and limit < 0:
             raise ValueError("limit must be >= 0")
-        calls = self._select(
-            Filters(since, until, model, provider, session_id, status), newest_first
+        return self._select(
+            Filters(since, until, model, provider, session_id, status), newest_first, limit
         )
-        return calls if limit is None else calls[:limit]
 
     async def count(
         self,
@@ -122,8 +207,8 @@ class MemoryStore:
         """How many calls pass the filters."""
         filters = Filters(since, until, model, provider, session_id, status)
         if filters.empty:
-            return len(self._calls)
-        return sum(1 for c in self._calls if filters.matches(c))
+            return len(self._rows)
+        return sum(1 for _ in self._records(filters))
 
     async def summary(
         self,
@@ -138,7 +223,7 @@ class MemoryStore:
     ) -> list[CallSummary]:
         """One row per model, provider, session or route of the calls that pass the filters."""
         filters = Filters(since, until, model, provider, session_id, status)
-        return summarize((c for c in self._calls if filters.matches(c)), by)
+        return summarize(self._records(filters), by)
 
     def replay(
         self,
