@@ -4,9 +4,10 @@ One AsyncCollector serves both transports into a MemoryStore. A separate load pr
 512-span requests (the realistic GenAI spans of ``bench_collector.py``) with 8 in flight: over
 grpc.aio for the gRPC row (the baseline) and over aiohttp for the HTTP rows, retrying refusals
 as OTLP exporters do. Each row is timed from "go" to "every span stored" (``collector.flush()``)
-and shows the collector loop's p99 lag while it ran (OTLP/JSON bodies over 128 KiB are encoded
-in a worker thread so the loop keeps answering). Rows are interleaved over rounds and each keeps
-its best round, so a busy spell on a shared machine does not land on one row only.
+and also shows the collector process's CPU time per span (all its threads; a busy shared machine
+disturbs it less than the wall-clock rate) and its loop's p99 lag while it ran (OTLP/JSON bodies
+over 128 KiB are encoded in a worker thread so the loop keeps answering). Rows are interleaved
+over rounds and each keeps its best round, so a busy spell does not land on one row only.
 
     .venv/bin/python benchmarks/bench_http_ingest.py [--quick] [--requests N] [--rounds N]
 """
@@ -137,8 +138,9 @@ def load_main(mode: str, target: str, total: int) -> None:
 
 
 # -- the collector side ---------------------------------------------------------------------------
-async def run(mode: str, total: int) -> tuple[float, int, float, int]:
-    """(spans/s stored, spans stored, loop p99 lag ms, body bytes of one request) for ``mode``."""
+async def run(mode: str, total: int) -> tuple[float, int, float, int, float]:
+    """Spans/s stored, spans stored, loop p99 lag (ms), body bytes of one request and the
+    collector process's CPU time per span (µs, all its threads) for ``mode``."""
     from asynctelemetry import AsyncCollector, MemoryStore
 
     store = MemoryStore(capacity=total * SPANS_PER_REQUEST)
@@ -164,6 +166,7 @@ async def run(mode: str, total: int) -> tuple[float, int, float, int]:
         line = await process.stdout.readline()
         assert line.strip() == b"ready", line
         with LagMonitor() as lag:
+            cpu = time.process_time()
             started = time.perf_counter()
             process.stdin.write(b"go\n")
             await process.stdin.drain()
@@ -171,9 +174,10 @@ async def run(mode: str, total: int) -> tuple[float, int, float, int]:
             assert process.returncode == 0
             await collector.flush()
             elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu
         count = len(store)
     size = len(bodies(mode, 1)[0])
-    return count / elapsed, count, lag.p99_ms(), size
+    return count / elapsed, count, lag.p99_ms(), size, cpu / count * 1e6
 
 
 async def main(requests: int, rounds: int) -> None:
@@ -183,7 +187,7 @@ async def main(requests: int, rounds: int) -> None:
         f"ingest into MemoryStore: {requests} requests x {SPANS_PER_REQUEST} spans = {spans:,} spans"
         f" per row, {IN_FLIGHT} in flight, load in a separate process; best of {rounds} rounds"
     )
-    results: dict[str, tuple[float, int, float, int]] = {}
+    results: dict[str, tuple[float, int, float, int, float]] = {}
     for _ in range(rounds):  # rounds interleave the modes, so a busy spell hits them all alike
         for mode in MODES:
             result = await run(mode, requests)
@@ -202,19 +206,28 @@ async def main(requests: int, rounds: int) -> None:
             f"{rate:,.0f}",
             f"{rate / base:.2f}x",
             f"{count:,}",
+            f"{cpu_us:.1f}",
             f"{p99:.1f}",
             f"{size / 1024:,.0f} KiB",
         )
-        for mode, (rate, count, p99, size) in results.items()
+        for mode, (rate, count, p99, size, cpu_us) in results.items()
     ]
     print(
         table(
             "OTLP/HTTP vs OTLP/gRPC ingest",
             rows,
-            ("receiver", "spans/s", "vs gRPC", "stored", "loop p99 lag ms", "request body"),
+            (
+                "receiver",
+                "spans/s",
+                "vs gRPC",
+                "stored",
+                "collector CPU µs/span",
+                "loop p99 lag ms",
+                "request body",
+            ),
         )
     )
-    for mode, (_, count, _, _) in results.items():
+    for mode, (_, count, *_) in results.items():
         assert count == spans, f"{mode}: {count} stored of {spans}"
 
 
