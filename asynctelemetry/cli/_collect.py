@@ -136,8 +136,9 @@ async def run_collect(args: argparse.Namespace, console: Console) -> int:
     tap = CallTap(line=line, stream=console.file, on_broken_pipe=stop.set)  # type: ignore[arg-type]
     sinks: list[Sink] = [tap]
     store, where = _store_of(args)
-    if args.port and port_in_use(args.host, args.port):
-        raise CLIError(describe_bind_failure(args.host, args.port, "collector"))
+    for port, what in ((args.port, "collector"), (args.http_port, "OTLP/HTTP receiver")):
+        if port and port_in_use(args.host, port):
+            raise CLIError(describe_bind_failure(args.host, port, what))
     try:
         async with store, _metrics(args, sinks) as metrics_url:
             collector = _collector(args, store, Emitter(sinks))
@@ -147,6 +148,9 @@ async def run_collect(args: argparse.Namespace, console: Console) -> int:
                 if "TLS" in str(exc):
                     raise CLIError(str(exc)) from None
                 raise CLIError(describe_bind_failure(args.host, args.port, "collector")) from None
+            except OSError:  # only the OTLP/HTTP receiver binds through the OS directly
+                reason = describe_bind_failure(args.host, args.http_port or 0, "OTLP/HTTP receiver")
+                raise CLIError(reason) from None
             try:
                 await _serve(args, collector, store, tap, console, where, metrics_url, live, stop)
             finally:
@@ -177,6 +181,10 @@ async def _serve(
 ) -> None:
     scheme = "OTLP/gRPC+TLS" if args.tls_cert else "OTLP/gRPC"
     _say(f"collecting {scheme} on {collector.endpoint} into {where}")
+    if collector.http_port is not None:
+        web = "https" if args.tls_cert else "http"
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        _say(f"collecting OTLP/HTTP on {web}://{host}:{collector.http_port}/v1/traces")
     if metrics_url:
         _say(f"Prometheus metrics on {metrics_url}")
     if args.forward_to:

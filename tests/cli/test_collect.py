@@ -16,6 +16,9 @@ import urllib.request
 from typing import TYPE_CHECKING
 
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+    OTLPSpanExporter as HTTPSpanExporter,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
@@ -89,14 +92,20 @@ def export(port: str, spans: list[ReadableSpan], token: str | None = None) -> Sp
 
 def test_json_lines_metrics_and_clean_sigint(tmp_path: Path) -> None:
     """--json prints each call as it arrives; SIGINT flushes them to the file; exit 0."""
-    proc = start(tmp_path, "--db", "calls.db", "--json", "--metrics-port", "0")
+    proc = start(tmp_path, "--db", "calls.db", "--json", "--metrics-port", "0", "--http-port", "0")
     try:
         port = announced(proc, r"collecting OTLP/gRPC on 127\.0\.0\.1:(\d+)")
+        http_url = announced(proc, r"collecting OTLP/HTTP on (\S+)")
         metrics_url = announced(proc, r"Prometheus metrics on (\S+)")
         assert export(port, genai_spans(3)) is SpanExportResult.SUCCESS
         assert proc.stdout is not None
         rows = [json.loads(proc.stdout.readline()) for _ in range(3)]
         assert [r["input_tokens"] for r in rows] == [100, 101, 102]
+        over_http = HTTPSpanExporter(endpoint=http_url, timeout=5)
+        assert over_http.export(genai_spans(1)) is SpanExportResult.SUCCESS
+        over_http.shutdown()
+        rows.append(json.loads(proc.stdout.readline()))
+        assert rows[-1]["input_tokens"] == 100
         assert {r["model"] for r in rows} == {"gpt-4o"}
         assert {r["service_name"] for r in rows} == {"cli-test"}
         with urllib.request.urlopen(metrics_url, timeout=5) as response:
@@ -107,7 +116,7 @@ def test_json_lines_metrics_and_clean_sigint(tmp_path: Path) -> None:
     finally:
         proc.kill()
     assert proc.returncode == 0, err
-    assert "stopped: 3 calls stored in calls.db (6 spans received, 3 not LLM calls" in err
+    assert "stopped: 4 calls stored in calls.db (8 spans received, 4 not LLM calls" in err
     assert "Traceback" not in err
 
     async def stored() -> list[str]:
