@@ -251,6 +251,7 @@ def _repeat(one: Callable[[Any, _Out, int], None], name: str) -> Callable[[Any, 
 
 _ANY_VALUE: Final = "opentelemetry.proto.common.v1.AnyValue"
 _KEY_VALUE: Final = "opentelemetry.proto.common.v1.KeyValue"
+_KEY_CACHE_SIZE: Final = 1024
 
 
 def _scalar_any(value: Any) -> bytes | None:
@@ -267,7 +268,8 @@ def _scalar_any(value: Any) -> bytes | None:
             raw: bytes = item.encode()
         except UnicodeEncodeError:
             raise BadJson("stringValue is not valid UTF-8") from None
-        return b"\x0a" + _varint(len(raw)) + raw
+        size = len(raw)
+        return b"\x0a" + (_SMALL[size] if size < 128 else _varint(size)) + raw
     if key == "intValue" and kind is not float:
         return b"\x18" + _varint(_integer(item, -(1 << 63), (1 << 63) - 1) & _U64)
     if key == "boolValue" and kind is bool:
@@ -292,19 +294,27 @@ def _fast_writer(
 
         return any_value
 
+    keys: dict[str, bytes] = {}  # encoded key fields: the same few keys come back in every span
+
     def key_value(value: Any, out: _Out, depth: int) -> None:
         if type(value) is dict and len(value) == 2:
             key = value.get("key")
             inner = _scalar_any(value.get("value")) if type(key) is str else None
             if inner is not None and key is not None:
-                try:
-                    name = key.encode()
-                except UnicodeEncodeError:
-                    raise BadJson("key is not valid UTF-8") from None
-                payload = (
-                    b"\x0a" + _varint(len(name)) + name + b"\x12" + _varint(len(inner)) + inner
-                )
-                out.append(tag + _varint(len(payload)) + payload)
+                field = keys.get(key)
+                if field is None:
+                    try:
+                        name = key.encode()
+                    except UnicodeEncodeError:
+                        raise BadJson("key is not valid UTF-8") from None
+                    field = b"\x0a" + _varint(len(name)) + name + b"\x12"
+                    if len(keys) >= _KEY_CACHE_SIZE:
+                        keys.clear()
+                    keys[key] = field
+                size = len(inner)
+                payload = field + (_SMALL[size] if size < 128 else _varint(size)) + inner
+                size = len(payload)
+                out.append(tag + (_SMALL[size] if size < 128 else _varint(size)) + payload)
                 return
         generic(value, out, depth)
 
