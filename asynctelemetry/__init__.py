@@ -17,6 +17,7 @@ from ._exceptions import (
     StoreError,
     TelemetryError,
 )
+from ._export import ConsoleSink, ExporterStats, OTLPGrpcExporter, OTLPHttpExporter
 from ._pricing import DEFAULT_COST_TABLE, ModelPricing, PriceTable, compute_cost
 from ._record import LLMCall, SpanRecord
 from ._stores import CallStore, CallSummary, MemoryStore, SQLiteStore, open_store, replay
@@ -35,11 +36,15 @@ __all__ = [
     "CallSummary",
     "CollectorStats",
     "ConfigError",
+    "ConsoleSink",
     "ExportError",
+    "ExporterStats",
     "LLMCall",
     "MemoryStore",
     "MissingDependencyError",
     "ModelPricing",
+    "OTLPGrpcExporter",
+    "OTLPHttpExporter",
     "PriceTable",
     "RactoTracer",
     "SQLiteStore",

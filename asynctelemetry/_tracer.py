@@ -96,6 +96,8 @@ class AsyncTracer:
         tracer_provider: an OpenTelemetry SDK ``TracerProvider`` to create live spans with.
         sinks: more sinks to emit to (closed with the tracer).
         resource_attributes: extra OTel resource attributes for exported spans.
+        otlp_headers: headers sent with every OTLP export, e.g.
+            ``{"authorization": "Bearer <token>"}`` for a collector started with a token.
         sampler: an OpenTelemetry ``Sampler`` that thins exported spans (OTLP, console, the SDK
             provider the tracer makes). Stores, metrics and :attr:`spans` still see every call.
     """
@@ -117,6 +119,7 @@ class AsyncTracer:
         sinks: Sequence[Sink] = (),
         resource_attributes: Mapping[str, str] | None = None,
         sampler: Sampler | None = None,
+        otlp_headers: Mapping[str, str] | None = None,
     ) -> None:
         self.service_name = service_name
         self.capture_content = capture_content
@@ -152,13 +155,19 @@ class AsyncTracer:
             if otlp_endpoint:
                 exporters.append(
                     _export.OTLPGrpcExporter(
-                        otlp_endpoint, service_name=service_name, resource_attributes=resource
+                        otlp_endpoint,
+                        service_name=service_name,
+                        resource_attributes=resource,
+                        headers=otlp_headers,
                     )
                 )
             if otlp_http_endpoint:
                 exporters.append(
                     _export.OTLPHttpExporter(
-                        otlp_http_endpoint, service_name=service_name, resource_attributes=resource
+                        otlp_http_endpoint,
+                        service_name=service_name,
+                        resource_attributes=resource,
+                        headers=otlp_headers,
                     )
                 )
             if console:
@@ -321,12 +330,12 @@ class AsyncTracer:
     @property
     def spans(self) -> list[LLMCall]:
         """Calls kept in memory (``in_memory=True``), oldest first."""
-        return list(self._memory._calls) if self._memory is not None else []
+        return self._memory.snapshot() if self._memory is not None else []
 
     def clear_spans(self) -> None:
         """Forget the calls kept in memory."""
         if self._memory is not None:
-            self._memory._calls.clear()
+            self._memory.clear()
 
     async def flush(self) -> None:
         """Return once every sink has delivered what it was given."""

@@ -103,3 +103,24 @@ async def test_the_collector_persists_another_process_calls_to_sqlite(tmp_path: 
         c.call_id: c.model_dump(exclude={"source"}) for c in sent
     }
     assert json.loads(sent[0].model_dump_json())["service_name"] == "other-process"
+
+
+async def test_a_tracer_with_the_token_reaches_a_collector_that_requires_it() -> None:
+    """otlp_headers carries a bearer token; without it the collector refuses the export."""
+    from asynctelemetry import AsyncTracer
+
+    store = MemoryStore()
+    async with AsyncCollector(store, port=0, auth_token="s3cret") as collector:
+        endpoint = f"http://127.0.0.1:{collector.port}"
+        async with AsyncTracer(
+            otlp_endpoint=endpoint, otlp_headers={"authorization": "Bearer s3cret"}
+        ) as tracer:
+            async with tracer.llm_call(model="gpt-4o"):
+                pass
+        async with AsyncTracer(otlp_endpoint=endpoint) as anonymous:
+            async with anonymous.llm_call(model="gpt-4o-mini"):
+                pass
+            await asyncio.sleep(0.2)
+        await collector.flush()
+        assert collector.stats.unauthenticated >= 1
+    assert [c.model for c in await store.query()] == ["gpt-4o"]

@@ -84,6 +84,10 @@ class _Records:
     def __len__(self) -> int:
         return len(self._rows)
 
+    def snapshot(self) -> list[LLMCall]:
+        """Every call held, in the order added (a synchronous read, for ``tracer.spans``)."""
+        return list(self._calls)
+
     def clear(self) -> None:
         self._rows.clear()
 
@@ -158,6 +162,14 @@ class MemoryStore:
 
     async def flush(self) -> None:
         """Nothing to do: memory is as durable as a MemoryStore gets."""
+
+    def snapshot(self) -> list[LLMCall]:
+        """Every call held, in the order added (a synchronous read, for ``tracer.spans``)."""
+        return list(self._calls)
+
+    def clear(self) -> None:
+        """Forget every call held (``dropped`` keeps counting from where it was)."""
+        self._calls.clear()
 
     # -- reading --------------------------------------------------------------------------------
     def _records(self, filters: Filters) -> Iterable[LLMCall]:
