@@ -84,10 +84,6 @@ class _Records:
     def __len__(self) -> int:
         return len(self._rows)
 
-    def snapshot(self) -> list[LLMCall]:
-        """Every call held, in the order added (a synchronous read, for ``tracer.spans``)."""
-        return list(self._calls)
-
     def clear(self) -> None:
         self._rows.clear()
 
