@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import ipaddress
 from typing import TYPE_CHECKING
 
 import grpc
@@ -13,6 +11,7 @@ import pytest
 from asynctelemetry import AsyncCollector, ConfigError, LLMCall, MemoryStore, StoreClosedError
 from asynctelemetry._collector._convert import convert_request
 from tests.conftest import make_call
+from tests.tls import self_signed_files
 
 from .helpers import export, llm_span, request_for, request_of
 
@@ -111,43 +110,7 @@ async def test_bearer_token_auth() -> None:
     assert len(store) == 1
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path, bytes]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert_pem)
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path, cert_pem
+_self_signed = self_signed_files  # the name other test modules import
 
 
 async def test_tls_with_self_signed_certificate(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from asynctelemetry._export import OTLPGrpcExporter, encode_calls
 from asynctelemetry._export._grpc import retry_delay_from_metadata
 from tests.conftest import make_call
 from tests.export.conftest import TraceServer
+from tests.tls import self_signed_pem
 
 FAST_RETRY = RetryPolicy(initial=0.01, maximum=0.05, max_attempts=6)
 
@@ -211,47 +212,11 @@ def test_retry_delay_decoding_matches_google_rpc() -> None:
     assert retry_delay_from_metadata([("other", b"")]) is None
 
 
-def _self_signed() -> tuple[bytes, bytes]:
-    """A certificate and key for 127.0.0.1, made for the test."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), key_pem
-
-
 async def test_tls_channel_with_private_root() -> None:
     """https:// uses TLS; the server's certificate is checked against the given root."""
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
-    cert, key = _self_signed()
+    cert, key = self_signed_pem()
     server = grpc.aio.server()
     servicer = TraceServer()
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(servicer, server)

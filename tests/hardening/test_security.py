@@ -3,7 +3,6 @@ content capture off by default, and no secret in a log line or a stored attribut
 
 from __future__ import annotations
 
-import datetime as dt
 import hmac
 import inspect
 import ipaddress
@@ -21,6 +20,7 @@ from asynctelemetry._emit import RetryPolicy
 from asynctelemetry._export import OTLPGrpcExporter, OTLPHttpExporter
 from asynctelemetry.metrics import MetricsRecorder, PrometheusExporter
 from tests.collector.helpers import export, llm_span, request_of
+from tests.tls import self_signed_files
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -123,49 +123,9 @@ async def test_wrong_or_missing_token_is_unauthenticated(
     assert compared and len(store) == 1 and collector.stats.unauthenticated == 1
 
 
-def self_signed(tmp_path: Path) -> tuple[Path, Path, bytes]:
-    """A self-signed certificate for localhost and 127.0.0.1, made with cryptography."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    pem = cert.public_bytes(serialization.Encoding.PEM)
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(pem)
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path, pem
-
-
 async def test_tls_and_token_with_our_exporter(tmp_path: Path) -> None:
     """Our gRPC exporter over TLS with a bearer token is served; without the token it is not."""
-    cert, key, pem = self_signed(tmp_path)
+    cert, key, pem = self_signed_files(tmp_path)
     store = MemoryStore()
     creds = grpc.ssl_channel_credentials(root_certificates=pem)
     async with AsyncCollector(
