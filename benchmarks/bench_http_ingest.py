@@ -5,9 +5,10 @@ One AsyncCollector serves both transports into a MemoryStore. A separate load pr
 grpc.aio for the gRPC row (the baseline) and over aiohttp for the HTTP rows, retrying refusals
 as OTLP exporters do. Each row is timed from "go" to "every span stored" (``collector.flush()``)
 and also shows the collector process's CPU time per span (all its threads; a busy shared machine
-disturbs it less than the wall-clock rate) and its loop's p99 lag while it ran (OTLP/JSON bodies
-over 128 KiB are encoded in a worker thread so the loop keeps answering). Rows are interleaved
-over rounds and each keeps its best round, so a busy spell does not land on one row only.
+disturbs it less than the wall-clock rate) and its loop's p99 lag while it ran (the loop is
+saturated in every row, so this is mostly queueing behind other requests' ingest; OTLP/JSON is
+encoded in steps of 64 spans). Rows are interleaved over rounds and each keeps its best round, so
+a busy spell does not land on one row only.
 
     .venv/bin/python benchmarks/bench_http_ingest.py [--quick] [--requests N] [--rounds N]
 """

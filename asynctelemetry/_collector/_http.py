@@ -21,7 +21,8 @@ accepted                                200     ``ExportTraceServiceResponse``
 Bodies are read with a bound, decompressed with a bound on the output (a zip bomb is refused
 after ``max_message_bytes`` bytes, never expanded), JSON is encoded to protobuf by
 :mod:`._otlp_json`, and everything then takes the collector's one ingest path. Large bodies are
-decompressed and JSON-encoded in a worker thread so that the loop is never held for long.
+inflated in a worker thread (zlib releases the GIL) and JSON is encoded in steps, so that the
+loop is never held for long.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from .._exceptions import ConfigError, require
-from ._otlp_json import BadJson, json_to_request, response_to_json, status_body
+from ._otlp_json import BadJson, json_to_request_steps, response_to_json, status_body
 from ._server import MalformedRequest, StoreBehind
 
 if TYPE_CHECKING:
@@ -53,8 +54,6 @@ _PROTOBUF: Final = frozenset({"application/x-protobuf", "application/protobuf"})
 _JSON: Final = "application/json"
 #: Compressed bodies at least this large are inflated in a worker thread (zlib drops the GIL).
 _INFLATE_IN_THREAD: Final = 256 * 1024
-#: JSON bodies at least this large are encoded in a worker thread (~10 ms per 256 KiB).
-_JSON_IN_THREAD: Final = 128 * 1024
 #: Most requests read and decoded at once; each may hold up to twice ``max_message_bytes``.
 DEFAULT_MAX_IN_FLIGHT: Final = 64
 # gRPC codes carried in the google.rpc.Status bodies (OTLP clients go by the HTTP status).
@@ -252,13 +251,7 @@ class HttpReceiver:
                     body = await asyncio.to_thread(inflate, body, coding, limit)
                 else:
                     body = inflate(body, coding, limit)
-            if as_json:
-                if len(body) >= _JSON_IN_THREAD:
-                    raw = await asyncio.to_thread(json_to_request, body)
-                else:
-                    raw = json_to_request(body)
-            else:
-                raw = body
+            raw = await _encode_json(body) if as_json else body
         except _TooLarge:
             return self._error(413, _RESOURCE_EXHAUSTED, too_large, as_json)
         except (zlib.error, BadJson) as exc:
@@ -329,6 +322,23 @@ class HttpReceiver:
             content_type=_JSON if as_json else "application/x-protobuf",
             headers=headers,
         )
+
+
+async def _encode_json(body: bytes) -> bytes:
+    """OTLP/JSON to protobuf on the loop, giving other tasks a turn every few dozen spans.
+
+    A worker thread would not spare the loop here: the encoder is Python code that holds the GIL,
+    and several such threads starve the loop of it. Stepping keeps each hold to a few
+    milliseconds; only ``json.loads`` runs in one piece.
+    """
+    steps = json_to_request_steps(body)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as finished:
+            raw: bytes = finished.value
+            return raw
+        await asyncio.sleep(0)
 
 
 async def _read(stream: StreamReader, limit: int) -> bytes:

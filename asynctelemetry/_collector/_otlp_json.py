@@ -28,11 +28,17 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from ._forward import retry_info
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Generator
 
     from google.protobuf.descriptor import Descriptor
 
-__all__ = ["BadJson", "json_to_request", "response_to_json", "status_body"]
+__all__ = [
+    "BadJson",
+    "json_to_request",
+    "json_to_request_steps",
+    "response_to_json",
+    "status_body",
+]
 
 #: Deepest nesting of messages accepted (AnyValue arrays and kvlists nest).
 MAX_DEPTH: Final = 64
@@ -340,7 +346,87 @@ def _table(descriptor: Descriptor, tables: dict[str, _Table]) -> _Table:
     return table
 
 
-_REQUEST: Final = _table(ExportTraceServiceRequest.DESCRIPTOR, {})
+_TABLES: Final[dict[str, _Table]] = {}
+_REQUEST: Final = _table(ExportTraceServiceRequest.DESCRIPTOR, _TABLES)
+_RESOURCE_SPANS: Final = _TABLES["opentelemetry.proto.trace.v1.ResourceSpans"]
+_SCOPE_SPANS: Final = _TABLES["opentelemetry.proto.trace.v1.ScopeSpans"]
+_SPAN: Final = _TABLES["opentelemetry.proto.trace.v1.Span"]
+# Tags of the three repeated fields the stepwise encoder walks itself (all length-delimited).
+_TAG_RESOURCE_SPANS: Final = _varint(1 << 3 | 2)  # ExportTraceServiceRequest.resource_spans
+_TAG_SCOPE_SPANS: Final = _varint(2 << 3 | 2)  # ResourceSpans.scope_spans
+_TAG_SPANS: Final = _varint(2 << 3 | 2)  # ScopeSpans.spans
+#: Spans encoded between two yields of :func:`json_to_request_steps` (a few milliseconds).
+SPANS_PER_STEP: Final = 64
+
+
+def _items(value: Any, name: str) -> list[Any]:
+    if type(value) is not list:
+        raise BadJson(f"{name} must be a list")
+    return value
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if type(value) is not dict:
+        raise BadJson("expected a JSON object")
+    return value
+
+
+def _length_delimited(tag: bytes, parts: _Out) -> bytes:
+    payload = b"".join(parts)
+    return tag + _varint(len(payload)) + payload
+
+
+def json_to_request_steps(body: bytes, every: int = SPANS_PER_STEP) -> Generator[None, None, bytes]:
+    """:func:`json_to_request` in steps: yields after every ``every`` spans, returns the bytes.
+
+    The caller (the HTTP receiver) gives the event loop a turn at each yield, so a large body is
+    encoded without holding the loop for more than a few milliseconds at a time (only
+    ``json.loads`` runs in one piece).
+    """
+    try:
+        obj = _object(json.loads(body))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise BadJson(f"not JSON: {exc}") from None
+    out: _Out = []
+    done = 0
+    for key, value in obj.items():
+        if value is None:
+            continue
+        if _REQUEST.get(key) is not _REQUEST["resourceSpans"]:
+            write = _REQUEST.get(key)
+            if write is not None:
+                write(value, out, 0)
+            continue
+        for resource_spans in _items(value, key):
+            resource_parts: _Out = []
+            for r_key, r_value in _object(resource_spans).items():
+                r_write = _RESOURCE_SPANS.get(r_key)
+                if r_write is None or r_value is None:
+                    continue
+                if r_write is not _RESOURCE_SPANS["scopeSpans"]:
+                    r_write(r_value, resource_parts, 1)
+                    continue
+                for scope_spans in _items(r_value, r_key):
+                    scope_parts: _Out = []
+                    for s_key, s_value in _object(scope_spans).items():
+                        s_write = _SCOPE_SPANS.get(s_key)
+                        if s_write is None or s_value is None:
+                            continue
+                        if s_write is not _SCOPE_SPANS["spans"]:
+                            s_write(s_value, scope_parts, 2)
+                            continue
+                        for span in _items(s_value, s_key):
+                            if span is None:
+                                raise BadJson("spans holds a null")
+                            span_parts: _Out = []
+                            _message(_SPAN, span, span_parts, 3)
+                            scope_parts.append(_length_delimited(_TAG_SPANS, span_parts))
+                            done += 1
+                            if done % every == 0:
+                                yield
+                    resource_parts.append(_length_delimited(_TAG_SCOPE_SPANS, scope_parts))
+            out.append(_length_delimited(_TAG_RESOURCE_SPANS, resource_parts))
+    return b"".join(out)
 
 
 def json_to_request(body: bytes) -> bytes:
@@ -349,13 +435,13 @@ def json_to_request(body: bytes) -> bytes:
     Raises:
         BadJson: the body is not JSON, or not an ``ExportTraceServiceRequest`` in OTLP/JSON.
     """
-    try:
-        obj = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise BadJson(f"not JSON: {exc}") from None
-    out: _Out = []
-    _message(_REQUEST, obj, out, 0)
-    return b"".join(out)
+    steps = json_to_request_steps(body)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as finished:
+            result: bytes = finished.value
+            return result
 
 
 def response_to_json(raw: bytes) -> bytes:
