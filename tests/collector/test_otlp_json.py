@@ -324,3 +324,31 @@ def test_responses_and_status_bodies() -> None:
     assert info.retry_delay.ToTimedelta().total_seconds() == 0.5
     plain = RpcStatus.FromString(status_body(3, "bad", as_json=False, retry_delay=None))
     assert (plain.code, plain.message, len(plain.details)) == (3, "bad", 0)
+
+
+def test_steps_yield_every_64_spans_with_the_same_result() -> None:
+    """The stepwise encoder (what the HTTP receiver drives) yields every 64 spans, same bytes."""
+    from asynctelemetry._collector._otlp_json import json_to_request_steps
+
+    request = ExportTraceServiceRequest(
+        resource_spans=[
+            ResourceSpans(
+                scope_spans=[
+                    ScopeSpans(spans=[Span(name=f"s{i}", span_id=i.to_bytes(8, "big"))])
+                    for i in range(200)
+                ]
+            )
+        ]
+    )
+    body = otlp_json(request)
+    steps = json_to_request_steps(body)
+    yields = 0
+    while True:
+        try:
+            next(steps)
+            yields += 1
+        except StopIteration as finished:
+            result = finished.value
+            break
+    assert yields == 200 // 64
+    assert parsed(result) == request.SerializeToString(deterministic=True)
