@@ -19,9 +19,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from asynctelemetry import AsyncCollector, ConfigError, LLMCall, MemoryStore, StoreClosedError
 from tests.conftest import make_call
 from tests.hardening.test_security import listening
+from tests.tls import self_signed_files
 
 from .helpers import llm_span, request_for, request_of
-from .test_server import _self_signed
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
@@ -706,7 +706,7 @@ async def test_tls_with_self_signed_certificate(
     # requests lets these variables override the exporter's certificate_file (session.verify)
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    cert_path, key_path, cert_pem = _self_signed(tmp_path)
+    cert_path, key_path, cert_pem = self_signed_files(tmp_path)
     store = MemoryStore()
     async with AsyncCollector(
         store, port=0, http_port=0, tls_cert=cert_path, tls_key=key_path

@@ -110,12 +110,9 @@ async def test_bearer_token_auth() -> None:
     assert len(store) == 1
 
 
-_self_signed = self_signed_files  # the name other test modules import
-
-
 async def test_tls_with_self_signed_certificate(tmp_path: Path) -> None:
     """With cert and key the port speaks TLS: a trusting client is served, plaintext is not."""
-    cert_path, key_path, cert_pem = _self_signed(tmp_path)
+    cert_path, key_path, cert_pem = self_signed_files(tmp_path)
     store = MemoryStore()
     credentials = grpc.ssl_channel_credentials(root_certificates=cert_pem)
     async with AsyncCollector(store, port=0, tls_cert=cert_path, tls_key=key_path) as collector:
