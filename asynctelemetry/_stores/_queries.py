@@ -61,13 +61,11 @@ def select_sql(filters: Filters, limit: int | None, newest_first: bool) -> tuple
 def page_sql(filters: Filters) -> tuple[str, list[Any]]:
     """A keyset page query: bind the last (timestamp_ns, id) seen, then the page size.
 
-    Each row ends with its raw ``timestamp_ns`` and ``id``, the key of the next page.
+    The key of the next page is the last row's ``timestamp_ns`` and ``id`` (at
+    :data:`~._schema.ROW_TS` and :data:`~._schema.ROW_ID`).
     """
     clause, params = where(filters, "(timestamp_ns, id) > (?, ?)")
-    sql = (
-        f"SELECT {SELECT_COLUMNS}, timestamp_ns, id FROM calls{clause} "
-        "ORDER BY timestamp_ns, id LIMIT ?"
-    )
+    sql = f"SELECT {SELECT_COLUMNS} FROM calls{clause} ORDER BY timestamp_ns, id LIMIT ?"
     return sql, params
 
 

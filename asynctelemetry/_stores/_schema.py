@@ -24,7 +24,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import SchemaVersionError, StoreError
-from .._record import LLMCall
+from .._record import FIELD_DEFAULTS, LLMCall
 
 if TYPE_CHECKING:
     import sqlite3
@@ -34,6 +34,10 @@ __all__ = [
     "COLUMNS",
     "INSERT_SQL",
     "MIGRATIONS",
+    "PROFILE_FIELDS",
+    "ROW_FIELDS",
+    "ROW_ID",
+    "ROW_TS",
     "SCHEMA_VERSION",
     "SELECT_COLUMNS",
     "decode_rows",
@@ -82,9 +86,6 @@ COLUMNS: Final = (*PLAIN_FIELDS, "timestamp_ns", "attributes")
 INSERT_SQL: Final = (
     f"INSERT OR IGNORE INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 )
-#: Read side: the timestamp comes back in microseconds, divided by SQLite rather than Python.
-SELECT_COLUMNS: Final = ", ".join((*PLAIN_FIELDS, "timestamp_ns / 1000", "attributes"))
-
 _COLUMN_TYPES: Final = {
     "call_id": "TEXT NOT NULL UNIQUE",
     "model": "TEXT NOT NULL",
@@ -194,9 +195,6 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _plain: Final = attrgetter(*PLAIN_FIELDS)
 _dumps: Final = json.JSONEncoder(separators=(",", ":")).encode  # ASCII: lone surrogates survive
 _loads: Final = json.loads
-_TS: Final = len(PLAIN_FIELDS)
-_ATTRS: Final = _TS + 1
-_STREAMING: Final = PLAIN_FIELDS.index("is_streaming")
 
 
 def to_ns(moment: datetime) -> int:
@@ -215,23 +213,130 @@ def encode_call(call: LLMCall) -> tuple[Any, ...]:
     return (*_plain(call), ns, _dumps(attributes) if attributes else None)
 
 
-def decode_rows(rows: Sequence[Sequence[Any]]) -> list[LLMCall]:
+# Reading. Building records is what replay spends its time on, so the read side hands Python as
+# few objects as it can. Fields whose values repeat across many calls (model, provider, status,
+# ...) come back as ONE JSON array per row, built by SQLite in the reader's thread; each distinct
+# array becomes a complete field dict once (a "template"), and each row then costs a copy of its
+# template plus the fields that vary from call to call. The record is wrapped without copying or
+# validating again (``LLMCall._adopt``): the values are our own, checked when they were written.
+
+#: Fields read through the per-row JSON array (few distinct values).
+PROFILE_FIELDS: Final = (
+    "model",
+    "request_model",
+    "provider",
+    "operation",
+    "service_name",
+    "source",
+    "route_name",
+    "is_streaming",
+    "status",
+    "status_code",
+    "error_type",
+    "cache_hit",
+    "tool_calls",
+    "routing_strategy",
+    "routing_reason",
+    "price_version",
+)
+#: Fields read as columns, in the order :func:`decode_rows` unpacks them (``timestamp`` comes
+#: back as ``timestamp_ns``).
+ROW_FIELDS: Final = (
+    "call_id",
+    "timestamp",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "session_id",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cached_input_tokens",
+    "cache_creation_tokens",
+    "reasoning_tokens",
+    "duration_ms",
+    "ttft_ms",
+    "cost_usd",
+    "attributes",
+)
+if set(PROFILE_FIELDS) | set(ROW_FIELDS) != set(FIELD_DEFAULTS) or len(PROFILE_FIELDS) + len(
+    ROW_FIELDS
+) != len(FIELD_DEFAULTS):  # pragma: no cover - a new LLMCall field must be placed here
+    raise AssertionError("PROFILE_FIELDS and ROW_FIELDS must split LLMCall's fields")
+#: What reads select: the row fields, the profile array, then the rowid (the keyset's tie-break).
+SELECT_COLUMNS: Final = ", ".join(
+    (
+        *("timestamp_ns" if f == "timestamp" else f for f in ROW_FIELDS),
+        f"json_array({', '.join(PROFILE_FIELDS)})",
+        "id",
+    )
+)
+#: Positions in a selected row of the keyset (timestamp_ns, id).
+ROW_TS: Final = ROW_FIELDS.index("timestamp")
+ROW_ID: Final = len(ROW_FIELDS) + 1
+#: Most distinct profiles remembered; past it the cache starts over (correct, just slower).
+PROFILE_CACHE_SIZE: Final = 4096
+_templates: dict[str, dict[str, Any]] = {}
+
+
+def _template(profile: str) -> dict[str, Any]:
+    """The complete field dict for one profile array (the row fields still at their defaults)."""
+    data = dict(FIELD_DEFAULTS)
+    data.update(zip(PROFILE_FIELDS, _loads(profile), strict=True))
+    streaming = data["is_streaming"]
+    data["is_streaming"] = None if streaming is None else streaming == 1
+    if len(_templates) >= PROFILE_CACHE_SIZE:
+        _templates.clear()
+    _templates[profile] = data
+    return data
+
+
+def decode_rows(rows: Iterable[Sequence[Any]]) -> list[LLMCall]:
     """Rebuild records from rows selected with :data:`SELECT_COLUMNS` (our own data: trusted)."""
     out: list[LLMCall] = []
     append = out.append
-    trusted = LLMCall.trusted
-    fields = PLAIN_FIELDS
+    adopt = LLMCall._adopt
+    cached = _templates.get
+    miss = _template
     epoch = _EPOCH
     delta = timedelta
     loads = _loads
-    ts, attrs, streaming_at = _TS, _ATTRS, _STREAMING
-    for row in rows:
-        values = dict(zip(fields, row, strict=False))
-        values["timestamp"] = epoch + delta(0, 0, row[ts])
-        if row[attrs] is not None:
-            values["attributes"] = loads(row[attrs])
-        streaming = row[streaming_at]
-        if streaming is not None:
-            values["is_streaming"] = streaming == 1
-        append(trusted(values))
+    for (
+        call_id,
+        ns,
+        trace_id,
+        span_id,
+        parent_span_id,
+        session_id,
+        input_tokens,
+        output_tokens,
+        total_tokens,
+        cached_input_tokens,
+        cache_creation_tokens,
+        reasoning_tokens,
+        duration_ms,
+        ttft_ms,
+        cost_usd,
+        attributes,
+        profile,
+        _,
+    ) in rows:
+        data = (cached(profile) or miss(profile)).copy()  # keys stay in field order
+        data["call_id"] = call_id
+        data["timestamp"] = epoch + delta(0, 0, ns // 1000)
+        data["trace_id"] = trace_id
+        data["span_id"] = span_id
+        data["parent_span_id"] = parent_span_id
+        data["session_id"] = session_id
+        data["input_tokens"] = input_tokens
+        data["output_tokens"] = output_tokens
+        data["total_tokens"] = total_tokens
+        data["cached_input_tokens"] = cached_input_tokens
+        data["cache_creation_tokens"] = cache_creation_tokens
+        data["reasoning_tokens"] = reasoning_tokens
+        data["duration_ms"] = duration_ms
+        data["ttft_ms"] = ttft_ms
+        data["cost_usd"] = cost_usd
+        data["attributes"] = loads(attributes) if attributes else {}
+        append(adopt(data))
     return out

@@ -22,7 +22,7 @@ from .._exceptions import ConfigError, StoreClosedError, StoreError
 from . import _queries as q
 from ._base import CallSummary, Filters, GroupBy
 from ._replay import paced
-from ._schema import INSERT_SQL, decode_rows, encode_call, prepare
+from ._schema import INSERT_SQL, ROW_ID, ROW_TS, decode_rows, encode_call, prepare
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -374,7 +374,8 @@ class SQLiteStore:
                 pending = None
                 if len(rows) == REPLAY_PAGE:
                     # Read the next page in the reader's thread while this one is decoded here.
-                    pending = fetch((rows[-1][-2], rows[-1][-1]))
+                    last = rows[-1]
+                    pending = fetch((last[ROW_TS], last[ROW_ID]))
                 for call in decode_rows(rows):
                     yield call
         finally:

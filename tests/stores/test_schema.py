@@ -144,8 +144,13 @@ def test_timestamps_are_integer_nanoseconds_utc() -> None:
     call = make_call(3, timestamp=moment)
     row = _schema.encode_call(call)
     assert row[_schema.COLUMNS.index("timestamp_ns")] == ns
-    selected = (*row[: len(_schema.PLAIN_FIELDS)], ns // 1000, row[-1])
-    assert _schema.decode_rows([selected]) == [call]
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    _schema.prepare(conn, ":memory:")
+    conn.execute(_schema.INSERT_SQL, row)
+    selected = conn.execute(f"SELECT {_schema.SELECT_COLUMNS} FROM calls").fetchall()
+    conn.close()
+    assert selected[0][_schema.ROW_TS] == ns
+    assert _schema.decode_rows(selected) == [call]
 
 
 def test_fsum_aggregate_rounds_like_math_fsum() -> None:
