@@ -255,56 +255,68 @@ def _extra_value(value: object) -> tuple[object, str | None]:
     return None, None
 
 
-def _decode(raw: bytes, capture_content: bool) -> tuple[object, object]:
-    """The ``(slot, value)`` entry of one serialized attribute (see the module docstring)."""
+def _decode(raw: bytes, capture_content: bool) -> tuple[tuple[object, object], bytes]:
+    """The ``(slot, value)`` entry of one serialized attribute (see the module docstring), and
+    its key."""
     key, end = split_key(raw)
     if not key:
-        return _Counted("malformed_attribute"), None
+        return (_Counted("malformed_attribute"), None), key
     spec = _SPEC.get(key)
     if spec is not None:
         slot, reader = spec
         value = reader(decode_value(raw, end))
         if value.__class__ is _Defect:
-            return (key, None) if value is _ABSENT else (_Counted(value.kind), None)
-        return slot, value
+            return ((key, None) if value is _ABSENT else (_Counted(value.kind), None)), key
+        return (slot, value), key
     if key == _SPAN_KIND_KEY:
-        return SPAN_KIND, decode_value(raw, end)
+        return (SPAN_KIND, decode_value(raw, end)), key
     if key in _MODEL_JSON_KEYS:
-        return MODEL_JSON, decode_value(raw, end)
+        return (MODEL_JSON, decode_value(raw, end)), key
     text, content = _KEYS.get(key)
     if content and not capture_content:
-        return key, None
+        return (key, None), key
     kept, defect = _extra_value(decode_value(raw, end))
     if defect is not None:
-        return _Counted(defect, None if kept is None else (text, kept)), None
-    return (key, None) if kept is None else (text, kept)
+        return (_Counted(defect, None if kept is None else (text, kept)), None), key
+    return ((key, None) if kept is None else (text, kept)), key
 
 
 #: Serialized attributes (key and value) up to this size are remembered, with what they gave.
 _CACHED_ATTRIBUTE_BYTES: Final = 160
 _CACHE_ENTRIES: Final = 16_384
+#: Values remembered per key: past this, a key's values are taken not to repeat (response ids,
+#: request ids) and are decoded each time rather than crowd the others out of the cache.
+_ENTRIES_PER_KEY: Final = 4096
 
 
 class _AttributeCache(dict[bytes, tuple[object, object]]):
     """Raw ``KeyValue`` bytes → ``(slot, value)``; a miss decodes, and keeps what may repeat.
 
-    Most attributes repeat exactly (operation, provider, models, server address, app keys, small
-    token counts), so most need no decoding at all. Full, it starts again: the values that repeat
-    come back at once.
+    Most attributes repeat exactly (operation, provider, models, server address, app keys, token
+    counts), so most need no decoding at all. A key stops being remembered after
+    ``_ENTRIES_PER_KEY`` values; full, the cache starts again.
     """
 
-    __slots__ = ("capture_content",)
+    __slots__ = ("capture_content", "per_key")
 
     def __init__(self, capture_content: bool) -> None:
         super().__init__()
         self.capture_content = capture_content
+        self.per_key: dict[bytes, int] = {}
 
     def __missing__(self, raw: bytes) -> tuple[object, object]:
-        entry = _decode(raw, self.capture_content)
-        if entry[0].__class__ is not _Counted and len(raw) <= _CACHED_ATTRIBUTE_BYTES:
-            if len(self) >= _CACHE_ENTRIES:
-                self.clear()
-            self[raw] = entry
+        entry, key = _decode(raw, self.capture_content)
+        if entry[0].__class__ is _Counted or len(raw) > _CACHED_ATTRIBUTE_BYTES:
+            return entry
+        kept = self.per_key.get(key, 0)
+        if kept >= _ENTRIES_PER_KEY:
+            return entry
+        if len(self) >= _CACHE_ENTRIES or len(self.per_key) >= _CACHE_ENTRIES:
+            self.clear()
+            self.per_key.clear()
+            kept = 0
+        self.per_key[key] = kept + 1
+        self[raw] = entry
         return entry
 
 
