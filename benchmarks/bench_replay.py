@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import machine, peak_rss_mb, table
+from bench_sqlite import load
 
 from asynctelemetry import SQLiteStore
 
@@ -106,6 +107,7 @@ def main() -> None:
         made = time.perf_counter() - started
         # Alternate the two paths and keep the best of each: the machine may be shared. The
         # first replay's peak RSS is the one reported (later runs start from a higher peak).
+        before = load()
         ours, ours_s, grown = asyncio.run(store_replay(path))
         raw, raw_s = raw_fetch(path)
         for _ in range(args.repeat - 1):
@@ -116,6 +118,7 @@ def main() -> None:
         f"{machine()}; {n:,} full calls ({path.name} generated in {made:.0f} s), "
         f"best of {args.repeat} alternating runs"
     )
+    print(f"started at {before}; finished at {load()}")
     print()
     print(
         table(
