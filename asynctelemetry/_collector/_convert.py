@@ -200,20 +200,30 @@ def convert_span(
 
 
 def _price(found: dict[str, Any], table: PriceTable, defects: MutableMapping[str, int]) -> None:
-    """Price a call that arrived without a cost, with the collector's table."""
+    """Price a call that arrived without a cost, with the collector's table: the response model
+    first, then the requested one (as ``PriceTable.cost`` does)."""
+    model = found["model"]
+    requested = found["request_model"]
     try:
-        cost = None
-        for model in dict.fromkeys((found["model"], found["request_model"])):
-            if model is not None and cost is None:  # the response model first, as table.cost()
-                cost = table.cost_of(
-                    model,
-                    found.get("provider"),
-                    input_tokens=found.get("input_tokens"),
-                    output_tokens=found.get("output_tokens"),
-                    cached_input_tokens=found.get("cached_input_tokens"),
-                    cache_creation_tokens=found.get("cache_creation_tokens"),
-                    reasoning_tokens=found.get("reasoning_tokens"),
-                )
+        cost = table.cost_of(
+            model,
+            found.get("provider"),
+            input_tokens=found.get("input_tokens"),
+            output_tokens=found.get("output_tokens"),
+            cached_input_tokens=found.get("cached_input_tokens"),
+            cache_creation_tokens=found.get("cache_creation_tokens"),
+            reasoning_tokens=found.get("reasoning_tokens"),
+        )
+        if cost is None and requested is not None and requested != model:
+            cost = table.cost_of(
+                requested,
+                found.get("provider"),
+                input_tokens=found.get("input_tokens"),
+                output_tokens=found.get("output_tokens"),
+                cached_input_tokens=found.get("cached_input_tokens"),
+                cache_creation_tokens=found.get("cache_creation_tokens"),
+                reasoning_tokens=found.get("reasoning_tokens"),
+            )
     except Exception:  # a price table's bug must not lose the call
         defects["pricing_failed"] = defects.get("pricing_failed", 0) + 1
         return
