@@ -22,11 +22,27 @@ from .._exceptions import ConfigError, StoreClosedError, StoreError
 from . import _queries as q
 from ._base import CallSummary, Filters, GroupBy
 from ._replay import paced
-from ._schema import INSERT_SQL, ROW_ID, ROW_TS, decode_rows, encode_call, prepare
+from ._retention import (
+    Retention,
+    auto_vacuum_mode,
+    parse_max_age,
+    parse_max_rows,
+    vacuum_into_incremental,
+)
+from ._schema import ROW_ID, ROW_TS, decode_rows
+from ._sqlite_ops import (
+    SYNCHRONOUS,
+    fetch,
+    fetch_calls,
+    insert_rows,
+    run,
+    setup_reader,
+    setup_writer,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-    from datetime import datetime
+    from collections.abc import AsyncIterator, Callable, Sequence
+    from datetime import datetime, timedelta
     from types import TracebackType
 
     from .._emit import QueueStats
@@ -36,7 +52,6 @@ __all__ = ["Durability", "SQLiteStore"]
 
 logger = logging.getLogger("asynctelemetry")
 Durability = Literal["normal", "full"]
-_SYNCHRONOUS: Final = {"normal": "NORMAL", "full": "FULL"}
 #: SQLite primary result codes worth retrying: busy/locked (another writer), out of memory,
 #: I/O error and disk full (space may come back).
 _RETRYABLE: Final = frozenset({5, 6, 7, 10, 13})
@@ -66,6 +81,11 @@ class SQLiteStore:
         busy_timeout: seconds SQLite waits for another process's write lock before a batch
             counts as failed and is retried.
         close_timeout: seconds ``aclose()`` spends writing what is queued.
+        max_age: retention: calls whose timestamp is older than this (seconds, a timedelta, or
+            text like ``"7d"``) are deleted by a background pass.
+        max_rows: retention: at most this many calls are kept, the newest by timestamp.
+        retention_interval: seconds between retention passes.
+        retention_batch: most rows one retention transaction deletes.
     """
 
     def __init__(
@@ -78,15 +98,23 @@ class SQLiteStore:
         durability: Durability = "normal",
         busy_timeout: float = 5.0,
         close_timeout: float = 10.0,
+        max_age: float | timedelta | str | None = None,
+        max_rows: int | None = None,
+        retention_interval: float = 1.0,
+        retention_batch: int = 1000,
     ) -> None:
         _check(batch_size >= 1, f"batch_size must be >= 1, got {batch_size!r}")
         _check(flush_interval >= 0, f"flush_interval must be >= 0, got {flush_interval!r}")
         _check(max_pending >= 1, f"max_pending must be >= 1, got {max_pending!r}")
         _check(
-            durability in _SYNCHRONOUS, f"durability must be 'normal' or 'full', not {durability!r}"
+            durability in SYNCHRONOUS, f"durability must be 'normal' or 'full', not {durability!r}"
         )
         _check(busy_timeout >= 0, f"busy_timeout must be >= 0, got {busy_timeout!r}")
         _check(close_timeout >= 0, f"close_timeout must be >= 0, got {close_timeout!r}")
+        _check(
+            retention_interval > 0, f"retention_interval must be > 0, got {retention_interval!r}"
+        )
+        _check(retention_batch >= 1, f"retention_batch must be >= 1, got {retention_batch!r}")
         self.path = os.fspath(path)
         self.batch_size = batch_size
         self.flush_interval = flush_interval
@@ -107,6 +135,15 @@ class SQLiteStore:
             retry=RetryPolicy(max_attempts=None),
             name=f"SQLiteStore({self.path})",
         )
+        #: Retention bounds, counters (``deleted``, ``vacuumed_pages``, ``passes``) and state.
+        self.retention = Retention(
+            self._write,
+            max_age=parse_max_age(max_age),
+            max_rows=parse_max_rows(max_rows),
+            interval=retention_interval,
+            batch=retention_batch,
+        )
+        self._retention_task: asyncio.Task[None] | None = None
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._opening: anyio.Lock | None = None
@@ -121,6 +158,11 @@ class SQLiteStore:
     def pending(self) -> int:
         """Calls added and not yet committed."""
         return self._queue.pending
+
+    @property
+    def retention_deleted(self) -> int:
+        """Calls deleted by retention (``max_age``/``max_rows``) since the store opened."""
+        return self.retention.deleted
 
     @property
     def queue_stats(self) -> QueueStats:
@@ -145,6 +187,10 @@ class SQLiteStore:
         async with self._opening:
             if self._writer is None and not self._closed:
                 await self._connect()
+                if self.retention.active:
+                    self._retention_task = asyncio.get_running_loop().create_task(
+                        self.retention.run_forever(), name=f"{self!r} retention"
+                    )
         if self._closed:
             raise StoreClosedError(f"{self!r} is closed")
         return self
@@ -153,12 +199,13 @@ class SQLiteStore:
         writer = reader = None
         try:
             writer = await aiosqlite.connect(self.path, isolation_level=None)
-            await _run(writer, _setup_writer, self.path, self.durability, self.busy_timeout)
+            await run(writer, setup_writer, self.path, self.durability, self.busy_timeout)
+            self.retention.incremental = await run(writer, auto_vacuum_mode) == 2
             if self.path == ":memory:":
                 reader = writer
             else:
                 reader = await aiosqlite.connect(self.path, isolation_level=None)
-                await _run(reader, _setup_reader, self.busy_timeout)
+                await run(reader, setup_reader, self.busy_timeout)
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 for conn in {id(c): c for c in (reader, writer) if c is not None}.values():
@@ -181,6 +228,10 @@ class SQLiteStore:
         error: BaseException | None = None
         before = self._queue.stats.dropped_on_close
         try:
+            if self._retention_task is not None:
+                self._retention_task.cancel()
+                with anyio.CancelScope(shield=True):
+                    await asyncio.gather(self._retention_task, return_exceptions=True)
             try:
                 await self._queue.aclose(timeout=self.close_timeout)
             except Exception as exc:
@@ -257,7 +308,7 @@ class SQLiteStore:
         if writer is None:  # closed under us; BatchQueue counts the batch as lost
             raise StoreClosedError(f"{self!r} is closed")
         try:
-            inserted, rejected = await _run(writer, _insert_rows, batch)
+            inserted, rejected = await run(writer, insert_rows, batch)
         except sqlite3.Error as exc:
             error = StoreError(f"writing {len(batch)} calls to {self.path} failed: {exc}")
             code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
@@ -276,11 +327,47 @@ class SQLiteStore:
         self.rejected += len(rejected)
         self.duplicates += len(batch) - inserted - len(rejected)
 
+    # -- retention ------------------------------------------------------------------------------
+    async def enforce_retention(self) -> int:
+        """Run one retention pass now (the background task runs one every
+        ``retention_interval``); return how many calls it deleted (0 without bounds).
+
+        Raises:
+            StoreError: a delete failed (e.g. the file is locked past ``busy_timeout``).
+        """
+        await self._ready()
+        return await self.retention.run_pass() if self.retention.active else 0
+
+    async def vacuum(self) -> None:
+        """Rebuild the file with ``auto_vacuum = INCREMENTAL`` (``VACUUM``), once per old file.
+
+        Files created before retention existed keep ``auto_vacuum = NONE``: retention frees
+        their pages for reuse but cannot give them back. This converts such a file and compacts
+        it. It holds the write lock for the whole rebuild (seconds per GB: every writer, in any
+        process, waits) and needs free disk space about the size of the file; call it when
+        that is acceptable. Queued calls are written first.
+
+        Raises:
+            StoreError: the rebuild failed (disk full, locked).
+        """
+        await self._ready()
+        await self.flush()
+        await self._write(vacuum_into_incremental)
+        self.retention.incremental = await self._write(auto_vacuum_mode) == 2
+
+    async def _write(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(conn, *args)`` on the writer connection, queued behind the insert batches."""
+        writer, _ = await self._ready()
+        try:
+            return await run(writer, fn, *args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{fn.__name__.strip('_')} on {self.path} failed: {exc}") from exc
+
     # -- reading --------------------------------------------------------------------------------
     async def _read(self, fn: Callable[..., Any], *args: Any) -> Any:
         _, reader = await self._ready()
         try:
-            return await _run(reader, fn, *args)
+            return await run(reader, fn, *args)
         except sqlite3.Error as exc:
             raise StoreError(f"reading {self.path} failed: {exc}") from exc
 
@@ -305,7 +392,7 @@ class SQLiteStore:
         sql, params = q.select_sql(
             Filters(since, until, model, provider, session_id, status), limit, newest_first
         )
-        result: list[LLMCall] = await self._read(_fetch_calls, sql, params)
+        result: list[LLMCall] = await self._read(fetch_calls, sql, params)
         return result
 
     async def count(
@@ -320,7 +407,7 @@ class SQLiteStore:
     ) -> int:
         """How many committed calls pass the filters."""
         where, params = q.where(Filters(since, until, model, provider, session_id, status))
-        rows = await self._read(_fetch, f"SELECT COUNT(*) FROM calls{where}", params)
+        rows = await self._read(fetch, f"SELECT COUNT(*) FROM calls{where}", params)
         return int(rows[0][0])
 
     async def summary(
@@ -364,10 +451,10 @@ class SQLiteStore:
     async def _pages(self, filters: Filters) -> AsyncIterator[LLMCall]:
         sql, params = q.page_sql(filters)
 
-        def fetch(after: tuple[int, int]) -> asyncio.Future[list[Any]]:
-            return asyncio.ensure_future(self._read(_fetch, sql, (*params, *after, REPLAY_PAGE)))
+        def page(after: tuple[int, int]) -> asyncio.Future[list[Any]]:
+            return asyncio.ensure_future(self._read(fetch, sql, (*params, *after, REPLAY_PAGE)))
 
-        pending: asyncio.Future[list[Any]] | None = fetch((-(2**63), -1))
+        pending: asyncio.Future[list[Any]] | None = page((-(2**63), -1))
         try:
             while pending is not None:
                 rows = await pending
@@ -375,7 +462,7 @@ class SQLiteStore:
                 if len(rows) == REPLAY_PAGE:
                     # Read the next page in the reader's thread while this one is decoded here.
                     last = rows[-1]
-                    pending = fetch((last[ROW_TS], last[ROW_ID]))
+                    pending = page((last[ROW_TS], last[ROW_ID]))
                 for call in decode_rows(rows):
                     yield call
         finally:
@@ -387,69 +474,3 @@ class SQLiteStore:
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
-
-
-async def _run(conn: aiosqlite.Connection, fn: Callable[..., Any], *args: Any) -> Any:
-    """Run ``fn(sqlite3_connection, *args)`` in ``conn``'s thread: one hop for many statements.
-
-    aiosqlite's public methods take one statement per hop; its ``_execute`` (stable since 0.17)
-    runs any callable in the connection's thread, which is what a transaction of many steps needs.
-    """
-    execute: Callable[[Callable[[], Any]], Awaitable[Any]] = conn._execute
-    return await execute(lambda: fn(conn._conn, *args))
-
-
-# -- run in the connection's thread -------------------------------------------------------------
-def _setup_writer(conn: sqlite3.Connection, path: str, durability: str, busy: float) -> None:
-    # PRAGMAs take no parameters; every value here is validated or our own constant.
-    conn.execute(f"PRAGMA busy_timeout = {int(busy * 1000):d}")
-    conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # "file is not a database"
-    (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-    if mode.lower() not in ("wal", "memory"):
-        raise StoreError(f"{path}: cannot switch to WAL journal mode (got {mode!r})")
-    conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[durability]}")
-    prepare(conn, path)
-    q.register(conn)
-
-
-def _setup_reader(conn: sqlite3.Connection, busy: float) -> None:
-    conn.execute(f"PRAGMA busy_timeout = {int(busy * 1000):d}")
-    conn.execute("PRAGMA query_only = ON")
-    q.register(conn)
-
-
-_ROW_ERRORS: Final = (sqlite3.InterfaceError, sqlite3.DataError, ValueError, OverflowError)
-
-
-def _insert_rows(conn: sqlite3.Connection, batch: list[LLMCall]) -> tuple[int, list[Any]]:
-    """One transaction; returns (rows inserted, [(call_id, reason)] for rows SQLite refused)."""
-    before = conn.total_changes
-    rejected: list[tuple[Any, str]] = []
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        try:
-            conn.executemany(INSERT_SQL, map(encode_call, batch))
-        except _ROW_ERRORS:
-            # A row SQLite cannot bind: insert one by one (OR IGNORE skips those already in).
-            for row in map(encode_call, batch):
-                try:
-                    conn.execute(INSERT_SQL, row)
-                except _ROW_ERRORS as exc:
-                    rejected.append((row[0], f"{type(exc).__name__}: {exc}"))
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass  # SQLite may have rolled back already (disk full); the first error matters
-        raise
-    return conn.total_changes - before, rejected
-
-
-def _fetch(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
-    return conn.execute(sql, params).fetchall()
-
-
-def _fetch_calls(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[LLMCall]:
-    return decode_rows(conn.execute(sql, params).fetchall())

@@ -4,7 +4,9 @@
 - ``sqlite:///relative/calls.db`` (three slashes: a path relative to the working directory),
   ``sqlite:////abs/path/calls.db`` (four: absolute), ``sqlite:///:memory:`` → :class:`SQLiteStore`,
   with options ``batch_size``, ``flush_interval``, ``max_pending``, ``durability``
-  (``normal``/``full``), ``busy_timeout`` and ``close_timeout`` as query parameters.
+  (``normal``/``full``), ``busy_timeout``, ``close_timeout`` and the retention options
+  ``max_age`` (seconds, or with a unit: ``30s``, ``15m``, ``12h``, ``7d``), ``max_rows``,
+  ``retention_interval`` and ``retention_batch`` as query parameters.
 
 Unknown schemes, unknown or repeated options and bad values raise :class:`ConfigError` (a
 ``ValueError``). The store comes back unopened: use it with ``async with``.
@@ -17,6 +19,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .._exceptions import ConfigError
 from ._memory import MemoryStore
+from ._retention import parse_max_age, parse_max_rows
 from ._sqlite import SQLiteStore
 
 if TYPE_CHECKING:
@@ -41,6 +44,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value == 0:
+        raise ValueError("must be > 0")
+    return value
+
+
 def _durability(text: str) -> str:
     if text not in ("normal", "full"):
         raise ValueError("must be 'normal' or 'full'")
@@ -55,6 +65,10 @@ _SQLITE_OPTIONS: Final[dict[str, Callable[[str], Any]]] = {
     "durability": _durability,
     "busy_timeout": _seconds,
     "close_timeout": _seconds,
+    "max_age": parse_max_age,
+    "max_rows": parse_max_rows,
+    "retention_interval": _positive_seconds,
+    "retention_batch": _positive_int,
 }
 
 

@@ -1,0 +1,249 @@
+"""Retention for :class:`SQLiteStore`: ``max_age`` and ``max_rows``, enforced in small batches.
+
+A pass deletes what is past the bounds, oldest first by timestamp (ties by insertion order), in
+transactions of at most ``batch`` rows, each its own ``BEGIN IMMEDIATE`` on the store's writer
+connection: they queue in the same thread as the insert batches, so an insert waits for at most
+one delete batch, and other processes' writers wait at most that long for the lock. Between
+batches the pass yields to the event loop. Readers are never blocked (WAL).
+
+After deleting, a pass gives the freed pages back to the file system with ``PRAGMA
+incremental_vacuum`` (new files are created with ``auto_vacuum = INCREMENTAL``), at most
+:data:`VACUUM_PAGES` pages per transaction, then runs a
+``PASSIVE`` WAL checkpoint so the database file shrinks on disk without waiting for readers.
+Files created before that keep ``auto_vacuum = NONE``: deleted pages are reused by later inserts
+(the file stops growing) but not returned; ``SQLiteStore.vacuum()`` converts such a file once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from .._exceptions import ConfigError, StoreError
+from ._schema import to_ns
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+__all__ = ["Retention", "parse_max_age", "parse_max_rows"]
+
+logger = logging.getLogger("asynctelemetry")
+
+#: Pages returned to the file system per ``incremental_vacuum`` transaction (4 MiB of 4 KiB).
+VACUUM_PAGES: Final = 1024
+_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+_AGE: Final = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)\s*")
+
+
+def parse_max_age(value: float | timedelta | str | None) -> timedelta | None:
+    """``max_age`` as a positive timedelta: seconds, a timedelta, or text like ``"7d"``.
+
+    Text takes a number with an optional unit: ``s`` (the default), ``m``, ``h`` or ``d``.
+
+    Raises:
+        ConfigError: not positive, not finite, or not understood.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        match = _AGE.fullmatch(value)
+        if match is None:
+            raise ConfigError(
+                f"max_age must be a number of seconds or like '30s', '15m', '12h', '7d', "
+                f"not {value!r}"
+            )
+        seconds = float(match[1]) * _UNITS[match[2] or "s"]
+    elif isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise ConfigError(f"max_age must be seconds or a timedelta, not {type(value).__name__}")
+    if not 0 < seconds < timedelta.max.total_seconds():
+        raise ConfigError(f"max_age must be positive and finite, got {value!r}")
+    return timedelta(seconds=seconds)
+
+
+def parse_max_rows(value: int | str | None) -> int | None:
+    """``max_rows`` as an int >= 1 (text accepted for URLs).
+
+    Raises:
+        ConfigError: not an integer >= 1.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = int(value.replace("_", ""))
+        except ValueError:
+            raise ConfigError(f"max_rows must be an integer, not {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"max_rows must be an integer >= 1, got {value!r}")
+    return value
+
+
+class Retention:
+    """The bounds of one store, its passes and counters.
+
+    Args:
+        write: runs ``fn(sqlite3_connection, *args)`` on the store's writer connection, mapping
+            SQLite errors to :class:`StoreError`.
+        max_age: calls older than this (by their timestamp, against the wall clock) are deleted.
+        max_rows: at most this many calls are kept (the newest).
+        interval: seconds between background passes.
+        batch: most rows deleted per transaction.
+    """
+
+    def __init__(
+        self,
+        write: Callable[..., Awaitable[Any]],
+        *,
+        max_age: timedelta | None,
+        max_rows: int | None,
+        interval: float,
+        batch: int,
+    ) -> None:
+        self._write = write
+        self.max_age = max_age
+        self.max_rows = max_rows
+        self.interval = interval
+        self.batch = batch
+        #: Whether the file gives freed pages back (``auto_vacuum = INCREMENTAL``).
+        self.incremental = False
+        #: Calls deleted by retention since the store opened.
+        self.deleted = 0
+        #: Pages given back to the file system since the store opened.
+        self.vacuumed_pages = 0
+        #: Passes completed.
+        self.passes = 0
+        #: The last error a background pass met (``None`` once a pass succeeds again).
+        self.last_error: BaseException | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def active(self) -> bool:
+        """Whether any bound is set."""
+        return self.max_age is not None or self.max_rows is not None
+
+    async def run_pass(self) -> int:
+        """Delete what is past the bounds, give the space back; return the calls deleted."""
+        async with self._lock:  # two passes at once could each delete the same excess
+            deleted = 0
+            if self.max_age is not None:
+                cutoff = to_ns(datetime.now(UTC) - self.max_age)
+                deleted += await self._delete_while(_delete_older, cutoff)
+            if self.max_rows is not None:
+                excess: int = await self._write(_count) - self.max_rows
+                while excess > 0:
+                    n = await self._delete(_delete_oldest, min(self.batch, excess))
+                    if n == 0:
+                        break
+                    deleted += n
+                    excess -= n
+                    await asyncio.sleep(0)
+            if deleted and self.incremental:
+                await self._vacuum()
+            self.passes += 1
+            return deleted
+
+    async def _delete_while(self, fn: Callable[..., int], *args: Any) -> int:
+        deleted = 0
+        while True:
+            n = await self._delete(fn, *args, self.batch)
+            deleted += n
+            if n < self.batch:
+                return deleted
+            await asyncio.sleep(0)  # let queued inserts and other tasks in between batches
+
+    async def _delete(self, fn: Callable[..., int], *args: Any) -> int:
+        n: int = await self._write(_in_transaction, fn, *args)
+        self.deleted += n
+        return n
+
+    async def _vacuum(self) -> None:
+        while True:
+            freed, left = await self._write(_vacuum_step, VACUUM_PAGES)
+            self.vacuumed_pages += freed
+            if left == 0 or freed == 0:
+                break
+            await asyncio.sleep(0)
+        await self._write(_checkpoint)
+
+    async def run_forever(self) -> None:
+        """Background task: a pass every ``interval`` seconds; errors are logged, not raised."""
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.run_pass()
+            except StoreError as exc:
+                if self.last_error is None:
+                    logger.warning("asynctelemetry: retention pass failed: %s; retrying", exc)
+                self.last_error = exc
+            else:
+                if self.last_error is not None:
+                    logger.warning("asynctelemetry: retention passes succeed again")
+                self.last_error = None
+
+
+# -- run in the writer connection's thread ------------------------------------------------------
+def _in_transaction(conn: sqlite3.Connection, fn: Callable[..., int], *args: Any) -> int:
+    """``fn`` in one ``BEGIN IMMEDIATE`` transaction (rolled back on error)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        n = fn(conn, *args)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # SQLite may have rolled back already; the first error matters
+        raise
+    return n
+
+
+def _delete_older(conn: sqlite3.Connection, cutoff_ns: int, limit: int) -> int:
+    return conn.execute(
+        "DELETE FROM calls WHERE id IN (SELECT id FROM calls WHERE timestamp_ns < ? "
+        "ORDER BY timestamp_ns, id LIMIT ?)",
+        (cutoff_ns, limit),
+    ).rowcount
+
+
+def _delete_oldest(conn: sqlite3.Connection, limit: int) -> int:
+    return conn.execute(
+        "DELETE FROM calls WHERE id IN (SELECT id FROM calls ORDER BY timestamp_ns, id LIMIT ?)",
+        (limit,),
+    ).rowcount
+
+
+def _count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
+
+
+def _vacuum_step(conn: sqlite3.Connection, pages: int) -> tuple[int, int]:
+    """Free up to ``pages`` pages (one transaction); return (pages freed, pages still free)."""
+    (before,) = conn.execute("PRAGMA freelist_count").fetchone()
+    # PRAGMA takes no parameters; ``pages`` is our own int. fetchall(): it frees a page a step.
+    conn.execute(f"PRAGMA incremental_vacuum({int(pages):d})").fetchall()
+    (after,) = conn.execute("PRAGMA freelist_count").fetchone()
+    return before - after, after
+
+
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
+def auto_vacuum_mode(conn: sqlite3.Connection) -> int:
+    """The file's ``auto_vacuum`` (0 none, 1 full, 2 incremental)."""
+    return int(conn.execute("PRAGMA auto_vacuum").fetchone()[0])
+
+
+def vacuum_into_incremental(conn: sqlite3.Connection) -> None:
+    """Switch the file to incremental auto-vacuum and rebuild it (``VACUUM``: exclusive, slow)."""
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    conn.execute("VACUUM")

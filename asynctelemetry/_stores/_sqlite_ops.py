@@ -1,0 +1,101 @@
+"""What SQLiteStore runs in its connections' threads: setup, the insert transaction, fetches.
+
+Each function takes the plain ``sqlite3.Connection`` first; :func:`run` hands one to the thread
+of an aiosqlite connection, so a transaction of many statements costs one hop.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING, Any, Final
+
+from .._exceptions import StoreError
+from . import _queries as q
+from ._schema import INSERT_SQL, decode_rows, encode_call, prepare
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    import aiosqlite
+
+    from .._record import LLMCall
+
+__all__ = [
+    "SYNCHRONOUS",
+    "fetch",
+    "fetch_calls",
+    "insert_rows",
+    "run",
+    "setup_reader",
+    "setup_writer",
+]
+
+SYNCHRONOUS: Final = {"normal": "NORMAL", "full": "FULL"}
+
+
+async def run(conn: aiosqlite.Connection, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn(sqlite3_connection, *args)`` in ``conn``'s thread: one hop for many statements.
+
+    aiosqlite's public methods take one statement per hop; its ``_execute`` (stable since 0.17)
+    runs any callable in the connection's thread, which is what a transaction of many steps needs.
+    """
+    execute: Callable[[Callable[[], Any]], Awaitable[Any]] = conn._execute
+    return await execute(lambda: fn(conn._conn, *args))
+
+
+def setup_writer(conn: sqlite3.Connection, path: str, durability: str, busy: float) -> None:
+    # PRAGMAs take no parameters; every value here is validated or our own constant.
+    conn.execute(f"PRAGMA busy_timeout = {int(busy * 1000):d}")
+    conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # "file is not a database"
+    # Takes effect in a new file only (before its first table): freed pages can then be given
+    # back with incremental_vacuum. An existing file keeps its mode (see SQLiteStore.vacuum).
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+    if mode.lower() not in ("wal", "memory"):
+        raise StoreError(f"{path}: cannot switch to WAL journal mode (got {mode!r})")
+    conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS[durability]}")
+    prepare(conn, path)
+    q.register(conn)
+
+
+def setup_reader(conn: sqlite3.Connection, busy: float) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {int(busy * 1000):d}")
+    conn.execute("PRAGMA query_only = ON")
+    q.register(conn)
+
+
+_ROW_ERRORS: Final = (sqlite3.InterfaceError, sqlite3.DataError, ValueError, OverflowError)
+
+
+def insert_rows(conn: sqlite3.Connection, batch: list[LLMCall]) -> tuple[int, list[Any]]:
+    """One transaction; returns (rows inserted, [(call_id, reason)] for rows SQLite refused)."""
+    before = conn.total_changes
+    rejected: list[tuple[Any, str]] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        try:
+            conn.executemany(INSERT_SQL, map(encode_call, batch))
+        except _ROW_ERRORS:
+            # A row SQLite cannot bind: insert one by one (OR IGNORE skips those already in).
+            for row in map(encode_call, batch):
+                try:
+                    conn.execute(INSERT_SQL, row)
+                except _ROW_ERRORS as exc:
+                    rejected.append((row[0], f"{type(exc).__name__}: {exc}"))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # SQLite may have rolled back already (disk full); the first error matters
+        raise
+    return conn.total_changes - before, rejected
+
+
+def fetch(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    return conn.execute(sql, params).fetchall()
+
+
+def fetch_calls(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[LLMCall]:
+    return decode_rows(conn.execute(sql, params).fetchall())
