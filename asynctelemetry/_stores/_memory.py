@@ -32,7 +32,7 @@ _ATTRIBUTES: Final = _FIELDS.index("attributes")
 _TIMESTAMP: Final = _FIELDS.index("timestamp")
 if _ATTRIBUTES != len(_FIELDS) - 1:  # _row() appends the compact attributes last
     raise RuntimeError("LLMCall.attributes must be the last field")
-_values: Final = itemgetter(*_FIELDS)
+_values: Final = itemgetter(*_FIELDS[:_ATTRIBUTES])  # every field but attributes
 _adopt: Final = LLMCall._adopt
 #: Attribute key sets seen, shared by every row that has the same keys (bounded).
 _KEYSETS: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -42,17 +42,17 @@ _MAX_KEYSETS: Final = 4096
 def _row(call: LLMCall) -> Row:
     """The compact form of a record: its field values, then the attribute keys (one shared
     tuple per key set) or None, then the attribute values."""
-    values = _values(call.__dict__)
-    attributes = values[_ATTRIBUTES]
+    data = call.__dict__
+    attributes = data["attributes"]
     if not attributes:
-        return (*values[:_ATTRIBUTES], None)
+        return (*_values(data), None)
     keys = tuple(attributes)
     shared = _KEYSETS.get(keys)
     if shared is None:
         if len(_KEYSETS) >= _MAX_KEYSETS:
             _KEYSETS.clear()
         shared = _KEYSETS[keys] = tuple(map(intern, keys))
-    return (*values[:_ATTRIBUTES], shared, *attributes.values())
+    return (*_values(data), shared, *attributes.values())
 
 
 def _record(row: Row) -> LLMCall:
