@@ -23,6 +23,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+from .._emit import report_internal_error
 from .._exceptions import ConfigError, StoreError
 from ._schema import to_ns
 
@@ -183,6 +184,9 @@ class Retention:
                 if self.last_error is None:
                     logger.warning("asynctelemetry: retention pass failed: %s; retrying", exc)
                 self.last_error = exc
+            except Exception as exc:  # a bug: counted and logged once, the store carries on
+                self.last_error = exc
+                report_internal_error("SQLiteStore retention pass", exc)
             else:
                 if self.last_error is not None:
                     logger.warning("asynctelemetry: retention passes succeed again")

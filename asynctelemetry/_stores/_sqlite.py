@@ -226,12 +226,13 @@ class SQLiteStore:
             return
         self._closed = True
         error: BaseException | None = None
+        ended: BaseException | None = None
         before = self._queue.stats.dropped_on_close
         try:
             if self._retention_task is not None:
                 self._retention_task.cancel()
                 with anyio.CancelScope(shield=True):
-                    await asyncio.gather(self._retention_task, return_exceptions=True)
+                    (ended,) = await asyncio.gather(self._retention_task, return_exceptions=True)
             try:
                 await self._queue.aclose(timeout=self.close_timeout)
             except Exception as exc:
@@ -249,6 +250,8 @@ class SQLiteStore:
         if error is not None:
             logger.error("asynctelemetry: %s", error)
             raise error
+        if isinstance(ended, Exception):  # a retention bug, re-raised under ASYNCTELEMETRY_STRICT
+            raise ended
 
     async def __aenter__(self) -> Self:
         return await self.open()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from asynctelemetry import ConfigError, SQLiteStore, open_store
-from asynctelemetry._stores._retention import parse_max_age, parse_max_rows
+from asynctelemetry._stores._retention import Retention, parse_max_age, parse_max_rows
 from tests.conftest import make_call
 
 if TYPE_CHECKING:
@@ -250,3 +250,45 @@ async def test_closing_stops_the_retention_task(tmp_path: Path) -> None:
     await store.aclose()
     assert task.done()
     await store.aclose()  # idempotent
+
+
+async def test_a_locked_file_fails_a_pass_which_is_retried(tmp_path: Path) -> None:
+    """While another connection holds the write lock, passes fail (logged, kept in last_error);
+    once it lets go the next pass trims the store."""
+    path = tmp_path / "r.db"
+    async with SQLiteStore(path, max_rows=10, busy_timeout=0.02, retention_interval=0.02) as store:
+        await store.add_many([make_call(i) for i in range(50)])
+        await store.flush()
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        await asyncio.to_thread(other.execute, "BEGIN IMMEDIATE")
+        try:
+            deadline = time.monotonic() + 10
+            while store.retention.last_error is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            assert "locked" in str(store.retention.last_error)
+            assert await store.count() == 50
+        finally:
+            await asyncio.to_thread(other.execute, "ROLLBACK")
+            await asyncio.to_thread(other.close)
+        deadline = time.monotonic() + 10
+        while store.retention.last_error is not None and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert store.retention.last_error is None
+        assert await store.count() == 10
+
+
+async def test_a_bug_in_a_pass_surfaces_at_close_under_strict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected error in the background pass is not swallowed (strict mode re-raises it)."""
+
+    async def broken(self: object) -> int:
+        raise RuntimeError("retention bug")
+
+    monkeypatch.setattr(Retention, "run_pass", broken)
+    store = SQLiteStore(tmp_path / "r.db", max_rows=5, retention_interval=0.005)
+    await store.open()
+    while store.retention.last_error is None:
+        await asyncio.sleep(0.005)
+    with pytest.raises(RuntimeError, match="retention bug"):
+        await store.aclose()
