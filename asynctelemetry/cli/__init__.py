@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--db", default="calls.db", metavar="PATH", help="SQLite file (calls.db)")
     where.add_argument("--memory", type=_count, metavar="N", help="keep the last N calls in memory")
     where.add_argument("--store", metavar="URL", help="a store URL (sqlite:///x.db, memory://)")
+    collect.add_argument(
+        "--max-age", metavar="AGE", help="delete calls older than this (30m, 12h, 7d; with --db)"
+    )
+    collect.add_argument(
+        "--max-rows", type=_count, metavar="N", help="keep at most N calls (with --db)"
+    )
     collect.add_argument("--metrics-port", type=_port, metavar="PORT", help="serve /metrics")
     collect.add_argument(
         "--auth-token",

@@ -39,16 +39,28 @@ AUTH_TOKEN_ENV = "ASYNCTELEMETRY_AUTH_TOKEN"
 
 
 def _store_of(args: argparse.Namespace) -> tuple[CallStore, str]:
+    retention = {
+        name: value
+        for name, value in (("max_age", args.max_age), ("max_rows", args.max_rows))
+        if value is not None
+    }
     if args.memory is not None:
+        if retention:
+            raise UsageError("--max-age/--max-rows apply to --db (a MemoryStore is bounded by N)")
         return MemoryStore(args.memory), f"memory (last {args.memory:,} calls)"
     if args.store is not None:
+        if retention:
+            raise UsageError("with --store, give retention as URL options (?max_age=7d&max_rows=N)")
         try:
             return open_store(args.store), args.store
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
     if os.path.isdir(args.db):
         raise CLIError(f"{args.db} is a directory, not a call store")
-    return SQLiteStore(args.db), args.db
+    try:
+        return SQLiteStore(args.db, **retention), args.db
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
 
 
 @contextlib.contextmanager

@@ -212,3 +212,28 @@ def test_reader_gone_stops_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert "stopped: 2 calls stored in calls.db" in err
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_retention_flags_bound_the_file(tmp_path: Path) -> None:
+    """--max-rows keeps at most N calls in the --db file; bad or misplaced flags exit 2."""
+    proc = start(tmp_path, "--db", "calls.db", "--max-rows", "5", "--max-age", "7d", "--quiet")
+    try:
+        port = announced(proc, r"collecting OTLP/gRPC on 127\.0\.0\.1:(\d+)")
+        for _ in range(3):
+            assert export(port, genai_spans(4)) is SpanExportResult.SUCCESS
+        time.sleep(1.5)  # one retention pass (every second) after the last export
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+
+    async def kept() -> int:
+        async with SQLiteStore(tmp_path / "calls.db") as store:  # no bounds: reads what is kept
+            return await store.count()
+
+    assert asyncio.run(kept()) == 5
+    bad_age = run_cli("collect", "--port", "0", "--max-age", "soon", cwd=tmp_path)
+    assert bad_age.returncode == 2 and "max_age" in one_line_error(bad_age)
+    on_memory = run_cli("collect", "--port", "0", "--memory", "10", "--max-rows", "5", cwd=tmp_path)
+    assert on_memory.returncode == 2 and "--db" in one_line_error(on_memory)
