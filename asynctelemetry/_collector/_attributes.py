@@ -8,7 +8,7 @@ span's *shape*: instrumentations write the same keys in the same order) indexes 
 :class:`_Plan` that reads every field and extra with two ``itemgetter`` calls. Building the dict,
 the shape and the plan's reads happen in C; Python runs only for attributes seen for the first
 time (:meth:`_AttributeCache.__missing__`). Anything unusual (duplicate keys, defects, content
-dropped by key) falls back to :func:`_collect_slowly`, the same rules one attribute at a time.
+dropped by key) falls back to :func:`collect_slowly`, the same rules one attribute at a time.
 
 Slots: a :class:`_Slot` for a field at a precedence rank (from
 :data:`~asynctelemetry._conventions.FIELD_KEYS`), the key text for an extra attribute, the key
@@ -40,7 +40,14 @@ from ._wire import decode_value, split_key
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, MutableMapping
 
-__all__ = ["Collected", "attribute_cache", "collect"]
+__all__ = [
+    "EMPTY_PLAN",
+    "Collected",
+    "attribute_cache",
+    "collect",
+    "collect_slowly",
+    "lookup",
+]
 
 _STATUSES: Final = frozenset({"ok", "error", "cancelled"})
 
@@ -343,12 +350,16 @@ class _Plan:
     """How to read spans of one shape: the position giving each field, the extras kept."""
 
     __slots__ = (
+        "builder",
         "dropped",
         "extra_names",
+        "extra_positions",
         "extras",
         "fields",
         "model_json",
         "operation_rank",
+        "positions",
+        "size",
         "span_kind",
         "values",
     )
@@ -372,17 +383,23 @@ class _Plan:
             elif slot.__class__ is str and len(extras) < MAX_ATTRIBUTES:
                 extras.append(slot)
                 positions.append(position)
+        self.size = len(slots)
+        #: Field → position of the value that gives it.
+        self.positions = {field: position for field, (_, position) in best.items()}
         self.fields = tuple(best)
-        self.values = _getter(tuple(position for _, position in best.values()))
+        self.values = _getter(tuple(self.positions.values()))
         self.extra_names = tuple(extras)
-        self.extras = _getter(tuple(positions))
+        self.extra_positions = tuple(positions)
+        self.extras = _getter(self.extra_positions)
+        #: What the converter compiled for this shape (see ``_convert``), once it has.
+        self.builder: Any = None
         self.dropped = sum(slot.__class__ is str for slot in slots) - len(extras)
         operation = best.get("operation")
         self.operation_rank = None if operation is None else operation[0]
 
 
 def _plan(slots: tuple[object, ...]) -> _Plan | None:
-    """The plan for a new shape, or None when it needs :func:`_collect_slowly`: a slot seen
+    """The plan for a new shape, or None when it needs :func:`collect_slowly`: a slot seen
     twice (a repeated key) or a defect to count. Plans are remembered, but not for shapes with
     a fresh defect slot (they never repeat)."""
     if len(set(slots)) != len(slots):
@@ -404,6 +421,23 @@ _NEW: Final = _Plan(())
 
 #: (fields found, kept extras or None, span kind, invocation JSON, rank of the operation key).
 Collected = tuple[dict[str, Any], dict[str, object] | None, object, object, int | None]
+#: The plan of spans without attributes.
+EMPTY_PLAN: Final = _Plan(())
+
+
+def lookup(attributes: Iterable[bytes], cache: _AttributeCache) -> tuple[_Plan | None, Any]:
+    """``(plan, values)`` for a span of a planned shape (the values in attribute order), or
+    ``(None, entries)`` for one that needs :func:`collect_slowly`."""
+    entries = list(map(cache.__getitem__, attributes))
+    if not entries:
+        return EMPTY_PLAN, ()
+    slots, values = zip(*entries, strict=True)
+    plan = _PLANS.get(slots, _NEW)
+    if plan is _NEW:
+        plan = _plan(slots)
+    if plan is None:
+        return None, entries
+    return plan, values
 
 
 def collect(
@@ -414,15 +448,11 @@ def collect(
 
     Defects are counted into ``defects`` by kind.
     """
-    entries = list(map(cache.__getitem__, attributes))
-    if not entries:
-        return {}, None, None, None, None
-    slots, values = zip(*entries, strict=True)
-    plan = _PLANS.get(slots, _NEW)
-    if plan is _NEW:
-        plan = _plan(slots)
+    plan, values = lookup(attributes, cache)
     if plan is None:
-        return _collect_slowly(entries, defects)
+        return collect_slowly(values, defects)
+    if plan is EMPTY_PLAN:
+        return {}, None, None, None, None
     if plan.dropped:
         defects["attributes_dropped"] = defects.get("attributes_dropped", 0) + plan.dropped
     return (
@@ -434,7 +464,7 @@ def collect(
     )
 
 
-def _collect_slowly(
+def collect_slowly(
     entries: list[tuple[object, object]], defects: MutableMapping[str, int]
 ) -> Collected:
     """:func:`collect` one attribute at a time: duplicate keys, defects, dropped content."""

@@ -22,6 +22,7 @@ import json
 import math
 import os
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from google.protobuf.message import DecodeError
@@ -32,8 +33,9 @@ from .._conventions import (
     OPENINFERENCE_LLM_KINDS,
     SERVICE_NAME,
 )
-from .._record import MAX_DURATION_MS, LLMCall
-from ._attributes import attribute_cache, collect
+from .._record import FIELD_DEFAULTS, MAX_DURATION_MS, LLMCall
+from .._rows import ATTRIBUTES, FIELDS, Row, Rows, record_of, row_of, shared_keys
+from ._attributes import attribute_cache, collect_slowly, lookup
 from ._wire import LeanRequest, lean_span
 
 if TYPE_CHECKING:
@@ -111,29 +113,168 @@ def _invocation_parameters(text: str) -> tuple[str | None, bool | None]:
     )
 
 
+#: The fields the decisions below read, in the order a plan's ``inputs`` getter gives them.
+_INPUTS: Final = (
+    "operation",
+    "request_model",
+    "response_model",
+    "call_id",
+    "duration_ms",
+    "status",
+    "is_streaming",
+    "cost_usd",
+    "price_version",
+    "provider",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_creation_tokens",
+    "reasoning_tokens",
+)
+#: The fields :func:`_decide` gives, in the order of the tuple it returns.
+_DECIDED: Final = (
+    "model",
+    "request_model",
+    "operation",
+    "call_id",
+    "timestamp",
+    "service_name",
+    "source",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "duration_ms",
+    "status",
+    "is_streaming",
+    "cost_usd",
+    "price_version",
+)
+_DEFAULT_VALUES: Final = tuple(FIELD_DEFAULTS[name] for name in FIELDS[:ATTRIBUTES])
+
+
+class _Builder:
+    """A plan compiled into two ``itemgetter`` calls: one reads the decisions' inputs from the
+    span's values, one lays out the row from ``(*values, None, *decided, *defaults, keys)``."""
+
+    __slots__ = ("inputs", "row", "tail")
+
+    def __init__(self, plan: Any) -> None:
+        positions: dict[str, int] = plan.positions
+        absent = plan.size  # the None after the values
+        self.inputs = itemgetter(*(positions.get(name, absent) for name in _INPUTS))
+        decided = {name: absent + 1 + i for i, name in enumerate(_DECIDED)}
+        defaults = absent + 1 + len(_DECIDED)
+        order = [
+            decided.get(name, positions.get(name, defaults + i))
+            for i, name in enumerate(FIELDS[:ATTRIBUTES])
+        ]
+        order.append(defaults + ATTRIBUTES)  # the extras' keys, or None
+        order.extend(plan.extra_positions)
+        self.row = itemgetter(*order)
+        keys = shared_keys(plan.extra_names) if plan.extra_names else None
+        self.tail = (*_DEFAULT_VALUES, keys)
+
+
 def convert_span(
     span: Any,
     service_name: str | None,
     price_table: PriceTable | None,
     capture_content: bool,
     defects: MutableMapping[str, int],
-) -> LLMCall | _Rejected | None:
-    """Convert one lean span (:mod:`._wire`): an LLMCall, ``REJECTED``, or None.
+) -> Row | _Rejected | None:
+    """Convert one lean span (:mod:`._wire`): a row (:mod:`asynctelemetry._rows`), ``REJECTED``,
+    or None.
 
     ``None`` means the span is not an LLM call; ``REJECTED`` is an LLM span without a model.
     Defects (bad values turned into ``None``, dropped or cut attributes) are counted into
     ``defects`` by kind. Never raises on attribute values.
     """
-    found, extra, span_kind, model_json, operation_rank = collect(
-        span.attributes, attribute_cache(capture_content), defects
+    plan, values = lookup(span.attributes, attribute_cache(capture_content))
+    if plan is None:
+        return _convert_slowly(values, span, service_name, price_table, defects)
+    builder = plan.builder
+    if builder is None:
+        builder = plan.builder = _Builder(plan)
+    if plan.dropped:
+        defects["attributes_dropped"] = defects.get("attributes_dropped", 0) + plan.dropped
+    known = (*values, None)
+    decided = _decide(
+        builder.inputs(known),
+        None if plan.span_kind is None else values[plan.span_kind],
+        None if plan.model_json is None else values[plan.model_json],
+        plan.operation_rank,
+        span,
+        service_name,
+        price_table,
+        defects,
     )
+    if decided.__class__ is not tuple:
+        return decided
+    return builder.row((*known, *decided, *builder.tail))  # type: ignore[no-any-return]
+
+
+def _convert_slowly(
+    entries: list[tuple[object, object]],
+    span: Any,
+    service_name: str | None,
+    price_table: PriceTable | None,
+    defects: MutableMapping[str, int],
+) -> Row | _Rejected | None:
+    """:func:`convert_span` for a span without a plan (repeated keys, defects, dropped content)."""
+    found, extra, span_kind, model_json, operation_rank = collect_slowly(entries, defects)
+    decided = _decide(
+        tuple(map(found.get, _INPUTS)),
+        span_kind,
+        model_json,
+        operation_rank,
+        span,
+        service_name,
+        price_table,
+        defects,
+    )
+    if decided.__class__ is not tuple:
+        return decided
+    data = FIELD_DEFAULTS.copy()
+    data.update(found)
+    data.pop("response_model", None)
+    data.update(zip(_DECIDED, decided, strict=True))
+    data["attributes"] = extra
+    return row_of(data)
+
+
+def _decide(
+    inputs: tuple[Any, ...],
+    span_kind: object,
+    model_json: object,
+    operation_rank: int | None,
+    span: Any,
+    service_name: str | None,
+    price_table: PriceTable | None,
+    defects: MutableMapping[str, int],
+) -> tuple[Any, ...] | _Rejected | None:
+    """Whether the span is an LLM call, and the fields that come from the span itself or from
+    several attributes together (in :data:`_DECIDED` order); None or ``REJECTED`` as for
+    :func:`convert_span`. ``inputs`` holds the attributes' values in :data:`_INPUTS` order, None
+    where absent."""
+    (
+        operation,
+        request_model,
+        response_model,
+        call_id,
+        duration,
+        status,
+        streaming,
+        cost,
+        price_version,
+        provider,
+        *tokens,
+    ) = inputs
     if span_kind.__class__ is not str:
         span_kind = None
     if model_json.__class__ is not str or not model_json:
         model_json = None
 
     # -- is it an LLM call? --------------------------------------------------------------------
-    operation = found.get("operation")
     if span_kind is not None:
         declared = OPENINFERENCE_LLM_KINDS.get(span_kind)
         if declared is None:
@@ -142,21 +283,19 @@ def convert_span(
             operation = declared
     if operation in NON_LLM_OPERATIONS:
         return None
-    request_model = found.get("request_model")
     if model_json is not None and request_model is None:
         request_model, stream = _invocation_parameters(model_json)
-        if stream is not None and "is_streaming" not in found:
-            found["is_streaming"] = stream
-    model = found.get("response_model") or request_model
+        if stream is not None and streaming is None:
+            streaming = stream
+    model = response_model or request_model
     if model is None:
         if operation is not None or span_kind is not None or model_json is not None:
             defects["no_model"] = defects.get("no_model", 0) + 1
             return REJECTED
         return None
 
-    # -- the record ----------------------------------------------------------------------------
+    # -- the fields the span gives -------------------------------------------------------------
     span_id = span.span_id.hex() or None
-    call_id = found.get("call_id")
     if call_id is None or len(call_id) > 256:
         # A span id of any length arrives; a call_id longer than 256 would be an invalid record.
         call_id = span_id if span_id and len(span_id) <= 256 else os.urandom(8).hex()
@@ -167,69 +306,78 @@ def convert_span(
         kind = "bad_start_time" if start else "no_start_time"
         defects[kind] = defects.get(kind, 0) + 1
         timestamp = datetime.now(UTC)
-    if "duration_ms" not in found:
+    if duration is None:
         end = span.end_time_unix_nano
         if start and end > start:
             duration = (end - start) / 1e6
-            if duration <= MAX_DURATION_MS:
-                found["duration_ms"] = duration
-            else:
+            if duration > MAX_DURATION_MS:
+                duration = None
                 defects["too_large"] = defects.get("too_large", 0) + 1
-    if "status" not in found:
-        found["status"] = "error" if span.status.code == _STATUS_CODE_ERROR else "ok"
+    if status is None:
+        status = "error" if span.status.code == _STATUS_CODE_ERROR else "ok"
     if operation is None:
         operation = "chat"
-    elif operation == "chat" and found.get("is_streaming") and operation_rank != 0:
+    elif operation == "chat" and streaming and operation_rank != 0:
         operation = "stream"  # a streamed chat reported by another convention
-    found.pop("response_model", None)
-    found["model"] = model
-    found["request_model"] = request_model
-    found["operation"] = operation
-    found["call_id"] = call_id
-    found["timestamp"] = timestamp
-    found["service_name"] = service_name
-    found["source"] = "collector"
-    found["trace_id"] = span.trace_id.hex() or None
-    found["span_id"] = span_id
-    found["parent_span_id"] = span.parent_span_id.hex() or None
-    if extra:
-        found["attributes"] = extra
-    if "cost_usd" not in found and price_table is not None:
-        _price(found, price_table, defects)
-    return LLMCall.trusted(found)
+    if cost is None and price_table is not None:
+        cost = _price(price_table, model, request_model, provider, tokens, defects)
+        if cost is not None:
+            price_version = price_table.version
+    return (
+        model,
+        request_model,
+        operation,
+        call_id,
+        timestamp,
+        service_name,
+        "collector",
+        span.trace_id.hex() or None,
+        span_id,
+        span.parent_span_id.hex() or None,
+        duration,
+        status,
+        streaming,
+        cost,
+        price_version,
+    )
 
 
-def _price(found: dict[str, Any], table: PriceTable, defects: MutableMapping[str, int]) -> None:
-    """Price a call that arrived without a cost, with the collector's table: the response model
-    first, then the requested one (as ``PriceTable.cost`` does)."""
-    model = found["model"]
-    requested = found["request_model"]
+def _price(
+    table: PriceTable,
+    model: str,
+    requested: str | None,
+    provider: str | None,
+    tokens: list[Any],
+    defects: MutableMapping[str, int],
+) -> float | None:
+    """The cost of a call that arrived without one, from the collector's table: the response
+    model first, then the requested one (as ``PriceTable.cost`` does). ``tokens``: input,
+    output, cached input, cache creation, reasoning."""
+    inputs, outputs, cached, creation, reasoning = tokens
     try:
         cost = table.cost_of(
             model,
-            found.get("provider"),
-            input_tokens=found.get("input_tokens"),
-            output_tokens=found.get("output_tokens"),
-            cached_input_tokens=found.get("cached_input_tokens"),
-            cache_creation_tokens=found.get("cache_creation_tokens"),
-            reasoning_tokens=found.get("reasoning_tokens"),
+            provider,
+            input_tokens=inputs,
+            output_tokens=outputs,
+            cached_input_tokens=cached,
+            cache_creation_tokens=creation,
+            reasoning_tokens=reasoning,
         )
         if cost is None and requested is not None and requested != model:
             cost = table.cost_of(
                 requested,
-                found.get("provider"),
-                input_tokens=found.get("input_tokens"),
-                output_tokens=found.get("output_tokens"),
-                cached_input_tokens=found.get("cached_input_tokens"),
-                cache_creation_tokens=found.get("cache_creation_tokens"),
-                reasoning_tokens=found.get("reasoning_tokens"),
+                provider,
+                input_tokens=inputs,
+                output_tokens=outputs,
+                cached_input_tokens=cached,
+                cache_creation_tokens=creation,
+                reasoning_tokens=reasoning,
             )
     except Exception:  # a price table's bug must not lose the call
         defects["pricing_failed"] = defects.get("pricing_failed", 0) + 1
-        return
-    if cost is not None and math.isfinite(cost) and cost >= 0:
-        found["cost_usd"] = cost
-        found["price_version"] = table.version
+        return None
+    return cost if cost is not None and math.isfinite(cost) and cost >= 0 else None
 
 
 def span_to_llm_call(
@@ -253,7 +401,7 @@ def span_to_llm_call(
         capture_content: keep prompt and completion attributes (dropped by default).
     """
     result = convert_span(lean_span(span), service_name, price_table, capture_content, {})
-    return result if isinstance(result, LLMCall) else None
+    return record_of(result) if result.__class__ is tuple else None
 
 
 def resource_service_name(resource: bytes, defects: MutableMapping[str, int]) -> str | None:
@@ -279,13 +427,13 @@ def convert_request(
     price_table: PriceTable | None,
     capture_content: bool,
     defects: MutableMapping[str, int],
-) -> tuple[list[LLMCall], int, int, int]:
+) -> tuple[Rows, int, int, int]:
     """Every LLM call of a lean request (``LeanRequest``, or an ``ExportTraceServiceRequest``,
     converted first): (calls, spans received, spans ignored, spans rejected)."""
     if not isinstance(request, LeanRequest):
         request = LeanRequest.FromString(request.SerializeToString())
-    calls: list[LLMCall] = []
-    append = calls.append
+    rows: list[Row] = []
+    append = rows.append
     received = ignored = rejected = 0
     for resource_spans in request.resource_spans:
         service_name = resource_service_name(resource_spans.resource, defects)
@@ -299,4 +447,4 @@ def convert_request(
                     rejected += 1
                 else:
                     append(result)  # type: ignore[arg-type]
-    return calls, received, ignored, rejected
+    return Rows(rows), received, ignored, rejected

@@ -26,6 +26,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from .._emit import BatchQueue, Emitter, QueueStats, Retryable, RetryPolicy
 from .._exceptions import ConfigError, StoreClosedError
+from .._rows import Rows
 from ._auth import BearerTokenInterceptor
 from ._convert import convert_request
 from ._forward import RETRY_INFO_KEY, Forwarder, retry_info
@@ -190,7 +191,7 @@ class AsyncCollector:
         self._queued_calls = 0  # calls accepted and not yet handed to the sinks
         self._room = asyncio.Event()
         # One item per request (its calls): admission is one append, whatever the request size.
-        self._queue: BatchQueue[list[LLMCall]] = BatchQueue(
+        self._queue: BatchQueue[Rows] = BatchQueue(
             self._deliver,
             max_size=max_queue,
             batch_size=8,
@@ -448,7 +449,7 @@ class AsyncCollector:
         )
         return response.SerializeToString()  # type: ignore[no-any-return]
 
-    async def _admit(self, calls: list[LLMCall]) -> bool:
+    async def _admit(self, calls: Rows) -> bool:
         """Queue every call or none: wait up to ``backpressure_timeout`` for room.
 
         A request larger than ``max_queue`` is admitted when the queue is empty.
@@ -467,9 +468,10 @@ class AsyncCollector:
             await self._queue.put(calls)
         return True
 
-    async def _deliver(self, batch: list[list[LLMCall]]) -> None:
-        """The ingest queue's handler: hand a batch of requests' calls to every sink."""
-        calls = batch[0] if len(batch) == 1 else [call for chunk in batch for call in chunk]
+    async def _deliver(self, batch: list[Rows]) -> None:
+        """The ingest queue's handler: hand a batch of requests' calls to every sink (as rows:
+        the stores keep them as they are, other sinks read records)."""
+        calls = Rows.join(batch)
         try:
             await self._emitter.emit(calls)
             self.stats.stored += len(calls)

@@ -1,23 +1,20 @@
 """MemoryStore: a bounded ring buffer of calls, in the event loop's memory.
 
-Calls are kept as compact rows, not as records: one tuple of the field values in field order,
-the attribute keys (a tuple shared by every row with the same keys) or ``None``, then the
-attribute values. A record costs about 1.2 KB (its field dict, the object, an attributes dict),
-a row about 350 bytes plus the values that are its own (ids, timestamp, numbers). Records are
-built again on read (:meth:`LLMCall._adopt`, no validation: the values were checked when the
-call was made), so a read returns records equal to those added, field by field, though not the
-same objects.
+Calls are kept as compact rows (:mod:`asynctelemetry._rows`), not as records: about 350 bytes a
+call instead of 1.2 KB. Records are built again on read (no validation: the values were checked
+when the call was made), so a read returns records equal to those added, field by field, though
+not the same objects. A :class:`~asynctelemetry._rows.Rows` batch (the collector's) is kept as
+it comes, without building a record.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from operator import itemgetter
-from sys import intern
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Final, Self
 
 from .._exceptions import StoreClosedError
-from .._record import LLMCall
+from .._rows import TIMESTAMP, Row, Rows, record_of, row_of
 from ._base import CallSummary, Filters, GroupBy, summarize
 from ._replay import paced
 
@@ -26,48 +23,16 @@ if TYPE_CHECKING:
     from datetime import datetime
     from types import TracebackType
 
-Row = tuple[Any, ...]
-_FIELDS: Final = tuple(LLMCall.model_fields)
-_ATTRIBUTES: Final = _FIELDS.index("attributes")
-_TIMESTAMP: Final = _FIELDS.index("timestamp")
-if _ATTRIBUTES != len(_FIELDS) - 1:  # _row() appends the compact attributes last
-    raise RuntimeError("LLMCall.attributes must be the last field")
-_values: Final = itemgetter(*_FIELDS[:_ATTRIBUTES])  # every field but attributes
-_adopt: Final = LLMCall._adopt
-#: Attribute key sets seen, shared by every row that has the same keys (bounded).
-_KEYSETS: dict[tuple[str, ...], tuple[str, ...]] = {}
-_MAX_KEYSETS: Final = 4096
+    from .._record import LLMCall
+
+_record: Final = record_of
 
 
 def _row(call: LLMCall) -> Row:
-    """The compact form of a record: its field values, then the attribute keys (one shared
-    tuple per key set) or None, then the attribute values."""
-    data = call.__dict__
-    attributes = data["attributes"]
-    if not attributes:
-        return (*_values(data), None)
-    keys = tuple(attributes)
-    shared = _KEYSETS.get(keys)
-    if shared is None:
-        if len(_KEYSETS) >= _MAX_KEYSETS:
-            _KEYSETS.clear()
-        shared = _KEYSETS[keys] = tuple(map(intern, keys))
-    return (*_values(data), shared, *attributes.values())
+    return row_of(call.__dict__)
 
 
-def _record(row: Row) -> LLMCall:
-    """The record a row was made from (an equal one)."""
-    data = dict(
-        zip(_FIELDS, row, strict=False)
-    )  # the attribute keys pair with "attributes", values are cut
-    keys = row[_ATTRIBUTES]
-    data["attributes"] = (
-        {} if keys is None else dict(zip(keys, row[_ATTRIBUTES + 1 :], strict=True))
-    )
-    return _adopt(data)
-
-
-_row_timestamp: Final = itemgetter(_TIMESTAMP)
+_row_timestamp: Final = itemgetter(TIMESTAMP)
 
 
 class _Records:
@@ -150,7 +115,10 @@ class MemoryStore:
         overflow = len(self._rows) + len(calls) - self.capacity
         if overflow > 0:
             self._dropped += overflow
-        self._rows.extend(map(_row, calls))
+        if isinstance(calls, Rows):
+            self._rows.extend(calls.rows)
+        else:
+            self._rows.extend(map(_row, calls))
 
     async def emit(self, calls: Sequence[LLMCall]) -> None:
         """Sink interface: the same as :meth:`add_many`."""

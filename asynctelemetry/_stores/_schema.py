@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import SchemaVersionError, StoreError
 from .._record import FIELD_DEFAULTS, LLMCall
+from .._rows import ATTRIBUTES, FIELDS, TIMESTAMP, Row
 
 if TYPE_CHECKING:
     import sqlite3
@@ -193,6 +194,7 @@ def _check_version(conn: sqlite3.Connection, path: str) -> int:
 # -- the row codec ------------------------------------------------------------------------------
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _plain: Final = attrgetter(*PLAIN_FIELDS)
+_plain_of_row: Final = itemgetter(*(FIELDS.index(name) for name in PLAIN_FIELDS))
 _dumps: Final = json.JSONEncoder(separators=(",", ":")).encode  # ASCII: lone surrogates survive
 _loads: Final = json.loads
 
@@ -205,12 +207,21 @@ def to_ns(moment: datetime) -> int:
     return ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1000
 
 
-def encode_call(call: LLMCall) -> tuple[Any, ...]:
-    """The row for ``call``, in :data:`COLUMNS` order."""
-    delta = call.timestamp - _EPOCH
+def encode_call(call: LLMCall | Row) -> tuple[Any, ...]:
+    """The SQLite row for a record or a compact row (:mod:`asynctelemetry._rows`), in
+    :data:`COLUMNS` order."""
+    if call.__class__ is tuple:
+        row: Row = call
+        delta = row[TIMESTAMP] - _EPOCH
+        keys = row[ATTRIBUTES]
+        attributes = None if keys is None else dict(zip(keys, row[ATTRIBUTES + 1 :], strict=True))
+        plain = _plain_of_row(row)
+    else:
+        delta = call.timestamp - _EPOCH  # type: ignore[union-attr]
+        attributes = call.attributes  # type: ignore[union-attr]
+        plain = _plain(call)
     ns = ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1000
-    attributes = call.attributes
-    return (*_plain(call), ns, _dumps(attributes) if attributes else None)
+    return (*plain, ns, _dumps(attributes) if attributes else None)
 
 
 # Reading. Building records is what replay spends its time on, so the read side hands Python as

@@ -19,6 +19,7 @@ import anyio
 
 from .._emit import BatchQueue, Retryable, RetryPolicy
 from .._exceptions import ConfigError, StoreClosedError, StoreError
+from .._rows import Row, Rows
 from . import _queries as q
 from ._base import CallSummary, Filters, GroupBy
 from ._replay import paced
@@ -126,7 +127,7 @@ class SQLiteStore:
         self.rejected = 0
         #: Calls not stored because a call with the same ``call_id`` already was.
         self.duplicates = 0
-        self._queue: BatchQueue[LLMCall] = BatchQueue(
+        self._queue: BatchQueue[LLMCall | Row] = BatchQueue(
             self._write_batch,
             max_size=max_pending,
             batch_size=batch_size,
@@ -290,7 +291,8 @@ class SQLiteStore:
     async def add_many(self, calls: Sequence[LLMCall]) -> None:
         """Queue many calls, in order; waits for room as needed."""
         await self._ready()
-        await self._queue.put_many(calls)
+        # A collector's batch is queued as compact rows, encoded by the writer as records are.
+        await self._queue.put_many(calls.rows if isinstance(calls, Rows) else calls)
 
     async def emit(self, calls: Sequence[LLMCall]) -> None:
         """Sink interface: the same as :meth:`add_many`."""
@@ -306,7 +308,7 @@ class SQLiteStore:
             return
         await self._queue.flush()
 
-    async def _write_batch(self, batch: list[LLMCall]) -> None:
+    async def _write_batch(self, batch: list[LLMCall | Row]) -> None:
         writer = self._writer
         if writer is None:  # closed under us; BatchQueue counts the batch as lost
             raise StoreClosedError(f"{self!r} is closed")

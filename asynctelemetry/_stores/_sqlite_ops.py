@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import aiosqlite
 
     from .._record import LLMCall
+    from .._rows import Row
 
 __all__ = [
     "SYNCHRONOUS",
@@ -67,7 +68,7 @@ def setup_reader(conn: sqlite3.Connection, busy: float) -> None:
 _ROW_ERRORS: Final = (sqlite3.InterfaceError, sqlite3.DataError, ValueError, OverflowError)
 
 
-def insert_rows(conn: sqlite3.Connection, batch: list[LLMCall]) -> tuple[int, list[Any]]:
+def insert_rows(conn: sqlite3.Connection, batch: list[LLMCall | Row]) -> tuple[int, list[Any]]:
     """One transaction; returns (rows inserted, [(call_id, reason)] for rows SQLite refused)."""
     before = conn.total_changes
     rejected: list[tuple[Any, str]] = []

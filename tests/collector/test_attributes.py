@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from asynctelemetry._collector import _attributes
-from asynctelemetry._collector._attributes import _collect_slowly, attribute_cache, collect
+from asynctelemetry._collector._attributes import attribute_cache, collect, collect_slowly
 from asynctelemetry._record import MAX_ATTRIBUTES
 from tests.hardening.strategies import attributes
 
@@ -20,7 +20,7 @@ def _both_ways(raws: list[bytes], capture: bool) -> tuple[object, object, object
     fast_defects: dict[str, int] = {}
     fast = collect(raws, cache, fast_defects)
     slow_defects: dict[str, int] = {}
-    slow = _collect_slowly(list(map(cache.__getitem__, raws)), slow_defects)
+    slow = collect_slowly(list(map(cache.__getitem__, raws)), slow_defects)
     return fast, fast_defects, slow, slow_defects
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -11,15 +12,25 @@ from hypothesis import strategies as st
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from asynctelemetry import LLMCall, span_to_llm_call
-from asynctelemetry._collector._convert import REJECTED, convert_request, convert_span
+from asynctelemetry import LLMCall, MemoryStore, PriceTable, span_to_llm_call
+from asynctelemetry._collector._attributes import attribute_cache
+from asynctelemetry._collector._convert import REJECTED, _convert_slowly, convert_request
+from asynctelemetry._collector._convert import convert_span as convert_row
 from asynctelemetry._collector._wire import lean_span
 from asynctelemetry._conventions import FIELD_KEYS
 from asynctelemetry._record import MAX_ATTRIBUTE_LENGTH, MAX_ATTRIBUTES, MAX_TOKENS
+from asynctelemetry._rows import Rows, record_of
+from tests.hardening.strategies import attributes as hardening_attributes
 
-from .helpers import any_value, llm_span, request_for, span_of
+from .helpers import any_value, llm_span, request_for, request_of, span_of
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def convert_span(*args: Any) -> object:
+    """convert_span with its row read back as a record (None and REJECTED as they are)."""
+    result = convert_row(*args)
+    return record_of(result) if isinstance(result, tuple) else result
 
 
 def varied_calls() -> list[LLMCall]:
@@ -573,3 +584,47 @@ def test_repeated_attributes_come_from_the_cache_with_the_same_result() -> None:
     assert isinstance(a, LLMCall) and isinstance(b, LLMCall)
     assert a.model_dump() == b.model_dump()
     assert first == second == {"negative": 1}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kvs=hardening_attributes(max_size=30),
+    model=st.sampled_from(["gpt-4o", "claude-sonnet-4-5", "no-such-model"]),
+    capture=st.booleans(),
+)
+def test_planned_rows_equal_the_slow_path(kvs: list[KeyValue], model: str, capture: bool) -> None:
+    """A span of a planned shape is laid out by its compiled row getter; whatever the
+    attributes, that row (and the defects counted) equals what the one-attribute-at-a-time
+    path builds for the same span, priced or not."""
+    span = llm_span({"gen_ai.request.model": model})
+    span.attributes.extend(kvs)
+    lean = lean_span(span)
+    cache = attribute_cache(capture)
+    table = PriceTable.default()
+    for _ in range(2):  # the second time the shape's plan and builder exist
+        fast_defects: dict[str, int] = {}
+        fast = convert_row(lean, "svc", table, capture, fast_defects)
+        slow_defects: dict[str, int] = {}
+        entries = list(map(cache.__getitem__, lean.attributes))
+        slow = _convert_slowly(entries, lean, "svc", table, slow_defects)
+        assert fast == slow
+        assert fast_defects == slow_defects
+
+
+def test_rows_read_as_the_records_they_stand_for() -> None:
+    """A converted request's Rows batch reads as records equal to span_to_llm_call's, and a
+    MemoryStore keeps the rows as they are."""
+    spans = [
+        llm_span(
+            {"gen_ai.request.model": f"gpt-4o-{i % 2}", "app.i": i, "gen_ai.usage.input_tokens": i}
+        )
+        for i in range(5)
+    ]
+    rows, received, ignored, rejected = convert_request(request_of(spans, "svc"), None, False, {})
+    assert isinstance(rows, Rows) and (received, ignored, rejected) == (5, 0, 0)
+    assert list(rows) == [span_to_llm_call(span, service_name="svc") for span in spans]
+    assert rows[1].attributes == {"app.i": 1}
+    store = MemoryStore(capacity=10)
+    store.emit_nowait(rows)
+    assert list(store._rows) == rows.rows
+    assert [c.call_id for c in store._calls] == [c.call_id for c in rows]
