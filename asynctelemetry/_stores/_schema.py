@@ -38,6 +38,7 @@ __all__ = [
     "PROFILE_FIELDS",
     "ROW_FIELDS",
     "ROW_ID",
+    "ROW_PLACEHOLDERS",
     "ROW_TS",
     "SCHEMA_VERSION",
     "SELECT_COLUMNS",
@@ -84,9 +85,9 @@ PLAIN_FIELDS: Final = (
 )
 #: Every stored column but ``id``, in the order rows are written and read.
 COLUMNS: Final = (*PLAIN_FIELDS, "timestamp_ns", "attributes")
-INSERT_SQL: Final = (
-    f"INSERT OR IGNORE INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-)
+#: One row's parameters in an INSERT.
+ROW_PLACEHOLDERS: Final = f"({', '.join('?' * len(COLUMNS))})"
+INSERT_SQL: Final = f"INSERT OR IGNORE INTO calls ({', '.join(COLUMNS)}) VALUES {ROW_PLACEHOLDERS}"
 _COLUMN_TYPES: Final = {
     "call_id": "TEXT NOT NULL UNIQUE",
     "model": "TEXT NOT NULL",

@@ -81,6 +81,10 @@ class SQLiteStore:
             (``synchronous=FULL``: committed transactions survive a power loss too).
         busy_timeout: seconds SQLite waits for another process's write lock before a batch
             counts as failed and is retried.
+        cache_mib: the writer's page cache, in MiB (SQLite's default is 2). Each call updates
+            six indexes; once they outgrow the cache every insert reads pages back from the OS,
+            which costs about half the write time at 50,000 calls. Used as the file grows, never
+            more.
         close_timeout: seconds ``aclose()`` spends writing what is queued.
         max_age: retention: calls whose timestamp is older than this (seconds, a timedelta, or
             text like ``"7d"``) are deleted by a background pass.
@@ -98,6 +102,7 @@ class SQLiteStore:
         max_pending: int = 50_000,
         durability: Durability = "normal",
         busy_timeout: float = 5.0,
+        cache_mib: int = 64,
         close_timeout: float = 10.0,
         max_age: float | timedelta | str | None = None,
         max_rows: int | None = None,
@@ -111,6 +116,7 @@ class SQLiteStore:
             durability in SYNCHRONOUS, f"durability must be 'normal' or 'full', not {durability!r}"
         )
         _check(busy_timeout >= 0, f"busy_timeout must be >= 0, got {busy_timeout!r}")
+        _check(cache_mib >= 1, f"cache_mib must be >= 1, got {cache_mib!r}")
         _check(close_timeout >= 0, f"close_timeout must be >= 0, got {close_timeout!r}")
         _check(
             retention_interval > 0, f"retention_interval must be > 0, got {retention_interval!r}"
@@ -122,6 +128,7 @@ class SQLiteStore:
         self.max_pending = max_pending
         self.durability: Durability = durability
         self.busy_timeout = busy_timeout
+        self.cache_mib = cache_mib
         self.close_timeout = close_timeout
         #: Calls SQLite could not take (e.g. text that is not valid Unicode), logged and counted.
         self.rejected = 0
@@ -200,7 +207,9 @@ class SQLiteStore:
         writer = reader = None
         try:
             writer = await aiosqlite.connect(self.path, isolation_level=None)
-            await run(writer, setup_writer, self.path, self.durability, self.busy_timeout)
+            await run(
+                writer, setup_writer, self.path, self.durability, self.busy_timeout, self.cache_mib
+            )
             self.retention.incremental = await run(writer, auto_vacuum_mode) == 2
             if self.path == ":memory:":
                 reader = writer

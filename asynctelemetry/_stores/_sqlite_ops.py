@@ -6,12 +6,14 @@ of an aiosqlite connection, so a transaction of many statements costs one hop.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
+from itertools import chain
 from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import StoreError
 from . import _queries as q
-from ._schema import INSERT_SQL, decode_rows, encode_call, prepare
+from ._schema import COLUMNS, INSERT_SQL, ROW_PLACEHOLDERS, decode_rows, encode_call, prepare
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -44,9 +46,12 @@ async def run(conn: aiosqlite.Connection, fn: Callable[..., Any], *args: Any) ->
     return await execute(lambda: fn(conn._conn, *args))
 
 
-def setup_writer(conn: sqlite3.Connection, path: str, durability: str, busy: float) -> None:
+def setup_writer(
+    conn: sqlite3.Connection, path: str, durability: str, busy: float, cache_mib: int = 64
+) -> None:
     # PRAGMAs take no parameters; every value here is validated or our own constant.
     conn.execute(f"PRAGMA busy_timeout = {int(busy * 1000):d}")
+    conn.execute(f"PRAGMA cache_size = {-1024 * int(cache_mib):d}")  # negative: KiB
     conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # "file is not a database"
     # Takes effect in a new file only (before its first table): freed pages can then be given
     # back with incremental_vacuum. An existing file keeps its mode (see SQLiteStore.vacuum).
@@ -68,6 +73,44 @@ def setup_reader(conn: sqlite3.Connection, busy: float) -> None:
 _ROW_ERRORS: Final = (sqlite3.InterfaceError, sqlite3.DataError, ValueError, OverflowError)
 
 
+#: Most rows one INSERT statement carries (a power of two; fewer where SQLite allows fewer
+#: parameters per statement).
+_MAX_ROWS_PER_STATEMENT: Final = 128
+
+
+@functools.cache
+def _insert_sql(rows: int) -> str:
+    """``INSERT OR IGNORE … VALUES (…), (…), …`` for ``rows`` rows."""
+    return INSERT_SQL + (", " + ROW_PLACEHOLDERS) * (rows - 1)
+
+
+def _rows_per_statement(conn: sqlite3.Connection) -> int:
+    fits = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMNS)
+    size = _MAX_ROWS_PER_STATEMENT
+    while size > fits and size > 1:
+        size //= 2
+    return size
+
+
+def _insert_all(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert ``rows``, many per statement.
+
+    One statement binds its rows at once and runs them in one ``sqlite3_step``, during which the
+    sqlite3 module releases the GIL: the B-tree work of a whole statement runs beside the event
+    loop. (``executemany`` takes the GIL back after every row, and a busy loop thread makes it
+    wait up to the interpreter's switch interval each time.)
+    """
+    size = _rows_per_statement(conn)
+    done, total = 0, len(rows)
+    while done < total:
+        while total - done < size:
+            size //= 2
+        sql = _insert_sql(size)
+        while total - done >= size:
+            conn.execute(sql, list(chain.from_iterable(rows[done : done + size])))
+            done += size
+
+
 def insert_rows(conn: sqlite3.Connection, batch: list[LLMCall | Row]) -> tuple[int, list[Any]]:
     """One transaction; returns (rows inserted, [(call_id, reason)] for rows SQLite refused)."""
     before = conn.total_changes
@@ -75,14 +118,15 @@ def insert_rows(conn: sqlite3.Connection, batch: list[LLMCall | Row]) -> tuple[i
     conn.execute("BEGIN IMMEDIATE")
     try:
         try:
-            conn.executemany(INSERT_SQL, map(encode_call, batch))
+            _insert_all(conn, list(map(encode_call, batch)))
         except _ROW_ERRORS:
             # A row SQLite cannot bind: insert one by one (OR IGNORE skips those already in).
-            for row in map(encode_call, batch):
+            for call in batch:
                 try:
+                    row = encode_call(call)
                     conn.execute(INSERT_SQL, row)
                 except _ROW_ERRORS as exc:
-                    rejected.append((row[0], f"{type(exc).__name__}: {exc}"))
+                    rejected.append((_call_id(call), f"{type(exc).__name__}: {exc}"))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -92,6 +136,10 @@ def insert_rows(conn: sqlite3.Connection, batch: list[LLMCall | Row]) -> tuple[i
                 pass  # SQLite may have rolled back already (disk full); the first error matters
         raise
     return conn.total_changes - before, rejected
+
+
+def _call_id(call: LLMCall | Row) -> Any:
+    return call[0] if isinstance(call, tuple) else call.call_id
 
 
 def fetch(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:

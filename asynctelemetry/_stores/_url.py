@@ -4,8 +4,8 @@
 - ``sqlite:///relative/calls.db`` (three slashes: a path relative to the working directory),
   ``sqlite:////abs/path/calls.db`` (four: absolute), ``sqlite:///:memory:`` → :class:`SQLiteStore`,
   with options ``batch_size``, ``flush_interval``, ``max_pending``, ``durability``
-  (``normal``/``full``), ``busy_timeout``, ``close_timeout`` and the retention options
-  ``max_age`` (seconds, or with a unit: ``30s``, ``15m``, ``12h``, ``7d``), ``max_rows``,
+  (``normal``/``full``), ``busy_timeout``, ``cache_mib``, ``close_timeout`` and the retention
+  options ``max_age`` (seconds, or with a unit: ``30s``, ``15m``, ``12h``, ``7d``), ``max_rows``,
   ``retention_interval`` and ``retention_batch`` as query parameters.
 
 Unknown schemes, unknown or repeated options and bad values raise :class:`ConfigError` (a
@@ -64,6 +64,7 @@ _SQLITE_OPTIONS: Final[dict[str, Callable[[str], Any]]] = {
     "max_pending": _positive_int,
     "durability": _durability,
     "busy_timeout": _seconds,
+    "cache_mib": _positive_int,
     "close_timeout": _seconds,
     "max_age": parse_max_age,
     "max_rows": parse_max_rows,

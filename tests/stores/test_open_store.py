@@ -39,7 +39,7 @@ async def test_absolute_sqlite_url_with_every_option(tmp_path: Path) -> None:
     path = tmp_path / "abs.db"
     url = (
         f"sqlite:///{path}?batch_size=10&flush_interval=0&max_pending=100"
-        "&durability=full&busy_timeout=1.5&close_timeout=3"
+        "&durability=full&busy_timeout=1.5&close_timeout=3&cache_mib=8"
     )
     assert url.startswith("sqlite:////")
     store = open_store(url)
@@ -47,6 +47,7 @@ async def test_absolute_sqlite_url_with_every_option(tmp_path: Path) -> None:
     assert store.path == str(path)
     assert (store.batch_size, store.flush_interval, store.max_pending) == (10, 0.0, 100)
     assert (store.durability, store.busy_timeout, store.close_timeout) == ("full", 1.5, 3.0)
+    assert store.cache_mib == 8
     async with store:
         await store.add(make_call(1))
         await store.flush()

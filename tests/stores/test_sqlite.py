@@ -300,6 +300,28 @@ async def test_row_sqlite_cannot_take_is_rejected_and_counted(store: SQLiteStore
     assert store.rejected == 1
 
 
+@pytest.mark.parametrize("size", [1, 127, 1000, 1025])
+async def test_batches_of_any_size_land_many_rows_per_statement(tmp_path: Path, size: int) -> None:
+    """A batch is inserted many rows per statement (powers of two): every size lands whole,
+    in order, with records and collector rows mixed; a bad row among them still rejects alone,
+    and the writer's page cache is the one asked for."""
+    from asynctelemetry._rows import row_of
+    from asynctelemetry._stores._sqlite_ops import run
+
+    calls = [make_call(i) for i in range(size)]
+    mixed: list[Any] = [row_of(c.__dict__) if i % 2 else c for i, c in enumerate(calls)]
+    async with SQLiteStore(tmp_path / "many.db", batch_size=size, cache_mib=3) as store:
+        await store.add_many(mixed)
+        await store.add_many([make_call(size, session_id="s\ud800"), make_call(size + 1)])
+        await store.flush()
+        stored = await store.query(limit=None)
+        assert stored == [*calls, make_call(size + 1)]
+        assert (store.rejected, store.duplicates) == (1, 0)
+        assert store._writer is not None
+        pages = await run(store._writer, lambda c: c.execute("PRAGMA cache_size").fetchone())
+        assert pages == (-3 * 1024,)
+
+
 async def test_bad_arguments_are_config_errors(tmp_path: Path, store: SQLiteStore) -> None:
     """Bad constructor arguments raise ConfigError; bad limit/by raise ValueError."""
     for kwargs in (
@@ -307,6 +329,7 @@ async def test_bad_arguments_are_config_errors(tmp_path: Path, store: SQLiteStor
         {"max_pending": 0},
         {"durability": "off"},
         {"flush_interval": -1},
+        {"cache_mib": 0},
     ):
         with pytest.raises(ConfigError):
             SQLiteStore(tmp_path / "x.db", **kwargs)
