@@ -363,7 +363,7 @@ async def run_collector(total: int, store_kind: str) -> tuple[float, int, float]
         else:
             from asynctelemetry import SQLiteStore
 
-            store = SQLiteStore(Path(tmp) / "bench.db", batch_size=1024)
+            store = SQLiteStore(Path(tmp) / "bench.db")  # the defaults
         async with store:
             collector = AsyncCollector(
                 store,

@@ -97,7 +97,7 @@ class SQLiteStore:
         self,
         path: str | os.PathLike[str],
         *,
-        batch_size: int = 512,
+        batch_size: int = 8192,
         flush_interval: float = 0.05,
         max_pending: int = 50_000,
         durability: Durability = "normal",
