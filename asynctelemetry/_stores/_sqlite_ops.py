@@ -74,8 +74,8 @@ _ROW_ERRORS: Final = (sqlite3.InterfaceError, sqlite3.DataError, ValueError, Ove
 
 
 #: Most rows one INSERT statement carries (a power of two; fewer where SQLite allows fewer
-#: parameters per statement).
-_MAX_ROWS_PER_STATEMENT: Final = 128
+#: parameters per statement). Encoding one statement's rows holds the GIL for about a millisecond.
+_MAX_ROWS_PER_STATEMENT: Final = 64
 
 
 @functools.cache
@@ -92,22 +92,23 @@ def _rows_per_statement(conn: sqlite3.Connection) -> int:
     return size
 
 
-def _insert_all(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Insert ``rows``, many per statement.
+def _insert_all(conn: sqlite3.Connection, batch: list[LLMCall | Row]) -> None:
+    """Encode and insert ``batch``, many rows per statement.
 
     One statement binds its rows at once and runs them in one ``sqlite3_step``, during which the
     sqlite3 module releases the GIL: the B-tree work of a whole statement runs beside the event
-    loop. (``executemany`` takes the GIL back after every row, and a busy loop thread makes it
-    wait up to the interpreter's switch interval each time.)
+    loop, and the loop gets the GIL back at least once a statement. (``executemany`` takes the
+    GIL back after every row; encoding a whole batch before inserting would hold it for tens of
+    milliseconds.)
     """
     size = _rows_per_statement(conn)
-    done, total = 0, len(rows)
+    done, total = 0, len(batch)
     while done < total:
         while total - done < size:
             size //= 2
         sql = _insert_sql(size)
         while total - done >= size:
-            conn.execute(sql, list(chain.from_iterable(rows[done : done + size])))
+            conn.execute(sql, [v for call in batch[done : done + size] for v in encode_call(call)])
             done += size
 
 
@@ -118,7 +119,7 @@ def insert_rows(conn: sqlite3.Connection, batch: list[LLMCall | Row]) -> tuple[i
     conn.execute("BEGIN IMMEDIATE")
     try:
         try:
-            _insert_all(conn, list(map(encode_call, batch)))
+            _insert_all(conn, batch)
         except _ROW_ERRORS:
             # A row SQLite cannot bind: insert one by one (OR IGNORE skips those already in).
             for call in batch:
