@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from itertools import chain
 from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import StoreError
