@@ -18,6 +18,7 @@ maps and bytes are not kept (``attribute_unsupported``); field text longer than
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -39,7 +40,7 @@ from ._attributes import attribute_cache, collect_slowly, lookup
 from ._wire import LeanRequest, lean_span
 
 if TYPE_CHECKING:
-    from collections.abc import MutableMapping
+    from collections.abc import Generator, MutableMapping
 
     from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
@@ -49,6 +50,7 @@ __all__ = [
     "Defects",
     "PriceTable",
     "convert_request",
+    "convert_request_in_slices",
     "convert_span",
     "span_to_llm_call",
 ]
@@ -422,6 +424,39 @@ def resource_service_name(resource: bytes, defects: MutableMapping[str, int]) ->
     return None
 
 
+#: Spans converted between two returns to the event loop (about 3 ms of work).
+SLICE_SPANS: Final = 128
+
+
+def _convert_slices(
+    request: Any,
+    price_table: PriceTable | None,
+    capture_content: bool,
+    defects: MutableMapping[str, int],
+    slice_spans: int,
+) -> Generator[None, None, tuple[Rows, int, int, int]]:
+    """Convert a lean request, pausing (``yield``) after every ``slice_spans`` spans; returns
+    (calls, spans received, spans ignored, spans rejected)."""
+    rows: list[Row] = []
+    append = rows.append
+    received = ignored = rejected = 0
+    for resource_spans in request.resource_spans:
+        service_name = resource_service_name(resource_spans.resource, defects)
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                received += 1
+                if not received % slice_spans:
+                    yield
+                result = convert_span(span, service_name, price_table, capture_content, defects)
+                if result is None:
+                    ignored += 1
+                elif result is REJECTED:
+                    rejected += 1
+                else:
+                    append(result)  # type: ignore[arg-type]
+    return Rows(rows), received, ignored, rejected
+
+
 def convert_request(
     request: Any,
     price_table: PriceTable | None,
@@ -432,19 +467,27 @@ def convert_request(
     converted first): (calls, spans received, spans ignored, spans rejected)."""
     if not isinstance(request, LeanRequest):
         request = LeanRequest.FromString(request.SerializeToString())
-    rows: list[Row] = []
-    append = rows.append
-    received = ignored = rejected = 0
-    for resource_spans in request.resource_spans:
-        service_name = resource_service_name(resource_spans.resource, defects)
-        for scope_spans in resource_spans.scope_spans:
-            for span in scope_spans.spans:
-                received += 1
-                result = convert_span(span, service_name, price_table, capture_content, defects)
-                if result is None:
-                    ignored += 1
-                elif result is REJECTED:
-                    rejected += 1
-                else:
-                    append(result)  # type: ignore[arg-type]
-    return Rows(rows), received, ignored, rejected
+    slices = _convert_slices(request, price_table, capture_content, defects, 2**62)
+    while True:
+        try:
+            next(slices)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+
+async def convert_request_in_slices(
+    request: Any,
+    price_table: PriceTable | None,
+    capture_content: bool,
+    defects: MutableMapping[str, int],
+    slice_spans: int = SLICE_SPANS,
+) -> tuple[Rows, int, int, int]:
+    """:func:`convert_request` for the event loop: it gets control back every ``slice_spans``
+    spans, so a large request does not hold it for the whole conversion."""
+    slices = _convert_slices(request, price_table, capture_content, defects, slice_spans)
+    while True:
+        try:
+            next(slices)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        await asyncio.sleep(0)

@@ -28,7 +28,7 @@ from .._emit import BatchQueue, Emitter, QueueStats, Retryable, RetryPolicy
 from .._exceptions import ConfigError, StoreClosedError
 from .._rows import Rows
 from ._auth import BearerTokenInterceptor
-from ._convert import convert_request
+from ._convert import convert_request_in_slices
 from ._forward import RETRY_INFO_KEY, Forwarder, retry_info
 from ._wire import LeanRequest
 
@@ -422,7 +422,7 @@ class AsyncCollector:
             stats.malformed_requests += 1
             raise MalformedRequest from None
         defects: dict[str, int] = {}
-        calls, received, ignored, rejected = convert_request(
+        calls, received, ignored, rejected = await convert_request_in_slices(
             request, self._price_table, self.capture_content, defects
         )
         if calls and not await self._admit(calls):

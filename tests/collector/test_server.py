@@ -211,3 +211,40 @@ def test_convert_request_counts_without_a_server() -> None:
     request = request_of([llm_span({"gen_ai.request.model": "m"}), llm_span({"x": 1})])
     calls, received, ignored, rejected = convert_request(request, None, False, {})
     assert (len(calls), received, ignored, rejected) == (1, 2, 1, 0)
+
+
+async def test_a_large_request_gives_the_loop_back_while_it_is_converted() -> None:
+    """A request of 1,024 spans is converted in slices of SLICE_SPANS: a task beside the
+    collector runs between slices instead of waiting for the whole request, over real gRPC."""
+    from asynctelemetry._collector._convert import SLICE_SPANS
+
+    calls = [traced(i, service_name="app") for i in range(1024)]
+    request = request_for(calls)
+    store = MemoryStore(2048)
+    ticks: list[int] = []
+    async with AsyncCollector(store, port=0, max_message_bytes=16 << 20) as collector:
+        converting = asyncio.Event()
+
+        async def ticker() -> None:
+            await converting.wait()
+            while True:
+                ticks.append(collector.stats.llm_calls)
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        original = collector._ingest
+
+        async def ingest(raw: bytes) -> bytes:
+            converting.set()
+            await asyncio.sleep(0)  # the ticker starts looping
+            ticks.clear()
+            result = await original(raw)
+            task.cancel()
+            return result
+
+        collector._ingest = ingest  # type: ignore[method-assign]
+        await export(collector.endpoint, request)
+        await collector.flush()
+    assert await store.count() == 1024
+    # The ticker ran once per slice while no call of the request was counted yet.
+    assert ticks.count(0) >= 1024 // SLICE_SPANS - 1
