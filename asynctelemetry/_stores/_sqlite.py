@@ -82,9 +82,9 @@ class SQLiteStore:
         busy_timeout: seconds SQLite waits for another process's write lock before a batch
             counts as failed and is retried.
         cache_mib: the writer's page cache, in MiB (SQLite's default is 2). Each call updates
-            six indexes; once they outgrow the cache every insert reads pages back from the OS,
-            which costs about half the write time at 50,000 calls. Used as the file grows, never
-            more.
+            seven B-trees (the table and six indexes); once they outgrow the cache every insert
+            reads pages back from the OS, which costs about half the write time at 50,000
+            calls. Used as the file grows, never more.
         close_timeout: seconds ``aclose()`` spends writing what is queued.
         max_age: retention: calls whose timestamp is older than this (seconds, a timedelta, or
             text like ``"7d"``) are deleted by a background pass.
