@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BatchQueue",
+    "Closing",
     "Emitter",
     "QueueStats",
     "RetryPolicy",
@@ -157,6 +158,33 @@ class Emitter:
                 first = first or exc
         if first is not None:
             raise first
+
+
+class Closing:
+    """The close of one object: the first ``aclose()`` does it, later and concurrent ones wait
+    for it to end (rather than return while the file or connection is still being closed).
+
+    ``if not await closing.begin(): return`` then the close, then ``closing.end()`` (in a
+    ``finally``). The waiters do not see the first caller's error; it raised there.
+    """
+
+    __slots__ = ("_ended", "started")
+
+    def __init__(self) -> None:
+        self.started = False
+        self._ended = asyncio.Event()
+
+    async def begin(self) -> bool:
+        """True for the first caller, who must call :meth:`end`; others wait for it, False."""
+        if self.started:
+            await self._ended.wait()
+            return False
+        self.started = True
+        return True
+
+    def end(self) -> None:
+        """The close is over (successfully or not): release the waiters."""
+        self._ended.set()
 
 
 async def finish(task: asyncio.Future[T]) -> T:

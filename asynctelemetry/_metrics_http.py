@@ -14,6 +14,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, Final
 
+from ._emit import Closing
 from ._exceptions import ConfigError, StoreClosedError, require
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ class PrometheusExporter:
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._closing = Closing()
         self.requests = 0
         self.bad_requests = 0
 
@@ -112,9 +114,15 @@ class PrometheusExporter:
         await server.wait_closed()
 
     async def aclose(self) -> None:
-        """Stop for good: :meth:`start` refuses afterwards. Idempotent."""
+        """Stop for good: :meth:`start` refuses afterwards. Idempotent: a later or concurrent
+        call returns once the first one has stopped the server."""
         self._closed = True
-        await self.stop()
+        if not await self._closing.begin():
+            return
+        try:
+            await self.stop()
+        finally:
+            self._closing.end()
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -219,6 +219,21 @@ async def test_http_errors_and_hostile_clients() -> None:
         assert exp.bad_requests == 3
 
 
+async def test_a_second_aclose_waits_for_the_first() -> None:
+    """With a connection open, aclose() beside a running aclose() returns only once the first
+    has ended the connection's handler and closed the server."""
+    exporter = PrometheusExporter(port=0, registry=CollectorRegistry(), read_timeout=30)
+    await exporter.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", exporter.port)
+    await asyncio.sleep(0.05)  # the server has a handler waiting for the request
+    first = asyncio.create_task(exporter.aclose())
+    await asyncio.sleep(0)
+    await exporter.aclose()
+    assert first.done() and not exporter.is_running
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
+
+
 async def test_exporter_lifecycle() -> None:
     """start is idempotent, stop is safe twice, aclose refuses a later start."""
     exporter = PrometheusExporter(port=0, registry=CollectorRegistry())

@@ -16,7 +16,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from .._emit import BatchQueue, RetryPolicy
+from .._emit import BatchQueue, Closing, RetryPolicy
 from .._exceptions import ConfigError, ExportError, StoreClosedError
 from ._encode import SpanEncoder
 
@@ -125,6 +125,7 @@ class OTLPExporterBase:
         # (batch, calls of it already sent, encoded body of the next request or b"")
         self._in_flight: list[Any] | None = None
         self._closed = False
+        self._closing = Closing()
 
     # -- the Sink protocol ----------------------------------------------------------------------
     async def emit(self, calls: Sequence[LLMCall]) -> None:
@@ -164,9 +165,10 @@ class OTLPExporterBase:
         """Deliver what can be within ``timeout`` (default ``shutdown_timeout``), then close.
 
         Never hangs on a dead endpoint: whatever is still queued at the deadline is dropped and
-        counted in ``stats.dropped_on_close``. Idempotent.
+        counted in ``stats.dropped_on_close``. Idempotent: a later or concurrent call returns
+        once the first one has closed the transport.
         """
-        if self._closed:
+        if not await self._closing.begin():
             return
         self._closed = True
         try:
@@ -174,7 +176,10 @@ class OTLPExporterBase:
         except Exception as exc:  # the last delivery error: already counted, log it once
             logger.warning("asynctelemetry: %s closed after an error: %s", self._kind, exc)
         finally:
-            await asyncio.shield(self._close_transport())
+            try:
+                await asyncio.shield(self._close_transport())
+            finally:
+                self._closing.end()
 
     async def __aenter__(self) -> Self:
         if self._closed:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Self
 import aiosqlite
 import anyio
 
-from .._emit import BatchQueue, Retryable, RetryPolicy
+from .._emit import BatchQueue, Closing, Retryable, RetryPolicy
 from .._exceptions import ConfigError, StoreClosedError, StoreError
 from .._rows import Row, Rows
 from . import _queries as q
@@ -156,6 +156,7 @@ class SQLiteStore:
         self._reader: aiosqlite.Connection | None = None
         self._opening: anyio.Lock | None = None
         self._closed = False
+        self._closing = Closing()
         self._failing = False
 
     def __repr__(self) -> str:
@@ -226,15 +227,22 @@ class SQLiteStore:
         self._writer, self._reader = writer, reader
 
     async def aclose(self) -> None:
-        """Write what is queued (within ``close_timeout``), then close the file. Idempotent.
+        """Write what is queued (within ``close_timeout``), then close the file. Idempotent: a
+        later or concurrent call returns once the first one has closed the file.
 
         Raises:
             StoreError: some calls could not be written before the deadline (they are lost; the
                 count and the last error are in the message and the log).
         """
-        if self._closed:
-            return
+        if not await self._closing.begin():
+            return  # closed, or being closed by a concurrent aclose() that has now finished
         self._closed = True
+        try:
+            await self._close()
+        finally:
+            self._closing.end()
+
+    async def _close(self) -> None:
         error: BaseException | None = None
         ended: BaseException | None = None
         before = self._queue.stats.dropped_on_close

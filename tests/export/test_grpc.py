@@ -158,6 +158,18 @@ async def test_dead_endpoint_bounded_counted_and_closes_in_time() -> None:
     assert stats.dropped == stats.accepted == 5000
 
 
+async def test_a_second_aclose_waits_for_the_first() -> None:
+    """A concurrent aclose() returns only once the first has given up on a dead endpoint and
+    closed the channel, not while calls are still being retried."""
+    exporter = _exporter(_free_port(), retry=FAST_RETRY, timeout=0.5)
+    await exporter.emit([make_call(i) for i in range(10)])
+    first = asyncio.create_task(exporter.aclose(timeout=0.5))
+    await asyncio.sleep(0)
+    await exporter.aclose()
+    assert first.done()
+    assert exporter.stats.pending == 0
+
+
 async def test_burst_of_20000_from_a_tight_loop_is_not_dropped(trace_server: TraceServer) -> None:
     """The defaults absorb a 20,000-call burst emitted without yielding: nothing dropped."""
     calls = [make_call(i % 500) for i in range(20_000)]

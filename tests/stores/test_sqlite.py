@@ -360,3 +360,18 @@ async def test_naive_filter_datetimes_are_utc(store: SQLiteStore) -> None:
     naive = (T0 + timedelta(seconds=2)).replace(tzinfo=None)
     assert await store.count(since=naive) == 3
     assert len(await store.query(until=naive)) == 2
+
+
+async def test_a_second_aclose_waits_for_the_first(tmp_path: Path) -> None:
+    """aclose() while another aclose() is writing the queue returns only once the file is
+    written and closed: a reader opening the file then finds every call."""
+    path = tmp_path / "closing.db"
+    store = SQLiteStore(path, batch_size=100)
+    await store.open()
+    await store.add_many([make_call(i) for i in range(5000)])
+    first = asyncio.create_task(store.aclose())
+    await asyncio.sleep(0)  # the first close is under way
+    await store.aclose()
+    assert first.done()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM calls").fetchone() == (5000,)
