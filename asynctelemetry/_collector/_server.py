@@ -33,7 +33,7 @@ from ._forward import RETRY_INFO_KEY, Forwarder, retry_info
 from ._wire import LeanRequest
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from types import TracebackType
 
     from .._emit import Sink
@@ -133,6 +133,8 @@ class AsyncCollector:
             same host, token and TLS; ``http`` extra); 0 picks a free one (see
             :attr:`http_port`); None (the default) serves gRPC only.
         forward_to: upstream OTLP/gRPC endpoint that receives every accepted request unchanged.
+        forward_headers: gRPC metadata sent with every forwarded request (the upstream's own
+            auth, e.g. ``{"authorization": "Bearer …"}``); keys are lowercased.
         metrics: a sink (``emit(calls)``), e.g. a ``MetricsRecorder``, also given every call.
         max_queue: most converted calls waiting for the store.
         backpressure_timeout: seconds Export waits for queue room before answering UNAVAILABLE.
@@ -154,6 +156,7 @@ class AsyncCollector:
         capture_content: bool = False,
         http_port: int | None = None,
         forward_to: str | None = None,
+        forward_headers: Mapping[str, str] | None = None,
         metrics: Sink | None = None,
         max_queue: int = 65_536,
         backpressure_timeout: float = 1.0,
@@ -200,7 +203,16 @@ class AsyncCollector:
             retry=RetryPolicy(max_attempts=None),
             name="collector ingest",
         )
-        self._forwarder = Forwarder(forward_to) if forward_to else None
+        if forward_headers and not forward_to:
+            raise ConfigError("forward_headers needs forward_to")
+        self._forwarder = (
+            Forwarder(
+                forward_to,
+                metadata=[(key.lower(), value) for key, value in (forward_headers or {}).items()],
+            )
+            if forward_to
+            else None
+        )
         self._stats = CollectorStats(
             ingest=self._queue.stats,
             forward=self._forwarder.stats if self._forwarder else None,

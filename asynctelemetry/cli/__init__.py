@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="require this bearer token (or $ASYNCTELEMETRY_AUTH_TOKEN)",
     )
     collect.add_argument("--forward-to", metavar="ENDPOINT", help="also forward to this OTLP/gRPC")
+    collect.add_argument(
+        "--forward-token",
+        metavar="TOKEN",
+        help="bearer token for the --forward-to upstream (or $ASYNCTELEMETRY_FORWARD_TOKEN)",
+    )
     collect.add_argument("--http-port", type=_port, metavar="PORT", help="also serve OTLP/HTTP")
     collect.add_argument("--tls-cert", metavar="PEM", help="serve TLS with this certificate")
     collect.add_argument("--tls-key", metavar="PEM", help="… and this private key")

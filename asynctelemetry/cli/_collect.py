@@ -32,10 +32,12 @@ if TYPE_CHECKING:
     from .._emit import Sink
     from .._stores import CallStore
 
-__all__ = ["AUTH_TOKEN_ENV", "run_collect", "stop_signals"]
+__all__ = ["AUTH_TOKEN_ENV", "FORWARD_TOKEN_ENV", "run_collect", "stop_signals"]
 
 #: Environment variable read when ``--auth-token`` is not given.
 AUTH_TOKEN_ENV = "ASYNCTELEMETRY_AUTH_TOKEN"
+#: Environment variable read when ``--forward-token`` is not given.
+FORWARD_TOKEN_ENV = "ASYNCTELEMETRY_FORWARD_TOKEN"
 
 
 def _store_of(args: argparse.Namespace) -> tuple[CallStore, str]:
@@ -112,6 +114,13 @@ def _auth_token(args: argparse.Namespace) -> str | None:
     return token or None
 
 
+def _forward_headers(args: argparse.Namespace) -> dict[str, str] | None:
+    token: str | None = args.forward_token
+    if token is None and args.forward_to:
+        token = os.environ.get(FORWARD_TOKEN_ENV)
+    return {"authorization": f"Bearer {token}"} if token else None
+
+
 def _collector(args: argparse.Namespace, store: CallStore, metrics: Sink) -> AsyncCollector:
     token = _auth_token(args)
     try:
@@ -125,6 +134,7 @@ def _collector(args: argparse.Namespace, store: CallStore, metrics: Sink) -> Asy
             capture_content=args.capture_content,
             http_port=args.http_port,
             forward_to=args.forward_to,
+            forward_headers=_forward_headers(args),
             metrics=metrics,
         )
     except (ConfigError, ValueError) as exc:

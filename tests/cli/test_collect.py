@@ -237,3 +237,37 @@ def test_retention_flags_bound_the_file(tmp_path: Path) -> None:
     assert bad_age.returncode == 2 and "max_age" in one_line_error(bad_age)
     on_memory = run_cli("collect", "--port", "0", "--memory", "10", "--max-rows", "5", cwd=tmp_path)
     assert on_memory.returncode == 2 and "--db" in one_line_error(on_memory)
+
+
+def test_forward_token_reaches_an_upstream_that_requires_it(tmp_path: Path) -> None:
+    """collect --forward-to an upstream collect that requires a token: with --forward-token the
+    forwarded request is accepted there (the upstream prints the call)."""
+    upstream = start(tmp_path, "--memory", "100", env=cli_env(ASYNCTELEMETRY_AUTH_TOKEN="up"))
+    local = None
+    try:
+        up_port = announced(upstream, r"collecting OTLP/gRPC on 127\.0\.0\.1:(\d+)")
+        local = start(
+            tmp_path,
+            "--memory",
+            "100",
+            "--forward-to",
+            f"http://127.0.0.1:{up_port}",
+            "--forward-token",
+            "up",
+        )
+        port = announced(local, r"collecting OTLP/gRPC on 127\.0\.0\.1:(\d+)")
+        assert export(port, genai_spans(1)) is SpanExportResult.SUCCESS
+        assert upstream.stdout is not None
+        assert "openai/gpt-4o chat in=100" in upstream.stdout.readline()
+    finally:
+        for proc in (local, upstream):
+            if proc is not None:
+                proc.send_signal(signal.SIGTERM)
+                proc.communicate(timeout=15)
+
+
+def test_forward_token_without_forward_to_is_a_usage_error(tmp_path: Path) -> None:
+    """--forward-token alone names no upstream: a one-line usage error, exit 2."""
+    result = run_cli("collect", "--memory", "10", "--forward-token", "t", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "forward_headers needs forward_to" in one_line_error(result)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from asynctelemetry import AsyncCollector, ExportError, LLMCall, MemoryStore
+from asynctelemetry import AsyncCollector, ConfigError, ExportError, LLMCall, MemoryStore
 from asynctelemetry._collector._forward import Forwarder, parse_retry_delay, retry_info
 from asynctelemetry._emit import RetryPolicy
 from tests.conftest import make_call
@@ -186,3 +186,27 @@ async def test_forwarder_does_not_retry_permanent_errors() -> None:
             await forwarder.flush(timeout=10)  # flush says what was given up on
         await forwarder.aclose()
     assert (forwarder.stats.dropped_failed, forwarder.stats.retries) == (1, 0)
+
+
+async def test_forward_headers_authenticate_to_the_upstream() -> None:
+    """An upstream that requires a token accepts forwarded requests that carry it (header keys
+    are lowercased for gRPC); without it every forwarded request is refused and counted."""
+    upstream_store = MemoryStore()
+    calls = [make_call(i, trace_id=f"{i + 1:032x}", span_id=f"{i + 1:016x}") for i in range(5)]
+    async with AsyncCollector(upstream_store, port=0, auth_token="up") as upstream:
+        async with AsyncCollector(
+            MemoryStore(),
+            port=0,
+            forward_to=upstream.endpoint,
+            forward_headers={"Authorization": "Bearer up"},
+        ) as local:
+            await export(local.endpoint, request_for(calls))
+        async with AsyncCollector(MemoryStore(), port=0, forward_to=upstream.endpoint) as bare:
+            await export(bare.endpoint, request_for(calls))
+        await upstream.flush()
+    assert local.stats.forward is not None and local.stats.forward.delivered == 1
+    assert bare.stats.forward is not None and bare.stats.forward.dropped_failed == 1
+    assert len(upstream_store) == 5
+    assert upstream.stats.unauthenticated == 1
+    with pytest.raises(ConfigError, match="forward_to"):
+        AsyncCollector(MemoryStore(), forward_headers={"authorization": "Bearer x"})
