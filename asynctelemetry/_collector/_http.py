@@ -32,7 +32,6 @@ import hmac
 import math
 import ssl
 import zlib
-from collections import Counter
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from .._exceptions import ConfigError, require
@@ -71,7 +70,8 @@ class HttpReceiver:
     Args:
         ingest: the collector's ingest path (serialized request in, serialized response out;
             raises ``MalformedRequest`` or ``StoreBehind``).
-        stats: the collector's counters (malformed requests, unauthenticated calls).
+        stats: the collector's counters (malformed requests, unauthenticated calls, answers
+            by status).
         host: interface to bind.
         port: TCP port; 0 picks a free one.
         max_message_bytes: largest body, before and after decompression.
@@ -114,8 +114,8 @@ class HttpReceiver:
         self._idle.set()
         self._runner: web.ServerRunner | None = None
         self._port: int | None = None
-        #: Answers given, by HTTP status.
-        self.responses: Counter[int] = Counter()
+        #: Answers given, by HTTP status (the collector's ``stats.http_responses``).
+        self.responses: dict[int, int] = stats.http_responses
 
     @property
     def port(self) -> int:
@@ -284,7 +284,7 @@ class HttpReceiver:
                 {"Retry-After": self._retry_after},
                 retry=True,
             )
-        self.responses[200] += 1
+        self.responses[200] = self.responses.get(200, 0) + 1
         if as_json:
             return self._response(body=response_to_json(answer), content_type=_JSON)
         return self._response(body=answer, content_type=media)
@@ -312,7 +312,7 @@ class HttpReceiver:
         *,
         retry: bool = False,
     ) -> web.Response:
-        self.responses[status] += 1
+        self.responses[status] = self.responses.get(status, 0) + 1
         body = status_body(
             code, message, as_json=as_json, retry_delay=self._retry_delay if retry else None
         )

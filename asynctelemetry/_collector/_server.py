@@ -69,6 +69,8 @@ class CollectorStats:
         stored: calls handed to the store and the other sinks.
         ingest: the ingest queue, whose items are the calls of one request each.
         forward: the forwarding queue, when ``forward_to`` is set.
+        http_responses: the OTLP/HTTP receiver's answers by status code (200, 400, 401, 413,
+            415, 429, 503…), when ``http_port`` is set.
     """
 
     requests: int = 0
@@ -83,6 +85,7 @@ class CollectorStats:
     stored: int = 0
     ingest: QueueStats = field(default_factory=QueueStats)
     forward: QueueStats | None = None
+    http_responses: dict[int, int] = field(default_factory=dict)
 
 
 class MalformedRequest(Exception):
