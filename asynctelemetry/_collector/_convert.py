@@ -1,4 +1,4 @@
-"""OTLP spans → :class:`~asynctelemetry.LLMCall`, in one pass over each span's attributes.
+"""OTLP spans → LLM calls (as compact rows), in one pass over each span's attributes.
 
 The tables of :mod:`asynctelemetry._conventions` are compiled once into one dictionary, key →
 (field slot, reader, rank); :mod:`._attributes` reads a span's serialized attributes through a
@@ -6,8 +6,12 @@ cache of what each exact attribute gave before and a plan per span shape, so a s
 shape costs a few C-level dict operations plus the decoding of the values never seen before.
 Values are checked there (type, sign, bounds, finiteness); a bad value becomes ``None`` and a
 counted defect. This module decides whether the span is an LLM call, fills the fields that come
-from the span itself (ids, times, status) and prices the call; the record is built with
-:meth:`LLMCall.trusted`, without a second validation.
+from the span itself (ids, times, status) and prices the call. It builds no record: each plan is
+compiled into a :class:`_Builder` whose ``itemgetter`` lays out the row
+(:mod:`asynctelemetry._rows`) from the attribute values, the decided fields and the defaults;
+spans without a plan build the same row from a field dict (:func:`_convert_slowly`). A request's
+rows travel as one :class:`~asynctelemetry._rows.Rows` batch, which reads as ``LLMCall`` records
+for any sink that asks (:func:`span_to_llm_call` returns one).
 
 Bounds: at most ``MAX_ATTRIBUTES`` (128) extra attributes per call, the rest dropped and counted
 (``attributes_dropped``); string values longer than ``MAX_ATTRIBUTE_LENGTH`` (4096) characters are
