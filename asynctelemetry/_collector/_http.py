@@ -112,6 +112,7 @@ class HttpReceiver:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._json_turn = asyncio.Lock()
         self._runner: web.ServerRunner | None = None
         self._port: int | None = None
         #: Answers given, by HTTP status (the collector's ``stats.http_responses``).
@@ -251,7 +252,11 @@ class HttpReceiver:
                     body = await asyncio.to_thread(inflate, body, coding, limit)
                 else:
                     body = inflate(body, coding, limit)
-            raw = await _encode_json(body) if as_json else body
+            if as_json:
+                async with self._json_turn:  # one at a time, as the collector converts
+                    raw = await _encode_json(body)
+            else:
+                raw = body
         except _TooLarge:
             return self._error(413, _RESOURCE_EXHAUSTED, too_large, as_json)
         except (zlib.error, BadJson) as exc:

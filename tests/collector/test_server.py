@@ -248,3 +248,36 @@ async def test_a_large_request_gives_the_loop_back_while_it_is_converted() -> No
     assert await store.count() == 1024
     # The ticker ran once per slice while no call of the request was counted yet.
     assert ticks.count(0) >= 1024 // SLICE_SPANS - 1
+
+
+async def test_concurrent_requests_are_converted_one_at_a_time() -> None:
+    """Four large requests arriving together are converted one after another (FIFO), so a task
+    beside the collector waits for one slice at a time, not one slice of every request."""
+    from asynctelemetry._collector._convert import SLICE_SPANS
+
+    raws = [
+        request_for(
+            [traced(r * 1000 + i, service_name="app") for i in range(512)]
+        ).SerializeToString()
+        for r in range(4)
+    ]
+    store = MemoryStore(4096)
+    async with AsyncCollector(store, port=0) as collector:
+        ticks = 0
+        done = False
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not done:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        await asyncio.gather(*(collector._ingest(raw) for raw in raws))
+        done = True
+        await task
+        await collector.flush()
+    assert await store.count() == 4 * 512
+    # Interleaved, the ticker would run once per round of four slices (~16 times).
+    assert ticks >= 4 * 512 // SLICE_SPANS
