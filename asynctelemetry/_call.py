@@ -13,7 +13,13 @@ import time
 from typing import TYPE_CHECKING, Any, Final
 
 from ._conventions import is_content_key
-from ._record import MAX_ATTRIBUTE_LENGTH, MAX_ATTRIBUTES, MAX_DURATION_MS, MAX_TOKENS
+from ._record import (
+    MAX_ATTRIBUTE_LENGTH,
+    MAX_ATTRIBUTES,
+    MAX_DURATION_MS,
+    MAX_MODEL_LENGTH,
+    MAX_TOKENS,
+)
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -59,6 +65,20 @@ def check_count(name: str, value: object) -> int:
     if not 0 <= value <= MAX_TOKENS:
         raise ValueError(f"{name} must be between 0 and 2**53, got {value}")
     return value
+
+
+def check_text(name: str, value: object) -> str:
+    """A text field as a plain ``str`` (a ``str`` subclass such as a ``StrEnum`` member gives its
+    text), or ``ValueError``; model names must have 1 to ``MAX_MODEL_LENGTH`` characters."""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a str, got {type(value).__name__}")
+    text = str.__str__(value)
+    if name in _MODEL_FIELDS and not 0 < len(text) <= MAX_MODEL_LENGTH:
+        raise ValueError(f"{name} must have 1 to {MAX_MODEL_LENGTH} characters, got {len(text)}")
+    return text
+
+
+_MODEL_FIELDS: Final = frozenset({"model", "request_model", "response_model"})
 
 
 def check_millis(name: str, value: object) -> float:
@@ -216,6 +236,8 @@ class CallHandle:
                 continue
             if kind is int:
                 value = check_count(name, value)
+            elif kind is str:
+                value = check_text(name, value)
             elif not isinstance(value, kind):
                 raise ValueError(f"{name} must be {kind.__name__}, got {type(value).__name__}")  # type: ignore[union-attr]
             if name == "cache_hit" and value not in _CACHE_HITS:

@@ -18,6 +18,7 @@ __all__ = [
     "MAX_ATTRIBUTES",
     "MAX_ATTRIBUTE_LENGTH",
     "MAX_DURATION_MS",
+    "MAX_MODEL_LENGTH",
     "MAX_TOKENS",
     "AttributeValue",
     "LLMCall",
@@ -29,6 +30,8 @@ __all__ = [
 MAX_TOKENS: Final = 2**53
 #: Longest duration or time to first token accepted, in milliseconds (one day).
 MAX_DURATION_MS: Final = 86_400_000.0
+#: Longest model name, in characters.
+MAX_MODEL_LENGTH: Final = 512
 #: Most extra attributes one record keeps.
 MAX_ATTRIBUTES: Final = 128
 #: Longest string attribute value kept, in characters.
@@ -53,7 +56,7 @@ class LLMCall(BaseModel):
 
     call_id: str = Field(min_length=1, max_length=256)
     timestamp: datetime
-    model: str = Field(min_length=1, max_length=512)
+    model: str = Field(min_length=1, max_length=MAX_MODEL_LENGTH)
     request_model: str | None = None
     provider: str | None = None
     operation: str = "chat"

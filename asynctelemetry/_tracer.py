@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, cast
 
 from opentelemetry.trace import get_current_span
 
-from ._call import CallHandle, check_millis
+from ._call import CallHandle, check_millis, check_text
 from ._conventions import call_attributes, span_name
 from ._emit import (
     BatchQueue,
@@ -37,7 +37,7 @@ from ._emit import (
     report_internal_error,
 )
 from ._exceptions import ConfigError, StoreClosedError
-from ._record import FIELD_DEFAULTS, LLMCall
+from ._record import FIELD_DEFAULTS, MAX_MODEL_LENGTH, LLMCall
 from ._stores import MemoryStore
 from ._stream import TracedStream
 
@@ -75,6 +75,31 @@ def _new_ids() -> str:
     if ids.startswith("0" * 32) or ids.endswith("0" * 16):
         return _new_ids()
     return ids
+
+
+def _checked_arguments(
+    model: object,
+    provider: object,
+    operation: object,
+    session_id: object,
+    route_name: object,
+    is_streaming: object,
+) -> tuple[str, str | None, str, str | None, str | None]:
+    """``llm_call``'s text arguments as plain strings, or ``ConfigError`` naming the bad one."""
+    try:
+        if not (is_streaming is None or isinstance(is_streaming, bool)):
+            raise ValueError(f"is_streaming must be a bool, got {type(is_streaming).__name__}")
+        if not operation:
+            raise ValueError("operation must be a non-empty str")
+        return (
+            check_text("model", model),
+            None if provider is None else check_text("provider", provider),
+            check_text("operation", operation),
+            None if session_id is None else check_text("session_id", session_id),
+            None if route_name is None else check_text("route_name", route_name),
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 class AsyncTracer:
@@ -240,12 +265,24 @@ class AsyncTracer:
 
         Raises:
             StoreClosedError: the tracer was closed.
-            ValueError: an empty model name or a bad attribute.
+            ConfigError: (a ``ValueError``) a model name that is not a string of 1 to 512
+                characters, an argument of the wrong type, or a bad attribute.
         """
         if self._closed:
             raise StoreClosedError("AsyncTracer is closed")
-        if not model:
-            raise ConfigError("model must be a non-empty string")
+        if (  # one cheap test on the hot path; the slow one says what is wrong, or normalises
+            model.__class__ is not str
+            or not 0 < len(model) <= MAX_MODEL_LENGTH
+            or operation.__class__ is not str
+            or not operation
+            or not (provider is None or provider.__class__ is str)
+            or not (session_id is None or session_id.__class__ is str)
+            or not (route_name is None or route_name.__class__ is str)
+            or not (is_streaming is None or is_streaming.__class__ is bool)
+        ):
+            model, provider, operation, session_id, route_name = _checked_arguments(
+                model, provider, operation, session_id, route_name, is_streaming
+            )
         if is_streaming is None and operation == "stream":
             is_streaming = True
         # The handle fills a complete record dict from the start; the record adopts it on exit.

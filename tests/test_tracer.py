@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import gc
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from asynctelemetry import LLMCall, MemoryStore, StoreClosedError
+from asynctelemetry import ConfigError, LLMCall, MemoryStore, StoreClosedError
 from asynctelemetry._tracer import AsyncTracer, RactoTracer
 
 if TYPE_CHECKING:
@@ -314,3 +315,52 @@ async def test_content_is_dropped_unless_captured() -> None:
         assert record.attributes["team"] == "search"
         assert ("gen_ai.input.messages" in record.attributes) is capture
         assert ("llm.input_messages.0.message.content" in record.attributes) is capture
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        pytest.param({"model": ""}, "model must have 1 to 512", id="empty-model"),
+        pytest.param({"model": "m" * 513}, "model must have 1 to 512", id="long-model"),
+        pytest.param({"model": 123}, "model must be a str", id="int-model"),
+        pytest.param({"model": "m", "provider": 5}, "provider must be a str", id="int-provider"),
+        pytest.param({"model": "m", "operation": ""}, "operation must be", id="empty-operation"),
+        pytest.param({"model": "m", "session_id": b"s"}, "session_id must be", id="bytes-session"),
+        pytest.param({"model": "m", "is_streaming": "yes"}, "is_streaming must", id="text-bool"),
+    ],
+)
+async def test_llm_call_refuses_arguments_no_record_could_hold(
+    arguments: dict[str, Any], message: str
+) -> None:
+    """Arguments that would make an invalid record raise ConfigError (a ValueError) at once."""
+    async with AsyncTracer(in_memory=True) as tracer:
+        with pytest.raises(ConfigError, match=message):
+            tracer.llm_call(**arguments)
+        assert tracer.spans == []
+
+
+async def test_set_checks_model_names_and_text_and_keeps_records_valid() -> None:
+    """call.set() refuses empty or over-long model names and non-text; str subclasses (a StrEnum
+    provider) are kept as plain text; every record still round-trips through JSON."""
+
+    class Provider(str, enum.Enum):  # noqa: UP042 - the mixin form: its str() is not its value
+        OPENAI = "openai"
+
+    async with AsyncTracer(in_memory=True) as tracer:
+        async with tracer.llm_call(model="gpt-4o", provider=Provider.OPENAI) as call:
+            for bad in (
+                {"response_model": ""},
+                {"response_model": "x" * 513},
+                {"request_model": 7},
+            ):
+                with pytest.raises(ValueError, match="model must"):
+                    call.set(**bad)
+            call.set(response_model="gpt-4o-2024-08-06", route_name=Provider.OPENAI)
+        [record] = tracer.spans
+    assert (record.model, record.provider, record.route_name) == (
+        "gpt-4o-2024-08-06",
+        "openai",
+        "openai",
+    )
+    assert type(record.provider) is str and type(record.route_name) is str
+    assert LLMCall.model_validate_json(record.model_dump_json()) == record
