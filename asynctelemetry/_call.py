@@ -297,8 +297,9 @@ class CallHandle:
         if usage.tool_calls:
             count = usage.tool_calls + (fields["tool_calls"] if add_tool_calls else 0)
             fields["tool_calls"] = check_count("tool_calls", count)
-        if usage.response_model:
-            fields["response_model"] = usage.response_model
+        model = usage.response_model
+        if model and len(model) <= MAX_MODEL_LENGTH:  # a longer name is ignored, not raised
+            fields["response_model"] = str.__str__(model)
 
     def fail(self, error_type: str, *, status_code: int | None = None) -> None:
         """Mark the call failed without raising (an error response the caller handles itself)."""

@@ -304,6 +304,18 @@ async def test_record_response_reads_openai_usage() -> None:
     assert record.tool_calls == 2 and record.model == "gpt-4o-2024-08-06"
 
 
+async def test_record_response_ignores_a_model_name_no_record_may_hold() -> None:
+    """A response naming a model longer than 512 characters keeps the requested model (and its
+    usage) instead of raising in the caller's code or making an invalid record."""
+    response = {"model": "m" * 600, "usage": {"prompt_tokens": 10, "completion_tokens": 2}}
+    async with AsyncTracer(in_memory=True) as tracer:
+        async with tracer.llm_call(model="gpt-4o", provider="openai") as call:
+            call.record_response(response)
+        [record] = tracer.spans
+    assert (record.model, record.input_tokens, record.output_tokens) == ("gpt-4o", 10, 2)
+    assert LLMCall.model_validate_json(record.model_dump_json()) == record
+
+
 async def test_content_is_dropped_unless_captured() -> None:
     """Prompt/completion attributes are kept only with capture_content=True."""
     for capture in (False, True):
