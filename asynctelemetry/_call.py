@@ -303,6 +303,7 @@ class CallHandle:
 
     def fail(self, error_type: str, *, status_code: int | None = None) -> None:
         """Mark the call failed without raising (an error response the caller handles itself)."""
+        error_type = check_text("error_type", error_type)
         self._failed = True
         self.fields["error_type"] = error_type
         if status_code is not None:

@@ -594,7 +594,7 @@ class AsyncTracer:
         ttft_ms: float | None,
     ) -> LLMCall:
         latency_ms = check_millis("latency_ms", latency_ms)
-        if status not in _STATUSES:
+        if status.__class__ is not str or status not in _STATUSES:
             raise ValueError(f"status must be one of {sorted(_STATUSES)}, got {status!r}")
         if error_type is not None:
             handle.set(error_type=error_type)

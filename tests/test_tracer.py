@@ -86,6 +86,25 @@ async def test_fail_marks_an_error_without_raising() -> None:
     assert (record.status, record.error_type, record.status_code) == ("error", "HTTPError", 503)
 
 
+async def test_fail_and_record_refuse_values_no_record_may_hold() -> None:
+    """fail() with a non-text error type, and record_chat_span with a status that is not text,
+    raise ValueError; nothing invalid is recorded."""
+    async with AsyncTracer(in_memory=True) as tracer:
+        async with tracer.llm_call(model="gpt-4o") as call:
+            with pytest.raises(ValueError, match="error_type must be a str"):
+                call.fail(503)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="status must be one of"):
+            await tracer.record_chat_span(
+                provider="openai",
+                model="gpt-4o",
+                latency_ms=5.0,
+                status=["ok"],  # type: ignore[arg-type]
+            )
+        [record] = tracer.spans
+    assert (record.status, record.error_type) == ("ok", None)
+    assert LLMCall.model_validate_json(record.model_dump_json()) == record
+
+
 async def test_nested_calls_are_children_and_share_the_trace() -> None:
     """A call inside a call is its child, in the same trace."""
     async with AsyncTracer(in_memory=True) as tracer:
