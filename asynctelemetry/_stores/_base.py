@@ -1,8 +1,10 @@
 """The store protocol, the summary row, and the one implementation of filters and percentiles.
 
-Filter semantics (every store follows them): ``since`` is inclusive, ``until`` exclusive; ``model``,
-``provider``, ``session_id`` and ``status`` match exactly; results are oldest first (by
-``timestamp``, ties in insertion order) unless ``newest_first``; ``limit`` applies after ordering.
+Filter semantics (every store follows them): ``since`` is inclusive, ``until`` exclusive (a naive
+datetime is taken to be UTC); ``model``, ``provider``, ``session_id`` and ``status`` match
+exactly; results are oldest first (by ``timestamp``, ties in insertion order) unless
+``newest_first``; ``limit`` applies after ordering. Filters of the wrong type raise
+``ValueError``.
 
 Percentiles are nearest-rank: for ``n`` sorted values the p-th percentile is the value at rank
 ``ceil(p / 100 * n)`` (1-based), so it is always an observed value.
@@ -12,13 +14,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, Protocol, Self, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Sequence
-    from datetime import datetime
     from types import TracebackType
 
     from .._record import LLMCall
@@ -29,6 +31,7 @@ __all__ = [
     "CallSummary",
     "Filters",
     "GroupBy",
+    "check_limit",
     "nearest_rank",
     "percentile",
     "summarize",
@@ -58,6 +61,12 @@ def percentile(sorted_values: Sequence[float], p: float) -> float | None:
     return sorted_values[nearest_rank(len(sorted_values), p) - 1]
 
 
+def check_limit(limit: object) -> None:
+    """``limit`` is None or an int >= 0, or ``ValueError``."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"limit must be None or an int >= 0, got {limit!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Filters:
     """The query filters every store accepts (see the module docstring for their semantics)."""
@@ -68,6 +77,22 @@ class Filters:
     provider: str | None = None
     session_id: str | None = None
     status: str | None = None
+
+    def __post_init__(self) -> None:
+        """Check the filters' types; a naive ``since``/``until`` is taken to be UTC (as records
+        are), an aware one is converted to UTC."""
+        for name in ("since", "until"):
+            moment = getattr(self, name)
+            if moment is None:
+                continue
+            if not isinstance(moment, datetime):
+                raise ValueError(f"{name} must be a datetime, got {type(moment).__name__}")
+            utc = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+            object.__setattr__(self, name, utc)
+        for name in ("model", "provider", "session_id", "status"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{name} must be a str, got {type(value).__name__}")
 
     def matches(self, call: LLMCall) -> bool:
         """Whether ``call`` passes every filter that is set."""

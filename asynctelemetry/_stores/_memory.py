@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final, Self
 
 from .._exceptions import StoreClosedError
 from .._rows import TIMESTAMP, Row, Rows, record_of, row_of
-from ._base import CallSummary, Filters, GroupBy, summarize
+from ._base import CallSummary, Filters, GroupBy, check_limit, summarize
 from ._replay import paced
 
 if TYPE_CHECKING:
@@ -164,8 +164,7 @@ class MemoryStore:
         newest_first: bool = False,
     ) -> list[LLMCall]:
         """Calls that pass the filters, oldest first unless ``newest_first``, at most ``limit``."""
-        if limit is not None and limit < 0:
-            raise ValueError("limit must be >= 0")
+        check_limit(limit)
         return self._select(
             Filters(since, until, model, provider, session_id, status), newest_first, limit
         )

@@ -21,7 +21,7 @@ from .._emit import BatchQueue, Closing, Retryable, RetryPolicy
 from .._exceptions import ConfigError, StoreClosedError, StoreError
 from .._rows import Row, Rows
 from . import _queries as q
-from ._base import CallSummary, Filters, GroupBy
+from ._base import CallSummary, Filters, GroupBy, check_limit
 from ._replay import paced
 from ._retention import (
     Retention,
@@ -409,8 +409,7 @@ class SQLiteStore:
 
         Ties in timestamp come in insertion order either way; ``limit`` applies after ordering.
         """
-        if limit is not None and limit < 0:
-            raise ValueError("limit must be >= 0")
+        check_limit(limit)
         sql, params = q.select_sql(
             Filters(since, until, model, provider, session_id, status), limit, newest_first
         )

@@ -375,3 +375,30 @@ async def test_a_second_aclose_waits_for_the_first(tmp_path: Path) -> None:
     assert first.done()
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT COUNT(*) FROM calls").fetchone() == (5000,)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_both_stores_read_filters_the_same_way(tmp_path: Path, kind: str) -> None:
+    """The one filter implementation: a naive since/until is UTC in either store, an aware one
+    in any zone is converted, and filters or a limit of the wrong type raise ValueError."""
+    calls = [make_call(i) for i in range(10)]  # T0 + i seconds, UTC
+    store: MemoryStore | SQLiteStore = (
+        MemoryStore() if kind == "memory" else SQLiteStore(tmp_path / "filters.db")
+    )
+    async with store:
+        await store.add_many(calls)
+        await store.flush()
+        naive = (T0 + timedelta(seconds=3)).replace(tzinfo=None)
+        assert [c.call_id for c in await store.query(since=naive, limit=2)] == [
+            "call-000003",
+            "call-000004",
+        ]
+        plus_two = timezone(timedelta(hours=2))
+        until = (T0 + timedelta(seconds=2)).astimezone(plus_two)
+        assert await store.count(until=until) == 2
+        for bad in ({"since": "2026-01-01"}, {"model": 5}, {"status": ["ok"]}):
+            with pytest.raises(ValueError, match="must be a"):
+                await store.query(**bad)
+        for limit in ("5", -1, True):
+            with pytest.raises(ValueError, match="limit must be"):
+                await store.query(limit=limit)
