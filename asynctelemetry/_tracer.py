@@ -147,6 +147,11 @@ class AsyncTracer:
         otlp_headers: Mapping[str, str] | None = None,
     ) -> None:
         self.service_name = service_name
+        if sampler is not None and not callable(getattr(sampler, "should_sample", None)):
+            raise ConfigError(
+                "sampler must be an OpenTelemetry Sampler (e.g. TraceIdRatioBased(0.1)), "
+                f"not {type(sampler).__name__}"
+            )
         self.capture_content = capture_content
         self._price_table_arg = price_table
         self._prices: PriceTable | None = None

@@ -533,6 +533,15 @@ def test_overrides_take_precedence(table: PriceTable) -> None:
     assert stacked.lookup("my-model") == ModelPricing(3.0, 4.0)
 
 
+@pytest.mark.parametrize("count", [-1, 1.5, "10", True])
+def test_cost_of_refuses_token_counts_that_are_not_counts(count: object) -> None:
+    """A negative, fractional, text or bool count raises ValueError instead of pricing to 0."""
+    with pytest.raises(ValueError, match="token counts must be ints >= 0"):
+        PriceTable.default().cost_of("gpt-4o", input_tokens=count)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="token counts must be ints >= 0"):
+        PriceTable.default().cost_of("gpt-4o", input_tokens=10, reasoning_tokens=count)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     "overrides",
     [

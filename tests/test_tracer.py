@@ -370,6 +370,12 @@ async def test_llm_call_refuses_arguments_no_record_could_hold(
         assert tracer.spans == []
 
 
+def test_a_sampler_that_is_not_a_sampler_is_a_config_error() -> None:
+    """sampler=0.1 (a ratio, not a Sampler) is refused at construction, not at the first call."""
+    with pytest.raises(ConfigError, match="sampler must be an OpenTelemetry Sampler"):
+        AsyncTracer(sampler=0.1)  # type: ignore[arg-type]
+
+
 async def test_set_checks_model_names_and_text_and_keeps_records_valid() -> None:
     """call.set() refuses empty or over-long model names and non-text; str subclasses (a StrEnum
     provider) are kept as plain text; every record still round-trips through JSON."""

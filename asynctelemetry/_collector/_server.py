@@ -12,6 +12,7 @@ calls. Accepted requests are also handed, unchanged, to the forwarder when there
 from __future__ import annotations
 
 import asyncio
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,6 +174,16 @@ class AsyncCollector:
             raise ConfigError(f"port must be in 0..65535, not {port}")
         if http_port is not None and not 0 <= http_port <= 65535:
             raise ConfigError(f"http_port must be in 0..65535, not {http_port}")
+        if not isinstance(host, str) or not host:
+            raise ConfigError(
+                "host must name an interface (127.0.0.1 by default; 0.0.0.0 or :: for every one)"
+            )
+        for name, seconds in (
+            ("backpressure_timeout", backpressure_timeout),
+            ("retry_delay", retry_delay),
+        ):
+            if not (isinstance(seconds, int | float) and 0 <= seconds < math.inf):
+                raise ConfigError(f"{name} must be finite seconds >= 0, not {seconds!r}")
         self._requested_http_port = http_port
         self._retry_delay = retry_delay
         self._http: HttpReceiver | None = None

@@ -161,7 +161,19 @@ class PriceTable:
 
         Token semantics: ``input_tokens`` includes cached reads and cache writes;
         ``output_tokens`` includes reasoning tokens (see ``docs/pricing.md``).
+
+        Raises:
+            ValueError: a count that is not None or an int >= 0.
         """
+        for count in (
+            input_tokens,
+            output_tokens,
+            cached_input_tokens,
+            cache_creation_tokens,
+            reasoning_tokens,
+        ):
+            if count is not None and (count.__class__ is not int or count < 0):
+                raise ValueError(f"token counts must be ints >= 0, got {count!r}")
         try:
             rates = self._rates[(model, provider)]
         except KeyError:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
@@ -145,6 +145,22 @@ async def test_lifecycle() -> None:
         await collector.start()
     with pytest.raises(ConfigError):
         AsyncCollector(MemoryStore(), tls_cert="cert.pem")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        pytest.param({"host": ""}, "host must name an interface", id="empty-host"),
+        pytest.param({"backpressure_timeout": -1}, "backpressure_timeout", id="negative-wait"),
+        pytest.param({"retry_delay": float("nan")}, "retry_delay", id="nan-delay"),
+        pytest.param({"retry_delay": float("inf")}, "retry_delay", id="inf-delay"),
+        pytest.param({"forward_headers": {"a": "b"}}, "forward_to", id="headers-alone"),
+    ],
+)
+def test_bad_configuration_is_a_config_error(arguments: dict[str, Any], message: str) -> None:
+    """Arguments that cannot work raise ConfigError at construction, not at start or later."""
+    with pytest.raises(ConfigError, match=message):
+        AsyncCollector(MemoryStore(), **arguments)
 
 
 async def test_stop_drains_accepted_calls_into_the_store() -> None:
