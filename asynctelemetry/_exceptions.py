@@ -58,6 +58,13 @@ class ExportError(TelemetryError):
     """An exporter could not deliver a batch and gave up on it."""
 
 
+def require_int(name: str, value: object, minimum: int = 1) -> int:
+    """``value`` if it is an int (not a bool) >= ``minimum``, else :class:`ConfigError`."""
+    if value.__class__ is not int or value < minimum:
+        raise ConfigError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
 def require(module: str, extra: str, feature: str) -> object:
     """Import an optional dependency, or raise :class:`MissingDependencyError` naming the extra."""
     import importlib

@@ -26,7 +26,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from .._emit import BatchQueue, Emitter, QueueStats, Retryable, RetryPolicy
-from .._exceptions import ConfigError, StoreClosedError
+from .._exceptions import ConfigError, StoreClosedError, require_int
 from .._rows import Rows
 from ._auth import BearerTokenInterceptor
 from ._convert import convert_request_in_slices
@@ -168,11 +168,10 @@ class AsyncCollector:
     ) -> None:
         if (tls_cert is None) != (tls_key is None):
             raise ConfigError("tls_cert and tls_key go together")
-        if max_message_bytes < 1024:
-            raise ConfigError("max_message_bytes must be at least 1024")
-        if not 0 <= port <= 65535:
+        require_int("max_message_bytes", max_message_bytes, 1024)
+        if require_int("port", port, 0) > 65535:
             raise ConfigError(f"port must be in 0..65535, not {port}")
-        if http_port is not None and not 0 <= http_port <= 65535:
+        if http_port is not None and require_int("http_port", http_port, 0) > 65535:
             raise ConfigError(f"http_port must be in 0..65535, not {http_port}")
         if not isinstance(host, str) or not host:
             raise ConfigError(
@@ -202,8 +201,7 @@ class AsyncCollector:
         if metrics is not None:
             sinks.append(metrics)
         self._emitter = Emitter(sinks)
-        if max_queue < 1:
-            raise ConfigError("max_queue must be >= 1")
+        require_int("max_queue", max_queue)
         self.max_queue = max_queue
         self._queued_calls = 0  # calls accepted and not yet handed to the sinks
         self._room = asyncio.Event()

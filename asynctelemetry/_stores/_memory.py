@@ -13,7 +13,7 @@ from collections import deque
 from operator import itemgetter
 from typing import TYPE_CHECKING, Final, Self
 
-from .._exceptions import StoreClosedError
+from .._exceptions import StoreClosedError, require_int
 from .._rows import TIMESTAMP, Row, Rows, record_of, row_of
 from ._base import CallSummary, Filters, GroupBy, check_limit, summarize
 from ._replay import paced
@@ -68,8 +68,7 @@ class MemoryStore:
     nonblocking_add = True
 
     def __init__(self, capacity: int = 1000) -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        require_int("capacity", capacity)
         self.capacity = capacity
         self._dropped = 0
         self._rows: deque[Row] = deque(maxlen=capacity)

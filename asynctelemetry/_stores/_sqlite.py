@@ -18,7 +18,7 @@ import aiosqlite
 import anyio
 
 from .._emit import BatchQueue, Closing, Retryable, RetryPolicy
-from .._exceptions import ConfigError, StoreClosedError, StoreError
+from .._exceptions import ConfigError, StoreClosedError, StoreError, require_int
 from .._rows import Row, Rows
 from . import _queries as q
 from ._base import CallSummary, Filters, GroupBy, check_limit
@@ -109,19 +109,19 @@ class SQLiteStore:
         retention_interval: float = 1.0,
         retention_batch: int = 1000,
     ) -> None:
-        _check(batch_size >= 1, f"batch_size must be >= 1, got {batch_size!r}")
+        require_int("batch_size", batch_size)
         _check(flush_interval >= 0, f"flush_interval must be >= 0, got {flush_interval!r}")
-        _check(max_pending >= 1, f"max_pending must be >= 1, got {max_pending!r}")
+        require_int("max_pending", max_pending)
         _check(
             durability in SYNCHRONOUS, f"durability must be 'normal' or 'full', not {durability!r}"
         )
         _check(busy_timeout >= 0, f"busy_timeout must be >= 0, got {busy_timeout!r}")
-        _check(cache_mib >= 1, f"cache_mib must be >= 1, got {cache_mib!r}")
+        require_int("cache_mib", cache_mib)
         _check(close_timeout >= 0, f"close_timeout must be >= 0, got {close_timeout!r}")
         _check(
             retention_interval > 0, f"retention_interval must be > 0, got {retention_interval!r}"
         )
-        _check(retention_batch >= 1, f"retention_batch must be >= 1, got {retention_batch!r}")
+        require_int("retention_batch", retention_batch)
         self.path = os.fspath(path)
         self.batch_size = batch_size
         self.flush_interval = flush_interval

@@ -155,6 +155,10 @@ async def test_lifecycle() -> None:
         pytest.param({"retry_delay": float("nan")}, "retry_delay", id="nan-delay"),
         pytest.param({"retry_delay": float("inf")}, "retry_delay", id="inf-delay"),
         pytest.param({"forward_headers": {"a": "b"}}, "forward_to", id="headers-alone"),
+        pytest.param({"port": "80"}, "port must be an int", id="text-port"),
+        pytest.param({"port": 70000}, "port must be in", id="port-range"),
+        pytest.param({"max_queue": 1.5}, "max_queue must be an int", id="float-queue"),
+        pytest.param({"max_message_bytes": 100}, "max_message_bytes", id="tiny-messages"),
     ],
 )
 def test_bad_configuration_is_a_config_error(arguments: dict[str, Any], message: str) -> None:

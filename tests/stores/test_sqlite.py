@@ -377,6 +377,21 @@ async def test_a_second_aclose_waits_for_the_first(tmp_path: Path) -> None:
         assert conn.execute("SELECT COUNT(*) FROM calls").fetchone() == (5000,)
 
 
+@pytest.mark.parametrize("capacity", [2.5, "10", True, 0])
+def test_memory_store_capacity_must_be_an_int(capacity: object) -> None:
+    """A capacity that is not an int >= 1 is a ConfigError (a ValueError), not a TypeError."""
+    with pytest.raises(ConfigError, match="capacity must be an int >= 1"):
+        MemoryStore(capacity=capacity)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("field", ["batch_size", "max_pending", "cache_mib", "retention_batch"])
+def test_sqlite_store_int_options_must_be_ints(tmp_path: Path, field: str) -> None:
+    """SQLiteStore's count options refuse floats and text with ConfigError."""
+    for bad in (1.5, "8"):
+        with pytest.raises(ConfigError, match=f"{field} must be an int"):
+            SQLiteStore(tmp_path / "x.db", **{field: bad})  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 async def test_both_stores_read_filters_the_same_way(tmp_path: Path, kind: str) -> None:
     """The one filter implementation: a naive since/until is UTC in either store, an aware one
