@@ -14,7 +14,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, Final
 
-from ._emit import Closing
+from ._batching import Closing
 from ._exceptions import ConfigError, StoreClosedError, require
 
 if TYPE_CHECKING:

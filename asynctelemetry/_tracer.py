@@ -25,17 +25,10 @@ from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, cast
 
 from opentelemetry.trace import get_current_span
 
+from ._batching import BatchQueue, Retryable, RetryPolicy, finish, report_internal_error
 from ._call import CallHandle, check_millis, check_text
 from ._conventions import call_attributes, span_name
-from ._emit import (
-    BatchQueue,
-    Emitter,
-    Retryable,
-    RetryPolicy,
-    Sink,
-    finish,
-    report_internal_error,
-)
+from ._emit import Emitter, Sink
 from ._exceptions import ConfigError, StoreClosedError
 from ._record import FIELD_DEFAULTS, MAX_MODEL_LENGTH, LLMCall
 from ._stores import MemoryStore

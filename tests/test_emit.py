@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from asynctelemetry import ExportError, LLMCall, StoreClosedError
-from asynctelemetry._emit import BatchQueue, Emitter, Retryable, RetryPolicy
+from asynctelemetry._batching import BatchQueue, Retryable, RetryPolicy
+from asynctelemetry._emit import Emitter
 from tests.conftest import make_call
 
 if TYPE_CHECKING:

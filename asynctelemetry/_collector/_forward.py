@@ -1,7 +1,7 @@
 """Forwarding: received OTLP requests, byte for byte, to an upstream OTLP/gRPC endpoint.
 
 The collector hands each accepted request's raw bytes to a :class:`Forwarder`, which queues them
-in a :class:`~asynctelemetry._emit.BatchQueue` (overflow ``drop_oldest``: the collector never
+in a :class:`~asynctelemetry._batching.BatchQueue` (overflow ``drop_oldest``: the collector never
 waits for the upstream, and what the queue cannot hold is dropped and counted) and sends them on a
 grpc.aio channel. ``UNAVAILABLE``, ``RESOURCE_EXHAUSTED``, ``DEADLINE_EXCEEDED`` and ``ABORTED``
 answers are retried with exponential backoff (the upstream's ``RetryInfo`` delay when it gives
@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Final
 
 import grpc
 
-from .._emit import BatchQueue, Retryable, RetryPolicy
+from .._batching import BatchQueue, Retryable, RetryPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from .._emit import QueueStats
+    from .._batching import QueueStats
 
 __all__ = ["EXPORT_METHOD", "Forwarder", "parse_retry_delay", "retry_info"]
 

@@ -2,7 +2,7 @@
 
 Export path: the raw request bytes are parsed (malformed → ``INVALID_ARGUMENT``), every span is
 converted in one pass (:mod:`._convert`), and the calls are admitted all-or-nothing into a bounded
-ingest :class:`~asynctelemetry._emit.BatchQueue` whose task hands batches to the store and the
+ingest :class:`~asynctelemetry._batching.BatchQueue` whose task hands batches to the store and the
 other sinks through one :class:`~asynctelemetry._emit.Emitter`. When the queue has no room for a
 request, Export waits up to ``backpressure_timeout`` seconds for it, then answers ``UNAVAILABLE``
 with a ``RetryInfo`` delay and keeps nothing, so the client's retry neither loses nor duplicates
@@ -25,7 +25,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from .._emit import BatchQueue, Emitter, QueueStats, Retryable, RetryPolicy
+from .._batching import BatchQueue, QueueStats, Retryable, RetryPolicy
+from .._emit import Emitter
 from .._exceptions import ConfigError, StoreClosedError, require_int
 from .._rows import Rows
 from ._auth import BearerTokenInterceptor

@@ -1,11 +1,12 @@
 """What the OTLP exporters share: the queue, batching, encoding, retry hand-off and shutdown.
 
 Both transports (gRPC and HTTP) are a :class:`OTLPExporterBase` with a ``_send`` method. The
-queue is :class:`asynctelemetry._emit.BatchQueue` with ``overflow="drop_oldest"``: ``emit`` never
-waits (an LLM call must not slow down because a collector is slow or gone), a full queue drops its
-oldest call and counts it, and ``_send`` raises :class:`~asynctelemetry._emit.Retryable` for the
-failures the OTLP specification calls retryable, so the batch is tried again after a backoff with
-jitter (or after the delay the server asked for).
+queue is a :class:`~asynctelemetry._batching.BatchQueue` with ``overflow="drop_oldest"``:
+``emit`` never waits (an LLM call must not slow down because a collector is slow or gone), a full
+queue drops its oldest call and counts it, and ``_send`` raises
+:class:`~asynctelemetry._batching.Retryable` for the failures the OTLP specification calls
+retryable, so the batch is tried again after a backoff with jitter (or after the delay the server
+asked for).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from .._emit import BatchQueue, Closing, RetryPolicy
+from .._batching import BatchQueue, Closing, RetryPolicy
 from .._exceptions import ConfigError, ExportError, StoreClosedError
 from ._encode import SpanEncoder
 

@@ -15,7 +15,7 @@ import grpc
 import grpc.aio
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from .._emit import Retryable
+from .._batching import Retryable
 from .._exceptions import ConfigError, ExportError
 from ._base import (
     DEFAULT_MAX_BATCH_SIZE,
@@ -28,7 +28,7 @@ from ._base import (
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
-    from .._emit import RetryPolicy
+    from .._batching import RetryPolicy
 
 __all__ = ["OTLPGrpcExporter", "retry_delay_from_metadata"]
 

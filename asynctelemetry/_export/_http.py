@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from .._emit import Retryable
+from .._batching import Retryable
 from .._exceptions import ConfigError, ExportError, require
 from ._base import (
     DEFAULT_MAX_BATCH_SIZE,
@@ -30,7 +30,7 @@ from ._base import (
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from .._emit import RetryPolicy
+    from .._batching import RetryPolicy
 
 __all__ = ["OTLPHttpExporter", "parse_retry_after", "traces_url"]
 

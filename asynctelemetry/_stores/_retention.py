@@ -23,7 +23,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from .._emit import report_internal_error
+from .._batching import report_internal_error
 from .._exceptions import ConfigError, StoreError
 from ._schema import to_ns
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Self
 import aiosqlite
 import anyio
 
-from .._emit import BatchQueue, Closing, Retryable, RetryPolicy
+from .._batching import BatchQueue, Closing, Retryable, RetryPolicy
 from .._exceptions import ConfigError, StoreClosedError, StoreError, require_int
 from .._rows import Row, Rows
 from . import _queries as q
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from datetime import datetime, timedelta
     from types import TracebackType
 
-    from .._emit import QueueStats
+    from .._batching import QueueStats
     from .._record import LLMCall
 
 __all__ = ["Durability", "SQLiteStore"]

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from asynctelemetry import AsyncCollector, ConfigError, ExportError, LLMCall, MemoryStore
+from asynctelemetry._batching import RetryPolicy
 from asynctelemetry._collector._forward import Forwarder, parse_retry_delay, retry_info
-from asynctelemetry._emit import RetryPolicy
 from tests.conftest import make_call
 
 from .helpers import export, request_for

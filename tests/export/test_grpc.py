@@ -13,7 +13,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from asynctelemetry import StoreClosedError
-from asynctelemetry._emit import RetryPolicy
+from asynctelemetry._batching import RetryPolicy
 from asynctelemetry._export import OTLPGrpcExporter, encode_calls
 from asynctelemetry._export._grpc import retry_delay_from_metadata
 from tests.conftest import make_call

@@ -13,7 +13,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from asynctelemetry._emit import RetryPolicy
+from asynctelemetry._batching import RetryPolicy
 from asynctelemetry._export import OTLPHttpExporter, encode_calls
 from asynctelemetry._export._http import parse_retry_after, traces_url
 from tests.conftest import make_call

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from asynctelemetry import AsyncCollector, AsyncTracer, LLMCall, MemoryStore, SQLiteStore
-from asynctelemetry._emit import BatchQueue
+from asynctelemetry._batching import BatchQueue
 from asynctelemetry._export import OTLPGrpcExporter, OTLPHttpExporter
 from asynctelemetry.metrics import MetricsRecorder, PrometheusExporter
 

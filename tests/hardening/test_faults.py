@@ -17,7 +17,7 @@ import grpc
 import pytest
 
 from asynctelemetry import AsyncCollector, AsyncTracer, LLMCall, MemoryStore, SQLiteStore
-from asynctelemetry._emit import RetryPolicy
+from asynctelemetry._batching import RetryPolicy
 from asynctelemetry._export import OTLPGrpcExporter
 from tests.collector.helpers import export, request_for
 from tests.conftest import make_call

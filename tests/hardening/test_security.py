@@ -15,8 +15,8 @@ import grpc
 import pytest
 
 from asynctelemetry import AsyncCollector, AsyncTracer, LLMCall, MemoryStore, SQLiteStore
+from asynctelemetry._batching import RetryPolicy
 from asynctelemetry._collector import _auth
-from asynctelemetry._emit import RetryPolicy
 from asynctelemetry._export import OTLPGrpcExporter, OTLPHttpExporter
 from asynctelemetry.metrics import MetricsRecorder, PrometheusExporter
 from tests.collector.helpers import export, llm_span, request_of

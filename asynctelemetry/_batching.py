@@ -1,0 +1,418 @@
+"""Bounded batching, retry with backoff, and shielded closing: the helpers every slow sink uses.
+
+Layer 2: below the stores, the exporters and the pipeline, so none of them imports upward. A
+:class:`BatchQueue` is a bounded queue drained in batches by one asyncio task, with retry and
+exponential backoff with jitter. It is the only implementation of batching with retry in the
+package.
+
+Overflow policy is the owner's choice: ``"wait"`` (the producer awaits room: backpressure, nothing
+is dropped) or ``"drop_oldest"`` (the producer never waits; the oldest queued item is dropped and
+counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
+
+from ._exceptions import ExportError, StoreClosedError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+__all__ = [
+    "STRICT_ENV",
+    "BatchQueue",
+    "Closing",
+    "QueueStats",
+    "RetryPolicy",
+    "Retryable",
+    "finish",
+    "report_internal_error",
+]
+
+logger = logging.getLogger("asynctelemetry")
+T = TypeVar("T")
+
+#: Set (to anything but "" or "0") to re-raise internal errors instead of logging them; the test
+#: suite sets it so that bugs surface.
+STRICT_ENV = "ASYNCTELEMETRY_STRICT"
+_reported: set[tuple[str, type[BaseException]]] = set()
+
+
+def report_internal_error(where: str, exc: Exception) -> None:
+    """Log an internal failure once per place and kind; re-raise it under the test suite."""
+    if os.environ.get(STRICT_ENV, "") not in ("", "0"):
+        raise exc
+    key = (where, type(exc))
+    if key not in _reported:
+        _reported.add(key)
+        logger.error(
+            "asynctelemetry: %s failed (%s: %s); counting and carrying on",
+            where,
+            type(exc).__name__,
+            exc,
+        )
+
+
+class Closing:
+    """The close of one object: the first ``aclose()`` does it, later and concurrent ones wait
+    for it to end (rather than return while the file or connection is still being closed).
+
+    ``if not await closing.begin(): return`` then the close, then ``closing.end()`` (in a
+    ``finally``). The waiters do not see the first caller's error; it raised there.
+    """
+
+    __slots__ = ("_ended", "started")
+
+    def __init__(self) -> None:
+        self.started = False
+        self._ended = asyncio.Event()
+
+    async def begin(self) -> bool:
+        """True for the first caller, who must call :meth:`end`; others wait for it, False."""
+        if self.started:
+            await self._ended.wait()
+            return False
+        self.started = True
+        return True
+
+    def end(self) -> None:
+        """The close is over (successfully or not): release the waiters."""
+        self._ended.set()
+
+
+async def finish(task: asyncio.Future[T]) -> T:
+    """Await ``task`` to its end even if the caller is cancelled meanwhile, then re-raise that.
+
+    Cleanup (closing a store, flushing an exporter) must not be cut short by the cancellation of
+    whoever asked for it: anyio's shields do not stop a native ``Task.cancel()``, this does. The
+    task itself bounds how long it runs.
+    """
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            cancelled = True
+            continue
+        if cancelled:
+            raise asyncio.CancelledError
+        return result
+
+
+class Retryable(Exception):
+    """Raised by a batch handler: the batch failed but may succeed later; try it again.
+
+    Args:
+        cause: the underlying error, kept for ``flush()`` callers and the log.
+        delay: seconds the peer asked us to wait (gRPC ``RetryInfo``, HTTP ``Retry-After``).
+    """
+
+    def __init__(self, cause: BaseException, delay: float | None = None) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.delay = delay
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter between ``initial`` and ``maximum`` seconds.
+
+    ``max_attempts=None`` retries for ever (a store that must not lose what it was given);
+    otherwise the batch is dropped and counted after that many failed attempts.
+    """
+
+    initial: float = 0.05
+    maximum: float = 5.0
+    max_attempts: int | None = 6
+
+    def delay(self, attempt: int, asked: float | None = None) -> float:
+        """Seconds to wait before attempt number ``attempt + 1`` (``attempt`` counts from 1)."""
+        if asked is not None:
+            return min(max(asked, 0.0), self.maximum * 4)
+        ceiling = min(self.maximum, self.initial * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+@dataclass
+class QueueStats:
+    """What a :class:`BatchQueue` has done, for ``stats`` properties and the docs."""
+
+    accepted: int = 0
+    delivered: int = 0
+    dropped_overflow: int = 0
+    dropped_failed: int = 0
+    dropped_on_close: int = 0
+    retries: int = 0
+    failed_batches: int = 0
+    last_error: str | None = None
+
+
+class BatchQueue(Generic[T]):
+    """A bounded queue drained in batches by one asyncio task, with retry and backoff.
+
+    Args:
+        handler: awaited with each batch (a list, oldest first). Raise :class:`Retryable` to have
+            the same batch tried again after a backoff; any other exception drops the batch
+            (counted in ``stats.dropped_failed``).
+        max_size: most items held (queued plus the batch being handled).
+        batch_size: most items per batch.
+        flush_interval: seconds to wait for a batch to fill before handling a partial one.
+        overflow: ``"wait"`` (``put`` awaits room) or ``"drop_oldest"`` (``put`` never waits).
+        retry: the backoff policy for :class:`Retryable` failures.
+        name: used in log lines.
+    """
+
+    def __init__(
+        self,
+        handler: Callable[[list[T]], Awaitable[None]],
+        *,
+        max_size: int = 10_000,
+        batch_size: int = 512,
+        flush_interval: float = 0.05,
+        overflow: Literal["wait", "drop_oldest"] = "wait",
+        retry: RetryPolicy | None = None,
+        name: str = "queue",
+    ) -> None:
+        if max_size < 1 or batch_size < 1 or flush_interval < 0:
+            raise ValueError("max_size and batch_size must be >= 1, flush_interval >= 0")
+        self._handler = handler
+        self.max_size = max_size
+        self.batch_size = min(batch_size, max_size)
+        self.flush_interval = flush_interval
+        self.overflow = overflow
+        self.retry = retry or RetryPolicy()
+        self.name = name
+        self.stats = QueueStats()
+        self._items: deque[T] = deque()
+        self._in_flight = 0
+        self._settled = 0  # items delivered or given up on, for flush()
+        self._task: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._progress: asyncio.Event | None = None
+        self._room: asyncio.Event | None = None
+        self._urgent = 0  # flush() callers waiting: do not wait for a batch to fill
+        self._closing = False
+        self._closed = False
+        self._close_task: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+        self._error_seq = 0
+
+    # -- producer side --------------------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        """Items queued or being handled."""
+        return len(self._items) + self._in_flight
+
+    def put_nowait(self, item: T) -> bool:
+        """Queue ``item`` without waiting. False (nothing queued) when full under ``"wait"``."""
+        if self._closing:
+            raise StoreClosedError(f"{self.name} is closed")
+        if self.pending >= self.max_size:
+            if self.overflow == "wait":
+                return False
+            if self._items:
+                self._items.popleft()
+                self.stats.dropped_overflow += 1
+                self._settled += 1
+            else:  # everything held is in flight: the new item is the one that cannot be kept
+                self.stats.dropped_overflow += 1
+                self.stats.accepted += 1
+                self._settled += 1
+                return True
+        self._items.append(item)
+        self.stats.accepted += 1
+        self._kick()
+        return True
+
+    async def put(self, item: T) -> None:
+        """Queue ``item``, awaiting room under ``"wait"`` (backpressure)."""
+        while not self.put_nowait(item):
+            await self._wait_for_room()
+
+    async def put_many(self, items: Sequence[T]) -> None:
+        """Queue every item, in order, awaiting room as needed."""
+        for item in items:
+            if not self.put_nowait(item):
+                await self.put(item)
+
+    # -- control --------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the draining task in the running loop (``put`` starts it too)."""
+        if self._task is None and not self._closed:
+            self._wakeup = asyncio.Event()
+            self._progress = asyncio.Event()
+            self._room = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(
+                self._drain(), name=f"asynctelemetry {self.name}"
+            )
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Return once everything queued before the call is delivered.
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed first.
+            ExportError: some of it was given up on (dropped after failing), with the cause.
+            Exception: the handler's error, when a batch fails while waiting: the caller learns
+                of the fault at once; a batch being retried stays queued and is delivered later.
+        """
+        given_up = self.stats.dropped_failed
+        async with asyncio.timeout(timeout):
+            await self._settle(self.stats.accepted, raise_errors=True)
+        lost = self.stats.dropped_failed - given_up
+        if lost:
+            raise ExportError(f"{self.name} gave up on {lost} items: {self.stats.last_error}")
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """Deliver what can be delivered within ``timeout`` seconds, then stop. Idempotent.
+
+        Safe to call concurrently and from a task that gets cancelled: the closing runs to its
+        end (bounded by ``timeout``) either way. What is still queued at the deadline is counted
+        in ``stats.dropped_on_close`` and logged, and the last delivery error, if there was one,
+        is raised.
+        """
+        if self._close_task is None:
+            self._closing = True
+            self._close_task = asyncio.get_running_loop().create_task(self._close(timeout))
+        await finish(self._close_task)
+
+    async def _close(self, timeout: float) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._settle(self.stats.accepted, raise_errors=False)
+        except TimeoutError:
+            pass
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._closed = True
+        lost = len(self._items)
+        if lost:
+            self.stats.dropped_on_close += lost
+            self._settled += lost
+            self._items.clear()
+            logger.warning("asynctelemetry: %s closed with %d items undelivered", self.name, lost)
+            if self._error is not None:
+                raise self._error
+
+    async def _settle(self, target: int, *, raise_errors: bool) -> None:
+        if self._settled >= target:
+            return
+        self.start()
+        seen_error = self._error_seq
+        self._urgent += 1
+        self._kick()
+        try:
+            while self._settled < target:
+                if raise_errors and self._error_seq != seen_error and self._error is not None:
+                    raise self._error
+                assert self._progress is not None
+                self._progress.clear()
+                await self._progress.wait()
+        finally:
+            self._urgent -= 1
+
+    # -- the draining task ----------------------------------------------------------------------
+    def _kick(self) -> None:
+        if self._task is None:
+            self.start()
+        elif self._wakeup is not None:
+            self._wakeup.set()
+
+    async def _wait_for_room(self) -> None:
+        self.start()
+        assert self._room is not None
+        self._room.clear()
+        if self.pending >= self.max_size:
+            await self._room.wait()
+
+    def _notify(self) -> None:
+        assert self._progress is not None and self._room is not None
+        self._progress.set()
+        if self.pending < self.max_size:
+            self._room.set()
+
+    async def _drain(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            if not self._items:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if len(self._items) < self.batch_size and not (self._urgent or self._closing):
+                # Let a partial batch fill for up to flush_interval.
+                self._wakeup.clear()
+                try:
+                    async with asyncio.timeout(self.flush_interval):
+                        while len(self._items) < self.batch_size and not self._urgent:
+                            await self._wakeup.wait()
+                            self._wakeup.clear()
+                except TimeoutError:
+                    pass
+            count = min(self.batch_size, len(self._items))
+            batch = [self._items.popleft() for _ in range(count)]
+            self._in_flight = count
+            try:
+                await self._deliver(batch)
+            except asyncio.CancelledError:
+                # Closing: the batch was not delivered; put it back for aclose() to count.
+                self._items.extendleft(reversed(batch))
+                self._in_flight = 0
+                raise
+            self._in_flight = 0
+            self._settled += count
+            self._notify()
+
+    async def _deliver(self, batch: list[T]) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._handler(batch)
+            except Retryable as exc:
+                attempt += 1
+                self._fail(exc.cause)
+                limit = self.retry.max_attempts
+                if limit is not None and attempt >= limit:
+                    self.stats.dropped_failed += len(batch)
+                    self.stats.failed_batches += 1
+                    logger.warning(
+                        "asynctelemetry: %s dropped a batch of %d after %d attempts: %s",
+                        self.name,
+                        len(batch),
+                        attempt,
+                        exc.cause,
+                    )
+                    return
+                self.stats.retries += 1
+                await asyncio.sleep(self.retry.delay(attempt, exc.delay))
+            except Exception as exc:
+                self._fail(exc)
+                self.stats.dropped_failed += len(batch)
+                self.stats.failed_batches += 1
+                logger.warning(
+                    "asynctelemetry: %s dropped a batch of %d: %s: %s",
+                    self.name,
+                    len(batch),
+                    type(exc).__name__,
+                    exc,
+                )
+                return
+            else:
+                self.stats.delivered += len(batch)
+                self._error = None
+                return
+
+    def _fail(self, exc: BaseException) -> None:
+        self._error = exc
+        self._error_seq += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        assert self._progress is not None
+        self._progress.set()
