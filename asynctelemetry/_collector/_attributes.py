@@ -35,7 +35,7 @@ from .._conventions import (
     is_content_key,
 )
 from .._record import MAX_ATTRIBUTE_LENGTH, MAX_ATTRIBUTES, MAX_DURATION_MS, MAX_TOKENS
-from ._wire import decode_value, split_key
+from ._wire import TOO_DEEP, decode_value, split_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, MutableMapping
@@ -250,6 +250,8 @@ def _extra_value(value: object) -> tuple[object, str | None]:
         return value, None
     if kind is float:
         return (value, None) if math.isfinite(value) else (None, "non_finite")  # type: ignore[arg-type]
+    if value is TOO_DEEP:
+        return None, "too_deep"
     if kind is list and all(
         item.__class__ in (str, int, bool) or (item.__class__ is float and math.isfinite(item))
         for item in value  # type: ignore[attr-defined]

@@ -380,6 +380,9 @@ def _price(
                 cache_creation_tokens=creation,
                 reasoning_tokens=reasoning,
             )
+    except _PricingSkipped:
+        defects["pricing_skipped"] = defects.get("pricing_skipped", 0) + 1
+        return None
     except Exception:  # a price table's bug must not lose the call
         defects["pricing_failed"] = defects.get("pricing_failed", 0) + 1
         return None
@@ -430,6 +433,37 @@ def resource_service_name(resource: bytes, defects: MutableMapping[str, int]) ->
 
 #: Spans converted between two returns to the event loop (about 3 ms of work).
 SLICE_SPANS: Final = 128
+#: Most model names one request may have resolved by the price table (a miss costs up to
+#: ~2 ms; names resolved before, found or not, are dictionary hits and do not count). Calls
+#: past it stay unpriced (``cost_usd`` None, ``asynctelemetry reprice`` can price them later)
+#: and are counted as ``pricing_skipped``.
+MAX_NEW_PRICES_PER_REQUEST: Final = 256
+
+
+class _PricingSkipped(Exception):
+    """The request's budget of new names is spent: the call stays unpriced."""
+
+
+class _PricingBudget:
+    """A price table for one request: at most ``budget`` names not resolved before."""
+
+    __slots__ = ("budget", "table")
+
+    def __init__(self, table: PriceTable, budget: int) -> None:
+        self.table = table
+        self.budget = budget
+
+    @property
+    def version(self) -> str:
+        return self.table.version
+
+    def cost_of(self, model: str, provider: str | None, **tokens: Any) -> float | None:
+        is_resolved = getattr(self.table, "is_resolved", None)
+        if is_resolved is not None and not is_resolved(model, provider):
+            if self.budget <= 0:
+                raise _PricingSkipped
+            self.budget -= 1
+        return self.table.cost_of(model, provider, **tokens)
 
 
 def _convert_slices(
@@ -444,6 +478,8 @@ def _convert_slices(
     rows: list[Row] = []
     append = rows.append
     received = ignored = rejected = 0
+    if price_table is not None:
+        price_table = _PricingBudget(price_table, MAX_NEW_PRICES_PER_REQUEST)
     for resource_spans in request.resource_spans:
         service_name = resource_service_name(resource_spans.resource, defects)
         for scope_spans in resource_spans.scope_spans:

@@ -51,8 +51,13 @@ __all__ = ["HttpReceiver"]
 PATH: Final = "/v1/traces"
 _PROTOBUF: Final = frozenset({"application/x-protobuf", "application/protobuf"})
 _JSON: Final = "application/json"
-#: Compressed bodies at least this large are inflated in a worker thread (zlib drops the GIL).
-_INFLATE_IN_THREAD: Final = 256 * 1024
+#: Compressed bodies at least this large are inflated in a worker thread (zlib drops the GIL):
+#: 4 KiB may inflate to 4 MiB, a few milliseconds of work.
+_INFLATE_IN_THREAD: Final = 4 * 1024
+#: Compressed input fed to zlib at a time (see :func:`inflate`).
+_INFLATE_STEP: Final = 64 * 1024
+#: Most gzip members one body may hold (concatenated gzip files); more is a 400.
+MAX_GZIP_MEMBERS: Final = 64
 #: Most requests read and decoded at once; each may hold up to twice ``max_message_bytes``.
 DEFAULT_MAX_IN_FLIGHT: Final = 64
 # gRPC codes carried in the google.rpc.Status bodies (OTLP clients go by the HTTP status).
@@ -358,15 +363,17 @@ async def _read(stream: StreamReader, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def inflate(body: bytes, coding: str, limit: int) -> bytes:
+def inflate(body: bytes, coding: str, limit: int, max_members: int = MAX_GZIP_MEMBERS) -> bytes:
     """Decompress a gzip or deflate body, refusing to produce more than ``limit`` bytes.
 
     ``deflate`` is zlib-wrapped as HTTP says; raw deflate streams are accepted too. Several
-    gzip members in a row (what concatenating gzip files gives) are all inflated.
+    gzip members in a row (what concatenating gzip files gives) are all inflated, up to
+    ``max_members``. Linear in the body: input is fed in slices of at most 64 KiB, so a member's
+    leftover input is never copied as a whole (many tiny members cost what one member costs).
 
     Raises:
         _TooLarge: the output would pass ``limit`` (nothing more is inflated).
-        zlib.error: the body is not valid or is cut short.
+        zlib.error: the body is not valid, is cut short or holds too many gzip members.
     """
     if coding == "gzip":
         wbits = 16 + zlib.MAX_WBITS
@@ -376,21 +383,27 @@ def inflate(body: bytes, coding: str, limit: int) -> bytes:
         wbits = -zlib.MAX_WBITS
     out: list[bytes] = []
     room = limit
-    data = body
+    view = memoryview(body)
+    pos, end = 0, len(body)
+    members = 0
     while True:
+        members += 1
+        if members > max_members:
+            raise zlib.error(f"more than {max_members} gzip members")
         inflater = zlib.decompressobj(wbits)
-        chunk = inflater.decompress(data, room + 1)
-        if len(chunk) > room:
-            raise _TooLarge
-        room -= len(chunk)
-        out.append(chunk)
-        if inflater.unconsumed_tail:  # output stopped at max_length with input left
-            raise _TooLarge
-        if not inflater.eof:
-            raise zlib.error("the compressed body is cut short")
-        data = inflater.unused_data
-        if not data or coding != "gzip":
+        while not inflater.eof:
+            if pos >= end:
+                raise zlib.error("the compressed body is cut short")
+            step = view[pos : pos + _INFLATE_STEP]
+            pos += len(step)
+            chunk = inflater.decompress(step, room + 1)
+            if len(chunk) > room or inflater.unconsumed_tail:  # stopped at the output bound
+                raise _TooLarge
+            room -= len(chunk)
+            out.append(chunk)
+        pos -= len(inflater.unused_data)  # the next member starts in the slice just fed
+        if pos >= end or coding != "gzip":
             break
-    if data:
+    if pos < end:
         raise zlib.error("data after the end of the compressed stream")
     return b"".join(out)

@@ -15,6 +15,7 @@ import base64
 import binascii
 import json
 import math
+import re
 import struct
 from typing import TYPE_CHECKING, Any, Final
 
@@ -24,8 +25,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from ._forward import retry_info
+from ._wire import MAX_VALUE_DEPTH
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
@@ -148,10 +151,7 @@ def _scalar(field: FieldDescriptor, hex_id: bool) -> Callable[[Any], bytes]:
         def string(value: Any) -> bytes:
             if type(value) is not str:
                 raise BadJson(f"{field.json_name} must be a string")
-            try:
-                raw = value.encode()
-            except UnicodeEncodeError:
-                raise BadJson(f"{field.json_name} is not valid UTF-8") from None
+            raw = value.encode(errors="surrogatepass")  # a lone surrogate: that value's defect
             return _varint(len(raw)) + raw
 
         return string
@@ -270,10 +270,9 @@ def _scalar_any(value: Any) -> bytes | None:
     ((key, item),) = value.items()
     kind = type(item)
     if key == "stringValue" and kind is str:
-        try:
-            raw: bytes = item.encode()
-        except UnicodeEncodeError:
-            raise BadJson("stringValue is not valid UTF-8") from None
+        # A lone surrogate ("\ud800") or a byte that was not UTF-8 is kept as invalid UTF-8:
+        # the converter counts it as that attribute's defect, as for the same bytes over gRPC.
+        raw: bytes = item.encode(errors="surrogatepass")
         size = len(raw)
         return b"\x0a" + (_SMALL[size] if size < 128 else _varint(size)) + raw
     if key == "intValue" and kind is not float:
@@ -294,9 +293,8 @@ def _fast_writer(
         def any_value(value: Any, out: _Out, depth: int) -> None:
             inner = _scalar_any(value)
             if inner is None:
-                generic(value, out, depth)
-            else:
-                out.append(tag + _varint(len(inner)) + inner)
+                inner = _any_payload(value, 1)
+            out.append(tag + _varint(len(inner)) + inner)
 
         return any_value
 
@@ -309,10 +307,7 @@ def _fast_writer(
             if inner is not None and key is not None:
                 field = keys.get(key)
                 if field is None:
-                    try:
-                        name = key.encode()
-                    except UnicodeEncodeError:
-                        raise BadJson("key is not valid UTF-8") from None
+                    name = key.encode(errors="surrogatepass")
                     field = b"\x0a" + _varint(len(name)) + name + b"\x12"
                     if len(keys) >= _KEY_CACHE_SIZE:
                         keys.clear()
@@ -325,6 +320,53 @@ def _fast_writer(
         generic(value, out, depth)
 
     return key_value
+
+
+_ARRAY_NAMES: Final = frozenset({"arrayValue", "array_value"})
+_KVLIST_NAMES: Final = frozenset({"kvlistValue", "kvlist_value"})
+
+
+def _any_payload(value: Any, level: int) -> bytes:
+    """The serialized ``AnyValue`` of a JSON one at nesting ``level`` (an attribute's value is
+    level 1). Arrays and maps are walked here, not by the generic tables, so that a value
+    nested deeper than ``MAX_VALUE_DEPTH`` is cut there (an empty ``AnyValue`` at the level past
+    the limit, which the converter counts as that attribute's ``too_deep`` defect) instead of
+    refusing the request: the same limit and the same outcome as over OTLP/gRPC."""
+    inner = _scalar_any(value)
+    if inner is not None:
+        return inner
+    if type(value) is not dict:
+        raise BadJson("expected a JSON object")
+    if level > MAX_VALUE_DEPTH:
+        return b""
+    parts: _Out = []
+    for key, item in value.items():
+        if item is None:
+            continue
+        if key in _ARRAY_NAMES:
+            items = _object(item).get("values")
+            payload = b"".join(
+                _length_delimited(b"\x0a", [_any_payload(one, level + 1)])
+                for one in (() if items is None else _items(items, "values"))
+            )
+            parts.append(_length_delimited(b"\x2a", [payload]))
+        elif key in _KVLIST_NAMES:
+            entries = _object(item).get("values")
+            kv_parts: _Out = []
+            for entry in () if entries is None else _items(entries, "values"):
+                entry_key, entry_value = _object(entry).get("key"), entry.get("value")
+                kv: _Out = []
+                if entry_key is not None:
+                    kv.append(b"\x0a" + _STRING(entry_key))
+                if entry_value is not None:
+                    kv.append(_length_delimited(b"\x12", [_any_payload(entry_value, level + 1)]))
+                kv_parts.append(_length_delimited(b"\x0a", kv))
+            parts.append(_length_delimited(b"\x32", kv_parts))
+        else:
+            write = _TABLES[_ANY_VALUE].get(key)
+            if write is not None:
+                write(item, parts, 0)
+    return b"".join(parts)
 
 
 def _is_repeated(field: FieldDescriptor) -> bool:
@@ -348,6 +390,8 @@ def _table(descriptor: Descriptor, tables: dict[str, _Table]) -> _Table:
 
 _TABLES: Final[dict[str, _Table]] = {}
 _REQUEST: Final = _table(ExportTraceServiceRequest.DESCRIPTOR, _TABLES)
+#: A JSON string as a length-prefixed UTF-8 field value (the ``KeyValue.key`` encoder).
+_STRING: Final = _scalar(KeyValue.DESCRIPTOR.fields_by_name["key"], False)
 _RESOURCE_SPANS: Final = _TABLES["opentelemetry.proto.trace.v1.ResourceSpans"]
 _SCOPE_SPANS: Final = _TABLES["opentelemetry.proto.trace.v1.ScopeSpans"]
 _SPAN: Final = _TABLES["opentelemetry.proto.trace.v1.Span"]
@@ -357,6 +401,67 @@ _TAG_SCOPE_SPANS: Final = _varint(2 << 3 | 2)  # ResourceSpans.scope_spans
 _TAG_SPANS: Final = _varint(2 << 3 | 2)  # ScopeSpans.spans
 #: Spans encoded between two yields of :func:`json_to_request_steps` (a few milliseconds).
 SPANS_PER_STEP: Final = 64
+
+
+#: JSON nesting kept by :func:`parse_json` when the body nests deeper than ``json`` can parse:
+#: enough for any span field plus ``MAX_VALUE_DEPTH`` levels of values (at most 4 JSON levels
+#: each), past which the encoder reads nothing anyway.
+CUT_DEPTH: Final = 16 + 4 * MAX_VALUE_DEPTH
+_STRUCTURE: Final = re.compile(r'[\[\]{}"]')
+_STRING_REST: Final = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+
+
+def parse_json(body: bytes) -> Any:
+    """``json.loads`` for a request body, never refusing it for a value's sake.
+
+    Bytes that are not UTF-8 become lone surrogates (the values holding them are counted as
+    defects later, as over gRPC). A body nesting deeper than the ``json`` module can parse has
+    everything past :data:`CUT_DEPTH` levels replaced by ``{}`` first (:func:`cut_deep`).
+
+    Raises:
+        BadJson: the body is not JSON.
+    """
+    text = body.decode("utf-8", "surrogateescape")
+    try:
+        try:
+            return json.loads(text)
+        except RecursionError:
+            return json.loads(cut_deep(text, CUT_DEPTH))
+    except (ValueError, RecursionError) as exc:
+        raise BadJson(f"not JSON: {exc}") from None
+
+
+def cut_deep(text: str, limit: int) -> str:
+    """``text`` with every JSON array or object opened deeper than ``limit`` replaced by ``{}``.
+
+    One pass over the brackets and strings (linear in the text); malformed JSON is left for
+    ``json.loads`` to refuse.
+    """
+    out: list[str] = []
+    depth = keep = start = pos = 0
+    search, rest = _STRUCTURE.search, _STRING_REST.match
+    while (found := search(text, pos)) is not None:
+        at = found.start()
+        char = text[at]
+        if char == '"':
+            end = rest(text, at + 1)
+            if end is None:
+                break  # an unterminated string
+            pos = end.end()
+            continue
+        if char in "[{":
+            depth += 1
+            if depth == limit + 1:
+                start = at
+        else:
+            if depth == limit + 1:
+                out.append(text[keep:start])
+                out.append("{}")
+                keep = at + 1
+            depth -= 1
+        pos = at + 1
+    out.append(text[keep:])
+    return "".join(out)
 
 
 def _items(value: Any, name: str) -> list[Any]:
@@ -383,10 +488,7 @@ def json_to_request_steps(body: bytes, every: int = SPANS_PER_STEP) -> Generator
     encoded without holding the loop for more than a few milliseconds at a time (only
     ``json.loads`` runs in one piece).
     """
-    try:
-        obj = _object(json.loads(body))
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise BadJson(f"not JSON: {exc}") from None
+    obj = _object(parse_json(body))
     out: _Out = []
     done = 0
     for key, value in obj.items():

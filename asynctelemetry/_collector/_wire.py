@@ -18,11 +18,15 @@ from typing import TYPE_CHECKING, Any, Final
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
+from .._record import MAX_ATTRIBUTE_LENGTH
+
 if TYPE_CHECKING:
     from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 __all__ = [
     "MALFORMED",
+    "MAX_VALUE_DEPTH",
+    "TOO_DEEP",
     "LeanRequest",
     "LeanSpan",
     "decode_value",
@@ -80,6 +84,24 @@ class _Malformed:
 
 #: What :func:`decode_value` returns for bytes that are not a valid ``AnyValue``.
 MALFORMED: Final = _Malformed()
+
+
+class _TooDeep:
+    __slots__ = ()
+
+
+#: What :func:`decode_value` returns for a value nested more than :data:`MAX_VALUE_DEPTH` deep.
+TOO_DEEP: Final = _TooDeep()
+#: Deepest ``AnyValue`` nesting read (an attribute's value is level 1, an array item or a map
+#: value one level deeper than its container). Deeper values are one attribute's defect
+#: (``too_deep``), in OTLP/gRPC and OTLP/JSON alike; the span is kept.
+MAX_VALUE_DEPTH: Final = 32
+#: Most nested ``AnyValue`` nodes a depth check visits; a value with more is not kept anyway.
+_MAX_NODES: Final = 4096
+#: Largest serialized array decoded: a longer one's JSON text would be over
+#: ``MAX_ATTRIBUTE_LENGTH`` characters (every item takes at most 4 bytes per character of
+#: JSON), so it is not kept and its items are never decoded.
+MAX_ARRAY_BYTES: Final = 4 * MAX_ATTRIBUTE_LENGTH + 16
 _unpack_double = struct.Struct("<d").unpack_from
 
 
@@ -120,8 +142,9 @@ def decode_value(raw: bytes, pos: int) -> object:
     """The ``AnyValue`` of a serialized ``KeyValue`` whose key ends at ``pos``.
 
     Returns ``str``, ``bool``, ``int``, ``float``, a ``list`` (array of such values; nested
-    arrays, maps and bytes inside are returned as MALFORMED items), ``bytes`` (bytes_value),
-    ``None`` (no value), a ``dict`` marker ``{}`` for a map (kvlist), or :data:`MALFORMED`.
+    arrays and maps inside are returned as MALFORMED items), ``bytes`` (bytes_value),
+    ``None`` (no value), a ``dict`` marker ``{}`` for a map (kvlist), :data:`TOO_DEEP` for a
+    value nested deeper than :data:`MAX_VALUE_DEPTH`, or :data:`MALFORMED`. Never recurses.
     """
     try:
         if pos >= len(raw):
@@ -138,6 +161,47 @@ def decode_value(raw: bytes, pos: int) -> object:
 
 
 def _any_value(raw: bytes, pos: int, end: int) -> object:
+    """One ``AnyValue`` (top level): a scalar, a flat array of scalars, ``{}`` for a map, never
+    recursing: a nested array or map inside an array is one MALFORMED item (not kept), and a
+    value nested deeper than :data:`MAX_VALUE_DEPTH` is :data:`TOO_DEEP`."""
+    if pos >= end:
+        return None
+    tag = raw[pos]
+    if tag == 0x2A:  # array_value: ArrayValue { repeated AnyValue values = 1 }
+        size, pos = _varint(raw, pos + 1)
+        stop = pos + size
+        if stop > end:
+            return MALFORMED
+        if size > MAX_ARRAY_BYTES:  # its JSON text could not be kept: do not decode the items
+            return TOO_DEEP if _too_deep(raw, pos, stop, 2) else MALFORMED
+        items: list[object] = []
+        nested = False
+        start = pos
+        while pos < stop:
+            if raw[pos] != 0x0A:
+                return MALFORMED
+            size, pos = _varint(raw, pos + 1)
+            if pos + size > stop:
+                return MALFORMED
+            if size and raw[pos] in (0x2A, 0x32):
+                nested = True
+                items.append(MALFORMED)
+            else:
+                items.append(_scalar_value(raw, pos, pos + size))
+            pos += size
+        if nested and _too_deep(raw, start, stop, 2):
+            return TOO_DEEP
+        return items
+    if tag == 0x32:  # kvlist_value
+        size, pos = _varint(raw, pos + 1)
+        if pos + size > end:
+            return MALFORMED
+        return TOO_DEEP if _too_deep_map(raw, pos, pos + size) else {}
+    return _scalar_value(raw, pos, end)
+
+
+def _scalar_value(raw: bytes, pos: int, end: int) -> object:
+    """A scalar ``AnyValue`` (string, int, double, bool, bytes); MALFORMED for anything else."""
     if pos >= end:
         return None
     tag = raw[pos]
@@ -156,23 +220,59 @@ def _any_value(raw: bytes, pos: int, end: int) -> object:
     if tag == 0x10:  # bool_value
         value, _ = _varint(raw, pos + 1)
         return bool(value)
-    if tag == 0x2A:  # array_value: ArrayValue { repeated AnyValue values = 1 }
-        size, pos = _varint(raw, pos + 1)
-        stop = pos + size
-        if stop > end:
-            return MALFORMED
-        items: list[object] = []
-        while pos < stop:
-            if raw[pos] != 0x0A:
-                return MALFORMED
-            size, pos = _varint(raw, pos + 1)
-            item = _any_value(raw, pos, pos + size)
-            items.append(MALFORMED if isinstance(item, list | dict | bytes) else item)
-            pos += size
-        return items
-    if tag == 0x32:  # kvlist_value
-        return {}
     if tag == 0x3A:  # bytes_value
         size, pos = _varint(raw, pos + 1)
         return raw[pos : pos + size]
     return MALFORMED
+
+
+def _too_deep_map(raw: bytes, pos: int, end: int) -> bool:
+    """Whether the ``KeyValueList`` in ``raw[pos:end]`` (a level-1 map) nests too deep."""
+    return _too_deep(raw, pos, end, 2, kvlist=True)
+
+
+def _too_deep(raw: bytes, pos: int, end: int, level: int, *, kvlist: bool = False) -> bool:
+    """Whether a container's items (``AnyValue`` at ``level``) nest deeper than
+    :data:`MAX_VALUE_DEPTH`; iterative, visiting at most ``_MAX_NODES`` nodes (a value with
+    more is reported as not too deep: it is not kept either way).
+
+    ``raw[pos:end]`` is an ``ArrayValue`` (``kvlist`` False) or a ``KeyValueList``: both are
+    ``repeated ... values = 1``; a ``KeyValue`` holds its value in field 2.
+    """
+    stack = [(pos, end, level, kvlist)]
+    visited = 0
+    while stack:
+        pos, end, level, kvlist = stack.pop()
+        while pos < end:
+            visited += 1
+            if visited > _MAX_NODES:
+                return False
+            if raw[pos] != 0x0A:
+                return False  # malformed: not kept either way
+            size, pos = _varint(raw, pos + 1)
+            item_end = pos + size
+            if item_end > end:
+                return False
+            value_pos, value_end = pos, item_end
+            if kvlist:  # a KeyValue: find its value (field 2) after the key (field 1)
+                value_pos = value_end = -1
+                scan = pos
+                while scan < item_end:
+                    tag = raw[scan]
+                    size, scan = _varint(raw, scan + 1)
+                    if tag == 0x12:
+                        value_pos, value_end = scan, scan + size
+                    elif tag != 0x0A:
+                        return False
+                    scan += size
+            if value_pos >= 0:
+                if level > MAX_VALUE_DEPTH:
+                    return True
+                if value_pos < value_end and raw[value_pos] in (0x2A, 0x32):
+                    inner_kvlist = raw[value_pos] == 0x32
+                    size, inner = _varint(raw, value_pos + 1)
+                    if inner + size > value_end:
+                        return False
+                    stack.append((inner, inner + size, level + 1, inner_kvlist))
+            pos = item_end
+    return False

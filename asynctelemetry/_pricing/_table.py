@@ -29,9 +29,13 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_COST_TABLE", "PriceTable", "compute_cost"]
 
-#: Most distinct (model, provider) pairs remembered by one table; past it the memo starts over.
-#: Bounds memory when a collector receives spans with endless distinct model names.
+#: Most distinct (model, provider) pairs remembered by one table; past it the oldest are
+#: forgotten first. Bounds memory when a collector receives spans with endless distinct names.
 MAX_MEMO: Final = 8192
+#: Most unknown names remembered (normalised: stripped, lowercased), apart from the memo, so
+#: that a flood of unknown names neither costs a resolution each time it repeats (in any
+#: spelling) nor pushes the known names out of the memo.
+MAX_MISSES: Final = 65_536
 #: Keys allowed in supplement entries besides the ModelPricing fields (provenance only).
 _SUPPLEMENT_META: Final = frozenset({"provider", "source", "note"})
 _Key = tuple[str, str | None]
@@ -45,6 +49,7 @@ class _PriceData:
         self._catalog: GenaiCatalog | None = None
         self._supplement: dict[str, ModelPricing] | None = None
         self._flat: dict[int, ModelPricing | None] = {}
+        self.resolutions = 0  # names resolved (not memo hits), by every table
 
     @property
     def catalog(self) -> GenaiCatalog:
@@ -96,7 +101,15 @@ class PriceTable:
     as a Bedrock id, without ``-latest`` and without a trailing date (see ``docs/pricing.md``).
     """
 
-    __slots__ = ("__weakref__", "_overrides", "_pricing", "_rates", "_suffix", "_version")
+    __slots__ = (
+        "__weakref__",
+        "_misses",
+        "_overrides",
+        "_pricing",
+        "_rates",
+        "_suffix",
+        "_version",
+    )
 
     _default: PriceTable | None = None
 
@@ -116,6 +129,7 @@ class PriceTable:
         self._version: str | None = None
         self._rates: dict[_Key, Rates | None] = {}
         self._pricing: dict[_Key, ModelPricing | None] = {}
+        self._misses: dict[_Key, None] = {}  # normalised names known to have no price
 
     @classmethod
     def default(cls) -> PriceTable:
@@ -263,14 +277,27 @@ class PriceTable:
         table._overrides = {**self._overrides, **added}
         return table
 
+    def is_resolved(self, model: str, provider: str | None = None) -> bool:
+        """Whether pricing ``model`` is a dictionary hit (resolved before, found or not)."""
+        return (model, provider) in self._rates or _normalised(model, provider) in self._misses
+
     def _fill(self, key: _Key) -> tuple[ModelPricing | None, Rates | None]:
+        normal = _normalised(*key)
+        if normal in self._misses:
+            return None, None
         pricing = self._resolve(*key)
-        rates = None if pricing is None else rates_of(pricing)
+        _DATA.resolutions += 1
+        if not _DATA.resolutions % MAX_MEMO and _DATA._catalog is not None:
+            _DATA.catalog.reset_caches()  # they grow with every distinct name asked
+        if pricing is None:
+            if len(self._misses) >= MAX_MISSES:
+                del self._misses[next(iter(self._misses))]  # the oldest
+            self._misses[normal] = None
+            return None, None
+        rates = rates_of(pricing)
         if len(self._pricing) >= MAX_MEMO:
-            self._pricing.clear()
-            self._rates.clear()
-            if _DATA._catalog is not None:
-                _DATA.catalog.reset_caches()
+            oldest = next(iter(self._pricing))
+            del self._pricing[oldest], self._rates[oldest]
         self._pricing[key] = pricing
         self._rates[key] = rates
         return pricing, rates
@@ -291,6 +318,13 @@ class PriceTable:
             if (found := _named(supplement, ref, hint)) is not None:
                 return found
         return None
+
+
+def _normalised(model: object, provider: object) -> _Key:
+    """The key a name resolves by (:func:`~._names.candidates` strips and lowercases)."""
+    name = model.strip().lower() if isinstance(model, str) else ""
+    hint = provider.strip().lower() if isinstance(provider, str) and provider.strip() else None
+    return name, hint
 
 
 def _validated(overrides: Mapping[str, Any]) -> dict[str, ModelPricing]:

@@ -246,7 +246,6 @@ def test_otlp_json_rules() -> None:
         pytest.param(span_json(kind="NOT_A_KIND"), id="unknown-enum-name"),
         pytest.param(span_json(kind=2**31), id="enum-too-big"),
         pytest.param(span_json(name=5), id="string-not-string"),
-        pytest.param(span_json(name="\ud800"), id="lone-surrogate"),
         pytest.param(
             span_json(attributes=[{"key": "k", "value": {"boolValue": "true"}}]), id="bool-string"
         ),
@@ -260,21 +259,6 @@ def test_otlp_json_rules() -> None:
         ),
         pytest.param(
             span_json(attributes=[{"key": "k", "value": {"bytesValue": "%%%"}}]), id="bad-base64"
-        ),
-        pytest.param(
-            span_json(attributes=[{"key": "\udc00", "value": {"stringValue": "x"}}]),
-            id="key-surrogate",
-        ),
-        pytest.param(
-            span_json(
-                attributes=[
-                    {
-                        "key": "k",
-                        "value": json.loads('{"arrayValue": {"values": [' * 100 + "]}}" * 100),
-                    }
-                ]
-            ),
-            id="nested-too-deep",
         ),
         pytest.param(b"[" * 100_000, id="json-recursion"),
     ],
