@@ -4,9 +4,11 @@ Layer 2: the tracer writes spans with these names and the collector reads spans 
 tables, so a round trip cannot drift. Mappings are data: :data:`FIELD_KEYS` lists, per
 :class:`~asynctelemetry.LLMCall` field, the attribute keys that may carry it, in precedence order
 (first present and valid wins): our own keys, the gateway's ``llm.usage.*`` keys (Plano), the
-RactoGateway tracer's ``llm.*`` keys, the OpenTelemetry GenAI conventions, OpenLLMetry's variants,
-then OpenInference. :data:`KEY_KINDS` says how each key's value is read, and the collector builds
-its one key → (field, kind, rank) lookup from these two tables.
+RactoGateway tracer's ``llm.*`` keys, the OpenTelemetry GenAI conventions (their current names
+first, then the names they replaced), OpenLLMetry's variants, OpenLIT's, then OpenInference.
+:data:`KEY_KINDS` says how each key's value is read, and the collector builds its one key →
+(field, kind, rank) lookup from these two tables. The tracer writes the current GenAI names
+(:func:`call_attributes`), with the RactoGateway ``llm.*`` keys beside them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 GEN_AI_USAGE_PROMPT_TOKENS: Final = "gen_ai.usage.prompt_tokens"  # older name
 GEN_AI_USAGE_COMPLETION_TOKENS: Final = "gen_ai.usage.completion_tokens"  # older name
 GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: Final = "gen_ai.usage.cache_write.input_tokens"
+#: The name of ``gen_ai.usage.cache_write.input_tokens`` before semantic-conventions-genai#440.
 GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
 GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
 GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
@@ -99,6 +103,13 @@ GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS_OLD: Final = "gen_ai.usage.cache_creati
 GEN_AI_USAGE_REASONING_TOKENS: Final = "gen_ai.usage.reasoning_tokens"
 GEN_AI_IS_STREAMING: Final = "gen_ai.is_streaming"
 
+# --- OpenLIT (1.45 writes the current GenAI keys plus these; older releases the "older" ones) ---
+GEN_AI_USAGE_COST: Final = "gen_ai.usage.cost"  # USD, priced by OpenLIT's own price list
+GEN_AI_SERVER_TIME_TO_FIRST_TOKEN: Final = "gen_ai.server.time_to_first_token"  # seconds
+GEN_AI_SERVER_TTFT: Final = "gen_ai.server.ttft"  # seconds, the older name
+GEN_AI_CLIENT_TOKEN_USAGE: Final = "gen_ai.client.token.usage"  # total tokens, as an attribute
+GEN_AI_REQUEST_IS_STREAM: Final = "gen_ai.request.is_stream"  # the older gen_ai.request.stream
+
 # --- Our own keys (what no convention above carries) -------------------------------------------
 AT_STATUS: Final = "asynctelemetry.status"  # ok | error | cancelled (OTel status has no cancelled)
 AT_PRICE_VERSION: Final = "asynctelemetry.price_version"
@@ -129,7 +140,8 @@ NON_LLM_OPERATIONS: Final[frozenset[str]] = frozenset(
 )
 
 #: Per LLMCall field, the span attribute keys that may carry it, first present and valid wins.
-#: Order: ours, gateway (Plano), RactoGateway ``llm.*``, OTel GenAI, OpenLLMetry, OpenInference.
+#: Order: ours, gateway (Plano), RactoGateway ``llm.*``, OTel GenAI, OpenLLMetry, OpenLIT,
+#: OpenInference.
 #: ``response_model`` is not a field: the record's ``model`` is the response model when known,
 #: else the requested one.
 FIELD_KEYS: Final[dict[str, tuple[str, ...]]] = {
@@ -146,7 +158,12 @@ FIELD_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "operation": (LLM_OPERATION, GEN_AI_OPERATION_NAME, LLM_REQUEST_TYPE),
     "session_id": (PLANO_SESSION_ID, GEN_AI_CONVERSATION_ID, SESSION_ID),
     "route_name": (PLANO_ROUTE_NAME,),
-    "is_streaming": (LLM_IS_STREAMING, GEN_AI_REQUEST_STREAM, GEN_AI_IS_STREAMING),
+    "is_streaming": (
+        LLM_IS_STREAMING,
+        GEN_AI_REQUEST_STREAM,
+        GEN_AI_IS_STREAMING,
+        GEN_AI_REQUEST_IS_STREAM,
+    ),
     "status_code": (HTTP_STATUS_CODE, HTTP_RESPONSE_STATUS_CODE),
     "error_type": (LLM_ERROR_TYPE, ERROR_TYPE),
     "input_tokens": (
@@ -163,7 +180,12 @@ FIELD_KEYS: Final[dict[str, tuple[str, ...]]] = {
         GEN_AI_USAGE_COMPLETION_TOKENS,
         LLM_TOKEN_COUNT_COMPLETION,
     ),
-    "total_tokens": (LLM_USAGE_TOTAL_TOKENS, GEN_AI_USAGE_TOTAL_TOKENS, LLM_TOKEN_COUNT_TOTAL),
+    "total_tokens": (
+        LLM_USAGE_TOTAL_TOKENS,
+        GEN_AI_USAGE_TOTAL_TOKENS,
+        GEN_AI_CLIENT_TOKEN_USAGE,
+        LLM_TOKEN_COUNT_TOTAL,
+    ),
     "cached_input_tokens": (
         LLM_USAGE_CACHED_INPUT_TOKENS,
         GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
@@ -173,6 +195,7 @@ FIELD_KEYS: Final[dict[str, tuple[str, ...]]] = {
     ),
     "cache_creation_tokens": (
         LLM_USAGE_CACHE_CREATION_TOKENS,
+        GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS,
         GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
         GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS_OLD,
         LLM_TOKEN_COUNT_PROMPT_CACHE_WRITE,
@@ -184,12 +207,17 @@ FIELD_KEYS: Final[dict[str, tuple[str, ...]]] = {
         LLM_TOKEN_COUNT_COMPLETION_REASONING,
     ),
     "duration_ms": (LLM_DURATION_MS, LLM_LATENCY_MS),
-    "ttft_ms": (LLM_TIME_TO_FIRST_TOKEN, GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK),
+    "ttft_ms": (
+        LLM_TIME_TO_FIRST_TOKEN,
+        GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK,
+        GEN_AI_SERVER_TIME_TO_FIRST_TOKEN,
+        GEN_AI_SERVER_TTFT,
+    ),
     "cache_hit": (AT_CACHE_HIT, LLM_CACHE_HIT),
     "tool_calls": (AT_TOOL_CALLS, LLM_TOOL_CALLS),
     "routing_strategy": (ROUTING_STRATEGY,),
     "routing_reason": (ROUTING_SELECTION_REASON,),
-    "cost_usd": (LLM_COST_USD,),
+    "cost_usd": (LLM_COST_USD, GEN_AI_USAGE_COST),
     "price_version": (AT_PRICE_VERSION,),
     "status": (AT_STATUS,),
 }
@@ -229,7 +257,10 @@ FIELD_KINDS: Final[dict[str, str]] = {
 #: Keys whose value is read differently from the rest of their field.
 KEY_KINDS: Final[dict[str, str]] = {
     LLM_OPERATION: "str",  # our own operation names, kept verbatim
-    GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: "seconds",  # seconds, converted to milliseconds
+    # seconds, converted to milliseconds
+    GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: "seconds",
+    GEN_AI_SERVER_TIME_TO_FIRST_TOKEN: "seconds",
+    GEN_AI_SERVER_TTFT: "seconds",
 }
 #: Longest text accepted for a field (model, provider, session…); longer is a defect.
 MAX_FIELD_LENGTH: Final = 512
@@ -297,14 +328,14 @@ _WRITTEN: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("model", (GEN_AI_RESPONSE_MODEL, LLM_MODEL)),
     ("session_id", (GEN_AI_CONVERSATION_ID,)),
     ("route_name", (PLANO_ROUTE_NAME,)),
-    ("is_streaming", (LLM_IS_STREAMING,)),
+    ("is_streaming", (GEN_AI_REQUEST_STREAM, LLM_IS_STREAMING)),
     ("status_code", (HTTP_STATUS_CODE,)),
     ("error_type", (ERROR_TYPE, LLM_ERROR_TYPE)),
     ("input_tokens", (GEN_AI_USAGE_INPUT_TOKENS, LLM_INPUT_TOKENS)),
     ("output_tokens", (GEN_AI_USAGE_OUTPUT_TOKENS, LLM_OUTPUT_TOKENS)),
     ("total_tokens", (LLM_USAGE_TOTAL_TOKENS,)),
     ("cached_input_tokens", (GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,)),
-    ("cache_creation_tokens", (GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,)),
+    ("cache_creation_tokens", (GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS,)),
     ("reasoning_tokens", (GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,)),
     ("duration_ms", (LLM_LATENCY_MS,)),
     ("ttft_ms", (LLM_TIME_TO_FIRST_TOKEN,)),
@@ -313,6 +344,12 @@ _WRITTEN: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("routing_reason", (ROUTING_SELECTION_REASON,)),
     ("cost_usd", (LLM_COST_USD,)),
     ("price_version", (AT_PRICE_VERSION,)),
+)
+# (field, key, factor) for fields a convention carries in another unit: the key gets the field's
+# value times the factor (the GenAI conventions count time in seconds, our records milliseconds).
+# The collector reads the exact milliseconds from the ``_WRITTEN`` key, which ranks first.
+_WRITTEN_SCALED: Final[tuple[tuple[str, str, float], ...]] = (
+    ("ttft_ms", GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, 0.001),
 )
 
 
@@ -338,6 +375,10 @@ def call_attributes(call: LLMCall) -> dict[str, AttributeValue]:
         if value is not None:
             for key in keys:
                 attrs[key] = value
+    for field, key, factor in _WRITTEN_SCALED:
+        value = values[field]
+        if value is not None:
+            attrs[key] = value * factor
     attrs[LLM_TOOL_CALLS] = call.tool_calls
     if call.status == "cancelled":  # ok and error travel as the span status
         attrs[AT_STATUS] = call.status

@@ -44,6 +44,32 @@ async def test_spans_follow_the_genai_conventions_and_carry_racto_keys() -> None
     assert f"{span.context.trace_id:032x}" == record.trace_id
 
 
+async def test_spans_carry_the_current_genai_names() -> None:
+    """A streamed call's span has the 2026 GenAI keys: cache_write, reasoning.output_tokens,
+    request.stream and time_to_first_chunk in seconds; not the replaced cache_creation name."""
+    exporter = InMemorySpanExporter()
+    async with AsyncTracer(custom_exporter=exporter, in_memory=True) as tracer:
+        async with tracer.llm_call(model="claude-sonnet-4-5", operation="stream") as call:
+            await asyncio.sleep(0.01)
+            call.first_token()
+            call.set_usage(
+                input_tokens=900,
+                output_tokens=60,
+                cached_input_tokens=500,
+                cache_creation_tokens=300,
+                reasoning_tokens=20,
+            )
+        [record] = tracer.spans
+    [span] = exporter.get_finished_spans()
+    attrs = dict(span.attributes or {})
+    assert record.ttft_ms is not None
+    assert attrs["gen_ai.request.stream"] is True
+    assert attrs["gen_ai.response.time_to_first_chunk"] == pytest.approx(record.ttft_ms / 1000)
+    assert attrs["gen_ai.usage.cache_write.input_tokens"] == 300
+    assert attrs["gen_ai.usage.reasoning.output_tokens"] == 20
+    assert "gen_ai.usage.cache_creation.input_tokens" not in attrs
+
+
 async def test_failed_calls_set_error_status_and_error_type() -> None:
     """A failing call's span has status ERROR and error.type / llm.error_type."""
     exporter = InMemorySpanExporter()

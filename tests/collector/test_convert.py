@@ -285,14 +285,95 @@ def test_genai_conventions() -> None:
             },
             id="ractogateway-tracer",
         ),
+        pytest.param(
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "anthropic",
+                "gen_ai.request.model": "claude-sonnet-4-5",
+                "gen_ai.usage.input_tokens": 900,
+                "gen_ai.usage.output_tokens": 60,
+                "gen_ai.usage.cache_read.input_tokens": 500,
+                "gen_ai.usage.cache_write.input_tokens": 300,
+                "gen_ai.usage.reasoning.output_tokens": 20,
+                "gen_ai.response.time_to_first_chunk": 0.25,
+                "gen_ai.request.stream": True,
+            },
+            {
+                "provider": "anthropic",
+                "operation": "stream",
+                "cached_input_tokens": 500,
+                "cache_creation_tokens": 300,
+                "reasoning_tokens": 20,
+                "ttft_ms": 250.0,
+                "is_streaming": True,
+            },
+            id="genai-2026",
+        ),
+        pytest.param(
+            {
+                "telemetry.sdk.name": "openlit",
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": "gpt-4o-mini",
+                "gen_ai.request.stream": True,
+                "gen_ai.server.time_to_first_token": 0.125,
+                "gen_ai.usage.input_tokens": 812,
+                "gen_ai.usage.output_tokens": 95,
+                "gen_ai.client.token.usage": 907,
+                "gen_ai.usage.cost": 0.0002,
+            },
+            {
+                "provider": "openai",
+                "operation": "stream",
+                "is_streaming": True,
+                "ttft_ms": 125.0,
+                "total_tokens": 907,
+                "cost_usd": 0.0002,
+                "price_version": None,
+            },
+            id="openlit",
+        ),
+        pytest.param(
+            {
+                "telemetry.sdk.name": "openlit",
+                "gen_ai.operation.name": "chat",
+                "gen_ai.system": "openai",
+                "gen_ai.request.model": "gpt-4o-mini",
+                "gen_ai.request.is_stream": True,
+                "gen_ai.server.ttft": 0.5,
+                "gen_ai.usage.total_tokens": 14,
+                "gen_ai.usage.cost": 0.25,
+            },
+            {
+                "provider": "openai",
+                "operation": "stream",
+                "is_streaming": True,
+                "ttft_ms": 500.0,
+                "total_tokens": 14,
+                "cost_usd": 0.25,
+            },
+            id="openlit-older-keys",
+        ),
     ],
 )
 def test_other_conventions(attributes: dict[str, object], expected: dict[str, object]) -> None:
-    """OpenLLMetry, OpenInference, the Plano gateway and the RactoGateway tracer are read."""
+    """OpenLLMetry, OpenInference, the Plano gateway, the RactoGateway tracer, the 2026 GenAI
+    names and OpenLIT are read."""
     call = span_to_llm_call(llm_span(attributes), service_name=None)
     assert call is not None
     assert {name: getattr(call, name) for name in expected} == expected
-    assert call.attributes == {}
+    assert set(call.attributes) <= {"telemetry.sdk.name"}
+
+
+def test_cache_write_is_read_before_its_old_name() -> None:
+    """gen_ai.usage.cache_write.input_tokens wins over cache_creation; either alone is read."""
+    current = "gen_ai.usage.cache_write.input_tokens"
+    old = "gen_ai.usage.cache_creation.input_tokens"
+    for attributes, expected in (({current: 7, old: 9}, 7), ({old: 9}, 9), ({current: 7}, 7)):
+        span = llm_span({"gen_ai.request.model": "m", **attributes})
+        call = span_to_llm_call(span, service_name=None)
+        assert call is not None
+        assert call.cache_creation_tokens == expected
 
 
 def test_precedence_first_valid_key_wins() -> None:
@@ -340,6 +421,123 @@ def test_bad_token_values_become_none_and_count(value: AnyValue, defect: str) ->
     call = convert_span(lean_span(span), None, None, False, defects)
     assert isinstance(call, LLMCall)
     assert call.input_tokens is None
+    assert defects == {defect: 1}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "field", "defect"),
+    [
+        pytest.param(
+            "gen_ai.usage.cache_write.input_tokens",
+            AnyValue(int_value=-3),
+            "cache_creation_tokens",
+            "negative",
+            id="cache-write-negative",
+        ),
+        pytest.param(
+            "gen_ai.usage.cache_write.input_tokens",
+            AnyValue(string_value="lots"),
+            "cache_creation_tokens",
+            "wrong_type",
+            id="cache-write-text",
+        ),
+        pytest.param(
+            "gen_ai.usage.reasoning.output_tokens",
+            AnyValue(double_value=2.5),
+            "reasoning_tokens",
+            "wrong_type",
+            id="reasoning-fractional",
+        ),
+        pytest.param(
+            "gen_ai.response.time_to_first_chunk",
+            AnyValue(double_value=-0.5),
+            "ttft_ms",
+            "negative",
+            id="first-chunk-negative",
+        ),
+        pytest.param(
+            "gen_ai.response.time_to_first_chunk",
+            AnyValue(double_value=90_000.0),
+            "ttft_ms",
+            "too_large",
+            id="first-chunk-beyond-a-day",
+        ),
+        pytest.param(
+            "gen_ai.response.time_to_first_chunk",
+            AnyValue(string_value="soon"),
+            "ttft_ms",
+            "wrong_type",
+            id="first-chunk-text",
+        ),
+        pytest.param(
+            "gen_ai.request.stream",
+            AnyValue(string_value="true"),
+            "is_streaming",
+            "wrong_type",
+            id="stream-text",
+        ),
+        pytest.param(
+            "gen_ai.usage.cost",
+            AnyValue(double_value=-0.01),
+            "cost_usd",
+            "negative",
+            id="openlit-cost-negative",
+        ),
+        pytest.param(
+            "gen_ai.usage.cost",
+            AnyValue(double_value=math.inf),
+            "cost_usd",
+            "non_finite",
+            id="openlit-cost-inf",
+        ),
+        pytest.param(
+            "gen_ai.usage.cost",
+            AnyValue(bool_value=True),
+            "cost_usd",
+            "wrong_type",
+            id="openlit-cost-bool",
+        ),
+        pytest.param(
+            "gen_ai.server.ttft",
+            AnyValue(double_value=-1.0),
+            "ttft_ms",
+            "negative",
+            id="openlit-ttft-negative",
+        ),
+        pytest.param(
+            "gen_ai.server.time_to_first_token",
+            AnyValue(double_value=math.nan),
+            "ttft_ms",
+            "non_finite",
+            id="openlit-ttft-nan",
+        ),
+        pytest.param(
+            "gen_ai.request.is_stream",
+            AnyValue(int_value=1),
+            "is_streaming",
+            "wrong_type",
+            id="openlit-stream-int",
+        ),
+        pytest.param(
+            "gen_ai.client.token.usage",
+            AnyValue(int_value=-907),
+            "total_tokens",
+            "negative",
+            id="openlit-total-negative",
+        ),
+    ],
+)
+def test_bad_values_in_current_and_openlit_keys_count(
+    key: str, value: AnyValue, field: str, defect: str
+) -> None:
+    """The 2026 GenAI keys and OpenLIT's keys are checked as the others: a bad value leaves the
+    field None, keeps the call, and counts the defect by kind."""
+    span = llm_span({"gen_ai.request.model": "m"})
+    span.attributes.append(KeyValue(key=key, value=value))
+    defects: dict[str, int] = {}
+    call = convert_span(lean_span(span), None, None, False, defects)
+    assert isinstance(call, LLMCall)
+    assert getattr(call, field) is None
     assert defects == {defect: 1}
 
 
