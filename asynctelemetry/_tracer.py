@@ -656,7 +656,10 @@ class _QueuedStore:
         await self.store.flush()
 
     async def aclose(self) -> None:
+        # The store is lent, not ours to close; but what we handed it must be committed when
+        # the tracer is closed, or a read right after ``async with tracer`` misses it.
         await self.queue.aclose()
+        await self.store.flush()
 
 
 class _AsyncSpanProcessor:

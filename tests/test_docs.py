@@ -1,14 +1,25 @@
 """Every ```python block of docs/*.md and README.md runs, as a reader would paste it.
 
-Each block runs in a fresh namespace (``__name__ == "__main__"``) with a temporary directory as
-the working directory; blocks bring their own ``asyncio.run``. A block may opt out only when it
-truly cannot run here (it needs an API key or a remote service): mark it ```python title="…"
-or put ``<!-- no-run -->`` on the line before it. Opted-out blocks are reported as skipped, with
-their place, so they stay visible.
+Each block runs in a fresh namespace (``__name__ == "__main__"``) with a new, empty temporary
+directory as the working directory, **twice in a row** in that directory (a reader runs an
+example again; a second run must not fail or print the first run's data); blocks bring their own
+``asyncio.run``.
+
+What a block prints is checked each time. A block that prints shows its output in the fenced
+block right after it, opened with ```text title="Output"; ``...`` there matches any text (as
+doctest's ELLIPSIS: timings, ids) and runs of whitespace compare equal. A block with no output
+block must print nothing.
+
+A block may opt out only when it truly cannot run here (it needs an API key or a remote service):
+mark it ```python title="…" or put ``<!-- no-run -->`` on the line before it. Opted-out blocks are
+reported as skipped, with their place, so they stay visible.
 """
 
 from __future__ import annotations
 
+import contextlib
+import doctest
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 _FENCE = re.compile(r"^```python(?P<info>[^\n`]*)$")
 _NO_RUN = "<!-- no-run -->"
+_OUTPUT = re.compile(r'^```text\s+title="Output"\s*$')
+_CHECKER = doctest.OutputChecker()
+_MATCHING = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
 @dataclass(frozen=True)
@@ -29,6 +43,7 @@ class Block:
     line: int  # 1-based line of the opening fence
     code: str
     skip: str | None  # why it does not run, when it is marked so
+    output: str | None = None  # the text of the ```text title="Output" block after it
 
     @property
     def where(self) -> str:
@@ -57,8 +72,24 @@ def blocks_of(page: Path) -> list[Block]:
             skip = f"titled block ({match['info'].strip()})"
         elif previous == _NO_RUN:
             skip = "marked <!-- no-run -->"
-        found.append(Block(page, start + 1, "\n".join(lines[start + 1 : end]) + "\n", skip))
-        index = end + 1
+        output, index = _output_after(lines, end + 1)
+        code = "\n".join(lines[start + 1 : end]) + "\n"
+        found.append(Block(page, start + 1, code, skip, output))
+    return found
+
+
+def _output_after(lines: list[str], index: int) -> tuple[str | None, int]:
+    """The output block starting at ``index`` (blank lines before it allowed), and where the
+    scan goes on."""
+    at = index
+    while at < len(lines) and not lines[at].strip():
+        at += 1
+    if at >= len(lines) or not _OUTPUT.match(lines[at]):
+        return None, index
+    end = next((j for j in range(at + 1, len(lines)) if lines[j].strip() == "```"), None)
+    if end is None:
+        raise AssertionError(f"line {at + 1}: an output fence is never closed")
+    return "\n".join(lines[at + 1 : end]) + "\n", end + 1
     return found
 
 
@@ -71,11 +102,41 @@ def test_docs_have_snippets() -> None:
     assert sum(block.skip is None for block in BLOCKS) >= 10
 
 
+def test_output_blocks_follow_python_blocks() -> None:
+    """Every output block belongs to a Python block (one left behind by an edit is an error)."""
+    for page in PAGES:
+        if not page.exists():
+            continue
+        text = page.read_text(encoding="utf-8")
+        shown = sum(block.output is not None for block in blocks_of(page))
+        written = sum(bool(_OUTPUT.match(line)) for line in text.splitlines())
+        assert shown == written, f"{page.name}: an output block not right after a python block"
+
+
+def _run(block: Block, directory: Path) -> str:
+    namespace = {"__name__": "__main__", "__file__": str(directory / "snippet.py")}
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(block.code, block.where, "exec"), namespace)  # the docs are ours
+    return printed.getvalue()
+
+
 @pytest.mark.parametrize("block", BLOCKS, ids=[block.where for block in BLOCKS])
 def test_snippet_runs(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The block runs to completion in a fresh namespace, in an empty working directory."""
+    """The block runs to completion twice in an empty working directory and prints, each time,
+    the output its page shows (nothing when the page shows none)."""
     if block.skip is not None:
         pytest.skip(f"{block.where}: {block.skip}")
     monkeypatch.chdir(tmp_path)
-    namespace = {"__name__": "__main__", "__file__": str(tmp_path / "snippet.py")}
-    exec(compile(block.code, block.where, "exec"), namespace)  # the docs are ours
+    for run in ("first", "second"):
+        printed = _run(block, tmp_path)
+        if block.output is None:
+            assert not printed, (
+                f"{block.where} printed on its {run} run, and its page shows no output "
+                f'(add a ```text title="Output" block after it):\n{printed}'
+            )
+        elif not _CHECKER.check_output(block.output, printed, _MATCHING):
+            diff = _CHECKER.output_difference(
+                doctest.Example("", block.output), printed, _MATCHING
+            )
+            pytest.fail(f"{block.where}, {run} run: the output differs from the page\n{diff}")

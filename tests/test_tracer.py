@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from asynctelemetry import ConfigError, LLMCall, MemoryStore, StoreClosedError
+from asynctelemetry import ConfigError, LLMCall, MemoryStore, SQLiteStore, StoreClosedError
 from asynctelemetry._tracer import AsyncTracer, RactoTracer
+from tests.conftest import make_call
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from pathlib import Path
 
 
 async def test_a_traced_call_is_timed_priced_and_kept() -> None:
@@ -289,6 +291,20 @@ async def test_a_slow_store_is_kept_off_the_callers_path() -> None:
     assert loop.time() - started < 0.05 * 3  # not 50 x 50 ms
     await tracer.aclose()
     assert await store.count() == 50
+
+
+async def test_a_lent_sqlite_store_is_committed_when_the_tracer_closes(tmp_path: Path) -> None:
+    """Leaving ``async with tracer`` commits its calls to a lent SQLiteStore, still open after:
+    a read right after (the quickstart's pattern) sees every call, not an empty file."""
+    async with SQLiteStore(tmp_path / "calls.db", flush_interval=60) as store:
+        async with AsyncTracer(store=store) as tracer:
+            for _ in range(5):
+                async with tracer.llm_call(model="gpt-4o-mini", provider="openai"):
+                    pass
+        assert store.pending == 0
+        [row] = await store.summary(by="model")
+        assert row.calls == 5
+        await store.add(make_call(99))  # lent: the tracer did not close it
 
 
 async def test_an_unclosed_tracer_warns() -> None:
