@@ -270,25 +270,29 @@ async def test_record_chat_and_embed_spans_are_racto_compatible() -> None:
 
 
 class _SlowStore(MemoryStore):
-    """A store whose add does slow I/O, as a custom store might."""
+    """A store whose add waits on I/O (here: until ``released`` is set), as a custom store might."""
 
     nonblocking_add = False
 
+    def __init__(self, capacity: int) -> None:
+        super().__init__(capacity)
+        self.released = asyncio.Event()
+
     async def add_many(self, calls: Sequence[LLMCall]) -> None:
-        await asyncio.sleep(0.05)
+        await self.released.wait()
         await super().add_many(calls)
 
 
 async def test_a_slow_store_is_kept_off_the_callers_path() -> None:
-    """A custom store's slow writes happen behind the bounded hand-off, not in the call."""
+    """A custom store's slow writes happen behind the bounded hand-off, not in the call: every
+    call completes while the store cannot write at all, and all arrive once it can."""
     store = _SlowStore(capacity=1000)
     tracer = AsyncTracer(store=store)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
     for _ in range(50):
         async with tracer.llm_call(model="gpt-4o"):
             pass
-    assert loop.time() - started < 0.05 * 3  # not 50 x 50 ms
+    assert await store.count() == 0  # nothing written yet, and no call waited for the store
+    store.released.set()
     await tracer.aclose()
     assert await store.count() == 50
 
