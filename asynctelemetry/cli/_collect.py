@@ -201,21 +201,23 @@ async def _serve(
     live: bool,
     stop: asyncio.Event,
 ) -> None:
-    scheme = "OTLP/gRPC+TLS" if args.tls_cert else "OTLP/gRPC"
-    _say(f"collecting {scheme} on {collector.endpoint} into {where}")
-    if collector.http_port is not None:
-        web = "https" if args.tls_cert else "http"
-        host = f"[{args.host}]" if ":" in args.host else args.host
-        _say(f"collecting OTLP/HTTP on {web}://{host}:{collector.http_port}/v1/traces")
-    if metrics_url:
-        _say(f"Prometheus metrics on {metrics_url}")
-    if args.forward_to:
-        _say(f"forwarding every request to {args.forward_to}")
-    if args.host not in ("127.0.0.1", "::1", "localhost"):
-        auth = "with" if _auth_token(args) else "WITHOUT"
-        _say(f"listening beyond loopback ({args.host}) {auth} a bearer token")
-    _say(f"export with OTEL_EXPORTER_OTLP_ENDPOINT=http://{collector.endpoint}; Ctrl-C stops")
+    # Handlers first, announcement second: a Ctrl-C sent as soon as the address is printed
+    # (a script, a test) must stop the collector cleanly, not interrupt it (status 130).
     with stop_signals(stop):
+        scheme = "OTLP/gRPC+TLS" if args.tls_cert else "OTLP/gRPC"
+        _say(f"collecting {scheme} on {collector.endpoint} into {where}")
+        if collector.http_port is not None:
+            web = "https" if args.tls_cert else "http"
+            host = f"[{args.host}]" if ":" in args.host else args.host
+            _say(f"collecting OTLP/HTTP on {web}://{host}:{collector.http_port}/v1/traces")
+        if metrics_url:
+            _say(f"Prometheus metrics on {metrics_url}")
+        if args.forward_to:
+            _say(f"forwarding every request to {args.forward_to}")
+        if args.host not in ("127.0.0.1", "::1", "localhost"):
+            auth = "with" if _auth_token(args) else "WITHOUT"
+            _say(f"listening beyond loopback ({args.host}) {auth} a bearer token")
+        _say(f"export with OTEL_EXPORTER_OTLP_ENDPOINT=http://{collector.endpoint}; Ctrl-C stops")
         if not live:
             await stop.wait()
             return

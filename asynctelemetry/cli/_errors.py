@@ -31,9 +31,16 @@ class UsageError(CLIError):
 
 
 def port_in_use(host: str, port: int) -> bool:
-    """Whether binding ``host:port`` fails because something else holds it."""
+    """Whether binding ``host:port`` fails because something else holds it.
+
+    The probe binds as the servers do (grpc and asyncio set ``SO_REUSEADDR`` on listening
+    sockets), so connections of a collector stopped a moment ago, lingering in TIME-WAIT, do not
+    count: only a socket that really listens there does.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        if os.name == "posix":  # on Windows SO_REUSEADDR would let the probe steal the port
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:

@@ -196,6 +196,58 @@ def test_port_in_use_names_the_holder(tmp_path: Path) -> None:
     assert f"port {port} on 127.0.0.1 is already in use by pid {os.getpid()}" in message
 
 
+def _time_wait_on(port: int) -> bool:
+    """Whether a TCP socket whose local port is ``port`` is in TIME-WAIT (Linux /proc)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if fields[3] == "06" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    return True
+    return False
+
+
+def test_a_port_in_time_wait_is_free(tmp_path: Path) -> None:
+    """A port whose only sockets are in TIME-WAIT (a server just closed its connections) is
+    not "in use": collect starts on it, as its own bind with SO_REUSEADDR would succeed."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = listener.accept()
+            accepted.close()  # the server side closes first: its end goes to TIME-WAIT
+            client.recv(1)
+    assert _time_wait_on(port)
+    proc = start(tmp_path, "--port", str(port), "--memory", "10", "--no-live")
+    try:
+        assert announced(proc, r"collecting OTLP/gRPC on (\S+) ") == f"127.0.0.1:{port}"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+
+
+def test_restart_right_after_a_stop_on_the_same_port(tmp_path: Path) -> None:
+    """Start, export, stop with Ctrl-C, and start again at once on the same port: it listens."""
+    first = start(tmp_path, "--db", "calls.db", "--no-live", "--quiet")
+    port = int(announced(first, r"collecting OTLP/gRPC on 127\.0\.0\.1:(\d+) "))
+    assert export(str(port), genai_spans(2)) is SpanExportResult.SUCCESS
+    first.send_signal(signal.SIGINT)
+    first.communicate(timeout=30)
+    assert first.returncode == 0
+    second = start(tmp_path, "--port", str(port), "--db", "calls.db", "--no-live", "--quiet")
+    try:
+        assert announced(second, r"collecting OTLP/gRPC on (\S+) ") == f"127.0.0.1:{port}"
+        assert export(str(port), genai_spans(1)) is SpanExportResult.SUCCESS
+    finally:
+        second.send_signal(signal.SIGINT)
+        _, err = second.communicate(timeout=30)
+    assert second.returncode == 0, err
+    assert "1 calls stored" in err or "1 call stored" in err
+
+
 def test_reader_gone_stops_cleanly(tmp_path: Path) -> None:
     """`collect --json | head -1`: when the reader leaves, collect stops and keeps the calls."""
     proc = start(tmp_path, "--db", "calls.db", "--json")
