@@ -90,7 +90,6 @@ def _output_after(lines: list[str], index: int) -> tuple[str | None, int]:
     if end is None:
         raise AssertionError(f"line {at + 1}: an output fence is never closed")
     return "\n".join(lines[at + 1 : end]) + "\n", end + 1
-    return found
 
 
 BLOCKS = [block for page in PAGES if page.exists() for block in blocks_of(page)]
@@ -136,7 +135,5 @@ def test_snippet_runs(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPa
                 f'(add a ```text title="Output" block after it):\n{printed}'
             )
         elif not _CHECKER.check_output(block.output, printed, _MATCHING):
-            diff = _CHECKER.output_difference(
-                doctest.Example("", block.output), printed, _MATCHING
-            )
+            diff = _CHECKER.output_difference(doctest.Example("", block.output), printed, _MATCHING)
             pytest.fail(f"{block.where}, {run} run: the output differs from the page\n{diff}")
