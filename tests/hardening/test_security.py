@@ -3,6 +3,7 @@ content capture off by default, and no secret in a log line or a stored attribut
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import inspect
 import ipaddress
@@ -246,8 +247,12 @@ async def test_no_secret_reaches_a_log_line_or_a_record(caplog: pytest.LogCaptur
             async with tracer.llm_call(model="gpt-4o", provider="openai", user="u1"):
                 pass
             for exporter in exporters:
-                with pytest.raises(Exception):  # noqa: B017 - every delivery fails on purpose
+                # Every delivery fails on purpose. flush() raises the failure when it happens
+                # while it waits; a batch given up on before flush() was called (a busy machine
+                # lets the short retries run out first) is settled already: read the stats.
+                with contextlib.suppress(Exception):
                     await exporter.flush()
+                assert exporter.stats.delivered == 0 and exporter.stats.last_error is not None
         with pytest.raises(grpc.aio.AioRpcError):
             await export(
                 collector.endpoint,
