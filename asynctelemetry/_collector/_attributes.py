@@ -47,6 +47,7 @@ __all__ = [
     "collect",
     "collect_slowly",
     "lookup",
+    "plan_of",
 ]
 
 _STATUSES: Final = frozenset({"ok", "error", "cancelled"})
@@ -430,7 +431,12 @@ EMPTY_PLAN: Final = _Plan(())
 def lookup(attributes: Iterable[bytes], cache: _AttributeCache) -> tuple[_Plan | None, Any]:
     """``(plan, values)`` for a span of a planned shape (the values in attribute order), or
     ``(None, entries)`` for one that needs :func:`collect_slowly`."""
-    entries = list(map(cache.__getitem__, attributes))
+    return plan_of(list(map(cache.__getitem__, attributes)))
+
+
+def plan_of(entries: list[tuple[object, object]]) -> tuple[_Plan | None, Any]:
+    """:func:`lookup` for a span's entries already read through the cache (a wide span is
+    read in chunks, the event loop getting a turn between them)."""
     if not entries:
         return EMPTY_PLAN, ()
     slots, values = zip(*entries, strict=True)

@@ -26,6 +26,7 @@ import asyncio
 import json
 import math
 import os
+import time
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -40,7 +41,7 @@ from .._conventions import (
 )
 from .._record import FIELD_DEFAULTS, MAX_DURATION_MS, LLMCall
 from .._rows import ATTRIBUTES, FIELDS, Row, Rows, record_of, row_of, shared_keys
-from ._attributes import attribute_cache, collect_slowly, lookup
+from ._attributes import attribute_cache, collect_slowly, lookup, plan_of
 from ._wire import LeanRequest, lean_span
 
 if TYPE_CHECKING:
@@ -187,15 +188,20 @@ def convert_span(
     price_table: PriceTable | None,
     capture_content: bool,
     defects: MutableMapping[str, int],
+    entries: list[tuple[object, object]] | None = None,
 ) -> Row | _Rejected | None:
     """Convert one lean span (:mod:`._wire`): a row (:mod:`asynctelemetry._rows`), ``REJECTED``,
     or None.
 
     ``None`` means the span is not an LLM call; ``REJECTED`` is an LLM span without a model.
     Defects (bad values turned into ``None``, dropped or cut attributes) are counted into
-    ``defects`` by kind. Never raises on attribute values.
+    ``defects`` by kind. Never raises on attribute values. ``entries``: the span's attributes
+    already read through the attribute cache (by the sliced conversion, for a wide span).
     """
-    plan, values = lookup(span.attributes, attribute_cache(capture_content))
+    if entries is None:
+        plan, values = lookup(span.attributes, attribute_cache(capture_content))
+    else:
+        plan, values = plan_of(entries)
     if plan is None:
         return _convert_slowly(values, span, service_name, price_table, defects)
     builder = plan.builder
@@ -431,8 +437,19 @@ def resource_service_name(resource: bytes, defects: MutableMapping[str, int]) ->
     return None
 
 
-#: Spans converted between two returns to the event loop (about 3 ms of work).
-SLICE_SPANS: Final = 128
+#: Work done between two returns to the event loop, in attributes read (a span counts one
+#: more): about a millisecond on an idle core. Whichever comes first of this and
+#: :data:`SLICE_SECONDS` ends a slice, so a slice is bounded by the size of what it reads, never
+#: by a count of spans however wide they are.
+SLICE_UNITS: Final = 2048
+#: Longest slice of conversion, in seconds of work (pricing new names included).
+SLICE_SECONDS: Final = 0.003
+#: Most attributes read from one span; the rest are dropped and counted
+#: (``attributes_dropped``). The OpenTelemetry SDK keeps 128 by default.
+MAX_SPAN_ATTRIBUTES: Final = 4096
+#: A span with more attributes than this is read in chunks of this size, the loop getting a
+#: turn between them when the slice is spent.
+_CHUNK: Final = 64
 #: Most model names one request may have resolved by the price table (a miss costs up to
 #: ~2 ms; names resolved before, found or not, are dictionary hits and do not count). Calls
 #: past it stay unpriced (``cost_usd`` None, ``asynctelemetry reprice`` can price them later)
@@ -471,29 +488,57 @@ def _convert_slices(
     price_table: PriceTable | None,
     capture_content: bool,
     defects: MutableMapping[str, int],
-    slice_spans: int,
+    units: int,
+    seconds: float,
 ) -> Generator[None, None, tuple[Rows, int, int, int]]:
-    """Convert a lean request, pausing (``yield``) after every ``slice_spans`` spans; returns
-    (calls, spans received, spans ignored, spans rejected)."""
+    """Convert a lean request, pausing (``yield``) whenever ``units`` attributes were read or
+    ``seconds`` of work were spent since the last pause; returns (calls, spans received, spans
+    ignored, spans rejected)."""
     rows: list[Row] = []
     append = rows.append
     received = ignored = rejected = 0
     if price_table is not None:
         price_table = _PricingBudget(price_table, MAX_NEW_PRICES_PER_REQUEST)
+    read = attribute_cache(capture_content).__getitem__
+    clock = time.perf_counter
+    deadline = clock() + seconds
+    spent = 0
     for resource_spans in request.resource_spans:
         service_name = resource_service_name(resource_spans.resource, defects)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 received += 1
-                if not received % slice_spans:
-                    yield
-                result = convert_span(span, service_name, price_table, capture_content, defects)
+                attributes = span.attributes
+                count = len(attributes)
+                entries: list[tuple[object, object]] | None = None
+                if count > _CHUNK:
+                    if count > MAX_SPAN_ATTRIBUTES:
+                        dropped = count - MAX_SPAN_ATTRIBUTES
+                        defects["attributes_dropped"] = (
+                            defects.get("attributes_dropped", 0) + dropped
+                        )
+                        count = MAX_SPAN_ATTRIBUTES
+                    entries = []
+                    for start in range(0, count, _CHUNK):
+                        entries.extend(map(read, attributes[start : min(start + _CHUNK, count)]))
+                        spent += _CHUNK
+                        if spent >= units or clock() >= deadline:
+                            yield
+                            spent, deadline = 0, clock() + seconds
+                else:
+                    spent += count + 1
+                result = convert_span(
+                    span, service_name, price_table, capture_content, defects, entries
+                )
                 if result is None:
                     ignored += 1
                 elif result is REJECTED:
                     rejected += 1
                 else:
                     append(result)  # type: ignore[arg-type]
+                if spent >= units or clock() >= deadline:
+                    yield
+                    spent, deadline = 0, clock() + seconds
     return Rows(rows), received, ignored, rejected
 
 
@@ -507,7 +552,7 @@ def convert_request(
     converted first): (calls, spans received, spans ignored, spans rejected)."""
     if not isinstance(request, LeanRequest):
         request = LeanRequest.FromString(request.SerializeToString())
-    slices = _convert_slices(request, price_table, capture_content, defects, 2**62)
+    slices = _convert_slices(request, price_table, capture_content, defects, 2**62, math.inf)
     while True:
         try:
             next(slices)
@@ -520,14 +565,31 @@ async def convert_request_in_slices(
     price_table: PriceTable | None,
     capture_content: bool,
     defects: MutableMapping[str, int],
-    slice_spans: int = SLICE_SPANS,
+    *,
+    turn: asyncio.Lock | None = None,
+    units: int = SLICE_UNITS,
+    seconds: float = SLICE_SECONDS,
 ) -> tuple[Rows, int, int, int]:
-    """:func:`convert_request` for the event loop: it gets control back every ``slice_spans``
-    spans, so a large request does not hold it for the whole conversion."""
-    slices = _convert_slices(request, price_table, capture_content, defects, slice_spans)
+    """:func:`convert_request` for the event loop: it gets control back after every slice of
+    work (``units`` attributes or ``seconds``, see :data:`SLICE_UNITS`), so no request holds
+    it for long, however many or wide its spans are.
+
+    ``turn``: a lock shared by the requests converted at once; each slice holds it, so
+    requests take turns slice by slice (a small request waits for one slice of each request
+    ahead of it, never for a whole large one) and the loop's other tasks wait for one slice.
+    """
+    slices = _convert_slices(request, price_table, capture_content, defects, units, seconds)
     while True:
-        try:
-            next(slices)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        await asyncio.sleep(0)
+        if turn is None:
+            try:
+                next(slices)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            await asyncio.sleep(0)
+            continue
+        async with turn:  # held over the pause: the next request's slice comes after it
+            try:
+                next(slices)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            await asyncio.sleep(0)

@@ -20,8 +20,9 @@ accepted                                200     ``ExportTraceServiceResponse``
 
 Bodies are read with a bound, decompressed with a bound on the output (a zip bomb is refused
 after ``max_message_bytes`` bytes, never expanded), JSON is encoded to protobuf by
-:mod:`._otlp_json`, and everything then takes the collector's one ingest path. Large bodies are
-inflated in a worker thread (zlib releases the GIL) and JSON is encoded in steps, so that the
+:mod:`._otlp_json`, and everything then takes the collector's one ingest path. Bodies over 4 KiB
+are inflated in a worker thread (zlib releases the GIL); small JSON bodies are encoded on the
+loop in steps, large (or very deep) ones in a worker process (:mod:`._json_worker`), so that the
 loop is never held for long.
 """
 
@@ -35,7 +36,14 @@ import zlib
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from .._exceptions import ConfigError, require
-from ._otlp_json import BadJson, json_to_request_steps, response_to_json, status_body
+from ._json_worker import JSON_IN_PROCESS_BYTES, JsonWorker, WorkerLost
+from ._otlp_json import (
+    BadJson,
+    TooDeepForTheLoop,
+    json_to_request_steps,
+    response_to_json,
+    status_body,
+)
 from ._server import MalformedRequest, StoreBehind
 
 if TYPE_CHECKING:
@@ -118,6 +126,7 @@ class HttpReceiver:
         self._idle = asyncio.Event()
         self._idle.set()
         self._json_turn = asyncio.Lock()
+        self._json_worker = JsonWorker()
         self._runner: web.ServerRunner | None = None
         self._port: int | None = None
         #: Answers given, by HTTP status (the collector's ``stats.http_responses``).
@@ -187,7 +196,10 @@ class HttpReceiver:
                 except TimeoutError:
                     pass  # the runner's cleanup cancels what is left
         finally:
-            await runner.cleanup()
+            try:
+                await runner.cleanup()
+            finally:
+                await self._json_worker.aclose()
 
     # -- one request ----------------------------------------------------------------------------
     async def _handle(self, request: web.BaseRequest) -> web.Response:
@@ -258,8 +270,7 @@ class HttpReceiver:
                 else:
                     body = inflate(body, coding, limit)
             if as_json:
-                async with self._json_turn:  # one at a time, as the collector converts
-                    raw = await _encode_json(body)
+                raw = await self._encode_json(body)
             else:
                 raw = body
         except _TooLarge:
@@ -272,6 +283,15 @@ class HttpReceiver:
             return self._error(400, _INVALID_ARGUMENT, "the request body was cut short", as_json)
         except ConnectionError:  # the client went away mid-body: nobody to answer
             return self._error(400, _INVALID_ARGUMENT, "the connection was lost", as_json)
+        except WorkerLost:
+            return self._error(
+                503,
+                _UNAVAILABLE,
+                "the JSON worker process was lost; retry later",
+                as_json,
+                {"Retry-After": self._retry_after},
+                retry=True,
+            )
         except TimeoutError:
             return self._error(
                 408,
@@ -298,6 +318,17 @@ class HttpReceiver:
         if as_json:
             return self._response(body=response_to_json(answer), content_type=_JSON)
         return self._response(body=answer, content_type=media)
+
+    async def _encode_json(self, body: bytes) -> bytes:
+        """OTLP/JSON to protobuf: small bodies on the loop in steps, one at a time (as the
+        collector converts); large or very deep ones in the worker process."""
+        if len(body) < JSON_IN_PROCESS_BYTES:
+            try:
+                async with self._json_turn:
+                    return await _encode_json(body)
+            except TooDeepForTheLoop:
+                pass
+        return await self._json_worker.encode(body)
 
     def _authorized(self, request: web.BaseRequest) -> bool:
         presented = request.headers.get("Authorization", "")
@@ -337,11 +368,11 @@ class HttpReceiver:
 async def _encode_json(body: bytes) -> bytes:
     """OTLP/JSON to protobuf on the loop, giving other tasks a turn every few dozen spans.
 
-    A worker thread would not spare the loop here: the encoder is Python code that holds the GIL,
-    and several such threads starve the loop of it. Stepping keeps each hold to a few
-    milliseconds; only ``json.loads`` runs in one piece.
+    A worker thread would not spare the loop here: ``json.loads`` and the encoder hold the GIL.
+    Stepping keeps each hold to a few milliseconds for the small bodies encoded here (larger
+    ones go to the worker process, :mod:`._json_worker`).
     """
-    steps = json_to_request_steps(body)
+    steps = json_to_request_steps(body, cut=False)
     while True:
         try:
             next(steps)

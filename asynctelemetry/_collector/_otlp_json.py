@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BadJson",
+    "TooDeepForTheLoop",
     "json_to_request",
     "json_to_request_steps",
     "response_to_json",
@@ -411,7 +412,12 @@ _STRUCTURE: Final = re.compile(r'[\[\]{}"]')
 _STRING_REST: Final = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 
 
-def parse_json(body: bytes) -> Any:
+class TooDeepForTheLoop(Exception):
+    """The body nests deeper than ``json`` parses; cutting it is a linear pass in Python, too
+    long for the event loop: the caller hands the body to the worker process."""
+
+
+def parse_json(body: bytes, *, cut: bool = True) -> Any:
     """``json.loads`` for a request body, never refusing it for a value's sake.
 
     Bytes that are not UTF-8 become lone surrogates (the values holding them are counted as
@@ -420,12 +426,15 @@ def parse_json(body: bytes) -> Any:
 
     Raises:
         BadJson: the body is not JSON.
+        TooDeepForTheLoop: the body would need cutting and ``cut`` is False.
     """
     text = body.decode("utf-8", "surrogateescape")
     try:
         try:
             return json.loads(text)
         except RecursionError:
+            if not cut:
+                raise TooDeepForTheLoop from None
             return json.loads(cut_deep(text, CUT_DEPTH))
     except (ValueError, RecursionError) as exc:
         raise BadJson(f"not JSON: {exc}") from None
@@ -481,14 +490,15 @@ def _length_delimited(tag: bytes, parts: _Out) -> bytes:
     return tag + _varint(len(payload)) + payload
 
 
-def json_to_request_steps(body: bytes, every: int = SPANS_PER_STEP) -> Generator[None, None, bytes]:
+def json_to_request_steps(
+    body: bytes, every: int = SPANS_PER_STEP, *, cut: bool = True
+) -> Generator[None, None, bytes]:
     """:func:`json_to_request` in steps: yields after every ``every`` spans, returns the bytes.
 
-    The caller (the HTTP receiver) gives the event loop a turn at each yield, so a large body is
-    encoded without holding the loop for more than a few milliseconds at a time (only
-    ``json.loads`` runs in one piece).
+    The caller (the HTTP receiver, for small bodies) gives the event loop a turn at each yield
+    (``json.loads`` runs in one piece). ``cut``: see :func:`parse_json`.
     """
-    obj = _object(parse_json(body))
+    obj = _object(parse_json(body, cut=cut))
     out: _Out = []
     done = 0
     for key, value in obj.items():

@@ -206,9 +206,9 @@ class AsyncCollector:
         self.max_queue = max_queue
         self._queued_calls = 0  # calls accepted and not yet handed to the sinks
         self._room = asyncio.Event()
-        # One request is converted at a time (FIFO): the same throughput as interleaving them
-        # (the work is all on this thread), each request done sooner, and the loop's other tasks
-        # wait for one slice at most, not one slice of every request in flight.
+        # One slice of conversion runs at a time, requests taking turns slice by slice: the
+        # loop's other tasks wait for one slice at most, not one slice of every request in
+        # flight, and a small request is never stuck behind the whole of a large one.
         self._converting = asyncio.Lock()
         # One item per request (its calls): admission is one append, whatever the request size.
         self._queue: BatchQueue[Rows] = BatchQueue(
@@ -289,6 +289,10 @@ class AsyncCollector:
             raise StoreClosedError("AsyncCollector is stopped; create a new one")
         if self._price_table is None:
             self._price_table = _default_price_table()
+        if self._price_table is not None:
+            # The price data loads on its first lookup (about a second of imports): do it in a
+            # thread now rather than on the loop inside the first request.
+            await asyncio.to_thread(_warm, self._price_table)
         interceptors = []
         if self._auth_token is not None:
             interceptors.append(BearerTokenInterceptor(self._auth_token, self._count_denied))
@@ -451,10 +455,9 @@ class AsyncCollector:
             stats.malformed_requests += 1
             raise MalformedRequest from None
         defects: dict[str, int] = {}
-        async with self._converting:
-            calls, received, ignored, rejected = await convert_request_in_slices(
-                request, self._price_table, self.capture_content, defects
-            )
+        calls, received, ignored, rejected = await convert_request_in_slices(
+            request, self._price_table, self.capture_content, defects, turn=self._converting
+        )
         if calls and not await self._admit(calls):
             stats.refused_requests += 1
             raise StoreBehind
@@ -515,6 +518,22 @@ class AsyncCollector:
     def _release(self, count: int) -> None:
         self._queued_calls -= count
         self._room.set()
+
+
+def _warm(table: PriceTable) -> None:
+    """Load a price table's data by pricing one common model (errors are the first call's)."""
+    try:
+        table.cost_of(
+            "gpt-4o",
+            None,
+            input_tokens=None,
+            output_tokens=None,
+            cached_input_tokens=None,
+            cache_creation_tokens=None,
+            reasoning_tokens=None,
+        )
+    except Exception:  # a broken table reports itself on its first real call
+        pass
 
 
 def _default_price_table() -> PriceTable | None:

@@ -234,9 +234,10 @@ def test_convert_request_counts_without_a_server() -> None:
 
 
 async def test_a_large_request_gives_the_loop_back_while_it_is_converted() -> None:
-    """A request of 1,024 spans is converted in slices of SLICE_SPANS: a task beside the
-    collector runs between slices instead of waiting for the whole request, over real gRPC."""
-    from asynctelemetry._collector._convert import SLICE_SPANS
+    """A request of 1,024 spans is converted in slices of at most SLICE_UNITS attributes: a
+    task beside the collector runs between slices instead of waiting for the whole request,
+    over real gRPC."""
+    from asynctelemetry._collector._convert import SLICE_UNITS
 
     calls = [traced(i, service_name="app") for i in range(1024)]
     request = request_for(calls)
@@ -267,13 +268,14 @@ async def test_a_large_request_gives_the_loop_back_while_it_is_converted() -> No
         await collector.flush()
     assert await store.count() == 1024
     # The ticker ran once per slice while no call of the request was counted yet.
-    assert ticks.count(0) >= 1024 // SLICE_SPANS - 1
+    attributes = len(request.resource_spans[0].scope_spans[0].spans[0].attributes)
+    assert ticks.count(0) >= 1024 * (attributes + 1) // SLICE_UNITS - 1
 
 
 async def test_concurrent_requests_are_converted_one_at_a_time() -> None:
-    """Four large requests arriving together are converted one after another (FIFO), so a task
-    beside the collector waits for one slice at a time, not one slice of every request."""
-    from asynctelemetry._collector._convert import SLICE_SPANS
+    """Four large requests arriving together take turns slice by slice, one slice running at a
+    time, so a task beside the collector waits for one slice, not one slice of every request."""
+    from asynctelemetry._collector._convert import SLICE_UNITS
 
     raws = [
         request_for(
@@ -299,5 +301,12 @@ async def test_concurrent_requests_are_converted_one_at_a_time() -> None:
         await task
         await collector.flush()
     assert await store.count() == 4 * 512
-    # Interleaved, the ticker would run once per round of four slices (~16 times).
-    assert ticks >= 4 * 512 // SLICE_SPANS
+    # Slices running back to back, the ticker would run once per round of four slices.
+    attributes = len(
+        request_for([traced(0, service_name="app")])
+        .resource_spans[0]
+        .scope_spans[0]
+        .spans[0]
+        .attributes
+    )
+    assert ticks >= 4 * 512 * (attributes + 1) // SLICE_UNITS
