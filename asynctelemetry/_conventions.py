@@ -291,6 +291,15 @@ CONTENT_KEYS: Final[frozenset[str]] = frozenset(
         "llm.content.completion.chunk",
         "traceloop.entity.input",
         "traceloop.entity.output",
+        # OpenLIT: reasoning text, tool arguments and results, image prompts and results
+        "gen_ai.content.prompt",
+        "gen_ai.content.completion",
+        "gen_ai.content.reasoning",
+        "gen_ai.content.revised_prompt",
+        "gen_ai.tool.args",
+        "gen_ai.tool.input",
+        "gen_ai.tool.output",
+        "gen_ai.response.image",
     }
 )
 #: Key prefixes that hold prompt or completion text (``gen_ai.prompt.0.content`` …).

@@ -632,6 +632,9 @@ CONTENT = {
     "llm.input_messages.0.message.content": "hello",
     "llm.output_messages.0.message.content": "hi",
     "embedding.embeddings.0.embedding.text": "hello",
+    "gen_ai.content.reasoning": "thinking",  # OpenLIT
+    "gen_ai.tool.args": '{"city": "Paris"}',
+    "gen_ai.content.revised_prompt": "a cat",
 }
 
 

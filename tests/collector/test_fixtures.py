@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -150,13 +151,26 @@ def test_openlit_fields() -> None:
     assert (failed.status, failed.error_type, failed.cost_usd) == ("error", "NotFoundError", None)
 
 
-async def test_a_cost_that_arrives_is_kept_not_repriced() -> None:
-    """A collector with a price table keeps OpenLIT's cost; calls without one are priced."""
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+async def test_a_cost_that_arrives_is_kept_not_repriced(transport: str) -> None:
+    """A collector with a price table keeps OpenLIT's cost, over gRPC and over OTLP/HTTP (what
+    OpenLIT exports by default); the same calls arriving without a cost are priced."""
     store = MemoryStore()
     table = PriceTable()
-    async with AsyncCollector(store, port=0, price_table=table) as collector:
-        await export(collector.endpoint, load("openlit"))
-        await export(collector.endpoint, load("openllmetry"))
+    async with (
+        AsyncCollector(store, port=0, http_port=0, price_table=table) as collector,
+        httpx.AsyncClient() as client,
+    ):
+        for name in ("openlit", "openllmetry"):
+            if transport == "grpc":
+                await export(collector.endpoint, load(name))
+            else:
+                response = await client.post(
+                    f"http://127.0.0.1:{collector.http_port}/v1/traces",
+                    content=load(name).SerializeToString(),
+                    headers={"Content-Type": "application/x-protobuf"},
+                )
+                assert response.status_code == 200
         await collector.flush()
     calls = await store.query()
     by_service = {
