@@ -169,6 +169,10 @@ class BatchQueue(Generic[T]):
         overflow: ``"wait"`` (``put`` awaits room) or ``"drop_oldest"`` (``put`` never waits).
         retry: the backoff policy for :class:`Retryable` failures.
         name: used in log lines.
+        drain_on_cancel: when the draining task is cancelled by someone else than ``aclose()``
+            (``asyncio.run`` cancels every task as its loop ends, so a queue nobody closed gets
+            here), spend up to this many seconds delivering what is queued first. ``None``:
+            stop at once (what is queued stays queued, counted by ``pending``).
     """
 
     def __init__(
@@ -181,6 +185,7 @@ class BatchQueue(Generic[T]):
         overflow: Literal["wait", "drop_oldest"] = "wait",
         retry: RetryPolicy | None = None,
         name: str = "queue",
+        drain_on_cancel: float | None = None,
     ) -> None:
         if max_size < 1 or batch_size < 1 or flush_interval < 0:
             raise ValueError("max_size and batch_size must be >= 1, flush_interval >= 0")
@@ -191,6 +196,7 @@ class BatchQueue(Generic[T]):
         self.overflow = overflow
         self.retry = retry or RetryPolicy()
         self.name = name
+        self.drain_on_cancel = drain_on_cancel
         self.stats = QueueStats()
         self._items: deque[T] = deque()
         self._in_flight = 0
@@ -251,6 +257,7 @@ class BatchQueue(Generic[T]):
             self._wakeup = asyncio.Event()
             self._progress = asyncio.Event()
             self._room = asyncio.Event()
+        if (self._task is None or self._task.done()) and not self._closed:
             self._task = asyncio.get_running_loop().create_task(
                 self._drain(), name=f"asynctelemetry {self.name}"
             )
@@ -322,7 +329,7 @@ class BatchQueue(Generic[T]):
 
     # -- the draining task ----------------------------------------------------------------------
     def _kick(self) -> None:
-        if self._task is None:
+        if self._task is None or self._task.done():
             self.start()
         elif self._wakeup is not None:
             self._wakeup.set()
@@ -341,12 +348,43 @@ class BatchQueue(Generic[T]):
             self._room.set()
 
     async def _drain(self) -> None:
+        try:
+            await self._drain_forever()
+        except asyncio.CancelledError:
+            if self._closing or self.drain_on_cancel is None or not self._items:
+                raise
+            await self._drain_before_cancel(self.drain_on_cancel)
+            raise
+
+    async def _drain_before_cancel(self, deadline: float) -> None:
+        """Deliver what is queued within ``deadline`` seconds; the cancellation then goes on."""
+        try:
+            async with asyncio.timeout(deadline):
+                while self._items:
+                    count = min(self.batch_size, len(self._items))
+                    batch = [self._items.popleft() for _ in range(count)]
+                    self._in_flight = count
+                    try:
+                        await self._deliver(batch)
+                    except BaseException:
+                        self._items.extendleft(reversed(batch))
+                        raise
+                    finally:
+                        self._in_flight = 0
+                    self._settled += count
+        except TimeoutError:
+            pass  # still queued: counted by ``pending`` and reported by the owner
+        finally:
+            if self._progress is not None:
+                self._notify()
+
+    async def _drain_forever(self) -> None:
         assert self._wakeup is not None
         while True:
             if not self._items:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
+                # Idle: the task ends (the next put starts another), so an idle queue holds no
+                # pending task that a dropped, unclosed owner would leave to be destroyed.
+                return
             if len(self._items) < self.batch_size and not (self._urgent or self._closing):
                 # Let a partial batch fill for up to flush_interval.
                 self._wakeup.clear()

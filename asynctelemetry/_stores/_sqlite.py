@@ -14,7 +14,6 @@ import sqlite3
 import warnings
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
-import aiosqlite
 import anyio
 
 from .._batching import BatchQueue, Closing, Retryable, RetryPolicy
@@ -40,11 +39,14 @@ from ._sqlite_ops import (
     setup_reader,
     setup_writer,
 )
+from ._unclosed import connect, forget, lost_message, remember, reported
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
     from datetime import datetime, timedelta
     from types import TracebackType
+
+    import aiosqlite
 
     from .._batching import QueueStats
     from .._record import LLMCall
@@ -142,6 +144,9 @@ class SQLiteStore:
             overflow="wait",
             retry=RetryPolicy(max_attempts=None),
             name=f"SQLiteStore({self.path})",
+            # Not closed, and its loop is ending (asyncio.run cancels every task): write the
+            # queue before the loop goes, as aclose() would.
+            drain_on_cancel=close_timeout,
         )
         #: Retention bounds, counters (``deleted``, ``vacuumed_pages``, ``passes``) and state.
         self.retention = Retention(
@@ -162,6 +167,11 @@ class SQLiteStore:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._writer else "unopened"
         return f"SQLiteStore({self.path!r}, {state}, pending={self.pending})"
+
+    @property
+    def is_open(self) -> bool:
+        """Opened and not closed yet."""
+        return self._writer is not None and not self._closed
 
     @property
     def pending(self) -> int:
@@ -207,7 +217,7 @@ class SQLiteStore:
     async def _connect(self) -> None:
         writer = reader = None
         try:
-            writer = await aiosqlite.connect(self.path, isolation_level=None)
+            writer = await connect(self.path, isolation_level=None)
             await run(
                 writer, setup_writer, self.path, self.durability, self.busy_timeout, self.cache_mib
             )
@@ -215,7 +225,7 @@ class SQLiteStore:
             if self.path == ":memory:":
                 reader = writer
             else:
-                reader = await aiosqlite.connect(self.path, isolation_level=None)
+                reader = await connect(self.path, isolation_level=None)
                 await run(reader, setup_reader, self.busy_timeout)
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
@@ -225,6 +235,7 @@ class SQLiteStore:
                 raise StoreError(f"cannot open {self.path} as a call store: {exc}") from exc
             raise
         self._writer, self._reader = writer, reader
+        remember(self)
 
     async def aclose(self) -> None:
         """Write what is queued (within ``close_timeout``), then close the file. Idempotent: a
@@ -237,6 +248,7 @@ class SQLiteStore:
         if not await self._closing.begin():
             return  # closed, or being closed by a concurrent aclose() that has now finished
         self._closed = True
+        forget(self)
         try:
             await self._close()
         finally:
@@ -284,12 +296,12 @@ class SQLiteStore:
 
     def __del__(self) -> None:
         if getattr(self, "_writer", None) is not None and not getattr(self, "_closed", True):
-            warnings.warn(
-                f"{self!r} was garbage-collected without aclose(); queued calls are lost",
-                ResourceWarning,
-                stacklevel=2,
-                source=self,
-            )
+            if reported(self):
+                return
+            message = lost_message(self, "garbage-collected")
+            if self.pending:
+                logger.error("asynctelemetry: %s", message)
+            warnings.warn(message, ResourceWarning, stacklevel=2, source=self)
 
     async def _ready(self) -> tuple[aiosqlite.Connection, aiosqlite.Connection]:
         if self._closed:

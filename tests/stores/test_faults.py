@@ -166,7 +166,8 @@ async def test_two_processes_and_a_reader_share_one_file(tmp_path: Path) -> None
     async with SQLiteStore(path) as reader:
         while any(w.returncode is None for w in writers):
             seen.append(await reader.count())
-            assert len(await reader.query(limit=50, newest_first=True)) == min(50, seen[-1])
+            # Two reads, two snapshots: the writers may commit between the count and the query.
+            assert min(50, seen[-1]) <= len(await reader.query(limit=50, newest_first=True)) <= 50
             await asyncio.sleep(0.02)
         for w in writers:
             assert await w.wait() == 0
