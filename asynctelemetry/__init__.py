@@ -6,6 +6,7 @@ priced, and sinks keep them (stores), export them (OTLP) and count them (Prometh
 
 from __future__ import annotations
 
+from ._batching import QueueStats, RetryPolicy
 from ._call import CallHandle
 from ._collector import AsyncCollector, CollectorStats, span_to_llm_call
 from ._exceptions import (
@@ -18,9 +19,11 @@ from ._exceptions import (
     TelemetryError,
 )
 from ._export import ConsoleSink, ExporterStats, OTLPGrpcExporter, OTLPHttpExporter
+from ._pipeline import Pipeline, Sink, SyncSink
 from ._pricing import DEFAULT_COST_TABLE, ModelPricing, PriceTable, compute_cost
 from ._record import LLMCall, SpanRecord
-from ._stores import CallStore, CallSummary, MemoryStore, SQLiteStore, open_store, replay
+from ._replay import replay
+from ._stores import CallStore, CallSummary, MemoryStore, SQLiteStore, open_store
 from ._stream import TracedStream
 from ._tracer import AsyncTracer, RactoTracer
 from ._usage import Usage, usage_from_response
@@ -45,13 +48,18 @@ __all__ = [
     "ModelPricing",
     "OTLPGrpcExporter",
     "OTLPHttpExporter",
+    "Pipeline",
     "PriceTable",
+    "QueueStats",
     "RactoTracer",
+    "RetryPolicy",
     "SQLiteStore",
     "SchemaVersionError",
+    "Sink",
     "SpanRecord",
     "StoreClosedError",
     "StoreError",
+    "SyncSink",
     "TelemetryError",
     "TracedStream",
     "Usage",

@@ -150,7 +150,7 @@ class CallHandle:
         tracer = self._tracer
         record = tracer._finish(self, exc_type)
         if record is not None:
-            pending = tracer.emitter.submit((record,))
+            pending = tracer.pipeline.submit_priced((record,))
             if pending is not None:
                 await pending
 

@@ -99,7 +99,7 @@ class TracedStream(Generic[T]):
             return
         record = self._tracer._finish(self._handle, exc_type)
         if record is not None:
-            pending = self._tracer.emitter.submit((record,))
+            pending = self._tracer.pipeline.submit_priced((record,))
             if pending is not None:
                 await pending
 
@@ -112,6 +112,6 @@ class TracedStream(Generic[T]):
         record = self._tracer._finish(self._handle, None)
         if record is None:
             return
-        pending = self._tracer.emitter.submit((record,))
+        pending = self._tracer.pipeline.submit_priced((record,))
         if pending is not None:
             self._tracer._spawn(pending)

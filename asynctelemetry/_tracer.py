@@ -1,9 +1,11 @@
-"""AsyncTracer: times LLM calls in the caller's event loop, prices them and hands them to sinks.
+"""AsyncTracer: times LLM calls in the caller's event loop and hands them to its pipeline.
 
-Layer 5 (producer). The hot path (:meth:`AsyncTracer._begin` / :meth:`AsyncTracer._finish`) reads
-two clocks, builds one record with :meth:`LLMCall.trusted`, prices it with a memoised lookup and
-hands it to the sinks; it does no I/O. Slow work (SQLite writes, OTLP export) happens in background
-tasks behind bounded queues owned by the sinks.
+Layer 5 (producer). The tracer times calls and assigns their ids; its
+:class:`~asynctelemetry._pipeline.Pipeline` prices them (the one rule) and hands them to the
+sinks. The hot path (:meth:`AsyncTracer._begin` / :meth:`AsyncTracer._finish`) reads two clocks
+and fills one field dict, which :meth:`Pipeline.record` prices with a memoised lookup and adopts
+as the record; it does no I/O. Slow work (SQLite writes, OTLP export) happens in background tasks
+behind bounded queues owned by the sinks.
 
 Spans: by default the tracer makes no OpenTelemetry SDK span objects. It takes trace and span ids
 from the current context (an enclosing OTel span or an enclosing ``llm_call``) and the OTLP
@@ -28,8 +30,8 @@ from opentelemetry.trace import get_current_span
 from ._batching import BatchQueue, Retryable, RetryPolicy, finish, report_internal_error
 from ._call import CallHandle, check_millis, check_text
 from ._conventions import call_attributes, span_name
-from ._emit import Emitter, Sink
 from ._exceptions import ConfigError, StoreClosedError
+from ._pipeline import Pipeline, Sink
 from ._record import FIELD_DEFAULTS, MAX_MODEL_LENGTH, LLMCall
 from ._stores import MemoryStore
 from ._stream import TracedStream
@@ -96,10 +98,11 @@ def _checked_arguments(
 
 
 class AsyncTracer:
-    """Times LLM calls, prices them, and emits them to stores, OTLP, metrics and memory.
+    """Times LLM calls and emits them, priced, to stores, OTLP, metrics and memory.
 
     Args:
-        store: a :class:`CallStore` that receives every call (not closed by the tracer).
+        store: a :class:`CallStore` that receives every call (flushed, not closed, by the
+            tracer). Stores are sinks: the tracer hands calls to the store's own queue.
         service_name: ``service.name`` of the spans and records.
         otlp_endpoint: OTLP/gRPC endpoint (``http://127.0.0.1:4317``) to export spans to.
         otlp_http_endpoint: OTLP/HTTP endpoint (``http://127.0.0.1:4318``), ``otlp`` extra.
@@ -112,7 +115,7 @@ class AsyncTracer:
         capture_content: keep prompt and completion text set with ``call.set_attribute`` under
             content keys; off by default.
         tracer_provider: an OpenTelemetry SDK ``TracerProvider`` to create live spans with.
-        sinks: more sinks to emit to (closed with the tracer).
+        sinks: more :class:`Sink` objects to emit to (closed with the tracer).
         resource_attributes: extra OTel resource attributes for exported spans.
         otlp_headers: headers sent with every OTLP export, e.g.
             ``{"authorization": "Bearer <token>"}`` for a collector started with a token.
@@ -146,62 +149,23 @@ class AsyncTracer:
                 f"not {type(sampler).__name__}"
             )
         self.capture_content = capture_content
-        self._price_table_arg = price_table
-        self._prices: PriceTable | None = None
         self._closed = False
         self._close_task: asyncio.Task[None] | None = None
         self._used = False
-        # Sinks in the order they receive each call: memory, store, metrics, exporters, extras.
-        # The tracer closes the ones it made (and ``sinks``); it only flushes the ones lent to it.
-        chain: list[Sink] = []
-        self._owned: list[Sink] = []
+        self._background: set[asyncio.Task[None]] = set()
+        resource = {"service.name": service_name, **(resource_attributes or {})}
+        self.pipeline = Pipeline(price_table=price_table)
         self._memory: MemoryStore | None = None
         if in_memory:
             self._memory = MemoryStore(100_000 if in_memory is True else int(in_memory))
-            chain.append(self._memory)
-            self._owned.append(self._memory)
+            self.pipeline.add(self._memory, owned=True)
         if store is not None:
-            if getattr(store, "nonblocking_add", False):
-                # Our stores queue inside add() and never do I/O there: no second hand-off.
-                chain.append(cast("Sink", store))
-            else:
-                queued = _QueuedStore(store)
-                chain.append(queued)
-                self._owned.append(queued)
+            self.pipeline.add(cast("Sink", store))  # lent: flushed on close, never closed
         if metrics is not None:
-            chain.append(metrics)
-        resource = {"service.name": service_name, **(resource_attributes or {})}
-        exporters: list[Sink] = []
-        if otlp_endpoint or otlp_http_endpoint or console:
-            from . import _export
-
-            if otlp_endpoint:
-                exporters.append(
-                    _export.OTLPGrpcExporter(
-                        otlp_endpoint,
-                        service_name=service_name,
-                        resource_attributes=resource,
-                        headers=otlp_headers,
-                    )
-                )
-            if otlp_http_endpoint:
-                exporters.append(
-                    _export.OTLPHttpExporter(
-                        otlp_http_endpoint,
-                        service_name=service_name,
-                        resource_attributes=resource,
-                        headers=otlp_headers,
-                    )
-                )
-            if console:
-                exporters.append(_export.ConsoleSink())
-        exporters.extend(sinks)
-        if sampler is not None:
-            exporters = [_SampledSink(sink, sampler) for sink in exporters]
-        chain.extend(exporters)
-        self._owned.extend(exporters)
-        self.emitter = Emitter(chain)
-        self._background: set[asyncio.Task[None]] = set()
+            self.pipeline.add(metrics)
+        exporters = _exporters(otlp_endpoint, otlp_http_endpoint, console, resource, otlp_headers)
+        for sink in (*exporters, *sinks):
+            self.pipeline.add(sink if sampler is None else _SampledSink(sink, sampler), owned=True)
         self._sdk_tracer: Any = None
         self._span_processor: _AsyncSpanProcessor | None = None
         if custom_exporter is not None or tracer_provider is not None:
@@ -232,17 +196,17 @@ class AsyncTracer:
     @property
     def price_table(self) -> PriceTable:
         """The table that prices calls (the default one unless given)."""
-        if self._prices is None:
-            from ._pricing import PriceTable
+        return self.pipeline.price_table
 
-            arg = self._price_table_arg
-            if arg is None:
-                self._prices = PriceTable.default()
-            elif isinstance(arg, PriceTable):
-                self._prices = arg
-            else:
-                self._prices = PriceTable.default().with_overrides(arg)
-        return self._prices
+    @property
+    def emitter(self) -> Pipeline:
+        """Deprecated name of :attr:`pipeline`."""
+        warnings.warn(
+            "AsyncTracer.pipeline is deprecated; use AsyncTracer.pipeline",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.pipeline
 
     def llm_call(
         self,
@@ -376,7 +340,7 @@ class AsyncTracer:
         """Return once every sink has delivered what it was given."""
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-        await self.emitter.flush()
+        await self.pipeline.flush()
         if self._span_processor is not None:
             await self._span_processor.queue.flush()
 
@@ -394,16 +358,11 @@ class AsyncTracer:
     async def _close(self) -> None:
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-        first: BaseException | None = None
-        for sink in self.emitter.sinks:
-            try:
-                await (sink.aclose() if sink in self._owned else sink.flush())
-            except Exception as exc:
-                first = first or exc
-        if self._span_processor is not None:
-            await self._span_processor.aclose()
-        if first is not None:
-            raise first
+        try:
+            await self.pipeline.aclose()
+        finally:
+            if self._span_processor is not None:
+                await self._span_processor.aclose()
 
     async def __aenter__(self) -> Self:
         if self._closed:
@@ -423,7 +382,7 @@ class AsyncTracer:
             _warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=1)
 
     def __repr__(self) -> str:
-        return f"AsyncTracer(service_name={self.service_name!r}, sinks={len(self.emitter.sinks)})"
+        return f"AsyncTracer(service_name={self.service_name!r}, sinks={len(self.pipeline.sinks)})"
 
     def _spawn(self, work: Awaitable[None]) -> None:
         """Finish handing a record to async sinks in the background (no caller to await it)."""
@@ -432,7 +391,7 @@ class AsyncTracer:
         except RuntimeError:  # no running loop: nothing can deliver to the async sinks now
             if inspect.iscoroutine(work):
                 work.close()
-            self.emitter.errors += 1
+            self.pipeline.errors += 1
             return
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -547,16 +506,6 @@ class AsyncTracer:
             and fields["total_tokens"] is None
         ):
             fields["total_tokens"] = input_tokens + output_tokens
-        prices = self._prices or self.price_table
-        cost = prices.cost_of(
-            model,
-            fields["provider"],
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cached_input_tokens=fields["cached_input_tokens"],
-            cache_creation_tokens=fields["cache_creation_tokens"],
-            reasoning_tokens=fields["reasoning_tokens"],
-        )
         data = fields
         data["call_id"] = handle.call_id
         data["timestamp"] = _EPOCH + timedelta(microseconds=handle.start_unix_ns // 1000)
@@ -568,10 +517,8 @@ class AsyncTracer:
         data["status"] = status
         data["duration_ms"] = duration_ms
         data["ttft_ms"] = ttft
-        data["cost_usd"] = cost
-        data["price_version"] = None if cost is None else prices.version
         data["attributes"] = handle.attributes
-        return LLMCall._adopt(data)
+        return self.pipeline.record(data)  # priced there, by the one rule
 
     def _end_sdk_span(self, handle: CallHandle, record: LLMCall) -> None:
         from opentelemetry.trace import Status, StatusCode
@@ -603,8 +550,48 @@ class AsyncTracer:
             handle._first_token_ns = handle._start_ns + ttft_ns
         record = self._finish(handle, None, duration_ms=latency_ms, status=status)
         assert record is not None
-        await self.emitter.emit((record,))
+        pending = self.pipeline.submit_priced((record,))
+        if pending is not None:
+            await pending
         return record
+
+
+def _exporters(
+    otlp_endpoint: str | None,
+    otlp_http_endpoint: str | None,
+    console: bool,
+    resource: Mapping[str, str],
+    headers: Mapping[str, str] | None,
+) -> list[Sink]:
+    """The exporters the tracer's keyword arguments ask for (the ``_export`` layer is imported
+    only when one is)."""
+    if not (otlp_endpoint or otlp_http_endpoint or console):
+        return []
+    from . import _export
+
+    service_name = resource["service.name"]
+    made: list[Sink] = []
+    if otlp_endpoint:
+        made.append(
+            _export.OTLPGrpcExporter(
+                otlp_endpoint,
+                service_name=service_name,
+                resource_attributes=resource,
+                headers=headers,
+            )
+        )
+    if otlp_http_endpoint:
+        made.append(
+            _export.OTLPHttpExporter(
+                otlp_http_endpoint,
+                service_name=service_name,
+                resource_attributes=resource,
+                headers=headers,
+            )
+        )
+    if console:
+        made.append(_export.ConsoleSink())
+    return made
 
 
 async def _awaited(work: Awaitable[None]) -> None:
@@ -637,29 +624,6 @@ class _SampledSink:
 
     async def aclose(self) -> None:
         await self.sink.aclose()
-
-
-class _QueuedStore:
-    """Puts a store whose ``add`` may do I/O behind a bounded hand-off (backpressure when full)."""
-
-    def __init__(self, store: CallStore, max_pending: int = 10_000) -> None:
-        self.store = store
-        self.queue: BatchQueue[LLMCall] = BatchQueue(
-            store.add_many, max_size=max_pending, overflow="wait", name=f"{type(store).__name__}"
-        )
-
-    async def emit(self, calls: Sequence[LLMCall]) -> None:
-        await self.queue.put_many(calls)
-
-    async def flush(self) -> None:
-        await self.queue.flush()
-        await self.store.flush()
-
-    async def aclose(self) -> None:
-        # The store is lent, not ours to close; but what we handed it must be committed when
-        # the tracer is closed, or a read right after ``async with tracer`` misses it.
-        await self.queue.aclose()
-        await self.store.flush()
 
 
 class _AsyncSpanProcessor:

@@ -87,9 +87,11 @@ class MetricsRecorder:
     """Counts LLM calls into Prometheus counters and histograms.
 
     Args:
-        price_table: prices for :meth:`record_request` and for records without ``cost_usd``: a
-            ``PriceTable``, a ``dict[str, ModelPricing]`` of overrides on the default table, or
-            ``None`` (the default table).
+        price_table: the prices :meth:`record_request` uses (its caller gives tokens, not a
+            cost): a ``PriceTable``, a ``dict[str, ModelPricing]`` of overrides on the default
+            table, or ``None`` (the default table). :meth:`record` never prices: it counts the
+            cost the record carries, which the pipeline that delivered it computed (tracer,
+            collector and replay price every call once, by one rule).
         registry: a ``prometheus_client.CollectorRegistry``; a new, isolated one by default.
         namespace: metric name prefix (``"ractogateway"`` for RactoGateway's names).
         max_models: most distinct ``model`` label values (also providers, tool names and cache
@@ -167,17 +169,11 @@ class MetricsRecorder:
     # -- pricing --------------------------------------------------------------------------------
     @property
     def price_table(self) -> PriceTable:
-        """The table used to price calls that come without a cost."""
+        """The table :meth:`record_request` prices with."""
         if self._table is None:
-            from ._pricing import PriceTable
+            from ._pipeline import resolve_price_table
 
-            given = self._price_table
-            if given is None:
-                self._table = PriceTable.default()
-            elif isinstance(given, PriceTable):
-                self._table = given
-            else:
-                self._table = PriceTable.default().with_overrides(given)
+            self._table = resolve_price_table(self._price_table)
         return self._table
 
     # -- recording ------------------------------------------------------------------------------
@@ -191,7 +187,10 @@ class MetricsRecorder:
         return series
 
     def record(self, call: LLMCall) -> None:
-        """Count one call: request, duration, tokens, cost, cache, tool calls, TTFT and TPOT."""
+        """Count one call: request, duration, tokens, cost, cache, tool calls, TTFT and TPOT.
+
+        The cost counted is the record's ``cost_usd`` (a call without one adds no cost).
+        """
         series = self._series(call.provider, call.model, call.operation, call.status)
         series.requests.inc()
         if call.duration_ms is not None:
@@ -201,9 +200,7 @@ class MetricsRecorder:
             count = values[field]
             if count:
                 series.add_tokens(token_type, count)
-        usd = call.cost_usd
-        if usd is None and (call.input_tokens or call.output_tokens):
-            usd = self.price_table.cost(call)
+        usd = call.cost_usd  # priced by the pipeline that delivered the call, never here
         if usd:
             series.cost.inc(usd)
         if call.cache_hit:
@@ -232,7 +229,8 @@ class MetricsRecorder:
         output_tokens: int = 0,
         tool_calls: Sequence[Any] | None = None,
     ) -> None:
-        """Record a finished request (RactoGateway's signature); the cost comes from prices.
+        """Record a finished request (RactoGateway's signature), priced with :attr:`price_table`
+        by the one rule (:meth:`PriceTable.price_call`).
 
         ``tool_calls`` items may be objects with a ``name`` or ``tool_name`` attribute, dicts
         with such a key, or plain names.
@@ -252,8 +250,8 @@ class MetricsRecorder:
         if output_tokens:
             series.add_tokens("output", output_tokens)
         if input_tokens or output_tokens:
-            usd = self.price_table.cost_of(
-                model, provider, input_tokens=input_tokens, output_tokens=output_tokens
+            usd = self.price_table.price_call(
+                model, None, provider, input_tokens=input_tokens, output_tokens=output_tokens
             )
             if usd:
                 series.cost.inc(usd)
@@ -273,11 +271,16 @@ class MetricsRecorder:
         text: bytes = self._prom.generate_latest(self.registry)
         return text.decode()
 
-    # -- the Sink protocol ----------------------------------------------------------------------
-    async def emit(self, calls: Sequence[LLMCall]) -> None:
-        """Record every call (no I/O: counters in memory)."""
+    # -- the SyncSink protocol --------------------------------------------------------------------
+    def emit_nowait(self, calls: Sequence[LLMCall]) -> None:
+        """Record every call (counters in memory: the pipeline calls this without awaiting)."""
+        record = self.record
         for call in calls:
-            self.record(call)
+            record(call)
+
+    async def emit(self, calls: Sequence[LLMCall]) -> None:
+        """Record every call (the same as :meth:`emit_nowait`)."""
+        self.emit_nowait(calls)
 
     async def flush(self) -> None:
         """Nothing to flush: metrics are read when scraped."""

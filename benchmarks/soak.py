@@ -203,7 +203,7 @@ async def soak(
                         raise RuntimeError(f"the load process failed ({load.returncode})")
                     result.sent_process = int(out.split()[-1])
                     await tracer.flush()
-                exporter = tracer.emitter.sinks[0]
+                exporter = tracer.pipeline.sinks[0]
                 result.exporter_dropped = exporter.stats.dropped  # type: ignore[attr-defined]
                 await collector.flush()
                 result.refused_requests = collector.stats.refused_requests

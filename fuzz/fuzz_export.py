@@ -37,13 +37,14 @@ with (
 ):
     from google.protobuf.message import DecodeError
 
-    from asynctelemetry import LLMCall, PriceTable
+    from asynctelemetry import LLMCall, Pipeline, PriceTable
     from asynctelemetry._collector._convert import convert_request
     from asynctelemetry._collector._wire import LeanRequest
     from asynctelemetry._exceptions import MissingDependencyError
     from asynctelemetry._stores._schema import encode_call
 
 PRICES = PriceTable.default()
+PIPELINE = Pipeline(price_table=PRICES)  # the collector prices after converting
 MAX_START_NS = 2**63
 
 
@@ -55,10 +56,10 @@ def one_input(data: bytes) -> None:
         return
     for capture in (False, True):
         defects: dict[str, int] = {}
-        calls, received, ignored, rejected = convert_request(request, PRICES, capture, defects)
+        calls, received, ignored, rejected = convert_request(request, capture, defects)
         if received != len(calls) + ignored + rejected:
             raise AssertionError("span counts do not add up")
-        for call in calls:
+        for call in PIPELINE.price(calls):
             if LLMCall.model_validate(call.model_dump()) != call:
                 raise AssertionError(f"record changed under validation: {call!r}")
             row = encode_call(call)

@@ -123,10 +123,15 @@ def test_ractogateway_namespace_and_record_request() -> None:
 
 
 def test_price_table_dict_is_overrides_on_the_default() -> None:
-    """A dict price table overrides the default; a record's own cost_usd wins over prices."""
+    """A dict price table overrides the default for record_request; record() counts the cost
+    the record carries and never prices (an unpriced record adds no cost)."""
     metrics = MetricsRecorder(
         price_table={"gpt-4o": ModelPricing(input_per_million=10.0, output_per_million=0.0)}
     )
+    metrics.record_request(
+        provider="openai", model="gpt-4o", operation="chat", status="ok", latency_s=0.1,
+        input_tokens=100_000,
+    )  # fmt: skip
     metrics.record(make_call(0, input_tokens=100_000, output_tokens=0, cost_usd=None))
     metrics.record(make_call(3, input_tokens=100_000, output_tokens=0, cost_usd=7.0))
     text = metrics.generate_latest()

@@ -269,32 +269,18 @@ async def test_record_chat_and_embed_spans_are_racto_compatible() -> None:
     assert failed.status == "error" and failed.error_type == "Timeout"
 
 
-class _SlowStore(MemoryStore):
-    """A store whose add waits on I/O (here: until ``released`` is set), as a custom store might."""
-
-    nonblocking_add = False
-
-    def __init__(self, capacity: int) -> None:
-        super().__init__(capacity)
-        self.released = asyncio.Event()
-
-    async def add_many(self, calls: Sequence[LLMCall]) -> None:
-        await self.released.wait()
-        await super().add_many(calls)
-
-
-async def test_a_slow_store_is_kept_off_the_callers_path() -> None:
-    """A custom store's slow writes happen behind the bounded hand-off, not in the call: every
-    call completes while the store cannot write at all, and all arrive once it can."""
-    store = _SlowStore(capacity=1000)
-    tracer = AsyncTracer(store=store)
-    for _ in range(50):
-        async with tracer.llm_call(model="gpt-4o"):
-            pass
-    assert await store.count() == 0  # nothing written yet, and no call waited for the store
-    store.released.set()
-    await tracer.aclose()
-    assert await store.count() == 50
+async def test_a_sqlite_store_is_a_sink_of_the_tracer_queued_once(tmp_path: Path) -> None:
+    """A SQLiteStore goes into the pipeline as it is: its own writer queue is the only hand-off,
+    and the tracer flushes it on close but leaves it open."""
+    async with SQLiteStore(tmp_path / "calls.db") as store:
+        tracer = AsyncTracer(store=store)
+        assert tracer.pipeline.sinks == (store,)
+        for _ in range(50):
+            async with tracer.llm_call(model="gpt-4o"):
+                pass
+        assert store.queue_stats.accepted == 50
+        await tracer.aclose()
+        assert store.pending == 0 and await store.count() == 50
 
 
 async def test_a_lent_sqlite_store_is_committed_when_the_tracer_closes(tmp_path: Path) -> None:
@@ -421,3 +407,21 @@ async def test_set_checks_model_names_and_text_and_keeps_records_valid() -> None
     )
     assert type(record.provider) is str and type(record.route_name) is str
     assert LLMCall.model_validate_json(record.model_dump_json()) == record
+
+
+async def test_emitter_is_a_deprecated_name_of_the_pipeline() -> None:
+    """tracer.emitter still answers, with a DeprecationWarning, and is tracer.pipeline."""
+    async with AsyncTracer(in_memory=True) as tracer:
+        with pytest.warns(DeprecationWarning, match="pipeline"):
+            assert tracer.emitter is tracer.pipeline
+
+
+def test_a_store_that_is_not_a_sink_is_refused() -> None:
+    """A store without emit/flush/aclose is a ConfigError at construction, not a lost call."""
+
+    class AddOnly:
+        async def add_many(self, calls: Sequence[LLMCall]) -> None:
+            pass
+
+    with pytest.raises(ConfigError, match="AddOnly is not a sink"):
+        AsyncTracer(store=AddOnly())  # type: ignore[arg-type]

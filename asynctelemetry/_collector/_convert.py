@@ -5,9 +5,10 @@ The tables of :mod:`asynctelemetry._conventions` are compiled once into one dict
 cache of what each exact attribute gave before and a plan per span shape, so a span of a known
 shape costs a few C-level dict operations plus the decoding of the values never seen before.
 Values are checked there (type, sign, bounds, finiteness); a bad value becomes ``None`` and a
-counted defect. This module decides whether the span is an LLM call, fills the fields that come
-from the span itself (ids, times, status) and prices the call. It builds no record: each plan is
-compiled into a :class:`_Builder` whose ``itemgetter`` lays out the row
+counted defect. This module decides whether the span is an LLM call and fills the fields that
+come from the span itself (ids, times, status); it does not price (the collector's pipeline
+does). It builds no record: each plan is compiled into a :class:`_Builder` whose ``itemgetter``
+lays out the row
 (:mod:`asynctelemetry._rows`) from the attribute values, the decided fields and the defaults;
 spans without a plan build the same row from a field dict (:func:`_convert_slowly`). A request's
 rows travel as one :class:`~asynctelemetry._rows.Rows` batch, which reads as ``LLMCall`` records
@@ -29,7 +30,7 @@ import os
 import time
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 from google.protobuf.message import DecodeError
 
@@ -39,6 +40,7 @@ from .._conventions import (
     OPENINFERENCE_LLM_KINDS,
     SERVICE_NAME,
 )
+from .._pipeline import price_record
 from .._record import FIELD_DEFAULTS, MAX_DURATION_MS, LLMCall
 from .._rows import ATTRIBUTES, FIELDS, Row, Rows, record_of, row_of, shared_keys
 from ._attributes import attribute_cache, collect_slowly, lookup, plan_of
@@ -49,39 +51,17 @@ if TYPE_CHECKING:
 
     from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+    from .._pricing import PriceTable
+
 
 __all__ = [
     "REJECTED",
     "Defects",
-    "PriceTable",
     "convert_request",
     "convert_request_in_slices",
     "convert_span",
     "span_to_llm_call",
 ]
-
-
-class PriceTable(Protocol):
-    """What the converter needs of :class:`asynctelemetry.PriceTable`: a version and a price."""
-
-    @property
-    def version(self) -> str:
-        """Version of the price data."""
-        ...
-
-    def cost_of(
-        self,
-        model: str,
-        provider: str | None,
-        *,
-        input_tokens: int | None,
-        output_tokens: int | None,
-        cached_input_tokens: int | None,
-        cache_creation_tokens: int | None,
-        reasoning_tokens: int | None,
-    ) -> float | None:
-        """USD for the tokens of one call, None when the model's price is unknown."""
-        ...
 
 
 Defects = dict[str, int]
@@ -131,12 +111,6 @@ _INPUTS: Final = (
     "is_streaming",
     "cost_usd",
     "price_version",
-    "provider",
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "cache_creation_tokens",
-    "reasoning_tokens",
 )
 #: The fields :func:`_decide` gives, in the order of the tuple it returns.
 _DECIDED: Final = (
@@ -185,7 +159,6 @@ class _Builder:
 def convert_span(
     span: Any,
     service_name: str | None,
-    price_table: PriceTable | None,
     capture_content: bool,
     defects: MutableMapping[str, int],
     entries: list[tuple[object, object]] | None = None,
@@ -203,7 +176,7 @@ def convert_span(
     else:
         plan, values = plan_of(entries)
     if plan is None:
-        return _convert_slowly(values, span, service_name, price_table, defects)
+        return _convert_slowly(values, span, service_name, defects)
     builder = plan.builder
     if builder is None:
         builder = plan.builder = _Builder(plan)
@@ -217,7 +190,6 @@ def convert_span(
         plan.operation_rank,
         span,
         service_name,
-        price_table,
         defects,
     )
     if decided.__class__ is not tuple:
@@ -229,7 +201,6 @@ def _convert_slowly(
     entries: list[tuple[object, object]],
     span: Any,
     service_name: str | None,
-    price_table: PriceTable | None,
     defects: MutableMapping[str, int],
 ) -> Row | _Rejected | None:
     """:func:`convert_span` for a span without a plan (repeated keys, defects, dropped content)."""
@@ -241,7 +212,6 @@ def _convert_slowly(
         operation_rank,
         span,
         service_name,
-        price_table,
         defects,
     )
     if decided.__class__ is not tuple:
@@ -261,7 +231,6 @@ def _decide(
     operation_rank: int | None,
     span: Any,
     service_name: str | None,
-    price_table: PriceTable | None,
     defects: MutableMapping[str, int],
 ) -> tuple[Any, ...] | _Rejected | None:
     """Whether the span is an LLM call, and the fields that come from the span itself or from
@@ -278,8 +247,6 @@ def _decide(
         streaming,
         cost,
         price_version,
-        provider,
-        *tokens,
     ) = inputs
     if span_kind.__class__ is not str:
         span_kind = None
@@ -331,10 +298,6 @@ def _decide(
         operation = "chat"
     elif operation == "chat" and streaming and operation_rank != 0:
         operation = "stream"  # a streamed chat reported by another convention
-    if cost is None and price_table is not None:
-        cost = _price(price_table, model, request_model, provider, tokens, defects)
-        if cost is not None:
-            price_version = price_table.version
     return (
         model,
         request_model,
@@ -354,47 +317,6 @@ def _decide(
     )
 
 
-def _price(
-    table: PriceTable,
-    model: str,
-    requested: str | None,
-    provider: str | None,
-    tokens: list[Any],
-    defects: MutableMapping[str, int],
-) -> float | None:
-    """The cost of a call that arrived without one, from the collector's table: the response
-    model first, then the requested one (as ``PriceTable.cost`` does). ``tokens``: input,
-    output, cached input, cache creation, reasoning."""
-    inputs, outputs, cached, creation, reasoning = tokens
-    try:
-        cost = table.cost_of(
-            model,
-            provider,
-            input_tokens=inputs,
-            output_tokens=outputs,
-            cached_input_tokens=cached,
-            cache_creation_tokens=creation,
-            reasoning_tokens=reasoning,
-        )
-        if cost is None and requested is not None and requested != model:
-            cost = table.cost_of(
-                requested,
-                provider,
-                input_tokens=inputs,
-                output_tokens=outputs,
-                cached_input_tokens=cached,
-                cache_creation_tokens=creation,
-                reasoning_tokens=reasoning,
-            )
-    except _PricingSkipped:
-        defects["pricing_skipped"] = defects.get("pricing_skipped", 0) + 1
-        return None
-    except Exception:  # a price table's bug must not lose the call
-        defects["pricing_failed"] = defects.get("pricing_failed", 0) + 1
-        return None
-    return cost if cost is not None and math.isfinite(cost) and cost >= 0 else None
-
-
 def span_to_llm_call(
     span: Span,
     *,
@@ -412,11 +334,15 @@ def span_to_llm_call(
     Args:
         span: an ``opentelemetry.proto.trace.v1.trace_pb2.Span``.
         service_name: the ``service.name`` of the span's resource.
-        price_table: prices calls that carry no ``llm.cost_usd``; None leaves them unpriced.
+        price_table: prices calls that carry no ``llm.cost_usd``, by the pipeline's one rule
+            (:meth:`PriceTable.price_call`); None leaves them unpriced.
         capture_content: keep prompt and completion attributes (dropped by default).
     """
-    result = convert_span(lean_span(span), service_name, price_table, capture_content, {})
-    return record_of(result) if result.__class__ is tuple else None
+    result = convert_span(lean_span(span), service_name, capture_content, {})
+    if result.__class__ is not tuple:
+        return None
+    call = record_of(result)
+    return call if price_table is None else price_record(call, price_table)
 
 
 def resource_service_name(resource: bytes, defects: MutableMapping[str, int]) -> str | None:
@@ -442,7 +368,7 @@ def resource_service_name(resource: bytes, defects: MutableMapping[str, int]) ->
 #: :data:`SLICE_SECONDS` ends a slice, so a slice is bounded by the size of what it reads, never
 #: by a count of spans however wide they are.
 SLICE_UNITS: Final = 2048
-#: Longest slice of conversion, in seconds of work (pricing new names included).
+#: Longest slice of conversion, in seconds of work.
 SLICE_SECONDS: Final = 0.003
 #: Most attributes read from one span; the rest are dropped and counted
 #: (``attributes_dropped``). The OpenTelemetry SDK keeps 128 by default.
@@ -450,42 +376,10 @@ MAX_SPAN_ATTRIBUTES: Final = 4096
 #: A span with more attributes than this is read in chunks of this size, the loop getting a
 #: turn between them when the slice is spent.
 _CHUNK: Final = 64
-#: Most model names one request may have resolved by the price table (a miss costs up to
-#: ~2 ms; names resolved before, found or not, are dictionary hits and do not count). Calls
-#: past it stay unpriced (``cost_usd`` None, ``asynctelemetry reprice`` can price them later)
-#: and are counted as ``pricing_skipped``.
-MAX_NEW_PRICES_PER_REQUEST: Final = 256
-
-
-class _PricingSkipped(Exception):
-    """The request's budget of new names is spent: the call stays unpriced."""
-
-
-class _PricingBudget:
-    """A price table for one request: at most ``budget`` names not resolved before."""
-
-    __slots__ = ("budget", "table")
-
-    def __init__(self, table: PriceTable, budget: int) -> None:
-        self.table = table
-        self.budget = budget
-
-    @property
-    def version(self) -> str:
-        return self.table.version
-
-    def cost_of(self, model: str, provider: str | None, **tokens: Any) -> float | None:
-        is_resolved = getattr(self.table, "is_resolved", None)
-        if is_resolved is not None and not is_resolved(model, provider):
-            if self.budget <= 0:
-                raise _PricingSkipped
-            self.budget -= 1
-        return self.table.cost_of(model, provider, **tokens)
 
 
 def _convert_slices(
     request: Any,
-    price_table: PriceTable | None,
     capture_content: bool,
     defects: MutableMapping[str, int],
     units: int,
@@ -497,8 +391,6 @@ def _convert_slices(
     rows: list[Row] = []
     append = rows.append
     received = ignored = rejected = 0
-    if price_table is not None:
-        price_table = _PricingBudget(price_table, MAX_NEW_PRICES_PER_REQUEST)
     read = attribute_cache(capture_content).__getitem__
     clock = time.perf_counter
     deadline = clock() + seconds
@@ -527,9 +419,7 @@ def _convert_slices(
                             spent, deadline = 0, clock() + seconds
                 else:
                     spent += count + 1
-                result = convert_span(
-                    span, service_name, price_table, capture_content, defects, entries
-                )
+                result = convert_span(span, service_name, capture_content, defects, entries)
                 if result is None:
                     ignored += 1
                 elif result is REJECTED:
@@ -544,7 +434,6 @@ def _convert_slices(
 
 def convert_request(
     request: Any,
-    price_table: PriceTable | None,
     capture_content: bool,
     defects: MutableMapping[str, int],
 ) -> tuple[Rows, int, int, int]:
@@ -552,7 +441,7 @@ def convert_request(
     converted first): (calls, spans received, spans ignored, spans rejected)."""
     if not isinstance(request, LeanRequest):
         request = LeanRequest.FromString(request.SerializeToString())
-    slices = _convert_slices(request, price_table, capture_content, defects, 2**62, math.inf)
+    slices = _convert_slices(request, capture_content, defects, 2**62, math.inf)
     while True:
         try:
             next(slices)
@@ -562,7 +451,6 @@ def convert_request(
 
 async def convert_request_in_slices(
     request: Any,
-    price_table: PriceTable | None,
     capture_content: bool,
     defects: MutableMapping[str, int],
     *,
@@ -578,7 +466,7 @@ async def convert_request_in_slices(
     requests take turns slice by slice (a small request waits for one slice of each request
     ahead of it, never for a whole large one) and the loop's other tasks wait for one slice.
     """
-    slices = _convert_slices(request, price_table, capture_content, defects, units, seconds)
+    slices = _convert_slices(request, capture_content, defects, units, seconds)
     while True:
         if turn is None:
             try:

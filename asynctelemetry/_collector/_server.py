@@ -3,10 +3,12 @@
 Export path: the raw request bytes are parsed (malformed → ``INVALID_ARGUMENT``), every span is
 converted in one pass (:mod:`._convert`), and the calls are admitted all-or-nothing into a bounded
 ingest :class:`~asynctelemetry._batching.BatchQueue` whose task hands batches to the store and the
-other sinks through one :class:`~asynctelemetry._emit.Emitter`. When the queue has no room for a
-request, Export waits up to ``backpressure_timeout`` seconds for it, then answers ``UNAVAILABLE``
-with a ``RetryInfo`` delay and keeps nothing, so the client's retry neither loses nor duplicates
-calls. Accepted requests are also handed, unchanged, to the forwarder when there is one.
+other sinks through the collector's :class:`~asynctelemetry._pipeline.Pipeline`, which prices
+the calls that arrived without a cost (the one rule) and owns flush and close order. When the
+queue has no room for a request, Export waits up to ``backpressure_timeout`` seconds for it, then
+answers ``UNAVAILABLE`` with a ``RetryInfo`` delay and keeps nothing, so the client's retry
+neither loses nor duplicates calls. Accepted requests are also handed, unchanged, to the
+forwarder when there is one.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from .._batching import BatchQueue, QueueStats, Retryable, RetryPolicy
-from .._emit import Emitter
 from .._exceptions import ConfigError, StoreClosedError, require_int
+from .._pipeline import Pipeline
 from .._rows import Rows
 from ._auth import BearerTokenInterceptor
 from ._convert import convert_request_in_slices
@@ -38,10 +40,9 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from types import TracebackType
 
-    from .._emit import Sink
-    from .._record import LLMCall
+    from .._pipeline import Sink
+    from .._pricing import ModelPricing, PriceTable
     from .._stores import CallStore
-    from ._convert import PriceTable
     from ._http import HttpReceiver
 
 __all__ = ["AsyncCollector", "CollectorStats"]
@@ -98,29 +99,6 @@ class StoreBehind(Exception):
     """The store cannot keep up: nothing was kept; the client should retry later."""
 
 
-class _StoreSink:
-    """A :class:`CallStore` as a sink: ``emit`` is ``add_many``; the collector never closes it."""
-
-    def __init__(self, store: CallStore) -> None:
-        self.store = store
-
-    async def emit(self, calls: Sequence[LLMCall]) -> None:
-        try:
-            await self.store.add_many(calls)
-        except StoreClosedError:
-            raise
-        except Exception as exc:
-            # The store is failing (down, full, locked): keep the batch queued and retry it, so
-            # the queue fills and Export answers UNAVAILABLE instead of losing accepted calls.
-            raise Retryable(exc) from exc
-
-    async def flush(self) -> None:
-        await self.store.flush()
-
-    async def aclose(self) -> None:
-        await self.store.flush()
-
-
 class AsyncCollector:
     """An OTLP/gRPC trace receiver that keeps the LLM calls among the spans it is sent.
 
@@ -128,8 +106,9 @@ class AsyncCollector:
         store: where calls go (``add_many``); the collector flushes it on stop, never closes it.
         host: interface to bind; ``127.0.0.1`` keeps it local (see the docs before widening).
         port: TCP port; 0 picks a free one (read it back from :attr:`port`).
-        price_table: prices calls that arrive without ``llm.cost_usd``; None takes
-            ``PriceTable.default()`` when pricing is available.
+        price_table: prices calls that arrive without a cost (``llm.cost_usd``,
+            ``gen_ai.usage.cost``): a ``PriceTable``, a dict of overrides on the default table,
+            or None (``PriceTable.default()``); the pipeline's one rule, as in the tracer.
         auth_token: when set, every call must carry ``authorization: Bearer <token>``.
         tls_cert, tls_key: PEM files; with both, the port speaks TLS only.
         max_message_bytes: larger requests are refused with ``RESOURCE_EXHAUSTED``.
@@ -140,7 +119,9 @@ class AsyncCollector:
         forward_to: upstream OTLP/gRPC endpoint that receives every accepted request unchanged.
         forward_headers: gRPC metadata sent with every forwarded request (the upstream's own
             auth, e.g. ``{"authorization": "Bearer …"}``); keys are lowercased.
-        metrics: a sink (``emit(calls)``), e.g. a ``MetricsRecorder``, also given every call.
+        metrics: a sink, e.g. a ``MetricsRecorder``, also given every call (flushed on stop,
+            not closed).
+        sinks: more :class:`Sink` objects given every call (closed with the collector).
         max_queue: most converted calls waiting for the store.
         backpressure_timeout: seconds Export waits for queue room before answering UNAVAILABLE.
         retry_delay: seconds a refused client is asked to wait (gRPC ``RetryInfo``; HTTP
@@ -153,7 +134,7 @@ class AsyncCollector:
         *,
         host: str = "127.0.0.1",
         port: int = 4317,
-        price_table: PriceTable | None = None,
+        price_table: PriceTable | Mapping[str, ModelPricing] | None = None,
         auth_token: str | None = None,
         tls_cert: str | Path | None = None,
         tls_key: str | Path | None = None,
@@ -163,6 +144,7 @@ class AsyncCollector:
         forward_to: str | None = None,
         forward_headers: Mapping[str, str] | None = None,
         metrics: Sink | None = None,
+        sinks: Sequence[Sink] = (),
         max_queue: int = 65_536,
         backpressure_timeout: float = 1.0,
         retry_delay: float = 0.5,
@@ -195,13 +177,16 @@ class AsyncCollector:
         self.max_message_bytes = max_message_bytes
         self.backpressure_timeout = backpressure_timeout
         self._requested_port = port
-        self._price_table = price_table
         self._auth_token = auth_token
         self._tls = (Path(tls_cert), Path(tls_key)) if tls_cert and tls_key else None
-        sinks: list[Sink] = [_StoreSink(store)]
-        if metrics is not None:
-            sinks.append(metrics)
-        self._emitter = Emitter(sinks)
+        # The store first: its failure makes the ingest queue retry the batch (nothing the
+        # client was told is kept is lost); the store and metrics are lent, ``sinks`` owned.
+        self.pipeline = Pipeline(
+            [store, *([metrics] if metrics is not None else []), *sinks],
+            price_table=price_table,
+            owned=sinks,
+            primary=store,
+        )
         require_int("max_queue", max_queue)
         self.max_queue = max_queue
         self._queued_calls = 0  # calls accepted and not yet handed to the sinks
@@ -287,12 +272,9 @@ class AsyncCollector:
             return
         if self._state == "closed":
             raise StoreClosedError("AsyncCollector is stopped; create a new one")
-        if self._price_table is None:
-            self._price_table = _default_price_table()
-        if self._price_table is not None:
-            # The price data loads on its first lookup (about a second of imports): do it in a
-            # thread now rather than on the loop inside the first request.
-            await asyncio.to_thread(_warm, self._price_table)
+        # The price data loads on its first lookup (about a second of imports): in a thread now
+        # rather than on the loop inside the first request.
+        await self.pipeline.warm()
         interceptors = []
         if self._auth_token is not None:
             interceptors.append(BearerTokenInterceptor(self._auth_token, self._count_denied))
@@ -361,7 +343,7 @@ class AsyncCollector:
         Waits up to ``grace`` seconds for running Export calls (gRPC and HTTP), then up to
         ``grace`` seconds more for the queued calls to reach the store (and the forwarder's
         upstream); what is left then is counted in ``stats.ingest.dropped_on_close``. Finally
-        flushes the store.
+        closes the pipeline: flushes the store and the metrics, closes ``sinks``.
         """
         if self._state == "closed":
             return
@@ -387,7 +369,7 @@ class AsyncCollector:
                     if self._forwarder is not None:
                         await self._forwarder.aclose(timeout=grace)
                 finally:
-                    await self._emitter.flush()
+                    await self.pipeline.aclose()
 
     async def aclose(self) -> None:
         """The same as :meth:`stop` with the default grace."""
@@ -416,7 +398,7 @@ class AsyncCollector:
     async def flush(self) -> None:
         """Return once every call accepted so far is in the store (and the store flushed)."""
         await self._queue.flush()
-        await self._emitter.flush()
+        await self.pipeline.flush()
 
     # -- the Export RPC -------------------------------------------------------------------------
     def _count_denied(self) -> None:
@@ -456,7 +438,7 @@ class AsyncCollector:
             raise MalformedRequest from None
         defects: dict[str, int] = {}
         calls, received, ignored, rejected = await convert_request_in_slices(
-            request, self._price_table, self.capture_content, defects, turn=self._converting
+            request, self.capture_content, defects, turn=self._converting
         )
         if calls and not await self._admit(calls):
             stats.refused_requests += 1
@@ -505,9 +487,14 @@ class AsyncCollector:
         """The ingest queue's handler: hand a batch of requests' calls to every sink (as rows:
         the stores keep them as they are, other sinks read records)."""
         calls = Rows.join(batch)
+        skipped = self.pipeline.pricing_skipped
         try:
-            await self._emitter.emit(calls)
+            await self.pipeline.emit(calls)
             self.stats.stored += len(calls)
+            skipped = self.pipeline.pricing_skipped - skipped
+            if skipped:  # calls left unpriced: the batch had resolved its share of new names
+                defects = self.stats.defects
+                defects["pricing_skipped"] = defects.get("pricing_skipped", 0) + skipped
         except Retryable:
             raise  # the same batch is tried again: its calls are still queued
         except BaseException:
@@ -518,29 +505,3 @@ class AsyncCollector:
     def _release(self, count: int) -> None:
         self._queued_calls -= count
         self._room.set()
-
-
-def _warm(table: PriceTable) -> None:
-    """Load a price table's data by pricing one common model (errors are the first call's)."""
-    try:
-        table.cost_of(
-            "gpt-4o",
-            None,
-            input_tokens=None,
-            output_tokens=None,
-            cached_input_tokens=None,
-            cache_creation_tokens=None,
-            reasoning_tokens=None,
-        )
-    except Exception:  # a broken table reports itself on its first real call
-        pass
-
-
-def _default_price_table() -> PriceTable | None:
-    """``PriceTable.default()`` when the pricing module is available, else None (unpriced)."""
-    try:
-        from .._pricing import PriceTable as Table  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
-    table: PriceTable = Table.default()
-    return table

@@ -82,7 +82,7 @@ class ExporterStats:
 
 
 class OTLPExporterBase:
-    """A :class:`~asynctelemetry._emit.Sink` that sends calls as OTLP spans; transports subclass it.
+    """A :class:`~asynctelemetry.SyncSink` that sends calls as OTLP spans; transports subclass it.
 
     Subclasses implement ``_send(body, count)`` (deliver one serialized
     ``ExportTraceServiceRequest`` or raise) and ``_close_transport()``.
@@ -128,9 +128,10 @@ class OTLPExporterBase:
         self._closed = False
         self._closing = Closing()
 
-    # -- the Sink protocol ----------------------------------------------------------------------
-    async def emit(self, calls: Sequence[LLMCall]) -> None:
-        """Queue ``calls`` for export and return at once; never waits for the network.
+    # -- the SyncSink protocol --------------------------------------------------------------------
+    def emit_nowait(self, calls: Sequence[LLMCall]) -> None:
+        """Queue ``calls`` for export and return at once; never waits for the network (a full
+        queue drops its oldest call, counted).
 
         Raises:
             StoreClosedError: the exporter was closed.
@@ -140,6 +141,14 @@ class OTLPExporterBase:
         put = self._queue.put_nowait
         for call in calls:
             put(call)
+
+    async def emit(self, calls: Sequence[LLMCall]) -> None:
+        """Queue ``calls`` for export (the same as :meth:`emit_nowait`).
+
+        Raises:
+            StoreClosedError: the exporter was closed.
+        """
+        self.emit_nowait(calls)
 
     async def flush(self, timeout: float | None = None) -> None:
         """Return once every call emitted before has been delivered or given up on.

@@ -171,10 +171,44 @@ class PriceTable:
         cache_creation_tokens: int | None = None,
         reasoning_tokens: int | None = None,
     ) -> float | None:
-        """The cost in USD of one call, or ``None`` when the model's price is unknown.
+        """The cost in USD of one call to ``model``, or ``None`` when its price is unknown (no
+        fallback to another name: :meth:`price_call` is the rule calls are priced by).
 
         Token semantics: ``input_tokens`` includes cached reads and cache writes;
         ``output_tokens`` includes reasoning tokens (see ``docs/pricing.md``).
+
+        Raises:
+            ValueError: a count that is not None or an int >= 0.
+        """
+        return self.price_call(
+            model,
+            None,
+            provider,
+            input_tokens,
+            output_tokens,
+            cached_input_tokens,
+            cache_creation_tokens,
+            reasoning_tokens,
+        )
+
+    def price_call(
+        self,
+        model: str,
+        request_model: str | None = None,
+        provider: str | None = None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cached_input_tokens: int | None = None,
+        cache_creation_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
+    ) -> float | None:
+        """The one pricing rule: the cost of a call by its response ``model``, or, when the table
+        does not know that name (a fine-tune, a new snapshot), by its ``request_model``.
+
+        Every path prices through this method (the pipeline for the tracer, the collector and
+        replay; ``reprice``; the metrics' ``record_request``), so the same call gets the same
+        cost whichever way it arrives. ``None`` when neither model has a price. Each distinct
+        name is resolved once; after that this is a dictionary hit and a few multiplications.
 
         Raises:
             ValueError: a count that is not None or an int >= 0.
@@ -188,12 +222,20 @@ class PriceTable:
         ):
             if count is not None and (count.__class__ is not int or count < 0):
                 raise ValueError(f"token counts must be ints >= 0, got {count!r}")
+        memo = self._rates
         try:
-            rates = self._rates[(model, provider)]
+            rates = memo[(model, provider)]
         except KeyError:
             rates = self._fill((model, provider))[1]
         if rates is None:
-            return None
+            if not request_model or request_model == model:
+                return None
+            try:
+                rates = memo[(request_model, provider)]
+            except KeyError:
+                rates = self._fill((request_model, provider))[1]
+            if rates is None:
+                return None
         return cost_from_rates(
             rates,
             input_tokens,
@@ -204,9 +246,11 @@ class PriceTable:
         )
 
     def cost(self, call: LLMCall) -> float | None:
-        """The cost of a recorded call; tries ``request_model`` when ``model`` has no price."""
-        cost = self.cost_of(
+        """The cost of a recorded call by :meth:`price_call`'s rule (``request_model`` when
+        ``model`` has no price)."""
+        return self.price_call(
             call.model,
+            call.request_model,
             call.provider,
             input_tokens=call.input_tokens,
             output_tokens=call.output_tokens,
@@ -214,17 +258,6 @@ class PriceTable:
             cache_creation_tokens=call.cache_creation_tokens,
             reasoning_tokens=call.reasoning_tokens,
         )
-        if cost is None and call.request_model and call.request_model != call.model:
-            cost = self.cost_of(
-                call.request_model,
-                call.provider,
-                input_tokens=call.input_tokens,
-                output_tokens=call.output_tokens,
-                cached_input_tokens=call.cached_input_tokens,
-                cache_creation_tokens=call.cache_creation_tokens,
-                reasoning_tokens=call.reasoning_tokens,
-            )
-        return cost
 
     def with_overrides(
         self, overrides: Mapping[str, ModelPricing | Mapping[str, Any]]
@@ -389,7 +422,7 @@ def _reject_constant(name: str) -> float:
 
 def compute_cost(model: str, input_tokens: int, output_tokens: int) -> float:
     """Racto-compatible: the cost in USD from the default table, ``0.0`` for an unknown model."""
-    cost = PriceTable.default().cost_of(
+    cost = PriceTable.default().price_call(
         model, input_tokens=input_tokens, output_tokens=output_tokens
     )
     return 0.0 if cost is None or not math.isfinite(cost) else cost

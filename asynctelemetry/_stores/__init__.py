@@ -2,7 +2,6 @@
 
 from ._base import CallStore, CallSummary, Filters, nearest_rank, percentile, summarize
 from ._memory import MemoryStore
-from ._replay import replay
 from ._sqlite import SQLiteStore
 from ._url import open_store
 
@@ -15,6 +14,5 @@ __all__ = [
     "nearest_rank",
     "open_store",
     "percentile",
-    "replay",
     "summarize",
 ]

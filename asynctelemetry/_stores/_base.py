@@ -168,10 +168,19 @@ def _summary_row(key: str | None, calls: list[LLMCall]) -> CallSummary:
 
 @runtime_checkable
 class CallStore(Protocol):
-    """Where calls are kept: :class:`MemoryStore`, :class:`SQLiteStore`, or your own."""
+    """Where calls are kept: :class:`MemoryStore`, :class:`SQLiteStore`, or your own.
+
+    A store is a sink (it has the :class:`~asynctelemetry.Sink` methods ``emit``, ``flush`` and
+    ``aclose``): a tracer, a collector or ``replay`` hands it calls through ``emit``, with no
+    adapter. ``emit`` must be quick: a store that does I/O queues the calls for a background
+    writer and awaits only for room (backpressure), as :class:`SQLiteStore` does.
+    """
 
     async def add(self, call: LLMCall) -> None:
         """Keep one call."""
+
+    async def emit(self, calls: Sequence[LLMCall]) -> None:
+        """The sink method: keep many calls, in order (the same as :meth:`add_many`)."""
 
     async def add_many(self, calls: Sequence[LLMCall]) -> None:
         """Keep many calls, in order."""

@@ -59,13 +59,12 @@ __all__ = ["MemoryStore"]
 class MemoryStore:
     """Keeps the latest ``capacity`` calls; adding to a full store drops the oldest.
 
-    ``add`` is O(1) and never waits. ``dropped`` counts the calls pushed out by newer ones.
+    ``add`` is O(1) and never waits. ``dropped`` counts the calls pushed out by newer ones. A
+    :class:`~asynctelemetry.SyncSink`: a pipeline hands it calls with :meth:`emit_nowait`, on the
+    caller's path, at no coroutine's cost.
     Queries scan the buffer (at most ``capacity`` records) and sort by timestamp. Calls are held
     as compact rows and read back as equal records (see the module docstring).
     """
-
-    #: ``add`` never does I/O, so the tracer may call it on the caller's path.
-    nonblocking_add = True
 
     def __init__(self, capacity: int = 1000) -> None:
         require_int("capacity", capacity)
@@ -105,10 +104,14 @@ class MemoryStore:
 
     async def add_many(self, calls: Sequence[LLMCall]) -> None:
         """Keep many calls, in order."""
-        self.emit_nowait(calls)
+        self._keep(calls)
 
     def emit_nowait(self, calls: Sequence[LLMCall]) -> None:
-        """Keep many calls without awaiting (the sink fast path; same as ``add_many``)."""
+        """Keep many calls without awaiting (the :class:`SyncSink` method; same as
+        ``add_many``)."""
+        self._keep(calls)
+
+    def _keep(self, calls: Sequence[LLMCall]) -> None:
         if self._closed:
             raise StoreClosedError("MemoryStore is closed")
         overflow = len(self._rows) + len(calls) - self.capacity

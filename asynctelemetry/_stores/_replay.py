@@ -1,19 +1,21 @@
-"""Replay: the one pacing both stores use, and ``replay(source, into=...)`` to re-emit calls."""
+"""Replay pacing: the one implementation every store's ``replay()`` uses.
+
+``replay(source, into=...)``, which re-emits calls through a pipeline, is one layer up, in
+:mod:`asynctelemetry._replay`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
-    from datetime import datetime
+    from collections.abc import AsyncIterator
 
     from .._record import LLMCall
-    from ._base import CallStore
 
-__all__ = ["Emits", "paced", "replay"]
+__all__ = ["paced"]
 
 
 async def paced(calls: AsyncIterator[LLMCall], speed: float | None) -> AsyncIterator[LLMCall]:
@@ -38,71 +40,3 @@ async def paced(calls: AsyncIterator[LLMCall], speed: float | None) -> AsyncIter
                 if delay > 0:
                     await asyncio.sleep(delay)
         yield call
-
-
-class Emits(Protocol):
-    """Anything replayed calls can go into: a sink (``emit``), e.g. a tracer's emitter."""
-
-    async def emit(self, calls: Sequence[LLMCall]) -> None:
-        """Take records."""
-
-
-class _Source(Protocol):
-    def replay(
-        self,
-        *,
-        speed: float | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-    ) -> AsyncIterator[LLMCall]: ...
-
-
-async def replay(
-    source: _Source,
-    into: CallStore | Emits,
-    *,
-    speed: float | None = None,
-    batch_size: int = 512,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    model: str | None = None,
-    provider: str | None = None,
-    session_id: str | None = None,
-    status: str | None = None,
-) -> int:
-    """Re-emit the calls of ``source`` that pass the filters into ``into``; return how many.
-
-    ``into`` is a store (``add_many``) or any sink with ``emit`` (``tracer.emitter`` re-exports
-    the calls over OTLP and re-counts them in metrics). Each copy has ``source="replay"``. Calls go
-    in batches of ``batch_size``, or one by one when paced (``speed`` set), so they arrive on time.
-    ``into`` is not flushed: flush or close it when you need the calls delivered.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-    deliver = into.emit if hasattr(into, "emit") else into.add_many
-    size = 1 if speed is not None else batch_size
-    stream = source.replay(
-        speed=speed,
-        since=since,
-        until=until,
-        model=model,
-        provider=provider,
-        session_id=session_id,
-        status=status,
-    )
-    batch: list[LLMCall] = []
-    total = 0
-    async for call in stream:
-        batch.append(call.model_copy(update={"source": "replay"}))
-        if len(batch) >= size:
-            await deliver(batch)
-            total += len(batch)
-            batch = []
-    if batch:
-        await deliver(batch)
-        total += len(batch)
-    return total

@@ -16,7 +16,6 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from .._collector import AsyncCollector
-from .._emit import Emitter
 from .._exceptions import ConfigError, MissingDependencyError, StoreError
 from .._export import format_call
 from .._stores import MemoryStore, SQLiteStore, open_store
@@ -29,7 +28,7 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
-    from .._emit import Sink
+    from .._pipeline import Sink
     from .._stores import CallStore
 
 __all__ = ["AUTH_TOKEN_ENV", "FORWARD_TOKEN_ENV", "run_collect", "stop_signals"]
@@ -121,7 +120,7 @@ def _forward_headers(args: argparse.Namespace) -> dict[str, str] | None:
     return {"authorization": f"Bearer {token}"} if token else None
 
 
-def _collector(args: argparse.Namespace, store: CallStore, metrics: Sink) -> AsyncCollector:
+def _collector(args: argparse.Namespace, store: CallStore, sinks: list[Sink]) -> AsyncCollector:
     token = _auth_token(args)
     try:
         return AsyncCollector(
@@ -135,7 +134,7 @@ def _collector(args: argparse.Namespace, store: CallStore, metrics: Sink) -> Asy
             http_port=args.http_port,
             forward_to=args.forward_to,
             forward_headers=_forward_headers(args),
-            metrics=metrics,
+            sinks=sinks,
         )
     except (ConfigError, ValueError) as exc:
         raise UsageError(str(exc)) from None
@@ -163,7 +162,7 @@ async def run_collect(args: argparse.Namespace, console: Console) -> int:
             raise CLIError(describe_bind_failure(args.host, port, what))
     try:
         async with store, _metrics(args, sinks) as metrics_url:
-            collector = _collector(args, store, Emitter(sinks))
+            collector = _collector(args, store, sinks)
             try:
                 await collector.start()
             except ConfigError as exc:

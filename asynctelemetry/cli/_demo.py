@@ -152,7 +152,7 @@ async def _traffic(
                 made = await simulate(
                     tracer, calls=args.calls, concurrency=args.concurrency, speed=args.speed
                 )
-            exporter_stats = [getattr(s, "stats", None) for s in tracer.emitter.sinks]
+            exporter_stats = [getattr(s, "stats", None) for s in tracer.pipeline.sinks]
             lost = sum(getattr(s, "dropped", 0) for s in exporter_stats if s is not None)
             if lost:
                 raise CLIError(f"{lost} traced calls could not be exported to the collector")

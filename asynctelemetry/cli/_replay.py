@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .._exceptions import ConfigError, ExportError, MissingDependencyError, StoreError
-from .._stores import SQLiteStore, open_store, replay
+from .._replay import replay
+from .._stores import SQLiteStore, open_store
 from ._common import filters_of, reading, source_name
 from ._errors import CLIError, UsageError
 
@@ -65,7 +66,7 @@ def target_of(url: str, auth_token: str | None) -> CallStore | OTLPExporterBase:
 
 
 class _Counted:
-    """Delivers batches to ``deliver`` and reports each one to ``advance``."""
+    """A sink that delivers batches to ``deliver`` and reports each one to ``advance``."""
 
     def __init__(
         self,
@@ -84,6 +85,12 @@ class _Counted:
             # An exporter never waits in emit: let it deliver before its queue overflows.
             await exporter.flush()
         self._advance(len(calls))
+
+    async def flush(self) -> None:
+        """Nothing of its own: the target is flushed by the command."""
+
+    async def aclose(self) -> None:
+        """Nothing of its own: the target is closed by the command."""
 
 
 def _same_file(source: argparse.Namespace, target: object) -> bool:
@@ -118,8 +125,7 @@ async def run_replay(args: argparse.Namespace, console: Console) -> int:
 
         try:
             async with target:
-                deliver = target.emit if exporter is not None else target.add_many  # type: ignore[union-attr]
-                sink = _Counted(deliver, advance, exporter)
+                sink = _Counted(target.emit, advance, exporter)
                 if progress is not None:
                     progress.start()
                 try:

@@ -86,7 +86,7 @@ def varied_calls() -> list[LLMCall]:
 def test_round_trip_every_field_equal() -> None:
     """A record written as our tracer writes spans comes back equal, field by field."""
     originals = varied_calls()
-    calls, received, ignored, rejected = convert_request(request_for(originals), None, False, {})
+    calls, received, ignored, rejected = convert_request(request_for(originals), False, {})
     assert (received, ignored, rejected) == (len(originals), 0, 0)
     by_id = {call.call_id: call for call in calls}
     assert len(by_id) == len(originals)
@@ -102,7 +102,7 @@ def test_round_trip_through_the_exporters_encoder() -> None:
 
     originals = [c for c in varied_calls() if c.service_name is not None]
     request = encode_calls(originals, service_name="fallback")
-    calls, *_ = convert_request(request, None, False, {})
+    calls, *_ = convert_request(request, False, {})
     by_id = {call.call_id: call.model_dump(exclude={"source"}) for call in calls}
     assert by_id == {call.call_id: call.model_dump(exclude={"source"}) for call in originals}
 
@@ -388,7 +388,7 @@ def test_precedence_first_valid_key_wins() -> None:
             "gen_ai.usage.output_tokens": 3,
         }
     )
-    call = convert_span(lean_span(span), None, None, False, defects)
+    call = convert_span(lean_span(span), None, False, defects)
     assert isinstance(call, LLMCall)
     assert (call.input_tokens, call.output_tokens) == (9, 3)
     assert defects == {"negative": 1}
@@ -418,7 +418,7 @@ def test_bad_token_values_become_none_and_count(value: AnyValue, defect: str) ->
     span = llm_span({"gen_ai.request.model": "m"})
     span.attributes.append(KeyValue(key="gen_ai.usage.input_tokens", value=value))
     defects: dict[str, int] = {}
-    call = convert_span(lean_span(span), None, None, False, defects)
+    call = convert_span(lean_span(span), None, False, defects)
     assert isinstance(call, LLMCall)
     assert call.input_tokens is None
     assert defects == {defect: 1}
@@ -535,7 +535,7 @@ def test_bad_values_in_current_and_openlit_keys_count(
     span = llm_span({"gen_ai.request.model": "m"})
     span.attributes.append(KeyValue(key=key, value=value))
     defects: dict[str, int] = {}
-    call = convert_span(lean_span(span), None, None, False, defects)
+    call = convert_span(lean_span(span), None, False, defects)
     assert isinstance(call, LLMCall)
     assert getattr(call, field) is None
     assert defects == {defect: 1}
@@ -555,7 +555,7 @@ def test_bad_durations_and_strings() -> None:
         },
         end_time_unix_nano=1_767_225_600_000_000_000 + 2 * 86_400 * 10**9,
     )
-    call = convert_span(lean_span(span), None, None, False, defects)
+    call = convert_span(lean_span(span), None, False, defects)
     assert isinstance(call, LLMCall)
     assert call.model == "m"
     assert (call.duration_ms, call.ttft_ms, call.status_code, call.status) == (
@@ -618,7 +618,7 @@ def test_failed_call_without_response_model_counts() -> None:
 def test_what_is_not_a_call(attributes: dict[str, object], verdict: object) -> None:
     """Non-LLM spans are ignored (None); LLM spans without a model are rejected and counted."""
     defects: dict[str, int] = {}
-    assert convert_span(lean_span(llm_span(attributes)), None, None, False, defects) is verdict
+    assert convert_span(lean_span(llm_span(attributes)), None, False, defects) is verdict
     assert defects == ({"no_model": 1} if verdict is REJECTED else {})
 
 
@@ -660,7 +660,7 @@ def test_attribute_bounds() -> None:
     nested.kvlist_value.values.append(KeyValue(key="a", value=AnyValue(int_value=1)))
     span.attributes.insert(1, KeyValue(key="nested", value=nested))
     defects: dict[str, int] = {}
-    call = convert_span(lean_span(span), None, None, False, defects)
+    call = convert_span(lean_span(span), None, False, defects)
     assert isinstance(call, LLMCall)
     assert len(call.attributes) == MAX_ATTRIBUTES
     assert call.attributes["long"] == "y" * MAX_ATTRIBUTE_LENGTH
@@ -674,38 +674,49 @@ def test_attribute_bounds() -> None:
 
 
 def test_kept_cost_and_pricing() -> None:
-    """A span's own llm.cost_usd is kept; otherwise the collector's price table prices it."""
+    """A span's own llm.cost_usd is kept; otherwise the price table prices it by the one rule:
+    its response model, then its request model."""
+    from asynctelemetry import ModelPricing
 
-    class Table:
-        version = "test-prices 1"
-
-        def cost_of(self, model: str, provider: str | None, **tokens: int | None) -> float | None:
-            return None if model == "unknown" else 0.01 * (tokens["input_tokens"] or 0)
-
+    table = PriceTable.default().with_overrides(
+        {"m": ModelPricing(input_per_million=10_000.0, output_per_million=0.0)}
+    )
     priced = span_to_llm_call(
         llm_span({"gen_ai.request.model": "m", "gen_ai.usage.input_tokens": 3}),
         service_name=None,
-        price_table=Table(),
+        price_table=table,
+    )
+    fallback = span_to_llm_call(
+        llm_span(
+            {
+                "gen_ai.request.model": "m",
+                "gen_ai.response.model": "m-finetune-unknown",
+                "gen_ai.usage.input_tokens": 3,
+            }
+        ),
+        service_name=None,
+        price_table=table,
     )
     kept = span_to_llm_call(
         llm_span(
             {"gen_ai.request.model": "m", "llm.cost_usd": 9.5, "asynctelemetry.price_version": "v0"}
         ),
         service_name=None,
-        price_table=Table(),
+        price_table=table,
     )
     unknown = span_to_llm_call(
-        llm_span({"gen_ai.request.model": "unknown"}), service_name=None, price_table=Table()
+        llm_span({"gen_ai.request.model": "unknown-model-x"}), service_name=None, price_table=table
     )
     assert priced is not None and kept is not None and unknown is not None
-    assert (priced.cost_usd, priced.price_version) == (pytest.approx(0.03), "test-prices 1")
+    assert fallback is not None and fallback.model == "m-finetune-unknown"
+    assert (priced.cost_usd, priced.price_version) == (pytest.approx(0.03), table.version)
+    assert (fallback.cost_usd, fallback.price_version) == (pytest.approx(0.03), table.version)
     assert (kept.cost_usd, kept.price_version) == (9.5, "v0")
     assert (unknown.cost_usd, unknown.price_version) == (None, None)
 
 
 def test_priced_with_the_default_table() -> None:
     """The real default PriceTable prices a GenAI span that carries no cost."""
-    from asynctelemetry import PriceTable
 
     span = llm_span({"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 1_000_000})
     call = span_to_llm_call(span, service_name=None, price_table=PriceTable.default())
@@ -746,7 +757,7 @@ def test_converter_never_raises(
     span = Span(start_time_unix_nano=start, end_time_unix_nano=end)
     span.status.code = status  # type: ignore[assignment]
     span.attributes.extend(KeyValue(key=k, value=_value(v)) for k, v in attributes)
-    result = convert_span(lean_span(span), "svc", None, False, {})
+    result = convert_span(lean_span(span), "svc", False, {})
     if isinstance(result, LLMCall):
         LLMCall.model_validate(result.model_dump())
     else:
@@ -769,7 +780,7 @@ def test_converter_never_raises_on_malformed_attribute_bytes(raw_attributes: lis
     span = LeanSpan(start_time_unix_nano=1, end_time_unix_nano=2)
     good = KeyValue(key="gen_ai.request.model", value=AnyValue(string_value="m"))
     span.attributes.extend([good.SerializeToString(), *raw_attributes])
-    result = convert_span(span, "svc", None, False, {})
+    result = convert_span(span, "svc", False, {})
     assert isinstance(result, LLMCall)
     LLMCall.model_validate(result.model_dump())
 
@@ -780,8 +791,8 @@ def test_repeated_attributes_come_from_the_cache_with_the_same_result() -> None:
     span = lean_span(llm_span({**GENAI, "gen_ai.usage.output_tokens": -1}))
     first: dict[str, int] = {}
     second: dict[str, int] = {}
-    a = convert_span(span, "s", None, False, first)
-    b = convert_span(span, "s", None, False, second)
+    a = convert_span(span, "s", False, first)
+    b = convert_span(span, "s", False, second)
     assert isinstance(a, LLMCall) and isinstance(b, LLMCall)
     assert a.model_dump() == b.model_dump()
     assert first == second == {"negative": 1}
@@ -796,18 +807,17 @@ def test_repeated_attributes_come_from_the_cache_with_the_same_result() -> None:
 def test_planned_rows_equal_the_slow_path(kvs: list[KeyValue], model: str, capture: bool) -> None:
     """A span of a planned shape is laid out by its compiled row getter; whatever the
     attributes, that row (and the defects counted) equals what the one-attribute-at-a-time
-    path builds for the same span, priced or not."""
+    path builds for the same span."""
     span = llm_span({"gen_ai.request.model": model})
     span.attributes.extend(kvs)
     lean = lean_span(span)
     cache = attribute_cache(capture)
-    table = PriceTable.default()
     for _ in range(2):  # the second time the shape's plan and builder exist
         fast_defects: dict[str, int] = {}
-        fast = convert_row(lean, "svc", table, capture, fast_defects)
+        fast = convert_row(lean, "svc", capture, fast_defects)
         slow_defects: dict[str, int] = {}
         entries = list(map(cache.__getitem__, lean.attributes))
-        slow = _convert_slowly(entries, lean, "svc", table, slow_defects)
+        slow = _convert_slowly(entries, lean, "svc", slow_defects)
         assert fast == slow
         assert fast_defects == slow_defects
 
@@ -821,7 +831,7 @@ def test_rows_read_as_the_records_they_stand_for() -> None:
         )
         for i in range(5)
     ]
-    rows, received, ignored, rejected = convert_request(request_of(spans, "svc"), None, False, {})
+    rows, received, ignored, rejected = convert_request(request_of(spans, "svc"), False, {})
     assert isinstance(rows, Rows) and (received, ignored, rejected) == (5, 0, 0)
     assert list(rows) == [span_to_llm_call(span, service_name="svc") for span in spans]
     assert rows[1].attributes == {"app.i": 1}

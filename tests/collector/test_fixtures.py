@@ -44,7 +44,7 @@ def by_kind(calls: list[LLMCall]) -> dict[str, LLMCall]:
 @pytest.mark.parametrize("name", NAMES)
 def test_recorded_spans_become_calls(name: str) -> None:
     """Every recorded span is a call with the model, provider, tokens and status it had."""
-    calls, received, ignored, rejected = convert_request(load(name), None, False, {})
+    calls, received, ignored, rejected = convert_request(load(name), False, {})
     assert (received, ignored, rejected) == (4, 0, 0)
     kinds = by_kind(sorted(calls, key=lambda c: c.timestamp))
     assert set(kinds) == {"chat", "stream", "embed", "error"}
@@ -65,11 +65,11 @@ def test_recorded_spans_become_calls(name: str) -> None:
 def test_recorded_content_is_dropped(name: str) -> None:
     """No prompt, completion or embedding text survives without capture_content."""
     request = load(name)
-    calls, *_ = convert_request(request, None, False, {})
+    calls, *_ = convert_request(request, False, {})
     for call in calls:
         assert not [key for key in call.attributes if is_content_key(key)]
         assert "Say hello" not in str(call.attributes)
-    captured, *_ = convert_request(request, None, True, {})
+    captured, *_ = convert_request(request, True, {})
     if name != "genai_official":  # the others record content on the span
         assert any("Say hello" in str(call.attributes) for call in captured)
 
@@ -77,7 +77,7 @@ def test_recorded_content_is_dropped(name: str) -> None:
 def test_cache_and_reasoning_tokens_where_recorded() -> None:
     """OpenLLMetry and OpenInference record cached and reasoning tokens; both are read."""
     for name in ("openllmetry", "openinference"):
-        calls, *_ = convert_request(load(name), None, False, {})
+        calls, *_ = convert_request(load(name), False, {})
         chat = by_kind(sorted(calls, key=lambda c: c.timestamp))["chat"]
         assert (chat.cached_input_tokens, chat.reasoning_tokens, chat.total_tokens) == (
             512,
@@ -89,7 +89,7 @@ def test_cache_and_reasoning_tokens_where_recorded() -> None:
 def test_streaming_is_recognised_where_recorded() -> None:
     """OpenLLMetry's gen_ai.is_streaming and OpenInference's invocation parameters → stream."""
     for name in ("openllmetry", "openinference"):
-        calls, *_ = convert_request(load(name), None, False, {})
+        calls, *_ = convert_request(load(name), False, {})
         kinds = by_kind(sorted(calls, key=lambda c: c.timestamp))
         assert kinds["stream"].operation == "stream"
         assert kinds["stream"].is_streaming is True
@@ -118,7 +118,7 @@ OPENLIT_EMBED_COST = 5 / 1000 * 0.00002
 def test_openlit_fields() -> None:
     """OpenLIT's spans give tokens, its cost, TTFT (seconds → ms), provider, models, streaming."""
     request = load("openlit")
-    calls, *_ = convert_request(request, None, False, {})
+    calls, *_ = convert_request(request, False, {})
     kinds = by_kind(sorted(calls, key=lambda c: c.timestamp))
     spans = {
         span.span_id.hex(): {kv.key: kv.value for kv in span.attributes}

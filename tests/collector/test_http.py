@@ -596,6 +596,9 @@ async def test_sdk_exporter_with_token_header() -> None:
 class GatedStore(MemoryStore):
     """A store whose add_many waits until the gate opens: a store that cannot keep up."""
 
+    #: It writes the way a store doing I/O does (awaited): no synchronous fast path.
+    emit_nowait = None
+
     def __init__(self) -> None:
         super().__init__(10_000)
         self.gate = asyncio.Event()

@@ -91,6 +91,9 @@ async def test_sdk_exporter_in_another_process() -> None:
 class SlowStore(MemoryStore):
     """A store that takes 0.25 s per write: the collector's queue fills and must push back."""
 
+    #: It writes the way a store doing I/O does (awaited): no synchronous fast path.
+    emit_nowait = None
+
     async def add_many(self, calls: Sequence[LLMCall]) -> None:
         await asyncio.sleep(0.25)
         await super().add_many(calls)

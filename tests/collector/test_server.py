@@ -171,6 +171,8 @@ async def test_stop_drains_accepted_calls_into_the_store() -> None:
     """Calls accepted just before stop() reach the store; the store is flushed, not closed."""
 
     class Slow(MemoryStore):
+        emit_nowait = None  # writes are awaited, as in a store doing I/O
+
         async def add_many(self, calls: Sequence[LLMCall]) -> None:
             await asyncio.sleep(0.05)
             await super().add_many(calls)
@@ -186,11 +188,13 @@ async def test_stop_drains_accepted_calls_into_the_store() -> None:
 
 
 async def test_metrics_sink_receives_the_same_calls() -> None:
-    """A metrics sink passed as metrics= gets every call the store gets, through one emitter."""
+    """metrics= and sinks= get every call the store gets, through one pipeline; the collector
+    closes its sinks= and only flushes the metrics lent to it."""
 
     class Recorder:
         def __init__(self) -> None:
             self.calls: list[LLMCall] = []
+            self.closed = False
 
         async def emit(self, calls: Sequence[LLMCall]) -> None:
             self.calls.extend(calls)
@@ -199,14 +203,17 @@ async def test_metrics_sink_receives_the_same_calls() -> None:
             pass
 
         async def aclose(self) -> None:
-            pass
+            self.closed = True
 
-    recorder = Recorder()
+    recorder, extra = Recorder(), Recorder()
     store = MemoryStore()
-    async with AsyncCollector(store, port=0, metrics=recorder) as collector:
+    async with AsyncCollector(store, port=0, metrics=recorder, sinks=[extra]) as collector:
+        assert collector.pipeline.sinks == (store, recorder, extra)
         await export(collector.endpoint, request_for([traced(i) for i in range(7)]))
     assert [c.call_id for c in recorder.calls] == [c.call_id for c in await store.query()]
+    assert [c.call_id for c in extra.calls] == [c.call_id for c in recorder.calls]
     assert len(recorder.calls) == 7
+    assert extra.closed and not recorder.closed  # sinks= are the collector's; metrics= is lent
 
 
 def test_runs_under_uvloop() -> None:
@@ -229,7 +236,7 @@ def test_runs_under_uvloop() -> None:
 def test_convert_request_counts_without_a_server() -> None:
     """convert_request, the Export path's core, reports received/ignored/rejected counts."""
     request = request_of([llm_span({"gen_ai.request.model": "m"}), llm_span({"x": 1})])
-    calls, received, ignored, rejected = convert_request(request, None, False, {})
+    calls, received, ignored, rejected = convert_request(request, False, {})
     assert (len(calls), received, ignored, rejected) == (1, 2, 1, 0)
 
 

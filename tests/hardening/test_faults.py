@@ -41,6 +41,9 @@ conn.execute("COMMIT")
 class FlakyStore(MemoryStore):
     """A MemoryStore whose ``add_many`` raises while ``failing`` is set (a store outage)."""
 
+    #: It writes the way a store doing I/O does (awaited): no synchronous fast path.
+    emit_nowait = None
+
     def __init__(self) -> None:
         super().__init__(100_000)
         self.failing = True

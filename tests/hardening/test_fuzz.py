@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from asynctelemetry import AsyncCollector, LLMCall, MemoryStore, PriceTable, SQLiteStore
+from asynctelemetry import AsyncCollector, LLMCall, MemoryStore, Pipeline, PriceTable, SQLiteStore
 from asynctelemetry._collector import span_to_llm_call
 from asynctelemetry._collector._convert import convert_request
 from asynctelemetry._collector._wire import LeanRequest
@@ -67,10 +67,10 @@ def test_convert_request_on_raw_bytes(raw: bytes) -> None:
         return
     for capture in (False, True):
         defects: dict[str, int] = {}
-        calls, received, ignored, rejected = convert_request(lean, PRICES, capture, defects)
+        calls, received, ignored, rejected = convert_request(lean, capture, defects)
         assert received == len(calls) + ignored + rejected
         assert all(count > 0 for count in defects.values())
-        for call in calls:
+        for call in Pipeline(price_table=PRICES).price(calls):
             check_record(call, capture_content=capture)
 
 

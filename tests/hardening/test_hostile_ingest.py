@@ -42,7 +42,7 @@ def wide_span(i: int, width: int) -> Span:
 
 def slices_of(request: Any, seconds: float = 3600.0) -> tuple[int, Any]:
     """How many times a conversion pauses (with only the size bound), and its result."""
-    steps = _convert_slices(request, None, False, {}, SLICE_UNITS, seconds)
+    steps = _convert_slices(request, False, {}, SLICE_UNITS, seconds)
     pauses = 0
     while True:
         try:
@@ -62,7 +62,7 @@ def test_one_wide_span_is_converted_in_slices_of_attributes() -> None:
     assert pauses >= 4000 // SLICE_UNITS
     lean = LeanRequest.FromString(request_of([wide_span(1, 50_000)]).SerializeToString())
     defects: dict[str, int] = {}
-    rows, *_ = convert_request(lean, None, False, defects)
+    rows, *_ = convert_request(lean, False, defects)
     assert len(rows) == 1 and rows[0].model == "gpt-4o"
     assert defects["attributes_dropped"] >= 50_001 - MAX_SPAN_ATTRIBUTES
     pauses, _ = slices_of(lean)

@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from asynctelemetry import PriceTable
+from asynctelemetry import Pipeline, PriceTable
 from asynctelemetry._collector._convert import (
-    MAX_NEW_PRICES_PER_REQUEST,
     convert_request,
 )
 from asynctelemetry._collector._http import MAX_GZIP_MEMBERS, inflate
 from asynctelemetry._collector._otlp_json import CUT_DEPTH, cut_deep, json_to_request
 from asynctelemetry._collector._wire import MAX_VALUE_DEPTH, LeanRequest
+from asynctelemetry._pipeline import MAX_NEW_PRICES_PER_BATCH
 from asynctelemetry._pricing import _table
 from tests.collector.helpers import key_values, request_of
 
@@ -105,7 +105,7 @@ def json_request(value: Any) -> Any:
 def converted(request: Any) -> tuple[Any, dict[str, int]]:
     """The one call of a request and the defects counted."""
     defects: dict[str, int] = {}
-    rows, received, _, _ = convert_request(request, None, False, defects)
+    rows, received, _, _ = convert_request(request, False, defects)
     assert received == 1 and len(rows) == 1, "the span is kept"
     return rows[0], defects
 
@@ -255,9 +255,9 @@ def test_misses_are_remembered_by_normalised_name(monkeypatch: pytest.MonkeyPatc
     assert table.cost_of("gpt-4o", input_tokens=1_000_000) == known
 
 
-def test_pricing_work_per_request_is_bounded() -> None:
-    """A request naming thousands of unknown models resolves at most
-    MAX_NEW_PRICES_PER_REQUEST new names; the rest stay unpriced and are counted, and names
+def test_pricing_work_per_batch_is_bounded() -> None:
+    """A batch naming thousands of unknown models has the table resolve at most
+    MAX_NEW_PRICES_PER_BATCH new names; the rest stay unpriced and are counted, and names
     resolved before are priced as usual."""
     table = PriceTable()
     spans = [
@@ -282,9 +282,11 @@ def test_pricing_work_per_request_is_bounded() -> None:
     table.cost_of("gpt-4o", input_tokens=1)
     defects: dict[str, int] = {}
     lean = LeanRequest.FromString(request_of(spans).SerializeToString())
-    rows, _, _, _ = convert_request(lean, table, False, defects)
-    assert len(rows) == 601
-    assert defects == {"pricing_skipped": 600 - MAX_NEW_PRICES_PER_REQUEST}
-    assert len(table._misses) == MAX_NEW_PRICES_PER_REQUEST
+    converted, _, _, _ = convert_request(lean, False, defects)
+    pipeline = Pipeline(price_table=table)
+    rows = pipeline.price(converted)
+    assert len(rows) == 601 and defects == {}
+    assert pipeline.pricing_skipped == 600 - MAX_NEW_PRICES_PER_BATCH
+    assert len(table._misses) == MAX_NEW_PRICES_PER_BATCH
     gpt = [call for call in rows if call.model == "gpt-4o"]
     assert gpt[0].cost_usd == pytest.approx(2.5)

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from asynctelemetry import LLMCall, MemoryStore, SQLiteStore, replay
-from asynctelemetry._emit import Emitter
+from asynctelemetry import LLMCall, MemoryStore, Pipeline, SQLiteStore, replay
 from asynctelemetry._stores import _sqlite
 from tests.conftest import T0, make_call
 
@@ -87,7 +86,7 @@ async def test_replay_into_another_store_marks_copies(store: SQLiteStore, tmp_pa
 
 
 class ListSink:
-    """A sink that keeps batches, as a tracer's emitter would hand them on."""
+    """A sink that keeps batches, as a tracer's pipeline would hand them on."""
 
     def __init__(self) -> None:
         self.batches: list[list[LLMCall]] = []
@@ -102,10 +101,10 @@ class ListSink:
         pass
 
 
-async def test_replay_into_an_emitter_reaches_its_sinks(store: SQLiteStore) -> None:
-    """Any object with emit() (an Emitter, a tracer's sinks) takes replayed calls in batches."""
+async def test_replay_into_a_pipeline_reaches_its_sinks(store: SQLiteStore) -> None:
+    """Any sink (a Pipeline, a tracer's pipeline) takes replayed calls in batches."""
     sink = ListSink()
-    assert await replay(store, into=Emitter([sink]), batch_size=20, provider="openai") == 17
+    assert await replay(store, into=Pipeline([sink]), batch_size=20, provider="openai") == 17
     assert [len(b) for b in sink.batches] == [17]
     assert all(c.source == "replay" and c.provider == "openai" for c in sink.batches[0])
 

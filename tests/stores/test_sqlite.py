@@ -15,10 +15,10 @@ from asynctelemetry import (
     ConfigError,
     LLMCall,
     MemoryStore,
+    Sink,
     SQLiteStore,
     StoreClosedError,
 )
-from asynctelemetry._emit import Sink
 from tests.conftest import T0, make_call
 
 if TYPE_CHECKING:

@@ -1,19 +1,13 @@
-"""BatchQueue (the one batching hand-off) and Emitter (the fan-out to sinks)."""
+"""BatchQueue: the one batching hand-off, with retry, backoff and a shielded close."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 import pytest
 
-from asynctelemetry import ExportError, LLMCall, StoreClosedError
+from asynctelemetry import ExportError, StoreClosedError
 from asynctelemetry._batching import BatchQueue, Retryable, RetryPolicy
-from asynctelemetry._emit import Emitter
-from tests.conftest import make_call
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
 
 FAST = RetryPolicy(initial=0.001, maximum=0.005, max_attempts=None)
 
@@ -163,46 +157,3 @@ async def test_aclose_finishes_even_when_the_caller_is_cancelled() -> None:
     with pytest.raises(asyncio.CancelledError):
         await closer
     assert got == list(range(5))
-
-
-class _Boom:
-    async def emit(self, calls: Sequence[LLMCall]) -> None:
-        raise RuntimeError("sink bug")
-
-    async def flush(self) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        pass
-
-
-class _Keep:
-    def __init__(self) -> None:
-        self.calls: list[LLMCall] = []
-
-    async def emit(self, calls: Sequence[LLMCall]) -> None:
-        self.calls.extend(calls)
-
-    async def flush(self) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        pass
-
-
-async def test_a_failing_sink_is_counted_and_never_stops_the_others(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Outside the test suite's strict mode, a sink error is logged, counted and contained."""
-    monkeypatch.setenv("ASYNCTELEMETRY_STRICT", "0")
-    keep = _Keep()
-    emitter = Emitter([_Boom(), keep])
-    await emitter.emit([make_call(1)])
-    assert emitter.errors == 1
-    assert [c.call_id for c in keep.calls] == ["call-000001"]
-
-
-async def test_strict_mode_surfaces_sink_bugs() -> None:
-    """Under the suite (ASYNCTELEMETRY_STRICT=1) an internal error is raised, not hidden."""
-    with pytest.raises(RuntimeError, match="sink bug"):
-        await Emitter([_Boom()]).emit([make_call(1)])

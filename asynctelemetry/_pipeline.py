@@ -1,0 +1,437 @@
+"""The pipeline: every call is priced once, by one rule, then handed to every sink.
+
+Layer 4: ARCHITECTURE.md's ``LLMCall → price → sinks`` in code. The tracer, the collector and
+:func:`~asynctelemetry.replay` each build one :class:`Pipeline`; none of them prices a call or
+talks to a sink any other way.
+
+- **Pricing.** A call that has no ``cost_usd`` is priced with
+  :meth:`PriceTable.price_call <asynctelemetry.PriceTable.price_call>` (its response model, then
+  its request model), and ``price_version`` is set whenever a cost is computed; a call that
+  carries a cost keeps it (and its ``price_version``).
+- **Fan-out.** Sinks receive calls in the order they were given. A :class:`SyncSink` (it takes
+  calls without waiting: a ``MemoryStore``, the metrics, the exporters' queues) is called
+  directly, so a call that reaches only such sinks costs no coroutine; the others are awaited
+  (their ``emit`` may wait only for room: backpressure). A failing sink is counted in
+  :attr:`Pipeline.errors` and logged once; it never reaches the producer nor stops the others.
+- **Flush and close order.** :meth:`Pipeline.flush` flushes every sink in order;
+  :meth:`Pipeline.aclose` closes the sinks the pipeline owns and flushes the ones lent to it (a
+  store passed to a tracer or a collector is flushed, never closed: its owner closes it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
+
+from ._batching import Retryable, report_internal_error
+from ._exceptions import ConfigError, StoreClosedError
+from ._record import LLMCall
+from ._rows import FIELDS, Rows
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Generator, Mapping, Sequence
+
+    from ._pricing import ModelPricing, PriceTable
+
+__all__ = [
+    "MAX_NEW_PRICES_PER_BATCH",
+    "Pipeline",
+    "Sink",
+    "SyncSink",
+    "price_record",
+    "resolve_price_table",
+]
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Somewhere finished :class:`~asynctelemetry.LLMCall` records go: a store, an exporter, the
+    metrics, a list of your own.
+
+    Implement the three methods to plug your own destination into a tracer (``sinks=``), a
+    collector (``sinks=``) or :func:`~asynctelemetry.replay`. Every store is a sink.
+    """
+
+    async def emit(self, calls: Sequence[LLMCall]) -> None:
+        """Take records. Must be quick: queue slow work; await only to apply backpressure."""
+
+    async def flush(self) -> None:
+        """Return once everything emitted before has been delivered."""
+
+    async def aclose(self) -> None:
+        """Flush what can be flushed and release resources. Idempotent."""
+
+
+@runtime_checkable
+class SyncSink(Sink, Protocol):
+    """A :class:`Sink` that also takes calls synchronously, without ever waiting.
+
+    The pipeline calls :meth:`emit_nowait` instead of awaiting :meth:`Sink.emit`, which keeps
+    the tracer's hot path free of coroutines. Implement it only when taking calls is a memory
+    operation (an in-memory ring, counters, a bounded queue that drops rather than waits).
+    """
+
+    def emit_nowait(self, calls: Sequence[LLMCall]) -> None:
+        """Take records now (the same effect as ``await emit(calls)``)."""
+
+
+_COST: Final = FIELDS.index("cost_usd")
+_VERSION: Final = FIELDS.index("price_version")
+_PRICING_INPUTS: Final = (
+    "model",
+    "request_model",
+    "provider",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_creation_tokens",
+    "reasoning_tokens",
+)
+_MODEL, _REQUEST_MODEL, _PROVIDER = (FIELDS.index(name) for name in _PRICING_INPUTS[:3])
+_TOKENS: Final = itemgetter(*(FIELDS.index(name) for name in _PRICING_INPUTS[3:]))
+#: Longest run of pricing between two returns to the event loop, in seconds.
+PRICE_SLICE_SECONDS: Final = 0.003
+#: Most model names not resolved before that one batch may have the price table resolve.
+MAX_NEW_PRICES_PER_BATCH: Final = 256
+if _VERSION != _COST + 1:  # rows are priced by replacing the two adjacent slots
+    raise RuntimeError("LLMCall.price_version must follow cost_usd")
+
+
+def resolve_price_table(arg: Any) -> PriceTable:
+    """A :class:`PriceTable` from ``price_table=``: a table, a dict of overrides, or None."""
+    from ._pricing import PriceTable
+
+    if arg is None:
+        return PriceTable.default()
+    if isinstance(arg, PriceTable):
+        return arg
+    if isinstance(arg, dict) or hasattr(arg, "items"):
+        return PriceTable.default().with_overrides(arg)
+    raise ConfigError(
+        f"price_table must be a PriceTable or a dict of ModelPricing, not {type(arg).__name__}"
+    )
+
+
+def _cost(
+    table: PriceTable,
+    model: str,
+    request_model: str | None,
+    provider: str | None,
+    tokens: Sequence[int | None],
+) -> float | None:
+    """The one rule's cost, or None (unknown models; a table's bug, logged once)."""
+    try:
+        cost = table.price_call(model, request_model, provider, *tokens)
+    except Exception as exc:  # a price table's bug must not lose the call
+        report_internal_error("pricing a call", exc)
+        return None
+    return cost if cost is not None and 0 <= cost < math.inf else None
+
+
+def price_record(call: LLMCall, table: PriceTable) -> LLMCall:
+    """``call`` priced by ``table`` when it has no cost (a new record), else ``call`` itself."""
+    if call.cost_usd is not None:
+        return call
+    data = call.__dict__
+    cost = _cost(
+        table,
+        call.model,
+        call.request_model,
+        call.provider,
+        [data[name] for name in _PRICING_INPUTS[3:]],
+    )
+    if cost is None:
+        return call
+    return LLMCall._adopt({**data, "cost_usd": cost, "price_version": table.version})
+
+
+class _Budget:
+    """New model names one batch may have the table resolve (:data:`MAX_NEW_PRICES_PER_BATCH`):
+    a name resolved before, found or not, is a dictionary hit and costs nothing; a new one costs
+    up to ~2 ms, so a batch naming thousands of new models must not hold the loop for seconds.
+    Calls past the budget stay unpriced (``asynctelemetry reprice`` can price them later) and
+    are counted."""
+
+    __slots__ = ("left", "skipped", "table")
+
+    def __init__(self, table: PriceTable) -> None:
+        self.table = table
+        self.left = MAX_NEW_PRICES_PER_BATCH
+        self.skipped = 0
+
+    def allows(self, model: str, request_model: str | None, provider: str | None) -> bool:
+        known = self.table.is_resolved
+        if known(model, provider) and (
+            not request_model or request_model == model or known(request_model, provider)
+        ):
+            return True
+        if self.left <= 0:
+            self.skipped += 1
+            return False
+        self.left -= 1
+        return True
+
+
+def _pricing(
+    calls: Sequence[LLMCall], budget: _Budget, seconds: float
+) -> Generator[None, None, Sequence[LLMCall]]:
+    """Price every call of ``calls`` that has no cost, pausing (``yield``) whenever ``seconds``
+    of work were spent since the last pause; returns the calls (the same object when none
+    changed; a collector's :class:`Rows` stay rows)."""
+    clock = time.perf_counter
+    deadline = clock() + seconds
+    table = budget.table
+    version = table.version
+    rows = calls.rows if isinstance(calls, Rows) else None
+    items: Sequence[Any] = calls if rows is None else rows
+    out: list[Any] | None = None
+    priced: Any
+    for i, item in enumerate(items):
+        if not i & 63 and clock() >= deadline:  # a new name costs ~2 ms: look often
+            yield
+            deadline = clock() + seconds
+        if rows is None:
+            if item.cost_usd is not None:
+                continue
+            model, request_model, provider = item.model, item.request_model, item.provider
+        else:
+            if item[_COST] is not None:
+                continue
+            model, request_model, provider = item[_MODEL], item[_REQUEST_MODEL], item[_PROVIDER]
+        if not budget.allows(model, request_model, provider):
+            continue
+        if rows is None:
+            priced = price_record(item, table)
+            if priced is item:
+                continue
+        else:
+            cost = _cost(table, model, request_model, provider, _TOKENS(item))
+            if cost is None:
+                continue
+            priced = (*item[:_COST], cost, version, *item[_VERSION + 1 :])
+        if out is None:
+            out = list(items)
+        out[i] = priced
+    if out is None:
+        return calls
+    return out if rows is None else Rows(out)
+
+
+class Pipeline:
+    """Prices calls once and hands them to sinks; owns flush and close order.
+
+    Args:
+        sinks: where calls go, in order.
+        price_table: a :class:`~asynctelemetry.PriceTable`, a dict of model name to
+            :class:`~asynctelemetry.ModelPricing` overriding the default table, or None (the
+            default table, loaded on first use).
+        owned: the sinks among ``sinks`` that :meth:`aclose` closes; the others it flushes.
+        primary: a sink whose failure fails the whole :meth:`emit` as a
+            :class:`~asynctelemetry._batching.Retryable` instead of being counted (the
+            collector's store: the client is told to send the calls again).
+
+    Raises:
+        ConfigError: a sink that is not a :class:`Sink`, or a bad ``price_table``.
+    """
+
+    def __init__(
+        self,
+        sinks: Sequence[Sink] = (),
+        *,
+        price_table: PriceTable | Mapping[str, ModelPricing] | None = None,
+        owned: Sequence[Sink] = (),
+        primary: Sink | None = None,
+    ) -> None:
+        # None: the default table, made on first use (reading genai-prices takes a while).
+        self._table = None if price_table is None else resolve_price_table(price_table)
+        self._sinks: tuple[Sink, ...] = ()
+        self._nowait: tuple[tuple[Sink, Any], ...] = ()
+        self._awaited: tuple[Sink, ...] = ()
+        self._owned = list(owned)
+        self._primary = primary
+        #: Sink failures counted (and logged once per sink and kind).
+        self.errors = 0
+        #: Calls left unpriced because their batch had resolved its share of new model names.
+        self.pricing_skipped = 0
+        for sink in sinks:
+            self.add(sink)
+
+    # -- configuration --------------------------------------------------------------------------
+    @property
+    def sinks(self) -> tuple[Sink, ...]:
+        """The sinks, in the order they receive calls."""
+        return self._sinks
+
+    @property
+    def price_table(self) -> PriceTable:
+        """The table that prices calls without a cost."""
+        if self._table is None:
+            self._table = resolve_price_table(None)
+        return self._table
+
+    async def warm(self) -> None:
+        """Load the price data in a thread (about a second of imports on its first lookup), so
+        that the first call priced on the loop does not wait for it."""
+        table = self.price_table
+        try:
+            await asyncio.to_thread(table.price_call, "gpt-4o")
+        except Exception:  # a broken table reports itself on its first real call
+            pass
+
+    def add(self, sink: Sink, *, owned: bool = False) -> None:
+        """Append a sink (closed by :meth:`aclose` when ``owned``, else only flushed).
+
+        Raises:
+            ConfigError: ``sink`` does not implement :class:`Sink`.
+        """
+        if not isinstance(sink, Sink):
+            raise ConfigError(
+                f"{type(sink).__name__} is not a sink: it needs async emit(calls), flush() "
+                "and aclose() (every store has them)"
+            )
+        self._sinks = (*self._sinks, sink)
+        if isinstance(sink, SyncSink):
+            self._nowait = (*self._nowait, (sink, sink.emit_nowait))
+        else:
+            self._awaited = (*self._awaited, sink)
+        if owned:
+            self._owned.append(sink)
+
+    # -- pricing --------------------------------------------------------------------------------
+    def record(self, fields: dict[str, Any]) -> LLMCall:
+        """The priced record of a complete field dict the producer filled (and gives away).
+
+        The tracer's hot path: pricing the dict before it becomes a record costs no copy. Hand
+        the record on with :meth:`submit_priced`.
+        """
+        if fields["cost_usd"] is None:
+            table = self._table or self.price_table
+            try:
+                cost = table.price_call(
+                    fields["model"],
+                    fields["request_model"],
+                    fields["provider"],
+                    fields["input_tokens"],
+                    fields["output_tokens"],
+                    fields["cached_input_tokens"],
+                    fields["cache_creation_tokens"],
+                    fields["reasoning_tokens"],
+                )
+            except Exception as exc:  # a price table's bug must not lose the call
+                report_internal_error("pricing a call", exc)
+                cost = None
+            if cost is not None and 0 <= cost < math.inf:
+                fields["cost_usd"] = cost
+                fields["price_version"] = table.version
+        return LLMCall._adopt(fields)
+
+    def price(self, calls: Sequence[LLMCall]) -> Sequence[LLMCall]:
+        """``calls`` with every call that has no cost priced (records that change are copies).
+
+        At most :data:`MAX_NEW_PRICES_PER_BATCH` model names the table has not resolved before
+        are resolved per batch; calls past that stay unpriced, counted in
+        :attr:`pricing_skipped`.
+        """
+        steps = self._pricing(calls)
+        if steps is None:
+            return calls
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+
+    async def price_in_slices(self, calls: Sequence[LLMCall]) -> Sequence[LLMCall]:
+        """:meth:`price` for the event loop: it gets control back every
+        :data:`PRICE_SLICE_SECONDS` of work (resolving a new model name is the slow part)."""
+        steps = self._pricing(calls)
+        if steps is None:
+            return calls
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            await asyncio.sleep(0)
+
+    def _pricing(self, calls: Sequence[LLMCall]) -> Generator[None, None, Sequence[LLMCall]] | None:
+        if calls.__class__ is not Rows:
+            for call in calls:
+                if call.cost_usd is None:
+                    break
+            else:
+                return None  # every call carries its cost (the tracer's records)
+        budget = _Budget(self._table or self.price_table)
+        return self._counted(_pricing(calls, budget, PRICE_SLICE_SECONDS), budget)
+
+    def _counted(
+        self, steps: Generator[None, None, Sequence[LLMCall]], budget: _Budget
+    ) -> Generator[None, None, Sequence[LLMCall]]:
+        priced = yield from steps
+        self.pricing_skipped += budget.skipped
+        return priced
+
+    # -- fan-out --------------------------------------------------------------------------------
+    def submit(self, calls: Sequence[LLMCall]) -> Awaitable[None] | None:
+        """Price ``calls``, give them to the synchronous sinks now, and return an awaitable for
+        the others (``None`` when every sink took them already)."""
+        return self.submit_priced(self.price(calls))
+
+    def submit_priced(self, calls: Sequence[LLMCall]) -> Awaitable[None] | None:
+        """:meth:`submit` for records already priced by :meth:`record` (the tracer's path)."""
+        for sink, emit_nowait in self._nowait:
+            try:
+                emit_nowait(calls)
+            except Exception as exc:  # a sink's failure must not reach the caller's LLM call
+                if sink is self._primary and not isinstance(exc, StoreClosedError):
+                    raise Retryable(exc) from exc
+                self._failed(sink, "emit_nowait", exc)
+        return self._emit_to(calls) if self._awaited else None
+
+    async def emit(self, calls: Sequence[LLMCall]) -> None:
+        """Price ``calls`` (in slices: the loop gets control back every few milliseconds) and
+        give them to every sink (a pipeline is itself a sink)."""
+        pending = self.submit_priced(await self.price_in_slices(calls))
+        if pending is not None:
+            await pending
+
+    async def _emit_to(self, calls: Sequence[LLMCall]) -> None:
+        for sink in self._awaited:
+            try:
+                await sink.emit(calls)
+            except Retryable:
+                raise  # the sink asks for the whole emit again
+            except Exception as exc:  # a sink's failure must not reach the caller's LLM call
+                if sink is self._primary and not isinstance(exc, StoreClosedError):
+                    # The store is failing (down, full, locked): the caller keeps the batch and
+                    # tries again, rather than losing calls it already acknowledged.
+                    raise Retryable(exc) from exc
+                self._failed(sink, "emit", exc)
+
+    def _failed(self, sink: Sink, method: str, exc: Exception) -> None:
+        self.errors += 1
+        report_internal_error(f"sink {type(sink).__name__}.{method}", exc)
+
+    # -- flush and close ------------------------------------------------------------------------
+    async def flush(self) -> None:
+        """Flush every sink, in order; the first error is raised after all were tried."""
+        await self._each(lambda sink: sink.flush())
+
+    async def aclose(self) -> None:
+        """Close the owned sinks and flush the lent ones, in order; the first error is raised
+        after all were tried."""
+        owned = self._owned
+        await self._each(lambda sink: sink.aclose() if sink in owned else sink.flush())
+
+    async def _each(self, step: Any) -> None:
+        first: BaseException | None = None
+        for sink in self._sinks:
+            try:
+                await step(sink)
+            except Exception as exc:
+                first = first or exc
+        if first is not None:
+            raise first
