@@ -279,14 +279,25 @@ class CallHandle:
             self._apply(usage, add_tool_calls=False)
 
     def record_chunk(self, chunk: object) -> None:
-        """Take note of one streamed chunk: the first marks the first token; usage is kept."""
-        from ._usage import usage_from_chunk
+        """Take note of one streamed chunk: the first that carries output (text, reasoning, a
+        tool call; not an opening role-only frame) marks the first token; usage is kept."""
+        from ._usage import read_chunk
 
-        self.first_token()
-        usage = usage_from_chunk(chunk)
+        content, usage = read_chunk(chunk)
+        if content and self._first_token_ns is None:
+            self._first_token_ns = time.perf_counter_ns()
         if usage is not None:
             # A chunk reports the tool calls it starts: they add up over the stream.
             self._apply(usage, add_tool_calls=True)
+
+    def note_error(self, exc: BaseException) -> None:
+        """Keep the HTTP status of an exception that carries one (``status_code``, as the
+        OpenAI and Anthropic SDKs' ``APIStatusError`` and httpx's errors do)."""
+        code = getattr(exc, "status_code", None)
+        if code is None:
+            code = getattr(getattr(exc, "response", None), "status_code", None)
+        if code.__class__ is int and 100 <= code <= 599:
+            self.fields["status_code"] = code
 
     def _apply(self, usage: Any, *, add_tool_calls: bool) -> None:
         fields = self.fields

@@ -1,30 +1,42 @@
 """Streams: a traced call that ends exactly once, however its consumer leaves the stream.
 
-``tracer.wrap_stream(stream, call)`` wraps an async iterator of chunks. The first chunk marks the
-first token; usage chunks (OpenAI's final ``usage`` chunk, Anthropic's ``message_start`` and
+``tracer.wrap_stream(stream, call)`` wraps an async iterator of chunks. The first chunk that
+carries output (text, reasoning, a tool call; not an opening role-only frame) marks the first
+token; usage chunks (OpenAI's final ``usage`` chunk, Anthropic's ``message_start`` and
 ``message_delta`` events) fill the token counts. When the wrapper owns the call (the handle was
 not entered with ``async with``), it records the call exactly once:
 
 - the stream is exhausted: ``ok``;
-- the consumer ``break``s or drops the stream, or calls ``aclose()``: ``ok``, with what was
-  received (the usage seen so far);
-- the stream raises: ``error`` with the exception's class name (the exception propagates);
+- the consumer calls ``aclose()`` (or the instrumented SDK stream's ``close()``): ``ok``, with
+  what was received (the usage seen so far);
+- the consumer ``break``s and drops the stream: ``ok`` when the wrapper is garbage-collected, or
+  when the tracer closes if that comes first, timed to the last chunk the consumer took;
+- the stream raises: ``error`` with the exception's class name and HTTP status when it carries
+  one (the exception propagates);
 - the consuming task is cancelled while waiting for a chunk: ``cancelled`` (it propagates).
 
-When the handle is inside ``async with tracer.llm_call(...)``, the block's exit records the call
-and the wrapper only marks tokens and usage.
+The call is never the current span of the consumer's context: a stream may be finished in another
+task than the one that started it, and nothing is attached to a context that would have to be
+detached there. When the handle is inside ``async with tracer.llm_call(...)``, the block's exit
+records the call and the wrapper only marks tokens and usage.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from typing import TYPE_CHECKING, Generic, Self, TypeVar
 
+from ._batching import report_internal_error
+
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterable, AsyncIterator
+    from collections.abc import AsyncIterable, AsyncIterator, Callable
     from types import TracebackType
 
     from ._call import CallHandle
     from ._tracer import AsyncTracer
+    from ._usage import ChunkInfo
 
 __all__ = ["TracedStream"]
 
@@ -34,18 +46,56 @@ T = TypeVar("T")
 class TracedStream(Generic[T]):
     """An async iterator of chunks that records its call when the stream ends (see module doc)."""
 
-    __slots__ = ("_done", "_handle", "_iterator", "_owns", "_source", "_tracer")
+    __slots__ = (
+        "__weakref__",
+        "_busy",
+        "_done",
+        "_handle",
+        "_iterator",
+        "_last_ns",
+        "_loop",
+        "_on_end",
+        "_owns",
+        "_reader",
+        "_source",
+        "_thread",
+        "_tracer",
+    )
 
-    def __init__(self, tracer: AsyncTracer, stream: AsyncIterable[T], handle: CallHandle) -> None:
+    def __init__(
+        self,
+        tracer: AsyncTracer,
+        stream: AsyncIterable[T],
+        handle: CallHandle,
+        *,
+        owns: bool | None = None,
+        reader: Callable[[object], ChunkInfo] | None = None,
+        on_end: Callable[[CallHandle], None] | None = None,
+    ) -> None:
         self._tracer = tracer
         self._source = stream
         self._iterator: AsyncIterator[T] = stream.__aiter__()
         self._handle = handle
-        # A handle not yet entered is ours to begin and to end.
-        self._owns = not handle._start_ns and not handle._ended
+        self._reader = reader
+        self._on_end = on_end
         self._done = False
-        if self._owns:
+        self._busy = False
+        # A handle not yet entered is ours to begin and to end; ``owns=True`` takes over one that
+        # was begun elsewhere (the instrumented SDK call that returned this stream).
+        begin = not handle._start_ns and not handle._ended
+        self._owns = begin if owns is None else owns
+        if begin and self._owns:
             tracer._begin(handle)
+        if handle._token is not None and self._owns:
+            tracer._detach(handle)  # never current in a context: see the module docstring
+        self._last_ns = 0
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+        self._thread = threading.get_ident()
+        if self._owns:
+            tracer._streams.add(self)
 
     @property
     def call(self) -> CallHandle:
@@ -56,17 +106,30 @@ class TracedStream(Generic[T]):
         return self
 
     async def __anext__(self) -> T:
-        if self._done:
-            raise StopAsyncIteration
+        if self._done:  # recorded already: the source still answers (or raises) as it would
+            return await self._iterator.__anext__()
+        self._busy = True
         try:
             chunk = await self._iterator.__anext__()
         except StopAsyncIteration:
             await self._end(None)
             raise
         except BaseException as exc:
+            self._handle.note_error(exc)
             await self._end(type(exc))
             raise
-        self._handle.record_chunk(chunk)
+        finally:
+            self._busy = False
+        reader = self._reader
+        if reader is None:
+            self._handle.record_chunk(chunk)
+        else:
+            content, usage = reader(chunk)
+            if content and self._handle._first_token_ns is None:
+                self._handle._first_token_ns = time.perf_counter_ns()
+            if usage is not None:
+                self._handle._apply(usage, add_tool_calls=True)
+        self._last_ns = time.perf_counter_ns()
         return chunk
 
     async def aclose(self) -> None:
@@ -80,6 +143,12 @@ class TracedStream(Generic[T]):
         finally:
             await self._end(None)
 
+    async def closed_by_consumer(self) -> None:
+        """The consumer closed what this stream reads from (an SDK stream's ``close()``): record
+        the call now, unless a read in progress is about to end it with its own outcome."""
+        if not self._busy:
+            await self._end(None)
+
     async def __aenter__(self) -> Self:
         return self
 
@@ -91,27 +160,78 @@ class TracedStream(Generic[T]):
     ) -> None:
         await self.aclose()
 
+    def _settle(self) -> None:
+        if self._owns:
+            self._tracer._streams.discard(self)
+            if self._on_end is not None:
+                try:
+                    self._on_end(self._handle)
+                except Exception as exc:
+                    report_internal_error("finishing a traced stream", exc)
+
     async def _end(self, exc_type: type[BaseException] | None) -> None:
         if self._done:
             return
         self._done = True
         if not self._owns:
             return
+        self._settle()
         record = self._tracer._finish(self._handle, exc_type)
         if record is not None:
             pending = self._tracer.pipeline.submit_priced((record,))
             if pending is not None:
                 await pending
 
-    def __del__(self) -> None:
-        # Dropped without being exhausted or closed (a ``break`` in ``async for``): the call is
-        # over for the consumer, so it is recorded now, as ok with what was received.
+    def abandoned(self) -> None:
+        """Record the call as the consumer left it (ok, what was received, timed to the last
+        chunk taken): the stream was dropped, or the tracer is closing. Synchronous; the async
+        sinks get the record from a background task."""
         if self._done or not self._owns:
             return
         self._done = True
-        record = self._tracer._finish(self._handle, None)
-        if record is None:
+        self._settle()
+        _record_abandoned(self._tracer, self._handle, self._last_ns)
+
+    def __del__(self) -> None:
+        # Dropped without being exhausted or closed (a ``break`` in ``async for``): the call is
+        # over for the consumer, so it is recorded now, on the loop's thread.
+        if self._done or not self._owns:
             return
-        pending = self._tracer.pipeline.submit_priced((record,))
-        if pending is not None:
-            self._tracer._spawn(pending)
+        self._done = True
+        loop = self._loop
+        if loop is not None and threading.get_ident() != self._thread and not loop.is_closed():
+            # Collected on another thread than the loop's: finish on the loop.
+            try:
+                loop.call_soon_threadsafe(
+                    _finish_dropped, self._tracer, self._handle, self._on_end, self._last_ns
+                )
+                return
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+        _finish_dropped(self._tracer, self._handle, self._on_end, self._last_ns)
+
+
+def _finish_dropped(
+    tracer: AsyncTracer,
+    handle: CallHandle,
+    on_end: Callable[[CallHandle], None] | None,
+    last_ns: int,
+) -> None:
+    if on_end is not None:
+        try:
+            on_end(handle)
+        except Exception as exc:
+            report_internal_error("finishing a traced stream", exc)
+    _record_abandoned(tracer, handle, last_ns)
+
+
+def _record_abandoned(tracer: AsyncTracer, handle: CallHandle, last_ns: int) -> None:
+    duration = None
+    if last_ns and handle._start_ns:
+        duration = (last_ns - handle._start_ns) / 1e6
+    record = tracer._finish(handle, None, duration_ms=duration)
+    if record is None:
+        return
+    pending = tracer.pipeline.submit_priced((record,))
+    if pending is not None:
+        tracer._spawn(pending)

@@ -22,6 +22,7 @@ import inspect
 import random
 import time
 import warnings
+import weakref
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, cast
 
@@ -29,6 +30,7 @@ from opentelemetry.trace import get_current_span
 
 from ._batching import BatchQueue, Retryable, RetryPolicy, finish, report_internal_error
 from ._call import CallHandle, check_millis, check_text
+from ._context import CallContext, current_scope
 from ._conventions import call_attributes, span_name
 from ._exceptions import ConfigError, StoreClosedError
 from ._pipeline import Pipeline, Sink
@@ -58,6 +60,7 @@ _current: contextvars.ContextVar[tuple[str, str, object] | None] = contextvars.C
 )
 _getrandbits = random.getrandbits
 T = TypeVar("T")
+C = TypeVar("C")
 
 
 def _span_id() -> str:
@@ -166,6 +169,8 @@ class AsyncTracer:
         exporters = _exporters(otlp_endpoint, otlp_http_endpoint, console, resource, otlp_headers)
         for sink in (*exporters, *sinks):
             self.pipeline.add(sink if sampler is None else _SampledSink(sink, sampler), owned=True)
+        #: Streams whose call is still open (recorded as abandoned when the tracer closes).
+        self._streams: weakref.WeakSet[TracedStream[Any]] = weakref.WeakSet()
         self._sdk_tracer: Any = None
         self._span_processor: _AsyncSpanProcessor | None = None
         if custom_exporter is not None or tracer_provider is not None:
@@ -232,6 +237,14 @@ class AsyncTracer:
         """
         if self._closed:
             raise StoreClosedError("AsyncTracer is closed")
+        scope = current_scope.get()
+        if scope is not None:  # inside tracer.context(...): explicit arguments win
+            if session_id is None:
+                session_id = scope.session_id
+            if route_name is None:
+                route_name = scope.route_name
+            if scope.attributes:
+                attributes = {**scope.attributes, **attributes}
         if (  # one cheap test on the hot path; the slow one says what is wrong, or normalises
             model.__class__ is not str
             or not 0 < len(model) <= MAX_MODEL_LENGTH
@@ -282,6 +295,50 @@ class AsyncTracer:
             fields.setdefault("operation", "stream")
             call = self.llm_call(model=model, provider=provider, **fields)
         return TracedStream(self, stream, call)
+
+    def instrument(self, client: C) -> C:
+        """Trace every call an ``openai.AsyncOpenAI`` (or ``AsyncAzureOpenAI``) or
+        ``anthropic.AsyncAnthropic`` client makes, streams included: one record per call.
+
+        Only this client instance (and the copies ``with_options()`` makes of it) is changed;
+        what its methods return is untouched. See ``docs/instrumenting.md``.
+
+        Returns:
+            The same client.
+
+        Raises:
+            ConfigError: a synchronous client (the message names the async class to use), an
+                object that is not a supported client, or a client another tracer instruments.
+            StoreClosedError: the tracer was closed.
+        """
+        if self._closed:
+            raise StoreClosedError("AsyncTracer is closed")
+        from ._instrument import instrument
+
+        return instrument(self, client)
+
+    def uninstrument(self, client: object) -> None:
+        """Stop tracing ``client`` (streams already returned keep being traced). Idempotent."""
+        from ._instrument import uninstrument
+
+        uninstrument(self, client)
+
+    def context(
+        self,
+        *,
+        session_id: str | None = None,
+        route_name: str | None = None,
+        **attributes: str | int | float | bool,
+    ) -> CallContext:
+        """A ``with`` / ``async with`` block whose values every call started inside carries.
+
+        Follows ``await`` and tasks created inside the block (contextvars); blocks nest, and
+        arguments given to ``llm_call`` win over the block's.
+
+        Raises:
+            ConfigError: a value of the wrong type, or text that no record may hold.
+        """
+        return CallContext(session_id, route_name, attributes)
 
     async def record_chat_span(
         self,
@@ -356,6 +413,8 @@ class AsyncTracer:
         await finish(self._close_task)
 
     async def _close(self) -> None:
+        for stream in list(self._streams):  # streams still open: recorded as left so far
+            stream.abandoned()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         try:

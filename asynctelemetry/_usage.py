@@ -19,7 +19,17 @@ from typing import Any, Final
 
 from ._record import MAX_TOKENS
 
-__all__ = ["SHAPES", "Usage", "usage_from_chunk", "usage_from_response"]
+__all__ = [
+    "SHAPES",
+    "ChunkInfo",
+    "Usage",
+    "read_anthropic_event",
+    "read_chunk",
+    "read_openai_chat_chunk",
+    "read_responses_event",
+    "usage_from_chunk",
+    "usage_from_response",
+]
 
 _TOKEN_FIELDS: Final = (
     "input_tokens",
@@ -222,38 +232,170 @@ def usage_from_chunk(chunk: object) -> Usage | None:
     input side, ``message_delta`` for output, ``content_block_start`` for tool calls) and Google
     GenAI chunks. Returns ``None`` for events that say nothing about usage or tool calls.
     """
+    return read_chunk(chunk)[1]
+
+
+#: ``(carries output, usage)`` of one streamed chunk; see :func:`read_chunk`.
+ChunkInfo = tuple[bool, Usage | None]
+_NOTHING: Final[ChunkInfo] = (False, None)
+_CONTENT: Final[ChunkInfo] = (True, None)
+_ANTHROPIC_EVENTS: Final = frozenset(
+    {
+        "message_start",
+        "message_delta",
+        "message_stop",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "ping",
+        "error",
+    }
+)
+#: Responses API events that end a response and carry it whole (usage, output, model).
+_RESPONSES_FINAL: Final = frozenset(
+    {"response.completed", "response.incomplete", "response.failed"}
+)
+
+
+def read_chunk(chunk: object) -> ChunkInfo:
+    """Whether one streamed chunk carries output (the first such chunk is the first token), and
+    the usage it reports, for any provider's chunk shape.
+
+    Output is text, a refusal, reasoning, audio or a tool call; an opening frame that only names
+    the role, a keep-alive or a usage-only chunk carries none. A chunk of a shape this module does
+    not know counts as output (every chunk is a token), with no usage.
+    """
     if chunk is None:
-        return None
+        return _NOTHING
     kind = _type_of(chunk)
-    if kind == "message_start":
-        message = _get(chunk, "message")
-        usage = _read(_get(message, "usage"), SHAPES["anthropic"])
-        usage.response_model = _str(_get(message, "model"))
-        return _nonempty(usage)
-    if kind == "message_delta":
-        return _nonempty(_read(_get(chunk, "usage"), SHAPES["anthropic"]))
-    if kind == "content_block_start":
-        block = _get(chunk, "content_block")
-        return Usage(tool_calls=1) if _type_of(block) in _ANTHROPIC_TOOL_BLOCKS else None
-    if kind.startswith("response."):
-        if kind in ("response.completed", "response.incomplete", "response.failed"):
-            return usage_from_response(_get(chunk, "response"))
-        return None
-    if _get(chunk, "usage_metadata") is not None:
-        return _nonempty(usage_from_response(chunk))
-    # OpenAI Chat Completions chunk: usage only on the last one; tool calls begin with an id.
+    if kind:
+        if kind.startswith("response."):
+            return read_responses_event(chunk)
+        if kind in _ANTHROPIC_EVENTS:
+            return read_anthropic_event(chunk)
+    if _get(chunk, "usage_metadata") is not None or _get(chunk, "candidates") is not None:
+        has_parts = any(
+            _items(_get(_get(candidate, "content"), "parts"))
+            for candidate in _items(_get(chunk, "candidates"))
+        )
+        return has_parts, _nonempty(usage_from_response(chunk))
+    if _get(chunk, "choices") is not None or _get(chunk, "usage") is not None:
+        return read_openai_chat_chunk(chunk)
+    return _CONTENT
+
+
+def read_openai_chat_chunk(chunk: object) -> ChunkInfo:
+    """One OpenAI Chat Completions chunk (and OpenAI-compatible APIs): output in any choice's
+    delta (content, refusal, reasoning, audio, tool calls); usage on the last chunk
+    (``stream_options={"include_usage": True}``); tool calls that start (they carry an id); the
+    answering model on the opening frame (the one that names the role) and the usage chunk."""
+    if _HOW.get(type(chunk)) == _PYDANTIC:
+        fast = _chat_model_chunk(chunk)
+        if fast is not None:
+            return fast
+    content = False
+    opening = False
     started = 0
     for choice in _items(_get(chunk, "choices")):
-        for call in _items(_get(_get(choice, "delta"), "tool_calls")):
-            if _get(call, "id"):
-                started += 1
+        delta = _get(choice, "delta")
+        if delta is None:
+            continue
+        if _get(delta, "role"):
+            opening = True
+        calls = _items(_get(delta, "tool_calls"))
+        if calls:
+            content = True
+            for call in calls:
+                if _get(call, "id"):
+                    started += 1
+        elif not content:
+            for name in _CHAT_DELTA_OUTPUT:
+                if _get(delta, name):
+                    content = True
+                    break
     block = _get(chunk, "usage")
     if block is not None and not isinstance(block, (str, bytes, int, float)):
         usage = _read(block, SHAPES["openai_chat"])
         usage.response_model = _str(_get(chunk, "model"))
         usage.tool_calls = started
-        return _with_total(usage)
-    return Usage(tool_calls=started) if started else None
+        return content, _with_total(usage)
+    if started or opening:  # the opening frame names the model that answers
+        return content, Usage(tool_calls=started, response_model=_str(_get(chunk, "model")))
+    return content, None
+
+
+def _chat_model_chunk(chunk: Any) -> ChunkInfo | None:
+    """:func:`read_openai_chat_chunk` for an SDK (pydantic) chunk whose choices and deltas are
+    models too, reading their fields straight from ``__dict__`` (every chunk of every stream
+    comes through here); ``None`` for anything else, which the general path reads."""
+    content = opening = False
+    started = 0
+    for choice in chunk.__dict__.get("choices") or ():
+        if _HOW.get(type(choice)) != _PYDANTIC:
+            return None
+        delta = choice.__dict__.get("delta")
+        if delta is None:
+            continue
+        if _HOW.get(type(delta)) != _PYDANTIC:
+            return None
+        values = delta.__dict__
+        if values.get("role"):
+            opening = True
+        calls = values.get("tool_calls")
+        if calls:
+            content = True
+            started += sum(1 for call in calls if _get(call, "id"))
+        elif not content:
+            extra = delta.__pydantic_extra__
+            for name in _CHAT_DELTA_OUTPUT:
+                if values.get(name) or (extra and extra.get(name)):
+                    content = True
+                    break
+    if chunk.__dict__.get("usage") is not None:
+        return None  # the last chunk: the general path reads its usage
+    if started or opening:
+        model = chunk.__dict__.get("model")
+        return content, Usage(tool_calls=started, response_model=_str(model))
+    return (True, None) if content else _NOTHING
+
+
+#: Fields of a chat delta that carry output (``reasoning_content``: DeepSeek and other
+#: OpenAI-compatible APIs that stream reasoning).
+_CHAT_DELTA_OUTPUT: Final = ("content", "refusal", "function_call", "audio", "reasoning_content")
+
+
+def read_responses_event(event: object) -> ChunkInfo:
+    """One OpenAI Responses API event: ``*.delta`` events and tool-call items that start carry
+    output; ``response.completed`` (or incomplete, failed) carries usage, model and tool calls."""
+    kind = _type_of(event)
+    if kind.endswith(".delta"):
+        return _CONTENT
+    if kind in _RESPONSES_FINAL:
+        return False, usage_from_response(_get(event, "response"))
+    if kind == "response.output_item.added":
+        return _type_of(_get(event, "item")).endswith(_RESPONSES_TOOL_SUFFIX), None
+    return _NOTHING
+
+
+def read_anthropic_event(event: object) -> ChunkInfo:
+    """One Anthropic Messages event: deltas and tool-use blocks carry output; ``message_start``
+    reports the input side of usage and the model, ``message_delta`` the output side."""
+    kind = _type_of(event)
+    if kind == "content_block_delta":
+        return _CONTENT
+    if kind == "message_delta":
+        return False, _nonempty(_read(_get(event, "usage"), SHAPES["anthropic"]))
+    if kind == "content_block_start":
+        block = _get(event, "content_block")
+        if _type_of(block) in _ANTHROPIC_TOOL_BLOCKS:
+            return True, Usage(tool_calls=1)
+        return bool(_get(block, "text")), None
+    if kind == "message_start":
+        message = _get(event, "message")
+        usage = _read(_get(message, "usage"), SHAPES["anthropic"])
+        usage.response_model = _str(_get(message, "model"))
+        return False, _nonempty(usage)
+    return _NOTHING
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -274,13 +416,47 @@ def _get(obj: object, name: str) -> Any:
     """``obj[name]`` or ``obj.name``, trying the camelCase spelling too; ``None`` if absent."""
     if obj is None:
         return None
-    if type(obj) is dict or isinstance(obj, Mapping):  # dict first: ABC checks are slow
-        value = obj.get(name)
-        return obj.get(_camel(name)) if value is None and "_" in name else value
+    kind = type(obj)
+    if kind is dict:
+        value = obj.get(name)  # type: ignore[attr-defined]
+        return obj.get(_camel(name)) if value is None and "_" in name else value  # type: ignore[attr-defined]
+    how = _HOW.get(kind)
+    if how is None:
+        how = _HOW[kind] = _how_to_read(kind)
+    if how == _PYDANTIC:
+        # Fields live in __dict__, extra fields in __pydantic_extra__: a failed getattr on an SDK
+        # model costs microseconds (its __getattr__ raises), a dict miss costs nothing.
+        fields = obj.__dict__
+        value = fields.get(name)
+        if value is None:
+            extra = obj.__pydantic_extra__  # type: ignore[attr-defined]
+            if extra:
+                value = extra.get(name)
+        return value
+    if how == _MAPPING:
+        value = obj.get(name)  # type: ignore[attr-defined]
+        return obj.get(_camel(name)) if value is None and "_" in name else value  # type: ignore[attr-defined]
     value = getattr(obj, name, None)
     if value is None and "_" in name:
         value = getattr(obj, _camel(name), None)
     return value
+
+
+_PYDANTIC: Final = 1
+_MAPPING: Final = 2
+_OBJECT: Final = 3
+#: How objects of each type are read (decided once per type: ABC checks are slow).
+_HOW: dict[type, int] = {}
+
+
+def _how_to_read(kind: type) -> int:
+    if isinstance(kind.__dict__.get("__pydantic_fields__"), dict) or (
+        hasattr(kind, "__pydantic_fields__") and hasattr(kind, "__pydantic_extra__")
+    ):
+        return _PYDANTIC
+    if issubclass(kind, Mapping):
+        return _MAPPING
+    return _OBJECT
 
 
 def _tokens(value: object) -> int | None:
@@ -368,6 +544,8 @@ def _type_of(item: object) -> str:
 
 
 def _items(value: object) -> Sequence[Any]:
+    if value is None:
+        return ()
     if type(value) is list or type(value) is tuple:
         return value
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):

@@ -10,7 +10,7 @@ import genai_prices
 import pytest
 
 from asynctelemetry import PriceTable, Usage, usage_from_response
-from asynctelemetry._usage import usage_from_chunk
+from asynctelemetry._usage import read_chunk, usage_from_chunk
 
 
 def ns(value: Any) -> Any:
@@ -440,3 +440,62 @@ def test_merge_rules() -> None:
     )  # merge returns a new object
     assert first.merge(None) == first and first.merge(None) is not first
     assert first.merge(Usage(total_tokens=99)).total_tokens == 99
+
+
+def _chat(delta: dict[str, Any]) -> dict[str, Any]:
+    return {"object": "chat.completion.chunk", "model": "m", "choices": [{"delta": delta}]}
+
+
+@pytest.mark.parametrize("as_object", [False, True], ids=["dict", "object"])
+@pytest.mark.parametrize(
+    ("chunk", "carries_output"),
+    [
+        pytest.param(_chat({"role": "assistant", "content": ""}), False, id="chat role frame"),
+        pytest.param(_chat({"content": "Hi"}), True, id="chat content"),
+        pytest.param(OPENAI_STREAM[0], True, id="chat tool call"),
+        pytest.param(_chat({"refusal": "no"}), True, id="chat refusal"),
+        pytest.param(_chat({"reasoning_content": "hmm"}), True, id="chat reasoning"),
+        pytest.param(_chat({}), False, id="chat finish frame"),
+        pytest.param(OPENAI_STREAM[-1], False, id="chat usage chunk"),
+        pytest.param(ANTHROPIC_STREAM[0], False, id="message_start"),
+        pytest.param({"type": "ping"}, False, id="ping"),
+        pytest.param(ANTHROPIC_STREAM[1], False, id="empty text block"),
+        pytest.param(ANTHROPIC_STREAM[2], True, id="text delta"),
+        pytest.param(ANTHROPIC_STREAM[4], True, id="tool_use block"),
+        pytest.param(ANTHROPIC_STREAM[6], False, id="message_delta"),
+        pytest.param(RESPONSES_STREAM[0], False, id="response.created"),
+        pytest.param(RESPONSES_STREAM[1], True, id="output_text.delta"),
+        pytest.param(
+            {"type": "response.output_item.added", "item": {"type": "function_call"}},
+            True,
+            id="function_call item",
+        ),
+        pytest.param(
+            {"type": "response.output_item.added", "item": {"type": "message"}},
+            False,
+            id="message item",
+        ),
+        pytest.param(RESPONSES_STREAM[2], False, id="response.completed"),
+        pytest.param(GOOGLE_STREAM[0], True, id="google parts"),
+    ],
+)
+def test_first_token_is_the_first_chunk_with_output(
+    chunk: Any, carries_output: bool, as_object: bool
+) -> None:
+    """read_chunk tells chunks that carry output (the first one is the first token) from
+    opening, keep-alive and usage-only frames."""
+    content, _ = read_chunk(ns(chunk) if as_object else chunk)
+    assert content is carries_output
+
+
+def test_unknown_chunks_count_as_output() -> None:
+    """A chunk of a shape not known here is a token (wrap_stream over anything)."""
+    assert read_chunk(42) == (True, None)
+    assert read_chunk("text") == (True, None)
+    assert read_chunk(None) == (False, None)
+
+
+def test_the_opening_chat_frame_names_the_model() -> None:
+    """The role frame reports the answering model even when no usage chunk follows."""
+    _, usage = read_chunk(_chat({"role": "assistant", "content": ""}))
+    assert usage is not None and usage.response_model == "m" and usage.input_tokens is None

@@ -1,0 +1,60 @@
+"""Client instrumentation: ``tracer.instrument(client)`` and ``tracer.uninstrument(client)``.
+
+Layer 5 (producer). Which SDK a client belongs to is decided from the modules already imported
+(a client of an SDK means that SDK is imported), so neither SDK is ever imported here. The shared
+wrapping is :mod:`._hook`; :mod:`._openai` and :mod:`._anthropic` say which routes are traced.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .._exceptions import ConfigError
+from . import _anthropic, _openai
+from ._hook import install, installed_tracer, remove
+
+if TYPE_CHECKING:
+    from .._tracer import AsyncTracer
+
+__all__ = ["installed_tracer", "instrument", "uninstrument"]
+
+C = TypeVar("C")
+_SUPPORTED = "openai.AsyncOpenAI, openai.AsyncAzureOpenAI or anthropic.AsyncAnthropic"
+
+
+def instrument(tracer: AsyncTracer, client: C) -> C:
+    """Trace ``client``'s calls with ``tracer`` (see :meth:`AsyncTracer.instrument`)."""
+    openai = sys.modules.get("openai")
+    if openai is not None and isinstance(client, openai.AsyncOpenAI):
+        install(tracer, client, _openai.api_for(openai, client))
+        return client
+    anthropic = sys.modules.get("anthropic")
+    if anthropic is not None and isinstance(client, anthropic.AsyncAnthropic):
+        install(tracer, client, _anthropic.api_for(anthropic, client))
+        return client
+    raise ConfigError(_refusal(client, openai, anthropic))
+
+
+def uninstrument(tracer: AsyncTracer, client: object) -> None:
+    """Stop tracing ``client`` (see :meth:`AsyncTracer.uninstrument`)."""
+    remove(tracer, client)
+
+
+def _refusal(client: object, openai: Any, anthropic: Any) -> str:
+    """The message for a client that cannot be instrumented: for a synchronous one, the async
+    class to use instead."""
+    kind = type(client)
+    name = f"{kind.__module__.split('.')[0]}.{kind.__name__}"
+    for module, sync_names in ((openai, ("AzureOpenAI", "OpenAI")), (anthropic, ("Anthropic",))):
+        if module is None:
+            continue
+        for sync_name in sync_names:
+            sync_class = getattr(module, sync_name, None)
+            if isinstance(sync_class, type) and isinstance(client, sync_class):
+                async_name = f"{module.__name__}.Async{sync_name}"
+                return (
+                    f"{name} is a synchronous client; asynctelemetry instruments async clients: "
+                    f"use {async_name} instead"
+                )
+    return f"instrument() takes an {_SUPPORTED} client, got {name}"

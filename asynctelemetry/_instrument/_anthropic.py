@@ -1,0 +1,52 @@
+"""The Anthropic SDK (``anthropic.AsyncAnthropic``): which calls are traced, and how their content
+is read when ``capture_content=True``. Usage is read by ``_usage`` only (cache reads and writes
+are added into ``input_tokens``, as records count them).
+
+Traced routes: ``/v1/messages`` (``messages.create`` plain and streamed, ``messages.stream()``,
+``messages.parse``) and the beta spelling ``/v1/messages?beta=true``. The SDK module is the
+caller's: nothing here imports it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .._usage import _get, _items, _type_of, read_anthropic_event
+from ._hook import INPUT_KEY, SYSTEM_KEY, Api, Route
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from types import ModuleType
+
+__all__ = ["api_for"]
+
+
+def _prompt(body: Mapping[str, Any]) -> dict[str, object]:
+    return {INPUT_KEY: body.get("messages"), SYSTEM_KEY: body.get("system")}
+
+
+def _chunk_text(event: object) -> str | None:
+    if _type_of(event) == "content_block_delta":
+        delta = _get(event, "delta")
+        if _type_of(delta) == "text_delta":
+            text = _get(delta, "text")
+            return text if isinstance(text, str) else None
+    return None
+
+
+def _output(message: object) -> str | None:
+    texts = [
+        text
+        for block in _items(_get(message, "content"))
+        if _type_of(block) == "text" and isinstance(text := _get(block, "text"), str)
+    ]
+    return "".join(texts) if texts else None
+
+
+MESSAGES = Route("chat", read_anthropic_event, _chunk_text, _prompt, _output)
+ROUTES = {"/v1/messages": MESSAGES, "/v1/messages?beta=true": MESSAGES}
+
+
+def api_for(anthropic: ModuleType, client: object) -> Api:
+    """The traced routes of an ``anthropic.AsyncAnthropic`` client."""
+    return Api("anthropic", ROUTES, anthropic.AsyncStream)

@@ -1,0 +1,87 @@
+"""The OpenAI SDK (``openai.AsyncOpenAI``, ``AsyncAzureOpenAI``): which calls are traced, and how
+their content is read when ``capture_content=True``. Usage is read by ``_usage`` only.
+
+Traced routes: ``/chat/completions`` (``create`` plain and streamed, ``parse``, the ``stream()``
+helper), ``/responses`` (``create`` plain and streamed, ``parse``, ``stream()``) and
+``/embeddings``. The SDK module is the caller's: nothing here imports it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .._usage import _get, _items, _type_of, read_openai_chat_chunk, read_responses_event
+from ._hook import INPUT_KEY, SYSTEM_KEY, Api, Route
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from types import ModuleType
+
+__all__ = ["api_for"]
+
+
+def _chat_prompt(body: Mapping[str, Any]) -> dict[str, object]:
+    return {INPUT_KEY: body.get("messages")}
+
+
+def _chat_chunk_text(chunk: object) -> str | None:
+    texts = [
+        text
+        for choice in _items(_get(chunk, "choices"))
+        if isinstance(text := _get(_get(choice, "delta"), "content"), str)
+    ]
+    return "".join(texts) if texts else None
+
+
+def _chat_output(response: object) -> str | None:
+    texts = [
+        text
+        for choice in _items(_get(response, "choices"))
+        if isinstance(text := _get(_get(choice, "message"), "content"), str)
+    ]
+    return "".join(texts) if texts else None
+
+
+def _responses_prompt(body: Mapping[str, Any]) -> dict[str, object]:
+    return {INPUT_KEY: body.get("input"), SYSTEM_KEY: body.get("instructions")}
+
+
+def _responses_chunk_text(event: object) -> str | None:
+    if _type_of(event) == "response.output_text.delta":
+        delta = _get(event, "delta")
+        return delta if isinstance(delta, str) else None
+    return None
+
+
+def _responses_output(response: object) -> str | None:
+    texts = [
+        text
+        for item in _items(_get(response, "output"))
+        if _type_of(item) == "message"
+        for part in _items(_get(item, "content"))
+        if _type_of(part) == "output_text" and isinstance(text := _get(part, "text"), str)
+    ]
+    return "".join(texts) if texts else None
+
+
+def _embeddings_prompt(body: Mapping[str, Any]) -> dict[str, object]:
+    return {INPUT_KEY: body.get("input")}
+
+
+def _nothing(_: object) -> None:
+    return None
+
+
+CHAT = Route("chat", read_openai_chat_chunk, _chat_chunk_text, _chat_prompt, _chat_output)
+RESPONSES = Route(
+    "chat", read_responses_event, _responses_chunk_text, _responses_prompt, _responses_output
+)
+EMBEDDINGS = Route("embed", read_openai_chat_chunk, _nothing, _embeddings_prompt, _nothing)
+ROUTES = {"/chat/completions": CHAT, "/responses": RESPONSES, "/embeddings": EMBEDDINGS}
+
+
+def api_for(openai: ModuleType, client: object) -> Api:
+    """The traced routes of an async OpenAI client (Azure clients report provider "azure")."""
+    azure = getattr(openai, "AsyncAzureOpenAI", None)
+    provider = "azure" if azure is not None and isinstance(client, azure) else "openai"
+    return Api(provider, ROUTES, openai.AsyncStream)
