@@ -3,9 +3,10 @@
 The collector hands each accepted request's raw bytes to a :class:`Forwarder`, which queues them
 in a :class:`~asynctelemetry._batching.BatchQueue` (overflow ``drop_oldest``: the collector never
 waits for the upstream, and what the queue cannot hold is dropped and counted) and sends them on a
-grpc.aio channel. ``UNAVAILABLE``, ``RESOURCE_EXHAUSTED``, ``DEADLINE_EXCEEDED`` and ``ABORTED``
-answers are retried with exponential backoff (the upstream's ``RetryInfo`` delay when it gives
-one); other failures drop the request and are counted.
+grpc.aio channel. Failures are retried by the one OTLP/gRPC rule the exporters use too
+(:func:`asynctelemetry._wire.is_retryable`: the codes the OTLP specification lists, and
+``RESOURCE_EXHAUSTED`` with a ``RetryInfo``), with exponential backoff or the upstream's
+``RetryInfo`` delay; other failures drop the request and are counted.
 """
 
 from __future__ import annotations
@@ -15,88 +16,26 @@ from typing import TYPE_CHECKING, Final
 import grpc
 
 from .._batching import BatchQueue, Retryable, RetryPolicy
+from .._wire import grpc_target, is_retryable, retry_delay_from_metadata
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from .._batching import QueueStats
 
-__all__ = ["EXPORT_METHOD", "Forwarder", "parse_retry_delay", "retry_info"]
+__all__ = ["EXPORT_METHOD", "Forwarder"]
 
 #: The full gRPC method name of OTLP trace export.
 EXPORT_METHOD: Final = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-RETRY_INFO_KEY: Final = "google.rpc.retryinfo-bin"
-_RETRYABLE: Final = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.ABORTED,
-    }
-)
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 127:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def retry_info(delay: float) -> bytes:
-    """A serialized ``google.rpc.RetryInfo`` asking the client to wait ``delay`` seconds."""
-    seconds = int(delay)
-    nanos = round((delay - seconds) * 1e9)
-    duration = b""
-    if seconds:
-        duration += b"\x08" + _varint(seconds)
-    if nanos:
-        duration += b"\x10" + _varint(nanos)
-    return b"\x0a" + _varint(len(duration)) + duration
-
-
-def parse_retry_delay(raw: bytes) -> float | None:
-    """The delay of a serialized ``RetryInfo`` (the subset :func:`retry_info` writes)."""
-    try:
-        if raw[:1] != b"\x0a":
-            return None
-        pos, seconds, nanos = 2, 0, 0
-        while pos < len(raw):
-            tag = raw[pos]
-            pos += 1
-            value, shift = 0, 0
-            while True:
-                byte = raw[pos]
-                pos += 1
-                value |= (byte & 0x7F) << shift
-                shift += 7
-                if byte < 128:
-                    break
-            if tag == 0x08:
-                seconds = value
-            elif tag == 0x10:
-                nanos = value
-        return seconds + nanos / 1e9
-    except IndexError:
-        return None
-
-
-def _target(endpoint: str) -> tuple[str, bool]:
-    """``(host:port, secure)`` of ``host:port``, ``http://host:port`` or ``https://host:port``."""
-    for scheme, secure in (("https://", True), ("http://", False)):
-        if endpoint.startswith(scheme):
-            return endpoint[len(scheme) :].rstrip("/"), secure
-    return endpoint, False
 
 
 class Forwarder:
     """Sends raw ``ExportTraceServiceRequest`` bytes to an upstream collector.
 
     Args:
-        endpoint: ``host:port`` or ``http://host:port`` (plaintext) or ``https://host:port``
-            (TLS with the system's roots).
+        endpoint: ``http://host:port`` (plain text), ``https://host:port`` (TLS with the
+            system's roots) or ``host:port`` (TLS, as for the exporters:
+            :func:`asynctelemetry._wire.grpc_target`).
         max_queue: most requests held; beyond it the oldest is dropped and counted.
         timeout: seconds allowed to one upstream call.
         retry: backoff between attempts; after ``max_attempts`` the request is dropped.
@@ -112,9 +51,8 @@ class Forwarder:
         retry: RetryPolicy | None = None,
         metadata: Sequence[tuple[str, str]] = (),
     ) -> None:
-        self.target, self._secure = _target(endpoint)
-        if not self.target:
-            raise ValueError(f"forward_to is not an endpoint: {endpoint!r}")
+        where = grpc_target(endpoint)
+        self.target, self._secure = where.address, where.secure
         self._timeout = timeout
         self._metadata = tuple(metadata)
         self._channel: grpc.aio.Channel | None = None
@@ -166,10 +104,7 @@ class Forwarder:
             try:
                 await self._call(raw, timeout=self._timeout, metadata=self._metadata or None)
             except grpc.aio.AioRpcError as exc:
-                if exc.code() in _RETRYABLE:
-                    delay = None
-                    for key, value in exc.trailing_metadata() or ():
-                        if key == RETRY_INFO_KEY and isinstance(value, bytes):
-                            delay = parse_retry_delay(value)
+                delay = retry_delay_from_metadata(exc.trailing_metadata())
+                if is_retryable(exc.code().name, delay):
                     raise Retryable(exc, delay) from exc
                 raise

@@ -27,7 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
-from ._forward import retry_info
+from .._wire import encode_varint, rpc_status
 from ._wire import MAX_VALUE_DEPTH
 
 if TYPE_CHECKING:
@@ -57,7 +57,6 @@ _HEX_IDS: Final = frozenset(
     }
 )
 _FLOAT_WORDS: Final = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-_SMALL: Final = [bytes((i,)) for i in range(128)]
 
 _Out = list[bytes]
 _Table = dict[str, "Callable[[Any, _Out, int], None]"]
@@ -65,17 +64,6 @@ _Table = dict[str, "Callable[[Any, _Out, int], None]"]
 
 class BadJson(ValueError):
     """The body is not an OTLP/JSON ``ExportTraceServiceRequest``."""
-
-
-def _varint(value: int) -> bytes:
-    if value < 128:
-        return _SMALL[value]
-    out = bytearray()
-    while value > 127:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def _integer(value: Any, low: int, high: int) -> int:
@@ -153,7 +141,7 @@ def _scalar(field: FieldDescriptor, hex_id: bool) -> Callable[[Any], bytes]:
             if type(value) is not str:
                 raise BadJson(f"{field.json_name} must be a string")
             raw = value.encode(errors="surrogatepass")  # a lone surrogate: that value's defect
-            return _varint(len(raw)) + raw
+            return encode_varint(len(raw)) + raw
 
         return string
     if kind == t.TYPE_BYTES:
@@ -161,7 +149,7 @@ def _scalar(field: FieldDescriptor, hex_id: bool) -> Callable[[Any], bytes]:
 
         def blob(value: Any) -> bytes:
             raw = decode(value)
-            return _varint(len(raw)) + raw
+            return encode_varint(len(raw)) + raw
 
         return blob
     if kind == t.TYPE_BOOL:
@@ -186,18 +174,18 @@ def _scalar(field: FieldDescriptor, hex_id: bool) -> Callable[[Any], bytes]:
         return lambda value: struct.pack("<i", _integer(value, -(1 << 31), (1 << 31) - 1))
     if kind in (t.TYPE_UINT64, t.TYPE_UINT32):
         high = _U64 if kind == t.TYPE_UINT64 else (1 << 32) - 1
-        return lambda value: _varint(_integer(value, 0, high))
+        return lambda value: encode_varint(_integer(value, 0, high))
     if kind in (t.TYPE_INT64, t.TYPE_INT32):
         bits = 63 if kind == t.TYPE_INT64 else 31
         low, high = -(1 << bits), (1 << bits) - 1
-        return lambda value: _varint(_integer(value, low, high) & _U64)
+        return lambda value: encode_varint(_integer(value, low, high) & _U64)
     if kind == t.TYPE_ENUM:
         names = {v.name: v.number for v in field.enum_type.values}
 
         def enum(value: Any) -> bytes:
             if type(value) is str and value in names:
-                return _varint(names[value] & _U64)
-            return _varint(_integer(value, -(1 << 31), (1 << 31) - 1) & _U64)
+                return encode_varint(names[value] & _U64)
+            return encode_varint(_integer(value, -(1 << 31), (1 << 31) - 1) & _U64)
 
         return enum
     raise TypeError(f"unsupported field type {kind} of {field.full_name}")  # pragma: no cover
@@ -220,7 +208,7 @@ def _writer(
     field: FieldDescriptor, owner: Descriptor, tables: dict[str, _Table]
 ) -> Callable[[Any, _Out, int], None]:
     """The function that appends ``field`` (tag and value) for a JSON value."""
-    tag = _varint(field.number << 3 | _WIRE_TYPE.get(field.type, 0))
+    tag = encode_varint(field.number << 3 | _WIRE_TYPE.get(field.type, 0))
     if field.type == FieldDescriptor.TYPE_MESSAGE:
         sub = _table(field.message_type, tables)
 
@@ -228,7 +216,7 @@ def _writer(
             parts: _Out = []
             _message(sub, value, parts, depth + 1)
             payload = b"".join(parts)
-            out.append(tag + _varint(len(payload)) + payload)
+            out.append(tag + encode_varint(len(payload)) + payload)
 
         if field.message_type.full_name in (_ANY_VALUE, _KEY_VALUE):
             fast = _fast_writer(field.message_type.full_name, tag, one)
@@ -275,9 +263,9 @@ def _scalar_any(value: Any) -> bytes | None:
         # the converter counts it as that attribute's defect, as for the same bytes over gRPC.
         raw: bytes = item.encode(errors="surrogatepass")
         size = len(raw)
-        return b"\x0a" + (_SMALL[size] if size < 128 else _varint(size)) + raw
+        return b"\x0a" + encode_varint(size) + raw
     if key == "intValue" and kind is not float:
-        return b"\x18" + _varint(_integer(item, -(1 << 63), (1 << 63) - 1) & _U64)
+        return b"\x18" + encode_varint(_integer(item, -(1 << 63), (1 << 63) - 1) & _U64)
     if key == "boolValue" and kind is bool:
         return b"\x10\x01" if item else b"\x10\x00"
     if key == "doubleValue":
@@ -295,7 +283,7 @@ def _fast_writer(
             inner = _scalar_any(value)
             if inner is None:
                 inner = _any_payload(value, 1)
-            out.append(tag + _varint(len(inner)) + inner)
+            out.append(tag + encode_varint(len(inner)) + inner)
 
         return any_value
 
@@ -309,14 +297,14 @@ def _fast_writer(
                 field = keys.get(key)
                 if field is None:
                     name = key.encode(errors="surrogatepass")
-                    field = b"\x0a" + _varint(len(name)) + name + b"\x12"
+                    field = b"\x0a" + encode_varint(len(name)) + name + b"\x12"
                     if len(keys) >= _KEY_CACHE_SIZE:
                         keys.clear()
                     keys[key] = field
                 size = len(inner)
-                payload = field + (_SMALL[size] if size < 128 else _varint(size)) + inner
+                payload = field + encode_varint(size) + inner
                 size = len(payload)
-                out.append(tag + (_SMALL[size] if size < 128 else _varint(size)) + payload)
+                out.append(tag + encode_varint(size) + payload)
                 return
         generic(value, out, depth)
 
@@ -397,9 +385,9 @@ _RESOURCE_SPANS: Final = _TABLES["opentelemetry.proto.trace.v1.ResourceSpans"]
 _SCOPE_SPANS: Final = _TABLES["opentelemetry.proto.trace.v1.ScopeSpans"]
 _SPAN: Final = _TABLES["opentelemetry.proto.trace.v1.Span"]
 # Tags of the three repeated fields the stepwise encoder walks itself (all length-delimited).
-_TAG_RESOURCE_SPANS: Final = _varint(1 << 3 | 2)  # ExportTraceServiceRequest.resource_spans
-_TAG_SCOPE_SPANS: Final = _varint(2 << 3 | 2)  # ResourceSpans.scope_spans
-_TAG_SPANS: Final = _varint(2 << 3 | 2)  # ScopeSpans.spans
+_TAG_RESOURCE_SPANS: Final = encode_varint(1 << 3 | 2)  # ExportTraceServiceRequest.resource_spans
+_TAG_SCOPE_SPANS: Final = encode_varint(2 << 3 | 2)  # ResourceSpans.scope_spans
+_TAG_SPANS: Final = encode_varint(2 << 3 | 2)  # ScopeSpans.spans
 #: Spans encoded between two yields of :func:`json_to_request_steps` (a few milliseconds).
 SPANS_PER_STEP: Final = 64
 
@@ -487,7 +475,7 @@ def _object(value: Any) -> dict[str, Any]:
 
 def _length_delimited(tag: bytes, parts: _Out) -> bytes:
     payload = b"".join(parts)
-    return tag + _varint(len(payload)) + payload
+    return tag + encode_varint(len(payload)) + payload
 
 
 def json_to_request_steps(
@@ -584,12 +572,4 @@ def status_body(code: int, message: str, *, as_json: bool, retry_delay: float | 
                 }
             ]
         return json.dumps(obj).encode()
-    text = message.encode()
-    out = b"\x08" + _varint(code) + b"\x12" + _varint(len(text)) + text
-    if retry_delay is not None:
-        type_url = b"type.googleapis.com/google.rpc.RetryInfo"
-        value = retry_info(retry_delay)
-        detail = b"\x0a" + _varint(len(type_url)) + type_url + b"\x12" + _varint(len(value))
-        detail += value
-        out += b"\x1a" + _varint(len(detail)) + detail
-    return out
+    return rpc_status(code, message, retry_delay)

@@ -31,9 +31,10 @@ from .._batching import BatchQueue, QueueStats, Retryable, RetryPolicy
 from .._exceptions import ConfigError, StoreClosedError, require_int
 from .._pipeline import Pipeline
 from .._rows import Rows
+from .._wire import RETRY_INFO_KEY, retry_info
 from ._auth import BearerTokenInterceptor
 from ._convert import convert_request_in_slices
-from ._forward import RETRY_INFO_KEY, Forwarder, retry_info
+from ._forward import Forwarder
 from ._wire import LeanRequest
 
 if TYPE_CHECKING:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from .._record import MAX_ATTRIBUTE_LENGTH
+from .._wire import decode_varint
 
 if TYPE_CHECKING:
     from opentelemetry.proto.trace.v1.trace_pb2 import Span
@@ -110,20 +111,6 @@ def lean_span(span: Span) -> Any:
     return LeanSpan.FromString(span.SerializeToString())
 
 
-def _varint(raw: bytes, pos: int) -> tuple[int, int]:
-    """(value, next position) of the varint at ``pos``; IndexError past the end."""
-    value = shift = 0
-    while True:
-        byte = raw[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 128:
-            return value, pos
-        shift += 7
-        if shift > 63:
-            raise IndexError("varint too long")
-
-
 def split_key(raw: bytes) -> tuple[bytes, int]:
     """(key bytes, position after the key) of a serialized ``KeyValue``; key b"" if malformed."""
     try:
@@ -132,7 +119,7 @@ def split_key(raw: bytes) -> tuple[bytes, int]:
         size = raw[1]
         if size < 128:
             return raw[2 : 2 + size], 2 + size
-        size, pos = _varint(raw, 1)
+        size, pos = decode_varint(raw, 1)
         return raw[pos : pos + size], pos + size
     except IndexError:
         return b"", 0
@@ -151,7 +138,7 @@ def decode_value(raw: bytes, pos: int) -> object:
             return None
         if raw[pos] != 0x12:
             return MALFORMED
-        size, pos = _varint(raw, pos + 1)
+        size, pos = decode_varint(raw, pos + 1)
         end = pos + size
         if end > len(raw):
             return MALFORMED
@@ -168,7 +155,7 @@ def _any_value(raw: bytes, pos: int, end: int) -> object:
         return None
     tag = raw[pos]
     if tag == 0x2A:  # array_value: ArrayValue { repeated AnyValue values = 1 }
-        size, pos = _varint(raw, pos + 1)
+        size, pos = decode_varint(raw, pos + 1)
         stop = pos + size
         if stop > end:
             return MALFORMED
@@ -180,7 +167,7 @@ def _any_value(raw: bytes, pos: int, end: int) -> object:
         while pos < stop:
             if raw[pos] != 0x0A:
                 return MALFORMED
-            size, pos = _varint(raw, pos + 1)
+            size, pos = decode_varint(raw, pos + 1)
             if pos + size > stop:
                 return MALFORMED
             if size and raw[pos] in (0x2A, 0x32):
@@ -193,7 +180,7 @@ def _any_value(raw: bytes, pos: int, end: int) -> object:
             return TOO_DEEP
         return items
     if tag == 0x32:  # kvlist_value
-        size, pos = _varint(raw, pos + 1)
+        size, pos = decode_varint(raw, pos + 1)
         if pos + size > end:
             return MALFORMED
         return TOO_DEEP if _too_deep_map(raw, pos, pos + size) else {}
@@ -206,22 +193,22 @@ def _scalar_value(raw: bytes, pos: int, end: int) -> object:
         return None
     tag = raw[pos]
     if tag == 0x0A:  # string_value
-        size, pos = _varint(raw, pos + 1)
+        size, pos = decode_varint(raw, pos + 1)
         if pos + size > end:
             return MALFORMED
         return raw[pos : pos + size].decode()
     if tag == 0x18:  # int_value (int64, two's complement)
-        value, _ = _varint(raw, pos + 1)
+        value, _ = decode_varint(raw, pos + 1)
         return value - (1 << 64) if value >= 1 << 63 else value
     if tag == 0x21:  # double_value
         if pos + 9 > end:
             return MALFORMED
         return _unpack_double(raw, pos + 1)[0]
     if tag == 0x10:  # bool_value
-        value, _ = _varint(raw, pos + 1)
+        value, _ = decode_varint(raw, pos + 1)
         return bool(value)
     if tag == 0x3A:  # bytes_value
-        size, pos = _varint(raw, pos + 1)
+        size, pos = decode_varint(raw, pos + 1)
         return raw[pos : pos + size]
     return MALFORMED
 
@@ -249,7 +236,7 @@ def _too_deep(raw: bytes, pos: int, end: int, level: int, *, kvlist: bool = Fals
                 return False
             if raw[pos] != 0x0A:
                 return False  # malformed: not kept either way
-            size, pos = _varint(raw, pos + 1)
+            size, pos = decode_varint(raw, pos + 1)
             item_end = pos + size
             if item_end > end:
                 return False
@@ -259,7 +246,7 @@ def _too_deep(raw: bytes, pos: int, end: int, level: int, *, kvlist: bool = Fals
                 scan = pos
                 while scan < item_end:
                     tag = raw[scan]
-                    size, scan = _varint(raw, scan + 1)
+                    size, scan = decode_varint(raw, scan + 1)
                     if tag == 0x12:
                         value_pos, value_end = scan, scan + size
                     elif tag != 0x0A:
@@ -270,7 +257,7 @@ def _too_deep(raw: bytes, pos: int, end: int, level: int, *, kvlist: bool = Fals
                     return True
                 if value_pos < value_end and raw[value_pos] in (0x2A, 0x32):
                     inner_kvlist = raw[value_pos] == 0x32
-                    size, inner = _varint(raw, value_pos + 1)
+                    size, inner = decode_varint(raw, value_pos + 1)
                     if inner + size > value_end:
                         return False
                     stack.append((inner, inner + size, level + 1, inner_kvlist))

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from .._conventions import call_attributes, span_name
+from .._wire import SMALL_VARINTS, encode_varint
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -40,7 +41,7 @@ _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
 _pack_double = struct.Struct("<d").pack
 _pack_fixed64 = struct.Struct("<Q").pack
-_SMALL: Final[tuple[bytes, ...]] = tuple(bytes((i,)) for i in range(128))
+_SMALL: Final = SMALL_VARINTS
 
 # Field tags (field number << 3 | wire type) of the messages we write.
 _T_RESOURCE_SPANS: Final = b"\x0a"  # ExportTraceServiceRequest.resource_spans = 1
@@ -68,23 +69,9 @@ _FALSE: Final = b"\x10\x00"
 _Codec = tuple[dict[str, bytes], bytes, tuple[bytes, ...], bytes, bytes]
 
 
-def _varint(value: int) -> bytes:
-    """Unsigned LEB128; negative int64 values as their 10-byte two's complement."""
-    if 0 <= value < 128:
-        return _SMALL[value]
-    if value < 0:
-        value += 1 << 64
-    out = bytearray()
-    while value > 127:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _len_field(tag: bytes, payload: bytes) -> bytes:
     n = len(payload)
-    return tag + (_SMALL[n] if n < 128 else _varint(n)) + payload
+    return tag + (_SMALL[n] if n < 128 else encode_varint(n)) + payload
 
 
 def _utf8(text: str) -> bytes:
@@ -107,7 +94,7 @@ def _key_value(key: str, value: object) -> bytes:
     elif kind is bool:
         any_value = _TRUE if value else _FALSE
     elif kind is int and _INT64_MIN <= value <= _INT64_MAX:  # type: ignore[operator]
-        any_value = b"\x18" + _varint(value)  # type: ignore[arg-type]
+        any_value = b"\x18" + encode_varint(value)  # type: ignore[arg-type]
     elif kind is int or kind is float:
         any_value = b"\x21" + _pack_double(float(value))  # type: ignore[arg-type]
     else:  # a subclass or an unexpected type: keep its text rather than lose the attribute
@@ -212,7 +199,7 @@ class SpanEncoder:
             elif kind is float:
                 field = codec[1] + _pack_double(value)
             elif kind is int and 0 <= value <= _INT64_MAX:
-                raw = _SMALL[value] if value < 128 else _varint(value)
+                raw = _SMALL[value] if value < 128 else encode_varint(value)
                 field = codec[2][len(raw)] + raw
             elif kind is bool:
                 field = codec[3] if value else codec[4]
@@ -224,7 +211,7 @@ class SpanEncoder:
             status = _STATUS_ERROR_CODE
             if message:
                 status = _len_field(b"\x12", _utf8(message)) + status
-            parts += (_T_STATUS, _SMALL[len(status)] if len(status) < 128 else _varint(len(status)))
+            parts += (_T_STATUS, encode_varint(len(status)))
             parts.append(status)
         return b"".join(parts)
 
@@ -236,7 +223,7 @@ class SpanEncoder:
             any_value_len = 1 + value_len
             return (
                 _T_SPAN_ATTR
-                + _varint(len(prefix) + 2 + any_value_len)
+                + encode_varint(len(prefix) + 2 + any_value_len)
                 + prefix
                 + b"\x12"
                 + _SMALL[any_value_len]
@@ -285,7 +272,7 @@ class SpanEncoder:
         """An ``ExportTraceServiceRequest``: per (service name, encoded spans) one ResourceSpans."""
         out = []
         for service, spans in groups:
-            body = b"".join([_T_SPAN + _varint(len(s)) + s for s in spans])
+            body = b"".join([_T_SPAN + encode_varint(len(s)) + s for s in spans])
             scope_spans = _len_field(_T_SCOPE_SPANS, self._scope + body)
             out.append(_len_field(_T_RESOURCE_SPANS, self._resource(service) + scope_spans))
         return b"".join(out)

@@ -12,7 +12,7 @@ import pytest
 
 from asynctelemetry import AsyncCollector, ConfigError, ExportError, LLMCall, MemoryStore
 from asynctelemetry._batching import RetryPolicy
-from asynctelemetry._collector._forward import Forwarder, parse_retry_delay, retry_info
+from asynctelemetry._collector._forward import Forwarder
 from tests.conftest import make_call
 
 from .helpers import export, request_for
@@ -114,25 +114,15 @@ async def test_backpressure_slow_store_loses_nothing() -> None:
     assert sorted(ids) == sorted(f"r-{i}" for i in range(400))  # nothing lost, no duplicates
 
 
-def test_retry_info_round_trip() -> None:
-    """Our RetryInfo bytes are what google.rpc.RetryInfo parses, and we read them back."""
-    from google.rpc.error_details_pb2 import RetryInfo
-
-    raw = retry_info(1.25)
-    parsed = RetryInfo.FromString(raw)
-    assert (parsed.retry_delay.seconds, parsed.retry_delay.nanos) == (1, 250_000_000)
-    assert parse_retry_delay(raw) == 1.25
-    assert parse_retry_delay(b"\x0a") == 0.0
-    assert parse_retry_delay(b"junk") is None
-
-
 async def test_forwarding_to_an_upstream_collector() -> None:
     """Accepted requests reach the upstream collector unchanged (every call, same fields)."""
     upstream_store = MemoryStore()
     local_store = MemoryStore()
     calls = [make_call(i, trace_id=f"{i + 1:032x}", span_id=f"{i + 1:016x}") for i in range(30)]
     async with AsyncCollector(upstream_store, port=0) as upstream:
-        async with AsyncCollector(local_store, port=0, forward_to=upstream.endpoint) as local:
+        async with AsyncCollector(
+            local_store, port=0, forward_to=f"http://{upstream.endpoint}"
+        ) as local:
             for chunk in range(3):
                 await export(local.endpoint, request_for(calls[chunk * 10 : chunk * 10 + 10]))
         await upstream.flush()
@@ -153,7 +143,7 @@ async def test_forwarder_retries_until_the_upstream_is_up() -> None:
     await upstream.stop()  # the port is free again: nothing listens there now
 
     forwarder = Forwarder(
-        f"127.0.0.1:{port}", retry=RetryPolicy(initial=0.05, maximum=0.2, max_attempts=None)
+        f"http://127.0.0.1:{port}", retry=RetryPolicy(initial=0.05, maximum=0.2, max_attempts=None)
     )
     forwarder.start()
     forwarder.put(request_for([make_call(1)]).SerializeToString())
@@ -171,7 +161,7 @@ async def test_forwarder_retries_until_the_upstream_is_up() -> None:
 
 async def test_forward_queue_drops_oldest_when_full() -> None:
     """The forward queue is bounded: past max_queue the oldest request is dropped and counted."""
-    forwarder = Forwarder("127.0.0.1:9", max_queue=3, retry=RetryPolicy(max_attempts=1))
+    forwarder = Forwarder("http://127.0.0.1:9", max_queue=3, retry=RetryPolicy(max_attempts=1))
     forwarder.start()
     for i in range(10):
         forwarder.put(bytes([i]))
@@ -182,7 +172,7 @@ async def test_forward_queue_drops_oldest_when_full() -> None:
 async def test_forwarder_does_not_retry_permanent_errors() -> None:
     """An upstream that refuses the request as invalid is not retried; the drop is counted."""
     async with AsyncCollector(MemoryStore(), port=0) as upstream:
-        forwarder = Forwarder(upstream.endpoint)
+        forwarder = Forwarder(f"http://{upstream.endpoint}")
         forwarder.start()
         forwarder.put(b"\xff\xff not protobuf")
         with pytest.raises(ExportError, match="INVALID_ARGUMENT"):
@@ -200,11 +190,13 @@ async def test_forward_headers_authenticate_to_the_upstream() -> None:
         async with AsyncCollector(
             MemoryStore(),
             port=0,
-            forward_to=upstream.endpoint,
+            forward_to=f"http://{upstream.endpoint}",
             forward_headers={"Authorization": "Bearer up"},
         ) as local:
             await export(local.endpoint, request_for(calls))
-        async with AsyncCollector(MemoryStore(), port=0, forward_to=upstream.endpoint) as bare:
+        async with AsyncCollector(
+            MemoryStore(), port=0, forward_to=f"http://{upstream.endpoint}"
+        ) as bare:
             await export(bare.endpoint, request_for(calls))
         await upstream.flush()
     assert local.stats.forward is not None and local.stats.forward.delivered == 1

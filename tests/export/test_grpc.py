@@ -15,7 +15,6 @@ from google.rpc import error_details_pb2, status_pb2
 from asynctelemetry import StoreClosedError
 from asynctelemetry._batching import RetryPolicy
 from asynctelemetry._export import OTLPGrpcExporter, encode_calls
-from asynctelemetry._export._grpc import retry_delay_from_metadata
 from tests.conftest import make_call
 from tests.export.conftest import TraceServer
 from tests.tls import self_signed_pem
@@ -215,13 +214,6 @@ def test_bad_configuration_is_a_clear_error() -> None:
         OTLPGrpcExporter("http://h:1", compression="zstd")
     with pytest.raises(ValueError, match="empty"):
         OTLPGrpcExporter("")
-
-
-def test_retry_delay_decoding_matches_google_rpc() -> None:
-    """RetryInfo inside grpc-status-details-bin decodes to its seconds; garbage gives None."""
-    assert retry_delay_from_metadata([_retry_info_trailer(1.5)]) == pytest.approx(1.5)
-    assert retry_delay_from_metadata([("grpc-status-details-bin", b"\xff\xff")]) is None
-    assert retry_delay_from_metadata([("other", b"")]) is None
 
 
 async def test_tls_channel_with_private_root() -> None:
