@@ -27,6 +27,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
@@ -70,6 +71,8 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 #: Start times from here on (2262-04-11) do not fit int64 nanoseconds, as stores keep them.
 _MAX_START_NS: Final = 2**63
 _STATUS_CODE_ERROR: Final = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
+#: An HTTP status at the start of a span's status message: "429 Too Many Requests", "503".
+_HTTP_STATUS: Final = re.compile(rb"\s*([1-5][0-9][0-9])(?![0-9])")
 
 
 class _Rejected:
@@ -111,6 +114,7 @@ _INPUTS: Final = (
     "is_streaming",
     "cost_usd",
     "price_version",
+    "status_code",
 )
 #: The fields :func:`_decide` gives, in the order of the tuple it returns.
 _DECIDED: Final = (
@@ -129,6 +133,7 @@ _DECIDED: Final = (
     "is_streaming",
     "cost_usd",
     "price_version",
+    "status_code",
 )
 _DEFAULT_VALUES: Final = tuple(FIELD_DEFAULTS[name] for name in FIELDS[:ATTRIBUTES])
 
@@ -247,6 +252,7 @@ def _decide(
         streaming,
         cost,
         price_version,
+        status_code,
     ) = inputs
     if span_kind.__class__ is not str:
         span_kind = None
@@ -294,6 +300,8 @@ def _decide(
                 defects["too_large"] = defects.get("too_large", 0) + 1
     if status is None:
         status = "error" if span.status.code == _STATUS_CODE_ERROR else "ok"
+    if status_code is None and span.status.message:
+        status_code = _http_status_of(span.status.message)
     if operation is None:
         operation = "chat"
     elif operation == "chat" and streaming and operation_rank != 0:
@@ -314,7 +322,14 @@ def _decide(
         streaming,
         cost,
         price_version,
+        status_code,
     )
+
+
+def _http_status_of(message: bytes) -> int | None:
+    """The HTTP status a span's status message starts with (``"429 Too Many Requests"``)."""
+    match = _HTTP_STATUS.match(message[:16])
+    return int(match[1]) if match else None
 
 
 def span_to_llm_call(

@@ -43,7 +43,11 @@ def _build() -> tuple[Any, Any]:
     )
     optional, repeated = field.LABEL_OPTIONAL, field.LABEL_REPEATED
     layout: dict[str, list[tuple[str, int, int, int, str | None]]] = {
-        "Status": [("code", 3, field.TYPE_INT32, optional, None)],
+        # The message as bytes: text that is not UTF-8 must not fail the whole request.
+        "Status": [
+            ("message", 2, field.TYPE_BYTES, optional, None),
+            ("code", 3, field.TYPE_INT32, optional, None),
+        ],
         "Span": [
             ("trace_id", 1, field.TYPE_BYTES, optional, None),
             ("span_id", 2, field.TYPE_BYTES, optional, None),

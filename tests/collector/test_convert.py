@@ -597,6 +597,43 @@ def test_failed_call_without_response_model_counts() -> None:
 
 
 @pytest.mark.parametrize(
+    ("attributes", "message", "expected"),
+    [
+        pytest.param({}, "429 Too Many Requests", 429, id="status-message"),
+        pytest.param({}, "  503", 503, id="bare-code"),
+        pytest.param({"http.response.status_code": 400}, "429 Too Many Requests", 400, id="attr"),
+        pytest.param({}, "timed out after 30 s", None, id="no-code"),
+        pytest.param({}, "4290 things", None, id="not-a-status"),
+        pytest.param({}, "\udcff 429", None, id="not-at-start"),
+    ],
+)
+def test_http_status_from_the_span_status_message(
+    attributes: dict[str, object], message: str, expected: int | None
+) -> None:
+    """The HTTP status a span's status message starts with is the call's status_code, unless
+    an http.*status_code attribute gives one."""
+    span = llm_span(
+        {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o", **attributes},
+        status=Status(code=Status.STATUS_CODE_ERROR),
+    )
+    span.status.message = message.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    call = span_to_llm_call(span, service_name=None)
+    assert call is not None and call.status == "error"
+    assert call.status_code == expected
+
+
+def test_a_status_message_that_is_not_utf8_costs_nothing() -> None:
+    """Bytes that are not UTF-8 in a status message do not fail the span's request."""
+    span = llm_span({"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"})
+    raw = bytearray(span.SerializeToString())
+    raw += b"\x7a\x06" + b"\x12\x04\xff\xfe42"  # status { message: b"\xff\xfe42" }
+    lean = lean_span(Span.FromString(bytes(span.SerializeToString())))
+    lean.MergeFromString(bytes(raw[len(span.SerializeToString()) :]))
+    row = convert_row(lean, None, None, False, {})
+    assert isinstance(row, tuple)
+
+
+@pytest.mark.parametrize(
     ("attributes", "verdict"),
     [
         pytest.param({"http.method": "GET", "http.status_code": 200}, None, id="http-span"),
