@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._exceptions import MissingDependencyError, TelemetryError, require
 from ._errors import CLIError
+from ._help import DB_ENV, Parser, default_db, examples_of
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -51,16 +52,22 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
     from .. import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=PROG,
         description="Asyncio-native telemetry for LLM calls: collect, inspect, replay, reprice.",
+        epilog=(
+            f"Commands that read or write a store use --db PATH, else ${DB_ENV}, else calls.db.\n"
+            f"'{PROG} COMMAND --help' shows a command's options and examples."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     _debug_option(parser, top=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub = commands.add_parser(
+            name, help=help_text, description=help_text, epilog=examples_of(name)
+        )
         _debug_option(sub, top=False)
         sub.set_defaults(command=name)
         return sub
@@ -69,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     collect.add_argument("--port", type=_port, default=4317, help="OTLP/gRPC port (default 4317)")
     where = collect.add_mutually_exclusive_group()
-    where.add_argument("--db", default="calls.db", metavar="PATH", help="SQLite file (calls.db)")
+    where.add_argument(
+        "--db", metavar="PATH", help=f"SQLite file to write (default: ${DB_ENV}, else calls.db)"
+    )
     where.add_argument("--memory", type=_count, metavar="N", help="keep the last N calls in memory")
     where.add_argument("--store", metavar="URL", help="a store URL (sqlite:///x.db, memory://)")
     collect.add_argument(
@@ -78,19 +87,31 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument(
         "--max-rows", type=_count, metavar="N", help="keep at most N calls (with --db)"
     )
-    collect.add_argument("--metrics-port", type=_port, metavar="PORT", help="serve /metrics")
+    collect.add_argument(
+        "--metrics-port", type=_port, metavar="PORT", help="serve Prometheus /metrics on this port"
+    )
     collect.add_argument(
         "--auth-token",
         metavar="TOKEN",
         help="require this bearer token (or $ASYNCTELEMETRY_AUTH_TOKEN)",
     )
-    collect.add_argument("--forward-to", metavar="ENDPOINT", help="also forward to this OTLP/gRPC")
+    collect.add_argument(
+        "--forward-to",
+        metavar="ENDPOINT",
+        help="also forward every request, as received, to this OTLP/gRPC endpoint (host:port)",
+    )
     collect.add_argument(
         "--forward-token",
         metavar="TOKEN",
         help="bearer token for the --forward-to upstream (or $ASYNCTELEMETRY_FORWARD_TOKEN)",
     )
-    collect.add_argument("--http-port", type=_port, metavar="PORT", help="also serve OTLP/HTTP")
+    collect.add_argument(
+        "--http-port",
+        type=_port,
+        metavar="PORT",
+        help="also serve OTLP/HTTP on this port (needs the http extra: "
+        "pip install 'asynctelemetry[http]')",
+    )
     collect.add_argument("--tls-cert", metavar="PEM", help="serve TLS with this certificate")
     collect.add_argument("--tls-key", metavar="PEM", help="… and this private key")
     collect.add_argument(
@@ -109,7 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     summary = command("summary", "totals per model, provider, session or route, with charts")
     _source_and_filters(summary)
-    summary.add_argument("--by", choices=("model", "provider", "session", "route"), default="model")
+    summary.add_argument(
+        "--by",
+        choices=("model", "provider", "session", "route"),
+        default="model",
+        help="group the calls by this field (default: model)",
+    )
     summary.add_argument("--json", action="store_true", help="one JSON object per group")
 
     replay = command("replay", "send stored calls to another store or an OTLP endpoint")
@@ -132,7 +158,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--speed", type=float, metavar="X", help="run X times faster (1.0)")
     demo.add_argument("--concurrency", type=_count, metavar="N", help="concurrent users (32)")
     demo.add_argument("--quick", action="store_true", help="a few calls, fast (for tests)")
+    demo.add_argument(
+        "--append", action="store_true", help="keep the calls of earlier runs (default: start anew)"
+    )
     return parser
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str | None) -> Parser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            sub = action.choices[name]
+            return sub if isinstance(sub, Parser) else None
+    return None
 
 
 def _count(text: str) -> int:
@@ -209,10 +246,16 @@ def _fail(message: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 runtime failure, 2 usage)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        sub = _subparser(parser, args.command)
+        (sub or parser).unknown(extras)  # type: ignore[attr-defined]
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    if args.command != "demo" and getattr(args, "db", "") is None:
+        if getattr(args, "store", None) is None and getattr(args, "memory", None) is None:
+            args.db = default_db()
     debug: bool = args.debug or os.environ.get("ASYNCTELEMETRY_DEBUG", "") not in ("", "0")
     with _logging_to_stderr(debug):
         return _run(args, debug)

@@ -20,6 +20,7 @@ from .._exceptions import ConfigError, MissingDependencyError, StoreError
 from .._export import format_call
 from .._stores import MemoryStore, SQLiteStore, open_store
 from ._errors import CLIError, UsageError, describe_bind_failure, port_in_use
+from ._help import plural
 from ._live import CallTap, LiveView
 
 if TYPE_CHECKING:
@@ -182,9 +183,9 @@ async def run_collect(args: argparse.Namespace, console: Console) -> int:
         raise CLIError(str(exc)) from None
     stats = collector.stats
     _say(
-        f"stopped: {stats.stored:,} calls stored in {where} "
-        f"({stats.received_spans:,} spans received, {stats.ignored_spans:,} not LLM calls, "
-        f"{stats.rejected_spans:,} rejected)"
+        f"stopped: {plural(stats.stored, 'call')} stored in {where} "
+        f"({plural(stats.received_spans, 'span')} received, "
+        f"{plural(stats.ignored_spans, 'other span')} ignored, {stats.rejected_spans:,} rejected)"
     )
     return 0
 

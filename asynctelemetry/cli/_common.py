@@ -67,8 +67,12 @@ def _positive(text: str) -> int:
 
 def add_source_options(parser: argparse.ArgumentParser) -> None:
     """``--db PATH`` or ``--store URL``: the store a reading command reads."""
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--db", metavar="PATH", help="a SQLite call store (must exist)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--db",
+        metavar="PATH",
+        help="a SQLite call store (default: $ASYNCTELEMETRY_DB, else calls.db)",
+    )
     group.add_argument("--store", metavar="URL", help="a store URL: sqlite:///calls.db, memory://")
 
 
@@ -85,7 +89,9 @@ def add_filter_options(parser: argparse.ArgumentParser, *, limit: bool = False) 
         "--until", type=parse_when, metavar="WHEN", help="before this time: 15m, 2h, 1d or ISO"
     )
     if limit:
-        parser.add_argument("--limit", type=_positive, metavar="N", help="at most N calls")
+        parser.add_argument(
+            "--limit", type=_positive, metavar="N", help="at most N calls (default: 50)"
+        )
 
 
 def filters_of(args: argparse.Namespace) -> dict[str, Any]:
@@ -117,7 +123,10 @@ def _reading_store(args: argparse.Namespace) -> CallStore:
             return store
         path = store.path
     if not os.path.exists(path):
-        raise CLIError(f"{path}: no such file (a call store is made by 'collect' or 'demo')")
+        raise CLIError(
+            f"{path}: no such file (a call store is made by 'collect' or 'demo'; "
+            "name another with --db PATH or $ASYNCTELEMETRY_DB)"
+        )
     if os.path.isdir(path):
         raise CLIError(f"{path} is a directory, not a call store")
     return SQLiteStore(path)

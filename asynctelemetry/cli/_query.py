@@ -20,6 +20,7 @@ from .._exceptions import ConfigError
 from .._pricing import PriceTable
 from ._common import filters_of, reading, source_name
 from ._errors import CLIError
+from ._help import plural
 from ._render import calls_table, fmt_cost, fmt_count, summary_view
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ async def run_calls(args: argparse.Namespace, console: Console) -> int:
     console.print(table)
     order = "oldest" if args.oldest else "newest"
     more = "; --limit N or --all for more" if limit is not None and len(calls) == limit else ""
-    console.print(f"{len(calls):,} calls, {order} first{more}", style="dim")
+    console.print(f"{plural(len(calls), 'call')}, {order} first{more}", style="dim")
     return 0
 
 
@@ -209,7 +210,9 @@ async def run_reprice(args: argparse.Namespace, console: Console) -> int:
     console.print(reprice_table(rows, table.version))
     stored = math.fsum(r.stored_usd for r in rows)
     repriced = math.fsum(r.repriced_usd for r in rows)
-    line = Text(f"{count:,} calls: stored {fmt_cost(stored)}, repriced {fmt_cost(repriced)}, ")
+    line = Text(
+        f"{plural(count, 'call')}: stored {fmt_cost(stored)}, repriced {fmt_cost(repriced)}, "
+    )
     line += _signed(repriced - stored)
     console.print(line)
     console.print("stored costs are unchanged; this is a report", style="dim")

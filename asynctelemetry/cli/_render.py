@@ -16,6 +16,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from ._help import plural
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
@@ -25,9 +27,11 @@ if TYPE_CHECKING:
     from .._stores import CallSummary
 
 __all__ = [
+    "MIN_RATE_MS",
     "Column",
     "bar",
     "call_columns",
+    "call_rate",
     "calls_table",
     "fmt_cost",
     "fmt_count",
@@ -38,6 +42,9 @@ __all__ = [
     "table_of",
 ]
 
+#: A tokens-per-second figure needs at least this much generating time (after the first token)
+#: to mean anything: over 0-1 ms, 20 tokens read as tens of thousands per second.
+MIN_RATE_MS: Final = 50.0
 _EIGHTHS: Final = " ▏▎▍▌▋▊▉"
 _FULL: Final = "█"
 
@@ -83,6 +90,15 @@ def fmt_rate(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value:.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def call_rate(call: LLMCall) -> float | None:
+    """The call's output tokens per second, or ``None`` when it generated for too short a time
+    (under :data:`MIN_RATE_MS`) for the rate to mean anything."""
+    tpt = call.tpt_ms
+    if tpt is None or not call.output_tokens or tpt * call.output_tokens < MIN_RATE_MS:
+        return None
+    return 1000.0 / tpt
 
 
 def bar(value: float, largest: float, width: int) -> str:
@@ -195,8 +211,8 @@ def call_columns(time_format: str = "%Y-%m-%d %H:%M:%S") -> tuple[Column, ...]:
         Column("ttft", lambda c: fmt_ms(c.ttft_ms), lambda c: c.ttft_ms is not None, priority=6),
         Column("latency", lambda c: fmt_ms(c.duration_ms), lambda c: c.duration_ms is not None,
                priority=8),
-        Column("tok/s", lambda c: fmt_rate(c.tokens_per_sec),
-               lambda c: c.tokens_per_sec is not None, priority=3),
+        Column("tok/s", lambda c: fmt_rate(call_rate(c)), lambda c: call_rate(c) is not None,
+               priority=3),
         Column("cost", lambda c: fmt_cost(c.cost_usd), lambda c: c.cost_usd is not None,
                priority=8),
     )  # fmt: skip
@@ -282,9 +298,9 @@ def summary_view(rows: Sequence[CallSummary], by: str, width: int) -> Renderable
     errors = sum(r.errors for r in rows)
     cost = sum(r.cost_usd for r in rows)
     unpriced = sum(r.unpriced_calls for r in rows)
-    line = f"{calls:,} calls, {errors:,} errors, {fmt_cost(cost)} in all"
+    line = f"{plural(calls, 'call')}, {plural(errors, 'error')}, {fmt_cost(cost)} in all"
     if unpriced:
-        line += f" ({unpriced:,} calls of models without a known price are not counted)"
+        line += f" ({plural(unpriced, 'call')} of models without a known price not counted)"
     parts.append(Text(line))
     cost_chart = _bar_chart("cost", rows, lambda r: r.cost_usd, fmt_cost, width)
     p95_chart = _bar_chart("p95 latency", rows, lambda r: r.p95_latency_ms, fmt_ms, width)

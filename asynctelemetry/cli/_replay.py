@@ -18,6 +18,7 @@ from .._replay import replay
 from .._stores import SQLiteStore, open_store
 from ._common import filters_of, reading, source_name
 from ._errors import CLIError, UsageError
+from ._help import plural
 
 if TYPE_CHECKING:
     import argparse
@@ -111,6 +112,7 @@ async def run_replay(args: argparse.Namespace, console: Console) -> int:
     if _same_file(args, target):
         raise UsageError("--to names the store being replayed; pick another file")
     exporter = None if hasattr(target, "add_many") else target
+    present_before = getattr(target, "duplicates", 0)
     async with reading(args) as source:
         total = await source.count(**filters_of(args))
         progress = _progress(console, total) if console.is_terminal and not args.quiet else None
@@ -146,9 +148,14 @@ async def run_replay(args: argparse.Namespace, console: Console) -> int:
             f"{stats.last_error or 'closed before delivery'}"
         )
     pace = f" at {args.speed:g}x" if args.speed else ""
-    console.print(
-        f"replayed {count:,} calls from {source_name(args)} to {args.to}{pace}", soft_wrap=True
-    )
+    line = f"replayed {plural(count, 'call')} from {source_name(args)} to {args.to}{pace}"
+    if exporter is None:  # a store says which copies it already held (same call_id)
+        present = getattr(target, "duplicates", 0) - present_before
+        rejected = getattr(target, "rejected", 0)
+        line += f": {count - present - rejected:,} new, {present:,} already there"
+        if rejected:
+            line += f", {rejected:,} rejected"
+    console.print(line, soft_wrap=True)
     return 0
 
 

@@ -116,7 +116,7 @@ def test_json_lines_metrics_and_clean_sigint(tmp_path: Path) -> None:
     finally:
         proc.kill()
     assert proc.returncode == 0, err
-    assert "stopped: 4 calls stored in calls.db (8 spans received, 4 not LLM calls" in err
+    assert "stopped: 4 calls stored in calls.db (8 spans received, 4 other spans ignored" in err
     assert "Traceback" not in err
 
     async def stored() -> list[str]:
@@ -143,7 +143,7 @@ def test_plain_lines_auth_from_env_and_sigterm(tmp_path: Path) -> None:
         proc.kill()
     assert proc.returncode == 0, err
     assert rest == ""  # the refused export printed nothing
-    assert "stopped: 1 calls stored in memory (last 100 calls)" in err
+    assert "stopped: 1 call stored in memory (last 100 calls)" in err
 
 
 def test_live_view_on_a_terminal(tmp_path: Path) -> None:

@@ -36,7 +36,9 @@ def test_version(tmp_path: Path) -> None:
     "args",
     [
         pytest.param((), id="no-command"),
-        pytest.param(("calls",), id="no-store"),
+        pytest.param(("calls", "--db", "x.db", "--store", "memory://"), id="two-stores"),
+        pytest.param(("sumary",), id="mistyped-command"),
+        pytest.param(("calls", "--dbb", "x.db"), id="mistyped-option"),
         pytest.param(("calls", "--db", "x.db", "--since", "yesterday"), id="bad-since"),
         pytest.param(("calls", "--db", "x.db", "--limit", "0"), id="bad-limit"),
         pytest.param(("summary", "--db", "x.db", "--by", "colour"), id="bad-by"),
@@ -60,6 +62,70 @@ def test_usage_errors_exit_2(
     err = capsys.readouterr().err
     assert "usage:" in err or "asynctelemetry: error:" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [
+        pytest.param(("sumary",), "did you mean 'summary'?", id="command"),
+        pytest.param(("summary", "--bye", "provider"), "did you mean --by?", id="option"),
+        pytest.param(("calls", "--jsn", "--limt=3"), "--json (for --jsn), --limit", id="two"),
+        pytest.param(("summary", "--by", "modle"), "did you mean 'model'?", id="choice"),
+    ],
+)
+def test_did_you_mean(tmp_path: Path, args: tuple[str, ...], hint: str) -> None:
+    """A mistyped command, option or choice exits 2 naming the closest spelling."""
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert hint in result.stderr and "Traceback" not in result.stderr
+
+
+def test_every_command_has_help_with_examples(tmp_path: Path) -> None:
+    """Each command's --help describes every option and ends with runnable examples."""
+    from asynctelemetry.cli._help import EXAMPLES
+
+    for command, examples in EXAMPLES.items():
+        result = run_cli(command, "--help", cwd=tmp_path)
+        assert result.returncode == 0
+        text = result.stdout
+        assert "examples:" in text
+        for _, line in examples:
+            assert line in text
+    from asynctelemetry.cli import _subparser, build_parser
+
+    parser = build_parser()
+    for command in EXAMPLES:
+        sub = _subparser(parser, command)
+        assert sub is not None
+        for action in sub._actions:
+            assert action.help, f"{command} {action.option_strings} has no help"
+
+
+def test_db_defaults_to_the_environment_then_calls_db(db: Path) -> None:
+    """calls and summary read calls.db in the working directory, or $ASYNCTELEMETRY_DB."""
+    here = run_cli("summary", "--json", cwd=db.parent)
+    assert here.returncode == 0 and here.stdout.count('"by": "model"') == 3
+    elsewhere = db.parent / "sub"
+    elsewhere.mkdir()
+    missing = run_cli("calls", cwd=elsewhere)
+    assert missing.returncode == 1
+    assert "calls.db: no such file" in one_line_error(missing)
+    env = run_cli("calls", "--json", "--all", cwd=elsewhere, env=cli_env(ASYNCTELEMETRY_DB=str(db)))
+    assert env.returncode == 0 and len(env.stdout.splitlines()) == 40
+
+
+def test_plurals_and_replay_counts_new_and_present(db: Path) -> None:
+    """One call is "1 call"; replaying twice into a store says how many copies were new."""
+    one = run_cli("calls", "--db", db, "--limit", "1", cwd=db.parent)
+    assert "1 call, newest first" in one.stdout
+    target = f"sqlite:///{db.parent / 'copy.db'}"
+    first = run_cli("replay", "--db", db, "--to", target, "--status", "error", cwd=db.parent)
+    assert first.returncode == 0, first.stderr
+    assert ": 4 new, 0 already there" in first.stdout
+    again = run_cli("replay", "--db", db, "--to", target, cwd=db.parent)
+    assert "replayed 40 calls" in again.stdout and ": 36 new, 4 already there" in again.stdout
+    summary = run_cli("summary", "--db", db.parent / "copy.db", "--status", "error", cwd=db.parent)
+    assert "4 calls, 4 errors" in summary.stdout
 
 
 def test_usage_error_exit_status_of_the_process(tmp_path: Path) -> None:

@@ -111,3 +111,29 @@ def test_bar_scale() -> None:
     assert bar(1, 16, 8) == "▌"
     assert bar(0.0001, 10, 8) == "▏"
     assert bar(0, 10, 8) == ""
+
+
+def test_rates_of_calls_too_short_to_mean_anything_are_hidden() -> None:
+    """A call that generated for under 50 ms shows no tok/s (not 698,666); a real one does."""
+    from asynctelemetry.cli._render import call_rate, calls_table
+
+    instant = make_call(0, duration_ms=0.03, ttft_ms=0.0, output_tokens=20)
+    real = make_call(1, duration_ms=2100.0, ttft_ms=100.0, output_tokens=200)
+    assert call_rate(instant) is None
+    assert call_rate(real) == 100.0
+    console = Console(record=True, width=160, file=io.StringIO())
+    console.print(calls_table([instant], width=160))
+    assert "tok/s" not in console.export_text()
+    console.print(calls_table([instant, real], width=160))
+    text = console.export_text()
+    assert "tok/s" in text and "666" not in text
+
+
+def test_one_is_singular() -> None:
+    """Totals read "1 call, 1 error", not "1 calls, 1 errors"."""
+    from asynctelemetry.cli._render import summary_view
+
+    failed = make_call(9)  # make_call(9) is an error
+    console = Console(record=True, width=100, file=io.StringIO())
+    console.print(summary_view(summarize([failed], "model"), "model", 100))
+    assert "1 call, 1 error," in console.export_text()
