@@ -629,7 +629,7 @@ def test_a_status_message_that_is_not_utf8_costs_nothing() -> None:
     raw += b"\x7a\x06" + b"\x12\x04\xff\xfe42"  # status { message: b"\xff\xfe42" }
     lean = lean_span(Span.FromString(bytes(span.SerializeToString())))
     lean.MergeFromString(bytes(raw[len(span.SerializeToString()) :]))
-    row = convert_row(lean, None, None, False, {})
+    row = convert_row(lean, None, False, {})
     assert isinstance(row, tuple)
 
 
