@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ._batching import QueueStats, RetryPolicy
 from ._call import CallHandle
-from ._collector import AsyncCollector, CollectorStats, span_to_llm_call
+from ._collector import AsyncCollector, CollectorStats, HttpLimits, span_to_llm_call
 from ._exceptions import (
     ConfigError,
     ExportError,
@@ -42,6 +42,7 @@ __all__ = [
     "ConsoleSink",
     "ExportError",
     "ExporterStats",
+    "HttpLimits",
     "LLMCall",
     "MemoryStore",
     "MissingDependencyError",

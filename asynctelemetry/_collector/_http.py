@@ -10,9 +10,9 @@ another path                            404
 another method on ``/v1/traces``        405     ``Allow: POST``
 missing or wrong bearer token           401     constant-time compare, ``stats.unauthenticated``
 media type not protobuf or JSON         415     also for an unknown ``Content-Encoding``
-more requests in flight than the bound  429     ``Retry-After``; nothing read
+more requests in flight than the bound  429     ``Retry-After``; nothing read; also per client
 body over ``max_message_bytes``         413     before and after decompression
-body not sent within ``read_timeout``   408
+body stalled or slower than the limits  408     ``idle_timeout``, ``read_timeout``
 not decompressible, not OTLP            400     ``stats.malformed_requests``
 the store cannot keep up                503     ``Retry-After``; nothing kept (retry is safe)
 accepted                                200     ``ExportTraceServiceResponse``
@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from .._exceptions import ConfigError, require
 from ._json_worker import JSON_IN_PROCESS_BYTES, JsonWorker, WorkerLost
+from ._limits import ConnectionCaps, HttpLimits, RepeatedLog, client_of
 from ._otlp_json import (
     BadJson,
     TooDeepForTheLoop,
@@ -66,8 +67,6 @@ _INFLATE_IN_THREAD: Final = 4 * 1024
 _INFLATE_STEP: Final = 64 * 1024
 #: Most gzip members one body may hold (concatenated gzip files); more is a 400.
 MAX_GZIP_MEMBERS: Final = 64
-#: Most requests read and decoded at once; each may hold up to twice ``max_message_bytes``.
-DEFAULT_MAX_IN_FLIGHT: Final = 64
 # gRPC codes carried in the google.rpc.Status bodies (OTLP clients go by the HTTP status).
 _INVALID_ARGUMENT, _NOT_FOUND, _RESOURCE_EXHAUSTED = 3, 5, 8
 _UNIMPLEMENTED, _INTERNAL, _UNAVAILABLE, _UNAUTHENTICATED = 12, 13, 14, 16
@@ -75,6 +74,10 @@ _UNIMPLEMENTED, _INTERNAL, _UNAVAILABLE, _UNAUTHENTICATED = 12, 13, 14, 16
 
 class _TooLarge(Exception):
     """The body (or what it inflates to) is over the bound."""
+
+
+class _Stalled(Exception):
+    """No byte of the body arrived for ``idle_timeout`` seconds."""
 
 
 class HttpReceiver:
@@ -91,8 +94,7 @@ class HttpReceiver:
         auth_token: when set, requests must carry ``Authorization: Bearer <token>``.
         tls: PEM certificate and key files; with them the port speaks HTTPS only.
         retry_delay: seconds a refused client is asked to wait (``Retry-After``, whole seconds).
-        max_in_flight: most requests read and decoded at once; more get 429.
-        read_timeout: seconds a client has to send its body (a slow one gets 408).
+        limits: deadlines and caps on connections and requests (:class:`HttpLimits`).
     """
 
     def __init__(
@@ -106,8 +108,7 @@ class HttpReceiver:
         auth_token: str | None = None,
         tls: tuple[Path, Path] | None = None,
         retry_delay: float = 1.0,
-        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-        read_timeout: float = 30.0,
+        limits: HttpLimits | None = None,
     ) -> None:
         self._web = cast("Any", require("aiohttp.web", "http", "the OTLP/HTTP receiver"))
         self._response: type[web.Response] = self._web.Response
@@ -120,9 +121,17 @@ class HttpReceiver:
         self._tls = tls
         self._retry_delay = retry_delay
         self._retry_after = str(max(1, math.ceil(retry_delay)))
-        self.max_in_flight = max_in_flight
-        self.read_timeout = read_timeout
+        limits = limits or HttpLimits()
+        self.limits = limits
+        self.max_in_flight = limits.max_in_flight
+        self.max_in_flight_per_client = limits.max_in_flight_per_client
+        self.read_timeout = limits.read_timeout
+        self.idle_timeout = limits.idle_timeout
         self._in_flight = 0
+        self._in_flight_by_client: dict[str, int] = {}
+        #: aiohttp's per-connection errors, each logged once and then counted.
+        self.log = RepeatedLog()
+        self.caps: ConnectionCaps | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         self._json_turn = asyncio.Lock()
@@ -151,8 +160,12 @@ class HttpReceiver:
             self._handle,
             auto_decompress=False,  # we inflate ourselves, with a bound on the output
             access_log=None,
-            keepalive_timeout=75.0,
+            # aiohttp closes a connection still waiting for a complete request this long after
+            # it opened or was last answered: the header deadline and the idle timeout in one.
+            keepalive_timeout=self.limits.header_timeout,
+            logger=self.log,
         )
+        self.caps = ConnectionCaps(server, self.limits)
         runner = web.ServerRunner(server, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self._requested_port, ssl_context=context)
@@ -234,7 +247,9 @@ class HttpReceiver:
             return self._error(
                 415, _INVALID_ARGUMENT, "unsupported Content-Encoding: use gzip or deflate", as_json
             )
-        if self._in_flight >= self.max_in_flight:
+        client = client_of(request.transport)
+        held = self._in_flight_by_client.get(client, 0)
+        if self._in_flight >= self.max_in_flight or held >= self.max_in_flight_per_client:
             return self._error(
                 429,
                 _RESOURCE_EXHAUSTED,
@@ -244,11 +259,17 @@ class HttpReceiver:
                 retry=True,
             )
         self._in_flight += 1
+        self._in_flight_by_client[client] = held + 1
         self._idle.clear()
         try:
             return await self._export(request, media, coding, as_json)
         finally:
             self._in_flight -= 1
+            left = self._in_flight_by_client[client] - 1
+            if left:
+                self._in_flight_by_client[client] = left
+            else:
+                del self._in_flight_by_client[client]
             if not self._in_flight:
                 self._idle.set()
 
@@ -263,7 +284,7 @@ class HttpReceiver:
         await self._continue(request)
         try:
             async with asyncio.timeout(self.read_timeout):
-                body = await _read(request.content, limit)
+                body = await _read(request.content, limit, self.idle_timeout)
             if coding in ("gzip", "deflate"):
                 if len(body) >= _INFLATE_IN_THREAD:
                     body = await asyncio.to_thread(inflate, body, coding, limit)
@@ -291,6 +312,13 @@ class HttpReceiver:
                 as_json,
                 {"Retry-After": self._retry_after},
                 retry=True,
+            )
+        except _Stalled:
+            return self._error(
+                408,
+                _INVALID_ARGUMENT,
+                f"the body stalled for over {self.idle_timeout} s",
+                as_json,
             )
         except TimeoutError:
             return self._error(
@@ -382,11 +410,19 @@ async def _encode_json(body: bytes) -> bytes:
         await asyncio.sleep(0)
 
 
-async def _read(stream: StreamReader, limit: int) -> bytes:
-    """The whole body, or :class:`_TooLarge` as soon as it passes ``limit`` bytes."""
+async def _read(stream: StreamReader, limit: int, idle: float) -> bytes:
+    """The whole body, or :class:`_TooLarge` as soon as it passes ``limit`` bytes, or
+    :class:`_Stalled` when no byte arrives for ``idle`` seconds."""
     chunks: list[bytes] = []
     size = 0
-    while chunk := await stream.readany():
+    while True:
+        try:
+            async with asyncio.timeout(idle):
+                chunk = await stream.readany()
+        except TimeoutError:
+            raise _Stalled from None
+        if not chunk:
+            break
         size += len(chunk)
         if size > limit:
             raise _TooLarge

@@ -35,6 +35,7 @@ from .._wire import RETRY_INFO_KEY, retry_info
 from ._auth import BearerTokenInterceptor
 from ._convert import convert_request_in_slices
 from ._forward import Forwarder
+from ._limits import HttpLimits
 from ._wire import LeanRequest
 
 if TYPE_CHECKING:
@@ -127,6 +128,9 @@ class AsyncCollector:
         backpressure_timeout: seconds Export waits for queue room before answering UNAVAILABLE.
         retry_delay: seconds a refused client is asked to wait (gRPC ``RetryInfo``; HTTP
             ``Retry-After``, rounded up to whole seconds).
+        http_limits: the OTLP/HTTP receiver's deadlines and caps on connections and requests
+            in flight, in all and per client (:class:`~asynctelemetry.HttpLimits`; its
+            defaults when None).
     """
 
     def __init__(
@@ -149,7 +153,11 @@ class AsyncCollector:
         max_queue: int = 65_536,
         backpressure_timeout: float = 1.0,
         retry_delay: float = 0.5,
+        http_limits: HttpLimits | None = None,
     ) -> None:
+        if http_limits is not None and not isinstance(http_limits, HttpLimits):
+            raise ConfigError(f"http_limits must be an HttpLimits, not {http_limits!r}")
+        self.http_limits = http_limits or HttpLimits()
         if (tls_cert is None) != (tls_key is None):
             raise ConfigError("tls_cert and tls_key go together")
         require_int("max_message_bytes", max_message_bytes, 1024)
@@ -325,6 +333,7 @@ class AsyncCollector:
                     auth_token=self._auth_token,
                     tls=self._tls,
                     retry_delay=self._retry_delay,
+                    limits=self.http_limits,
                 )
                 await http.start()
             except BaseException:
