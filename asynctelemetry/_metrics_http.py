@@ -1,10 +1,12 @@
 """Serving ``/metrics`` from the event loop: :class:`PrometheusExporter`.
 
-A deliberately small HTTP/1.x responder on ``asyncio.start_server`` (no thread, unlike
-prometheus-client's own server): one request per connection, the request head bounded in size and
-read within a timeout, ``GET``/``HEAD /metrics`` answered with the registry's text exposition,
-404 for other paths, 405 for other methods, 400 for anything unreadable. Slow or malformed clients
-cost one task each, up to a bound, and never the loop.
+A deliberately small HTTP/1.x responder on ``asyncio.start_server`` (no server thread, unlike
+prometheus-client's own server; only the rendering of a scrape runs in a worker thread, so the
+loop gets the GIL back every switch interval instead of waiting for the whole exposition): one
+request per connection, the request head bounded in size and read within a timeout,
+``GET``/``HEAD /metrics`` answered with the registry's text exposition, 404 for other paths,
+405 for other methods, 400 for anything unreadable. Slow or malformed clients cost one task
+each, up to a bound, and never the loop.
 """
 
 from __future__ import annotations
@@ -154,6 +156,10 @@ class PrometheusExporter:
                 self.bad_requests += 1
                 return  # too slow, cut short or too big: close without an answer
             status, body, content_type, head_only = self._answer(head)
+            if status == 200:
+                # Rendering a large registry is Python work: in a thread, the loop gets the GIL
+                # back every switch interval (5 ms) instead of waiting for the whole scrape.
+                body = await asyncio.to_thread(self._prom.generate_latest, self.registry)
             headers = (
                 f"HTTP/1.1 {status} {_REASONS[status]}\r\n"
                 f"Content-Type: {content_type}\r\n"
@@ -183,5 +189,4 @@ class PrometheusExporter:
         if method not in (b"GET", b"HEAD"):
             return 405, b"method not allowed\n", plain, False
         self.requests += 1
-        body: bytes = self._prom.generate_latest(self.registry)
-        return 200, body, self._prom.CONTENT_TYPE_LATEST, method == b"HEAD"
+        return 200, b"", self._prom.CONTENT_TYPE_LATEST, method == b"HEAD"  # body: in a thread

@@ -97,6 +97,11 @@ class MetricsRecorder:
         max_models: most distinct ``model`` label values (also providers, tool names and cache
             types); further ones are counted under ``"other"`` so a misbehaving client cannot
             blow up the series count.
+        max_operations: most distinct ``operation`` label values (also ``status`` values);
+            further ones are counted under ``"other"``.
+        max_series: most distinct (provider, model, operation, status) combinations; calls of
+            further combinations are counted under ``"other"`` in every label, so the
+            exposition stays bounded whatever the mix of names.
 
     Raises:
         MissingDependencyError: prometheus-client is not installed.
@@ -109,10 +114,17 @@ class MetricsRecorder:
         registry: Any = None,
         namespace: str = "asynctelemetry",
         max_models: int = 200,
+        max_operations: int = 32,
+        max_series: int = 1000,
     ) -> None:
         prom: Any = require("prometheus_client", "prometheus", "MetricsRecorder")
-        if max_models < 1:
-            raise ConfigError("max_models must be >= 1")
+        for name, value in (
+            ("max_models", max_models),
+            ("max_operations", max_operations),
+            ("max_series", max_series),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be an int >= 1, not {value!r}")
         self._prom = prom
         self.registry = registry if registry is not None else prom.CollectorRegistry()
         self.namespace = namespace
@@ -122,6 +134,10 @@ class MetricsRecorder:
         self._providers = _LabelGuard(max_models)
         self._tools = _LabelGuard(max_models)
         self._cache_types = _LabelGuard(max_models)
+        self._operations = _LabelGuard(max_operations)
+        self._statuses = _LabelGuard(max_operations)
+        self.max_series = max_series
+        self._combinations: set[tuple[str, str, str, str]] = set()
         self._children: dict[tuple[str, str, str, str], _Series] = {}
         reg, ns = self.registry, namespace
         self.requests = prom.Counter(
@@ -181,7 +197,18 @@ class MetricsRecorder:
         key = (provider or UNKNOWN, model, operation, status)
         series = self._children.get(key)
         if series is None:
-            series = _Series(self, self._providers(key[0]), self._models(model), operation, status)
+            labels = (
+                self._providers(key[0]),
+                self._models(model),
+                self._operations(operation),
+                self._statuses(status),
+            )
+            if labels not in self._combinations:
+                if len(self._combinations) < self.max_series:
+                    self._combinations.add(labels)
+                else:
+                    labels = (OTHER, OTHER, OTHER, OTHER)
+            series = _Series(self, *labels)
             if len(self._children) < _MAX_CACHED_SERIES:
                 self._children[key] = series
         return series

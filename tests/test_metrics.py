@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from asynctelemetry import ConfigError
 from asynctelemetry._pricing import ModelPricing, PriceTable
 from asynctelemetry.metrics import (
     TIME_PER_OUTPUT_TOKEN_BUCKETS,
@@ -189,8 +190,9 @@ async def _get(port: int, raw: bytes) -> bytes:
     return data
 
 
-async def test_metrics_served_over_http_without_threads() -> None:
-    """/metrics over real HTTP parses with prometheus-client's parser; no thread is started."""
+async def test_metrics_served_over_http_without_a_server_thread() -> None:
+    """/metrics over real HTTP parses with prometheus-client's parser; no thread is left
+    running (the scrape renders in a worker thread of the loop's executor, nothing else)."""
     recorder = MetricsRecorder()
     recorder.record(make_call(0))
     # Compare thread identities, not counts: a thread of an earlier test still winding down
@@ -199,7 +201,8 @@ async def test_metrics_served_over_http_without_threads() -> None:
     async with PrometheusExporter(port=0, registry=recorder) as exporter:
         assert exporter.is_running and exporter.port > 0
         raw = await _get(exporter.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert set(threading.enumerate()) - before == set()
+        started = set(threading.enumerate()) - before
+        assert all(t.name.startswith("asyncio_") for t in started)
     assert not exporter.is_running
     head, _, body = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
@@ -255,3 +258,46 @@ async def test_exporter_lifecycle() -> None:
     await exporter.aclose()
     with pytest.raises(Exception, match="closed"):
         await exporter.start()
+
+
+def test_every_label_is_capped_and_the_series_are_bounded() -> None:
+    """20,000 distinct operation names (and statuses, providers, models) give at most
+    max_operations/max_models values of each label, "other" beyond, and at most max_series
+    combinations: the exposition stays small whatever a client invents."""
+    recorder = MetricsRecorder(max_models=5, max_operations=3, max_series=10)
+    for i in range(20_000):
+        recorder.record(
+            make_call(i, operation=f"op-{i}", provider=f"p-{i % 7}", model=f"m-{i % 11}")
+        )
+        recorder.record_request(
+            provider="openai", model="gpt-4o", operation=f"x-{i}", status=f"s-{i}", latency_s=0.1
+        )
+    text = recorder.generate_latest()
+    labels: dict[str, set[str]] = {"operation": set(), "status": set(), "model": set()}
+    combinations = set()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            for name, seen in labels.items():
+                if name in sample.labels:
+                    seen.add(sample.labels[name])
+            if sample.name == "asynctelemetry_requests_total":
+                combinations.add(tuple(sorted(sample.labels.items())))
+    assert len(labels["operation"]) <= 3 + 1 and "other" in labels["operation"]
+    assert len(labels["status"]) <= 3 + 1 and len(labels["model"]) <= 5 + 1
+    assert len(combinations) <= 10 + 1
+    assert len(text.splitlines()) < 2_000
+    requests = sum(
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "asynctelemetry_requests_total"
+    )
+    assert requests == 40_000, "nothing is lost: overflow is counted under other"
+
+
+@pytest.mark.parametrize("field", ["max_operations", "max_series", "max_models"])
+def test_label_caps_must_be_positive_ints(field: str) -> None:
+    """A cap of 0 or a float is a ConfigError."""
+    for bad in (0, 2.5):
+        with pytest.raises(ConfigError):
+            MetricsRecorder(**{field: bad})  # type: ignore[arg-type]
