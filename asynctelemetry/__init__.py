@@ -23,7 +23,15 @@ from ._pipeline import Pipeline, Sink, SyncSink
 from ._pricing import DEFAULT_COST_TABLE, ModelPricing, PriceTable, compute_cost
 from ._record import LLMCall, SpanRecord
 from ._replay import replay
-from ._stores import CallStore, CallSummary, MemoryStore, SQLiteStore, open_store
+from ._stores import (
+    CallStore,
+    CallSummary,
+    Filters,
+    MemoryStore,
+    SQLiteStore,
+    TimeBucket,
+    open_store,
+)
 from ._stream import TracedStream
 from ._tracer import AsyncTracer, RactoTracer
 from ._usage import Usage, usage_from_response
@@ -42,6 +50,7 @@ __all__ = [
     "ConsoleSink",
     "ExportError",
     "ExporterStats",
+    "Filters",
     "HttpLimits",
     "LLMCall",
     "MemoryStore",
@@ -62,6 +71,7 @@ __all__ = [
     "StoreError",
     "SyncSink",
     "TelemetryError",
+    "TimeBucket",
     "TracedStream",
     "Usage",
     "__version__",

@@ -1,6 +1,15 @@
 """Stores: where calls are kept, queried, summarised and replayed."""
 
-from ._base import CallStore, CallSummary, Filters, nearest_rank, percentile, summarize
+from ._base import (
+    CallStore,
+    CallSummary,
+    Filters,
+    TimeBucket,
+    nearest_rank,
+    percentile,
+    summarize,
+    timeseries,
+)
 from ._memory import MemoryStore
 from ._sqlite import SQLiteStore
 from ._url import open_store
@@ -11,8 +20,10 @@ __all__ = [
     "Filters",
     "MemoryStore",
     "SQLiteStore",
+    "TimeBucket",
     "nearest_rank",
     "open_store",
     "percentile",
     "summarize",
+    "timeseries",
 ]

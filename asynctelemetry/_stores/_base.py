@@ -2,7 +2,10 @@
 
 Filter semantics (every store follows them): ``since`` is inclusive, ``until`` exclusive (a naive
 datetime is taken to be UTC); ``model``, ``provider``, ``session_id`` and ``status`` match
-exactly; results are oldest first (by ``timestamp``, ties in insertion order) unless
+exactly, except ``model``, which matches a call whose ``model`` *or* ``request_model`` is
+that name (what users mean by "a model": a dated snapshot answers to the name asked for, and a
+failed call that never got a response model is found with its model's calls); results are oldest
+first (by ``timestamp``, ties in insertion order) unless
 ``newest_first``; ``limit`` applies after ordering. Filters of the wrong type raise
 ``ValueError``.
 
@@ -13,8 +16,9 @@ Percentiles are nearest-rank: for ``n`` sorted values the p-th percentile is the
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal, Protocol, Self, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
@@ -31,20 +35,77 @@ __all__ = [
     "CallSummary",
     "Filters",
     "GroupBy",
+    "TimeBucket",
+    "bucket_ns",
+    "bucket_start_ns",
     "check_limit",
+    "group_field",
     "nearest_rank",
     "percentile",
     "summarize",
+    "timeseries",
 ]
 
-GroupBy = Literal["model", "provider", "session", "route"]
-#: ``summary(by=...)`` → the LLMCall field it groups on.
+GroupBy = Literal["model", "request_model", "provider", "session", "route"]
+#: ``summary(by=...)`` and ``timeseries(by=...)`` → the LLMCall field it groups on.
 GROUP_FIELDS: dict[str, str] = {
     "model": "model",
+    "request_model": "request_model",
     "provider": "provider",
     "session": "session_id",
     "route": "route_name",
 }
+
+
+def group_field(by: object) -> str:
+    """The LLMCall field (and SQL column) ``by=`` groups on, or ``ValueError``."""
+    try:
+        return GROUP_FIELDS[by]  # type: ignore[index]
+    except (KeyError, TypeError):
+        raise ValueError(f"by must be one of {sorted(GROUP_FIELDS)}, not {by!r}") from None
+
+
+_BUCKET_TEXT = re.compile(r"(\d+)(s|m|h|d)")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def bucket_ns(bucket: object) -> int:
+    """The width of a time bucket in integer nanoseconds.
+
+    ``bucket`` is a positive :class:`~datetime.timedelta` or text: a whole number and a unit,
+    ``s``, ``m``, ``h`` or ``d`` (``"10s"``, ``"1m"``, ``"5m"``, ``"1h"``, ``"1d"``).
+
+    Raises:
+        ValueError: anything else, including a zero or negative width.
+    """
+    if isinstance(bucket, timedelta):
+        micros = bucket // timedelta(microseconds=1)
+    elif isinstance(bucket, str) and (match := _BUCKET_TEXT.fullmatch(bucket.strip())):
+        micros = int(match[1]) * _UNIT_SECONDS[match[2]] * 1_000_000
+    else:
+        raise ValueError(
+            f"bucket must be a timedelta or text like '10s', '1m', '5m', '1h', '1d'; "
+            f"got {bucket!r}"
+        )
+    if micros <= 0:
+        raise ValueError(f"bucket must be longer than zero, got {bucket!r}")
+    return micros * 1000
+
+
+def bucket_start_ns(ns: int, width_ns: int) -> int:
+    """The start of the bucket holding ``ns`` (nanoseconds since the epoch): buckets are aligned
+    to the epoch, so a 5-minute bucket starts at :00, :05, … UTC (floor, also before 1970)."""
+    return ns - ns % width_ns
+
+
+def _ns(moment: datetime) -> int:
+    delta = moment - _EPOCH
+    return ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1000
+
+
+def _moment(ns: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
 def nearest_rank(n: int, p: float) -> int:
@@ -99,7 +160,9 @@ class Filters:
         return (
             (self.since is None or call.timestamp >= self.since)
             and (self.until is None or call.timestamp < self.until)
-            and (self.model is None or call.model == self.model)
+            and (
+                self.model is None or call.model == self.model or call.request_model == self.model
+            )
             and (self.provider is None or call.provider == self.provider)
             and (self.session_id is None or call.session_id == self.session_id)
             and (self.status is None or call.status == self.status)
@@ -131,12 +194,73 @@ class CallSummary(BaseModel):
     median_tokens_per_sec: float | None
 
 
+class TimeBucket(BaseModel):
+    """The calls of one time bucket (and one group, with ``by=``), with their totals.
+
+    ``start`` is the bucket's start (aware, UTC, aligned to the epoch); ``key`` the group
+    (``None`` without ``by=``, or for calls without a value for the group's field).
+    Percentiles are nearest-rank, as in :class:`CallSummary`.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    start: datetime
+    key: str | None
+    calls: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cost_usd: float
+    p50_latency_ms: float | None
+    p95_latency_ms: float | None
+    p50_ttft_ms: float | None
+
+
+def timeseries(
+    calls: Iterable[LLMCall], bucket: timedelta | str = "1m", by: str | None = None
+) -> list[TimeBucket]:
+    """Group ``calls`` in fixed time buckets (and by ``by``); oldest bucket first, then key
+    (``None`` first). Every store's ``timeseries`` gives these rows for the same calls."""
+    width = bucket_ns(bucket)
+    field = None if by is None else group_field(by)
+    groups: dict[tuple[int, str | None], list[LLMCall]] = {}
+    for call in calls:
+        start = bucket_start_ns(_ns(call.timestamp), width)
+        key = None if field is None else getattr(call, field)
+        groups.setdefault((start, key), []).append(call)
+    return [
+        _bucket_row(start, key, members)
+        for (start, key), members in sorted(groups.items(), key=_bucket_order)
+    ]
+
+
+def _bucket_order(item: tuple[tuple[int, str | None], object]) -> tuple[int, bool, str]:
+    (start, key), _ = item
+    return start, key is not None, key or ""
+
+
+def _bucket_row(start: int, key: str | None, calls: list[LLMCall]) -> TimeBucket:
+    latencies = sorted(c.duration_ms for c in calls if c.duration_ms is not None)
+    ttfts = sorted(c.ttft_ms for c in calls if c.ttft_ms is not None)
+    return TimeBucket(
+        start=_moment(start),
+        key=key,
+        calls=len(calls),
+        errors=sum(c.status == "error" for c in calls),
+        input_tokens=sum(c.input_tokens or 0 for c in calls),
+        output_tokens=sum(c.output_tokens or 0 for c in calls),
+        cached_input_tokens=sum(c.cached_input_tokens or 0 for c in calls),
+        cost_usd=math.fsum(c.cost_usd for c in calls if c.cost_usd is not None),
+        p50_latency_ms=percentile(latencies, 50),
+        p95_latency_ms=percentile(latencies, 95),
+        p50_ttft_ms=percentile(ttfts, 50),
+    )
+
+
 def summarize(calls: Iterable[LLMCall], by: str = "model") -> list[CallSummary]:
     """Group ``calls`` and total each group; rows sorted by cost, then calls, descending."""
-    try:
-        field = GROUP_FIELDS[by]
-    except KeyError:
-        raise ValueError(f"by must be one of {sorted(GROUP_FIELDS)}, not {by!r}") from None
+    field = group_field(by)
     groups: dict[str | None, list[LLMCall]] = {}
     for call in calls:
         groups.setdefault(getattr(call, field), []).append(call)
@@ -225,6 +349,21 @@ class CallStore(Protocol):
         status: str | None = None,
     ) -> list[CallSummary]:
         """One row per group of the calls that pass the filters."""
+        ...
+
+    async def timeseries(
+        self,
+        *,
+        bucket: timedelta | str = "1m",
+        by: GroupBy | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+    ) -> list[TimeBucket]:
+        """The calls that pass the filters in fixed time buckets (see :func:`timeseries`)."""
         ...
 
     async def flush(self) -> None:

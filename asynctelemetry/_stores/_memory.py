@@ -14,13 +14,22 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Final, Self
 
 from .._exceptions import StoreClosedError, require_int
-from .._rows import TIMESTAMP, Row, Rows, record_of, row_of
-from ._base import CallSummary, Filters, GroupBy, check_limit, summarize
+from .._rows import FIELDS, TIMESTAMP, Row, Rows, record_of, row_of
+from ._base import (
+    CallSummary,
+    Filters,
+    GroupBy,
+    TimeBucket,
+    bucket_ns,
+    check_limit,
+    summarize,
+    timeseries,
+)
 from ._replay import paced
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-    from datetime import datetime
+    from collections.abc import AsyncIterator, Iterable, Sequence
+    from datetime import datetime, timedelta
     from types import TracebackType
 
     from .._record import LLMCall
@@ -33,24 +42,7 @@ def _row(call: LLMCall) -> Row:
 
 
 _row_timestamp: Final = itemgetter(TIMESTAMP)
-
-
-class _Records:
-    """The stored calls as records, built on iteration; ``clear()`` forgets them all."""
-
-    __slots__ = ("_rows",)
-
-    def __init__(self, rows: deque[Row]) -> None:
-        self._rows = rows
-
-    def __iter__(self) -> Iterator[LLMCall]:
-        return map(_record, list(self._rows))
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def clear(self) -> None:
-        self._rows.clear()
+_CALL_ID: Final = FIELDS.index("call_id")
 
 
 __all__ = ["MemoryStore"]
@@ -61,7 +53,10 @@ class MemoryStore:
 
     ``add`` is O(1) and never waits. ``dropped`` counts the calls pushed out by newer ones. A
     :class:`~asynctelemetry.SyncSink`: a pipeline hands it calls with :meth:`emit_nowait`, on the
-    caller's path, at no coroutine's cost.
+    caller's path, at no coroutine's cost. ``call_id`` is unique, as in every store: a call whose
+    id is already held (a retrying exporter, a replay run twice) is not kept again and is
+    counted in ``duplicates``; the ids held are a set kept in step with the ring (an id pushed
+    out may come back).
     Queries scan the buffer (at most ``capacity`` records) and sort by timestamp. Calls are held
     as compact rows and read back as equal records (see the module docstring).
     """
@@ -70,13 +65,11 @@ class MemoryStore:
         require_int("capacity", capacity)
         self.capacity = capacity
         self._dropped = 0
+        #: Calls not kept because a call with the same ``call_id`` is held.
+        self.duplicates = 0
         self._rows: deque[Row] = deque(maxlen=capacity)
+        self._ids: set[str] = set()
         self._closed = False
-
-    @property
-    def _calls(self) -> _Records:
-        """The calls as records, oldest added first (``clear()`` empties the store)."""
-        return _Records(self._rows)
 
     @property
     def dropped(self) -> int:
@@ -87,16 +80,31 @@ class MemoryStore:
         return len(self._rows)
 
     def __repr__(self) -> str:
-        return f"MemoryStore(capacity={self.capacity}, calls={len(self)}, dropped={self.dropped})"
+        return (
+            f"MemoryStore(capacity={self.capacity}, calls={len(self)}, dropped={self.dropped}, "
+            f"duplicates={self.duplicates})"
+        )
 
     # -- writing --------------------------------------------------------------------------------
     def add_nowait(self, call: LLMCall) -> None:
         """Keep one call without awaiting (the same as ``await add(call)``)."""
         if self._closed:
             raise StoreClosedError("MemoryStore is closed")
-        if len(self._rows) == self.capacity:
+        self._keep_row(_row(call))
+
+    def _keep_row(self, row: Row) -> None:
+        """Append ``row`` unless its id is held; the set follows the ring's evictions."""
+        ids = self._ids
+        call_id = row[_CALL_ID]
+        if call_id in ids:
+            self.duplicates += 1
+            return
+        rows = self._rows
+        if len(rows) == self.capacity:  # the ring pushes out its oldest: forget that id
+            ids.discard(rows[0][_CALL_ID])
             self._dropped += 1
-        self._rows.append(_row(call))
+        rows.append(row)
+        ids.add(call_id)
 
     async def add(self, call: LLMCall) -> None:
         """Keep one call; the oldest is dropped (and counted) when the store is full."""
@@ -114,13 +122,9 @@ class MemoryStore:
     def _keep(self, calls: Sequence[LLMCall]) -> None:
         if self._closed:
             raise StoreClosedError("MemoryStore is closed")
-        overflow = len(self._rows) + len(calls) - self.capacity
-        if overflow > 0:
-            self._dropped += overflow
-        if isinstance(calls, Rows):
-            self._rows.extend(calls.rows)
-        else:
-            self._rows.extend(map(_row, calls))
+        keep = self._keep_row
+        for row in calls.rows if isinstance(calls, Rows) else map(_row, calls):
+            keep(row)
 
     async def emit(self, calls: Sequence[LLMCall]) -> None:
         """Sink interface: the same as :meth:`add_many`."""
@@ -131,11 +135,12 @@ class MemoryStore:
 
     def snapshot(self) -> list[LLMCall]:
         """Every call held, in the order added (a synchronous read, for ``tracer.spans``)."""
-        return list(self._calls)
+        return list(map(_record, list(self._rows)))
 
     def clear(self) -> None:
-        """Forget every call held (``dropped`` keeps counting from where it was)."""
-        self._calls.clear()
+        """Forget every call held (``dropped`` and ``duplicates`` keep counting)."""
+        self._rows.clear()
+        self._ids.clear()
 
     # -- reading --------------------------------------------------------------------------------
     def _records(self, filters: Filters) -> Iterable[LLMCall]:
@@ -201,6 +206,23 @@ class MemoryStore:
         """One row per model, provider, session or route of the calls that pass the filters."""
         filters = Filters(since, until, model, provider, session_id, status)
         return summarize(self._records(filters), by)
+
+    async def timeseries(
+        self,
+        *,
+        bucket: timedelta | str = "1m",
+        by: GroupBy | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+    ) -> list[TimeBucket]:
+        """The calls that pass the filters in fixed time buckets, oldest first (then key)."""
+        bucket_ns(bucket)  # a bad bucket is a ValueError even in an empty store
+        filters = Filters(since, until, model, provider, session_id, status)
+        return timeseries(self._records(filters), bucket, by)
 
     def replay(
         self,

@@ -1,9 +1,11 @@
 """SQL for the SQLite store's reads: the filters, ordering, keyset pages and summaries.
 
 Filters follow :class:`~asynctelemetry._stores._base.Filters` exactly (``since`` inclusive,
-``until`` exclusive, exact matches); order is timestamp then rowid (insertion order).
+``until`` exclusive, exact matches but ``model``, which matches ``model`` or ``request_model``:
+the indexes ``calls_model`` and ``calls_request_model`` serve the two sides of the ``OR``); order
+is timestamp then rowid (insertion order).
 
-Summaries are computed in SQL so that a large group never comes into Python whole: one
+Summaries and time series are computed in SQL so that a large group never comes into Python whole: one
 ``GROUP BY`` for the totals, and per percentile a window query (``ROW_NUMBER`` and ``COUNT`` over
 the group) that returns only the few rows near the wanted rank; Python then picks the row whose
 rank is exactly :func:`~asynctelemetry._stores._base.nearest_rank` (the one percentile
@@ -16,19 +18,28 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Final
 
-from ._base import GROUP_FIELDS, CallSummary, nearest_rank
-from ._schema import SELECT_COLUMNS, to_ns
+from ._base import CallSummary, TimeBucket, group_field, nearest_rank
+from ._schema import SELECT_COLUMNS, from_ns, to_ns
 
 if TYPE_CHECKING:
     import sqlite3
+    from collections.abc import Sequence
 
     from ._base import Filters
 
-__all__ = ["group_column", "page_sql", "register", "select_sql", "summarize_sql", "where"]
+__all__ = [
+    "group_column",
+    "page_sql",
+    "register",
+    "select_sql",
+    "summarize_sql",
+    "timeseries_sql",
+    "where",
+]
 
 _FSUM: Final = "asynctelemetry_fsum"
 #: Columns a filter may compare to, by Filters field name; the values are bound parameters.
-_EQUALS: Final = ("model", "provider", "session_id", "status")
+_EQUALS: Final = ("provider", "session_id", "status")
 
 
 def where(filters: Filters, *extra: str) -> tuple[str, list[Any]]:
@@ -41,6 +52,9 @@ def where(filters: Filters, *extra: str) -> tuple[str, list[Any]]:
     if filters.until is not None:
         clauses.append("timestamp_ns < ?")
         params.append(to_ns(filters.until))
+    if filters.model is not None:
+        clauses.append("(model = ? OR request_model = ?)")
+        params += (filters.model, filters.model)
     for name in _EQUALS:
         value = getattr(filters, name)
         if value is not None:
@@ -70,11 +84,8 @@ def page_sql(filters: Filters) -> tuple[str, list[Any]]:
 
 
 def group_column(by: str) -> str:
-    """The column ``summary(by=...)`` groups on (from a fixed table, never from input)."""
-    try:
-        return GROUP_FIELDS[by]
-    except KeyError:
-        raise ValueError(f"by must be one of {sorted(GROUP_FIELDS)}, not {by!r}") from None
+    """The column ``by=`` groups on (from a fixed table, never from input)."""
+    return group_field(by)
 
 
 class _FSum:
@@ -125,36 +136,59 @@ _PERCENTILES: Final[dict[str, tuple[str, str, tuple[int, ...]]]] = {
 }
 
 
+_TOTALS: Final = (
+    "COUNT(*), SUM(status = 'error'), "
+    "COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), "
+    "COALESCE(SUM(cached_input_tokens), 0), COALESCE(SUM(reasoning_tokens), 0), "
+    f"{_FSUM}(cost_usd), SUM(cost_usd IS NULL)"
+)
+Key = tuple[Any, ...]
+
+
+def _grouped(
+    conn: sqlite3.Connection, keys: Sequence[str], filters: Filters, wanted: Sequence[str]
+) -> tuple[list[tuple[Any, ...]], dict[tuple[str, int], dict[Key, float]]]:
+    """Totals per group of ``keys`` (SQL expressions of our own) in order of first insertion,
+    and the ``wanted`` percentiles per group: ``{(name, p): {group: value}}``."""
+    clause, params = where(filters)
+    groups = ", ".join(keys)
+    totals = conn.execute(
+        f"SELECT {groups}, {_TOTALS} FROM calls{clause} GROUP BY {groups} ORDER BY MIN(id)",
+        params,
+    ).fetchall()
+    width = len(keys)
+    found: dict[tuple[str, int], dict[Key, float]] = {}
+    for name in wanted:
+        value, condition, percents = _PERCENTILES[name]
+        clause, params = where(filters, condition)
+        # Only rows within one rank of p% of the group's size come back.
+        near = " OR ".join(
+            f"(r BETWEEN n * {p / 100!r} - 1 AND n * {p / 100!r} + 1)" for p in percents
+        )
+        aliases = ", ".join(f"g{i}" for i in range(width))
+        selected = ", ".join(f"{key} AS g{i}" for i, key in enumerate(keys))
+        rows = conn.execute(
+            f"SELECT {aliases}, n, r, v FROM (SELECT {selected}, {value} AS v, "
+            f"ROW_NUMBER() OVER (PARTITION BY {groups} ORDER BY {value}) AS r, "
+            f"COUNT(*) OVER (PARTITION BY {groups}) AS n FROM calls{clause}) WHERE {near}",
+            params,
+        ).fetchall()
+        for p in percents:
+            found[name, p] = {
+                tuple(row[:width]): row[-1]
+                for row in rows
+                if row[width + 1] == nearest_rank(row[width], p)
+            }
+    return totals, found
+
+
 def summarize_sql(conn: sqlite3.Connection, column: str, filters: Filters) -> list[CallSummary]:
     """The summary rows of the calls that pass ``filters``, grouped by ``column``.
 
     Runs in the reader's thread. Groups come in order of first insertion, then are sorted as
     ``summarize`` sorts them (cost, then calls, descending), so ties fall the same way.
     """
-    clause, params = where(filters)
-    totals = conn.execute(
-        f"SELECT {column}, COUNT(*), SUM(status = 'error'), "
-        "COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), "
-        "COALESCE(SUM(cached_input_tokens), 0), COALESCE(SUM(reasoning_tokens), 0), "
-        f"{_FSUM}(cost_usd), SUM(cost_usd IS NULL) "
-        f"FROM calls{clause} GROUP BY {column} ORDER BY MIN(id)",
-        params,
-    ).fetchall()
-    found: dict[tuple[str, int], dict[str | None, float]] = {}
-    for name, (value, condition, wanted) in _PERCENTILES.items():
-        clause, params = where(filters, condition)
-        # Only rows within one rank of p% of the group's size come back.
-        near = " OR ".join(
-            f"(r BETWEEN n * {p / 100!r} - 1 AND n * {p / 100!r} + 1)" for p in wanted
-        )
-        rows = conn.execute(
-            f"SELECT g, n, r, v FROM (SELECT {column} AS g, {value} AS v, "
-            f"ROW_NUMBER() OVER (PARTITION BY {column} ORDER BY {value}) AS r, "
-            f"COUNT(*) OVER (PARTITION BY {column}) AS n FROM calls{clause}) WHERE {near}",
-            params,
-        ).fetchall()
-        for p in wanted:
-            found[name, p] = {g: v for g, n, r, v in rows if r == nearest_rank(n, p)}
+    totals, found = _grouped(conn, (column,), filters, ("latency", "ttft", "speed"))
     summaries = [
         CallSummary(
             key=key,
@@ -166,10 +200,10 @@ def summarize_sql(conn: sqlite3.Connection, column: str, filters: Filters) -> li
             reasoning_tokens=reasoning,
             cost_usd=cost,
             unpriced_calls=unpriced,
-            p50_latency_ms=found["latency", 50].get(key),
-            p95_latency_ms=found["latency", 95].get(key),
-            p50_ttft_ms=found["ttft", 50].get(key),
-            median_tokens_per_sec=found["speed", 50].get(key),
+            p50_latency_ms=found["latency", 50].get((key,)),
+            p95_latency_ms=found["latency", 95].get((key,)),
+            p50_ttft_ms=found["ttft", 50].get((key,)),
+            median_tokens_per_sec=found["speed", 50].get((key,)),
         )
         for key, calls, errors, input_tokens, output_tokens, cached, reasoning, cost, unpriced in (
             totals
@@ -177,3 +211,36 @@ def summarize_sql(conn: sqlite3.Connection, column: str, filters: Filters) -> li
     ]
     summaries.sort(key=lambda r: (-r.cost_usd, -r.calls, r.key or ""))
     return summaries
+
+
+def timeseries_sql(
+    conn: sqlite3.Connection, width_ns: int, column: str | None, filters: Filters
+) -> list[TimeBucket]:
+    """The time buckets of the calls that pass ``filters`` (``width_ns`` wide, aligned to the
+    epoch), grouped by ``column`` too when given; oldest first, then key (``None`` first)."""
+    # Floor to the bucket start, also for timestamps before 1970 (SQL's % truncates to zero).
+    # ``width_ns`` is a validated int: formatted with %d, never text from a caller.
+    start = f"(timestamp_ns - ((timestamp_ns % {width_ns:d}) + {width_ns:d}) % {width_ns:d})"
+    keys = (start,) if column is None else (start, column)
+    totals, found = _grouped(conn, keys, filters, ("latency", "ttft"))
+    buckets = []
+    for row in totals:
+        group = tuple(row[: len(keys)])
+        calls, errors, input_tokens, output_tokens, cached, _, cost, _ = row[len(keys) :]
+        buckets.append(
+            TimeBucket(
+                start=from_ns(group[0]),
+                key=None if column is None else group[1],
+                calls=calls,
+                errors=errors,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cached_input_tokens=cached,
+                cost_usd=cost,
+                p50_latency_ms=found["latency", 50].get(group),
+                p95_latency_ms=found["latency", 95].get(group),
+                p50_ttft_ms=found["ttft", 50].get(group),
+            )
+        )
+    buckets.sort(key=lambda b: (b.start, b.key is not None, b.key or ""))
+    return buckets

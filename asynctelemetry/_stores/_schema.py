@@ -44,6 +44,7 @@ __all__ = [
     "SELECT_COLUMNS",
     "decode_rows",
     "encode_call",
+    "from_ns",
     "prepare",
     "to_ns",
 ]
@@ -120,6 +121,8 @@ def _table_sql(columns: Iterable[str]) -> str:
 _INDEXES: Final = (
     "CREATE INDEX IF NOT EXISTS calls_ts ON calls (timestamp_ns)",
     "CREATE INDEX IF NOT EXISTS calls_model ON calls (model, timestamp_ns)",
+    # model= also matches request_model: the other side of that OR.
+    "CREATE INDEX IF NOT EXISTS calls_request_model ON calls (request_model, timestamp_ns)",
     "CREATE INDEX IF NOT EXISTS calls_provider ON calls (provider, timestamp_ns)",
     "CREATE INDEX IF NOT EXISTS calls_session ON calls (session_id, timestamp_ns)",
     "CREATE INDEX IF NOT EXISTS calls_status ON calls (status, timestamp_ns)",
@@ -206,6 +209,11 @@ def to_ns(moment: datetime) -> int:
         moment = moment.replace(tzinfo=UTC)
     delta = moment - _EPOCH
     return ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1000
+
+
+def from_ns(ns: int) -> datetime:
+    """The aware UTC datetime of integer nanoseconds since the epoch (microsecond precision)."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
 def encode_call(call: LLMCall | Row) -> tuple[Any, ...]:

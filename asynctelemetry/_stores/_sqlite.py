@@ -20,7 +20,7 @@ from .._batching import BatchQueue, Closing, Retryable, RetryPolicy
 from .._exceptions import ConfigError, StoreClosedError, StoreError, require_int
 from .._rows import Row, Rows
 from . import _queries as q
-from ._base import CallSummary, Filters, GroupBy, check_limit
+from ._base import CallSummary, Filters, GroupBy, TimeBucket, bucket_ns, check_limit
 from ._replay import paced
 from ._retention import (
     Retention,
@@ -458,6 +458,26 @@ class SQLiteStore:
         filters = Filters(since, until, model, provider, session_id, status)
         column = q.group_column(by)
         result: list[CallSummary] = await self._read(q.summarize_sql, column, filters)
+        return result
+
+    async def timeseries(
+        self,
+        *,
+        bucket: timedelta | str = "1m",
+        by: GroupBy | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+    ) -> list[TimeBucket]:
+        """Committed calls that pass the filters in fixed time buckets (aligned to the epoch,
+        UTC), oldest first, then key; computed in SQL, equal to ``timeseries()`` of the calls."""
+        width = bucket_ns(bucket)
+        column = None if by is None else q.group_column(by)
+        filters = Filters(since, until, model, provider, session_id, status)
+        result: list[TimeBucket] = await self._read(q.timeseries_sql, width, column, filters)
         return result
 
     def replay(

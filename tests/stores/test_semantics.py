@@ -1,0 +1,365 @@
+"""One store semantics, one suite: every store runs these tests (``STORES`` lists them).
+
+A new store adds one entry to ``STORES``: an async context manager that yields an open, empty
+store under a fresh directory. Every test then holds it to the same behaviour: ``call_id``
+unique with ``duplicates`` counted, ``model=`` matching ``model`` or ``request_model``, ordering,
+summaries and time series equal to the reference functions of ``_stores._base`` (so equal across
+stores), replay oldest first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from asynctelemetry import CallStore, LLMCall, MemoryStore, SQLiteStore, TimeBucket
+from asynctelemetry._stores import summarize, timeseries
+from tests.conftest import T0, make_call
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+
+@contextlib.asynccontextmanager
+async def _memory(directory: Path) -> AsyncIterator[Any]:
+    async with MemoryStore(capacity=10_000) as store:
+        yield store
+
+
+@contextlib.asynccontextmanager
+async def _sqlite(directory: Path) -> AsyncIterator[Any]:
+    async with SQLiteStore(directory / "calls.db", flush_interval=0.01) as store:
+        yield store
+
+
+#: Every store the suite covers: name → factory(directory) of an open, empty store.
+STORES: dict[str, Callable[[Path], contextlib.AbstractAsyncContextManager[Any]]] = {
+    "memory": _memory,
+    "sqlite": _sqlite,
+}
+
+
+@pytest.fixture(params=list(STORES))
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    """An open, empty store of each kind."""
+    async with STORES[request.param](tmp_path) as opened:
+        yield opened
+
+
+async def _keep(store: Any, calls: list[LLMCall]) -> None:
+    await store.add_many(calls)
+    await store.flush()
+
+
+# -- call_id is unique -----------------------------------------------------------------------------
+async def test_store_is_a_call_store(store: Any) -> None:
+    """Every store implements the protocol, timeseries included."""
+    assert isinstance(store, CallStore)
+
+
+async def test_same_call_twice_is_kept_once_and_counted(store: Any) -> None:
+    """A call delivered again (a retrying exporter, a replay run twice) is kept once: the first
+    copy stays, the others count in ``duplicates``, so no total doubles."""
+    calls = [make_call(i) for i in range(10)]
+    await _keep(store, calls)
+    again = [make_call(i, cost_usd=9.0, model="other") for i in range(3)]
+    await _keep(store, again)
+    await store.add(make_call(5))
+    await store.flush()
+    assert store.duplicates == 4
+    assert await store.count() == 10
+    assert await store.query() == calls  # the first copies, unchanged
+    assert await store.summary() == summarize(calls)
+
+
+async def test_duplicates_within_one_batch(store: Any) -> None:
+    """Two copies in the same batch: the first is kept."""
+    first, second = make_call(1), make_call(1, model="later")
+    await _keep(store, [first, make_call(2), second])
+    assert store.duplicates == 1
+    assert await store.query() == [first, make_call(2)]
+
+
+# -- filters -----------------------------------------------------------------------------------------
+def _model_calls() -> list[LLMCall]:
+    return [
+        # answered by a dated snapshot of the model asked for
+        make_call(0, model="gpt-4o-mini-2024-07-18", request_model="gpt-4o-mini"),
+        # failed before any response: only the requested name is known
+        make_call(1, model="gpt-4o-mini", request_model="gpt-4o-mini", status="error"),
+        # no request model (e.g. a span that only names the response model)
+        make_call(2, model="gpt-4o-mini", request_model=None),
+        make_call(3, model="gpt-4o", request_model="gpt-4o"),
+        make_call(4, model="gpt-4o-2024-08-06", request_model="gpt-4o"),
+    ]
+
+
+async def test_model_filter_matches_model_or_request_model(store: Any) -> None:
+    """``model=`` finds the calls answered by that model and those that asked for it."""
+    calls = _model_calls()
+    await _keep(store, calls)
+    assert await store.query(model="gpt-4o-mini") == calls[:3]
+    assert await store.count(model="gpt-4o-mini") == 3
+    assert await store.query(model="gpt-4o-mini-2024-07-18") == calls[:1]
+    assert await store.count(model="gpt-4o") == 2
+    assert await store.query(model="gpt-4o", status="error") == []
+    assert [c async for c in store.replay(model="gpt-4o-mini")] == calls[:3]
+    rows = await store.summary(model="gpt-4o-mini", by="request_model")
+    assert {(r.key, r.calls, r.errors) for r in rows} == {("gpt-4o-mini", 2, 1), (None, 1, 0)}
+
+
+async def test_summary_by_request_model_puts_errors_on_their_model(store: Any) -> None:
+    """Grouped by the requested model, a failed call sits on its model's row."""
+    calls = _model_calls()
+    await _keep(store, calls)
+    rows = {r.key: r for r in await store.summary(by="request_model")}
+    assert set(rows) == {"gpt-4o-mini", "gpt-4o", None}
+    assert (rows["gpt-4o-mini"].calls, rows["gpt-4o-mini"].errors) == (2, 1)
+    assert rows["gpt-4o"].calls == 2
+    assert await store.summary(by="request_model") == summarize(calls, "request_model")
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        pytest.param({}, id="none"),
+        pytest.param({"since": T0 + timedelta(seconds=5)}, id="since"),
+        pytest.param({"until": T0 + timedelta(seconds=5)}, id="until"),
+        pytest.param({"provider": "anthropic"}, id="provider"),
+        pytest.param({"session_id": "s1", "status": "ok"}, id="session+status"),
+        pytest.param({"model": "gemini-2.5-flash"}, id="model"),
+    ],
+)
+async def test_filters_and_ordering(store: Any, filters: dict[str, Any]) -> None:
+    """Filters select the same calls in every store, oldest first; ties in insertion order."""
+    calls = [make_call(i, timestamp=T0 + timedelta(seconds=i // 3)) for i in range(30)]
+    await _keep(store, calls)
+    wanted = [c for c in calls if _passes(c, filters)]
+    assert await store.query(**filters) == wanted
+    newest = sorted(wanted, key=lambda c: c.timestamp, reverse=True)
+    assert await store.query(**filters, newest_first=True, limit=4) == newest[:4]
+    assert await store.count(**filters) == len(wanted)
+    assert [c async for c in store.replay(**filters)] == wanted
+
+
+def _passes(call: LLMCall, filters: dict[str, Any]) -> bool:
+    for name, value in filters.items():
+        if name == "since" and call.timestamp < value:
+            return False
+        if name == "until" and call.timestamp >= value:
+            return False
+        if name == "model" and value not in (call.model, call.request_model):
+            return False
+        if name in ("provider", "session_id", "status") and getattr(call, name) != value:
+            return False
+    return True
+
+
+# -- time series --------------------------------------------------------------------------------------
+async def test_timeseries_against_a_hand_computed_expectation(store: Any) -> None:
+    """Five calls in 1-minute buckets, by model, worked out by hand."""
+    t = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
+    calls = [
+        make_call(0, timestamp=t + timedelta(seconds=59), model="a", duration_ms=300.0,
+                  ttft_ms=None, input_tokens=10, output_tokens=1, cost_usd=0.5),
+        make_call(1, timestamp=t + timedelta(seconds=1), model="a", duration_ms=100.0,
+                  ttft_ms=20.0, input_tokens=5, output_tokens=2, cost_usd=None, status="error"),
+        make_call(2, timestamp=t + timedelta(seconds=30), model="b", duration_ms=None,
+                  ttft_ms=None, input_tokens=None, output_tokens=None, cost_usd=0.25),
+        make_call(3, timestamp=t + timedelta(minutes=1), model="a", duration_ms=200.0,
+                  ttft_ms=40.0, input_tokens=1, output_tokens=1, cost_usd=0.125,
+                  cached_input_tokens=1),
+        make_call(4, timestamp=t + timedelta(minutes=3, seconds=5), model="a",
+                  duration_ms=50.0, ttft_ms=5.0, input_tokens=0, output_tokens=0, cost_usd=0.0),
+    ]  # fmt: skip
+    await _keep(store, calls)
+    m = timedelta(minutes=1)
+
+    def row(start: datetime, key: str | None, **values: Any) -> TimeBucket:
+        defaults = dict.fromkeys(("errors", "input_tokens", "output_tokens"), 0)
+        return TimeBucket(
+            start=start, key=key, cached_input_tokens=values.pop("cached", 0), **defaults | values
+        )
+
+    expected = [
+        row(t, "a", calls=2, errors=1, input_tokens=15, output_tokens=3, cost_usd=0.5,
+            p50_latency_ms=100.0, p95_latency_ms=300.0, p50_ttft_ms=20.0),
+        row(t, "b", calls=1, cost_usd=0.25, p50_latency_ms=None, p95_latency_ms=None,
+            p50_ttft_ms=None),
+        row(t + m, "a", calls=1, input_tokens=1, output_tokens=1, cached=1, cost_usd=0.125,
+            p50_latency_ms=200.0, p95_latency_ms=200.0, p50_ttft_ms=40.0),
+        row(t + 3 * m, "a", calls=1, cost_usd=0.0, p50_latency_ms=50.0, p95_latency_ms=50.0,
+            p50_ttft_ms=5.0),
+    ]  # fmt: skip
+    assert await store.timeseries(bucket="1m", by="model") == expected
+    assert await store.timeseries(bucket=timedelta(seconds=60), by="model") == expected
+    whole = await store.timeseries(bucket="1h")
+    assert len(whole) == 1
+    assert (whole[0].start, whole[0].key, whole[0].calls, whole[0].errors) == (t, None, 5, 1)
+    assert (whole[0].p50_latency_ms, whole[0].p95_latency_ms) == (100.0, 300.0)
+    assert whole[0].start.tzinfo is not None and whole[0].start.utcoffset() == timedelta(0)
+    assert await store.timeseries(bucket="1m", by="model", model="b") == [expected[1]]
+    assert await store.timeseries(since=t + m, until=t + 2 * m, by="model") == [expected[2]]
+
+
+async def test_timeseries_buckets_are_aligned_to_the_epoch(store: Any) -> None:
+    """A 5-minute bucket starts at :00, :05, …; a 1-day bucket at midnight UTC; a 7-second
+    bucket at a multiple of 7 s since 1970-01-01 UTC (also for calls before 1970)."""
+    moments = [
+        datetime(2026, 5, 1, 12, 7, 31, 5, tzinfo=UTC),
+        datetime(2026, 5, 1, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 58, tzinfo=UTC),
+    ]
+    await _keep(store, [make_call(i, timestamp=m) for i, m in enumerate(moments)])
+    starts = [b.start for b in await store.timeseries(bucket="5m")]
+    assert starts == [
+        datetime(1969, 12, 31, 23, 55, tzinfo=UTC),
+        datetime(2026, 5, 1, 12, 5, tzinfo=UTC),
+        datetime(2026, 5, 1, 23, 55, tzinfo=UTC),
+    ]
+    days = [b.start for b in await store.timeseries(bucket="1d")]
+    assert days == [datetime(1969, 12, 31, tzinfo=UTC), datetime(2026, 5, 1, tzinfo=UTC)]
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for b in await store.timeseries(bucket=timedelta(seconds=7)):
+        assert (b.start - epoch) % timedelta(seconds=7) == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    "bucket",
+    ["", "1", "5x", "m", "-1m", "0s", "1.5m", "1w", 60, None, timedelta(0), timedelta(seconds=-1)],
+)
+async def test_timeseries_refuses_a_bad_bucket(store: Any, bucket: Any) -> None:
+    """A bucket that is not a positive timedelta or '<n>s|m|h|d' is a clear ValueError."""
+    with pytest.raises(ValueError, match="bucket must be"):
+        await store.timeseries(bucket=bucket)
+
+
+async def test_timeseries_refuses_a_bad_group(store: Any) -> None:
+    """``by=`` must name a group."""
+    with pytest.raises(ValueError, match="by must be one of"):
+        await store.timeseries(by="colour")  # type: ignore[arg-type]
+
+
+# -- reference functions and properties ----------------------------------------------------------------
+def _hand_timeseries(calls: list[LLMCall], width: timedelta, field: str | None) -> list[Any]:
+    """An independent reading of the time series rule (not the code under test)."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    cells: dict[tuple[datetime, str | None], list[LLMCall]] = {}
+    for c in calls:
+        start = epoch + ((c.timestamp - epoch) // width) * width
+        cells.setdefault((start, getattr(c, field) if field else None), []).append(c)
+
+    def rank(values: list[float], p: int) -> float | None:
+        values = sorted(values)
+        return values[math.ceil(p * len(values) / 100) - 1] if values else None
+
+    out = []
+    for (start, key) in sorted(cells, key=lambda k: (k[0], k[1] is not None, k[1] or "")):
+        group = cells[start, key]
+        lat = [c.duration_ms for c in group if c.duration_ms is not None]
+        out.append((
+            start, key, len(group), sum(c.status == "error" for c in group),
+            sum(c.input_tokens or 0 for c in group), sum(c.output_tokens or 0 for c in group),
+            sum(c.cached_input_tokens or 0 for c in group),
+            math.fsum(c.cost_usd for c in group if c.cost_usd is not None),
+            rank(lat, 50), rank(lat, 95),
+            rank([c.ttft_ms for c in group if c.ttft_ms is not None], 50),
+        ))  # fmt: skip
+    return out
+
+
+_DAY = datetime(2026, 5, 1, tzinfo=UTC)
+_calls = st.lists(
+    st.builds(
+        dict,
+        offset=st.integers(0, 3 * 3600 * 1_000_000),
+        model=st.sampled_from(["a", "b", "c-2024"]),
+        request_model=st.sampled_from(["a", "c", None]),
+        provider=st.sampled_from(["x", "y", None]),
+        status=st.sampled_from(["ok", "error", "cancelled"]),
+        duration_ms=st.none() | st.floats(0, 1e5, allow_nan=False),
+        ttft_ms=st.none() | st.floats(0, 1e4, allow_nan=False),
+        input_tokens=st.none() | st.integers(0, 10**6),
+        cost_usd=st.none() | st.floats(0, 10, allow_nan=False),
+    ),
+    max_size=60,
+)
+
+
+def _built(drawn: list[dict[str, Any]]) -> list[LLMCall]:
+    return [
+        make_call(i, timestamp=_DAY + timedelta(microseconds=d.pop("offset")), **d)
+        for i, d in enumerate(drawn)
+    ]
+
+
+def _run_in(kind: str, calls: list[LLMCall], read: Callable[[Any], Any]) -> Any:
+    async def main() -> Any:
+        with tempfile.TemporaryDirectory() as directory:
+            async with STORES[kind](Path(directory)) as store:
+                await _keep(store, calls)
+                return await read(store)
+
+    return asyncio.run(main())
+
+
+_examples = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+@pytest.mark.parametrize("kind", list(STORES))
+@pytest.mark.parametrize("by", [None, "model", "request_model", "provider"])
+@_examples
+@given(drawn=_calls, bucket=st.sampled_from(["10s", "1m", "5m", "1h", timedelta(seconds=450)]))
+def test_timeseries_equals_the_rule(
+    kind: str, by: str | None, drawn: list[dict[str, Any]], bucket: Any
+) -> None:
+    """Any calls, any bucket: every store's rows equal an independent reading of the rule."""
+    calls = _built(drawn)
+
+    async def read(store: Any) -> list[TimeBucket]:
+        rows: list[TimeBucket] = await store.timeseries(bucket=bucket, by=by)
+        return rows
+
+    rows = _run_in(kind, calls, read)
+    width = bucket if isinstance(bucket, timedelta) else timedelta(
+        seconds={"10s": 10, "1m": 60, "5m": 300, "1h": 3600}[bucket]
+    )
+    field = {"model": "model", "request_model": "request_model", "provider": "provider"}.get(
+        by or ""
+    )
+    assert [tuple(r.model_dump().values()) for r in rows] == _hand_timeseries(calls, width, field)
+    assert rows == timeseries(calls, bucket, by)
+
+
+@pytest.mark.parametrize("kind", list(STORES))
+@_examples
+@given(drawn=_calls, by=st.sampled_from(["model", "request_model", "provider", "session"]))
+def test_summary_and_replay_equal_the_reference(
+    kind: str, drawn: list[dict[str, Any]], by: str
+) -> None:
+    """Any calls: summaries equal ``summarize`` of the calls, and replay gives them back oldest
+    first; the same in every store, so every store agrees with every other."""
+    calls = _built(drawn)
+
+    async def read(store: Any) -> tuple[Any, ...]:
+        return (
+            await store.summary(by=by),
+            await store.summary(by=by, model="a"),
+            [c async for c in store.replay()],
+        )
+
+    summary, filtered, replayed = _run_in(kind, calls, read)
+    assert summary == summarize(calls, by)
+    assert filtered == summarize([c for c in calls if "a" in (c.model, c.request_model)], by)
+    assert replayed == sorted(calls, key=lambda c: c.timestamp)
