@@ -85,8 +85,7 @@ def bucket_ns(bucket: object) -> int:
         micros = int(match[1]) * _UNIT_SECONDS[match[2]] * 1_000_000
     else:
         raise ValueError(
-            f"bucket must be a timedelta or text like '10s', '1m', '5m', '1h', '1d'; "
-            f"got {bucket!r}"
+            f"bucket must be a timedelta or text like '10s', '1m', '5m', '1h', '1d'; got {bucket!r}"
         )
     if micros <= 0:
         raise ValueError(f"bucket must be longer than zero, got {bucket!r}")
@@ -160,9 +159,7 @@ class Filters:
         return (
             (self.since is None or call.timestamp >= self.since)
             and (self.until is None or call.timestamp < self.until)
-            and (
-                self.model is None or call.model == self.model or call.request_model == self.model
-            )
+            and (self.model is None or call.model == self.model or call.request_model == self.model)
             and (self.provider is None or call.provider == self.provider)
             and (self.session_id is None or call.session_id == self.session_id)
             and (self.status is None or call.status == self.status)

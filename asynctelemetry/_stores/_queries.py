@@ -5,9 +5,9 @@ Filters follow :class:`~asynctelemetry._stores._base.Filters` exactly (``since``
 the indexes ``calls_model`` and ``calls_request_model`` serve the two sides of the ``OR``); order
 is timestamp then rowid (insertion order).
 
-Summaries and time series are computed in SQL so that a large group never comes into Python whole: one
-``GROUP BY`` for the totals, and per percentile a window query (``ROW_NUMBER`` and ``COUNT`` over
-the group) that returns only the few rows near the wanted rank; Python then picks the row whose
+Summaries and time series are computed in SQL so that a large group never comes into Python
+whole: one ``GROUP BY`` for the totals, and per percentile a window query (``ROW_NUMBER`` and
+``COUNT`` over the group) that returns only the few rows near the wanted rank; Python then picks the row whose
 rank is exactly :func:`~asynctelemetry._stores._base.nearest_rank` (the one percentile
 definition). Costs are summed by an aggregate that gives ``math.fsum``'s correctly rounded result,
 so rows equal :func:`~asynctelemetry._stores._base.summarize` of the same calls.

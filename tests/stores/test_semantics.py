@@ -60,7 +60,7 @@ async def _keep(store: Any, calls: list[LLMCall]) -> None:
     await store.flush()
 
 
-# -- call_id is unique -----------------------------------------------------------------------------
+# -- call_id is unique ------------------------------------------------------------------------
 async def test_store_is_a_call_store(store: Any) -> None:
     """Every store implements the protocol, timeseries included."""
     assert isinstance(store, CallStore)
@@ -89,7 +89,7 @@ async def test_duplicates_within_one_batch(store: Any) -> None:
     assert await store.query() == [first, make_call(2)]
 
 
-# -- filters -----------------------------------------------------------------------------------------
+# -- filters ----------------------------------------------------------------------------------
 def _model_calls() -> list[LLMCall]:
     return [
         # answered by a dated snapshot of the model asked for
@@ -164,7 +164,7 @@ def _passes(call: LLMCall, filters: dict[str, Any]) -> bool:
     return True
 
 
-# -- time series --------------------------------------------------------------------------------------
+# -- time series ------------------------------------------------------------------------------
 async def test_timeseries_against_a_hand_computed_expectation(store: Any) -> None:
     """Five calls in 1-minute buckets, by model, worked out by hand."""
     t = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -249,7 +249,7 @@ async def test_timeseries_refuses_a_bad_group(store: Any) -> None:
         await store.timeseries(by="colour")  # type: ignore[arg-type]
 
 
-# -- reference functions and properties ----------------------------------------------------------------
+# -- reference functions and properties -------------------------------------------------------
 def _hand_timeseries(calls: list[LLMCall], width: timedelta, field: str | None) -> list[Any]:
     """An independent reading of the time series rule (not the code under test)."""
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
@@ -263,7 +263,7 @@ def _hand_timeseries(calls: list[LLMCall], width: timedelta, field: str | None) 
         return values[math.ceil(p * len(values) / 100) - 1] if values else None
 
     out = []
-    for (start, key) in sorted(cells, key=lambda k: (k[0], k[1] is not None, k[1] or "")):
+    for start, key in sorted(cells, key=lambda k: (k[0], k[1] is not None, k[1] or "")):
         group = cells[start, key]
         lat = [c.duration_ms for c in group if c.duration_ms is not None]
         out.append((
@@ -312,9 +312,7 @@ def _run_in(kind: str, calls: list[LLMCall], read: Callable[[Any], Any]) -> Any:
     return asyncio.run(main())
 
 
-_examples = settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+_examples = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.mark.parametrize("kind", list(STORES))
@@ -332,8 +330,10 @@ def test_timeseries_equals_the_rule(
         return rows
 
     rows = _run_in(kind, calls, read)
-    width = bucket if isinstance(bucket, timedelta) else timedelta(
-        seconds={"10s": 10, "1m": 60, "5m": 300, "1h": 3600}[bucket]
+    width = (
+        bucket
+        if isinstance(bucket, timedelta)
+        else timedelta(seconds={"10s": 10, "1m": 60, "5m": 300, "1h": 3600}[bucket])
     )
     field = {"model": "model", "request_model": "request_model", "provider": "provider"}.get(
         by or ""
