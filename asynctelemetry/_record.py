@@ -150,7 +150,8 @@ class LLMCall(BaseModel):
     def tokens_per_sec(self) -> float | None:
         """Output tokens per second after the first token (``1000 / tpt_ms``)."""
         tpt = self.tpt_ms
-        return None if tpt is None else 1000.0 / tpt
+        # A tiny generating time over many tokens can round tpt to 0.0 (SQL gives NULL too).
+        return None if not tpt else 1000.0 / tpt
 
 
 # BaseModel keeps its internals in slots; their descriptors are the cheapest way to fill them.

@@ -10,13 +10,30 @@ first (by ``timestamp``, ties in insertion order) unless
 ``ValueError``.
 
 Percentiles are nearest-rank: for ``n`` sorted values the p-th percentile is the value at rank
-``ceil(p / 100 * n)`` (1-based), so it is always an observed value.
+``ceil(p / 100 * n)`` (1-based), so it is always an observed value — exactly so while the window
+(every call that passes the filters of one ``summary``/``timeseries`` call, all groups and
+buckets together) holds at most :data:`EXACT_LIMIT` calls. Past that, every percentile of the
+answer is :func:`approximate` of that exact value: the representative of its log bucket, at most
+1% from it (relative), which lets a store read large windows from histograms kept as calls are
+written (SQLite's rollups). The rule, for every store (a new store follows it as it is):
+
+1. compute the exact nearest-rank percentile as above;
+2. if the window holds more than ``EXACT_LIMIT`` calls, report ``approximate(value)`` instead.
+
+Because :func:`histogram_index` is monotone, ``approximate`` of the exact rank-``r`` value is the
+representative of the bucket holding rank ``r`` in a histogram of the values, so a store may
+compute step 2 from per-bucket counts (:func:`histogram_percentile`) and give equal rows.
+``approximate(v) = 2 * GAMMA**i / (GAMMA + 1)`` with ``i = ceil(log(v) / log(GAMMA))`` and
+``GAMMA = 1.02``: for ``v`` in ``(GAMMA**(i-1), GAMMA**i]`` the relative error is at most
+``(GAMMA - 1) / (GAMMA + 1)`` < 0.99%; ``0.0`` stays ``0.0``. Always call these functions (one
+implementation): do not re-derive them in SQL.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal, Protocol, Self, runtime_checkable
@@ -30,20 +47,28 @@ if TYPE_CHECKING:
     from .._record import LLMCall
 
 __all__ = [
+    "EXACT_LIMIT",
+    "GAMMA",
     "GROUP_FIELDS",
+    "ZERO_INDEX",
     "CallStore",
     "CallSummary",
     "Filters",
     "GroupBy",
     "TimeBucket",
+    "approximate",
     "bucket_ns",
     "bucket_start_ns",
     "check_limit",
     "group_field",
+    "histogram_index",
+    "histogram_percentile",
+    "histogram_value",
     "nearest_rank",
     "percentile",
     "summarize",
     "timeseries",
+    "window_percentile",
 ]
 
 GroupBy = Literal["model", "request_model", "provider", "session", "route"]
@@ -119,6 +144,63 @@ def percentile(sorted_values: Sequence[float], p: float) -> float | None:
     if not sorted_values:
         return None
     return sorted_values[nearest_rank(len(sorted_values), p) - 1]
+
+
+#: Windows of more calls than this report :func:`approximate` percentiles (module docstring).
+EXACT_LIMIT = 10_000
+#: Ratio between the bounds of a log bucket: relative error <= (GAMMA - 1) / (GAMMA + 1) < 1%.
+GAMMA = 1.02
+_LOG_GAMMA = math.log(GAMMA)
+#: The bucket of ``0.0`` (below every positive value's bucket) and of infinity (a derived
+#: tokens-per-second can overflow).
+ZERO_INDEX = -(2**31)
+_INF_INDEX = 2**31
+
+
+def histogram_index(value: float) -> int:
+    """The log bucket of ``value`` (>= 0): ``ceil(log(value) / log(GAMMA))``, or ZERO_INDEX."""
+    if value <= 0.0:
+        return ZERO_INDEX
+    if value == math.inf:
+        return _INF_INDEX
+    return math.ceil(math.log(value) / _LOG_GAMMA)
+
+
+def histogram_value(index: int) -> float:
+    """The representative of a log bucket: ``2 * GAMMA**index / (GAMMA + 1)``."""
+    if index == ZERO_INDEX:
+        return 0.0
+    if index == _INF_INDEX:
+        return math.inf
+    try:
+        return 2.0 * math.exp(index * _LOG_GAMMA) / (GAMMA + 1.0)
+    except OverflowError:  # only values within 2% of the largest float
+        return sys.float_info.max
+
+
+def approximate(value: float | None) -> float | None:
+    """``value`` as a large window reports it: its log bucket's representative (<1% off)."""
+    return None if value is None else histogram_value(histogram_index(value))
+
+
+def window_percentile(value: float | None, window_calls: int) -> float | None:
+    """An exact percentile as reported for a window of ``window_calls`` calls (the rule)."""
+    return value if window_calls <= EXACT_LIMIT else approximate(value)
+
+
+def histogram_percentile(counts: dict[int, int], p: float) -> float | None:
+    """The nearest-rank p-th percentile of values given as ``{histogram_index: count}``: the
+    representative of the bucket holding the rank (= ``approximate`` of the exact value)."""
+    total = sum(counts.values())
+    if not total:
+        return None
+    rank = nearest_rank(total, p)
+    seen = 0
+    for index in sorted(counts):
+        seen += counts[index]
+        if seen >= rank:
+            return histogram_value(index)
+    raise AssertionError("unreachable: the ranks add up to the total")  # pragma: no cover
 
 
 def check_limit(limit: object) -> None:
@@ -226,8 +308,9 @@ def timeseries(
         start = bucket_start_ns(_ns(call.timestamp), width)
         key = None if field is None else getattr(call, field)
         groups.setdefault((start, key), []).append(call)
+    window = sum(map(len, groups.values()))
     return [
-        _bucket_row(start, key, members)
+        _bucket_row(start, key, members, window)
         for (start, key), members in sorted(groups.items(), key=_bucket_order)
     ]
 
@@ -237,9 +320,13 @@ def _bucket_order(item: tuple[tuple[int, str | None], object]) -> tuple[int, boo
     return start, key is not None, key or ""
 
 
-def _bucket_row(start: int, key: str | None, calls: list[LLMCall]) -> TimeBucket:
+def _bucket_row(start: int, key: str | None, calls: list[LLMCall], window: int) -> TimeBucket:
     latencies = sorted(c.duration_ms for c in calls if c.duration_ms is not None)
     ttfts = sorted(c.ttft_ms for c in calls if c.ttft_ms is not None)
+
+    def rank(values: list[float], p: float) -> float | None:
+        return window_percentile(percentile(values, p), window)
+
     return TimeBucket(
         start=_moment(start),
         key=key,
@@ -249,9 +336,9 @@ def _bucket_row(start: int, key: str | None, calls: list[LLMCall]) -> TimeBucket
         output_tokens=sum(c.output_tokens or 0 for c in calls),
         cached_input_tokens=sum(c.cached_input_tokens or 0 for c in calls),
         cost_usd=math.fsum(c.cost_usd for c in calls if c.cost_usd is not None),
-        p50_latency_ms=percentile(latencies, 50),
-        p95_latency_ms=percentile(latencies, 95),
-        p50_ttft_ms=percentile(ttfts, 50),
+        p50_latency_ms=rank(latencies, 50),
+        p95_latency_ms=rank(latencies, 95),
+        p50_ttft_ms=rank(ttfts, 50),
     )
 
 
@@ -261,15 +348,20 @@ def summarize(calls: Iterable[LLMCall], by: str = "model") -> list[CallSummary]:
     groups: dict[str | None, list[LLMCall]] = {}
     for call in calls:
         groups.setdefault(getattr(call, field), []).append(call)
-    rows = [_summary_row(key, members) for key, members in groups.items()]
+    window = sum(map(len, groups.values()))
+    rows = [_summary_row(key, members, window) for key, members in groups.items()]
     rows.sort(key=lambda r: (-r.cost_usd, -r.calls, r.key or ""))
     return rows
 
 
-def _summary_row(key: str | None, calls: list[LLMCall]) -> CallSummary:
+def _summary_row(key: str | None, calls: list[LLMCall], window: int) -> CallSummary:
     latencies = sorted(c.duration_ms for c in calls if c.duration_ms is not None)
     ttfts = sorted(c.ttft_ms for c in calls if c.ttft_ms is not None)
     speeds = sorted(s for c in calls if (s := c.tokens_per_sec) is not None)
+
+    def rank(values: list[float], p: float) -> float | None:
+        return window_percentile(percentile(values, p), window)
+
     return CallSummary(
         key=key,
         calls=len(calls),
@@ -280,10 +372,10 @@ def _summary_row(key: str | None, calls: list[LLMCall]) -> CallSummary:
         reasoning_tokens=sum(c.reasoning_tokens or 0 for c in calls),
         cost_usd=math.fsum(c.cost_usd for c in calls if c.cost_usd is not None),
         unpriced_calls=sum(c.cost_usd is None for c in calls),
-        p50_latency_ms=percentile(latencies, 50),
-        p95_latency_ms=percentile(latencies, 95),
-        p50_ttft_ms=percentile(ttfts, 50),
-        median_tokens_per_sec=percentile(speeds, 50),
+        p50_latency_ms=rank(latencies, 50),
+        p95_latency_ms=rank(latencies, 95),
+        p50_ttft_ms=rank(ttfts, 50),
+        median_tokens_per_sec=rank(speeds, 50),
     )
 
 

@@ -7,10 +7,11 @@ is timestamp then rowid (insertion order).
 
 Summaries and time series are computed in SQL so that a large group never comes into Python
 whole: one ``GROUP BY`` for the totals, and per percentile a window query (``ROW_NUMBER`` and
-``COUNT`` over the group) that returns only the few rows near the wanted rank; Python then picks the row whose
-rank is exactly :func:`~asynctelemetry._stores._base.nearest_rank` (the one percentile
-definition). Costs are summed by an aggregate that gives ``math.fsum``'s correctly rounded result,
-so rows equal :func:`~asynctelemetry._stores._base.summarize` of the same calls.
+``COUNT`` over the group) that returns only the few rows near the wanted rank; Python then picks
+the row whose rank is exactly :func:`~asynctelemetry._stores._base.nearest_rank` (the one
+percentile definition) and applies the window rule (``window_percentile``). Costs are summed by
+an aggregate that gives ``math.fsum``'s correctly rounded result, so rows equal
+:func:`~asynctelemetry._stores._base.summarize` of the same calls.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Final
 
-from ._base import CallSummary, TimeBucket, group_field, nearest_rank
+from ._base import CallSummary, TimeBucket, group_field, nearest_rank, window_percentile
 from ._schema import SELECT_COLUMNS, from_ns, to_ns
 
 if TYPE_CHECKING:
@@ -147,7 +148,7 @@ Key = tuple[Any, ...]
 
 def _grouped(
     conn: sqlite3.Connection, keys: Sequence[str], filters: Filters, wanted: Sequence[str]
-) -> tuple[list[tuple[Any, ...]], dict[tuple[str, int], dict[Key, float]]]:
+) -> tuple[list[tuple[Any, ...]], dict[tuple[str, int], dict[Key, float | None]]]:
     """Totals per group of ``keys`` (SQL expressions of our own) in order of first insertion,
     and the ``wanted`` percentiles per group: ``{(name, p): {group: value}}``."""
     clause, params = where(filters)
@@ -157,7 +158,8 @@ def _grouped(
         params,
     ).fetchall()
     width = len(keys)
-    found: dict[tuple[str, int], dict[Key, float]] = {}
+    window = sum(row[width] for row in totals)
+    found: dict[tuple[str, int], dict[Key, float | None]] = {}
     for name in wanted:
         value, condition, percents = _PERCENTILES[name]
         clause, params = where(filters, condition)
@@ -175,7 +177,7 @@ def _grouped(
         ).fetchall()
         for p in percents:
             found[name, p] = {
-                tuple(row[:width]): row[-1]
+                tuple(row[:width]): window_percentile(row[-1], window)
                 for row in rows
                 if row[width + 1] == nearest_rank(row[width], p)
             }

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from asynctelemetry import CallStore, LLMCall, MemoryStore, SQLiteStore, TimeBucket
-from asynctelemetry._stores import summarize, timeseries
+from asynctelemetry._stores import _base, summarize, timeseries
 from tests.conftest import T0, make_call
 
 if TYPE_CHECKING:
@@ -363,3 +363,48 @@ def test_summary_and_replay_equal_the_reference(
     assert summary == summarize(calls, by)
     assert filtered == summarize([c for c in calls if "a" in (c.model, c.request_model)], by)
     assert replayed == sorted(calls, key=lambda c: c.timestamp)
+
+
+# -- large windows: approximate percentiles, the same in every store ---------------------------
+@given(st.floats(0, 1e300, allow_nan=False), st.floats(0, 1e300, allow_nan=False))
+def test_approximate_is_within_one_percent_and_monotone(a: float, b: float) -> None:
+    """The representative of a value's log bucket is at most 1% from it, keeps order (so it
+    commutes with ranking), and 0.0 stays 0.0."""
+    for v in (a, b):
+        approx = _base.approximate(v)
+        assert approx is not None
+        assert abs(approx - v) <= 0.01 * v
+    if a <= b:
+        assert _base.approximate(a) <= _base.approximate(b)  # type: ignore[operator]
+    assert _base.approximate(0.0) == 0.0
+
+
+@pytest.mark.parametrize("kind", list(STORES))
+@_examples
+@given(drawn=_calls, by=st.sampled_from([None, "model", "request_model", "session"]))
+def test_large_windows_report_the_approximate_rule(
+    kind: str, drawn: list[dict[str, Any]], by: str | None
+) -> None:
+    """Past EXACT_LIMIT calls in the window, every store reports approximate(exact percentile)
+    for summaries and time series alike (lowered to 3 calls here)."""
+    calls = _built(drawn)
+
+    async def read(store: Any) -> tuple[Any, ...]:
+        return (
+            await store.summary(by=by or "model"),
+            await store.timeseries(bucket="5m", by=by),
+        )
+
+    exact = _run_in(kind, calls, read)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_base, "EXACT_LIMIT", 3)
+        summary, series = _run_in(kind, calls, read)
+        assert summary == summarize(calls, by or "model")
+        assert series == timeseries(calls, "5m", by)
+    window = len(calls)
+    fields = ("p50_latency_ms", "p95_latency_ms", "p50_ttft_ms")
+    for rows, exact_rows in ((summary, exact[0]), (series, exact[1])):
+        for row, exact_row in zip(rows, exact_rows, strict=True):
+            for name in fields:
+                value, true = getattr(row, name), getattr(exact_row, name)
+                assert value == (true if window <= 3 else _base.approximate(true))
