@@ -864,7 +864,8 @@ def test_rows_read_as_the_records_they_stand_for() -> None:
     MemoryStore keeps the rows as they are."""
     spans = [
         llm_span(
-            {"gen_ai.request.model": f"gpt-4o-{i % 2}", "app.i": i, "gen_ai.usage.input_tokens": i}
+            {"gen_ai.request.model": f"gpt-4o-{i % 2}", "app.i": i, "gen_ai.usage.input_tokens": i},
+            span_id=bytes([i + 1] * 8),  # distinct calls: a store keeps one per call_id
         )
         for i in range(5)
     ]
@@ -875,4 +876,4 @@ def test_rows_read_as_the_records_they_stand_for() -> None:
     store = MemoryStore(capacity=10)
     store.emit_nowait(rows)
     assert list(store._rows) == rows.rows
-    assert [c.call_id for c in store._calls] == [c.call_id for c in rows]
+    assert [c.call_id for c in store.snapshot()] == [c.call_id for c in rows]

@@ -61,6 +61,6 @@ async def test_tracer_view_iterates_and_clears() -> None:
     """The records view the tracer reads (``spans``, ``clear_spans``) iterates and clears."""
     store = MemoryStore(capacity=10)
     await store.add_many([_with_attributes(i) for i in range(3)])
-    assert [c.call_id for c in store._calls] == ["c-0", "c-1", "c-2"]
-    store._calls.clear()
+    assert [c.call_id for c in store.snapshot()] == ["c-0", "c-1", "c-2"]
+    store.clear()
     assert len(store) == 0 and await store.query() == []

@@ -156,8 +156,10 @@ async def test_export_over_grpc_never_fails_unexpectedly(
         return
     await collector.flush()
     assert response.partial_success.rejected_spans >= 0
-    stored = await collector.store.count()
-    assert stored == collector.stats.llm_calls >= before
+    store = collector.store
+    assert isinstance(store, MemoryStore)
+    # A call whose id the store already holds (spans may share an id) is counted, not kept.
+    assert await store.count() + store.duplicates == collector.stats.llm_calls >= before
     for call in await collector.store.query(limit=None):
         check_record(call)
 
