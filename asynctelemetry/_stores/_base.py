@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Sequence
     from types import TracebackType
 
+    from .._pricing import PriceTable
     from .._record import LLMCall
 
 __all__ = [
@@ -453,6 +454,22 @@ class CallStore(Protocol):
         status: str | None = None,
     ) -> list[TimeBucket]:
         """The calls that pass the filters in fixed time buckets (see :func:`timeseries`)."""
+        ...
+
+    async def reprice(
+        self,
+        table: PriceTable,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+    ) -> int:
+        """Price the calls that pass the filters again with ``table`` and keep the new costs
+        and ``price_version`` (``table.version``); return how many calls changed. A call is
+        priced by ``table.cost(call)``; one the table cannot price keeps its stored cost."""
         ...
 
     async def flush(self) -> None:

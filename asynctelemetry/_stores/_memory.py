@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from datetime import datetime, timedelta
     from types import TracebackType
 
+    from .._pricing import PriceTable
     from .._record import LLMCall
 
 _record: Final = record_of
@@ -141,6 +142,37 @@ class MemoryStore:
         """Forget every call held (``dropped`` and ``duplicates`` keep counting)."""
         self._rows.clear()
         self._ids.clear()
+
+    async def reprice(
+        self,
+        table: PriceTable,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+    ) -> int:
+        """Price the calls that pass the filters again with ``table`` and keep the new costs
+        (``price_version`` set to ``table.version``); return how many changed. The same rule
+        as :meth:`SQLiteStore.reprice <asynctelemetry.SQLiteStore.reprice>`: priced by
+        ``table.cost(call)``, a call the table cannot price keeps its cost."""
+        filters = Filters(since, until, model, provider, session_id, status)
+        version = table.version
+        changed = 0
+        kept: list[Row] = []
+        for row in self._rows:
+            call = _record(row)
+            if filters.matches(call):
+                cost = table.cost(call)
+                if cost is not None and (cost != call.cost_usd or call.price_version != version):
+                    row = row_of({**call.__dict__, "cost_usd": cost, "price_version": version})
+                    changed += 1
+            kept.append(row)
+        self._rows.clear()
+        self._rows.extend(kept)
+        return changed
 
     # -- reading --------------------------------------------------------------------------------
     def _records(self, filters: Filters) -> Iterable[LLMCall]:

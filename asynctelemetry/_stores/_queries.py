@@ -16,10 +16,18 @@ an aggregate that gives ``math.fsum``'s correctly rounded result, so rows equal
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, Final
 
-from ._base import CallSummary, TimeBucket, group_field, nearest_rank, window_percentile
+from . import _base
+from ._base import (
+    CallSummary,
+    TimeBucket,
+    group_field,
+    histogram_percentile,
+    nearest_rank,
+    window_percentile,
+)
+from ._rollup import FSum, rolled
 from ._schema import SELECT_COLUMNS, from_ns, to_ns
 
 if TYPE_CHECKING:
@@ -89,37 +97,10 @@ def group_column(by: str) -> str:
     return group_field(by)
 
 
-class _FSum:
-    """SQL aggregate with ``math.fsum``'s result: exact partials (Shewchuk), rounded once."""
-
-    def __init__(self) -> None:
-        self.partials: list[float] = []
-
-    def step(self, value: float | None) -> None:
-        if value is None:
-            return
-        x = float(value)
-        partials = self.partials
-        i = 0
-        for y in partials:
-            if abs(x) < abs(y):
-                x, y = y, x
-            hi = x + y
-            lo = y - (hi - x)
-            if lo:
-                partials[i] = lo
-                i += 1
-            x = hi
-        partials[i:] = [x]
-
-    def finalize(self) -> float:
-        return math.fsum(self.partials)
-
-
 def register(conn: sqlite3.Connection) -> None:
     """Add the functions the summary SQL uses to ``conn``."""
     # typeshed types aggregates as int-valued; SQLite takes any SQL value.
-    conn.create_aggregate(_FSUM, 1, _FSum)  # type: ignore[arg-type]
+    conn.create_aggregate(_FSUM, 1, FSum)  # type: ignore[arg-type]
 
 
 # Tokens per second exactly as LLMCall.tokens_per_sec computes it (same IEEE operations).
@@ -186,13 +167,55 @@ def _grouped(
     return totals, found
 
 
+def _large(
+    conn: sqlite3.Connection,
+    filters: Filters,
+    column: str | None,
+    width_ns: int | None,
+    hists: tuple[str, ...] = ("latency", "ttft", "speed"),
+) -> dict[tuple[int | None, Any], Any] | None:
+    """The window's cells from the rollups when it holds more than ``EXACT_LIMIT`` calls (so
+    its percentiles follow the approximate rule and histograms give them); else ``None``."""
+    lo = None if filters.since is None else to_ns(filters.since)
+    hi = None if filters.until is None else to_ns(filters.until)
+    cells = rolled(conn, filters, column, width_ns, lo, hi, hists)
+    if cells is None or sum(acc.calls for acc in cells.values()) <= _base.EXACT_LIMIT:
+        return None
+    return cells
+
+
 def summarize_sql(conn: sqlite3.Connection, column: str, filters: Filters) -> list[CallSummary]:
     """The summary rows of the calls that pass ``filters``, grouped by ``column``.
 
-    Runs in the reader's thread. Groups come in order of first insertion, then are sorted as
-    ``summarize`` sorts them (cost, then calls, descending), so ties fall the same way.
+    Runs in the reader's thread. A window of more than ``EXACT_LIMIT`` calls is read from the
+    rollups (:mod:`._rollup`); a smaller one from the raw rows. Groups are sorted as
+    ``summarize`` sorts them (cost, then calls, descending).
     """
-    totals, found = _grouped(conn, (column,), filters, ("latency", "ttft", "speed"))
+    cells = _large(conn, filters, column, None)
+    if cells is not None:
+        rows = [
+            CallSummary(
+                key=key,
+                calls=acc.calls,
+                errors=acc.errors,
+                input_tokens=acc.input_tokens,
+                output_tokens=acc.output_tokens,
+                cached_input_tokens=acc.cached,
+                reasoning_tokens=acc.reasoning,
+                cost_usd=acc.cost.finalize(),
+                unpriced_calls=acc.unpriced,
+                p50_latency_ms=histogram_percentile(acc.latency, 50),
+                p95_latency_ms=histogram_percentile(acc.latency, 95),
+                p50_ttft_ms=histogram_percentile(acc.ttft, 50),
+                median_tokens_per_sec=histogram_percentile(acc.speed, 50),
+            )
+            for (_, key), acc in cells.items()
+        ]
+        rows.sort(key=lambda r: (-r.cost_usd, -r.calls, r.key or ""))
+        return rows
+    # "+column": a plain column would let SQLite walk that column's index to group, scanning
+    # every row of the table instead of the time range's (``+`` changes no value).
+    totals, found = _grouped(conn, (f"+{column}",), filters, ("latency", "ttft", "speed"))
     summaries = [
         CallSummary(
             key=key,
@@ -224,8 +247,29 @@ def timeseries_sql(
     epoch), grouped by ``column`` too when given; oldest first, then key (``None`` first)."""
     # Floor to the bucket start, also for timestamps before 1970 (SQL's % truncates to zero).
     # ``width_ns`` is a validated int: formatted with %d, never text from a caller.
+    cells = _large(conn, filters, column, width_ns, ("latency", "ttft"))
+    if cells is not None:
+        series = [
+            TimeBucket(
+                start=from_ns(start),
+                key=key,
+                calls=acc.calls,
+                errors=acc.errors,
+                input_tokens=acc.input_tokens,
+                output_tokens=acc.output_tokens,
+                cached_input_tokens=acc.cached,
+                cost_usd=acc.cost.finalize(),
+                p50_latency_ms=histogram_percentile(acc.latency, 50),
+                p95_latency_ms=histogram_percentile(acc.latency, 95),
+                p50_ttft_ms=histogram_percentile(acc.ttft, 50),
+            )
+            for (start, key), acc in cells.items()
+            if start is not None
+        ]
+        series.sort(key=lambda b: (b.start, b.key is not None, b.key or ""))
+        return series
     start = f"(timestamp_ns - ((timestamp_ns % {width_ns:d}) + {width_ns:d}) % {width_ns:d})"
-    keys = (start,) if column is None else (start, column)
+    keys = (start,) if column is None else (start, f"+{column}")
     totals, found = _grouped(conn, keys, filters, ("latency", "ttft"))
     buckets = []
     for row in totals:

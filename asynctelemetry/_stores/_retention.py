@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .._batching import report_internal_error
 from .._exceptions import ConfigError, StoreError
+from . import _rollup
 from ._schema import to_ns
 
 if TYPE_CHECKING:
@@ -210,19 +211,23 @@ def _in_transaction(conn: sqlite3.Connection, fn: Callable[..., int], *args: Any
     return n
 
 
+def _delete(conn: sqlite3.Connection, ids_sql: str, params: tuple[Any, ...]) -> int:
+    """Delete the calls ``ids_sql`` selects (a deterministic order and limit: the same rows
+    twice in one transaction), taking them out of the rollups first."""
+    _rollup.forget(conn, ids_sql, params)
+    return conn.execute(f"DELETE FROM calls WHERE id IN ({ids_sql})", params).rowcount
+
+
 def _delete_older(conn: sqlite3.Connection, cutoff_ns: int, limit: int) -> int:
-    return conn.execute(
-        "DELETE FROM calls WHERE id IN (SELECT id FROM calls WHERE timestamp_ns < ? "
-        "ORDER BY timestamp_ns, id LIMIT ?)",
+    return _delete(
+        conn,
+        "SELECT id FROM calls WHERE timestamp_ns < ? ORDER BY timestamp_ns, id LIMIT ?",
         (cutoff_ns, limit),
-    ).rowcount
+    )
 
 
 def _delete_oldest(conn: sqlite3.Connection, limit: int) -> int:
-    return conn.execute(
-        "DELETE FROM calls WHERE id IN (SELECT id FROM calls ORDER BY timestamp_ns, id LIMIT ?)",
-        (limit,),
-    ).rowcount
+    return _delete(conn, "SELECT id FROM calls ORDER BY timestamp_ns, id LIMIT ?", (limit,))
 
 
 def _count(conn: sqlite3.Connection) -> int:

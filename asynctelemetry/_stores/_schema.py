@@ -13,7 +13,8 @@ one ``BEGIN IMMEDIATE`` transaction and refuses files from a newer version.
 Version history:
 
 1. the first schema (no ``cache_creation_tokens``, no ``price_version``);
-2. adds ``cache_creation_tokens`` and ``price_version``.
+2. adds ``cache_creation_tokens`` and ``price_version``;
+3. adds the ``rollup`` table (:mod:`._rollup`), built from the stored calls when migrated.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 from .._exceptions import SchemaVersionError, StoreError
 from .._record import FIELD_DEFAULTS, LLMCall
 from .._rows import ATTRIBUTES, FIELDS, TIMESTAMP, Row
+from . import _rollup
 
 if TYPE_CHECKING:
     import sqlite3
@@ -49,7 +51,7 @@ __all__ = [
     "to_ns",
 ]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 #: LLMCall fields stored as they are, in column order (``timestamp`` and ``attributes`` follow).
 PLAIN_FIELDS: Final = (
@@ -134,7 +136,7 @@ V1_TABLE_SQL: Final = _table_sql(c for c in COLUMNS if c not in _V2_ONLY)
 
 def _create_current(conn: sqlite3.Connection) -> None:
     conn.execute(_table_sql(COLUMNS))
-    for sql in _INDEXES:
+    for sql in (*_INDEXES, *_rollup.TABLE_SQL):
         conn.execute(sql)
 
 
@@ -144,7 +146,10 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
 
 
 #: ``MIGRATIONS[n]`` takes a file from version ``n`` to ``n + 1``. Forward only.
-MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {1: _v1_to_v2}
+MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
+    1: _v1_to_v2,
+    2: _rollup.rebuild,
+}
 
 
 def prepare(conn: sqlite3.Connection, path: str) -> int:

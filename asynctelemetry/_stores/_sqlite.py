@@ -38,6 +38,7 @@ from ._sqlite_ops import (
     run,
     setup_reader,
     setup_writer,
+    update_costs,
 )
 from ._unclosed import connect, forget, lost_message, remember, reported
 
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     import aiosqlite
 
     from .._batching import QueueStats
+    from .._pricing import PriceTable
     from .._record import LLMCall
 
 __all__ = ["Durability", "SQLiteStore"]
@@ -60,6 +62,8 @@ Durability = Literal["normal", "full"]
 _RETRYABLE: Final = frozenset({5, 6, 7, 10, 13})
 #: Rows per replay page: large enough to amortise a thread hop, small enough to bound memory.
 REPLAY_PAGE: Final = 1000
+#: Calls per repricing transaction.
+REPRICE_BATCH: Final = 500
 
 
 class SQLiteStore:
@@ -360,6 +364,50 @@ class SQLiteStore:
             logger.error("asynctelemetry: call %r rejected by SQLite: %s", call_id, reason)
         self.rejected += len(rejected)
         self.duplicates += len(batch) - inserted - len(rejected)
+
+    async def reprice(
+        self,
+        table: PriceTable,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+    ) -> int:
+        """Price the committed calls that pass the filters again with ``table`` and write the
+        new costs back (``price_version`` set to ``table.version``); return how many changed.
+
+        The rule of every store: a call is priced by ``table.cost(call)`` (its response model,
+        then its request model); a call the table cannot price keeps its stored cost and
+        version; a call whose cost and version are already those is left alone. Summaries,
+        time series and rollups follow the new costs. Streams the store in pages and writes
+        batches of :data:`REPRICE_BATCH` calls, each one transaction.
+        """
+        await self.flush()
+        version = table.version
+        updates: list[tuple[float, str, str]] = []
+        changed = 0
+        calls = self.replay(
+            since=since,
+            until=until,
+            model=model,
+            provider=provider,
+            session_id=session_id,
+            status=status,
+        )
+        async for call in calls:
+            cost = table.cost(call)
+            if cost is None or (cost == call.cost_usd and call.price_version == version):
+                continue
+            updates.append((cost, version, call.call_id))
+            if len(updates) == REPRICE_BATCH:
+                changed += await self._write(update_costs, updates)
+                updates = []
+        if updates:
+            changed += await self._write(update_costs, updates)
+        return changed
 
     # -- retention ------------------------------------------------------------------------------
     async def enforce_retention(self) -> int:

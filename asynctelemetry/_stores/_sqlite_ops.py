@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import StoreError
 from . import _queries as q
+from . import _rollup
 from ._schema import COLUMNS, INSERT_SQL, ROW_PLACEHOLDERS, decode_rows, encode_call, prepare
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ __all__ = [
     "run",
     "setup_reader",
     "setup_writer",
+    "update_costs",
 ]
 
 SYNCHRONOUS: Final = {"normal": "NORMAL", "full": "FULL"}
@@ -117,6 +119,7 @@ def insert_rows(conn: sqlite3.Connection, batch: list[LLMCall | Row]) -> tuple[i
     rejected: list[tuple[Any, str]] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
+        (last,) = conn.execute("SELECT COALESCE(MAX(id), -1) FROM calls").fetchone()
         try:
             _insert_all(conn, batch)
         except _ROW_ERRORS:
@@ -127,6 +130,9 @@ def insert_rows(conn: sqlite3.Connection, batch: list[LLMCall | Row]) -> tuple[i
                     conn.execute(INSERT_SQL, row)
                 except _ROW_ERRORS as exc:
                     rejected.append((_call_id(call), f"{type(exc).__name__}: {exc}"))
+        inserted = conn.total_changes - before  # before the rollups change rows too
+        # The rows this transaction inserted (not the ignored duplicates) join the rollups.
+        _rollup.remember(conn, last)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -135,7 +141,29 @@ def insert_rows(conn: sqlite3.Connection, batch: list[LLMCall | Row]) -> tuple[i
             except sqlite3.Error:
                 pass  # SQLite may have rolled back already (disk full); the first error matters
         raise
-    return conn.total_changes - before, rejected
+    return inserted, rejected
+
+
+def update_costs(conn: sqlite3.Connection, updates: Sequence[tuple[float, str, str]]) -> int:
+    """One transaction: set ``(cost_usd, price_version)`` of the calls ``call_id`` names, and
+    move them in the rollups from their old cost to the new one. Returns the calls changed."""
+    ids = [call_id for _, _, call_id in updates]
+    ids_sql = f"SELECT id FROM calls WHERE call_id IN ({', '.join('?' * len(ids))})"
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        _rollup.forget(conn, ids_sql, ids)
+        before = conn.total_changes
+        conn.executemany(
+            "UPDATE calls SET cost_usd = ?, price_version = ? WHERE call_id = ?", updates
+        )
+        changed = conn.total_changes - before
+        _rollup.include(conn, ids_sql, ids)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return changed
 
 
 def _call_id(call: LLMCall | Row) -> Any:

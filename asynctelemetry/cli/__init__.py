@@ -132,9 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     _source_and_filters(summary)
     summary.add_argument(
         "--by",
-        choices=("model", "provider", "session", "route"),
-        default="model",
-        help="group the calls by this field (default: model)",
+        choices=("request_model", "model", "provider", "session", "route"),
+        help="group by (default: request_model, the model asked for, so a model's errors sit "
+        "on its row; with --every: no grouping)",
+    )
+    summary.add_argument(
+        "--every",
+        type=_bucket,
+        metavar="INTERVAL",
+        help="a time series instead: one row per INTERVAL (10s, 1m, 5m, 1h, 1d), UTC-aligned",
     )
     summary.add_argument("--json", action="store_true", help="one JSON object per group")
 
@@ -151,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     _source_and_filters(reprice)
     reprice.add_argument("--prices", metavar="FILE", help="JSON or TOML price overrides")
     reprice.add_argument("--json", action="store_true", help="one JSON object per model")
+    reprice.add_argument(
+        "--write",
+        action="store_true",
+        help="write the new costs back to the store (price_version updated), not only report",
+    )
 
     demo = command("demo", "the whole pipeline on embedded defaults, in under a minute")
     demo.add_argument("--db", metavar="PATH", help="SQLite file (asynctelemetry-demo.db)")
@@ -180,6 +191,16 @@ def _count(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
     return value
+
+
+def _bucket(text: str) -> str:
+    from .._stores._base import bucket_ns
+
+    try:
+        bucket_ns(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _port(text: str) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ from .._pricing import PriceTable
 from ._common import filters_of, reading, source_name
 from ._errors import CLIError
 from ._help import plural
-from ._render import calls_table, fmt_cost, fmt_count, summary_view
+from ._render import calls_table, fmt_cost, fmt_count, series_view, summary_view
 
 if TYPE_CHECKING:
     import argparse
@@ -53,14 +54,38 @@ async def run_calls(args: argparse.Namespace, console: Console) -> int:
 
 
 async def run_summary(args: argparse.Namespace, console: Console) -> int:
-    """One row per model, provider, session or route, with bar charts of cost and p95."""
+    """One row per group (``--by``, default the requested model) with bar charts of cost and
+    p95; with ``--every``, the time series instead (one row per bucket, and group with --by)."""
+    if args.every is not None:
+        return await _run_series(args, console)
+    by: Any = args.by or "request_model"
     async with reading(args) as store:
-        rows = await store.summary(by=args.by, **filters_of(args))
+        rows = await store.summary(by=by, **filters_of(args))
     if args.json:
-        lines = (json.dumps({"by": args.by, **row.model_dump()}) + "\n" for row in rows)
+        lines = (json.dumps({"by": by, **row.model_dump()}) + "\n" for row in rows)
         console.file.write("".join(lines))
         return 0
-    console.print(summary_view(rows, args.by, console.width))
+    console.print(summary_view(rows, by, console.width))
+    return 0
+
+
+async def _run_series(args: argparse.Namespace, console: Console) -> int:
+    async with reading(args) as store:
+        rows = await store.timeseries(bucket=args.every, by=args.by, **filters_of(args))
+    if args.json:
+        lines = (
+            json.dumps({"every": args.every, "by": args.by, **row.model_dump(mode="json")}) + "\n"
+            for row in rows
+        )
+        console.file.write("".join(lines))
+        return 0
+    if not rows:
+        console.print("no calls match", style="dim")
+        return 0
+    console.print(series_view(rows, args.by, args.every, console.width))
+    calls = sum(r.calls for r in rows)
+    buckets = len({r.start for r in rows})
+    console.print(f"{plural(calls, 'call')} in {plural(buckets, 'bucket')}", style="dim")
     return 0
 
 
@@ -199,10 +224,13 @@ async def run_reprice(args: argparse.Namespace, console: Console) -> int:
     else:
         table = PriceTable.default()
     rows, count = await reprice(args, table)
+    written = await _write_costs(args, table) if args.write else None
     if args.json:
         version = table.version
         lines = (json.dumps({"price_version": version, **r.as_dict()}) + "\n" for r in rows)
         console.file.write("".join(lines))
+        if written is not None:
+            sys.stderr.write(f"wrote new costs to {plural(written, 'call')} ({version})\n")
         return 0
     if not rows:
         console.print(f"no calls in {source_name(args)} match", style="dim")
@@ -215,5 +243,16 @@ async def run_reprice(args: argparse.Namespace, console: Console) -> int:
     )
     line += _signed(repriced - stored)
     console.print(line)
-    console.print("stored costs are unchanged; this is a report", style="dim")
+    if written is None:
+        console.print("stored costs are unchanged; --write stores the new ones", style="dim")
+    else:
+        console.print(
+            f"wrote new costs to {plural(written, 'call')} (price_version {table.version})"
+        )
     return 0
+
+
+async def _write_costs(args: argparse.Namespace, table: PriceTable) -> int:
+    """Store the new costs of the calls that pass the filters; how many changed."""
+    async with reading(args) as store:
+        return await store.reprice(table, **filters_of(args))

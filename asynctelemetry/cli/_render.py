@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from .._record import LLMCall
-    from .._stores import CallSummary
+    from .._stores import CallSummary, TimeBucket
 
 __all__ = [
     "MIN_RATE_MS",
@@ -37,6 +37,8 @@ __all__ = [
     "fmt_count",
     "fmt_ms",
     "fmt_rate",
+    "series_columns",
+    "series_view",
     "summary_columns",
     "summary_view",
     "table_of",
@@ -257,6 +259,51 @@ def summary_columns(by: str) -> tuple[Column, ...]:
         Column("unpriced", lambda r: fmt_count(r.unpriced_calls), lambda r: r.unpriced_calls > 0,
                priority=5),
     )  # fmt: skip
+
+
+def series_columns(by: str | None) -> tuple[Column, ...]:
+    """The columns of a time series table (one row per bucket, and group with ``by``)."""
+    group = (
+        ()
+        if by is None
+        else (
+            Column(
+                by,
+                lambda b: b.key if b.key is not None else "(none)",
+                justify="left",
+                priority=9,
+                max_width=30,
+            ),
+        )
+    )
+    return (
+        Column("start (UTC)", lambda b: b.start.strftime("%Y-%m-%d %H:%M:%S"), justify="left",
+               priority=10),
+        *group,
+        Column("calls", lambda b: fmt_count(b.calls), priority=10),
+        Column("errors", lambda b: fmt_count(b.errors), lambda b: b.errors > 0, priority=8),
+        Column("in", lambda b: fmt_count(b.input_tokens), lambda b: b.input_tokens > 0,
+               priority=5),
+        Column("out", lambda b: fmt_count(b.output_tokens), lambda b: b.output_tokens > 0,
+               priority=5),
+        Column("cached", lambda b: fmt_count(b.cached_input_tokens),
+               lambda b: b.cached_input_tokens > 0, priority=3),
+        Column("p50", lambda b: fmt_ms(b.p50_latency_ms), lambda b: b.p50_latency_ms is not None,
+               priority=7),
+        Column("p95", lambda b: fmt_ms(b.p95_latency_ms), lambda b: b.p95_latency_ms is not None,
+               priority=8),
+        Column("ttft p50", lambda b: fmt_ms(b.p50_ttft_ms), lambda b: b.p50_ttft_ms is not None,
+               priority=4),
+        Column("cost", lambda b: fmt_cost(b.cost_usd), lambda b: b.cost_usd > 0, priority=9),
+    )  # fmt: skip
+
+
+def series_view(rows: Sequence[TimeBucket], by: str | None, every: str, width: int) -> Table:
+    """The time series table of ``summary --every``."""
+    title = f"calls every {every}" + ("" if by is None else f" by {by}")
+    table = table_of(rows, series_columns(by), width=width, title=title)
+    assert table is not None
+    return table
 
 
 def _bar_chart(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from asynctelemetry import SchemaVersionError, SQLiteStore, StoreError
-from asynctelemetry._stores import _queries, _schema
+from asynctelemetry._stores import _base, _queries, _schema, summarize, timeseries
 from tests.conftest import T0, make_call
 
 if TYPE_CHECKING:
@@ -68,6 +68,10 @@ async def test_version_1_file_is_migrated_on_open(tmp_path: Path) -> None:
         await store.add(make_call(1, cache_creation_tokens=5, price_version="p1"))
         await store.flush()
         new = (await store.query(since=T0))[0]
+        with pytest.MonkeyPatch.context() as patch:  # read the rollups the migration built
+            patch.setattr(_base, "EXACT_LIMIT", 0)
+            assert await store.summary() == summarize([old, new])
+            assert await store.timeseries(bucket="1d") == timeseries([old, new], "1d")
     assert old.call_id == "old-1" and old.input_tokens == 12 and old.duration_ms == 250.5
     assert old.is_streaming is True and old.attributes == {"k": 1}
     assert old.timestamp == datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=UTC)

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asynctelemetry import CallStore, LLMCall, MemoryStore, SQLiteStore, TimeBucket
+from asynctelemetry import CallStore, LLMCall, MemoryStore, PriceTable, SQLiteStore, TimeBucket
 from asynctelemetry._stores import _base, summarize, timeseries
 from tests.conftest import T0, make_call
 
@@ -408,3 +408,33 @@ def test_large_windows_report_the_approximate_rule(
             for name in fields:
                 value, true = getattr(row, name), getattr(exact_row, name)
                 assert value == (true if window <= 3 else _base.approximate(true))
+
+
+# -- repricing ---------------------------------------------------------------------------------
+async def test_reprice_writes_new_costs_and_summaries_follow(store: Any) -> None:
+    """reprice() keeps table.cost(call) with the table's version for the calls that pass the
+    filters; calls the table cannot price keep their cost; summaries and series follow."""
+    calls = [
+        make_call(i, model=("gpt-4o", "no-such-model")[i % 2], request_model=None, cost_usd=0.5)
+        for i in range(20)
+    ]
+    await _keep(store, calls)
+    table = PriceTable.default().with_overrides(
+        {"gpt-4o": {"input_per_million": 10, "output_per_million": 40}}
+    )
+    until = T0 + timedelta(seconds=10)
+    assert await store.reprice(table, until=until) == 5
+    expected = [
+        c.model_copy(update={"cost_usd": table.cost(c), "price_version": table.version})
+        if c.timestamp < until and table.cost(c) is not None
+        else c
+        for c in calls
+    ]
+    assert await store.query() == expected
+    assert await store.summary() == summarize(expected)
+    assert await store.timeseries(bucket="5s") == timeseries(expected, "5s")
+    with pytest.MonkeyPatch.context() as patch:  # large windows: SQLite's rollups follow too
+        patch.setattr(_base, "EXACT_LIMIT", 3)
+        assert await store.summary() == summarize(expected)
+        assert await store.timeseries(bucket="1m") == timeseries(expected, "1m")
+    assert await store.reprice(table, until=until) == 0  # nothing left to change

@@ -417,3 +417,30 @@ async def test_both_stores_read_filters_the_same_way(tmp_path: Path, kind: str) 
         for limit in ("5", -1, True):
             with pytest.raises(ValueError, match="limit must be"):
                 await store.query(limit=limit)
+
+
+async def test_rollups_follow_retention_and_reopen(tmp_path: Path) -> None:
+    """Large-window summaries (read from the rollups) equal the raw calls' after retention
+    deletes the oldest and after the file is reopened; duplicates never count twice."""
+    from asynctelemetry._stores import _base, summarize, timeseries
+
+    calls = [make_call(i, timestamp=T0 + timedelta(seconds=7 * i)) for i in range(300)]
+    path = tmp_path / "r.db"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_base, "EXACT_LIMIT", 10)
+        async with SQLiteStore(path, max_rows=200, retention_interval=3600) as store:
+            await store.add_many(calls)
+            await store.add_many(calls[-30:])  # delivered again: ignored, not rolled up
+            await store.flush()
+            assert store.duplicates == 30
+            assert await store.enforce_retention() == 100
+            kept = calls[100:]
+            assert await store.summary(by="provider") == summarize(kept, "provider")
+            assert await store.timeseries(bucket="5m", by="model") == timeseries(
+                kept, "5m", "model"
+            )
+        async with SQLiteStore(path) as store:
+            since = T0 + timedelta(seconds=1234)
+            window = [c for c in kept if c.timestamp >= since]
+            assert await store.summary(since=since) == summarize(window)
+            assert await store.timeseries(bucket="1h", since=since) == timeseries(window, "1h")
