@@ -78,7 +78,9 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
 
 def add_filter_options(parser: argparse.ArgumentParser, *, limit: bool = False) -> None:
     """The store filters: model, provider, session, status and a time window."""
-    parser.add_argument("--model", help="only calls answered by this model")
+    parser.add_argument(
+        "--model", help="only calls answered by or asked of this model (model or request_model)"
+    )
     parser.add_argument("--provider", help="only calls to this provider")
     parser.add_argument("--session", help="only calls of this session id")
     parser.add_argument("--status", choices=("ok", "error", "cancelled"), help="only this status")
