@@ -381,33 +381,41 @@ def test_approximate_is_within_one_percent_and_monotone(a: float, b: float) -> N
 
 @pytest.mark.parametrize("kind", list(STORES))
 @_examples
-@given(drawn=_calls, by=st.sampled_from([None, "model", "request_model", "session"]))
+@given(
+    drawn=_calls,
+    by=st.sampled_from([None, "model", "request_model", "session"]),
+    window=st.tuples(st.integers(0, 4 * 3600), st.integers(0, 4 * 3600)),
+)
 def test_large_windows_report_the_approximate_rule(
-    kind: str, drawn: list[dict[str, Any]], by: str | None
+    kind: str, drawn: list[dict[str, Any]], by: str | None, window: tuple[int, int]
 ) -> None:
     """Past EXACT_LIMIT calls in the window, every store reports approximate(exact percentile)
     for summaries and time series alike (lowered to 3 calls here)."""
     calls = _built(drawn)
+    # A window that starts and ends inside minutes: SQLite reads its edges from the rows.
+    since = _DAY + timedelta(seconds=window[0], microseconds=1)
+    until = since + timedelta(seconds=window[1])
+    chosen = [c for c in calls if since <= c.timestamp < until]
 
     async def read(store: Any) -> tuple[Any, ...]:
         return (
-            await store.summary(by=by or "model"),
-            await store.timeseries(bucket="5m", by=by),
+            await store.summary(by=by or "model", since=since, until=until),
+            await store.timeseries(bucket="5m", by=by, since=since, until=until),
         )
 
     exact = _run_in(kind, calls, read)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_base, "EXACT_LIMIT", 3)
         summary, series = _run_in(kind, calls, read)
-        assert summary == summarize(calls, by or "model")
-        assert series == timeseries(calls, "5m", by)
-    window = len(calls)
+        assert summary == summarize(chosen, by or "model")
+        assert series == timeseries(chosen, "5m", by)
+    window_calls = len(chosen)
     fields = ("p50_latency_ms", "p95_latency_ms", "p50_ttft_ms")
     for rows, exact_rows in ((summary, exact[0]), (series, exact[1])):
         for row, exact_row in zip(rows, exact_rows, strict=True):
             for name in fields:
                 value, true = getattr(row, name), getattr(exact_row, name)
-                assert value == (true if window <= 3 else _base.approximate(true))
+                assert value == (true if window_calls <= 3 else _base.approximate(true))
 
 
 # -- repricing ---------------------------------------------------------------------------------
