@@ -226,6 +226,7 @@ def _accumulate(
     cells = {} if cells is None else cells
     get = cells.get
     index = histogram_index
+    pending: dict[Cell, list[float]] = {}  # costs, summed exactly per cell at the end
     for (
         ns,
         model,
@@ -259,7 +260,11 @@ def _accumulate(
         if cost is None:
             acc.unpriced += 1
         else:
-            acc.cost.step(cost)
+            costs = pending.get(cell)
+            if costs is None:
+                pending[cell] = [cost]
+            else:
+                costs.append(cost)
         if dur is not None:
             counts = acc.latency
             i = index(dur)
@@ -277,7 +282,22 @@ def _accumulate(
             counts = acc.ttft
             i = index(ttft)
             counts[i] = counts.get(i, 0) + 1
+    for cell, costs in pending.items():
+        total = cells[cell].cost
+        for partial in exact_partials(costs):
+            total.step(partial)
     return cells
+
+
+def exact_partials(values: list[float]) -> list[float]:
+    """Floats whose exact sum is the exact sum of ``values`` (usually one or two): each is
+    ``math.fsum`` of what is left, so the work runs in C rather than once per value here."""
+    parts: list[float] = []
+    while True:
+        rest = math.fsum([*values, *(-p for p in parts)])
+        if not rest:
+            return parts
+        parts.append(rest)
 
 
 def _levels_of(rows: Iterable[Sequence[Any]]) -> dict[tuple[int, int, tuple[Any, ...]], Acc]:
