@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LEVELS",
+    "RAW_COLUMNS",
     "TABLE_SQL",
     "Acc",
     "FSum",
@@ -45,6 +46,7 @@ __all__ = [
     "include",
     "rebuild",
     "remember",
+    "remember_rows",
     "rolled",
 ]
 
@@ -75,11 +77,23 @@ TABLE_SQL: Final = (
     "ttft TEXT NOT NULL, speed TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS rollup_start ON rollup (width_s, start_ns)",
 )
-#: What the accumulator reads from a raw row (after the timestamp and the group's key).
-_RAW: Final = (
-    "timestamp_ns, model, request_model, provider, route_name, status, input_tokens, "
-    "output_tokens, cached_input_tokens, reasoning_tokens, cost_usd, duration_ms, ttft_ms"
+#: What the accumulator reads from a raw row (the timestamp, the key, then the figures).
+RAW_COLUMNS: Final = (
+    "timestamp_ns",
+    "model",
+    "request_model",
+    "provider",
+    "route_name",
+    "status",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "duration_ms",
+    "ttft_ms",
 )
+_RAW: Final = ", ".join(RAW_COLUMNS)
 _STATS_SQL: Final = ", ".join(_STAT_COLUMNS)
 _INSERT: Final = (
     f"INSERT INTO rollup (width_s, start_ns, {', '.join(_KEY_COLUMNS)}, {_STATS_SQL}) "
@@ -353,6 +367,12 @@ def _write(
 def remember(conn: sqlite3.Connection, after_id: int) -> None:
     """Add the calls inserted after rowid ``after_id`` (inside the writer's transaction)."""
     rows = conn.execute(f"SELECT {_RAW} FROM calls WHERE id > ?", (after_id,)).fetchall()
+    if rows:
+        _write(conn, _levels_of(rows), 1)
+
+
+def remember_rows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
+    """Add calls just inserted, given as their :data:`RAW_COLUMNS` values."""
     if rows:
         _write(conn, _levels_of(rows), 1)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import StoreError
@@ -71,6 +72,8 @@ def setup_reader(conn: sqlite3.Connection, busy: float) -> None:
     q.register(conn)
 
 
+#: A row encoded for ``calls`` → the values the rollups count (``_rollup.RAW_COLUMNS``).
+_RAW_OF_ENCODED: Final = itemgetter(*(COLUMNS.index(name) for name in _rollup.RAW_COLUMNS))
 _ROW_ERRORS: Final = (sqlite3.InterfaceError, sqlite3.DataError, ValueError, OverflowError)
 
 
@@ -93,7 +96,9 @@ def _rows_per_statement(conn: sqlite3.Connection) -> int:
     return size
 
 
-def _insert_all(conn: sqlite3.Connection, batch: list[LLMCall | Row]) -> None:
+def _insert_all(
+    conn: sqlite3.Connection, batch: list[LLMCall | Row], kept: list[tuple[Any, ...]]
+) -> None:
     """Encode and insert ``batch``, many rows per statement.
 
     One statement binds its rows at once and runs them in one ``sqlite3_step``, during which the
@@ -109,7 +114,9 @@ def _insert_all(conn: sqlite3.Connection, batch: list[LLMCall | Row]) -> None:
             size //= 2
         sql = _insert_sql(size)
         while total - done >= size:
-            conn.execute(sql, [v for call in batch[done : done + size] for v in encode_call(call)])
+            encoded = list(map(encode_call, batch[done : done + size]))
+            conn.execute(sql, [v for row in encoded for v in row])
+            kept.extend(map(_RAW_OF_ENCODED, encoded))
             done += size
 
 
@@ -120,8 +127,9 @@ def insert_rows(conn: sqlite3.Connection, batch: list[LLMCall | Row]) -> tuple[i
     conn.execute("BEGIN IMMEDIATE")
     try:
         (last,) = conn.execute("SELECT COALESCE(MAX(id), -1) FROM calls").fetchone()
+        kept: list[tuple[Any, ...]] = []
         try:
-            _insert_all(conn, batch)
+            _insert_all(conn, batch, kept)
         except _ROW_ERRORS:
             # A row SQLite cannot bind: insert one by one (OR IGNORE skips those already in).
             for call in batch:
@@ -131,8 +139,12 @@ def insert_rows(conn: sqlite3.Connection, batch: list[LLMCall | Row]) -> tuple[i
                 except _ROW_ERRORS as exc:
                     rejected.append((_call_id(call), f"{type(exc).__name__}: {exc}"))
         inserted = conn.total_changes - before  # before the rollups change rows too
-        # The rows this transaction inserted (not the ignored duplicates) join the rollups.
-        _rollup.remember(conn, last)
+        # The rows this transaction inserted (not the ignored duplicates) join the rollups:
+        # those encoded here when every one went in, else read back by rowid.
+        if inserted == len(batch) and len(kept) == inserted:
+            _rollup.remember_rows(conn, kept)
+        else:
+            _rollup.remember(conn, last)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
