@@ -103,7 +103,7 @@ def test_every_command_has_help_with_examples(tmp_path: Path) -> None:
 
 def test_db_defaults_to_the_environment_then_calls_db(db: Path) -> None:
     """calls and summary read calls.db in the working directory, or $ASYNCTELEMETRY_DB."""
-    here = run_cli("summary", "--json", cwd=db.parent)
+    here = run_cli("summary", "--by", "model", "--json", cwd=db.parent)
     assert here.returncode == 0 and here.stdout.count('"by": "model"') == 3
     elsewhere = db.parent / "sub"
     elsewhere.mkdir()

@@ -48,7 +48,7 @@ def test_summary_groups_by_requested_model_by_default(tmp_path: Path) -> None:
     human = run_cli("summary", "--db", path, "--model", "gpt-4o-mini", cwd=tmp_path)
     assert human.returncode == 0, human.stderr
     assert "calls by request_model" in human.stdout
-    assert "2 calls, 1 errors" in human.stdout
+    assert "2 calls, 1 error," in human.stdout
 
 
 def test_summary_every_prints_the_time_series(db: Path) -> None:
