@@ -16,19 +16,21 @@ import asyncio
 import logging
 import os
 import random
+import warnings
 from collections import deque
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, Literal, TypeVar
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar
 
 from ._exceptions import ExportError, StoreClosedError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 __all__ = [
     "STRICT_ENV",
     "BatchQueue",
     "Closing",
+    "QueueSettings",
     "QueueStats",
     "RetryPolicy",
     "Retryable",
@@ -106,6 +108,53 @@ async def finish(task: asyncio.Future[T]) -> T:
         if cancelled:
             raise asyncio.CancelledError
         return result
+
+
+#: Old setting names (deprecated for one release) and the one name each has now.
+RENAMED_SETTINGS: Final = {
+    "max_pending": "max_queue",
+    "max_queue_size": "max_queue",
+    "max_batch_size": "batch_size",
+    "schedule_delay": "flush_interval",
+    "shutdown_timeout": "close_timeout",
+}
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """The settings of a background queue, one name each everywhere (stores, exporters,
+    collector): ``max_queue`` (most items held), ``batch_size`` (most items per batch),
+    ``flush_interval`` (seconds a partial batch waits to fill) and ``close_timeout`` (seconds
+    ``aclose()`` spends delivering what is queued)."""
+
+    max_queue: int
+    batch_size: int
+    flush_interval: float
+    close_timeout: float
+
+    def renamed(self, owner: str, deprecated: Mapping[str, Any]) -> QueueSettings:
+        """These settings with the values given under old names (``max_pending``,
+        ``max_queue_size``, ``max_batch_size``, ``schedule_delay``, ``shutdown_timeout``), each
+        with a ``DeprecationWarning``.
+
+        Raises:
+            TypeError: a keyword that is neither an old setting name nor a new one, as Python
+                says of an unexpected keyword argument.
+        """
+        if not deprecated:
+            return self
+        changes: dict[str, Any] = {}
+        for old, value in deprecated.items():
+            new = RENAMED_SETTINGS.get(old)
+            if new is None:
+                raise TypeError(f"{owner}() got an unexpected keyword argument {old!r}")
+            warnings.warn(
+                f"{owner}({old}=...) is deprecated; use {new}=...",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            changes[new] = value
+        return replace(self, **changes)
 
 
 class Retryable(Exception):

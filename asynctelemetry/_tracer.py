@@ -692,11 +692,11 @@ class _AsyncSpanProcessor:
     handed to it through ``asyncio.to_thread``; the batching and the queue stay on the loop.
     """
 
-    def __init__(self, exporter: SpanExporter, max_queue_size: int = 32_768) -> None:
+    def __init__(self, exporter: SpanExporter, max_queue: int = 32_768) -> None:
         self.exporter = exporter
         self.queue: BatchQueue[ReadableSpan] = BatchQueue(
             self._export,
-            max_size=max_queue_size,
+            max_size=max_queue,
             flush_interval=0.2,
             overflow="drop_oldest",
             retry=RetryPolicy(max_attempts=3),

@@ -219,7 +219,7 @@ async def run_ours(
         await asyncio.sleep(0.5)
     kwargs: dict[str, Any] = {"compression": compression}
     if not burst:
-        kwargs["max_queue_size"] = n + 1
+        kwargs["max_queue"] = n + 1
     exporter = OTLPGrpcExporter(f"http://127.0.0.1:{port}", service_name="bench", **kwargs)
     with CpuLagMonitor() as lag:
         await asyncio.sleep(0.01)

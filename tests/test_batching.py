@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import pytest
 
 from asynctelemetry import ExportError, StoreClosedError
 from asynctelemetry._batching import BatchQueue, Retryable, RetryPolicy
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 FAST = RetryPolicy(initial=0.001, maximum=0.005, max_attempts=None)
 
@@ -157,3 +161,47 @@ async def test_aclose_finishes_even_when_the_caller_is_cancelled() -> None:
     with pytest.raises(asyncio.CancelledError):
         await closer
     assert got == list(range(5))
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        pytest.param("max_queue_size", "max_queue", id="max_queue_size"),
+        pytest.param("max_batch_size", "batch_size", id="max_batch_size"),
+        pytest.param("schedule_delay", "flush_interval", id="schedule_delay"),
+        pytest.param("shutdown_timeout", "close_timeout", id="shutdown_timeout"),
+    ],
+)
+async def test_old_exporter_setting_names_warn_and_still_work(old: str, new: str) -> None:
+    """The exporters' old names are deprecated aliases for one release: same effect, a warning."""
+    from asynctelemetry import OTLPGrpcExporter, OTLPHttpExporter
+
+    for kind, endpoint in (
+        (OTLPGrpcExporter, "http://127.0.0.1:9"),
+        (OTLPHttpExporter, "http://127.0.0.1:9/v1/traces"),
+    ):
+        with pytest.warns(DeprecationWarning, match=f"{old}=.*use {new}="):
+            exporter = kind(endpoint, **{old: 7})
+        assert getattr(exporter.settings, new) == 7
+        await exporter.aclose()
+
+
+async def test_old_names_of_store_settings_warn_and_still_work(tmp_path: Path) -> None:
+    """SQLiteStore(max_pending=), its max_pending attribute and the URL option still work,
+    with a DeprecationWarning; a name that never existed is a TypeError."""
+    from asynctelemetry import OTLPGrpcExporter, SQLiteStore, open_store
+
+    with pytest.warns(DeprecationWarning, match="max_pending=.*use max_queue="):
+        store = SQLiteStore(tmp_path / "a.db", max_pending=12)
+    assert store.max_queue == 12
+    with pytest.warns(DeprecationWarning, match="use max_queue"):
+        assert store.max_pending == 12
+    with pytest.warns(DeprecationWarning, match="max_pending"):
+        from_url = open_store(f"sqlite:///{tmp_path / 'b.db'}?max_pending=34")
+    assert isinstance(from_url, SQLiteStore) and from_url.max_queue == 34
+    with pytest.raises(TypeError, match="max_queue_sise"):
+        SQLiteStore(tmp_path / "c.db", max_queue_sise=1)
+    exporter = OTLPGrpcExporter("http://127.0.0.1:9", close_timeout=0.5)
+    with pytest.warns(DeprecationWarning, match="use close_timeout"):
+        assert exporter.shutdown_timeout == 0.5
+    await exporter.aclose()

@@ -17,7 +17,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from .._batching import BatchQueue, Closing, RetryPolicy
+from .._batching import BatchQueue, Closing, QueueSettings, RetryPolicy
 from .._exceptions import ConfigError, ExportError, StoreClosedError
 from ._encode import SpanEncoder
 
@@ -29,10 +29,11 @@ if TYPE_CHECKING:
     from .._record import LLMCall
 
 __all__ = [
-    "DEFAULT_MAX_BATCH_SIZE",
-    "DEFAULT_MAX_QUEUE_SIZE",
-    "DEFAULT_SCHEDULE_DELAY",
-    "DEFAULT_SHUTDOWN_TIMEOUT",
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_CLOSE_TIMEOUT",
+    "DEFAULT_FLUSH_INTERVAL",
+    "DEFAULT_MAX_QUEUE",
+    "DEFAULT_QUEUE",
     "ExporterStats",
     "OTLPExporterBase",
 ]
@@ -40,13 +41,17 @@ __all__ = [
 logger = logging.getLogger("asynctelemetry")
 
 #: Calls held while waiting to be sent: a 20,000-call burst from a tight loop fits with room.
-DEFAULT_MAX_QUEUE_SIZE: Final = 32_768
+DEFAULT_MAX_QUEUE: Final = 32_768
 #: Calls taken from the queue at once (the OTel SDK's default batch size too).
-DEFAULT_MAX_BATCH_SIZE: Final = 512
+DEFAULT_BATCH_SIZE: Final = 512
 #: Seconds a partial batch waits to fill before it is sent.
-DEFAULT_SCHEDULE_DELAY: Final = 0.2
+DEFAULT_FLUSH_INTERVAL: Final = 0.2
 #: Seconds ``aclose()`` spends delivering what is queued before it gives up.
-DEFAULT_SHUTDOWN_TIMEOUT: Final = 5.0
+DEFAULT_CLOSE_TIMEOUT: Final = 5.0
+#: The exporters' queue settings, together.
+DEFAULT_QUEUE: Final = QueueSettings(
+    DEFAULT_MAX_QUEUE, DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL, DEFAULT_CLOSE_TIMEOUT
+)
 #: Default retry: 6 attempts, 0.1 s doubling to at most 5 s, full jitter (about 10 s in all).
 DEFAULT_RETRY: Final = RetryPolicy(initial=0.1, maximum=5.0, max_attempts=6)
 # Calls encoded between two yields to the event loop, so a 512-call batch never blocks it long.
@@ -96,26 +101,26 @@ class OTLPExporterBase:
         service_name: str,
         resource_attributes: Mapping[str, str] | None,
         timeout: float,
-        max_queue_size: int,
-        max_batch_size: int,
-        schedule_delay: float,
-        shutdown_timeout: float,
+        settings: QueueSettings,
         retry: RetryPolicy | None,
     ) -> None:
-        if timeout <= 0 or shutdown_timeout < 0:
-            raise ConfigError("timeout must be > 0 and shutdown_timeout >= 0")
-        if max_queue_size < 1 or max_batch_size < 1 or schedule_delay < 0:
-            raise ConfigError("max_queue_size, max_batch_size >= 1 and schedule_delay >= 0")
+        if timeout <= 0 or settings.close_timeout < 0:
+            raise ConfigError("timeout must be > 0 and close_timeout >= 0")
+        if settings.max_queue < 1 or settings.batch_size < 1 or settings.flush_interval < 0:
+            raise ConfigError("max_queue, batch_size >= 1 and flush_interval >= 0")
         self.timeout = timeout
-        self.shutdown_timeout = shutdown_timeout
+        #: The queue settings (``max_queue``, ``batch_size``, ``flush_interval``,
+        #: ``close_timeout``).
+        self.settings = settings
+        self.close_timeout = settings.close_timeout
         self._encoder = SpanEncoder(
             service_name=service_name, resource_attributes=resource_attributes
         )
         self._queue: BatchQueue[LLMCall] = BatchQueue(
             self._export_batch,
-            max_size=max_queue_size,
-            batch_size=max_batch_size,
-            flush_interval=schedule_delay,
+            max_size=settings.max_queue,
+            batch_size=settings.batch_size,
+            flush_interval=settings.flush_interval,
             overflow="drop_oldest",
             retry=retry or DEFAULT_RETRY,
             name=f"{self._kind} exporter",
@@ -172,7 +177,7 @@ class OTLPExporterBase:
             raise ExportError(f"{lost} calls were not delivered: {self._queue.stats.last_error}")
 
     async def aclose(self, timeout: float | None = None) -> None:
-        """Deliver what can be within ``timeout`` (default ``shutdown_timeout``), then close.
+        """Deliver what can be within ``timeout`` (default ``close_timeout``), then close.
 
         Never hangs on a dead endpoint: whatever is still queued at the deadline is dropped and
         counted in ``stats.dropped_on_close``. Idempotent: a later or concurrent call returns
@@ -182,7 +187,7 @@ class OTLPExporterBase:
             return
         self._closed = True
         try:
-            await self._queue.aclose(self.shutdown_timeout if timeout is None else timeout)
+            await self._queue.aclose(self.close_timeout if timeout is None else timeout)
         except Exception as exc:  # the last delivery error: already counted, log it once
             logger.warning("asynctelemetry: %s closed after an error: %s", self._kind, exc)
         finally:
@@ -212,6 +217,14 @@ class OTLPExporterBase:
                 ResourceWarning,
                 stacklevel=1,
             )
+
+    @property
+    def shutdown_timeout(self) -> float:
+        """Deprecated name of :attr:`close_timeout`."""
+        warnings.warn(
+            "shutdown_timeout is deprecated; use close_timeout", DeprecationWarning, stacklevel=2
+        )
+        return self.close_timeout
 
     @property
     def closed(self) -> bool:

@@ -17,13 +17,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from .._batching import Retryable
+from .._batching import QueueSettings, Retryable
 from .._exceptions import ConfigError, ExportError, require
 from ._base import (
-    DEFAULT_MAX_BATCH_SIZE,
-    DEFAULT_MAX_QUEUE_SIZE,
-    DEFAULT_SCHEDULE_DELAY,
-    DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_MAX_QUEUE,
     OTLPExporterBase,
 )
 
@@ -88,13 +88,15 @@ class OTLPHttpExporter(OTLPExporterBase):
             verify; plain ``http`` endpoints are not encrypted whatever this says.
         compression: ``"gzip"`` (default) or ``None``.
         timeout: seconds allowed for one export request.
-        max_queue_size: most calls held; beyond it the oldest are dropped and counted.
-        max_batch_size: most calls taken from the queue at once (sent as requests of at most
+        max_queue: most calls held; beyond it the oldest are dropped and counted.
+        batch_size: most calls taken from the queue at once (sent as requests of at most
             128 calls, so that no single message blocks the event loop).
-        schedule_delay: seconds a partial batch waits to fill.
+        flush_interval: seconds a partial batch waits to fill.
         credentials: an ``ssl.SSLContext`` for TLS (client certificates, private roots).
-        shutdown_timeout: seconds ``aclose()`` spends delivering what is queued.
+        close_timeout: seconds ``aclose()`` spends delivering what is queued.
         retry: backoff policy for retryable failures.
+        **deprecated: the old names ``max_queue_size``, ``max_batch_size``, ``schedule_delay``
+            and ``shutdown_timeout`` still work for one release, with a ``DeprecationWarning``.
 
     Raises:
         MissingDependencyError: httpx is not installed (``pip install 'asynctelemetry[otlp]'``).
@@ -112,12 +114,13 @@ class OTLPHttpExporter(OTLPExporterBase):
         insecure: bool | None = None,
         compression: str | None = "gzip",
         timeout: float = 10.0,
-        max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
-        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-        schedule_delay: float = DEFAULT_SCHEDULE_DELAY,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         credentials: Any = None,
-        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         retry: RetryPolicy | None = None,
+        **deprecated: Any,
     ) -> None:
         self._httpx: Any = require("httpx", "otlp", "OTLPHttpExporter")
         self.url = traces_url(endpoint)
@@ -136,10 +139,9 @@ class OTLPHttpExporter(OTLPExporterBase):
             service_name=service_name,
             resource_attributes=resource_attributes,
             timeout=timeout,
-            max_queue_size=max_queue_size,
-            max_batch_size=max_batch_size,
-            schedule_delay=schedule_delay,
-            shutdown_timeout=shutdown_timeout,
+            settings=QueueSettings(max_queue, batch_size, flush_interval, close_timeout).renamed(
+                "OTLPHttpExporter", deprecated
+            ),
             retry=retry,
         )
         self._client: Any = None

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
 import anyio
 
-from .._batching import BatchQueue, Closing, Retryable, RetryPolicy
+from .._batching import BatchQueue, Closing, QueueSettings, Retryable, RetryPolicy
 from .._exceptions import ConfigError, StoreClosedError, StoreError, require_int
 from .._rows import Row, Rows
 from . import _queries as q
@@ -71,7 +71,7 @@ class SQLiteStore:
 
     ``add`` and ``add_many`` queue calls for a background writer that commits up to
     ``batch_size`` calls per transaction, waiting at most ``flush_interval`` seconds for a batch to
-    fill. When ``max_pending`` calls are queued, ``add`` waits (backpressure); nothing is dropped.
+    fill. When ``max_queue`` calls are queued, ``add`` waits (backpressure); nothing is dropped.
     A batch that fails with a retryable error (database locked, disk full) stays queued and is
     retried with backoff; ``flush()`` raises that error (as :class:`StoreError`) while it lasts.
 
@@ -81,7 +81,7 @@ class SQLiteStore:
         path: the database file (created if missing), or ``":memory:"``.
         batch_size: most calls per transaction.
         flush_interval: seconds a partial batch waits for more calls.
-        max_pending: most calls queued and not yet written before ``add`` waits.
+        max_queue: most calls queued and not yet written before ``add`` waits.
         durability: ``"normal"`` (``synchronous=NORMAL``: a process crash loses nothing
             committed, a power loss may lose the last transactions) or ``"full"``
             (``synchronous=FULL``: committed transactions survive a power loss too).
@@ -97,6 +97,8 @@ class SQLiteStore:
         max_rows: retention: at most this many calls are kept, the newest by timestamp.
         retention_interval: seconds between retention passes.
         retention_batch: most rows one retention transaction deletes.
+        **deprecated: ``max_pending``, the old name of ``max_queue``, works for one release
+            with a ``DeprecationWarning``.
     """
 
     def __init__(
@@ -105,7 +107,7 @@ class SQLiteStore:
         *,
         batch_size: int = 8192,
         flush_interval: float = 0.05,
-        max_pending: int = 50_000,
+        max_queue: int = 50_000,
         durability: Durability = "normal",
         busy_timeout: float = 5.0,
         cache_mib: int = 64,
@@ -114,10 +116,15 @@ class SQLiteStore:
         max_rows: int | None = None,
         retention_interval: float = 1.0,
         retention_batch: int = 1000,
+        **deprecated: Any,
     ) -> None:
+        if deprecated:  # max_pending (now max_queue), for one release
+            settings = QueueSettings(max_queue, batch_size, flush_interval, close_timeout)
+            settings = settings.renamed("SQLiteStore", deprecated)
+            max_queue = settings.max_queue
         require_int("batch_size", batch_size)
         _check(flush_interval >= 0, f"flush_interval must be >= 0, got {flush_interval!r}")
-        require_int("max_pending", max_pending)
+        require_int("max_queue", max_queue)
         _check(
             durability in SYNCHRONOUS, f"durability must be 'normal' or 'full', not {durability!r}"
         )
@@ -131,7 +138,7 @@ class SQLiteStore:
         self.path = os.fspath(path)
         self.batch_size = batch_size
         self.flush_interval = flush_interval
-        self.max_pending = max_pending
+        self.max_queue = max_queue
         self.durability: Durability = durability
         self.busy_timeout = busy_timeout
         self.cache_mib = cache_mib
@@ -142,7 +149,7 @@ class SQLiteStore:
         self.duplicates = 0
         self._queue: BatchQueue[LLMCall | Row] = BatchQueue(
             self._write_batch,
-            max_size=max_pending,
+            max_size=max_queue,
             batch_size=batch_size,
             flush_interval=flush_interval,
             overflow="wait",
@@ -176,6 +183,12 @@ class SQLiteStore:
     def is_open(self) -> bool:
         """Opened and not closed yet."""
         return self._writer is not None and not self._closed
+
+    @property
+    def max_pending(self) -> int:
+        """Deprecated name of :attr:`max_queue`."""
+        warnings.warn("max_pending is deprecated; use max_queue", DeprecationWarning, stacklevel=2)
+        return self.max_queue
 
     @property
     def pending(self) -> int:
@@ -317,7 +330,7 @@ class SQLiteStore:
 
     # -- writing --------------------------------------------------------------------------------
     async def add(self, call: LLMCall) -> None:
-        """Queue one call for writing; waits while ``max_pending`` calls are queued."""
+        """Queue one call for writing; waits while ``max_queue`` calls are queued."""
         await self._ready()
         await self._queue.put(call)
 

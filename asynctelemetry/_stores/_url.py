@@ -3,7 +3,7 @@
 - ``memory://`` or ``memory://?capacity=5000`` → :class:`MemoryStore`
 - ``sqlite:///relative/calls.db`` (three slashes: a path relative to the working directory),
   ``sqlite:////abs/path/calls.db`` (four: absolute), ``sqlite:///:memory:`` → :class:`SQLiteStore`,
-  with options ``batch_size``, ``flush_interval``, ``max_pending``, ``durability``
+  with options ``batch_size``, ``flush_interval``, ``max_queue``, ``durability``
   (``normal``/``full``), ``busy_timeout``, ``cache_mib``, ``close_timeout`` and the retention
   options ``max_age`` (seconds, or with a unit: ``30s``, ``15m``, ``12h``, ``7d``), ``max_rows``,
   ``retention_interval`` and ``retention_batch`` as query parameters.
@@ -61,7 +61,8 @@ _MEMORY_OPTIONS: Final[dict[str, Callable[[str], Any]]] = {"capacity": _positive
 _SQLITE_OPTIONS: Final[dict[str, Callable[[str], Any]]] = {
     "batch_size": _positive_int,
     "flush_interval": _seconds,
-    "max_pending": _positive_int,
+    "max_queue": _positive_int,
+    "max_pending": _positive_int,  # the old name of max_queue: deprecated, warns
     "durability": _durability,
     "busy_timeout": _seconds,
     "cache_mib": _positive_int,

@@ -23,7 +23,7 @@ FAST_RETRY = RetryPolicy(initial=0.01, maximum=0.05, max_attempts=6)
 
 
 def _exporter(port: int, **kwargs: object) -> OTLPGrpcExporter:
-    kwargs.setdefault("schedule_delay", 0.01)
+    kwargs.setdefault("flush_interval", 0.01)
     return OTLPGrpcExporter(f"http://127.0.0.1:{port}", **kwargs)  # type: ignore[arg-type]
 
 
@@ -46,7 +46,7 @@ async def test_spans_arrive_as_encoded_with_headers(trace_server: TraceServer) -
     """Every call arrives once, equal to encode_calls' spans, with the auth header sent."""
     calls = [make_call(i, trace_id=f"{i + 1:032x}", span_id=f"{i + 1:016x}") for i in range(300)]
     async with _exporter(
-        trace_server.port, headers={"Authorization": "Bearer t0k"}, max_batch_size=128
+        trace_server.port, headers={"Authorization": "Bearer t0k"}, batch_size=128
     ) as exporter:
         await exporter.emit(calls)
         await exporter.flush(timeout=10)
@@ -143,7 +143,7 @@ async def test_partial_success_is_counted(
 
 async def test_dead_endpoint_bounded_counted_and_closes_in_time() -> None:
     """Nothing listens: memory stays bounded, drops are counted, aclose keeps its deadline."""
-    exporter = _exporter(_free_port(), max_queue_size=1000, retry=FAST_RETRY, timeout=0.5)
+    exporter = _exporter(_free_port(), max_queue=1000, retry=FAST_RETRY, timeout=0.5)
     for i in range(0, 5000, 100):
         await exporter.emit([make_call(j) for j in range(i, i + 100)])
         assert exporter.stats.pending <= 1000
@@ -230,7 +230,7 @@ async def test_tls_channel_with_private_root() -> None:
         exporter = OTLPGrpcExporter(
             f"https://127.0.0.1:{port}",
             credentials=grpc.ssl_channel_credentials(root_certificates=cert),
-            schedule_delay=0.01,
+            flush_interval=0.01,
         )
         assert not exporter.insecure
         async with exporter:

@@ -80,7 +80,7 @@ async def collector() -> AsyncIterator[HttpCollector]:
 
 
 def _exporter(port: int, **kwargs: object) -> OTLPHttpExporter:
-    kwargs.setdefault("schedule_delay", 0.01)
+    kwargs.setdefault("flush_interval", 0.01)
     kwargs.setdefault("retry", FAST_RETRY)
     return OTLPHttpExporter(f"http://127.0.0.1:{port}", **kwargs)  # type: ignore[arg-type]
 

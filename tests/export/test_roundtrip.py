@@ -37,7 +37,7 @@ async def test_lossless_round_trip_through_async_collector() -> None:
     ]
     store = MemoryStore()
     async with AsyncCollector(store, port=0) as collector:
-        async with OTLPGrpcExporter(f"http://{collector.endpoint}", schedule_delay=0.01) as exp:
+        async with OTLPGrpcExporter(f"http://{collector.endpoint}", flush_interval=0.01) as exp:
             await exp.emit(calls)
             await exp.flush(timeout=10)
         await collector.flush()

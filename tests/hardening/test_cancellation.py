@@ -85,7 +85,7 @@ async def test_cancel_at_each_step_leaves_whole_records_and_no_tasks(
     path = tmp_path / "calls.db"
     baseline = others()
     # A slow, backpressured sink: a SQLite file locked by another connection, room for 2 calls.
-    slow = SQLiteStore(path, max_pending=2, batch_size=1, busy_timeout=0.01)
+    slow = SQLiteStore(path, max_queue=2, batch_size=1, busy_timeout=0.01)
     await slow.open()
     memory = MemoryStore()
     tracer = AsyncTracer(store=memory, sinks=[slow])
@@ -179,7 +179,7 @@ async def _tracer(tmp_path: Path) -> Any:
         store=MemoryStore(),
         sinks=[
             SQLiteStore(tmp_path / "t.db"),
-            OTLPGrpcExporter("http://127.0.0.1:9", shutdown_timeout=0.3),
+            OTLPGrpcExporter("http://127.0.0.1:9", close_timeout=0.3),
         ],
     )
     async with tracer.llm_call(model="gpt-4o"):
@@ -204,13 +204,13 @@ async def _collector(tmp_path: Path) -> Any:
 
 
 async def _grpc_exporter(tmp_path: Path) -> Any:
-    exporter = OTLPGrpcExporter("http://127.0.0.1:9", shutdown_timeout=0.2)
+    exporter = OTLPGrpcExporter("http://127.0.0.1:9", close_timeout=0.2)
     await exporter.emit([LLMCall(call_id="a", timestamp=0, model="m")])  # type: ignore[arg-type]
     return exporter
 
 
 async def _http_exporter(tmp_path: Path) -> Any:
-    exporter = OTLPHttpExporter("http://127.0.0.1:9/v1/traces", shutdown_timeout=0.2)
+    exporter = OTLPHttpExporter("http://127.0.0.1:9/v1/traces", close_timeout=0.2)
     await exporter.emit([LLMCall(call_id="a", timestamp=0, model="m")])  # type: ignore[arg-type]
     return exporter
 

@@ -141,7 +141,7 @@ async def spawn_locker(path: Path) -> asyncio.subprocess.Process:
 async def test_sqlite_fault_end_to_end_through_the_collector(tmp_path: Path, fault: str) -> None:
     """Disk full or a locked file under a collector: OTel SDK spans all land once it clears."""
     path = tmp_path / "calls.db"
-    async with SQLiteStore(path, max_pending=50, batch_size=25, busy_timeout=0.02) as store:
+    async with SQLiteStore(path, max_queue=50, batch_size=25, busy_timeout=0.02) as store:
         async with AsyncCollector(
             store, port=0, max_queue=100, backpressure_timeout=0.05, retry_delay=0.05
         ) as collector:
@@ -186,8 +186,8 @@ async def test_exporter_endpoint_disappears_and_comes_back() -> None:
     port = collector.port
     exporter = OTLPGrpcExporter(
         f"http://127.0.0.1:{port}",
-        schedule_delay=0.01,
-        max_batch_size=20,
+        flush_interval=0.01,
+        batch_size=20,
         timeout=1.0,
         retry=RetryPolicy(initial=0.02, maximum=0.2, max_attempts=None),
     )

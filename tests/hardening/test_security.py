@@ -136,10 +136,10 @@ async def test_tls_and_token_with_our_exporter(tmp_path: Path) -> None:
             f"https://localhost:{collector.port}",
             credentials=creds,
             headers={"authorization": f"Bearer {TOKEN}"},
-            schedule_delay=0.01,
+            flush_interval=0.01,
         )
         bad = OTLPGrpcExporter(
-            f"https://localhost:{collector.port}", credentials=creds, schedule_delay=0.01
+            f"https://localhost:{collector.port}", credentials=creds, flush_interval=0.01
         )
         async with AsyncTracer(sinks=[good, bad]) as tracer:
             async with tracer.llm_call(model="gpt-4o", provider="openai"):
@@ -234,13 +234,13 @@ async def test_no_secret_reaches_a_log_line_or_a_record(caplog: pytest.LogCaptur
     async with AsyncCollector(store, port=0, auth_token=TOKEN) as collector:
         exporters: list[Any] = [
             OTLPGrpcExporter(
-                f"http://{collector.endpoint}", headers=headers, retry=retry, schedule_delay=0.01
+                f"http://{collector.endpoint}", headers=headers, retry=retry, flush_interval=0.01
             ),
             OTLPGrpcExporter(
-                "http://127.0.0.1:9", headers=headers, retry=retry, schedule_delay=0.01
+                "http://127.0.0.1:9", headers=headers, retry=retry, flush_interval=0.01
             ),
             OTLPHttpExporter(
-                "http://127.0.0.1:9/v1/traces", headers=headers, retry=retry, schedule_delay=0.01
+                "http://127.0.0.1:9/v1/traces", headers=headers, retry=retry, flush_interval=0.01
             ),
         ]
         async with AsyncTracer(sinks=exporters, in_memory=True) as tracer:

@@ -38,14 +38,14 @@ async def test_absolute_sqlite_url_with_every_option(tmp_path: Path) -> None:
     """sqlite:////abs/path.db (four slashes) names an absolute path; every option is applied."""
     path = tmp_path / "abs.db"
     url = (
-        f"sqlite:///{path}?batch_size=10&flush_interval=0&max_pending=100"
+        f"sqlite:///{path}?batch_size=10&flush_interval=0&max_queue=100"
         "&durability=full&busy_timeout=1.5&close_timeout=3&cache_mib=8"
     )
     assert url.startswith("sqlite:////")
     store = open_store(url)
     assert isinstance(store, SQLiteStore)
     assert store.path == str(path)
-    assert (store.batch_size, store.flush_interval, store.max_pending) == (10, 0.0, 100)
+    assert (store.batch_size, store.flush_interval, store.max_queue) == (10, 0.0, 100)
     assert (store.durability, store.busy_timeout, store.close_timeout) == ("full", 1.5, 3.0)
     assert store.cache_mib == 8
     async with store:
@@ -69,7 +69,7 @@ async def test_absolute_sqlite_url_with_every_option(tmp_path: Path) -> None:
         pytest.param("sqlite:///c.db?durability=off", "durability", id="durability"),
         pytest.param("sqlite:///c.db?flush_interval=-1", "flush_interval", id="negative"),
         pytest.param("sqlite:///c.db?flush_interval=nan", "flush_interval", id="nan"),
-        pytest.param("sqlite:///c.db?max_pending=1.5", "max_pending", id="not-int"),
+        pytest.param("sqlite:///c.db?max_queue=1.5", "max_queue", id="not-int"),
         pytest.param("sqlite:///c.db?batch_size=1&batch_size=2", "twice", id="repeated"),
         pytest.param("sqlite:///c.db?batch_size", "batch_size", id="no-value"),
         pytest.param("sqlite:///c.db#frag", "fragment", id="fragment"),

@@ -222,10 +222,10 @@ async def test_duplicate_call_id_is_stored_once(store: SQLiteStore) -> None:
     assert store.duplicates == 2
 
 
-async def test_add_waits_when_max_pending_is_reached(tmp_path: Path) -> None:
-    """Backpressure: with the file locked, add() waits at max_pending; then all is written."""
+async def test_add_waits_when_max_queue_is_reached(tmp_path: Path) -> None:
+    """Backpressure: with the file locked, add() waits at max_queue; then all is written."""
     path = tmp_path / "calls.db"
-    async with SQLiteStore(path, max_pending=10, batch_size=5, busy_timeout=0.01) as store:
+    async with SQLiteStore(path, max_queue=10, batch_size=5, busy_timeout=0.01) as store:
         blocker = sqlite3.connect(path, isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")
         adding = asyncio.create_task(store.add_many([make_call(i) for i in range(30)]))
@@ -326,7 +326,7 @@ async def test_bad_arguments_are_config_errors(tmp_path: Path, store: SQLiteStor
     """Bad constructor arguments raise ConfigError; bad limit/by raise ValueError."""
     for kwargs in (
         {"batch_size": 0},
-        {"max_pending": 0},
+        {"max_queue": 0},
         {"durability": "off"},
         {"flush_interval": -1},
         {"cache_mib": 0},
@@ -384,7 +384,7 @@ def test_memory_store_capacity_must_be_an_int(capacity: object) -> None:
         MemoryStore(capacity=capacity)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("field", ["batch_size", "max_pending", "cache_mib", "retention_batch"])
+@pytest.mark.parametrize("field", ["batch_size", "max_queue", "cache_mib", "retention_batch"])
 def test_sqlite_store_int_options_must_be_ints(tmp_path: Path, field: str) -> None:
     """SQLiteStore's count options refuse floats and text with ConfigError."""
     for bad in (1.5, "8"):
