@@ -25,10 +25,12 @@ from ._exceptions import ExportError, StoreClosedError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
+    from types import TracebackType
 
 __all__ = [
     "STRICT_ENV",
     "BatchQueue",
+    "ClosesOnExit",
     "Closing",
     "QueueSettings",
     "QueueStats",
@@ -87,6 +89,25 @@ class Closing:
     def end(self) -> None:
         """The close is over (successfully or not): release the waiters."""
         self._ended.set()
+
+
+class ClosesOnExit:
+    """Mixin of every service: leaving ``async with`` awaits its ``aclose()`` (which the
+    service defines), whether the block raised or not."""
+
+    __slots__ = ()
+
+    async def aclose(self) -> None:
+        """Release the service (each service says how)."""
+        raise NotImplementedError
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
 
 async def finish(task: asyncio.Future[T]) -> T:

@@ -16,11 +16,10 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, Final
 
-from ._batching import Closing
+from ._batching import ClosesOnExit, Closing
 from ._exceptions import ConfigError, StoreClosedError, require
 
 if TYPE_CHECKING:
-    from types import TracebackType
     from typing import Self
 
 __all__ = ["PrometheusExporter"]
@@ -32,7 +31,7 @@ MAX_REQUEST_HEAD: Final = 8192
 _REASONS: Final = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
 
 
-class PrometheusExporter:
+class PrometheusExporter(ClosesOnExit):
     """Serves a registry at ``http://host:port/metrics`` from the running event loop.
 
     Args:
@@ -129,14 +128,6 @@ class PrometheusExporter:
     async def __aenter__(self) -> Self:
         await self.start()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- serving --------------------------------------------------------------------------------
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -32,7 +32,7 @@ from ._record import LLMCall
 from ._rows import FIELDS, Rows
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Generator, Mapping, Sequence
+    from collections.abc import Awaitable, Generator, Iterator, Mapping, Sequence
 
     from ._pricing import ModelPricing, PriceTable
 
@@ -220,6 +220,21 @@ def _pricing(
     return out if rows is None else Rows(out)
 
 
+class _Slices:
+    """One batch's pricing as an iterator of slices (each about ``PRICE_SLICE_SECONDS`` of
+    work); :attr:`priced` holds the result once it is exhausted."""
+
+    def __init__(self, pipeline: Pipeline, calls: Sequence[LLMCall]) -> None:
+        self.pipeline = pipeline
+        self.budget = _Budget(pipeline._table or pipeline.price_table)
+        self.priced: Sequence[LLMCall] = calls
+        self._steps = _pricing(calls, self.budget, PRICE_SLICE_SECONDS)
+
+    def __iter__(self) -> Iterator[None]:
+        self.priced = yield from self._steps
+        self.pipeline.pricing_skipped += self.budget.skipped
+
+
 class Pipeline:
     """Prices calls once and hands them to sinks; owns flush and close order.
 
@@ -338,11 +353,9 @@ class Pipeline:
         steps = self._pricing(calls)
         if steps is None:
             return calls
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
+        for _ in steps:  # no pauses: run every slice now
+            pass
+        return steps.priced
 
     async def price_in_slices(self, calls: Sequence[LLMCall]) -> Sequence[LLMCall]:
         """:meth:`price` for the event loop: it gets control back every
@@ -350,29 +363,18 @@ class Pipeline:
         steps = self._pricing(calls)
         if steps is None:
             return calls
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            await asyncio.sleep(0)
+        for _ in steps:
+            await asyncio.sleep(0)  # the loop's turn between two slices
+        return steps.priced
 
-    def _pricing(self, calls: Sequence[LLMCall]) -> Generator[None, None, Sequence[LLMCall]] | None:
+    def _pricing(self, calls: Sequence[LLMCall]) -> _Slices | None:
         if calls.__class__ is not Rows:
             for call in calls:
                 if call.cost_usd is None:
                     break
             else:
                 return None  # every call carries its cost (the tracer's records)
-        budget = _Budget(self._table or self.price_table)
-        return self._counted(_pricing(calls, budget, PRICE_SLICE_SECONDS), budget)
-
-    def _counted(
-        self, steps: Generator[None, None, Sequence[LLMCall]], budget: _Budget
-    ) -> Generator[None, None, Sequence[LLMCall]]:
-        priced = yield from steps
-        self.pricing_skipped += budget.skipped
-        return priced
+        return _Slices(self, calls)
 
     # -- fan-out --------------------------------------------------------------------------------
     def submit(self, calls: Sequence[LLMCall]) -> Awaitable[None] | None:

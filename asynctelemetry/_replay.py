@@ -8,37 +8,24 @@ one, and a call that carries a cost keeps it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from ._pipeline import Pipeline
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import Mapping
     from datetime import datetime
 
     from ._pipeline import Sink
     from ._pricing import ModelPricing, PriceTable
     from ._record import LLMCall
+    from ._stores import CallStore
 
 __all__ = ["replay"]
 
 
-class _Source(Protocol):
-    def replay(
-        self,
-        *,
-        speed: float | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-    ) -> AsyncIterator[LLMCall]: ...
-
-
 async def replay(
-    source: _Source,
+    source: CallStore,
     into: Sink,
     *,
     speed: float | None = None,

@@ -28,11 +28,10 @@ import threading
 import time
 from typing import TYPE_CHECKING, Generic, Self, TypeVar
 
-from ._batching import report_internal_error
+from ._batching import ClosesOnExit, report_internal_error
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, AsyncIterator, Callable
-    from types import TracebackType
 
     from ._call import CallHandle
     from ._tracer import AsyncTracer
@@ -43,7 +42,7 @@ __all__ = ["TracedStream"]
 T = TypeVar("T")
 
 
-class TracedStream(Generic[T]):
+class TracedStream(ClosesOnExit, Generic[T]):
     """An async iterator of chunks that records its call when the stream ends (see module doc)."""
 
     __slots__ = (
@@ -151,14 +150,6 @@ class TracedStream(Generic[T]):
 
     async def __aenter__(self) -> Self:
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def _settle(self) -> None:
         if self._owns:

@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, cast
 
 from opentelemetry.trace import get_current_span
 
-from ._batching import BatchQueue, Retryable, RetryPolicy, finish, report_internal_error
+from ._batching import (
+    BatchQueue,
+    ClosesOnExit,
+    Retryable,
+    RetryPolicy,
+    finish,
+    report_internal_error,
+)
 from ._call import CallHandle, check_millis, check_text
 from ._context import CallContext, current_scope
 from ._conventions import call_attributes, span_name
@@ -40,7 +47,6 @@ from ._stream import TracedStream
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, Awaitable, Mapping, Sequence
-    from types import TracebackType
 
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -100,7 +106,7 @@ def _checked_arguments(
         raise ConfigError(str(exc)) from None
 
 
-class AsyncTracer:
+class AsyncTracer(ClosesOnExit):
     """Times LLM calls and emits them, priced, to stores, OTLP, metrics and memory.
 
     Args:
@@ -427,14 +433,6 @@ class AsyncTracer:
         if self._closed:
             raise StoreClosedError("AsyncTracer is closed")
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
         if self._used and not self._closed:

@@ -139,7 +139,11 @@ class MetricsRecorder:
         self.max_series = max_series
         self._combinations: set[tuple[str, str, str, str]] = set()
         self._children: dict[tuple[str, str, str, str], _Series] = {}
-        reg, ns = self.registry, namespace
+        self._define_metrics()
+
+    def _define_metrics(self) -> None:
+        """The counters and histograms, in :attr:`registry` under :attr:`namespace`."""
+        prom, reg, ns = self._prom, self.registry, self.namespace
         self.requests = prom.Counter(
             "requests_total", "LLM requests.", ["provider", "model", "operation", "status"],
             namespace=ns, registry=reg,

@@ -45,7 +45,7 @@ from ._otlp_json import (
     response_to_json,
     status_body,
 )
-from ._server import MalformedRequest, StoreBehind
+from ._stats import MalformedRequest, StoreBehind
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
     from aiohttp import StreamReader, web
 
-    from ._server import CollectorStats
+    from ._stats import CollectorStats
 
 __all__ = ["HttpReceiver"]
 

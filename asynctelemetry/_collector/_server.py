@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import math
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
@@ -27,7 +26,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from .._batching import BatchQueue, QueueStats, Retryable, RetryPolicy
+from .._batching import BatchQueue, ClosesOnExit, Retryable, RetryPolicy
 from .._exceptions import ConfigError, StoreClosedError, require_int
 from .._pipeline import Pipeline
 from .._rows import Rows
@@ -36,11 +35,11 @@ from ._auth import BearerTokenInterceptor
 from ._convert import convert_request_in_slices
 from ._forward import Forwarder
 from ._limits import HttpLimits
+from ._stats import CollectorStats, MalformedRequest, StoreBehind
 from ._wire import LeanRequest
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-    from types import TracebackType
 
     from .._pipeline import Sink
     from .._pricing import ModelPricing, PriceTable
@@ -55,53 +54,7 @@ DEFAULT_MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
 _EMPTY_RESPONSE: Final = b""  # an ExportTraceServiceResponse without partial_success
 
 
-@dataclass
-class CollectorStats:
-    """What a collector has seen. Spans of refused requests (backpressure) are not counted here:
-    the client sends them again.
-
-    Attributes:
-        requests: Export requests accepted.
-        received_spans: spans in accepted requests.
-        llm_calls: spans turned into calls and queued for the store.
-        ignored_spans: spans that are not LLM calls (HTTP, database, agent, tool spans…).
-        rejected_spans: LLM spans that could not be kept (no model); reported to the client in
-            ``partial_success``.
-        defects: bad values set to None, attributes cut or dropped, by kind.
-        malformed_requests: requests that were not valid protobuf (``INVALID_ARGUMENT``).
-        refused_requests: requests answered ``UNAVAILABLE`` because the store was behind.
-        unauthenticated: calls refused for a missing or wrong bearer token.
-        stored: calls handed to the store and the other sinks.
-        ingest: the ingest queue, whose items are the calls of one request each.
-        forward: the forwarding queue, when ``forward_to`` is set.
-        http_responses: the OTLP/HTTP receiver's answers by status code (200, 400, 401, 413,
-            415, 429, 503…), when ``http_port`` is set.
-    """
-
-    requests: int = 0
-    received_spans: int = 0
-    llm_calls: int = 0
-    ignored_spans: int = 0
-    rejected_spans: int = 0
-    defects: dict[str, int] = field(default_factory=dict)
-    malformed_requests: int = 0
-    refused_requests: int = 0
-    unauthenticated: int = 0
-    stored: int = 0
-    ingest: QueueStats = field(default_factory=QueueStats)
-    forward: QueueStats | None = None
-    http_responses: dict[int, int] = field(default_factory=dict)
-
-
-class MalformedRequest(Exception):
-    """The request body is not a valid ExportTraceServiceRequest."""
-
-
-class StoreBehind(Exception):
-    """The store cannot keep up: nothing was kept; the client should retry later."""
-
-
-class AsyncCollector:
+class AsyncCollector(ClosesOnExit):
     """An OTLP/gRPC trace receiver that keeps the LLM calls among the spans it is sent.
 
     Args:
@@ -158,34 +111,25 @@ class AsyncCollector:
         if http_limits is not None and not isinstance(http_limits, HttpLimits):
             raise ConfigError(f"http_limits must be an HttpLimits, not {http_limits!r}")
         self.http_limits = http_limits or HttpLimits()
-        if (tls_cert is None) != (tls_key is None):
-            raise ConfigError("tls_cert and tls_key go together")
-        require_int("max_message_bytes", max_message_bytes, 1024)
-        if require_int("port", port, 0) > 65535:
-            raise ConfigError(f"port must be in 0..65535, not {port}")
-        if http_port is not None and require_int("http_port", http_port, 0) > 65535:
-            raise ConfigError(f"http_port must be in 0..65535, not {http_port}")
-        if not isinstance(host, str) or not host:
-            raise ConfigError(
-                "host must name an interface (127.0.0.1 by default; 0.0.0.0 or :: for every one)"
-            )
-        for name, seconds in (
-            ("backpressure_timeout", backpressure_timeout),
-            ("retry_delay", retry_delay),
-        ):
-            if not (isinstance(seconds, int | float) and 0 <= seconds < math.inf):
-                raise ConfigError(f"{name} must be finite seconds >= 0, not {seconds!r}")
-        self._requested_http_port = http_port
-        self._retry_delay = retry_delay
-        self._http: HttpReceiver | None = None
-        if auth_token is not None and not auth_token:
-            raise ConfigError("auth_token must not be empty")
+        _check_arguments(
+            host=host,
+            port=port,
+            http_port=http_port,
+            tls=(tls_cert, tls_key),
+            auth_token=auth_token,
+            max_message_bytes=max_message_bytes,
+            max_queue=max_queue,
+            seconds={"backpressure_timeout": backpressure_timeout, "retry_delay": retry_delay},
+        )
         self.store = store
         self.host = host
         self.capture_content = capture_content
         self.max_message_bytes = max_message_bytes
         self.backpressure_timeout = backpressure_timeout
+        self.max_queue = max_queue
         self._requested_port = port
+        self._requested_http_port = http_port
+        self._retry_delay = retry_delay
         self._auth_token = auth_token
         self._tls = (Path(tls_cert), Path(tls_key)) if tls_cert and tls_key else None
         # The store first: its failure makes the ingest queue retry the batch (nothing the
@@ -196,16 +140,29 @@ class AsyncCollector:
             owned=sinks,
             primary=store,
         )
-        require_int("max_queue", max_queue)
-        self.max_queue = max_queue
+        self._queue = self._ingest_queue(max_queue)
         self._queued_calls = 0  # calls accepted and not yet handed to the sinks
         self._room = asyncio.Event()
         # One slice of conversion runs at a time, requests taking turns slice by slice: the
         # loop's other tasks wait for one slice at most, not one slice of every request in
         # flight, and a small request is never stuck behind the whole of a large one.
         self._converting = asyncio.Lock()
-        # One item per request (its calls): admission is one append, whatever the request size.
-        self._queue: BatchQueue[Rows] = BatchQueue(
+        self._forwarder = _forwarder(forward_to, forward_headers)
+        self._stats = CollectorStats(
+            ingest=self._queue.stats,
+            forward=self._forwarder.stats if self._forwarder else None,
+        )
+        self._retry_metadata = ((RETRY_INFO_KEY, retry_info(retry_delay)),)
+        self._http: HttpReceiver | None = None
+        self._server: grpc.aio.Server | None = None
+        self._port: int | None = None
+        self._state: Literal["new", "running", "closed"] = "new"
+
+    def _ingest_queue(self, max_queue: int) -> BatchQueue[Rows]:
+        """The bounded queue between Export and the pipeline: one item per request (its calls),
+        so admission is one append whatever the request size; retried for ever (the store must
+        not lose what a client was told is kept)."""
+        return BatchQueue(
             self._deliver,
             max_size=max_queue,
             batch_size=8,
@@ -214,24 +171,6 @@ class AsyncCollector:
             retry=RetryPolicy(max_attempts=None),
             name="collector ingest",
         )
-        if forward_headers and not forward_to:
-            raise ConfigError("forward_headers needs forward_to")
-        self._forwarder = (
-            Forwarder(
-                forward_to,
-                metadata=[(key.lower(), value) for key, value in (forward_headers or {}).items()],
-            )
-            if forward_to
-            else None
-        )
-        self._stats = CollectorStats(
-            ingest=self._queue.stats,
-            forward=self._forwarder.stats if self._forwarder else None,
-        )
-        self._retry_metadata = ((RETRY_INFO_KEY, retry_info(retry_delay)),)
-        self._server: grpc.aio.Server | None = None
-        self._port: int | None = None
-        self._state: Literal["new", "running", "closed"] = "new"
 
     # -- lifetime -------------------------------------------------------------------------------
     @property
@@ -389,14 +328,6 @@ class AsyncCollector:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
     def __del__(self, _warn: Any = warnings.warn) -> None:
         if getattr(self, "_state", None) == "running":
             _warn(f"unclosed {self!r}", ResourceWarning, stacklevel=1)
@@ -515,3 +446,46 @@ class AsyncCollector:
     def _release(self, count: int) -> None:
         self._queued_calls -= count
         self._room.set()
+
+
+def _check_arguments(
+    *,
+    host: object,
+    port: object,
+    http_port: object,
+    tls: tuple[object, object],
+    auth_token: str | None,
+    max_message_bytes: object,
+    max_queue: object,
+    seconds: Mapping[str, object],
+) -> None:
+    """Refuse, with a ``ConfigError`` naming it, any argument that cannot work."""
+    if (tls[0] is None) != (tls[1] is None):
+        raise ConfigError("tls_cert and tls_key go together")
+    require_int("max_message_bytes", max_message_bytes, 1024)
+    require_int("max_queue", max_queue)
+    if require_int("port", port, 0) > 65535:
+        raise ConfigError(f"port must be in 0..65535, not {port}")
+    if http_port is not None and require_int("http_port", http_port, 0) > 65535:
+        raise ConfigError(f"http_port must be in 0..65535, not {http_port}")
+    if not isinstance(host, str) or not host:
+        raise ConfigError(
+            "host must name an interface (127.0.0.1 by default; 0.0.0.0 or :: for every one)"
+        )
+    for name, value in seconds.items():
+        if not (isinstance(value, int | float) and 0 <= value < math.inf):
+            raise ConfigError(f"{name} must be finite seconds >= 0, not {value!r}")
+    if auth_token is not None and not auth_token:
+        raise ConfigError("auth_token must not be empty")
+
+
+def _forwarder(forward_to: str | None, headers: Mapping[str, str] | None) -> Forwarder | None:
+    """The forwarder ``forward_to`` asks for, sending ``headers`` (lowercased) upstream."""
+    if not forward_to:
+        if headers:
+            raise ConfigError("forward_headers needs forward_to")
+        return None
+    return Forwarder(
+        forward_to,
+        metadata=[(key.lower(), value) for key, value in headers.items()] if headers else (),
+    )

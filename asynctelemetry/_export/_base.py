@@ -17,13 +17,12 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from .._batching import BatchQueue, Closing, QueueSettings, RetryPolicy
+from .._batching import BatchQueue, ClosesOnExit, Closing, QueueSettings, RetryPolicy
 from .._exceptions import ConfigError, ExportError, StoreClosedError
 from ._encode import SpanEncoder
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-    from types import TracebackType
     from typing import Self
 
     from .._record import LLMCall
@@ -86,7 +85,7 @@ class ExporterStats:
         return self.dropped_overflow + self.dropped_failed + self.dropped_on_close
 
 
-class OTLPExporterBase:
+class OTLPExporterBase(ClosesOnExit):
     """A :class:`~asynctelemetry.SyncSink` that sends calls as OTLP spans; transports subclass it.
 
     Subclasses implement ``_send(body, count)`` (deliver one serialized
@@ -201,14 +200,6 @@ class OTLPExporterBase:
             raise StoreClosedError(f"{type(self).__name__} is closed")
         self._queue.start()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __del__(self, _warn: object = warnings.warn) -> None:
         if not getattr(self, "_closed", True) and self._queue.stats.accepted:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, TextIO
 
+from .._batching import ClosesOnExit
 from .._exceptions import StoreClosedError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from types import TracebackType
     from typing import Self
 
     from .._record import LLMCall
@@ -44,7 +44,7 @@ def format_call(call: LLMCall) -> str:
     return line
 
 
-class ConsoleSink:
+class ConsoleSink(ClosesOnExit):
     """Writes :func:`format_call` lines for every call it is given.
 
     Args:
@@ -84,11 +84,3 @@ class ConsoleSink:
         if self._closed:
             raise StoreClosedError("ConsoleSink is closed")
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -13,6 +13,7 @@ from collections import deque
 from operator import itemgetter
 from typing import TYPE_CHECKING, Final, Self
 
+from .._batching import ClosesOnExit
 from .._exceptions import StoreClosedError, require_int
 from .._rows import FIELDS, TIMESTAMP, Row, Rows, record_of, row_of
 from ._base import (
@@ -30,7 +31,6 @@ from ._replay import paced
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Sequence
     from datetime import datetime, timedelta
-    from types import TracebackType
 
     from .._pricing import PriceTable
     from .._record import LLMCall
@@ -49,7 +49,7 @@ _CALL_ID: Final = FIELDS.index("call_id")
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore:
+class MemoryStore(ClosesOnExit):
     """Keeps the latest ``capacity`` calls; adding to a full store drops the oldest.
 
     ``add`` is O(1) and never waits. ``dropped`` counts the calls pushed out by newer ones. A
@@ -280,14 +280,6 @@ class MemoryStore:
         if self._closed:
             raise StoreClosedError("MemoryStore is closed")
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 def _timestamp(call: LLMCall) -> datetime:

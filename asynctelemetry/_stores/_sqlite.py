@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
 import anyio
 
-from .._batching import BatchQueue, Closing, QueueSettings, Retryable, RetryPolicy
+from .._batching import (
+    BatchQueue,
+    ClosesOnExit,
+    Closing,
+    QueueSettings,
+    Retryable,
+    RetryPolicy,
+)
 from .._exceptions import ConfigError, StoreClosedError, StoreError, require_int
 from .._rows import Row, Rows
 from . import _queries as q
@@ -45,7 +52,6 @@ from ._unclosed import connect, forget, lost_message, remember, reported
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
     from datetime import datetime, timedelta
-    from types import TracebackType
 
     import aiosqlite
 
@@ -66,7 +72,7 @@ REPLAY_PAGE: Final = 1000
 REPRICE_BATCH: Final = 500
 
 
-class SQLiteStore:
+class SQLiteStore(ClosesOnExit):
     """Calls kept in a SQLite file (WAL), durable across restarts, written in batches.
 
     ``add`` and ``add_many`` queue calls for a background writer that commits up to
@@ -302,14 +308,6 @@ class SQLiteStore:
 
     async def __aenter__(self) -> Self:
         return await self.open()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __del__(self) -> None:
         if getattr(self, "_writer", None) is not None and not getattr(self, "_closed", True):
