@@ -94,6 +94,9 @@ _MODEL, _REQUEST_MODEL, _PROVIDER = (FIELDS.index(name) for name in _PRICING_INP
 _TOKENS: Final = itemgetter(*(FIELDS.index(name) for name in _PRICING_INPUTS[3:]))
 #: Longest run of pricing between two returns to the event loop, in seconds.
 PRICE_SLICE_SECONDS: Final = 0.003
+#: Calls given to a synchronous sink at a time when the pipeline's async ``emit`` fans out a
+#: large batch (see :meth:`Pipeline.emit`).
+FANOUT_CHUNK: Final = 256
 #: Most model names not resolved before that one batch may have the price table resolve.
 MAX_NEW_PRICES_PER_BATCH: Final = 256
 if _VERSION != _COST + 1:  # rows are priced by replacing the two adjacent slots
@@ -189,10 +192,14 @@ def _pricing(
     items: Sequence[Any] = calls if rows is None else rows
     out: list[Any] | None = None
     priced: Any
+    left = budget.left
     for i, item in enumerate(items):
-        if not i & 63 and clock() >= deadline:  # a new name costs ~2 ms: look often
+        # A known name costs a dictionary hit: look at the clock every 64 calls; a new name
+        # costs up to ~2 ms: look after each one.
+        if (not i & 63 or budget.left != left) and clock() >= deadline:
             yield
             deadline = clock() + seconds
+        left = budget.left
         if rows is None:
             if item.cost_usd is not None:
                 continue
@@ -395,10 +402,38 @@ class Pipeline:
 
     async def emit(self, calls: Sequence[LLMCall]) -> None:
         """Price ``calls`` (in slices: the loop gets control back every few milliseconds) and
-        give them to every sink (a pipeline is itself a sink)."""
-        pending = self.submit_priced(await self.price_in_slices(calls))
+        give them to every sink (a pipeline is itself a sink). A large batch reaches the
+        synchronous sinks other than the primary one (metrics: thousands of new label values
+        cost tens of milliseconds) in chunks of :data:`FANOUT_CHUNK`, the loop getting a turn
+        between them."""
+        priced = await self.price_in_slices(calls)
+        if len(priced) <= FANOUT_CHUNK:
+            pending = self.submit_priced(priced)
+        else:
+            pending = await self._submit_in_chunks(priced)
         if pending is not None:
             await pending
+
+    async def _submit_in_chunks(self, calls: Sequence[LLMCall]) -> Awaitable[None] | None:
+        rows = calls.rows if isinstance(calls, Rows) else None
+        for sink, emit_nowait in self._nowait:
+            if sink is self._primary:
+                self._give(sink, emit_nowait, calls)
+                continue
+            for start in range(0, len(calls), FANOUT_CHUNK):
+                stop = start + FANOUT_CHUNK
+                chunk = calls[start:stop] if rows is None else Rows(rows[start:stop])
+                self._give(sink, emit_nowait, chunk)
+                await asyncio.sleep(0)
+        return self._emit_to(calls) if self._awaited else None
+
+    def _give(self, sink: Sink, emit_nowait: Any, calls: Sequence[LLMCall]) -> None:
+        try:
+            emit_nowait(calls)
+        except Exception as exc:  # a sink's failure must not reach the caller's LLM call
+            if sink is self._primary and not isinstance(exc, StoreClosedError):
+                raise Retryable(exc) from exc
+            self._failed(sink, "emit_nowait", exc)
 
     async def _emit_to(self, calls: Sequence[LLMCall]) -> None:
         for sink in self._awaited:

@@ -184,3 +184,29 @@ def test_a_price_table_dict_overrides_the_default() -> None:
     assert call.cost_usd == pytest.approx(5.0)
     with pytest.raises(ConfigError, match="price_table"):
         Pipeline(price_table=42)  # type: ignore[arg-type]
+
+
+class _Chunks(_Keep):
+    """A synchronous sink that remembers the size of every batch it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def emit_nowait(self, calls: Sequence[LLMCall]) -> None:
+        self.sizes.append(len(calls))
+        self.calls.extend(calls)
+
+
+async def test_a_large_batch_reaches_synchronous_sinks_in_chunks() -> None:
+    """A batch of 1,000 rows reaches a synchronous sink (metrics) in chunks of at most
+    FANOUT_CHUNK, in order, and the primary sink (the store) whole."""
+    from asynctelemetry._pipeline import FANOUT_CHUNK
+
+    store, metrics = _Chunks(), _Chunks()
+    pipeline = Pipeline([store, metrics], price_table=TABLE, primary=store)
+    calls = [make_call(i) for i in range(1000)]
+    await pipeline.emit(Rows([row_of(c.__dict__) for c in calls]))
+    assert store.sizes == [1000]
+    assert max(metrics.sizes) <= FANOUT_CHUNK and sum(metrics.sizes) == 1000
+    assert [c.call_id for c in metrics.calls] == [c.call_id for c in calls]

@@ -10,16 +10,14 @@ repeated error is logged once, then counted, never a traceback per connection.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from .._exceptions import ConfigError, require_int
-
-if TYPE_CHECKING:
-    import asyncio
 
 __all__ = ["ConnectionCaps", "HttpLimits", "RepeatedLog", "client_of"]
 
@@ -105,7 +103,9 @@ class ConnectionCaps:
             or held >= limits.max_connections_per_client
         ):
             self.refused += 1
-            transport.abort()  # connection_lost follows; nothing was counted for it
+            # Closed on the loop's next turn, once aiohttp has finished setting the connection
+            # up (closing it inside connection_made leaves its handler task to fail).
+            asyncio.get_running_loop().call_soon(transport.abort)
             return
         self.by_client[client] = held + 1
         self._clients[handler] = client
