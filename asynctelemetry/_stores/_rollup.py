@@ -351,14 +351,15 @@ def _write(
         for key, acc in members:
             found = stored.get(key)
             if found is None:
-                if sign < 0:  # pragma: no cover - the rows being forgotten were remembered
-                    raise AssertionError("forgetting calls the rollups never held")
-                conn.execute(_INSERT, (width, start, *key, *acc.stats()))
+                # Forgetting calls the rollups never held (rows written into the file by hand,
+                # not by a store) has nothing to take them from.
+                if sign > 0:
+                    conn.execute(_INSERT, (width, start, *key, *acc.stats()))
                 continue
             rowid, stats = found
             total = Acc.of(stats)
             total.merge(acc, sign)
-            if total.calls:
+            if total.calls > 0:
                 conn.execute(_UPDATE, (*total.stats(), rowid))
             else:
                 conn.execute("DELETE FROM rollup WHERE rowid = ?", (rowid,))
