@@ -9,6 +9,7 @@ from __future__ import annotations
 from ._batching import QueueStats, RetryPolicy
 from ._call import CallHandle
 from ._collector import AsyncCollector, CollectorStats, HttpLimits, span_to_llm_call
+from ._context import CallContext
 from ._exceptions import (
     ConfigError,
     ExportError,
@@ -42,6 +43,7 @@ __all__ = [
     "DEFAULT_COST_TABLE",
     "AsyncCollector",
     "AsyncTracer",
+    "CallContext",
     "CallHandle",
     "CallStore",
     "CallSummary",

@@ -3,8 +3,9 @@ is read when ``capture_content=True``. Usage is read by ``_usage`` only (cache r
 are added into ``input_tokens``, as records count them).
 
 Traced routes: ``/v1/messages`` (``messages.create`` plain and streamed, ``messages.stream()``,
-``messages.parse``) and the beta spelling ``/v1/messages?beta=true``. The SDK module is the
-caller's: nothing here imports it.
+``messages.parse``, and the same under ``client.beta``, which adds its ``beta=true`` as a query
+parameter) and ``/v1/messages?beta=true`` (how earlier SDK versions spelled the beta path). The
+SDK module is the caller's: nothing here imports it.
 """
 
 from __future__ import annotations

@@ -128,7 +128,11 @@ def _hook(tracer: AsyncTracer, original: Callable[..., Any], api: Api) -> Callab
         route = routes.get(options.url)
         if route is None or tracer._closed or options.method != "post":
             return await original(cast_to, options, stream=stream, stream_cls=stream_cls)
-        handle = _start(tracer, provider, route, options.json_data, stream)
+        try:
+            handle = _start(tracer, provider, route, options.json_data, stream)
+        except Exception as exc:  # never the caller's problem: the call goes out untraced
+            report_internal_error("starting an instrumented call", exc)
+            return await original(cast_to, options, stream=stream, stream_cls=stream_cls)
         await handle.__aenter__()  # current while the request is sent
         try:
             result = await original(cast_to, options, stream=stream, stream_cls=stream_cls)

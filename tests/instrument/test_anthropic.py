@@ -157,3 +157,11 @@ async def test_cancelled(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert only(tracer).status == "cancelled"
+
+
+async def test_beta_messages(tracer: AsyncTracer, claude: anthropic.AsyncAnthropic) -> None:
+    """client.beta.messages.create is the same route (with beta=true): traced too."""
+    tracer.instrument(claude)
+    message = await claude.beta.messages.create(**ARGS)
+    assert message.usage.output_tokens == 42
+    assert_usage(only(tracer))
