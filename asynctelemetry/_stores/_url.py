@@ -30,10 +30,16 @@ if TYPE_CHECKING:
 __all__ = ["open_store"]
 
 
+#: Largest count an option takes (capacity, batch size…): more is a typo or an attack.
+_MAX_COUNT: Final = 2**31 - 1
+
+
 def _positive_int(text: str) -> int:
+    if len(text) > 12:  # int() of a huge digit string is itself slow
+        raise ValueError(f"must be at most {_MAX_COUNT}")
     value = int(text)
-    if value < 1:
-        raise ValueError("must be >= 1")
+    if not 1 <= value <= _MAX_COUNT:
+        raise ValueError(f"must be in 1..{_MAX_COUNT}")
     return value
 
 
@@ -82,7 +88,10 @@ def open_store(url: str) -> CallStore:
     """
     if not isinstance(url, str):
         raise ConfigError(f"a store URL must be a string, not {type(url).__name__}")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "Invalid IPv6 URL" and the like
+        raise ConfigError(f"store URL {url!r}: {exc}") from None
     if parts.fragment:
         raise ConfigError(f"store URL {url!r}: a fragment (#...) means nothing here")
     if parts.scheme == "memory":
@@ -98,6 +107,8 @@ def open_store(url: str) -> CallStore:
         path = unquote(parts.path)[1:]  # drop the slash that separates the empty host
         if not path:
             raise ConfigError(f"store URL {url!r} names no file")
+        if "\x00" in path:
+            raise ConfigError(f"store URL {url!r}: a file name cannot hold a NUL byte (%00)")
         return SQLiteStore(path, **_options(url, parts.query, _SQLITE_OPTIONS))
     raise ConfigError(
         f"store URL {url!r}: unknown scheme {parts.scheme!r} (use memory:// or sqlite:///path)"

@@ -45,23 +45,36 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
     match = _DURATION.match(text)
     if match:
         amount, unit = float(match[1]), match[2]
-        return (now or datetime.now(UTC)) - timedelta(seconds=amount * _UNITS[unit])
+        try:
+            return (now or datetime.now(UTC)) - timedelta(seconds=amount * _UNITS[unit])
+        except (OverflowError, ValueError):
+            raise argparse.ArgumentTypeError(
+                f"{text!r} reaches before year 1; give a shorter duration"
+            ) from None
     try:
         when = datetime.fromisoformat(text.strip())
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+14:00 is before year 1 in UTC
+        raise argparse.ArgumentTypeError(f"{text!r} is out of the range of dates") from None
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is neither a duration (90s, 15m, 2h, 1d, 1w) nor an ISO 8601 time"
         ) from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+#: Largest ``--limit`` (and other counts) taken: a SQLite integer, and more than any store holds.
+_MAX_COUNT: Final = 2**62
 
 
 def _positive(text: str) -> int:
     try:
-        value = int(text)
+        value = int(text) if len(text) <= 40 else _MAX_COUNT + 1
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    if value > _MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{text[:24]!r} is too large (at most 2**62)")
     return value
 
 

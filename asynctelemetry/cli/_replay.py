@@ -42,7 +42,11 @@ def target_of(url: str, auth_token: str | None) -> CallStore | OTLPExporterBase:
     Raises:
         UsageError: the URL names neither.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        raise UsageError(f"--to {url!r}: {exc}") from None
     if parts.scheme in ("memory", "sqlite"):
         try:
             return open_store(url)

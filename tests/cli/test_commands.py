@@ -44,6 +44,20 @@ def test_version(tmp_path: Path) -> None:
         pytest.param(("summary", "--db", "x.db", "--by", "colour"), id="bad-by"),
         pytest.param(("collect", "--port", "70000"), id="bad-port"),
         pytest.param(("calls", "--store", "ftp://x"), id="bad-store-url"),
+        pytest.param(("calls", "--db", "x.db", "--since", "99999999999999w"), id="huge-duration"),
+        pytest.param(
+            ("calls", "--db", "x.db", "--since", "0001-01-01T00:00:00+14:00"), id="before-year-1"
+        ),
+        pytest.param(
+            ("calls", "--db", "x.db", "--until", "9999-12-31T23:59:59-14:00"), id="after-9999"
+        ),
+        pytest.param(("calls", "--db", "x.db", "--limit", str(10**30)), id="huge-limit"),
+        pytest.param(
+            ("calls", "--store", "memory://?capacity=99999999999999999999"), id="20-digit-capacity"
+        ),
+        pytest.param(("replay", "--db", "x.db", "--to", "sqlite:///a%00b.db"), id="nul-in-path"),
+        pytest.param(("replay", "--db", "x.db", "--to", "otlp://[::1"), id="bad-ipv6"),
+        pytest.param(("replay", "--db", "x.db", "--to", "otlp://h:99999999"), id="bad-port-to"),
     ],
 )
 def test_usage_errors_exit_2(
