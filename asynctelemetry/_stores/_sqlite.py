@@ -126,21 +126,22 @@ class SQLiteStore(ClosesOnExit):
     ) -> None:
         if deprecated:  # max_pending (now max_queue), for one release
             settings = QueueSettings(max_queue, batch_size, flush_interval, close_timeout)
-            settings = settings.renamed("SQLiteStore", deprecated)
-            max_queue = settings.max_queue
-        require_int("batch_size", batch_size)
-        _check(flush_interval >= 0, f"flush_interval must be >= 0, got {flush_interval!r}")
-        require_int("max_queue", max_queue)
-        _check(
-            durability in SYNCHRONOUS, f"durability must be 'normal' or 'full', not {durability!r}"
+            max_queue = settings.renamed("SQLiteStore", deprecated).max_queue
+        _check_settings(
+            counts={
+                "batch_size": batch_size,
+                "max_queue": max_queue,
+                "cache_mib": cache_mib,
+                "retention_batch": retention_batch,
+            },
+            seconds={
+                "flush_interval": flush_interval,
+                "busy_timeout": busy_timeout,
+                "close_timeout": close_timeout,
+            },
+            durability=durability,
+            retention_interval=retention_interval,
         )
-        _check(busy_timeout >= 0, f"busy_timeout must be >= 0, got {busy_timeout!r}")
-        require_int("cache_mib", cache_mib)
-        _check(close_timeout >= 0, f"close_timeout must be >= 0, got {close_timeout!r}")
-        _check(
-            retention_interval > 0, f"retention_interval must be > 0, got {retention_interval!r}"
-        )
-        require_int("retention_batch", retention_batch)
         self.path = os.fspath(path)
         self.batch_size = batch_size
         self.flush_interval = flush_interval
@@ -581,6 +582,22 @@ class SQLiteStore(ClosesOnExit):
             if pending is not None:
                 pending.cancel()
                 await asyncio.gather(pending, return_exceptions=True)
+
+
+def _check_settings(
+    *,
+    counts: dict[str, object],
+    seconds: dict[str, float],
+    durability: object,
+    retention_interval: float,
+) -> None:
+    """Refuse, with a ``ConfigError`` naming it, a setting that cannot work."""
+    for name, count in counts.items():
+        require_int(name, count)
+    for name, value in seconds.items():
+        _check(value >= 0, f"{name} must be >= 0, got {value!r}")
+    _check(durability in SYNCHRONOUS, f"durability must be 'normal' or 'full', not {durability!r}")
+    _check(retention_interval > 0, f"retention_interval must be > 0, got {retention_interval!r}")
 
 
 def _check(ok: bool, message: str) -> None:
