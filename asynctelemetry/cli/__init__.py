@@ -1,4 +1,4 @@
-"""The ``asynctelemetry`` command line: collect, calls, summary, replay, reprice, demo.
+"""The ``asynctelemetry`` command line: collect, calls, summary, replay, reprice, demo, ui.
 
 Exit status: 0 success, 2 a usage error (argparse's own, or a bad option value), 1 a runtime
 failure reported in one line (``asynctelemetry: error: <reason>``). Tracebacks appear only with
@@ -117,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument(
         "--capture-content", action="store_true", help="keep prompt and completion text"
     )
+    collect.add_argument("--ui-port", type=_port, metavar="PORT", help="serve the dashboard, live")
+    collect.add_argument(
+        "--ui-token", metavar="TOKEN", help="dashboard token ($ASYNCTELEMETRY_UI_TOKEN)"
+    )
     collect.add_argument("--json", action="store_true", help="print one JSON object per call")
     collect.add_argument("--no-live", action="store_true", help="log lines, even on a terminal")
     collect.add_argument("--quiet", action="store_true", help="print nothing per call")
@@ -161,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--write",
         action="store_true",
         help="write the new costs back to the store (price_version updated), not only report",
+    )
+
+    from ._ui import add_ui_options
+
+    add_ui_options(
+        command("ui", "serve the dashboard (a web page and JSON API) for a store"), _port
     )
 
     demo = command("demo", "the whole pipeline on embedded defaults, in under a minute")
@@ -227,6 +237,10 @@ def _runner(name: str) -> Callable[[argparse.Namespace, Console], Awaitable[int]
         from ._replay import run_replay
 
         return run_replay
+    if name == "ui":
+        from ._ui import run_ui
+
+        return run_ui
     from . import _query
 
     runner: Callable[[argparse.Namespace, Console], Awaitable[int]] = getattr(_query, f"run_{name}")

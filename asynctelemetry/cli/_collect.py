@@ -107,6 +107,20 @@ async def _metrics(args: argparse.Namespace, sinks: list[Sink]) -> AsyncIterator
         await server.stop()
 
 
+@contextlib.asynccontextmanager
+async def _dashboard(args: argparse.Namespace, store: CallStore) -> AsyncIterator[None]:
+    """The dashboard on the collector's store, when ``--ui-port`` asks: live, as calls arrive."""
+    if args.ui_port is None:
+        yield
+        return
+    from ._ui import dashboard, page_link, ui_token
+
+    token = ui_token(args.ui_token)
+    async with dashboard(store, host=args.host, port=args.ui_port, token=token) as url:
+        _say(f"dashboard on {page_link(url, token)}")
+        yield
+
+
 def _auth_token(args: argparse.Namespace) -> str | None:
     token: str | None = args.auth_token
     if token is None:
@@ -162,7 +176,7 @@ async def run_collect(args: argparse.Namespace, console: Console) -> int:
         if port and port_in_use(args.host, port):
             raise CLIError(describe_bind_failure(args.host, port, what))
     try:
-        async with store, _metrics(args, sinks) as metrics_url:
+        async with store, _metrics(args, sinks) as metrics_url, _dashboard(args, store):
             collector = _collector(args, store, sinks)
             try:
                 await collector.start()

@@ -1,0 +1,214 @@
+"""The dashboard's JSON API: each route is one function of a store and a checked query.
+
+The API reads stores only through the public :class:`~asynctelemetry.CallStore` protocol
+(``query``, ``summary``, ``timeseries``), so it works the same on every store, and never writes:
+no route calls a method that changes a store.
+
+==============================  =================================================================
+route                           answer
+==============================  =================================================================
+``/api/summary``                totals of the window (``total``) and one row per group (``by``)
+``/api/timeseries``             the window in buckets (``bucket``: ``auto`` or ``30s``, ``5m``…)
+``/api/calls``                  the newest calls first (``limit``, default 100, at most 1000)
+``/api/calls/{call_id}``        one call (``at``: its timestamp, found at once; else the window)
+``/api/traces/{trace_id}``      the calls of one trace, in time order, with their nesting depth
+==============================  =================================================================
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from .._conventions import is_content_key
+from ._params import ParamError, parse_bucket, parse_by, parse_limit, parse_time
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .._record import LLMCall
+    from .._stores import CallStore
+    from ._params import Query
+
+__all__ = [
+    "NotFound",
+    "call_by_id",
+    "call_json",
+    "calls",
+    "summary",
+    "timeseries",
+    "trace",
+]
+
+#: One bucket holding every call of any window this century: the whole window's percentiles,
+#: which cannot be combined from per-group rows, come from ``timeseries`` with it.
+_WHOLE: Final = timedelta(days=36525)
+#: Calls fetched per step when a lookup scans a window, newest first.
+_PAGE: Final = 2000
+#: How far either side of ``at`` a trace is looked for.
+TRACE_REACH: Final = timedelta(hours=1)
+
+
+class NotFound(LookupError):
+    """No call or trace with that id in the window (answered 404)."""
+
+
+def call_json(call: LLMCall) -> dict[str, Any]:
+    """A call as JSON, its attributes split into ``attributes`` and captured ``content``."""
+    data = call.model_dump(mode="json")
+    attributes: dict[str, Any] = data.pop("attributes")
+    data["attributes"] = {k: v for k, v in attributes.items() if not is_content_key(k)}
+    data["content"] = {k: v for k, v in attributes.items() if is_content_key(k)}
+    return data
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is None or math.isfinite(value) else None
+
+
+async def summary(store: CallStore, query: Query) -> dict[str, Any]:
+    """``/api/summary``: the window's totals and one row per group, by cost."""
+    by = parse_by(query, "model")
+    groups = await store.summary(by=by, **query.filters)
+    whole = await store.timeseries(bucket=_WHOLE, **query.filters)
+    total: dict[str, Any] = {
+        "calls": sum(g.calls for g in groups),
+        "errors": sum(g.errors for g in groups),
+        "input_tokens": sum(g.input_tokens for g in groups),
+        "output_tokens": sum(g.output_tokens for g in groups),
+        "cached_input_tokens": sum(g.cached_input_tokens for g in groups),
+        "reasoning_tokens": sum(g.reasoning_tokens for g in groups),
+        "cost_usd": math.fsum(g.cost_usd for g in groups),
+        "unpriced_calls": sum(g.unpriced_calls for g in groups),
+        "p50_latency_ms": None,
+        "p95_latency_ms": None,
+        "p50_ttft_ms": None,
+    }
+    if whole:
+        row = whole[0]
+        total["p50_latency_ms"] = _finite(row.p50_latency_ms)
+        total["p95_latency_ms"] = _finite(row.p95_latency_ms)
+        total["p50_ttft_ms"] = _finite(row.p50_ttft_ms)
+    total["error_rate"] = total["errors"] / total["calls"] if total["calls"] else None
+    return {
+        "query": query.echo(),
+        "by": by,
+        "total": total,
+        "groups": [g.model_dump(mode="json") for g in groups],
+    }
+
+
+async def timeseries(store: CallStore, query: Query) -> dict[str, Any]:
+    """``/api/timeseries``: the window in fixed buckets, optionally per group."""
+    by = parse_by(query, "model") if query.option("by") not in (None, "none") else None
+    bucket = parse_bucket(query)
+    rows = await store.timeseries(bucket=bucket, by=by, **query.filters)
+    return {
+        "query": query.echo(),
+        "by": by,
+        "bucket_seconds": bucket.total_seconds(),
+        "buckets": [row.model_dump(mode="json") for row in rows],
+    }
+
+
+async def calls(store: CallStore, query: Query) -> dict[str, Any]:
+    """``/api/calls``: the newest calls of the window first (``order=oldest`` for oldest)."""
+    limit = parse_limit(query, 100)
+    order = query.option("order") or "newest"
+    if order not in ("newest", "oldest"):
+        raise ParamError(f"order={order!r}: expected 'newest' or 'oldest'")
+    found = await store.query(limit=limit, newest_first=order == "newest", **query.filters)
+    return {"query": query.echo(), "calls": [call_json(c) for c in found]}
+
+
+async def _scan(
+    store: CallStore, query: Query, wanted: Callable[[LLMCall], bool], *, first: bool
+) -> list[LLMCall]:
+    """The window's calls that ``wanted`` accepts, read newest first a page at a time.
+
+    The store protocol has no lookup by call or trace id, so this reads the window; the page
+    narrows it with ``at`` (the call's own timestamp) so that a lookup reads a few rows.
+    """
+    filters = query.filters
+    until = filters.pop("until")
+    seen: set[str] = set()
+    found: list[LLMCall] = []
+    while True:
+        page = await store.query(until=until, limit=_PAGE, newest_first=True, **filters)
+        fresh = [c for c in page if c.call_id not in seen]
+        for call in fresh:
+            seen.add(call.call_id)
+            if wanted(call):
+                found.append(call)
+                if first:
+                    return found
+        if len(page) < _PAGE or not fresh:
+            return found
+        # ``until`` is exclusive: step to just after the oldest call read, skipping those seen
+        until = page[-1].timestamp + timedelta(microseconds=1)
+
+
+def _around(query: Query, reach: timedelta) -> Query | None:
+    """The query narrowed to ``at`` ± ``reach`` when ``at`` is given."""
+    at_text = query.option("at")
+    if at_text is None:
+        return None
+    at = parse_time(at_text, "at")
+    window = "at" if not reach else f"at ± {reach.total_seconds() / 3600:g}h"
+    return replace(
+        query, since=at - reach, until=at + reach + timedelta(microseconds=1), window=window
+    )
+
+
+async def call_by_id(store: CallStore, query: Query, call_id: str) -> dict[str, Any]:
+    """``/api/calls/{call_id}``: one call, every field.
+
+    Raises:
+        NotFound: no such call in the window (or at ``at``).
+    """
+    narrowed = _around(query, timedelta(0)) or query
+    found = await _scan(store, narrowed, lambda c: c.call_id == call_id, first=True)
+    if not found:
+        raise NotFound(f"no call {call_id!r} in the window")
+    return {"call": call_json(found[0])}
+
+
+async def trace(store: CallStore, query: Query, trace_id: str) -> dict[str, Any]:
+    """``/api/traces/{trace_id}``: the calls sharing ``trace_id``, each after its parent.
+
+    Calls are in time order among siblings; ``depth`` is how many of the trace's calls are its
+    ancestors (a call whose parent span is not an LLM call of the trace is a root).
+
+    Raises:
+        NotFound: no call of that trace in the window (``at`` ± 1 hour when given).
+    """
+    narrowed = _around(query, TRACE_REACH) or query
+    members = await _scan(store, narrowed, lambda c: c.trace_id == trace_id, first=False)
+    if not members:
+        raise NotFound(f"no call of trace {trace_id!r} in the window")
+    members.sort(key=lambda c: (c.timestamp, c.call_id))
+    spans = {c.span_id for c in members if c.span_id}
+    children: dict[str | None, list[LLMCall]] = {}
+    for call in members:
+        parent = call.parent_span_id if call.parent_span_id in spans else None
+        if parent is not None and parent == call.span_id:
+            parent = None  # a span cannot be its own parent
+        children.setdefault(parent, []).append(call)
+    ordered: list[dict[str, Any]] = []
+    placed: set[str] = set()
+    stack = [(call, 0) for call in reversed(children.get(None, []))]
+    while stack:  # depth first, a loop rather than recursion: traces may nest deeply
+        call, depth = stack.pop()
+        if call.call_id in placed:
+            continue  # a cycle in remote parent ids: show each call once
+        placed.add(call.call_id)
+        ordered.append({"depth": depth, "call": call_json(call)})
+        if call.span_id:
+            stack.extend((child, depth + 1) for child in reversed(children.get(call.span_id, [])))
+    for call in members:  # calls caught in a parent cycle, never reached from a root
+        if call.call_id not in placed:
+            placed.add(call.call_id)
+            ordered.append({"depth": 0, "call": call_json(call)})
+    return {"trace_id": trace_id, "query": narrowed.echo(), "calls": ordered}

@@ -1,0 +1,374 @@
+// The asynctelemetry dashboard: reads the JSON API under /api/ and draws the page.
+// Data only ever reaches the DOM through textContent (names and attributes come from remote spans).
+"use strict";
+
+(function () {
+  const $ = function (id) { return document.getElementById(id); };
+  const POLL_MS = 2000;      // live: look for new calls this often
+  const FULL_MS = 30000;     // and redraw everything at least this often (the window slides)
+  const TOP_SERIES = 8;      // stacked charts: this many keys, the rest is "other"
+  const state = { newest: null, busy: false, again: false, lastFull: 0, models: new Set(), providers: new Set() };
+
+  // -- formatting ----------------------------------------------------------------------------
+  function num(v) { return v == null ? "–" : Math.round(v).toLocaleString("en-US"); }
+  function ms(v) { return v == null ? "–" : (v >= 100 ? v.toFixed(0) : v.toFixed(1)); }
+  function usd(v) {
+    if (v == null) return "–";
+    if (v === 0) return "$0";
+    return "$" + (v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toPrecision(3));
+  }
+  function pct(v) { return v == null ? "–" : (100 * v).toFixed(v < 0.1 ? 2 : 1) + "%"; }
+  function when(iso) { return iso.replace("T", " ").replace(/\+00:00$|Z$/, "").slice(0, 23); }
+  function label(key) { return key == null ? "(none)" : String(key); }
+
+  // -- the query every request carries -------------------------------------------------------
+  function query(extra) {
+    const p = new URLSearchParams();
+    const win = $("window").value;
+    if (win === "custom") {
+      if ($("since").value) p.set("since", $("since").value + "Z");
+      if ($("until").value) p.set("until", $("until").value + "Z");
+      if (!p.has("since")) p.set("window", "1h");
+    } else {
+      p.set("window", win);
+    }
+    if ($("model").value) p.set("model", $("model").value);
+    if ($("provider").value) p.set("provider", $("provider").value);
+    if ($("session").value.trim()) p.set("session", $("session").value.trim());
+    if ($("status").value) p.set("status", $("status").value);
+    for (const [k, v] of Object.entries(extra || {})) p.set(k, v);
+    return p;
+  }
+
+  async function api(path, params) {
+    const url = path + (params ? "?" + params.toString() : "");
+    const response = await fetch(url, { credentials: "same-origin",
+                                        headers: { Accept: "application/json" } });
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.error || response.statusText);
+    return body;
+  }
+
+  function say(message, isError) {
+    const node = $("state");
+    node.textContent = message;
+    node.className = isError ? "error" : "";
+  }
+
+  // -- rendering -----------------------------------------------------------------------------
+  function cell(row, content, cls) {
+    const td = document.createElement("td");
+    td.textContent = content;
+    if (cls) td.className = cls;
+    row.appendChild(td);
+    return td;
+  }
+
+  function headline(total) {
+    $("h-calls").textContent = num(total.calls);
+    $("h-cost").textContent = usd(total.cost_usd);
+    $("h-errors").textContent = pct(total.error_rate);
+    $("h-p50").textContent = ms(total.p50_latency_ms) + (total.p50_latency_ms == null ? "" : " ms");
+    $("h-p95").textContent = ms(total.p95_latency_ms) + (total.p95_latency_ms == null ? "" : " ms");
+    $("h-ttft").textContent = ms(total.p50_ttft_ms) + (total.p50_ttft_ms == null ? "" : " ms");
+  }
+
+  function topTable(table, groups, filter) {
+    table.replaceChildren();
+    const head = table.createTHead().insertRow();
+    for (const name of ["name", "calls", "errors", "cost", "p50 ms"]) {
+      const th = document.createElement("th");
+      th.textContent = name;
+      head.appendChild(th);
+    }
+    const body = table.createTBody();
+    if (!groups.length) { cell(body.insertRow(), "no calls", "muted").colSpan = 5; return; }
+    for (const g of groups.slice(0, 10)) {
+      const row = body.insertRow();
+      const name = cell(row, label(g.key));
+      if (filter && g.key != null) {
+        name.className = "link";
+        name.title = "filter on this";
+        name.addEventListener("click", function () { filter(g.key); });
+      }
+      cell(row, num(g.calls), "num");
+      cell(row, num(g.errors), "num");
+      cell(row, usd(g.cost_usd), "num");
+      cell(row, ms(g.p50_latency_ms), "num");
+    }
+  }
+
+  function setOptions(select, names) {
+    const keep = select.value;
+    const sorted = Array.from(names).sort();
+    select.replaceChildren();
+    const all = document.createElement("option");
+    all.value = "";
+    all.textContent = "all";
+    select.appendChild(all);
+    for (const name of sorted) {
+      const option = document.createElement("option");
+      option.value = name;
+      option.textContent = name;
+      select.appendChild(option);
+    }
+    select.value = keep;
+  }
+
+  function stackSeries(series, field) {
+    const starts = Array.from(new Set(series.buckets.map(function (b) { return b.start; }))).sort();
+    const index = new Map(starts.map(function (s, i) { return [s, i]; }));
+    const totals = new Map();
+    for (const b of series.buckets) {
+      const key = label(b.key);
+      totals.set(key, (totals.get(key) || 0) + (b.calls || 0));
+    }
+    const keys = Array.from(totals.keys()).sort(function (a, b) { return totals.get(b) - totals.get(a); });
+    const shown = keys.slice(0, TOP_SERIES);
+    const rows = new Map(shown.map(function (k) { return [k, new Array(starts.length).fill(0)]; }));
+    if (keys.length > TOP_SERIES) rows.set("other", new Array(starts.length).fill(0));
+    for (const b of series.buckets) {
+      const key = rows.has(label(b.key)) ? label(b.key) : "other";
+      rows.get(key)[index.get(b.start)] += b[field] || 0;
+    }
+    return {
+      starts: starts.map(function (s) { return Date.parse(s); }),
+      bucketMs: series.bucket_seconds * 1000,
+      since: Date.parse(series.query.since),
+      until: Date.parse(series.query.until),
+      series: Array.from(rows, function (entry) { return { key: entry[0], values: entry[1] }; }),
+    };
+  }
+
+  function charts(series, byModel, total) {
+    const cost = stackSeries(series, "cost_usd");
+    window.Charts.stacked($("chart-cost"), Object.assign(cost, { format: usd }));
+    window.Charts.stacked($("chart-calls"), Object.assign(stackSeries(series, "calls"), { format: num, whole: true }));
+    window.Charts.stacked($("chart-errors"), Object.assign(stackSeries(series, "errors"), { format: num, whole: true }));
+    const models = byModel.slice().sort(function (a, b) { return b.calls - a.calls; }).slice(0, 10);
+    window.Charts.bars($("chart-latency"), {
+      categories: models.map(function (g) { return label(g.key); }),
+      series: [
+        { name: "p50 latency", values: models.map(function (g) { return g.p50_latency_ms; }) },
+        { name: "p95 latency", values: models.map(function (g) { return g.p95_latency_ms; }) },
+        { name: "p50 TTFT", values: models.map(function (g) { return g.p50_ttft_ms; }) },
+      ],
+      format: function (v) { return ms(v); },
+    });
+    window.Charts.bars($("chart-tokens"), {
+      categories: total.calls ? ["input", "cached input", "output", "reasoning"] : [],
+      series: [{ name: "tokens", values: [total.input_tokens, total.cached_input_tokens,
+                                          total.output_tokens, total.reasoning_tokens] }],
+      format: num,
+    });
+  }
+
+  function callsTable(calls) {
+    const body = $("calls").tBodies[0];
+    body.replaceChildren();
+    if (!calls.length) { cell(body.insertRow(), "no calls in this window", "muted").colSpan = 10; }
+    for (const c of calls) {
+      const row = body.insertRow();
+      row.className = "call status-" + (c.status === "ok" ? "ok" : "bad");
+      row.dataset.callId = c.call_id;
+      row.tabIndex = 0;
+      cell(row, when(c.timestamp));
+      cell(row, c.model);
+      cell(row, label(c.provider));
+      cell(row, c.session_id == null ? "" : c.session_id);
+      cell(row, c.status + (c.error_type ? " (" + c.error_type + ")" : ""));
+      cell(row, ms(c.duration_ms), "num");
+      cell(row, ms(c.ttft_ms), "num");
+      cell(row, num(c.input_tokens) + " / " + num(c.output_tokens), "num");
+      cell(row, usd(c.cost_usd), "num");
+      const traceCell = cell(row, "");
+      if (c.trace_id) {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "trace";
+        button.textContent = "trace";
+        button.addEventListener("click", function (event) {
+          event.stopPropagation();
+          showTrace(c.trace_id, c.timestamp);
+        });
+        traceCell.appendChild(button);
+      }
+      row.addEventListener("click", function () { showCall(c.call_id, c.timestamp); });
+      row.addEventListener("keydown", function (event) {
+        if (event.key === "Enter") showCall(c.call_id, c.timestamp);
+      });
+    }
+  }
+
+  // -- the detail dialog ---------------------------------------------------------------------
+  function fieldTable(entries) {
+    const table = document.createElement("table");
+    table.className = "fields";
+    const body = table.createTBody();
+    for (const [k, v] of entries) {
+      const row = body.insertRow();
+      cell(row, k, "key");
+      cell(row, v == null ? "–" : typeof v === "object" ? JSON.stringify(v) : String(v));
+    }
+    return table;
+  }
+
+  function heading(parent, content) {
+    const h = document.createElement("h3");
+    h.textContent = content;
+    parent.appendChild(h);
+  }
+
+  function openDialog(title, fill) {
+    const body = $("detail-body");
+    body.replaceChildren();
+    $("detail-title").textContent = title;
+    fill(body);
+    if (!$("detail").open) $("detail").showModal();
+  }
+
+  async function showCall(callId, at) {
+    try {
+      const answer = await api("/api/calls/" + encodeURIComponent(callId), new URLSearchParams({ at: at }));
+      const c = answer.call;
+      openDialog("Call " + c.call_id, function (body) {
+        const fields = Object.entries(c).filter(function (e) {
+          return e[0] !== "attributes" && e[0] !== "content";
+        });
+        body.appendChild(fieldTable(fields));
+        heading(body, "Attributes");
+        const attrs = Object.entries(c.attributes);
+        if (attrs.length) body.appendChild(fieldTable(attrs));
+        else { const p = document.createElement("p"); p.textContent = "none"; body.appendChild(p); }
+        heading(body, "Content");
+        const content = Object.entries(c.content);
+        if (!content.length) {
+          const p = document.createElement("p");
+          p.className = "muted";
+          p.textContent = "not captured (start the collector or tracer with capture_content=True)";
+          body.appendChild(p);
+        }
+        for (const [k, v] of content) {
+          const h = document.createElement("h4");
+          h.textContent = k;
+          const pre = document.createElement("pre");
+          pre.textContent = String(v);
+          body.append(h, pre);
+        }
+        if (c.trace_id) {
+          const button = document.createElement("button");
+          button.type = "button";
+          button.textContent = "show its trace";
+          button.addEventListener("click", function () { showTrace(c.trace_id, c.timestamp); });
+          body.appendChild(button);
+        }
+      });
+    } catch (err) {
+      say("cannot show the call: " + err.message, true);
+    }
+  }
+
+  async function showTrace(traceId, at) {
+    try {
+      const answer = await api("/api/traces/" + encodeURIComponent(traceId), new URLSearchParams({ at: at }));
+      openDialog("Trace " + traceId, function (body) {
+        const table = document.createElement("table");
+        table.className = "trace-table";
+        const head = table.createTHead().insertRow();
+        for (const name of ["time (UTC)", "call", "status", "latency ms", "cost"]) {
+          const th = document.createElement("th");
+          th.textContent = name;
+          head.appendChild(th);
+        }
+        const tbody = table.createTBody();
+        for (const item of answer.calls) {
+          const c = item.call;
+          const row = tbody.insertRow();
+          row.className = "call";
+          cell(row, when(c.timestamp));
+          const name = cell(row, (item.depth ? "└ " : "") + c.operation + " " + c.model);
+          name.style.paddingLeft = (0.4 + 1.2 * Math.min(item.depth, 20)) + "em";
+          cell(row, c.status);
+          cell(row, ms(c.duration_ms), "num");
+          cell(row, usd(c.cost_usd), "num");
+          row.addEventListener("click", function () { showCall(c.call_id, c.timestamp); });
+        }
+        body.appendChild(table);
+      });
+    } catch (err) {
+      say("cannot show the trace: " + err.message, true);
+    }
+  }
+
+  // -- refreshing ----------------------------------------------------------------------------
+  async function refresh() {
+    if (state.busy) { state.again = true; return; }  // a change while drawing: draw again after
+    state.busy = true;
+    try {
+      const stack = $("stack").value;
+      const [byModel, bySession, byRoute, series, recent] = await Promise.all([
+        api("/api/summary", query({ by: "model" })),
+        api("/api/summary", query({ by: "session" })),
+        api("/api/summary", query({ by: "route" })),
+        api("/api/timeseries", query({ by: stack })),
+        api("/api/calls", query({ limit: "100" })),
+      ]);
+      headline(byModel.total);
+      charts(series, byModel.groups, byModel.total);
+      topTable($("top-model"), byModel.groups, function (key) { $("model").value = key; refresh(); });
+      topTable($("top-session"), bySession.groups, function (key) { $("session").value = key; refresh(); });
+      topTable($("top-route"), byRoute.groups, null);
+      for (const g of byModel.groups) if (g.key != null) state.models.add(g.key);
+      for (const c of recent.calls) if (c.provider != null) state.providers.add(c.provider);
+      if (stack === "provider") for (const b of series.buckets) if (b.key != null) state.providers.add(b.key);
+      setOptions($("model"), state.models);
+      setOptions($("provider"), state.providers);
+      callsTable(recent.calls);
+      state.newest = recent.calls.length ? recent.calls[0].call_id : null;
+      state.lastFull = Date.now();
+      say("updated " + new Date().toISOString().slice(11, 19) + " UTC" +
+          ($("live").checked ? " · live" : ""), false);
+      document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
+    } catch (err) {
+      say(err.message, true);
+    } finally {
+      state.busy = false;
+      if (state.again) { state.again = false; refresh(); }
+    }
+  }
+
+  async function poll() {
+    if (!$("live").checked || state.busy || document.hidden) return;
+    if (Date.now() - state.lastFull >= FULL_MS) { await refresh(); return; }
+    try {
+      const recent = await api("/api/calls", query({ limit: "1" }));
+      const newest = recent.calls.length ? recent.calls[0].call_id : null;
+      if (newest !== state.newest) await refresh();
+    } catch (err) {
+      say(err.message, true);
+    }
+  }
+
+  function start() {
+    $("controls").addEventListener("submit", function (event) { event.preventDefault(); });
+    $("window").addEventListener("change", function () {
+      $("custom-range").hidden = $("window").value !== "custom";
+      if ($("window").value === "custom" && !$("since").value) {
+        const now = new Date();
+        $("until").value = now.toISOString().slice(0, 19);
+        $("since").value = new Date(now.getTime() - 3600000).toISOString().slice(0, 19);
+      }
+      refresh();
+    });
+    for (const id of ["model", "provider", "status", "stack", "since", "until"]) {
+      $(id).addEventListener("change", refresh);
+    }
+    $("session").addEventListener("change", refresh);
+    $("detail-close").addEventListener("click", function () { $("detail").close(); });
+    refresh();
+    setInterval(poll, POLL_MS);
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();

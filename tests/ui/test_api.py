@@ -1,0 +1,397 @@
+"""The dashboard's JSON API and server, over a real SQLite store, with aiohttp as the client."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+from datetime import UTC, datetime, timedelta
+from http.cookies import SimpleCookie
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import pytest
+
+from asynctelemetry import ConfigError, MemoryStore, MissingDependencyError, SQLiteStore
+from asynctelemetry.ui import Dashboard
+from asynctelemetry.ui._server import COOKIE
+from tests.conftest import make_call
+
+from .conftest import recent_calls, trace_calls
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    from asynctelemetry import LLMCall
+
+ROUTES = (
+    "/",
+    "/static/app.js",
+    "/static/charts.js",
+    "/static/style.css",
+    "/static/favicon.svg",
+    "/api/summary",
+    "/api/timeseries",
+    "/api/calls",
+    "/api/calls/agent-root",
+    "/api/traces/trace-a",
+)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    """A SQLite store holding recent calls and one trace."""
+    async with SQLiteStore(tmp_path / "calls.db") as opened:
+        await opened.add_many([*recent_calls(), *trace_calls()])
+        await opened.flush()
+        yield opened
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP client that keeps no cookies between tests."""
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def get(
+    client: aiohttp.ClientSession, board: Dashboard, path: str, **kwargs: Any
+) -> tuple[int, Any, Any]:
+    """``GET`` a path; the status, the JSON body (or text) and the headers."""
+    async with client.get(board.url.rstrip("/") + path, **kwargs) as response:
+        if response.content_type == "application/json":
+            return response.status, await response.json(), response.headers
+        return response.status, await response.text(), response.headers
+
+
+async def test_summary_matches_the_store(store: SQLiteStore, client: aiohttp.ClientSession) -> None:
+    """/api/summary gives the store's own rows and the window's totals with its percentiles."""
+    async with Dashboard(store, port=0) as board:
+        status, body, _ = await get(client, board, "/api/summary?window=1h&by=session")
+    assert status == 200
+    since = datetime.fromisoformat(body["query"]["since"])
+    until = datetime.fromisoformat(body["query"]["until"])
+    rows = await store.summary(by="session", since=since, until=until)
+    assert body["groups"] == [r.model_dump(mode="json") for r in rows]
+    inside = await store.query(since=since, until=until)
+    total = body["total"]
+    assert total["calls"] == len(inside) == 64
+    assert total["errors"] == sum(c.status == "error" for c in inside)
+    assert total["error_rate"] == total["errors"] / total["calls"]
+    assert math.isclose(total["cost_usd"], math.fsum(c.cost_usd or 0 for c in inside))
+    assert total["reasoning_tokens"] == sum(c.reasoning_tokens or 0 for c in inside)
+    latencies = sorted(c.duration_ms for c in inside if c.duration_ms is not None)
+    assert total["p50_latency_ms"] == latencies[math.ceil(0.5 * len(latencies)) - 1]
+    assert total["p95_latency_ms"] == latencies[math.ceil(0.95 * len(latencies)) - 1]
+
+
+async def test_timeseries_matches_the_store(
+    store: SQLiteStore, client: aiohttp.ClientSession
+) -> None:
+    """/api/timeseries is store.timeseries for the window, bucket and grouping asked for."""
+    async with Dashboard(store, port=0) as board:
+        status, body, _ = await get(
+            client, board, "/api/timeseries?window=1h&by=provider&bucket=5m&status=ok"
+        )
+        assert status == 200
+        since = datetime.fromisoformat(body["query"]["since"])
+        until = datetime.fromisoformat(body["query"]["until"])
+        rows = await store.timeseries(
+            bucket="5m", by="provider", since=since, until=until, status="ok"
+        )
+        assert body["buckets"] == [r.model_dump(mode="json") for r in rows]
+        assert body["bucket_seconds"] == 300 and body["by"] == "provider"
+        status, auto, _ = await get(client, board, "/api/timeseries?window=24h")
+        assert status == 200 and auto["bucket_seconds"] == 900 and auto["by"] is None
+
+
+async def test_calls_newest_first_with_limit_and_filters(
+    store: SQLiteStore, client: aiohttp.ClientSession
+) -> None:
+    """/api/calls: newest first, ``limit``, the filters, and attributes split from content."""
+    async with Dashboard(store, port=0) as board:
+        _, body, _ = await get(client, board, "/api/calls?limit=5")
+        stamps = [c["timestamp"] for c in body["calls"]]
+        assert len(stamps) == 5 and stamps == sorted(stamps, reverse=True)
+        _, body, _ = await get(client, board, "/api/calls?model=gpt-4o&status=error&limit=1000")
+        assert body["calls"] and {(c["model"], c["status"]) for c in body["calls"]} == {
+            ("gpt-4o", "error")
+        }
+        _, body, _ = await get(client, board, "/api/calls?session=s1&order=oldest")
+        stamps = [c["timestamp"] for c in body["calls"]]
+        assert stamps == sorted(stamps) and {c["session_id"] for c in body["calls"]} == {"s1"}
+        assert body["calls"][0]["attributes"] == {
+            "app.user": body["calls"][0]["attributes"]["app.user"]
+        }
+        assert body["calls"][0]["content"] == {}
+
+
+async def test_call_by_id_and_content_only_when_captured(
+    tmp_path: Path, client: aiohttp.ClientSession
+) -> None:
+    """/api/calls/{id} finds a call (at its timestamp, or by reading the window); captured
+    content comes apart from the other attributes; an unknown id is 404."""
+    now = datetime.now(UTC)
+    captured = make_call(
+        1,
+        call_id="with/content",
+        timestamp=now - timedelta(minutes=3),
+        attributes={"gen_ai.input.messages": "[hi]", "app.user": "u1"},
+    )
+    async with SQLiteStore(tmp_path / "c.db") as store:
+        await store.add_many([*recent_calls(2500, now=now), captured])
+        await store.flush()
+        async with Dashboard(store, port=0) as board:
+            stamp = captured.timestamp.isoformat()
+            for query in (f"?at={stamp.replace('+', '%2B')}", "", "?window=7d"):
+                status, body, _ = await get(client, board, f"/api/calls/with%2Fcontent{query}")
+                assert status == 200, query
+                assert body["call"]["content"] == {"gen_ai.input.messages": "[hi]"}
+                assert body["call"]["attributes"] == {"app.user": "u1"}
+            # the oldest call is 2500 pages' worth of rows back: found by reading the window
+            status, body, _ = await get(client, board, "/api/calls/call-000000?window=7d")
+            assert status == 200 and body["call"]["call_id"] == "call-000000"
+            status, body, _ = await get(client, board, "/api/calls/no-such-call")
+            assert status == 404 and "no-such-call" in body["error"]
+
+
+async def test_trace_in_time_order_with_nesting(
+    store: SQLiteStore, client: aiohttp.ClientSession
+) -> None:
+    """/api/traces/{id}: each call after its parent, siblings in time order, with depth."""
+    async with Dashboard(store, port=0) as board:
+        at = (await store.query(model=None, limit=1, newest_first=True))[0].timestamp
+        status, body, _ = await get(client, board, "/api/traces/trace-a")
+        assert status == 200
+        assert [(i["call"]["call_id"], i["depth"]) for i in body["calls"]] == [
+            ("agent-root", 0),
+            ("agent-plan", 1),
+            ("agent-tool", 2),
+            ("agent-answer", 1),
+        ]
+        stamp = at.isoformat().replace("+", "%2B")
+        status, narrowed, _ = await get(client, board, f"/api/traces/trace-a?at={stamp}")
+        assert status == 200 and narrowed["calls"] == body["calls"]
+        status, body, _ = await get(client, board, "/api/traces/nope")
+        assert status == 404
+
+
+async def test_trace_with_a_parent_cycle_shows_every_call_once(
+    tmp_path: Path, client: aiohttp.ClientSession
+) -> None:
+    """Remote spans whose parent ids form a loop still give each call once."""
+    now = datetime.now(UTC)
+    looped = [
+        make_call(
+            k,
+            call_id=f"c{k}",
+            timestamp=now - timedelta(seconds=10 - k),
+            trace_id="t",
+            span_id=f"s{k}",
+            parent_span_id=f"s{(k + 1) % 3}",
+        )
+        for k in range(3)
+    ]
+    async with MemoryStore() as store, Dashboard(store, port=0) as board:
+        await store.add_many(looped)
+        status, body, _ = await get(client, board, "/api/traces/t")
+    assert status == 200
+    assert sorted(i["call"]["call_id"] for i in body["calls"]) == ["c0", "c1", "c2"]
+
+
+@pytest.mark.parametrize(
+    ("path", "says"),
+    [
+        pytest.param("/api/calls?bogus=1", "unknown parameter 'bogus'", id="unknown"),
+        pytest.param("/api/calls?window=forever", "window='forever'", id="window"),
+        pytest.param("/api/calls?window=0m", "more than 0", id="zero-window"),
+        pytest.param("/api/calls?window=400d", "366 days", id="long-window"),
+        pytest.param("/api/calls?since=yesterday", "ISO 8601", id="since"),
+        pytest.param("/api/calls?until=2026-01-01", "until needs since", id="until-alone"),
+        pytest.param(
+            "/api/calls?since=2026-01-02&until=2026-01-01", "later than since", id="backwards"
+        ),
+        pytest.param("/api/calls?window=1h&since=2026-01-01", "not both", id="window-and-since"),
+        pytest.param("/api/calls?status=maybe", "status='maybe'", id="status"),
+        pytest.param("/api/calls?limit=0", "1..1000", id="limit-zero"),
+        pytest.param("/api/calls?limit=5000", "1..1000", id="limit-big"),
+        pytest.param("/api/calls?limit=ten", "whole number", id="limit-text"),
+        pytest.param("/api/calls?order=random", "order='random'", id="order"),
+        pytest.param("/api/calls?model=a&model=b", "more than once", id="repeated"),
+        pytest.param("/api/calls?model=", "empty", id="empty"),
+        pytest.param("/api/summary?by=colour", "by='colour'", id="by"),
+        pytest.param("/api/summary?limit=3", "unknown parameter 'limit'", id="other-route"),
+        pytest.param("/api/timeseries?bucket=1s&window=7d", "2000 buckets", id="buckets"),
+        pytest.param("/api/timeseries?bucket=5 minutes", "bucket='5 minutes'", id="bucket"),
+        pytest.param("/api/calls/x?at=noon", "at='noon'", id="at"),
+    ],
+)
+async def test_bad_parameters_are_400_with_a_reason(
+    store: SQLiteStore, client: aiohttp.ClientSession, path: str, says: str
+) -> None:
+    """A parameter the API cannot use is answered 400 with a message naming it."""
+    async with Dashboard(store, port=0) as board:
+        status, body, headers = await get(client, board, path)
+    assert status == 400
+    assert says in body["error"]
+    assert headers["Content-Type"].startswith("application/json")
+
+
+async def test_unknown_paths_are_404(store: SQLiteStore, client: aiohttp.ClientSession) -> None:
+    """Other paths, other static files and path tricks are 404; the API lists its routes."""
+    async with Dashboard(store, port=0) as board:
+        for path in ("/nope", "/static/../_server.py", "/static/index.html", "/static/x.js"):
+            status, _, _ = await get(client, board, path)
+            assert status == 404, path
+        status, body, _ = await get(client, board, "/api/nope")
+        assert status == 404 and "/api/summary" in body["routes"]
+
+
+class ReadOnly:
+    """A real store behind the read half of the protocol: any other call fails the test."""
+
+    def __init__(self, inner: SQLiteStore) -> None:
+        self.inner = inner
+        self.reads: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("query", "count", "summary", "timeseries"):
+            self.reads.append(name)
+            return getattr(self.inner, name)
+        raise AssertionError(f"the dashboard used store.{name}")
+
+
+async def test_read_only(store: SQLiteStore, client: aiohttp.ClientSession) -> None:
+    """No route writes: other methods are 405 on every path, the dashboard only calls the
+    store's read methods, and the store holds the same calls afterwards."""
+    before = await store.query()
+    reader = ReadOnly(store)
+    async with Dashboard(reader, port=0) as board:  # type: ignore[arg-type]
+        for path in ROUTES:
+            status, _, _ = await get(client, board, path)
+            assert status == 200, path
+            for method in ("POST", "PUT", "PATCH", "DELETE"):
+                async with client.request(method, board.url.rstrip("/") + path, data=b"{}") as r:
+                    assert r.status == 405, (method, path)
+                    assert r.headers["Allow"] == "GET, HEAD"
+    assert set(reader.reads) <= {"query", "count", "summary", "timeseries"}
+    assert set(reader.reads) >= {"query", "summary", "timeseries"}
+    await store.flush()
+    assert await store.query() == before
+
+
+async def test_security_headers_on_every_answer(
+    store: SQLiteStore, client: aiohttp.ClientSession
+) -> None:
+    """Every answer, errors included, carries the CSP (no inline script) and nosniff."""
+    async with Dashboard(store, port=0, auth_token="t") as board:
+        for path in ("/", "/api/calls", "/nope", "/api/calls?bogus=1"):
+            for auth in ({}, {"Authorization": "Bearer t"}):
+                _, _, headers = await get(client, board, path, headers=auth)
+                csp = headers["Content-Security-Policy"]
+                assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+                assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+                assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_token_guards_every_route(store: SQLiteStore, client: aiohttp.ClientSession) -> None:
+    """With auth_token: 401 without or with a wrong token, on pages and API alike; the right
+    bearer works; ``/?token=`` sets an HttpOnly SameSite cookie that then works too."""
+    async with Dashboard(store, port=0, auth_token="s3cret") as board:
+        for path in ROUTES:
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+                status, _, answer = await get(client, board, path, headers=headers)
+                assert status == 401, (path, headers)
+                assert answer["WWW-Authenticate"] == "Bearer"
+            status, _, _ = await get(
+                client, board, path, headers={"Authorization": "Bearer s3cret"}
+            )
+            assert status == 200, path
+        status, _, _ = await get(client, board, "/?token=wrong", allow_redirects=False)
+        assert status == 401
+        status, _, headers = await get(client, board, "/?token=s3cret", allow_redirects=False)
+        assert status == 303 and headers["Location"] == "/"
+        cookie = headers["Set-Cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "s3cret" not in cookie
+        jar = SimpleCookie(cookie)
+        sent = {"Cookie": f"{COOKIE}={jar[COOKIE].value}"}
+        status, body, _ = await get(client, board, "/api/calls?limit=1", headers=sent)
+        assert status == 200 and len(body["calls"]) == 1
+        status, _, _ = await get(client, board, "/", headers={"Cookie": f"{COOKIE}=forged"})
+        assert status == 401
+        status, _, _ = await get(client, board, "/api/calls?token=s3cret")
+        assert status == 401  # only the page's ?token= link logs a browser in
+
+
+async def test_lifecycle_port_and_url(store: SQLiteStore, client: aiohttp.ClientSession) -> None:
+    """port=0 binds a free port; url names it; start/stop are idempotent; it may restart."""
+    board = Dashboard(store, port=0)
+    assert board.host == "127.0.0.1" and not board.is_running
+    await board.start()
+    await board.start()
+    try:
+        assert board.port > 0 and board.url == f"http://127.0.0.1:{board.port}/"
+        status, text, headers = await get(client, board, "/")
+        assert status == 200 and headers["Content-Type"].startswith("text/html")
+        assert '<script src="/static/app.js"' in text
+    finally:
+        await board.stop()
+        await board.stop()
+    assert not board.is_running
+    await board.start()
+    await board.stop()
+
+
+async def test_default_binds_loopback_port_4320(store: SQLiteStore) -> None:
+    """By default the dashboard binds 127.0.0.1:4320."""
+    board = Dashboard(store)
+    assert (board.host, board.port, board.url) == ("127.0.0.1", 4320, "http://127.0.0.1:4320/")
+
+
+async def test_taken_port_and_bad_settings_are_config_errors(store: SQLiteStore) -> None:
+    """A port in use, a port out of range and an empty token are ConfigError."""
+    async with Dashboard(store, port=0) as first:
+        with pytest.raises(ConfigError, match="cannot bind"):
+            await Dashboard(store, port=first.port).start()
+    for bad in (-1, 70000, True, "80"):
+        with pytest.raises(ConfigError, match="port"):
+            Dashboard(store, port=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="auth_token"):
+        Dashboard(store, auth_token="")
+
+
+async def test_missing_aiohttp_names_the_extra(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without aiohttp the dashboard raises MissingDependencyError naming the ui extra."""
+    monkeypatch.setitem(sys.modules, "aiohttp.web", None)
+    with pytest.raises(MissingDependencyError, match=r"asynctelemetry\[ui\]"):
+        Dashboard(store)
+
+
+class Gated(MemoryStore):
+    """A MemoryStore whose queries wait for a gate: requests stay in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.waiting = 0
+
+    async def query(self, **filters: Any) -> list[LLMCall]:  # type: ignore[override]
+        self.waiting += 1
+        await self.gate.wait()
+        return await super().query(**filters)
+
+
+async def test_requests_over_the_bound_are_429(client: aiohttp.ClientSession) -> None:
+    """More requests in flight than max_in_flight are answered 429 with Retry-After."""
+    store = Gated()
+    async with Dashboard(store, port=0, max_in_flight=2) as board:
+        waiting = [asyncio.create_task(get(client, board, "/api/calls")) for _ in range(2)]
+        while store.waiting < 2:
+            await asyncio.sleep(0.01)
+        status, _, headers = await get(client, board, "/api/calls")
+        assert status == 429 and headers["Retry-After"] == "1"
+        store.gate.set()
+        assert [s for s, _, _ in await asyncio.gather(*waiting)] == [200, 200]
