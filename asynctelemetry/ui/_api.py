@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .._record import LLMCall
-    from .._stores import CallStore
+    from .._stores import CallStore, CallSummary
     from ._params import Query
 
 __all__ = [
@@ -69,34 +69,42 @@ def _finite(value: float | None) -> float | None:
 
 
 async def summary(store: CallStore, query: Query) -> dict[str, Any]:
-    """``/api/summary``: the window's totals and one row per group, by cost."""
+    """``/api/summary``: one row per group, by cost, and (unless ``total=false``) the window's
+    totals, whose percentiles take one more store read."""
     by = parse_by(query, "model")
+    want_total = query.option("total") or "true"
+    if want_total not in ("true", "false"):
+        raise ParamError(f"total={want_total!r}: expected 'true' or 'false'")
     groups = await store.summary(by=by, **query.filters)
+    body: dict[str, Any] = {
+        "query": query.echo(),
+        "by": by,
+        "groups": [g.model_dump(mode="json") for g in groups],
+    }
+    if want_total == "true":
+        body["total"] = await _total(store, query, groups)
+    return body
+
+
+async def _total(store: CallStore, query: Query, groups: list[CallSummary]) -> dict[str, Any]:
+    """The window's totals: sums over the groups, percentiles over every call of the window."""
     whole = await store.timeseries(bucket=_WHOLE, **query.filters)
-    total: dict[str, Any] = {
-        "calls": sum(g.calls for g in groups),
-        "errors": sum(g.errors for g in groups),
+    calls = sum(g.calls for g in groups)
+    errors = sum(g.errors for g in groups)
+    row = whole[0] if whole else None
+    return {
+        "calls": calls,
+        "errors": errors,
+        "error_rate": errors / calls if calls else None,
         "input_tokens": sum(g.input_tokens for g in groups),
         "output_tokens": sum(g.output_tokens for g in groups),
         "cached_input_tokens": sum(g.cached_input_tokens for g in groups),
         "reasoning_tokens": sum(g.reasoning_tokens for g in groups),
         "cost_usd": math.fsum(g.cost_usd for g in groups),
         "unpriced_calls": sum(g.unpriced_calls for g in groups),
-        "p50_latency_ms": None,
-        "p95_latency_ms": None,
-        "p50_ttft_ms": None,
-    }
-    if whole:
-        row = whole[0]
-        total["p50_latency_ms"] = _finite(row.p50_latency_ms)
-        total["p95_latency_ms"] = _finite(row.p95_latency_ms)
-        total["p50_ttft_ms"] = _finite(row.p50_ttft_ms)
-    total["error_rate"] = total["errors"] / total["calls"] if total["calls"] else None
-    return {
-        "query": query.echo(),
-        "by": by,
-        "total": total,
-        "groups": [g.model_dump(mode="json") for g in groups],
+        "p50_latency_ms": None if row is None else _finite(row.p50_latency_ms),
+        "p95_latency_ms": None if row is None else _finite(row.p95_latency_ms),
+        "p50_ttft_ms": None if row is None else _finite(row.p50_ttft_ms),
     }
 
 

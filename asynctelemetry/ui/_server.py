@@ -70,7 +70,7 @@ DEFAULT_MAX_IN_FLIGHT: Final = 32
 
 #: Routes of the API: path → (handler, the route's own parameters).
 _ROUTES: Final[dict[str, tuple[_Route, tuple[str, ...]]]] = {
-    "/api/summary": (_api.summary, ("by",)),
+    "/api/summary": (_api.summary, ("by", "total")),
     "/api/timeseries": (_api.timeseries, ("by", "bucket")),
     "/api/calls": (_api.calls, ("limit", "order")),
 }

@@ -131,9 +131,15 @@ def served(tmp_path: Path) -> Iterator[Served]:
         server.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless, driven by Playwright: one per test session (per worker)."""
+    """Debian's Chromium, headless, driven by Playwright, shared by the browser tests.
+
+    Module-scoped, not session-scoped: Playwright's sync API keeps its event loop marked as
+    running in this thread while it is alive, and pytest-asyncio cannot run an async test in
+    a thread whose loop is running; pytest ends the fixture as soon as the worker moves on to
+    another module's test, so async tests after it run normally.
+    """
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -84,6 +84,9 @@ async def test_summary_matches_the_store(store: SQLiteStore, client: aiohttp.Cli
     latencies = sorted(c.duration_ms for c in inside if c.duration_ms is not None)
     assert total["p50_latency_ms"] == latencies[math.ceil(0.5 * len(latencies)) - 1]
     assert total["p95_latency_ms"] == latencies[math.ceil(0.95 * len(latencies)) - 1]
+    async with Dashboard(store, port=0) as board:
+        status, body, _ = await get(client, board, "/api/summary?by=route&total=false")
+    assert status == 200 and "total" not in body and len(body["groups"]) == 3
 
 
 async def test_timeseries_matches_the_store(
@@ -221,6 +224,7 @@ async def test_trace_with_a_parent_cycle_shows_every_call_once(
         pytest.param("/api/calls?model=a&model=b", "more than once", id="repeated"),
         pytest.param("/api/calls?model=", "empty", id="empty"),
         pytest.param("/api/summary?by=colour", "by='colour'", id="by"),
+        pytest.param("/api/summary?total=no", "total='no'", id="total"),
         pytest.param("/api/summary?limit=3", "unknown parameter 'limit'", id="other-route"),
         pytest.param("/api/timeseries?bucket=1s&window=7d", "2000 buckets", id="buckets"),
         pytest.param("/api/timeseries?bucket=5 minutes", "bucket='5 minutes'", id="bucket"),

@@ -308,8 +308,8 @@
       const stack = $("stack").value;
       const [byModel, bySession, byRoute, series, recent] = await Promise.all([
         api("/api/summary", query({ by: "model" })),
-        api("/api/summary", query({ by: "session" })),
-        api("/api/summary", query({ by: "route" })),
+        api("/api/summary", query({ by: "session", total: "false" })),
+        api("/api/summary", query({ by: "route", total: "false" })),
         api("/api/timeseries", query({ by: stack })),
         api("/api/calls", query({ limit: "100" })),
       ]);

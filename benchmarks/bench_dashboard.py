@@ -1,0 +1,242 @@
+"""Dashboard API routes over 1,000,000 calls in SQLite, each beside the store method it calls.
+
+Fills a SQLiteStore with 1,000,000 calls (``--quick``: 100,000) spread over the last 7 days
+(eight models, four providers, 500 sessions, five routes, errors, traces), serves it with
+``asynctelemetry.ui.Dashboard`` on 127.0.0.1, and times every JSON route over the 1-hour, 24-hour
+and 7-day windows with a real HTTP client (aiohttp). Beside each route: the store methods the route
+calls, timed directly in the same run (the baseline: what the store itself costs). The goal is
+each API call under 1 s; the route's own cost is the difference (parsing, JSON encoding, HTTP).
+
+Run: ``.venv/bin/python benchmarks/bench_dashboard.py`` (``--quick`` for fewer calls).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import machine, table
+
+from asynctelemetry import LLMCall, SQLiteStore
+from asynctelemetry.ui import Dashboard
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+MODELS = (
+    "gpt-4o",
+    "gpt-4o-mini",
+    "claude-sonnet-4-5",
+    "claude-haiku-4-5",
+    "gemini-2.5-flash",
+    "gemini-2.5-pro",
+    "o3-mini",
+    "mistral-large",
+)
+PROVIDERS = ("openai", "openai", "anthropic", "anthropic", "google", "google", "openai", "mistral")
+WINDOWS = ("1h", "24h", "7d")
+SPAN = timedelta(days=7)
+REPEAT = 3
+WHOLE = timedelta(days=36525)  # the one bucket /api/summary asks for (the window's percentiles)
+
+
+def call(i: int, n: int, now: datetime) -> LLMCall:
+    """Call ``i`` of ``n``, spread evenly over the 7 days before ``now`` (oldest first)."""
+    m = i % len(MODELS)
+    return LLMCall.trusted(
+        {
+            "call_id": f"bench-{i:09d}",
+            "timestamp": now - SPAN + SPAN * (i / n),
+            "model": MODELS[m],
+            "request_model": MODELS[m],
+            "provider": PROVIDERS[m],
+            "operation": "chat",
+            "source": "collector",
+            "trace_id": f"{i // 4:032x}",
+            "span_id": f"{i:016x}",
+            "parent_span_id": f"{i - 1:016x}" if i % 4 else None,
+            "session_id": f"session-{i % 500}",
+            "route_name": f"route-{i % 5}",
+            "status": "error" if i % 23 == 0 else "ok",
+            "input_tokens": 500 + i % 1000,
+            "output_tokens": 50 + i % 300,
+            "cached_input_tokens": i % 256,
+            "reasoning_tokens": i % 64,
+            "duration_ms": 200.0 + (i % 5000) * 0.37,
+            "ttft_ms": 20.0 + (i % 300) * 0.11,
+            "tool_calls": 0,
+            "cost_usd": (i % 1000) * 1e-5,
+            "attributes": {},
+        }
+    )
+
+
+async def fill(store: SQLiteStore, n: int, now: datetime) -> float:
+    """Write ``n`` calls through the store's own API; seconds taken."""
+    started = time.perf_counter()
+    step = 20_000
+    for start in range(0, n, step):
+        await store.add_many([call(i, n, now) for i in range(start, min(n, start + step))])
+    await store.flush()
+    return time.perf_counter() - started
+
+
+async def best(fn: Callable[[], Awaitable[Any]]) -> float:
+    """Fastest of ``REPEAT`` runs of ``fn``, in milliseconds."""
+    times = []
+    for _ in range(REPEAT):
+        started = time.perf_counter()
+        await fn()
+        times.append(time.perf_counter() - started)
+    return min(times) * 1000
+
+
+async def main(quick: bool) -> None:
+    n = 100_000 if quick else 1_000_000
+    import aiohttp
+
+    from asynctelemetry.ui._params import auto_bucket
+
+    now = datetime.now(UTC)
+    with tempfile.TemporaryDirectory() as tmp:
+        async with SQLiteStore(Path(tmp) / "calls.db") as store:
+            fill_s = await fill(store, n, now)
+            async with Dashboard(store, port=0) as board, aiohttp.ClientSession() as http:
+
+                async def get(path: str) -> None:
+                    async with http.get(board.url.rstrip("/") + path) as response:
+                        assert response.status == 200, (path, await response.text())
+                        await response.read()
+
+                rows = []
+                for window in WINDOWS:
+                    # the route's own window ends when the request arrives; the baseline uses
+                    # one of the same length ending now
+                    def span(w: str = window) -> dict[str, Any]:
+                        length = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": SPAN}[w]
+                        end = datetime.now(UTC)
+                        return {"since": end - length, "until": end}
+
+                    length = span()["until"] - span()["since"]
+                    bucket = auto_bucket(length)
+                    cases: list[tuple[str, str, Callable[[], Awaitable[Any]], str]] = [
+                        (
+                            f"/api/summary?window={window}",
+                            "summary(by=model) + timeseries(1 bucket)",
+                            lambda: _both(
+                                store.summary(by="model", **span()),
+                                store.timeseries(bucket=WHOLE, **span()),
+                            ),
+                            "summary",
+                        ),
+                        (
+                            f"/api/timeseries?window={window}&by=model",
+                            f"timeseries(bucket={bucket.total_seconds():g}s, by=model)",
+                            lambda b=bucket: store.timeseries(bucket=b, by="model", **span()),
+                            "timeseries",
+                        ),
+                        (
+                            f"/api/calls?window={window}&limit=100",
+                            "query(limit=100, newest_first=True)",
+                            lambda: store.query(limit=100, newest_first=True, **span()),
+                            "calls",
+                        ),
+                    ]
+                    for path, baseline, direct, _ in cases:
+                        api_ms = await best(lambda p=path: get(p))
+                        store_ms = await best(direct)
+                        rows.append(_row(path, baseline, api_ms, store_ms))
+                # lookups by id: the page passes the call's timestamp (``at``)
+                target = call(n - 1234, n, now)
+                at = target.timestamp.isoformat().replace("+", "%2B")
+                one = {
+                    "since": target.timestamp,
+                    "until": target.timestamp + timedelta(microseconds=1),
+                }
+                around = {
+                    "since": target.timestamp - timedelta(hours=1),
+                    "until": target.timestamp + timedelta(hours=1),
+                }
+                lookups: list[tuple[str, str, Callable[[], Awaitable[Any]]]] = [
+                    (
+                        f"/api/calls/{target.call_id}?at={at}",
+                        "query(since=at, until=at+1µs)",
+                        lambda: store.query(limit=2000, newest_first=True, **one),
+                    ),
+                    (
+                        f"/api/traces/{target.trace_id}?at={at}",
+                        "query(at ± 1 h), 2000 a page",
+                        lambda: _pages(store, around),
+                    ),
+                    (
+                        f"/api/calls/{target.call_id}",
+                        "(no at) query(24 h), 2000 a page",
+                        lambda: _pages(
+                            store,
+                            {
+                                "since": datetime.now(UTC) - timedelta(days=1),
+                                "until": datetime.now(UTC),
+                            },
+                            stop_at=target.call_id,
+                        ),
+                    ),
+                ]
+                for path, baseline, direct in lookups:
+                    api_ms = await best(lambda p=path: get(p))
+                    store_ms = await best(direct)
+                    rows.append(_row(path, baseline, api_ms, store_ms))
+    print(
+        f"{machine()}; {n:,} calls over 7 days in SQLite (written in {fill_s:.1f} s through "
+        f"add_many); best of {REPEAT}, milliseconds"
+    )
+    print()
+    print(
+        table(
+            f"Dashboard API over {n:,} calls in SQLite (goal: each under 1 s)",
+            rows,
+            ("route", "store baseline", "API ms", "store ms", "route's own ms", "under 1 s"),
+        )
+    )
+
+
+async def _both(first: Awaitable[Any], second: Awaitable[Any]) -> None:
+    await first
+    await second
+
+
+async def _pages(store: SQLiteStore, window: dict[str, Any], stop_at: str | None = None) -> None:
+    """The store reads of a lookup: the window newest first, 2000 calls at a time."""
+    until = window["until"]
+    while True:
+        page = await store.query(since=window["since"], until=until, limit=2000, newest_first=True)
+        if stop_at is not None and any(c.call_id == stop_at for c in page):
+            return
+        if len(page) < 2000:
+            return
+        until = page[-1].timestamp + timedelta(microseconds=1)
+
+
+def _row(path: str, baseline: str, api_ms: float, store_ms: float) -> tuple[Any, ...]:
+    shown = path if len(path) <= 60 else path[:57] + "..."
+    return (
+        f"`{shown}`",
+        baseline,
+        f"{api_ms:.1f}",
+        f"{store_ms:.1f}",
+        f"{api_ms - store_ms:.1f}",
+        "yes" if api_ms < 1000 else "**no**",
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="100,000 calls instead of 1,000,000")
+    asyncio.run(main(parser.parse_args().quick))
