@@ -47,8 +47,13 @@ __all__ = [
 _WHOLE: Final = timedelta(days=36525)
 #: Calls fetched per step when a lookup scans a window, newest first.
 _PAGE: Final = 2000
+#: Most calls one lookup reads (a bound on the work of one request); ``at`` narrows it.
+MAX_SCAN: Final = 200_000
 #: How far either side of ``at`` a trace is looked for.
 TRACE_REACH: Final = timedelta(hours=1)
+
+
+_CUT = f" (read its newest {MAX_SCAN:,} calls; narrow it with at=<timestamp> or since/until)"
 
 
 class NotFound(LookupError):
@@ -133,11 +138,12 @@ async def calls(store: CallStore, query: Query) -> dict[str, Any]:
 
 async def _scan(
     store: CallStore, query: Query, wanted: Callable[[LLMCall], bool], *, first: bool
-) -> list[LLMCall]:
+) -> tuple[list[LLMCall], bool]:
     """The window's calls that ``wanted`` accepts, read newest first a page at a time.
 
     The store protocol has no lookup by call or trace id, so this reads the window; the page
     narrows it with ``at`` (the call's own timestamp) so that a lookup reads a few rows.
+    Returns the calls found and whether the whole window was read (at most ``MAX_SCAN`` calls).
     """
     filters = query.filters
     until = filters.pop("until")
@@ -151,9 +157,11 @@ async def _scan(
             if wanted(call):
                 found.append(call)
                 if first:
-                    return found
+                    return found, True
         if len(page) < _PAGE or not fresh:
-            return found
+            return found, True
+        if len(seen) >= MAX_SCAN:
+            return found, False
         # ``until`` is exclusive: step to just after the oldest call read, skipping those seen
         until = page[-1].timestamp + timedelta(microseconds=1)
 
@@ -177,9 +185,9 @@ async def call_by_id(store: CallStore, query: Query, call_id: str) -> dict[str, 
         NotFound: no such call in the window (or at ``at``).
     """
     narrowed = _around(query, timedelta(0)) or query
-    found = await _scan(store, narrowed, lambda c: c.call_id == call_id, first=True)
+    found, complete = await _scan(store, narrowed, lambda c: c.call_id == call_id, first=True)
     if not found:
-        raise NotFound(f"no call {call_id!r} in the window")
+        raise NotFound(f"no call {call_id!r} in the window" + ("" if complete else _CUT))
     return {"call": call_json(found[0])}
 
 
@@ -189,13 +197,16 @@ async def trace(store: CallStore, query: Query, trace_id: str) -> dict[str, Any]
     Calls are in time order among siblings; ``depth`` is how many of the trace's calls are its
     ancestors (a call whose parent span is not an LLM call of the trace is a root).
 
+    ``complete`` is false when the window held more than ``MAX_SCAN`` calls and only its newest
+    were read (older calls of the trace may be missing).
+
     Raises:
         NotFound: no call of that trace in the window (``at`` ± 1 hour when given).
     """
     narrowed = _around(query, TRACE_REACH) or query
-    members = await _scan(store, narrowed, lambda c: c.trace_id == trace_id, first=False)
+    members, complete = await _scan(store, narrowed, lambda c: c.trace_id == trace_id, first=False)
     if not members:
-        raise NotFound(f"no call of trace {trace_id!r} in the window")
+        raise NotFound(f"no call of trace {trace_id!r} in the window" + ("" if complete else _CUT))
     members.sort(key=lambda c: (c.timestamp, c.call_id))
     spans = {c.span_id for c in members if c.span_id}
     children: dict[str | None, list[LLMCall]] = {}
@@ -219,4 +230,9 @@ async def trace(store: CallStore, query: Query, trace_id: str) -> dict[str, Any]
         if call.call_id not in placed:
             placed.add(call.call_id)
             ordered.append({"depth": 0, "call": call_json(call)})
-    return {"trace_id": trace_id, "query": narrowed.echo(), "calls": ordered}
+    return {
+        "trace_id": trace_id,
+        "query": narrowed.echo(),
+        "complete": complete,
+        "calls": ordered,
+    }

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from asynctelemetry import ConfigError, MemoryStore, MissingDependencyError, SQLiteStore
-from asynctelemetry.ui import Dashboard
+from asynctelemetry.ui import Dashboard, _api
 from asynctelemetry.ui._server import COOKIE
 from tests.conftest import make_call
 
@@ -159,6 +159,25 @@ async def test_call_by_id_and_content_only_when_captured(
             assert status == 404 and "no-such-call" in body["error"]
 
 
+async def test_lookups_read_a_bounded_number_of_calls(
+    tmp_path: Path, client: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lookup without ``at`` reads at most MAX_SCAN calls of the window, then says how to
+    narrow it; with ``at`` the same call is found."""
+    monkeypatch.setattr(_api, "MAX_SCAN", 2000)
+    now = datetime.now(UTC)
+    calls = recent_calls(4500, now=now)
+    async with SQLiteStore(tmp_path / "c.db") as store:
+        await store.add_many(calls)
+        await store.flush()
+        async with Dashboard(store, port=0) as board:
+            status, body, _ = await get(client, board, "/api/calls/call-000000?window=7d")
+            assert status == 404 and "narrow it with at=" in body["error"]
+            stamp = calls[0].timestamp.isoformat().replace("+", "%2B")
+            status, body, _ = await get(client, board, f"/api/calls/call-000000?at={stamp}")
+            assert status == 200 and body["call"]["call_id"] == "call-000000"
+
+
 async def test_trace_in_time_order_with_nesting(
     store: SQLiteStore, client: aiohttp.ClientSession
 ) -> None:
@@ -173,6 +192,7 @@ async def test_trace_in_time_order_with_nesting(
             ("agent-tool", 2),
             ("agent-answer", 1),
         ]
+        assert body["complete"] is True
         stamp = at.isoformat().replace("+", "%2B")
         status, narrowed, _ = await get(client, board, f"/api/traces/trace-a?at={stamp}")
         assert status == 200 and narrowed["calls"] == body["calls"]
