@@ -50,9 +50,13 @@ class Watched:
             f"() => Number(document.body.dataset.refreshes || 0) >= {at_least}", timeout=WAIT_MS
         )
 
-    def refreshes(self) -> int:
-        """How many times the page has drawn everything."""
-        return int(self.page.evaluate("Number(document.body.dataset.refreshes || 0)"))
+    def showing(self, *parts: str) -> None:
+        """Wait until the page shows a query holding every one of ``parts`` (``model=x``)."""
+        wanted = " && ".join(f"q.includes({part!r})" for part in parts)
+        self.page.wait_for_function(
+            f"() => {{ const q = document.body.dataset.query || ''; return {wanted}; }}",
+            timeout=WAIT_MS,
+        )
 
     def column(self, index: int) -> list[str]:
         """The text of one column of the recent-calls table (0-based)."""
@@ -132,19 +136,16 @@ def test_filters_change_the_table(served: Served, watched: Watched) -> None:
     watched.open(served.url)
     page = watched.page
     assert set(watched.column(1)) >= {"gpt-4o", "claude-sonnet-4-5", "gemini-2.5-flash"}
-    before = watched.refreshes()
     page.select_option("#model", "gpt-4o")
-    watched.refreshed(before + 1)
+    watched.showing("model=gpt-4o")
     models = watched.column(1)
     assert models and set(models) == {"gpt-4o"}
     assert page.text_content("#h-calls") == str(len(models))
-    before = watched.refreshes()
     page.select_option("#status", "error")
-    watched.refreshed(before + 1)
+    watched.showing("model=gpt-4o", "status=error")
     statuses = watched.column(4)
     assert statuses and all(s.startswith("error") for s in statuses)
     assert len(statuses) < len(models)
-    before = watched.refreshes()
     page.fill("#session", "s1")
     page.press("#session", "Enter")
     page.select_option("#model", "")
@@ -161,14 +162,13 @@ def test_window_choice_changes_the_query(served: Served, watched: Watched) -> No
     watched.open(served.url)
     page = watched.page
     hour = len(watched.column(0))
-    before = watched.refreshes()
     page.select_option("#window", "15m")
-    watched.refreshed(before + 1)
+    watched.showing("window=15m")
     assert 0 < len(watched.column(0)) < hour
-    before = watched.refreshes()
     page.select_option("#window", "custom")
-    watched.refreshed(before + 1)
+    watched.showing("since=", "until=")
     assert page.is_visible("#since") and page.is_visible("#until")
+    assert len(watched.column(0)) == hour  # the custom range starts as the last hour
 
 
 def test_live_page_shows_new_calls(served: Served, watched: Watched) -> None:

@@ -305,6 +305,7 @@
     if (state.busy) { state.again = true; return; }  // a change while drawing: draw again after
     state.busy = true;
     try {
+      const asked = query().toString();
       const stack = $("stack").value;
       const [byModel, bySession, byRoute, series, recent] = await Promise.all([
         api("/api/summary", query({ by: "model" })),
@@ -328,6 +329,7 @@
       state.lastFull = Date.now();
       say("updated " + new Date().toISOString().slice(11, 19) + " UTC" +
           ($("live").checked ? " · live" : ""), false);
+      document.body.dataset.query = asked;  // what the page now shows (the tests wait on it)
       document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
     } catch (err) {
       say(err.message, true);
