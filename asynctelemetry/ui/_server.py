@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import json
 import logging
+import warnings
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -127,6 +128,19 @@ class Dashboard:
         self._port: int | None = None
         #: Answers given, by HTTP status.
         self.responses: dict[int, int] = {}
+
+    def __repr__(self) -> str:
+        state = "serving" if self._runner is not None else "stopped"
+        return f"<Dashboard {self.url} {state}>"
+
+    def __del__(self) -> None:
+        if getattr(self, "_runner", None) is not None:
+            warnings.warn(
+                f"{self!r} was garbage-collected while serving: await stop() or use "
+                "'async with'",
+                ResourceWarning,
+                stacklevel=1,
+            )
 
     @property
     def port(self) -> int:

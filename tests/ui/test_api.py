@@ -419,3 +419,16 @@ async def test_requests_over_the_bound_are_429(client: aiohttp.ClientSession) ->
         assert status == 429 and headers["Retry-After"] == "1"
         store.gate.set()
         assert [s for s, _, _ in await asyncio.gather(*waiting)] == [200, 200]
+
+
+async def test_collected_while_serving_warns(store: SQLiteStore) -> None:
+    """A dashboard dropped while serving warns with ResourceWarning, as the stores do."""
+    board = Dashboard(store, port=0)
+    await board.start()
+    try:
+        with pytest.warns(ResourceWarning, match="garbage-collected while serving"):
+            board.__del__()
+        assert "serving" in repr(board)
+    finally:
+        await board.stop()
+    assert "stopped" in repr(board)
