@@ -57,7 +57,7 @@ STATUSES: Final = ("ok", "error", "cancelled")
 #: Text filters longer than this cannot match a record (records refuse longer names).
 _MAX_TEXT: Final = 512
 _COMMON: Final = frozenset({"window", "since", "until", "model", "provider", "session", "status"})
-#: Bucket widths the page picks from for a window: about 40 to 120 bars whatever the window.
+#: Bucket widths the page picks from for a window: about 40 to 96 bars whatever the window.
 _NICE_BUCKETS: Final = tuple(
     timedelta(seconds=s)
     for s in (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
@@ -90,11 +90,11 @@ def parse_time(text: str, name: str) -> datetime:
 
 
 def auto_bucket(span: timedelta) -> timedelta:
-    """A round bucket width giving at most about 120 buckets over ``span``."""
+    """A round bucket width giving at most 96 buckets over ``span`` (a day in 15 minutes)."""
     for width in _NICE_BUCKETS:
-        if span / width <= 120:
+        if span / width <= 96:
             return width
-    days = math.ceil(span / timedelta(days=1) / 120)
+    days = math.ceil(span / timedelta(days=1) / 96)
     return timedelta(days=days)
 
 
