@@ -26,6 +26,7 @@ import warnings
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Final, cast
 
+from .._collector._limits import ConnectionCaps, HttpLimits, RepeatedLog
 from .._exceptions import ConfigError, StoreError, require
 from . import _api
 from ._params import ParamError, parse_query
@@ -68,6 +69,11 @@ SECURITY_HEADERS: Final = {
 COOKIE: Final = "asynctelemetry_ui"
 #: Most requests served at once; more get 429 (each may hold a store query).
 DEFAULT_MAX_IN_FLIGHT: Final = 32
+#: Connections: at most 64 open (16 per client), closed as they arrive past that; a connection
+#: idle or slow to send its headers for 10 s is closed (the collector's OTLP/HTTP caps).
+LIMITS: Final = HttpLimits(
+    header_timeout=10.0, max_connections=64, max_connections_per_client=16, max_in_flight=32
+)
 
 #: Routes of the API: path → (handler, the route's own parameters).
 _ROUTES: Final[dict[str, tuple[_Route, tuple[str, ...]]]] = {
@@ -126,6 +132,9 @@ class Dashboard:
         self._assets: dict[str, bytes] = {}
         self._runner: web.ServerRunner | None = None
         self._port: int | None = None
+        self._log = RepeatedLog("dashboard")
+        #: Open connections, in all and per client (``caps.refused`` counts those closed).
+        self.caps: ConnectionCaps | None = None
         #: Answers given, by HTTP status.
         self.responses: dict[int, int] = {}
 
@@ -136,8 +145,7 @@ class Dashboard:
     def __del__(self) -> None:
         if getattr(self, "_runner", None) is not None:
             warnings.warn(
-                f"{self!r} was garbage-collected while serving: await stop() or use "
-                "'async with'",
+                f"{self!r} was garbage-collected while serving: await stop() or use 'async with'",
                 ResourceWarning,
                 stacklevel=1,
             )
@@ -169,7 +177,13 @@ class Dashboard:
         if not self._assets:
             self._assets = await asyncio.to_thread(_load_assets)
         web = self._web
-        server = web.Server(self._handle, access_log=None, keepalive_timeout=30.0)
+        server = web.Server(
+            self._handle,
+            access_log=None,
+            keepalive_timeout=LIMITS.header_timeout,
+            logger=self._log,
+        )
+        self.caps = ConnectionCaps(server, LIMITS)
         runner = web.ServerRunner(server, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self._requested_port)
