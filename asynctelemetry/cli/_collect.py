@@ -22,6 +22,7 @@ from .._stores import MemoryStore, SQLiteStore, open_store
 from ._errors import CLIError, UsageError, describe_bind_failure, port_in_use
 from ._help import plural
 from ._live import CallTap, LiveView
+from ._writers import WriterLock
 
 if TYPE_CHECKING:
     import argparse
@@ -81,6 +82,23 @@ def stop_signals(stop: asyncio.Event) -> Iterator[None]:
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+
+
+@contextlib.asynccontextmanager
+async def _writing(store: CallStore, args: argparse.Namespace) -> AsyncIterator[None]:
+    """Hold the writer lock of a SQLite file while collecting; say who else writes it."""
+    path = getattr(store, "path", ":memory:") if isinstance(store, SQLiteStore) else ":memory:"
+    if path == ":memory:":
+        yield
+        return
+    with WriterLock(path, f"asynctelemetry collect on {args.host}:{args.port}") as lock:
+        holder = lock.acquire()
+        if holder is not None:
+            _say(
+                f"warning: {path} is also being written by {holder}; both write into it and "
+                "their calls mix (use another --db for a separate store)"
+            )
+        yield
 
 
 @contextlib.asynccontextmanager
@@ -162,7 +180,7 @@ async def run_collect(args: argparse.Namespace, console: Console) -> int:
         if port and port_in_use(args.host, port):
             raise CLIError(describe_bind_failure(args.host, port, what))
     try:
-        async with store, _metrics(args, sinks) as metrics_url:
+        async with store, _writing(store, args), _metrics(args, sinks) as metrics_url:
             collector = _collector(args, store, sinks)
             try:
                 await collector.start()
