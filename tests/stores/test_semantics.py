@@ -21,9 +21,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+<<<<<<< HEAD
 from asynctelemetry import CallStore, LLMCall, MemoryStore, PriceTable, SQLiteStore, TimeBucket
+=======
+from asynctelemetry import CallStore, LLMCall, MemoryStore, PostgresStore, SQLiteStore, TimeBucket
+>>>>>>> 5e4f2e0 (PostgresStore (extra postgres, asyncpg): day-partitioned calls, binary COPY into a staging table merged with ON CONFLICT DO NOTHING, migrations under an advisory lock, reads in SQL (percentile_disc, keyset pages), retention by dropping partitions; open_store postgresql://; in the shared store suite)
 from asynctelemetry._stores import _base, summarize, timeseries
 from tests.conftest import T0, make_call
+from tests.pg import emptied_schema_dsn
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -41,10 +46,18 @@ async def _sqlite(directory: Path) -> AsyncIterator[Any]:
         yield store
 
 
+@contextlib.asynccontextmanager
+async def _postgres(directory: Path) -> AsyncIterator[Any]:
+    dsn = await emptied_schema_dsn()  # one schema per process, emptied: cheap per example
+    async with PostgresStore(dsn, flush_interval=0.01, pool_size=1, partitions_ahead=0) as store:
+        yield store
+
+
 #: Every store the suite covers: name → factory(directory) of an open, empty store.
 STORES: dict[str, Callable[[Path], contextlib.AbstractAsyncContextManager[Any]]] = {
     "memory": _memory,
     "sqlite": _sqlite,
+    "postgres": _postgres,
 }
 
 
