@@ -19,6 +19,7 @@ from .._collector import AsyncCollector
 from .._exceptions import ConfigError, MissingDependencyError, StoreError
 from .._export import format_call
 from .._stores import MemoryStore, SQLiteStore, open_store
+from ._common import is_postgres_url, postgres_store, source_name
 from ._errors import CLIError, UsageError, describe_bind_failure, port_in_use
 from ._help import plural
 from ._live import CallTap, LiveView
@@ -58,6 +59,8 @@ def _store_of(args: argparse.Namespace) -> tuple[CallStore, str]:
             return open_store(args.store), args.store
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
+    if is_postgres_url(args.db):
+        return postgres_store(args.db, **retention), source_name(args)
     if os.path.isdir(args.db):
         raise CLIError(f"{args.db} is a directory, not a call store")
     try:
