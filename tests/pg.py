@@ -99,9 +99,10 @@ def _run(argv: list[str]) -> None:
         )
 
 
-def start_server(*, private: bool = False) -> Server:
+def start_server(*, private: bool = False, durable: bool = False) -> Server:
     """A new private server (or the one ``$ASYNCTELEMETRY_TEST_POSTGRES`` names, unless
-    ``private``: a test that stops and starts the server needs one of its own)."""
+    ``private``: a test that stops and starts the server needs one of its own). ``durable``
+    keeps PostgreSQL's default crash safety (fsync), for benchmarks."""
     if os.environ.get(ENV) and not private:
         return Server(os.environ[ENV])
     bin_dir = find_bin_dir()
@@ -129,10 +130,10 @@ def start_server(*, private: bool = False) -> Server:
         conf.write(
             f"\nlisten_addresses = '127.0.0.1'\nport = {port}\n"
             f"unix_socket_directories = '{root}'\n"
-            # Test data need no crash safety: the server is thrown away with the run.
-            "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
-            "shared_buffers = 32MB\nmax_connections = 200\n"
+            "shared_buffers = 128MB\nmax_connections = 200\n"
         )
+        if not durable:  # test data need no crash safety: the server goes with the run
+            conf.write("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
     server = Server(f"postgresql://postgres@127.0.0.1:{port}/postgres", data_dir, bin_dir, log)
     for attempt in range(3):
         try:
