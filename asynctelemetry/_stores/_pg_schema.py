@@ -29,13 +29,14 @@ Version history:
 from __future__ import annotations
 
 import json
+from operator import itemgetter
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import SchemaVersionError, StoreError
 from .._record import LLMCall
-from .._rows import ATTRIBUTES, FIELDS, Row, row_of
+from .._rows import ATTRIBUTES, FIELDS, TIMESTAMP, Row
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -51,6 +52,7 @@ __all__ = [
     "STAGING",
     "STAGING_SQL",
     "day_of",
+    "days_of",
     "ensure_partitions",
     "existing_partitions",
     "partition_name",
@@ -247,21 +249,51 @@ async def ensure_partitions(
 # -- the row codec ------------------------------------------------------------------------------
 _dumps: Final = json.JSONEncoder(separators=(",", ":")).encode
 _COST: Final = FIELDS.index("cost_usd")
+_fields_of_record: Final = itemgetter(*FIELDS[:ATTRIBUTES])
+#: Exact decimals of the costs seen lately: costs repeat (one price per model and token count),
+#: and building the exact Decimal of a float is most of a row's encoding time.
+_decimals: dict[float, Decimal] = {}
+_MAX_DECIMALS: Final = 65_536
 
 
-def pg_row(call: LLMCall | Row) -> tuple[Any, ...]:
+def _exact(cost: float) -> Decimal:
+    exact = _decimals.get(cost)
+    if exact is None:
+        if len(_decimals) >= _MAX_DECIMALS:
+            _decimals.clear()
+        exact = _decimals[cost] = Decimal(cost)
+    return exact
+
+
+def pg_row(call: LLMCall | Row) -> list[Any]:
     """The COPY row of a record or a compact row, in :data:`COPY_COLUMNS` order."""
-    row: Row = call if call.__class__ is tuple else row_of(call.__dict__)
-    keys = row[ATTRIBUTES]
-    values = list(row[:ATTRIBUTES])
+    if call.__class__ is tuple:
+        row: Row = call
+        values = list(row[:ATTRIBUTES])
+        keys = row[ATTRIBUTES]
+        attributes = None if keys is None else dict(zip(keys, row[ATTRIBUTES + 1 :], strict=True))
+    else:
+        data = call.__dict__
+        values = list(_fields_of_record(data))
+        attributes = data["attributes"]
     cost = values[_COST]
     if cost is not None:
-        values[_COST] = Decimal(cost)  # the float's exact value: sums round once
-    if keys is None:
-        values.append(None)
-    else:
-        values.append(_dumps(dict(zip(keys, row[ATTRIBUTES + 1 :], strict=True))))
-    return tuple(values)
+        values[_COST] = _exact(cost)  # the float's exact value: sums round once
+    values.append(_dumps(attributes) if attributes else None)
+    return values
+
+
+def days_of(batch: Iterable[LLMCall | Row]) -> set[date]:
+    """The UTC days of the calls' timestamps (records and rows hold aware UTC datetimes)."""
+    days: set[date] = set()
+    last = None
+    for call in batch:
+        moment = call[TIMESTAMP] if call.__class__ is tuple else call.timestamp  # type: ignore[union-attr]
+        day = moment.date()
+        if day != last:
+            days.add(day)
+            last = day
+    return days
 
 
 _loads: Final = json.loads

@@ -1,8 +1,9 @@
 """PostgresStore: calls kept in PostgreSQL, shared by many processes, written in batches.
 
 One dedicated writer connection, fed by a :class:`BatchQueue`, sends each batch with binary
-``COPY`` into a per-connection temporary staging table and merges it into ``calls`` with
-``INSERT … ON CONFLICT DO NOTHING`` in the same transaction; a pool of ``pool_size`` connections
+``COPY`` straight into ``calls``; a batch holding a call stored before (a duplicate) goes into a
+per-connection temporary staging table instead and is merged with ``INSERT … ON CONFLICT DO
+NOTHING`` in the same transaction (see :meth:`PostgresStore._merge`); a pool of ``pool_size`` connections
 serves reads. Schema, partitions and codec: :mod:`._pg_schema`; reads: :mod:`._pg_reads`;
 retention: :mod:`._pg_retention`. asyncpg is imported when the store opens (extra ``postgres``).
 """
@@ -18,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .._batching import BatchQueue, Closing, Retryable, RetryPolicy
 from .._exceptions import ConfigError, StoreClosedError, StoreError, require, require_int
-from .._rows import TIMESTAMP, Row, Rows
+from .._rows import Row, Rows
 from . import _pg_reads as r
 from ._base import CallSummary, Filters, GroupBy, TimeBucket, bucket_ns, check_limit
 from ._pg_retention import PgRetention
@@ -27,7 +28,7 @@ from ._pg_schema import (
     MERGE_SQL,
     STAGING,
     STAGING_SQL,
-    day_of,
+    days_of,
     decode,
     ensure_partitions,
     pg_row,
@@ -52,7 +53,7 @@ logger = logging.getLogger("asynctelemetry")
 #: Rows per replay/query page: bounded memory, few round trips.
 PAGE: Final = 2000
 #: Rows encoded per step of a COPY: the event loop gets control back between steps.
-_ENCODE_STEP: Final = 256
+_ENCODE_STEP: Final = 64
 #: SQLSTATE classes worth retrying: connection, transaction rollback (deadlock, serialization),
 #: insufficient resources (disk full), lock not available, operator intervention (shutdown,
 #: restart), system error, internal error.
@@ -428,9 +429,23 @@ class PostgresStore:
     async def _merge(
         self, conn: asyncpg.Connection, batch: list[LLMCall | Row]
     ) -> tuple[int, list[tuple[str, str]]]:
-        """One transaction: COPY into staging, merge; returns (inserted, rejected rows)."""
-        days = {day_of(c[TIMESTAMP] if c.__class__ is tuple else c.timestamp) for c in batch}  # type: ignore[union-attr]
-        await ensure_partitions(conn, days, self._known_days)
+        """Store ``batch`` atomically; returns (inserted, rejected rows).
+
+        First, optimistically, one binary COPY straight into ``calls`` (the raw path: rows go in
+        with multi-row heap inserts). When a call is stored already (a retried or replayed
+        batch, another writer's copy, or twice in this batch) the unique index refuses the
+        whole COPY, which leaves nothing behind; the batch then goes the safe way: COPY into the
+        staging table and ``INSERT … ON CONFLICT DO NOTHING``, in one transaction.
+        """
+        await ensure_partitions(conn, days_of(batch), self._known_days)
+        try:
+            await conn.copy_records_to_table("calls", records=_encoded(batch), columns=COPY_COLUMNS)
+            return len(batch), []
+        except self._asyncpg.UniqueViolationError:
+            pass
+        except Exception as exc:
+            if not self._is_row_error(exc):
+                raise
         rejected: list[tuple[str, str]] = []
         try:
             async with conn.transaction():
@@ -595,7 +610,7 @@ class PostgresStore:
             after = (last[r.ROW_TS], last[r.ROW_ID])
 
 
-async def _encoded(batch: list[LLMCall | Row]) -> AsyncIterator[tuple[Any, ...]]:
+async def _encoded(batch: list[LLMCall | Row]) -> AsyncIterator[list[Any]]:
     """The batch's COPY rows, a step at a time, giving the event loop control between steps."""
     for start in range(0, len(batch), _ENCODE_STEP):
         for row in list(map(pg_row, batch[start : start + _ENCODE_STEP])):
