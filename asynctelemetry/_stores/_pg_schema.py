@@ -29,9 +29,9 @@ Version history:
 from __future__ import annotations
 
 import json
-from operator import itemgetter
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import SchemaVersionError, StoreError

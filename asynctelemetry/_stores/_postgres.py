@@ -3,9 +3,10 @@
 One dedicated writer connection, fed by a :class:`BatchQueue`, sends each batch with binary
 ``COPY`` straight into ``calls``; a batch holding a call stored before (a duplicate) goes into a
 per-connection temporary staging table instead and is merged with ``INSERT … ON CONFLICT DO
-NOTHING`` in the same transaction (see :meth:`PostgresStore._merge`); a pool of ``pool_size`` connections
-serves reads. Schema, partitions and codec: :mod:`._pg_schema`; reads: :mod:`._pg_reads`;
-retention: :mod:`._pg_retention`. asyncpg is imported when the store opens (extra ``postgres``).
+NOTHING`` in the same transaction (see :meth:`PostgresStore._merge`); a pool of ``pool_size``
+connections serves reads. Schema, partitions and codec: :mod:`._pg_schema`; reads:
+:mod:`._pg_reads`; retention: :mod:`._pg_retention`. asyncpg is imported when the store opens
+(extra ``postgres``).
 """
 
 from __future__ import annotations
