@@ -80,6 +80,7 @@ async def write_store(dsn: str, calls: list[LLMCall]) -> tuple[float, list[float
             started = time.perf_counter()
             for start in range(0, len(calls), CHUNK):
                 await store.add_many(calls[start : start + CHUNK])
+                await asyncio.sleep(0)  # an app does other work between batches
             await store.flush()
             seconds = time.perf_counter() - started
         assert store.duplicates == 0 and store.rejected == 0
