@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ._base import Filters, TimeBucket
 
 __all__ = [
+    "REPRICE_SQL",
     "SELECT_LIST",
     "count_sql",
     "page_sql",
@@ -106,6 +107,13 @@ def page_sql(
     sql = f"SELECT {SELECT_LIST} FROM calls{clause} ORDER BY {order} LIMIT {params.add(size)}"
     return sql, params.values
 
+
+#: New costs for (call_id, ts) pairs: ``$1`` ids, ``$2`` timestamps, ``$3`` costs, ``$4`` version.
+REPRICE_SQL: Final = (
+    "UPDATE calls AS c SET cost_usd = v.cost, price_version = $4 "
+    "FROM unnest($1::text[], $2::timestamptz[], $3::numeric[]) AS v(call_id, ts, cost) "
+    "WHERE c.call_id = v.call_id AND c.ts = v.ts"
+)
 
 # Time per output token exactly as LLMCall.tpt_ms computes it (the same IEEE operations), NULL
 # where it has none; tokens per second is ``1000 / tpt`` (computed in Python: the server would

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import warnings
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, Self
 from urllib.parse import urlsplit, urlunsplit
 
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     import asyncpg
 
     from .._batching import QueueStats
+    from .._pricing import PriceTable
     from .._record import LLMCall
 
 __all__ = ["PostgresStore"]
@@ -478,6 +480,49 @@ class PostgresStore:
         if isinstance(exc, self._asyncpg.DataError):
             return True
         return str(getattr(exc, "sqlstate", "") or "").startswith("22")
+
+    async def reprice(
+        self,
+        table: PriceTable,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+    ) -> int:
+        """Price the committed calls that pass the filters again with ``table`` and keep the
+        new costs and ``price_version`` (``table.version``); return how many calls changed.
+
+        A call is priced by ``table.cost(call)``; one the table cannot price keeps its cost.
+        Reads keyset pages and writes each page's changes in one ``UPDATE`` (memory bounded by
+        a page); calls written meanwhile are repriced if they sort after the page being read.
+        """
+        filters = Filters(since, until, model, provider, session_id, status)
+        version = table.version
+        changed = 0
+        after: tuple[datetime, int] | None = None
+        while True:
+            sql, params = r.page_sql(filters, PAGE, after=after)
+            rows = await self._fetch(sql, params)
+            ids: list[str] = []
+            stamps: list[datetime] = []
+            costs: list[Decimal] = []
+            for call in decode(rows):
+                cost = table.cost(call)
+                if cost is not None and (cost != call.cost_usd or call.price_version != version):
+                    ids.append(call.call_id)
+                    stamps.append(call.timestamp)
+                    costs.append(Decimal(cost))
+            if ids:
+                async with self._connection() as conn:
+                    await conn.execute(r.REPRICE_SQL, ids, stamps, costs, version)
+                changed += len(ids)
+            if len(rows) < PAGE:
+                return changed
+            after = (rows[-1][r.ROW_TS], rows[-1][r.ROW_ID])
+            await asyncio.sleep(0)
 
     # -- retention ------------------------------------------------------------------------------
     async def enforce_retention(self) -> int:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 import pytest
 
-from asynctelemetry import LLMCall, PostgresStore, StoreError, open_store
+from asynctelemetry import LLMCall, PostgresStore, PriceTable, StoreError, open_store
 from tests.conftest import T0, make_call
 from tests.pg import start_server, stop_server
 
@@ -328,3 +328,24 @@ def test_open_store_takes_postgres_urls() -> None:
     assert store.dsn == "postgresql://u:pw@db.example:5433/calls?sslmode=require"
     assert "pw" not in repr(store)
     assert isinstance(open_store("postgres://localhost/db"), PostgresStore)
+
+
+async def test_reprice_writes_new_costs(pg_dsn: str) -> None:
+    """reprice() keeps table.cost(call) and the table's version for the calls that pass the
+    filters, page by page; a second run changes nothing."""
+    calls = [make_call(i, model="gpt-4o", request_model=None, cost_usd=0.5) for i in range(5000)]
+    table = PriceTable.default().with_overrides(
+        {"gpt-4o": {"input_per_million": 10, "output_per_million": 40}}
+    )
+    until = T0 + timedelta(seconds=3000)
+    async with PostgresStore(pg_dsn) as store:
+        await store.add_many(calls)
+        await store.flush()
+        assert await store.reprice(table, until=until) == 3000
+        got = await store.query()
+        assert got[:3000] == [
+            c.model_copy(update={"cost_usd": table.cost(c), "price_version": table.version})
+            for c in calls[:3000]
+        ]
+        assert got[3000:] == calls[3000:]
+        assert await store.reprice(table, until=until) == 0
