@@ -21,11 +21,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-<<<<<<< HEAD
-from asynctelemetry import CallStore, LLMCall, MemoryStore, PriceTable, SQLiteStore, TimeBucket
-=======
-from asynctelemetry import CallStore, LLMCall, MemoryStore, PostgresStore, SQLiteStore, TimeBucket
->>>>>>> 5e4f2e0 (PostgresStore (extra postgres, asyncpg): day-partitioned calls, binary COPY into a staging table merged with ON CONFLICT DO NOTHING, migrations under an advisory lock, reads in SQL (percentile_disc, keyset pages), retention by dropping partitions; open_store postgresql://; in the shared store suite)
+from asynctelemetry import (
+    CallStore,
+    LLMCall,
+    MemoryStore,
+    PostgresStore,
+    PriceTable,
+    SQLiteStore,
+    TimeBucket,
+)
 from asynctelemetry._stores import _base, summarize, timeseries
 from tests.conftest import T0, make_call
 from tests.pg import emptied_schema_dsn
