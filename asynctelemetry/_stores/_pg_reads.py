@@ -1,4 +1,4 @@
-"""SQL for PostgresStore's reads: filters, keyset pages, summaries and time series.
+"""SQL for PostgresStore's reads: filters, keyset pages, summaries, time series, and repricing.
 
 Filters follow :class:`~asynctelemetry._stores._base.Filters` exactly (``since`` inclusive,
 ``until`` exclusive, ``model`` matching ``model`` or ``request_model``, the others exact), every
@@ -18,13 +18,19 @@ implementation uses, so every store gives equal rows for equal calls.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 from ._base import CallSummary, group_field, window_percentile
-from ._pg_schema import COPY_COLUMNS
+from ._pg_schema import COPY_COLUMNS, decode
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+    from .._pricing import PriceTable
+    from .._record import LLMCall
     from ._base import Filters, TimeBucket
 
 __all__ = [
@@ -32,6 +38,8 @@ __all__ = [
     "SELECT_LIST",
     "count_sql",
     "page_sql",
+    "pages",
+    "reprice",
     "summary_rows",
     "summary_sql",
     "timeseries_rows",
@@ -252,3 +260,60 @@ def timeseries_rows(rows: list[Any], bucket_type: type[TimeBucket]) -> list[Time
     ]
     buckets.sort(key=lambda b: (b.start, b.key is not None, b.key or ""))
     return buckets
+
+
+async def pages(
+    fetch: Callable[[str, Sequence[Any]], Awaitable[list[Any]]],
+    filters: Filters,
+    page: int,
+    *,
+    newest_first: bool = False,
+    limit: int | None = None,
+) -> AsyncIterator[LLMCall]:
+    """The calls that pass ``filters`` in order, read ``page`` rows at a time by keyset."""
+    after: tuple[datetime, int] | None = None
+    left = limit
+    while left is None or left > 0:
+        size = page if left is None else min(page, left)
+        sql, params = page_sql(filters, size, newest_first=newest_first, after=after)
+        rows = await fetch(sql, params)
+        for call in decode(rows):
+            yield call
+        if len(rows) < size:
+            return
+        if left is not None:
+            left -= len(rows)
+        after = (rows[-1][ROW_TS], rows[-1][ROW_ID])
+
+
+async def reprice(
+    fetch: Callable[[str, Sequence[Any]], Awaitable[list[Any]]],
+    execute: Callable[..., Awaitable[None]],
+    table: PriceTable,
+    filters: Filters,
+    page: int,
+) -> int:
+    """Price the calls that pass ``filters`` again, a keyset page at a time, and write each
+    page's changed costs (and ``table.version``) in one ``UPDATE``; return how many changed."""
+    version = table.version
+    changed = 0
+    after: tuple[datetime, int] | None = None
+    while True:
+        sql, params = page_sql(filters, page, after=after)
+        rows = await fetch(sql, params)
+        ids: list[str] = []
+        stamps: list[datetime] = []
+        costs: list[Decimal] = []
+        for call in decode(rows):
+            cost = table.cost(call)
+            if cost is not None and (cost != call.cost_usd or call.price_version != version):
+                ids.append(call.call_id)
+                stamps.append(call.timestamp)
+                costs.append(Decimal(cost))
+        if ids:
+            await execute(REPRICE_SQL, ids, stamps, costs, version)
+            changed += len(ids)
+        if len(rows) < page:
+            return changed
+        after = (rows[-1][ROW_TS], rows[-1][ROW_ID])
+        await asyncio.sleep(0)  # pricing a page is CPU work: let the loop breathe

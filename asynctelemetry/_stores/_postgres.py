@@ -15,33 +15,22 @@ import asyncio
 import contextlib
 import logging
 import warnings
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, Self
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from .._batching import BatchQueue, Closing, Retryable, RetryPolicy
+from .._batching import BatchQueue, Closing, RetryPolicy
 from .._exceptions import ConfigError, StoreClosedError, StoreError, require, require_int
 from .._rows import Row, Rows
 from . import _pg_reads as r
 from ._base import CallSummary, Filters, GroupBy, TimeBucket, bucket_ns, check_limit
 from ._pg_retention import PgRetention
-from ._pg_schema import (
-    COPY_COLUMNS,
-    MERGE_SQL,
-    STAGING,
-    STAGING_SQL,
-    days_of,
-    decode,
-    ensure_partitions,
-    pg_row,
-    prepare,
-)
+from ._pg_writer import PgWriter, is_db_error, reason, redact
 from ._replay import paced
 from ._retention import parse_max_age, parse_max_rows
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
-    from datetime import date, datetime, timedelta
+    from datetime import datetime, timedelta
     from types import TracebackType
 
     import asyncpg
@@ -55,24 +44,6 @@ __all__ = ["PostgresStore"]
 logger = logging.getLogger("asynctelemetry")
 #: Rows per replay/query page: bounded memory, few round trips.
 PAGE: Final = 2000
-#: Rows encoded per step of a COPY: the event loop gets control back between steps.
-_ENCODE_STEP: Final = 64
-#: SQLSTATE classes worth retrying: connection, transaction rollback (deadlock, serialization),
-#: insufficient resources (disk full), lock not available, operator intervention (shutdown,
-#: restart), system error, internal error.
-_RETRY_CLASSES: Final = frozenset({"08", "40", "53", "55", "57", "58", "XX"})
-#: "no partition of relation found for row": a partition was dropped under the writer.
-_NO_PARTITION: Final = "23514"
-
-
-def redact(dsn: str) -> str:
-    """The DSN with its password replaced by ``***`` (for messages and ``repr``)."""
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 class PostgresStore:
@@ -145,11 +116,7 @@ class PostgresStore:
         self.max_queue = max_queue
         self.close_timeout = close_timeout
         self.connect_timeout = connect_timeout
-        #: Calls the server refused (e.g. text holding NUL), logged and counted.
-        self.rejected = 0
-        #: Calls not stored because the same call (``call_id`` and timestamp) already was.
-        self.duplicates = 0
-        self._known_days: set[date] = set()
+        self._writer = PgWriter(None, dsn, connect_timeout)
         self._queue: BatchQueue[LLMCall | Row] = BatchQueue(
             self._write_batch,
             max_size=max_queue,
@@ -167,11 +134,9 @@ class PostgresStore:
             interval=retention_interval,
             batch=retention_batch,
             ahead=partitions_ahead,
-            known=self._known_days,
+            known=self._writer.known_days,
         )
-        self._asyncpg: Any = None
         self._pool: asyncpg.Pool | None = None
-        self._writer: asyncpg.Connection | None = None
         self._upkeep: asyncio.Task[None] | None = None
         self._opening: asyncio.Lock | None = None
         self._closed = False
@@ -181,6 +146,16 @@ class PostgresStore:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._pool else "unopened"
         return f"PostgresStore({redact(self.dsn)!r}, {state}, pending={self.pending})"
+
+    @property
+    def rejected(self) -> int:
+        """Calls the server refused (e.g. text holding NUL), logged and counted."""
+        return self._writer.rejected
+
+    @property
+    def duplicates(self) -> int:
+        """Calls not stored because the same call (``call_id`` and timestamp) already was."""
+        return self._writer.duplicates
 
     @property
     def pending(self) -> int:
@@ -218,11 +193,12 @@ class PostgresStore:
         return self
 
     async def _connect(self) -> None:
-        self._asyncpg = require("asyncpg", "postgres", "PostgresStore")
+        pg: Any = require("asyncpg", "postgres", "PostgresStore")
+        self._writer.pg = pg
         pool = None
-        writer = await self._new_writer(prepare_schema=True)
+        await self._writer.connect(prepare_schema=True)
         try:
-            pool = await self._asyncpg.create_pool(
+            pool = await pg.create_pool(
                 self.dsn,
                 min_size=1,
                 max_size=self.pool_size,
@@ -232,37 +208,16 @@ class PostgresStore:
                 await self.retention.create_ahead(conn)
         except BaseException as exc:
             with contextlib.suppress(Exception):
-                writer.terminate()
+                await self._writer.close()
             if pool is not None:
                 pool.terminate()
             if isinstance(exc, Exception) and self._is_db_error(exc):
-                raise StoreError(f"cannot open {redact(self.dsn)}: {_reason(exc)}") from exc
+                raise StoreError(f"cannot open {redact(self.dsn)}: {reason(exc)}") from exc
             raise
-        self._writer, self._pool = writer, pool
+        self._pool = pool
         self._upkeep = asyncio.get_running_loop().create_task(
             self.retention.run_forever(), name=f"{self!r} upkeep"
         )
-
-    async def _new_writer(self, *, prepare_schema: bool = False) -> asyncpg.Connection:
-        """A connection for the writer (bounded by ``connect_timeout``), staging table ready."""
-        try:
-            conn = await self._asyncpg.connect(self.dsn, timeout=self.connect_timeout)
-        except Exception as exc:
-            if self._is_db_error(exc):
-                raise StoreError(f"cannot connect to {redact(self.dsn)}: {_reason(exc)}") from exc
-            raise
-        try:
-            if prepare_schema:
-                await prepare(conn, redact(self.dsn))
-            await conn.execute(STAGING_SQL)
-        except BaseException:
-            conn.terminate()
-            raise
-        return conn
-
-    def _is_db_error(self, exc: BaseException) -> bool:
-        pg = self._asyncpg
-        return isinstance(exc, OSError | TimeoutError | pg.PostgresError | pg.InterfaceError)
 
     async def aclose(self) -> None:
         """Write what is queued (within ``close_timeout``), then close the connections.
@@ -307,13 +262,8 @@ class PostgresStore:
             raise ended
 
     async def _release(self) -> None:
-        writer, pool = self._writer, self._pool
-        self._writer = None
-        if writer is not None:
-            try:
-                await asyncio.wait_for(writer.close(), timeout=2.0)
-            except Exception:
-                writer.terminate()
+        await self._writer.close()
+        pool = self._pool
         if pool is not None:
             try:
                 await asyncio.wait_for(pool.close(), timeout=max(self.close_timeout, 1.0))
@@ -340,6 +290,14 @@ class PostgresStore:
                 source=self,
             )
 
+    def _is_db_error(self, exc: BaseException) -> bool:
+        return is_db_error(self._writer.pg, exc)
+
+    async def _write_batch(self, batch: list[LLMCall | Row]) -> None:
+        if self._pool is None:  # closed under us; BatchQueue counts the batch as lost
+            raise StoreClosedError(f"{self!r} is closed")
+        await self._writer.write(batch)
+
     async def _ready(self) -> asyncpg.Pool:
         if self._closed:
             raise StoreClosedError(f"{self!r} is closed")
@@ -359,7 +317,7 @@ class PostgresStore:
             raise
         except Exception as exc:
             if self._is_db_error(exc):
-                raise StoreError(f"{redact(self.dsn)}: {_reason(exc)}") from exc
+                raise StoreError(f"{redact(self.dsn)}: {reason(exc)}") from exc
             raise
 
     # -- writing --------------------------------------------------------------------------------
@@ -387,100 +345,6 @@ class PostgresStore:
             return
         await self._queue.flush()
 
-    async def _write_batch(self, batch: list[LLMCall | Row]) -> None:
-        if self._pool is None:  # closed under us; BatchQueue counts the batch as lost
-            raise StoreClosedError(f"{self!r} is closed")
-        try:
-            if self._writer is None or self._writer.is_closed():
-                self._writer = await self._new_writer()
-            inserted, rejected = await self._merge(self._writer, batch)
-        except StoreError as exc:  # could not reconnect
-            raise self._retry(exc, len(batch)) from exc
-        except Exception as exc:
-            if not self._is_db_error(exc):
-                raise
-            code = getattr(exc, "sqlstate", None) or ""
-            if code == _NO_PARTITION:
-                self._known_days.clear()  # a partition went (retention): make it again
-            elif code and code[:2] not in _RETRY_CLASSES:
-                error = StoreError(f"writing {len(batch)} calls failed: {_reason(exc)}")
-                logger.error("asynctelemetry: %s; the batch is dropped", error)
-                raise error from exc
-            if not code or code[:2] in ("08", "57"):  # the connection is gone or going
-                self._drop_writer()
-            raise self._retry(exc, len(batch)) from exc
-        if self._failing:
-            self._failing = False
-            logger.warning("asynctelemetry: %s is writing again", redact(self.dsn))
-        for call_id, reason in rejected:
-            logger.error("asynctelemetry: call %r rejected by PostgreSQL: %s", call_id, reason)
-        self.rejected += len(rejected)
-        self.duplicates += len(batch) - inserted - len(rejected)
-
-    def _retry(self, exc: BaseException, size: int) -> Retryable:
-        error = StoreError(f"writing {size} calls to {redact(self.dsn)} failed: {_reason(exc)}")
-        if not self._failing:
-            self._failing = True
-            logger.warning("asynctelemetry: %s; the calls stay queued, retrying", error)
-        return Retryable(error)
-
-    def _drop_writer(self) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.terminate()
-
-    async def _merge(
-        self, conn: asyncpg.Connection, batch: list[LLMCall | Row]
-    ) -> tuple[int, list[tuple[str, str]]]:
-        """Store ``batch`` atomically; returns (inserted, rejected rows).
-
-        First, optimistically, one binary COPY straight into ``calls`` (the raw path: rows go in
-        with multi-row heap inserts). When a call is stored already (a retried or replayed
-        batch, another writer's copy, or twice in this batch) the unique index refuses the
-        whole COPY, which leaves nothing behind; the batch then goes the safe way: COPY into the
-        staging table and ``INSERT … ON CONFLICT DO NOTHING``, in one transaction.
-        """
-        await ensure_partitions(conn, days_of(batch), self._known_days)
-        try:
-            await conn.copy_records_to_table("calls", records=_encoded(batch), columns=COPY_COLUMNS)
-            return len(batch), []
-        except self._asyncpg.UniqueViolationError:
-            pass
-        except Exception as exc:
-            if not self._is_row_error(exc):
-                raise
-        rejected: list[tuple[str, str]] = []
-        try:
-            async with conn.transaction():
-                await conn.copy_records_to_table(
-                    STAGING, records=_encoded(batch), columns=COPY_COLUMNS
-                )
-                status = await conn.execute(MERGE_SQL)
-        except Exception as exc:
-            if not self._is_row_error(exc):
-                raise
-            async with conn.transaction():  # find the rows the server refuses, one by one
-                for call in batch:
-                    try:
-                        async with conn.transaction():
-                            await conn.copy_records_to_table(
-                                STAGING, records=[pg_row(call)], columns=COPY_COLUMNS
-                            )
-                    except Exception as row_exc:
-                        if not self._is_row_error(row_exc):
-                            raise
-                        rejected.append((_call_id(call), _reason(row_exc)))
-                status = await conn.execute(MERGE_SQL)
-        return int(status.split()[-1]), rejected
-
-    def _is_row_error(self, exc: BaseException) -> bool:
-        """A value the server or the codec cannot take (class 22: data exception)."""
-        if isinstance(exc, UnicodeError | ValueError | OverflowError | TypeError):
-            return True
-        if isinstance(exc, self._asyncpg.DataError):
-            return True
-        return str(getattr(exc, "sqlstate", "") or "").startswith("22")
-
     async def reprice(
         self,
         table: PriceTable,
@@ -500,29 +364,11 @@ class PostgresStore:
         a page); calls written meanwhile are repriced if they sort after the page being read.
         """
         filters = Filters(since, until, model, provider, session_id, status)
-        version = table.version
-        changed = 0
-        after: tuple[datetime, int] | None = None
-        while True:
-            sql, params = r.page_sql(filters, PAGE, after=after)
-            rows = await self._fetch(sql, params)
-            ids: list[str] = []
-            stamps: list[datetime] = []
-            costs: list[Decimal] = []
-            for call in decode(rows):
-                cost = table.cost(call)
-                if cost is not None and (cost != call.cost_usd or call.price_version != version):
-                    ids.append(call.call_id)
-                    stamps.append(call.timestamp)
-                    costs.append(Decimal(cost))
-            if ids:
-                async with self._connection() as conn:
-                    await conn.execute(r.REPRICE_SQL, ids, stamps, costs, version)
-                changed += len(ids)
-            if len(rows) < PAGE:
-                return changed
-            after = (rows[-1][r.ROW_TS], rows[-1][r.ROW_ID])
-            await asyncio.sleep(0)
+        return await r.reprice(self._fetch, self._execute, table, filters, PAGE)
+
+    async def _execute(self, sql: str, *params: Any) -> None:
+        async with self._connection() as conn:
+            await conn.execute(sql, *params)
 
     # -- retention ------------------------------------------------------------------------------
     async def enforce_retention(self) -> int:
@@ -541,7 +387,7 @@ class PostgresStore:
                 rows: list[Any] = await conn.fetch(sql, *params)
             except Exception as exc:
                 if self._is_db_error(exc):
-                    raise StoreError(f"reading {redact(self.dsn)} failed: {_reason(exc)}") from exc
+                    raise StoreError(f"reading {redact(self.dsn)} failed: {reason(exc)}") from exc
                 raise
             return rows
 
@@ -637,40 +483,10 @@ class PostgresStore:
         pages = self._pages(Filters(since, until, model, provider, session_id, status))
         return pages if speed is None else paced(pages, speed)
 
-    async def _pages(
+    def _pages(
         self, filters: Filters, *, newest_first: bool = False, limit: int | None = None
     ) -> AsyncIterator[LLMCall]:
-        after: tuple[datetime, int] | None = None
-        left = limit
-        while left is None or left > 0:
-            size = PAGE if left is None else min(PAGE, left)
-            sql, params = r.page_sql(filters, size, newest_first=newest_first, after=after)
-            rows = await self._fetch(sql, params)
-            for call in decode(rows):
-                yield call
-            if len(rows) < size:
-                return
-            if left is not None:
-                left -= len(rows)
-            last = rows[-1]
-            after = (last[r.ROW_TS], last[r.ROW_ID])
-
-
-async def _encoded(batch: list[LLMCall | Row]) -> AsyncIterator[list[Any]]:
-    """The batch's COPY rows, a step at a time, giving the event loop control between steps."""
-    for start in range(0, len(batch), _ENCODE_STEP):
-        for row in list(map(pg_row, batch[start : start + _ENCODE_STEP])):
-            yield row
-        await asyncio.sleep(0)
-
-
-def _call_id(call: LLMCall | Row) -> str:
-    return str(call[0] if isinstance(call, tuple) else call.call_id)
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        return r.pages(self._fetch, filters, PAGE, newest_first=newest_first, limit=limit)
 
 
 def _check(ok: bool, message: str) -> None:

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 from .._exceptions import ConfigError, SchemaVersionError, StoreError
 from .._stores import SQLiteStore, open_store
-from .._stores._postgres import redact
+from .._stores._pg_writer import redact
 from ._errors import CLIError, UsageError
 
 if TYPE_CHECKING:
