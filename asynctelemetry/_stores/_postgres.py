@@ -382,14 +382,18 @@ class PostgresStore:
 
     # -- reading --------------------------------------------------------------------------------
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        async with self._connection() as conn:
-            try:
-                rows: list[Any] = await conn.fetch(sql, *params)
-            except Exception as exc:
-                if self._is_db_error(exc):
+        for attempt in (1, 2):
+            async with self._connection() as conn:
+                try:
+                    rows: list[Any] = await conn.fetch(sql, *params)
+                except Exception as exc:
+                    if not self._is_db_error(exc):
+                        raise
+                    if attempt == 1 and conn.is_closed():
+                        continue  # a pooled connection the server dropped (a restart): once more
                     raise StoreError(f"reading {redact(self.dsn)} failed: {reason(exc)}") from exc
-                raise
-            return rows
+                return rows
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def query(
         self,

@@ -236,7 +236,8 @@ async def private_server() -> AsyncIterator[Server]:
 @pytest.mark.timeout(180)
 async def test_server_stopped_and_started_mid_stream(private_server: Server) -> None:
     """Calls keep coming while the server is stopped and started again: the writer retries with
-    backoff and every call accepted is stored; flush() reports the outage while it lasts."""
+    backoff and every call accepted is stored; flush() reports the outage while it lasts; reads
+    work again once the server is back."""
     store = PostgresStore(private_server.dsn, batch_size=200, flush_interval=0.01)
     async with store:
         sent: list[LLMCall] = []
@@ -250,6 +251,7 @@ async def test_server_stopped_and_started_mid_stream(private_server: Server) -> 
 
         await produce(0, 1000)
         await store.flush()
+        assert await store.count() == 1000  # the read pool holds a connection the stop will end
         await asyncio.to_thread(private_server.stop, "fast")
         await produce(1000, 1000)  # accepted while the server is down
         with pytest.raises(StoreError):
