@@ -97,7 +97,8 @@ class PgWriter:
                 conn.terminate()
 
     async def connect(self, *, prepare_schema: bool = False) -> asyncpg.Connection:
-        """A connection for the writer (bounded by ``connect_timeout``), staging table ready."""
+        """Connect the writer (within ``connect_timeout``), its staging table ready; it becomes
+        :attr:`conn` (and is returned)."""
         try:
             conn = await self.pg.connect(self.dsn, timeout=self.connect_timeout)
         except Exception as exc:
@@ -111,6 +112,7 @@ class PgWriter:
         except BaseException:
             conn.terminate()
             raise
+        self.conn = conn
         return conn
 
     def _is_db_error(self, exc: BaseException) -> bool:

@@ -8,12 +8,14 @@ server refuses. The server is the suite's own (``tests/pg.py``); each test has a
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import socket
 import subprocess
 import sys
 import textwrap
+import warnings
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -351,3 +353,16 @@ async def test_reprice_writes_new_costs(pg_dsn: str) -> None:
         ]
         assert got[3000:] == calls[3000:]
         assert await store.reprice(table, until=until) == 0
+
+
+async def test_closing_leaves_no_connection_behind(pg_dsn: str) -> None:
+    """After aclose() every connection (the writer's and the pool's) is closed: collecting
+    garbage finds no unclosed connection or transport."""
+    async with PostgresStore(pg_dsn) as store:
+        await store.add(make_call(1))
+        await store.flush()
+        assert await store.count() == 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
