@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument(
         "--db",
         metavar="PATH|URL",
-        help=f"SQLite file or postgresql://user@host/db to write (default: ${DB_ENV}, else calls.db)",
+        help=f"SQLite file or postgresql:// URL to write (default: ${DB_ENV}, else calls.db)",
     )
     where.add_argument("--memory", type=_count, metavar="N", help="keep the last N calls in memory")
     where.add_argument("--store", metavar="URL", help="a store URL (sqlite:///x.db, memory://)")
