@@ -8,7 +8,9 @@ attributes) plus 3 application keys. Measured, each from "go" to "every span sto
   each span converted into a dataclass (every attribute read into a dict first) and appended to a
   lock-guarded deque;
 * AsyncCollector into MemoryStore;
-* AsyncCollector into SQLiteStore (durable: counted after ``flush()``).
+* AsyncCollector into SQLiteStore (durable: counted after ``flush()``);
+* AsyncCollector into PostgresStore (durable: after ``flush()``), on a private PostgreSQL server
+  started for the run (Debian's binaries, default durability), when one can be started.
 
 Then peak RSS of a collector process holding 100,000 calls in a MemoryStore (the load comes from
 its own process, as above, so the figure is the collector's alone).
@@ -352,14 +354,19 @@ def warm_price_table() -> object:
     return table
 
 
-async def run_collector(total: int, store_kind: str) -> tuple[float, int, float]:
-    """Spans/s stored by AsyncCollector into a MemoryStore or a SQLiteStore (after flush);
-    returns (rate, spans stored, CPU µs per span)."""
-    from asynctelemetry import AsyncCollector, MemoryStore
+async def run_collector(
+    total: int, store_kind: str, dsn: str | None = None
+) -> tuple[float, int, float]:
+    """Spans/s stored by AsyncCollector into a MemoryStore, a SQLiteStore or a PostgresStore
+    (after flush); returns (rate, spans stored, CPU µs per span)."""
+    from asynctelemetry import AsyncCollector, MemoryStore, PostgresStore
 
     with tempfile.TemporaryDirectory() as tmp:
         if store_kind == "memory":
             store = MemoryStore(capacity=total * SPANS_PER_REQUEST)
+        elif store_kind == "postgres":
+            assert dsn is not None
+            store = PostgresStore(dsn)  # the defaults
         else:
             from asynctelemetry import SQLiteStore
 
@@ -452,6 +459,25 @@ async def main(requests: int, rss_calls: int) -> None:
             f"{sql_rate:>10,.0f} spans/s  ({sql_count:,} stored)  {sql_cpu:5.1f} µs CPU/span  "
             f"{sql_rate / base_rate:.2f}x baseline (target >= 1.5x), "
             f"CPU {base_cpu / sql_cpu:.2f}x"
+        )
+    try:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests.pg import fresh_schema, start_server, stop_server
+
+        server = await asyncio.to_thread(start_server, durable=True)
+    except Exception as exc:  # no PostgreSQL binaries here: say so, measure the rest
+        print(f"  AsyncCollector -> PostgresStore: not available ({exc})")
+    else:
+        try:
+            dsn = await fresh_schema(server)
+            pg_rate, pg_count, pg_cpu = await run_collector(requests, "postgres", dsn)
+        finally:
+            await asyncio.to_thread(stop_server, server)
+        print(
+            f"  AsyncCollector -> PostgresStore (durable, after flush):         "
+            f"{pg_rate:>10,.0f} spans/s  ({pg_count:,} stored)  {pg_cpu:5.1f} µs CPU/span  "
+            f"{pg_rate / base_rate:.2f}x baseline (target >= 1.5x), "
+            f"CPU {base_cpu / pg_cpu:.2f}x"
         )
     held, peak = await asyncio.to_thread(measure_rss, rss_calls)
     print(

@@ -9,7 +9,14 @@ import pytest
 
 os.environ["ASYNCTELEMETRY_STRICT"] = "1"
 
+from typing import TYPE_CHECKING
+
 from asynctelemetry import LLMCall
+
+from .pg import Server, schema_dsn, shared_server
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -38,3 +45,17 @@ def make_call(i: int = 0, **fields: object) -> LLMCall:
 def calls() -> list[LLMCall]:
     """Forty varied calls, oldest first."""
     return [make_call(i) for i in range(40)]
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Server:
+    """The PostgreSQL server of this pytest process (each xdist worker starts its own, on its
+    own port; stopped when the process exits)."""
+    return shared_server()
+
+
+@pytest.fixture
+async def pg_dsn(pg_server: Server) -> AsyncIterator[str]:
+    """The DSN of a fresh, empty schema on the test server (dropped after the test)."""
+    async with schema_dsn() as dsn:
+        yield dsn

@@ -137,3 +137,20 @@ def test_snippet_runs(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPa
         elif not _CHECKER.check_output(block.output, printed, _MATCHING):
             diff = _CHECKER.output_difference(doctest.Example("", block.output), printed, _MATCHING)
             pytest.fail(f"{block.where}, {run} run: the output differs from the page\n{diff}")
+
+
+def test_every_public_name_has_an_api_entry() -> None:
+    """docs/api.md renders the package with mkdocstrings: each name in ``__all__`` is a class or
+    function of that name with a docstring (an entry of its own), or is described by name."""
+    import inspect
+
+    import asynctelemetry
+
+    page = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    assert "::: asynctelemetry\n" in page
+    for name in asynctelemetry.__all__:
+        obj = getattr(asynctelemetry, name)
+        if getattr(obj, "__name__", None) == name and callable(obj):
+            assert inspect.getdoc(obj), f"{name} has no docstring for its API entry"
+        else:
+            assert f"`{name}`" in page, f"{name} is neither documented nor named in docs/api.md"

@@ -65,7 +65,8 @@ class AsyncCollector(ClosesOnExit):
             ``gen_ai.usage.cost``): a ``PriceTable``, a dict of overrides on the default table,
             or None (``PriceTable.default()``); the pipeline's one rule, as in the tracer.
         auth_token: when set, every call must carry ``authorization: Bearer <token>``.
-        tls_cert, tls_key: PEM files; with both, the port speaks TLS only.
+        tls_cert: a PEM certificate file; with ``tls_key``, the port speaks TLS only.
+        tls_key: the PEM private key file of ``tls_cert``.
         max_message_bytes: larger requests are refused with ``RESOURCE_EXHAUSTED``.
         capture_content: keep prompt/completion attributes (dropped by default).
         http_port: also serve OTLP/HTTP ``POST /v1/traces`` on this port (protobuf and JSON,

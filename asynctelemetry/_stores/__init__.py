@@ -11,6 +11,7 @@ from ._base import (
     timeseries,
 )
 from ._memory import MemoryStore
+from ._postgres import PostgresStore
 from ._sqlite import SQLiteStore
 from ._url import open_store
 
@@ -19,6 +20,7 @@ __all__ = [
     "CallSummary",
     "Filters",
     "MemoryStore",
+    "PostgresStore",
     "SQLiteStore",
     "TimeBucket",
     "nearest_rank",

@@ -7,6 +7,12 @@
   (``normal``/``full``), ``busy_timeout``, ``cache_mib``, ``close_timeout`` and the retention
   options ``max_age`` (seconds, or with a unit: ``30s``, ``15m``, ``12h``, ``7d``), ``max_rows``,
   ``retention_interval`` and ``retention_batch`` as query parameters.
+- ``postgresql://user:password@host:5432/database`` (or ``postgres://``) →
+  :class:`PostgresStore`, with the store options ``pool_size``, ``batch_size``,
+  ``flush_interval``, ``max_queue``, ``close_timeout``, ``connect_timeout``, ``max_age``,
+  ``max_rows``, ``retention_interval``, ``retention_batch`` and ``partitions_ahead`` as query
+  parameters; every other query parameter stays in the DSN for the driver (``sslmode``, or a
+  server setting such as ``search_path``).
 
 Unknown schemes, unknown or repeated options and bad values raise :class:`ConfigError` (a
 ``ValueError``). The store comes back unopened: use it with ``async with``.
@@ -15,10 +21,11 @@ Unknown schemes, unknown or repeated options and bad values raise :class:`Config
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from .._exceptions import ConfigError
 from ._memory import MemoryStore
+from ._postgres import PostgresStore
 from ._retention import parse_max_age, parse_max_rows
 from ._sqlite import SQLiteStore
 
@@ -40,6 +47,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if not 1 <= value <= _MAX_COUNT:
         raise ValueError(f"must be in 1..{_MAX_COUNT}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be >= 0")
     return value
 
 
@@ -79,6 +93,20 @@ _SQLITE_OPTIONS: Final[dict[str, Callable[[str], Any]]] = {
     "retention_batch": _positive_int,
 }
 
+_POSTGRES_OPTIONS: Final[dict[str, Callable[[str], Any]]] = {
+    "pool_size": _positive_int,
+    "batch_size": _positive_int,
+    "flush_interval": _seconds,
+    "max_queue": _positive_int,
+    "close_timeout": _seconds,
+    "connect_timeout": _positive_seconds,
+    "max_age": parse_max_age,
+    "max_rows": parse_max_rows,
+    "retention_interval": _positive_seconds,
+    "retention_batch": _positive_int,
+    "partitions_ahead": _non_negative_int,
+}
+
 
 def open_store(url: str) -> CallStore:
     """A new, unopened store described by ``url`` (see the module docstring for the forms).
@@ -110,8 +138,21 @@ def open_store(url: str) -> CallStore:
         if "\x00" in path:
             raise ConfigError(f"store URL {url!r}: a file name cannot hold a NUL byte (%00)")
         return SQLiteStore(path, **_options(url, parts.query, _SQLITE_OPTIONS))
+    if parts.scheme in ("postgresql", "postgres"):
+        if not parts.hostname and not parts.path.strip("/"):
+            raise ConfigError(f"store URL {url!r} names no host or database")
+        try:
+            pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+        except ValueError as exc:
+            raise ConfigError(f"store URL {url!r}: malformed options ({exc})") from None
+        ours = [(k, v) for k, v in pairs if k in _POSTGRES_OPTIONS]
+        theirs = [(k, v) for k, v in pairs if k not in _POSTGRES_OPTIONS]
+        options = _options(url, urlencode(ours), _POSTGRES_OPTIONS)
+        dsn = urlunsplit(parts._replace(query=urlencode(theirs)))
+        return PostgresStore(dsn, **options)
     raise ConfigError(
-        f"store URL {url!r}: unknown scheme {parts.scheme!r} (use memory:// or sqlite:///path)"
+        f"store URL {url!r}: unknown scheme {parts.scheme!r} "
+        "(use memory://, sqlite:///path or postgresql://host/db)"
     )
 
 

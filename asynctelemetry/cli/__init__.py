@@ -77,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--port", type=_port, default=4317, help="OTLP/gRPC port (default 4317)")
     where = collect.add_mutually_exclusive_group()
     where.add_argument(
-        "--db", metavar="PATH", help=f"SQLite file to write (default: ${DB_ENV}, else calls.db)"
+        "--db",
+        metavar="PATH|URL",
+        help=f"SQLite file or postgresql:// URL to write (default: ${DB_ENV}, else calls.db)",
     )
     where.add_argument("--memory", type=_count, metavar="N", help="keep the last N calls in memory")
     where.add_argument("--store", metavar="URL", help="a store URL (sqlite:///x.db, memory://)")

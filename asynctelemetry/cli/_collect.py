@@ -19,9 +19,11 @@ from .._collector import AsyncCollector
 from .._exceptions import ConfigError, MissingDependencyError, StoreError
 from .._export import format_call
 from .._stores import MemoryStore, SQLiteStore, open_store
+from ._common import is_postgres_url, postgres_store, source_name
 from ._errors import CLIError, UsageError, describe_bind_failure, port_in_use
 from ._help import plural
 from ._live import CallTap, LiveView
+from ._writers import WriterLock
 
 if TYPE_CHECKING:
     import argparse
@@ -57,6 +59,8 @@ def _store_of(args: argparse.Namespace) -> tuple[CallStore, str]:
             return open_store(args.store), args.store
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
+    if is_postgres_url(args.db):
+        return postgres_store(args.db, **retention), source_name(args)
     if os.path.isdir(args.db):
         raise CLIError(f"{args.db} is a directory, not a call store")
     try:
@@ -81,6 +85,23 @@ def stop_signals(stop: asyncio.Event) -> Iterator[None]:
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+
+
+@contextlib.asynccontextmanager
+async def _writing(store: CallStore, args: argparse.Namespace) -> AsyncIterator[None]:
+    """Hold the writer lock of a SQLite file while collecting; say who else writes it."""
+    path = getattr(store, "path", ":memory:") if isinstance(store, SQLiteStore) else ":memory:"
+    if path == ":memory:":
+        yield
+        return
+    with WriterLock(path, f"asynctelemetry collect on {args.host}:{args.port}") as lock:
+        holder = lock.acquire()
+        if holder is not None:
+            _say(
+                f"warning: {path} is also being written by {holder}; both write into it and "
+                "their calls mix (use another --db for a separate store)"
+            )
+        yield
 
 
 @contextlib.asynccontextmanager
@@ -176,7 +197,12 @@ async def run_collect(args: argparse.Namespace, console: Console) -> int:
         if port and port_in_use(args.host, port):
             raise CLIError(describe_bind_failure(args.host, port, what))
     try:
-        async with store, _metrics(args, sinks) as metrics_url, _dashboard(args, store):
+        async with (
+            store,
+            _writing(store, args),
+            _metrics(args, sinks) as metrics_url,
+            _dashboard(args, store),
+        ):
             collector = _collector(args, store, sinks)
             try:
                 await collector.start()

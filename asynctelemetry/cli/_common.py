@@ -2,7 +2,8 @@
 
 ``--since``/``--until`` take a duration back from now (``90s``, ``15m``, ``2h``, ``1d``, ``1w``)
 or an ISO 8601 time (a time without a zone is UTC). Reading commands name their store with
-``--db PATH`` (a SQLite file that must exist) or ``--store URL`` (anything :func:`open_store`
+``--db PATH`` (a SQLite file that must exist), ``--db postgresql://…`` (a PostgreSQL
+database), or ``--store URL`` (anything :func:`open_store`
 takes).
 """
 
@@ -14,9 +15,11 @@ import os
 import re
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlencode
 
 from .._exceptions import ConfigError, SchemaVersionError, StoreError
 from .._stores import SQLiteStore, open_store
+from .._stores._pg_writer import redact
 from ._errors import CLIError, UsageError
 
 if TYPE_CHECKING:
@@ -83,8 +86,9 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
         "--db",
-        metavar="PATH",
-        help="a SQLite call store (default: $ASYNCTELEMETRY_DB, else calls.db)",
+        metavar="PATH|URL",
+        help="a SQLite call store or a postgresql://user@host/db URL "
+        "(default: $ASYNCTELEMETRY_DB, else calls.db)",
     )
     group.add_argument("--store", metavar="URL", help="a store URL: sqlite:///calls.db, memory://")
 
@@ -122,11 +126,34 @@ def filters_of(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def source_name(args: argparse.Namespace) -> str:
-    """How to name the store in messages."""
-    return str(args.db or args.store)
+    """How to name the store in messages (a database URL without its password)."""
+    name = str(args.db or args.store)
+    return redact(name) if is_postgres_url(name) else name
+
+
+def is_postgres_url(text: str) -> bool:
+    """Whether ``--db`` names a PostgreSQL database rather than a SQLite file."""
+    return text.startswith(("postgresql://", "postgres://"))
+
+
+def postgres_store(url: str, **retention: Any) -> CallStore:
+    """The PostgresStore a ``--db`` URL names (with its own ``?options``), unopened;
+    ``retention`` (``max_age``, ``max_rows``) joins the URL's options.
+
+    Raises:
+        UsageError: the URL or an option is not valid.
+    """
+    if retention:
+        url += ("&" if "?" in url else "?") + urlencode(retention)
+    try:
+        return open_store(url)
+    except ConfigError as exc:
+        raise UsageError(str(exc).replace(url, redact(url))) from None
 
 
 def _reading_store(args: argparse.Namespace) -> CallStore:
+    if args.db is not None and is_postgres_url(args.db):
+        return postgres_store(args.db)
     if args.db is not None:
         path = args.db
     else:

@@ -5,7 +5,10 @@
    OTLP/gRPC to that collector;
 3. at the same time, a second process (:mod:`._demo_sdk_app`) that uses only the OpenTelemetry
    SDK with GenAI attributes, as a third-party service would;
-4. the summary of what arrived, where the data is, and how to look at it again.
+4. the summary of what arrived, where each call came from (traced chat calls, embeddings, the
+   SDK app; errors, cancellations, cache hits), where the data is and how to look at it again.
+
+Each run starts with a fresh database unless ``--append`` keeps the earlier runs' calls.
 """
 
 from __future__ import annotations
@@ -27,13 +30,17 @@ from .._stores import SQLiteStore
 from .._tracer import AsyncTracer
 from ._demo_app import simulate
 from ._errors import CLIError, UsageError
+from ._help import plural
 from ._live import CallTap, LiveView
 from ._render import summary_view
+from ._writers import WriterLock
 
 if TYPE_CHECKING:
     import argparse
 
     from rich.console import Console
+
+    from .._record import LLMCall
 
 __all__ = ["DEFAULT_DB", "run_demo"]
 
@@ -97,6 +104,32 @@ async def _finish(process: asyncio.subprocess.Process, timeout: float) -> None:
 async def run_demo(args: argparse.Namespace, console: Console) -> int:
     """Run the demo; print the summary, where the data is and how to look again."""
     path = _check(args)
+    with WriterLock(path, "asynctelemetry demo") as lock:
+        holder = lock.acquire()
+        if holder is not None and not args.append:
+            raise CLIError(
+                f"{path} is being written by {holder}: the demo starts a fresh database; "
+                "stop that process, or pass --append or another --db"
+            )
+        if holder is not None:
+            console.print(f"warning: {path} is also being written by {holder}", style="yellow")
+        if not args.append:
+            _remove_database(path)
+        return await _run(args, console, path)
+
+
+def _remove_database(path: str) -> None:
+    """Start anew: the file and SQLite's WAL and shared-memory files beside it."""
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        try:
+            os.remove(name)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise CLIError(f"cannot start a fresh {path}: {exc} (or pass --append)") from None
+
+
+async def _run(args: argparse.Namespace, console: Console, path: str) -> int:
     started = datetime.now(UTC)
     sdk_calls = max(3, args.calls // 4)
     say = console.print
@@ -120,14 +153,17 @@ async def run_demo(args: argparse.Namespace, console: Console) -> int:
                     f"a plain OpenTelemetry SDK app in a second process ({sdk_calls} requests)",
                     style="dim",
                 )
-                await _traffic(args, console, collector, store, tap, endpoint, sdk_calls)
+                made = await _traffic(args, console, collector, store, tap, endpoint, sdk_calls)
             finally:
                 await collector.stop()
             rows = await store.summary(by="model", since=started)
             total = await store.count()
+            this_run = await store.query(since=started, limit=None)
     except StoreError as exc:
         raise CLIError(str(exc)) from None
     _report(args, console, collector, rows, total, path)
+    _origins(console, this_run, made, sdk_calls)
+    _hints(console, path, collector.port)
     return 0
 
 
@@ -139,7 +175,7 @@ async def _traffic(
     tap: CallTap,
     endpoint: str,
     sdk_calls: int,
-) -> None:
+) -> int:
     sdk = await _sdk_app(endpoint, sdk_calls, args.speed)
     try:
         view: contextlib.AbstractAsyncContextManager[object] = contextlib.nullcontext()
@@ -162,8 +198,7 @@ async def _traffic(
         if sdk.returncode is None:
             sdk.kill()
             await sdk.wait()
-    if not console.is_terminal:
-        console.print(f"  {made} requests simulated; {tap.seen} calls received", style="dim")
+    return made
 
 
 def _report(
@@ -180,18 +215,54 @@ def _report(
     console.print()
     this_run = sum(r.calls for r in rows)
     console.print(
-        f"The collector received {stats.received_spans:,} spans: {stats.llm_calls:,} LLM calls "
-        f"kept, {stats.ignored_spans:,} other spans (HTTP server spans of the SDK app) ignored."
+        f"The collector received {plural(stats.received_spans, 'span')}: "
+        f"{plural(stats.llm_calls, 'LLM call')} kept, {plural(stats.ignored_spans, 'other span')} "
+        "(HTTP server spans of the SDK app) ignored."
     )
     where = os.path.abspath(path)
-    runs = "" if total == this_run else f" ({total:,} calls from every demo run so far)"
+    runs = "" if total == this_run else f" ({plural(total, 'call')} with the earlier runs)"
     console.print(Text.assemble("Data: ", (where, "bold"), runs), soft_wrap=True)
+
+
+def _origins(console: Console, calls: list[LLMCall], made: int, sdk_requests: int) -> None:
+    """Where each call of this run came from, and what happened to them."""
+    traced = [c for c in calls if c.service_name == "demo-chat-app"]
+    embeds = sum(c.operation == "embed" for c in traced)
+    sdk = sum(c.service_name == "demo-sdk-app" for c in calls)
+    console.print(f"Where the {plural(len(calls), 'call')} came from:")
+    requests = plural(made, "request")
+    console.print(
+        f"  {len(traced) - embeds:>5,}  chat calls of the simulated app ({requests}), "
+        "traced by AsyncTracer and exported over OTLP/gRPC"
+    )
+    console.print(
+        f"  {embeds:>5,}  embedding calls the same app made first for its rag-answer requests"
+    )
+    console.print(
+        f"  {sdk:>5,}  chat calls of the plain OpenTelemetry SDK app in a second process "
+        f"({plural(sdk_requests, 'request')})"
+    )
+    errors = [c for c in calls if c.status == "error"]
+    kinds = sorted({c.error_type or "error" for c in errors})
+    cancelled = sum(c.status == "cancelled" for c in calls)
+    cached = sum(c.cache_hit == "exact" for c in calls)
+    console.print(
+        f"Of them: {plural(len(errors), 'error')}"
+        + (f" ({', '.join(kinds)})" if kinds else "")
+        + f", {cancelled:,} cancelled (users who left mid-answer: status 'cancelled'), "
+        f"{cached:,} answered from the app's cache (no tokens)."
+    )
+
+
+def _hints(console: Console, path: str, port: int) -> None:
     db = shlex.quote(path)
     console.print("Look again:")
     for command in (
         f"asynctelemetry summary --db {db} --by provider",
         f"asynctelemetry calls --db {db} --status error",
+        f"asynctelemetry calls --db {db} --status cancelled",
         f"asynctelemetry calls --db {db} --model gpt-4o-2024-08-06 --json",
-        f"asynctelemetry collect --db {db}     # then point your own app at 127.0.0.1:4317",
+        f"asynctelemetry collect --db {db}   # your own collector on 127.0.0.1:4317 "
+        f"(the demo's ran on 127.0.0.1:{port})",
     ):
         console.print(f"  {command}", style="cyan", highlight=False, soft_wrap=True)

@@ -47,14 +47,15 @@ def target_of(url: str, auth_token: str | None) -> CallStore | OTLPExporterBase:
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
     except ValueError as exc:
         raise UsageError(f"--to {url!r}: {exc}") from None
-    if parts.scheme in ("memory", "sqlite"):
+    if parts.scheme in ("memory", "sqlite", "postgresql", "postgres"):
         try:
             return open_store(url)
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
     if parts.scheme not in ("otlp", "grpc", "grpcs", "http", "https") or not parts.netloc:
         raise UsageError(
-            f"--to {url!r}: use a store URL (sqlite:///path.db, memory://) or an OTLP endpoint "
+            f"--to {url!r}: use a store URL (sqlite:///path.db, postgresql://host/db, memory://) "
+            "or an OTLP endpoint "
             "(otlp://host:4317, http://host:4318/v1/traces)"
         )
     headers = {"authorization": f"Bearer {auth_token}"} if auth_token else None

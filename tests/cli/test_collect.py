@@ -248,6 +248,32 @@ def test_restart_right_after_a_stop_on_the_same_port(tmp_path: Path) -> None:
     assert "1 calls stored" in err or "1 call stored" in err
 
 
+def test_two_collectors_writing_one_database_say_so(tmp_path: Path) -> None:
+    """A second collect on the same --db warns, naming the first one's process; both still
+    run, and the lock file goes away with its holder."""
+    first = start(tmp_path, "--db", "calls.db", "--no-live", "--quiet")
+    try:
+        announced(first, r"(collecting) OTLP/gRPC")
+        assert (tmp_path / "calls.db.writer").exists()
+        second = start(tmp_path, "--db", "calls.db", "--no-live", "--quiet")
+        try:
+            warning = announced(second, r"(warning: .*)")
+            assert f"calls.db is also being written by pid {first.pid} (asynctelemetry collect" in (
+                warning
+            )
+            announced(second, r"(collecting) OTLP/gRPC")
+        finally:
+            second.send_signal(signal.SIGINT)
+            second.communicate(timeout=30)
+        assert second.returncode == 0
+    finally:
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=30)
+    assert first.returncode == 0
+    assert "warning" not in err  # the first one was alone when it started
+    assert not (tmp_path / "calls.db.writer").exists()
+
+
 def test_reader_gone_stops_cleanly(tmp_path: Path) -> None:
     """`collect --json | head -1`: when the reader leaves, collect stops and keeps the calls."""
     proc = start(tmp_path, "--db", "calls.db", "--json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import TYPE_CHECKING
 
 from asynctelemetry import SQLiteStore
@@ -22,6 +23,8 @@ def test_quick_demo_end_to_end(tmp_path: Path) -> None:
     assert f"Data: {db}" in out
     assert "asynctelemetry summary --db asynctelemetry-demo.db" in out
     assert "calls by model" in out and "p95 latency" in out
+    port = re.search(r"collector on http://127\.0\.0\.1:(\d+) ", out)
+    assert port is not None and f"(the demo's ran on 127.0.0.1:{port[1]})" in out
 
     async def stored() -> list:  # type: ignore[type-arg]
         async with SQLiteStore(db) as store:
@@ -41,6 +44,16 @@ def test_quick_demo_end_to_end(tmp_path: Path) -> None:
     # The SDK app's HTTP server spans are received and ignored, one per request.
     sdk = [c for c in calls if c.service_name == "demo-sdk-app"]
     assert f"{len(sdk)} other spans" in out
+    # Where every call came from, and the cancelled ones.
+    embeds = sum(c.operation == "embed" for c in traced)
+    assert f"Where the {len(calls)} calls came from:" in out
+    assert re.search(
+        rf"\b{len(traced) - embeds}  chat calls of the simulated app \(24 requests", out
+    )
+    assert re.search(rf"\b{embeds}  embedding calls", out)
+    assert re.search(rf"\b{len(sdk)}  chat calls of the plain OpenTelemetry SDK app", out)
+    cancelled = sum(c.status == "cancelled" for c in calls)
+    assert cancelled and f", {cancelled} cancelled (users who left" in out
 
     again = run_cli("summary", "--db", db.name, "--by", "provider", "--json", cwd=tmp_path)
     assert again.returncode == 0
@@ -53,3 +66,22 @@ def test_demo_refuses_a_directory(tmp_path: Path) -> None:
     result = run_cli("demo", "--quick", "--db", "data", cwd=tmp_path)
     assert result.returncode == 1
     assert "data is a directory" in one_line_error(result)
+
+
+def test_each_run_starts_anew_unless_appending(tmp_path: Path) -> None:
+    """A second run replaces the first run's calls; --append keeps them and says so."""
+    first = run_cli("demo", "--quick", "--calls", "6", cwd=tmp_path, timeout=60)
+    assert first.returncode == 0, first.stderr
+    db = tmp_path / "asynctelemetry-demo.db"
+
+    async def count() -> int:
+        async with SQLiteStore(db) as store:
+            return await store.count()
+
+    once = asyncio.run(count())
+    again = run_cli("demo", "--quick", "--calls", "6", cwd=tmp_path, timeout=60)
+    assert again.returncode == 0 and asyncio.run(count()) == once
+    assert "with the earlier runs" not in again.stdout
+    more = run_cli("demo", "--quick", "--calls", "6", "--append", cwd=tmp_path, timeout=60)
+    assert more.returncode == 0 and asyncio.run(count()) == 2 * once
+    assert f"({2 * once} calls with the earlier runs)" in more.stdout

@@ -145,8 +145,11 @@ async def test_tls_and_token_with_our_exporter(tmp_path: Path) -> None:
             async with tracer.llm_call(model="gpt-4o", provider="openai"):
                 pass
             await good.flush()
-            with pytest.raises(Exception, match="not delivered"):
+            # flush() raises the failure when it happens while it waits; a batch already given
+            # up on (a busy machine) is settled: the exporter's stats say what happened.
+            with contextlib.suppress(Exception):
                 await bad.flush()
+            assert bad.stats.delivered == 0 and "UNAUTHENTICATED" in (bad.stats.last_error or "")
         await collector.flush()
     assert len(store) == 1 and collector.stats.unauthenticated == 1
 

@@ -57,7 +57,7 @@ async def test_absolute_sqlite_url_with_every_option(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        pytest.param("postgres://localhost/db", "unknown scheme", id="scheme"),
+        pytest.param("mysql://localhost/db", "unknown scheme", id="scheme"),
         pytest.param("calls.db", "unknown scheme", id="bare-path"),
         pytest.param("memory://?capacity=0", "capacity", id="capacity-zero"),
         pytest.param("memory://?capacity=lots", "capacity", id="capacity-text"),

@@ -21,9 +21,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asynctelemetry import CallStore, LLMCall, MemoryStore, PriceTable, SQLiteStore, TimeBucket
+from asynctelemetry import (
+    CallStore,
+    LLMCall,
+    MemoryStore,
+    PostgresStore,
+    PriceTable,
+    SQLiteStore,
+    TimeBucket,
+)
 from asynctelemetry._stores import _base, summarize, timeseries
 from tests.conftest import T0, make_call
+from tests.pg import emptied_schema_dsn
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -41,10 +50,18 @@ async def _sqlite(directory: Path) -> AsyncIterator[Any]:
         yield store
 
 
+@contextlib.asynccontextmanager
+async def _postgres(directory: Path) -> AsyncIterator[Any]:
+    dsn = await emptied_schema_dsn()  # one schema per process, emptied: cheap per example
+    async with PostgresStore(dsn, flush_interval=0.01, pool_size=1, partitions_ahead=0) as store:
+        yield store
+
+
 #: Every store the suite covers: name → factory(directory) of an open, empty store.
 STORES: dict[str, Callable[[Path], contextlib.AbstractAsyncContextManager[Any]]] = {
     "memory": _memory,
     "sqlite": _sqlite,
+    "postgres": _postgres,
 }
 
 

@@ -1,0 +1,319 @@
+"""SQL for PostgresStore's reads: filters, keyset pages, summaries, time series, and repricing.
+
+Filters follow :class:`~asynctelemetry._stores._base.Filters` exactly (``since`` inclusive,
+``until`` exclusive, ``model`` matching ``model`` or ``request_model``, the others exact), every
+value a bound parameter. Order is ``(ts, id)``: timestamp, then insertion order.
+
+Summaries and time series are computed by the server in one ``GROUP BY`` each. Percentiles are
+``percentile_disc``, which *is* the nearest-rank rule of
+:func:`~asynctelemetry._stores._base.nearest_rank` (the value at rank ``ceil(p * n)``, computed
+with the same double arithmetic), over the non-null values of each group. Costs are stored as
+the exact ``numeric`` value of each float, so their ``SUM`` is exact; Python rounds it to a float
+once (``float(Decimal)`` is correctly rounded, subnormals included, where the server's cast
+refuses them): ``math.fsum``'s result. Past ``EXACT_LIMIT`` calls in the window each
+percentile is reported through :func:`~asynctelemetry._stores._base.window_percentile`, the one
+rule. Rows are sorted in Python with the very keys the in-memory
+implementation uses, so every store gives equal rows for equal calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Final
+
+from ._base import CallSummary, group_field, window_percentile
+from ._pg_schema import COPY_COLUMNS, decode
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+    from .._pricing import PriceTable
+    from .._record import LLMCall
+    from ._base import Filters, TimeBucket
+
+__all__ = [
+    "REPRICE_SQL",
+    "SELECT_LIST",
+    "count_sql",
+    "page_sql",
+    "pages",
+    "reprice",
+    "summary_rows",
+    "summary_sql",
+    "timeseries_rows",
+    "timeseries_sql",
+    "where",
+]
+
+#: What reads select: every field in LLMCall order, then ``id`` (the keyset's tie-break).
+SELECT_LIST: Final = ", ".join((*COPY_COLUMNS, "id"))
+#: Positions of the keyset (ts, id) in a selected row.
+ROW_TS: Final = COPY_COLUMNS.index("ts")
+ROW_ID: Final = len(COPY_COLUMNS)
+_EQUALS: Final = ("provider", "session_id", "status")
+
+
+class _Params:
+    """Bound parameters: ``add(value)`` returns its placeholder."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+
+    def add(self, value: Any) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}"
+
+
+def where(filters: Filters, params: _Params, *extra: str) -> str:
+    """The ``WHERE`` clause (with a leading space, or empty)."""
+    clauses: list[str] = []
+    if filters.since is not None:
+        clauses.append(f"ts >= {params.add(filters.since)}")
+    if filters.until is not None:
+        clauses.append(f"ts < {params.add(filters.until)}")
+    if filters.model is not None:
+        name = params.add(filters.model)
+        clauses.append(f"(model = {name} OR request_model = {name})")
+    for field in _EQUALS:
+        value = getattr(filters, field)
+        if value is not None:
+            clauses.append(f"{field} = {params.add(value)}")
+    clauses.extend(extra)
+    return f" WHERE {' AND '.join(clauses)}" if clauses else ""
+
+
+def count_sql(filters: Filters) -> tuple[str, list[Any]]:
+    """How many calls pass ``filters``."""
+    params = _Params()
+    return f"SELECT count(*) FROM calls{where(filters, params)}", params.values
+
+
+def page_sql(
+    filters: Filters,
+    size: int,
+    *,
+    newest_first: bool = False,
+    after: tuple[datetime, int] | None = None,
+) -> tuple[str, list[Any]]:
+    """One keyset page: ``size`` rows after ``after`` (the last row's (ts, id)), in order.
+
+    Oldest first is ``(ts, id)``; newest first is ``ts`` descending with ties still in insertion
+    order (``id`` ascending), so the same keyset continues either way.
+    """
+    params = _Params()
+    extra: list[str] = []
+    if after is not None:
+        ts, row_id = params.add(after[0]), params.add(after[1])
+        if newest_first:
+            extra.append(f"(ts < {ts} OR (ts = {ts} AND id > {row_id}))")
+        else:
+            extra.append(f"(ts, id) > ({ts}, {row_id})")
+    clause = where(filters, params, *extra)
+    order = "ts DESC, id" if newest_first else "ts, id"
+    sql = f"SELECT {SELECT_LIST} FROM calls{clause} ORDER BY {order} LIMIT {params.add(size)}"
+    return sql, params.values
+
+
+#: New costs for (call_id, ts) pairs: ``$1`` ids, ``$2`` timestamps, ``$3`` costs, ``$4`` version.
+REPRICE_SQL: Final = (
+    "UPDATE calls AS c SET cost_usd = v.cost, price_version = $4 "
+    "FROM unnest($1::text[], $2::timestamptz[], $3::numeric[]) AS v(call_id, ts, cost) "
+    "WHERE c.call_id = v.call_id AND c.ts = v.ts"
+)
+
+# Time per output token exactly as LLMCall.tpt_ms computes it (the same IEEE operations), NULL
+# where it has none; tokens per second is ``1000 / tpt`` (computed in Python: the server would
+# refuse the overflow to infinity that Python gives). A quotient that rounds to 0.0 is no value
+# (Python's rule) but a server error, so it is never computed: for g < 1e-300 the quotient
+# g / n rounds to zero exactly when 2 * g * 2**1074 <= n (both sides exact in float8).
+_G: Final = "(duration_ms - COALESCE(ttft_ms, 0.0::float8))"
+_TPT: Final = (
+    f"CASE WHEN duration_ms IS NULL OR NOT output_tokens > 0 OR NOT {_G} > 0 THEN NULL "
+    f"WHEN {_G} >= 1e-300 THEN {_G} / output_tokens::float8 "
+    f"WHEN {_G} * 2.0::float8 ^ 537 * 2.0::float8 ^ 537 * 2 > output_tokens::float8 "
+    f"THEN {_G} / output_tokens::float8 END"
+)
+_TOTALS: Final = (
+    "count(*), count(*) FILTER (WHERE status = 'error'), "
+    "COALESCE(sum(input_tokens), 0)::bigint, COALESCE(sum(output_tokens), 0)::bigint, "
+    "COALESCE(sum(cached_input_tokens), 0)::bigint, "
+    "COALESCE(sum(reasoning_tokens), 0)::bigint, "
+    "COALESCE(sum(cost_usd), 0), count(*) FILTER (WHERE cost_usd IS NULL), "
+    "percentile_disc(0.5) WITHIN GROUP (ORDER BY duration_ms), "
+    "percentile_disc(0.95) WITHIN GROUP (ORDER BY duration_ms), "
+    "percentile_disc(0.5) WITHIN GROUP (ORDER BY ttft_ms)"
+)
+
+
+def summary_sql(by: str, filters: Filters) -> tuple[str, list[Any]]:
+    """One row per group: key, totals, percentiles, first id (for ties)."""
+    key = group_field(by)  # a column from a fixed table, never text from the caller
+    params = _Params()
+    sql = (
+        # The median speed is 1000 / the median time per token taken from the top: speed falls
+        # as tpt grows, so rank r of speeds ascending is rank r of tpt descending.
+        f"SELECT {key}, {_TOTALS}, percentile_disc(0.5) WITHIN GROUP (ORDER BY {_TPT} DESC), "
+        f"min(id) FROM calls{where(filters, params)} GROUP BY {key} ORDER BY min(id)"
+    )
+    return sql, params.values
+
+
+def summary_rows(rows: list[Any]) -> list[CallSummary]:
+    """The summaries, sorted as :func:`~asynctelemetry._stores._base.summarize` sorts them, with
+    the percentiles reported as the rule says for the window (:func:`window_percentile`)."""
+    window = sum(row[1] for row in rows)
+
+    def rank(value: float | None) -> float | None:
+        return window_percentile(value, window)
+
+    summaries = [
+        CallSummary(
+            key=key,
+            calls=calls,
+            errors=errors,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cached_input_tokens=cached,
+            reasoning_tokens=reasoning,
+            cost_usd=float(cost),
+            unpriced_calls=unpriced,
+            p50_latency_ms=rank(p50),
+            p95_latency_ms=rank(p95),
+            p50_ttft_ms=rank(ttft),
+            median_tokens_per_sec=rank(None if tpt is None else 1000.0 / tpt),
+        )
+        for (
+            key,
+            calls,
+            errors,
+            input_tokens,
+            output_tokens,
+            cached,
+            reasoning,
+            cost,
+            unpriced,
+            p50,
+            p95,
+            ttft,
+            tpt,
+            _,
+        ) in rows
+    ]
+    summaries.sort(key=lambda r: (-r.cost_usd, -r.calls, r.key or ""))
+    return summaries
+
+
+def timeseries_sql(width_us: int, by: str | None, filters: Filters) -> tuple[str, list[Any]]:
+    """One row per (bucket start in microseconds since the epoch, key) with its totals."""
+    micros = "(extract(epoch FROM ts) * 1000000)::bigint"  # exact: extract gives numeric
+    params = _Params()
+    width = params.add(width_us)
+    # Floor to the bucket start, aligned to the epoch (also before 1970: SQL's % truncates).
+    start = f"({micros} - (({micros} % {width}) + {width}) % {width})"
+    key = "NULL::text" if by is None else group_field(by)
+    clause = where(filters, params)
+    sql = f"SELECT {start} AS bucket, {key} AS key, {_TOTALS} FROM calls{clause} GROUP BY 1, 2"
+    return sql, params.values
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def timeseries_rows(rows: list[Any], bucket_type: type[TimeBucket]) -> list[TimeBucket]:
+    """The buckets, oldest first, then by key (``None`` first), as every store orders them."""
+    window = sum(row[2] for row in rows)
+
+    def rank(value: float | None) -> float | None:
+        return window_percentile(value, window)
+
+    buckets = [
+        bucket_type(
+            start=_EPOCH + timedelta(microseconds=start),
+            key=key,
+            calls=calls,
+            errors=errors,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cached_input_tokens=cached,
+            cost_usd=float(cost),
+            p50_latency_ms=rank(p50),
+            p95_latency_ms=rank(p95),
+            p50_ttft_ms=rank(ttft),
+        )
+        for (
+            start,
+            key,
+            calls,
+            errors,
+            input_tokens,
+            output_tokens,
+            cached,
+            _,
+            cost,
+            _,
+            p50,
+            p95,
+            ttft,
+        ) in rows
+    ]
+    buckets.sort(key=lambda b: (b.start, b.key is not None, b.key or ""))
+    return buckets
+
+
+async def pages(
+    fetch: Callable[[str, Sequence[Any]], Awaitable[list[Any]]],
+    filters: Filters,
+    page: int,
+    *,
+    newest_first: bool = False,
+    limit: int | None = None,
+) -> AsyncIterator[LLMCall]:
+    """The calls that pass ``filters`` in order, read ``page`` rows at a time by keyset."""
+    after: tuple[datetime, int] | None = None
+    left = limit
+    while left is None or left > 0:
+        size = page if left is None else min(page, left)
+        sql, params = page_sql(filters, size, newest_first=newest_first, after=after)
+        rows = await fetch(sql, params)
+        for call in decode(rows):
+            yield call
+        if len(rows) < size:
+            return
+        if left is not None:
+            left -= len(rows)
+        after = (rows[-1][ROW_TS], rows[-1][ROW_ID])
+
+
+async def reprice(
+    fetch: Callable[[str, Sequence[Any]], Awaitable[list[Any]]],
+    execute: Callable[..., Awaitable[None]],
+    table: PriceTable,
+    filters: Filters,
+    page: int,
+) -> int:
+    """Price the calls that pass ``filters`` again, a keyset page at a time, and write each
+    page's changed costs (and ``table.version``) in one ``UPDATE``; return how many changed."""
+    version = table.version
+    changed = 0
+    after: tuple[datetime, int] | None = None
+    while True:
+        sql, params = page_sql(filters, page, after=after)
+        rows = await fetch(sql, params)
+        ids: list[str] = []
+        stamps: list[datetime] = []
+        costs: list[Decimal] = []
+        for call in decode(rows):
+            cost = table.cost(call)
+            if cost is not None and (cost != call.cost_usd or call.price_version != version):
+                ids.append(call.call_id)
+                stamps.append(call.timestamp)
+                costs.append(Decimal(cost))
+        if ids:
+            await execute(REPRICE_SQL, ids, stamps, costs, version)
+            changed += len(ids)
+        if len(rows) < page:
+            return changed
+        after = (rows[-1][ROW_TS], rows[-1][ROW_ID])
+        await asyncio.sleep(0)  # pricing a page is CPU work: let the loop breathe

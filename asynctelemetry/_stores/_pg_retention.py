@@ -1,0 +1,179 @@
+"""Retention and partition upkeep for :class:`PostgresStore`.
+
+``max_age`` never deletes rows: a day's partition is detached (``DETACH PARTITION …
+CONCURRENTLY``: reads and writes of ``calls`` go on meanwhile) and dropped once its whole day is
+older than ``max_age``, so no index bloats and nothing needs ``VACUUM``. The bound is therefore
+kept to the day: a call stays readable until every call of its UTC day is past ``max_age``.
+
+``max_rows`` keeps the newest calls: whole partitions go while the excess covers them; the rest
+of the excess is deleted from the oldest partition, oldest first (by ``ts``, then ``id``), in
+transactions of at most ``batch`` rows. A pass takes a session advisory lock, so two processes
+sharing a database never both trim it; the one that finds the lock taken skips its pass.
+
+Each pass also creates the partitions of the coming days, so writers rarely wait on one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from ._pg_schema import ensure_partitions, existing_partitions
+from ._retention import Retention
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractAsyncContextManager
+
+    import asyncpg
+
+__all__ = ["PgRetention"]
+
+_LOCK_RETENTION: Final = (0x61746C6D, 3)
+
+
+class PgRetention(Retention):
+    """The retention bounds of one PostgresStore, its passes and counters.
+
+    Args:
+        connection: an async context manager that lends a pool connection.
+        max_age: whole days of calls older than this go (their partitions are dropped).
+        max_rows: at most this many calls are kept (the newest).
+        interval: seconds between background passes.
+        batch: most rows one ``max_rows`` delete removes.
+        ahead: days of partitions created ahead of today.
+        known: the store's set of days whose partitions exist (kept in step).
+    """
+
+    def __init__(
+        self,
+        connection: Callable[[], AbstractAsyncContextManager[asyncpg.Connection]],
+        *,
+        max_age: timedelta | None,
+        max_rows: int | None,
+        interval: float,
+        batch: int,
+        ahead: int,
+        known: set[date],
+    ) -> None:
+        super().__init__(
+            _unused, max_age=max_age, max_rows=max_rows, interval=interval, batch=batch
+        )
+        self._connection = connection
+        self.ahead = ahead
+        self._known = known
+        #: Partitions (days) dropped by retention since the store opened.
+        self.dropped_partitions = 0
+
+    @property
+    def active(self) -> bool:
+        """Always: even without bounds, passes create the coming days' partitions."""
+        return True
+
+    async def create_ahead(self, conn: asyncpg.Connection) -> None:
+        """Make sure today's partition and the next ``ahead`` days' exist."""
+        today = datetime.now(UTC).date()
+        days = [today + timedelta(days=n) for n in range(self.ahead + 1) if today < date.max]
+        await ensure_partitions(conn, days, self._known)
+
+    async def run_pass(self) -> int:
+        """Create partitions ahead; drop/delete what is past the bounds; return calls removed."""
+        async with self._lock, self._connection() as conn:
+            await self.create_ahead(conn)
+            deleted = 0
+            if self.max_age is not None or self.max_rows is not None:
+                async with _session_lock(conn) as held:
+                    if held:
+                        deleted = await self._trim(conn)
+            self.passes += 1
+            return deleted
+
+    async def _trim(self, conn: asyncpg.Connection) -> int:
+        deleted = 0
+        await _finish_detaches(conn)
+        if self.max_age is not None:
+            cutoff = datetime.now(UTC) - self.max_age
+            for day, name in sorted((await existing_partitions(conn)).items()):
+                if datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1) > cutoff:
+                    break  # some of this day (and every later one) is within max_age
+                deleted += await self._drop(conn, day, name)
+        if self.max_rows is not None:
+            excess = int(await conn.fetchval("SELECT count(*) FROM calls")) - self.max_rows
+            for day, name in sorted((await existing_partitions(conn)).items()):
+                if excess <= 0:
+                    break
+                rows = int(await conn.fetchval(f"SELECT count(*) FROM {name}"))
+                if rows <= excess:
+                    deleted += await self._drop(conn, day, name, rows)
+                    excess -= rows
+                    continue
+                deleted += await self._delete_oldest(conn, name, excess)
+                break
+        return deleted
+
+    async def _drop(
+        self, conn: asyncpg.Connection, day: date, name: str, rows: int | None = None
+    ) -> int:
+        """Detach (concurrently) and drop one partition; return how many calls it held."""
+        if rows is None:
+            rows = int(await conn.fetchval(f"SELECT count(*) FROM {name}"))
+        # Our own name (calls_YYYYMMDD, read back from the catalog and checked): no parameters in
+        # DDL. CONCURRENTLY waits for queries that use the partition instead of blocking others.
+        await conn.execute(f"ALTER TABLE calls DETACH PARTITION {name} CONCURRENTLY")
+        await conn.execute(f"DROP TABLE IF EXISTS {name}")
+        self._known.discard(day)
+        self.dropped_partitions += 1
+        self.deleted += rows
+        return rows
+
+    async def _delete_oldest(self, conn: asyncpg.Connection, name: str, count: int) -> int:
+        deleted = 0
+        while count > 0:
+            status = await conn.execute(
+                f"DELETE FROM {name} WHERE id IN (SELECT id FROM {name} ORDER BY ts, id LIMIT $1)",
+                min(self.batch, count),
+            )
+            n = int(status.split()[-1])
+            if n == 0:
+                break
+            deleted += n
+            self.deleted += n
+            count -= n
+            await asyncio.sleep(0)
+        return deleted
+
+
+async def _finish_detaches(conn: asyncpg.Connection) -> None:
+    """A pass cut short mid-detach leaves the partition "detach pending": finish and drop it."""
+    rows = await conn.fetch(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'calls'::regclass AND i.inhdetachpending"
+    )
+    for (name,) in rows:
+        if name.startswith("calls_") and name[6:].isdigit():
+            await conn.execute(f"ALTER TABLE calls DETACH PARTITION {name} FINALIZE")
+            await conn.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+class _session_lock:
+    """Try the retention advisory lock for the session; yield whether it was taken."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+        self._held = False
+
+    async def __aenter__(self) -> bool:
+        self._held = bool(
+            await self._conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *_LOCK_RETENTION)
+        )
+        return self._held
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._held and not self._conn.is_closed():
+            # A broken connection has released the lock with its session.
+            await self._conn.execute("SELECT pg_advisory_unlock($1, $2)", *_LOCK_RETENTION)
+
+
+async def _unused(*args: Any) -> Any:  # pragma: no cover - SQLite's write path, not used here
+    raise NotImplementedError

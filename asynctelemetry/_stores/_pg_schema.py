@@ -1,0 +1,317 @@
+"""The PostgreSQL schema of a call store: tables, day partitions, migrations, the row codec.
+
+``calls`` is declaratively partitioned by range of ``ts`` (the call's timestamp), one partition
+per UTC day (``calls_YYYYMMDD``), created by the store ahead of time and on demand. Columns
+follow :class:`LLMCall` field for field; ``attributes`` is JSONB (``NULL`` when empty),
+``cost_usd`` is ``numeric`` holding the exact value of the float (so ``SUM`` is exact and
+rounds once, as ``math.fsum`` does); ``id`` (one sequence for every writer) gives insertion
+order, which breaks ties between equal timestamps.
+
+``call_id`` uniqueness: a unique index on a partitioned table must include the partition key,
+so the constraint is ``UNIQUE (call_id, ts)``. The same call delivered again (a retrying
+exporter, a replay run twice, a batch retried after a lost commit acknowledgement, any number
+of writers) has the same id *and* timestamp, lands in the same partition and is refused there by
+the index, atomically across every writer (``INSERT … ON CONFLICT DO NOTHING``). Rejected
+alternative: a separate ``call_ids`` table would make every id unique whatever its timestamp,
+but it grows without bound unless pruned by a bulk ``DELETE`` (what partitions exist to avoid)
+and doubles the index work per call. The difference: two *different* calls that share an id
+but not a timestamp are both kept.
+
+Schema versions live in ``asynctelemetry_schema``; :func:`prepare` creates or migrates under
+``pg_advisory_xact_lock`` in one transaction, so several processes opening the store at once
+serialise and all but the first find the schema ready.
+
+Version history:
+
+1. the first PostgreSQL schema.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, Final
+
+from .._exceptions import SchemaVersionError, StoreError
+from .._record import LLMCall
+from .._rows import ATTRIBUTES, FIELDS, TIMESTAMP, Row
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    import asyncpg
+
+__all__ = [
+    "COPY_COLUMNS",
+    "LOCK_MIGRATE",
+    "LOCK_PARTITIONS",
+    "MERGE_SQL",
+    "SCHEMA_VERSION",
+    "STAGING",
+    "STAGING_SQL",
+    "day_of",
+    "days_of",
+    "ensure_partitions",
+    "existing_partitions",
+    "partition_name",
+    "pg_row",
+    "prepare",
+]
+
+SCHEMA_VERSION: Final = 1
+#: Advisory lock keys (namespace, key): ``ascii('atlm')`` and one key per job.
+_NAMESPACE: Final = 0x61746C6D
+LOCK_MIGRATE: Final = (_NAMESPACE, 1)
+LOCK_PARTITIONS: Final = (_NAMESPACE, 2)
+
+#: SQL type of each LLMCall field (``timestamp`` is the column ``ts``).
+_TYPES: Final = {
+    "call_id": "text NOT NULL",
+    "timestamp": "timestamptz NOT NULL",
+    "model": "text NOT NULL",
+    "operation": "text NOT NULL",
+    "source": "text NOT NULL",
+    "is_streaming": "boolean",
+    "status": "text NOT NULL",
+    "status_code": "integer",
+    "input_tokens": "bigint",
+    "output_tokens": "bigint",
+    "total_tokens": "bigint",
+    "cached_input_tokens": "bigint",
+    "cache_creation_tokens": "bigint",
+    "reasoning_tokens": "bigint",
+    "duration_ms": "double precision",
+    "ttft_ms": "double precision",
+    "tool_calls": "bigint NOT NULL",
+    "cost_usd": "numeric",
+    "attributes": "jsonb",
+}
+
+
+def column(field: str) -> str:
+    """The column that holds an LLMCall field."""
+    return "ts" if field == "timestamp" else field
+
+
+#: Columns in LLMCall field order: what COPY sends and what reads select.
+COPY_COLUMNS: Final = tuple(column(f) for f in FIELDS)
+_COLUMN_DEFS: Final = ",\n  ".join(f"{column(f)} {_TYPES.get(f, 'text')}" for f in FIELDS)
+_COLUMN_LIST: Final = ", ".join(COPY_COLUMNS)
+
+#: Indexes on every partition. Each ends with (ts, id) or ts, so filtered reads come out in
+#: order and keyset pages seek; the first serves time windows, paging and the dashboard.
+_INDEXES: Final = (
+    "CREATE INDEX IF NOT EXISTS calls_ts_id ON calls (ts, id)",
+    "CREATE INDEX IF NOT EXISTS calls_model_ts ON calls (model, ts)",
+    "CREATE INDEX IF NOT EXISTS calls_request_model_ts ON calls (request_model, ts)",
+    "CREATE INDEX IF NOT EXISTS calls_provider_ts ON calls (provider, ts)",
+    "CREATE INDEX IF NOT EXISTS calls_session_ts ON calls (session_id, ts)",
+    "CREATE INDEX IF NOT EXISTS calls_status_ts ON calls (status, ts)",
+)
+
+
+def _create_v1() -> list[str]:
+    return [
+        "CREATE SEQUENCE IF NOT EXISTS calls_id_seq AS bigint",
+        f"CREATE TABLE calls (\n  id bigint NOT NULL DEFAULT nextval('calls_id_seq'),\n"
+        f"  {_COLUMN_DEFS},\n  CONSTRAINT calls_call_id_ts UNIQUE (call_id, ts)\n"
+        ") PARTITION BY RANGE (ts)",
+        "ALTER SEQUENCE calls_id_seq OWNED BY calls.id",
+        *_INDEXES,
+    ]
+
+
+#: ``MIGRATIONS[n]`` takes a database from version ``n`` to ``n + 1`` (statements, in order).
+MIGRATIONS: Final[dict[int, list[str]]] = {}
+
+#: The writer's staging table: one per connection, emptied at every commit.
+STAGING: Final = "asynctelemetry_staging"
+STAGING_SQL: Final = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {STAGING} (\n"
+    "  ord bigint GENERATED ALWAYS AS IDENTITY,\n"
+    f"  {_COLUMN_DEFS.replace(' NOT NULL', '')}\n"
+    ") ON COMMIT DELETE ROWS"
+)
+#: Staged rows into ``calls`` in arrival order; a call whose (call_id, ts) is stored is skipped.
+MERGE_SQL: Final = (
+    f"INSERT INTO calls (id, {_COLUMN_LIST}) "
+    f"SELECT nextval('calls_id_seq'), {_COLUMN_LIST} FROM {STAGING} ORDER BY ord "
+    "ON CONFLICT (call_id, ts) DO NOTHING"
+)
+
+
+async def prepare(conn: asyncpg.Connection, where: str) -> int:
+    """Create the schema or migrate it forward; return the version found (0: none).
+
+    Raises:
+        SchemaVersionError: the database was written by a newer asynctelemetry.
+        StoreError: it holds a ``calls`` table that asynctelemetry did not create.
+    """
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *LOCK_MIGRATE)
+        has_versions = await conn.fetchval("SELECT to_regclass('asynctelemetry_schema')")
+        found = 0
+        if has_versions is not None:
+            found = await conn.fetchval("SELECT max(version) FROM asynctelemetry_schema") or 0
+        if found > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{where} has schema version {found}, newer than this asynctelemetry supports "
+                f"({SCHEMA_VERSION}); upgrade asynctelemetry to open it"
+            )
+        if found == 0:
+            if await conn.fetchval("SELECT to_regclass('calls')") is not None:
+                raise StoreError(f"{where} has a 'calls' table that asynctelemetry did not create")
+            steps = [
+                "CREATE TABLE IF NOT EXISTS asynctelemetry_schema (version integer NOT NULL)",
+                *_create_v1(),
+            ]
+            start = 1
+        else:
+            steps, start = [], found
+        for version in range(start, SCHEMA_VERSION):
+            steps += MIGRATIONS[version]
+        for sql in steps:
+            await conn.execute(sql)
+        if found != SCHEMA_VERSION:
+            await conn.execute("DELETE FROM asynctelemetry_schema")
+            await conn.execute(
+                "INSERT INTO asynctelemetry_schema (version) VALUES ($1)", SCHEMA_VERSION
+            )
+    return int(found)
+
+
+# -- day partitions -----------------------------------------------------------------------------
+def day_of(moment: datetime) -> date:
+    """The UTC day a timestamp falls in (the partition that holds it)."""
+    return moment.astimezone(UTC).date() if moment.tzinfo is not None else moment.date()
+
+
+def partition_name(day: date) -> str:
+    """``calls_YYYYMMDD``: the partition of one UTC day."""
+    return f"calls_{day.year:04d}{day.month:02d}{day.day:02d}"
+
+
+def _bound(day: date) -> str:
+    return f"'{day.year:04d}-{day.month:02d}-{day.day:02d} 00:00:00+00'"
+
+
+def _partition_sql(day: date) -> list[str]:
+    """A new day table, then attached: ``ATTACH`` takes a lock that lets reads and writes of
+    ``calls`` go on (``CREATE … PARTITION OF`` would block them), and checks an empty table."""
+    name = partition_name(day)
+    upper = "MAXVALUE" if day == date.max else _bound(day + timedelta(days=1))
+    return [
+        f"CREATE TABLE IF NOT EXISTS {name} (LIKE calls INCLUDING DEFAULTS)",
+        f"ALTER TABLE calls ATTACH PARTITION {name} FOR VALUES FROM ({_bound(day)}) TO ({upper})",
+    ]
+
+
+async def existing_partitions(conn: asyncpg.Connection) -> dict[date, str]:
+    """The attached day partitions, by day (names of our own form only)."""
+    rows = await conn.fetch(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'calls'::regclass"
+    )
+    found: dict[date, str] = {}
+    for (name,) in rows:
+        digits = name.removeprefix("calls_")
+        if len(digits) == 8 and digits.isdigit():
+            try:
+                found[date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))] = name
+            except ValueError:
+                continue
+    return found
+
+
+async def ensure_partitions(
+    conn: asyncpg.Connection, days: Iterable[date], known: set[date]
+) -> None:
+    """Create the partitions of ``days`` that do not exist yet; add every day to ``known``.
+
+    Serialised across processes by an advisory lock: two writers needing the same new day do
+    not race to create it.
+    """
+    wanted = set(days) - known
+    if not wanted:
+        return
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *LOCK_PARTITIONS)
+        existing = await existing_partitions(conn)
+        for day in sorted(wanted - existing.keys()):
+            for sql in _partition_sql(day):
+                await conn.execute(sql)
+        known |= existing.keys()
+    known |= wanted
+
+
+# -- the row codec ------------------------------------------------------------------------------
+_dumps: Final = json.JSONEncoder(separators=(",", ":")).encode
+_COST: Final = FIELDS.index("cost_usd")
+_fields_of_record: Final = itemgetter(*FIELDS[:ATTRIBUTES])
+#: Exact decimals of the costs seen lately: costs repeat (one price per model and token count),
+#: and building the exact Decimal of a float is most of a row's encoding time.
+_decimals: dict[float, Decimal] = {}
+_MAX_DECIMALS: Final = 65_536
+
+
+def _exact(cost: float) -> Decimal:
+    exact = _decimals.get(cost)
+    if exact is None:
+        if len(_decimals) >= _MAX_DECIMALS:
+            _decimals.clear()
+        exact = _decimals[cost] = Decimal(cost)
+    return exact
+
+
+def pg_row(call: LLMCall | Row) -> list[Any]:
+    """The COPY row of a record or a compact row, in :data:`COPY_COLUMNS` order."""
+    if call.__class__ is tuple:
+        row: Row = call
+        values = list(row[:ATTRIBUTES])
+        keys = row[ATTRIBUTES]
+        attributes = None if keys is None else dict(zip(keys, row[ATTRIBUTES + 1 :], strict=True))
+    else:
+        data = call.__dict__
+        values = list(_fields_of_record(data))
+        attributes = data["attributes"]
+    cost = values[_COST]
+    if cost is not None:
+        values[_COST] = _exact(cost)  # the float's exact value: sums round once
+    values.append(_dumps(attributes) if attributes else None)
+    return values
+
+
+def days_of(batch: Iterable[LLMCall | Row]) -> set[date]:
+    """The UTC days of the calls' timestamps (records and rows hold aware UTC datetimes)."""
+    days: set[date] = set()
+    last = None
+    for call in batch:
+        moment = call[TIMESTAMP] if call.__class__ is tuple else call.timestamp  # type: ignore[union-attr]
+        day = moment.date()
+        if day != last:
+            days.add(day)
+            last = day
+    return days
+
+
+_loads: Final = json.loads
+_ATTRS: Final = len(FIELDS) - 1
+
+
+def decode(records: Iterable[Any]) -> list[LLMCall]:
+    """Records from selected rows (:data:`COPY_COLUMNS`, then ``id``): our own, trusted data."""
+    out: list[LLMCall] = []
+    append = out.append
+    adopt = LLMCall._adopt
+    fields = FIELDS
+    for record in records:
+        data = dict(zip(fields, record, strict=False))
+        attributes = data["attributes"]
+        data["attributes"] = _loads(attributes) if attributes else {}
+        cost = data["cost_usd"]
+        if cost is not None:
+            data["cost_usd"] = float(cost)
+        append(adopt(data))
+    return out

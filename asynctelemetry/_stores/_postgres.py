@@ -1,0 +1,498 @@
+"""PostgresStore: calls kept in PostgreSQL, shared by many processes, written in batches.
+
+One dedicated writer connection, fed by a :class:`BatchQueue`, sends each batch with binary
+``COPY`` straight into ``calls``; a batch holding a call stored before (a duplicate) goes into a
+per-connection temporary staging table instead and is merged with ``INSERT … ON CONFLICT DO
+NOTHING`` in the same transaction (see :meth:`PostgresStore._merge`); a pool of ``pool_size``
+connections serves reads. Schema, partitions and codec: :mod:`._pg_schema`; reads:
+:mod:`._pg_reads`; retention: :mod:`._pg_retention`. asyncpg is imported when the store opens
+(extra ``postgres``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import warnings
+from typing import TYPE_CHECKING, Any, Final, Self
+from urllib.parse import urlsplit
+
+from .._batching import BatchQueue, Closing, RetryPolicy
+from .._exceptions import ConfigError, StoreClosedError, StoreError, require, require_int
+from .._rows import Row, Rows
+from . import _pg_reads as r
+from ._base import CallSummary, Filters, GroupBy, TimeBucket, bucket_ns, check_limit
+from ._pg_retention import PgRetention
+from ._pg_writer import PgWriter, is_db_error, reason, redact
+from ._replay import paced
+from ._retention import parse_max_age, parse_max_rows
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+    from datetime import datetime, timedelta
+    from types import TracebackType
+
+    import asyncpg
+
+    from .._batching import QueueStats
+    from .._pricing import PriceTable
+    from .._record import LLMCall
+
+__all__ = ["PostgresStore"]
+
+logger = logging.getLogger("asynctelemetry")
+#: Rows per replay/query page: bounded memory, few round trips.
+PAGE: Final = 2000
+
+
+class PostgresStore:
+    """Calls kept in PostgreSQL: many app processes and collectors share one database.
+
+    ``add`` and ``add_many`` queue calls for a background writer that sends up to
+    ``batch_size`` calls per transaction (binary ``COPY`` into a staging table, merged into the
+    day-partitioned ``calls`` table). When ``max_queue`` calls are queued, ``add`` waits
+    (backpressure); nothing is dropped. A dropped connection or a server restart keeps the
+    batch queued and retries it with backoff; ``flush()`` raises :class:`StoreError` while that
+    lasts and returns once everything added before it is committed. ``call_id`` is unique for
+    every writer: a call stored before (same ``call_id`` and timestamp) is skipped and counted
+    in ``duplicates``.
+
+    The store opens on ``async with``, ``await store.open()``, or its first use; a server that
+    cannot be reached within ``connect_timeout`` is a :class:`StoreError` there.
+
+    Args:
+        dsn: ``postgresql://user:password@host:5432/database`` (``postgres://`` too; libpq
+            options such as ``sslmode``, and server settings such as ``search_path`` to use a
+            schema, as query parameters).
+        pool_size: most connections serving reads (the writer has one more of its own).
+        batch_size: most calls per transaction.
+        flush_interval: seconds a partial batch waits for more calls.
+        max_queue: most calls queued and not yet committed before ``add`` waits.
+        close_timeout: seconds ``aclose()`` spends writing what is queued.
+        connect_timeout: seconds to connect (at open, and each reconnect of the writer).
+        max_age: retention: whole UTC days of calls older than this (seconds, a timedelta, or
+            text like ``"7d"``) are dropped, partition by partition.
+        max_rows: retention: at most this many calls are kept, the newest by timestamp.
+        retention_interval: seconds between background passes (retention and partitions
+            created ahead).
+        retention_batch: most rows one ``max_rows`` delete removes.
+        partitions_ahead: days of partitions created ahead of today.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        pool_size: int = 4,
+        batch_size: int = 5000,
+        flush_interval: float = 0.05,
+        max_queue: int = 50_000,
+        close_timeout: float = 10.0,
+        connect_timeout: float = 10.0,
+        max_age: float | timedelta | str | None = None,
+        max_rows: int | None = None,
+        retention_interval: float = 60.0,
+        retention_batch: int = 5000,
+        partitions_ahead: int = 3,
+    ) -> None:
+        if not isinstance(dsn, str) or urlsplit(dsn).scheme not in ("postgresql", "postgres"):
+            raise ConfigError(f"dsn must be a postgresql:// URL, got {dsn!r}")
+        require_int("pool_size", pool_size)
+        require_int("batch_size", batch_size)
+        require_int("max_queue", max_queue)
+        require_int("retention_batch", retention_batch)
+        require_int("partitions_ahead", partitions_ahead, minimum=0)
+        _check(flush_interval >= 0, f"flush_interval must be >= 0, got {flush_interval!r}")
+        _check(close_timeout >= 0, f"close_timeout must be >= 0, got {close_timeout!r}")
+        _check(connect_timeout > 0, f"connect_timeout must be > 0, got {connect_timeout!r}")
+        _check(
+            retention_interval > 0, f"retention_interval must be > 0, got {retention_interval!r}"
+        )
+        self.dsn = dsn
+        self.pool_size = pool_size
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.max_queue = max_queue
+        self.close_timeout = close_timeout
+        self.connect_timeout = connect_timeout
+        self._writer = PgWriter(None, dsn, connect_timeout)
+        self._queue: BatchQueue[LLMCall | Row] = BatchQueue(
+            self._write_batch,
+            max_size=max_queue,
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            overflow="wait",
+            retry=RetryPolicy(max_attempts=None),
+            name=f"PostgresStore({redact(dsn)})",
+        )
+        #: Retention bounds and counters (``deleted``, ``dropped_partitions``, ``passes``).
+        self.retention = PgRetention(
+            self._connection,
+            max_age=parse_max_age(max_age),
+            max_rows=parse_max_rows(max_rows),
+            interval=retention_interval,
+            batch=retention_batch,
+            ahead=partitions_ahead,
+            known=self._writer.known_days,
+        )
+        self._pool: asyncpg.Pool | None = None
+        self._upkeep: asyncio.Task[None] | None = None
+        self._opening: asyncio.Lock | None = None
+        self._closed = False
+        self._closing = Closing()
+        self._failing = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open" if self._pool else "unopened"
+        return f"PostgresStore({redact(self.dsn)!r}, {state}, pending={self.pending})"
+
+    @property
+    def rejected(self) -> int:
+        """Calls the server refused (e.g. text holding NUL), logged and counted."""
+        return self._writer.rejected
+
+    @property
+    def duplicates(self) -> int:
+        """Calls not stored because the same call (``call_id`` and timestamp) already was."""
+        return self._writer.duplicates
+
+    @property
+    def pending(self) -> int:
+        """Calls added and not yet committed."""
+        return self._queue.pending
+
+    @property
+    def queue_stats(self) -> QueueStats:
+        """What the writer has done: accepted, delivered, retries, last error."""
+        return self._queue.stats
+
+    # -- lifetime -------------------------------------------------------------------------------
+    async def open(self) -> Self:
+        """Connect, create or migrate the schema, create the coming days' partitions.
+
+        Idempotent; several processes may open the same database at once.
+
+        Raises:
+            StoreClosedError: the store was closed.
+            StoreError: the server cannot be reached or refuses us within ``connect_timeout``.
+            SchemaVersionError: the database was written by a newer asynctelemetry.
+            MissingDependencyError: asyncpg is not installed.
+        """
+        if self._closed:
+            raise StoreClosedError(f"{self!r} is closed")
+        if self._pool is not None:
+            return self
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._pool is None and not self._closed:
+                await self._connect()
+        if self._closed:
+            raise StoreClosedError(f"{self!r} is closed")
+        return self
+
+    async def _connect(self) -> None:
+        pg: Any = require("asyncpg", "postgres", "PostgresStore")
+        self._writer.pg = pg
+        pool = None
+        await self._writer.connect(prepare_schema=True)
+        try:
+            pool = await pg.create_pool(
+                self.dsn,
+                min_size=1,
+                max_size=self.pool_size,
+                timeout=self.connect_timeout,
+            )
+            async with pool.acquire() as conn:
+                await self.retention.create_ahead(conn)
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                await self._writer.close()
+            if pool is not None:
+                pool.terminate()
+            if isinstance(exc, Exception) and self._is_db_error(exc):
+                raise StoreError(f"cannot open {redact(self.dsn)}: {reason(exc)}") from exc
+            raise
+        self._pool = pool
+        self._upkeep = asyncio.get_running_loop().create_task(
+            self.retention.run_forever(), name=f"{self!r} upkeep"
+        )
+
+    async def aclose(self) -> None:
+        """Write what is queued (within ``close_timeout``), then close the connections.
+
+        Idempotent: a later or concurrent call returns once the first one has finished.
+
+        Raises:
+            StoreError: some calls could not be written before the deadline.
+        """
+        if not await self._closing.begin():
+            return
+        self._closed = True
+        try:
+            await self._close()
+        finally:
+            self._closing.end()
+
+    async def _close(self) -> None:
+        error: BaseException | None = None
+        ended: BaseException | None = None
+        before = self._queue.stats.dropped_on_close
+        try:
+            if self._upkeep is not None:
+                self._upkeep.cancel()
+                (ended,) = await asyncio.gather(self._upkeep, return_exceptions=True)
+            try:
+                await self._queue.aclose(timeout=self.close_timeout)
+            except Exception as exc:
+                error = exc
+            lost = self._queue.stats.dropped_on_close - before
+            if lost:
+                reason = f": {error}" if error is not None else " (close deadline)"
+                error = StoreError(f"{lost} calls could not be written to the database{reason}")
+        finally:
+            if self._opening is not None:
+                await self._opening.acquire()  # an open() in progress finishes first
+            await self._release()
+        if error is not None:
+            logger.error("asynctelemetry: %s", error)
+            raise error
+        if isinstance(ended, Exception) and not isinstance(ended, asyncio.CancelledError):
+            raise ended
+
+    async def _release(self) -> None:
+        await self._writer.close()
+        pool = self._pool
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), timeout=max(self.close_timeout, 1.0))
+            except Exception:
+                pool.terminate()
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        if getattr(self, "_pool", None) is not None and not getattr(self, "_closed", True):
+            warnings.warn(
+                f"{self!r} was garbage-collected without aclose(); queued calls are lost",
+                ResourceWarning,
+                stacklevel=2,
+                source=self,
+            )
+
+    def _is_db_error(self, exc: BaseException) -> bool:
+        return is_db_error(self._writer.pg, exc)
+
+    async def _write_batch(self, batch: list[LLMCall | Row]) -> None:
+        if self._pool is None:  # closed under us; BatchQueue counts the batch as lost
+            raise StoreClosedError(f"{self!r} is closed")
+        await self._writer.write(batch)
+
+    async def _ready(self) -> asyncpg.Pool:
+        if self._closed:
+            raise StoreClosedError(f"{self!r} is closed")
+        if self._pool is None:
+            await self.open()
+        assert self._pool is not None
+        return self._pool
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pool connection; database failures become :class:`StoreError`."""
+        pool = await self._ready()
+        try:
+            async with pool.acquire(timeout=self.connect_timeout) as conn:
+                yield conn
+        except StoreError:
+            raise
+        except Exception as exc:
+            if self._is_db_error(exc):
+                raise StoreError(f"{redact(self.dsn)}: {reason(exc)}") from exc
+            raise
+
+    # -- writing --------------------------------------------------------------------------------
+    async def add(self, call: LLMCall) -> None:
+        """Queue one call for writing; waits while ``max_queue`` calls are queued."""
+        await self._ready()
+        await self._queue.put(call)
+
+    async def add_many(self, calls: Sequence[LLMCall]) -> None:
+        """Queue many calls, in order; waits for room as needed."""
+        await self._ready()
+        await self._queue.put_many(calls.rows if isinstance(calls, Rows) else calls)
+
+    async def emit(self, calls: Sequence[LLMCall]) -> None:
+        """Sink interface: the same as :meth:`add_many`."""
+        await self.add_many(calls)
+
+    async def flush(self) -> None:
+        """Return once every call added before is committed.
+
+        Raises:
+            StoreError: a batch is failing (server down, disk full); the calls stay queued.
+        """
+        if self._closed or self._pool is None:
+            return
+        await self._queue.flush()
+
+    async def reprice(
+        self,
+        table: PriceTable,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+    ) -> int:
+        """Price the committed calls that pass the filters again with ``table`` and keep the
+        new costs and ``price_version`` (``table.version``); return how many calls changed.
+
+        A call is priced by ``table.cost(call)``; one the table cannot price keeps its cost.
+        Reads keyset pages and writes each page's changes in one ``UPDATE`` (memory bounded by
+        a page); calls written meanwhile are repriced if they sort after the page being read.
+        """
+        filters = Filters(since, until, model, provider, session_id, status)
+        return await r.reprice(self._fetch, self._execute, table, filters, PAGE)
+
+    async def _execute(self, sql: str, *params: Any) -> None:
+        async with self._connection() as conn:
+            await conn.execute(sql, *params)
+
+    # -- retention ------------------------------------------------------------------------------
+    async def enforce_retention(self) -> int:
+        """Run one retention pass now; return how many calls it removed.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        await self._ready()
+        return await self.retention.run_pass()
+
+    # -- reading --------------------------------------------------------------------------------
+    async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        for attempt in (1, 2):
+            async with self._connection() as conn:
+                try:
+                    rows: list[Any] = await conn.fetch(sql, *params)
+                except Exception as exc:
+                    if not self._is_db_error(exc):
+                        raise
+                    if attempt == 1 and conn.is_closed():
+                        continue  # a pooled connection the server dropped (a restart): once more
+                    raise StoreError(f"reading {redact(self.dsn)} failed: {reason(exc)}") from exc
+                return rows
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def query(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[LLMCall]:
+        """Committed calls that pass the filters, oldest first unless ``newest_first``.
+
+        Ties in timestamp come in insertion order either way; ``limit`` applies after ordering.
+        Read in keyset pages, so the server never holds a huge result for us.
+        """
+        check_limit(limit)
+        filters = Filters(since, until, model, provider, session_id, status)
+        return [c async for c in self._pages(filters, newest_first=newest_first, limit=limit)]
+
+    async def count(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+    ) -> int:
+        """How many committed calls pass the filters."""
+        sql, params = r.count_sql(Filters(since, until, model, provider, session_id, status))
+        rows = await self._fetch(sql, params)
+        return int(rows[0][0])
+
+    async def summary(
+        self,
+        *,
+        by: GroupBy = "model",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+    ) -> list[CallSummary]:
+        """One row per group, computed by the server; equal to ``summarize()`` of the calls."""
+        filters = Filters(since, until, model, provider, session_id, status)
+        sql, params = r.summary_sql(by, filters)
+        return r.summary_rows(await self._fetch(sql, params))
+
+    async def timeseries(
+        self,
+        *,
+        bucket: timedelta | str = "1m",
+        by: GroupBy | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+    ) -> list[TimeBucket]:
+        """The calls that pass the filters in fixed time buckets (aligned to the epoch, UTC),
+        optionally also by a group; oldest bucket first, then key."""
+        width = bucket_ns(bucket) // 1000
+        filters = Filters(since, until, model, provider, session_id, status)
+        sql, params = r.timeseries_sql(width, by, filters)
+        return r.timeseries_rows(await self._fetch(sql, params), TimeBucket)
+
+    def replay(
+        self,
+        *,
+        speed: float | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+    ) -> AsyncIterator[LLMCall]:
+        """Committed calls that pass the filters, oldest first, paced by ``speed``.
+
+        Streams in keyset pages of (ts, id), so memory stays bounded however many calls there
+        are; calls committed during the replay appear if they sort after the page.
+        """
+        if speed is not None and not speed > 0:
+            raise ValueError(f"speed must be positive, got {speed!r}")
+        pages = self._pages(Filters(since, until, model, provider, session_id, status))
+        return pages if speed is None else paced(pages, speed)
+
+    def _pages(
+        self, filters: Filters, *, newest_first: bool = False, limit: int | None = None
+    ) -> AsyncIterator[LLMCall]:
+        return r.pages(self._fetch, filters, PAGE, newest_first=newest_first, limit=limit)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)

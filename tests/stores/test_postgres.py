@@ -1,0 +1,368 @@
+"""PostgresStore against a real PostgreSQL server: what the shared suite cannot show.
+
+Schema and partitions, a bad DSN, several writer processes at once, migrations racing, the
+server stopped and started mid-stream, retention dropping partitions while writers run, rows the
+server refuses. The server is the suite's own (``tests/pg.py``); each test has a fresh schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import warnings
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import asyncpg
+import pytest
+
+from asynctelemetry import LLMCall, PostgresStore, PriceTable, StoreError, open_store
+from tests.conftest import T0, make_call
+from tests.pg import start_server, stop_server
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from tests.pg import Server
+
+
+async def _partitions(dsn: str) -> list[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'calls'::regclass ORDER BY 1"
+        )
+    finally:
+        await conn.close()
+    return [name for (name,) in rows]
+
+
+def _full_call(i: int) -> LLMCall:
+    return make_call(
+        i,
+        request_model="gpt-4o",
+        service_name="svc",
+        trace_id="ab" * 16,
+        span_id="cd" * 8,
+        parent_span_id="ef" * 8,
+        route_name="r",
+        is_streaming=True,
+        status_code=200,
+        error_type=None,
+        total_tokens=500,
+        cached_input_tokens=3,
+        cache_creation_tokens=4,
+        reasoning_tokens=5,
+        cache_hit="semantic",
+        tool_calls=2,
+        routing_strategy="cost",
+        routing_reason="cheapest",
+        cost_usd=0.1 + 0.2,
+        price_version="genai-prices 1",
+        attributes={"a": "x", "n": 7, "f": 1.5, "whole": 2.0, "b": True, "uni": "é☃"},
+    )
+
+
+async def test_open_creates_the_schema_and_the_coming_days(pg_dsn: str) -> None:
+    """Opening a new database creates the versioned schema and today's partition plus the
+    ``partitions_ahead`` next days'."""
+    async with PostgresStore(pg_dsn, partitions_ahead=2):
+        pass
+    today = datetime.now(UTC).date()
+    wanted = [f"calls_{today + timedelta(days=n):%Y%m%d}" for n in range(3)]
+    assert await _partitions(pg_dsn) == wanted
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        assert await conn.fetch("SELECT version FROM asynctelemetry_schema") == [(1,)]
+    finally:
+        await conn.close()
+
+
+async def test_reopening_shows_every_call_field_by_field(pg_dsn: str) -> None:
+    """Every field survives the round trip, JSONB attributes and exact costs included."""
+    calls = [_full_call(i) for i in range(5)]
+    async with PostgresStore(pg_dsn) as store:
+        await store.add_many(calls)
+    async with PostgresStore(pg_dsn) as store:
+        got = await store.query()
+    assert got == calls
+    assert [c.attributes for c in got] == [c.attributes for c in calls]
+    assert type(got[0].attributes["whole"]) is float and type(got[0].attributes["n"]) is int
+
+
+async def test_same_id_other_timestamp_is_a_different_call(pg_dsn: str) -> None:
+    """The documented limit of uniqueness by (call_id, timestamp): copies of a call are one,
+    but two calls that share an id and not a timestamp are both kept."""
+    async with PostgresStore(pg_dsn) as store:
+        await store.add_many([make_call(1), make_call(1), make_call(1, timestamp=T0)])
+        await store.flush()
+        assert store.duplicates == 1
+        assert await store.count() == 2
+
+
+async def test_rows_the_server_refuses_are_counted_and_the_rest_kept(pg_dsn: str) -> None:
+    """Text PostgreSQL cannot hold (NUL) rejects that call only, counted in ``rejected``."""
+    calls = [make_call(0), make_call(1, session_id="bad\x00id"), make_call(2)]
+    async with PostgresStore(pg_dsn) as store:
+        await store.add_many(calls)
+        await store.flush()
+        assert store.rejected == 1
+        assert await store.query() == [calls[0], calls[2]]
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize("kind", ["refused", "no-database", "silent"])
+async def test_a_dsn_that_cannot_connect_is_a_clear_error_at_open(
+    pg_server: Server, kind: str
+) -> None:
+    """Nobody listening, a database that does not exist, or a peer that never answers: a
+    StoreError at open, within connect_timeout, naming the place (not a hang, not a retry)."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    try:
+        dsn = {
+            "refused": f"postgresql://postgres@127.0.0.1:{_closed_port()}/x",
+            "no-database": pg_server.dsn_for("no_such_database"),
+            "silent": f"postgresql://u:secret@127.0.0.1:{silent.getsockname()[1]}/x",
+        }[kind]
+        store = PostgresStore(dsn, connect_timeout=1.0)
+        async with asyncio.timeout(20):
+            with pytest.raises(StoreError, match="cannot connect") as info:
+                await store.open()
+        assert "secret" not in str(info.value)
+        await store.aclose()
+    finally:
+        silent.close()
+
+
+def _script(body: str) -> list[str]:
+    prelude = "import asyncio, sys, json\nfrom asynctelemetry import PostgresStore\n"
+    prelude += "from tests.conftest import make_call\n"
+    return [sys.executable, "-c", prelude + textwrap.dedent(body)]
+
+
+def _run_all(commands: list[list[str]]) -> list[str]:
+    """Start every command at once; wait; their outputs (each must succeed)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    procs = [
+        subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for cmd in commands
+    ]
+    outputs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        outputs.append(out)
+    return outputs
+
+
+async def test_migrations_racing(pg_dsn: str) -> None:
+    """Several processes opening a new database at once: one creates the schema, the others
+    wait on the advisory lock and find it ready; every one of them can write."""
+    body = """
+    async def main():
+        async with PostgresStore(sys.argv[1]) as store:
+            await store.add(make_call(int(sys.argv[2])))
+    asyncio.run(main())
+    """
+    outs = await asyncio.to_thread(_run_all, [[*_script(body), pg_dsn, str(i)] for i in range(4)])
+    assert outs == [""] * 4
+    async with PostgresStore(pg_dsn) as store:
+        assert await store.count() == 4
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        assert await conn.fetch("SELECT version FROM asynctelemetry_schema") == [(1,)]
+    finally:
+        await conn.close()
+
+
+async def test_several_writer_processes_lose_nothing_and_keep_duplicates_once(
+    pg_dsn: str,
+) -> None:
+    """Three processes write overlapping calls at once (across two days): every distinct call
+    is stored once, and the copies are counted as duplicates by the processes that sent them."""
+    async with PostgresStore(pg_dsn):
+        pass  # the schema exists; the writers race on partitions and rows
+    body = """
+    from datetime import timedelta
+    from tests.conftest import T0
+    async def main():
+        first = int(sys.argv[2])
+        async with PostgresStore(sys.argv[1], batch_size=500) as store:
+            for start in range(first, first + 4000, 250):
+                await store.add_many([
+                    make_call(i, timestamp=T0 + timedelta(seconds=30 * i))
+                    for i in range(start, start + 250)
+                ])
+            await store.flush()
+            print(json.dumps({"duplicates": store.duplicates, "rejected": store.rejected}))
+    asyncio.run(main())
+    """
+    starts = [0, 2000, 3000]
+    outs = await asyncio.to_thread(_run_all, [[*_script(body), pg_dsn, str(s)] for s in starts])
+    results = [json.loads(out) for out in outs]
+    distinct = set().union(*(range(s, s + 4000) for s in starts))
+    sent = 4000 * len(starts)
+    assert sum(r["duplicates"] for r in results) == sent - len(distinct)
+    assert all(r["rejected"] == 0 for r in results)
+    async with PostgresStore(pg_dsn) as store:
+        assert await store.count() == len(distinct)
+        got = await store.query()
+    assert [c.call_id for c in got] == [f"call-{i:06d}" for i in sorted(distinct)]
+
+
+@pytest.fixture
+async def private_server() -> AsyncIterator[Server]:
+    """A server of this test's own: it will be stopped and started."""
+    server = await asyncio.to_thread(start_server, private=True)
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(stop_server, server)
+
+
+@pytest.mark.timeout(180)
+async def test_server_stopped_and_started_mid_stream(private_server: Server) -> None:
+    """Calls keep coming while the server is stopped and started again: the writer retries with
+    backoff and every call accepted is stored; flush() reports the outage while it lasts; reads
+    work again once the server is back."""
+    store = PostgresStore(private_server.dsn, batch_size=200, flush_interval=0.01)
+    async with store:
+        sent: list[LLMCall] = []
+
+        async def produce(first: int, count: int) -> None:
+            for start in range(first, first + count, 50):
+                batch = [make_call(i) for i in range(start, start + 50)]
+                await store.add_many(batch)
+                sent.extend(batch)
+                await asyncio.sleep(0.005)
+
+        await produce(0, 1000)
+        await store.flush()
+        assert await store.count() == 1000  # the read pool holds a connection the stop will end
+        await asyncio.to_thread(private_server.stop, "fast")
+        await produce(1000, 1000)  # accepted while the server is down
+        with pytest.raises(StoreError):
+            await store.flush()
+        await asyncio.to_thread(private_server.start)
+        await produce(2000, 1000)
+        async with asyncio.timeout(60):
+            while True:
+                try:
+                    await store.flush()
+                    break
+                except StoreError:
+                    await asyncio.sleep(0.2)
+        assert store.queue_stats.retries > 0
+        assert await store.count() == len(sent) == 3000
+        assert [c.call_id for c in await store.query()] == [c.call_id for c in sent]
+
+
+async def test_retention_drops_old_partitions_while_writers_run(pg_dsn: str) -> None:
+    """max_age drops whole days' partitions (no DELETE) while a writer keeps adding today's
+    calls: the old days go, every new call stays, nothing fails."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    old = [make_call(i, timestamp=now - timedelta(days=10 - i % 5)) for i in range(500)]
+    async with PostgresStore(pg_dsn, max_age="3d", retention_interval=3600) as store:
+        await store.add_many(old)
+        await store.flush()
+        assert len(await _partitions(pg_dsn)) >= 5 + 4
+        written: list[LLMCall] = []
+        stop = asyncio.Event()
+
+        async def writer() -> None:
+            i = 10_000
+            while not stop.is_set():
+                batch = [make_call(j, timestamp=now) for j in range(i, i + 100)]
+                await store.add_many(batch)
+                written.extend(batch)
+                i += 100
+                await asyncio.sleep(0.01)
+
+        task = asyncio.create_task(writer())
+        await asyncio.sleep(0.2)
+        removed = await store.enforce_retention()
+        await asyncio.sleep(0.2)
+        stop.set()
+        await task
+        await store.flush()
+        assert removed == len(old)
+        assert store.retention.dropped_partitions == 5
+        assert store.retention.deleted == len(old)
+        cutoff = (now - timedelta(days=3)).date()
+        assert all(name >= f"calls_{cutoff:%Y%m%d}" for name in await _partitions(pg_dsn))
+        assert await store.count() == len(written)
+        assert await store.enforce_retention() == 0
+
+
+async def test_max_rows_keeps_the_newest(pg_dsn: str) -> None:
+    """max_rows drops whole old partitions, then deletes the oldest rest in batches."""
+    calls = [make_call(i, timestamp=T0 + timedelta(hours=8 * i)) for i in range(12)]  # 4 days
+    async with PostgresStore(pg_dsn, max_rows=5, retention_batch=1) as store:
+        await store.add_many(calls)
+        await store.flush()
+        assert await store.enforce_retention() == 7
+        assert await store.query() == calls[-5:]
+        assert store.retention.dropped_partitions == 2
+
+
+def test_open_store_takes_postgres_urls() -> None:
+    """postgresql:// and postgres:// URLs make a PostgresStore; store options are taken out of
+    the query, the driver's stay in the DSN."""
+    store = open_store(
+        "postgresql://u:pw@db.example:5433/calls?pool_size=8&max_age=7d&sslmode=require"
+    )
+    assert isinstance(store, PostgresStore)
+    assert store.pool_size == 8
+    assert store.retention.max_age == timedelta(days=7)
+    assert store.dsn == "postgresql://u:pw@db.example:5433/calls?sslmode=require"
+    assert "pw" not in repr(store)
+    assert isinstance(open_store("postgres://localhost/db"), PostgresStore)
+
+
+async def test_reprice_writes_new_costs(pg_dsn: str) -> None:
+    """reprice() keeps table.cost(call) and the table's version for the calls that pass the
+    filters, page by page; a second run changes nothing."""
+    calls = [make_call(i, model="gpt-4o", request_model=None, cost_usd=0.5) for i in range(5000)]
+    table = PriceTable.default().with_overrides(
+        {"gpt-4o": {"input_per_million": 10, "output_per_million": 40}}
+    )
+    until = T0 + timedelta(seconds=3000)
+    async with PostgresStore(pg_dsn) as store:
+        await store.add_many(calls)
+        await store.flush()
+        assert await store.reprice(table, until=until) == 3000
+        got = await store.query()
+        assert got[:3000] == [
+            c.model_copy(update={"cost_usd": table.cost(c), "price_version": table.version})
+            for c in calls[:3000]
+        ]
+        assert got[3000:] == calls[3000:]
+        assert await store.reprice(table, until=until) == 0
+
+
+async def test_closing_leaves_no_connection_behind(pg_dsn: str) -> None:
+    """After aclose() every connection (the writer's and the pool's) is closed: collecting
+    garbage finds no unclosed connection or transport."""
+    async with PostgresStore(pg_dsn) as store:
+        await store.add(make_call(1))
+        await store.flush()
+        assert await store.count() == 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
