@@ -44,6 +44,7 @@ __all__ = [
     "ROW_TS",
     "SCHEMA_VERSION",
     "SELECT_COLUMNS",
+    "check_readable",
     "decode_rows",
     "encode_call",
     "from_ns",
@@ -181,6 +182,25 @@ def prepare(conn: sqlite3.Connection, path: str) -> int:
             conn.execute("ROLLBACK")
         raise
     return found
+
+
+def check_readable(conn: sqlite3.Connection, path: str) -> None:
+    """Refuse, without writing, a file that a read-only store cannot read as it is.
+
+    Raises:
+        SchemaVersionError: written by a newer asynctelemetry.
+        StoreError: not a call store, or of an older schema (open it once for writing to
+            migrate it).
+    """
+    version = _check_version(conn, path)
+    if version == 0:
+        raise StoreError(f"{path} is not an asynctelemetry call store (it has no 'calls' table)")
+    if version < SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} has schema version {version}, older than this asynctelemetry's "
+            f"({SCHEMA_VERSION}); open it once for writing (e.g. 'asynctelemetry collect "
+            "--db ...' or SQLiteStore(path)) to migrate it"
+        )
 
 
 def _check_version(conn: sqlite3.Connection, path: str) -> int:

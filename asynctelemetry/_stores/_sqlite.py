@@ -12,6 +12,7 @@ import logging
 import os
 import sqlite3
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
 import anyio
@@ -43,6 +44,7 @@ from ._sqlite_ops import (
     fetch_calls,
     insert_rows,
     run,
+    setup_read_only,
     setup_reader,
     setup_writer,
     update_costs,
@@ -103,6 +105,10 @@ class SQLiteStore(ClosesOnExit):
         max_rows: retention: at most this many calls are kept, the newest by timestamp.
         retention_interval: seconds between retention passes.
         retention_batch: most rows one retention transaction deletes.
+        read_only: open an existing call store for reading only (the CLI's ``calls``,
+            ``summary`` and ``replay`` do): nothing is created, migrated or written, the journal
+            mode is left as it is; a file that is not a call store of this schema version is
+            refused untouched, and writes raise :class:`StoreError`.
         **deprecated: ``max_pending``, the old name of ``max_queue``, works for one release
             with a ``DeprecationWarning``.
     """
@@ -122,6 +128,7 @@ class SQLiteStore(ClosesOnExit):
         max_rows: int | None = None,
         retention_interval: float = 1.0,
         retention_batch: int = 1000,
+        read_only: bool = False,
         **deprecated: Any,
     ) -> None:
         if deprecated:  # max_pending (now max_queue), for one release
@@ -143,6 +150,9 @@ class SQLiteStore(ClosesOnExit):
             retention_interval=retention_interval,
         )
         self.path = os.fspath(path)
+        #: Opened for reading only: nothing is created, migrated or written (see :meth:`open`).
+        self.read_only = read_only
+        self._read_only_uri = _read_only_uri(self.path, read_only, max_age, max_rows)
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.max_queue = max_queue
@@ -239,6 +249,9 @@ class SQLiteStore(ClosesOnExit):
         return self
 
     async def _connect(self) -> None:
+        if self.read_only:
+            await self._connect_read_only()
+            return
         writer = reader = None
         try:
             writer = await connect(self.path, isolation_level=None)
@@ -259,6 +272,23 @@ class SQLiteStore(ClosesOnExit):
                 raise StoreError(f"cannot open {self.path} as a call store: {exc}") from exc
             raise
         self._writer, self._reader = writer, reader
+        remember(self)
+
+    async def _connect_read_only(self) -> None:
+        """One connection that cannot write: ``mode=ro``, ``query_only``; the file must already
+        be a call store of this schema version, or it is refused before anything is read."""
+        conn = None
+        try:
+            conn = await connect(self._read_only_uri, uri=True)
+            await run(conn, setup_read_only, self.path, self.busy_timeout)
+        except BaseException as exc:
+            if conn is not None:
+                with anyio.CancelScope(shield=True):
+                    await conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"cannot open {self.path} as a call store: {exc}") from exc
+            raise
+        self._writer = self._reader = conn
         remember(self)
 
     async def aclose(self) -> None:
@@ -319,6 +349,10 @@ class SQLiteStore(ClosesOnExit):
                 logger.error("asynctelemetry: %s", message)
             warnings.warn(message, ResourceWarning, stacklevel=2, source=self)
 
+    def _writable(self) -> None:
+        if self.read_only:
+            raise StoreError(f"{self.path} was opened read-only (SQLiteStore(read_only=True))")
+
     async def _ready(self) -> tuple[aiosqlite.Connection, aiosqlite.Connection]:
         if self._closed:
             raise StoreClosedError(f"{self!r} is closed")
@@ -330,11 +364,13 @@ class SQLiteStore(ClosesOnExit):
     # -- writing --------------------------------------------------------------------------------
     async def add(self, call: LLMCall) -> None:
         """Queue one call for writing; waits while ``max_queue`` calls are queued."""
+        self._writable()
         await self._ready()
         await self._queue.put(call)
 
     async def add_many(self, calls: Sequence[LLMCall]) -> None:
         """Queue many calls, in order; waits for room as needed."""
+        self._writable()
         await self._ready()
         # A collector's batch is queued as compact rows, encoded by the writer as records are.
         await self._queue.put_many(calls.rows if isinstance(calls, Rows) else calls)
@@ -451,6 +487,7 @@ class SQLiteStore(ClosesOnExit):
 
     async def _write(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(conn, *args)`` on the writer connection, queued behind the insert batches."""
+        self._writable()
         writer, _ = await self._ready()
         try:
             return await run(writer, fn, *args)
@@ -598,6 +635,18 @@ def _check_settings(
         _check(value >= 0, f"{name} must be >= 0, got {value!r}")
     _check(durability in SYNCHRONOUS, f"durability must be 'normal' or 'full', not {durability!r}")
     _check(retention_interval > 0, f"retention_interval must be > 0, got {retention_interval!r}")
+
+
+def _read_only_uri(path: str, read_only: bool, max_age: object, max_rows: object) -> str:
+    """The ``mode=ro`` URI a read-only store opens (SQLite opens the file without write access;
+    a missing file is an error), after refusing settings that would write."""
+    if read_only:
+        _check(path != ":memory:", "a :memory: store cannot be read-only")
+        _check(
+            max_age is None and max_rows is None,
+            "a read-only SQLiteStore cannot apply retention (max_age/max_rows)",
+        )
+    return f"{Path(os.path.abspath(path)).as_uri()}?mode=ro"
 
 
 def _check(ok: bool, message: str) -> None:

@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any, Final
 from .._exceptions import StoreError
 from . import _queries as q
 from . import _rollup
-from ._schema import COLUMNS, INSERT_SQL, ROW_PLACEHOLDERS, decode_rows, encode_call, prepare
+from ._schema import (
+    COLUMNS,
+    INSERT_SQL,
+    ROW_PLACEHOLDERS,
+    check_readable,
+    decode_rows,
+    encode_call,
+    prepare,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -30,6 +38,7 @@ __all__ = [
     "fetch_calls",
     "insert_rows",
     "run",
+    "setup_read_only",
     "setup_reader",
     "setup_writer",
     "update_costs",
@@ -63,6 +72,19 @@ def setup_writer(
         raise StoreError(f"{path}: cannot switch to WAL journal mode (got {mode!r})")
     conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS[durability]}")
     prepare(conn, path)
+    q.register(conn)
+
+
+def setup_read_only(conn: sqlite3.Connection, path: str, busy: float) -> None:
+    """A read-only connection to an existing call store of this schema version.
+
+    Nothing is created, migrated or switched (no journal mode, no ``user_version``): a file that
+    is not ours, or of another schema version, is refused with the file untouched.
+    """
+    conn.execute(f"PRAGMA busy_timeout = {int(busy * 1000):d}")
+    conn.execute("PRAGMA query_only = ON")
+    conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # "file is not a database"
+    check_readable(conn, path)
     q.register(conn)
 
 

@@ -151,7 +151,7 @@ def postgres_store(url: str, **retention: Any) -> CallStore:
         raise UsageError(str(exc).replace(url, redact(url))) from None
 
 
-def _reading_store(args: argparse.Namespace) -> CallStore:
+def _reading_store(args: argparse.Namespace, *, write: bool = False) -> CallStore:
     if args.db is not None and is_postgres_url(args.db):
         return postgres_store(args.db)
     if args.db is not None:
@@ -171,13 +171,16 @@ def _reading_store(args: argparse.Namespace) -> CallStore:
         )
     if os.path.isdir(path):
         raise CLIError(f"{path} is a directory, not a call store")
-    return SQLiteStore(path)
+    return SQLiteStore(path, read_only=not write)
 
 
 @contextlib.asynccontextmanager
-async def reading(args: argparse.Namespace) -> AsyncIterator[CallStore]:
-    """The store named by ``--db``/``--store``, open; store failures become one-line errors."""
-    store = _reading_store(args)
+async def reading(args: argparse.Namespace, *, write: bool = False) -> AsyncIterator[CallStore]:
+    """The store named by ``--db``/``--store``, open; store failures become one-line errors.
+
+    A SQLite file is opened read-only (nothing created, migrated or changed) unless ``write``.
+    """
+    store = _reading_store(args, write=write)
     try:
         async with store:
             yield store

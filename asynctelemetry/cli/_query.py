@@ -254,5 +254,5 @@ async def run_reprice(args: argparse.Namespace, console: Console) -> int:
 
 async def _write_costs(args: argparse.Namespace, table: PriceTable) -> int:
     """Store the new costs of the calls that pass the filters; how many changed."""
-    async with reading(args) as store:
+    async with reading(args, write=True) as store:
         return await store.reprice(table, **filters_of(args))
