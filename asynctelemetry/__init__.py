@@ -37,8 +37,7 @@ from ._stores import (
 from ._stream import TracedStream
 from ._tracer import AsyncTracer, RactoTracer
 from ._usage import Usage, usage_from_response
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "DEFAULT_COST_TABLE",

@@ -1,16 +1,20 @@
 """The handle of one traced call: what ``async with tracer.llm_call(...) as call`` gives you.
 
-Layer 5 (producer side). The handle collects what the caller learns during the call (first token,
-usage, response model, tool calls, cache hits) with cheap checks, and the tracer turns it into one
-:class:`~asynctelemetry.LLMCall` when the block exits. Everything here runs on the caller's path,
-so it allocates little and does no I/O.
+Layer 5 (producer side), the lowest module of it. The handle collects what the caller learns
+during the call (first token, usage, response model, tool calls, cache hits) with cheap checks, and
+the tracer turns it into one :class:`~asynctelemetry.LLMCall` when the block exits. Everything here
+runs on the caller's path, so it allocates little and does no I/O.
+
+The handle knows its tracer only as a :class:`Recorder`, the few members it calls, so this module
+imports nothing above it: streams (:mod:`._stream`), client instrumentation (:mod:`._instrument`)
+and the tracer (:mod:`._tracer`) stand on it, in that order.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ._conventions import is_content_key
 from ._record import (
@@ -24,10 +28,10 @@ from ._record import (
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from ._record import AttributeValue
-    from ._tracer import AsyncTracer
+    from ._pipeline import Pipeline
+    from ._record import AttributeValue, LLMCall
 
-__all__ = ["CallHandle"]
+__all__ = ["CallHandle", "Recorder"]
 
 _TOKEN_FIELDS: Final = (
     "input_tokens",
@@ -91,6 +95,31 @@ def check_millis(name: str, value: object) -> float:
     return value
 
 
+class Recorder(Protocol):
+    """What a :class:`CallHandle` needs of its tracer (:class:`~asynctelemetry.AsyncTracer` is
+    one): begin and end the call, and the pipeline that takes the record."""
+
+    @property
+    def capture_content(self) -> bool:
+        """Whether prompt and completion text is kept."""
+        ...
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """Prices records and hands them to the sinks."""
+        ...
+
+    def _begin(self, handle: CallHandle) -> None: ...
+
+    def _finish(
+        self,
+        handle: CallHandle,
+        exc_type: type[BaseException] | None,
+        *,
+        duration_ms: float | None = None,
+    ) -> LLMCall | None: ...
+
+
 class CallHandle:
     """One LLM call in progress. Set what you learn; the tracer records it when the block ends.
 
@@ -119,7 +148,7 @@ class CallHandle:
         "trace_id",
     )
 
-    def __init__(self, tracer: AsyncTracer, fields: dict[str, Any], operation: str) -> None:
+    def __init__(self, tracer: Recorder, fields: dict[str, Any], operation: str) -> None:
         self._tracer = tracer
         self.fields = fields
         self.operation = operation

@@ -19,6 +19,9 @@ The call is never the current span of the consumer's context: a stream may be fi
 task than the one that started it, and nothing is attached to a context that would have to be
 detached there. When the handle is inside ``async with tracer.llm_call(...)``, the block's exit
 records the call and the wrapper only marks tokens and usage.
+
+Layer 5 (producer side), above :mod:`._call` and below :mod:`._instrument` and the tracer, which
+it knows only as a :class:`StreamRecorder`.
 """
 
 from __future__ import annotations
@@ -26,20 +29,34 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import TYPE_CHECKING, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 
 from ._batching import ClosesOnExit, report_internal_error
+from ._call import Recorder
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterable, AsyncIterator, Callable
+    import weakref
+    from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 
     from ._call import CallHandle
-    from ._tracer import AsyncTracer
     from ._usage import ChunkInfo
 
-__all__ = ["TracedStream"]
+__all__ = ["StreamRecorder", "TracedStream"]
 
 T = TypeVar("T")
+
+
+class StreamRecorder(Recorder, Protocol):
+    """What a :class:`TracedStream` needs of its tracer beyond a :class:`~._call.Recorder`: the
+    set of open streams (recorded as abandoned when the tracer closes), leaving the context, and
+    background delivery for a stream finished without a caller to await it."""
+
+    @property
+    def _streams(self) -> weakref.WeakSet[TracedStream[Any]]: ...
+
+    def _detach(self, handle: CallHandle) -> None: ...
+
+    def _spawn(self, work: Awaitable[None]) -> None: ...
 
 
 class TracedStream(ClosesOnExit, Generic[T]):
@@ -63,7 +80,7 @@ class TracedStream(ClosesOnExit, Generic[T]):
 
     def __init__(
         self,
-        tracer: AsyncTracer,
+        tracer: StreamRecorder,
         stream: AsyncIterable[T],
         handle: CallHandle,
         *,
@@ -203,7 +220,7 @@ class TracedStream(ClosesOnExit, Generic[T]):
 
 
 def _finish_dropped(
-    tracer: AsyncTracer,
+    tracer: StreamRecorder,
     handle: CallHandle,
     on_end: Callable[[CallHandle], None] | None,
     last_ns: int,
@@ -216,7 +233,7 @@ def _finish_dropped(
     _record_abandoned(tracer, handle, last_ns)
 
 
-def _record_abandoned(tracer: AsyncTracer, handle: CallHandle, last_ns: int) -> None:
+def _record_abandoned(tracer: StreamRecorder, handle: CallHandle, last_ns: int) -> None:
     duration = None
     if last_ns and handle._start_ns:
         duration = (last_ns - handle._start_ns) / 1e6

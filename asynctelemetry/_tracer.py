@@ -199,7 +199,7 @@ class AsyncTracer(ClosesOnExit):
         if exporter is not None:
             self._span_processor = _AsyncSpanProcessor(exporter)
             provider.add_span_processor(self._span_processor)  # type: ignore[attr-defined]
-        from . import __version__
+        from ._version import __version__
 
         return provider.get_tracer("asynctelemetry", __version__)
 

@@ -143,7 +143,7 @@ class SpanEncoder:
         max_cached_values: int = 4096,
     ) -> None:
         if scope_version is None:
-            from .. import __version__
+            from .._version import __version__
 
             scope_version = __version__
         self.service_name = service_name

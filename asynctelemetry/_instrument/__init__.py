@@ -1,8 +1,9 @@
 """Client instrumentation: ``tracer.instrument(client)`` and ``tracer.uninstrument(client)``.
 
-Layer 5 (producer). Which SDK a client belongs to is decided from the modules already imported
-(a client of an SDK means that SDK is imported), so neither SDK is ever imported here. The shared
-wrapping is :mod:`._hook`; :mod:`._openai` and :mod:`._anthropic` say which routes are traced.
+Layer 5 (producer), below the tracer, which it knows only as a :class:`._hook.Tracer`. Which SDK
+a client belongs to is decided from the modules already imported (a client of an SDK means that
+SDK is imported), so neither SDK is ever imported here. The shared wrapping is :mod:`._hook`;
+:mod:`._openai` and :mod:`._anthropic` say which routes are traced.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from . import _anthropic, _openai
 from ._hook import install, installed_tracer, remove
 
 if TYPE_CHECKING:
-    from .._tracer import AsyncTracer
+    from ._hook import Tracer
 
 __all__ = ["installed_tracer", "instrument", "uninstrument"]
 
@@ -23,7 +24,7 @@ C = TypeVar("C")
 _SUPPORTED = "openai.AsyncOpenAI, openai.AsyncAzureOpenAI or anthropic.AsyncAnthropic"
 
 
-def instrument(tracer: AsyncTracer, client: C) -> C:
+def instrument(tracer: Tracer, client: C) -> C:
     """Trace ``client``'s calls with ``tracer`` (see :meth:`AsyncTracer.instrument`)."""
     openai = sys.modules.get("openai")
     if openai is not None and isinstance(client, openai.AsyncOpenAI):
@@ -36,7 +37,7 @@ def instrument(tracer: AsyncTracer, client: C) -> C:
     raise ConfigError(_refusal(client, openai, anthropic))
 
 
-def uninstrument(tracer: AsyncTracer, client: object) -> None:
+def uninstrument(tracer: Tracer, client: object) -> None:
     """Stop tracing ``client`` (see :meth:`AsyncTracer.uninstrument`)."""
     remove(tracer, client)
 

@@ -22,21 +22,41 @@ from __future__ import annotations
 import json
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from .._batching import report_internal_error
 from .._exceptions import ConfigError
 from .._record import MAX_ATTRIBUTE_LENGTH, MAX_MODEL_LENGTH
-from .._stream import TracedStream
+from .._stream import StreamRecorder, TracedStream
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from .._call import CallHandle
-    from .._tracer import AsyncTracer
     from .._usage import ChunkInfo
 
-__all__ = ["Api", "Route", "install", "installed_tracer", "remove"]
+__all__ = ["Api", "Route", "Tracer", "install", "installed_tracer", "remove"]
+
+
+class Tracer(StreamRecorder, Protocol):
+    """What instrumentation needs of a tracer (:class:`~asynctelemetry.AsyncTracer` is one):
+    start calls, and whether it is closed; the tracer imports this package, never the reverse."""
+
+    @property
+    def _closed(self) -> bool: ...
+
+    def llm_call(
+        self,
+        *,
+        model: str,
+        provider: str | None = None,
+        operation: str = "chat",
+        session_id: str | None = None,
+        route_name: str | None = None,
+        is_streaming: bool | None = None,
+        **attributes: str | int | float | bool,
+    ) -> CallHandle: ...
+
 
 INPUT_KEY: Final = "gen_ai.input.messages"
 OUTPUT_KEY: Final = "gen_ai.output.messages"
@@ -74,13 +94,13 @@ class Api:
     stream_type: type
 
 
-def installed_tracer(client: object) -> AsyncTracer | None:
+def installed_tracer(client: object) -> Tracer | None:
     """The tracer that instruments ``client``, if any."""
-    state: AsyncTracer | None = getattr(client, "__dict__", {}).get(_STATE)
+    state: Tracer | None = getattr(client, "__dict__", {}).get(_STATE)
     return state
 
 
-def install(tracer: AsyncTracer, client: Any, api: Api) -> None:
+def install(tracer: Tracer, client: Any, api: Api) -> None:
     """Put the hook in front of ``client.request``, and make copies of the client traced too."""
     owner = installed_tracer(client)
     if owner is tracer:
@@ -103,7 +123,7 @@ def install(tracer: AsyncTracer, client: Any, api: Api) -> None:
     client.__dict__[_STATE] = tracer
 
 
-def remove(tracer: AsyncTracer, client: Any) -> None:
+def remove(tracer: Tracer, client: Any) -> None:
     """Undo :func:`install` (nothing to do when ``client`` is not instrumented)."""
     owner = installed_tracer(client)
     if owner is None:
@@ -117,7 +137,7 @@ def remove(tracer: AsyncTracer, client: Any) -> None:
         client.__dict__.pop(name, None)
 
 
-def _hook(tracer: AsyncTracer, original: Callable[..., Any], api: Api) -> Callable[..., Any]:
+def _hook(tracer: Tracer, original: Callable[..., Any], api: Api) -> Callable[..., Any]:
     routes = api.routes
     stream_type = api.stream_type
     provider = api.provider
@@ -157,9 +177,7 @@ def _hook(tracer: AsyncTracer, original: Callable[..., Any], api: Api) -> Callab
     return request
 
 
-def _start(
-    tracer: AsyncTracer, provider: str, route: Route, body: object, stream: bool
-) -> CallHandle:
+def _start(tracer: Tracer, provider: str, route: Route, body: object, stream: bool) -> CallHandle:
     body = body if isinstance(body, dict) else {}
     model = body.get("model")
     if model.__class__ is not str or not 0 < len(model) <= MAX_MODEL_LENGTH:
@@ -188,7 +206,7 @@ def _output_attribute(text: str) -> str:
     return as_text([{"role": "assistant", "content": text}])
 
 
-def _read_response(tracer: AsyncTracer, handle: CallHandle, result: object, route: Route) -> None:
+def _read_response(tracer: Tracer, handle: CallHandle, result: object, route: Route) -> None:
     status = getattr(result, "status_code", None)  # with_raw_response: the raw HTTP response
     if status.__class__ is int:
         handle.set(status_code=status)
@@ -200,7 +218,7 @@ def _read_response(tracer: AsyncTracer, handle: CallHandle, result: object, rout
             handle.set_attribute(OUTPUT_KEY, _output_attribute(text))
 
 
-def _trace_stream(tracer: AsyncTracer, handle: CallHandle, stream: Any, route: Route) -> None:
+def _trace_stream(tracer: Tracer, handle: CallHandle, stream: Any, route: Route) -> None:
     response = stream.response
     status = getattr(response, "status_code", None)
     if status.__class__ is int:
