@@ -156,7 +156,7 @@ async def _run(args: argparse.Namespace, console: Console, path: str) -> int:
                 made = await _traffic(args, console, collector, store, tap, endpoint, sdk_calls)
             finally:
                 await collector.stop()
-            rows = await store.summary(by="model", since=started)
+            rows = await store.summary(by="request_model", since=started)
             total = await store.count()
             this_run = await store.query(since=started, limit=None)
     except StoreError as exc:
@@ -211,7 +211,7 @@ def _report(
 ) -> None:
     stats = collector.stats
     console.print()
-    console.print(summary_view(rows, "model", console.width))
+    console.print(summary_view(rows, "request_model", console.width))
     console.print()
     this_run = sum(r.calls for r in rows)
     console.print(

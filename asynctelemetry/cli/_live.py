@@ -135,7 +135,7 @@ class LiveView:
 
     async def snapshot(self) -> ViewState:
         """The current state: the store's summaries, the tap's window, the counters."""
-        by_model = await self.store.summary(by="model")
+        by_model = await self.store.summary(by="request_model")
         group_by = "route"
         by_group = await self.store.summary(by="route")
         if all(row.key is None for row in by_group):

@@ -41,7 +41,8 @@ class ViewState:
     Attributes:
         title: the first line (what is listening where, and where calls go).
         uptime_s: seconds since the collector started.
-        by_model: ``store.summary(by="model")``.
+        by_model: ``store.summary(by="request_model")``: a model's failed calls (which got no
+            response model) sit on its row.
         by_group: ``store.summary(by=group_by)`` for routes or sessions (empty: no table).
         group_by: ``"route"`` or ``"session"``.
         window: the latest calls, newest first (percentiles and "recent calls" come from it).

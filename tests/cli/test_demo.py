@@ -22,7 +22,11 @@ def test_quick_demo_end_to_end(tmp_path: Path) -> None:
     db = tmp_path / "asynctelemetry-demo.db"
     assert f"Data: {db}" in out
     assert "asynctelemetry summary --db asynctelemetry-demo.db" in out
-    assert "calls by model" in out and "p95 latency" in out
+    assert "calls by request_model" in out and "p95 latency" in out
+    # one row per model the app asked for: a dated response model and the failed calls that got
+    # none are not split into rows of their own
+    table = out.split("The collector received", 1)[0]
+    assert "gpt-4o " in table and "2024-08-06" not in table and "20250929" not in table
     port = re.search(r"collector on http://127\.0\.0\.1:(\d+) ", out)
     assert port is not None and f"(the demo's ran on 127.0.0.1:{port[1]})" in out
 
