@@ -112,14 +112,15 @@ class Parser(argparse.ArgumentParser):
         return [s for action in self._actions for s in action.option_strings if s.startswith("--")]
 
     def error(self, message: str) -> NoReturn:
-        """Print usage and ``message`` (with a suggestion when one fits) and exit 2."""
+        """Print ``message`` on one line (with a suggestion when one fits, and where the usage
+        is) and exit 2; the usage lines are ``--help``'s, not every mistake's."""
         choice = _CHOICE.search(message)
         if choice is not None:
             known = re.findall(r"'([^']*)'", choice["known"])
             best = suggest(choice["given"], known)
             if best is not None:
                 message += f"; did you mean '{best}'?"
-        super().error(message)
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
     def unknown(self, extras: Sequence[str]) -> NoReturn:
         """Refuse ``extras`` (arguments no option took), suggesting the closest options."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import sys
 from typing import TYPE_CHECKING
 
@@ -32,10 +33,18 @@ def test_version(tmp_path: Path) -> None:
     assert result.stdout.strip() == f"asynctelemetry {__version__}"
 
 
+def test_no_command_prints_the_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """No command at all: the commands and how to get each one's help, on stderr, status 2."""
+    from asynctelemetry.cli import main
+
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: asynctelemetry") and "collect" in err and "--help" in err
+
+
 @pytest.mark.parametrize(
     "args",
     [
-        pytest.param((), id="no-command"),
         pytest.param(("calls", "--db", "x.db", "--store", "memory://"), id="two-stores"),
         pytest.param(("sumary",), id="mistyped-command"),
         pytest.param(("calls", "--dbb", "x.db"), id="mistyped-option"),
@@ -64,7 +73,7 @@ def test_usage_errors_exit_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
     args: tuple[str, ...],
 ) -> None:  # fmt: skip
-    """A wrong command line exits 2 with a usage message and no traceback (in-process)."""
+    """A wrong command line exits 2 with a one-line error and no traceback (in-process)."""
     from asynctelemetry.cli import main
 
     monkeypatch.chdir(tmp_path)
@@ -74,8 +83,10 @@ def test_usage_errors_exit_2(
         status = exc.code  # type: ignore[assignment]
     assert status == 2
     err = capsys.readouterr().err
-    assert "usage:" in err or "asynctelemetry: error:" in err
-    assert "Traceback" not in err
+    # one line, naming the command, the mistake and where the usage is; no traceback
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert re.match(r"asynctelemetry( [a-z]+)?: error: \S", lines[0]), err
 
 
 @pytest.mark.parametrize(
