@@ -1,9 +1,9 @@
 """The ``asynctelemetry`` command line: collect, calls, summary, replay, reprice, demo, ui.
 
 Exit status: 0 success, 2 a usage error (argparse's own, or a bad option value; one line), 1 a
-runtime failure reported in one line (``asynctelemetry: error: <reason>``). Tracebacks appear only with
-``--debug``. The commands need the ``cli`` extra (rich); without it, one line says how to install
-it. Only this package prints.
+runtime failure reported in one line (``asynctelemetry: error: <reason>``). Tracebacks appear
+only with ``--debug``. The commands need the ``cli`` extra (rich); without it, one line says how
+to install it. Only this package prints.
 """
 
 from __future__ import annotations
