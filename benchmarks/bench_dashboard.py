@@ -161,39 +161,24 @@ async def main(quick: bool) -> None:
                     for path, baseline, direct, _ in cases:
                         api_ms, store_ms = await paired(lambda p=path: get(p), direct)
                         rows.append(_row(path, baseline, api_ms, store_ms))
-                # lookups by id: the page passes the call's timestamp (``at``)
+                # lookups by id: the store's index, whatever the window
                 target = call(n - 1234, n, now)
-                at = target.timestamp.isoformat().replace("+", "%2B")
-                one = {
-                    "since": target.timestamp,
-                    "until": target.timestamp + timedelta(microseconds=1),
-                }
-                around = {
-                    "since": target.timestamp - timedelta(hours=1),
-                    "until": target.timestamp + timedelta(hours=1),
-                }
+                oldest = call(0, n, now)
                 lookups: list[tuple[str, str, Callable[[], Awaitable[Any]]]] = [
                     (
-                        f"/api/calls/{target.call_id}?at={at}",
-                        "query(since=at, until=at+1µs)",
-                        lambda: store.query(limit=2000, newest_first=True, **one),
-                    ),
-                    (
-                        f"/api/traces/{target.trace_id}?at={at}",
-                        "query(at ± 1 h), 2000 a page",
-                        lambda: _pages(store, around),
-                    ),
-                    (
                         f"/api/calls/{target.call_id}",
-                        "(no at) query(24 h), 2000 a page",
-                        lambda: _pages(
-                            store,
-                            {
-                                "since": datetime.now(UTC) - timedelta(days=1),
-                                "until": datetime.now(UTC),
-                            },
-                            stop_at=target.call_id,
-                        ),
+                        "get(call_id)",
+                        lambda: store.get(target.call_id),
+                    ),
+                    (
+                        f"/api/calls/{oldest.call_id}",
+                        "get(call_id), the oldest call",
+                        lambda: store.get(oldest.call_id),
+                    ),
+                    (
+                        f"/api/traces/{target.trace_id}",
+                        "trace(trace_id, limit=10001)",
+                        lambda: store.trace(target.trace_id or "", limit=10_001),
                     ),
                 ]
                 for path, baseline, direct in lookups:
@@ -217,18 +202,6 @@ async def main(quick: bool) -> None:
 async def _both(first: Awaitable[Any], second: Awaitable[Any]) -> None:
     await first
     await second
-
-
-async def _pages(store: SQLiteStore, window: dict[str, Any], stop_at: str | None = None) -> None:
-    """The store reads of a lookup: the window newest first, 2000 calls at a time."""
-    until = window["until"]
-    while True:
-        page = await store.query(since=window["since"], until=until, limit=2000, newest_first=True)
-        if stop_at is not None and any(c.call_id == stop_at for c in page):
-            return
-        if len(page) < 2000:
-            return
-        until = page[-1].timestamp + timedelta(microseconds=1)
 
 
 def _row(path: str, baseline: str, api_ms: float, store_ms: float) -> tuple[Any, ...]:

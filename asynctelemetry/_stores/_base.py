@@ -60,6 +60,7 @@ __all__ = [
     "approximate",
     "bucket_ns",
     "bucket_start_ns",
+    "check_id",
     "check_limit",
     "group_field",
     "histogram_index",
@@ -202,6 +203,14 @@ def histogram_percentile(counts: dict[int, int], p: float) -> float | None:
         if seen >= rank:
             return histogram_value(index)
     raise AssertionError("unreachable: the ranks add up to the total")  # pragma: no cover
+
+
+def check_id(name: str, value: object) -> str:
+    """``value`` as a lookup key (``get``'s ``call_id``, ``trace``'s ``trace_id``): a str, or
+    ``ValueError``."""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a str, got {type(value).__name__}")
+    return value
 
 
 def check_limit(limit: object) -> None:
@@ -388,6 +397,10 @@ class CallStore(Protocol):
     ``aclose``): a tracer, a collector or ``replay`` hands it calls through ``emit``, with no
     adapter. ``emit`` must be quick: a store that does I/O queues the calls for a background
     writer and awaits only for room (backpressure), as :class:`SQLiteStore` does.
+
+    ``get`` and ``trace`` find calls by id through an index (a dict in :class:`MemoryStore`, a
+    B-tree in SQLite and PostgreSQL): their cost does not grow with the store, so the dashboard
+    opens any call or trace at once however many calls are kept.
     """
 
     async def add(self, call: LLMCall) -> None:
@@ -412,6 +425,15 @@ class CallStore(Protocol):
         newest_first: bool = False,
     ) -> list[LLMCall]:
         """Calls that pass the filters."""
+        ...
+
+    async def get(self, call_id: str) -> LLMCall | None:
+        """The call whose ``call_id`` this is, or ``None`` (an indexed lookup, not a scan)."""
+        ...
+
+    async def trace(self, trace_id: str, *, limit: int | None = None) -> list[LLMCall]:
+        """The calls whose ``trace_id`` this is, oldest first (ties in insertion order), at
+        most ``limit`` (the oldest); an indexed lookup, not a scan."""
         ...
 
     async def count(

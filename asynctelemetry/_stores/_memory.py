@@ -22,6 +22,7 @@ from ._base import (
     GroupBy,
     TimeBucket,
     bucket_ns,
+    check_id,
     check_limit,
     summarize,
     timeseries,
@@ -44,6 +45,10 @@ def _row(call: LLMCall) -> Row:
 
 _row_timestamp: Final = itemgetter(TIMESTAMP)
 _CALL_ID: Final = FIELDS.index("call_id")
+_TRACE_ID: Final = FIELDS.index("trace_id")
+#: A trace's rows are a list until it holds this many, then a deque: the ring evicts a trace's
+#: oldest row first, and a deque drops it in O(1) however long the trace (a list would shift).
+_LONG_TRACE: Final = 64
 
 
 __all__ = ["MemoryStore"]
@@ -57,7 +62,8 @@ class MemoryStore(ClosesOnExit):
     caller's path, at no coroutine's cost. ``call_id`` is unique, as in every store: a call whose
     id is already held (a retrying exporter, a replay run twice) is not kept again and is
     counted in ``duplicates``; the ids held are a set kept in step with the ring (an id pushed
-    out may come back).
+    out may come back). The same dict finds a call by id (:meth:`get`), and a second one, also
+    kept in step with the ring, the calls of a trace (:meth:`trace`): both O(1) per call added.
     Queries scan the buffer (at most ``capacity`` records) and sort by timestamp. Calls are held
     as compact rows and read back as equal records (see the module docstring).
     """
@@ -69,7 +75,10 @@ class MemoryStore(ClosesOnExit):
         #: Calls not kept because a call with the same ``call_id`` is held.
         self.duplicates = 0
         self._rows: deque[Row] = deque(maxlen=capacity)
-        self._ids: set[str] = set()
+        #: call_id → its row, for every row held (dedupe and :meth:`get`).
+        self._ids: dict[str, Row] = {}
+        #: trace_id → its rows held, in the order added (:meth:`trace`).
+        self._traces: dict[str, list[Row] | deque[Row]] = {}
         self._closed = False
 
     @property
@@ -94,18 +103,49 @@ class MemoryStore(ClosesOnExit):
         self._keep_row(_row(call))
 
     def _keep_row(self, row: Row) -> None:
-        """Append ``row`` unless its id is held; the set follows the ring's evictions."""
+        """Append ``row`` unless its id is held; the indexes follow the ring's evictions."""
         ids = self._ids
         call_id = row[_CALL_ID]
         if call_id in ids:
             self.duplicates += 1
             return
         rows = self._rows
-        if len(rows) == self.capacity:  # the ring pushes out its oldest: forget that id
-            ids.discard(rows[0][_CALL_ID])
+        if len(rows) == self.capacity:  # the ring pushes out its oldest: forget it
+            self._forget(rows[0])
             self._dropped += 1
         rows.append(row)
-        ids.add(call_id)
+        ids[call_id] = row
+        trace_id = row[_TRACE_ID]
+        if trace_id is not None:
+            members = self._traces.get(trace_id)
+            if members is None:
+                self._traces[trace_id] = [row]
+            else:
+                members.append(row)
+                if len(members) == _LONG_TRACE and members.__class__ is list:
+                    self._traces[trace_id] = deque(members)
+
+    def _forget(self, oldest: Row) -> None:
+        """Unindex the ring's oldest row (also the oldest of its trace's rows)."""
+        del self._ids[oldest[_CALL_ID]]
+        trace_id = oldest[_TRACE_ID]
+        if trace_id is not None:
+            members = self._traces[trace_id]
+            if len(members) == 1:
+                del self._traces[trace_id]
+            elif isinstance(members, deque):
+                members.popleft()
+            else:
+                del members[0]
+
+    def _reindex(self) -> None:
+        """Build both indexes again from the ring (after its rows were replaced)."""
+        self._ids.clear()
+        self._traces.clear()
+        rows = list(self._rows)
+        self._rows.clear()
+        for row in rows:
+            self._keep_row(row)
 
     async def add(self, call: LLMCall) -> None:
         """Keep one call; the oldest is dropped (and counted) when the store is full."""
@@ -142,6 +182,7 @@ class MemoryStore(ClosesOnExit):
         """Forget every call held (``dropped`` and ``duplicates`` keep counting)."""
         self._rows.clear()
         self._ids.clear()
+        self._traces.clear()
 
     async def reprice(
         self,
@@ -172,6 +213,7 @@ class MemoryStore(ClosesOnExit):
             kept.append(row)
         self._rows.clear()
         self._rows.extend(kept)
+        self._reindex()
         return changed
 
     # -- reading --------------------------------------------------------------------------------
@@ -207,6 +249,18 @@ class MemoryStore(ClosesOnExit):
         return self._select(
             Filters(since, until, model, provider, session_id, status), newest_first, limit
         )
+
+    async def get(self, call_id: str) -> LLMCall | None:
+        """The call whose ``call_id`` this is, or ``None``: a dict lookup."""
+        row = self._ids.get(check_id("call_id", call_id))
+        return None if row is None else _record(row)
+
+    async def trace(self, trace_id: str, *, limit: int | None = None) -> list[LLMCall]:
+        """The calls of ``trace_id``, oldest first (ties in the order added), at most ``limit``:
+        a dict lookup, then the trace's own rows sorted."""
+        check_limit(limit)
+        rows = sorted(self._traces.get(check_id("trace_id", trace_id), ()), key=_row_timestamp)
+        return list(map(_record, rows if limit is None else rows[:limit]))
 
     async def count(
         self,

@@ -34,8 +34,10 @@ if TYPE_CHECKING:
     from ._base import Filters, TimeBucket
 
 __all__ = [
+    "GET_SQL",
     "REPRICE_SQL",
     "SELECT_LIST",
+    "TRACE_SQL",
     "count_sql",
     "page_sql",
     "pages",
@@ -115,6 +117,11 @@ def page_sql(
     sql = f"SELECT {SELECT_LIST} FROM calls{clause} ORDER BY {order} LIMIT {params.add(size)}"
     return sql, params.values
 
+
+#: One call by id: the first stored of any that share it (ids are unique per timestamp).
+GET_SQL: Final = f"SELECT {SELECT_LIST} FROM calls WHERE call_id = $1 ORDER BY id LIMIT 1"
+#: A trace's calls, oldest first (ties in insertion order), at most ``$2`` (NULL: all).
+TRACE_SQL: Final = f"SELECT {SELECT_LIST} FROM calls WHERE trace_id = $1 ORDER BY ts, id LIMIT $2"
 
 #: New costs for (call_id, ts) pairs: ``$1`` ids, ``$2`` timestamps, ``$3`` costs, ``$4`` version.
 REPRICE_SQL: Final = (

@@ -23,7 +23,10 @@ serialise and all but the first find the schema ready.
 
 Version history:
 
-1. the first PostgreSQL schema.
+1. the first PostgreSQL schema;
+2. adds the index ``calls_trace_ts`` on ``(trace_id, ts)`` (every partition), for lookups by
+   trace (``PostgresStore.trace``); lookups by ``call_id`` use the ``UNIQUE (call_id, ts)``
+   index. Building it reads every partition once, under a lock that holds writes back.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ __all__ = [
     "prepare",
 ]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 #: Advisory lock keys (namespace, key): ``ascii('atlm')`` and one key per job.
 _NAMESPACE: Final = 0x61746C6D
 LOCK_MIGRATE: Final = (_NAMESPACE, 1)
@@ -124,7 +127,9 @@ def _create_v1() -> list[str]:
 
 
 #: ``MIGRATIONS[n]`` takes a database from version ``n`` to ``n + 1`` (statements, in order).
-MIGRATIONS: Final[dict[int, list[str]]] = {}
+MIGRATIONS: Final[dict[int, list[str]]] = {
+    1: ["CREATE INDEX IF NOT EXISTS calls_trace_ts ON calls (trace_id, ts)"],
+}
 
 #: The writer's staging table: one per connection, emptied at every commit.
 STAGING: Final = "asynctelemetry_staging"

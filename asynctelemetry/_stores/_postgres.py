@@ -22,8 +22,9 @@ from .._batching import BatchQueue, Closing, RetryPolicy
 from .._exceptions import ConfigError, StoreClosedError, StoreError, require, require_int
 from .._rows import Row, Rows
 from . import _pg_reads as r
-from ._base import CallSummary, Filters, GroupBy, TimeBucket, bucket_ns, check_limit
+from ._base import CallSummary, Filters, GroupBy, TimeBucket, bucket_ns, check_id, check_limit
 from ._pg_retention import PgRetention
+from ._pg_schema import decode
 from ._pg_writer import PgWriter, is_db_error, reason, redact
 from ._replay import paced
 from ._retention import parse_max_age, parse_max_rows
@@ -415,6 +416,22 @@ class PostgresStore:
         check_limit(limit)
         filters = Filters(since, until, model, provider, session_id, status)
         return [c async for c in self._pages(filters, newest_first=newest_first, limit=limit)]
+
+    async def get(self, call_id: str) -> LLMCall | None:
+        """The committed call whose ``call_id`` this is, or ``None`` (the ``call_id`` index).
+
+        Two calls may share an id if their timestamps differ (see the schema's ``UNIQUE
+        (call_id, ts)``): the first stored is returned.
+        """
+        rows = await self._fetch(r.GET_SQL, (check_id("call_id", call_id),))
+        found = decode(rows)
+        return found[0] if found else None
+
+    async def trace(self, trace_id: str, *, limit: int | None = None) -> list[LLMCall]:
+        """The committed calls of ``trace_id``, oldest first (ties in insertion order), at most
+        ``limit`` (the index ``calls_trace_ts``)."""
+        check_limit(limit)
+        return decode(await self._fetch(r.TRACE_SQL, (check_id("trace_id", trace_id), limit)))
 
     async def count(
         self,

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from ._base import Filters
 
 __all__ = [
+    "GET_SQL",
+    "TRACE_SQL",
     "group_column",
     "page_sql",
     "register",
@@ -79,6 +81,14 @@ def select_sql(filters: Filters, limit: int | None, newest_first: bool) -> tuple
     order = "timestamp_ns DESC, id" if newest_first else "timestamp_ns, id"
     params.append(-1 if limit is None else limit)
     return f"SELECT {SELECT_COLUMNS} FROM calls{clause} ORDER BY {order} LIMIT ?", params
+
+
+#: One call by id (the index of ``call_id``'s ``UNIQUE`` constraint).
+GET_SQL: Final = f"SELECT {SELECT_COLUMNS} FROM calls WHERE call_id = ?"
+#: A trace's calls, oldest first, at most ``?`` (index ``calls_trace``).
+TRACE_SQL: Final = (
+    f"SELECT {SELECT_COLUMNS} FROM calls WHERE trace_id = ? ORDER BY timestamp_ns, id LIMIT ?"
+)
 
 
 def page_sql(filters: Filters) -> tuple[str, list[Any]]:

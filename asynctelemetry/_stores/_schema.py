@@ -14,7 +14,9 @@ Version history:
 
 1. the first schema (no ``cache_creation_tokens``, no ``price_version``);
 2. adds ``cache_creation_tokens`` and ``price_version``;
-3. adds the ``rollup`` table (:mod:`._rollup`), built from the stored calls when migrated.
+3. adds the ``rollup`` table (:mod:`._rollup`), built from the stored calls when migrated;
+4. adds the index ``calls_trace`` on ``(trace_id, timestamp_ns)``, for lookups by trace
+   (``SQLiteStore.trace``); lookups by ``call_id`` use the index of its ``UNIQUE`` constraint.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ __all__ = [
     "to_ns",
 ]
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 #: LLMCall fields stored as they are, in column order (``timestamp`` and ``attributes`` follow).
 PLAIN_FIELDS: Final = (
@@ -120,6 +122,7 @@ def _table_sql(columns: Iterable[str]) -> str:
     return f"CREATE TABLE calls (\n  id INTEGER PRIMARY KEY,\n  {body}\n)"
 
 
+_TRACE_INDEX: Final = "CREATE INDEX IF NOT EXISTS calls_trace ON calls (trace_id, timestamp_ns)"
 #: Indexes serve the filters; each ends with the timestamp so filtered reads come out in order.
 _INDEXES: Final = (
     "CREATE INDEX IF NOT EXISTS calls_ts ON calls (timestamp_ns)",
@@ -129,6 +132,7 @@ _INDEXES: Final = (
     "CREATE INDEX IF NOT EXISTS calls_provider ON calls (provider, timestamp_ns)",
     "CREATE INDEX IF NOT EXISTS calls_session ON calls (session_id, timestamp_ns)",
     "CREATE INDEX IF NOT EXISTS calls_status ON calls (status, timestamp_ns)",
+    _TRACE_INDEX,
 )
 
 #: The version-1 table, frozen: what the first release wrote (kept for the history above).
@@ -146,10 +150,15 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE calls ADD COLUMN price_version TEXT")
 
 
+def _v3_to_v4(conn: sqlite3.Connection) -> None:
+    conn.execute(_TRACE_INDEX)
+
+
 #: ``MIGRATIONS[n]`` takes a file from version ``n`` to ``n + 1``. Forward only.
 MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
     1: _v1_to_v2,
     2: _rollup.rebuild,
+    3: _v3_to_v4,
 }
 
 

@@ -28,7 +28,7 @@ from .._batching import (
 from .._exceptions import ConfigError, StoreClosedError, StoreError, require_int
 from .._rows import Row, Rows
 from . import _queries as q
-from ._base import CallSummary, Filters, GroupBy, TimeBucket, bucket_ns, check_limit
+from ._base import CallSummary, Filters, GroupBy, TimeBucket, bucket_ns, check_id, check_limit
 from ._replay import paced
 from ._retention import (
     Retention,
@@ -524,6 +524,21 @@ class SQLiteStore(ClosesOnExit):
         )
         result: list[LLMCall] = await self._read(fetch_calls, sql, params)
         return result
+
+    async def get(self, call_id: str) -> LLMCall | None:
+        """The committed call whose ``call_id`` this is, or ``None`` (the ``call_id`` index)."""
+        found: list[LLMCall] = await self._read(
+            fetch_calls, q.GET_SQL, (check_id("call_id", call_id),)
+        )
+        return found[0] if found else None
+
+    async def trace(self, trace_id: str, *, limit: int | None = None) -> list[LLMCall]:
+        """The committed calls of ``trace_id``, oldest first (ties in insertion order), at most
+        ``limit`` (the index ``calls_trace``)."""
+        check_limit(limit)
+        params = (check_id("trace_id", trace_id), -1 if limit is None else limit)
+        found: list[LLMCall] = await self._read(fetch_calls, q.TRACE_SQL, params)
+        return found
 
     async def count(
         self,

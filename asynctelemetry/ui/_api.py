@@ -1,8 +1,8 @@
 """The dashboard's JSON API: each route is one function of a store and a checked query.
 
 The API reads stores only through the public :class:`~asynctelemetry.CallStore` protocol
-(``query``, ``summary``, ``timeseries``), so it works the same on every store, and never writes:
-no route calls a method that changes a store.
+(``query``, ``summary``, ``timeseries``, and the lookups ``get`` and ``trace``), so it works the
+same on every store, and never writes: no route calls a method that changes a store.
 
 ==============================  =================================================================
 route                           answer
@@ -10,24 +10,21 @@ route                           answer
 ``/api/summary``                totals of the window (``total``) and one row per group (``by``)
 ``/api/timeseries``             the window in buckets (``bucket``: ``auto`` or ``30s``, ``5m``…)
 ``/api/calls``                  the newest calls first (``limit``, default 100, at most 1000)
-``/api/calls/{call_id}``        one call (``at``: its timestamp, found at once; else the window)
-``/api/traces/{trace_id}``      the calls of one trace, in time order, with their nesting depth
+``/api/calls/{call_id}``        one call, by id (``store.get``: an index, not a window)
+``/api/traces/{trace_id}``      the calls of one trace (``store.trace``), with their nesting
 ==============================  =================================================================
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from .._conventions import is_content_key
-from ._params import ParamError, parse_bucket, parse_by, parse_limit, parse_time
+from ._params import ParamError, parse_bucket, parse_by, parse_limit
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from .._record import LLMCall
     from .._stores import CallStore, CallSummary
     from ._params import Query
@@ -45,19 +42,13 @@ __all__ = [
 #: One bucket holding every call of any window this century: the whole window's percentiles,
 #: which cannot be combined from per-group rows, come from ``timeseries`` with it.
 _WHOLE: Final = timedelta(days=36525)
-#: Calls fetched per step when a lookup scans a window, newest first.
-_PAGE: Final = 2000
-#: Most calls one lookup reads (a bound on the work of one request); ``at`` narrows it.
-MAX_SCAN: Final = 200_000
-#: How far either side of ``at`` a trace is looked for.
-TRACE_REACH: Final = timedelta(hours=1)
-
-
-_CUT = f" (read its newest {MAX_SCAN:,} calls; narrow it with at=<timestamp> or since/until)"
+#: Most calls one trace answer holds (a bound on the work of one request): a trace of more
+#: (remote spans may share any trace id) shows its oldest, with ``complete`` false.
+MAX_TRACE: Final = 10_000
 
 
 class NotFound(LookupError):
-    """No call or trace with that id in the window (answered 404)."""
+    """No call or trace with that id in the store (answered 404)."""
 
 
 def call_json(call: LLMCall) -> dict[str, Any]:
@@ -136,78 +127,34 @@ async def calls(store: CallStore, query: Query) -> dict[str, Any]:
     return {"query": query.echo(), "calls": [call_json(c) for c in found]}
 
 
-async def _scan(
-    store: CallStore, query: Query, wanted: Callable[[LLMCall], bool], *, first: bool
-) -> tuple[list[LLMCall], bool]:
-    """The window's calls that ``wanted`` accepts, read newest first a page at a time.
-
-    The store protocol has no lookup by call or trace id, so this reads the window; the page
-    narrows it with ``at`` (the call's own timestamp) so that a lookup reads a few rows.
-    Returns the calls found and whether the whole window was read (at most ``MAX_SCAN`` calls).
-    """
-    filters = query.filters
-    until = filters.pop("until")
-    seen: set[str] = set()
-    found: list[LLMCall] = []
-    while True:
-        page = await store.query(until=until, limit=_PAGE, newest_first=True, **filters)
-        fresh = [c for c in page if c.call_id not in seen]
-        for call in fresh:
-            seen.add(call.call_id)
-            if wanted(call):
-                found.append(call)
-                if first:
-                    return found, True
-        if len(page) < _PAGE or not fresh:
-            return found, True
-        if len(seen) >= MAX_SCAN:
-            return found, False
-        # ``until`` is exclusive: step to just after the oldest call read, skipping those seen
-        until = page[-1].timestamp + timedelta(microseconds=1)
-
-
-def _around(query: Query, reach: timedelta) -> Query | None:
-    """The query narrowed to ``at`` ± ``reach`` when ``at`` is given."""
-    at_text = query.option("at")
-    if at_text is None:
-        return None
-    at = parse_time(at_text, "at")
-    window = "at" if not reach else f"at ± {reach.total_seconds() / 3600:g}h"
-    return replace(
-        query, since=at - reach, until=at + reach + timedelta(microseconds=1), window=window
-    )
-
-
-async def call_by_id(store: CallStore, query: Query, call_id: str) -> dict[str, Any]:
-    """``/api/calls/{call_id}``: one call, every field.
+async def call_by_id(store: CallStore, call_id: str) -> dict[str, Any]:
+    """``/api/calls/{call_id}``: one call, every field, found by id in the whole store.
 
     Raises:
-        NotFound: no such call in the window (or at ``at``).
+        NotFound: no call with that id.
     """
-    narrowed = _around(query, timedelta(0)) or query
-    found, complete = await _scan(store, narrowed, lambda c: c.call_id == call_id, first=True)
-    if not found:
-        raise NotFound(f"no call {call_id!r} in the window" + ("" if complete else _CUT))
-    return {"call": call_json(found[0])}
+    found = await store.get(call_id)
+    if found is None:
+        raise NotFound(f"no call {call_id!r} in the store")
+    return {"call": call_json(found)}
 
 
-async def trace(store: CallStore, query: Query, trace_id: str) -> dict[str, Any]:
+async def trace(store: CallStore, trace_id: str) -> dict[str, Any]:
     """``/api/traces/{trace_id}``: the calls sharing ``trace_id``, each after its parent.
 
-    Calls are in time order among siblings; ``depth`` is how many of the trace's calls are its
-    ancestors (a call whose parent span is not an LLM call of the trace is a root).
-
-    ``complete`` is false when the window held more than ``MAX_SCAN`` calls and only its newest
-    were read (older calls of the trace may be missing).
+    Calls are in time order among siblings (the store's order: ties in insertion order);
+    ``depth`` is how many of the trace's calls are its ancestors (a call whose parent span is
+    not an LLM call of the trace is a root). ``complete`` is false when the trace holds more
+    than :data:`MAX_TRACE` calls: its oldest ``MAX_TRACE`` are shown.
 
     Raises:
-        NotFound: no call of that trace in the window (``at`` ± 1 hour when given).
+        NotFound: no call of that trace in the store.
     """
-    narrowed = _around(query, TRACE_REACH) or query
-    members, complete = await _scan(store, narrowed, lambda c: c.trace_id == trace_id, first=False)
+    members = await store.trace(trace_id, limit=MAX_TRACE + 1)
     if not members:
-        raise NotFound(f"no call of trace {trace_id!r} in the window" + ("" if complete else _CUT))
-    members.sort(key=lambda c: (c.timestamp, c.call_id))
+        raise NotFound(f"no call of trace {trace_id!r} in the store")
+    complete = len(members) <= MAX_TRACE
+    del members[MAX_TRACE:]
     spans = {c.span_id for c in members if c.span_id}
     children: dict[str | None, list[LLMCall]] = {}
     for call in members:
@@ -230,9 +177,4 @@ async def trace(store: CallStore, query: Query, trace_id: str) -> dict[str, Any]
         if call.call_id not in placed:
             placed.add(call.call_id)
             ordered.append({"depth": 0, "call": call_json(call)})
-    return {
-        "trace_id": trace_id,
-        "query": narrowed.echo(),
-        "complete": complete,
-        "calls": ordered,
-    }
+    return {"trace_id": trace_id, "complete": complete, "calls": ordered}

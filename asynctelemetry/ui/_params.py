@@ -35,6 +35,7 @@ __all__ = [
     "ParamError",
     "Query",
     "auto_bucket",
+    "no_params",
     "parse_bucket",
     "parse_by",
     "parse_duration",
@@ -193,6 +194,21 @@ def parse_query(
         status=status,
         options={name: seen[name] for name in extra if name in seen},
     )
+
+
+def no_params(params: Iterable[tuple[str, str]]) -> None:
+    """Refuse any parameter: a lookup by id (``/api/calls/{id}``, ``/api/traces/{id}``) reads
+    the whole store through its index, so a window or filter would narrow nothing.
+
+    Raises:
+        ParamError: a parameter was given.
+    """
+    names = sorted({name for name, _ in params})
+    if names:
+        raise ParamError(
+            f"unknown parameter {names[0]!r}; a lookup by id takes no parameters "
+            "(it reads the whole store, whatever the window)"
+        )
 
 
 def parse_by(query: Query, default: str) -> GroupBy:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from .._collector._limits import ConnectionCaps, HttpLimits, RepeatedLog
 from .._exceptions import ConfigError, StoreError, require
 from . import _api
-from ._params import ParamError, parse_query
+from ._params import ParamError, no_params, parse_query
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -90,7 +90,7 @@ class Dashboard:
     :meth:`start` / :meth:`stop`.
 
     Args:
-        store: the store to show; it is only read (``query``, ``summary``, ``timeseries``).
+        store: the store to show; it is only read (``query``, ``summary``, ``timeseries``, ``get``, ``trace``).
         host: interface to bind; loopback by default.
         port: TCP port; 0 picks a free one (see :attr:`port`).
         auth_token: when set, every page and API request needs ``Authorization: Bearer
@@ -263,12 +263,11 @@ class Dashboard:
                 route, allowed = _ROUTES[path]
                 body = await route(self.store, parse_query(pairs, allowed=allowed))
             elif path.startswith("/api/calls/") and len(path) > len("/api/calls/"):
-                query = parse_query(pairs, allowed=("at",), default_window="24h")
-                body = await _api.call_by_id(self.store, query, path[len("/api/calls/") :])
+                no_params(pairs)
+                body = await _api.call_by_id(self.store, path[len("/api/calls/") :])
             elif path.startswith("/api/traces/") and len(path) > len("/api/traces/"):
-                query = parse_query(pairs, allowed=("at",), default_window="24h")
-                trace_id = path[len("/api/traces/") :]
-                body = await _api.trace(self.store, query, trace_id)
+                no_params(pairs)
+                body = await _api.trace(self.store, path[len("/api/traces/") :])
             else:
                 return self._json(404, {"error": f"no API route {path}", "routes": _ROUTE_LIST})
         except ParamError as exc:

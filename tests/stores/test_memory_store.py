@@ -24,6 +24,33 @@ async def test_ring_buffer_drops_oldest_and_counts() -> None:
     assert [c.call_id for c in await store.query()] == [f"call-{i:06d}" for i in range(8, 18)]
 
 
+@pytest.mark.parametrize(
+    "trace_length", [pytest.param(5, id="short"), pytest.param(200, id="long")]
+)
+async def test_lookups_follow_the_ring(trace_length: int) -> None:
+    """get and trace see exactly the calls the ring holds: evicted calls are gone from both
+    indexes, whatever the trace's length (short ones are lists, long ones deques); the index of
+    a trace never outgrows the ring."""
+    store = MemoryStore(capacity=50)
+    calls = [
+        make_call(i, trace_id=f"t{i // trace_length}", timestamp=T0 + timedelta(seconds=-i))
+        for i in range(300)
+    ]
+    for start in range(0, 300, 7):
+        await store.add_many(calls[start : start + 7])
+    held = calls[-50:]
+    assert await store.get(calls[249].call_id) is None
+    assert await store.get(calls[250].call_id) == calls[250]
+    for trace_id in {c.trace_id for c in calls}:
+        members = [c for c in held if c.trace_id == trace_id]
+        assert await store.trace(trace_id) == sorted(members, key=lambda c: c.timestamp)
+    assert sum(len(rows) for rows in store._traces.values()) == 50
+    await store.add(calls[10])  # an id pushed out may come back
+    assert await store.get(calls[10].call_id) == calls[10]
+    store.clear()
+    assert await store.get(calls[299].call_id) is None and await store.trace("t0") == []
+
+
 async def test_filters_ordering_and_limit(calls: list[LLMCall]) -> None:
     """Every filter matches exactly; since is inclusive, until exclusive; limit after ordering."""
     store = MemoryStore(capacity=100)

@@ -80,7 +80,36 @@ async def test_open_creates_the_schema_and_the_coming_days(pg_dsn: str) -> None:
     assert await _partitions(pg_dsn) == wanted
     conn = await asyncpg.connect(pg_dsn)
     try:
-        assert await conn.fetch("SELECT version FROM asynctelemetry_schema") == [(1,)]
+        assert await conn.fetch("SELECT version FROM asynctelemetry_schema") == [(2,)]
+    finally:
+        await conn.close()
+
+
+async def test_version_1_database_gets_the_trace_index(pg_dsn: str) -> None:
+    """A database of schema version 1 (no index on trace_id) is migrated on open: the index is
+    built on the table and every partition, lookups by id and trace answer, calls unchanged."""
+    calls = [
+        make_call(i, trace_id=f"t{i % 3}", timestamp=T0 + timedelta(hours=9 * i)) for i in range(9)
+    ]
+    async with PostgresStore(pg_dsn) as store:
+        await store.add_many(calls)
+    conn = await asyncpg.connect(pg_dsn)
+    try:  # back to version 1: the same tables, no trace index
+        await conn.execute("DROP INDEX calls_trace_ts")
+        await conn.execute("UPDATE asynctelemetry_schema SET version = 1")
+        assert not await conn.fetch("SELECT 1 FROM pg_indexes WHERE indexdef LIKE '%trace_id%'")
+        async with PostgresStore(pg_dsn) as store:
+            assert await store.trace("t2") == calls[2::3]
+            assert await store.get("call-000004") == calls[4]
+            assert await store.query() == calls
+        assert await conn.fetch("SELECT version FROM asynctelemetry_schema") == [(2,)]
+        indexed = {
+            row[0]
+            for row in await conn.fetch(
+                "SELECT tablename FROM pg_indexes WHERE indexdef LIKE '%(trace_id, ts)%'"
+            )
+        }
+        assert indexed == {"calls", *await _partitions(pg_dsn)}
     finally:
         await conn.close()
 
@@ -185,7 +214,7 @@ async def test_migrations_racing(pg_dsn: str) -> None:
         assert await store.count() == 4
     conn = await asyncpg.connect(pg_dsn)
     try:
-        assert await conn.fetch("SELECT version FROM asynctelemetry_schema") == [(1,)]
+        assert await conn.fetch("SELECT version FROM asynctelemetry_schema") == [(2,)]
     finally:
         await conn.close()
 

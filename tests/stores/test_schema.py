@@ -84,6 +84,31 @@ async def test_version_1_file_is_migrated_on_open(tmp_path: Path) -> None:
     conn.close()
 
 
+async def test_version_3_file_gets_the_trace_index(tmp_path: Path) -> None:
+    """A file of schema version 3 (no index on trace_id) is migrated on open: the index
+    ``calls_trace`` is built, lookups by trace use it, the calls are unchanged."""
+    path = tmp_path / "v3.db"
+    calls = [make_call(i, trace_id=f"t{i % 3}") for i in range(9)]
+    async with SQLiteStore(path) as store:
+        await store.add_many(calls)
+    conn = sqlite3.connect(path)  # take the file back to version 3: the same tables, no index
+    conn.execute("DROP INDEX calls_trace")
+    conn.execute("PRAGMA user_version = 3")
+    conn.commit()
+    conn.close()
+    async with SQLiteStore(path) as store:
+        assert await store.trace("t1") == calls[1::3]
+        assert await store.get("call-000004") == calls[4]
+        assert await store.query() == calls
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (4,) == (_schema.SCHEMA_VERSION,)
+    plan = conn.execute(f"EXPLAIN QUERY PLAN {_queries.TRACE_SQL}", ("t1", -1)).fetchall()
+    assert "calls_trace" in str(plan)
+    plan = conn.execute(f"EXPLAIN QUERY PLAN {_queries.GET_SQL}", ("x",)).fetchall()
+    assert "sqlite_autoindex_calls" in str(plan)
+    conn.close()
+
+
 async def test_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     """A file whose user_version is newer than ours raises SchemaVersionError and is untouched."""
     path = tmp_path / "new.db"

@@ -106,6 +106,63 @@ async def test_duplicates_within_one_batch(store: Any) -> None:
     assert await store.query() == [first, make_call(2)]
 
 
+# -- lookups by id ----------------------------------------------------------------------------
+async def test_get_finds_a_call_by_its_id(store: Any) -> None:
+    """get(call_id) returns the stored call, field by field (the first copy of a duplicate),
+    and None for an id never stored."""
+    calls = [make_call(i, attributes={"k": i}) for i in range(30)]
+    await _keep(store, calls)
+    await _keep(store, [make_call(7, model="later copy")])
+    for call in (calls[0], calls[7], calls[29]):
+        assert await store.get(call.call_id) == call
+    assert await store.get("no-such-call") is None
+    assert await store.get("") is None
+    with pytest.raises(ValueError, match="call_id must be a str"):
+        await store.get(7)
+
+
+async def test_trace_lists_its_calls_oldest_first(store: Any) -> None:
+    """trace(trace_id) returns every call of that trace and no other, oldest first with ties in
+    insertion order, at most ``limit`` (the oldest); an unknown trace is an empty list."""
+    tie = T0 + timedelta(minutes=5)
+    calls = [
+        make_call(0, trace_id="t-a", timestamp=T0 + timedelta(minutes=9)),
+        make_call(1, trace_id="t-b"),
+        make_call(2, trace_id="t-a", timestamp=tie),
+        make_call(3),
+        make_call(4, trace_id="t-a", timestamp=tie),
+        make_call(5, trace_id="t-a", timestamp=T0),
+        make_call(6, trace_id="T-A"),
+    ]
+    await _keep(store, calls)
+    expected = [calls[5], calls[2], calls[4], calls[0]]
+    assert await store.trace("t-a") == expected
+    assert await store.trace("t-a", limit=2) == expected[:2]
+    assert await store.trace("t-a", limit=0) == []
+    assert await store.trace("t-b") == [calls[1]]
+    assert await store.trace("nope") == []
+    with pytest.raises(ValueError, match="trace_id must be a str"):
+        await store.trace(None)
+    with pytest.raises(ValueError, match="limit"):
+        await store.trace("t-a", limit=-1)
+
+
+async def test_lookups_follow_repricing(store: Any) -> None:
+    """A repriced call is found by get and trace with its new cost."""
+    calls = [make_call(i, model="gpt-4o", request_model=None, trace_id="t") for i in range(3)]
+    await _keep(store, calls)
+    table = PriceTable.default().with_overrides(
+        {"gpt-4o": {"input_per_million": 10, "output_per_million": 40}}
+    )
+    assert await store.reprice(table) == 3
+    new = [
+        c.model_copy(update={"cost_usd": table.cost(c), "price_version": table.version})
+        for c in calls
+    ]
+    assert await store.get(calls[1].call_id) == new[1]
+    assert await store.trace("t") == new
+
+
 # -- filters ----------------------------------------------------------------------------------
 def _model_calls() -> list[LLMCall]:
     return [

@@ -130,52 +130,35 @@ async def test_calls_newest_first_with_limit_and_filters(
         assert body["calls"][0]["content"] == {}
 
 
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
 async def test_call_by_id_and_content_only_when_captured(
-    tmp_path: Path, client: aiohttp.ClientSession
+    tmp_path: Path, client: aiohttp.ClientSession, kind: str
 ) -> None:
-    """/api/calls/{id} finds a call (at its timestamp, or by reading the window); captured
-    content comes apart from the other attributes; an unknown id is 404."""
+    """/api/calls/{id} finds a call by id in the whole store, however old (no window is read);
+    captured content comes apart from the other attributes; an unknown id is 404."""
     now = datetime.now(UTC)
     captured = make_call(
         1,
         call_id="with/content",
-        timestamp=now - timedelta(minutes=3),
+        timestamp=now - timedelta(days=400),
         attributes={"gen_ai.input.messages": "[hi]", "app.user": "u1"},
     )
-    async with SQLiteStore(tmp_path / "c.db") as store:
-        await store.add_many([*recent_calls(2500, now=now), captured])
+    store: Any = MemoryStore(capacity=5000) if kind == "memory" else SQLiteStore(tmp_path / "c.db")
+    async with store:
+        await store.add_many([captured, *recent_calls(2500, now=now)])
         await store.flush()
         async with Dashboard(store, port=0) as board:
-            stamp = captured.timestamp.isoformat()
-            for query in (f"?at={stamp.replace('+', '%2B')}", "", "?window=7d"):
-                status, body, _ = await get(client, board, f"/api/calls/with%2Fcontent{query}")
-                assert status == 200, query
-                assert body["call"]["content"] == {"gen_ai.input.messages": "[hi]"}
-                assert body["call"]["attributes"] == {"app.user": "u1"}
-            # the oldest call is 2500 pages' worth of rows back: found by reading the window
-            status, body, _ = await get(client, board, "/api/calls/call-000000?window=7d")
+            status, body, _ = await get(client, board, "/api/calls/with%2Fcontent")
+            assert status == 200
+            assert body["call"]["content"] == {"gen_ai.input.messages": "[hi]"}
+            assert body["call"]["attributes"] == {"app.user": "u1"}
+            assert body["call"]["timestamp"] == captured.timestamp.isoformat().replace(
+                "+00:00", "Z"
+            )
+            status, body, _ = await get(client, board, "/api/calls/call-000000")
             assert status == 200 and body["call"]["call_id"] == "call-000000"
             status, body, _ = await get(client, board, "/api/calls/no-such-call")
             assert status == 404 and "no-such-call" in body["error"]
-
-
-async def test_lookups_read_a_bounded_number_of_calls(
-    tmp_path: Path, client: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A lookup without ``at`` reads at most MAX_SCAN calls of the window, then says how to
-    narrow it; with ``at`` the same call is found."""
-    monkeypatch.setattr(_api, "MAX_SCAN", 2000)
-    now = datetime.now(UTC)
-    calls = recent_calls(4500, now=now)
-    async with SQLiteStore(tmp_path / "c.db") as store:
-        await store.add_many(calls)
-        await store.flush()
-        async with Dashboard(store, port=0) as board:
-            status, body, _ = await get(client, board, "/api/calls/call-000000?window=7d")
-            assert status == 404 and "narrow it with at=" in body["error"]
-            stamp = calls[0].timestamp.isoformat().replace("+", "%2B")
-            status, body, _ = await get(client, board, f"/api/calls/call-000000?at={stamp}")
-            assert status == 200 and body["call"]["call_id"] == "call-000000"
 
 
 async def test_trace_in_time_order_with_nesting(
@@ -183,7 +166,6 @@ async def test_trace_in_time_order_with_nesting(
 ) -> None:
     """/api/traces/{id}: each call after its parent, siblings in time order, with depth."""
     async with Dashboard(store, port=0) as board:
-        at = (await store.query(model=None, limit=1, newest_first=True))[0].timestamp
         status, body, _ = await get(client, board, "/api/traces/trace-a")
         assert status == 200
         assert [(i["call"]["call_id"], i["depth"]) for i in body["calls"]] == [
@@ -192,12 +174,26 @@ async def test_trace_in_time_order_with_nesting(
             ("agent-tool", 2),
             ("agent-answer", 1),
         ]
-        assert body["complete"] is True
-        stamp = at.isoformat().replace("+", "%2B")
-        status, narrowed, _ = await get(client, board, f"/api/traces/trace-a?at={stamp}")
-        assert status == 200 and narrowed["calls"] == body["calls"]
+        assert body["complete"] is True and body["trace_id"] == "trace-a"
         status, body, _ = await get(client, board, "/api/traces/nope")
         assert status == 404
+
+
+async def test_a_trace_longer_than_the_bound_shows_its_oldest(
+    client: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trace of more than MAX_TRACE calls (remote spans may share any trace id) answers its
+    oldest MAX_TRACE calls with ``complete`` false."""
+    monkeypatch.setattr(_api, "MAX_TRACE", 5)
+    now = datetime.now(UTC)
+    calls = [
+        make_call(k, trace_id="big", timestamp=now - timedelta(seconds=60 - k)) for k in range(8)
+    ]
+    async with MemoryStore() as store, Dashboard(store, port=0) as board:
+        await store.add_many(calls)
+        status, body, _ = await get(client, board, "/api/traces/big")
+    assert status == 200 and body["complete"] is False
+    assert [i["call"]["call_id"] for i in body["calls"]] == [c.call_id for c in calls[:5]]
 
 
 async def test_trace_with_a_parent_cycle_shows_every_call_once(
@@ -248,7 +244,8 @@ async def test_trace_with_a_parent_cycle_shows_every_call_once(
         pytest.param("/api/summary?limit=3", "unknown parameter 'limit'", id="other-route"),
         pytest.param("/api/timeseries?bucket=1s&window=7d", "2000 buckets", id="buckets"),
         pytest.param("/api/timeseries?bucket=5 minutes", "bucket='5 minutes'", id="bucket"),
-        pytest.param("/api/calls/x?at=noon", "at='noon'", id="at"),
+        pytest.param("/api/calls/x?at=noon", "takes no parameters", id="lookup-at"),
+        pytest.param("/api/traces/x?window=1h", "takes no parameters", id="lookup-window"),
     ],
 )
 async def test_bad_parameters_are_400_with_a_reason(
@@ -280,7 +277,7 @@ class ReadOnly:
         self.reads: list[str] = []
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("query", "count", "summary", "timeseries"):
+        if name in ("query", "count", "summary", "timeseries", "get", "trace"):
             self.reads.append(name)
             return getattr(self.inner, name)
         raise AssertionError(f"the dashboard used store.{name}")
@@ -299,8 +296,8 @@ async def test_read_only(store: SQLiteStore, client: aiohttp.ClientSession) -> N
                 async with client.request(method, board.url.rstrip("/") + path, data=b"{}") as r:
                     assert r.status == 405, (method, path)
                     assert r.headers["Allow"] == "GET, HEAD"
-    assert set(reader.reads) <= {"query", "count", "summary", "timeseries"}
-    assert set(reader.reads) >= {"query", "summary", "timeseries"}
+    assert set(reader.reads) <= {"query", "count", "summary", "timeseries", "get", "trace"}
+    assert set(reader.reads) >= {"query", "summary", "timeseries", "get", "trace"}
     await store.flush()
     assert await store.query() == before
 

@@ -189,13 +189,13 @@
         button.textContent = "trace";
         button.addEventListener("click", function (event) {
           event.stopPropagation();
-          showTrace(c.trace_id, c.timestamp);
+          showTrace(c.trace_id);
         });
         traceCell.appendChild(button);
       }
-      row.addEventListener("click", function () { showCall(c.call_id, c.timestamp); });
+      row.addEventListener("click", function () { showCall(c.call_id); });
       row.addEventListener("keydown", function (event) {
-        if (event.key === "Enter") showCall(c.call_id, c.timestamp);
+        if (event.key === "Enter") showCall(c.call_id);
       });
     }
   }
@@ -227,9 +227,9 @@
     if (!$("detail").open) $("detail").showModal();
   }
 
-  async function showCall(callId, at) {
+  async function showCall(callId) {
     try {
-      const answer = await api("/api/calls/" + encodeURIComponent(callId), new URLSearchParams({ at: at }));
+      const answer = await api("/api/calls/" + encodeURIComponent(callId));
       const c = answer.call;
       openDialog("Call " + c.call_id, function (body) {
         const fields = Object.entries(c).filter(function (e) {
@@ -259,7 +259,7 @@
           const button = document.createElement("button");
           button.type = "button";
           button.textContent = "show its trace";
-          button.addEventListener("click", function () { showTrace(c.trace_id, c.timestamp); });
+          button.addEventListener("click", function () { showTrace(c.trace_id); });
           body.appendChild(button);
         }
       });
@@ -268,9 +268,9 @@
     }
   }
 
-  async function showTrace(traceId, at) {
+  async function showTrace(traceId) {
     try {
-      const answer = await api("/api/traces/" + encodeURIComponent(traceId), new URLSearchParams({ at: at }));
+      const answer = await api("/api/traces/" + encodeURIComponent(traceId));
       openDialog("Trace " + traceId, function (body) {
         const table = document.createElement("table");
         table.className = "trace-table";
@@ -291,9 +291,15 @@
           cell(row, c.status);
           cell(row, ms(c.duration_ms), "num");
           cell(row, usd(c.cost_usd), "num");
-          row.addEventListener("click", function () { showCall(c.call_id, c.timestamp); });
+          row.addEventListener("click", function () { showCall(c.call_id); });
         }
         body.appendChild(table);
+        if (!answer.complete) {
+          const p = document.createElement("p");
+          p.className = "muted";
+          p.textContent = "the trace has more calls: its oldest " + answer.calls.length + " are shown";
+          body.appendChild(p);
+        }
       });
     } catch (err) {
       say("cannot show the trace: " + err.message, true);
