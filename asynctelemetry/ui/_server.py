@@ -90,7 +90,8 @@ class Dashboard:
     :meth:`start` / :meth:`stop`.
 
     Args:
-        store: the store to show; it is only read (``query``, ``summary``, ``timeseries``, ``get``, ``trace``).
+        store: the store to show; it is only read (``query``, ``summary``, ``timeseries``,
+            ``get``, ``trace``).
         host: interface to bind; loopback by default.
         port: TCP port; 0 picks a free one (see :attr:`port`).
         auth_token: when set, every page and API request needs ``Authorization: Bearer
