@@ -24,6 +24,7 @@ from ._pipeline import Pipeline, Sink, SyncSink
 from ._pricing import DEFAULT_COST_TABLE, ModelPricing, PriceTable, compute_cost
 from ._record import LLMCall, SpanRecord
 from ._replay import replay
+from ._stats import StoreStats, TracerStats
 from ._stores import (
     CallStore,
     CallSummary,
@@ -72,10 +73,12 @@ __all__ = [
     "SpanRecord",
     "StoreClosedError",
     "StoreError",
+    "StoreStats",
     "SyncSink",
     "TelemetryError",
     "TimeBucket",
     "TracedStream",
+    "TracerStats",
     "Usage",
     "__version__",
     "compute_cost",

@@ -212,9 +212,44 @@ class RetryPolicy:
         return random.uniform(ceiling / 2, ceiling)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class QueueStats:
-    """What a :class:`BatchQueue` has done, for ``stats`` properties and the docs."""
+    """What a background queue has done: a snapshot, taken when ``stats`` is read.
+
+    It never changes afterwards, so two snapshots differ by exactly the work done between them;
+    assigning to a field raises. ``accepted`` = ``delivered`` + ``dropped`` + ``pending``.
+
+    Attributes:
+        accepted: items taken (``put``/``emit``).
+        delivered: items the handler took without error (written, sent).
+        pending: items queued or being handled at the moment of the snapshot.
+        dropped_overflow: items dropped because the queue was full (``drop_oldest`` queues).
+        dropped_failed: items given up on after failing (non-retryable, or out of attempts).
+        dropped_on_close: items still queued when ``aclose()`` ran out of time.
+        retries: batch attempts that failed and were tried again.
+        failed_batches: batches given up on.
+        last_error: the last delivery error, as ``"Type: message"``.
+    """
+
+    accepted: int = 0
+    delivered: int = 0
+    pending: int = 0
+    dropped_overflow: int = 0
+    dropped_failed: int = 0
+    dropped_on_close: int = 0
+    retries: int = 0
+    failed_batches: int = 0
+    last_error: str | None = None
+
+    @property
+    def dropped(self) -> int:
+        """Items lost for any reason: overflow, failed batches, undelivered at close."""
+        return self.dropped_overflow + self.dropped_failed + self.dropped_on_close
+
+
+@dataclass(slots=True)
+class _QueueCounts:
+    """The live, mutable counters behind :class:`QueueStats` (private to one queue)."""
 
     accepted: int = 0
     delivered: int = 0
@@ -267,7 +302,7 @@ class BatchQueue(Generic[T]):
         self.retry = retry or RetryPolicy()
         self.name = name
         self.drain_on_cancel = drain_on_cancel
-        self.stats = QueueStats()
+        self._counts = _QueueCounts()
         self._items: deque[T] = deque()
         self._in_flight = 0
         self._settled = 0  # items delivered or given up on, for flush()
@@ -281,6 +316,22 @@ class BatchQueue(Generic[T]):
         self._close_task: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
         self._error_seq = 0
+
+    @property
+    def stats(self) -> QueueStats:
+        """A snapshot of what this queue has done so far (it does not change afterwards)."""
+        c = self._counts
+        return QueueStats(
+            accepted=c.accepted,
+            delivered=c.delivered,
+            pending=len(self._items) + self._in_flight,
+            dropped_overflow=c.dropped_overflow,
+            dropped_failed=c.dropped_failed,
+            dropped_on_close=c.dropped_on_close,
+            retries=c.retries,
+            failed_batches=c.failed_batches,
+            last_error=c.last_error,
+        )
 
     # -- producer side --------------------------------------------------------------------------
     @property
@@ -297,15 +348,15 @@ class BatchQueue(Generic[T]):
                 return False
             if self._items:
                 self._items.popleft()
-                self.stats.dropped_overflow += 1
+                self._counts.dropped_overflow += 1
                 self._settled += 1
             else:  # everything held is in flight: the new item is the one that cannot be kept
-                self.stats.dropped_overflow += 1
-                self.stats.accepted += 1
+                self._counts.dropped_overflow += 1
+                self._counts.accepted += 1
                 self._settled += 1
                 return True
         self._items.append(item)
-        self.stats.accepted += 1
+        self._counts.accepted += 1
         self._kick()
         return True
 
@@ -341,12 +392,12 @@ class BatchQueue(Generic[T]):
             Exception: the handler's error, when a batch fails while waiting: the caller learns
                 of the fault at once; a batch being retried stays queued and is delivered later.
         """
-        given_up = self.stats.dropped_failed
+        given_up = self._counts.dropped_failed
         async with asyncio.timeout(timeout):
-            await self._settle(self.stats.accepted, raise_errors=True)
-        lost = self.stats.dropped_failed - given_up
+            await self._settle(self._counts.accepted, raise_errors=True)
+        lost = self._counts.dropped_failed - given_up
         if lost:
-            raise ExportError(f"{self.name} gave up on {lost} items: {self.stats.last_error}")
+            raise ExportError(f"{self.name} gave up on {lost} items: {self._counts.last_error}")
 
     async def aclose(self, timeout: float = 5.0) -> None:
         """Deliver what can be delivered within ``timeout`` seconds, then stop. Idempotent.
@@ -364,7 +415,7 @@ class BatchQueue(Generic[T]):
     async def _close(self, timeout: float) -> None:
         try:
             async with asyncio.timeout(timeout):
-                await self._settle(self.stats.accepted, raise_errors=False)
+                await self._settle(self._counts.accepted, raise_errors=False)
         except TimeoutError:
             pass
         if self._task is not None:
@@ -373,7 +424,7 @@ class BatchQueue(Generic[T]):
         self._closed = True
         lost = len(self._items)
         if lost:
-            self.stats.dropped_on_close += lost
+            self._counts.dropped_on_close += lost
             self._settled += lost
             self._items.clear()
             logger.warning("asynctelemetry: %s closed with %d items undelivered", self.name, lost)
@@ -489,8 +540,8 @@ class BatchQueue(Generic[T]):
                 self._fail(exc.cause)
                 limit = self.retry.max_attempts
                 if limit is not None and attempt >= limit:
-                    self.stats.dropped_failed += len(batch)
-                    self.stats.failed_batches += 1
+                    self._counts.dropped_failed += len(batch)
+                    self._counts.failed_batches += 1
                     logger.warning(
                         "asynctelemetry: %s dropped a batch of %d after %d attempts: %s",
                         self.name,
@@ -499,12 +550,12 @@ class BatchQueue(Generic[T]):
                         exc.cause,
                     )
                     return
-                self.stats.retries += 1
+                self._counts.retries += 1
                 await asyncio.sleep(self.retry.delay(attempt, exc.delay))
             except Exception as exc:
                 self._fail(exc)
-                self.stats.dropped_failed += len(batch)
-                self.stats.failed_batches += 1
+                self._counts.dropped_failed += len(batch)
+                self._counts.failed_batches += 1
                 logger.warning(
                     "asynctelemetry: %s dropped a batch of %d: %s: %s",
                     self.name,
@@ -514,13 +565,13 @@ class BatchQueue(Generic[T]):
                 )
                 return
             else:
-                self.stats.delivered += len(batch)
+                self._counts.delivered += len(batch)
                 self._error = None
                 return
 
     def _fail(self, exc: BaseException) -> None:
         self._error = exc
         self._error_seq += 1
-        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        self._counts.last_error = f"{type(exc).__name__}: {exc}"
         assert self._progress is not None
         self._progress.set()

@@ -42,6 +42,7 @@ from ._conventions import call_attributes, span_name
 from ._exceptions import ConfigError, StoreClosedError
 from ._pipeline import Pipeline, Sink
 from ._record import FIELD_DEFAULTS, MAX_MODEL_LENGTH, LLMCall
+from ._stats import TracerStats
 from ._stores import MemoryStore
 from ._stream import TracedStream
 
@@ -161,6 +162,7 @@ class AsyncTracer(ClosesOnExit):
         self._closed = False
         self._close_task: asyncio.Task[None] | None = None
         self._used = False
+        self._calls = 0  # calls recorded: read through ``stats``
         self._background: set[asyncio.Task[None]] = set()
         resource = {"service.name": service_name, **(resource_attributes or {})}
         self.pipeline = Pipeline(price_table=price_table)
@@ -390,6 +392,18 @@ class AsyncTracer(ClosesOnExit):
         return await self._record_timed(handle, latency_ms, status, error_type, None)
 
     @property
+    def stats(self) -> TracerStats:
+        """A snapshot of what this tracer has done: calls recorded, streams still open, sink
+        failures, and the live-span queue (see :class:`~asynctelemetry.TracerStats`)."""
+        processor = self._span_processor
+        return TracerStats(
+            calls=self._calls,
+            open_streams=len(self._streams),
+            sink_errors=self.pipeline.errors,
+            spans=processor.queue.stats if processor is not None else None,
+        )
+
+    @property
     def spans(self) -> list[LLMCall]:
         """Calls kept in memory (``in_memory=True``), oldest first."""
         return self._memory.snapshot() if self._memory is not None else []
@@ -529,6 +543,7 @@ class AsyncTracer(ClosesOnExit):
         except Exception as exc:
             report_internal_error("AsyncTracer recording a call", exc)
             return None
+        self._calls += 1
         return record
 
     def _detach(self, handle: CallHandle) -> None:

@@ -242,7 +242,7 @@ async def run_ours(
     got = await asyncio.to_thread(wait_for, port, start + n, 10.0) - start
     return {
         "delivered": got, "cpu_s": cpu, "wall_s": wall, "lag_p99_ms": lag.p99_ms(lag.wall),
-        "held_p99_ms": lag.p99_ms(lag.held), "idle_lag_p99_ms": idle.p99_ms(idle.wall), "dropped": exporter.stats.dropped,
+        "held_p99_ms": lag.p99_ms(lag.held), "idle_lag_p99_ms": idle.p99_ms(idle.wall), "dropped": exporter.stats.queue.dropped,
         "threads_changed": threading.active_count() - threads,
     }  # fmt: skip
 

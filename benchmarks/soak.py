@@ -204,7 +204,7 @@ async def soak(
                     result.sent_process = int(out.split()[-1])
                     await tracer.flush()
                 exporter = tracer.pipeline.sinks[0]
-                result.exporter_dropped = exporter.stats.dropped  # type: ignore[attr-defined]
+                result.exporter_dropped = exporter.stats.queue.dropped  # type: ignore[attr-defined]
                 await collector.flush()
                 result.refused_requests = collector.stats.refused_requests
             result.lag_p99_ms = lag.p99_ms()

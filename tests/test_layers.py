@@ -24,6 +24,7 @@ RANKS: dict[str, int] = {
     "_conventions": 20,
     "_pricing": 20,
     "_batching": 20,
+    "_stats": 20,
     "_wire": 20,
     "_usage": 20,
     "_rows": 20,

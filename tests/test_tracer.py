@@ -278,7 +278,7 @@ async def test_a_sqlite_store_is_a_sink_of_the_tracer_queued_once(tmp_path: Path
         for _ in range(50):
             async with tracer.llm_call(model="gpt-4o"):
                 pass
-        assert store.queue_stats.accepted == 50
+        assert store.stats.queue.accepted == 50
         await tracer.aclose()
         assert store.pending == 0 and await store.count() == 50
 

@@ -69,7 +69,8 @@ class Forwarder:
 
     @property
     def stats(self) -> QueueStats:
-        """Requests accepted, delivered, dropped (overflow, failure, close) and retried."""
+        """A snapshot of the forwarding queue: requests accepted, delivered, dropped (overflow,
+        failure, close) and retried."""
         return self._queue.stats
 
     def start(self) -> None:

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
     from aiohttp import StreamReader, web
 
-    from ._stats import CollectorStats
+    from ._stats import CollectorCounts
 
 __all__ = ["HttpReceiver"]
 
@@ -100,7 +100,7 @@ class HttpReceiver:
     def __init__(
         self,
         ingest: Callable[[bytes], Awaitable[bytes]],
-        stats: CollectorStats,
+        stats: CollectorCounts,
         *,
         host: str,
         port: int,

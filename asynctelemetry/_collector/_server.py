@@ -35,7 +35,7 @@ from ._auth import BearerTokenInterceptor
 from ._convert import convert_request_in_slices
 from ._forward import Forwarder
 from ._limits import HttpLimits
-from ._stats import CollectorStats, MalformedRequest, StoreBehind
+from ._stats import CollectorCounts, CollectorStats, MalformedRequest, StoreBehind
 from ._wire import LeanRequest
 
 if TYPE_CHECKING:
@@ -149,10 +149,7 @@ class AsyncCollector(ClosesOnExit):
         # flight, and a small request is never stuck behind the whole of a large one.
         self._converting = asyncio.Lock()
         self._forwarder = _forwarder(forward_to, forward_headers)
-        self._stats = CollectorStats(
-            ingest=self._queue.stats,
-            forward=self._forwarder.stats if self._forwarder else None,
-        )
+        self._counts = CollectorCounts()  # live; ``stats`` hands out snapshots
         self._retry_metadata = ((RETRY_INFO_KEY, retry_info(retry_delay)),)
         self._http: HttpReceiver | None = None
         self._server: grpc.aio.Server | None = None
@@ -176,8 +173,12 @@ class AsyncCollector(ClosesOnExit):
     # -- lifetime -------------------------------------------------------------------------------
     @property
     def stats(self) -> CollectorStats:
-        """Counters: spans received, LLM calls, ignored and rejected spans, defects by kind."""
-        return self._stats
+        """A snapshot of the counters: spans received, LLM calls, ignored and rejected spans,
+        defects by kind, and the ingest and forwarding queues (see :class:`CollectorStats`)."""
+        forwarder = self._forwarder
+        return self._counts.snapshot(
+            self._queue.stats, forwarder.stats if forwarder is not None else None
+        )
 
     @property
     def port(self) -> int:
@@ -266,7 +267,7 @@ class AsyncCollector(ClosesOnExit):
             try:
                 http = HttpReceiver(
                     self._ingest,
-                    self._stats,
+                    self._counts,
                     host=self.host,
                     port=self._requested_http_port,
                     max_message_bytes=self.max_message_bytes,
@@ -344,7 +345,7 @@ class AsyncCollector(ClosesOnExit):
 
     # -- the Export RPC -------------------------------------------------------------------------
     def _count_denied(self) -> None:
-        self.stats.unauthenticated += 1
+        self._counts.unauthenticated += 1
 
     async def _export(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         """The gRPC Export: :meth:`_ingest`, with its refusals mapped to gRPC statuses."""
@@ -372,7 +373,7 @@ class AsyncCollector(ClosesOnExit):
             MalformedRequest: ``raw`` is not a valid request (nothing was kept).
             StoreBehind: the store cannot keep up; nothing was kept and the client should retry.
         """
-        stats = self.stats
+        stats = self._counts
         try:
             request = LeanRequest.FromString(raw)
         except DecodeError:
@@ -432,10 +433,10 @@ class AsyncCollector(ClosesOnExit):
         skipped = self.pipeline.pricing_skipped
         try:
             await self.pipeline.emit(calls)
-            self.stats.stored += len(calls)
+            self._counts.stored += len(calls)
             skipped = self.pipeline.pricing_skipped - skipped
             if skipped:  # calls left unpriced: the batch had resolved its share of new names
-                defects = self.stats.defects
+                defects = self._counts.defects
                 defects["pricing_skipped"] = defects.get("pricing_skipped", 0) + skipped
         except Retryable:
             raise  # the same batch is tried again: its calls are still queued

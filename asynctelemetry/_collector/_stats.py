@@ -7,16 +7,21 @@ both take requests through one ingest path; kept apart so neither imports the ot
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from .._batching import QueueStats
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
-__all__ = ["CollectorStats", "MalformedRequest", "StoreBehind"]
+    from .._batching import QueueStats
+
+__all__ = ["CollectorCounts", "CollectorStats", "MalformedRequest", "StoreBehind"]
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class CollectorStats:
-    """What a collector has seen. Spans of refused requests (backpressure) are not counted here:
-    the client sends them again.
+    """What a collector has done: a snapshot taken when ``collector.stats`` is read (it never
+    changes afterwards; assigning to a field raises). Spans of refused requests (backpressure)
+    are not counted here: the client sends them again.
 
     Attributes:
         requests: Export requests accepted.
@@ -25,7 +30,7 @@ class CollectorStats:
         ignored_spans: spans that are not LLM calls (HTTP, database, agent, tool spans…).
         rejected_spans: LLM spans that could not be kept (no model); reported to the client in
             ``partial_success``.
-        defects: bad values set to None, attributes cut or dropped, by kind.
+        defects: bad values set to None, attributes cut or dropped, by kind (a copy).
         malformed_requests: requests that were not valid protobuf (``INVALID_ARGUMENT``).
         refused_requests: requests answered ``UNAVAILABLE`` because the store was behind.
         unauthenticated: calls refused for a missing or wrong bearer token.
@@ -33,8 +38,27 @@ class CollectorStats:
         ingest: the ingest queue, whose items are the calls of one request each.
         forward: the forwarding queue, when ``forward_to`` is set.
         http_responses: the OTLP/HTTP receiver's answers by status code (200, 400, 401, 413,
-            415, 429, 503…), when ``http_port`` is set.
+            415, 429, 503…), when ``http_port`` is set (a copy).
     """
+
+    requests: int
+    received_spans: int
+    llm_calls: int
+    ignored_spans: int
+    rejected_spans: int
+    defects: Mapping[str, int]
+    malformed_requests: int
+    refused_requests: int
+    unauthenticated: int
+    stored: int
+    ingest: QueueStats
+    forward: QueueStats | None
+    http_responses: Mapping[int, int]
+
+
+@dataclass(slots=True)
+class CollectorCounts:
+    """The collector's live counters, bumped by both receivers; read through a snapshot."""
 
     requests: int = 0
     received_spans: int = 0
@@ -46,9 +70,25 @@ class CollectorStats:
     refused_requests: int = 0
     unauthenticated: int = 0
     stored: int = 0
-    ingest: QueueStats = field(default_factory=QueueStats)
-    forward: QueueStats | None = None
     http_responses: dict[int, int] = field(default_factory=dict)
+
+    def snapshot(self, ingest: QueueStats, forward: QueueStats | None) -> CollectorStats:
+        """These counts now, with the queues' snapshots, as a frozen :class:`CollectorStats`."""
+        return CollectorStats(
+            requests=self.requests,
+            received_spans=self.received_spans,
+            llm_calls=self.llm_calls,
+            ignored_spans=self.ignored_spans,
+            rejected_spans=self.rejected_spans,
+            defects=dict(self.defects),  # copies: later counts do not show
+            malformed_requests=self.malformed_requests,
+            refused_requests=self.refused_requests,
+            unauthenticated=self.unauthenticated,
+            stored=self.stored,
+            ingest=ingest,
+            forward=forward,
+            http_responses=dict(self.http_responses),
+        )
 
 
 class MalformedRequest(Exception):

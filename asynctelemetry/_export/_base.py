@@ -17,7 +17,14 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from .._batching import BatchQueue, ClosesOnExit, Closing, QueueSettings, RetryPolicy
+from .._batching import (
+    BatchQueue,
+    ClosesOnExit,
+    Closing,
+    QueueSettings,
+    QueueStats,
+    RetryPolicy,
+)
 from .._exceptions import ConfigError, ExportError, StoreClosedError
 from ._encode import SpanEncoder
 
@@ -59,30 +66,21 @@ _ENCODE_SLICE: Final = 32
 _REQUEST_CALLS: Final = 128
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExporterStats:
-    """A snapshot of what an exporter has done.
+    """What an exporter has done: a snapshot taken when ``exporter.stats`` is read.
 
-    ``accepted`` = ``delivered`` + every ``dropped_*`` + ``pending`` (calls rejected by the server
-    through ``partial_success`` are counted as delivered and also in ``rejected``).
+    Attributes:
+        queue: the export queue: calls accepted, delivered, pending, dropped (overflow, failed
+            batches, undelivered at close), retries and the last error. Calls the server
+            rejected through ``partial_success`` count as delivered, and also in ``rejected``.
+        rejected: calls the server refused (OTLP ``partial_success``).
+        requests: export requests sent (attempts included).
     """
 
-    accepted: int
-    delivered: int
-    pending: int
-    dropped_overflow: int
-    dropped_failed: int
-    dropped_on_close: int
+    queue: QueueStats
     rejected: int
-    retries: int
-    failed_batches: int
     requests: int
-    last_error: str | None
-
-    @property
-    def dropped(self) -> int:
-        """Calls lost for any reason: queue overflow, failed batches, undelivered at close."""
-        return self.dropped_overflow + self.dropped_failed + self.dropped_on_close
 
 
 class OTLPExporterBase(ClosesOnExit):
@@ -161,7 +159,7 @@ class OTLPExporterBase(ClosesOnExit):
 
         Raises:
             TimeoutError: ``timeout`` seconds passed first.
-            ExportError: some of those calls were given up on (``stats.dropped_failed``).
+            ExportError: some of those calls were given up on (``stats.queue.dropped_failed``).
         """
         failed = self._queue.stats.dropped_failed
         async with asyncio.timeout(timeout):
@@ -179,7 +177,7 @@ class OTLPExporterBase(ClosesOnExit):
         """Deliver what can be within ``timeout`` (default ``close_timeout``), then close.
 
         Never hangs on a dead endpoint: whatever is still queued at the deadline is dropped and
-        counted in ``stats.dropped_on_close``. Idempotent: a later or concurrent call returns
+        counted in ``stats.queue.dropped_on_close``. Idempotent: a later or concurrent call returns
         once the first one has closed the transport.
         """
         if not await self._closing.begin():
@@ -224,20 +222,9 @@ class OTLPExporterBase(ClosesOnExit):
 
     @property
     def stats(self) -> ExporterStats:
-        """Counters of what this exporter accepted, delivered, retried and lost."""
-        q = self._queue.stats
+        """A snapshot of what this exporter accepted, delivered, retried and lost."""
         return ExporterStats(
-            accepted=q.accepted,
-            delivered=q.delivered,
-            pending=self._queue.pending,
-            dropped_overflow=q.dropped_overflow,
-            dropped_failed=q.dropped_failed,
-            dropped_on_close=q.dropped_on_close,
-            rejected=self._rejected,
-            retries=q.retries,
-            failed_batches=q.failed_batches,
-            requests=self._requests,
-            last_error=q.last_error,
+            queue=self._queue.stats, rejected=self._rejected, requests=self._requests
         )
 
     # -- the batch handler ----------------------------------------------------------------------

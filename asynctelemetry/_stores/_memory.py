@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Final, Self
 from .._batching import ClosesOnExit
 from .._exceptions import StoreClosedError, require_int
 from .._rows import FIELDS, TIMESTAMP, Row, Rows, record_of, row_of
+from .._stats import StoreStats
 from ._base import (
     CallSummary,
     Filters,
@@ -72,8 +73,7 @@ class MemoryStore(ClosesOnExit):
         require_int("capacity", capacity)
         self.capacity = capacity
         self._dropped = 0
-        #: Calls not kept because a call with the same ``call_id`` is held.
-        self.duplicates = 0
+        self._duplicates = 0
         self._rows: deque[Row] = deque(maxlen=capacity)
         #: call_id → its row, for every row held (dedupe and :meth:`get`).
         self._ids: dict[str, Row] = {}
@@ -85,6 +85,17 @@ class MemoryStore(ClosesOnExit):
     def dropped(self) -> int:
         """How many calls newer ones pushed out of the full buffer."""
         return self._dropped
+
+    @property
+    def duplicates(self) -> int:
+        """Calls not kept because a call with the same ``call_id`` is held."""
+        return self._duplicates
+
+    @property
+    def stats(self) -> StoreStats:
+        """A snapshot of what this store has done (see :class:`~asynctelemetry.StoreStats`); a
+        MemoryStore has no writer queue (``queue`` is None)."""
+        return StoreStats(duplicates=self._duplicates, dropped=self._dropped)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -107,7 +118,7 @@ class MemoryStore(ClosesOnExit):
         ids = self._ids
         call_id = row[_CALL_ID]
         if call_id in ids:
-            self.duplicates += 1
+            self._duplicates += 1
             return
         rows = self._rows
         if len(rows) == self.capacity:  # the ring pushes out its oldest: forget it

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from .._batching import BatchQueue, Closing, RetryPolicy
 from .._exceptions import ConfigError, StoreClosedError, StoreError, require, require_int
 from .._rows import Row, Rows
+from .._stats import StoreStats
 from . import _pg_reads as r
 from ._base import CallSummary, Filters, GroupBy, TimeBucket, bucket_ns, check_id, check_limit
 from ._pg_retention import PgRetention
@@ -164,8 +165,19 @@ class PostgresStore:
         return self._queue.pending
 
     @property
+    def stats(self) -> StoreStats:
+        """A snapshot of what this store has done (see :class:`~asynctelemetry.StoreStats`):
+        duplicates, rejected, retention deletions and the writer queue."""
+        return StoreStats(
+            duplicates=self._writer.duplicates,
+            rejected=self._writer.rejected,
+            retention_deleted=self.retention.deleted,
+            queue=self._queue.stats,
+        )
+
+    @property
     def queue_stats(self) -> QueueStats:
-        """What the writer has done: accepted, delivered, retries, last error."""
+        """The writer queue's snapshot: the same as ``stats.queue``."""
         return self._queue.stats
 
     # -- lifetime -------------------------------------------------------------------------------

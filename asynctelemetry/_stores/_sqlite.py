@@ -27,6 +27,7 @@ from .._batching import (
 )
 from .._exceptions import ConfigError, StoreClosedError, StoreError, require_int
 from .._rows import Row, Rows
+from .._stats import StoreStats
 from . import _queries as q
 from ._base import CallSummary, Filters, GroupBy, TimeBucket, bucket_ns, check_id, check_limit
 from ._replay import paced
@@ -160,10 +161,8 @@ class SQLiteStore(ClosesOnExit):
         self.busy_timeout = busy_timeout
         self.cache_mib = cache_mib
         self.close_timeout = close_timeout
-        #: Calls SQLite could not take (e.g. text that is not valid Unicode), logged and counted.
-        self.rejected = 0
-        #: Calls not stored because a call with the same ``call_id`` already was.
-        self.duplicates = 0
+        self._rejected = 0
+        self._duplicates = 0
         self._queue: BatchQueue[LLMCall | Row] = BatchQueue(
             self._write_batch,
             max_size=max_queue,
@@ -218,8 +217,29 @@ class SQLiteStore(ClosesOnExit):
         return self.retention.deleted
 
     @property
+    def rejected(self) -> int:
+        """Calls SQLite could not take (e.g. text that is not valid Unicode), logged and counted."""
+        return self._rejected
+
+    @property
+    def duplicates(self) -> int:
+        """Calls not stored because a call with the same ``call_id`` already was."""
+        return self._duplicates
+
+    @property
+    def stats(self) -> StoreStats:
+        """A snapshot of what this store has done (see :class:`~asynctelemetry.StoreStats`):
+        duplicates, rejected, retention deletions and the writer queue."""
+        return StoreStats(
+            duplicates=self._duplicates,
+            rejected=self._rejected,
+            retention_deleted=self.retention.deleted,
+            queue=self._queue.stats,
+        )
+
+    @property
     def queue_stats(self) -> QueueStats:
-        """What the writer has done: accepted, delivered, retries, last error."""
+        """The writer queue's snapshot: the same as ``stats.queue``."""
         return self._queue.stats
 
     # -- lifetime -------------------------------------------------------------------------------
@@ -410,8 +430,8 @@ class SQLiteStore(ClosesOnExit):
             logger.warning("asynctelemetry: %s is writing again", self.path)
         for call_id, reason in rejected:
             logger.error("asynctelemetry: call %r rejected by SQLite: %s", call_id, reason)
-        self.rejected += len(rejected)
-        self.duplicates += len(batch) - inserted - len(rejected)
+        self._rejected += len(rejected)
+        self._duplicates += len(batch) - inserted - len(rejected)
 
     async def reprice(
         self,

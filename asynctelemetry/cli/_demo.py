@@ -26,6 +26,7 @@ from rich.text import Text
 
 from .._collector import AsyncCollector
 from .._exceptions import ConfigError, StoreError
+from .._export import ExporterStats
 from .._stores import SQLiteStore
 from .._tracer import AsyncTracer
 from ._demo_app import simulate
@@ -188,8 +189,8 @@ async def _traffic(
                 made = await simulate(
                     tracer, calls=args.calls, concurrency=args.concurrency, speed=args.speed
                 )
-            exporter_stats = [getattr(s, "stats", None) for s in tracer.pipeline.sinks]
-            lost = sum(getattr(s, "dropped", 0) for s in exporter_stats if s is not None)
+            sink_stats = [getattr(s, "stats", None) for s in tracer.pipeline.sinks]
+            lost = sum(s.queue.dropped for s in sink_stats if isinstance(s, ExporterStats))
             if lost:
                 raise CLIError(f"{lost} traced calls could not be exported to the collector")
             await _finish(sdk, timeout=60)

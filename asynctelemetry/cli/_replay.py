@@ -87,7 +87,7 @@ class _Counted:
     async def emit(self, calls: Sequence[LLMCall]) -> None:
         await self._deliver(calls)
         exporter = self._exporter
-        if exporter is not None and exporter.stats.pending >= _EXPORT_WINDOW:
+        if exporter is not None and exporter.stats.queue.pending >= _EXPORT_WINDOW:
             # An exporter never waits in emit: let it deliver before its queue overflows.
             await exporter.flush()
         self._advance(len(calls))
@@ -146,8 +146,8 @@ async def run_replay(args: argparse.Namespace, console: Console) -> int:
             raise CLIError(f"replay to {args.to} failed: {exc}") from None
         except StoreError as exc:
             raise CLIError(f"replay to {args.to} failed: {exc}") from None
-    if exporter is not None and exporter.stats.dropped:
-        stats = exporter.stats
+    stats = exporter.stats.queue if exporter is not None else None
+    if stats is not None and stats.dropped:
         raise CLIError(
             f"{stats.dropped} of {count} calls could not be delivered to {args.to}: "
             f"{stats.last_error or 'closed before delivery'}"

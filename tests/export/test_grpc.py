@@ -50,7 +50,7 @@ async def test_spans_arrive_as_encoded_with_headers(trace_server: TraceServer) -
     ) as exporter:
         await exporter.emit(calls)
         await exporter.flush(timeout=10)
-        assert exporter.stats.delivered == 300
+        assert exporter.stats.queue.delivered == 300
     want = encode_calls(calls, service_name="asynctelemetry")
     want_spans = [s for rs in want.resource_spans for ss in rs.scope_spans for s in ss.spans]
     assert trace_server.spans == want_spans
@@ -81,7 +81,7 @@ async def test_unavailable_endpoint_recovers_without_loss(trace_server: TraceSer
     async with _exporter(trace_server.port, retry=FAST_RETRY) as exporter:
         await exporter.emit([make_call(i) for i in range(200)])
         await exporter.flush(timeout=10)
-        stats = exporter.stats
+        stats = exporter.stats.queue
     assert len(trace_server.spans) == 200
     assert stats.retries == 3 and stats.dropped == 0 and stats.delivered == 200
 
@@ -112,7 +112,7 @@ async def test_resource_exhausted_without_retry_info_is_dropped(
     with pytest.raises(Exception, match="RESOURCE_EXHAUSTED"):
         await exporter.flush(timeout=10)
     await exporter.aclose()
-    assert exporter.stats.dropped_failed == 5 and exporter.stats.retries == 0
+    assert exporter.stats.queue.dropped_failed == 5 and exporter.stats.queue.retries == 0
     assert trace_server.attempts == 1
 
 
@@ -126,7 +126,7 @@ async def test_non_retryable_code_drops_at_once(trace_server: TraceServer) -> No
             await exporter.flush(timeout=10)
         await exporter.emit([make_call(1)])
         await exporter.flush(timeout=10)
-        assert exporter.stats.dropped_failed == 1 and exporter.stats.delivered == 1
+        assert exporter.stats.queue.dropped_failed == 1 and exporter.stats.queue.delivered == 1
 
 
 async def test_partial_success_is_counted(
@@ -146,12 +146,12 @@ async def test_dead_endpoint_bounded_counted_and_closes_in_time() -> None:
     exporter = _exporter(_free_port(), max_queue=1000, retry=FAST_RETRY, timeout=0.5)
     for i in range(0, 5000, 100):
         await exporter.emit([make_call(j) for j in range(i, i + 100)])
-        assert exporter.stats.pending <= 1000
+        assert exporter.stats.queue.pending <= 1000
     await asyncio.sleep(0.2)
     started = time.monotonic()
     await exporter.aclose(timeout=0.5)
     assert time.monotonic() - started < 2.0
-    stats = exporter.stats
+    stats = exporter.stats.queue
     assert stats.delivered == 0 and stats.pending == 0
     assert stats.dropped_overflow >= 4000
     assert stats.dropped == stats.accepted == 5000
@@ -166,7 +166,7 @@ async def test_a_second_aclose_waits_for_the_first() -> None:
     await asyncio.sleep(0)
     await exporter.aclose()
     assert first.done()
-    assert exporter.stats.pending == 0
+    assert exporter.stats.queue.pending == 0
 
 
 async def test_burst_of_20000_from_a_tight_loop_is_not_dropped(trace_server: TraceServer) -> None:
@@ -176,7 +176,7 @@ async def test_burst_of_20000_from_a_tight_loop_is_not_dropped(trace_server: Tra
         for call in calls:
             await exporter.emit([call])
         await exporter.flush(timeout=30)
-        assert exporter.stats.dropped == 0
+        assert exporter.stats.queue.dropped == 0
     assert len(trace_server.spans) == 20_000
 
 

@@ -118,7 +118,7 @@ async def test_retryable_statuses_then_success(collector: HttpCollector) -> None
     async with _exporter(collector.port) as exporter:
         await exporter.emit([make_call(i) for i in range(10)])
         await exporter.flush(timeout=10)
-        assert exporter.stats.retries == 3 and exporter.stats.delivered == 10
+        assert exporter.stats.queue.retries == 3 and exporter.stats.queue.delivered == 10
     assert len(collector.spans) == 10
 
 
@@ -129,7 +129,7 @@ async def test_client_error_drops_the_batch(collector: HttpCollector) -> None:
         await exporter.emit([make_call(0), make_call(1)])
         with pytest.raises(Exception, match="400"):
             await exporter.flush(timeout=10)
-        assert exporter.stats.dropped_failed == 2 and exporter.stats.retries == 0
+        assert exporter.stats.queue.dropped_failed == 2 and exporter.stats.queue.retries == 0
 
 
 async def test_partial_success_counted(collector: HttpCollector) -> None:
@@ -148,7 +148,7 @@ async def test_refused_connection_is_retried_then_dropped() -> None:
     with pytest.raises(Exception, match="not delivered"):
         await exporter.flush(timeout=10)
     await exporter.aclose()
-    assert exporter.stats.retries == 2 and exporter.stats.dropped_failed == 1
+    assert exporter.stats.queue.retries == 2 and exporter.stats.queue.dropped_failed == 1
 
 
 @pytest.mark.parametrize(

@@ -158,7 +158,7 @@ async def test_sqlite_fault_end_to_end_through_the_collector(tmp_path: Path, fau
             while collector.stats.refused_requests < 2 and not sender.done():
                 await asyncio.sleep(0.01)
             assert collector.stats.refused_requests >= 2, "the fault should reach the client"
-            assert store.queue_stats.retries >= 1 and await store.count() == 1
+            assert store.stats.queue.retries >= 1 and await store.count() == 1
             if locker is not None:
                 assert locker.stdin is not None
                 locker.stdin.write(b"go\n")
@@ -170,7 +170,7 @@ async def test_sqlite_fault_end_to_end_through_the_collector(tmp_path: Path, fau
             await asyncio.wait_for(collector.flush(), 30)
         ids = [c.call_id for c in await store.query(limit=None)]
     assert sorted(ids) == sorted(["before", *(f"{fault}-{i}" for i in range(600))])
-    assert store.rejected == 0 and store.queue_stats.dropped_failed == 0
+    assert store.rejected == 0 and store.stats.queue.dropped_failed == 0
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
@@ -206,7 +206,7 @@ async def test_exporter_endpoint_disappears_and_comes_back() -> None:
         assert len(first) > 0
         await collector.stop(grace=0.5)
         await load(50)  # the endpoint is gone: calls wait in the exporter's queue, retried
-        assert exporter.stats.retries >= 1 or exporter.stats.pending > 0
+        assert exporter.stats.queue.retries >= 1 or exporter.stats.queue.pending > 0
         async with AsyncCollector(second, port=port) as replacement:
             await load(50)
             await asyncio.wait_for(exporter.flush(), 20)
@@ -214,4 +214,4 @@ async def test_exporter_endpoint_disappears_and_comes_back() -> None:
     got = [c.call_id for c in await first.query()] + [c.call_id for c in await second.query()]
     assert sorted(set(got)) == sorted(sent)
     assert len(second) > 0
-    assert exporter.stats.dropped == 0
+    assert exporter.stats.queue.dropped == 0

@@ -149,7 +149,8 @@ async def test_tls_and_token_with_our_exporter(tmp_path: Path) -> None:
             # up on (a busy machine) is settled: the exporter's stats say what happened.
             with contextlib.suppress(Exception):
                 await bad.flush()
-            assert bad.stats.delivered == 0 and "UNAUTHENTICATED" in (bad.stats.last_error or "")
+            queue = bad.stats.queue
+            assert queue.delivered == 0 and "UNAUTHENTICATED" in (queue.last_error or "")
         await collector.flush()
     assert len(store) == 1 and collector.stats.unauthenticated == 1
 
@@ -255,7 +256,8 @@ async def test_no_secret_reaches_a_log_line_or_a_record(caplog: pytest.LogCaptur
                 # lets the short retries run out first) is settled already: read the stats.
                 with contextlib.suppress(Exception):
                     await exporter.flush()
-                assert exporter.stats.delivered == 0 and exporter.stats.last_error is not None
+                queue = exporter.stats.queue
+                assert queue.delivered == 0 and queue.last_error is not None
         with pytest.raises(grpc.aio.AioRpcError):
             await export(
                 collector.endpoint,
@@ -264,7 +266,7 @@ async def test_no_secret_reaches_a_log_line_or_a_record(caplog: pytest.LogCaptur
             )
     assert collector.stats.unauthenticated >= 2
     assert caplog.records, "the failures should have been logged"
-    texts = [caplog.text, *(str(e.stats.last_error) for e in exporters)]
+    texts = [caplog.text, *(str(e.stats.queue.last_error) for e in exporters)]
     texts += [repr(c.attributes) for c in [*tracer.spans, *(await store.query())]]
     for text in texts:
         assert TOKEN not in text and API_KEY not in text

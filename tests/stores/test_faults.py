@@ -95,9 +95,9 @@ async def test_write_lock_held_by_another_process_is_retried(tmp_path: Path) -> 
                 assert "locked" in str(exc)
                 errors += 1
         assert await locker.wait() == 0
-        assert errors >= 1 and store.queue_stats.retries >= 1
+        assert errors >= 1 and store.stats.queue.retries >= 1
         assert await store.count() == 100
-        assert store.queue_stats.dropped_failed == 0
+        assert store.stats.queue.dropped_failed == 0
 
 
 async def fill_until_full(store: SQLiteStore) -> None:
@@ -120,7 +120,7 @@ async def test_disk_full_reaches_flush_and_the_log_then_recovers(
         with pytest.raises(StoreError, match="full"):
             await store.flush()
         assert "full" in caplog.text and "stay queued" in caplog.text
-        assert store.pending > 0 and store.queue_stats.dropped_failed == 0
+        assert store.pending > 0 and store.stats.queue.dropped_failed == 0
         assert store._writer is not None
         await store._writer.execute("PRAGMA max_page_count = 1073741823")
         await asyncio.wait_for(store.flush(), 30)

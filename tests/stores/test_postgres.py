@@ -296,7 +296,7 @@ async def test_server_stopped_and_started_mid_stream(private_server: Server) -> 
                     break
                 except StoreError:
                     await asyncio.sleep(0.2)
-        assert store.queue_stats.retries > 0
+        assert store.stats.queue.retries > 0
         assert await store.count() == len(sent) == 3000
         assert [c.call_id for c in await store.query()] == [c.call_id for c in sent]
 

@@ -232,13 +232,13 @@ async def test_add_waits_when_max_queue_is_reached(tmp_path: Path) -> None:
         await asyncio.sleep(0.3)
         assert not adding.done()
         assert store.pending == 10
-        assert store.queue_stats.retries > 0
+        assert store.stats.queue.retries > 0
         blocker.execute("COMMIT")
         blocker.close()
         await asyncio.wait_for(adding, 10)
         await store.flush()
         assert await store.count() == 30
-        assert store.queue_stats.dropped_overflow == 0
+        assert store.stats.queue.dropped_overflow == 0
 
 
 async def test_unopened_store_opens_on_first_use(tmp_path: Path) -> None:
