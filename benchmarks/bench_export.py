@@ -36,6 +36,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import LagMonitor
+
 COUNT_METHOD = "/bench.Counter/Count"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 #: Calls per second of the steady-load run (the lag figure): a busy gateway, half a core of ours.
@@ -125,46 +127,6 @@ def sdk_attributes(n: int) -> list[dict[str, Any]]:
     return [call_attributes(LLMCall.trusted(values(i))) for i in range(n)]
 
 
-class CpuLagMonitor:
-    """Event-loop lag as ``_common.LagMonitor`` measures it, plus the part of it that is work.
-
-    Each 1 ms sleep records its wall-clock overshoot and the main thread's CPU time spent in the
-    window (``time.thread_time``): the smaller of the two is how long the loop was held by code
-    running on it, not counting time the OS gave to other processes (a shared 2-core machine).
-    """
-
-    def __init__(self) -> None:
-        self.wall: list[float] = []
-        self.held: list[float] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            wall0, cpu0 = loop.time(), time.thread_time()
-            await asyncio.sleep(0.001)
-            late = max(0.0, loop.time() - wall0 - 0.001)
-            self.wall.append(late)
-            self.held.append(min(late, time.thread_time() - cpu0))
-
-    def __enter__(self) -> CpuLagMonitor:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-
-    def clear(self) -> None:
-        self.wall.clear()
-        self.held.clear()
-
-    @staticmethod
-    def p99_ms(values: list[float]) -> float:
-        ordered = sorted(values) or [0.0]
-        return ordered[max(0, -(-99 * len(ordered) // 100) - 1)] * 1000
-
-
 def run_sdk(port: int, n: int, burst: bool) -> dict[str, Any]:
     """The SDK path; ``burst`` uses the SDK's default queue, else one large enough for n."""
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -215,13 +177,13 @@ async def run_ours(
     gc.freeze()  # the benchmark's own input is not the exporter's garbage to scan
     start = await asyncio.to_thread(received, port)
     threads = threading.active_count()
-    with CpuLagMonitor() as idle:  # the loop's lag on this machine with nothing to do
+    with LagMonitor() as idle:  # the loop's lag on this machine with nothing to do
         await asyncio.sleep(0.5)
     kwargs: dict[str, Any] = {"compression": compression}
     if not burst:
         kwargs["max_queue"] = n + 1
     exporter = OTLPGrpcExporter(f"http://127.0.0.1:{port}", service_name="bench", **kwargs)
-    with CpuLagMonitor() as lag:
+    with LagMonitor() as lag:
         await asyncio.sleep(0.01)
         lag.clear()
         cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -241,8 +203,8 @@ async def run_ours(
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     got = await asyncio.to_thread(wait_for, port, start + n, 10.0) - start
     return {
-        "delivered": got, "cpu_s": cpu, "wall_s": wall, "lag_p99_ms": lag.p99_ms(lag.wall),
-        "held_p99_ms": lag.p99_ms(lag.held), "idle_lag_p99_ms": idle.p99_ms(idle.wall), "dropped": exporter.stats.queue.dropped,
+        "delivered": got, "cpu_s": cpu, "wall_s": wall, "lag_p99_ms": lag.p99_ms(),
+        "held_p99_ms": lag.p99_ms(lag.held), "idle_lag_p99_ms": idle.p99_ms(), "dropped": exporter.stats.queue.dropped,
         "threads_changed": threading.active_count() - threads,
     }  # fmt: skip
 

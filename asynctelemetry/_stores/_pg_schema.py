@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import SchemaVersionError, StoreError
@@ -42,7 +42,7 @@ from .._record import LLMCall
 from .._rows import ATTRIBUTES, FIELDS, TIMESTAMP, Row
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
     import asyncpg
 
@@ -288,19 +288,35 @@ def pg_row(call: LLMCall | Row) -> list[Any]:
     return values
 
 
-def days_of(batch: Iterable[LLMCall | Row]) -> set[date]:
-    """The UTC days of the calls' timestamps (records and rows hold aware UTC datetimes)."""
+def days_of(batch: Sequence[LLMCall | Row]) -> set[date]:
+    """The UTC days of the calls' timestamps (records and rows hold aware UTC datetimes).
+
+    A batch almost always falls on one day: its earliest and latest timestamps, found in C,
+    say so without a step per call; a batch spanning days is read call by call.
+    """
+    if not batch:
+        return set()
+    get = _timestamp_of_row if batch[0].__class__ is tuple else _timestamp_of_record
+    try:
+        first, last = min(map(get, batch)), max(map(get, batch))  # type: ignore[arg-type]
+    except (TypeError, AttributeError):  # records and rows mixed
+        pass
+    else:
+        if first.date() == last.date():
+            return {first.date()}
     days: set[date] = set()
-    last = None
+    previous = None
     for call in batch:
         moment = call[TIMESTAMP] if call.__class__ is tuple else call.timestamp  # type: ignore[union-attr]
         day = moment.date()
-        if day != last:
+        if day != previous:
             days.add(day)
-            last = day
+            previous = day
     return days
 
 
+_timestamp_of_row: Final = itemgetter(TIMESTAMP)
+_timestamp_of_record: Final = attrgetter("timestamp")
 _loads: Final = json.loads
 _ATTRS: Final = len(FIELDS) - 1
 

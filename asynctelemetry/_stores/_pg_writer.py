@@ -41,7 +41,7 @@ __all__ = ["PgWriter", "is_db_error", "reason", "redact"]
 
 logger = logging.getLogger("asynctelemetry")
 #: Rows encoded per step of a COPY: the event loop gets control back between steps.
-_ENCODE_STEP: Final = 64
+_ENCODE_STEP: Final = 32
 #: SQLSTATE classes worth retrying: connection, transaction rollback (deadlock, serialization),
 #: insufficient resources (disk full), lock not available, operator intervention (shutdown,
 #: restart), system error, internal error.

@@ -395,3 +395,23 @@ async def test_closing_leaves_no_connection_behind(pg_dsn: str) -> None:
         warnings.simplefilter("always")
         gc.collect()
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_days_of_a_batch_records_rows_and_mixed() -> None:
+    """The partitions a batch needs: one day found from its bounds, several read call by call,
+    records and compact rows alike, mixed too."""
+    from asynctelemetry._rows import row_of
+    from asynctelemetry._stores._pg_schema import days_of
+
+    day = [make_call(i, timestamp=T0 + timedelta(minutes=i)) for i in range(50)]
+    spread = [make_call(i, timestamp=T0 + timedelta(days=3 * (i % 3))) for i in range(50)]
+    rows = [row_of(c.__dict__) for c in spread]
+    assert days_of([]) == set()
+    assert days_of(day) == {T0.date()}
+    assert days_of([row_of(c.__dict__) for c in day]) == {T0.date()}
+    expected = {(T0 + timedelta(days=d)).date() for d in (0, 3, 6)}
+    assert days_of(spread) == expected
+    assert days_of(rows) == expected
+    assert days_of([*rows[:10], *spread[10:]]) == expected  # rows first, then records
+    two = {T0.date(), (T0 + timedelta(days=3)).date()}
+    assert days_of([*spread[:1], *rows[1:2]]) == two  # a record first, then a row
