@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +18,7 @@ from .._collector import AsyncCollector
 from .._exceptions import ConfigError, MissingDependencyError, StoreError
 from .._export import format_call
 from .._stores import MemoryStore, SQLiteStore, open_store
-from ._common import is_postgres_url, postgres_store, source_name
+from ._common import is_postgres_url, postgres_store, source_name, stop_signals
 from ._errors import CLIError, UsageError, describe_bind_failure, port_in_use
 from ._help import plural
 from ._live import CallTap, LiveView
@@ -27,14 +26,14 @@ from ._writers import WriterLock
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator
 
     from rich.console import Console
 
     from .._pipeline import Sink
     from .._stores import CallStore
 
-__all__ = ["AUTH_TOKEN_ENV", "FORWARD_TOKEN_ENV", "run_collect", "stop_signals"]
+__all__ = ["AUTH_TOKEN_ENV", "FORWARD_TOKEN_ENV", "run_collect"]
 
 #: Environment variable read when ``--auth-token`` is not given.
 AUTH_TOKEN_ENV = "ASYNCTELEMETRY_AUTH_TOKEN"
@@ -67,24 +66,6 @@ def _store_of(args: argparse.Namespace) -> tuple[CallStore, str]:
         return SQLiteStore(args.db, **retention), args.db
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-
-
-@contextlib.contextmanager
-def stop_signals(stop: asyncio.Event) -> Iterator[None]:
-    """Set ``stop`` on SIGINT or SIGTERM while inside (the loop's own handlers, no threads)."""
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-        except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
-            pass
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
 
 
 @contextlib.asynccontextmanager

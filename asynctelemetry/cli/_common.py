@@ -10,9 +10,11 @@ takes).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import re
+import signal
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlencode
@@ -23,7 +25,7 @@ from .._stores._pg_writer import redact
 from ._errors import CLIError, UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterator
 
     from .._stores import CallStore
 
@@ -33,6 +35,7 @@ __all__ = [
     "filters_of",
     "parse_when",
     "reading",
+    "stop_signals",
 ]
 
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -188,3 +191,21 @@ async def reading(args: argparse.Namespace, *, write: bool = False) -> AsyncIter
         raise CLIError(f"{exc} (upgrade asynctelemetry to read it)") from None
     except StoreError as exc:
         raise CLIError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def stop_signals(stop: asyncio.Event) -> Iterator[None]:
+    """Set ``stop`` on SIGINT or SIGTERM while inside (the loop's own handlers, no threads)."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
+            pass
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)

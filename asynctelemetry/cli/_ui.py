@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from .._exceptions import ConfigError, MissingDependencyError
-from ._common import reading
+from ._common import reading, stop_signals
 from ._errors import CLIError, describe_bind_failure, port_in_use
 
 if TYPE_CHECKING:
@@ -89,7 +89,6 @@ def ui_token(value: str | None) -> str | None:
 
 async def run_ui(args: argparse.Namespace, console: Console) -> int:
     """Serve the dashboard for ``--db``/``--store`` until SIGINT/SIGTERM; 0 after a clean stop."""
-    from ._collect import stop_signals
 
     if args.db is not None and "://" in args.db:
         args.store, args.db = args.db, None
