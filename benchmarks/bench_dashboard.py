@@ -107,96 +107,104 @@ async def paired(
     return min(api_times) * 1000, min(store_times) * 1000
 
 
-async def main(quick: bool) -> None:
-    n = 100_000 if quick else 1_000_000
+async def time_routes(store: Any, url: str, n: int) -> list[tuple[Any, ...]]:
+    """Every API route of the dashboard serving ``store`` at ``url``, each beside the store
+    methods it calls, over the 1-hour, 24-hour and 7-day windows, then the lookups by id
+    (of calls made by :func:`call` over ``n`` calls: the store's own or generated alike)."""
     import aiohttp
 
     from asynctelemetry.ui._params import auto_bucket
 
+    newest = n - 1234  # a call near the newest, its trace, and the oldest call
+    target_call, oldest_call, target_trace = (
+        f"bench-{newest:09d}",
+        "bench-000000000",
+        f"{newest // 4:032x}",
+    )
+    rows: list[tuple[Any, ...]] = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as http:
+
+        async def get(path: str) -> None:
+            async with http.get(url.rstrip("/") + path) as response:
+                assert response.status == 200, (path, await response.text())
+                await response.read()
+
+        for window in WINDOWS:
+            # the route's own window ends when the request arrives; the baseline uses one of
+            # the same length ending now
+            def span(w: str = window) -> dict[str, Any]:
+                length = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": SPAN}[w]
+                end = datetime.now(UTC)
+                return {"since": end - length, "until": end}
+
+            length = span()["until"] - span()["since"]
+            bucket = auto_bucket(length)
+            cases: list[tuple[str, str, Callable[[], Awaitable[Any]]]] = [
+                (
+                    f"/api/summary?window={window}",
+                    "summary(by=model) + timeseries(1 bucket)",
+                    lambda: _both(
+                        store.summary(by="model", **span()),
+                        store.timeseries(bucket=WHOLE, **span()),
+                    ),
+                ),
+                (
+                    f"/api/timeseries?window={window}&by=model",
+                    f"timeseries(bucket={bucket.total_seconds():g}s, by=model)",
+                    lambda b=bucket: store.timeseries(bucket=b, by="model", **span()),
+                ),
+                (
+                    f"/api/calls?window={window}&limit=100",
+                    "query(limit=100, newest_first=True)",
+                    lambda: store.query(limit=100, newest_first=True, **span()),
+                ),
+            ]
+            for path, baseline, direct in cases:
+                api_ms, store_ms = await paired(lambda p=path: get(p), direct)
+                rows.append(_row(path, baseline, api_ms, store_ms))
+        # lookups by id: the store's index, whatever the window
+        lookups: list[tuple[str, str, Callable[[], Awaitable[Any]]]] = [
+            (
+                f"/api/calls/{target_call}",
+                "get(call_id)",
+                lambda: store.get(target_call),
+            ),
+            (
+                f"/api/calls/{oldest_call}",
+                "get(call_id), the oldest call",
+                lambda: store.get(oldest_call),
+            ),
+            (
+                f"/api/traces/{target_trace}",
+                "trace(trace_id, limit=10001)",
+                lambda: store.trace(target_trace, limit=10_001),
+            ),
+        ]
+        for path, baseline, direct in lookups:
+            api_ms, store_ms = await paired(lambda p=path: get(p), direct)
+            rows.append(_row(path, baseline, api_ms, store_ms))
+    return rows
+
+
+#: Columns of the routes' table.
+COLUMNS = ("route", "store baseline", "API ms", "store ms", "route's own ms", "under 1 s")
+
+
+async def main(quick: bool) -> None:
+    n = 100_000 if quick else 1_000_000
     now = datetime.now(UTC)
     with tempfile.TemporaryDirectory() as tmp:
         async with SQLiteStore(Path(tmp) / "calls.db") as store:
             fill_s = await fill(store, n, now)
-            async with Dashboard(store, port=0) as board, aiohttp.ClientSession() as http:
-
-                async def get(path: str) -> None:
-                    async with http.get(board.url.rstrip("/") + path) as response:
-                        assert response.status == 200, (path, await response.text())
-                        await response.read()
-
-                rows = []
-                for window in WINDOWS:
-                    # the route's own window ends when the request arrives; the baseline uses
-                    # one of the same length ending now
-                    def span(w: str = window) -> dict[str, Any]:
-                        length = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": SPAN}[w]
-                        end = datetime.now(UTC)
-                        return {"since": end - length, "until": end}
-
-                    length = span()["until"] - span()["since"]
-                    bucket = auto_bucket(length)
-                    cases: list[tuple[str, str, Callable[[], Awaitable[Any]], str]] = [
-                        (
-                            f"/api/summary?window={window}",
-                            "summary(by=model) + timeseries(1 bucket)",
-                            lambda: _both(
-                                store.summary(by="model", **span()),
-                                store.timeseries(bucket=WHOLE, **span()),
-                            ),
-                            "summary",
-                        ),
-                        (
-                            f"/api/timeseries?window={window}&by=model",
-                            f"timeseries(bucket={bucket.total_seconds():g}s, by=model)",
-                            lambda b=bucket: store.timeseries(bucket=b, by="model", **span()),
-                            "timeseries",
-                        ),
-                        (
-                            f"/api/calls?window={window}&limit=100",
-                            "query(limit=100, newest_first=True)",
-                            lambda: store.query(limit=100, newest_first=True, **span()),
-                            "calls",
-                        ),
-                    ]
-                    for path, baseline, direct, _ in cases:
-                        api_ms, store_ms = await paired(lambda p=path: get(p), direct)
-                        rows.append(_row(path, baseline, api_ms, store_ms))
-                # lookups by id: the store's index, whatever the window
-                target = call(n - 1234, n, now)
-                oldest = call(0, n, now)
-                lookups: list[tuple[str, str, Callable[[], Awaitable[Any]]]] = [
-                    (
-                        f"/api/calls/{target.call_id}",
-                        "get(call_id)",
-                        lambda: store.get(target.call_id),
-                    ),
-                    (
-                        f"/api/calls/{oldest.call_id}",
-                        "get(call_id), the oldest call",
-                        lambda: store.get(oldest.call_id),
-                    ),
-                    (
-                        f"/api/traces/{target.trace_id}",
-                        "trace(trace_id, limit=10001)",
-                        lambda: store.trace(target.trace_id or "", limit=10_001),
-                    ),
-                ]
-                for path, baseline, direct in lookups:
-                    api_ms, store_ms = await paired(lambda p=path: get(p), direct)
-                    rows.append(_row(path, baseline, api_ms, store_ms))
+            async with Dashboard(store, port=0) as board:
+                rows = await time_routes(store, board.url, n)
     print(
         f"{machine()}; {n:,} calls over 7 days in SQLite (written in {fill_s:.1f} s through "
         f"add_many); route and store in turn, best of {REPEAT} (of 1 when a run takes over 2 s), "
         "milliseconds"
     )
     print()
-    print(
-        table(
-            f"Dashboard API over {n:,} calls in SQLite (goal: each under 1 s)",
-            rows,
-            ("route", "store baseline", "API ms", "store ms", "route's own ms", "under 1 s"),
-        )
-    )
+    print(table(f"Dashboard API over {n:,} calls in SQLite (goal: each under 1 s)", rows, COLUMNS))
 
 
 async def _both(first: Awaitable[Any], second: Awaitable[Any]) -> None:

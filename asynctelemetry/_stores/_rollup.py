@@ -1,7 +1,7 @@
 """SQLite rollups: per-period totals and histograms kept by the writer, for reads at volume.
 
-The ``rollup`` table holds, per period (1 minute, 5 minutes and 1 hour: :data:`LEVELS`) and per
-group of calls with equal ``model``, ``request_model``, ``provider``, ``route_name`` and
+The ``rollup`` table holds, per period (1 minute, 5 minutes, 1 hour and 1 day: :data:`LEVELS`)
+and per group of calls with equal ``model``, ``request_model``, ``provider``, ``route_name`` and
 ``status``: the counts and token sums, the cost as exact partial sums (Shewchuk, as ``math.fsum``
 keeps them: totals of any number of rows round once and equal ``math.fsum`` of the costs), and
 histograms of latency, time to first token and tokens per second over the log buckets of
@@ -11,11 +11,14 @@ The writer keeps them exact in the same transaction as the calls: :func:`remembe
 a batch inserted (read back by rowid, so ignored duplicates and rejected rows never count),
 :func:`forget` subtracts rows about to be deleted (retention) or changed (repricing, which
 adds them back with :func:`include`). A file of
-schema version 2 gets its rollups built once, when it is migrated (:func:`rebuild`).
+schema version 2 gets its rollups built once, when it is migrated (:func:`rebuild`); one of
+version 4 gets its day rows, from its hour rows (:func:`add_days`).
 
 A read of a large window (:func:`rolled`) takes whole periods from the coarsest level that
-fits (a day: 24 hour rows per group) and only the partial minutes at its edges from the raw rows,
-all through the same accumulator, so the totals equal those of the raw rows. Percentiles then
+fits (7 days: 6 or 7 day rows and up to 23 hour rows per group) and only the partial minutes at
+its edges from the raw rows, all through the same accumulator, so the totals equal those of the
+raw rows. Reading a stored row costs its histograms' entries (about a hundred), so the day level
+is what keeps a week of a million calls well under a second. Percentiles then
 come from the histograms: that is the ``approximate`` rule of ``_base`` for windows of more than
 ``EXACT_LIMIT`` calls; smaller windows are read exactly from the raw rows. Filters on
 ``session_id`` and ``by="session"`` are not in the rollups (sessions are too many): those read
@@ -37,11 +40,13 @@ if TYPE_CHECKING:
     from ._base import Filters
 
 __all__ = [
+    "DAY",
     "LEVELS",
     "RAW_COLUMNS",
     "TABLE_SQL",
     "Acc",
     "FSum",
+    "add_days",
     "forget",
     "include",
     "rebuild",
@@ -51,7 +56,9 @@ __all__ = [
 ]
 
 #: Rollup periods in seconds, coarsest first; each divides the one before it.
-LEVELS: Final = (3600, 300, 60)
+LEVELS: Final = (86400, 3600, 300, 60)
+#: The day level, added by schema version 5 (:func:`add_days`).
+DAY: Final = 86400
 _S: Final = 1_000_000_000
 _KEY_COLUMNS: Final = ("model", "request_model", "provider", "route_name", "status")
 _STAT_COLUMNS: Final = (
@@ -204,6 +211,45 @@ class Acc:
             dumps(list(self.ttft.items())),
             dumps(list(self.speed.items())),
         )
+
+    def add_stored(self, stats: Sequence[Any], hists: tuple[str, ...]) -> None:
+        """Add a stored row's stat columns (only its ``hists`` histograms): what :meth:`merge`
+        of :meth:`of` does, without the intermediate accumulator (the read path's inner loop).
+
+        The row's cost partials are appended, not summed: :meth:`FSum.finalize` is
+        ``math.fsum`` of all of them, the exact total rounded once, however many there are.
+        """
+        (
+            calls,
+            errors,
+            input_tokens,
+            output_tokens,
+            cached,
+            reasoning,
+            unpriced,
+            cost,
+            latency,
+            ttft,
+            speed,
+        ) = stats
+        self.calls += calls
+        self.errors += errors
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+        self.cached += cached
+        self.reasoning += reasoning
+        self.unpriced += unpriced
+        loads = json.loads
+        self.cost.partials.extend(loads(cost))
+        for name, counts, text in (
+            ("latency", self.latency, latency),
+            ("ttft", self.ttft, ttft),
+            ("speed", self.speed, speed),
+        ):
+            if name in hists:
+                get = counts.get
+                for index, n in loads(text):
+                    counts[index] = get(index, 0) + n
 
     @classmethod
     def of(cls, stats: Sequence[Any], hists: tuple[str, ...] = ("latency", "ttft", "speed")) -> Acc:
@@ -413,6 +459,25 @@ def rebuild(conn: sqlite3.Connection) -> None:
         _write(conn, _levels_of(row[1:] for row in chunk), 1)
 
 
+def add_days(conn: sqlite3.Connection) -> None:
+    """Build the day rows from the hour rows (a migration step; any day rows are replaced)."""
+    conn.execute("DELETE FROM rollup WHERE width_s = ?", (DAY,))
+    days: dict[tuple[int, int, tuple[Any, ...]], Acc] = {}
+    width = DAY * _S
+    rows = conn.execute(
+        f"SELECT start_ns, {', '.join(_KEY_COLUMNS)}, {_STATS_SQL} FROM rollup "
+        "WHERE width_s = ? ORDER BY start_ns",
+        (3600,),
+    )
+    for row in rows:
+        cell = (DAY, row[0] - row[0] % width, tuple(row[1:6]))
+        acc = days.get(cell)
+        if acc is None:
+            acc = days[cell] = Acc()
+        acc.merge(Acc.of(row[6:]))
+    _write(conn, days, 1)
+
+
 # -- reading ------------------------------------------------------------------------------------
 Segment = tuple[int | None, int | None, int | None]  # (level seconds or None for raw, lo, hi)
 
@@ -507,5 +572,5 @@ def rolled(
             [level, *params, *key_params],
         )
         for row in rows:
-            cell(row[0], row[1:6]).merge(Acc.of(row[6:], hists))
+            cell(row[0], row[1:6]).add_stored(row[6:], hists)
     return out

@@ -16,7 +16,8 @@ Version history:
 2. adds ``cache_creation_tokens`` and ``price_version``;
 3. adds the ``rollup`` table (:mod:`._rollup`), built from the stored calls when migrated;
 4. adds the index ``calls_trace`` on ``(trace_id, timestamp_ns)``, for lookups by trace
-   (``SQLiteStore.trace``); lookups by ``call_id`` use the index of its ``UNIQUE`` constraint.
+   (``SQLiteStore.trace``); lookups by ``call_id`` use the index of its ``UNIQUE`` constraint;
+5. adds the day level to the rollups (:mod:`._rollup`), built from the hour rows when migrated.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ __all__ = [
     "to_ns",
 ]
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 
 #: LLMCall fields stored as they are, in column order (``timestamp`` and ``attributes`` follow).
 PLAIN_FIELDS: Final = (
@@ -159,6 +160,7 @@ MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
     1: _v1_to_v2,
     2: _rollup.rebuild,
     3: _v3_to_v4,
+    4: _rollup.add_days,
 }
 
 

@@ -101,11 +101,52 @@ async def test_version_3_file_gets_the_trace_index(tmp_path: Path) -> None:
         assert await store.get("call-000004") == calls[4]
         assert await store.query() == calls
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone() == (4,) == (_schema.SCHEMA_VERSION,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (_schema.SCHEMA_VERSION,)
     plan = conn.execute(f"EXPLAIN QUERY PLAN {_queries.TRACE_SQL}", ("t1", -1)).fetchall()
     assert "calls_trace" in str(plan)
     plan = conn.execute(f"EXPLAIN QUERY PLAN {_queries.GET_SQL}", ("x",)).fetchall()
     assert "sqlite_autoindex_calls" in str(plan)
+    conn.close()
+
+
+def _rollup_rows(path: Path, width: int) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        return sorted(
+            conn.execute("SELECT * FROM rollup WHERE width_s = ?", (width,)).fetchall(),
+            key=repr,
+        )
+    finally:
+        conn.close()
+
+
+async def test_version_4_file_gets_day_rollups(tmp_path: Path) -> None:
+    """A file of schema version 4 (rollups of minutes, 5 minutes and hours only) is migrated on
+    open: its day rows are built from its hour rows, equal to those a writer keeps, and a
+    window of days reads them with the reference answers."""
+    calls = [make_call(i, timestamp=T0 + timedelta(seconds=3001 * i)) for i in range(200)]
+    fresh, old = tmp_path / "fresh.db", tmp_path / "v4.db"
+    for path in (fresh, old):
+        async with SQLiteStore(path) as store:
+            await store.add_many(calls)
+    conn = sqlite3.connect(old)  # back to version 4: no day rows
+    conn.execute("DELETE FROM rollup WHERE width_s = 86400")
+    conn.execute("PRAGMA user_version = 4")
+    conn.commit()
+    conn.close()
+    assert _rollup_rows(old, 86400) == []
+    async with SQLiteStore(old) as store:
+        since, until = T0 + timedelta(days=1, hours=5), T0 + timedelta(days=6, minutes=3)
+        window = [c for c in calls if since <= c.timestamp < until]
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_base, "EXACT_LIMIT", 3)
+            assert await store.summary(since=since, until=until) == summarize(window)
+            got = await store.timeseries(bucket="1d", since=since, until=until)
+            assert got == timeseries(window, "1d")
+    days = _rollup_rows(old, 86400)
+    assert len(days) > 6 and days == _rollup_rows(fresh, 86400)
+    conn = sqlite3.connect(old)
+    assert conn.execute("PRAGMA user_version").fetchone() == (_schema.SCHEMA_VERSION,)
     conn.close()
 
 

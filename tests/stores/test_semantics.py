@@ -492,6 +492,48 @@ def test_large_windows_report_the_approximate_rule(
                 assert value == (true if window_calls <= 3 else _base.approximate(true))
 
 
+@pytest.mark.parametrize(
+    ("since", "until"),
+    [
+        pytest.param(None, None, id="everything"),
+        pytest.param(
+            timedelta(days=1, hours=3, minutes=7, seconds=5.5),
+            timedelta(days=8, hours=2, minutes=1),
+            id="days-hours-minutes-edges",
+        ),
+        pytest.param(timedelta(days=2), timedelta(days=9), id="whole-days"),
+    ],
+)
+async def test_large_windows_over_days(
+    store: Any, since: timedelta | None, until: timedelta | None
+) -> None:
+    """A window of many days past EXACT_LIMIT (SQLite reads whole days, then hours, 5 and 1
+    minute periods, then the raw rows at its edges) gives the reference rows, for buckets of a
+    day, of the whole window, and of hours."""
+    calls = [
+        make_call(
+            i,
+            timestamp=_DAY + timedelta(seconds=4001 * i + (i * i) % 997),
+            route_name=f"r{i % 3}",
+            request_model=("a", None)[i % 2],
+        )
+        for i in range(250)  # 11.6 days
+    ]
+    await _keep(store, calls)
+    window = (
+        {} if since is None or until is None else {"since": _DAY + since, "until": _DAY + until}
+    )
+    chosen = [c for c in calls if _passes(c, window)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_base, "EXACT_LIMIT", 3)
+        for by in ("model", "route", "request_model"):
+            assert await store.summary(by=by, **window) == summarize(chosen, by)
+        for bucket in ("1d", timedelta(days=36525), "2h", "1h"):
+            for by in (None, "provider"):
+                got = await store.timeseries(bucket=bucket, by=by, **window)
+                assert got == timeseries(chosen, bucket, by), (bucket, by)
+
+
 # -- repricing ---------------------------------------------------------------------------------
 async def test_reprice_writes_new_costs_and_summaries_follow(store: Any) -> None:
     """reprice() keeps table.cost(call) with the table's version for the calls that pass the
