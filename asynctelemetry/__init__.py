@@ -6,7 +6,7 @@ priced, and sinks keep them (stores), export them (OTLP) and count them (Prometh
 
 from __future__ import annotations
 
-from ._batching import QueueStats, RetryPolicy
+from ._batching import QueueSettings, QueueStats, RetryPolicy
 from ._call import CallHandle
 from ._collector import AsyncCollector, CollectorStats, HttpLimits, span_to_llm_call
 from ._context import CallContext
@@ -64,6 +64,7 @@ __all__ = [
     "Pipeline",
     "PostgresStore",
     "PriceTable",
+    "QueueSettings",
     "QueueStats",
     "RactoTracer",
     "RetryPolicy",

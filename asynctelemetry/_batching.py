@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import random
 import warnings
 from collections import deque
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, NamedTuple, TypeVar
 
-from ._exceptions import ExportError, StoreClosedError
+from ._exceptions import ConfigError, ExportError, StoreClosedError, require_int
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -32,8 +34,10 @@ __all__ = [
     "BatchQueue",
     "ClosesOnExit",
     "Closing",
+    "QueueOwner",
     "QueueSettings",
     "QueueStats",
+    "QueueValues",
     "RetryPolicy",
     "Retryable",
     "finish",
@@ -141,30 +145,83 @@ RENAMED_SETTINGS: Final = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class QueueSettings:
-    """The settings of a background queue, one name each everywhere (stores, exporters,
-    collector): ``max_queue`` (most items held), ``batch_size`` (most items per batch),
-    ``flush_interval`` (seconds a partial batch waits to fill) and ``close_timeout`` (seconds
-    ``aclose()`` spends delivering what is queued)."""
+    """The settings of a service's background queue, one name each everywhere (stores,
+    exporters, collector), passed together as ``queue=QueueSettings(...)`` (as httpx takes a
+    ``Timeout`` or ``Limits``) or one by one as keywords of the same names.
+
+    A field left ``None`` keeps the service's own default (a SQLite store commits up to 8,192
+    calls per batch, an exporter sends 512), so ``QueueSettings(max_queue=1000)`` changes the
+    bound only. A service's ``queue`` attribute gives back the settings it runs with, every
+    field filled in.
+
+    Attributes:
+        max_queue: most items held before ``add`` waits (stores, collector) or the oldest is
+            dropped (exporters).
+        batch_size: most items handed on at once (calls per transaction or export; the
+            collector's requests per hand-off to its sinks).
+        flush_interval: seconds a partial batch waits to fill.
+        close_timeout: seconds closing spends delivering what is queued (the collector's
+            default ``stop()`` grace).
+
+    Raises:
+        ConfigError: a count below 1 or not an int, or seconds that are negative or not finite.
+    """
+
+    max_queue: int | None = None
+    batch_size: int | None = None
+    flush_interval: float | None = None
+    close_timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in _COUNTS:
+            value = getattr(self, name)
+            if value is not None:
+                require_int(name, value)
+        for name in _SECONDS:
+            value = getattr(self, name)
+            if value is not None and not (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and 0 <= value < math.inf
+            ):
+                raise ConfigError(f"{name} must be finite seconds >= 0, not {value!r}")
+
+
+_COUNTS: Final = ("max_queue", "batch_size")
+_SECONDS: Final = ("flush_interval", "close_timeout")
+_NOTHING: Final[Mapping[str, Any]] = MappingProxyType({})
+
+
+class QueueValues(NamedTuple):
+    """A service's queue settings with every field set: its defaults, then what it was given."""
 
     max_queue: int
     batch_size: int
     flush_interval: float
     close_timeout: float
 
-    def renamed(self, owner: str, deprecated: Mapping[str, Any]) -> QueueSettings:
-        """These settings with the values given under old names (``max_pending``,
-        ``max_queue_size``, ``max_batch_size``, ``schedule_delay``, ``shutdown_timeout``), each
-        with a ``DeprecationWarning``.
+    def resolve(
+        self,
+        owner: str,
+        given: QueueSettings,
+        queue: QueueSettings | None = None,
+        deprecated: Mapping[str, Any] = _NOTHING,
+    ) -> QueueValues:
+        """These defaults overridden by the keywords given one by one (``given``: the service's
+        four keywords, None where not given), by ``queue=`` and by old names (``deprecated``,
+        each with a ``DeprecationWarning``).
 
         Raises:
-            TypeError: a keyword that is neither an old setting name nor a new one, as Python
-                says of an unexpected keyword argument.
+            TypeError: ``queue`` is not a :class:`QueueSettings`; a keyword that is no setting,
+                old or new; or one setting given twice with two values (``queue=`` and a
+                keyword, or an old and a new name).
+            ConfigError: a value that cannot work (see :class:`QueueSettings`).
         """
-        if not deprecated:
-            return self
-        changes: dict[str, Any] = {}
+        if queue is not None and not isinstance(queue, QueueSettings):
+            raise TypeError(f"{owner}(queue=...) takes a QueueSettings, not {queue!r}")
+        values = {name: value for name in _FIELDS if (value := getattr(given, name)) is not None}
         for old, value in deprecated.items():
             new = RENAMED_SETTINGS.get(old)
             if new is None:
@@ -174,8 +231,58 @@ class QueueSettings:
                 DeprecationWarning,
                 stacklevel=3,
             )
-            changes[new] = value
-        return replace(self, **changes)
+            if values.get(new, value) != value:
+                raise TypeError(f"{owner}() got {old}={value!r} and {new}={values[new]!r}")
+            values[new] = value
+        if deprecated:
+            QueueSettings(**values)  # checks the values given under old names
+        for name in _FIELDS if queue is not None else ():
+            theirs = getattr(queue, name)
+            if theirs is not None and values.setdefault(name, theirs) != theirs:
+                raise TypeError(
+                    f"{owner}() got {name}={values[name]!r} and queue={queue!r}: "
+                    f"give {name} once, or the same value in both"
+                )
+        return self._replace(**values)
+
+    def settings(self) -> QueueSettings:
+        """These values as the public :class:`QueueSettings`."""
+        return QueueSettings(*self)
+
+
+_FIELDS: Final = ("max_queue", "batch_size", "flush_interval", "close_timeout")
+
+
+class QueueOwner:
+    """Mixin of a service with a background queue: its settings, read as attributes."""
+
+    __slots__ = ()
+    _queue_values: QueueValues
+
+    @property
+    def queue(self) -> QueueSettings:
+        """The queue settings this service runs with (every field filled in)."""
+        return self._queue_values.settings()
+
+    @property
+    def max_queue(self) -> int:
+        """Most items held (see :class:`QueueSettings`)."""
+        return self._queue_values.max_queue
+
+    @property
+    def batch_size(self) -> int:
+        """Most items handed on at once (see :class:`QueueSettings`)."""
+        return self._queue_values.batch_size
+
+    @property
+    def flush_interval(self) -> float:
+        """Seconds a partial batch waits to fill (see :class:`QueueSettings`)."""
+        return self._queue_values.flush_interval
+
+    @property
+    def close_timeout(self) -> float:
+        """Seconds closing spends delivering what is queued (see :class:`QueueSettings`)."""
+        return self._queue_values.close_timeout
 
 
 class Retryable(Exception):
@@ -316,6 +423,20 @@ class BatchQueue(Generic[T]):
         self._close_task: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
         self._error_seq = 0
+
+    @classmethod
+    def of(
+        cls, handler: Callable[[list[T]], Awaitable[None]], values: QueueValues, **options: Any
+    ) -> BatchQueue[T]:
+        """A queue bounded and batched by a service's :class:`QueueValues` (``options`` as in
+        the constructor: ``overflow``, ``retry``, ``name``, ``drain_on_cancel``)."""
+        return cls(
+            handler,
+            max_size=values.max_queue,
+            batch_size=values.batch_size,
+            flush_interval=values.flush_interval,
+            **options,
+        )
 
     @property
     def stats(self) -> QueueStats:

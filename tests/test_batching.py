@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -11,6 +12,7 @@ from asynctelemetry import ExportError, StoreClosedError
 from asynctelemetry._batching import BatchQueue, Retryable, RetryPolicy
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 FAST = RetryPolicy(initial=0.001, maximum=0.005, max_attempts=None)
@@ -182,7 +184,7 @@ async def test_old_exporter_setting_names_warn_and_still_work(old: str, new: str
     ):
         with pytest.warns(DeprecationWarning, match=f"{old}=.*use {new}="):
             exporter = kind(endpoint, **{old: 7})
-        assert getattr(exporter.settings, new) == 7
+        assert getattr(exporter.queue, new) == getattr(exporter, new) == 7
         await exporter.aclose()
 
 
@@ -205,3 +207,95 @@ async def test_old_names_of_store_settings_warn_and_still_work(tmp_path: Path) -
     with pytest.warns(DeprecationWarning, match="use close_timeout"):
         assert exporter.shutdown_timeout == 0.5
     await exporter.aclose()
+
+
+def _services(tmp_path: Path) -> list[tuple[str, Callable[..., Any]]]:
+    """Every service with a background queue, as a factory taking the queue keywords."""
+    from asynctelemetry import (
+        AsyncCollector,
+        MemoryStore,
+        OTLPGrpcExporter,
+        OTLPHttpExporter,
+        PostgresStore,
+        SQLiteStore,
+    )
+
+    return [
+        ("SQLiteStore", lambda **kw: SQLiteStore(tmp_path / "q.db", **kw)),
+        ("PostgresStore", lambda **kw: PostgresStore("postgresql://u@127.0.0.1:9/db", **kw)),
+        ("OTLPGrpcExporter", lambda **kw: OTLPGrpcExporter("http://127.0.0.1:9", **kw)),
+        ("OTLPHttpExporter", lambda **kw: OTLPHttpExporter("http://127.0.0.1:9/v1/traces", **kw)),
+        ("AsyncCollector", lambda **kw: AsyncCollector(MemoryStore(), port=0, **kw)),
+    ]
+
+
+async def test_every_queued_service_takes_queue_settings(tmp_path: Path) -> None:
+    """``queue=QueueSettings(...)`` sets what it names and leaves each service's own defaults for
+    the rest; the individual keyword still works; ``service.queue`` gives all four back."""
+    from asynctelemetry import QueueSettings
+
+    for name, make in _services(tmp_path):
+        default = make()
+        given = make(queue=QueueSettings(max_queue=123, close_timeout=0.5))
+        assert (given.max_queue, given.close_timeout) == (123, 0.5), name
+        assert (given.batch_size, given.flush_interval) == (
+            default.batch_size,
+            default.flush_interval,
+        ), name
+        assert given.queue == QueueSettings(123, default.batch_size, default.flush_interval, 0.5)
+        assert make(max_queue=77).max_queue == 77, name
+        agreeing = make(max_queue=123, queue=QueueSettings(max_queue=123))
+        assert agreeing.max_queue == 123, name
+        for service in (default, given, agreeing):
+            await service.aclose()
+
+
+async def test_a_keyword_that_contradicts_queue_settings_is_a_type_error(tmp_path: Path) -> None:
+    """``max_queue=5, queue=QueueSettings(max_queue=6)`` says two things: refused, naming both;
+    so is a ``queue=`` that is not a QueueSettings."""
+    from asynctelemetry import QueueSettings
+
+    for _, make in _services(tmp_path):
+        with pytest.raises(TypeError, match=r"max_queue=5 and queue=QueueSettings\(max_queue=6"):
+            make(max_queue=5, queue=QueueSettings(max_queue=6))
+        with pytest.raises(TypeError, match="takes a QueueSettings"):
+            make(queue={"max_queue": 6})
+    with (
+        pytest.raises(TypeError, match="max_queue_size=5 and max_queue=6"),
+        pytest.warns(DeprecationWarning),
+    ):
+        from asynctelemetry import OTLPGrpcExporter
+
+        OTLPGrpcExporter("http://127.0.0.1:9", max_queue=6, max_queue_size=5)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        pytest.param("max_queue", 0, id="max_queue-0"),
+        pytest.param("batch_size", 2.5, id="batch_size-float"),
+        pytest.param("flush_interval", -1.0, id="flush_interval-negative"),
+        pytest.param("close_timeout", float("inf"), id="close_timeout-inf"),
+    ],
+)
+def test_queue_settings_refuse_values_that_cannot_work(field: str, value: object) -> None:
+    """A bad value is a ConfigError naming the setting, when the settings are made."""
+    from asynctelemetry import ConfigError, QueueSettings
+
+    with pytest.raises(ConfigError, match=field):
+        QueueSettings(**{field: value})  # type: ignore[arg-type]
+
+
+async def test_queue_settings_bound_an_exporter_queue() -> None:
+    """An exporter made with ``queue=QueueSettings(max_queue=10)`` holds 10 calls: of 50 emitted
+    to a dead endpoint, 40 are dropped as overflow and counted."""
+    from asynctelemetry import LLMCall, OTLPGrpcExporter, QueueSettings
+
+    exporter = OTLPGrpcExporter(
+        "http://127.0.0.1:9", queue=QueueSettings(max_queue=10, flush_interval=60.0)
+    )
+    calls = [LLMCall(call_id=f"c{i}", timestamp=datetime.now(UTC), model="m") for i in range(50)]
+    exporter.emit_nowait(calls)
+    stats = exporter.stats.queue
+    await exporter.aclose(timeout=0)
+    assert (stats.accepted, stats.dropped_overflow, stats.pending) == (50, 40, 10)

@@ -14,9 +14,7 @@ forwarder when there is one.
 from __future__ import annotations
 
 import asyncio
-import math
 import warnings
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
 import grpc
@@ -26,25 +24,35 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from .._batching import BatchQueue, ClosesOnExit, Retryable, RetryPolicy
-from .._exceptions import ConfigError, StoreClosedError, require_int
+from .._batching import (
+    BatchQueue,
+    ClosesOnExit,
+    QueueOwner,
+    QueueSettings,
+    QueueValues,
+    Retryable,
+    RetryPolicy,
+)
+from .._exceptions import ConfigError, StoreClosedError
 from .._pipeline import Pipeline
 from .._rows import Rows
 from .._wire import RETRY_INFO_KEY, retry_info
 from ._auth import BearerTokenInterceptor
 from ._convert import convert_request_in_slices
 from ._forward import Forwarder
-from ._limits import HttpLimits
+from ._serving import Serving
 from ._stats import CollectorCounts, CollectorStats, MalformedRequest, StoreBehind
 from ._wire import LeanRequest
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+    from pathlib import Path
 
     from .._pipeline import Sink
     from .._pricing import ModelPricing, PriceTable
     from .._stores import CallStore
     from ._http import HttpReceiver
+    from ._limits import HttpLimits
 
 __all__ = ["AsyncCollector", "CollectorStats"]
 
@@ -52,9 +60,14 @@ SERVICE: Final = "opentelemetry.proto.collector.trace.v1.TraceService"
 #: Default largest request accepted, in bytes (gRPC's own default is 4 MiB).
 DEFAULT_MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
 _EMPTY_RESPONSE: Final = b""  # an ExportTraceServiceResponse without partial_success
+#: The ingest queue unless given others: ``max_queue`` counts calls (admission), the batch is of
+#: requests (8 handed to the sinks at once), ``close_timeout`` is the default ``stop()`` grace.
+COLLECTOR_QUEUE: Final = QueueValues(
+    max_queue=65_536, batch_size=8, flush_interval=0.01, close_timeout=2.0
+)
 
 
-class AsyncCollector(ClosesOnExit):
+class AsyncCollector(QueueOwner, ClosesOnExit):
     """An OTLP/gRPC trace receiver that keeps the LLM calls among the spans it is sent.
 
     Args:
@@ -78,13 +91,17 @@ class AsyncCollector(ClosesOnExit):
         metrics: a sink, e.g. a ``MetricsRecorder``, also given every call (flushed on stop,
             not closed).
         sinks: more :class:`Sink` objects given every call (closed with the collector).
-        max_queue: most converted calls waiting for the store.
+        max_queue: most converted calls waiting for the store (65,536).
         backpressure_timeout: seconds Export waits for queue room before answering UNAVAILABLE.
         retry_delay: seconds a refused client is asked to wait (gRPC ``RetryInfo``; HTTP
             ``Retry-After``, rounded up to whole seconds).
         http_limits: the OTLP/HTTP receiver's deadlines and caps on connections and requests
             in flight, in all and per client (:class:`~asynctelemetry.HttpLimits`; its
             defaults when None).
+        queue: the ingest queue's settings together, a :class:`~asynctelemetry.QueueSettings`:
+            ``max_queue`` (calls), ``batch_size`` (requests handed to the sinks at once, 8),
+            ``flush_interval`` (0.01 s) and ``close_timeout`` (the default grace of
+            :meth:`stop`, 2 s); ``max_queue=`` given beside it must agree (``TypeError``).
     """
 
     def __init__(
@@ -104,35 +121,28 @@ class AsyncCollector(ClosesOnExit):
         forward_headers: Mapping[str, str] | None = None,
         metrics: Sink | None = None,
         sinks: Sequence[Sink] = (),
-        max_queue: int = 65_536,
+        max_queue: int | None = None,
         backpressure_timeout: float = 1.0,
         retry_delay: float = 0.5,
         http_limits: HttpLimits | None = None,
+        queue: QueueSettings | None = None,
     ) -> None:
-        if http_limits is not None and not isinstance(http_limits, HttpLimits):
-            raise ConfigError(f"http_limits must be an HttpLimits, not {http_limits!r}")
-        self.http_limits = http_limits or HttpLimits()
-        _check_arguments(
+        self._serving = Serving.checked(
             host=host,
             port=port,
             http_port=http_port,
             tls=(tls_cert, tls_key),
             auth_token=auth_token,
             max_message_bytes=max_message_bytes,
-            max_queue=max_queue,
-            seconds={"backpressure_timeout": backpressure_timeout, "retry_delay": retry_delay},
+            backpressure_timeout=backpressure_timeout,
+            retry_delay=retry_delay,
+            http_limits=http_limits,
         )
+        given = QueueSettings(max_queue=max_queue)
+        self._queue_values = COLLECTOR_QUEUE.resolve("AsyncCollector", given, queue)
         self.store = store
         self.host = host
         self.capture_content = capture_content
-        self.max_message_bytes = max_message_bytes
-        self.backpressure_timeout = backpressure_timeout
-        self.max_queue = max_queue
-        self._requested_port = port
-        self._requested_http_port = http_port
-        self._retry_delay = retry_delay
-        self._auth_token = auth_token
-        self._tls = (Path(tls_cert), Path(tls_key)) if tls_cert and tls_key else None
         # The store first: its failure makes the ingest queue retry the batch (nothing the
         # client was told is kept is lost); the store and metrics are lent, ``sinks`` owned.
         self.pipeline = Pipeline(
@@ -141,7 +151,7 @@ class AsyncCollector(ClosesOnExit):
             owned=sinks,
             primary=store,
         )
-        self._queue = self._ingest_queue(max_queue)
+        self._queue = self._ingest_queue()
         self._queued_calls = 0  # calls accepted and not yet handed to the sinks
         self._room = asyncio.Event()
         # One slice of conversion runs at a time, requests taking turns slice by slice: the
@@ -156,15 +166,13 @@ class AsyncCollector(ClosesOnExit):
         self._port: int | None = None
         self._state: Literal["new", "running", "closed"] = "new"
 
-    def _ingest_queue(self, max_queue: int) -> BatchQueue[Rows]:
+    def _ingest_queue(self) -> BatchQueue[Rows]:
         """The bounded queue between Export and the pipeline: one item per request (its calls),
         so admission is one append whatever the request size; retried for ever (the store must
         not lose what a client was told is kept)."""
-        return BatchQueue(
+        return BatchQueue.of(
             self._deliver,
-            max_size=max_queue,
-            batch_size=8,
-            flush_interval=0.01,
+            self._queue_values,
             overflow="wait",
             retry=RetryPolicy(max_attempts=None),
             name="collector ingest",
@@ -194,7 +202,7 @@ class AsyncCollector(ClosesOnExit):
         Raises:
             RuntimeError: the collector was asked to serve OTLP/HTTP and is not started.
         """
-        if self._requested_http_port is None:
+        if self._serving.http_port is None:
             return None
         if self._http is None:
             raise RuntimeError("the collector is not started")
@@ -226,12 +234,13 @@ class AsyncCollector(ClosesOnExit):
         # rather than on the loop inside the first request.
         await self.pipeline.warm()
         interceptors = []
-        if self._auth_token is not None:
-            interceptors.append(BearerTokenInterceptor(self._auth_token, self._count_denied))
+        serving = self._serving
+        if serving.auth_token is not None:
+            interceptors.append(BearerTokenInterceptor(serving.auth_token, self._count_denied))
         server = grpc.aio.server(
             interceptors=interceptors,
             options=[
-                ("grpc.max_receive_message_length", self.max_message_bytes),
+                ("grpc.max_receive_message_length", serving.max_message_bytes),
                 ("grpc.so_reuseport", 0),
             ],
         )
@@ -240,13 +249,11 @@ class AsyncCollector(ClosesOnExit):
             (grpc.method_handlers_generic_handler(SERVICE, {"Export": handler}),)
         )
         address = (
-            f"[{self.host}]:{self._requested_port}"
-            if ":" in self.host
-            else (f"{self.host}:{self._requested_port}")
+            f"[{self.host}]:{serving.port}" if ":" in self.host else f"{self.host}:{serving.port}"
         )
         try:
-            if self._tls is not None:
-                cert, key = self._tls
+            if serving.tls is not None:
+                cert, key = serving.tls
                 try:
                     cert_pem = await asyncio.to_thread(cert.read_bytes)
                     key_pem = await asyncio.to_thread(key.read_bytes)
@@ -261,7 +268,7 @@ class AsyncCollector(ClosesOnExit):
         if not port:
             raise ConfigError(f"cannot bind {address}")
         await server.start()
-        if self._requested_http_port is not None:
+        if serving.http_port is not None:
             from ._http import HttpReceiver  # the ``http`` extra (aiohttp), only when asked for
 
             try:
@@ -269,12 +276,12 @@ class AsyncCollector(ClosesOnExit):
                     self._ingest,
                     self._counts,
                     host=self.host,
-                    port=self._requested_http_port,
-                    max_message_bytes=self.max_message_bytes,
-                    auth_token=self._auth_token,
-                    tls=self._tls,
-                    retry_delay=self._retry_delay,
-                    limits=self.http_limits,
+                    port=serving.http_port,
+                    max_message_bytes=serving.max_message_bytes,
+                    auth_token=serving.auth_token,
+                    tls=serving.tls,
+                    retry_delay=serving.retry_delay,
+                    limits=serving.http_limits,
                 )
                 await http.start()
             except BaseException:
@@ -288,16 +295,18 @@ class AsyncCollector(ClosesOnExit):
             self._forwarder.start()
         self._state = "running"
 
-    async def stop(self, grace: float = 2.0) -> None:
+    async def stop(self, grace: float | None = None) -> None:
         """Stop serving, finish in-flight exports and deliver queued calls. Idempotent.
 
         Waits up to ``grace`` seconds for running Export calls (gRPC and HTTP), then up to
         ``grace`` seconds more for the queued calls to reach the store (and the forwarder's
         upstream); what is left then is counted in ``stats.ingest.dropped_on_close``. Finally
-        closes the pipeline: flushes the store and the metrics, closes ``sinks``.
+        closes the pipeline: flushes the store and the metrics, closes ``sinks``. ``grace``
+        defaults to the queue's ``close_timeout`` (2 s unless given).
         """
         if self._state == "closed":
             return
+        grace = self.close_timeout if grace is None else grace
         was_running = self._state == "running"
         self._state = "closed"
         if not was_running:
@@ -323,7 +332,7 @@ class AsyncCollector(ClosesOnExit):
                     await self.pipeline.aclose()
 
     async def aclose(self) -> None:
-        """The same as :meth:`stop` with the default grace."""
+        """The same as :meth:`stop` with the default grace (``close_timeout``)."""
         await self.stop()
 
     async def __aenter__(self) -> Self:
@@ -335,7 +344,7 @@ class AsyncCollector(ClosesOnExit):
             _warn(f"unclosed {self!r}", ResourceWarning, stacklevel=1)
 
     def __repr__(self) -> str:
-        where = self.endpoint if self._port is not None else f"{self.host}:{self._requested_port}"
+        where = self.endpoint if self._port is not None else f"{self.host}:{self._serving.port}"
         return f"AsyncCollector({where}, {self._state})"
 
     async def flush(self) -> None:
@@ -415,7 +424,7 @@ class AsyncCollector(ClosesOnExit):
         need = len(calls)
         if self._queued_calls and self._queued_calls + need > self.max_queue:
             try:
-                async with asyncio.timeout(self.backpressure_timeout):
+                async with asyncio.timeout(self._serving.backpressure_timeout):
                     while self._queued_calls and self._queued_calls + need > self.max_queue:
                         self._room.clear()
                         await self._room.wait()
@@ -448,37 +457,6 @@ class AsyncCollector(ClosesOnExit):
     def _release(self, count: int) -> None:
         self._queued_calls -= count
         self._room.set()
-
-
-def _check_arguments(
-    *,
-    host: object,
-    port: object,
-    http_port: object,
-    tls: tuple[object, object],
-    auth_token: str | None,
-    max_message_bytes: object,
-    max_queue: object,
-    seconds: Mapping[str, object],
-) -> None:
-    """Refuse, with a ``ConfigError`` naming it, any argument that cannot work."""
-    if (tls[0] is None) != (tls[1] is None):
-        raise ConfigError("tls_cert and tls_key go together")
-    require_int("max_message_bytes", max_message_bytes, 1024)
-    require_int("max_queue", max_queue)
-    if require_int("port", port, 0) > 65535:
-        raise ConfigError(f"port must be in 0..65535, not {port}")
-    if http_port is not None and require_int("http_port", http_port, 0) > 65535:
-        raise ConfigError(f"http_port must be in 0..65535, not {http_port}")
-    if not isinstance(host, str) or not host:
-        raise ConfigError(
-            "host must name an interface (127.0.0.1 by default; 0.0.0.0 or :: for every one)"
-        )
-    for name, value in seconds.items():
-        if not (isinstance(value, int | float) and 0 <= value < math.inf):
-            raise ConfigError(f"{name} must be finite seconds >= 0, not {value!r}")
-    if auth_token is not None and not auth_token:
-        raise ConfigError("auth_token must not be empty")
 
 
 def _forwarder(forward_to: str | None, headers: Mapping[str, str] | None) -> Forwarder | None:

@@ -21,8 +21,9 @@ from .._batching import (
     BatchQueue,
     ClosesOnExit,
     Closing,
-    QueueSettings,
+    QueueOwner,
     QueueStats,
+    QueueValues,
     RetryPolicy,
 )
 from .._exceptions import ConfigError, ExportError, StoreClosedError
@@ -55,7 +56,7 @@ DEFAULT_FLUSH_INTERVAL: Final = 0.2
 #: Seconds ``aclose()`` spends delivering what is queued before it gives up.
 DEFAULT_CLOSE_TIMEOUT: Final = 5.0
 #: The exporters' queue settings, together.
-DEFAULT_QUEUE: Final = QueueSettings(
+DEFAULT_QUEUE: Final = QueueValues(
     DEFAULT_MAX_QUEUE, DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL, DEFAULT_CLOSE_TIMEOUT
 )
 #: Default retry: 6 attempts, 0.1 s doubling to at most 5 s, full jitter (about 10 s in all).
@@ -83,7 +84,7 @@ class ExporterStats:
     requests: int
 
 
-class OTLPExporterBase(ClosesOnExit):
+class OTLPExporterBase(QueueOwner, ClosesOnExit):
     """A :class:`~asynctelemetry.SyncSink` that sends calls as OTLP spans; transports subclass it.
 
     Subclasses implement ``_send(body, count)`` (deliver one serialized
@@ -98,26 +99,19 @@ class OTLPExporterBase(ClosesOnExit):
         service_name: str,
         resource_attributes: Mapping[str, str] | None,
         timeout: float,
-        settings: QueueSettings,
+        queue: QueueValues,
         retry: RetryPolicy | None,
     ) -> None:
-        if timeout <= 0 or settings.close_timeout < 0:
-            raise ConfigError("timeout must be > 0 and close_timeout >= 0")
-        if settings.max_queue < 1 or settings.batch_size < 1 or settings.flush_interval < 0:
-            raise ConfigError("max_queue, batch_size >= 1 and flush_interval >= 0")
+        if timeout <= 0:
+            raise ConfigError(f"timeout must be > 0, not {timeout!r}")
         self.timeout = timeout
-        #: The queue settings (``max_queue``, ``batch_size``, ``flush_interval``,
-        #: ``close_timeout``).
-        self.settings = settings
-        self.close_timeout = settings.close_timeout
+        self._queue_values = queue
         self._encoder = SpanEncoder(
             service_name=service_name, resource_attributes=resource_attributes
         )
-        self._queue: BatchQueue[LLMCall] = BatchQueue(
+        self._queue: BatchQueue[LLMCall] = BatchQueue.of(
             self._export_batch,
-            max_size=settings.max_queue,
-            batch_size=settings.batch_size,
-            flush_interval=settings.flush_interval,
+            queue,
             overflow="drop_oldest",
             retry=retry or DEFAULT_RETRY,
             name=f"{self._kind} exporter",

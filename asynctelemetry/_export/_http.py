@@ -19,13 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from .._batching import QueueSettings, Retryable
 from .._exceptions import ConfigError, ExportError, require
-from ._base import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_CLOSE_TIMEOUT,
-    DEFAULT_FLUSH_INTERVAL,
-    DEFAULT_MAX_QUEUE,
-    OTLPExporterBase,
-)
+from ._base import DEFAULT_QUEUE, OTLPExporterBase
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -88,13 +82,15 @@ class OTLPHttpExporter(OTLPExporterBase):
             verify; plain ``http`` endpoints are not encrypted whatever this says.
         compression: ``"gzip"`` (default) or ``None``.
         timeout: seconds allowed for one export request.
-        max_queue: most calls held; beyond it the oldest are dropped and counted.
-        batch_size: most calls taken from the queue at once (sent as requests of at most
+        max_queue: most calls held (32,768); beyond it the oldest are dropped and counted.
+        batch_size: most calls taken from the queue at once (512; sent as requests of at most
             128 calls, so that no single message blocks the event loop).
-        flush_interval: seconds a partial batch waits to fill.
+        flush_interval: seconds a partial batch waits to fill (0.2).
         credentials: an ``ssl.SSLContext`` for TLS (client certificates, private roots).
-        close_timeout: seconds ``aclose()`` spends delivering what is queued.
+        close_timeout: seconds ``aclose()`` spends delivering what is queued (5).
         retry: backoff policy for retryable failures.
+        queue: the four queue settings together, a :class:`~asynctelemetry.QueueSettings`
+            (a keyword given beside it must not say otherwise: ``TypeError``).
         **deprecated: the old names ``max_queue_size``, ``max_batch_size``, ``schedule_delay``
             and ``shutdown_timeout`` still work for one release, with a ``DeprecationWarning``.
 
@@ -114,12 +110,13 @@ class OTLPHttpExporter(OTLPExporterBase):
         insecure: bool | None = None,
         compression: str | None = "gzip",
         timeout: float = 10.0,
-        max_queue: int = DEFAULT_MAX_QUEUE,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        max_queue: int | None = None,
+        batch_size: int | None = None,
+        flush_interval: float | None = None,
         credentials: Any = None,
-        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+        close_timeout: float | None = None,
         retry: RetryPolicy | None = None,
+        queue: QueueSettings | None = None,
         **deprecated: Any,
     ) -> None:
         self._httpx: Any = require("httpx", "otlp", "OTLPHttpExporter")
@@ -139,8 +136,11 @@ class OTLPHttpExporter(OTLPExporterBase):
             service_name=service_name,
             resource_attributes=resource_attributes,
             timeout=timeout,
-            settings=QueueSettings(max_queue, batch_size, flush_interval, close_timeout).renamed(
-                "OTLPHttpExporter", deprecated
+            queue=DEFAULT_QUEUE.resolve(
+                "OTLPHttpExporter",
+                QueueSettings(max_queue, batch_size, flush_interval, close_timeout),
+                queue,
+                deprecated,
             ),
             retry=retry,
         )

@@ -18,7 +18,14 @@ import warnings
 from typing import TYPE_CHECKING, Any, Final, Self
 from urllib.parse import urlsplit
 
-from .._batching import BatchQueue, Closing, RetryPolicy
+from .._batching import (
+    BatchQueue,
+    Closing,
+    QueueOwner,
+    QueueSettings,
+    QueueValues,
+    RetryPolicy,
+)
 from .._exceptions import ConfigError, StoreClosedError, StoreError, require, require_int
 from .._rows import Row, Rows
 from .._stats import StoreStats
@@ -46,9 +53,13 @@ __all__ = ["PostgresStore"]
 logger = logging.getLogger("asynctelemetry")
 #: Rows per replay/query page: bounded memory, few round trips.
 PAGE: Final = 2000
+#: The queue settings a PostgresStore runs with unless given others.
+POSTGRES_QUEUE: Final = QueueValues(
+    max_queue=50_000, batch_size=5000, flush_interval=0.05, close_timeout=10.0
+)
 
 
-class PostgresStore:
+class PostgresStore(QueueOwner):
     """Calls kept in PostgreSQL: many app processes and collectors share one database.
 
     ``add`` and ``add_many`` queue calls for a background writer that sends up to
@@ -68,10 +79,10 @@ class PostgresStore:
             options such as ``sslmode``, and server settings such as ``search_path`` to use a
             schema, as query parameters).
         pool_size: most connections serving reads (the writer has one more of its own).
-        batch_size: most calls per transaction.
-        flush_interval: seconds a partial batch waits for more calls.
-        max_queue: most calls queued and not yet committed before ``add`` waits.
-        close_timeout: seconds ``aclose()`` spends writing what is queued.
+        batch_size: most calls per transaction (5,000).
+        flush_interval: seconds a partial batch waits for more calls (0.05).
+        max_queue: most calls queued and not yet committed before ``add`` waits (50,000).
+        close_timeout: seconds ``aclose()`` spends writing what is queued (10).
         connect_timeout: seconds to connect (at open, and each reconnect of the writer).
         max_age: retention: whole UTC days of calls older than this (seconds, a timedelta, or
             text like ``"7d"``) are dropped, partition by partition.
@@ -80,6 +91,8 @@ class PostgresStore:
             created ahead).
         retention_batch: most rows one ``max_rows`` delete removes.
         partitions_ahead: days of partitions created ahead of today.
+        queue: the four queue settings together, a :class:`~asynctelemetry.QueueSettings`
+            (a keyword given beside it must not say otherwise: ``TypeError``).
     """
 
     def __init__(
@@ -87,43 +100,36 @@ class PostgresStore:
         dsn: str,
         *,
         pool_size: int = 4,
-        batch_size: int = 5000,
-        flush_interval: float = 0.05,
-        max_queue: int = 50_000,
-        close_timeout: float = 10.0,
+        batch_size: int | None = None,
+        flush_interval: float | None = None,
+        max_queue: int | None = None,
+        close_timeout: float | None = None,
         connect_timeout: float = 10.0,
         max_age: float | timedelta | str | None = None,
         max_rows: int | None = None,
         retention_interval: float = 60.0,
         retention_batch: int = 5000,
         partitions_ahead: int = 3,
+        queue: QueueSettings | None = None,
     ) -> None:
         if not isinstance(dsn, str) or urlsplit(dsn).scheme not in ("postgresql", "postgres"):
             raise ConfigError(f"dsn must be a postgresql:// URL, got {dsn!r}")
+        given = QueueSettings(max_queue, batch_size, flush_interval, close_timeout)
+        self._queue_values = POSTGRES_QUEUE.resolve("PostgresStore", given, queue)
         require_int("pool_size", pool_size)
-        require_int("batch_size", batch_size)
-        require_int("max_queue", max_queue)
         require_int("retention_batch", retention_batch)
         require_int("partitions_ahead", partitions_ahead, minimum=0)
-        _check(flush_interval >= 0, f"flush_interval must be >= 0, got {flush_interval!r}")
-        _check(close_timeout >= 0, f"close_timeout must be >= 0, got {close_timeout!r}")
         _check(connect_timeout > 0, f"connect_timeout must be > 0, got {connect_timeout!r}")
         _check(
             retention_interval > 0, f"retention_interval must be > 0, got {retention_interval!r}"
         )
         self.dsn = dsn
         self.pool_size = pool_size
-        self.batch_size = batch_size
-        self.flush_interval = flush_interval
-        self.max_queue = max_queue
-        self.close_timeout = close_timeout
         self.connect_timeout = connect_timeout
         self._writer = PgWriter(None, dsn, connect_timeout)
-        self._queue: BatchQueue[LLMCall | Row] = BatchQueue(
+        self._queue: BatchQueue[LLMCall | Row] = BatchQueue.of(
             self._write_batch,
-            max_size=max_queue,
-            batch_size=batch_size,
-            flush_interval=flush_interval,
+            self._queue_values,
             overflow="wait",
             retry=RetryPolicy(max_attempts=None),
             name=f"PostgresStore({redact(dsn)})",

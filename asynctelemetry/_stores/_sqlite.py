@@ -21,7 +21,9 @@ from .._batching import (
     BatchQueue,
     ClosesOnExit,
     Closing,
+    QueueOwner,
     QueueSettings,
+    QueueValues,
     Retryable,
     RetryPolicy,
 )
@@ -73,9 +75,13 @@ _RETRYABLE: Final = frozenset({5, 6, 7, 10, 13})
 REPLAY_PAGE: Final = 1000
 #: Calls per repricing transaction.
 REPRICE_BATCH: Final = 500
+#: The queue settings a SQLiteStore runs with unless given others.
+SQLITE_QUEUE: Final = QueueValues(
+    max_queue=50_000, batch_size=8192, flush_interval=0.05, close_timeout=10.0
+)
 
 
-class SQLiteStore(ClosesOnExit):
+class SQLiteStore(QueueOwner, ClosesOnExit):
     """Calls kept in a SQLite file (WAL), durable across restarts, written in batches.
 
     ``add`` and ``add_many`` queue calls for a background writer that commits up to
@@ -88,9 +94,9 @@ class SQLiteStore(ClosesOnExit):
 
     Args:
         path: the database file (created if missing), or ``":memory:"``.
-        batch_size: most calls per transaction.
-        flush_interval: seconds a partial batch waits for more calls.
-        max_queue: most calls queued and not yet written before ``add`` waits.
+        batch_size: most calls per transaction (8,192).
+        flush_interval: seconds a partial batch waits for more calls (0.05).
+        max_queue: most calls queued and not yet written before ``add`` waits (50,000).
         durability: ``"normal"`` (``synchronous=NORMAL``: a process crash loses nothing
             committed, a power loss may lose the last transactions) or ``"full"``
             (``synchronous=FULL``: committed transactions survive a power loss too).
@@ -100,7 +106,7 @@ class SQLiteStore(ClosesOnExit):
             seven B-trees (the table and six indexes); once they outgrow the cache every insert
             reads pages back from the OS, which costs about half the write time at 50,000
             calls. Used as the file grows, never more.
-        close_timeout: seconds ``aclose()`` spends writing what is queued.
+        close_timeout: seconds ``aclose()`` spends writing what is queued (10).
         max_age: retention: calls whose timestamp is older than this (seconds, a timedelta, or
             text like ``"7d"``) are deleted by a background pass.
         max_rows: retention: at most this many calls are kept, the newest by timestamp.
@@ -110,6 +116,8 @@ class SQLiteStore(ClosesOnExit):
             ``summary`` and ``replay`` do): nothing is created, migrated or written, the journal
             mode is left as it is; a file that is not a call store of this schema version is
             refused untouched, and writes raise :class:`StoreError`.
+        queue: the four queue settings together, a :class:`~asynctelemetry.QueueSettings`
+            (a keyword given beside it must not say otherwise: ``TypeError``).
         **deprecated: ``max_pending``, the old name of ``max_queue``, works for one release
             with a ``DeprecationWarning``.
     """
@@ -118,35 +126,26 @@ class SQLiteStore(ClosesOnExit):
         self,
         path: str | os.PathLike[str],
         *,
-        batch_size: int = 8192,
-        flush_interval: float = 0.05,
-        max_queue: int = 50_000,
+        batch_size: int | None = None,
+        flush_interval: float | None = None,
+        max_queue: int | None = None,
         durability: Durability = "normal",
         busy_timeout: float = 5.0,
         cache_mib: int = 64,
-        close_timeout: float = 10.0,
+        close_timeout: float | None = None,
         max_age: float | timedelta | str | None = None,
         max_rows: int | None = None,
         retention_interval: float = 1.0,
         retention_batch: int = 1000,
         read_only: bool = False,
+        queue: QueueSettings | None = None,
         **deprecated: Any,
     ) -> None:
-        if deprecated:  # max_pending (now max_queue), for one release
-            settings = QueueSettings(max_queue, batch_size, flush_interval, close_timeout)
-            max_queue = settings.renamed("SQLiteStore", deprecated).max_queue
+        given = QueueSettings(max_queue, batch_size, flush_interval, close_timeout)
+        self._queue_values = SQLITE_QUEUE.resolve("SQLiteStore", given, queue, deprecated)
         _check_settings(
-            counts={
-                "batch_size": batch_size,
-                "max_queue": max_queue,
-                "cache_mib": cache_mib,
-                "retention_batch": retention_batch,
-            },
-            seconds={
-                "flush_interval": flush_interval,
-                "busy_timeout": busy_timeout,
-                "close_timeout": close_timeout,
-            },
+            counts={"cache_mib": cache_mib, "retention_batch": retention_batch},
+            busy_timeout=busy_timeout,
             durability=durability,
             retention_interval=retention_interval,
         )
@@ -154,27 +153,12 @@ class SQLiteStore(ClosesOnExit):
         #: Opened for reading only: nothing is created, migrated or written (see :meth:`open`).
         self.read_only = read_only
         self._read_only_uri = _read_only_uri(self.path, read_only, max_age, max_rows)
-        self.batch_size = batch_size
-        self.flush_interval = flush_interval
-        self.max_queue = max_queue
         self.durability: Durability = durability
         self.busy_timeout = busy_timeout
         self.cache_mib = cache_mib
-        self.close_timeout = close_timeout
         self._rejected = 0
         self._duplicates = 0
-        self._queue: BatchQueue[LLMCall | Row] = BatchQueue(
-            self._write_batch,
-            max_size=max_queue,
-            batch_size=batch_size,
-            flush_interval=flush_interval,
-            overflow="wait",
-            retry=RetryPolicy(max_attempts=None),
-            name=f"SQLiteStore({self.path})",
-            # Not closed, and its loop is ending (asyncio.run cancels every task): write the
-            # queue before the loop goes, as aclose() would.
-            drain_on_cancel=close_timeout,
-        )
+        self._queue = self._writer_queue()
         #: Retention bounds, counters (``deleted``, ``vacuumed_pages``, ``passes``) and state.
         self.retention = Retention(
             self._write,
@@ -190,6 +174,20 @@ class SQLiteStore(ClosesOnExit):
         self._closed = False
         self._closing = Closing()
         self._failing = False
+
+    def _writer_queue(self) -> BatchQueue[LLMCall | Row]:
+        """The writer's queue: backpressure (``add`` waits when full), retried for ever (a
+        store never drops what it was given)."""
+        return BatchQueue.of(
+            self._write_batch,
+            self._queue_values,
+            overflow="wait",
+            retry=RetryPolicy(max_attempts=None),
+            name=f"SQLiteStore({self.path})",
+            # Not closed, and its loop is ending (asyncio.run cancels every task): write the
+            # queue before the loop goes, as aclose() would.
+            drain_on_cancel=self.close_timeout,
+        )
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._writer else "unopened"
@@ -659,15 +657,14 @@ class SQLiteStore(ClosesOnExit):
 def _check_settings(
     *,
     counts: dict[str, object],
-    seconds: dict[str, float],
+    busy_timeout: float,
     durability: object,
     retention_interval: float,
 ) -> None:
     """Refuse, with a ``ConfigError`` naming it, a setting that cannot work."""
     for name, count in counts.items():
         require_int(name, count)
-    for name, value in seconds.items():
-        _check(value >= 0, f"{name} must be >= 0, got {value!r}")
+    _check(busy_timeout >= 0, f"busy_timeout must be >= 0, got {busy_timeout!r}")
     _check(durability in SYNCHRONOUS, f"durability must be 'normal' or 'full', not {durability!r}")
     _check(retention_interval > 0, f"retention_interval must be > 0, got {retention_interval!r}")
 
