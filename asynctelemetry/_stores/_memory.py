@@ -77,8 +77,8 @@ class MemoryStore(ClosesOnExit):
         self._rows: deque[Row] = deque(maxlen=capacity)
         #: call_id → its row, for every row held (dedupe and :meth:`get`).
         self._ids: dict[str, Row] = {}
-        #: trace_id → its rows held, in the order added (:meth:`trace`).
-        self._traces: dict[str, list[Row] | deque[Row]] = {}
+        #: trace_id → its row (a trace of one call, most of them) or its rows, in the order added
+        self._traces: dict[str, Row | list[Row] | deque[Row]] = {}
         self._closed = False
 
     @property
@@ -128,13 +128,16 @@ class MemoryStore(ClosesOnExit):
         ids[call_id] = row
         trace_id = row[_TRACE_ID]
         if trace_id is not None:
-            members = self._traces.get(trace_id)
-            if members is None:
-                self._traces[trace_id] = [row]
+            traces = self._traces
+            members = traces.get(trace_id)
+            if members is None:  # most traces hold one call: the row itself, no list
+                traces[trace_id] = row
+            elif isinstance(members, tuple):
+                traces[trace_id] = [members, row]
             else:
                 members.append(row)
-                if len(members) == _LONG_TRACE and members.__class__ is list:
-                    self._traces[trace_id] = deque(members)
+                if len(members) == _LONG_TRACE and isinstance(members, list):
+                    traces[trace_id] = deque(members)
 
     def _forget(self, oldest: Row) -> None:
         """Unindex the ring's oldest row (also the oldest of its trace's rows)."""
@@ -142,7 +145,7 @@ class MemoryStore(ClosesOnExit):
         trace_id = oldest[_TRACE_ID]
         if trace_id is not None:
             members = self._traces[trace_id]
-            if len(members) == 1:
+            if isinstance(members, tuple) or len(members) == 1:
                 del self._traces[trace_id]
             elif isinstance(members, deque):
                 members.popleft()
@@ -270,7 +273,11 @@ class MemoryStore(ClosesOnExit):
         """The calls of ``trace_id``, oldest first (ties in the order added), at most ``limit``:
         a dict lookup, then the trace's own rows sorted."""
         check_limit(limit)
-        rows = sorted(self._traces.get(check_id("trace_id", trace_id), ()), key=_row_timestamp)
+        members = self._traces.get(check_id("trace_id", trace_id))
+        if members is None:
+            return []
+        held = (members,) if isinstance(members, tuple) else members  # one row, or its rows
+        rows = sorted(held, key=_row_timestamp)
         return list(map(_record, rows if limit is None else rows[:limit]))
 
     async def count(
