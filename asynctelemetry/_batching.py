@@ -19,7 +19,7 @@ import os
 import random
 import warnings
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, NamedTuple, TypeVar
 
@@ -46,6 +46,7 @@ __all__ = [
 
 logger = logging.getLogger("asynctelemetry")
 T = TypeVar("T")
+V = TypeVar("V")
 
 #: Set (to anything but "" or "0") to re-raise internal errors instead of logging them; the test
 #: suite sets it so that bugs surface.
@@ -253,36 +254,36 @@ class QueueValues(NamedTuple):
 _FIELDS: Final = ("max_queue", "batch_size", "flush_interval", "close_timeout")
 
 
+class _QueueValue(Generic[V]):
+    """One queue setting read as an attribute of its service (``store.max_queue``)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, service: QueueOwner, kind: type | None = None) -> V:
+        value: V = getattr(service._queue_values, self._name)
+        return value
+
+    def __set__(self, service: QueueOwner, value: V) -> None:
+        raise AttributeError(f"{self._name} is read-only: give it when making the service")
+
+
 class QueueOwner:
-    """Mixin of a service with a background queue: its settings, read as attributes."""
+    """Mixin of a service with a background queue: its settings, read as attributes
+    (``max_queue``, ``batch_size``, ``flush_interval``, ``close_timeout``; see
+    :class:`QueueSettings`) and together as :attr:`queue`."""
 
     __slots__ = ()
     _queue_values: QueueValues
+    max_queue: _QueueValue[int] = _QueueValue()
+    batch_size: _QueueValue[int] = _QueueValue()
+    flush_interval: _QueueValue[float] = _QueueValue()
+    close_timeout: _QueueValue[float] = _QueueValue()
 
     @property
     def queue(self) -> QueueSettings:
         """The queue settings this service runs with (every field filled in)."""
         return self._queue_values.settings()
-
-    @property
-    def max_queue(self) -> int:
-        """Most items held (see :class:`QueueSettings`)."""
-        return self._queue_values.max_queue
-
-    @property
-    def batch_size(self) -> int:
-        """Most items handed on at once (see :class:`QueueSettings`)."""
-        return self._queue_values.batch_size
-
-    @property
-    def flush_interval(self) -> float:
-        """Seconds a partial batch waits to fill (see :class:`QueueSettings`)."""
-        return self._queue_values.flush_interval
-
-    @property
-    def close_timeout(self) -> float:
-        """Seconds closing spends delivering what is queued (see :class:`QueueSettings`)."""
-        return self._queue_values.close_timeout
 
 
 class Retryable(Exception):
@@ -368,6 +369,10 @@ class _QueueCounts:
     last_error: str | None = None
 
 
+#: The names of a queue's live counters (every QueueStats field but ``pending``).
+_COUNTED: Final = tuple(f.name for f in fields(_QueueCounts))
+
+
 class BatchQueue(Generic[T]):
     """A bounded queue drained in batches by one asyncio task, with retry and backoff.
 
@@ -441,18 +446,9 @@ class BatchQueue(Generic[T]):
     @property
     def stats(self) -> QueueStats:
         """A snapshot of what this queue has done so far (it does not change afterwards)."""
-        c = self._counts
-        return QueueStats(
-            accepted=c.accepted,
-            delivered=c.delivered,
-            pending=len(self._items) + self._in_flight,
-            dropped_overflow=c.dropped_overflow,
-            dropped_failed=c.dropped_failed,
-            dropped_on_close=c.dropped_on_close,
-            retries=c.retries,
-            failed_batches=c.failed_batches,
-            last_error=c.last_error,
-        )
+        counts = self._counts
+        pending = len(self._items) + self._in_flight
+        return QueueStats(pending=pending, **{n: getattr(counts, n) for n in _COUNTED})
 
     # -- producer side --------------------------------------------------------------------------
     @property

@@ -244,6 +244,8 @@ async def test_every_queued_service_takes_queue_settings(tmp_path: Path) -> None
         ), name
         assert given.queue == QueueSettings(123, default.batch_size, default.flush_interval, 0.5)
         assert make(max_queue=77).max_queue == 77, name
+        with pytest.raises(AttributeError, match="read-only"):
+            given.max_queue = 5
         agreeing = make(max_queue=123, queue=QueueSettings(max_queue=123))
         assert agreeing.max_queue == 123, name
         for service in (default, given, agreeing):

@@ -46,15 +46,7 @@ class Tracer(StreamRecorder, Protocol):
     def _closed(self) -> bool: ...
 
     def llm_call(
-        self,
-        *,
-        model: str,
-        provider: str | None = None,
-        operation: str = "chat",
-        session_id: str | None = None,
-        route_name: str | None = None,
-        is_streaming: bool | None = None,
-        **attributes: str | int | float | bool,
+        self, *, model: str, provider: str | None, operation: str, is_streaming: bool | None
     ) -> CallHandle: ...
 
 
