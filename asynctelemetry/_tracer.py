@@ -215,7 +215,7 @@ class AsyncTracer(ClosesOnExit):
     def emitter(self) -> Pipeline:
         """Deprecated name of :attr:`pipeline`."""
         warnings.warn(
-            "AsyncTracer.pipeline is deprecated; use AsyncTracer.pipeline",
+            "AsyncTracer.emitter is deprecated; use AsyncTracer.pipeline",
             DeprecationWarning,
             stacklevel=2,
         )
