@@ -62,6 +62,7 @@ __all__ = [
     "bucket_start_ns",
     "check_id",
     "check_limit",
+    "from_ns",
     "group_field",
     "histogram_index",
     "histogram_percentile",
@@ -70,6 +71,7 @@ __all__ = [
     "percentile",
     "summarize",
     "timeseries",
+    "to_ns",
     "window_percentile",
 ]
 
@@ -125,12 +127,16 @@ def bucket_start_ns(ns: int, width_ns: int) -> int:
     return ns - ns % width_ns
 
 
-def _ns(moment: datetime) -> int:
+def to_ns(moment: datetime) -> int:
+    """Integer nanoseconds since the epoch, UTC; a naive datetime is taken to be UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
     delta = moment - _EPOCH
     return ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1000
 
 
-def _moment(ns: int) -> datetime:
+def from_ns(ns: int) -> datetime:
+    """The aware UTC datetime of integer nanoseconds since the epoch (microsecond precision)."""
     return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
@@ -315,7 +321,7 @@ def timeseries(
     field = None if by is None else group_field(by)
     groups: dict[tuple[int, str | None], list[LLMCall]] = {}
     for call in calls:
-        start = bucket_start_ns(_ns(call.timestamp), width)
+        start = bucket_start_ns(to_ns(call.timestamp), width)
         key = None if field is None else getattr(call, field)
         groups.setdefault((start, key), []).append(call)
     window = sum(map(len, groups.values()))
@@ -338,7 +344,7 @@ def _bucket_row(start: int, key: str | None, calls: list[LLMCall], window: int) 
         return window_percentile(percentile(values, p), window)
 
     return TimeBucket(
-        start=_moment(start),
+        start=from_ns(start),
         key=key,
         calls=len(calls),
         errors=sum(c.status == "error" for c in calls),

@@ -23,11 +23,10 @@ from ._base import (
     CallSummary,
     TimeBucket,
     group_field,
-    histogram_percentile,
     nearest_rank,
     window_percentile,
 )
-from ._rollup import FSum, rolled
+from ._rollup import FSum, buckets_of, rolled, summaries_of
 from ._schema import SELECT_COLUMNS, from_ns, to_ns
 
 if TYPE_CHECKING:
@@ -203,26 +202,7 @@ def summarize_sql(conn: sqlite3.Connection, column: str, filters: Filters) -> li
     """
     cells = _large(conn, filters, column, None)
     if cells is not None:
-        rows = [
-            CallSummary(
-                key=key,
-                calls=acc.calls,
-                errors=acc.errors,
-                input_tokens=acc.input_tokens,
-                output_tokens=acc.output_tokens,
-                cached_input_tokens=acc.cached,
-                reasoning_tokens=acc.reasoning,
-                cost_usd=acc.cost.finalize(),
-                unpriced_calls=acc.unpriced,
-                p50_latency_ms=histogram_percentile(acc.latency, 50),
-                p95_latency_ms=histogram_percentile(acc.latency, 95),
-                p50_ttft_ms=histogram_percentile(acc.ttft, 50),
-                median_tokens_per_sec=histogram_percentile(acc.speed, 50),
-            )
-            for (_, key), acc in cells.items()
-        ]
-        rows.sort(key=lambda r: (-r.cost_usd, -r.calls, r.key or ""))
-        return rows
+        return summaries_of(cells)
     # "+column": a plain column would let SQLite walk that column's index to group, scanning
     # every row of the table instead of the time range's (``+`` changes no value).
     totals, found = _grouped(conn, (f"+{column}",), filters, ("latency", "ttft", "speed"))
@@ -259,25 +239,7 @@ def timeseries_sql(
     # ``width_ns`` is a validated int: formatted with %d, never text from a caller.
     cells = _large(conn, filters, column, width_ns, ("latency", "ttft"))
     if cells is not None:
-        series = [
-            TimeBucket(
-                start=from_ns(start),
-                key=key,
-                calls=acc.calls,
-                errors=acc.errors,
-                input_tokens=acc.input_tokens,
-                output_tokens=acc.output_tokens,
-                cached_input_tokens=acc.cached,
-                cost_usd=acc.cost.finalize(),
-                p50_latency_ms=histogram_percentile(acc.latency, 50),
-                p95_latency_ms=histogram_percentile(acc.latency, 95),
-                p50_ttft_ms=histogram_percentile(acc.ttft, 50),
-            )
-            for (start, key), acc in cells.items()
-            if start is not None
-        ]
-        series.sort(key=lambda b: (b.start, b.key is not None, b.key or ""))
-        return series
+        return buckets_of(cells)
     start = f"(timestamp_ns - ((timestamp_ns % {width_ns:d}) + {width_ns:d}) % {width_ns:d})"
     keys = (start,) if column is None else (start, f"+{column}")
     totals, found = _grouped(conn, keys, filters, ("latency", "ttft"))

@@ -31,7 +31,7 @@ import json
 import math
 from typing import TYPE_CHECKING, Any, Final
 
-from ._base import histogram_index
+from ._base import CallSummary, TimeBucket, from_ns, histogram_index, histogram_percentile
 
 if TYPE_CHECKING:
     import sqlite3
@@ -41,18 +41,29 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DAY",
+    "KEY_COLUMNS",
     "LEVELS",
     "RAW_COLUMNS",
+    "STAT_COLUMNS",
     "TABLE_SQL",
     "Acc",
+    "Cells",
     "FSum",
     "add_days",
+    "buckets_of",
+    "by_period",
+    "changes",
     "forget",
     "include",
+    "key_filters",
+    "levels_for",
+    "levels_of",
+    "plan",
     "rebuild",
     "remember",
     "remember_rows",
     "rolled",
+    "summaries_of",
 ]
 
 #: Rollup periods in seconds, coarsest first; each divides the one before it.
@@ -60,8 +71,8 @@ LEVELS: Final = (86400, 3600, 300, 60)
 #: The day level, added by schema version 5 (:func:`add_days`).
 DAY: Final = 86400
 _S: Final = 1_000_000_000
-_KEY_COLUMNS: Final = ("model", "request_model", "provider", "route_name", "status")
-_STAT_COLUMNS: Final = (
+KEY_COLUMNS: Final = ("model", "request_model", "provider", "route_name", "status")
+STAT_COLUMNS: Final = (
     "calls",
     "errors",
     "input_tokens",
@@ -101,12 +112,17 @@ RAW_COLUMNS: Final = (
     "ttft_ms",
 )
 _RAW: Final = ", ".join(RAW_COLUMNS)
-_STATS_SQL: Final = ", ".join(_STAT_COLUMNS)
+_STATS_SQL: Final = ", ".join(STAT_COLUMNS)
 _INSERT: Final = (
-    f"INSERT INTO rollup (width_s, start_ns, {', '.join(_KEY_COLUMNS)}, {_STATS_SQL}) "
-    f"VALUES ({', '.join('?' * (2 + len(_KEY_COLUMNS) + len(_STAT_COLUMNS)))})"
+    f"INSERT INTO rollup (width_s, start_ns, {', '.join(KEY_COLUMNS)}, {_STATS_SQL}) "
+    f"VALUES ({', '.join('?' * (2 + len(KEY_COLUMNS) + len(STAT_COLUMNS)))})"
 )
-_UPDATE: Final = f"UPDATE rollup SET {', '.join(f'{c} = ?' for c in _STAT_COLUMNS)} WHERE rowid = ?"
+_UPDATE: Final = f"UPDATE rollup SET {', '.join(f'{c} = ?' for c in STAT_COLUMNS)} WHERE rowid = ?"
+_STATEMENTS: Final = {
+    "insert": _INSERT,
+    "update": _UPDATE,
+    "delete": "DELETE FROM rollup WHERE rowid = ?",
+}
 
 
 class FSum:
@@ -196,7 +212,7 @@ class Acc:
                 _bump(mine, index, sign * n)
 
     def stats(self) -> tuple[Any, ...]:
-        """The row's stat columns (``_STAT_COLUMNS`` order)."""
+        """The row's stat columns (``STAT_COLUMNS`` order)."""
         dumps = json.dumps
         return (
             self.calls,
@@ -360,8 +376,9 @@ def exact_partials(values: list[float]) -> list[float]:
         parts.append(rest)
 
 
-def _levels_of(rows: Iterable[Sequence[Any]]) -> dict[tuple[int, int, tuple[Any, ...]], Acc]:
-    """Every level's cells for these raw rows (the finest counted, the others merged)."""
+def levels_of(rows: Iterable[Sequence[Any]]) -> dict[tuple[int, int, tuple[Any, ...]], Acc]:
+    """Every level's cells for these raw rows (:data:`RAW_COLUMNS` values; the finest level
+    counted, the others merged)."""
     finest = LEVELS[-1]
     minutes = _accumulate(rows, finest * _S)
     out: dict[tuple[int, int, tuple[Any, ...]], Acc] = {
@@ -378,64 +395,91 @@ def _levels_of(rows: Iterable[Sequence[Any]]) -> dict[tuple[int, int, tuple[Any,
     return out
 
 
+Change = tuple[str, tuple[Any, ...]]  # ("insert" | "update" | "delete", the statement's values)
+
+
+def changes(
+    stored: dict[tuple[Any, ...], tuple[Any, Sequence[Any]]],
+    width: int,
+    start: int,
+    members: Iterable[tuple[tuple[Any, ...], Acc]],
+    sign: int,
+) -> list[Change]:
+    """What adding (``sign=1``) or subtracting (``-1``) ``members`` (key → accumulator) does to
+    the stored rows of one period, ``stored`` mapping each key to (row id, stat columns): new
+    rows, changed rows (stats then the id) and rows left with no calls (their id). Shared by
+    every store that keeps rollups; each runs the statements in its own SQL."""
+    out: list[Change] = []
+    for key, acc in members:
+        found = stored.get(key)
+        if found is None:
+            # Forgetting calls the rollups never held (rows written into the file by hand,
+            # not by a store) has nothing to take them from.
+            if sign > 0:
+                out.append(("insert", (width, start, *key, *acc.stats())))
+            continue
+        rowid, stats = found
+        total = Acc.of(stats)
+        total.merge(acc, sign)
+        if total.calls > 0:
+            out.append(("update", (*total.stats(), rowid)))
+        else:
+            out.append(("delete", (rowid,)))
+    return out
+
+
+def by_period(
+    cells: dict[tuple[int, int, tuple[Any, ...]], Acc],
+) -> dict[tuple[int, int], list[tuple[tuple[Any, ...], Acc]]]:
+    """``cells`` grouped by (level, period start): the unit a writer reads and changes."""
+    periods: dict[tuple[int, int], list[tuple[tuple[Any, ...], Acc]]] = {}
+    for (width, start, key), acc in cells.items():
+        periods.setdefault((width, start), []).append((key, acc))
+    return periods
+
+
 def _write(
     conn: sqlite3.Connection, cells: dict[tuple[int, int, tuple[Any, ...]], Acc], sign: int
 ) -> None:
     """Add (``sign=1``) or subtract (``-1``) ``cells`` to the stored rollup rows."""
-    periods: dict[tuple[int, int], list[tuple[tuple[Any, ...], Acc]]] = {}
-    for (width, start, key), acc in cells.items():
-        periods.setdefault((width, start), []).append((key, acc))
-    for (width, start), members in periods.items():
+    for (width, start), members in by_period(cells).items():
         stored = {
             tuple(row[1:6]): (row[0], row[6:])
             for row in conn.execute(
-                f"SELECT rowid, {', '.join(_KEY_COLUMNS)}, {_STATS_SQL} FROM rollup "
+                f"SELECT rowid, {', '.join(KEY_COLUMNS)}, {_STATS_SQL} FROM rollup "
                 "WHERE width_s = ? AND start_ns = ?",
                 (width, start),
             )
         }
-        for key, acc in members:
-            found = stored.get(key)
-            if found is None:
-                # Forgetting calls the rollups never held (rows written into the file by hand,
-                # not by a store) has nothing to take them from.
-                if sign > 0:
-                    conn.execute(_INSERT, (width, start, *key, *acc.stats()))
-                continue
-            rowid, stats = found
-            total = Acc.of(stats)
-            total.merge(acc, sign)
-            if total.calls > 0:
-                conn.execute(_UPDATE, (*total.stats(), rowid))
-            else:
-                conn.execute("DELETE FROM rollup WHERE rowid = ?", (rowid,))
+        for kind, values in changes(stored, width, start, members, sign):
+            conn.execute(_STATEMENTS[kind], values)
 
 
 def remember(conn: sqlite3.Connection, after_id: int) -> None:
     """Add the calls inserted after rowid ``after_id`` (inside the writer's transaction)."""
     rows = conn.execute(f"SELECT {_RAW} FROM calls WHERE id > ?", (after_id,)).fetchall()
     if rows:
-        _write(conn, _levels_of(rows), 1)
+        _write(conn, levels_of(rows), 1)
 
 
 def remember_rows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
     """Add calls just inserted, given as their :data:`RAW_COLUMNS` values."""
     if rows:
-        _write(conn, _levels_of(rows), 1)
+        _write(conn, levels_of(rows), 1)
 
 
 def include(conn: sqlite3.Connection, ids_sql: str, params: Sequence[Any]) -> None:
     """Add the calls whose rowid ``ids_sql`` selects (after they were changed)."""
     rows = conn.execute(f"SELECT {_RAW} FROM calls WHERE id IN ({ids_sql})", params).fetchall()
     if rows:
-        _write(conn, _levels_of(rows), 1)
+        _write(conn, levels_of(rows), 1)
 
 
 def forget(conn: sqlite3.Connection, ids_sql: str, params: Sequence[Any]) -> None:
     """Subtract the calls whose rowid ``ids_sql`` selects (before they are deleted/changed)."""
     rows = conn.execute(f"SELECT {_RAW} FROM calls WHERE id IN ({ids_sql})", params).fetchall()
     if rows:
-        _write(conn, _levels_of(rows), -1)
+        _write(conn, levels_of(rows), -1)
 
 
 #: Rows per step when rollups are built for a whole file.
@@ -456,7 +500,7 @@ def rebuild(conn: sqlite3.Connection) -> None:
         if not chunk:
             return
         last = chunk[-1][0]
-        _write(conn, _levels_of(row[1:] for row in chunk), 1)
+        _write(conn, levels_of(row[1:] for row in chunk), 1)
 
 
 def add_days(conn: sqlite3.Connection) -> None:
@@ -465,7 +509,7 @@ def add_days(conn: sqlite3.Connection) -> None:
     days: dict[tuple[int, int, tuple[Any, ...]], Acc] = {}
     width = DAY * _S
     rows = conn.execute(
-        f"SELECT start_ns, {', '.join(_KEY_COLUMNS)}, {_STATS_SQL} FROM rollup "
+        f"SELECT start_ns, {', '.join(KEY_COLUMNS)}, {_STATS_SQL} FROM rollup "
         "WHERE width_s = ? ORDER BY start_ns",
         (3600,),
     )
@@ -499,7 +543,8 @@ def plan(lo: int | None, hi: int | None, levels: Sequence[int]) -> list[Segment]
     return [*left, (levels[0], a, b), *right]
 
 
-def _key_filters(filters: Filters) -> tuple[list[str], list[Any]]:
+def key_filters(filters: Filters) -> tuple[list[str], list[Any]]:
+    """The filters the rollups can apply (their key columns), as ``?`` clauses and values."""
     clauses: list[str] = []
     params: list[Any] = []
     if filters.model is not None:
@@ -536,23 +581,11 @@ def rolled(
     """The calls that pass ``filters`` in ``[lo, hi)``, accumulated per (bucket start or
     ``None``, value of ``column`` or ``None``); ``None`` when rollups cannot serve the read.
     Only the ``hists`` histograms are read from the rollups (the others stay empty)."""
-    if filters.session_id is not None or column not in (None, *_KEY_COLUMNS):
+    levels = levels_for(filters, column, width_ns)
+    if levels is None:
         return None
-    levels = [w for w in LEVELS if width_ns is None or width_ns % (w * _S) == 0]
-    if not levels:
-        return None
-    position = None if column is None else _KEY_COLUMNS.index(column)
-    key_clauses, key_params = _key_filters(filters)
-    out: dict[tuple[int | None, Any], Acc] = {}
-
-    def cell(start: int, key: Sequence[Any]) -> Acc:
-        bucket = None if width_ns is None else start - start % width_ns
-        group = None if position is None else key[position]
-        acc = out.get((bucket, group))
-        if acc is None:
-            acc = out[bucket, group] = Acc()
-        return acc
-
+    key_clauses, key_params = key_filters(filters)
+    cells = Cells(column, width_ns, hists)
     for level, a, b in plan(lo, hi, levels):
         if level is None:  # the edges: less than a minute of calls on each side
             clauses, params = _bounds("timestamp_ns", a, b)
@@ -560,17 +593,101 @@ def rolled(
             where = [*clauses, *key_clauses]
             if where:
                 sql += " WHERE " + " AND ".join(where)
-            raw = _accumulate(conn.execute(sql, [*params, *key_params]), LEVELS[-1] * _S)
-            for (start, key), acc in raw.items():
-                cell(start, key).merge(acc)
+            cells.add_raw(conn.execute(sql, [*params, *key_params]))
             continue
         clauses, params = _bounds("start_ns", a, b)
         where = ["width_s = ?", *clauses, *key_clauses]
-        rows = conn.execute(
-            f"SELECT start_ns, {', '.join(_KEY_COLUMNS)}, {_STATS_SQL} FROM rollup "
-            f"WHERE {' AND '.join(where)}",
-            [level, *params, *key_params],
+        cells.add_stored(
+            conn.execute(
+                f"SELECT start_ns, {', '.join(KEY_COLUMNS)}, {_STATS_SQL} FROM rollup "
+                f"WHERE {' AND '.join(where)}",
+                [level, *params, *key_params],
+            )
         )
+    return cells.out
+
+
+def levels_for(filters: Filters, column: str | None, width_ns: int | None) -> list[int] | None:
+    """The levels whose periods fit buckets of ``width_ns`` (all for one whole-window bucket),
+    coarsest first; ``None`` when rollups cannot serve the read (a session filter or group)."""
+    if filters.session_id is not None or column not in (None, *KEY_COLUMNS):
+        return None
+    return [w for w in LEVELS if width_ns is None or width_ns % (w * _S) == 0] or None
+
+
+class Cells:
+    """The accumulators of one read, per (bucket start or ``None``, group value or ``None``):
+    raw rows and stored rollup rows are added through the same accumulator."""
+
+    def __init__(self, column: str | None, width_ns: int | None, hists: tuple[str, ...]) -> None:
+        self.out: dict[tuple[int | None, Any], Acc] = {}
+        self._position = None if column is None else KEY_COLUMNS.index(column)
+        self._width_ns = width_ns
+        self._hists = hists
+
+    def _cell(self, start: int, key: Sequence[Any]) -> Acc:
+        bucket = None if self._width_ns is None else start - start % self._width_ns
+        group = None if self._position is None else key[self._position]
+        acc = self.out.get((bucket, group))
+        if acc is None:
+            acc = self.out[bucket, group] = Acc()
+        return acc
+
+    def add_raw(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Raw rows (:data:`RAW_COLUMNS` values)."""
+        for (start, key), acc in _accumulate(rows, LEVELS[-1] * _S).items():
+            self._cell(start, key).merge(acc)
+
+    def add_stored(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Stored rollup rows: the period start, the key columns, the stat columns."""
+        hists = self._hists
         for row in rows:
-            cell(row[0], row[1:6]).add_stored(row[6:], hists)
-    return out
+            self._cell(row[0], row[1:6]).add_stored(row[6:], hists)
+
+
+def summaries_of(cells: dict[tuple[int | None, Any], Acc]) -> list[CallSummary]:
+    """The summary rows of a large window's cells (one bucket), sorted as ``summarize`` sorts
+    them: percentiles from the histograms (the ``approximate`` rule)."""
+    rows = [
+        CallSummary(
+            key=key,
+            calls=acc.calls,
+            errors=acc.errors,
+            input_tokens=acc.input_tokens,
+            output_tokens=acc.output_tokens,
+            cached_input_tokens=acc.cached,
+            reasoning_tokens=acc.reasoning,
+            cost_usd=acc.cost.finalize(),
+            unpriced_calls=acc.unpriced,
+            p50_latency_ms=histogram_percentile(acc.latency, 50),
+            p95_latency_ms=histogram_percentile(acc.latency, 95),
+            p50_ttft_ms=histogram_percentile(acc.ttft, 50),
+            median_tokens_per_sec=histogram_percentile(acc.speed, 50),
+        )
+        for (_, key), acc in cells.items()
+    ]
+    rows.sort(key=lambda r: (-r.cost_usd, -r.calls, r.key or ""))
+    return rows
+
+
+def buckets_of(cells: dict[tuple[int | None, Any], Acc]) -> list[TimeBucket]:
+    """The time buckets of a large window's cells, oldest first, then key (``None`` first)."""
+    series = [
+        TimeBucket(
+            start=from_ns(start),
+            key=key,
+            calls=acc.calls,
+            errors=acc.errors,
+            input_tokens=acc.input_tokens,
+            output_tokens=acc.output_tokens,
+            cached_input_tokens=acc.cached,
+            cost_usd=acc.cost.finalize(),
+            p50_latency_ms=histogram_percentile(acc.latency, 50),
+            p95_latency_ms=histogram_percentile(acc.latency, 95),
+            p50_ttft_ms=histogram_percentile(acc.ttft, 50),
+        )
+        for (start, key), acc in cells.items()
+        if start is not None
+    ]
+    series.sort(key=lambda b: (b.start, b.key is not None, b.key or ""))
+    return series

@@ -31,6 +31,7 @@ from .._exceptions import SchemaVersionError, StoreError
 from .._record import FIELD_DEFAULTS, LLMCall
 from .._rows import ATTRIBUTES, FIELDS, TIMESTAMP, Row
 from . import _rollup
+from ._base import from_ns, to_ns
 
 if TYPE_CHECKING:
     import sqlite3
@@ -237,19 +238,6 @@ _plain: Final = attrgetter(*PLAIN_FIELDS)
 _plain_of_row: Final = itemgetter(*(FIELDS.index(name) for name in PLAIN_FIELDS))
 _dumps: Final = json.JSONEncoder(separators=(",", ":")).encode  # ASCII: lone surrogates survive
 _loads: Final = json.loads
-
-
-def to_ns(moment: datetime) -> int:
-    """Integer nanoseconds since the epoch, UTC; a naive datetime is taken to be UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    delta = moment - _EPOCH
-    return ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1000
-
-
-def from_ns(ns: int) -> datetime:
-    """The aware UTC datetime of integer nanoseconds since the epoch (microsecond precision)."""
-    return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
 def encode_call(call: LLMCall | Row) -> tuple[Any, ...]:
