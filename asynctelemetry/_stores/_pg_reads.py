@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
+from . import _pg_rollup
 from ._base import CallSummary, group_field, window_percentile
 from ._pg_schema import COPY_COLUMNS, decode
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GET_SQL",
+    "REPRICED_SQL",
     "REPRICE_SQL",
     "SELECT_LIST",
     "TRACE_SQL",
@@ -127,7 +129,14 @@ TRACE_SQL: Final = f"SELECT {SELECT_LIST} FROM calls WHERE trace_id = $1 ORDER B
 REPRICE_SQL: Final = (
     "UPDATE calls AS c SET cost_usd = v.cost, price_version = $4 "
     "FROM unnest($1::text[], $2::timestamptz[], $3::numeric[]) AS v(call_id, ts, cost) "
-    "WHERE c.call_id = v.call_id AND c.ts = v.ts"
+    "WHERE c.call_id = v.call_id AND c.ts = v.ts RETURNING "
+    + ", ".join(f"c.{name.strip()}" for name in _pg_rollup.RAW_SQL.split(","))
+)
+#: The rows a repricing page changes, locked, as the rollups count them (before the change).
+REPRICED_SQL: Final = (
+    f"SELECT {', '.join(f'c.{name.strip()}' for name in _pg_rollup.RAW_SQL.split(','))} "
+    "FROM calls AS c JOIN unnest($1::text[], $2::timestamptz[]) AS v(call_id, ts) "
+    "ON c.call_id = v.call_id AND c.ts = v.ts FOR UPDATE OF c"
 )
 
 # Time per output token exactly as LLMCall.tpt_ms computes it (the same IEEE operations), NULL
@@ -295,13 +304,13 @@ async def pages(
 
 async def reprice(
     fetch: Callable[[str, Sequence[Any]], Awaitable[list[Any]]],
-    execute: Callable[..., Awaitable[None]],
+    write: Callable[[list[str], list[datetime], list[Decimal], str], Awaitable[None]],
     table: PriceTable,
     filters: Filters,
     page: int,
 ) -> int:
-    """Price the calls that pass ``filters`` again, a keyset page at a time, and write each
-    page's changed costs (and ``table.version``) in one ``UPDATE``; return how many changed."""
+    """Price the calls that pass ``filters`` again, a keyset page at a time, and ``write`` each
+    page's changed costs (and ``table.version``); return how many changed."""
     version = table.version
     changed = 0
     after: tuple[datetime, int] | None = None
@@ -318,7 +327,7 @@ async def reprice(
                 stamps.append(call.timestamp)
                 costs.append(Decimal(cost))
         if ids:
-            await execute(REPRICE_SQL, ids, stamps, costs, version)
+            await write(ids, stamps, costs, version)
             changed += len(ids)
         if len(rows) < page:
             return changed

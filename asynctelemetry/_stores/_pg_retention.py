@@ -11,6 +11,10 @@ transactions of at most ``batch`` rows. A pass takes a session advisory lock, so
 sharing a database never both trim it; the one that finds the lock taken skips its pass.
 
 Each pass also creates the partitions of the coming days, so writers rarely wait on one.
+
+The rollups follow: rows deleted one by one leave them in the deleting transaction; a dropped
+day's periods are deleted between its detach and its drop (a process that dies in that moment
+leaves them to the next pass of retention over that day, if a call of it arrives again).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import asyncio
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+from . import _pg_rollup
 from ._pg_schema import ensure_partitions, existing_partitions
 from ._retention import Retention
 
@@ -121,6 +126,7 @@ class PgRetention(Retention):
         # Our own name (calls_YYYYMMDD, read back from the catalog and checked): no parameters in
         # DDL. CONCURRENTLY waits for queries that use the partition instead of blocking others.
         await conn.execute(f"ALTER TABLE calls DETACH PARTITION {name} CONCURRENTLY")
+        await _pg_rollup.forget_day(conn, day)
         await conn.execute(f"DROP TABLE IF EXISTS {name}")
         self._known.discard(day)
         self.dropped_partitions += 1
@@ -130,11 +136,15 @@ class PgRetention(Retention):
     async def _delete_oldest(self, conn: asyncpg.Connection, name: str, count: int) -> int:
         deleted = 0
         while count > 0:
-            status = await conn.execute(
-                f"DELETE FROM {name} WHERE id IN (SELECT id FROM {name} ORDER BY ts, id LIMIT $1)",
-                min(self.batch, count),
-            )
-            n = int(status.split()[-1])
+            async with conn.transaction():
+                gone = await conn.fetch(
+                    f"DELETE FROM {name} WHERE id IN "
+                    f"(SELECT id FROM {name} ORDER BY ts, id LIMIT $1) "
+                    f"RETURNING {_pg_rollup.RAW_SQL}",
+                    min(self.batch, count),
+                )
+                await _pg_rollup.forget(conn, [_pg_rollup.raw_of(row) for row in gone])
+            n = len(gone)
             if n == 0:
                 break
             deleted += n
@@ -153,6 +163,8 @@ async def _finish_detaches(conn: asyncpg.Connection) -> None:
     for (name,) in rows:
         if name.startswith("calls_") and name[6:].isdigit():
             await conn.execute(f"ALTER TABLE calls DETACH PARTITION {name} FINALIZE")
+            day = date(int(name[6:10]), int(name[10:12]), int(name[12:14]))
+            await _pg_rollup.forget_day(conn, day)
             await conn.execute(f"DROP TABLE IF EXISTS {name}")
 
 

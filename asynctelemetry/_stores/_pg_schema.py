@@ -27,6 +27,8 @@ Version history:
 2. adds the index ``calls_trace_ts`` on ``(trace_id, ts)`` (every partition), for lookups by
    trace (``PostgresStore.trace``); lookups by ``call_id`` use the ``UNIQUE (call_id, ts)``
    index. Building it reads every partition once, under a lock that holds writes back.
+3. adds the ``rollup`` table (:mod:`._pg_rollup`), built from the stored calls a partition at a
+   time in the migrating transaction (about a minute per 10,000,000 calls on 2 cores).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Final
 from .._exceptions import SchemaVersionError, StoreError
 from .._record import LLMCall
 from .._rows import ATTRIBUTES, FIELDS, TIMESTAMP, Row
+from . import _pg_rollup
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -63,7 +66,7 @@ __all__ = [
     "prepare",
 ]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 #: Advisory lock keys (namespace, key): ``ascii('atlm')`` and one key per job.
 _NAMESPACE: Final = 0x61746C6D
 LOCK_MIGRATE: Final = (_NAMESPACE, 1)
@@ -129,6 +132,7 @@ def _create_v1() -> list[str]:
 #: ``MIGRATIONS[n]`` takes a database from version ``n`` to ``n + 1`` (statements, in order).
 MIGRATIONS: Final[dict[int, list[str]]] = {
     1: ["CREATE INDEX IF NOT EXISTS calls_trace_ts ON calls (trace_id, ts)"],
+    2: list(_pg_rollup.TABLE_SQL),  # then the rollups are built from the stored calls
 }
 
 #: The writer's staging table: one per connection, emptied at every commit.
@@ -179,6 +183,8 @@ async def prepare(conn: asyncpg.Connection, where: str) -> int:
             steps += MIGRATIONS[version]
         for sql in steps:
             await conn.execute(sql)
+        if 0 < found < 3:  # a database that has calls and no rollups yet
+            await _pg_rollup.rebuild(conn, sorted((await existing_partitions(conn)).values()))
         if found != SCHEMA_VERSION:
             await conn.execute("DELETE FROM asynctelemetry_schema")
             await conn.execute(

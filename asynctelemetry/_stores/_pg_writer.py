@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 from .._batching import Retryable
 from .._exceptions import StoreError
+from . import _pg_rollup
 from ._pg_schema import (
     COPY_COLUMNS,
     MERGE_SQL,
@@ -42,6 +44,12 @@ __all__ = ["PgWriter", "is_db_error", "reason", "redact"]
 logger = logging.getLogger("asynctelemetry")
 #: Rows encoded per step of a COPY: the event loop gets control back between steps.
 _ENCODE_STEP: Final = 32
+#: A COPY row → the values the rollups count, in ``_pg_rollup.RAW_SQL`` order.
+_RAW_OF_COPY: Final = itemgetter(
+    *(COPY_COLUMNS.index(name.strip()) for name in _pg_rollup.RAW_SQL.split(","))
+)
+#: The staging merge, returning what the rollups count of each call it stored.
+_MERGE_RETURNING: Final = f"{MERGE_SQL} RETURNING {_pg_rollup.RAW_SQL}"
 #: SQLSTATE classes worth retrying: connection, transaction rollback (deadlock, serialization),
 #: insufficient resources (disk full), lock not available, operator intervention (shutdown,
 #: restart), system error, internal error.
@@ -177,7 +185,12 @@ class PgWriter:
         """
         await ensure_partitions(conn, days_of(batch), self.known_days)
         try:
-            await conn.copy_records_to_table("calls", records=_encoded(batch), columns=COPY_COLUMNS)
+            async with conn.transaction():
+                raw: list[tuple[Any, ...]] = []
+                await conn.copy_records_to_table(
+                    "calls", records=_encoded(batch, raw), columns=COPY_COLUMNS
+                )
+                await _pg_rollup.remember(conn, raw)
             return len(batch), []
         except self.pg.UniqueViolationError:
             pass
@@ -188,9 +201,10 @@ class PgWriter:
         try:
             async with conn.transaction():
                 await conn.copy_records_to_table(
-                    STAGING, records=_encoded(batch), columns=COPY_COLUMNS
+                    STAGING, records=_encoded(batch, []), columns=COPY_COLUMNS
                 )
-                status = await conn.execute(MERGE_SQL)
+                stored = await conn.fetch(_MERGE_RETURNING)
+                await _pg_rollup.remember(conn, [_pg_rollup.raw_of(row) for row in stored])
         except Exception as exc:
             if not self._is_row_error(exc):
                 raise
@@ -205,8 +219,9 @@ class PgWriter:
                         if not self._is_row_error(row_exc):
                             raise
                         rejected.append((_call_id(call), reason(row_exc)))
-                status = await conn.execute(MERGE_SQL)
-        return int(status.split()[-1]), rejected
+                stored = await conn.fetch(_MERGE_RETURNING)
+                await _pg_rollup.remember(conn, [_pg_rollup.raw_of(row) for row in stored])
+        return len(stored), rejected
 
     def _is_row_error(self, exc: BaseException) -> bool:
         """A value the server or the codec cannot take (class 22: data exception)."""
@@ -217,10 +232,15 @@ class PgWriter:
         return str(getattr(exc, "sqlstate", "") or "").startswith("22")
 
 
-async def _encoded(batch: list[LLMCall | Row]) -> AsyncIterator[list[Any]]:
-    """The batch's COPY rows, a step at a time, giving the event loop control between steps."""
+async def _encoded(
+    batch: list[LLMCall | Row], raw: list[tuple[Any, ...]]
+) -> AsyncIterator[list[Any]]:
+    """The batch's COPY rows, a step at a time, giving the event loop control between steps;
+    ``raw`` receives what the rollups count of each row sent."""
     for start in range(0, len(batch), _ENCODE_STEP):
-        for row in list(map(pg_row, batch[start : start + _ENCODE_STEP])):
+        rows = list(map(pg_row, batch[start : start + _ENCODE_STEP]))
+        raw.extend(_pg_rollup.raw_of(_RAW_OF_COPY(row)) for row in rows)
+        for row in rows:
             yield row
         await asyncio.sleep(0)
 

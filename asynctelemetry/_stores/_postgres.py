@@ -29,17 +29,29 @@ from .._batching import (
 from .._exceptions import ConfigError, StoreClosedError, StoreError, require, require_int
 from .._rows import Row, Rows
 from .._stats import StoreStats
+from . import _base, _pg_rollup
 from . import _pg_reads as r
-from ._base import CallSummary, Filters, GroupBy, TimeBucket, bucket_ns, check_id, check_limit
+from ._base import (
+    CallSummary,
+    Filters,
+    GroupBy,
+    TimeBucket,
+    bucket_ns,
+    check_id,
+    check_limit,
+    group_field,
+)
 from ._pg_retention import PgRetention
 from ._pg_schema import decode
 from ._pg_writer import PgWriter, is_db_error, reason, redact
 from ._replay import paced
 from ._retention import parse_max_age, parse_max_rows
+from ._rollup import Acc, buckets_of, summaries_of
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
     from datetime import datetime, timedelta
+    from decimal import Decimal
     from types import TracebackType
 
     import asyncpg
@@ -383,11 +395,18 @@ class PostgresStore(QueueOwner):
         a page); calls written meanwhile are repriced if they sort after the page being read.
         """
         filters = Filters(since, until, model, provider, session_id, status)
-        return await r.reprice(self._fetch, self._execute, table, filters, PAGE)
+        return await r.reprice(self._fetch, self._reprice_page, table, filters, PAGE)
 
-    async def _execute(self, sql: str, *params: Any) -> None:
-        async with self._connection() as conn:
-            await conn.execute(sql, *params)
+    async def _reprice_page(
+        self, ids: list[str], stamps: list[datetime], costs: list[Decimal], version: str
+    ) -> None:
+        """One transaction: the page's calls leave the rollups with their old costs, take the
+        new ones, and join the rollups again."""
+        async with self._connection() as conn, conn.transaction():
+            old = await conn.fetch(r.REPRICED_SQL, ids, stamps)
+            await _pg_rollup.forget(conn, [_pg_rollup.raw_of(row) for row in old])
+            new = await conn.fetch(r.REPRICE_SQL, ids, stamps, costs, version)
+            await _pg_rollup.remember(conn, [_pg_rollup.raw_of(row) for row in new])
 
     # -- retention ------------------------------------------------------------------------------
     async def enforce_retention(self) -> int:
@@ -479,6 +498,9 @@ class PostgresStore(QueueOwner):
     ) -> list[CallSummary]:
         """One row per group, computed by the server; equal to ``summarize()`` of the calls."""
         filters = Filters(since, until, model, provider, session_id, status)
+        cells = await self._large(filters, group_field(by), None, ("latency", "ttft", "speed"))
+        if cells is not None:
+            return summaries_of(cells)
         sql, params = r.summary_sql(by, filters)
         return r.summary_rows(await self._fetch(sql, params))
 
@@ -496,10 +518,38 @@ class PostgresStore(QueueOwner):
     ) -> list[TimeBucket]:
         """The calls that pass the filters in fixed time buckets (aligned to the epoch, UTC),
         optionally also by a group; oldest bucket first, then key."""
-        width = bucket_ns(bucket) // 1000
+        width_ns = bucket_ns(bucket)
         filters = Filters(since, until, model, provider, session_id, status)
-        sql, params = r.timeseries_sql(width, by, filters)
+        column = None if by is None else group_field(by)
+        cells = await self._large(filters, column, width_ns, ("latency", "ttft"))
+        if cells is not None:
+            return buckets_of(cells)
+        sql, params = r.timeseries_sql(width_ns // 1000, by, filters)
         return r.timeseries_rows(await self._fetch(sql, params), TimeBucket)
+
+    async def _large(
+        self,
+        filters: Filters,
+        column: str | None,
+        width_ns: int | None,
+        hists: tuple[str, ...],
+    ) -> dict[tuple[int | None, Any], Acc] | None:
+        """The window's cells from the rollups when it holds more than ``EXACT_LIMIT`` calls
+        (its percentiles then follow the approximate rule, which the histograms give); else
+        ``None``: the exact SQL answers. One connection, one snapshot for every part."""
+        async with (
+            self._connection() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+
+            async def fetch(sql: str, params: Sequence[Any]) -> list[Any]:
+                rows: list[Any] = await conn.fetch(sql, *params)
+                return rows
+
+            cells = await _pg_rollup.rolled(fetch, filters, column, width_ns, hists)
+        if cells is None or sum(acc.calls for acc in cells.values()) <= _base.EXACT_LIMIT:
+            return None
+        return cells
 
     def replay(
         self,

@@ -23,6 +23,9 @@ import asyncpg
 import pytest
 
 from asynctelemetry import LLMCall, PostgresStore, PriceTable, StoreError, open_store
+from asynctelemetry._stores import _base
+from asynctelemetry._stores._base import summarize, timeseries
+from asynctelemetry._stores._pg_schema import SCHEMA_VERSION
 from tests.conftest import T0, make_call
 from tests.pg import start_server, stop_server
 
@@ -80,7 +83,7 @@ async def test_open_creates_the_schema_and_the_coming_days(pg_dsn: str) -> None:
     assert await _partitions(pg_dsn) == wanted
     conn = await asyncpg.connect(pg_dsn)
     try:
-        assert await conn.fetch("SELECT version FROM asynctelemetry_schema") == [(2,)]
+        assert await conn.fetch("SELECT version FROM asynctelemetry_schema") == [(SCHEMA_VERSION,)]
     finally:
         await conn.close()
 
@@ -96,13 +99,14 @@ async def test_version_1_database_gets_the_trace_index(pg_dsn: str) -> None:
     conn = await asyncpg.connect(pg_dsn)
     try:  # back to version 1: the same tables, no trace index
         await conn.execute("DROP INDEX calls_trace_ts")
+        await conn.execute("DROP TABLE rollup")
         await conn.execute("UPDATE asynctelemetry_schema SET version = 1")
         assert not await conn.fetch("SELECT 1 FROM pg_indexes WHERE indexdef LIKE '%trace_id%'")
         async with PostgresStore(pg_dsn) as store:
             assert await store.trace("t2") == calls[2::3]
             assert await store.get("call-000004") == calls[4]
             assert await store.query() == calls
-        assert await conn.fetch("SELECT version FROM asynctelemetry_schema") == [(2,)]
+        assert await conn.fetch("SELECT version FROM asynctelemetry_schema") == [(SCHEMA_VERSION,)]
         indexed = {
             row[0]
             for row in await conn.fetch(
@@ -199,6 +203,44 @@ def _run_all(commands: list[list[str]]) -> list[str]:
     return outputs
 
 
+async def test_version_2_database_gets_its_rollups(pg_dsn: str) -> None:
+    """A database of schema version 2 (calls over several days, no rollups) is migrated on
+    open: the rollups are built from every partition, and large windows read from them give
+    the rows the calls give; writes after the migration keep them exact."""
+    calls = [
+        make_call(
+            i,
+            timestamp=T0 + timedelta(seconds=3607 * i + (i * i) % 53),
+            route_name=f"r{i % 3}",
+            request_model=("a", None)[i % 2],
+        )
+        for i in range(120)  # five days
+    ]
+    async with PostgresStore(pg_dsn) as store:
+        await store.add_many(calls[:100])
+    conn = await asyncpg.connect(pg_dsn)
+    try:  # back to version 2: the same calls, no rollups
+        await conn.execute("DROP TABLE rollup")
+        await conn.execute("UPDATE asynctelemetry_schema SET version = 2")
+        async with PostgresStore(pg_dsn) as store:
+            assert await conn.fetchval("SELECT count(*) FROM rollup") > 0
+            await store.add_many(calls[100:])
+            await store.flush()
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(_base, "EXACT_LIMIT", 3)
+                for by in ("model", "route", "request_model"):
+                    assert await store.summary(by=by) == summarize(calls, by)
+                window = {
+                    "since": T0 + timedelta(hours=30, minutes=7),
+                    "until": T0 + timedelta(days=4),
+                }
+                chosen = [c for c in calls if window["since"] <= c.timestamp < window["until"]]
+                assert await store.timeseries(bucket="1h", **window) == timeseries(chosen, "1h")
+        assert await conn.fetch("SELECT version FROM asynctelemetry_schema") == [(SCHEMA_VERSION,)]
+    finally:
+        await conn.close()
+
+
 async def test_migrations_racing(pg_dsn: str) -> None:
     """Several processes opening a new database at once: one creates the schema, the others
     wait on the advisory lock and find it ready; every one of them can write."""
@@ -214,7 +256,7 @@ async def test_migrations_racing(pg_dsn: str) -> None:
         assert await store.count() == 4
     conn = await asyncpg.connect(pg_dsn)
     try:
-        assert await conn.fetch("SELECT version FROM asynctelemetry_schema") == [(2,)]
+        assert await conn.fetch("SELECT version FROM asynctelemetry_schema") == [(SCHEMA_VERSION,)]
     finally:
         await conn.close()
 
