@@ -10,8 +10,10 @@
    an idle loop for the same time: on a machine shared with other processes that is the floor
    (the loop waits for a core, not for the store).
 3. With N calls stored (generated server-side over 30 days with ``INSERT … SELECT
-   generate_series``): ``summary(by="model")`` of the last day, ``timeseries`` of the last day in
-   5-minute buckets, and retention dropping one day's partition. Target < 1 s each.
+   generate_series``, then the rollups built from them): ``summary(by="model")`` and
+   ``timeseries`` of the last day (5-minute buckets) and of the last 7 days (1-hour buckets),
+   each beside the same read ranked in SQL over every call (the store without rollups, in the
+   same run), and retention dropping one day's partition. Target < 1 s each.
 
 The server is started for the run (initdb into a temp dir, default durability: fsync on) from
 Debian's binaries, or ``$ASYNCTELEMETRY_TEST_POSTGRES`` is used.
@@ -23,11 +25,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -35,13 +37,26 @@ import asyncpg
 from _common import LagMonitor, machine, table
 
 from asynctelemetry import LLMCall, PostgresStore
-from asynctelemetry._stores._pg_schema import COPY_COLUMNS, pg_row
+from asynctelemetry._stores import _base, _pg_rollup
+from asynctelemetry._stores._pg_schema import (
+    COPY_COLUMNS,
+    ensure_partitions,
+    existing_partitions,
+    pg_row,
+)
+from asynctelemetry._stores._postgres import POSTGRES_QUEUE
 from tests.pg import fresh_schema, start_server, stop_server
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+#: The store's rule: windows of more calls than this are read from the rollups.
+EXACT_LIMIT = _base.EXACT_LIMIT
 
 MODELS = ("gpt-4o", "claude-sonnet-4-5", "gemini-2.5-flash", "gpt-4o-mini")
 PROVIDERS = ("openai", "anthropic", "google", "openai")
 CHUNK = 512
-TRANSACTION: int = inspect.signature(PostgresStore).parameters["batch_size"].default
+TRANSACTION: int = POSTGRES_QUEUE.batch_size  # the store's default batch
 
 
 def full_call(i: int, when: datetime) -> LLMCall:
@@ -149,6 +164,16 @@ FROM generate_series($3::bigint, $4::bigint) AS i
 """
 
 
+async def best_of_3(read: Callable[[], Awaitable[object]]) -> float:
+    """The fastest of three runs of ``read``, in seconds."""
+    times = []
+    for _ in range(3):
+        began = time.perf_counter()
+        await read()
+        times.append(time.perf_counter() - began)
+    return min(times)
+
+
 async def volume(dsn: str, total: int) -> list[tuple[str, str]]:
     now = datetime.now(UTC)
     start = now - timedelta(days=30)
@@ -157,8 +182,6 @@ async def volume(dsn: str, total: int) -> list[tuple[str, str]]:
         conn = await asyncpg.connect(dsn)
         try:
             days = {(start + timedelta(days=d)).date() for d in range(32)}
-            from asynctelemetry._stores._pg_schema import ensure_partitions
-
             await ensure_partitions(conn, days, set())
             began = time.perf_counter()
             step = 500_000
@@ -166,26 +189,42 @@ async def volume(dsn: str, total: int) -> list[tuple[str, str]]:
                 await conn.execute(GENERATE, start, spacing, first, min(first + step, total) - 1)
             generated = time.perf_counter() - began
             await conn.execute("ANALYZE calls")
+            # Calls written around the store are not in its rollups: build them, as the
+            # migration of a schema-2 database does.
+            began = time.perf_counter()
+            async with conn.transaction():
+                partitions = await existing_partitions(conn)
+                await _pg_rollup.rebuild(conn, [partitions[d] for d in sorted(partitions)])
+            rebuilt = time.perf_counter() - began
         finally:
             await conn.close()
         day = now - timedelta(days=1)
+        week = now - timedelta(days=7)
         rows: list[tuple[str, str]] = [
-            (f"generate {total:,} calls server-side (+ANALYZE)", f"{generated:.1f} s")
+            (f"generate {total:,} calls server-side (+ANALYZE)", f"{generated:.1f} s"),
+            ("build the rollups from them (the schema-2 migration's step)", f"{rebuilt:.1f} s"),
         ]
-        for name, read in (
+        reads = (
             ("summary(by='model') of the last day", lambda: store.summary(since=day)),
             (
                 "timeseries(bucket='5m') of the last day",
                 lambda: store.timeseries(bucket="5m", since=day, until=now),
             ),
-            ("count() of everything", lambda: store.count()),
-        ):
-            times = []
-            for _ in range(3):
-                began = time.perf_counter()
-                await read()
-                times.append(time.perf_counter() - began)
-            rows.append((name, f"{min(times) * 1000:.0f} ms (best of 3)"))
+            ("summary(by='model') of the last 7 days", lambda: store.summary(since=week)),
+            (
+                "timeseries(bucket='1h') of the last 7 days",
+                lambda: store.timeseries(bucket="1h", since=week, until=now),
+            ),
+        )
+        for name, read in reads:
+            rolled = await best_of_3(read)
+            _base.EXACT_LIMIT = 10**12  # the baseline: every call ranked in SQL, no rollups
+            try:
+                exact = await best_of_3(read)
+            finally:
+                _base.EXACT_LIMIT = EXACT_LIMIT
+            rows.append((name, f"{rolled * 1000:.0f} ms (exact SQL: {exact * 1000:.0f} ms)"))
+        rows.append(("count() of everything", f"{await best_of_3(store.count) * 1000:.0f} ms"))
         count = await store.count(since=day)
         rows.append(("calls in the last day", f"{count:,}"))
         first_end = datetime.combine(start.date() + timedelta(days=1), datetime.min.time(), UTC)

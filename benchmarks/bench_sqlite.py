@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import inspect
 import os
 import sqlite3
 import sys
@@ -34,13 +33,14 @@ from _common import LagMonitor, machine, table
 
 from asynctelemetry import LLMCall, SQLiteStore
 from asynctelemetry._stores._schema import INSERT_SQL, encode_call, prepare
+from asynctelemetry._stores._sqlite import SQLITE_QUEUE
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 MODELS = ("gpt-4o", "claude-sonnet-4-5", "gemini-2.5-flash", "gpt-4o-mini")
 PROVIDERS = ("openai", "anthropic", "google", "openai")
 BATCH = 512
 #: Calls per transaction: the store's default ``batch_size``, for both sides.
-TRANSACTION: int = inspect.signature(SQLiteStore).parameters["batch_size"].default
+TRANSACTION: int = SQLITE_QUEUE.batch_size  # the store's default batch
 
 
 def full_call(i: int) -> LLMCall:

@@ -32,11 +32,13 @@ from ._rollup import (
     KEY_COLUMNS,
     STAT_COLUMNS,
     Acc,
+    Cell,
     Cells,
     by_period,
     changes,
     key_filters,
     levels_for,
+    levels_from,
     levels_of,
     plan,
 )
@@ -58,6 +60,7 @@ __all__ = [
     "raw_of",
     "rebuild",
     "remember",
+    "remember_minutes",
     "rolled",
 ]
 
@@ -90,7 +93,7 @@ _UPDATE: Final = (
     f"WHERE id = ${len(STAT_COLUMNS) + 1}"
 )
 #: Periods changed per step: the loop gets control back between steps.
-_STEP: Final = 64
+_STEP: Final = 16
 _S: Final = 1_000_000_000
 
 
@@ -111,6 +114,12 @@ async def remember(conn: asyncpg.Connection, raw: Sequence[Sequence[Any]]) -> No
     """Add calls just stored (their :func:`raw_of` values), in the caller's transaction."""
     if raw:
         await _write(conn, levels_of(raw), 1)
+
+
+async def remember_minutes(conn: asyncpg.Connection, minutes: dict[Cell, Acc]) -> None:
+    """Add calls just stored, already counted into minutes (:func:`~._rollup.count_minutes`)."""
+    if minutes:
+        await _write(conn, levels_from(minutes), 1)
 
 
 async def forget(conn: asyncpg.Connection, raw: Sequence[Sequence[Any]]) -> None:

@@ -29,6 +29,7 @@ from ._pg_schema import (
     pg_row,
     prepare,
 )
+from ._rollup import count_minutes
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
     from .._record import LLMCall
     from .._rows import Row
+    from ._rollup import Acc, Cell
 
 __all__ = ["PgWriter", "is_db_error", "reason", "redact"]
 
@@ -186,11 +188,11 @@ class PgWriter:
         await ensure_partitions(conn, days_of(batch), self.known_days)
         try:
             async with conn.transaction():
-                raw: list[tuple[Any, ...]] = []
+                minutes: dict[Cell, Acc] = {}
                 await conn.copy_records_to_table(
-                    "calls", records=_encoded(batch, raw), columns=COPY_COLUMNS
+                    "calls", records=_encoded(batch, minutes), columns=COPY_COLUMNS
                 )
-                await _pg_rollup.remember(conn, raw)
+                await _pg_rollup.remember_minutes(conn, minutes)
             return len(batch), []
         except self.pg.UniqueViolationError:
             pass
@@ -201,7 +203,7 @@ class PgWriter:
         try:
             async with conn.transaction():
                 await conn.copy_records_to_table(
-                    STAGING, records=_encoded(batch, []), columns=COPY_COLUMNS
+                    STAGING, records=_encoded(batch, None), columns=COPY_COLUMNS
                 )
                 stored = await conn.fetch(_MERGE_RETURNING)
                 await _pg_rollup.remember(conn, [_pg_rollup.raw_of(row) for row in stored])
@@ -233,13 +235,14 @@ class PgWriter:
 
 
 async def _encoded(
-    batch: list[LLMCall | Row], raw: list[tuple[Any, ...]]
+    batch: list[LLMCall | Row], minutes: dict[Cell, Acc] | None
 ) -> AsyncIterator[list[Any]]:
     """The batch's COPY rows, a step at a time, giving the event loop control between steps;
-    ``raw`` receives what the rollups count of each row sent."""
+    each step's calls are also counted into ``minutes`` for the rollups, when given."""
     for start in range(0, len(batch), _ENCODE_STEP):
         rows = list(map(pg_row, batch[start : start + _ENCODE_STEP]))
-        raw.extend(_pg_rollup.raw_of(_RAW_OF_COPY(row)) for row in rows)
+        if minutes is not None:
+            count_minutes([_pg_rollup.raw_of(_RAW_OF_COPY(row)) for row in rows], minutes)
         for row in rows:
             yield row
         await asyncio.sleep(0)

@@ -47,16 +47,19 @@ __all__ = [
     "STAT_COLUMNS",
     "TABLE_SQL",
     "Acc",
+    "Cell",
     "Cells",
     "FSum",
     "add_days",
     "buckets_of",
     "by_period",
     "changes",
+    "count_minutes",
     "forget",
     "include",
     "key_filters",
     "levels_for",
+    "levels_from",
     "levels_of",
     "plan",
     "rebuild",
@@ -379,8 +382,20 @@ def exact_partials(values: list[float]) -> list[float]:
 def levels_of(rows: Iterable[Sequence[Any]]) -> dict[tuple[int, int, tuple[Any, ...]], Acc]:
     """Every level's cells for these raw rows (:data:`RAW_COLUMNS` values; the finest level
     counted, the others merged)."""
+    return levels_from(count_minutes(rows))
+
+
+def count_minutes(
+    rows: Iterable[Sequence[Any]], minutes: dict[Cell, Acc] | None = None
+) -> dict[Cell, Acc]:
+    """Raw rows counted into the finest level's cells (into ``minutes``, when given: a writer
+    counts a batch a step at a time)."""
+    return _accumulate(rows, LEVELS[-1] * _S, minutes)
+
+
+def levels_from(minutes: dict[Cell, Acc]) -> dict[tuple[int, int, tuple[Any, ...]], Acc]:
+    """Every level's cells from the finest level's (the coarser ones merged from them)."""
     finest = LEVELS[-1]
-    minutes = _accumulate(rows, finest * _S)
     out: dict[tuple[int, int, tuple[Any, ...]], Acc] = {
         (finest, start, key): acc for (start, key), acc in minutes.items()
     }

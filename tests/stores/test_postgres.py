@@ -378,6 +378,9 @@ async def test_retention_drops_old_partitions_while_writers_run(pg_dsn: str) -> 
         assert all(name >= f"calls_{cutoff:%Y%m%d}" for name in await _partitions(pg_dsn))
         assert await store.count() == len(written)
         assert await store.enforce_retention() == 0
+        with pytest.MonkeyPatch.context() as patch:  # the dropped days left the rollups too
+            patch.setattr(_base, "EXACT_LIMIT", 3)
+            assert await store.summary() == summarize(written)
 
 
 async def test_max_rows_keeps_the_newest(pg_dsn: str) -> None:
@@ -389,6 +392,26 @@ async def test_max_rows_keeps_the_newest(pg_dsn: str) -> None:
         assert await store.enforce_retention() == 7
         assert await store.query() == calls[-5:]
         assert store.retention.dropped_partitions == 2
+        with pytest.MonkeyPatch.context() as patch:  # deleted rows left the rollups too
+            patch.setattr(_base, "EXACT_LIMIT", 3)
+            assert await store.summary() == summarize(calls[-5:])
+            assert await store.timeseries(bucket="1d") == timeseries(calls[-5:], "1d")
+
+
+async def test_rollups_count_a_batch_with_stored_calls_once(pg_dsn: str) -> None:
+    """A batch holding calls stored before takes the staging merge: the rollups count only the
+    calls it stored (what the merge returned), never a duplicate."""
+    calls = [make_call(i, timestamp=T0 + timedelta(minutes=7 * i)) for i in range(40)]
+    async with PostgresStore(pg_dsn) as store:
+        await store.add_many(calls[:25])
+        await store.flush()
+        await store.add_many([*calls[10:], *calls[:5]])  # 20 stored before, 15 new
+        await store.flush()
+        assert store.duplicates == 20
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_base, "EXACT_LIMIT", 3)
+            assert await store.summary(by="route") == summarize(calls, "route")
+            assert await store.timeseries(bucket="1h") == timeseries(calls, "1h")
 
 
 def test_open_store_takes_postgres_urls() -> None:
