@@ -36,6 +36,7 @@ from ._rollup import (
     Cells,
     by_period,
     changes,
+    count_minutes,
     key_filters,
     levels_for,
     levels_from,
@@ -84,15 +85,12 @@ RAW_SQL: Final = (
     "cached_input_tokens, reasoning_tokens, cost_usd, duration_ms, ttft_ms"
 )
 _STORED: Final = f"SELECT id, width_s, start_ns, {_KEYS}, {_STATS} FROM rollup"
-_INSERT: Final = (
-    f"INSERT INTO rollup (width_s, start_ns, {_KEYS}, {_STATS}) VALUES "
-    f"({', '.join(f'${i}' for i in range(1, 3 + len(KEY_COLUMNS) + len(STAT_COLUMNS)))})"
-)
+_INSERT_COLUMNS: Final = ("width_s", "start_ns", *KEY_COLUMNS, *STAT_COLUMNS)
 _UPDATE: Final = (
     f"UPDATE rollup SET {', '.join(f'{c} = ${i}' for i, c in enumerate(STAT_COLUMNS, 1))} "
     f"WHERE id = ${len(STAT_COLUMNS) + 1}"
 )
-#: Periods changed per step: the loop gets control back between steps.
+#: Periods worked out per step: the loop gets control back between steps.
 _STEP: Final = 16
 _S: Final = 1_000_000_000
 
@@ -141,54 +139,62 @@ async def forget_day(conn: asyncpg.Connection, day: date) -> None:
 async def _write(
     conn: asyncpg.Connection, cells: dict[tuple[int, int, tuple[Any, ...]], Acc], sign: int
 ) -> None:
-    """Add (``sign=1``) or subtract (``-1``) ``cells``: read the periods' rows, then write what
-    :func:`~._rollup.changes` says, under the rollup lock (in the caller's transaction)."""
+    """Add (``sign=1``) or subtract (``-1``) ``cells``: read the periods' rows in one query,
+    work out what :func:`~._rollup.changes` says a few periods per step (the loop breathes
+    between steps), then write it: new rows by COPY, changed ones in one ``executemany``.
+    Under the rollup lock, in the caller's transaction."""
     periods = list(by_period(cells).items())
+    if not periods:
+        return
     await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *LOCK_ROLLUP)
+    rows = await conn.fetch(
+        f"{_STORED} WHERE (width_s, start_ns) IN "
+        "(SELECT * FROM unnest($1::integer[], $2::bigint[]))",
+        [width for (width, _), _ in periods],
+        [start for (_, start), _ in periods],
+    )
+    stored: dict[tuple[int, int], dict[tuple[Any, ...], tuple[Any, Sequence[Any]]]] = {}
+    for row in rows:
+        values = tuple(row)
+        stored.setdefault((values[1], values[2]), {})[values[3:8]] = (values[0], values[8:])
+    inserts: list[tuple[Any, ...]] = []
+    updates: list[tuple[Any, ...]] = []
+    deletes: list[Any] = []
     for first in range(0, len(periods), _STEP):
-        step = periods[first : first + _STEP]
-        rows = await conn.fetch(
-            f"{_STORED} WHERE (width_s, start_ns) IN "
-            "(SELECT * FROM unnest($1::integer[], $2::bigint[]))",
-            [width for (width, _), _ in step],
-            [start for (_, start), _ in step],
-        )
-        stored: dict[tuple[int, int], dict[tuple[Any, ...], tuple[Any, Sequence[Any]]]] = {}
-        for row in rows:
-            values = tuple(row)
-            stored.setdefault((values[1], values[2]), {})[values[3:8]] = (values[0], values[8:])
-        inserts, updates, deletes = [], [], []
-        for (width, start), members in step:
-            for kind, values in changes(
-                stored.get((width, start), {}), width, start, members, sign
-            ):
+        for (width, start), members in periods[first : first + _STEP]:
+            held = stored.get((width, start), {})
+            for kind, values in changes(held, width, start, members, sign):
                 if kind == "insert":
                     inserts.append(values)
                 elif kind == "update":
                     updates.append(values)
                 else:
                     deletes.append(values[0])
-        if inserts:
-            await conn.executemany(_INSERT, inserts)
-        if updates:
-            await conn.executemany(_UPDATE, updates)
-        if deletes:
-            await conn.execute("DELETE FROM rollup WHERE id = ANY($1::bigint[])", deletes)
         await asyncio.sleep(0)
+    if inserts:
+        await conn.copy_records_to_table("rollup", records=inserts, columns=_INSERT_COLUMNS)
+    if updates:
+        await conn.executemany(_UPDATE, updates)
+    if deletes:
+        await conn.execute("DELETE FROM rollup WHERE id = ANY($1::bigint[])", deletes)
 
 
 async def rebuild(conn: asyncpg.Connection, partitions: Iterable[str]) -> None:
     """Build the rollups from every stored call, one day partition at a time (a migration step,
-    in its transaction; ``partitions`` are our own checked ``calls_YYYYMMDD`` names)."""
+    in its transaction; ``partitions`` are our own checked ``calls_YYYYMMDD`` names). Every
+    period nests in one day, so a partition's periods are new rows: nothing is read back."""
     await conn.execute("DELETE FROM rollup")
     for name in partitions:
+        minutes: dict[Cell, Acc] = {}
         raw: list[tuple[Any, ...]] = []
         async for record in conn.cursor(f"SELECT {RAW_SQL} FROM {name}", prefetch=10_000):
             raw.append(raw_of(record))
-            if len(raw) >= 50_000:
-                await remember(conn, raw)
+            if len(raw) >= 10_000:
+                count_minutes(raw, minutes)
                 raw = []
-        await remember(conn, raw)
+                await asyncio.sleep(0)
+        count_minutes(raw, minutes)
+        await remember_minutes(conn, minutes)
 
 
 def _midnight(day: date) -> datetime:
