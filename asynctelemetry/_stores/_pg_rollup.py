@@ -90,8 +90,8 @@ _UPDATE: Final = (
     f"UPDATE rollup SET {', '.join(f'{c} = ${i}' for i, c in enumerate(STAT_COLUMNS, 1))} "
     f"WHERE id = ${len(STAT_COLUMNS) + 1}"
 )
-#: Periods worked out per step: the loop gets control back between steps.
-_STEP: Final = 16
+#: Cells (a period of one group) worked out per step: the loop gets control back between.
+_STEP: Final = 8
 _S: Final = 1_000_000_000
 
 
@@ -140,7 +140,7 @@ async def _write(
     conn: asyncpg.Connection, cells: dict[tuple[int, int, tuple[Any, ...]], Acc], sign: int
 ) -> None:
     """Add (``sign=1``) or subtract (``-1``) ``cells``: read the periods' rows in one query,
-    work out what :func:`~._rollup.changes` says a few periods per step (the loop breathes
+    work out what :func:`~._rollup.changes` says a few cells per step (the loop breathes
     between steps), then write it: new rows by COPY, changed ones in one ``executemany``.
     Under the rollup lock, in the caller's transaction."""
     periods = list(by_period(cells).items())
@@ -160,17 +160,20 @@ async def _write(
     inserts: list[tuple[Any, ...]] = []
     updates: list[tuple[Any, ...]] = []
     deletes: list[Any] = []
-    for first in range(0, len(periods), _STEP):
-        for (width, start), members in periods[first : first + _STEP]:
-            held = stored.get((width, start), {})
-            for kind, values in changes(held, width, start, members, sign):
-                if kind == "insert":
-                    inserts.append(values)
-                elif kind == "update":
-                    updates.append(values)
-                else:
-                    deletes.append(values[0])
-        await asyncio.sleep(0)
+    done = 0
+    for (width, start), members in periods:
+        held = stored.get((width, start), {})
+        for kind, values in changes(held, width, start, members, sign):
+            if kind == "insert":
+                inserts.append(values)
+            elif kind == "update":
+                updates.append(values)
+            else:
+                deletes.append(values[0])
+        done += len(members)
+        if done >= _STEP:  # each cell costs its histograms' encoding: a few per step
+            done = 0
+            await asyncio.sleep(0)
     if inserts:
         await conn.copy_records_to_table("rollup", records=inserts, columns=_INSERT_COLUMNS)
     if updates:
