@@ -24,7 +24,7 @@ from ._pipeline import Pipeline, Sink, SyncSink
 from ._pricing import DEFAULT_COST_TABLE, ModelPricing, PriceTable, compute_cost
 from ._record import LLMCall, SpanRecord
 from ._replay import replay
-from ._stats import StoreStats, TracerStats
+from ._stats import PipelineStats, StoreStats, TracerStats
 from ._stores import (
     CallStore,
     CallSummary,
@@ -62,6 +62,7 @@ __all__ = [
     "OTLPGrpcExporter",
     "OTLPHttpExporter",
     "Pipeline",
+    "PipelineStats",
     "PostgresStore",
     "PriceTable",
     "QueueSettings",

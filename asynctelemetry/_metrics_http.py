@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._batching import ClosesOnExit, Closing
 from ._exceptions import ConfigError, StoreClosedError, require
+from ._stats import ScrapeStats
 
 if TYPE_CHECKING:
     from typing import Self
@@ -67,8 +68,8 @@ class PrometheusExporter(ClosesOnExit):
         self._handlers: set[asyncio.Task[None]] = set()
         self._closed = False
         self._closing = Closing()
-        self.requests = 0
-        self.bad_requests = 0
+        self._requests = 0  # read through ``stats``
+        self._bad_requests = 0
 
     @property
     def is_running(self) -> bool:
@@ -129,6 +130,11 @@ class PrometheusExporter(ClosesOnExit):
         await self.start()
         return self
 
+    @property
+    def stats(self) -> ScrapeStats:
+        """A snapshot of what this exporter has served (see :class:`ScrapeStats`)."""
+        return ScrapeStats(self._requests, self._bad_requests, len(self._handlers))
+
     # -- serving --------------------------------------------------------------------------------
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self._handlers) >= self.max_connections:
@@ -144,7 +150,7 @@ class PrometheusExporter(ClosesOnExit):
                 async with asyncio.timeout(self.read_timeout):
                     head = await reader.readuntil(b"\r\n\r\n")
             except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-                self.bad_requests += 1
+                self._bad_requests += 1
                 return  # too slow, cut short or too big: close without an answer
             status, body, content_type, head_only = self._answer(head)
             if status == 200:
@@ -172,12 +178,12 @@ class PrometheusExporter(ClosesOnExit):
         plain = "text/plain; charset=utf-8"
         parts = head.split(b"\r\n", 1)[0].split(b" ")
         if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-            self.bad_requests += 1
+            self._bad_requests += 1
             return 400, b"bad request\n", plain, False
         method, target = parts[0], parts[1].split(b"?", 1)[0]
         if target not in (b"/metrics", b"/metrics/"):
             return 404, b"not found: try /metrics\n", plain, method == b"HEAD"
         if method not in (b"GET", b"HEAD"):
             return 405, b"method not allowed\n", plain, False
-        self.requests += 1
+        self._requests += 1
         return 200, b"", self._prom.CONTENT_TYPE_LATEST, method == b"HEAD"  # body: in a thread

@@ -30,6 +30,7 @@ from ._batching import Retryable, report_internal_error
 from ._exceptions import ConfigError, StoreClosedError
 from ._record import LLMCall
 from ._rows import FIELDS, Rows
+from ._stats import PipelineStats
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Generator, Iterator, Mapping, Sequence
@@ -282,6 +283,11 @@ class Pipeline:
             self.add(sink)
 
     # -- configuration --------------------------------------------------------------------------
+    @property
+    def stats(self) -> PipelineStats:
+        """A snapshot of what this pipeline has done (see :class:`PipelineStats`)."""
+        return PipelineStats(len(self._sinks), self.errors, self.pricing_skipped)
+
     @property
     def sinks(self) -> tuple[Sink, ...]:
         """The sinks, in the order they receive calls."""

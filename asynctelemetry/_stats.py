@@ -17,7 +17,14 @@ from dataclasses import dataclass
 
 from ._batching import QueueStats
 
-__all__ = ["QueueStats", "StoreStats", "TracerStats"]
+__all__ = [
+    "MetricsStats",
+    "PipelineStats",
+    "QueueStats",
+    "ScrapeStats",
+    "StoreStats",
+    "TracerStats",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +64,48 @@ class TracerStats:
     open_streams: int = 0
     sink_errors: int = 0
     spans: QueueStats | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineStats:
+    """What a pipeline has done: a snapshot taken when ``pipeline.stats`` is read.
+
+    Attributes:
+        sinks: the sinks it hands calls to.
+        errors: sink failures, logged once per sink and kind and counted.
+        pricing_skipped: calls left unpriced because their batch had resolved its share of new
+            model names (the bound that keeps a flood of unknown names from holding the loop).
+    """
+
+    sinks: int = 0
+    errors: int = 0
+    pricing_skipped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsStats:
+    """What a :class:`~asynctelemetry.metrics.MetricsRecorder` has done: a snapshot.
+
+    Attributes:
+        calls: calls counted (``record``, ``emit`` and ``record_request``).
+        labels_overflowed: label values counted under ``"other"`` because their label had
+            reached its cap of distinct values (``max_models``, ``max_operations``).
+    """
+
+    calls: int = 0
+    labels_overflowed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapeStats:
+    """What a :class:`~asynctelemetry.metrics.PrometheusExporter` has served: a snapshot.
+
+    Attributes:
+        requests: scrapes answered.
+        bad_requests: requests refused (malformed, too slow, or not a GET of ``/metrics``).
+        open_connections: connections being served at the moment of the snapshot.
+    """
+
+    requests: int = 0
+    bad_requests: int = 0
+    open_connections: int = 0

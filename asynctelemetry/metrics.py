@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._exceptions import ConfigError, require
 from ._metrics_http import PrometheusExporter
+from ._stats import MetricsStats, ScrapeStats
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -32,7 +33,9 @@ __all__ = [
     "TOKEN_TYPES",
     "GatewayMetricsMiddleware",
     "MetricsRecorder",
+    "MetricsStats",
     "PrometheusExporter",
+    "ScrapeStats",
 ]
 
 #: ``gen_ai.client.operation.duration`` advisory boundaries, seconds.
@@ -137,6 +140,7 @@ class MetricsRecorder:
         self._operations = _LabelGuard(max_operations)
         self._statuses = _LabelGuard(max_operations)
         self.max_series = max_series
+        self._calls = 0  # read through ``stats``
         self._combinations: set[tuple[str, str, str, str]] = set()
         self._children: dict[tuple[str, str, str, str], _Series] = {}
         self._define_metrics()
@@ -222,6 +226,7 @@ class MetricsRecorder:
 
         The cost counted is the record's ``cost_usd`` (a call without one adds no cost).
         """
+        self._calls += 1
         series = self._series(call.provider, call.model, call.operation, call.status)
         series.requests.inc()
         if call.duration_ms is not None:
@@ -273,6 +278,7 @@ class MetricsRecorder:
             raise ValueError(f"latency_s must be a finite number >= 0, not {latency_s!r}")
         if input_tokens < 0 or output_tokens < 0:
             raise ValueError("token counts must be >= 0")
+        self._calls += 1
         series = self._series(provider, model, operation, status)
         series.requests.inc()
         series.duration.observe(latency_s)
@@ -296,6 +302,13 @@ class MetricsRecorder:
     def record_cache_miss(self, cache_type: str) -> None:
         """Count a response-cache miss of ``cache_type``."""
         self.cache_misses.labels(self._cache_types(cache_type)).inc()
+
+    @property
+    def stats(self) -> MetricsStats:
+        """A snapshot of what this recorder has counted (see :class:`MetricsStats`)."""
+        guards = (self._models, self._providers, self._tools, self._cache_types, self._statuses)
+        overflowed = sum(guard.overflowed for guard in (*guards, self._operations))
+        return MetricsStats(self._calls, overflowed)
 
     def generate_latest(self) -> str:
         """The registry in the Prometheus text exposition format."""

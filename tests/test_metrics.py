@@ -226,7 +226,7 @@ async def test_http_errors_and_hostile_clients() -> None:
         writer.close()
         ok = await _get(exp.port, b"GET /metrics?x=1 HTTP/1.0\r\n\r\n")
         assert ok.startswith(b"HTTP/1.1 200")
-        assert exp.bad_requests == 3
+        assert exp.stats.bad_requests == 3
 
 
 async def test_a_second_aclose_waits_for_the_first() -> None:

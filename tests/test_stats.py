@@ -19,11 +19,14 @@ from asynctelemetry import (
     ExporterStats,
     MemoryStore,
     OTLPGrpcExporter,
+    Pipeline,
+    PipelineStats,
     QueueStats,
     SQLiteStore,
     StoreStats,
     TracerStats,
 )
+from asynctelemetry.metrics import MetricsRecorder, MetricsStats, PrometheusExporter, ScrapeStats
 from tests.collector.helpers import export, llm_span, request_of
 from tests.conftest import make_call
 
@@ -154,12 +157,60 @@ async def test_tracer_snapshots_count_calls_and_open_streams() -> None:
     assert after.spans is None and len(tracer.spans) == 3
 
 
+async def test_pipeline_snapshots_count_sink_failures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sink that raises (outside the suite's strict mode) is one error more, nothing else."""
+
+    class Boom:
+        async def emit(self, calls: object) -> None:
+            raise RuntimeError("sink bug")
+
+        async def flush(self) -> None:
+            pass
+
+        async def aclose(self) -> None:
+            pass
+
+    monkeypatch.setenv("ASYNCTELEMETRY_STRICT", "0")
+    pipeline = Pipeline([Boom(), MemoryStore()])
+    before = pipeline.stats
+    await pipeline.emit([make_call(1, cost_usd=0.5)])
+    after = pipeline.stats
+    assert before == PipelineStats(sinks=2)
+    assert _diff(before, after) == {"errors": 1}
+
+
+async def test_metrics_snapshots_count_calls_overflow_and_scrapes() -> None:
+    """Three calls over a cap of two models: three counted, one model under "other"; one
+    scrape answered and one bad request refused by the exporter."""
+    from prometheus_client import CollectorRegistry
+
+    from tests.test_metrics import _get
+
+    recorder = MetricsRecorder(registry=CollectorRegistry(), max_models=2)
+    before = recorder.stats
+    for i, model in enumerate(("a", "b", "c")):
+        recorder.record(make_call(i, model=model, provider="openai"))
+    assert _diff(before, recorder.stats) == {"calls": 3, "labels_overflowed": 1}
+    async with PrometheusExporter(port=0, registry=recorder) as exporter:
+        served = exporter.stats
+        assert (await _get(exporter.port, b"GET /metrics HTTP/1.0\r\n\r\n")).startswith(
+            b"HTTP/1.1 200"
+        )
+        assert (await _get(exporter.port, b"\x00\xff garbage\r\n\r\n")).startswith(b"HTTP/1.1 400")
+        after = exporter.stats
+    assert isinstance(after, ScrapeStats) and isinstance(before, MetricsStats)
+    assert _diff(served, after) == {"requests": 1, "bad_requests": 1}
+
+
 @pytest.mark.parametrize(
     "stats",
     [
         pytest.param(QueueStats(), id="QueueStats"),
         pytest.param(StoreStats(), id="StoreStats"),
         pytest.param(TracerStats(), id="TracerStats"),
+        pytest.param(PipelineStats(), id="PipelineStats"),
+        pytest.param(MetricsStats(), id="MetricsStats"),
+        pytest.param(ScrapeStats(), id="ScrapeStats"),
         pytest.param(ExporterStats(queue=QueueStats(), rejected=0, requests=0), id="ExporterStats"),
     ],
 )
