@@ -17,6 +17,7 @@ route                           answer
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
@@ -25,8 +26,10 @@ from .._conventions import is_content_key
 from ._params import ParamError, parse_bucket, parse_by, parse_limit
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from .._record import LLMCall
-    from .._stores import CallStore, CallSummary
+    from .._stores import CallStore, CallSummary, TimeBucket
     from ._params import Query
 
 __all__ = [
@@ -66,25 +69,48 @@ def _finite(value: float | None) -> float | None:
 
 async def summary(store: CallStore, query: Query) -> dict[str, Any]:
     """``/api/summary``: one row per group, by cost, and (unless ``total=false``) the window's
-    totals, whose percentiles take one more store read."""
+    totals, whose percentiles take one more store read, made at the same time as the first (a
+    store with several connections, such as PostgreSQL's, answers both at once)."""
     by = parse_by(query, "model")
     want_total = query.option("total") or "true"
     if want_total not in ("true", "false"):
         raise ParamError(f"total={want_total!r}: expected 'true' or 'false'")
-    groups = await store.summary(by=by, **query.filters)
+    if want_total == "true":
+        groups, whole = await _both(
+            store.summary(by=by, **query.filters),
+            store.timeseries(bucket=_WHOLE, **query.filters),
+        )
+    else:
+        groups = await store.summary(by=by, **query.filters)
     body: dict[str, Any] = {
         "query": query.echo(),
         "by": by,
         "groups": [g.model_dump(mode="json") for g in groups],
     }
     if want_total == "true":
-        body["total"] = await _total(store, query, groups)
+        body["total"] = _total(groups, whole)
     return body
 
 
-async def _total(store: CallStore, query: Query, groups: list[CallSummary]) -> dict[str, Any]:
-    """The window's totals: sums over the groups, percentiles over every call of the window."""
-    whole = await store.timeseries(bucket=_WHOLE, **query.filters)
+async def _both(
+    first: Awaitable[list[CallSummary]], second: Awaitable[list[TimeBucket]]
+) -> tuple[list[CallSummary], list[TimeBucket]]:
+    """Both reads at once; when one fails, the other is cancelled and awaited, and the first
+    failure propagates as it is (a ``StoreError`` stays a 503)."""
+    a = asyncio.ensure_future(first)
+    b = asyncio.ensure_future(second)
+    try:
+        return await a, await b
+    except BaseException:
+        for task in (a, b):
+            task.cancel()
+        await asyncio.gather(a, b, return_exceptions=True)
+        raise
+
+
+def _total(groups: list[CallSummary], whole: list[TimeBucket]) -> dict[str, Any]:
+    """The window's totals: sums over the groups, percentiles over every call of the window
+    (``whole``: its one bucket)."""
     calls = sum(g.calls for g in groups)
     errors = sum(g.errors for g in groups)
     row = whole[0] if whole else None

@@ -12,10 +12,17 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 
-from asynctelemetry import ConfigError, MemoryStore, MissingDependencyError, SQLiteStore
+from asynctelemetry import (
+    ConfigError,
+    MemoryStore,
+    MissingDependencyError,
+    PostgresStore,
+    SQLiteStore,
+)
 from asynctelemetry.ui import Dashboard, _api
 from asynctelemetry.ui._server import COOKIE
 from tests.conftest import make_call
+from tests.pg import fresh_schema, start_server, stop_server
 
 from .conftest import recent_calls, trace_calls
 
@@ -267,6 +274,34 @@ async def test_unknown_paths_are_404(store: SQLiteStore, client: aiohttp.ClientS
             assert status == 404, path
         status, body, _ = await get(client, board, "/api/nope")
         assert status == 404 and "/api/summary" in body["routes"]
+
+
+async def test_a_store_that_fails_is_503_and_the_dashboard_recovers(
+    client: aiohttp.ClientSession,
+) -> None:
+    """PostgreSQL stopped under the dashboard: /api/summary (its two reads made at once) and
+    the other routes answer 503 naming the failure, nothing is left running; once the server
+    is back the same routes answer 200 again."""
+    server = await asyncio.to_thread(start_server, private=True)
+    try:
+        dsn = await fresh_schema(server)
+        async with (
+            PostgresStore(dsn, connect_timeout=2, pool_size=2) as store,
+            Dashboard(store, port=0) as board,
+        ):
+            await store.add_many(recent_calls(50))
+            await store.flush()
+            status, body, _ = await get(client, board, "/api/summary?window=24h")
+            assert status == 200 and body["total"]["calls"] == 50
+            await asyncio.to_thread(server.stop, "fast")  # a clean stop keeps the calls
+            for path in ("/api/summary?window=24h", "/api/calls", "/api/calls/call-000001"):
+                status, body, _ = await get(client, board, path)
+                assert status == 503 and "the store failed" in body["error"], path
+            await asyncio.to_thread(server.start)
+            status, body, _ = await get(client, board, "/api/summary?window=24h")
+            assert status == 200 and body["total"]["calls"] == 50
+    finally:
+        await asyncio.to_thread(stop_server, server)
 
 
 class ReadOnly:
