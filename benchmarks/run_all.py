@@ -3,8 +3,9 @@
 Each script runs in its own process, one after another (never in parallel: they would measure
 each other), with the same Python. Its Markdown tables (a ``### title`` line followed by ``|``
 rows) and its plain remarks are copied into the page under the script's name, with the first
-paragraph of its docstring as the description, the time it took, and the machine, date and
-commit at the top. A script that fails or times out is reported on the page and makes this
+paragraph of its docstring as the description, and the time it took, the date, the commit and
+the sizes at its end; the machine is at the top. ``--only`` keeps the other scripts' sections of
+the existing page. A script that fails or times out is reported on the page and makes this
 runner exit 1, after the page is written.
 
 usage: python benchmarks/run_all.py [--quick] [--only NAME ...] [--timeout SECONDS]
@@ -155,38 +156,65 @@ def commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
-def page(results: list[Result], quick: bool) -> str:
-    """The whole ``docs/performance.md``."""
+def section(result: Result, quick: bool) -> str:
+    """One script's part of the page, ending with when, from which commit and at which size."""
+    out = [f"## `{result.script.name}`", ""]
+    if result.description:
+        out += [result.description, ""]
+    if result.error:
+        out += ["!!! failure", f"    This run failed ({result.error}).", ""]
+    out += result.body
+    size = "reduced (`--quick`)" if quick else "full"
+    when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    out += [
+        "",
+        f"*{result.script.name} took {result.seconds:.1f} s; run {when}, commit "
+        f"`{commit()}`, sizes {size}.*",
+    ]
+    return "\n".join(out)
+
+
+def sections_of(text: str) -> dict[str, str]:
+    """The script sections of an existing page, by script name."""
+    found: dict[str, str] = {}
+    name = None
+    lines: list[str] = []
+    for line in [*text.splitlines(), "## `end`"]:
+        if line.startswith("## `") and line.endswith("`"):
+            if name is not None:
+                found[name] = "\n".join(lines).rstrip()
+            name, lines = line[4:-1], []
+        if name is not None:
+            lines.append(line)
+    found.pop("end", None)
+    return found
+
+
+def page(sections: dict[str, str]) -> str:
+    """The whole ``docs/performance.md`` from its script sections (sorted by name)."""
     sys.path.insert(0, str(ROOT))
     from asynctelemetry import __version__
 
-    command = "python benchmarks/run_all.py" + (" --quick" if quick else "")
     out = [
         "# Performance",
         "",
         "Every figure on this page comes from the scripts in `benchmarks/`, run by `make bench`",
-        f"(`{command}`), one after another on one machine. Each script measures a baseline in",
-        "the same run — the OpenTelemetry SDK, a threaded gRPC server, a plain implementation —",
-        "so the ratios carry over to other machines better than the absolute numbers do.",
-        "Timings are the best of several interleaved runs unless a table says otherwise.",
+        "(`python benchmarks/run_all.py`), one after another on one machine. Each script measures",
+        "a baseline in the same run — the OpenTelemetry SDK, a threaded gRPC server, a plain",
+        "implementation — so the ratios carry over to other machines better than the absolute",
+        "numbers do. Timings are the best of several interleaved runs unless a table says",
+        "otherwise. Each section ends with when it was run, from which commit and at which size",
+        "(`run_all.py --only NAME …` runs some scripts again and keeps the other sections).",
         "",
         f"- **Machine:** {cpu_model()}, {os.cpu_count()} cores, {memory_gib()} RAM, "
         f"{platform.system()} {platform.release()}",
         f"- **Python:** {platform.python_implementation()} {platform.python_version()}",
-        f"- **Date:** {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        f"- **Version:** asynctelemetry {__version__}, commit `{commit()}`",
-        f"- **Sizes:** {'reduced (`--quick`)' if quick else 'full'}",
+        f"- **Version:** asynctelemetry {__version__}",
         "",
         "This page is generated: edit `benchmarks/run_all.py` or the scripts, not the page.",
     ]
-    for result in results:
-        out += ["", f"## `{result.script.name}`", ""]
-        if result.description:
-            out += [result.description, ""]
-        if result.error:
-            out += ["!!! failure", f"    This run failed ({result.error}).", ""]
-        out += result.body
-        out += ["", f"*{result.script.name} took {result.seconds:.1f} s.*"]
+    for name in sorted(sections):
+        out += ["", sections[name]]
     return "\n".join(out) + "\n"
 
 
@@ -204,13 +232,20 @@ def main(argv: list[str] | None = None) -> int:
         scripts = [s for s in scripts if s.stem.removeprefix("bench_") in wanted]
         if not scripts:
             parser.error(f"no benchmark matches {args.only}")
-    results = [run(script, args.quick, args.timeout) for script in scripts]
-    args.output.write_text(page(results, args.quick), encoding="utf-8")
+    kept = {}
+    if args.only and args.output.exists():  # the other scripts' sections stay as they are
+        kept = sections_of(args.output.read_text(encoding="utf-8"))
+    results = []
+    for script in scripts:
+        result = run(script, args.quick, args.timeout)
+        results.append(result)
+        kept[script.name] = section(result, args.quick)
+        args.output.write_text(page(kept), encoding="utf-8")  # after each script: nothing lost
     failed = [r for r in results if r.error]
     for result in results:
         state = f"FAILED ({result.error})" if result.error else "ok"
         print(f"{result.script.name}: {state}, {result.seconds:.1f} s", file=sys.stderr)
-    print(f"wrote {args.output.relative_to(ROOT)}", file=sys.stderr)
+    print(f"wrote {args.output}", file=sys.stderr)
     return 1 if failed else 0
 
 
