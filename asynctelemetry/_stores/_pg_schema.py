@@ -28,7 +28,7 @@ Version history:
    trace (``PostgresStore.trace``); lookups by ``call_id`` use the ``UNIQUE (call_id, ts)``
    index. Building it reads every partition once, under a lock that holds writes back.
 3. adds the ``rollup`` table (:mod:`._pg_rollup`), built from the stored calls a partition at a
-   time in the migrating transaction (about a minute per 10,000,000 calls on 2 cores).
+   time in the migrating transaction (about 3 minutes per 10,000,000 calls on 2 cores).
 """
 
 from __future__ import annotations
