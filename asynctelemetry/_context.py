@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import math
-from typing import TYPE_CHECKING, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
 from ._call import check_text
 from ._exceptions import ConfigError
@@ -125,13 +125,8 @@ class CallContext:
     async def __aenter__(self) -> Self:
         return self.__enter__()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.__exit__(*exc_info)
 
     def __repr__(self) -> str:
         return (

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from .._batching import (
     BatchQueue,
+    ClosesOnExit,
     Closing,
     QueueOwner,
     QueueSettings,
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
     from datetime import datetime, timedelta
     from decimal import Decimal
-    from types import TracebackType
 
     import asyncpg
 
@@ -71,7 +71,7 @@ POSTGRES_QUEUE: Final = QueueValues(
 )
 
 
-class PostgresStore(QueueOwner):
+class PostgresStore(QueueOwner, ClosesOnExit):
     """Calls kept in PostgreSQL: many app processes and collectors share one database.
 
     ``add`` and ``add_many`` queue calls for a background writer that sends up to
@@ -303,14 +303,6 @@ class PostgresStore(QueueOwner):
 
     async def __aenter__(self) -> Self:
         return await self.open()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __del__(self) -> None:
         if getattr(self, "_pool", None) is not None and not getattr(self, "_closed", True):

@@ -26,6 +26,7 @@ import warnings
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Final, cast
 
+from .._batching import ClosesOnExit
 from .._collector._limits import ConnectionCaps, HttpLimits, RepeatedLog
 from .._exceptions import ConfigError, StoreError, require
 from . import _api
@@ -33,7 +34,6 @@ from ._params import ParamError, no_params, parse_query
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
-    from types import TracebackType
     from typing import Self
 
     from aiohttp import web
@@ -83,7 +83,7 @@ _ROUTES: Final[dict[str, tuple[_Route, tuple[str, ...]]]] = {
 }
 
 
-class Dashboard:
+class Dashboard(ClosesOnExit):
     """A web page and JSON API over any :class:`~asynctelemetry.CallStore`, read-only.
 
     Served from the running event loop (aiohttp, extra ``ui``); an async context manager, or
@@ -209,12 +209,8 @@ class Dashboard:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
+        """The same as :meth:`stop` (leaving ``async with`` calls it)."""
         await self.stop()
 
     # -- one request ----------------------------------------------------------------------------
