@@ -56,6 +56,7 @@ __all__ = [
     "CallSummary",
     "Filters",
     "GroupBy",
+    "StoreReads",
     "TimeBucket",
     "approximate",
     "bucket_ns",
@@ -393,6 +394,144 @@ def _summary_row(key: str | None, calls: list[LLMCall], window: int) -> CallSumm
         p50_ttft_ms=rank(ttfts, 50),
         median_tokens_per_sec=rank(speeds, 50),
     )
+
+
+class StoreReads:
+    """The reads and ``reprice`` of every store, their keyword filters written once: each checks
+    its arguments, builds :class:`Filters` and hands them to the store's own ``_query``,
+    ``_count``, ``_summary``, ``_timeseries``, ``_reprice`` and ``_replay``."""
+
+    __slots__ = ()
+
+    async def query(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[LLMCall]:
+        """Calls that pass the filters, oldest first unless ``newest_first``; ties in timestamp
+        come in insertion order either way; at most ``limit``, applied after ordering."""
+        check_limit(limit)
+        filters = Filters(since, until, model, provider, session_id, status)
+        return await self._query(filters, limit, newest_first)
+
+    async def count(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+    ) -> int:
+        """How many calls pass the filters."""
+        return await self._count(Filters(since, until, model, provider, session_id, status))
+
+    async def summary(
+        self,
+        *,
+        by: GroupBy = "model",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+    ) -> list[CallSummary]:
+        """One row per group (``by``) of the calls that pass the filters, by cost, then calls;
+        equal to :func:`summarize` of the same calls in every store."""
+        group_field(by)  # a bad ``by`` is a ValueError, even in an empty store
+        filters = Filters(since, until, model, provider, session_id, status)
+        return await self._summary(by, filters)
+
+    async def timeseries(
+        self,
+        *,
+        bucket: timedelta | str = "1m",
+        by: GroupBy | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+    ) -> list[TimeBucket]:
+        """The calls that pass the filters in fixed buckets (aligned to the epoch, UTC), per
+        group when ``by`` is given; oldest first, then key; equal to :func:`timeseries`."""
+        width_ns = bucket_ns(bucket)  # a bad bucket or ``by`` is a ValueError, even when empty
+        if by is not None:
+            group_field(by)
+        filters = Filters(since, until, model, provider, session_id, status)
+        return await self._timeseries(width_ns, by, filters)
+
+    async def reprice(
+        self,
+        table: PriceTable,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+    ) -> int:
+        """Price the calls that pass the filters again with ``table`` and keep the new costs
+        (``price_version`` set to ``table.version``); return how many changed.
+
+        The rule of every store: a call is priced by ``table.cost(call)`` (its response model,
+        then its request model); a call the table cannot price keeps its stored cost and
+        version; a call whose cost and version are already those is left alone. Summaries,
+        time series and rollups follow the new costs.
+        """
+        filters = Filters(since, until, model, provider, session_id, status)
+        return await self._reprice(table, filters)
+
+    def replay(
+        self,
+        *,
+        speed: float | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+    ) -> AsyncIterator[LLMCall]:
+        """The calls that pass the filters, oldest first, paced by ``speed`` (``None``: as fast
+        as they are read; ``2.0``: the original intervals halved)."""
+        if speed is not None and not speed > 0:
+            raise ValueError(f"speed must be positive, got {speed!r}")
+        return self._replay(speed, Filters(since, until, model, provider, session_id, status))
+
+    # -- what each store implements ---------------------------------------------------------
+    async def _query(
+        self, filters: Filters, limit: int | None, newest_first: bool
+    ) -> list[LLMCall]:
+        raise NotImplementedError
+
+    async def _count(self, filters: Filters) -> int:
+        raise NotImplementedError
+
+    async def _summary(self, by: GroupBy, filters: Filters) -> list[CallSummary]:
+        raise NotImplementedError
+
+    async def _timeseries(
+        self, width_ns: int, by: GroupBy | None, filters: Filters
+    ) -> list[TimeBucket]:
+        raise NotImplementedError
+
+    async def _reprice(self, table: PriceTable, filters: Filters) -> int:
+        raise NotImplementedError
+
+    def _replay(self, speed: float | None, filters: Filters) -> AsyncIterator[LLMCall]:
+        raise NotImplementedError
 
 
 @runtime_checkable

@@ -10,6 +10,7 @@ it comes, without building a record.
 from __future__ import annotations
 
 from collections import deque
+from datetime import timedelta
 from operator import itemgetter
 from typing import TYPE_CHECKING, Final, Self
 
@@ -21,8 +22,8 @@ from ._base import (
     CallSummary,
     Filters,
     GroupBy,
+    StoreReads,
     TimeBucket,
-    bucket_ns,
     check_id,
     check_limit,
     summarize,
@@ -32,7 +33,7 @@ from ._replay import paced
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Sequence
-    from datetime import datetime, timedelta
+    from datetime import datetime
 
     from .._pricing import PriceTable
     from .._record import LLMCall
@@ -55,7 +56,7 @@ _LONG_TRACE: Final = 64
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore(ClosesOnExit):
+class MemoryStore(StoreReads, ClosesOnExit):
     """Keeps the latest ``capacity`` calls; adding to a full store drops the oldest.
 
     ``add`` is O(1) and never waits. ``dropped`` counts the calls pushed out by newer ones. A
@@ -198,22 +199,7 @@ class MemoryStore(ClosesOnExit):
         self._ids.clear()
         self._traces.clear()
 
-    async def reprice(
-        self,
-        table: PriceTable,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-    ) -> int:
-        """Price the calls that pass the filters again with ``table`` and keep the new costs
-        (``price_version`` set to ``table.version``); return how many changed. The same rule
-        as :meth:`SQLiteStore.reprice <asynctelemetry.SQLiteStore.reprice>`: priced by
-        ``table.cost(call)``, a call the table cannot price keeps its cost."""
-        filters = Filters(since, until, model, provider, session_id, status)
+    async def _reprice(self, table: PriceTable, filters: Filters) -> int:
         version = table.version
         changed = 0
         kept: list[Row] = []
@@ -246,23 +232,10 @@ class MemoryStore(ClosesOnExit):
         calls.sort(key=_timestamp, reverse=newest_first)
         return calls if limit is None else calls[:limit]
 
-    async def query(
-        self,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-        limit: int | None = None,
-        newest_first: bool = False,
+    async def _query(
+        self, filters: Filters, limit: int | None, newest_first: bool
     ) -> list[LLMCall]:
-        """Calls that pass the filters, oldest first unless ``newest_first``, at most ``limit``."""
-        check_limit(limit)
-        return self._select(
-            Filters(since, until, model, provider, session_id, status), newest_first, limit
-        )
+        return self._select(filters, newest_first, limit)
 
     async def get(self, call_id: str) -> LLMCall | None:
         """The call whose ``call_id`` this is, or ``None``: a dict lookup."""
@@ -280,68 +253,21 @@ class MemoryStore(ClosesOnExit):
         rows = sorted(held, key=_row_timestamp)
         return list(map(_record, rows if limit is None else rows[:limit]))
 
-    async def count(
-        self,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-    ) -> int:
-        """How many calls pass the filters."""
-        filters = Filters(since, until, model, provider, session_id, status)
+    async def _count(self, filters: Filters) -> int:
         if filters.empty:
             return len(self._rows)
         return sum(1 for _ in self._records(filters))
 
-    async def summary(
-        self,
-        *,
-        by: GroupBy = "model",
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-    ) -> list[CallSummary]:
-        """One row per model, provider, session or route of the calls that pass the filters."""
-        filters = Filters(since, until, model, provider, session_id, status)
+    async def _summary(self, by: GroupBy, filters: Filters) -> list[CallSummary]:
         return summarize(self._records(filters), by)
 
-    async def timeseries(
-        self,
-        *,
-        bucket: timedelta | str = "1m",
-        by: GroupBy | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
+    async def _timeseries(
+        self, width_ns: int, by: GroupBy | None, filters: Filters
     ) -> list[TimeBucket]:
-        """The calls that pass the filters in fixed time buckets, oldest first (then key)."""
-        bucket_ns(bucket)  # a bad bucket is a ValueError even in an empty store
-        filters = Filters(since, until, model, provider, session_id, status)
-        return timeseries(self._records(filters), bucket, by)
+        return timeseries(self._records(filters), timedelta(microseconds=width_ns // 1000), by)
 
-    def replay(
-        self,
-        *,
-        speed: float | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-    ) -> AsyncIterator[LLMCall]:
-        """The calls that pass the filters, oldest first, paced by ``speed`` (see ``paced``)."""
-        snapshot = self._select(Filters(since, until, model, provider, session_id, status))
-        return paced(_iterate(snapshot), speed)
+    def _replay(self, speed: float | None, filters: Filters) -> AsyncIterator[LLMCall]:
+        return paced(_iterate(self._select(filters)), speed)
 
     # -- lifetime -------------------------------------------------------------------------------
     async def aclose(self) -> None:

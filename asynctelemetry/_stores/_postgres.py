@@ -36,8 +36,8 @@ from ._base import (
     CallSummary,
     Filters,
     GroupBy,
+    StoreReads,
     TimeBucket,
-    bucket_ns,
     check_id,
     check_limit,
     group_field,
@@ -71,7 +71,7 @@ POSTGRES_QUEUE: Final = QueueValues(
 )
 
 
-class PostgresStore(QueueOwner, ClosesOnExit):
+class PostgresStore(StoreReads, QueueOwner, ClosesOnExit):
     """Calls kept in PostgreSQL: many app processes and collectors share one database.
 
     ``add`` and ``add_many`` queue calls for a background writer that sends up to
@@ -368,25 +368,9 @@ class PostgresStore(QueueOwner, ClosesOnExit):
             return
         await self._queue.flush()
 
-    async def reprice(
-        self,
-        table: PriceTable,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-    ) -> int:
-        """Price the committed calls that pass the filters again with ``table`` and keep the
-        new costs and ``price_version`` (``table.version``); return how many calls changed.
-
-        A call is priced by ``table.cost(call)``; one the table cannot price keeps its cost.
-        Reads keyset pages and writes each page's changes in one ``UPDATE`` (memory bounded by
-        a page); calls written meanwhile are repriced if they sort after the page being read.
-        """
-        filters = Filters(since, until, model, provider, session_id, status)
+    async def _reprice(self, table: PriceTable, filters: Filters) -> int:
+        """Reads keyset pages and writes each page's changes in one transaction (memory bounded
+        by a page); calls written meanwhile are repriced if they sort after the page read."""
         return await r.reprice(self._fetch, self._reprice_page, table, filters, PAGE)
 
     async def _reprice_page(
@@ -425,25 +409,10 @@ class PostgresStore(QueueOwner, ClosesOnExit):
                 return rows
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def query(
-        self,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-        limit: int | None = None,
-        newest_first: bool = False,
+    async def _query(
+        self, filters: Filters, limit: int | None, newest_first: bool
     ) -> list[LLMCall]:
-        """Committed calls that pass the filters, oldest first unless ``newest_first``.
-
-        Ties in timestamp come in insertion order either way; ``limit`` applies after ordering.
-        Read in keyset pages, so the server never holds a huge result for us.
-        """
-        check_limit(limit)
-        filters = Filters(since, until, model, provider, session_id, status)
+        """Read in keyset pages, so the server never holds a huge result for us."""
         return [c async for c in self._pages(filters, newest_first=newest_first, limit=limit)]
 
     async def get(self, call_id: str) -> LLMCall | None:
@@ -462,56 +431,22 @@ class PostgresStore(QueueOwner, ClosesOnExit):
         check_limit(limit)
         return decode(await self._fetch(r.TRACE_SQL, (check_id("trace_id", trace_id), limit)))
 
-    async def count(
-        self,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-    ) -> int:
-        """How many committed calls pass the filters."""
-        sql, params = r.count_sql(Filters(since, until, model, provider, session_id, status))
+    async def _count(self, filters: Filters) -> int:
+        sql, params = r.count_sql(filters)
         rows = await self._fetch(sql, params)
         return int(rows[0][0])
 
-    async def summary(
-        self,
-        *,
-        by: GroupBy = "model",
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-    ) -> list[CallSummary]:
-        """One row per group, computed by the server; equal to ``summarize()`` of the calls."""
-        filters = Filters(since, until, model, provider, session_id, status)
+    async def _summary(self, by: GroupBy, filters: Filters) -> list[CallSummary]:
+        """From the rollups for a large window, else computed by the server."""
         cells = await self._large(filters, group_field(by), None, ("latency", "ttft", "speed"))
         if cells is not None:
             return summaries_of(cells)
         sql, params = r.summary_sql(by, filters)
         return r.summary_rows(await self._fetch(sql, params))
 
-    async def timeseries(
-        self,
-        *,
-        bucket: timedelta | str = "1m",
-        by: GroupBy | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
+    async def _timeseries(
+        self, width_ns: int, by: GroupBy | None, filters: Filters
     ) -> list[TimeBucket]:
-        """The calls that pass the filters in fixed time buckets (aligned to the epoch, UTC),
-        optionally also by a group; oldest bucket first, then key."""
-        width_ns = bucket_ns(bucket)
-        filters = Filters(since, until, model, provider, session_id, status)
         column = None if by is None else group_field(by)
         cells = await self._large(filters, column, width_ns, ("latency", "ttft"))
         if cells is not None:
@@ -543,25 +478,10 @@ class PostgresStore(QueueOwner, ClosesOnExit):
             return None
         return cells
 
-    def replay(
-        self,
-        *,
-        speed: float | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-    ) -> AsyncIterator[LLMCall]:
-        """Committed calls that pass the filters, oldest first, paced by ``speed``.
-
-        Streams in keyset pages of (ts, id), so memory stays bounded however many calls there
-        are; calls committed during the replay appear if they sort after the page.
-        """
-        if speed is not None and not speed > 0:
-            raise ValueError(f"speed must be positive, got {speed!r}")
-        pages = self._pages(Filters(since, until, model, provider, session_id, status))
+    def _replay(self, speed: float | None, filters: Filters) -> AsyncIterator[LLMCall]:
+        """Streams in keyset pages of (ts, id), so memory stays bounded however many calls
+        there are; calls committed during the replay appear if they sort after the page."""
+        pages = self._pages(filters)
         return pages if speed is None else paced(pages, speed)
 
     def _pages(

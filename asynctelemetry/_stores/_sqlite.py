@@ -31,7 +31,15 @@ from .._exceptions import ConfigError, StoreClosedError, StoreError, require_int
 from .._rows import Row, Rows
 from .._stats import StoreStats
 from . import _queries as q
-from ._base import CallSummary, Filters, GroupBy, TimeBucket, bucket_ns, check_id, check_limit
+from ._base import (
+    CallSummary,
+    Filters,
+    GroupBy,
+    StoreReads,
+    TimeBucket,
+    check_id,
+    check_limit,
+)
 from ._replay import paced
 from ._retention import (
     Retention,
@@ -56,7 +64,7 @@ from ._unclosed import connect, forget, lost_message, remember, reported
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
-    from datetime import datetime, timedelta
+    from datetime import timedelta
 
     import aiosqlite
 
@@ -81,7 +89,7 @@ SQLITE_QUEUE: Final = QueueValues(
 )
 
 
-class SQLiteStore(QueueOwner, ClosesOnExit):
+class SQLiteStore(StoreReads, QueueOwner, ClosesOnExit):
     """Calls kept in a SQLite file (WAL), durable across restarts, written in batches.
 
     ``add`` and ``add_many`` queue calls for a background writer that commits up to
@@ -431,38 +439,14 @@ class SQLiteStore(QueueOwner, ClosesOnExit):
         self._rejected += len(rejected)
         self._duplicates += len(batch) - inserted - len(rejected)
 
-    async def reprice(
-        self,
-        table: PriceTable,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-    ) -> int:
-        """Price the committed calls that pass the filters again with ``table`` and write the
-        new costs back (``price_version`` set to ``table.version``); return how many changed.
-
-        The rule of every store: a call is priced by ``table.cost(call)`` (its response model,
-        then its request model); a call the table cannot price keeps its stored cost and
-        version; a call whose cost and version are already those is left alone. Summaries,
-        time series and rollups follow the new costs. Streams the store in pages and writes
-        batches of :data:`REPRICE_BATCH` calls, each one transaction.
-        """
+    async def _reprice(self, table: PriceTable, filters: Filters) -> int:
+        """Streams the store in pages and writes batches of :data:`REPRICE_BATCH` calls, each
+        one transaction (rollups follow in it)."""
         await self.flush()
         version = table.version
         updates: list[tuple[float, str, str]] = []
         changed = 0
-        calls = self.replay(
-            since=since,
-            until=until,
-            model=model,
-            provider=provider,
-            session_id=session_id,
-            status=status,
-        )
+        calls = self._replay(None, filters)
         async for call in calls:
             cost = table.cost(call)
             if cost is None or (cost == call.cost_usd and call.price_version == version):
@@ -520,26 +504,10 @@ class SQLiteStore(QueueOwner, ClosesOnExit):
         except sqlite3.Error as exc:
             raise StoreError(f"reading {self.path} failed: {exc}") from exc
 
-    async def query(
-        self,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-        limit: int | None = None,
-        newest_first: bool = False,
+    async def _query(
+        self, filters: Filters, limit: int | None, newest_first: bool
     ) -> list[LLMCall]:
-        """Committed calls that pass the filters, oldest first unless ``newest_first``.
-
-        Ties in timestamp come in insertion order either way; ``limit`` applies after ordering.
-        """
-        check_limit(limit)
-        sql, params = q.select_sql(
-            Filters(since, until, model, provider, session_id, status), limit, newest_first
-        )
+        sql, params = q.select_sql(filters, limit, newest_first)
         result: list[LLMCall] = await self._read(fetch_calls, sql, params)
         return result
 
@@ -558,77 +526,27 @@ class SQLiteStore(QueueOwner, ClosesOnExit):
         found: list[LLMCall] = await self._read(fetch_calls, q.TRACE_SQL, params)
         return found
 
-    async def count(
-        self,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-    ) -> int:
-        """How many committed calls pass the filters."""
-        where, params = q.where(Filters(since, until, model, provider, session_id, status))
+    async def _count(self, filters: Filters) -> int:
+        where, params = q.where(filters)
         rows = await self._read(fetch, f"SELECT COUNT(*) FROM calls{where}", params)
         return int(rows[0][0])
 
-    async def summary(
-        self,
-        *,
-        by: GroupBy = "model",
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-    ) -> list[CallSummary]:
-        """One row per group, computed in SQL; equal to ``summarize()`` of the same calls."""
-        filters = Filters(since, until, model, provider, session_id, status)
-        column = q.group_column(by)
-        result: list[CallSummary] = await self._read(q.summarize_sql, column, filters)
+    async def _summary(self, by: GroupBy, filters: Filters) -> list[CallSummary]:
+        """Computed in SQL (from the rollups for large windows)."""
+        result: list[CallSummary] = await self._read(q.summarize_sql, q.group_column(by), filters)
         return result
 
-    async def timeseries(
-        self,
-        *,
-        bucket: timedelta | str = "1m",
-        by: GroupBy | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
+    async def _timeseries(
+        self, width_ns: int, by: GroupBy | None, filters: Filters
     ) -> list[TimeBucket]:
-        """Committed calls that pass the filters in fixed time buckets (aligned to the epoch,
-        UTC), oldest first, then key; computed in SQL, equal to ``timeseries()`` of the calls."""
-        width = bucket_ns(bucket)
         column = None if by is None else q.group_column(by)
-        filters = Filters(since, until, model, provider, session_id, status)
-        result: list[TimeBucket] = await self._read(q.timeseries_sql, width, column, filters)
+        result: list[TimeBucket] = await self._read(q.timeseries_sql, width_ns, column, filters)
         return result
 
-    def replay(
-        self,
-        *,
-        speed: float | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-    ) -> AsyncIterator[LLMCall]:
-        """Committed calls that pass the filters, oldest first, paced by ``speed``.
-
-        Streams in pages by keyset (timestamp, rowid), so memory stays bounded however many
-        calls there are; calls committed during the replay appear if they sort after the page.
-        """
-        if speed is not None and not speed > 0:
-            raise ValueError(f"speed must be positive, got {speed!r}")
-        pages = self._pages(Filters(since, until, model, provider, session_id, status))
+    def _replay(self, speed: float | None, filters: Filters) -> AsyncIterator[LLMCall]:
+        """Streams in pages by keyset (timestamp, rowid), so memory stays bounded however many
+        calls there are; calls committed during the replay appear if they sort after the page."""
+        pages = self._pages(filters)
         return pages if speed is None else paced(pages, speed)
 
     async def _pages(self, filters: Filters) -> AsyncIterator[LLMCall]:
