@@ -20,6 +20,7 @@ import asyncio
 import base64
 import gzip
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -31,7 +32,7 @@ from _common import LagMonitor, machine, table
 from bench_collector import EXPORT, IN_FLIGHT, SPANS_PER_REQUEST, unique_requests
 
 MODES = ("grpc", "http-protobuf", "http-protobuf-gzip", "http-json")
-JSON_TEMPLATES = 16  # distinct JSON bodies, cycled (a MemoryStore keeps repeats)
+JSON_TEMPLATES = 16  # JSON bodies encoded; the others are copies with new span ids
 
 
 # -- the load process -----------------------------------------------------------------------------
@@ -58,11 +59,22 @@ def bodies(mode: str, total: int) -> list[bytes]:
     """What the load process sends in ``mode``."""
     if mode == "http-json":
         templates = [to_otlp_json(raw) for raw in unique_requests(min(total, JSON_TEMPLATES))]
-        return [templates[i % len(templates)] for i in range(total)]
+        return [
+            _new_span_ids(templates[i % len(templates)], i // len(templates)) for i in range(total)
+        ]
     raw = unique_requests(total)
     if mode == "http-protobuf-gzip":
         return [gzip.compress(body, 6) for body in raw]
     return raw
+
+
+def _new_span_ids(body: bytes, copy: int) -> bytes:
+    """``body`` with every span id's first four hex digits replaced by ``copy``'s: the calls of
+    each copy are new calls (every store keeps one call per id, as it should)."""
+    if not copy:
+        return body
+    prefix = b'"spanId":"%04x' % (copy % 0x10000)
+    return re.sub(rb'"spanId": ?"[0-9a-f]{4}', prefix, body)
 
 
 async def _wait_for_go() -> None:
@@ -126,6 +138,8 @@ async def send_http(url: str, mode: str, payloads: list[bytes]) -> None:
                         if response.status not in (429, 502, 503, 504):
                             raise RuntimeError(f"HTTP {response.status}")
                         await asyncio.sleep(0.05)
+                else:
+                    raise RuntimeError(f"refused 200 times in a row (HTTP {response.status})")
 
         await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
 
