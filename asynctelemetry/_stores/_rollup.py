@@ -1,4 +1,8 @@
-"""SQLite rollups: per-period totals and histograms kept by the writer, for reads at volume.
+"""Rollups: per-period totals and histograms kept by the writer, for reads at volume.
+
+The rules are here, once, with SQLite's SQL for them; :mod:`._pg_rollup` runs the same rules
+(:class:`Acc`, :func:`changes`, :func:`plan`, :class:`Cells`, :func:`summaries_of`,
+:func:`buckets_of`) in PostgreSQL's SQL, so both stores give equal rows for equal calls.
 
 The ``rollup`` table holds, per period (1 minute, 5 minutes, 1 hour and 1 day: :data:`LEVELS`)
 and per group of calls with equal ``model``, ``request_model``, ``provider``, ``route_name`` and
