@@ -265,7 +265,8 @@ async def test_several_writer_processes_lose_nothing_and_keep_duplicates_once(
     pg_dsn: str,
 ) -> None:
     """Three processes write overlapping calls at once (across two days): every distinct call
-    is stored once, and the copies are counted as duplicates by the processes that sent them."""
+    is stored once, the copies are counted as duplicates by the processes that sent them, and
+    the rollups (read-modify-write under one lock) count every call once."""
     async with PostgresStore(pg_dsn):
         pass  # the schema exists; the writers race on partitions and rows
     body = """
@@ -293,6 +294,10 @@ async def test_several_writer_processes_lose_nothing_and_keep_duplicates_once(
     async with PostgresStore(pg_dsn) as store:
         assert await store.count() == len(distinct)
         got = await store.query()
+        with pytest.MonkeyPatch.context() as patch:  # the rollups of three racing writers
+            patch.setattr(_base, "EXACT_LIMIT", 3)
+            assert await store.summary(by="route") == summarize(got, "route")
+            assert await store.timeseries(bucket="1h") == timeseries(got, "1h")
     assert [c.call_id for c in got] == [f"call-{i:06d}" for i in sorted(distinct)]
 
 
