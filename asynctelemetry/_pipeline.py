@@ -240,7 +240,7 @@ class _Slices:
 
     def __iter__(self) -> Iterator[None]:
         self.priced = yield from self._steps
-        self.pipeline.pricing_skipped += self.budget.skipped
+        self.pipeline._pricing_skipped += self.budget.skipped
 
 
 class Pipeline:
@@ -275,10 +275,8 @@ class Pipeline:
         self._awaited: tuple[Sink, ...] = ()
         self._owned = list(owned)
         self._primary = primary
-        #: Sink failures counted (and logged once per sink and kind).
-        self.errors = 0
-        #: Calls left unpriced because their batch had resolved its share of new model names.
-        self.pricing_skipped = 0
+        self._errors = 0  # sink failures, counted (and logged once per sink and kind)
+        self._pricing_skipped = 0  # calls left unpriced: their batch resolved its share of names
         for sink in sinks:
             self.add(sink)
 
@@ -286,7 +284,23 @@ class Pipeline:
     @property
     def stats(self) -> PipelineStats:
         """A snapshot of what this pipeline has done (see :class:`PipelineStats`)."""
-        return PipelineStats(len(self._sinks), self.errors, self.pricing_skipped)
+        return PipelineStats(len(self._sinks), self._errors, self._pricing_skipped)
+
+    @property
+    def errors(self) -> int:
+        """Sink failures counted (and logged once per sink and kind); ``stats.errors``."""
+        return self._errors
+
+    @property
+    def pricing_skipped(self) -> int:
+        """Calls left unpriced because their batch had resolved its share of new model names;
+        ``stats.pricing_skipped``."""
+        return self._pricing_skipped
+
+    def count_error(self) -> None:
+        """Count a failure to deliver that happened outside the pipeline's own calls (a record
+        a producer could not hand to the async sinks), as a sink failure."""
+        self._errors += 1
 
     @property
     def sinks(self) -> tuple[Sink, ...]:
@@ -455,7 +469,7 @@ class Pipeline:
                 self._failed(sink, "emit", exc)
 
     def _failed(self, sink: Sink, method: str, exc: Exception) -> None:
-        self.errors += 1
+        self._errors += 1
         report_internal_error(f"sink {type(sink).__name__}.{method}", exc)
 
     # -- flush and close ------------------------------------------------------------------------

@@ -462,7 +462,7 @@ class AsyncTracer(ClosesOnExit):
         except RuntimeError:  # no running loop: nothing can deliver to the async sinks now
             if inspect.iscoroutine(work):
                 work.close()
-            self.pipeline.errors += 1
+            self.pipeline.count_error()
             return
         self._background.add(task)
         task.add_done_callback(self._background.discard)
