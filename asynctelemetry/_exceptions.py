@@ -13,6 +13,10 @@ Every one derives from :class:`TelemetryError`, and from a builtin where callers
 
 from __future__ import annotations
 
+import re
+from typing import Final
+from urllib.parse import unquote_plus
+
 __all__ = [
     "ConfigError",
     "ExportError",
@@ -21,6 +25,7 @@ __all__ = [
     "StoreClosedError",
     "StoreError",
     "TelemetryError",
+    "mask_secrets",
 ]
 
 
@@ -73,3 +78,47 @@ def require(module: str, extra: str, feature: str) -> object:
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependencyError(extra, feature) from exc
+
+
+#: What replaces a secret in a message.
+MASK: Final = "***"
+#: A URL's user-info password: ``scheme://user:PASSWORD@host``. The password runs to the ``@``
+#: after which the host part holds no other ``@`` (``urlsplit`` splits user-info the same way),
+#: so a password holding ``@``, ``/`` or ``?`` unencoded is masked whole.
+_USERINFO: Final = re.compile(
+    r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*):(?P<secret>\S*?)@(?=[^@/?#\s]*(?:[/?#\s]|$))"
+)
+#: A ``key=value`` option, in a URL's query (``?a=1&b=2``) or a libpq keyword string
+#: (``host=h password=p``); its key is judged by :func:`_secret_key`.
+_OPTION: Final = re.compile(
+    r"(?P<head>(?:^|[?&;\s])(?P<key>[^=&?;#\s'\"]+)=)(?P<secret>[^&;#\s'\"]*)"
+)
+#: Words that make an option's key a secret (``password``, ``sslpassword``, ``passfile``,
+#: ``client_secret``, ``token``, ``api_key``, ``auth`` …), matched in its lowercased, decoded
+#: name.
+_SECRET_WORDS: Final = ("pass", "secret", "token", "key", "auth", "credential")
+
+
+def _secret_key(key: str) -> bool:
+    name = unquote_plus(key).lower()
+    return any(word in name for word in _SECRET_WORDS)
+
+
+def _mask_option(match: re.Match[str]) -> str:
+    if not _secret_key(match["key"]) or not match["secret"]:
+        return match[0]
+    return f"{match['head']}{MASK}"
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with every secret a URL or DSN in it can carry replaced by ``***``.
+
+    The one masking rule for every message, ``repr``, log line and CLI output that shows a
+    store URL, a DSN or an endpoint: the user-info password (``postgresql://u:***@host/db``)
+    and the value of every option whose name holds ``pass``, ``secret``, ``token``, ``key``,
+    ``auth`` or ``credential`` (``password``, ``sslpassword``, ``passfile``, ``api_key`` …), in a
+    query string or a libpq ``key=value`` string, percent-encoded names included. Text that
+    holds no URL comes back unchanged; masking too much is preferred to showing a secret.
+    """
+    masked = _USERINFO.sub(lambda m: f"{m['head']}:{MASK}@", text)
+    return _OPTION.sub(_mask_option, masked)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
-from ._exceptions import ConfigError
+from ._exceptions import ConfigError, mask_secrets
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -202,10 +202,10 @@ def grpc_target(endpoint: str, insecure: bool | None = None) -> GrpcTarget:
     if "://" in endpoint:
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https", "grpc", "grpcs") or not parts.netloc:
-            raise ConfigError(f"not a gRPC endpoint: {endpoint!r}")
+            raise ConfigError(f"not a gRPC endpoint: {mask_secrets(endpoint)!r}")
         plain = parts.scheme in ("http", "grpc")
         return GrpcTarget(parts.netloc, not (plain if insecure is None else insecure))
     address = endpoint.rstrip("/")
     if "/" in address:
-        raise ConfigError(f"not a gRPC endpoint (host:port): {endpoint!r}")
+        raise ConfigError(f"not a gRPC endpoint (host:port): {mask_secrets(endpoint)!r}")
     return GrpcTarget(address, not insecure)

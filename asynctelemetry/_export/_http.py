@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from .._batching import QueueSettings, Retryable
-from .._exceptions import ConfigError, ExportError, require
+from .._exceptions import ConfigError, ExportError, mask_secrets, require
 from ._base import DEFAULT_QUEUE, OTLPExporterBase
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def traces_url(endpoint: str) -> str:
     """The export URL: ``endpoint`` as given when it ends in ``/v1/traces``, else with it added."""
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"not an http(s) URL: {endpoint!r}")
+        raise ConfigError(f"not an http(s) URL: {mask_secrets(endpoint)!r}")
     path = parts.path
     if not path.endswith(_TRACES_PATH):
         path = path.rstrip("/") + _TRACES_PATH
@@ -159,14 +159,14 @@ class OTLPHttpExporter(OTLPExporterBase):
         try:
             response = await client.post(self.url, content=payload, headers=self._headers)
         except httpx.TransportError as exc:  # refused, reset, timed out: worth another try
-            error = ExportError(f"OTLP/HTTP export to {self.url} failed: {exc!r}")
+            error = ExportError(f"OTLP/HTTP export to {mask_secrets(self.url)} failed: {exc!r}")
             raise Retryable(error) from exc
         status = response.status_code
         if status in RETRYABLE_STATUS:
-            error = ExportError(f"OTLP/HTTP export to {self.url} answered {status}")
+            error = ExportError(f"OTLP/HTTP export to {mask_secrets(self.url)} answered {status}")
             raise Retryable(error, parse_retry_after(response.headers.get("retry-after")))
         if not 200 <= status < 300:
-            raise ExportError(f"OTLP/HTTP export to {self.url} answered {status}")
+            raise ExportError(f"OTLP/HTTP export to {mask_secrets(self.url)} answered {status}")
         content = response.content
         if content and "protobuf" in response.headers.get("content-type", ""):
             try:

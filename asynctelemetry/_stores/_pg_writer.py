@@ -14,10 +14,9 @@ import asyncio
 import logging
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit, urlunsplit
 
 from .._batching import Retryable
-from .._exceptions import StoreError
+from .._exceptions import StoreError, mask_secrets
 from . import _pg_rollup
 from ._pg_schema import (
     COPY_COLUMNS,
@@ -41,7 +40,7 @@ if TYPE_CHECKING:
     from .._rows import Row
     from ._rollup import Acc, Cell
 
-__all__ = ["PgWriter", "is_db_error", "reason", "redact"]
+__all__ = ["PgWriter", "is_db_error", "reason"]
 
 logger = logging.getLogger("asynctelemetry")
 #: Rows encoded per step of a COPY: the event loop gets control back between steps.
@@ -58,16 +57,6 @@ _MERGE_RETURNING: Final = f"{MERGE_SQL} RETURNING {_pg_rollup.RAW_SQL}"
 _RETRY_CLASSES: Final = frozenset({"08", "40", "53", "55", "57", "58", "XX"})
 #: "no partition of relation found for row": a partition was dropped under the writer.
 _NO_PARTITION: Final = "23514"
-
-
-def redact(dsn: str) -> str:
-    """The DSN with its password replaced by ``***`` (for messages and ``repr``)."""
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def is_db_error(pg: Any, exc: BaseException) -> bool:
@@ -87,6 +76,8 @@ class PgWriter:
     def __init__(self, pg: Any, dsn: str, connect_timeout: float) -> None:
         self.pg = pg
         self.dsn = dsn
+        #: The DSN as messages show it (its secrets masked).
+        self.shown = mask_secrets(dsn)
         self.connect_timeout = connect_timeout
         self.conn: asyncpg.Connection | None = None
         #: Days whose partitions exist (shared with retention, which drops some).
@@ -113,11 +104,11 @@ class PgWriter:
             conn = await self.pg.connect(self.dsn, timeout=self.connect_timeout)
         except Exception as exc:
             if self._is_db_error(exc):
-                raise StoreError(f"cannot connect to {redact(self.dsn)}: {reason(exc)}") from exc
+                raise StoreError(f"cannot connect to {self.shown}: {reason(exc)}") from exc
             raise
         try:
             if prepare_schema:
-                await prepare(conn, redact(self.dsn))
+                await prepare(conn, self.shown)
             await conn.execute(STAGING_SQL)
         except BaseException:
             conn.terminate()
@@ -156,14 +147,14 @@ class PgWriter:
             raise self._retry(exc, len(batch)) from exc
         if self._failing:
             self._failing = False
-            logger.warning("asynctelemetry: %s is writing again", redact(self.dsn))
+            logger.warning("asynctelemetry: %s is writing again", self.shown)
         for call_id, why in rejected:
             logger.error("asynctelemetry: call %r rejected by PostgreSQL: %s", call_id, why)
         self.rejected += len(rejected)
         self.duplicates += len(batch) - inserted - len(rejected)
 
     def _retry(self, exc: BaseException, size: int) -> Retryable:
-        error = StoreError(f"writing {size} calls to {redact(self.dsn)} failed: {reason(exc)}")
+        error = StoreError(f"writing {size} calls to {self.shown} failed: {reason(exc)}")
         if not self._failing:
             self._failing = True
             logger.warning("asynctelemetry: %s; the calls stay queued, retrying", error)

@@ -27,7 +27,14 @@ from .._batching import (
     QueueValues,
     RetryPolicy,
 )
-from .._exceptions import ConfigError, StoreClosedError, StoreError, require, require_int
+from .._exceptions import (
+    ConfigError,
+    StoreClosedError,
+    StoreError,
+    mask_secrets,
+    require,
+    require_int,
+)
 from .._rows import Row, Rows
 from .._stats import StoreStats
 from . import _base, _pg_rollup
@@ -44,7 +51,7 @@ from ._base import (
 )
 from ._pg_retention import PgRetention
 from ._pg_schema import decode
-from ._pg_writer import PgWriter, is_db_error, reason, redact
+from ._pg_writer import PgWriter, is_db_error, reason
 from ._replay import paced
 from ._retention import parse_max_age, parse_max_rows
 from ._rollup import Acc, buckets_of, summaries_of
@@ -125,7 +132,8 @@ class PostgresStore(StoreReads, QueueOwner, ClosesOnExit):
         queue: QueueSettings | None = None,
     ) -> None:
         if not isinstance(dsn, str) or urlsplit(dsn).scheme not in ("postgresql", "postgres"):
-            raise ConfigError(f"dsn must be a postgresql:// URL, got {dsn!r}")
+            shown = mask_secrets(dsn) if isinstance(dsn, str) else dsn
+            raise ConfigError(f"dsn must be a postgresql:// URL, got {shown!r}")
         given = QueueSettings(max_queue, batch_size, flush_interval, close_timeout)
         self._queue_values = POSTGRES_QUEUE.resolve("PostgresStore", given, queue)
         require_int("pool_size", pool_size)
@@ -136,6 +144,7 @@ class PostgresStore(StoreReads, QueueOwner, ClosesOnExit):
             retention_interval > 0, f"retention_interval must be > 0, got {retention_interval!r}"
         )
         self.dsn = dsn
+        self._shown = mask_secrets(dsn)  # as messages show it
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
         self._writer = PgWriter(None, dsn, connect_timeout)
@@ -144,7 +153,7 @@ class PostgresStore(StoreReads, QueueOwner, ClosesOnExit):
             self._queue_values,
             overflow="wait",
             retry=RetryPolicy(max_attempts=None),
-            name=f"PostgresStore({redact(dsn)})",
+            name=f"PostgresStore({mask_secrets(dsn)})",
         )
         #: Retention bounds and counters (``deleted``, ``dropped_partitions``, ``passes``).
         self.retention = PgRetention(
@@ -165,7 +174,7 @@ class PostgresStore(StoreReads, QueueOwner, ClosesOnExit):
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._pool else "unopened"
-        return f"PostgresStore({redact(self.dsn)!r}, {state}, pending={self.pending})"
+        return f"PostgresStore({self._shown!r}, {state}, pending={self.pending})"
 
     @property
     def rejected(self) -> int:
@@ -243,7 +252,7 @@ class PostgresStore(StoreReads, QueueOwner, ClosesOnExit):
             if pool is not None:
                 pool.terminate()
             if isinstance(exc, Exception) and self._is_db_error(exc):
-                raise StoreError(f"cannot open {redact(self.dsn)}: {reason(exc)}") from exc
+                raise StoreError(f"cannot open {self._shown}: {reason(exc)}") from exc
             raise
         self._pool = pool
         self._upkeep = asyncio.get_running_loop().create_task(
@@ -340,7 +349,7 @@ class PostgresStore(StoreReads, QueueOwner, ClosesOnExit):
             raise
         except Exception as exc:
             if self._is_db_error(exc):
-                raise StoreError(f"{redact(self.dsn)}: {reason(exc)}") from exc
+                raise StoreError(f"{self._shown}: {reason(exc)}") from exc
             raise
 
     # -- writing --------------------------------------------------------------------------------
@@ -405,7 +414,7 @@ class PostgresStore(StoreReads, QueueOwner, ClosesOnExit):
                         raise
                     if attempt == 1 and conn.is_closed():
                         continue  # a pooled connection the server dropped (a restart): once more
-                    raise StoreError(f"reading {redact(self.dsn)} failed: {reason(exc)}") from exc
+                    raise StoreError(f"reading {self._shown} failed: {reason(exc)}") from exc
                 return rows
         raise AssertionError("unreachable")  # pragma: no cover
 

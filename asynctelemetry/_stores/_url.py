@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from .._exceptions import ConfigError
+from .._exceptions import ConfigError, mask_secrets
 from ._memory import MemoryStore
 from ._postgres import PostgresStore
 from ._retention import parse_max_age, parse_max_rows
@@ -116,47 +116,49 @@ def open_store(url: str) -> CallStore:
     """
     if not isinstance(url, str):
         raise ConfigError(f"a store URL must be a string, not {type(url).__name__}")
+    shown = mask_secrets(url)  # every message names the URL without its secrets
     try:
         parts = urlsplit(url)
     except ValueError as exc:  # "Invalid IPv6 URL" and the like
-        raise ConfigError(f"store URL {url!r}: {exc}") from None
+        raise ConfigError(f"store URL {shown!r}: {exc}") from None
     if parts.fragment:
-        raise ConfigError(f"store URL {url!r}: a fragment (#...) means nothing here")
+        raise ConfigError(f"store URL {shown!r}: a fragment (#...) means nothing here")
     if parts.scheme == "memory":
         if parts.netloc or parts.path not in ("", "/"):
-            raise ConfigError(f"store URL {url!r}: write memory:// with options only")
-        return MemoryStore(**_options(url, parts.query, _MEMORY_OPTIONS))
+            raise ConfigError(f"store URL {shown!r}: write memory:// with options only")
+        return MemoryStore(**_options(shown, parts.query, _MEMORY_OPTIONS))
     if parts.scheme == "sqlite":
         if parts.netloc:
             raise ConfigError(
-                f"store URL {url!r}: no host allowed; use sqlite:///relative.db "
+                f"store URL {shown!r}: no host allowed; use sqlite:///relative.db "
                 "or sqlite:////absolute/path.db"
             )
         path = unquote(parts.path)[1:]  # drop the slash that separates the empty host
         if not path:
-            raise ConfigError(f"store URL {url!r} names no file")
+            raise ConfigError(f"store URL {shown!r} names no file")
         if "\x00" in path:
-            raise ConfigError(f"store URL {url!r}: a file name cannot hold a NUL byte (%00)")
-        return SQLiteStore(path, **_options(url, parts.query, _SQLITE_OPTIONS))
+            raise ConfigError(f"store URL {shown!r}: a file name cannot hold a NUL byte (%00)")
+        return SQLiteStore(path, **_options(shown, parts.query, _SQLITE_OPTIONS))
     if parts.scheme in ("postgresql", "postgres"):
         if not parts.hostname and not parts.path.strip("/"):
-            raise ConfigError(f"store URL {url!r} names no host or database")
+            raise ConfigError(f"store URL {shown!r} names no host or database")
         try:
             pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
         except ValueError as exc:
-            raise ConfigError(f"store URL {url!r}: malformed options ({exc})") from None
+            raise ConfigError(f"store URL {shown!r}: malformed options ({exc})") from None
         ours = [(k, v) for k, v in pairs if k in _POSTGRES_OPTIONS]
         theirs = [(k, v) for k, v in pairs if k not in _POSTGRES_OPTIONS]
-        options = _options(url, urlencode(ours), _POSTGRES_OPTIONS)
+        options = _options(shown, urlencode(ours), _POSTGRES_OPTIONS)
         dsn = urlunsplit(parts._replace(query=urlencode(theirs)))
         return PostgresStore(dsn, **options)
     raise ConfigError(
-        f"store URL {url!r}: unknown scheme {parts.scheme!r} "
+        f"store URL {shown!r}: unknown scheme {parts.scheme!r} "
         "(use memory://, sqlite:///path or postgresql://host/db)"
     )
 
 
 def _options(url: str, query: str, known: dict[str, Callable[[str], Any]]) -> dict[str, Any]:
+    """The options of ``query`` parsed by ``known``; ``url`` (masked) names the URL in errors."""
     options: dict[str, Any] = {}
     try:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))

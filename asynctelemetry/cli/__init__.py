@@ -17,7 +17,7 @@ import sys
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import MissingDependencyError, TelemetryError, require
+from .._exceptions import MissingDependencyError, TelemetryError, mask_secrets, require
 from ._errors import CLIError
 from ._help import DB_ENV, Parser, default_db, examples_of
 
@@ -264,7 +264,7 @@ def _logging_to_stderr(debug: bool) -> Iterator[None]:
     """The package's log records as plain lines on stderr while inside; restored after."""
     logger = logging.getLogger("asynctelemetry")
     handler = logging.StreamHandler(_Stderr())
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(_MaskingFormatter("%(message)s"))
     saved = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if debug else logging.WARNING)
@@ -276,8 +276,19 @@ def _logging_to_stderr(debug: bool) -> Iterator[None]:
         logger.level, logger.propagate = saved
 
 
+class _MaskingFormatter(logging.Formatter):
+    """Log lines with every URL's secrets masked (the last door before stderr)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_secrets(super().format(record))
+
+
 def _fail(message: str) -> None:
-    sys.stderr.write(f"{PROG}: error: {message}\n")
+    sys.stderr.write(f"{PROG}: error: {mask_secrets(message)}\n")
+
+
+def _print_traceback() -> None:
+    sys.stderr.write(mask_secrets(traceback.format_exc()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -319,7 +330,7 @@ def _run(args: argparse.Namespace, debug: bool) -> int:
         return 1
     except CLIError as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         _fail(str(exc))
         return exc.exit_code
     except MissingDependencyError as exc:
@@ -327,11 +338,11 @@ def _run(args: argparse.Namespace, debug: bool) -> int:
         return 1
     except (TelemetryError, OSError) as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         _fail(str(exc) or type(exc).__name__)
         return 1
     except Exception as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)")
         return 1

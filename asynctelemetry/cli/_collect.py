@@ -15,7 +15,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from .._collector import AsyncCollector
-from .._exceptions import ConfigError, MissingDependencyError, StoreError
+from .._exceptions import ConfigError, MissingDependencyError, StoreError, mask_secrets
 from .._export import format_call
 from .._stores import MemoryStore, SQLiteStore, open_store
 from ._common import is_postgres_url, postgres_store, source_name, stop_signals
@@ -55,7 +55,7 @@ def _store_of(args: argparse.Namespace) -> tuple[CallStore, str]:
         if retention:
             raise UsageError("with --store, give retention as URL options (?max_age=7d&max_rows=N)")
         try:
-            return open_store(args.store), args.store
+            return open_store(args.store), mask_secrets(args.store)
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
     if is_postgres_url(args.db):
@@ -234,7 +234,7 @@ async def _serve(
         if metrics_url:
             _say(f"Prometheus metrics on {metrics_url}")
         if args.forward_to:
-            _say(f"forwarding every request to {args.forward_to}")
+            _say(f"forwarding every request to {mask_secrets(args.forward_to)}")
         if args.host not in ("127.0.0.1", "::1", "localhost"):
             auth = "with" if _auth_token(args) else "WITHOUT"
             _say(f"listening beyond loopback ({args.host}) {auth} a bearer token")

@@ -19,9 +19,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlencode
 
-from .._exceptions import ConfigError, SchemaVersionError, StoreError
+from .._exceptions import ConfigError, SchemaVersionError, StoreError, mask_secrets
 from .._stores import SQLiteStore, open_store
-from .._stores._pg_writer import redact
 from ._errors import CLIError, UsageError
 
 if TYPE_CHECKING:
@@ -129,9 +128,8 @@ def filters_of(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def source_name(args: argparse.Namespace) -> str:
-    """How to name the store in messages (a database URL without its password)."""
-    name = str(args.db or args.store)
-    return redact(name) if is_postgres_url(name) else name
+    """How to name the store in messages (a URL without its secrets)."""
+    return mask_secrets(str(args.db or args.store))
 
 
 def is_postgres_url(text: str) -> bool:
@@ -151,7 +149,7 @@ def postgres_store(url: str, **retention: Any) -> CallStore:
     try:
         return open_store(url)
     except ConfigError as exc:
-        raise UsageError(str(exc).replace(url, redact(url))) from None
+        raise UsageError(str(exc)) from None  # open_store masks the URL
 
 
 def _reading_store(args: argparse.Namespace, *, write: bool = False) -> CallStore:

@@ -13,7 +13,13 @@ import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .._exceptions import ConfigError, ExportError, MissingDependencyError, StoreError
+from .._exceptions import (
+    ConfigError,
+    ExportError,
+    MissingDependencyError,
+    StoreError,
+    mask_secrets,
+)
 from .._replay import replay
 from .._stores import SQLiteStore, open_store
 from ._common import filters_of, reading, source_name
@@ -46,15 +52,16 @@ def target_of(url: str, auth_token: str | None) -> CallStore | OTLPExporterBase:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
     except ValueError as exc:
-        raise UsageError(f"--to {url!r}: {exc}") from None
+        raise UsageError(f"--to {mask_secrets(url)!r}: {exc}") from None
     if parts.scheme in ("memory", "sqlite", "postgresql", "postgres"):
         try:
             return open_store(url)
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
     if parts.scheme not in ("otlp", "grpc", "grpcs", "http", "https") or not parts.netloc:
+        shown = mask_secrets(url)
         raise UsageError(
-            f"--to {url!r}: use a store URL (sqlite:///path.db, postgresql://host/db, memory://) "
+            f"--to {shown!r}: use a store URL (sqlite:///path.db, postgresql://host/db, memory://) "
             "or an OTLP endpoint "
             "(otlp://host:4317, http://host:4318/v1/traces)"
         )
@@ -68,7 +75,7 @@ def target_of(url: str, auth_token: str | None) -> CallStore | OTLPExporterBase:
         scheme = {"otlp": "http", "grpc": "http", "grpcs": "https"}.get(parts.scheme, parts.scheme)
         return _export.OTLPGrpcExporter(f"{scheme}://{parts.netloc}", **common)
     except ConfigError as exc:
-        raise UsageError(f"--to {url!r}: {exc}") from None
+        raise UsageError(f"--to {mask_secrets(url)!r}: {exc}") from None
 
 
 class _Counted:
@@ -153,7 +160,8 @@ async def run_replay(args: argparse.Namespace, console: Console) -> int:
             f"{stats.last_error or 'closed before delivery'}"
         )
     pace = f" at {args.speed:g}x" if args.speed else ""
-    line = f"replayed {plural(count, 'call')} from {source_name(args)} to {args.to}{pace}"
+    to = mask_secrets(args.to)
+    line = f"replayed {plural(count, 'call')} from {source_name(args)} to {to}{pace}"
     if exporter is None:  # a store says which copies it already held (same call_id)
         present = getattr(target, "duplicates", 0) - present_before
         rejected = getattr(target, "rejected", 0)

@@ -65,3 +65,29 @@ def test_a_postgres_db_that_cannot_be_reached_is_one_line(tmp_path: Path) -> Non
     assert result.returncode == 1
     line = one_line_error(result)
     assert "cannot" in line and "hunter2" not in line
+
+
+def test_a_password_in_the_query_never_reaches_the_output(pg_dsn: str, tmp_path: Path) -> None:
+    """``?password=`` is masked in an error, a --debug traceback, and collect's first line."""
+    import signal
+
+    from tests.cli.test_collect import announced, start
+
+    down = "postgresql://u@127.0.0.1:1/x?connect_timeout=2&password=hunter2"
+    result = run_cli("calls", "--db", down, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "password=***" in one_line_error(result) and "hunter2" not in result.stderr
+    result = run_cli("--debug", "calls", "--db", down, cwd=tmp_path)
+    assert "Traceback" in result.stderr and "hunter2" not in result.stderr
+    proc = start(tmp_path, "--store", f"{pg_dsn}&password=hunter2", "--quiet")
+    try:
+        where = announced(proc, r"collecting OTLP/gRPC on \S+ into (\S+)")
+        assert "password=***" in where
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "hunter2" not in err

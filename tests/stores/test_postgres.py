@@ -485,3 +485,27 @@ def test_days_of_a_batch_records_rows_and_mixed() -> None:
     assert days_of([*rows[:10], *spread[10:]]) == expected  # rows first, then records
     two = {T0.date(), (T0 + timedelta(days=3)).date()}
     assert days_of([*spread[:1], *rows[1:2]]) == two  # a record first, then a row
+
+
+async def test_a_password_in_the_query_is_masked_everywhere(pg_dsn: str) -> None:
+    """``?password=``/``?sslpassword=`` connect (trust auth ignores them) and appear in no
+    repr, ConfigError, StoreError or traceback: the user-info form was the only one masked."""
+    import traceback
+
+    secrets = "password=hunter2&sslpassword=hunter3"
+    store = open_store(f"{pg_dsn}&{secrets}")
+    async with store:
+        await store.add(make_call(0))
+        await store.flush()
+        assert await store.count() == 1
+        assert "hunter" not in repr(store)
+    assert "hunter" not in repr(store)
+    with pytest.raises(ValueError) as bad:
+        open_store(f"{pg_dsn}&{secrets}&pool_size=0")
+    assert "pool_size" in str(bad.value) and "hunter" not in str(bad.value)
+    down = PostgresStore(f"postgresql://u@127.0.0.1:{_closed_port()}/x?{secrets}")
+    with pytest.raises(StoreError, match="cannot connect") as info:
+        await down.open()
+    await down.aclose()
+    shown = "".join(traceback.format_exception(info.value))
+    assert "password=***" in shown and "hunter" not in shown
