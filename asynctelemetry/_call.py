@@ -12,6 +12,7 @@ and the tracer (:mod:`._tracer`) stand on it, in that order.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -23,6 +24,7 @@ from ._record import (
     MAX_DURATION_MS,
     MAX_MODEL_LENGTH,
     MAX_TOKENS,
+    bounded_message,
 )
 
 if TYPE_CHECKING:
@@ -48,6 +50,8 @@ _SETTABLE: Final[dict[str, type | tuple[type, ...]]] = {
     "provider": str,
     "session_id": str,
     "route_name": str,
+    "user_id": str,
+    "agent_name": str,
     "cache_hit": str,
     "tool_calls": int,
     "status_code": int,
@@ -176,6 +180,8 @@ class CallHandle:
         tb: TracebackType | None,
     ) -> None:
         # Returning None lets the caller's exception or cancellation propagate unchanged.
+        if exc is not None:
+            self.note_message(exc)
         tracer = self._tracer
         record = tracer._finish(self, exc_type)
         if record is not None:
@@ -246,9 +252,9 @@ class CallHandle:
         """Set record fields learnt during the call.
 
         Accepted: ``response_model``, ``request_model``, ``provider``, ``session_id``,
-        ``route_name``, ``cache_hit`` ("exact", "semantic", "miss"), ``tool_calls``,
-        ``status_code``, ``is_streaming``, ``routing_strategy``, ``routing_reason``,
-        ``error_type`` and the token counts of :meth:`set_usage`.
+        ``route_name``, ``user_id``, ``agent_name``, ``cache_hit`` ("exact", "semantic",
+        "miss"), ``tool_calls``, ``status_code``, ``is_streaming``, ``routing_strategy``,
+        ``routing_reason``, ``error_type`` and the token counts of :meth:`set_usage`.
 
         Raises:
             ValueError: an unknown field or a value of the wrong type or range.
@@ -327,6 +333,17 @@ class CallHandle:
             code = getattr(getattr(exc, "response", None), "status_code", None)
         if code.__class__ is int and 100 <= code <= 599:
             self.fields["status_code"] = code
+        self.note_message(exc)
+
+    def note_message(self, exc: BaseException) -> None:
+        """Keep the text of the exception that ends the call (cut to ``MAX_ERROR_MESSAGE``);
+        a cancellation has none. The first exception noted wins."""
+        if self.fields["error_message"] is None and not isinstance(exc, asyncio.CancelledError):
+            try:
+                text = str(exc)
+            except Exception:  # a broken __str__ is no reason to lose the call
+                text = ""
+            self.fields["error_message"] = bounded_message(text)
 
     def _apply(self, usage: Any, *, add_tool_calls: bool) -> None:
         fields = self.fields
@@ -341,9 +358,14 @@ class CallHandle:
         if model and len(model) <= MAX_MODEL_LENGTH:  # a longer name is ignored, not raised
             fields["response_model"] = str.__str__(model)
 
-    def fail(self, error_type: str, *, status_code: int | None = None) -> None:
-        """Mark the call failed without raising (an error response the caller handles itself)."""
+    def fail(
+        self, error_type: str, *, status_code: int | None = None, message: str | None = None
+    ) -> None:
+        """Mark the call failed without raising (an error response the caller handles itself);
+        ``message``: the error's text (cut to ``MAX_ERROR_MESSAGE`` characters)."""
         error_type = check_text("error_type", error_type)
+        if message is not None:
+            self.fields["error_message"] = bounded_message(check_text("message", message))
         self._failed = True
         self.fields["error_type"] = error_type
         if status_code is not None:

@@ -35,7 +35,16 @@ GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tok
 GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
 GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
 GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"  # seconds
+GEN_AI_AGENT_NAME: Final = "gen_ai.agent.name"
 ERROR_TYPE: Final = "error.type"
+# The end user (OTel general conventions: ``user.id``; ``enduser.id`` is its older name).
+USER_ID: Final = "user.id"
+ENDUSER_ID: Final = "enduser.id"
+#: The OTel exception event (``span.record_exception``) and its attributes.
+EXCEPTION_EVENT: Final = "exception"
+EXCEPTION_TYPE: Final = "exception.type"
+EXCEPTION_MESSAGE: Final = "exception.message"
+ERROR_MESSAGE: Final = "error.message"  # some instrumentations put the text on the span
 SERVER_ADDRESS: Final = "server.address"
 SERVICE_NAME: Final = "service.name"
 
@@ -83,6 +92,8 @@ LLM_TOKEN_COUNT_PROMPT_CACHE_READ: Final = "llm.token_count.prompt_details.cache
 LLM_TOKEN_COUNT_PROMPT_CACHE_WRITE: Final = "llm.token_count.prompt_details.cache_write"
 LLM_TOKEN_COUNT_COMPLETION_REASONING: Final = "llm.token_count.completion_details.reasoning"
 SESSION_ID: Final = "session.id"
+TAG_TAGS: Final = "tag.tags"  # a list of strings
+AGENT_NAME: Final = "agent.name"
 LLM_REQUEST_MODEL_NAME: Final = "llm.request.model_name"
 LLM_RESPONSE_MODEL_NAME: Final = "llm.response.model_name"
 LLM_TOKEN_COUNT_PROMPT_CACHE_INPUT: Final = "llm.token_count.prompt_details.cache_input"
@@ -102,6 +113,13 @@ GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS_OLD: Final = "gen_ai.usage.cache_read_input
 GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS_OLD: Final = "gen_ai.usage.cache_creation_input_tokens"
 GEN_AI_USAGE_REASONING_TOKENS: Final = "gen_ai.usage.reasoning_tokens"
 GEN_AI_IS_STREAMING: Final = "gen_ai.is_streaming"
+TRACELOOP_USER_ID: Final = "traceloop.association.properties.user_id"
+TRACELOOP_SESSION_ID: Final = "traceloop.association.properties.session_id"
+
+# --- Langfuse (its OTel endpoint's keys) -------------------------------------------------------
+LANGFUSE_USER_ID: Final = "langfuse.user.id"
+LANGFUSE_SESSION_ID: Final = "langfuse.session.id"
+LANGFUSE_TRACE_TAGS: Final = "langfuse.trace.tags"
 
 # --- OpenLIT (1.45 writes the current GenAI keys plus these; older releases the "older" ones) ---
 GEN_AI_USAGE_COST: Final = "gen_ai.usage.cost"  # USD, priced by OpenLIT's own price list
@@ -156,7 +174,17 @@ FIELD_KEYS: Final[dict[str, tuple[str, ...]]] = {
     ),
     "provider": (LLM_PROVIDER, GEN_AI_PROVIDER_NAME, GEN_AI_SYSTEM, LLM_SYSTEM),
     "operation": (LLM_OPERATION, GEN_AI_OPERATION_NAME, LLM_REQUEST_TYPE),
-    "session_id": (PLANO_SESSION_ID, GEN_AI_CONVERSATION_ID, SESSION_ID),
+    "session_id": (
+        PLANO_SESSION_ID,
+        GEN_AI_CONVERSATION_ID,
+        TRACELOOP_SESSION_ID,
+        SESSION_ID,
+        LANGFUSE_SESSION_ID,
+    ),
+    "user_id": (USER_ID, ENDUSER_ID, TRACELOOP_USER_ID, LANGFUSE_USER_ID),
+    "agent_name": (GEN_AI_AGENT_NAME, AGENT_NAME),
+    "tags": (TAG_TAGS, LANGFUSE_TRACE_TAGS),
+    "error_message": (ERROR_MESSAGE, EXCEPTION_MESSAGE),
     "route_name": (PLANO_ROUTE_NAME,),
     "is_streaming": (
         LLM_IS_STREAMING,
@@ -226,7 +254,9 @@ FIELD_KEYS: Final[dict[str, tuple[str, ...]]] = {
 #: :data:`MAX_FIELD_LENGTH` characters), ``tokens`` (an integer in 0..MAX_TOKENS), ``millis``
 #: (a finite number of milliseconds in 0..MAX_DURATION_MS), ``usd`` (a finite number >= 0),
 #: ``bool``, ``http`` (an integer in 0..999), ``status`` (ok | error | cancelled), ``operation``
-#: (text mapped through :data:`OPERATION_ALIASES`).
+#: (text mapped through :data:`OPERATION_ALIASES`), ``tags`` (an array of strings, or a JSON
+#: array as text, or one string: a tuple of distinct tags), ``message`` (non-empty text, cut to
+#: ``MAX_ERROR_MESSAGE`` characters).
 FIELD_KINDS: Final[dict[str, str]] = {
     "call_id": "str",
     "request_model": "str",
@@ -234,6 +264,10 @@ FIELD_KINDS: Final[dict[str, str]] = {
     "provider": "str",
     "operation": "operation",
     "session_id": "str",
+    "user_id": "str",
+    "agent_name": "str",
+    "tags": "tags",
+    "error_message": "message",
     "route_name": "str",
     "is_streaming": "bool",
     "status_code": "http",
@@ -336,6 +370,8 @@ _WRITTEN: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("request_model", (GEN_AI_REQUEST_MODEL,)),
     ("model", (GEN_AI_RESPONSE_MODEL, LLM_MODEL)),
     ("session_id", (GEN_AI_CONVERSATION_ID,)),
+    ("user_id", (USER_ID,)),
+    ("agent_name", (GEN_AI_AGENT_NAME,)),
     ("route_name", (PLANO_ROUTE_NAME,)),
     ("is_streaming", (GEN_AI_REQUEST_STREAM, LLM_IS_STREAMING)),
     ("status_code", (HTTP_STATUS_CODE,)),
@@ -367,15 +403,30 @@ def span_name(call: LLMCall) -> str:
     return f"{call.operation} {call.request_model or call.model}"
 
 
-def call_attributes(call: LLMCall) -> dict[str, AttributeValue]:
+def exception_event(
+    error_type: str | None, message: str | None
+) -> dict[str, AttributeValue] | None:
+    """The attributes of the OTel ``exception`` event of a failed step, None without either."""
+    if error_type is None and message is None:
+        return None
+    event: dict[str, AttributeValue] = {}
+    if error_type is not None:
+        event[EXCEPTION_TYPE] = error_type
+    if message is not None:
+        event[EXCEPTION_MESSAGE] = message
+    return event
+
+
+def call_attributes(call: LLMCall) -> dict[str, AttributeValue | tuple[str, ...]]:
     """The span attributes that carry ``call``: GenAI keys, RactoGateway ``llm.*`` keys, ours.
 
     The one place that turns a record into attributes: the tracer's SDK spans and the OTLP
     exporters both use it, and the collector reads the same keys back through
     :data:`FIELD_KEYS`, so a round trip gives back an equal record. ``call.attributes`` come
-    first, so a known key always carries the record's own value.
+    first, so a known key always carries the record's own value. The error message travels as
+    the span status description and the ``exception`` event (:func:`exception_event`).
     """
-    attrs: dict[str, AttributeValue] = dict(call.attributes)
+    attrs: dict[str, AttributeValue | tuple[str, ...]] = dict(call.attributes)
     attrs[GEN_AI_OPERATION_NAME] = GEN_AI_OPERATIONS.get(call.operation, call.operation)
     attrs[LLM_OPERATION] = call.operation
     values = call.__dict__
@@ -388,6 +439,8 @@ def call_attributes(call: LLMCall) -> dict[str, AttributeValue]:
         value = values[field]
         if value is not None:
             attrs[key] = value * factor
+    if call.tags:
+        attrs[TAG_TAGS] = call.tags
     attrs[LLM_TOOL_CALLS] = call.tool_calls
     if call.status == "cancelled":  # ok and error travel as the span status
         attrs[AT_STATUS] = call.status

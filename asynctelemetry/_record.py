@@ -18,12 +18,17 @@ __all__ = [
     "MAX_ATTRIBUTES",
     "MAX_ATTRIBUTE_LENGTH",
     "MAX_DURATION_MS",
+    "MAX_ERROR_MESSAGE",
     "MAX_MODEL_LENGTH",
+    "MAX_TAGS",
+    "MAX_TAG_LENGTH",
     "MAX_TOKENS",
     "AttributeValue",
     "LLMCall",
     "SpanRecord",
     "Status",
+    "bounded_message",
+    "checked_tags",
 ]
 
 #: Largest token count accepted: beyond 2**53 a float (JSON, OTLP doubles) cannot hold it exactly.
@@ -36,6 +41,12 @@ MAX_MODEL_LENGTH: Final = 512
 MAX_ATTRIBUTES: Final = 128
 #: Longest string attribute value kept, in characters.
 MAX_ATTRIBUTE_LENGTH: Final = 4096
+#: Longest error message kept, in characters (longer messages are cut by producers).
+MAX_ERROR_MESSAGE: Final = 1024
+#: Most tags one record carries.
+MAX_TAGS: Final = 64
+#: Longest tag, in characters.
+MAX_TAG_LENGTH: Final = 256
 
 AttributeValue = str | int | float | bool
 Status = Literal["ok", "error", "cancelled"]
@@ -85,6 +96,10 @@ class LLMCall(BaseModel):
     routing_reason: str | None = None
     cost_usd: Annotated[float | None, Field(ge=0, allow_inf_nan=False)] = None
     price_version: str | None = None
+    user_id: str | None = None
+    agent_name: str | None = None
+    tags: tuple[str, ...] = ()
+    error_message: str | None = Field(default=None, max_length=MAX_ERROR_MESSAGE)
     attributes: dict[str, AttributeValue] = Field(default_factory=dict)
 
     @field_validator("timestamp")
@@ -94,6 +109,11 @@ class LLMCall(BaseModel):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return checked_tags(value)
 
     @field_validator("attributes")
     @classmethod
@@ -152,6 +172,31 @@ class LLMCall(BaseModel):
         tpt = self.tpt_ms
         # A tiny generating time over many tokens can round tpt to 0.0 (SQL gives NULL too).
         return None if not tpt else 1000.0 / tpt
+
+
+def checked_tags(tags: object) -> tuple[str, ...]:
+    """``tags`` as a record keeps them: a tuple of distinct non-empty strings, first seen first,
+    at most ``MAX_TAGS`` of at most ``MAX_TAG_LENGTH`` characters; else ``ValueError``."""
+    if isinstance(tags, str) or not isinstance(tags, tuple | list | set | frozenset):
+        raise ValueError(f"tags must be a tuple of str, got {type(tags).__name__}")
+    kept: dict[str, None] = {}
+    for tag in tags:
+        if not isinstance(tag, str) or not tag:
+            raise ValueError(f"a tag must be a non-empty str, got {tag!r}")
+        if len(tag) > MAX_TAG_LENGTH:
+            raise ValueError(f"a tag is longer than {MAX_TAG_LENGTH} characters")
+        kept[str.__str__(tag)] = None
+    if len(kept) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} tags, got {len(kept)}")
+    return tuple(kept)
+
+
+def bounded_message(text: str) -> str | None:
+    """An error message as records keep it: cut to ``MAX_ERROR_MESSAGE`` characters, None when
+    empty."""
+    if not text:
+        return None
+    return text if len(text) <= MAX_ERROR_MESSAGE else text[: MAX_ERROR_MESSAGE - 1] + "…"
 
 
 # BaseModel keeps its internals in slots; their descriptors are the cheapest way to fill them.

@@ -38,7 +38,7 @@ from ._batching import (
 )
 from ._call import CallHandle, check_millis, check_text
 from ._context import CallContext, current_scope
-from ._conventions import call_attributes, span_name
+from ._conventions import EXCEPTION_EVENT, call_attributes, exception_event, span_name
 from ._exceptions import ConfigError, StoreClosedError
 from ._pipeline import Pipeline, Sink
 from ._record import FIELD_DEFAULTS, MAX_MODEL_LENGTH, LLMCall
@@ -246,6 +246,8 @@ class AsyncTracer(ClosesOnExit):
         if self._closed:
             raise StoreClosedError("AsyncTracer is closed")
         scope = current_scope.get()
+        user_id = None
+        tags: tuple[str, ...] = ()
         if scope is not None:  # inside tracer.context(...): explicit arguments win
             if session_id is None:
                 session_id = scope.session_id
@@ -253,6 +255,8 @@ class AsyncTracer(ClosesOnExit):
                 route_name = scope.route_name
             if scope.attributes:
                 attributes = {**scope.attributes, **attributes}
+            user_id = scope.user_id
+            tags = scope.tags
         if (  # one cheap test on the hot path; the slow one says what is wrong, or normalises
             model.__class__ is not str
             or not 0 < len(model) <= MAX_MODEL_LENGTH
@@ -276,6 +280,8 @@ class AsyncTracer(ClosesOnExit):
         fields["session_id"] = session_id
         fields["route_name"] = route_name
         fields["is_streaming"] = is_streaming
+        fields["user_id"] = user_id
+        fields["tags"] = tags
         handle = CallHandle(self, fields, operation)
         for key, value in attributes.items():
             handle.set_attribute(key, value)
@@ -336,17 +342,21 @@ class AsyncTracer(ClosesOnExit):
         *,
         session_id: str | None = None,
         route_name: str | None = None,
+        user_id: str | None = None,
+        tags: Sequence[str] = (),
         **attributes: str | int | float | bool,
     ) -> CallContext:
         """A ``with`` / ``async with`` block whose values every call started inside carries.
 
-        Follows ``await`` and tasks created inside the block (contextvars); blocks nest, and
-        arguments given to ``llm_call`` win over the block's.
+        Follows ``await`` and tasks created inside the block (contextvars); blocks nest (an
+        inner block's session, route and user win; tags add up), and arguments given to
+        ``llm_call`` win over the block's. ``user_id``: the end user the calls serve;
+        ``tags``: labels (at most 64 distinct, each 1 to 256 characters).
 
         Raises:
             ConfigError: a value of the wrong type, or text that no record may hold.
         """
-        return CallContext(session_id, route_name, attributes)
+        return CallContext(session_id, route_name, attributes, user_id, tags)
 
     async def record_chat_span(
         self,
@@ -599,7 +609,10 @@ class AsyncTracer(ClosesOnExit):
         span.update_name(span_name(record))
         span.set_attributes(call_attributes(record))
         if record.status == "error":
-            span.set_status(Status(StatusCode.ERROR, record.error_type))
+            event = exception_event(record.error_type, record.error_message)
+            if event is not None:
+                span.add_event(EXCEPTION_EVENT, event)
+            span.set_status(Status(StatusCode.ERROR, record.error_message))
         span.end(end_time=handle.start_unix_ns + round((record.duration_ms or 0.0) * 1e6))
 
     async def _record_timed(

@@ -97,6 +97,11 @@ async def test_exit_in_another_context_does_not_raise() -> None:
         pytest.param({"team": object()}, id="attribute of a bad type"),
         pytest.param({"ratio": float("nan")}, id="non-finite attribute"),
         pytest.param({"note": "x" * 5000}, id="attribute too long"),
+        pytest.param({"user_id": 7}, id="user not text"),
+        pytest.param({"tags": "beta"}, id="tags as one string"),
+        pytest.param({"tags": ("ok", "")}, id="empty tag"),
+        pytest.param({"tags": ("x" * 257,)}, id="tag too long"),
+        pytest.param({"tags": [f"t{i}" for i in range(65)]}, id="too many tags"),
     ],
 )
 async def test_bad_values_are_refused_at_once(kwargs: dict[str, object]) -> None:
@@ -104,3 +109,59 @@ async def test_bad_values_are_refused_at_once(kwargs: dict[str, object]) -> None
     async with AsyncTracer() as tracer:
         with pytest.raises(ConfigError):
             tracer.context(**kwargs)  # type: ignore[arg-type]
+
+
+async def test_user_and_tags_follow_calls_into_tasks_and_nest() -> None:
+    """``user_id`` and ``tags`` reach every call inside, across awaits and into tasks; an inner
+    block's user wins and its tags add to the outer ones (each once, outer first)."""
+    async with AsyncTracer(in_memory=True) as tracer:
+        with tracer.context(user_id="u1", tags=("a", "b")):
+
+            async def in_task() -> None:
+                await asyncio.sleep(0)
+                async with tracer.llm_call(model="m-task"):
+                    pass
+
+            async with tracer.context(user_id="u2", tags=["b", "c"]):
+                await asyncio.create_task(in_task())
+            async with tracer.llm_call(model="m-outer"):
+                pass
+        async with tracer.llm_call(model="m-none"):
+            pass
+        got = {c.model: (c.user_id, c.tags) for c in tracer.spans}
+    assert got == {
+        "m-task": ("u2", ("a", "b", "c")),
+        "m-outer": ("u1", ("a", "b")),
+        "m-none": (None, ()),
+    }
+
+
+async def test_the_message_of_a_failure_is_kept_bounded_and_cancellation_has_none() -> None:
+    """The exception's text becomes ``error_message`` (cut to MAX_ERROR_MESSAGE with an
+    ellipsis); ``call.fail(..., message=)`` sets one; a cancelled call has none."""
+    from asynctelemetry._record import MAX_ERROR_MESSAGE
+
+    async with AsyncTracer(in_memory=True) as tracer:
+        with pytest.raises(RuntimeError):
+            async with tracer.llm_call(model="long"):
+                raise RuntimeError("x" * 5000)
+        async with tracer.llm_call(model="handled") as call:
+            call.fail("RateLimitError", status_code=429, message="slow down")
+        with pytest.raises(KeyError):
+            async with tracer.llm_call(model="empty"):
+                raise KeyError
+
+        async def cancelled() -> None:
+            async with tracer.llm_call(model="cancelled"):
+                await asyncio.sleep(10)
+
+        task = asyncio.create_task(cancelled())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        got = {c.model: c for c in tracer.spans}
+    long = got["long"].error_message
+    assert long is not None and len(long) == MAX_ERROR_MESSAGE and long.endswith("…")
+    assert (got["handled"].status, got["handled"].error_message) == ("error", "slow down")
+    assert got["empty"].error_message is None and got["empty"].error_type == "KeyError"
+    assert got["cancelled"].status == "cancelled" and got["cancelled"].error_message is None

@@ -30,8 +30,10 @@ APP = textwrap.dedent(
                     inner.set_usage(input_tokens=30, output_tokens=40, cached_input_tokens=200,
                                     cache_creation_tokens=100, input_includes_cache=False)
             try:
-                async with tracer.llm_call(provider="google", model="gemini-2.5-flash"):
-                    raise TimeoutError
+                with tracer.context(user_id="user-7", tags=("beta", "é✓")):
+                    async with tracer.llm_call(provider="google", model="gemini-2.5-flash") as c:
+                        c.set(agent_name="planner")
+                        raise TimeoutError("no answer in 30 s ✓")
             except TimeoutError:
                 pass
             task = asyncio.ensure_future(slow(tracer))
@@ -77,6 +79,9 @@ async def test_calls_traced_in_another_process_come_back_equal() -> None:
     received = {c.call_id: c for c in await store.query()}
     assert len(sent) == 6 and len(received) == 6
     assert {c.status for c in sent} == {"ok", "error", "cancelled"}
+    (failed,) = [c for c in sent if c.status == "error"]
+    assert (failed.user_id, failed.agent_name, failed.tags) == ("user-7", "planner", ("beta", "é✓"))
+    assert (failed.error_type, failed.error_message) == ("TimeoutError", "no answer in 30 s ✓")
     for original in sent:
         back = received[original.call_id]
         assert back.source == "collector"

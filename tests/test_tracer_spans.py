@@ -83,6 +83,30 @@ async def test_failed_calls_set_error_status_and_error_type() -> None:
     assert (span.attributes or {})["llm.error_type"] == "TimeoutError"
 
 
+async def test_failed_calls_carry_the_message_user_agent_and_tags() -> None:
+    """A failing call's span: status description = the exception's text, an ``exception``
+    event with type and message; the user, agent and tags under their convention keys."""
+    exporter = InMemorySpanExporter()
+    async with AsyncTracer(custom_exporter=exporter, in_memory=True) as tracer:
+        with tracer.context(user_id="u-1", tags=("beta",)), pytest.raises(ValueError):
+            async with tracer.llm_call(model="gpt-4o", provider="openai") as call:
+                call.set(agent_name="planner")
+                raise ValueError("the model refused ✓")
+        [record] = tracer.spans
+    [span] = exporter.get_finished_spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "the model refused ✓" == record.error_message
+    [event] = span.events
+    assert event.name == "exception"
+    assert dict(event.attributes or {}) == {
+        "exception.type": "ValueError",
+        "exception.message": "the model refused ✓",
+    }
+    attrs = dict(span.attributes or {})
+    assert attrs["user.id"] == "u-1" and attrs["gen_ai.agent.name"] == "planner"
+    assert attrs["tag.tags"] == ("beta",)
+
+
 async def test_sdk_spans_nest_and_are_current_inside_the_block() -> None:
     """Inside the block the call's span is current: user spans and nested calls are children."""
     from opentelemetry import trace

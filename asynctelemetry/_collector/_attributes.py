@@ -34,7 +34,14 @@ from .._conventions import (
     OPERATION_ALIASES,
     is_content_key,
 )
-from .._record import MAX_ATTRIBUTE_LENGTH, MAX_ATTRIBUTES, MAX_DURATION_MS, MAX_TOKENS
+from .._record import (
+    MAX_ATTRIBUTE_LENGTH,
+    MAX_ATTRIBUTES,
+    MAX_DURATION_MS,
+    MAX_TOKENS,
+    bounded_message,
+    checked_tags,
+)
 from ._wire import TOO_DEEP, decode_value, split_key
 
 if TYPE_CHECKING:
@@ -160,7 +167,36 @@ def _read_status(value: object) -> str | _Defect:
     return text if text in _STATUSES else BAD_VALUE
 
 
+def _read_tags(value: object) -> tuple[str, ...] | _Defect:
+    if value.__class__ is str:
+        text: str = value
+        if not text:
+            return _ABSENT
+        if text.startswith("["):  # a JSON array sent as text
+            try:
+                value = json.loads(text)
+            except (ValueError, RecursionError):
+                return BAD_VALUE
+        else:
+            value = [text]
+    if value.__class__ is not list:
+        return _ABSENT if value is None else WRONG_TYPE
+    try:
+        tags = checked_tags(value)
+    except ValueError:
+        return BAD_VALUE
+    return tags or _ABSENT
+
+
+def _read_message(value: object) -> str | _Defect:
+    if value.__class__ is not str:
+        return _ABSENT if value is None else WRONG_TYPE
+    return bounded_message(value) or _ABSENT
+
+
 _READERS: Final[dict[str, Callable[[object], Any]]] = {
+    "tags": _read_tags,
+    "message": _read_message,
     "str": _read_str,
     "operation": _read_operation,
     "tokens": _read_tokens,

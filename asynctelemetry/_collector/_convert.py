@@ -36,16 +36,24 @@ from typing import TYPE_CHECKING, Any, Final
 from google.protobuf.message import DecodeError
 
 from .._conventions import (
+    EXCEPTION_EVENT,
+    EXCEPTION_MESSAGE,
     MAX_FIELD_LENGTH,
     NON_LLM_OPERATIONS,
     OPENINFERENCE_LLM_KINDS,
     SERVICE_NAME,
 )
 from .._pipeline import price_record
-from .._record import FIELD_DEFAULTS, MAX_DURATION_MS, LLMCall
+from .._record import (
+    FIELD_DEFAULTS,
+    MAX_DURATION_MS,
+    MAX_ERROR_MESSAGE,
+    LLMCall,
+    bounded_message,
+)
 from .._rows import ATTRIBUTES, FIELDS, Row, Rows, record_of, row_of, shared_keys
 from ._attributes import attribute_cache, collect_slowly, lookup, plan_of
-from ._wire import LeanRequest, lean_span
+from ._wire import LeanRequest, decode_value, lean_span, split_key
 
 if TYPE_CHECKING:
     from collections.abc import Generator, MutableMapping
@@ -115,6 +123,7 @@ _INPUTS: Final = (
     "cost_usd",
     "price_version",
     "status_code",
+    "error_message",
 )
 #: The fields :func:`_decide` gives, in the order of the tuple it returns.
 _DECIDED: Final = (
@@ -134,6 +143,7 @@ _DECIDED: Final = (
     "cost_usd",
     "price_version",
     "status_code",
+    "error_message",
 )
 _DEFAULT_VALUES: Final = tuple(FIELD_DEFAULTS[name] for name in FIELDS[:ATTRIBUTES])
 
@@ -253,6 +263,7 @@ def _decide(
         cost,
         price_version,
         status_code,
+        error_message,
     ) = inputs
     if span_kind.__class__ is not str:
         span_kind = None
@@ -302,6 +313,10 @@ def _decide(
         status = "error" if span.status.code == _STATUS_CODE_ERROR else "ok"
     if status_code is None and span.status.message:
         status_code = _http_status_of(span.status.message)
+    if status == "error" and error_message is None:
+        error_message = _error_message(span)
+    elif status != "error":
+        error_message = None  # a message belongs to a failed call only
     if operation is None:
         operation = "chat"
     elif operation == "chat" and streaming and operation_rank != 0:
@@ -323,7 +338,31 @@ def _decide(
         cost,
         price_version,
         status_code,
+        error_message,
     )
+
+
+_EXCEPTION: Final = EXCEPTION_EVENT.encode()
+_EXCEPTION_MESSAGE: Final = EXCEPTION_MESSAGE.encode()
+
+
+def _error_message(span: Any) -> str | None:
+    """A failed span's message: its status description, else the ``exception.message`` of its
+    (last) ``exception`` event; cut to ``MAX_ERROR_MESSAGE`` characters."""
+    raw = span.status.message
+    if raw:
+        return bounded_message(raw[: 4 * MAX_ERROR_MESSAGE].decode(errors="replace"))
+    for event in reversed(span.events):
+        if event.name != _EXCEPTION:
+            continue
+        for attribute in event.attributes:
+            key, end = split_key(attribute)
+            if key == _EXCEPTION_MESSAGE:
+                value = decode_value(attribute, end)
+                if value.__class__ is str:
+                    return bounded_message(value)
+        break
+    return None
 
 
 def _http_status_of(message: bytes) -> int | None:

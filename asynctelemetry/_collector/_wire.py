@@ -6,7 +6,8 @@ wire-compatible with ``opentelemetry.proto`` (same field numbers and wire types)
 ``Span.attributes`` as ``repeated bytes`` and the resource as ``bytes``, so parsing a request
 builds no attribute objects at all. The converter reads each attribute's key straight from its
 bytes, looks it up in the conventions table, and decodes only the values it keeps
-(:func:`decode_value`). Fields we never read (names, events, links, kinds) are skipped by the
+(:func:`decode_value`). Events keep only their name and raw attributes (the ``exception`` event
+gives a failed call its message); fields we never read (names, links, kinds) are skipped by the
 parser. Malformed attribute bytes (the parser does not look inside them) decode to
 :data:`MALFORMED`.
 """
@@ -48,6 +49,11 @@ def _build() -> tuple[Any, Any]:
             ("message", 2, field.TYPE_BYTES, optional, None),
             ("code", 3, field.TYPE_INT32, optional, None),
         ],
+        # Only what the exception event gives (its name and attributes, left raw).
+        "Event": [
+            ("name", 2, field.TYPE_BYTES, optional, None),
+            ("attributes", 3, field.TYPE_BYTES, repeated, None),
+        ],
         "Span": [
             ("trace_id", 1, field.TYPE_BYTES, optional, None),
             ("span_id", 2, field.TYPE_BYTES, optional, None),
@@ -55,6 +61,7 @@ def _build() -> tuple[Any, Any]:
             ("start_time_unix_nano", 7, field.TYPE_FIXED64, optional, None),
             ("end_time_unix_nano", 8, field.TYPE_FIXED64, optional, None),
             ("attributes", 9, field.TYPE_BYTES, repeated, None),
+            ("events", 11, field.TYPE_MESSAGE, repeated, "Event"),
             ("status", 15, field.TYPE_MESSAGE, optional, "Status"),
         ],
         "ScopeSpans": [("spans", 2, field.TYPE_MESSAGE, repeated, "Span")],

@@ -19,7 +19,7 @@ import struct
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from .._conventions import call_attributes, span_name
+from .._conventions import EXCEPTION_EVENT, call_attributes, exception_event, span_name
 from .._wire import SMALL_VARINTS, encode_varint
 
 if TYPE_CHECKING:
@@ -58,6 +58,7 @@ _KIND_CLIENT: Final = b"\x30\x03"  # Span.kind = 6, SPAN_KIND_CLIENT
 _T_START: Final = b"\x39"  # Span.start_time_unix_nano = 7 (fixed64)
 _T_END: Final = b"\x41"  # Span.end_time_unix_nano = 8 (fixed64)
 _T_SPAN_ATTR: Final = b"\x4a"  # Span.attributes = 9
+_T_EVENT: Final = b"\x5a"  # Span.events = 11
 _T_STATUS: Final = b"\x7a"  # Span.status = 15
 _STATUS_ERROR_CODE: Final = b"\x18\x02"  # Status.code = 3, STATUS_CODE_ERROR
 _TRUE: Final = b"\x10\x01"  # AnyValue.bool_value = 2
@@ -97,6 +98,9 @@ def _key_value(key: str, value: object) -> bytes:
         any_value = b"\x18" + encode_varint(value)  # type: ignore[arg-type]
     elif kind is int or kind is float:
         any_value = b"\x21" + _pack_double(float(value))  # type: ignore[arg-type]
+    elif kind is tuple:  # tags: an ArrayValue of strings
+        items = b"".join(_len_field(b"\x0a", _string_value(str(v))) for v in value)  # type: ignore[attr-defined]
+        any_value = _len_field(b"\x2a", items)
     else:  # a subclass or an unexpected type: keep its text rather than lose the attribute
         any_value = _string_value(str(value))
     return _len_field(b"\x0a", _utf8(key)) + _len_field(b"\x12", any_value)
@@ -207,7 +211,16 @@ class SpanEncoder:
                 field = _len_field(_T_SPAN_ATTR, _key_value(key, value))
             parts.append(field)
         if values["status"] == "error":
-            message = values["error_type"]
+            message = values["error_message"]
+            event = exception_event(values["error_type"], message)
+            if event is not None:  # the OTel exception event, at the end of the call
+                body = (
+                    b"\x09"  # Event.time_unix_nano = 1 (fixed64)
+                    + _pack_fixed64(max(end, start))
+                    + _len_field(b"\x12", _utf8(EXCEPTION_EVENT))
+                    + _attribute_list(b"\x1a", event)
+                )
+                parts.append(_len_field(_T_EVENT, body))
             status = _STATUS_ERROR_CODE
             if message:
                 status = _len_field(b"\x12", _utf8(message)) + status
@@ -308,7 +321,8 @@ def encode_calls(
 
     One span per call, kind CLIENT, named ``"{operation} {model}"``, with the record's ids and
     times and :func:`~asynctelemetry._conventions.call_attributes` as attributes; status ERROR
-    (description: the error type) for failed calls. Calls are grouped into one resource per
+    (description: the error message) and an ``exception`` event (``exception.type``,
+    ``exception.message``) for failed calls. Calls are grouped into one resource per
     ``service_name`` (the record's own, else ``service_name``).
     """
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (

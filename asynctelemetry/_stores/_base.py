@@ -51,6 +51,7 @@ __all__ = [
     "EXACT_LIMIT",
     "GAMMA",
     "GROUP_FIELDS",
+    "MULTI_GROUPS",
     "ZERO_INDEX",
     "CallStore",
     "CallSummary",
@@ -70,13 +71,14 @@ __all__ = [
     "histogram_value",
     "nearest_rank",
     "percentile",
+    "series_field",
     "summarize",
     "timeseries",
     "to_ns",
     "window_percentile",
 ]
 
-GroupBy = Literal["model", "request_model", "provider", "session", "route"]
+GroupBy = Literal["model", "request_model", "provider", "session", "route", "agent", "user", "tag"]
 #: ``summary(by=...)`` and ``timeseries(by=...)`` → the LLMCall field it groups on.
 GROUP_FIELDS: dict[str, str] = {
     "model": "model",
@@ -84,7 +86,14 @@ GROUP_FIELDS: dict[str, str] = {
     "provider": "provider",
     "session": "session_id",
     "route": "route_name",
+    "agent": "agent_name",
+    "user": "user_id",
+    "tag": "tags",
 }
+#: Groups of a field with several values per call (``summary`` only): a call counts once under
+#: each of its values, and once under ``None`` when it has none. The window (for the rule of
+#: percentiles) is still the number of calls.
+MULTI_GROUPS: frozenset[str] = frozenset({"tag"})
 
 
 def group_field(by: object) -> str:
@@ -93,6 +102,13 @@ def group_field(by: object) -> str:
         return GROUP_FIELDS[by]  # type: ignore[index]
     except (KeyError, TypeError):
         raise ValueError(f"by must be one of {sorted(GROUP_FIELDS)}, not {by!r}") from None
+
+
+def series_field(by: object) -> str:
+    """:func:`group_field` for ``timeseries``, which groups on one value per call."""
+    if by in MULTI_GROUPS:
+        raise ValueError(f"timeseries cannot group by {by!r}; summary(by={by!r}) can")
+    return group_field(by)
 
 
 _BUCKET_TEXT = re.compile(r"(\d+)(s|m|h|d)")
@@ -319,7 +335,7 @@ def timeseries(
     """Group ``calls`` in fixed time buckets (and by ``by``); oldest bucket first, then key
     (``None`` first). Every store's ``timeseries`` gives these rows for the same calls."""
     width = bucket_ns(bucket)
-    field = None if by is None else group_field(by)
+    field = None if by is None else series_field(by)
     groups: dict[tuple[int, str | None], list[LLMCall]] = {}
     for call in calls:
         start = bucket_start_ns(to_ns(call.timestamp), width)
@@ -360,12 +376,21 @@ def _bucket_row(start: int, key: str | None, calls: list[LLMCall], window: int) 
 
 
 def summarize(calls: Iterable[LLMCall], by: str = "model") -> list[CallSummary]:
-    """Group ``calls`` and total each group; rows sorted by cost, then calls, descending."""
+    """Group ``calls`` and total each group; rows sorted by cost, then calls, descending.
+
+    ``by="tag"``: a call counts once under each of its tags (under ``None`` without tags)."""
     field = group_field(by)
     groups: dict[str | None, list[LLMCall]] = {}
-    for call in calls:
-        groups.setdefault(getattr(call, field), []).append(call)
-    window = sum(map(len, groups.values()))
+    window = 0
+    if by in MULTI_GROUPS:
+        for call in calls:
+            window += 1
+            for key in getattr(call, field) or (None,):
+                groups.setdefault(key, []).append(call)
+    else:
+        for call in calls:
+            window += 1
+            groups.setdefault(getattr(call, field), []).append(call)
     rows = [_summary_row(key, members, window) for key, members in groups.items()]
     rows.sort(key=lambda r: (-r.cost_usd, -r.calls, r.key or ""))
     return rows
@@ -467,7 +492,7 @@ class StoreReads:
         group when ``by`` is given; oldest first, then key; equal to :func:`timeseries`."""
         width_ns = bucket_ns(bucket)  # a bad bucket or ``by`` is a ValueError, even when empty
         if by is not None:
-            group_field(by)
+            series_field(by)
         filters = Filters(since, until, model, provider, session_id, status)
         return await self._timeseries(width_ns, by, filters)
 

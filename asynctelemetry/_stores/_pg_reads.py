@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 from . import _pg_rollup
-from ._base import CallSummary, group_field, window_percentile
+from ._base import CallSummary, group_field, series_field, window_percentile
 from ._pg_schema import COPY_COLUMNS, decode
 
 if TYPE_CHECKING:
@@ -163,15 +163,26 @@ _TOTALS: Final = (
 )
 
 
+#: Columns of a summary row: key, totals and percentiles, speed, first id.
+_SUMMARY_WIDTH: Final = 14
+
+
 def summary_sql(by: str, filters: Filters) -> tuple[str, list[Any]]:
     """One row per group: key, totals, percentiles, first id (for ties)."""
     key = group_field(by)  # a column from a fixed table, never text from the caller
     params = _Params()
+    source = "calls"
+    window = ""
+    if key == "tags":
+        # A call once per tag (once with a NULL tag when it has none); the window (the rule of
+        # percentiles) still counts each call once: the last column.
+        key, source = "t.tag", "calls LEFT JOIN LATERAL unnest(calls.tags) AS t(tag) ON true"
+        window = f", (SELECT count(*) FROM calls{where(filters, params)})"
     sql = (
         # The median speed is 1000 / the median time per token taken from the top: speed falls
         # as tpt grows, so rank r of speeds ascending is rank r of tpt descending.
         f"SELECT {key}, {_TOTALS}, percentile_disc(0.5) WITHIN GROUP (ORDER BY {_TPT} DESC), "
-        f"min(id) FROM calls{where(filters, params)} GROUP BY {key} ORDER BY min(id)"
+        f"min(id){window} FROM {source}{where(filters, params)} GROUP BY {key} ORDER BY min(id)"
     )
     return sql, params.values
 
@@ -179,7 +190,10 @@ def summary_sql(by: str, filters: Filters) -> tuple[str, list[Any]]:
 def summary_rows(rows: list[Any]) -> list[CallSummary]:
     """The summaries, sorted as :func:`~asynctelemetry._stores._base.summarize` sorts them, with
     the percentiles reported as the rule says for the window (:func:`window_percentile`)."""
-    window = sum(row[1] for row in rows)
+    if rows and len(rows[0]) > _SUMMARY_WIDTH:  # by="tag": the window is the last column
+        window = rows[0][-1]
+    else:
+        window = sum(row[1] for row in rows)
 
     def rank(value: float | None) -> float | None:
         return window_percentile(value, window)
@@ -214,7 +228,7 @@ def summary_rows(rows: list[Any]) -> list[CallSummary]:
             p95,
             ttft,
             tpt,
-            _,
+            *_,
         ) in rows
     ]
     summaries.sort(key=lambda r: (-r.cost_usd, -r.calls, r.key or ""))
@@ -228,7 +242,7 @@ def timeseries_sql(width_us: int, by: str | None, filters: Filters) -> tuple[str
     width = params.add(width_us)
     # Floor to the bucket start, aligned to the epoch (also before 1970: SQL's % truncates).
     start = f"({micros} - (({micros} % {width}) + {width}) % {width})"
-    key = "NULL::text" if by is None else group_field(by)
+    key = "NULL::text" if by is None else series_field(by)
     clause = where(filters, params)
     sql = f"SELECT {start} AS bucket, {key} AS key, {_TOTALS} FROM calls{clause} GROUP BY 1, 2"
     return sql, params.values

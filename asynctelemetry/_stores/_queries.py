@@ -138,19 +138,32 @@ _TOTALS: Final = (
 Key = tuple[Any, ...]
 
 
+#: ``summary(by="tag")``: each call once per tag (once with a NULL tag when it has none).
+_TAGGED: Final = "calls LEFT JOIN json_each(calls.tags) AS tag"
+
+
 def _grouped(
-    conn: sqlite3.Connection, keys: Sequence[str], filters: Filters, wanted: Sequence[str]
+    conn: sqlite3.Connection,
+    keys: Sequence[str],
+    filters: Filters,
+    wanted: Sequence[str],
+    source: str = "calls",
 ) -> tuple[list[tuple[Any, ...]], dict[tuple[str, int], dict[Key, float | None]]]:
     """Totals per group of ``keys`` (SQL expressions of our own) in order of first insertion,
-    and the ``wanted`` percentiles per group: ``{(name, p): {group: value}}``."""
+    and the ``wanted`` percentiles per group: ``{(name, p): {group: value}}``. ``source``: the
+    table, or :data:`_TAGGED` (a call in several groups; the window still counts it once)."""
     clause, params = where(filters)
     groups = ", ".join(keys)
     totals = conn.execute(
-        f"SELECT {groups}, {_TOTALS} FROM calls{clause} GROUP BY {groups} ORDER BY MIN(id)",
+        f"SELECT {groups}, {_TOTALS} FROM {source}{clause} GROUP BY {groups} "
+        "ORDER BY MIN(calls.id)",
         params,
     ).fetchall()
     width = len(keys)
-    window = sum(row[width] for row in totals)
+    if source == "calls":
+        window = sum(row[width] for row in totals)
+    else:
+        window = conn.execute(f"SELECT COUNT(*) FROM calls{clause}", params).fetchone()[0]
     found: dict[tuple[str, int], dict[Key, float | None]] = {}
     for name in wanted:
         value, condition, percents = _PERCENTILES[name]
@@ -164,7 +177,7 @@ def _grouped(
         rows = conn.execute(
             f"SELECT {aliases}, n, r, v FROM (SELECT {selected}, {value} AS v, "
             f"ROW_NUMBER() OVER (PARTITION BY {groups} ORDER BY {value}) AS r, "
-            f"COUNT(*) OVER (PARTITION BY {groups}) AS n FROM calls{clause}) WHERE {near}",
+            f"COUNT(*) OVER (PARTITION BY {groups}) AS n FROM {source}{clause}) WHERE {near}",
             params,
         ).fetchall()
         for p in percents:
@@ -205,7 +218,11 @@ def summarize_sql(conn: sqlite3.Connection, column: str, filters: Filters) -> li
         return summaries_of(cells)
     # "+column": a plain column would let SQLite walk that column's index to group, scanning
     # every row of the table instead of the time range's (``+`` changes no value).
-    totals, found = _grouped(conn, (f"+{column}",), filters, ("latency", "ttft", "speed"))
+    wanted = ("latency", "ttft", "speed")
+    if column == "tags":  # several per call: no rollups, the raw rows (``json_each``)
+        totals, found = _grouped(conn, ("+tag.value",), filters, wanted, _TAGGED)
+    else:
+        totals, found = _grouped(conn, (f"+{column}",), filters, wanted)
     summaries = [
         CallSummary(
             key=key,

@@ -17,7 +17,9 @@ Version history:
 3. adds the ``rollup`` table (:mod:`._rollup`), built from the stored calls when migrated;
 4. adds the index ``calls_trace`` on ``(trace_id, timestamp_ns)``, for lookups by trace
    (``SQLiteStore.trace``); lookups by ``call_id`` use the index of its ``UNIQUE`` constraint;
-5. adds the day level to the rollups (:mod:`._rollup`), built from the hour rows when migrated.
+5. adds the day level to the rollups (:mod:`._rollup`), built from the hour rows when migrated;
+6. adds ``user_id``, ``agent_name``, ``error_message`` and ``tags`` (JSON array text, ``NULL``
+   when empty); calls stored before have none (``NULL``: unknown, and no tags).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ __all__ = [
     "to_ns",
 ]
 
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
 
 #: LLMCall fields stored as they are, in column order (``timestamp`` and ``attributes`` follow).
 PLAIN_FIELDS: Final = (
@@ -90,9 +92,12 @@ PLAIN_FIELDS: Final = (
     "routing_reason",
     "cost_usd",
     "price_version",
+    "user_id",
+    "agent_name",
+    "error_message",
 )
-#: Every stored column but ``id``, in the order rows are written and read.
-COLUMNS: Final = (*PLAIN_FIELDS, "timestamp_ns", "attributes")
+#: Every stored column but ``id``, in the order rows are written and read (``tags``: JSON).
+COLUMNS: Final = (*PLAIN_FIELDS, "timestamp_ns", "attributes", "tags")
 #: One row's parameters in an INSERT.
 ROW_PLACEHOLDERS: Final = f"({', '.join('?' * len(COLUMNS))})"
 INSERT_SQL: Final = f"INSERT OR IGNORE INTO calls ({', '.join(COLUMNS)}) VALUES {ROW_PLACEHOLDERS}"
@@ -117,6 +122,8 @@ _COLUMN_TYPES: Final = {
     "timestamp_ns": "INTEGER NOT NULL",
 }
 _V2_ONLY: Final = ("cache_creation_tokens", "price_version")
+#: The columns version 6 added, with their types.
+_V6_COLUMNS: Final = ("user_id", "agent_name", "error_message", "tags")
 
 
 def _table_sql(columns: Iterable[str]) -> str:
@@ -138,7 +145,7 @@ _INDEXES: Final = (
 )
 
 #: The version-1 table, frozen: what the first release wrote (kept for the history above).
-V1_TABLE_SQL: Final = _table_sql(c for c in COLUMNS if c not in _V2_ONLY)
+V1_TABLE_SQL: Final = _table_sql(c for c in COLUMNS if c not in (*_V2_ONLY, *_V6_COLUMNS))
 
 
 def _create_current(conn: sqlite3.Connection) -> None:
@@ -156,12 +163,20 @@ def _v3_to_v4(conn: sqlite3.Connection) -> None:
     conn.execute(_TRACE_INDEX)
 
 
+def _v5_to_v6(conn: sqlite3.Connection) -> None:
+    present = {row[1] for row in conn.execute("PRAGMA table_info(calls)")}
+    for name in _V6_COLUMNS:  # names from our own table, never input
+        if name not in present:
+            conn.execute(f"ALTER TABLE calls ADD COLUMN {name} TEXT")
+
+
 #: ``MIGRATIONS[n]`` takes a file from version ``n`` to ``n + 1``. Forward only.
 MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
     1: _v1_to_v2,
     2: _rollup.rebuild,
     3: _v3_to_v4,
     4: _rollup.add_days,
+    5: _v5_to_v6,
 }
 
 
@@ -236,6 +251,7 @@ def _check_version(conn: sqlite3.Connection, path: str) -> int:
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _plain: Final = attrgetter(*PLAIN_FIELDS)
 _plain_of_row: Final = itemgetter(*(FIELDS.index(name) for name in PLAIN_FIELDS))
+_TAGS: Final = FIELDS.index("tags")
 _dumps: Final = json.JSONEncoder(separators=(",", ":")).encode  # ASCII: lone surrogates survive
 _loads: Final = json.loads
 
@@ -249,12 +265,19 @@ def encode_call(call: LLMCall | Row) -> tuple[Any, ...]:
         keys = row[ATTRIBUTES]
         attributes = None if keys is None else dict(zip(keys, row[ATTRIBUTES + 1 :], strict=True))
         plain = _plain_of_row(row)
+        tags = row[_TAGS]
     else:
         delta = call.timestamp - _EPOCH  # type: ignore[union-attr]
         attributes = call.attributes  # type: ignore[union-attr]
         plain = _plain(call)
+        tags = call.tags  # type: ignore[union-attr]
     ns = ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1000
-    return (*plain, ns, _dumps(attributes) if attributes else None)
+    return (
+        *plain,
+        ns,
+        _dumps(attributes) if attributes else None,
+        _dumps(tags) if tags else None,
+    )
 
 
 # Reading. Building records is what replay spends its time on, so the read side hands Python as
@@ -282,6 +305,7 @@ PROFILE_FIELDS: Final = (
     "routing_strategy",
     "routing_reason",
     "price_version",
+    "agent_name",
 )
 #: Fields read as columns, in the order :func:`decode_rows` unpacks them (``timestamp`` comes
 #: back as ``timestamp_ns``).
@@ -301,6 +325,9 @@ ROW_FIELDS: Final = (
     "duration_ms",
     "ttft_ms",
     "cost_usd",
+    "user_id",
+    "error_message",
+    "tags",
     "attributes",
 )
 if set(PROFILE_FIELDS) | set(ROW_FIELDS) != set(FIELD_DEFAULTS) or len(PROFILE_FIELDS) + len(
@@ -361,6 +388,9 @@ def decode_rows(rows: Iterable[Sequence[Any]]) -> list[LLMCall]:
         duration_ms,
         ttft_ms,
         cost_usd,
+        user_id,
+        error_message,
+        tags,
         attributes,
         profile,
         _,
@@ -381,6 +411,9 @@ def decode_rows(rows: Iterable[Sequence[Any]]) -> list[LLMCall]:
         data["duration_ms"] = duration_ms
         data["ttft_ms"] = ttft_ms
         data["cost_usd"] = cost_usd
+        data["user_id"] = user_id
+        data["error_message"] = error_message
+        data["tags"] = tuple(loads(tags)) if tags else ()
         data["attributes"] = loads(attributes) if attributes else {}
         append(adopt(data))
     return out

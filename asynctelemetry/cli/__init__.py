@@ -134,13 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
     calls.add_argument("--json", action="store_true", help="one JSON object per call")
     calls.set_defaults(limit=50)
 
-    summary = command("summary", "totals per model, provider, session or route, with charts")
+    summary = command(
+        "summary", "totals per model, provider, session, route, agent, user or tag, with charts"
+    )
     _source_and_filters(summary)
     summary.add_argument(
         "--by",
-        choices=("request_model", "model", "provider", "session", "route"),
+        choices=("request_model", "model", "provider", "session", "route", "agent", "user", "tag"),
         help="group by (default: request_model, the model asked for, so a model's errors sit "
-        "on its row; with --every: no grouping)",
+        "on its row; with --every: no grouping; a call with several tags counts under each)",
     )
     summary.add_argument(
         "--every",

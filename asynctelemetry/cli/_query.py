@@ -20,7 +20,7 @@ from rich.text import Text
 from .._exceptions import ConfigError
 from .._pricing import PriceTable
 from ._common import filters_of, reading, source_name
-from ._errors import CLIError
+from ._errors import CLIError, UsageError
 from ._help import plural
 from ._render import calls_table, fmt_cost, fmt_count, series_view, summary_view
 
@@ -70,6 +70,8 @@ async def run_summary(args: argparse.Namespace, console: Console) -> int:
 
 
 async def _run_series(args: argparse.Namespace, console: Console) -> int:
+    if args.by == "tag":
+        raise UsageError("--every cannot group by tag (a call may have several); drop --every")
     async with reading(args) as store:
         rows = await store.timeseries(bucket=args.every, by=args.by, **filters_of(args))
     if args.json:

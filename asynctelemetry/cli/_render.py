@@ -346,6 +346,11 @@ def summary_view(rows: Sequence[CallSummary], by: str, width: int) -> Renderable
     cost = sum(r.cost_usd for r in rows)
     unpriced = sum(r.unpriced_calls for r in rows)
     line = f"{plural(calls, 'call')}, {plural(errors, 'error')}, {fmt_cost(cost)} in all"
+    if by == "tag":  # the rows overlap: a call with several tags is in each
+        line = (
+            f"{plural(calls, 'call')}, {plural(errors, 'error')}, {fmt_cost(cost)} over the "
+            "tags (a call with several tags counts under each)"
+        )
     if unpriced:
         line += f" ({plural(unpriced, 'call')} of models without a known price not counted)"
     parts.append(Text(line))

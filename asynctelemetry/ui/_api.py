@@ -23,6 +23,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from .._conventions import is_content_key
+from .._stores._base import MULTI_GROUPS
 from ._params import ParamError, parse_bucket, parse_by, parse_limit
 
 if TYPE_CHECKING:
@@ -75,11 +76,13 @@ async def summary(store: CallStore, query: Query) -> dict[str, Any]:
     want_total = query.option("total") or "true"
     if want_total not in ("true", "false"):
         raise ParamError(f"total={want_total!r}: expected 'true' or 'false'")
+    once = by not in MULTI_GROUPS  # by tag, the groups overlap: totals from groups by model
     if want_total == "true":
-        groups, whole = await _both(
-            store.summary(by=by, **query.filters),
+        counted, whole = await _both(
+            store.summary(by=by if once else "model", **query.filters),
             store.timeseries(bucket=_WHOLE, **query.filters),
         )
+        groups = counted if once else await store.summary(by=by, **query.filters)
     else:
         groups = await store.summary(by=by, **query.filters)
     body: dict[str, Any] = {
@@ -88,7 +91,7 @@ async def summary(store: CallStore, query: Query) -> dict[str, Any]:
         "groups": [g.model_dump(mode="json") for g in groups],
     }
     if want_total == "true":
-        body["total"] = _total(groups, whole)
+        body["total"] = _total(counted, whole)
     return body
 
 
@@ -132,7 +135,7 @@ def _total(groups: list[CallSummary], whole: list[TimeBucket]) -> dict[str, Any]
 
 async def timeseries(store: CallStore, query: Query) -> dict[str, Any]:
     """``/api/timeseries``: the window in fixed buckets, optionally per group."""
-    by = parse_by(query, "model") if query.option("by") not in (None, "none") else None
+    by = parse_by(query, "model", series=True) if query.option("by") not in (None, "none") else None
     bucket = parse_bucket(query)
     rows = await store.timeseries(bucket=bucket, by=by, **query.filters)
     return {

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, cast
 
+from .._stores._base import MULTI_GROUPS
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
@@ -53,7 +55,7 @@ MAX_BUCKETS: Final = 2000
 #: Most calls one ``/api/calls`` answer may hold.
 MAX_LIMIT: Final = 1000
 #: ``by=`` values of summaries and time series.
-BY: Final = ("model", "request_model", "provider", "session", "route")
+BY: Final = ("model", "request_model", "provider", "session", "route", "agent", "user", "tag")
 STATUSES: Final = ("ok", "error", "cancelled")
 #: Text filters longer than this cannot match a record (records refuse longer names).
 _MAX_TEXT: Final = 512
@@ -211,11 +213,12 @@ def no_params(params: Iterable[tuple[str, str]]) -> None:
         )
 
 
-def parse_by(query: Query, default: str) -> GroupBy:
-    """The ``by=`` option, checked."""
+def parse_by(query: Query, default: str, *, series: bool = False) -> GroupBy:
+    """The ``by=`` option, checked (``series``: for a time series, one value per call)."""
     by = query.option("by") or default
-    if by not in BY:
-        raise ParamError(f"by={by!r}: expected one of {list(BY)}")
+    allowed = [b for b in BY if not (series and b in MULTI_GROUPS)]
+    if by not in allowed:
+        raise ParamError(f"by={by!r}: expected one of {allowed}")
     return cast("GroupBy", by)
 
 

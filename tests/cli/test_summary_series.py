@@ -80,6 +80,32 @@ def test_summary_every_prints_the_time_series(db: Path) -> None:
     assert "40 calls in 4 buckets" in human.stdout
 
 
+def test_summary_by_agent_user_and_tag(tmp_path: Path) -> None:
+    """--by agent|user|tag: one row per agent, user or tag; a call with two tags is in both
+    rows, and the line under the table says the rows overlap; --every cannot group by tag."""
+    path = tmp_path / "calls.db"
+    calls = [
+        make_call(0, agent_name="planner", user_id="ann", tags=("beta", "gold")),
+        make_call(1, agent_name="planner", user_id="bob", tags=("beta",)),
+        make_call(2, user_id="ann"),
+    ]
+    asyncio.run(_write(path, calls))
+    keys = {}
+    for by in ("agent", "user", "tag"):
+        result = run_cli("summary", "--db", path, "--by", by, "--json", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        keys[by] = {r["key"]: r["calls"] for r in json_lines(result.stdout)}
+    assert keys == {
+        "agent": {"planner": 2, None: 1},
+        "user": {"ann": 2, "bob": 1},
+        "tag": {"beta": 2, "gold": 1, None: 1},
+    }
+    human = run_cli("summary", "--db", path, "--by", "tag", cwd=tmp_path)
+    assert "calls by tag" in human.stdout and "counts under each" in human.stdout
+    series = run_cli("summary", "--db", path, "--by", "tag", "--every", "1m", cwd=tmp_path)
+    assert series.returncode == 2 and "cannot group by tag" in series.stderr
+
+
 def test_summary_every_refuses_a_bad_interval(db: Path) -> None:
     """An interval that is not <n>s|m|h|d (or is zero) is a usage error: exit 2, no traceback."""
     for bad in ("5x", "0m", "-1h"):

@@ -54,7 +54,8 @@ def nanos(moment: datetime) -> int:
 
 
 def span_of(call: LLMCall) -> Span:
-    """The span our tracer writes for ``call``: ids, times, name, attributes, status."""
+    """The span our tracer writes for ``call``: ids, times, name, attributes, status (its
+    description the error message)."""
     start = nanos(call.timestamp)
     end = start + round(call.duration_ms * 1e6) if call.duration_ms is not None else start
     span = Span(
@@ -68,7 +69,9 @@ def span_of(call: LLMCall) -> Span:
         attributes=key_values(call_attributes(call)),
     )
     if call.status == "error":
-        span.status.CopyFrom(Status(code=Status.STATUS_CODE_ERROR, message=call.error_type or ""))
+        span.status.CopyFrom(
+            Status(code=Status.STATUS_CODE_ERROR, message=call.error_message or "")
+        )
     return span
 
 

@@ -18,7 +18,12 @@ from asynctelemetry._collector._convert import REJECTED, _convert_slowly, conver
 from asynctelemetry._collector._convert import convert_span as convert_row
 from asynctelemetry._collector._wire import lean_span
 from asynctelemetry._conventions import FIELD_KEYS
-from asynctelemetry._record import MAX_ATTRIBUTE_LENGTH, MAX_ATTRIBUTES, MAX_TOKENS
+from asynctelemetry._record import (
+    MAX_ATTRIBUTE_LENGTH,
+    MAX_ATTRIBUTES,
+    MAX_ERROR_MESSAGE,
+    MAX_TOKENS,
+)
 from asynctelemetry._rows import Rows, record_of
 from tests.hardening.strategies import attributes as hardening_attributes
 
@@ -59,6 +64,10 @@ def varied_calls() -> list[LLMCall]:
                 "is_streaming": i % 4 == 1,
                 "status_code": 200 + i,
                 "error_type": "RateLimitError" if i % 3 == 1 else None,
+                "error_message": "429 Too Many Requests: slow ✓ down" if i % 3 == 1 else None,
+                "user_id": f"user-{i % 5}",
+                "agent_name": ("planner", "writer")[i % 2],
+                "tags": ("beta", f"t{i % 3}")[: 1 + i % 2],
                 "input_tokens": 1000 + i,
                 "output_tokens": 50 + i,
                 "total_tokens": 1050 + 2 * i,
@@ -363,6 +372,107 @@ def test_other_conventions(attributes: dict[str, object], expected: dict[str, ob
     assert call is not None
     assert {name: getattr(call, name) for name in expected} == expected
     assert set(call.attributes) <= {"telemetry.sdk.name"}
+
+
+_CHAT = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"}
+
+
+@pytest.mark.parametrize(
+    ("attributes", "expected"),
+    [
+        pytest.param(
+            {"user.id": "u1", "gen_ai.conversation.id": "c1", "gen_ai.agent.name": "planner",
+             "tag.tags": ["beta", "gold", "beta"]},
+            {"user_id": "u1", "session_id": "c1", "agent_name": "planner",
+             "tags": ("beta", "gold")},
+            id="otel-genai-openinference",
+        ),
+        pytest.param(
+            {"enduser.id": "u2", "session.id": "s2", "agent.name": "writer"},
+            {"user_id": "u2", "session_id": "s2", "agent_name": "writer", "tags": ()},
+            id="older-otel-openinference",
+        ),
+        pytest.param(
+            {"traceloop.association.properties.user_id": "u3",
+             "traceloop.association.properties.session_id": "s3"},
+            {"user_id": "u3", "session_id": "s3"},
+            id="openllmetry-association-properties",
+        ),
+        pytest.param(
+            {"langfuse.user.id": "u4", "langfuse.session.id": "s4",
+             "langfuse.trace.tags": '["a", "b"]'},
+            {"user_id": "u4", "session_id": "s4", "tags": ("a", "b")},
+            id="langfuse-json-tags",
+        ),
+        pytest.param({"tag.tags": "solo"}, {"tags": ("solo",)}, id="one-tag-as-text"),
+        pytest.param(
+            {"user.id": "first", "enduser.id": "second"}, {"user_id": "first"}, id="precedence"
+        ),
+    ],
+)  # fmt: skip
+def test_users_sessions_agents_and_tags_in_every_convention(
+    attributes: dict[str, object], expected: dict[str, object]
+) -> None:
+    """User, session, agent and tags are read from each convention's keys, none kept twice
+    as an extra attribute."""
+    call = span_to_llm_call(llm_span({**_CHAT, **attributes}), service_name=None)
+    assert call is not None
+    assert {name: getattr(call, name) for name in expected} == expected
+    assert call.attributes == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "defect"),
+    [
+        pytest.param(["ok", 3], "bad_value", id="not-all-text"),
+        pytest.param(["x" * 257], "bad_value", id="tag-too-long"),
+        pytest.param([f"t{i}" for i in range(65)], "bad_value", id="too-many"),
+        pytest.param("[not json", "bad_value", id="bad-json-text"),
+        pytest.param(7, "wrong_type", id="a-number"),
+    ],
+)
+def test_bad_tags_are_counted_and_the_call_kept(value: object, defect: str) -> None:
+    defects: dict[str, int] = {}
+    span = llm_span({**_CHAT, "tag.tags": value})
+    call = convert_span(lean_span(span), None, False, defects)
+    assert isinstance(call, LLMCall) and call.tags == ()
+    assert defects == {defect: 1}
+
+
+def _exception_event(span: Span, message: str, name: str = "exception") -> None:
+    event = span.events.add(name=name, time_unix_nano=span.end_time_unix_nano)
+    event.attributes.extend(
+        [
+            KeyValue(key="exception.type", value=AnyValue(string_value="ValueError")),
+            KeyValue(key="exception.message", value=AnyValue(string_value=message)),
+        ]
+    )
+
+
+def test_error_message_from_the_status_description_then_the_exception_event() -> None:
+    """A failed span's message: its status description, else its exception event's
+    ``exception.message`` (``record_exception``), else an ``exception.message`` or
+    ``error.message`` attribute; never for a span that did not fail; bounded."""
+    error = Status(code=Status.STATUS_CODE_ERROR, message="upstream said no")
+    span = llm_span(_CHAT, status=error)
+    _exception_event(span, "from the event")
+    assert span_to_llm_call(span, service_name=None).error_message == "upstream said no"  # type: ignore[union-attr]
+
+    span = llm_span(_CHAT, status=Status(code=Status.STATUS_CODE_ERROR))
+    _exception_event(span, "other", name="log")
+    _exception_event(span, "from the event ✓")
+    assert span_to_llm_call(span, service_name=None).error_message == "from the event ✓"  # type: ignore[union-attr]
+
+    span = llm_span({**_CHAT, "exception.message": "an attribute"}, status=error)
+    assert span_to_llm_call(span, service_name=None).error_message == "an attribute"  # type: ignore[union-attr]
+
+    span = llm_span(_CHAT)  # ok: a message means nothing
+    _exception_event(span, "handled and retried")
+    assert span_to_llm_call(span, service_name=None).error_message is None  # type: ignore[union-attr]
+
+    span = llm_span(_CHAT, status=Status(code=Status.STATUS_CODE_ERROR, message="é" * 5000))
+    message = span_to_llm_call(span, service_name=None).error_message  # type: ignore[union-attr]
+    assert message is not None and len(message) == MAX_ERROR_MESSAGE and message.endswith("…")
 
 
 def test_cache_write_is_read_before_its_old_name() -> None:

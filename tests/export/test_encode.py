@@ -29,6 +29,9 @@ def _any(value: object) -> common_pb2.AnyValue:
         return common_pb2.AnyValue(double_value=float(value))
     if isinstance(value, float):
         return common_pb2.AnyValue(double_value=value)
+    if isinstance(value, tuple):
+        array = common_pb2.ArrayValue(values=[_any(v) for v in value])
+        return common_pb2.AnyValue(array_value=array)
     return common_pb2.AnyValue(string_value=str(value))
 
 
@@ -49,7 +52,18 @@ def _reference(call: LLMCall, service: str) -> ExportTraceServiceRequest:
     )
     if call.status == "error":
         span.status.code = trace_pb2.Status.STATUS_CODE_ERROR
-        span.status.message = call.error_type or ""
+        span.status.message = call.error_message or ""
+        event = {"exception.type": call.error_type, "exception.message": call.error_message}
+        if any(event.values()):
+            span.events.add(
+                time_unix_nano=span.end_time_unix_nano,
+                name="exception",
+                attributes=[
+                    common_pb2.KeyValue(key=k, value=_any(v))
+                    for k, v in event.items()
+                    if v is not None
+                ],
+            )
     resource = resource_pb2.Resource(
         attributes=[
             common_pb2.KeyValue(key=k, value=_any(v))
@@ -77,6 +91,15 @@ def _reference(call: LLMCall, service: str) -> ExportTraceServiceRequest:
     [
         pytest.param({}, id="plain"),
         pytest.param({"status": "error", "error_type": "RateLimitError"}, id="error"),
+        pytest.param(
+            {"status": "error", "error_type": "APIError", "error_message": "429 slow ✓ down"},
+            id="error-message",
+        ),
+        pytest.param({"status": "error", "error_message": "no type"}, id="message-only"),
+        pytest.param(
+            {"user_id": "u-7", "agent_name": "planner", "tags": ("beta", "éé")},
+            id="user-agent-tags",
+        ),
         pytest.param({"parent_span_id": PARENT, "cache_hit": "semantic"}, id="parent"),
         pytest.param({"model": "modèle-✓" * 20, "session_id": "s" * 300}, id="long-unicode"),
         pytest.param(

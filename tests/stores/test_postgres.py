@@ -241,6 +241,31 @@ async def test_version_2_database_gets_its_rollups(pg_dsn: str) -> None:
         await conn.close()
 
 
+async def test_version_3_database_gets_users_agents_tags_and_messages(pg_dsn: str) -> None:
+    """A database of schema version 3 (no user, agent, tags or error message columns) is
+    migrated on open: its calls read back with none of them, new calls keep them all."""
+    old_calls = [make_call(i) for i in range(5)]
+    new_call = make_call(
+        9, user_id="u", agent_name="a", tags=("x", "y"), status="error", error_message="boom"
+    )
+    async with PostgresStore(pg_dsn) as store:
+        await store.add_many(old_calls)
+    conn = await asyncpg.connect(pg_dsn)
+    try:  # back to version 3: the same calls, without the new columns
+        for name in ("user_id", "agent_name", "tags", "error_message"):
+            await conn.execute(f"ALTER TABLE calls DROP COLUMN {name}")
+        await conn.execute("UPDATE asynctelemetry_schema SET version = 3")
+        async with PostgresStore(pg_dsn) as store:
+            await store.add(new_call)
+            await store.flush()
+            assert await store.query() == [*old_calls[:5], new_call]
+            rows = {r.key: r.calls for r in await store.summary(by="tag")}
+            assert rows == {None: 5, "x": 1, "y": 1}
+        assert await conn.fetch("SELECT version FROM asynctelemetry_schema") == [(SCHEMA_VERSION,)]
+    finally:
+        await conn.close()
+
+
 async def test_migrations_racing(pg_dsn: str) -> None:
     """Several processes opening a new database at once: one creates the schema, the others
     wait on the advisory lock and find it ready; every one of them can write."""

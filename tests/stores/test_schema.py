@@ -150,6 +150,35 @@ async def test_version_4_file_gets_day_rollups(tmp_path: Path) -> None:
     conn.close()
 
 
+async def test_version_5_file_gets_users_agents_tags_and_messages(tmp_path: Path) -> None:
+    """A file of schema version 5 (no user, agent, tags or error message columns) is migrated
+    on open: its calls read back with none of them (None, no tags), new calls keep them all."""
+    path = tmp_path / "v5.db"
+    old_calls = [make_call(i) for i in range(4)]
+    async with SQLiteStore(path) as store:
+        await store.add_many(old_calls)
+    conn = sqlite3.connect(path)  # back to version 5: the same calls, no new columns
+    for name in ("user_id", "agent_name", "tags", "error_message"):
+        conn.execute(f"ALTER TABLE calls DROP COLUMN {name}")
+    conn.execute("PRAGMA user_version = 5")
+    conn.commit()
+    conn.close()
+    new_call = make_call(
+        9, user_id="u", agent_name="a", tags=("x", "y"), status="error", error_message="boom"
+    )
+    async with SQLiteStore(path) as store:
+        await store.add(new_call)
+        await store.flush()
+        assert await store.query() == [*old_calls, new_call]
+        rows = {r.key: r.calls for r in await store.summary(by="tag")}
+        assert rows == {None: 4, "x": 1, "y": 1}
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (_schema.SCHEMA_VERSION,)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(calls)")}
+    assert columns == {"id", *_schema.COLUMNS}
+    conn.close()
+
+
 async def test_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     """A file whose user_version is newer than ours raises SchemaVersionError and is untouched."""
     path = tmp_path / "new.db"

@@ -364,6 +364,11 @@ _calls = st.lists(
         ttft_ms=st.none() | st.floats(0, 1e4, allow_nan=False),
         input_tokens=st.none() | st.integers(0, 10**6),
         cost_usd=st.none() | st.floats(0, 10, allow_nan=False),
+        user_id=st.sampled_from(["u1", "u2", None]),
+        agent_name=st.sampled_from(["planner", "writer", None]),
+        tags=st.lists(st.sampled_from(["beta", "gold", "é"]), max_size=3).map(tuple),
+        # PostgreSQL text cannot hold NUL: such a call is a counted rejection there.
+        error_message=st.none() | st.text(st.characters(exclude_characters="\x00"), max_size=20),
     ),
     max_size=60,
 )
@@ -418,7 +423,10 @@ def test_timeseries_equals_the_rule(
 
 @pytest.mark.parametrize("kind", list(STORES))
 @_examples
-@given(drawn=_calls, by=st.sampled_from(["model", "request_model", "provider", "session"]))
+@given(
+    drawn=_calls,
+    by=st.sampled_from(["model", "request_model", "provider", "session", "agent", "user", "tag"]),
+)
 def test_summary_and_replay_equal_the_reference(
     kind: str, drawn: list[dict[str, Any]], by: str
 ) -> None:
@@ -562,3 +570,68 @@ async def test_reprice_writes_new_costs_and_summaries_follow(store: Any) -> None
         assert await store.summary() == summarize(expected)
         assert await store.timeseries(bucket="1m") == timeseries(expected, "1m")
     assert await store.reprice(table, until=until) == 0  # nothing left to change
+
+
+# -- users, agents and tags -------------------------------------------------------------------
+async def test_user_agent_tags_and_message_come_back_field_by_field(store: Any) -> None:
+    """The fields of the second record's era are kept and read back in every store."""
+    calls = [
+        make_call(0, user_id="u-1", agent_name="planner", tags=("beta", "é✓"), status="error",
+                  error_type="ValueError", error_message="bad ✓ input\nline 2"),
+        make_call(1),  # none of them: None and ()
+    ]  # fmt: skip
+    await _keep(store, calls)
+    assert await store.query() == calls
+    assert [c async for c in store.replay()] == calls
+    got = await store.get("call-000000")
+    assert got is not None and got.tags == ("beta", "é✓") and got.user_id == "u-1"
+
+
+async def test_summary_by_tag_counts_a_call_once_under_each_tag(store: Any) -> None:
+    """A call with several tags is in each tag's row; one without tags in the ``None`` row."""
+    calls = [
+        make_call(0, tags=("a", "b"), cost_usd=1.0),
+        make_call(1, tags=("b",), cost_usd=2.0),
+        make_call(2, cost_usd=0.5),
+    ]
+    await _keep(store, calls)
+    rows = {r.key: (r.calls, r.cost_usd) for r in await store.summary(by="tag")}
+    assert rows == {"a": (1, 1.0), "b": (2, 3.0), None: (1, 0.5)}
+    assert await store.summary(by="tag") == summarize(calls, "tag")
+
+
+@pytest.mark.parametrize("by", ["agent", "user"])
+async def test_summary_by_agent_and_user(store: Any, by: str) -> None:
+    """``by="agent"``/``"user"`` group on ``agent_name``/``user_id``, unknown under ``None``."""
+    calls = [
+        make_call(i, agent_name=(None, "planner", "writer")[i % 3], user_id=f"u{i % 2}")
+        for i in range(12)
+    ]
+    await _keep(store, calls)
+    rows = await store.summary(by=by)
+    assert rows == summarize(calls, by)
+    assert {r.key for r in rows} == ({None, "planner", "writer"} if by == "agent" else {"u0", "u1"})
+
+
+async def test_timeseries_cannot_group_by_tag(store: Any) -> None:
+    """Time series group on one value per call: ``by="tag"`` is a clear ValueError."""
+    with pytest.raises(ValueError, match="timeseries cannot group by 'tag'"):
+        await store.timeseries(by="tag")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", list(STORES))
+@_examples
+@given(drawn=_calls, by=st.sampled_from(["agent", "user", "tag"]))
+def test_large_windows_by_agent_user_and_tag_follow_the_rule(
+    kind: str, drawn: list[dict[str, Any]], by: str
+) -> None:
+    """Groups the rollups do not keep (agent, user, tag) are read exactly from the rows and
+    still report percentiles by the window's rule (the window counts each call once)."""
+    calls = _built(drawn)
+
+    async def read(store: Any) -> Any:
+        return await store.summary(by=by)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_base, "EXACT_LIMIT", 3)
+        assert _run_in(kind, calls, read) == summarize(calls, by)

@@ -96,6 +96,29 @@ async def test_summary_matches_the_store(store: SQLiteStore, client: aiohttp.Cli
     assert status == 200 and "total" not in body and len(body["groups"]) == 3
 
 
+async def test_summary_by_tag_totals_each_call_once(client: aiohttp.ClientSession) -> None:
+    """/api/summary?by=tag: a call with two tags is in both rows, the totals count it once;
+    a time series cannot group by tag (400)."""
+    store = MemoryStore()
+    await store.add_many(
+        [
+            make_call(0, tags=("a", "b"), timestamp=datetime.now(UTC)),
+            make_call(1, tags=("b",), timestamp=datetime.now(UTC)),
+            make_call(2, agent_name="planner", user_id="u", timestamp=datetime.now(UTC)),
+        ]
+    )
+    async with Dashboard(store, port=0) as board:
+        status, body, _ = await get(client, board, "/api/summary?window=1h&by=tag")
+        assert status == 200
+        assert {g["key"]: g["calls"] for g in body["groups"]} == {"a": 1, "b": 2, None: 1}
+        assert body["total"]["calls"] == 3
+        for by, key in (("agent", "planner"), ("user", "u")):
+            status, body, _ = await get(client, board, f"/api/summary?window=1h&by={by}")
+            assert status == 200 and key in {g["key"] for g in body["groups"]}
+        status, body, _ = await get(client, board, "/api/timeseries?window=1h&by=tag")
+    assert status == 400 and "by='tag'" in body["error"]
+
+
 async def test_timeseries_matches_the_store(
     store: SQLiteStore, client: aiohttp.ClientSession
 ) -> None:
