@@ -449,7 +449,7 @@ async def main(requests: int, rss_calls: int) -> None:
         f"CPU {base_cpu / mem_cpu:.2f}x"
     )
     try:
-        import asynctelemetry._stores._sqlite  # noqa: F401
+        import asynctelemetry._stores.sqlite.store  # noqa: F401
     except ImportError:
         print("  AsyncCollector -> SQLiteStore: not available")
     else:

@@ -30,8 +30,8 @@ from _common import machine, table
 from bench_dashboard import COLUMNS, MODELS, PROVIDERS, REPEAT, SPAN, time_routes
 
 from asynctelemetry import PostgresStore
-from asynctelemetry._stores import _pg_rollup
-from asynctelemetry._stores._pg_schema import ensure_partitions, existing_partitions
+from asynctelemetry._stores.postgres import rollup as _pg_rollup
+from asynctelemetry._stores.postgres.schema import ensure_partitions, existing_partitions
 from asynctelemetry.ui import Dashboard
 from tests.pg import fresh_schema, start_server, stop_server
 

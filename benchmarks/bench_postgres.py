@@ -37,14 +37,15 @@ import asyncpg
 from _common import LagMonitor, machine, table
 
 from asynctelemetry import LLMCall, PostgresStore
-from asynctelemetry._stores import _base, _pg_rollup
-from asynctelemetry._stores._pg_schema import (
+from asynctelemetry._stores import _base
+from asynctelemetry._stores.postgres import rollup as _pg_rollup
+from asynctelemetry._stores.postgres.schema import (
     COPY_COLUMNS,
     ensure_partitions,
     existing_partitions,
     pg_row,
 )
-from asynctelemetry._stores._postgres import POSTGRES_QUEUE
+from asynctelemetry._stores.postgres.store import POSTGRES_QUEUE
 from tests.pg import fresh_schema, start_server, stop_server
 
 if TYPE_CHECKING:

@@ -35,7 +35,7 @@ from _common import machine, table
 
 from asynctelemetry import SQLiteStore
 from asynctelemetry._stores import _base, _rollup
-from asynctelemetry._stores._schema import COLUMNS, INSERT_SQL, prepare, to_ns
+from asynctelemetry._stores.sqlite.schema import COLUMNS, INSERT_SQL, prepare, to_ns
 
 MODELS = ("gpt-4o", "claude-sonnet-4-5", "gemini-2.5-flash", "gpt-4o-mini")
 PROVIDERS = ("openai", "anthropic", "google", "openai")

@@ -36,7 +36,13 @@ def generate(path: str, n: int) -> None:
     """
     from bench_sqlite import full_call
 
-    from asynctelemetry._stores._schema import _INDEXES, COLUMNS, INSERT_SQL, encode_call, prepare
+    from asynctelemetry._stores.sqlite.schema import (
+        _INDEXES,
+        COLUMNS,
+        INSERT_SQL,
+        encode_call,
+        prepare,
+    )
 
     ts = COLUMNS.index("timestamp_ns")
     templates = [encode_call(full_call(i)) for i in range(1000)]

@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import LagMonitor, machine, table
 
 from asynctelemetry import LLMCall, SQLiteStore
-from asynctelemetry._stores._schema import INSERT_SQL, encode_call, prepare
-from asynctelemetry._stores._sqlite import SQLITE_QUEUE
+from asynctelemetry._stores.sqlite.schema import INSERT_SQL, encode_call, prepare
+from asynctelemetry._stores.sqlite.store import SQLITE_QUEUE
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 MODELS = ("gpt-4o", "claude-sonnet-4-5", "gemini-2.5-flash", "gpt-4o-mini")

@@ -41,7 +41,7 @@ with (
     from asynctelemetry._collector._convert import convert_request
     from asynctelemetry._collector._wire import LeanRequest
     from asynctelemetry._exceptions import MissingDependencyError
-    from asynctelemetry._stores._schema import encode_call
+    from asynctelemetry._stores.sqlite.schema import encode_call
 
 PRICES = PriceTable.default()
 PIPELINE = Pipeline(price_table=PRICES)  # the collector prices after converting

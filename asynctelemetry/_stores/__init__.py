@@ -11,9 +11,9 @@ from ._base import (
     timeseries,
 )
 from ._memory import MemoryStore
-from ._postgres import PostgresStore
-from ._sqlite import SQLiteStore
 from ._url import open_store
+from .postgres.store import PostgresStore
+from .sqlite.store import SQLiteStore
 
 __all__ = [
     "CallStore",

@@ -25,9 +25,9 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from .._exceptions import ConfigError, mask_secrets
 from ._memory import MemoryStore
-from ._postgres import PostgresStore
-from ._retention import parse_max_age, parse_max_rows
-from ._sqlite import SQLiteStore
+from .postgres.store import PostgresStore
+from .sqlite.retention import parse_max_age, parse_max_rows
+from .sqlite.store import SQLiteStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable

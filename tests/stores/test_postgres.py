@@ -25,7 +25,7 @@ import pytest
 from asynctelemetry import LLMCall, PostgresStore, PriceTable, StoreError, open_store
 from asynctelemetry._stores import _base
 from asynctelemetry._stores._base import summarize, timeseries
-from asynctelemetry._stores._pg_schema import SCHEMA_VERSION
+from asynctelemetry._stores.postgres.schema import SCHEMA_VERSION
 from tests.conftest import T0, make_call
 from tests.pg import start_server, stop_server
 
@@ -496,7 +496,7 @@ def test_days_of_a_batch_records_rows_and_mixed() -> None:
     """The partitions a batch needs: one day found from its bounds, several read call by call,
     records and compact rows alike, mixed too."""
     from asynctelemetry._rows import row_of
-    from asynctelemetry._stores._pg_schema import days_of
+    from asynctelemetry._stores.postgres.schema import days_of
 
     day = [make_call(i, timestamp=T0 + timedelta(minutes=i)) for i in range(50)]
     spread = [make_call(i, timestamp=T0 + timedelta(days=3 * (i % 3))) for i in range(50)]

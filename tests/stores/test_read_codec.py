@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from asynctelemetry import LLMCall
-from asynctelemetry._stores import _schema
+from asynctelemetry._stores.sqlite import schema as _schema
 from tests.conftest import make_call
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from asynctelemetry import LLMCall, SchemaVersionError, SQLiteStore, StoreError
-from asynctelemetry._stores._schema import SCHEMA_VERSION
+from asynctelemetry._stores.sqlite.schema import SCHEMA_VERSION
 from tests.cli.helpers import one_line_error, run_cli
 
 if TYPE_CHECKING:

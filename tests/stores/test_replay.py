@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from asynctelemetry import LLMCall, MemoryStore, Pipeline, SQLiteStore, replay
-from asynctelemetry._stores import _sqlite
+from asynctelemetry._stores.sqlite import store as _sqlite
 from tests.conftest import T0, make_call
 
 if TYPE_CHECKING:

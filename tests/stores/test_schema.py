@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from asynctelemetry import SchemaVersionError, SQLiteStore, StoreError
-from asynctelemetry._stores import _base, _queries, _schema, summarize, timeseries
+from asynctelemetry._stores import _base, summarize, timeseries
+from asynctelemetry._stores.sqlite import reads as _queries
+from asynctelemetry._stores.sqlite import schema as _schema
 from tests.conftest import T0, make_call
 
 if TYPE_CHECKING:

@@ -306,7 +306,7 @@ async def test_batches_of_any_size_land_many_rows_per_statement(tmp_path: Path, 
     in order, with records and collector rows mixed; a bad row among them still rejects alone,
     and the writer's page cache is the one asked for."""
     from asynctelemetry._rows import row_of
-    from asynctelemetry._stores._sqlite_ops import run
+    from asynctelemetry._stores.sqlite.writer import run
 
     calls = [make_call(i) for i in range(size)]
     mixed: list[Any] = [row_of(c.__dict__) if i % 2 else c for i, c in enumerate(calls)]

@@ -18,7 +18,7 @@ import warnings
 from typing import TYPE_CHECKING, Any, Final, Self
 from urllib.parse import urlsplit
 
-from .._batching import (
+from ..._batching import (
     BatchQueue,
     ClosesOnExit,
     Closing,
@@ -27,7 +27,7 @@ from .._batching import (
     QueueValues,
     RetryPolicy,
 )
-from .._exceptions import (
+from ..._exceptions import (
     ConfigError,
     StoreClosedError,
     StoreError,
@@ -35,11 +35,10 @@ from .._exceptions import (
     require,
     require_int,
 )
-from .._rows import Row, Rows
-from .._stats import StoreStats
-from . import _base, _pg_rollup
-from . import _pg_reads as r
-from ._base import (
+from ..._rows import Row, Rows
+from ..._stats import StoreStats
+from .. import _base
+from .._base import (
     CallSummary,
     Filters,
     GroupBy,
@@ -49,12 +48,14 @@ from ._base import (
     check_limit,
     group_field,
 )
-from ._pg_retention import PgRetention
-from ._pg_schema import decode
-from ._pg_writer import PgWriter, is_db_error, reason
-from ._replay import paced
-from ._retention import parse_max_age, parse_max_rows
-from ._rollup import Acc, buckets_of, summaries_of
+from .._replay import paced
+from .._rollup import Acc, buckets_of, summaries_of
+from ..sqlite.retention import parse_max_age, parse_max_rows
+from . import reads as r
+from . import rollup as _pg_rollup
+from .retention import PgRetention
+from .schema import decode
+from .writer import PgWriter, is_db_error, reason
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -63,9 +64,9 @@ if TYPE_CHECKING:
 
     import asyncpg
 
-    from .._batching import QueueStats
-    from .._pricing import PriceTable
-    from .._record import LLMCall
+    from ..._batching import QueueStats
+    from ..._pricing import PriceTable
+    from ..._record import LLMCall
 
 __all__ = ["PostgresStore"]
 

@@ -23,16 +23,16 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
-from . import _pg_rollup
-from ._base import CallSummary, group_field, series_field, window_percentile
-from ._pg_schema import COPY_COLUMNS, decode
+from .._base import CallSummary, group_field, series_field, window_percentile
+from . import rollup as _pg_rollup
+from .schema import COPY_COLUMNS, decode
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
-    from .._pricing import PriceTable
-    from .._record import LLMCall
-    from ._base import Filters, TimeBucket
+    from ..._pricing import PriceTable
+    from ..._record import LLMCall
+    from .._base import Filters, TimeBucket
 
 __all__ = [
     "GET_SQL",

@@ -23,10 +23,10 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from .._batching import report_internal_error
-from .._exceptions import ConfigError, StoreError
-from . import _rollup
-from ._schema import to_ns
+from ..._batching import report_internal_error
+from ..._exceptions import ConfigError, StoreError
+from .. import _rollup
+from .schema import to_ns
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -29,11 +29,11 @@ from datetime import UTC, datetime, timedelta
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, Final
 
-from .._exceptions import SchemaVersionError, StoreError
-from .._record import FIELD_DEFAULTS, LLMCall
-from .._rows import ATTRIBUTES, FIELDS, TIMESTAMP, Row
-from . import _rollup
-from ._base import from_ns, to_ns
+from ..._exceptions import SchemaVersionError, StoreError
+from ..._record import FIELD_DEFAULTS, LLMCall
+from ..._rows import ATTRIBUTES, FIELDS, TIMESTAMP, Row
+from .. import _rollup
+from .._base import from_ns, to_ns
 
 if TYPE_CHECKING:
     import sqlite3

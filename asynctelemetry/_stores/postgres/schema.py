@@ -42,10 +42,10 @@ from decimal import Decimal
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, Final
 
-from .._exceptions import SchemaVersionError, StoreError
-from .._record import LLMCall
-from .._rows import ATTRIBUTES, FIELDS, TIMESTAMP, Row
-from . import _pg_rollup
+from ..._exceptions import SchemaVersionError, StoreError
+from ..._record import LLMCall
+from ..._rows import ATTRIBUTES, FIELDS, TIMESTAMP, Row
+from . import rollup as _pg_rollup
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence

@@ -26,8 +26,8 @@ import asyncio
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from ._base import from_ns, to_ns
-from ._rollup import (
+from .._base import from_ns, to_ns
+from .._rollup import (
     DAY,
     KEY_COLUMNS,
     STAT_COLUMNS,
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
     import asyncpg
 
-    from ._base import Filters
+    from .._base import Filters
 
 __all__ = [
     "LOCK_ROLLUP",

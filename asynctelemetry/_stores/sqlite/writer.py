@@ -11,10 +11,10 @@ import sqlite3
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final
 
-from .._exceptions import StoreError
-from . import _queries as q
-from . import _rollup
-from ._schema import (
+from ..._exceptions import StoreError
+from .. import _rollup
+from . import reads as q
+from .schema import (
     COLUMNS,
     INSERT_SQL,
     ROW_PLACEHOLDERS,
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
     import aiosqlite
 
-    from .._record import LLMCall
-    from .._rows import Row
+    from ..._record import LLMCall
+    from ..._rows import Row
 
 __all__ = [
     "SYNCHRONOUS",

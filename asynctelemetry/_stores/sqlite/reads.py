@@ -18,22 +18,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-from . import _base
-from ._base import (
+from .. import _base
+from .._base import (
     CallSummary,
     TimeBucket,
     group_field,
     nearest_rank,
     window_percentile,
 )
-from ._rollup import FSum, buckets_of, rolled, summaries_of
-from ._schema import SELECT_COLUMNS, from_ns, to_ns
+from .._rollup import FSum, buckets_of, rolled, summaries_of
+from .schema import SELECT_COLUMNS, from_ns, to_ns
 
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Sequence
 
-    from ._base import Filters
+    from .._base import Filters
 
 __all__ = [
     "GET_SQL",

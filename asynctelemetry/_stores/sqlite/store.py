@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
 import anyio
 
-from .._batching import (
+from ..._batching import (
     BatchQueue,
     ClosesOnExit,
     Closing,
@@ -27,11 +27,10 @@ from .._batching import (
     Retryable,
     RetryPolicy,
 )
-from .._exceptions import ConfigError, StoreClosedError, StoreError, require_int
-from .._rows import Row, Rows
-from .._stats import StoreStats
-from . import _queries as q
-from ._base import (
+from ..._exceptions import ConfigError, StoreClosedError, StoreError, require_int
+from ..._rows import Row, Rows
+from ..._stats import StoreStats
+from .._base import (
     CallSummary,
     Filters,
     GroupBy,
@@ -40,16 +39,18 @@ from ._base import (
     check_id,
     check_limit,
 )
-from ._replay import paced
-from ._retention import (
+from .._replay import paced
+from . import reads as q
+from .retention import (
     Retention,
     auto_vacuum_mode,
     parse_max_age,
     parse_max_rows,
     vacuum_into_incremental,
 )
-from ._schema import ROW_ID, ROW_TS, decode_rows
-from ._sqlite_ops import (
+from .schema import ROW_ID, ROW_TS, decode_rows
+from .unclosed import connect, forget, lost_message, remember, reported
+from .writer import (
     SYNCHRONOUS,
     fetch,
     fetch_calls,
@@ -60,7 +61,6 @@ from ._sqlite_ops import (
     setup_writer,
     update_costs,
 )
-from ._unclosed import connect, forget, lost_message, remember, reported
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
@@ -68,9 +68,9 @@ if TYPE_CHECKING:
 
     import aiosqlite
 
-    from .._batching import QueueStats
-    from .._pricing import PriceTable
-    from .._record import LLMCall
+    from ..._batching import QueueStats
+    from ..._pricing import PriceTable
+    from ..._record import LLMCall
 
 __all__ = ["Durability", "SQLiteStore"]
 

@@ -23,9 +23,9 @@ import asyncio
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from . import _pg_rollup
-from ._pg_schema import ensure_partitions, existing_partitions
-from ._retention import Retention
+from ..sqlite.retention import Retention
+from . import rollup as _pg_rollup
+from .schema import ensure_partitions, existing_partitions
 
 if TYPE_CHECKING:
     from collections.abc import Callable

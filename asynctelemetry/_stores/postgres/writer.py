@@ -15,10 +15,11 @@ import logging
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final
 
-from .._batching import Retryable
-from .._exceptions import StoreError, mask_secrets
-from . import _pg_rollup
-from ._pg_schema import (
+from ..._batching import Retryable
+from ..._exceptions import StoreError, mask_secrets
+from .._rollup import count_minutes
+from . import rollup as _pg_rollup
+from .schema import (
     COPY_COLUMNS,
     MERGE_SQL,
     STAGING,
@@ -28,7 +29,6 @@ from ._pg_schema import (
     pg_row,
     prepare,
 )
-from ._rollup import count_minutes
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -36,9 +36,9 @@ if TYPE_CHECKING:
 
     import asyncpg
 
-    from .._record import LLMCall
-    from .._rows import Row
-    from ._rollup import Acc, Cell
+    from ..._record import LLMCall
+    from ..._rows import Row
+    from .._rollup import Acc, Cell
 
 __all__ = ["PgWriter", "is_db_error", "reason"]
 

@@ -1,0 +1,4 @@
+"""SQLiteStore's parts: store (the service), schema, reads, writer, retention, unclosed.
+
+The shared rules (filters, rollup plans, retention parsing) live one level up, in ``_stores``.
+"""
