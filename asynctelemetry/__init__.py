@@ -7,10 +7,12 @@ priced, and sinks keep them (stores), export them (OTLP) and count them (Prometh
 from __future__ import annotations
 
 from ._batching import QueueSettings, QueueStats, RetryPolicy
+from ._budgets import Budget, BudgetStatus
 from ._call import CallHandle
 from ._collector import AsyncCollector, CollectorStats, HttpLimits, span_to_llm_call
 from ._context import CallContext
 from ._exceptions import (
+    BudgetExceededError,
     ConfigError,
     ExportError,
     MissingDependencyError,
@@ -44,6 +46,9 @@ __all__ = [
     "DEFAULT_COST_TABLE",
     "AsyncCollector",
     "AsyncTracer",
+    "Budget",
+    "BudgetExceededError",
+    "BudgetStatus",
     "CallContext",
     "CallHandle",
     "CallStore",

@@ -30,6 +30,7 @@ from ._record import (
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from ._budgets import Budgets, Hold
     from ._pipeline import Pipeline
     from ._record import AttributeValue, LLMCall
 
@@ -113,6 +114,9 @@ class Recorder(Protocol):
         """Prices records and hands them to the sinks."""
         ...
 
+    @property
+    def _budgets(self) -> Budgets | None: ...
+
     def _begin(self, handle: CallHandle) -> None: ...
 
     def _finish(
@@ -137,6 +141,7 @@ class CallHandle:
     __slots__ = (
         "_ended",
         "_failed",
+        "_holds",
         "_first_token_ns",
         "_otel_span",
         "_start_ns",
@@ -144,6 +149,7 @@ class CallHandle:
         "_tracer",
         "attributes",
         "call_id",
+        "estimate_usd",
         "fields",
         "operation",
         "parent_span_id",
@@ -166,10 +172,18 @@ class CallHandle:
         self.start_unix_ns = 0
         self.call_id = self.trace_id = self.span_id = ""
         self.parent_span_id: str | None = None
+        #: What the budgets reserve for this call (USD); ``None``: 0, or the request's estimate.
+        self.estimate_usd: float | None = None
+        self._holds: list[Hold] = []
 
     async def __aenter__(self) -> CallHandle:
         if self._ended or self._start_ns:
             raise RuntimeError("a call handle can be entered only once")
+        budgets = self._tracer._budgets
+        if budgets is not None:  # may refuse the call (BudgetExceededError): nothing is begun
+            self._holds = await budgets.reserve(
+                self.fields, self.attributes, self.estimate_usd or 0.0
+            )
         self._tracer._begin(self)
         return self
 

@@ -8,7 +8,8 @@ Every one derives from :class:`TelemetryError`, and from a builtin where callers
     ├── StoreClosedError                     a store, tracer or collector used after aclose()
     ├── StoreError                           the database failed (disk full, locked, corrupt)
     │   └── SchemaVersionError               the file was written by a newer asynctelemetry
-    └── ExportError                          an exporter gave up on a batch
+    ├── ExportError                          an exporter gave up on a batch
+    └── BudgetExceededError                  a call refused before it was sent: over budget
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Final
 from urllib.parse import unquote_plus
 
 __all__ = [
+    "BudgetExceededError",
     "ConfigError",
     "ExportError",
     "MissingDependencyError",
@@ -61,6 +63,41 @@ class SchemaVersionError(StoreError):
 
 class ExportError(TelemetryError):
     """An exporter could not deliver a batch and gave up on it."""
+
+
+class BudgetExceededError(TelemetryError):
+    """A call was refused before its request was sent: its estimate does not fit a budget.
+
+    Attributes:
+        budget: the budget's name.
+        key: the user, session, agent or tag value the budget is kept for (``None``: unkeyed).
+        spent_usd: spent in the budget's current window.
+        reserved_usd: held by calls still running.
+        limit_usd: the budget's limit.
+        estimate_usd: what the refused call would have reserved.
+    """
+
+    def __init__(
+        self,
+        *,
+        budget: str,
+        key: str | None,
+        spent_usd: float,
+        reserved_usd: float,
+        limit_usd: float,
+        estimate_usd: float,
+    ) -> None:
+        who = f" for {key!r}" if key is not None else ""
+        super().__init__(
+            f"budget {budget!r}{who} exceeded: spent ${spent_usd:.6f} + reserved "
+            f"${reserved_usd:.6f} of ${limit_usd:.6f}; this call needs ${estimate_usd:.6f}"
+        )
+        self.budget = budget
+        self.key = key
+        self.spent_usd = spent_usd
+        self.reserved_usd = reserved_usd
+        self.limit_usd = limit_usd
+        self.estimate_usd = estimate_usd
 
 
 def require_int(name: str, value: object, minimum: int = 1) -> int:

@@ -58,12 +58,14 @@ class TracerStats:
         open_streams: traced streams whose call is still open.
         sink_errors: failures of a sink, logged once and counted (``pipeline.errors``).
         spans: the queue of live SDK spans to a ``custom_exporter``; None without one.
+        budget_refusals: calls refused before they were sent because a budget had no room.
     """
 
     calls: int = 0
     open_streams: int = 0
     sink_errors: int = 0
     spans: QueueStats | None = None
+    budget_refusals: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import math
 import random
 import time
 import warnings
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, cast
 
 from opentelemetry.trace import get_current_span
 
+from ._budgets import Budgets, BudgetStatus, ledger_for
 from ._batching import (
     BatchQueue,
     ClosesOnExit,
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.sampling import Sampler
     from opentelemetry.trace import TracerProvider
 
+    from ._budgets import Budget
     from ._pricing import ModelPricing, PriceTable
     from ._stores import CallStore
 
@@ -131,6 +134,9 @@ class AsyncTracer(ClosesOnExit):
             ``{"authorization": "Bearer <token>"}`` for a collector started with a token.
         sampler: an OpenTelemetry ``Sampler`` that thins exported spans (OTLP, console, the SDK
             provider the tracer makes). Stores, metrics and :attr:`spans` still see every call.
+        budgets: :class:`Budget` limits enforced before each call is sent. Kept in the
+            ``store``'s database when it is PostgreSQL or SQLite (shared by every process using
+            it), else in this process's memory. See ``docs/budgets.md``.
     """
 
     def __init__(
@@ -151,6 +157,7 @@ class AsyncTracer(ClosesOnExit):
         resource_attributes: Mapping[str, str] | None = None,
         sampler: Sampler | None = None,
         otlp_headers: Mapping[str, str] | None = None,
+        budgets: Sequence[Budget] = (),
     ) -> None:
         self.service_name = service_name
         if sampler is not None and not callable(getattr(sampler, "should_sample", None)):
@@ -166,6 +173,9 @@ class AsyncTracer(ClosesOnExit):
         self._background: set[asyncio.Task[None]] = set()
         resource = {"service.name": service_name, **(resource_attributes or {})}
         self.pipeline = Pipeline(price_table=price_table)
+        self._budgets: Budgets | None = None
+        if budgets:
+            self._budgets = Budgets(budgets, ledger_for(store), self.pipeline.price_table)
         self._memory: MemoryStore | None = None
         if in_memory:
             self._memory = MemoryStore(100_000 if in_memory is True else int(in_memory))
@@ -230,6 +240,7 @@ class AsyncTracer(ClosesOnExit):
         session_id: str | None = None,
         route_name: str | None = None,
         is_streaming: bool | None = None,
+        estimate_usd: float | None = None,
         **attributes: str | int | float | bool,
     ) -> CallHandle:
         """Time one LLM call: ``async with tracer.llm_call(model=..., provider=...) as call:``.
@@ -237,6 +248,8 @@ class AsyncTracer(ClosesOnExit):
         On exit the call is recorded with status ``ok``; ``error`` and the exception's class name
         when the block raises (the exception propagates); ``cancelled`` when the task is
         cancelled (the cancellation propagates). Extra keyword arguments become attributes.
+        With budgets, entering the block reserves ``estimate_usd`` (0 when not given) and raises
+        :class:`BudgetExceededError` when it does not fit.
 
         Raises:
             StoreClosedError: the tracer was closed.
@@ -285,6 +298,8 @@ class AsyncTracer(ClosesOnExit):
         handle = CallHandle(self, fields, operation)
         for key, value in attributes.items():
             handle.set_attribute(key, value)
+        if estimate_usd is not None:
+            handle.estimate_usd = _checked_estimate(estimate_usd)
         return handle
 
     def wrap_stream(
@@ -401,6 +416,12 @@ class AsyncTracer(ClosesOnExit):
         handle.set_usage(input_tokens=input_tokens, output_tokens=0)
         return await self._record_timed(handle, latency_ms, status, error_type, None)
 
+    async def budget_status(self) -> list[BudgetStatus]:
+        """Where each budget stands: spent, reserved and left, per key, in its current window."""
+        if self._budgets is None:
+            return []
+        return await self._budgets.status()
+
     @property
     def stats(self) -> TracerStats:
         """A snapshot of what this tracer has done: calls recorded, streams still open, sink
@@ -410,6 +431,7 @@ class AsyncTracer(ClosesOnExit):
             calls=self._calls,
             open_streams=len(self._streams),
             sink_errors=self.pipeline.errors,
+            budget_refusals=self._budgets.refused if self._budgets is not None else 0,
             spans=processor.queue.stats if processor is not None else None,
         )
 
@@ -452,6 +474,8 @@ class AsyncTracer(ClosesOnExit):
         finally:
             if self._span_processor is not None:
                 await self._span_processor.aclose()
+            if self._budgets is not None:
+                await self._budgets.ledger.aclose()
 
     async def __aenter__(self) -> Self:
         if self._closed:
@@ -551,10 +575,26 @@ class AsyncTracer(ClosesOnExit):
             if handle._otel_span is not None:
                 self._end_sdk_span(handle, record)
         except Exception as exc:
+            if self._budgets is not None:
+                self._settle(handle, None)
             report_internal_error("AsyncTracer recording a call", exc)
             return None
         self._calls += 1
+        if self._budgets is not None:
+            self._settle(handle, record)
         return record
+
+    def _settle(self, handle: CallHandle, record: LLMCall | None) -> None:
+        """The call's actual cost replaces its reservation (in memory now, else on the loop)."""
+        assert self._budgets is not None
+        try:
+            work = self._budgets.settle(handle._holds, record)
+        except Exception as exc:
+            report_internal_error("settling a budget", exc)
+            return
+        handle._holds = []
+        if work is not None:
+            self._spawn(work)
 
     def _detach(self, handle: CallHandle) -> None:
         token = handle._token
@@ -639,6 +679,14 @@ class AsyncTracer(ClosesOnExit):
         if pending is not None:
             await pending
         return record
+
+
+def _checked_estimate(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"estimate_usd must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(f"estimate_usd must be finite and >= 0, got {value!r}")
+    return float(value)
 
 
 def _exporters(

@@ -178,6 +178,9 @@ def _start(tracer: Tracer, provider: str, route: Route, body: object, stream: bo
     handle = tracer.llm_call(
         model=model, provider=provider, operation=operation, is_streaming=bool(stream)
     )
+    budgets = tracer._budgets
+    if budgets is not None:  # reserved when the call is entered, before the request is sent
+        handle.estimate_usd = budgets.estimate(body, model, provider)
     if tracer.capture_content:
         try:
             for key, value in route.prompt(body).items():
