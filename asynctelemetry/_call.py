@@ -141,8 +141,8 @@ class CallHandle:
     __slots__ = (
         "_ended",
         "_failed",
-        "_holds",
         "_first_token_ns",
+        "_holds",
         "_otel_span",
         "_start_ns",
         "_token",

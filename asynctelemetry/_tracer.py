@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, cast
 
 from opentelemetry.trace import get_current_span
 
-from ._budgets import Budgets, BudgetStatus, ledger_for
 from ._batching import (
     BatchQueue,
     ClosesOnExit,
@@ -38,6 +37,7 @@ from ._batching import (
     finish,
     report_internal_error,
 )
+from ._budgets import Budgets, BudgetStatus, ledger_for
 from ._call import CallHandle, check_millis, check_text
 from ._context import CallContext, current_scope
 from ._conventions import EXCEPTION_EVENT, call_attributes, exception_event, span_name

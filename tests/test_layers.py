@@ -30,6 +30,7 @@ RANKS: dict[str, int] = {
     "_rows": 20,
     "_stores": 30,
     "_pipeline": 40,
+    "_budgets": 40,
     "_export": 40,
     "metrics": 40,
     "_metrics_http": 40,

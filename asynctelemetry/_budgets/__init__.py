@@ -39,6 +39,7 @@ __all__ = [
     "estimate_request",
     "fits",
     "ledger_for",
+    "statuses",
 ]
 
 PERIODS: Final = ("hour", "day", "month")
@@ -169,19 +170,33 @@ class BudgetStatus:
         return (self.spent_usd + self.reserved_usd) / self.limit_usd
 
 
-def status_of(
-    name: str, key: str, limit: float, spent: float, reserved: float, window: float
-) -> BudgetStatus:
-    """A :class:`BudgetStatus` from a ledger's row (``key`` ``""`` is the unkeyed budget)."""
-    return BudgetStatus(
-        name=name,
-        key=key or None,
-        limit_usd=limit,
-        spent_usd=spent,
-        reserved_usd=reserved,
-        remaining_usd=max(0.0, limit - spent - reserved),
-        window_start=datetime.fromtimestamp(window, UTC),
-    )
+def statuses(rows: Iterable[Sequence[Any]], budgets: Sequence[Budget]) -> list[BudgetStatus]:
+    """Each budget's state in its current window from a ledger's rows ``(budget, key, window,
+    limit, spent, reserved)``; an unkeyed budget no call has touched yet shows as untouched."""
+    now = time.time()
+    rows = list(rows)
+    found: list[BudgetStatus] = []
+    for budget in budgets:
+        window = budget.window_start(now)
+        mine = sorted(
+            (r for r in rows if r[0] == budget.label and abs(r[2] - window) < 1e-6),
+            key=lambda r: str(r[1]),
+        )
+        if not mine and budget.by is None:
+            mine = [(budget.label, "", window, budget.limit_usd, 0.0, 0.0)]
+        found.extend(
+            BudgetStatus(
+                name=budget.label,
+                key=row[1] or None,
+                limit_usd=budget.limit_usd,
+                spent_usd=row[4],
+                reserved_usd=row[5],
+                remaining_usd=max(0.0, budget.limit_usd - row[4] - row[5]),
+                window_start=datetime.fromtimestamp(window, UTC),
+            )
+            for row in mine
+        )
+    return found
 
 
 @dataclass(slots=True)

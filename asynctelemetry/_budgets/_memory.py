@@ -7,10 +7,9 @@ are dropped when a budget's window rolls over, so memory holds one entry per key
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
-from . import Budget, BudgetStatus, Hold, fits, status_of
+from . import Budget, BudgetStatus, Hold, fits, statuses
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -31,7 +30,9 @@ class MemoryLedger:
     def _entry(self, budget: Budget, key: str, window: float) -> list[float]:
         name = budget.label
         if self._windows.get(name, window) < window:  # a new window: forget the ended ones
-            self._entries = {k: v for k, v in self._entries.items() if k[0] != name or k[2] >= window}
+            self._entries = {
+                k: v for k, v in self._entries.items() if k[0] != name or k[2] >= window
+            }
         if window >= self._windows.get(name, window):
             self._windows[name] = window
         entry = self._entries.get((name, key, window))
@@ -66,17 +67,13 @@ class MemoryLedger:
 
     async def status(self, budgets: Sequence[Budget]) -> list[BudgetStatus]:
         """Each budget's keys in its current window, sorted by budget then key."""
-        now = time.time()
-        found = []
-        for budget in budgets:
-            window = budget.window_start(now)
-            name = budget.label
-            rows = [(k[1], v) for k, v in self._entries.items() if k[0] == name and k[2] == window]
-            if not rows and budget.by is None:
-                rows = [("", [0.0, 0.0])]
-            for key, (spent, reserved) in sorted(rows, key=lambda row: row[0]):
-                found.append(status_of(name, key, budget.limit_usd, spent, reserved, window))
-        return found
+        return statuses(
+            (
+                (name, key, window, 0.0, spent, reserved)
+                for (name, key, window), (spent, reserved) in self._entries.items()
+            ),
+            budgets,
+        )
 
     async def aclose(self) -> None:
         """Nothing to release."""

@@ -5,7 +5,8 @@ window) and ``budget_holds`` (one row per running call's reservation, with a lea
 reservation is one atomic statement that checks what is left and holds the estimate, so however
 many processes reserve at once, a limit is never passed by more than the largest single
 underestimate. A process that dies leaves its holds behind; they expire after the lease
-(:data:`LEASE_SECONDS`, renewed while the call runs) and any process sweeps them back.
+(:data:`LEASE_SECONDS`, renewed while the call runs) and are swept back by any process: when a
+reservation would be refused, every ``lease / 3`` seconds, and when status is read.
 
 PostgreSQL does check-and-hold in one statement (a row lock serialises racers, and the
 ``ON CONFLICT … WHERE`` re-checks the latest row); SQLite does it in a ``BEGIN IMMEDIATE``
@@ -22,7 +23,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import require
-from . import EPSILON, Budget, BudgetStatus, Hold, fits, status_of
+from . import EPSILON, Budget, BudgetStatus, Hold, fits, statuses
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -45,6 +46,8 @@ _SCHEMA: Final = (
         window_start DOUBLE PRECISION NOT NULL, amount DOUBLE PRECISION NOT NULL,
         expires_at DOUBLE PRECISION NOT NULL)""",
 )
+#: The database's clock in Unix seconds (one clock for the leases of every process).
+_NOW: Final = "extract(epoch FROM clock_timestamp())::float8"
 _TOTALS: Final = (
     "SELECT budget, key, window_start, limit_usd, spent_usd, reserved_usd FROM budget_totals"
 )
@@ -57,19 +60,6 @@ def bounded_key(key: str) -> str:
         return key
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return f"{key[: MAX_KEY - 40]}…#{digest}"
-
-
-def _statuses(rows: Sequence[Any], budgets: Sequence[Budget]) -> list[BudgetStatus]:
-    now = time.time()
-    found = []
-    for budget in budgets:
-        window = budget.window_start(now)
-        mine = [r for r in rows if r[0] == budget.label and abs(r[2] - window) < 1e-6]
-        if not mine and budget.by is None:
-            found.append(status_of(budget.label, "", budget.limit_usd, 0.0, 0.0, window))
-        for row in sorted(mine, key=lambda r: r[1]):
-            found.append(status_of(budget.label, row[1], budget.limit_usd, row[4], row[5], window))
-    return found
 
 
 class _Leases:
@@ -119,7 +109,7 @@ class PostgresLedger:
         ), hold AS (
             INSERT INTO budget_holds (hold_id, budget, key, window_start, amount, expires_at)
             SELECT $6, $1, $2, $3::float8, $5::float8,
-                   extract(epoch FROM clock_timestamp())::float8 + $7::float8 FROM held
+                   {_NOW} + $7::float8 FROM held
             RETURNING 1
         )
         SELECT (SELECT count(*) FROM hold),
@@ -130,7 +120,8 @@ class PostgresLedger:
     _SETTLE: Final = """
         WITH gone AS (DELETE FROM budget_holds WHERE hold_id = $1 RETURNING amount)
         UPDATE budget_totals
-           SET reserved_usd = greatest(0, reserved_usd - coalesce((SELECT sum(amount) FROM gone), 0)),
+           SET reserved_usd = greatest(
+                   0, reserved_usd - coalesce((SELECT sum(amount) FROM gone), 0)),
                spent_usd = spent_usd + $2::float8
          WHERE budget = $3 AND key = $4 AND window_start = $5::float8"""
     _SPEND: Final = """
@@ -139,9 +130,9 @@ class PostgresLedger:
         VALUES ($1, $2, $3::float8, $4::float8, $5::float8, 0)
         ON CONFLICT (budget, key, window_start) DO UPDATE
             SET spent_usd = t.spent_usd + EXCLUDED.spent_usd"""
-    _SWEEP: Final = """
+    _SWEEP: Final = f"""
         WITH gone AS (
-            DELETE FROM budget_holds WHERE expires_at < extract(epoch FROM clock_timestamp())::float8
+            DELETE FROM budget_holds WHERE expires_at < {_NOW}
             RETURNING budget, key, window_start, amount
         ), sums AS (
             SELECT budget, key, window_start, sum(amount) AS amount FROM gone GROUP BY 1, 2, 3
@@ -149,8 +140,8 @@ class PostgresLedger:
         UPDATE budget_totals t SET reserved_usd = greatest(0, t.reserved_usd - s.amount)
           FROM sums s
          WHERE t.budget = s.budget AND t.key = s.key AND t.window_start = s.window_start"""
-    _RENEW: Final = """
-        UPDATE budget_holds SET expires_at = extract(epoch FROM clock_timestamp())::float8 + $2::float8
+    _RENEW: Final = f"""
+        UPDATE budget_holds SET expires_at = {_NOW} + $2::float8
          WHERE hold_id = ANY($1::text[])"""
 
     def __init__(self, dsn: str, *, lease: float = LEASE_SECONDS) -> None:
@@ -191,16 +182,15 @@ class PostgresLedger:
         pool = await self._conn_pool()
         hold.hold_id = uuid.uuid4().hex
         key = bounded_key(hold.key)
+        args = (hold.budget.label, key, hold.window, hold.budget.limit_usd, hold.amount)
         held, spent, reserved = await pool.fetchrow(
-            self._RESERVE,
-            hold.budget.label,
-            key,
-            hold.window,
-            hold.budget.limit_usd,
-            hold.amount,
-            hold.hold_id,
-            self._leases.lease,
+            self._RESERVE, *args, hold.hold_id, self._leases.lease
         )
+        if not held and reserved:  # holds of a process that died may have expired: sweep, retry
+            if await pool.fetchval(self._SWEEP + " RETURNING 1"):
+                held, spent, reserved = await pool.fetchrow(
+                    self._RESERVE, *args, hold.hold_id, self._leases.lease
+                )
         if held:
             self._leases.live.add(hold.hold_id)
             return None
@@ -234,7 +224,7 @@ class PostgresLedger:
             rows = await conn.fetch(
                 _TOTALS + " WHERE budget = ANY($1::text[])", [b.label for b in budgets]
             )
-        return _statuses([tuple(r) for r in rows], budgets)
+        return statuses([tuple(r) for r in rows], budgets)
 
     async def aclose(self) -> None:
         """Stop renewing; give back the holds of calls still running; close the pool."""
@@ -334,6 +324,14 @@ class SQLiteLedger:
                 (budget.label, key, hold.window),
             )
             spent, reserved = rows[0] if rows else (0.0, 0.0)
+            if not fits(spent + reserved, hold.amount, budget.limit_usd) and reserved:
+                await self._sweep(db)  # holds of a process that died may have expired
+                rows = await db.execute_fetchall(
+                    "SELECT spent_usd, reserved_usd FROM budget_totals "
+                    "WHERE budget = ? AND key = ? AND window_start = ?",
+                    (budget.label, key, hold.window),
+                )
+                spent, reserved = rows[0]
             if not fits(spent + reserved, hold.amount, budget.limit_usd):
                 return spent, reserved
             hold.hold_id = uuid.uuid4().hex
@@ -391,7 +389,7 @@ class SQLiteLedger:
         async with self._immediate(db):
             await self._sweep(db)
         rows = await db.execute_fetchall(_TOTALS)
-        return _statuses(list(rows), budgets)
+        return statuses(list(rows), budgets)
 
     async def aclose(self) -> None:
         """Stop renewing; give back the holds of calls still running; close the file."""

@@ -162,9 +162,7 @@ async def test_openai_request_refused_is_never_sent() -> None:
         async with AsyncTracer(in_memory=True, budgets=[Budget(0.0005)]) as tracer:
             tracer.instrument(client)
             messages = [{"role": "user", "content": "hi"}]
-            await client.chat.completions.create(
-                model="gpt-4o", messages=messages, max_tokens=10
-            )
+            await client.chat.completions.create(model="gpt-4o", messages=messages, max_tokens=10)
             assert server.requests == {"/v1/chat/completions": 1}
             with pytest.raises(BudgetExceededError):  # 1,000 output tokens: $0.01 > $0.0005
                 await client.chat.completions.create(

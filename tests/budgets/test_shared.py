@@ -73,28 +73,32 @@ async def test_processes_share_one_limit(store_url: Callable[[], str]) -> None:
     assert status.reserved_usd == pytest.approx(0.0, abs=1e-9)
 
 
-@pytest.mark.parametrize("kind", ["postgres", "sqlite"])
+@pytest.fixture(params=["postgres", "sqlite"])
+def ledger_of(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Callable[[float], PostgresLedger | SQLiteLedger]:
+    """Ledgers (given their lease) that share one database, PostgreSQL or a SQLite file."""
+    if request.param == "sqlite":
+        path = str(tmp_path / "ledger.db")
+        return lambda lease: SQLiteLedger(path, lease=lease)
+    dsn: str = request.getfixturevalue("pg_dsn")
+    return lambda lease: PostgresLedger(dsn, lease=lease)
+
+
 async def test_holds_of_a_dead_process_expire(
-    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+    ledger_of: Callable[[float], PostgresLedger | SQLiteLedger],
 ) -> None:
     """A hold never settled (its process died) is swept back after its lease; until then it
     counts against the limit."""
-    if kind == "postgres":
-        dsn: str = request.getfixturevalue("pg_dsn")
-        make: Callable[[float], PostgresLedger | SQLiteLedger] = lambda lease: PostgresLedger(
-            dsn, lease=lease
-        )
-    else:
-        path = str(tmp_path / "ledger.db")
-        make = lambda lease: SQLiteLedger(path, lease=lease)  # noqa: E731
+    make = ledger_of
     budget = Budget(1.0, name="leased")
-    dead = make(0.2)
+    dead = make(1.5)
     assert await dead.reserve(Hold(budget, "", 0.0, 0.9)) is None
     await dead._leases.stop()  # the process "dies": no renewal, no settlement
     alive = make(60.0)
     try:
         assert await alive.reserve(Hold(budget, "", 0.0, 0.5)) == (0.0, pytest.approx(0.9))
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(1.6)
         assert await alive.reserve(Hold(budget, "", 0.0, 0.5)) is None  # the sweep freed it
         [status] = await alive.status([budget])
         assert status.reserved_usd == pytest.approx(0.5)
