@@ -6,6 +6,7 @@ priced, and sinks keep them (stores), export them (OTLP) and count them (Prometh
 
 from __future__ import annotations
 
+from ._alerts import Alert, AlertEvent, AlertMonitor, AlertStats
 from ._batching import QueueSettings, QueueStats, RetryPolicy
 from ._budgets import Budget, BudgetStatus
 from ._call import CallHandle
@@ -44,6 +45,10 @@ from ._version import __version__
 
 __all__ = [
     "DEFAULT_COST_TABLE",
+    "Alert",
+    "AlertEvent",
+    "AlertMonitor",
+    "AlertStats",
     "AsyncCollector",
     "AsyncTracer",
     "Budget",

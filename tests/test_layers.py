@@ -42,6 +42,7 @@ RANKS: dict[str, int] = {
     "_collector": 53,
     "_replay": 53,
     "cli": 60,
+    "_alerts": 60,
     "ui": 60,
     "__init__": 70,
 }
