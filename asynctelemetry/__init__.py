@@ -24,8 +24,9 @@ from ._exceptions import (
 )
 from ._export import ConsoleSink, ExporterStats, OTLPGrpcExporter, OTLPHttpExporter
 from ._pipeline import Pipeline, Sink, SyncSink
-from ._pricing import DEFAULT_COST_TABLE, ModelPricing, PriceTable, compute_cost
-from ._record import LLMCall, SpanRecord
+from ._pricing import ModelPricing, PriceTable
+from ._racto import DEFAULT_COST_TABLE, RactoTracer, SpanRecord, compute_cost
+from ._record import LLMCall
 from ._replay import replay
 from ._stats import PipelineStats, StoreStats, TracerStats
 from ._stores import (
@@ -39,7 +40,7 @@ from ._stores import (
     open_store,
 )
 from ._stream import TracedStream
-from ._tracer import AsyncTracer, RactoTracer
+from ._tracer import AsyncTracer
 from ._usage import Usage, usage_from_response
 from ._version import __version__
 

@@ -17,16 +17,14 @@ import logging
 import math
 import os
 import random
-import warnings
 from collections import deque
 from dataclasses import dataclass, fields
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, NamedTuple, TypeVar
 
 from ._exceptions import ConfigError, ExportError, StoreClosedError, require_int
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
     from types import TracebackType
 
 __all__ = [
@@ -136,16 +134,6 @@ async def finish(task: asyncio.Future[T]) -> T:
         return result
 
 
-#: Old setting names (deprecated for one release) and the one name each has now.
-RENAMED_SETTINGS: Final = {
-    "max_pending": "max_queue",
-    "max_queue_size": "max_queue",
-    "max_batch_size": "batch_size",
-    "schedule_delay": "flush_interval",
-    "shutdown_timeout": "close_timeout",
-}
-
-
 @dataclass(frozen=True, slots=True)
 class QueueSettings:
     """The settings of a service's background queue, one name each everywhere (stores,
@@ -192,7 +180,6 @@ class QueueSettings:
 
 _COUNTS: Final = ("max_queue", "batch_size")
 _SECONDS: Final = ("flush_interval", "close_timeout")
-_NOTHING: Final[Mapping[str, Any]] = MappingProxyType({})
 
 
 class QueueValues(NamedTuple):
@@ -208,35 +195,18 @@ class QueueValues(NamedTuple):
         owner: str,
         given: QueueSettings,
         queue: QueueSettings | None = None,
-        deprecated: Mapping[str, Any] = _NOTHING,
     ) -> QueueValues:
         """These defaults overridden by the keywords given one by one (``given``: the service's
-        four keywords, None where not given), by ``queue=`` and by old names (``deprecated``,
-        each with a ``DeprecationWarning``).
+        four keywords, None where not given) and by ``queue=``.
 
         Raises:
-            TypeError: ``queue`` is not a :class:`QueueSettings`; a keyword that is no setting,
-                old or new; or one setting given twice with two values (``queue=`` and a
-                keyword, or an old and a new name).
+            TypeError: ``queue`` is not a :class:`QueueSettings`, or one setting given twice
+                with two values (``queue=`` and a keyword).
             ConfigError: a value that cannot work (see :class:`QueueSettings`).
         """
         if queue is not None and not isinstance(queue, QueueSettings):
             raise TypeError(f"{owner}(queue=...) takes a QueueSettings, not {queue!r}")
         values = {name: value for name in _FIELDS if (value := getattr(given, name)) is not None}
-        for old, value in deprecated.items():
-            new = RENAMED_SETTINGS.get(old)
-            if new is None:
-                raise TypeError(f"{owner}() got an unexpected keyword argument {old!r}")
-            warnings.warn(
-                f"{owner}({old}=...) is deprecated; use {new}=...",
-                DeprecationWarning,
-                stacklevel=3,
-            )
-            if values.get(new, value) != value:
-                raise TypeError(f"{owner}() got {old}={value!r} and {new}={values[new]!r}")
-            values[new] = value
-        if deprecated:
-            QueueSettings(**values)  # checks the values given under old names
         for name in _FIELDS if queue is not None else ():
             theirs = getattr(queue, name)
             if theirs is not None and values.setdefault(name, theirs) != theirs:

@@ -25,7 +25,6 @@ __all__ = [
     "MAX_TOKENS",
     "AttributeValue",
     "LLMCall",
-    "SpanRecord",
     "Status",
     "bounded_message",
     "checked_tags",
@@ -216,6 +215,3 @@ _DEFAULTS["attributes"] = None  # replaced by a fresh dict per record in trusted
 
 #: Every field with its default, for producers that fill a complete dict and call ``_adopt``.
 FIELD_DEFAULTS: dict[str, Any] = dict(_DEFAULTS)
-
-#: The RactoGateway name for the same record.
-SpanRecord = LLMCall

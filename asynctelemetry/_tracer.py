@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from ._pricing import ModelPricing, PriceTable
     from ._stores import CallStore
 
-__all__ = ["AsyncTracer", "RactoTracer"]
+__all__ = ["AsyncTracer"]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _STATUSES: Final = frozenset({"ok", "error", "cancelled"})
@@ -220,16 +220,6 @@ class AsyncTracer(ClosesOnExit):
     def price_table(self) -> PriceTable:
         """The table that prices calls (the default one unless given)."""
         return self.pipeline.price_table
-
-    @property
-    def emitter(self) -> Pipeline:
-        """Deprecated name of :attr:`pipeline`."""
-        warnings.warn(
-            "AsyncTracer.emitter is deprecated; use AsyncTracer.pipeline",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return self.pipeline
 
     def llm_call(
         self,
@@ -804,7 +794,3 @@ class _AsyncSpanProcessor:
     async def aclose(self) -> None:
         await self.queue.aclose()
         await asyncio.to_thread(self.exporter.shutdown)
-
-
-#: The RactoGateway name of the tracer.
-RactoTracer = AsyncTracer

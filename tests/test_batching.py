@@ -166,47 +166,43 @@ async def test_aclose_finishes_even_when_the_caller_is_cancelled() -> None:
 
 
 @pytest.mark.parametrize(
-    ("old", "new"),
+    "old",
     [
-        pytest.param("max_queue_size", "max_queue", id="max_queue_size"),
-        pytest.param("max_batch_size", "batch_size", id="max_batch_size"),
-        pytest.param("schedule_delay", "flush_interval", id="schedule_delay"),
-        pytest.param("shutdown_timeout", "close_timeout", id="shutdown_timeout"),
+        pytest.param("max_queue_size", id="max_queue_size"),
+        pytest.param("max_batch_size", id="max_batch_size"),
+        pytest.param("schedule_delay", id="schedule_delay"),
+        pytest.param("shutdown_timeout", id="shutdown_timeout"),
     ],
 )
-async def test_old_exporter_setting_names_warn_and_still_work(old: str, new: str) -> None:
-    """The exporters' old names are deprecated aliases for one release: same effect, a warning."""
+async def test_unreleased_exporter_setting_names_are_refused(old: str) -> None:
+    """Names that never shipped are not aliases: an exporter given one is a TypeError."""
     from asynctelemetry import OTLPGrpcExporter, OTLPHttpExporter
 
     for kind, endpoint in (
         (OTLPGrpcExporter, "http://127.0.0.1:9"),
         (OTLPHttpExporter, "http://127.0.0.1:9/v1/traces"),
     ):
-        with pytest.warns(DeprecationWarning, match=f"{old}=.*use {new}="):
-            exporter = kind(endpoint, **{old: 7})
-        assert getattr(exporter.queue, new) == getattr(exporter, new) == 7
-        await exporter.aclose()
+        with pytest.raises(TypeError, match=old):
+            kind(endpoint, **{old: 7})
 
 
-async def test_old_names_of_store_settings_warn_and_still_work(tmp_path: Path) -> None:
-    """SQLiteStore(max_pending=), its max_pending attribute and the URL option still work,
-    with a DeprecationWarning; a name that never existed is a TypeError."""
-    from asynctelemetry import OTLPGrpcExporter, SQLiteStore, open_store
+async def test_unreleased_store_setting_names_are_refused(tmp_path: Path) -> None:
+    """SQLiteStore(max_pending=) and the URL option ``max_pending`` are refused, and neither a
+    store nor an exporter answers to the old attribute names (max_queue, close_timeout do)."""
+    from asynctelemetry import ConfigError, OTLPGrpcExporter, SQLiteStore, open_store
 
-    with pytest.warns(DeprecationWarning, match="max_pending=.*use max_queue="):
-        store = SQLiteStore(tmp_path / "a.db", max_pending=12)
-    assert store.max_queue == 12
-    with pytest.warns(DeprecationWarning, match="use max_queue"):
-        assert store.max_pending == 12
-    with pytest.warns(DeprecationWarning, match="max_pending"):
-        from_url = open_store(f"sqlite:///{tmp_path / 'b.db'}?max_pending=34")
-    assert isinstance(from_url, SQLiteStore) and from_url.max_queue == 34
+    with pytest.raises(TypeError, match="max_pending"):
+        SQLiteStore(tmp_path / "a.db", max_pending=12)
+    with pytest.raises(ConfigError, match="unknown option 'max_pending'"):
+        open_store(f"sqlite:///{tmp_path / 'b.db'}?max_pending=34")
     with pytest.raises(TypeError, match="max_queue_sise"):
         SQLiteStore(tmp_path / "c.db", max_queue_sise=1)
+    store = SQLiteStore(tmp_path / "d.db", max_queue=12)
+    assert store.max_queue == 12 and not hasattr(store, "max_pending")
     exporter = OTLPGrpcExporter("http://127.0.0.1:9", close_timeout=0.5)
-    with pytest.warns(DeprecationWarning, match="use close_timeout"):
-        assert exporter.shutdown_timeout == 0.5
+    assert exporter.close_timeout == 0.5 and not hasattr(exporter, "shutdown_timeout")
     await exporter.aclose()
+    await store.aclose()
 
 
 def _services(tmp_path: Path) -> list[tuple[str, Callable[..., Any]]]:
@@ -262,13 +258,6 @@ async def test_a_keyword_that_contradicts_queue_settings_is_a_type_error(tmp_pat
             make(max_queue=5, queue=QueueSettings(max_queue=6))
         with pytest.raises(TypeError, match="takes a QueueSettings"):
             make(queue={"max_queue": 6})
-    with (
-        pytest.raises(TypeError, match="max_queue_size=5 and max_queue=6"),
-        pytest.warns(DeprecationWarning),
-    ):
-        from asynctelemetry import OTLPGrpcExporter
-
-        OTLPGrpcExporter("http://127.0.0.1:9", max_queue=6, max_queue_size=5)
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,7 @@ RANKS: dict[str, int] = {
     "_tracer": 53,
     "_collector": 53,
     "_replay": 53,
+    "_racto": 54,
     "cli": 60,
     "_alerts": 60,
     "ui": 60,

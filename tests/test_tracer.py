@@ -9,8 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from asynctelemetry import ConfigError, LLMCall, MemoryStore, SQLiteStore, StoreClosedError
-from asynctelemetry._tracer import AsyncTracer, RactoTracer
+from asynctelemetry import (
+    ConfigError,
+    LLMCall,
+    MemoryStore,
+    RactoTracer,
+    SQLiteStore,
+    StoreClosedError,
+)
+from asynctelemetry._tracer import AsyncTracer
 from tests.conftest import make_call
 
 if TYPE_CHECKING:
@@ -409,11 +416,12 @@ async def test_set_checks_model_names_and_text_and_keeps_records_valid() -> None
     assert LLMCall.model_validate_json(record.model_dump_json()) == record
 
 
-async def test_emitter_is_a_deprecated_name_of_the_pipeline() -> None:
-    """tracer.emitter still answers, with a DeprecationWarning, and is tracer.pipeline."""
+async def test_the_pipeline_has_one_name() -> None:
+    """tracer.pipeline is the tracer's pipeline; ``emitter``, a name never released, is gone
+    rather than deprecated."""
     async with AsyncTracer(in_memory=True) as tracer:
-        with pytest.warns(DeprecationWarning, match=r"AsyncTracer\.emitter is deprecated; use"):
-            assert tracer.emitter is tracer.pipeline
+        assert tracer.pipeline is not None
+        assert not hasattr(tracer, "emitter")
 
 
 def test_a_store_that_is_not_a_sink_is_refused() -> None:

@@ -202,14 +202,6 @@ class OTLPExporterBase(QueueOwner, ClosesOnExit):
             )
 
     @property
-    def shutdown_timeout(self) -> float:
-        """Deprecated name of :attr:`close_timeout`."""
-        warnings.warn(
-            "shutdown_timeout is deprecated; use close_timeout", DeprecationWarning, stacklevel=2
-        )
-        return self.close_timeout
-
-    @property
     def closed(self) -> bool:
         """Whether ``aclose()`` was called."""
         return self._closed

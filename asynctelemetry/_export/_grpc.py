@@ -57,8 +57,6 @@ class OTLPGrpcExporter(OTLPExporterBase):
         retry: backoff policy for retryable failures.
         queue: the four queue settings together, a :class:`~asynctelemetry.QueueSettings`
             (a keyword given beside it must not say otherwise: ``TypeError``).
-        **deprecated: the old names ``max_queue_size``, ``max_batch_size``, ``schedule_delay``
-            and ``shutdown_timeout`` still work for one release, with a ``DeprecationWarning``.
     """
 
     _kind = "OTLP/gRPC"
@@ -80,7 +78,6 @@ class OTLPGrpcExporter(OTLPExporterBase):
         close_timeout: float | None = None,
         retry: RetryPolicy | None = None,
         queue: QueueSettings | None = None,
-        **deprecated: Any,
     ) -> None:
         self.endpoint = endpoint
         where = grpc_target(endpoint, insecure)
@@ -99,7 +96,6 @@ class OTLPGrpcExporter(OTLPExporterBase):
                 "OTLPGrpcExporter",
                 QueueSettings(max_queue, batch_size, flush_interval, close_timeout),
                 queue,
-                deprecated,
             ),
             retry=retry,
         )

@@ -91,8 +91,6 @@ class OTLPHttpExporter(OTLPExporterBase):
         retry: backoff policy for retryable failures.
         queue: the four queue settings together, a :class:`~asynctelemetry.QueueSettings`
             (a keyword given beside it must not say otherwise: ``TypeError``).
-        **deprecated: the old names ``max_queue_size``, ``max_batch_size``, ``schedule_delay``
-            and ``shutdown_timeout`` still work for one release, with a ``DeprecationWarning``.
 
     Raises:
         MissingDependencyError: httpx is not installed (``pip install 'asynctelemetry[otlp]'``).
@@ -117,7 +115,6 @@ class OTLPHttpExporter(OTLPExporterBase):
         close_timeout: float | None = None,
         retry: RetryPolicy | None = None,
         queue: QueueSettings | None = None,
-        **deprecated: Any,
     ) -> None:
         self._httpx: Any = require("httpx", "otlp", "OTLPHttpExporter")
         self.url = traces_url(endpoint)
@@ -140,7 +137,6 @@ class OTLPHttpExporter(OTLPExporterBase):
                 "OTLPHttpExporter",
                 QueueSettings(max_queue, batch_size, flush_interval, close_timeout),
                 queue,
-                deprecated,
             ),
             retry=retry,
         )

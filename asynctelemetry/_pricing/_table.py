@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Final
 
@@ -27,7 +26,7 @@ from ._names import candidates
 if TYPE_CHECKING:
     from .._record import LLMCall
 
-__all__ = ["DEFAULT_COST_TABLE", "PriceTable", "compute_cost"]
+__all__ = ["PriceTable", "default_models"]
 
 #: Most distinct (model, provider) pairs remembered by one table; past it the oldest are
 #: forgotten first. Bounds memory when a collector receives spans with endless distinct names.
@@ -420,56 +419,19 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a price")
 
 
-def compute_cost(model: str, input_tokens: int, output_tokens: int) -> float:
-    """Racto-compatible: the cost in USD from the default table, ``0.0`` for an unknown model."""
-    cost = PriceTable.default().price_call(
-        model, input_tokens=input_tokens, output_tokens=output_tokens
-    )
-    return 0.0 if cost is None or not math.isfinite(cost) else cost
-
-
-class _DefaultCostTable(Mapping[str, ModelPricing]):
-    """Every model the default table knows, by genai-prices id and supplement name; lazy.
-
-    Iteration lists canonical ids; indexing also resolves aliases (``"gpt-4o-2024-08-06"``,
-    ``"openai/gpt-4o"``) through :meth:`PriceTable.lookup`.
-    """
-
-    def __init__(self) -> None:
-        self._all: dict[str, ModelPricing] | None = None
-
-    def _models(self) -> dict[str, ModelPricing]:
-        if self._all is None:
-            catalog = _DATA.catalog
-            order = {name: i for i, name in enumerate(_FALLBACK_PROVIDERS)}
-            ranked = sorted(
-                catalog.iter_models(), key=lambda item: order.get(item[0], len(order))
-            )  # first parties first; sorted() is stable, so genai-prices' order otherwise
-            everything: dict[str, ModelPricing] = {}
-            for _, model in ranked:
-                name = model.id.lower()
-                if name not in everything and (pricing := catalog.pricing(model)) is not None:
-                    everything[name] = pricing
-            for name, pricing in _DATA.supplement.items():
-                everything.setdefault(name, pricing)
-            self._all = everything
-        return self._all
-
-    def __getitem__(self, model: str) -> ModelPricing:
-        if isinstance(model, str):
-            found = self._models().get(model.lower()) or PriceTable.default().lookup(model)
-            if found is not None:
-                return found
-        raise KeyError(model)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._models())
-
-    def __len__(self) -> int:
-        return len(self._models())
-
-    def __repr__(self) -> str:
-        return "DEFAULT_COST_TABLE(<genai-prices + supplement>)"
-
-
-DEFAULT_COST_TABLE: Mapping[str, ModelPricing] = _DefaultCostTable()
+def default_models() -> dict[str, ModelPricing]:
+    """Every model the default table knows, by genai-prices id (first parties first) and
+    supplement name, lowercased; built on first use."""
+    catalog = _DATA.catalog
+    order = {name: i for i, name in enumerate(_FALLBACK_PROVIDERS)}
+    ranked = sorted(
+        catalog.iter_models(), key=lambda item: order.get(item[0], len(order))
+    )  # first parties first; sorted() is stable, so genai-prices' order otherwise
+    everything: dict[str, ModelPricing] = {}
+    for _, model in ranked:
+        name = model.id.lower()
+        if name not in everything and (pricing := catalog.pricing(model)) is not None:
+            everything[name] = pricing
+    for name, pricing in _DATA.supplement.items():
+        everything.setdefault(name, pricing)
+    return everything

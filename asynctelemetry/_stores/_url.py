@@ -82,7 +82,6 @@ _SQLITE_OPTIONS: Final[dict[str, Callable[[str], Any]]] = {
     "batch_size": _positive_int,
     "flush_interval": _seconds,
     "max_queue": _positive_int,
-    "max_pending": _positive_int,  # the old name of max_queue: deprecated, warns
     "durability": _durability,
     "busy_timeout": _seconds,
     "cache_mib": _positive_int,

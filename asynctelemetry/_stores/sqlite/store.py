@@ -126,8 +126,6 @@ class SQLiteStore(StoreReads, QueueOwner, ClosesOnExit):
             refused untouched, and writes raise :class:`StoreError`.
         queue: the four queue settings together, a :class:`~asynctelemetry.QueueSettings`
             (a keyword given beside it must not say otherwise: ``TypeError``).
-        **deprecated: ``max_pending``, the old name of ``max_queue``, works for one release
-            with a ``DeprecationWarning``.
     """
 
     def __init__(
@@ -147,10 +145,9 @@ class SQLiteStore(StoreReads, QueueOwner, ClosesOnExit):
         retention_batch: int = 1000,
         read_only: bool = False,
         queue: QueueSettings | None = None,
-        **deprecated: Any,
     ) -> None:
         given = QueueSettings(max_queue, batch_size, flush_interval, close_timeout)
-        self._queue_values = SQLITE_QUEUE.resolve("SQLiteStore", given, queue, deprecated)
+        self._queue_values = SQLITE_QUEUE.resolve("SQLiteStore", given, queue)
         _check_settings(
             counts={"cache_mib": cache_mib, "retention_batch": retention_batch},
             busy_timeout=busy_timeout,
@@ -205,12 +202,6 @@ class SQLiteStore(StoreReads, QueueOwner, ClosesOnExit):
     def is_open(self) -> bool:
         """Opened and not closed yet."""
         return self._writer is not None and not self._closed
-
-    @property
-    def max_pending(self) -> int:
-        """Deprecated name of :attr:`max_queue`."""
-        warnings.warn("max_pending is deprecated; use max_queue", DeprecationWarning, stacklevel=2)
-        return self.max_queue
 
     @property
     def pending(self) -> int:
