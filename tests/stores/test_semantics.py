@@ -352,6 +352,7 @@ def _hand_timeseries(calls: list[LLMCall], width: timedelta, field: str | None) 
 
 
 _DAY = datetime(2026, 5, 1, tzinfo=UTC)
+_MESSAGE_CHARS = st.characters(codec="utf-8", exclude_characters="\x00")
 _calls = st.lists(
     st.builds(
         dict,
@@ -367,8 +368,9 @@ _calls = st.lists(
         user_id=st.sampled_from(["u1", "u2", None]),
         agent_name=st.sampled_from(["planner", "writer", None]),
         tags=st.lists(st.sampled_from(["beta", "gold", "é"]), max_size=3).map(tuple),
-        # PostgreSQL text cannot hold NUL: such a call is a counted rejection there.
-        error_message=st.none() | st.text(st.characters(exclude_characters="\x00"), max_size=20),
+        # PostgreSQL text cannot hold NUL: such a call is a counted rejection there; a lone
+        # surrogate is no text at all (LLMCall refuses it), so neither is drawn.
+        error_message=st.none() | st.text(_MESSAGE_CHARS, max_size=20),
     ),
     max_size=60,
 )
