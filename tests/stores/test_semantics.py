@@ -622,6 +622,7 @@ async def test_timeseries_cannot_group_by_tag(store: Any) -> None:
 
 
 @pytest.mark.parametrize("kind", list(STORES))
+@pytest.mark.timeout(240)  # 25 examples of a store each: ~10 s alone, a minute on a busy machine
 @_examples
 @given(drawn=_calls, by=st.sampled_from(["agent", "user", "tag"]))
 def test_large_windows_by_agent_user_and_tag_follow_the_rule(
