@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from .._exceptions import ConfigError, mask_secrets
+from ._bounds import parse_max_age, parse_max_rows
 from ._memory import MemoryStore
 from .postgres.store import PostgresStore
-from .sqlite.retention import parse_max_age, parse_max_rows
 from .sqlite.store import SQLiteStore
 
 if TYPE_CHECKING:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from asynctelemetry import ConfigError, SQLiteStore, open_store
-from asynctelemetry._stores.sqlite.retention import Retention, parse_max_age, parse_max_rows
+from asynctelemetry._stores._bounds import parse_max_age, parse_max_rows
+from asynctelemetry._stores.sqlite.retention import Retention
 from tests.conftest import make_call
 
 if TYPE_CHECKING:

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
-from ..sqlite.retention import Retention
+from .._bounds import Retention
 from . import rollup as _pg_rollup
 from .schema import ensure_partitions, existing_partitions
 
@@ -51,6 +51,8 @@ class PgRetention(Retention):
         known: the store's set of days whose partitions exist (kept in step).
     """
 
+    owner = "PostgresStore"
+
     def __init__(
         self,
         connection: Callable[[], AbstractAsyncContextManager[asyncpg.Connection]],
@@ -62,9 +64,7 @@ class PgRetention(Retention):
         ahead: int,
         known: set[date],
     ) -> None:
-        super().__init__(
-            _unused, max_age=max_age, max_rows=max_rows, interval=interval, batch=batch
-        )
+        super().__init__(max_age=max_age, max_rows=max_rows, interval=interval, batch=batch)
         self._connection = connection
         self.ahead = ahead
         self._known = known
@@ -185,7 +185,3 @@ class _session_lock:
         if self._held and not self._conn.is_closed():
             # A broken connection has released the lock with its session.
             await self._conn.execute("SELECT pg_advisory_unlock($1, $2)", *_LOCK_RETENTION)
-
-
-async def _unused(*args: Any) -> Any:  # pragma: no cover - SQLite's write path, not used here
-    raise NotImplementedError

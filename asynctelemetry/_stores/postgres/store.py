@@ -48,9 +48,9 @@ from .._base import (
     check_limit,
     group_field,
 )
+from .._bounds import parse_max_age, parse_max_rows
 from .._replay import paced
 from .._rollup import Acc, buckets_of, summaries_of
-from ..sqlite.retention import parse_max_age, parse_max_rows
 from . import reads as r
 from . import rollup as _pg_rollup
 from .retention import PgRetention

@@ -17,79 +17,25 @@ Files created before that keep ``auto_vacuum = NONE``: deleted pages are reused 
 from __future__ import annotations
 
 import asyncio
-import logging
-import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from ..._batching import report_internal_error
-from ..._exceptions import ConfigError, StoreError
-from .. import _rollup
+from .. import _bounds, _rollup
 from .schema import to_ns
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-__all__ = ["Retention", "parse_max_age", "parse_max_rows"]
+__all__ = ["Retention"]
 
-logger = logging.getLogger("asynctelemetry")
 
 #: Pages returned to the file system per ``incremental_vacuum`` transaction (4 MiB of 4 KiB).
 VACUUM_PAGES: Final = 1024
-_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-_AGE: Final = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)\s*")
 
 
-def parse_max_age(value: float | timedelta | str | None) -> timedelta | None:
-    """``max_age`` as a positive timedelta: seconds, a timedelta, or text like ``"7d"``.
-
-    Text takes a number with an optional unit: ``s`` (the default), ``m``, ``h`` or ``d``.
-
-    Raises:
-        ConfigError: not positive, not finite, or not understood.
-    """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        match = _AGE.fullmatch(value)
-        if match is None:
-            raise ConfigError(
-                f"max_age must be a number of seconds or like '30s', '15m', '12h', '7d', "
-                f"not {value!r}"
-            )
-        seconds = float(match[1]) * _UNITS[match[2] or "s"]
-    elif isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        raise ConfigError(f"max_age must be seconds or a timedelta, not {type(value).__name__}")
-    if not 0 < seconds < timedelta.max.total_seconds():
-        raise ConfigError(f"max_age must be positive and finite, got {value!r}")
-    return timedelta(seconds=seconds)
-
-
-def parse_max_rows(value: int | str | None) -> int | None:
-    """``max_rows`` as an int >= 1 (text accepted for URLs).
-
-    Raises:
-        ConfigError: not an integer >= 1.
-    """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = int(value.replace("_", ""))
-        except ValueError:
-            raise ConfigError(f"max_rows must be an integer, not {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"max_rows must be an integer >= 1, got {value!r}")
-    return value
-
-
-class Retention:
-    """The bounds of one store, its passes and counters.
+class Retention(_bounds.Retention):
+    """The bounds of one SQLiteStore, its passes and counters.
 
     Args:
         write: runs ``fn(sqlite3_connection, *args)`` on the store's writer connection, mapping
@@ -100,6 +46,8 @@ class Retention:
         batch: most rows deleted per transaction.
     """
 
+    owner = "SQLiteStore"
+
     def __init__(
         self,
         write: Callable[..., Awaitable[Any]],
@@ -109,27 +57,12 @@ class Retention:
         interval: float,
         batch: int,
     ) -> None:
+        super().__init__(max_age=max_age, max_rows=max_rows, interval=interval, batch=batch)
         self._write = write
-        self.max_age = max_age
-        self.max_rows = max_rows
-        self.interval = interval
-        self.batch = batch
         #: Whether the file gives freed pages back (``auto_vacuum = INCREMENTAL``).
         self.incremental = False
-        #: Calls deleted by retention since the store opened.
-        self.deleted = 0
         #: Pages given back to the file system since the store opened.
         self.vacuumed_pages = 0
-        #: Passes completed.
-        self.passes = 0
-        #: The last error a background pass met (``None`` once a pass succeeds again).
-        self.last_error: BaseException | None = None
-        self._lock = asyncio.Lock()
-
-    @property
-    def active(self) -> bool:
-        """Whether any bound is set."""
-        return self.max_age is not None or self.max_rows is not None
 
     async def run_pass(self) -> int:
         """Delete what is past the bounds, give the space back; return the calls deleted."""
@@ -174,24 +107,6 @@ class Retention:
                 break
             await asyncio.sleep(0)
         await self._write(_checkpoint)
-
-    async def run_forever(self) -> None:
-        """Background task: a pass every ``interval`` seconds; errors are logged, not raised."""
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.run_pass()
-            except StoreError as exc:
-                if self.last_error is None:
-                    logger.warning("asynctelemetry: retention pass failed: %s; retrying", exc)
-                self.last_error = exc
-            except Exception as exc:  # a bug: counted and logged once, the store carries on
-                self.last_error = exc
-                report_internal_error("SQLiteStore retention pass", exc)
-            else:
-                if self.last_error is not None:
-                    logger.warning("asynctelemetry: retention passes succeed again")
-                self.last_error = None
 
 
 # -- run in the writer connection's thread ------------------------------------------------------

@@ -39,15 +39,10 @@ from .._base import (
     check_id,
     check_limit,
 )
+from .._bounds import parse_max_age, parse_max_rows
 from .._replay import paced
 from . import reads as q
-from .retention import (
-    Retention,
-    auto_vacuum_mode,
-    parse_max_age,
-    parse_max_rows,
-    vacuum_into_incremental,
-)
+from .retention import Retention, auto_vacuum_mode, vacuum_into_incremental
 from .schema import ROW_ID, ROW_TS, decode_rows
 from .unclosed import connect, forget, lost_message, remember, reported
 from .writer import (
