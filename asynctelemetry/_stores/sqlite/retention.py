@@ -17,14 +17,15 @@ Files created before that keep ``auto_vacuum = NONE``: deleted pages are reused 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from .. import _bounds, _rollup
 from .schema import to_ns
+from .writer import in_transaction
 
 if TYPE_CHECKING:
+    import sqlite3
     from collections.abc import Awaitable, Callable
 
 __all__ = ["Retention"]
@@ -95,7 +96,7 @@ class Retention(_bounds.Retention):
             await asyncio.sleep(0)  # let queued inserts and other tasks in between batches
 
     async def _delete(self, fn: Callable[..., int], *args: Any) -> int:
-        n: int = await self._write(_in_transaction, fn, *args)
+        n: int = await self._write(in_transaction, fn, *args)
         self.deleted += n
         return n
 
@@ -110,22 +111,6 @@ class Retention(_bounds.Retention):
 
 
 # -- run in the writer connection's thread ------------------------------------------------------
-def _in_transaction(conn: sqlite3.Connection, fn: Callable[..., int], *args: Any) -> int:
-    """``fn`` in one ``BEGIN IMMEDIATE`` transaction (rolled back on error)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        n = fn(conn, *args)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass  # SQLite may have rolled back already; the first error matters
-        raise
-    return n
-
-
 def _delete(conn: sqlite3.Connection, ids_sql: str, params: tuple[Any, ...]) -> int:
     """Delete the calls ``ids_sql`` selects (a deterministic order and limit: the same rows
     twice in one transaction), taking them out of the rollups first."""

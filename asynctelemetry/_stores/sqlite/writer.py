@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ..._exceptions import StoreError
 from .. import _rollup
@@ -94,6 +94,8 @@ def setup_reader(conn: sqlite3.Connection, busy: float) -> None:
     q.register(conn)
 
 
+T = TypeVar("T")
+
 #: A row encoded for ``calls`` → the values the rollups count (``_rollup.RAW_COLUMNS``).
 _RAW_OF_ENCODED: Final = itemgetter(*(COLUMNS.index(name) for name in _rollup.RAW_COLUMNS))
 _ROW_ERRORS: Final = (sqlite3.InterfaceError, sqlite3.DataError, ValueError, OverflowError)
@@ -142,31 +144,12 @@ def _insert_all(
             done += size
 
 
-def insert_rows(conn: sqlite3.Connection, batch: list[LLMCall | Row]) -> tuple[int, list[Any]]:
-    """One transaction; returns (rows inserted, [(call_id, reason)] for rows SQLite refused)."""
-    before = conn.total_changes
-    rejected: list[tuple[Any, str]] = []
+def in_transaction(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(conn, *args)`` in one ``BEGIN IMMEDIATE`` transaction, rolled back on any error (the
+    writer's one transaction shape: batches, repricing, retention)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        (last,) = conn.execute("SELECT COALESCE(MAX(id), -1) FROM calls").fetchone()
-        kept: list[tuple[Any, ...]] = []
-        try:
-            _insert_all(conn, batch, kept)
-        except _ROW_ERRORS:
-            # A row SQLite cannot bind: insert one by one (OR IGNORE skips those already in).
-            for call in batch:
-                try:
-                    row = encode_call(call)
-                    conn.execute(INSERT_SQL, row)
-                except _ROW_ERRORS as exc:
-                    rejected.append((_call_id(call), f"{type(exc).__name__}: {exc}"))
-        inserted = conn.total_changes - before  # before the rollups change rows too
-        # The rows this transaction inserted (not the ignored duplicates) join the rollups:
-        # those encoded here when every one went in, else read back by rowid.
-        if inserted == len(batch) and len(kept) == inserted:
-            _rollup.remember_rows(conn, kept)
-        else:
-            _rollup.remember(conn, last)
+        result = fn(conn, *args)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -175,28 +158,53 @@ def insert_rows(conn: sqlite3.Connection, batch: list[LLMCall | Row]) -> tuple[i
             except sqlite3.Error:
                 pass  # SQLite may have rolled back already (disk full); the first error matters
         raise
+    return result
+
+
+def insert_rows(conn: sqlite3.Connection, batch: list[LLMCall | Row]) -> tuple[int, list[Any]]:
+    """One transaction; returns (rows inserted, [(call_id, reason)] for rows SQLite refused)."""
+    return in_transaction(conn, _insert_rows, batch)
+
+
+def _insert_rows(conn: sqlite3.Connection, batch: list[LLMCall | Row]) -> tuple[int, list[Any]]:
+    before = conn.total_changes
+    rejected: list[tuple[Any, str]] = []
+    (last,) = conn.execute("SELECT COALESCE(MAX(id), -1) FROM calls").fetchone()
+    kept: list[tuple[Any, ...]] = []
+    try:
+        _insert_all(conn, batch, kept)
+    except _ROW_ERRORS:
+        # A row SQLite cannot bind: insert one by one (OR IGNORE skips those already in).
+        for call in batch:
+            try:
+                row = encode_call(call)
+                conn.execute(INSERT_SQL, row)
+            except _ROW_ERRORS as exc:
+                rejected.append((_call_id(call), f"{type(exc).__name__}: {exc}"))
+    inserted = conn.total_changes - before  # before the rollups change rows too
+    # The rows this transaction inserted (not the ignored duplicates) join the rollups:
+    # those encoded here when every one went in, else read back by rowid.
+    if inserted == len(batch) and len(kept) == inserted:
+        _rollup.remember_rows(conn, kept)
+    else:
+        _rollup.remember(conn, last)
     return inserted, rejected
 
 
 def update_costs(conn: sqlite3.Connection, updates: Sequence[tuple[float, str, str]]) -> int:
     """One transaction: set ``(cost_usd, price_version)`` of the calls ``call_id`` names, and
     move them in the rollups from their old cost to the new one. Returns the calls changed."""
+    return in_transaction(conn, _update_costs, updates)
+
+
+def _update_costs(conn: sqlite3.Connection, updates: Sequence[tuple[float, str, str]]) -> int:
     ids = [call_id for _, _, call_id in updates]
     ids_sql = f"SELECT id FROM calls WHERE call_id IN ({', '.join('?' * len(ids))})"
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        _rollup.forget(conn, ids_sql, ids)
-        before = conn.total_changes
-        conn.executemany(
-            "UPDATE calls SET cost_usd = ?, price_version = ? WHERE call_id = ?", updates
-        )
-        changed = conn.total_changes - before
-        _rollup.include(conn, ids_sql, ids)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+    _rollup.forget(conn, ids_sql, ids)
+    before = conn.total_changes
+    conn.executemany("UPDATE calls SET cost_usd = ?, price_version = ? WHERE call_id = ?", updates)
+    changed = conn.total_changes - before
+    _rollup.include(conn, ids_sql, ids)
     return changed
 
 
