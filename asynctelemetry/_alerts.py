@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from ._stores import CallStore, TimeBucket
+    from .metrics import MetricsRecorder
 
 __all__ = ["Alert", "AlertEvent", "AlertMonitor", "AlertStats", "parse_alert"]
 
@@ -210,6 +211,9 @@ class AlertMonitor:
         max_queue: notifications held while the receiver is slow; past it the oldest go
             (counted in ``stats.notify_failed``).
         close_timeout: seconds ``aclose()`` spends delivering what is queued.
+        metrics: a :class:`~asynctelemetry.metrics.MetricsRecorder` whose
+            ``{ns}_alerts_firing`` and ``{ns}_budget_remaining_usd`` gauges are set after each
+            evaluation.
 
     A rule fires once when its value goes above ``above``, and resolves once when the value
     falls below ``above * 0.9`` (the 10% band keeps a value hovering at the threshold from
@@ -231,6 +235,7 @@ class AlertMonitor:
         headers: dict[str, str] | None = None,
         max_queue: int = 1000,
         close_timeout: float = 5.0,
+        metrics: MetricsRecorder | None = None,
     ) -> None:
         self.store = store
         self.alerts = tuple(alerts)
@@ -273,6 +278,7 @@ class AlertMonitor:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.close_timeout = close_timeout
+        self.metrics = metrics
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -349,8 +355,21 @@ class AlertMonitor:
             events.extend(self._judge(alert, values, now))
         self._counts.evaluations += 1
         for event in events:
+            key = f" [{event.key}]" if event.key is not None else ""
+            logger.warning("alert %s: %s%s = %.6g", event.state, event.alert, key, event.value)
             self._queue.put_nowait(event)
+        if self.metrics is not None:
+            await self._gauges(self.metrics)
         return events
+
+    async def _gauges(self, metrics: MetricsRecorder) -> None:
+        firing = [alert for alert, _key, _value in self.firing()]
+        metrics.record_alerts([a.label for a in self.alerts], firing)
+        if self.budgets is not None:
+            try:
+                metrics.record_budgets(await self.budgets.budget_status())
+            except Exception as exc:
+                logger.warning("budget gauges: reading budgets failed: %s", exc)
 
     async def _values(self, alert: Alert, now: datetime) -> dict[str | None, float | None]:
         if alert.metric == "budget":

@@ -23,6 +23,7 @@ from ._stats import MetricsStats, ScrapeStats
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from ._budgets import BudgetStatus
     from ._pricing import ModelPricing, PriceTable
     from ._record import LLMCall
 
@@ -137,6 +138,7 @@ class MetricsRecorder:
         self._providers = _LabelGuard(max_models)
         self._tools = _LabelGuard(max_models)
         self._cache_types = _LabelGuard(max_models)
+        self._keys = _LabelGuard(max_models)  # budget keys (users, sessions…): bounded too
         self._operations = _LabelGuard(max_operations)
         self._statuses = _LabelGuard(max_operations)
         self.max_series = max_series
@@ -188,6 +190,14 @@ class MetricsRecorder:
             "Time per output token after the first, successful responses.",
             ["provider", "model", "operation"], namespace=ns, registry=reg,
             buckets=TIME_PER_OUTPUT_TOKEN_BUCKETS,
+        )  # fmt: skip
+        self.budget_remaining = prom.Gauge(
+            "budget_remaining_usd", "USD left in each budget's current window (per key).",
+            ["budget", "key"], namespace=ns, registry=reg,
+        )  # fmt: skip
+        self.alerts_firing = prom.Gauge(
+            "alerts_firing", "Keys for which each alert rule is firing now.", ["alert"],
+            namespace=ns, registry=reg,
         )  # fmt: skip
 
     # -- pricing --------------------------------------------------------------------------------
@@ -294,6 +304,19 @@ class MetricsRecorder:
                 series.cost.inc(usd)
         for tool in tool_calls or ():
             self.tool_calls.labels(self._tools(_tool_name(tool))).inc()
+
+    def record_budgets(self, statuses: Sequence[BudgetStatus]) -> None:
+        """Set ``{ns}_budget_remaining_usd`` from budget statuses (an ``AlertMonitor`` with
+        ``metrics=`` does it each evaluation); keys no longer listed are removed."""
+        gauge = self.budget_remaining
+        gauge.clear()
+        for status in statuses:
+            gauge.labels(status.name, self._keys(status.key or "")).set(status.remaining_usd)
+
+    def record_alerts(self, rules: Sequence[str], firing: Sequence[str]) -> None:
+        """Set ``{ns}_alerts_firing``: for each rule, how many of its keys fire now."""
+        for rule in rules:
+            self.alerts_firing.labels(rule).set(sum(1 for name in firing if name == rule))
 
     def record_cache_hit(self, cache_type: str) -> None:
         """Count a response-cache hit of ``cache_type`` (``"exact"``, ``"semantic"``…)."""

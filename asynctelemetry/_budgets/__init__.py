@@ -162,6 +162,18 @@ class BudgetStatus:
     remaining_usd: float
     window_start: datetime
 
+    def as_json(self) -> dict[str, Any]:
+        """The status as JSON-ready values (the window start in ISO 8601)."""
+        return {
+            "name": self.name,
+            "key": self.key,
+            "limit_usd": self.limit_usd,
+            "spent_usd": self.spent_usd,
+            "reserved_usd": self.reserved_usd,
+            "remaining_usd": self.remaining_usd,
+            "window_start": self.window_start.isoformat(),
+        }
+
     @property
     def used(self) -> float:
         """Spent and reserved as a fraction of the limit (1.0 when the limit is 0)."""

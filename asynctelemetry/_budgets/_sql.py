@@ -19,16 +19,24 @@ import asyncio
 import contextlib
 import hashlib
 import time
+import urllib.parse
 import uuid
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from .._exceptions import require
+from .._exceptions import ConfigError, require
 from . import EPSILON, Budget, BudgetStatus, Hold, fits, statuses
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["LEASE_SECONDS", "PostgresLedger", "SQLiteLedger", "bounded_key"]
+__all__ = [
+    "LEASE_SECONDS",
+    "PostgresLedger",
+    "SQLiteLedger",
+    "bounded_key",
+    "stored_budgets",
+]
 
 #: How long a hold outlives a process that stopped renewing it.
 LEASE_SECONDS: Final = 300.0
@@ -407,3 +415,63 @@ class SQLiteLedger:
                     await self._sweep(db)
         finally:
             await db.close()
+
+
+_STORED: Final = (
+    "SELECT t.budget, t.key, t.window_start, t.limit_usd, t.spent_usd, "
+    "(SELECT coalesce(sum(h.amount), 0) FROM budget_holds h WHERE h.budget = t.budget "
+    "AND h.key = t.key AND h.window_start = t.window_start AND h.expires_at >= {now}) "
+    "FROM budget_totals t ORDER BY t.budget, t.key, t.window_start DESC"
+)
+
+
+async def stored_budgets(store: object, *, every_window: bool = False) -> list[BudgetStatus]:
+    """The budgets kept in a store's database, read without writing anything: the newest window
+    of each budget and key (every window with ``every_window``); reserved counts only holds
+    whose lease runs. Empty when no tracer with budgets has used the database.
+
+    Raises:
+        ConfigError: a store that keeps no budgets (memory).
+    """
+    from .._stores import PostgresStore, SQLiteStore
+
+    if isinstance(store, PostgresStore):
+        pg: Any = require("asyncpg", "postgres", "budgets in PostgreSQL")
+        conn = await pg.connect(store.dsn)
+        try:
+            if await conn.fetchval("SELECT to_regclass('budget_totals')") is None:
+                return []
+            rows = [tuple(r) for r in await conn.fetch(_STORED.format(now=_NOW))]
+        finally:
+            await conn.close()
+    elif isinstance(store, SQLiteStore):
+        import aiosqlite
+
+        uri = f"file:{urllib.parse.quote(store.path)}?mode=ro"
+        async with aiosqlite.connect(uri, uri=True) as db:
+            found = await db.execute_fetchall(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'budget_totals'"
+            )
+            if not found:
+                return []
+            rows = [tuple(r) for r in await db.execute_fetchall(_STORED.format(now=time.time()))]
+    else:
+        raise ConfigError("budgets are kept in a SQLite or PostgreSQL store, not in memory")
+    seen: set[tuple[str, str]] = set()
+    statuses = []
+    for budget, key, window, limit, spent, reserved in rows:
+        if not every_window and (budget, key) in seen:
+            continue
+        seen.add((budget, key))
+        statuses.append(
+            BudgetStatus(
+                name=budget,
+                key=key or None,
+                limit_usd=limit,
+                spent_usd=spent,
+                reserved_usd=reserved,
+                remaining_usd=max(0.0, limit - spent - reserved),
+                window_start=datetime.fromtimestamp(window, UTC),
+            )
+        )
+    return statuses

@@ -51,6 +51,7 @@ def _source_and_filters(parser: argparse.ArgumentParser, *, limit: bool = False)
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
     from .. import __version__
+    from ._common import add_source_options
 
     parser = Parser(
         prog=PROG,
@@ -126,6 +127,20 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--json", action="store_true", help="print one JSON object per call")
     collect.add_argument("--no-live", action="store_true", help="log lines, even on a terminal")
     collect.add_argument("--quiet", action="store_true", help="print nothing per call")
+    collect.add_argument(
+        "--alert",
+        action="append",
+        type=_alert,
+        metavar="RULE",
+        help="alert when METRIC>THRESHOLD over a window, e.g. error_rate>0.05/5m, cost>10/1h "
+        "(metrics: cost, calls, errors, error_rate, p95_latency_ms; repeatable)",
+    )
+    collect.add_argument(
+        "--alert-webhook", metavar="URL", help="POST alert events here as JSON (else: stderr)"
+    )
+    collect.add_argument(
+        "--alert-interval", type=float, default=15.0, metavar="S", help="seconds between checks"
+    )
 
     calls = command("calls", "list calls from a store, newest first")
     _source_and_filters(calls, limit=True)
@@ -171,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the new costs back to the store (price_version updated), not only report",
     )
 
+    budgets = command("budgets", "where each budget kept in a store stands: spent, reserved, left")
+    add_source_options(budgets)
+    budgets.add_argument("--all", action="store_true", help="every window, not only the newest")
+    budgets.add_argument("--json", action="store_true", help="one JSON object per budget and key")
+
     from ._ui import add_ui_options
 
     add_ui_options(
@@ -205,6 +225,16 @@ def _count(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
     return value
+
+
+def _alert(text: str) -> Any:
+    from .._alerts import parse_alert
+    from .._exceptions import ConfigError
+
+    try:
+        return parse_alert(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _bucket(text: str) -> str:
@@ -245,6 +275,10 @@ def _runner(name: str) -> Callable[[argparse.Namespace, Console], Awaitable[int]
         from ._ui import run_ui
 
         return run_ui
+    if name == "budgets":
+        from ._budgets import run_budgets
+
+        return run_budgets
     from . import _query
 
     runner: Callable[[argparse.Namespace, Console], Awaitable[int]] = getattr(_query, f"run_{name}")

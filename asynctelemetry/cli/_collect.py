@@ -123,6 +123,35 @@ async def _dashboard(args: argparse.Namespace, store: CallStore) -> AsyncIterato
         yield
 
 
+@contextlib.asynccontextmanager
+async def _alerting(args: argparse.Namespace, store: CallStore) -> AsyncIterator[None]:
+    """Alert rules (``--alert``) checked on the store: every event is a line on stderr (the
+    monitor logs it), and a JSON POST to ``--alert-webhook`` when given."""
+    if not args.alert:
+        if args.alert_webhook:
+            raise UsageError("--alert-webhook needs at least one --alert RULE")
+        yield
+        return
+    from .._alerts import AlertEvent, AlertMonitor
+
+    async def logged_only(event: AlertEvent) -> None:
+        """The monitor's own log line is the notification."""
+
+    try:
+        monitor = AlertMonitor(
+            store,
+            args.alert,
+            notify=args.alert_webhook or logged_only,
+            interval=args.alert_interval,
+        )
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    async with monitor:
+        if args.alert_webhook:
+            _say(f"alerts go to {mask_secrets(args.alert_webhook)}")
+        yield
+
+
 def _auth_token(args: argparse.Namespace) -> str | None:
     token: str | None = args.auth_token
     if token is None:
@@ -183,6 +212,7 @@ async def run_collect(args: argparse.Namespace, console: Console) -> int:
             _writing(store, args),
             _metrics(args, sinks) as metrics_url,
             _dashboard(args, store),
+            _alerting(args, store),
         ):
             collector = _collector(args, store, sinks)
             try:

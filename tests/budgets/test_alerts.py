@@ -231,3 +231,29 @@ async def test_budget_thresholds_are_alerts() -> None:
             [event] = await monitor.evaluate(NOW)  # the reservation counts as used
         await monitor.aclose()
     assert (event.alert, event.key, event.value) == ("half", "daily", pytest.approx(0.7))
+
+
+async def test_gauges_show_budgets_and_firing_rules() -> None:
+    """With ``metrics=``, each evaluation sets ``budget_remaining_usd`` per budget and key and
+    ``alerts_firing`` per rule, as a Prometheus scrape shows them."""
+    from asynctelemetry.metrics import MetricsRecorder
+
+    recorder = MetricsRecorder()
+    store = MemoryStore()
+    await store.add(make_call(1, timestamp=NOW - timedelta(seconds=30)))
+    async with AsyncTracer(budgets=[Budget(2.0, by="user", name="users")]) as tracer:
+        with tracer.context(user_id="bob"):
+            async with tracer.llm_call(model="m", estimate_usd=0.5):
+                monitor = AlertMonitor(
+                    store,
+                    [Alert("calls", above=0, window="1m", name="any"), Alert("errors", above=5)],
+                    notify=_noop,
+                    budgets=tracer,
+                    metrics=recorder,
+                )
+                await monitor.evaluate(NOW)
+                await monitor.aclose()
+    text = recorder.generate_latest()
+    assert 'asynctelemetry_budget_remaining_usd{budget="users",key="bob"} 1.5' in text
+    assert 'asynctelemetry_alerts_firing{alert="any"} 1.0' in text
+    assert 'asynctelemetry_alerts_firing{alert="errors>5/5m"} 0.0' in text
