@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import re
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
@@ -37,6 +38,8 @@ logger = logging.getLogger("asynctelemetry.alerts")
 
 METRICS: Final = ("cost", "calls", "errors", "error_rate", "p95_latency_ms", "budget")
 _BY: Final = ("model", "request_model", "provider", "session", "route")
+#: Events a monitor remembers (``monitor.history``).
+HISTORY: Final = 200
 #: A rule resolves when its value falls below ``above * (1 - HYSTERESIS)`` (no flapping).
 HYSTERESIS: Final = 0.1
 _RULE: Final = re.compile(
@@ -279,6 +282,8 @@ class AlertMonitor:
         self._closed = False
         self.close_timeout = close_timeout
         self.metrics = metrics
+        #: The latest events, newest last (at most :data:`HISTORY`), for the dashboard.
+        self.history: deque[AlertEvent] = deque(maxlen=HISTORY)
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -357,6 +362,7 @@ class AlertMonitor:
         for event in events:
             key = f" [{event.key}]" if event.key is not None else ""
             logger.warning("alert %s: %s%s = %.6g", event.state, event.alert, key, event.value)
+            self.history.append(event)
             self._queue.put_nowait(event)
         if self.metrics is not None:
             await self._gauges(self.metrics)

@@ -110,27 +110,31 @@ async def _metrics(args: argparse.Namespace, sinks: list[Sink]) -> AsyncIterator
 
 
 @contextlib.asynccontextmanager
-async def _dashboard(args: argparse.Namespace, store: CallStore) -> AsyncIterator[None]:
-    """The dashboard on the collector's store, when ``--ui-port`` asks: live, as calls arrive."""
+async def _dashboard(
+    args: argparse.Namespace, store: CallStore, alerts: Any = None
+) -> AsyncIterator[None]:
+    """The dashboard on the collector's store, when ``--ui-port`` asks: live, as calls arrive
+    (with the ``--alert`` rules' state)."""
     if args.ui_port is None:
         yield
         return
     from ._ui import dashboard, page_link, ui_token
 
     token = ui_token(args.ui_token)
-    async with dashboard(store, host=args.host, port=args.ui_port, token=token) as url:
+    where = {"host": args.host, "port": args.ui_port, "token": token, "alerts": alerts}
+    async with dashboard(store, **where) as url:
         _say(f"dashboard on {page_link(url, token)}")
         yield
 
 
 @contextlib.asynccontextmanager
-async def _alerting(args: argparse.Namespace, store: CallStore) -> AsyncIterator[None]:
+async def _alerting(args: argparse.Namespace, store: CallStore) -> AsyncIterator[Any]:
     """Alert rules (``--alert``) checked on the store: every event is a line on stderr (the
     monitor logs it), and a JSON POST to ``--alert-webhook`` when given."""
     if not args.alert:
         if args.alert_webhook:
             raise UsageError("--alert-webhook needs at least one --alert RULE")
-        yield
+        yield None
         return
     from .._alerts import AlertEvent, AlertMonitor
 
@@ -149,7 +153,7 @@ async def _alerting(args: argparse.Namespace, store: CallStore) -> AsyncIterator
     async with monitor:
         if args.alert_webhook:
             _say(f"alerts go to {mask_secrets(args.alert_webhook)}")
-        yield
+        yield monitor
 
 
 def _auth_token(args: argparse.Namespace) -> str | None:
@@ -211,8 +215,8 @@ async def run_collect(args: argparse.Namespace, console: Console) -> int:
             store,
             _writing(store, args),
             _metrics(args, sinks) as metrics_url,
-            _dashboard(args, store),
-            _alerting(args, store),
+            _alerting(args, store) as monitor,
+            _dashboard(args, store, monitor),
         ):
             collector = _collector(args, store, sinks)
             try:
@@ -225,7 +229,9 @@ async def run_collect(args: argparse.Namespace, console: Console) -> int:
                 reason = describe_bind_failure(args.host, args.http_port or 0, "OTLP/HTTP receiver")
                 raise CLIError(reason) from None
             try:
-                await _serve(args, collector, store, tap, console, where, metrics_url, live, stop)
+                await _serve(
+                    args, collector, store, tap, console, where, metrics_url, live, stop, monitor
+                )
             finally:
                 await collector.stop()
     except StoreError as exc:
@@ -251,6 +257,7 @@ async def _serve(
     metrics_url: str | None,
     live: bool,
     stop: asyncio.Event,
+    alerts: Any = None,
 ) -> None:
     # Handlers first, announcement second: a Ctrl-C sent as soon as the address is printed
     # (a script, a test) must stop the collector cleanly, not interrupt it (status 130).
@@ -285,5 +292,5 @@ async def _serve(
             return shown
 
         title = f"asynctelemetry collect · {collector.endpoint} → {where}"
-        async with LiveView(store, tap, console, title=title, counters=counters):
+        async with LiveView(store, tap, console, title=title, counters=counters, alerts=alerts):
             await stop.wait()

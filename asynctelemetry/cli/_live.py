@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import sys
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Self, TextIO
+from typing import TYPE_CHECKING, Final, Self, TextIO
 
 from rich.live import Live
 
+from .._budgets._sql import stored_budgets
+from .._exceptions import ConfigError, StoreError
 from ._view import ViewState, render
 
 if TYPE_CHECKING:
@@ -27,10 +30,15 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
+    from .._alerts import AlertMonitor
+    from .._budgets import BudgetStatus
     from .._record import LLMCall
     from .._stores import CallStore
 
 __all__ = ["CallTap", "LiveView", "silence_stdout"]
+
+#: Seconds between two reads of the budgets kept in the store (a query of their own).
+BUDGETS_EVERY: Final = 5.0
 
 
 def silence_stdout() -> None:
@@ -122,6 +130,7 @@ class LiveView:
         counters: Callable[[], dict[str, int]] = dict,
         interval: float = 0.5,
         transient: bool = False,
+        alerts: AlertMonitor | None = None,
     ) -> None:
         self.store = store
         self.tap = tap
@@ -129,6 +138,9 @@ class LiveView:
         self.title = title
         self.counters = counters
         self.interval = interval
+        self.alerts = alerts
+        self._budgets: list[BudgetStatus] = []
+        self._budgets_read = -math.inf  # budgets are read every BUDGETS_EVERY seconds
         self._started = time.monotonic()
         self._live = Live(console=console, auto_refresh=False, transient=transient)
         self._task: asyncio.Task[None] | None = None
@@ -141,8 +153,20 @@ class LiveView:
         if all(row.key is None for row in by_group):
             group_by = "session"
             by_group = await self.store.summary(by="session")
+        if time.monotonic() - self._budgets_read >= BUDGETS_EVERY:
+            self._budgets_read = time.monotonic()
+            try:
+                self._budgets = await stored_budgets(self.store)
+            except (ConfigError, StoreError):  # a memory store keeps none; a failed read: later
+                self._budgets = []
+        firing = [
+            f"{alert} [{key}]" if key is not None else alert
+            for alert, key, _ in (self.alerts.firing() if self.alerts is not None else ())
+        ]
         return ViewState(
             title=self.title,
+            budgets=self._budgets,
+            alerts_firing=firing,
             uptime_s=time.monotonic() - self._started,
             by_model=by_model,
             by_group=by_group,

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .._exceptions import ConfigError, MissingDependencyError
@@ -55,7 +55,7 @@ def page_link(url: str, token: str | None) -> str:
 
 @contextlib.asynccontextmanager
 async def dashboard(
-    store: CallStore, *, host: str, port: int, token: str | None
+    store: CallStore, *, host: str, port: int, token: str | None, alerts: Any = None
 ) -> AsyncIterator[str]:
     """A running :class:`~asynctelemetry.ui.Dashboard` for ``store``; yields its URL.
 
@@ -65,7 +65,7 @@ async def dashboard(
     try:
         from ..ui import Dashboard
 
-        board = Dashboard(store, host=host, port=port, auth_token=token)
+        board = Dashboard(store, host=host, port=port, auth_token=token, alerts=alerts)
     except MissingDependencyError as exc:
         raise CLIError(str(exc)) from None
     except ConfigError as exc:

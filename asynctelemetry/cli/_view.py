@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from rich.console import RenderableType
 
+    from .._budgets import BudgetStatus
     from .._record import LLMCall
     from .._stores import CallSummary
 
@@ -48,6 +49,8 @@ class ViewState:
         window: the latest calls, newest first (percentiles and "recent calls" come from it).
         last_error: the latest call with status ``error``, if any.
         counters: collector counters to show in the header (name → value).
+        budgets: the budgets kept in the store (spent and reserved of each limit).
+        alerts_firing: the ``--alert`` rules firing now (``name [key]``).
     """
 
     title: str
@@ -58,6 +61,8 @@ class ViewState:
     window: Sequence[LLMCall] = ()
     last_error: LLMCall | None = None
     counters: dict[str, int] = field(default_factory=dict)
+    budgets: Sequence[BudgetStatus] = ()
+    alerts_firing: Sequence[str] = ()
 
 
 def _percentiles(values: list[float]) -> str:
@@ -152,4 +157,23 @@ def render(state: ViewState, width: int) -> RenderableType:
         parts += [Text(""), recent]
     if state.last_error is not None:
         parts += [Text(""), Text("last error  ", style="bold red") + _call_line(state.last_error)]
+    if state.budgets:
+        parts += [Text(""), _budgets_line(state.budgets)]
+    if state.alerts_firing:
+        parts += [Text("alerts firing  ", style="bold red") + Text(", ".join(state.alerts_firing))]
     return Group(*parts)
+
+
+def _budgets_line(budgets: Sequence[BudgetStatus]) -> Text:
+    """``budgets  daily 12% · users [alice] 104%``: the fullest first, at most eight."""
+    line = Text("budgets  ", style="bold")
+    fullest = sorted(budgets, key=lambda b: -b.used)[:8]
+    for i, status in enumerate(fullest):
+        if i:
+            line.append(" · ", style="dim")
+        key = f" [{status.key}]" if status.key else ""
+        style = "red" if status.used >= 1 else "yellow" if status.used >= 0.8 else ""
+        line.append(f"{status.name}{key} {status.used:.0%}", style=style)
+    if len(budgets) > len(fullest):
+        line.append(f" · {len(budgets) - len(fullest)} more", style="dim")
+    return line

@@ -12,6 +12,7 @@ route                           answer
 ``/api/calls``                  the newest calls first (``limit``, default 100, at most 1000)
 ``/api/calls/{call_id}``        one call, by id (``store.get``: an index, not a window)
 ``/api/traces/{trace_id}``      the calls of one trace (``store.trace``), with their nesting
+``/api/budgets``                budgets (spent, reserved, left) and alerts (firing, history)
 ==============================  =================================================================
 """
 
@@ -22,19 +23,23 @@ import math
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+from .._budgets._sql import stored_budgets
 from .._conventions import is_content_key
+from .._exceptions import ConfigError
 from .._stores._base import MULTI_GROUPS
 from ._params import ParamError, parse_bucket, parse_by, parse_limit
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
+    from .._alerts import AlertMonitor
     from .._record import LLMCall
     from .._stores import CallStore, CallSummary, TimeBucket
     from ._params import Query
 
 __all__ = [
     "NotFound",
+    "budgets",
     "call_by_id",
     "call_json",
     "calls",
@@ -207,3 +212,32 @@ async def trace(store: CallStore, trace_id: str) -> dict[str, Any]:
             placed.add(call.call_id)
             ordered.append({"depth": 0, "call": call_json(call)})
     return {"trace_id": trace_id, "complete": complete, "calls": ordered}
+
+
+async def budgets(store: CallStore, tracer: Any, monitor: AlertMonitor | None) -> dict[str, Any]:
+    """``/api/budgets``: each budget's state (the tracer's, else those kept in the store's
+    database; none for a memory store) and the alerts a monitor fires and has fired."""
+    if tracer is not None:
+        statuses = await tracer.budget_status()
+    else:
+        try:
+            statuses = await stored_budgets(store)
+        except ConfigError:  # a store that keeps no budgets
+            statuses = []
+    alerts: dict[str, Any] | None = None
+    if monitor is not None:
+        alerts = {
+            "firing": [
+                {"alert": alert, "key": key, "value": _finite(value)}
+                for alert, key, value in monitor.firing()
+            ],
+            "history": [event.as_json() for event in reversed(monitor.history)],
+            "rules": [
+                {"name": a.label, "metric": a.metric, "above": a.above, "by": a.by}
+                for a in monitor.alerts
+            ],
+        }
+    return {
+        "budgets": [{**status.as_json(), "used": _finite(status.used)} for status in statuses],
+        "alerts": alerts,
+    }

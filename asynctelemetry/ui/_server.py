@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from aiohttp import web
 
+    from .._alerts import AlertMonitor
     from .._stores import CallStore
     from ._params import Query
 
@@ -51,6 +52,7 @@ logger = logging.getLogger("asynctelemetry")
 ASSETS: Final = {
     "app.js": "text/javascript; charset=utf-8",
     "charts.js": "text/javascript; charset=utf-8",
+    "budgets.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }
@@ -97,6 +99,10 @@ class Dashboard(ClosesOnExit):
         auth_token: when set, every page and API request needs ``Authorization: Bearer
             <token>``, or the cookie that opening ``/?token=<token>`` sets in a browser.
         max_in_flight: most requests served at once; more are answered 429.
+        budgets: an ``AsyncTracer`` whose budgets ``/api/budgets`` shows (else the budgets kept
+            in the store's database, when it is SQLite or PostgreSQL).
+        alerts: an :class:`~asynctelemetry.AlertMonitor` whose firing rules and history
+            ``/api/budgets`` shows.
 
     Raises:
         MissingDependencyError: aiohttp is not installed (``pip install 'asynctelemetry[ui]'``).
@@ -111,8 +117,12 @@ class Dashboard(ClosesOnExit):
         port: int = 4320,
         auth_token: str | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        budgets: Any = None,
+        alerts: AlertMonitor | None = None,
     ) -> None:
         self._web = cast("Any", require("aiohttp.web", "ui", "the dashboard"))
+        self.budgets = budgets
+        self.alerts = alerts
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ConfigError(f"port must be an int in 0..65535, not {port!r}")
         if auth_token is not None and (not isinstance(auth_token, str) or not auth_token):
@@ -265,6 +275,9 @@ class Dashboard(ClosesOnExit):
             elif path.startswith("/api/traces/") and len(path) > len("/api/traces/"):
                 no_params(pairs)
                 body = await _api.trace(self.store, path[len("/api/traces/") :])
+            elif path == "/api/budgets":
+                no_params(pairs)
+                body = await _api.budgets(self.store, self.budgets, self.alerts)
             else:
                 return self._json(404, {"error": f"no API route {path}", "routes": _ROUTE_LIST})
         except ParamError as exc:
@@ -331,6 +344,7 @@ class Dashboard(ClosesOnExit):
 
 _ROUTE_LIST: Final = [
     *_ROUTES,
+    "/api/budgets",
     "/api/calls/{call_id}",
     "/api/traces/{trace_id}",
 ]

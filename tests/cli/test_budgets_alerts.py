@@ -120,3 +120,31 @@ def test_collect_alerts_on_errors_and_posts_the_webhook(tmp_path: Path) -> None:
         server.shutdown()
     [event] = _Hook.received
     assert (event["state"], event["alert"], event["value"]) == ("firing", "error_rate>0.3/5m", 0.5)
+
+
+def test_live_view_shows_budgets_and_firing_alerts() -> None:
+    """The live view's budgets line lists the fullest budgets first, marks the spent ones, and
+    names the alert rules firing."""
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from asynctelemetry import BudgetStatus
+    from asynctelemetry.cli._view import ViewState, render
+    from tests.conftest import make_call
+
+    def status(name: str, key: str | None, spent: float) -> BudgetStatus:
+        when = datetime(2026, 1, 1, tzinfo=UTC)
+        return BudgetStatus(name, key, 1.0, spent, 0.0, max(0.0, 1.0 - spent), when)
+
+    state = ViewState(
+        title="t",
+        window=[make_call(1)],
+        budgets=[status("daily", None, 0.12), status("users", "alice", 1.04)],
+        alerts_firing=["error_rate>0.05/5m [gpt-4o]"],
+    )
+    console = Console(width=120, record=True, color_system=None)
+    console.print(render(state, 120))
+    text = console.export_text()
+    assert "budgets  users [alice] 104% · daily 12%" in text
+    assert "alerts firing  error_rate>0.05/5m [gpt-4o]" in text

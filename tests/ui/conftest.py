@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -31,6 +33,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ROUTES = ("support-chat", "summarize", None)
+#: Longest wait for the page (Playwright's default is 30 s); live updates poll every 2 s.
+WAIT_MS = 15_000
 
 
 def recent_calls(n: int = 60, now: datetime | None = None) -> list[LLMCall]:
@@ -150,3 +154,69 @@ def browser() -> Iterator[Any]:
             yield chromium
         finally:
             chromium.close()
+
+
+@dataclass
+class Watched:
+    """A page and what it did: console errors, page errors, requests, response sizes."""
+
+    page: Any
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+    bytes_in: int = 0
+
+    def open(self, url: str) -> None:
+        """Open ``url`` and wait for the page's first complete refresh."""
+        self.page.goto(url)
+        self.refreshed(1)
+
+    def refreshed(self, at_least: int) -> None:
+        """Wait until the page has drawn everything ``at_least`` times."""
+        self.page.wait_for_function(
+            f"() => Number(document.body.dataset.refreshes || 0) >= {at_least}", timeout=WAIT_MS
+        )
+
+    def showing(self, *parts: str) -> None:
+        """Wait until the page shows a query holding every one of ``parts`` (``model=x``)."""
+        wanted = " && ".join(f"q.includes({part!r})" for part in parts)
+        self.page.wait_for_function(
+            f"() => {{ const q = document.body.dataset.query || ''; return {wanted}; }}",
+            timeout=WAIT_MS,
+        )
+
+    def column(self, index: int) -> list[str]:
+        """The text of one column of the recent-calls table (0-based)."""
+        texts: list[str] = self.page.eval_on_selector_all(
+            "#calls tbody tr.call", f"rows => rows.map(r => r.cells[{index}].textContent)"
+        )
+        return texts
+
+
+@pytest.fixture
+def watched(browser: Any) -> Iterator[Watched]:
+    """A fresh browser context and page, watched; fails the test on errors or remote requests."""
+    context = browser.new_context(viewport={"width": 1360, "height": 1400})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    seen = Watched(page)
+    page.on("console", lambda m: seen.console_errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: seen.page_errors.append(str(e)))
+    page.on("request", lambda r: seen.requests.append(r.url))
+
+    def count(response: Any) -> None:
+        try:
+            seen.bytes_in += len(response.body())
+        except Exception:  # a redirect has no body
+            pass
+
+    page.on("response", count)
+    try:
+        yield seen
+        assert seen.console_errors == []
+        assert seen.page_errors == []
+        assert seen.requests, "the page made no request"
+        for url in seen.requests:
+            assert urlsplit(url).hostname == "127.0.0.1", url
+    finally:
+        context.close()
