@@ -173,3 +173,25 @@ async def test_openai_request_refused_is_never_sent() -> None:
     finally:
         await client.close()
         await server.stop()
+
+
+async def test_anthropic_request_refused_is_never_sent() -> None:
+    """The same for ``anthropic.AsyncAnthropic``: its required max_tokens bounds the estimate."""
+    import anthropic
+
+    server = LLMServer()
+    await server.start()
+    client = anthropic.AsyncAnthropic(base_url=server.url, api_key="test", max_retries=0)
+    try:
+        async with AsyncTracer(in_memory=True, budgets=[Budget(0.002)]) as tracer:
+            tracer.instrument(client)
+            messages = [{"role": "user", "content": "hi"}]
+            model = "claude-haiku-4-5"
+            await client.messages.create(model=model, messages=messages, max_tokens=10)
+            with pytest.raises(BudgetExceededError) as refused:  # 4,000 output tokens: $0.02
+                await client.messages.create(model=model, messages=messages, max_tokens=4000)
+            assert refused.value.estimate_usd == pytest.approx(0.02, rel=0.01)
+            assert server.requests == {"/v1/messages": 1}
+    finally:
+        await client.close()
+        await server.stop()
