@@ -6,7 +6,8 @@ Every route takes the same window and filters:
 ``window``      ``15m``, ``1h`` (default), ``24h``, ``7d``, or any ``<number><s|m|h|d|w>`` up
                 to 366 days: the calls of that long up to now
 ``since``       ISO 8601 time (naive means UTC): a custom window's start; wins over ``window``
-``until``       ISO 8601 time: a custom window's end (default now); needs ``since``
+``until``       ISO 8601 time: a custom window's end (default now); needs ``since``; both
+                ends between 1678 and 2261 (what a store holds: int64 nanoseconds)
 ``model``       calls whose ``model`` or ``request_model`` is this name
 ``provider``    ``session`` (a session id), ``status`` (``ok``, ``error``, ``cancelled``)
 ==============  ==============================================================================
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BY",
+    "EARLIEST",
+    "LATEST",
     "MAX_BUCKETS",
     "MAX_LIMIT",
     "ParamError",
@@ -50,6 +53,10 @@ _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION: Final = re.compile(r"^(\d{1,7})([smhdw])$")
 #: Longest window (and bucket) a query may ask for.
 MAX_SPAN: Final = timedelta(days=366)
+#: The window a query may ask about: what every store can hold (int64 nanoseconds since 1970
+#: reach from 1677-09-21 to 2262-04-11), in whole years.
+EARLIEST: Final = datetime(1678, 1, 1, tzinfo=UTC)
+LATEST: Final = datetime(2262, 1, 1, tzinfo=UTC)
 #: Most buckets one time series may have (a chart is a few hundred pixels wide).
 MAX_BUCKETS: Final = 2000
 #: Most calls one ``/api/calls`` answer may hold.
@@ -83,13 +90,24 @@ def parse_duration(text: str, name: str) -> timedelta:
 
 
 def parse_time(text: str, name: str) -> datetime:
+    """An ISO 8601 time in UTC (naive means UTC), between :data:`EARLIEST` and :data:`LATEST`."""
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ParamError(
             f"{name}={text!r}: expected an ISO 8601 time such as 2026-01-31T12:00:00Z"
         ) from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    try:
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        inside = EARLIEST <= when < LATEST
+    except OverflowError:  # a zone offset that takes it past year 1 or 9999
+        inside = False
+    if not inside:
+        raise ParamError(
+            f"{name}={text!r}: must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} "
+            "(the times a store can hold)"
+        )
+    return when
 
 
 def auto_bucket(span: timedelta) -> timedelta:

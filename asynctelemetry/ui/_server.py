@@ -12,6 +12,8 @@ no or wrong token (with ``auth_token``)  401     bearer header or the page's coo
 ``/?token=…`` with the right token      303     sets an HttpOnly SameSite=Strict cookie
 an unknown path, call or trace          404
 a bad query parameter                   400     ``{"error": "<what is wrong>"}``
+the store failed a read                 503     ``{"error": ...}``, logged
+an unexpected exception (a bug)         500     ``{"error": ...}``, no traceback; logged once
 ======================================  ======  ===============================================
 """
 
@@ -225,7 +227,11 @@ class Dashboard(ClosesOnExit):
 
     # -- one request ----------------------------------------------------------------------------
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        response = await self._answer(request)
+        try:
+            response = await self._answer(request)
+        except Exception as exc:  # a bug: the client gets JSON, the log gets the exception once
+            self._log.exception("unexpected error answering %s", request.path, exc_info=exc)
+            response = self._json(500, {"error": "internal error; the server's log has it"})
         response.headers.update(SECURITY_HEADERS)
         response.headers.setdefault("Cache-Control", "no-store")
         status = response.status
