@@ -28,16 +28,13 @@ offsets = st.integers(-1439, 1439).map(lambda m: timezone(timedelta(minutes=m)))
 #: Times anywhere in the calendar, weighted to its two ends and the stores' int64-ns limits.
 moments = st.one_of(
     st.datetimes(timezones=st.one_of(st.none(), offsets)),
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(1, 1, 3), timezones=offsets),
     st.datetimes(
-        min_value=datetime(1, 1, 1), max_value=datetime(1, 1, 3), timezones=offsets
-    ),
-    st.datetimes(
-        min_value=datetime(9999, 12, 29), max_value=datetime(9999, 12, 31, 23, 59, 59),
+        min_value=datetime(9999, 12, 29),
+        max_value=datetime(9999, 12, 31, 23, 59, 59),
         timezones=offsets,
     ),
-    st.datetimes(
-        min_value=datetime(1677, 9, 1), max_value=datetime(1678, 1, 2), timezones=offsets
-    ),
+    st.datetimes(min_value=datetime(1677, 9, 1), max_value=datetime(1678, 1, 2), timezones=offsets),
     st.datetimes(
         min_value=datetime(2261, 12, 1), max_value=datetime(2262, 4, 12), timezones=offsets
     ),
