@@ -1,11 +1,13 @@
 """The collector under each attack of issue 16: a well-behaved client's latency and the loop lag.
 
 Every attack of ``tests/hardening/attacks.py`` (wide spans, a huge OTLP/JSON body, deep values,
-trickled headers, slow bodies, gzip members, unknown model names, metric labels) runs in a
-thread against a real collector (OTLP/gRPC, OTLP/HTTP and a Prometheus endpoint on 127.0.0.1)
-while a second client sends one-call OTLP/HTTP exports from 127.0.0.2 and a ticker on the
+trickled headers, slow bodies, idle keep-alive connections, gzip members, unknown model names,
+metric labels) runs in a thread against a real collector (OTLP/gRPC, OTLP/HTTP and a Prometheus
+endpoint on 127.0.0.1) while a second client sends one-call OTLP/HTTP exports from the
+attacker's own address (127.0.0.1: the receiver cannot tell the two apart) and a ticker on the
 collector's loop measures its lag; the baseline row is the same client with no attack, in the
-same run.
+same run. "connections shed" is how many of the attacker's connections the receiver closed to
+admit others (fair admission, issue 23).
 
 usage:
     .venv/bin/python benchmarks/bench_attacks.py [--quick] [--requests N]
@@ -60,6 +62,8 @@ async def run(name: str | None, requests: int) -> tuple[str, ...]:
         await collector.flush()
         stats = collector.stats
         lost = stats.llm_calls - stats.stored + store.dropped
+        assert collector._http is not None
+        shed = collector._http.admission.shed
     ok = sum(status == 200 for status in measured.statuses)
     ms = [x * 1000 for x in measured.latencies]
     lags = [x * 1000 for x in measured.lags]
@@ -73,6 +77,7 @@ async def run(name: str | None, requests: int) -> tuple[str, ...]:
         f"{max(lags):.0f}",
         f"{stretch:.1f}x",
         str(lost),
+        str(shed),
         sent,
     )
 
@@ -80,8 +85,8 @@ async def run(name: str | None, requests: int) -> tuple[str, ...]:
 async def main(requests: int) -> None:
     print(machine())
     print(
-        f"well-behaved client: {requests} one-call OTLP/HTTP protobuf exports from 127.0.0.2, "
-        "50 ms apart, during each attack; loop lag from a 5 ms ticker on the collector's loop; "
+        f"well-behaved client: {requests} one-call OTLP/HTTP protobuf exports from 127.0.0.1 "
+        "(the attacker's own address), 50 ms apart, during each attack; loop lag from a 5 ms ticker on the collector's loop; "
         "'CPU stretch' is wall time over CPU time just before the attack (how loaded the "
         "machine was)"
     )
@@ -103,6 +108,7 @@ async def main(requests: int) -> None:
                 "loop lag max ms",
                 "CPU stretch",
                 "calls lost",
+                "connections shed",
                 "attacker's answers",
             ),
         )

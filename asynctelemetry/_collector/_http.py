@@ -10,7 +10,7 @@ another path                            404
 another method on ``/v1/traces``        405     ``Allow: POST``
 missing or wrong bearer token           401     constant-time compare, ``stats.unauthenticated``
 media type not protobuf or JSON         415     also for an unknown ``Content-Encoding``
-more requests in flight than the bound  429     ``Retry-After``; nothing read; also per client
+every in-flight slot being worked on    429     ``Retry-After``; nothing read (see below)
 body over ``max_message_bytes``         413     before and after decompression
 body stalled or slower than the limits  408     ``idle_timeout``, ``read_timeout``
 not decompressible, not OTLP            400     ``stats.malformed_requests``
@@ -24,6 +24,11 @@ after ``max_message_bytes`` bytes, never expanded), JSON is encoded to protobuf 
 are inflated in a worker thread (zlib releases the GIL); small JSON bodies are encoded on the
 loop in steps, large (or very deep) ones in a worker process (:mod:`._json_worker`), so that the
 loop is never held for long.
+
+Connections and in-flight slots are admitted by :class:`~._limits.Admission`, the dashboard's
+rule too: when all are taken, the connection making the least progress (an idle keep-alive, or
+the slowest unfinished request) is closed to admit the newcomer, so one client cannot shut out
+another on the same address.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from .._exceptions import ConfigError, require
 from ._json_worker import JSON_IN_PROCESS_BYTES, JsonWorker, WorkerLost
-from ._limits import ConnectionCaps, HttpLimits, RepeatedLog, client_of
+from ._limits import Admission, HttpLimits, RepeatedLog
 from ._otlp_json import (
     BadJson,
     TooDeepForTheLoop,
@@ -94,7 +99,8 @@ class HttpReceiver:
         auth_token: when set, requests must carry ``Authorization: Bearer <token>``.
         tls: PEM certificate and key files; with them the port speaks HTTPS only.
         retry_delay: seconds a refused client is asked to wait (``Retry-After``, whole seconds).
-        limits: deadlines and caps on connections and requests (:class:`HttpLimits`).
+        limits: deadlines and caps on connections and requests (:class:`HttpLimits`), enforced
+            by :attr:`admission`.
     """
 
     def __init__(
@@ -123,17 +129,12 @@ class HttpReceiver:
         self._retry_after = str(max(1, math.ceil(retry_delay)))
         limits = limits or HttpLimits()
         self.limits = limits
-        self.max_in_flight = limits.max_in_flight
-        self.max_in_flight_per_client = limits.max_in_flight_per_client
         self.read_timeout = limits.read_timeout
         self.idle_timeout = limits.idle_timeout
-        self._in_flight = 0
-        self._in_flight_by_client: dict[str, int] = {}
         #: aiohttp's per-connection errors, each logged once and then counted.
         self.log = RepeatedLog()
-        self.caps: ConnectionCaps | None = None
-        self._idle = asyncio.Event()
-        self._idle.set()
+        #: Open connections and requests in flight (``refused`` and ``shed`` count the closed).
+        self.admission = Admission(limits)
         self._json_turn = asyncio.Lock()
         self._json_worker = JsonWorker()
         self._runner: web.ServerRunner | None = None
@@ -165,7 +166,7 @@ class HttpReceiver:
             keepalive_timeout=self.limits.header_timeout,
             logger=self.log,
         )
-        self.caps = ConnectionCaps(server, self.limits)
+        self.admission.watch(server)
         runner = web.ServerRunner(server, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self._requested_port, ssl_context=context)
@@ -202,10 +203,10 @@ class HttpReceiver:
         try:
             for site in list(runner.sites):
                 await site.stop()  # no new connections; open ones finish their request
-            if self._in_flight:
+            if self.admission.in_flight:
                 try:
                     async with asyncio.timeout(grace):
-                        await self._idle.wait()
+                        await self.admission.drained.wait()
                 except TimeoutError:
                     pass  # the runner's cleanup cancels what is left
         finally:
@@ -216,6 +217,12 @@ class HttpReceiver:
 
     # -- one request ----------------------------------------------------------------------------
     async def _handle(self, request: web.BaseRequest) -> web.Response:
+        try:
+            return await self._checked(request)
+        finally:
+            self.admission.answered(request)
+
+    async def _checked(self, request: web.BaseRequest) -> web.Response:
         as_json = request.content_type == _JSON
         if request.path != PATH:
             return self._error(
@@ -247,9 +254,7 @@ class HttpReceiver:
             return self._error(
                 415, _INVALID_ARGUMENT, "unsupported Content-Encoding: use gzip or deflate", as_json
             )
-        client = client_of(request.transport)
-        held = self._in_flight_by_client.get(client, 0)
-        if self._in_flight >= self.max_in_flight or held >= self.max_in_flight_per_client:
+        if not self.admission.enter(request, body=True):
             return self._error(
                 429,
                 _RESOURCE_EXHAUSTED,
@@ -258,20 +263,7 @@ class HttpReceiver:
                 {"Retry-After": self._retry_after},
                 retry=True,
             )
-        self._in_flight += 1
-        self._in_flight_by_client[client] = held + 1
-        self._idle.clear()
-        try:
-            return await self._export(request, media, coding, as_json)
-        finally:
-            self._in_flight -= 1
-            left = self._in_flight_by_client[client] - 1
-            if left:
-                self._in_flight_by_client[client] = left
-            else:
-                del self._in_flight_by_client[client]
-            if not self._in_flight:
-                self._idle.set()
+        return await self._export(request, media, coding, as_json)
 
     async def _export(
         self, request: web.BaseRequest, media: str, coding: str, as_json: bool
@@ -285,6 +277,7 @@ class HttpReceiver:
         try:
             async with asyncio.timeout(self.read_timeout):
                 body = await _read(request.content, limit, self.idle_timeout)
+            self.admission.body_read(request)
             if coding in ("gzip", "deflate"):
                 if len(body) >= _INFLATE_IN_THREAD:
                     body = await asyncio.to_thread(inflate, body, coding, limit)

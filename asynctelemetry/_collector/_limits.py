@@ -1,32 +1,74 @@
-"""The OTLP/HTTP receiver's limits on slow and greedy clients, and its quiet log.
+"""Fair admission to the HTTP servers (the OTLP/HTTP receiver, the dashboard), and their quiet log.
 
 :class:`HttpLimits` is the one settings object (a frozen dataclass, as httpx's ``Limits``):
-deadlines for a request's headers and body, caps on open connections and on requests in flight,
-each also per client (a client is a peer address), so that one client cannot take every
-connection or every slot however it behaves. :class:`ConnectionCaps` enforces the connection
-caps on an aiohttp server; :class:`RepeatedLog` stands in for aiohttp's server logger so that a
+deadlines for a request's headers and body, and caps on open connections and on requests in
+flight. :class:`Admission` enforces the caps on an aiohttp server *without telling clients apart
+by address*: on one host or in a sidecar every client has the same address, so a cap per address
+would let one greedy client shut out the rest. When every connection (or every in-flight slot)
+is taken, the one making the least progress is closed to admit the newcomer:
+
+1. an idle keep-alive connection (answered, its answer sent, nothing new), the longest idle
+   first, once idle for :data:`IDLE_GRACE`;
+2. a connection still sending a request's headers or body: among the oldest such requests, the
+   one with the lowest byte rate, counting a credit of :data:`CREDIT` bytes, so that a request
+   just begun is never taken for a slow one;
+3. an idle connection idle for less than :data:`IDLE_GRACE`;
+4. never a request being worked on (its body complete) or answered: when only those are left,
+   the newcomer is refused (the connection closed at once, or 429 for a request).
+
+An idle connection is closed politely (the client sees the end of it before reusing it), an
+unfinished one is aborted.
+
+So a client that trickles its headers, stalls its body or parks idle connections can hold a
+connection only as long as nobody needs it, and an honest client from the same address is
+served at once. Caps per address are an extra, off by default, for deployments whose clients
+have distinct addresses. :class:`RepeatedLog` stands in for aiohttp's server logger so that a
 repeated error is logged once, then counted, never a traceback per connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import ConfigError, require_int
 
-__all__ = ["ConnectionCaps", "HttpLimits", "RepeatedLog", "client_of"]
+try:
+    from fcntl import ioctl
+    from termios import FIONREAD
+except ImportError:  # not on Windows: there, an idle connection's unread bytes go unseen
+    ioctl = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+__all__ = ["Admission", "HttpLimits", "RepeatedLog", "client_of"]
 
 logger = logging.getLogger("asynctelemetry")
+
+#: Bytes a request is credited with when its byte rate is compared: a request that has just
+#: begun (nothing arrived yet) counts as fast, one that has sent little for long as slow.
+CREDIT: Final = 1024
+#: Seconds a connection must have been idle to go before an unfinished request: a client that
+#: has just had its answer is the likeliest to send its next request at the very moment the
+#: connection is closed (which fails that request), so idle connections younger than this go
+#: only when no unfinished request is left to close.
+IDLE_GRACE: Final = 1.0
+#: How many of the oldest unfinished requests are compared by byte rate when one must go (a
+#: bound on the work of admitting a connection when the server is full).
+COMPARED: Final = 16
 
 
 @dataclass(frozen=True)
 class HttpLimits:
-    """Limits of the collector's OTLP/HTTP receiver (``AsyncCollector(http_limits=...)``).
+    """Limits of an HTTP server of the package (``AsyncCollector(http_limits=...)`` for the
+    OTLP/HTTP receiver; the dashboard has its own).
 
     Attributes:
         header_timeout: seconds a connection has to send a request's complete headers, from
@@ -34,32 +76,37 @@ class HttpLimits:
             after it too).
         idle_timeout: longest pause, in seconds, while a request body arrives (408 after it).
         read_timeout: seconds a whole request body may take to arrive (408 after it).
-        max_connections: most connections open at once; more are closed as they arrive.
-        max_connections_per_client: most connections one client (peer address) may hold.
-        max_in_flight: most requests read and decoded at once; more get 429.
-        max_in_flight_per_client: most of those one client may hold; more get 429.
+        max_connections: most connections open at once. A connection past it is admitted by
+            closing the open one making the least progress (see :class:`Admission`), or
+            closed at once when every open one is being answered.
+        max_connections_per_client: most connections one client (peer address) may hold, or
+            None (the default): no cap per address, since clients on the same host or behind
+            one proxy share an address. Set it only where every client has its own address.
+        max_in_flight: most requests read and decoded at once; past it the slowest body
+            still arriving loses its slot (its connection is closed), or, when every slot is
+            being worked on, the request gets 429.
+        max_in_flight_per_client: most of those one client (peer address) may hold (429 past
+            it), or None (the default): off, as ``max_connections_per_client``.
     """
 
     header_timeout: float = 10.0
     idle_timeout: float = 5.0
     read_timeout: float = 30.0
     max_connections: int = 256
-    max_connections_per_client: int = 32
+    max_connections_per_client: int | None = None
     max_in_flight: int = 64
-    max_in_flight_per_client: int = 16
+    max_in_flight_per_client: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("header_timeout", "idle_timeout", "read_timeout"):
             seconds = getattr(self, name)
             if not (isinstance(seconds, int | float) and 0 < seconds < math.inf):
                 raise ConfigError(f"{name} must be finite seconds > 0, not {seconds!r}")
-        for name in (
-            "max_connections",
-            "max_connections_per_client",
-            "max_in_flight",
-            "max_in_flight_per_client",
-        ):
+        for name in ("max_connections", "max_in_flight"):
             require_int(name, getattr(self, name))
+        for name in ("max_connections_per_client", "max_in_flight_per_client"):
+            if getattr(self, name) is not None:
+                require_int(name, getattr(self, name))
 
 
 def client_of(transport: Any) -> str:
@@ -70,55 +117,262 @@ def client_of(transport: Any) -> str:
     return str(peer)
 
 
-class ConnectionCaps:
-    """Caps an aiohttp ``web.Server``'s open connections, in all and per client.
+# A connection's phases: answered and waiting for its next request (idle keep-alive); receiving
+# a request's headers (also a connection just opened); its body (holding a slot); the request
+# being worked on and answered; closed to admit another.
+_IDLE, _HEADERS, _BODY, _WORKING, _SHED = range(5)
 
-    A connection over a cap is closed as soon as it is made (it costs a moment's file
-    descriptor, never a task waiting for headers); ``refused`` counts them.
+
+class _Connection:
+    """What :class:`Admission` knows of one connection: its phase and its request's progress."""
+
+    __slots__ = ("began", "client", "phase", "received", "slot", "transport")
+
+    def __init__(self, transport: asyncio.Transport, client: str, now: float) -> None:
+        self.transport = transport
+        self.client = client
+        self.phase = _HEADERS
+        self.began = now  # when the current request (or the idle spell) began
+        self.received = 0  # bytes of the current request so far
+        self.slot = False  # holds an in-flight slot
+
+    def rate(self, now: float) -> float:
+        """Bytes per second of the current request, with :data:`CREDIT`."""
+        return (self.received + CREDIT) / max(now - self.began, 1e-3)
+
+
+def _unread(transport: asyncio.Transport) -> bool:
+    """Whether bytes wait in the connection's socket that the loop has not read yet."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or ioctl is None:
+        return False
+    try:
+        waiting = ioctl(sock.fileno(), FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return False
+    return int.from_bytes(waiting, sys.byteorder) > 0
+
+
+class _Watch(asyncio.Protocol):
+    """Stands between a transport and aiohttp's handler to count the bytes each request sends
+    (set with the transport's public ``set_protocol``; everything else is passed on)."""
+
+    __slots__ = ("_admission", "_connection", "_inner")
+
+    def __init__(self, inner: Any, connection: _Connection, admission: Admission) -> None:
+        self._inner = inner
+        self._connection = connection
+        self._admission = admission
+
+    def data_received(self, data: bytes) -> None:
+        self._admission._received(self._connection, len(data))
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        result: bool | None = self._inner.eof_received()
+        return result
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
+class Admission:
+    """Admits an aiohttp ``web.Server``'s connections and requests fairly (see the module).
+
+    ``refused`` counts connections closed as they arrived (every open one being answered, or
+    a cap per address), ``shed`` those closed to admit another connection or request.
     """
 
-    def __init__(self, server: Any, limits: HttpLimits) -> None:
+    def __init__(self, limits: HttpLimits) -> None:
         self.limits = limits
         self.refused = 0
-        self.by_client: dict[str, int] = {}
-        self._clients: dict[object, str] = {}  # handler → its client, while counted
-        self._server = server
+        self.shed = 0
+        self.by_client: dict[str, int] = {}  # open connections per address (with that cap)
+        self._connections: dict[object, _Connection] = {}  # aiohttp handler → its state
+        # Waiting and unfinished connections in the order their spell or request began
+        # (dicts keep insertion order: a connection moves to the end when it begins anew).
+        self._idle: dict[_Connection, None] = {}
+        self._unfinished: dict[_Connection, None] = {}
+        self._reading: dict[_Connection, None] = {}  # bodies arriving, holding a slot
+        self._slots = 0
+        self._slots_by_client: dict[str, int] = {}
+        #: Set while no request holds a slot.
+        self.drained = asyncio.Event()
+        self.drained.set()
+        self._made: Any = None
+        self._lost: Any = None
+
+    def watch(self, server: web.Server) -> None:
+        """Admit ``server``'s connections (before it serves; one server per admission)."""
         self._made = server.connection_made
         self._lost = server.connection_lost
-        server.connection_made = self._connection_made
-        server.connection_lost = self._connection_lost
+        server.connection_made = self._connection_made  # type: ignore[method-assign]
+        server.connection_lost = self._connection_lost  # type: ignore[method-assign]
 
     @property
     def open(self) -> int:
         """Connections counted as open."""
-        return len(self._clients)
+        return len(self._connections)
 
+    @property
+    def in_flight(self) -> int:
+        """Requests holding a slot."""
+        return self._slots
+
+    # -- connections ----------------------------------------------------------------------------
     def _connection_made(self, handler: Any, transport: asyncio.Transport) -> None:
         self._made(handler, transport)
         client = client_of(transport)
-        held = self.by_client.get(client, 0)
         limits = self.limits
-        if (
-            len(self._clients) >= limits.max_connections
-            or held >= limits.max_connections_per_client
+        per_client = limits.max_connections_per_client
+        if (per_client is not None and self.by_client.get(client, 0) >= per_client) or (
+            len(self._connections) >= limits.max_connections and not self._shed_connection()
         ):
             self.refused += 1
             # Closed on the loop's next turn, once aiohttp has finished setting the connection
             # up (closing it inside connection_made leaves its handler task to fail).
             asyncio.get_running_loop().call_soon(transport.abort)
             return
-        self.by_client[client] = held + 1
-        self._clients[handler] = client
+        if per_client is not None:
+            self.by_client[client] = self.by_client.get(client, 0) + 1
+        connection = _Connection(transport, client, time.monotonic())
+        self._connections[handler] = connection
+        self._unfinished[connection] = None
+        transport.set_protocol(_Watch(handler, connection, self))
 
     def _connection_lost(self, handler: Any, exc: BaseException | None = None) -> None:
-        client = self._clients.pop(handler, None)
-        if client is not None:
-            left = self.by_client[client] - 1
-            if left:
-                self.by_client[client] = left
-            else:
-                del self.by_client[client]
+        connection = self._connections.pop(handler, None)
+        if connection is not None:
+            self._release(connection)
+            self._idle.pop(connection, None)
+            self._unfinished.pop(connection, None)
+            if self.limits.max_connections_per_client is not None:
+                left = self.by_client[connection.client] - 1
+                if left:
+                    self.by_client[connection.client] = left
+                else:
+                    del self.by_client[connection.client]
         self._lost(handler, exc)
+
+    def _received(self, connection: _Connection, size: int) -> None:
+        if connection.phase == _IDLE:  # the next request on a kept-alive connection
+            del self._idle[connection]
+            self._unfinished[connection] = None
+            connection.phase = _HEADERS
+            connection.began = time.monotonic()
+            connection.received = 0
+        connection.received += size
+
+    def _shed_connection(self) -> bool:
+        """Close the open connection making the least progress; False when none may go."""
+        if self._close_idle(time.monotonic() - IDLE_GRACE):
+            return True
+        victim = self._slowest(self._unfinished)
+        if victim is not None:
+            self._drop(victim)
+            victim.transport.abort()
+            return True
+        return self._close_idle(math.inf)
+
+    def _close_idle(self, since: float) -> bool:
+        """Close the longest idle connection idle since before ``since``, if any."""
+        for idle in self._idle:  # longest idle first
+            if idle.began > since:
+                return False
+            transport = idle.transport
+            # Only once its answer is out, and no next request waits unread in its socket
+            # (the loop may not have read it yet): then it is closed politely.
+            if not transport.get_write_buffer_size() and not _unread(transport):
+                self._drop(idle)
+                transport.close()
+                return True
+        return False
+
+    def _slowest(self, oldest_first: dict[_Connection, None]) -> _Connection | None:
+        """The lowest byte rate among the :data:`COMPARED` oldest of ``oldest_first``."""
+        now = time.monotonic()
+        return min(
+            itertools.islice(oldest_first, COMPARED),
+            key=lambda connection: connection.rate(now),
+            default=None,
+        )
+
+    def _drop(self, connection: _Connection) -> None:
+        """Forget a connection about to be closed (its handler's end is then a no-op here)."""
+        self.shed += 1
+        self._release(connection)
+        self._idle.pop(connection, None)
+        self._unfinished.pop(connection, None)
+        connection.phase = _SHED  # never picked again, nor made idle by its answer
+
+    # -- requests -------------------------------------------------------------------------------
+    def enter(self, request: web.BaseRequest, *, body: bool) -> bool:
+        """Take an in-flight slot for ``request``, whose headers have arrived; ``body``: its body
+        is still to be read (it may be shed until :meth:`body_read`). False: no slot (429)."""
+        connection = self._connections.get(request.protocol)
+        if connection is None or connection.phase == _SHED:  # nobody to serve
+            return False
+        limits = self.limits
+        per_client = limits.max_in_flight_per_client
+        client = connection.client
+        if per_client is not None and self._slots_by_client.get(client, 0) >= per_client:
+            return False
+        if self._slots >= limits.max_in_flight:
+            victim = self._slowest(self._reading)
+            if victim is None:
+                return False
+            self._drop(victim)
+            victim.transport.abort()
+        connection.slot = True
+        self._slots += 1
+        self._slots_by_client[client] = self._slots_by_client.get(client, 0) + 1
+        self.drained.clear()
+        if body:
+            connection.phase = _BODY
+            self._reading[connection] = None
+        else:
+            self.body_read(request)
+        return True
+
+    def body_read(self, request: web.BaseRequest) -> None:
+        """``request`` is complete: it is worked on now, and never shed."""
+        connection = self._connections.get(request.protocol)
+        if connection is not None and connection.phase in (_HEADERS, _BODY):
+            connection.phase = _WORKING
+            self._unfinished.pop(connection, None)
+            self._reading.pop(connection, None)
+
+    def answered(self, request: web.BaseRequest) -> None:
+        """``request`` is answered (whether it held a slot or not): its slot is free, and its
+        connection waits for the next request."""
+        connection = self._connections.get(request.protocol)
+        if connection is None or connection.phase in (_IDLE, _SHED):
+            return
+        self._release(connection)
+        self._unfinished.pop(connection, None)
+        connection.phase = _IDLE
+        connection.began = time.monotonic()
+        self._idle[connection] = None
+
+    def _release(self, connection: _Connection) -> None:
+        self._reading.pop(connection, None)
+        if not connection.slot:
+            return
+        connection.slot = False
+        self._slots -= 1
+        left = self._slots_by_client[connection.client] - 1
+        if left:
+            self._slots_by_client[connection.client] = left
+        else:
+            del self._slots_by_client[connection.client]
+        if not self._slots:
+            self.drained.set()
 
 
 #: Seconds between two reports of the same repeated message.

@@ -7,7 +7,7 @@ the same order, every answer carrying the same security headers.
 what                                    status  notes
 ======================================  ======  ===============================================
 a method other than GET or HEAD         405     ``Allow: GET, HEAD``: nothing changes a store
-more requests in flight than the bound  429     ``Retry-After``
+more requests in flight than the bound  429     ``Retry-After`` (each may hold a store query)
 no or wrong token (with ``auth_token``)  401     bearer header or the page's cookie
 ``/?token=…`` with the right token      303     sets an HttpOnly SameSite=Strict cookie
 an unknown path, call or trace          404
@@ -29,7 +29,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from .._batching import ClosesOnExit
-from .._collector._limits import ConnectionCaps, HttpLimits, RepeatedLog
+from .._collector._limits import Admission, HttpLimits, RepeatedLog
 from .._exceptions import ConfigError, StoreError, require
 from . import _api
 from ._params import ParamError, no_params, parse_query
@@ -73,11 +73,11 @@ SECURITY_HEADERS: Final = {
 COOKIE: Final = "asynctelemetry_ui"
 #: Most requests served at once; more get 429 (each may hold a store query).
 DEFAULT_MAX_IN_FLIGHT: Final = 32
-#: Connections: at most 64 open (16 per client), closed as they arrive past that; a connection
-#: idle or slow to send its headers for 10 s is closed (the collector's OTLP/HTTP caps).
-LIMITS: Final = HttpLimits(
-    header_timeout=10.0, max_connections=64, max_connections_per_client=16, max_in_flight=32
-)
+#: At most 64 connections open: past that, the one making the least progress (idle longest, or
+#: slowest to send its request) is closed to admit a newcomer, the OTLP/HTTP receiver's rule; a
+#: connection idle or slow to send its headers for 10 s is closed.
+MAX_CONNECTIONS: Final = 64
+HEADER_TIMEOUT: Final = 10.0
 
 #: Routes of the API: path → (handler, the route's own parameters).
 _ROUTES: Final[dict[str, tuple[_Route, tuple[str, ...]]]] = {
@@ -108,7 +108,7 @@ class Dashboard(ClosesOnExit):
 
     Raises:
         MissingDependencyError: aiohttp is not installed (``pip install 'asynctelemetry[ui]'``).
-        ConfigError: a port outside 0..65535 or an empty token.
+        ConfigError: a port outside 0..65535, an empty token or ``max_in_flight`` below 1.
     """
 
     def __init__(
@@ -141,13 +141,18 @@ class Dashboard(ClosesOnExit):
             else None
         )
         self.max_in_flight = max_in_flight
-        self._in_flight = 0
         self._assets: dict[str, bytes] = {}
         self._runner: web.ServerRunner | None = None
         self._port: int | None = None
         self._log = RepeatedLog("dashboard")
-        #: Open connections, in all and per client (``caps.refused`` counts those closed).
-        self.caps: ConnectionCaps | None = None
+        #: Open connections and requests in flight (``refused`` and ``shed`` count the closed).
+        self.admission = Admission(
+            HttpLimits(
+                header_timeout=HEADER_TIMEOUT,
+                max_connections=MAX_CONNECTIONS,
+                max_in_flight=max_in_flight,
+            )
+        )
         #: Answers given, by HTTP status.
         self.responses: dict[int, int] = {}
 
@@ -193,10 +198,10 @@ class Dashboard(ClosesOnExit):
         server = web.Server(
             self._handle,
             access_log=None,
-            keepalive_timeout=LIMITS.header_timeout,
+            keepalive_timeout=HEADER_TIMEOUT,
             logger=self._log,
         )
-        self.caps = ConnectionCaps(server, LIMITS)
+        self.admission.watch(server)
         runner = web.ServerRunner(server, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self._requested_port)
@@ -232,6 +237,8 @@ class Dashboard(ClosesOnExit):
         except Exception as exc:  # a bug: the client gets JSON, the log gets the exception once
             self._log.exception("unexpected error answering %s", request.path, exc_info=exc)
             response = self._json(500, {"error": "internal error; the server's log has it"})
+        finally:
+            self.admission.answered(request)
         response.headers.update(SECURITY_HEADERS)
         response.headers.setdefault("Cache-Control", "no-store")
         status = response.status
@@ -243,13 +250,9 @@ class Dashboard(ClosesOnExit):
             return self._json(
                 405, {"error": "the dashboard is read-only: use GET"}, {"Allow": "GET, HEAD"}
             )
-        if self._in_flight >= self.max_in_flight:
+        if not self.admission.enter(request, body=False):
             return self._json(429, {"error": "too many requests; retry"}, {"Retry-After": "1"})
-        self._in_flight += 1
-        try:
-            return await self._route(request)
-        finally:
-            self._in_flight -= 1
+        return await self._route(request)
 
     async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.path

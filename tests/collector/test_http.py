@@ -16,7 +16,14 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from asynctelemetry import AsyncCollector, ConfigError, LLMCall, MemoryStore, StoreClosedError
+from asynctelemetry import (
+    AsyncCollector,
+    ConfigError,
+    HttpLimits,
+    LLMCall,
+    MemoryStore,
+    StoreClosedError,
+)
 from tests.conftest import make_call
 from tests.hardening.test_security import listening
 from tests.tls import self_signed_files
@@ -534,7 +541,7 @@ async def test_slow_body_gets_408_and_frees_its_slot() -> None:
         status_line = await asyncio.wait_for(reader.readline(), 5)
         writer.close()
         await writer.wait_closed()
-        assert collector._http._in_flight == 0
+        assert collector._http.admission.in_flight == 0
     assert status_line.startswith(b"HTTP/1.1 408")
 
 
@@ -677,13 +684,18 @@ async def test_sdk_exporter_honours_retry_after() -> None:
 
 
 async def test_too_many_requests_in_flight_get_429() -> None:
-    """Past max_in_flight concurrent requests, the next is answered 429 with Retry-After."""
+    """Past max_in_flight concurrent requests being worked on (bodies complete: none to shed),
+    the next is answered 429 with Retry-After."""
     store = GatedStore()
     async with AsyncCollector(
-        store, port=0, http_port=0, max_queue=1, backpressure_timeout=5.0
+        store,
+        port=0,
+        http_port=0,
+        max_queue=1,
+        backpressure_timeout=5.0,
+        http_limits=HttpLimits(max_in_flight=1),
     ) as collector:
         assert collector._http is not None
-        collector._http.max_in_flight = 1
         async with httpx.AsyncClient() as client:
             assert (await client.post(url(collector), content=GOOD, headers=PB)).status_code == 200
             waiting = asyncio.create_task(
@@ -691,7 +703,7 @@ async def test_too_many_requests_in_flight_get_429() -> None:
                     url(collector), content=request_for([traced(2)]).SerializeToString(), headers=PB
                 )
             )
-            while not collector._http._in_flight:
+            while not collector._http.admission.in_flight:
                 await asyncio.sleep(0.01)
             busy = await client.post(url(collector), content=GOOD, headers=PB)
             store.gate.set()

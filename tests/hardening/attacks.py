@@ -3,7 +3,8 @@
 Each attack is a blocking function run in its own thread until ``stop`` is set, as a client on
 another machine would run: payloads are built once before it starts, so the attacker's own CPU
 work does not count against the collector. A :class:`Victim` is the well-behaved client: small
-OTLP/HTTP protobuf exports from another loopback address (``127.0.0.2``), timed from the
+OTLP/HTTP protobuf exports from the attacker's own address (``127.0.0.1``, as every client of a
+collector on the same host or in a sidecar: the receiver cannot tell them apart), timed from the
 collector's own event loop, beside a ticker measuring that loop's lag.
 """
 
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
 START = 1_767_225_600_000_000_000
-VICTIM_ADDRESS = "127.0.0.2"
+#: The victim's address: the attacker's own.
+VICTIM_ADDRESS = "127.0.0.1"
 
 
 @dataclass
@@ -172,71 +174,96 @@ def _head(length: int) -> bytes:
     )
 
 
-def header_trickle(connections: int = 400) -> Callable[[Target, threading.Event, Tally], None]:
-    """Hundreds of connections sending their headers a byte at a time (reconnecting when cut)."""
+def _hold(
+    connections: int,
+    first: Callable[[socket.socket], None],
+    tend: Callable[[socket.socket, int], None],
+    pause: float,
+) -> Callable[[Target, threading.Event, Tally], None]:
+    """An attack holding ``connections`` connections to the OTLP/HTTP port: each is sent
+    ``first`` as it opens (blocking), then tended every ``pause`` seconds (``tend(sock, round)``
+    raises ``OSError`` once the server has answered or closed it); a lost one is reopened."""
 
     def attack(target: Target, stop: threading.Event, tally: Tally) -> None:
-        head = _head(100)
-        socks: list[tuple[socket.socket, int]] = []
+        held: dict[socket.socket, int] = {}  # connection → rounds tended
         try:
             while not stop.is_set():
-                while len(socks) < connections and not stop.is_set():
+                while len(held) < connections and not stop.is_set():
                     try:
                         sock = socket.create_connection(("127.0.0.1", target.http_port), 5)
                     except OSError:
                         tally.count("connect-failed")
                         break
-                    sock.setblocking(False)
-                    socks.append((sock, 0))
-                    tally.count("opened")
-                alive = []
-                for sock, sent in socks:
                     try:
-                        sock.send(head[sent : sent + 1])
-                        alive.append((sock, min(sent + 1, len(head) - 5)))
+                        first(sock)
                     except OSError:
                         sock.close()
                         tally.count("cut")
-                socks = alive
-                stop.wait(0.2)
+                        continue
+                    sock.setblocking(False)
+                    held[sock] = 0
+                    tally.count("opened")
+                for sock, rounds in list(held.items()):
+                    try:
+                        tend(sock, rounds)
+                        held[sock] = rounds + 1
+                    except OSError:
+                        del held[sock]
+                        sock.close()
+                        tally.count("cut")
+                stop.wait(pause)
         finally:
-            for sock, _ in socks:
+            for sock in held:
                 sock.close()
 
     return attack
+
+
+def _nothing(sock: socket.socket) -> None:
+    """Send nothing as the connection opens."""
+
+
+def header_trickle(connections: int = 400) -> Callable[[Target, threading.Event, Tally], None]:
+    """Hundreds of connections sending their headers a byte at a time (reconnecting when cut)."""
+    head = _head(100)
+
+    def trickle(sock: socket.socket, rounds: int) -> None:
+        at = min(rounds, len(head) - 5)  # never the blank line that ends the headers
+        sock.send(head[at : at + 1])
+
+    return _hold(connections, _nothing, trickle, 0.2)
 
 
 def slow_bodies(connections: int = 64) -> Callable[[Target, threading.Event, Tally], None]:
-    """Dozens of requests whose bodies arrive a few bytes at a time."""
+    """Dozens of requests whose bodies arrive a byte a second."""
 
-    def attack(target: Target, stop: threading.Event, tally: Tally) -> None:
-        socks: list[socket.socket] = []
-        try:
-            while not stop.is_set():
-                while len(socks) < connections:
-                    sock = socket.create_connection(("127.0.0.1", target.http_port), 5)
-                    sock.sendall(_head(1000) + b"\x0a")
-                    sock.setblocking(False)
-                    socks.append(sock)
-                    tally.count("opened")
-                alive = []
-                for sock in socks:
-                    try:
-                        with contextlib.suppress(BlockingIOError):
-                            if sock.recv(1024, socket.MSG_PEEK):
-                                raise OSError("answered")
-                        sock.send(b"\x00")
-                        alive.append(sock)
-                    except OSError:
-                        sock.close()
-                        tally.count("answered-or-cut")
-                socks = alive
-                stop.wait(1.0)
-        finally:
-            for sock in socks:
-                sock.close()
+    def begin(sock: socket.socket) -> None:
+        sock.sendall(_head(1000) + b"\x0a")
 
-    return attack
+    def trickle(sock: socket.socket, rounds: int) -> None:
+        with contextlib.suppress(BlockingIOError):
+            if sock.recv(1024, socket.MSG_PEEK):
+                raise OSError("answered")
+        sock.send(b"\x00")
+
+    return _hold(connections, begin, trickle, 1.0)
+
+
+def idle_keepalives(connections: int = 300) -> Callable[[Target, threading.Event, Tally], None]:
+    """Hundreds of keep-alive connections, each answered once and then left idle (reopened
+    when the server closes one)."""
+
+    def ask(sock: socket.socket) -> None:
+        sock.sendall(b"GET /v1/traces HTTP/1.1\r\nHost: x\r\n\r\n")  # a 405, kept alive
+        if not sock.recv(65536):  # the answer (or the end: refused)
+            raise OSError("closed")
+
+    def idle(sock: socket.socket, rounds: int) -> None:
+        with contextlib.suppress(BlockingIOError):  # nothing to read: still open, idle
+            if not sock.recv(65536):
+                raise OSError("closed")
+
+    return _hold(connections, ask, idle, 0.2)
 
 
 @functools.cache
@@ -314,6 +341,7 @@ ATTACKS: dict[str, Callable[[], Callable[[Target, threading.Event, Tally], None]
     "deep values": deep_values,
     "header trickle": header_trickle,
     "slow bodies": slow_bodies,
+    "idle keep-alives": idle_keepalives,
     "gzip members": gzip_members,
     "unknown models": unknown_models,
     "metric labels": metric_labels,
@@ -322,10 +350,12 @@ ATTACKS: dict[str, Callable[[], Callable[[Target, threading.Event, Tally], None]
 
 @dataclass
 class Measured:
-    """The well-behaved client's latencies (seconds) and the loop's lag samples."""
+    """The well-behaved client's latencies (seconds), answers (0: none, the connection failed)
+    and the loop's lag samples."""
 
     latencies: list[float] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
     lags: list[float] = field(default_factory=list)
     call_ids: list[str] = field(default_factory=list)
 
@@ -352,7 +382,8 @@ def percentile(values: list[float], p: float) -> float:
 
 
 class Victim:
-    """The well-behaved client: one-call OTLP/HTTP protobuf exports from 127.0.0.2."""
+    """The well-behaved client: one-call OTLP/HTTP protobuf exports from the attacker's own
+    address, on one kept-alive connection (a new one when the server has closed it)."""
 
     def __init__(self, http_port: int) -> None:
         self.url = f"http://127.0.0.1:{http_port}/v1/traces"
@@ -380,9 +411,17 @@ class Victim:
                     call = make_call(900_000 + self._next, model="victim-model")
                     body = request_for([call]).SerializeToString()
                     began = time.perf_counter()
-                    answer = await client.post(
-                        self.url, content=body, headers={"Content-Type": "application/x-protobuf"}
-                    )
+                    try:
+                        answer = await client.post(
+                            self.url,
+                            content=body,
+                            headers={"Content-Type": "application/x-protobuf"},
+                        )
+                    except httpx.TransportError as exc:  # no answer: the connection failed
+                        measured.latencies.append(time.perf_counter() - began)
+                        measured.statuses.append(0)
+                        measured.errors.append(repr(exc))
+                        continue
                     measured.latencies.append(time.perf_counter() - began)
                     measured.statuses.append(answer.status_code)
                     if answer.status_code == 200:

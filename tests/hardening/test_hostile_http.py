@@ -1,11 +1,13 @@
-"""Slow and greedy OTLP/HTTP clients: header deadline, body stall timeout, connection caps and
-in-flight slots per client, and per-connection errors logged once with a count."""
+"""Slow and greedy OTLP/HTTP clients: header deadline, body stall timeout, the optional caps per
+client address on connections and in-flight slots, and per-connection errors logged once with a
+count (fair admission without addresses, the default: ``test_fair_admission.py``)."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import httpx
@@ -28,19 +30,22 @@ HEAD = (
 )
 
 
+#: Small limits, caps per address included.
+LIMITS = HttpLimits(
+    header_timeout=0.5,
+    idle_timeout=0.5,
+    read_timeout=5.0,
+    max_connections=8,
+    max_connections_per_client=3,
+    max_in_flight=6,
+    max_in_flight_per_client=2,
+)
+
+
 @pytest.fixture
 async def collector() -> AsyncIterator[AsyncCollector]:
-    """A collector with small limits, serving OTLP/HTTP."""
-    limits = HttpLimits(
-        header_timeout=0.5,
-        idle_timeout=0.5,
-        read_timeout=5.0,
-        max_connections=8,
-        max_connections_per_client=3,
-        max_in_flight=6,
-        max_in_flight_per_client=2,
-    )
-    async with AsyncCollector(MemoryStore(), port=0, http_port=0, http_limits=limits) as served:
+    """A collector with :data:`LIMITS`, serving OTLP/HTTP."""
+    async with AsyncCollector(MemoryStore(), port=0, http_port=0, http_limits=LIMITS) as served:
         yield served
 
 
@@ -101,31 +106,37 @@ async def test_a_stalled_body_gets_408(collector: AsyncCollector) -> None:
     writer.close()
     assert answer.startswith(b"HTTP/1.1 408")
     assert b"stalled" in answer
-    assert collector._http is not None and collector._http._in_flight == 0
+    assert collector._http is not None and collector._http.admission.in_flight == 0
 
 
 async def test_connections_are_capped_per_client_and_in_all(
-    collector: AsyncCollector, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A client's connections past max_connections_per_client are closed at once; another
-    client still gets through; past max_connections everyone's new connection is closed;
-    nothing is logged for the refused connections (no failing handler task each)."""
+    client still gets through; past max_connections a newcomer is admitted by closing the
+    connection making the least progress (the oldest of those that sent nothing); nothing is
+    logged for the closed connections (no failing handler task each)."""
+    limits = replace(LIMITS, header_timeout=30.0)  # no connection closed for its silence
+    async with AsyncCollector(MemoryStore(), port=0, http_port=0, http_limits=limits) as collector:
+        await capped(collector)
+    await asyncio.sleep(0.1)
+    gc.collect()  # a failed task that nobody awaited is reported when it is collected
+    assert not [r for r in caplog.records if r.name == "asyncio"], caplog.text
+
+
+async def capped(collector: AsyncCollector) -> None:
     held = [await connect(collector) for _ in range(3)]
     reader, writer = await connect(collector)
     assert await closed_by_server(reader) == b""
     writer.close()
     assert await post_from(collector, OTHER) == 200
     more = [await connect(collector, f"127.0.0.{i}") for i in (3, 3, 3, 4, 4)]
-    reader, writer = await connect(collector, "127.0.0.5")
-    assert await closed_by_server(reader) == b""
-    writer.close()
-    assert collector._http is not None and collector._http.caps is not None
-    assert collector._http.caps.refused == 2
-    for _, each in held + more:
+    newcomer = await connect(collector, "127.0.0.5")
+    assert await closed_by_server(held[0][0]) == b""
+    assert collector._http is not None
+    assert (collector._http.admission.refused, collector._http.admission.shed) == (1, 1)
+    for _, each in [*held, *more, newcomer]:
         each.close()
-    await asyncio.sleep(0.1)
-    gc.collect()  # a failed task that nobody awaited is reported when it is collected
-    assert not [r for r in caplog.records if r.name == "asyncio"], caplog.text
 
 
 async def test_in_flight_slots_are_capped_per_client(collector: AsyncCollector) -> None:
@@ -137,7 +148,7 @@ async def test_in_flight_slots_are_capped_per_client(collector: AsyncCollector) 
         writer.write(HEAD % len(GOOD) + GOOD[:5])
         slow.append((reader, writer))
     assert collector._http is not None
-    while collector._http._in_flight < 2:
+    while collector._http.admission.in_flight < 2:
         await asyncio.sleep(0.01)
     assert await post_from(collector, "127.0.0.1") == 429
     assert await post_from(collector, OTHER) == 200
