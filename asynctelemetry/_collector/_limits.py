@@ -8,13 +8,18 @@ would let one greedy client shut out the rest. When every connection (or every i
 is taken, the one making the least progress is closed to admit the newcomer:
 
 1. an idle keep-alive connection (answered, its answer sent, nothing new), the longest idle
-   first, once idle for :data:`IDLE_GRACE`;
-2. a connection still sending a request's headers or body: among the oldest such requests, the
-   one with the lowest byte rate, counting a credit of :data:`CREDIT` bytes, so that a request
-   just begun is never taken for a slow one;
-3. an idle connection idle for less than :data:`IDLE_GRACE`;
-4. never a request being worked on (its body complete) or answered: when only those are left,
+   first;
+2. a connection still sending a request's headers or body (or nothing yet): among the oldest
+   such requests, the one with the lowest byte rate, counting a credit of :data:`CREDIT`
+   bytes, so that a request just begun is never taken for a slow one;
+3. never a request being worked on (its body complete) or answered: when only those are left,
    the newcomer is refused (the connection closed at once, or 429 for a request).
+
+Both kinds go in that order among connections whose spell (idle, or the request so far) has
+lasted :data:`GRACE`; when every one is younger, the one with the lowest byte rate goes, an idle
+spell counting as no bytes: a client just answered is the likeliest to send its next request at
+the very moment its connection is closed, and one just connected has not had the time to send
+anything, so neither goes before a connection that has had its chance.
 
 An idle connection is closed politely (the client sees the end of it before reusing it), an
 unfinished one is aborted.
@@ -46,6 +51,8 @@ except ImportError:  # not on Windows: there, an idle connection's unread bytes 
     ioctl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from aiohttp import web
 
 __all__ = ["Admission", "HttpLimits", "RepeatedLog", "client_of"]
@@ -55,11 +62,9 @@ logger = logging.getLogger("asynctelemetry")
 #: Bytes a request is credited with when its byte rate is compared: a request that has just
 #: begun (nothing arrived yet) counts as fast, one that has sent little for long as slow.
 CREDIT: Final = 1024
-#: Seconds a connection must have been idle to go before an unfinished request: a client that
-#: has just had its answer is the likeliest to send its next request at the very moment the
-#: connection is closed (which fails that request), so idle connections younger than this go
-#: only when no unfinished request is left to close.
-IDLE_GRACE: Final = 1.0
+#: Seconds a connection's spell (idle since its last answer, or its request so far) must have
+#: lasted for it to go before any younger one.
+GRACE: Final = 1.0
 #: How many of the oldest unfinished requests are compared by byte rate when one must go (a
 #: bound on the work of admitting a connection when the server is full).
 COMPARED: Final = 16
@@ -139,6 +144,12 @@ class _Connection:
     def rate(self, now: float) -> float:
         """Bytes per second of the current request, with :data:`CREDIT`."""
         return (self.received + CREDIT) / max(now - self.began, 1e-3)
+
+
+def _quiet(transport: asyncio.Transport) -> bool:
+    """Whether an idle connection may be closed politely: its answer is out, and no next
+    request waits unread in its socket (the loop may not have read it yet)."""
+    return not transport.get_write_buffer_size() and not _unread(transport)
 
 
 def _unread(transport: asyncio.Transport) -> bool:
@@ -266,42 +277,38 @@ class Admission:
             self._unfinished[connection] = None
             connection.phase = _HEADERS
             connection.began = time.monotonic()
-            connection.received = 0
         connection.received += size
 
     def _shed_connection(self) -> bool:
         """Close the open connection making the least progress; False when none may go."""
-        if self._close_idle(time.monotonic() - IDLE_GRACE):
-            return True
-        victim = self._slowest(self._unfinished)
-        if victim is not None:
-            self._drop(victim)
-            victim.transport.abort()
-            return True
-        return self._close_idle(math.inf)
-
-    def _close_idle(self, since: float) -> bool:
-        """Close the longest idle connection idle since before ``since``, if any."""
+        settled = time.monotonic() - GRACE
         for idle in self._idle:  # longest idle first
-            if idle.began > since:
-                return False
-            transport = idle.transport
-            # Only once its answer is out, and no next request waits unread in its socket
-            # (the loop may not have read it yet): then it is closed politely.
-            if not transport.get_write_buffer_size() and not _unread(transport):
-                self._drop(idle)
-                transport.close()
-                return True
-        return False
+            if idle.began > settled:
+                break
+            if _quiet(idle.transport):
+                return self._close(idle)
+        begun = itertools.takewhile(lambda c: c.began <= settled, self._unfinished)
+        victim = self._slowest(itertools.islice(begun, COMPARED))
+        if victim is None:  # every one young: the slowest, an idle spell counting as no bytes
+            quiet = (c for c in itertools.islice(self._idle, COMPARED) if _quiet(c.transport))
+            young = itertools.islice(self._unfinished, COMPARED)
+            victim = self._slowest(itertools.chain(quiet, young))
+        return victim is not None and self._close(victim)
 
-    def _slowest(self, oldest_first: dict[_Connection, None]) -> _Connection | None:
-        """The lowest byte rate among the :data:`COMPARED` oldest of ``oldest_first``."""
+    def _close(self, connection: _Connection) -> bool:
+        """Close a connection to admit another: politely when idle, else abruptly."""
+        idle = connection.phase == _IDLE
+        self._drop(connection)
+        if idle:
+            connection.transport.close()
+        else:
+            connection.transport.abort()
+        return True
+
+    def _slowest(self, connections: Iterable[_Connection]) -> _Connection | None:
+        """The connection with the lowest byte rate (with :data:`CREDIT`) of ``connections``."""
         now = time.monotonic()
-        return min(
-            itertools.islice(oldest_first, COMPARED),
-            key=lambda connection: connection.rate(now),
-            default=None,
-        )
+        return min(connections, key=lambda connection: connection.rate(now), default=None)
 
     def _drop(self, connection: _Connection) -> None:
         """Forget a connection about to be closed (its handler's end is then a no-op here)."""
@@ -324,7 +331,7 @@ class Admission:
         if per_client is not None and self._slots_by_client.get(client, 0) >= per_client:
             return False
         if self._slots >= limits.max_in_flight:
-            victim = self._slowest(self._reading)
+            victim = self._slowest(itertools.islice(self._reading, COMPARED))
             if victim is None:
                 return False
             self._drop(victim)
@@ -358,6 +365,7 @@ class Admission:
         self._unfinished.pop(connection, None)
         connection.phase = _IDLE
         connection.began = time.monotonic()
+        connection.received = 0
         self._idle[connection] = None
 
     def _release(self, connection: _Connection) -> None:

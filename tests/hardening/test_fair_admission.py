@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from asynctelemetry import AsyncCollector, HttpLimits, MemoryStore
-from asynctelemetry._collector._limits import IDLE_GRACE
+from asynctelemetry._collector._limits import GRACE
 from asynctelemetry.ui import Dashboard
 from tests.collector.helpers import request_for
 from tests.collector.test_http import GatedStore
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExportResult
 
 PB = {"Content-Type": "application/x-protobuf"}
+GOOD = request_for([make_call(3)]).SerializeToString()
 HEAD = (
     b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
     b"Content-Length: %d\r\n\r\n"
@@ -137,7 +138,7 @@ async def test_the_order_of_shedding() -> None:
             idle_w.write(b"GET /v1/traces HTTP/1.1\r\nHost: x\r\n\r\n")
             assert (await idle_r.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 405")
             await idle_r.read(100)
-            await asyncio.sleep(IDLE_GRACE)  # idle long enough to go before anything else
+            await asyncio.sleep(GRACE)  # idle long enough to go before anything else
             slow_r, slow_w = await raw(port)  # a body that has begun and stalls
             slow_w.write(HEAD % 1000 + b"\x0a")
             while admission.in_flight < 2:
@@ -195,3 +196,51 @@ def test_limits_default_to_no_caps_per_address() -> None:
     limits = HttpLimits()
     assert limits.max_connections_per_client is None
     assert limits.max_in_flight_per_client is None
+
+
+async def test_a_connection_just_answered_outlasts_a_slow_one() -> None:
+    """A client that has just had its answer is the likeliest to send its next request at once:
+    while an unfinished request older than GRACE is open, that goes instead (the answered
+    connection stays and serves its next request)."""
+    async with AsyncCollector(
+        MemoryStore(), port=0, http_port=0, http_limits=HttpLimits(max_connections=2)
+    ) as collector:
+        port = collector.http_port
+        assert port is not None and collector._http is not None
+        slow_r, slow_w = await raw(port)
+        slow_w.write(b"POST /v1/tr")  # headers begun, never finished
+        await asyncio.sleep(GRACE)
+        ask = b"GET /v1/traces HTTP/1.1\r\nHost: x\r\n\r\n"
+        kept_r, kept_w = await raw(port)
+        kept_w.write(ask)
+        assert (await kept_r.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 405")
+        await kept_r.read(100)
+        _, new_w = await raw(port)
+        assert await closed(slow_r) in (b"", None)
+        kept_w.write(ask)
+        assert (await kept_r.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 405")
+        assert collector._http.admission.shed == 1
+        for writer in (kept_w, slow_w, new_w):
+            writer.close()
+
+
+async def test_a_newcomer_never_closes_a_request_just_begun_while_an_idle_one_is_open() -> None:
+    """Every connection young (an attack just begun): a newcomer closes the idle one, not the
+    request that has just begun (its client has had no time to send it)."""
+    async with AsyncCollector(
+        MemoryStore(), port=0, http_port=0, http_limits=HttpLimits(max_connections=2)
+    ) as collector:
+        port = collector.http_port
+        assert port is not None and collector._http is not None
+        idle_r, idle_w = await raw(port)
+        idle_w.write(b"GET /v1/traces HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await idle_r.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 405")
+        await idle_r.read(100)
+        begun_r, begun_w = await raw(port)  # connected, its request not yet sent
+        await asyncio.sleep(0.05)
+        _, new_w = await raw(port)
+        assert await closed(idle_r) == b""
+        begun_w.write(HEAD % len(GOOD) + GOOD)
+        assert (await begun_r.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+        for writer in (idle_w, begun_w, new_w):
+            writer.close()
