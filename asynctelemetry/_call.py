@@ -13,11 +13,12 @@ and the tracer (:mod:`._tracer`) stand on it, in that order.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from ._conventions import is_content_key
+from ._conventions import GEN_AI_RESPONSE_FINISH_REASONS, is_content_key
 from ._record import (
     MAX_ATTRIBUTE_LENGTH,
     MAX_ATTRIBUTES,
@@ -341,10 +342,13 @@ class CallHandle:
 
     def note_error(self, exc: BaseException) -> None:
         """Keep the HTTP status of an exception that carries one (``status_code``, as the
-        OpenAI and Anthropic SDKs' ``APIStatusError`` and httpx's errors do)."""
+        OpenAI, Anthropic and Mistral SDKs' errors, LiteLLM's and httpx's do; ``code``, as
+        Google GenAI's ``APIError`` does), and its message."""
         code = getattr(exc, "status_code", None)
         if code is None:
-            code = getattr(getattr(exc, "response", None), "status_code", None)
+            code = getattr(exc, "code", None)
+            if code.__class__ is not int:
+                code = getattr(getattr(exc, "response", None), "status_code", None)
         if code.__class__ is int and 100 <= code <= 599:
             self.fields["status_code"] = code
         self.note_message(exc)
@@ -371,6 +375,11 @@ class CallHandle:
         model = usage.response_model
         if model and len(model) <= MAX_MODEL_LENGTH:  # a longer name is ignored, not raised
             fields["response_model"] = str.__str__(model)
+        reasons = usage.finish_reasons
+        if reasons and len(self.attributes) < MAX_ATTRIBUTES:
+            text = json.dumps(list(reasons))  # a list attribute travels as JSON text
+            if len(text) <= MAX_ATTRIBUTE_LENGTH:
+                self.attributes[GEN_AI_RESPONSE_FINISH_REASONS] = text
 
     def fail(
         self, error_type: str, *, status_code: int | None = None, message: str | None = None

@@ -316,8 +316,9 @@ class AsyncTracer(ClosesOnExit):
         return TracedStream(self, stream, call)
 
     def instrument(self, client: C) -> C:
-        """Trace every call an ``openai.AsyncOpenAI`` (or ``AsyncAzureOpenAI``) or
-        ``anthropic.AsyncAnthropic`` client makes, streams included: one record per call.
+        """Trace every call an ``openai.AsyncOpenAI`` (or ``AsyncAzureOpenAI``),
+        ``anthropic.AsyncAnthropic`` or ``google.genai.Client`` (its ``.aio`` models and chats)
+        client makes, streams included: one record per call.
 
         Only this client instance (and the copies ``with_options()`` makes of it) is changed;
         what its methods return is untouched. See ``docs/instrumenting.md``.

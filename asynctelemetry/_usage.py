@@ -25,6 +25,7 @@ __all__ = [
     "Usage",
     "read_anthropic_event",
     "read_chunk",
+    "read_google_chunk",
     "read_openai_chat_chunk",
     "read_responses_event",
     "usage_from_chunk",
@@ -57,6 +58,8 @@ class Usage:
     reasoning_tokens: int | None = None
     tool_calls: int = 0
     response_model: str | None = None
+    #: Why the model stopped, as the provider says it (Google GenAI's candidates), if it said.
+    finish_reasons: tuple[str, ...] | None = None
 
     def merge(self, other: Usage | None) -> Usage:
         """Combine successive partial usages of one stream into a new :class:`Usage`.
@@ -68,7 +71,7 @@ class Usage:
         if other is None:
             return Usage(*(getattr(self, f.name) for f in fields(self)))
         merged = Usage(tool_calls=self.tool_calls + other.tool_calls)
-        for name in (*_TOKEN_FIELDS, "response_model"):
+        for name in (*_TOKEN_FIELDS, "response_model", "finish_reasons"):
             value = getattr(other, name)
             setattr(merged, name, getattr(self, name) if value is None else value)
         if other.total_tokens is None:
@@ -199,6 +202,7 @@ def usage_from_response(resp: object) -> Usage | None:
         usage = _read(google, SHAPES["google"])
         usage.tool_calls = _google_tool_calls(resp)
         usage.response_model = _str(_get(resp, "model_version")) or _str(_get(resp, "model"))
+        usage.finish_reasons = _google_finish_reasons(resp)
         return _with_total(usage)
     block = _get(resp, "usage")
     if block is None or isinstance(block, (str, bytes, int, float)):
@@ -274,14 +278,21 @@ def read_chunk(chunk: object) -> ChunkInfo:
         if kind in _ANTHROPIC_EVENTS:
             return read_anthropic_event(chunk)
     if _get(chunk, "usage_metadata") is not None or _get(chunk, "candidates") is not None:
-        has_parts = any(
-            _items(_get(_get(candidate, "content"), "parts"))
-            for candidate in _items(_get(chunk, "candidates"))
-        )
-        return has_parts, _nonempty(usage_from_response(chunk))
+        return read_google_chunk(chunk)
     if _get(chunk, "choices") is not None or _get(chunk, "usage") is not None:
         return read_openai_chat_chunk(chunk)
     return _CONTENT
+
+
+def read_google_chunk(chunk: object) -> ChunkInfo:
+    """One Google GenAI streamed response (``generate_content_stream``): output when a candidate
+    has parts; usage, model and finish reasons from the chunk's ``usage_metadata`` and
+    candidates (each chunk reports the counts so far)."""
+    has_parts = any(
+        _items(_get(_get(candidate, "content"), "parts"))
+        for candidate in _items(_get(chunk, "candidates"))
+    )
+    return has_parts, _nonempty(usage_from_response(chunk))
 
 
 def read_openai_chat_chunk(chunk: object) -> ChunkInfo:
@@ -480,12 +491,11 @@ def _read(block: object, shape: Shape) -> Usage:
             for snake, camel in path:
                 if node is None:
                     break
-                if type(node) is dict or isinstance(node, Mapping):
+                if type(node) is dict:
                     found = node.get(snake)
                     node = node.get(camel) if found is None else found
-                else:
-                    found = getattr(node, snake, None)
-                    node = getattr(node, camel, None) if found is None else found
+                else:  # mappings, objects, SDK models (read without a failed getattr)
+                    node = _get(node, snake)
             count = _tokens(node)
             if count is not None:
                 total = count if total is None else total + count
@@ -529,7 +539,9 @@ def _total(input_tokens: int | None, output_tokens: int | None) -> int | None:
 def _nonempty(usage: Usage | None) -> Usage | None:
     if usage is None:
         return None
-    if usage.tool_calls or any(getattr(usage, name) is not None for name in _TOKEN_FIELDS):
+    if usage.tool_calls or usage.finish_reasons:
+        return usage
+    if any(getattr(usage, name) is not None for name in _TOKEN_FIELDS):
         return usage
     return None
 
@@ -571,3 +583,12 @@ def _google_tool_calls(resp: object) -> int:
             if _get(part, "function_call") is not None:
                 total += 1
     return total
+
+
+def _google_finish_reasons(resp: object) -> tuple[str, ...] | None:
+    reasons = tuple(
+        str.__str__(reason)  # the SDK's FinishReason is a str enum: its value
+        for candidate in _items(_get(resp, "candidates"))
+        if isinstance(reason := _get(candidate, "finish_reason"), str) and reason
+    )
+    return reasons or None

@@ -2,8 +2,9 @@
 
 Layer 5 (producer), below the tracer, which it knows only as a :class:`._hook.Tracer`. Which SDK
 a client belongs to is decided from the modules already imported (a client of an SDK means that
-SDK is imported), so neither SDK is ever imported here. The shared wrapping is :mod:`._hook`;
-:mod:`._openai` and :mod:`._anthropic` say which routes are traced.
+SDK is imported), so no SDK is ever imported here. The shared wrapping is :mod:`._hook` (and
+:mod:`._methods` for SDKs without one ``request`` method); :mod:`._openai`, :mod:`._anthropic`
+and :mod:`._google` say which calls are traced.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._exceptions import ConfigError
-from . import _anthropic, _openai
+from . import _anthropic, _google, _openai
 from ._hook import install, installed_tracer, remove
 
 if TYPE_CHECKING:
@@ -21,7 +22,9 @@ if TYPE_CHECKING:
 __all__ = ["installed_tracer", "instrument", "uninstrument"]
 
 C = TypeVar("C")
-_SUPPORTED = "openai.AsyncOpenAI, openai.AsyncAzureOpenAI or anthropic.AsyncAnthropic"
+_SUPPORTED = (
+    "openai.AsyncOpenAI, openai.AsyncAzureOpenAI, anthropic.AsyncAnthropic or google.genai.Client"
+)
 
 
 def instrument(tracer: Tracer, client: C) -> C:
@@ -34,11 +37,19 @@ def instrument(tracer: Tracer, client: C) -> C:
     if anthropic is not None and isinstance(client, anthropic.AsyncAnthropic):
         install(tracer, client, _anthropic.api_for(anthropic, client))
         return client
+    genai = sys.modules.get("google.genai")
+    if genai is not None and (models := _google.models_of(genai, client)) is not None:
+        _google.instrument(tracer, models)
+        return client
     raise ConfigError(_refusal(client, openai, anthropic))
 
 
 def uninstrument(tracer: Tracer, client: object) -> None:
     """Stop tracing ``client`` (see :meth:`AsyncTracer.uninstrument`)."""
+    genai = sys.modules.get("google.genai")
+    if genai is not None and (models := _google.models_of(genai, client)) is not None:
+        _google.uninstrument(tracer, models)
+        return
     remove(tracer, client)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -30,12 +31,24 @@ from .._record import MAX_ATTRIBUTE_LENGTH, MAX_MODEL_LENGTH
 from .._stream import StreamRecorder, TracedStream
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import AsyncIterable, Awaitable, Mapping
 
     from .._call import CallHandle
     from .._usage import ChunkInfo
 
-__all__ = ["Api", "Route", "Tracer", "install", "installed_tracer", "remove"]
+__all__ = [
+    "Api",
+    "Route",
+    "StreamTracer",
+    "Tracer",
+    "claim",
+    "install",
+    "installed_tracer",
+    "owned",
+    "remove",
+    "trace_iterator",
+    "traced_call",
+]
 
 
 class Tracer(StreamRecorder, Protocol):
@@ -53,9 +66,9 @@ class Tracer(StreamRecorder, Protocol):
 INPUT_KEY: Final = "gen_ai.input.messages"
 OUTPUT_KEY: Final = "gen_ai.output.messages"
 SYSTEM_KEY: Final = "gen_ai.system_instructions"
-_STATE: Final = "_asynctelemetry_tracer"
+STATE: Final = "_asynctelemetry_tracer"
 #: Instance attributes an installation adds to a client (removed again by :func:`remove`).
-_ADDED: Final = ("request", "copy", "with_options", _STATE)
+_ADDED: Final = ("request", "copy", "with_options", STATE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,20 +101,37 @@ class Api:
 
 def installed_tracer(client: object) -> Tracer | None:
     """The tracer that instruments ``client``, if any."""
-    state: Tracer | None = getattr(client, "__dict__", {}).get(_STATE)
+    state: Tracer | None = getattr(client, "__dict__", {}).get(STATE)
     return state
+
+
+def claim(tracer: Tracer, client: object) -> bool:
+    """Whether ``client`` is still to be instrumented by ``tracer`` (``False``: it already is).
+
+    Raises:
+        ConfigError: another tracer instruments it.
+    """
+    refusal = "is already instrumented by another tracer; call uninstrument() with it first"
+    return _owner(tracer, client, refusal) is None
+
+
+def owned(tracer: Tracer, client: object) -> bool:
+    """Whether ``client`` is instrumented (by ``tracer``: another tracer is a ConfigError)."""
+    refusal = "is instrumented by another tracer; uninstrument it with that tracer"
+    return _owner(tracer, client, refusal) is not None
+
+
+def _owner(tracer: Tracer, client: object, refusal: str) -> Tracer | None:
+    owner = installed_tracer(client)
+    if owner is not None and owner is not tracer:
+        raise ConfigError(f"this {type(client).__name__} {refusal}")
+    return owner
 
 
 def install(tracer: Tracer, client: Any, api: Api) -> None:
     """Put the hook in front of ``client.request``, and make copies of the client traced too."""
-    owner = installed_tracer(client)
-    if owner is tracer:
+    if not claim(tracer, client):
         return
-    if owner is not None:
-        raise ConfigError(
-            f"this {type(client).__name__} is already instrumented by another tracer; "
-            "call uninstrument() with that tracer first"
-        )
     client.request = _hook(tracer, client.request, api)
     original_copy = client.copy
 
@@ -112,19 +142,13 @@ def install(tracer: Tracer, client: Any, api: Api) -> None:
         return new
 
     client.copy = client.with_options = copy
-    client.__dict__[_STATE] = tracer
+    client.__dict__[STATE] = tracer
 
 
 def remove(tracer: Tracer, client: Any) -> None:
     """Undo :func:`install` (nothing to do when ``client`` is not instrumented)."""
-    owner = installed_tracer(client)
-    if owner is None:
+    if not owned(tracer, client):
         return
-    if owner is not tracer:
-        raise ConfigError(
-            f"this {type(client).__name__} is instrumented by another tracer; "
-            "uninstrument it with that tracer"
-        )
     for name in _ADDED:
         client.__dict__.pop(name, None)
 
@@ -134,42 +158,81 @@ def _hook(tracer: Tracer, original: Callable[..., Any], api: Api) -> Callable[..
     stream_type = api.stream_type
     provider = api.provider
 
+    def trace_stream(tracer: Tracer, handle: CallHandle, result: Any, route: Route) -> Any:
+        if not isinstance(result, stream_type):
+            return None  # a response (or with_raw_response's HTTP response)
+        _trace_stream(tracer, handle, result, route)
+        return result
+
     async def request(
         cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None
     ) -> Any:
         route = routes.get(options.url)
         if route is None or tracer._closed or options.method != "post":
             return await original(cast_to, options, stream=stream, stream_cls=stream_cls)
-        try:
-            handle = _start(tracer, provider, route, options.json_data, stream)
-        except Exception as exc:  # never the caller's problem: the call goes out untraced
-            report_internal_error("starting an instrumented call", exc)
-            return await original(cast_to, options, stream=stream, stream_cls=stream_cls)
-        await handle.__aenter__()  # current while the request is sent
-        try:
-            result = await original(cast_to, options, stream=stream, stream_cls=stream_cls)
-        except BaseException as exc:
-            handle.note_error(exc)
-            await handle.__aexit__(type(exc), exc, exc.__traceback__)
-            raise
-        if isinstance(result, stream_type):
-            try:
-                _trace_stream(tracer, handle, result, route)
-            except Exception as exc:  # never the caller's problem: record what is known
-                report_internal_error("instrumenting a stream", exc)
-                await handle.__aexit__(None, None, None)
-            return result
-        try:
-            _read_response(tracer, handle, result, route)
-        except Exception as exc:
-            report_internal_error("reading a response", exc)
-        await handle.__aexit__(None, None, None)
-        return result
+        return await traced_call(
+            tracer,
+            provider,
+            route,
+            options.json_data,
+            stream,
+            lambda: original(cast_to, options, stream=stream, stream_cls=stream_cls),
+            trace_stream,
+        )
 
     return request
 
 
-def _start(tracer: Tracer, provider: str, route: Route, body: object, stream: bool) -> CallHandle:
+#: ``(tracer, handle, result, route) -> what the caller gets``: traces a streamed result (in
+#: place, or wrapped), or returns ``None`` when the result is not a stream after all.
+StreamTracer = Callable[["Tracer", "CallHandle", Any, Route], Any]
+
+
+async def traced_call(
+    tracer: Tracer,
+    provider: str | None,
+    route: Route,
+    body: object,
+    stream: bool,
+    send: Callable[[], Awaitable[Any]],
+    trace_stream: StreamTracer | None,
+) -> Any:
+    """One instrumented call, for every SDK: start the call from the request ``body``, ``send``
+    it (the call is current meanwhile), then record the response, or hand a streamed result to
+    ``trace_stream`` (the stream records the call when it ends). An error or cancellation is
+    recorded and propagates; a failure of the instrumentation itself never reaches the caller."""
+    try:
+        handle = _start(tracer, provider, route, body, stream)
+    except Exception as exc:  # never the caller's problem: the call goes out untraced
+        report_internal_error("starting an instrumented call", exc)
+        return await send()
+    await handle.__aenter__()  # current while the request is sent
+    try:
+        result = await send()
+    except BaseException as exc:
+        handle.note_error(exc)
+        await handle.__aexit__(type(exc), exc, exc.__traceback__)
+        raise
+    if trace_stream is not None:
+        try:
+            traced = trace_stream(tracer, handle, result, route)
+        except Exception as exc:  # never the caller's problem: record what is known
+            report_internal_error("instrumenting a stream", exc)
+            await handle.__aexit__(None, None, None)
+            return result
+        if traced is not None:
+            return traced
+    try:
+        _read_response(tracer, handle, result, route)
+    except Exception as exc:
+        report_internal_error("reading a response", exc)
+    await handle.__aexit__(None, None, None)
+    return result
+
+
+def _start(
+    tracer: Tracer, provider: str | None, route: Route, body: object, stream: bool
+) -> CallHandle:
     body = body if isinstance(body, dict) else {}
     model = body.get("model")
     if model.__class__ is not str or not 0 < len(model) <= MAX_MODEL_LENGTH:
@@ -193,8 +256,23 @@ def _start(tracer: Tracer, provider: str, route: Route, body: object, stream: bo
 
 def as_text(value: object) -> str:
     """Content as an attribute value: text as is, anything else as JSON; at most 4096 chars."""
-    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    text = (
+        value
+        if isinstance(value, str)
+        else json.dumps(value, default=_jsonable, ensure_ascii=False)
+    )
     return text[:MAX_ATTRIBUTE_LENGTH]
+
+
+def _jsonable(value: object) -> object:
+    """An SDK model (pydantic) as its JSON fields; anything else as its ``str``."""
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        try:
+            return dump(mode="json", exclude_none=True)
+        except Exception:  # not pydantic's model_dump after all
+            pass
+    return str(value)
 
 
 def _output_attribute(text: str) -> str:
@@ -218,13 +296,21 @@ def _trace_stream(tracer: Tracer, handle: CallHandle, stream: Any, route: Route)
     status = getattr(response, "status_code", None)
     if status.__class__ is int:
         handle.set(status_code=status)
+    traced = trace_iterator(tracer, handle, stream._iterator, route)
+    stream._iterator = traced
+    _on_close(response, traced)
+
+
+def trace_iterator(
+    tracer: Tracer, handle: CallHandle, iterator: AsyncIterable[Any], route: Route
+) -> TracedStream[Any]:
+    """The :class:`TracedStream` that ends ``handle``'s call, reading chunks as ``route`` says
+    (and their text too, with ``capture_content``)."""
     reader = route.read_chunk
     on_end = None
     if tracer.capture_content:
         reader, on_end = _capturing(route)
-    traced = TracedStream(tracer, stream._iterator, handle, owns=True, reader=reader, on_end=on_end)
-    stream._iterator = traced
-    _on_close(response, traced)
+    return TracedStream(tracer, iterator, handle, owns=True, reader=reader, on_end=on_end)
 
 
 def _capturing(

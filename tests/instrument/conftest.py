@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 import anthropic
 import openai
 import pytest
+from google import genai
+from google.genai import types as genai_types
 
 from asynctelemetry import AsyncTracer
 
@@ -46,3 +48,10 @@ async def claude(server: LLMServer) -> AsyncIterator[anthropic.AsyncAnthropic]:
     client = anthropic.AsyncAnthropic(base_url=server.url, api_key="test", max_retries=0)
     yield client
     await client.close()
+
+
+@pytest.fixture
+def gemini(server: LLMServer) -> genai.Client:
+    """A real ``google.genai.Client`` (Gemini API) talking to the local server (no retries)."""
+    options = genai_types.HttpOptions(base_url=server.url, retry_options=None)
+    return genai.Client(api_key="test", http_options=options)

@@ -1,7 +1,9 @@
-"""A local HTTP server speaking the OpenAI and Anthropic wire formats, streaming included.
+"""A local HTTP server speaking the OpenAI, Anthropic and Google GenAI (Gemini API and Vertex
+AI) wire formats, streaming included.
 
-Only the remote model is fake: the real ``openai`` and ``anthropic`` SDKs talk to it over HTTP on
-127.0.0.1. A request steers the answer with headers (the SDKs pass them with ``extra_headers``):
+Only the remote model is fake: the real ``openai``, ``anthropic`` and ``google-genai`` SDKs talk
+to it over HTTP on 127.0.0.1. A request steers the answer with headers (the SDKs pass them with
+``extra_headers``, google-genai with ``config={"http_options": {"headers": ...}}``):
 
 - ``x-chunks``: how many content chunks a stream sends (default 3);
 - ``x-delay``: seconds before each streamed chunk (default 0.005), so TTFT is measurable;
@@ -23,6 +25,7 @@ from typing import Any
 from aiohttp import web
 
 OPENAI_MODEL = "gpt-4o-2024-08-06"
+GEMINI_MODEL = "gemini-2.5-flash-001"
 ANTHROPIC_MODEL = "claude-haiku-4-5-20251001"
 # OpenAI: prompt 50 (20 cached reads, 5 cache writes), completion 12 (4 reasoning).
 OPENAI_USAGE = {
@@ -46,6 +49,15 @@ ANTHROPIC_USAGE = {
     "cache_creation_input_tokens": 15,
     "output_tokens": 42,
 }
+# Google: prompt 60 (25 of them cached content) + 5 tool-use prompt; candidates 14 + 6 thoughts.
+GOOGLE_USAGE = {
+    "promptTokenCount": 60,
+    "cachedContentTokenCount": 25,
+    "toolUsePromptTokenCount": 5,
+    "candidatesTokenCount": 14,
+    "thoughtsTokenCount": 6,
+    "totalTokenCount": 85,
+}
 
 
 class LLMServer:
@@ -58,6 +70,9 @@ class LLMServer:
         app.router.add_post("/v1/responses", self.responses)
         app.router.add_post("/v1/embeddings", self.embeddings)
         app.router.add_post("/v1/messages", self.messages)
+        # Google: /v1beta/models/{model}:{method} (Gemini API) and
+        # /v1beta1/[projects/{p}/locations/{l}/]publishers/google/models/{model}:{method} (Vertex).
+        app.router.add_post("/{version}/{resource:.+}:{method}", self.google)
         # Handlers still streaming at the end of a test are cut short, not waited for.
         self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         self.url = ""
@@ -328,6 +343,70 @@ class LLMServer:
         )
         await self._send(response, {"type": "message_stop"}, "message_stop")
         return response
+
+    # -- Google GenAI -------------------------------------------------------------------------
+    async def google(self, request: web.Request) -> web.StreamResponse:
+        method = request.match_info["method"]
+        if method in ("embedContent", "batchEmbedContents"):
+            return await self.google_embed(request, method)
+        if method not in ("generateContent", "streamGenerateContent"):
+            raise web.HTTPNotFound
+        await self._body(request)
+        chunks, delay, status, fail_after, tools = self._knobs(request)
+        if status is not None:
+            return _google_error(status)
+        calls = [{"functionCall": {"name": "lookup", "args": {"q": "x"}}} for _ in range(tools)]
+        if method == "generateContent":
+            if "x-delay" in request.headers:
+                await asyncio.sleep(delay)
+            text = "".join(f"w{i} " for i in range(chunks))
+            return web.json_response(
+                _google_response([{"text": text}, *calls], "STOP", GOOGLE_USAGE)
+            )
+        response = await self._sse(request)
+        for i in range(chunks):
+            await asyncio.sleep(delay)
+            if fail_after is not None and i == fail_after:
+                error = {"code": 500, "message": "overloaded", "status": "INTERNAL"}
+                await self._send(response, {"error": error})
+                return response
+            so_far = {"promptTokenCount": 60, "totalTokenCount": 60 + i}
+            await self._send(response, _google_response([{"text": f"w{i} "}], None, so_far))
+        await self._send(response, _google_response(calls, "STOP", GOOGLE_USAGE))
+        return response
+
+    async def google_embed(self, request: web.Request, method: str) -> web.StreamResponse:
+        body = await self._body(request)
+        _, _, status, _, _ = self._knobs(request)
+        if status is not None:
+            return _google_error(status)
+        vector = {"values": [0.25, -0.5, 1.0]}
+        if method == "embedContent":
+            return web.json_response({"embedding": vector})
+        return web.json_response({"embeddings": [vector for _ in body.get("requests", [])]})
+
+
+def _google_response(
+    parts: list[dict[str, Any]], finish: str | None, usage: dict[str, int]
+) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
+    if finish is not None:
+        candidate["finishReason"] = finish
+    return {
+        "candidates": [candidate],
+        "usageMetadata": usage,
+        "modelVersion": GEMINI_MODEL,
+        "responseId": "resp-1",
+    }
+
+
+def _google_error(status: int) -> web.Response:
+    error = {
+        "code": status,
+        "message": "Resource has been exhausted",
+        "status": "RESOURCE_EXHAUSTED",
+    }
+    return web.json_response({"error": error}, status=status)
 
 
 def _openai_error(status: int) -> web.Response:

@@ -1,0 +1,98 @@
+"""Google GenAI (``google.genai.Client``, Gemini API and Vertex AI): which calls are traced, and
+how their content is read when ``capture_content=True``. Usage is read by ``_usage`` only (the
+``google`` shape: prompt plus tool-use prompt tokens in, candidates plus thoughts out, cached
+content as cache reads), with the candidates' finish reasons.
+
+Traced: the async models of the client (``client.aio.models``, which ``client.aio.chats`` uses
+too). The hooks sit on the methods that send one HTTP request each (``_generate_content``,
+``_generate_content_stream``, ``_embed_content``), below ``generate_content``'s automatic
+function calling and continuation loops, so each request the SDK sends is one record with its
+own usage. A stream is the SDK's async iterator of ``GenerateContentResponse`` chunks, wrapped in
+a :class:`~asynctelemetry._stream.TracedStream` that the SDK's public stream consumes. The SDK
+module is the caller's: nothing here imports it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+from .._exceptions import ConfigError
+from .._usage import _get, _items, read_google_chunk
+from ._hook import INPUT_KEY, SYSTEM_KEY, Route, trace_iterator
+from ._methods import Method, install_methods, remove_methods
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from types import ModuleType
+
+    from ._hook import Tracer
+
+__all__ = ["instrument", "models_of", "uninstrument"]
+
+
+def _prompt(body: Mapping[str, Any]) -> dict[str, object]:
+    return {
+        INPUT_KEY: body.get("contents"),
+        SYSTEM_KEY: _get(body.get("config"), "system_instruction"),
+    }
+
+
+def _embed_prompt(body: Mapping[str, Any]) -> dict[str, object]:
+    for key in ("contents", "content", "batch_contents"):
+        if body.get(key) is not None:
+            return {INPUT_KEY: body[key]}
+    return {}
+
+
+def _text(response: object) -> str | None:
+    """The text of a response's (or chunk's) candidates, without thought summaries."""
+    texts = [
+        text
+        for candidate in _items(_get(response, "candidates"))
+        for part in _items(_get(_get(candidate, "content"), "parts"))
+        if not _get(part, "thought") and isinstance(text := _get(part, "text"), str)
+    ]
+    return "".join(texts) if texts else None
+
+
+def _nothing(_: object) -> None:
+    return None
+
+
+GENERATE = Route("chat", read_google_chunk, _text, _prompt, _text)
+EMBED = Route("embed", read_google_chunk, _nothing, _embed_prompt, _nothing)
+METHODS: Final = (
+    Method("_generate_content", GENERATE),
+    Method("_generate_content_stream", GENERATE, trace_iterator, streams=True),
+    Method("_embed_content", EMBED),
+)
+
+
+def models_of(genai: ModuleType, client: object) -> object | None:
+    """The async models object of a ``google.genai.Client`` (or of its ``.aio``), else ``None``."""
+    if isinstance(client, genai.Client):
+        client = client.aio
+    async_client = getattr(getattr(genai, "client", None), "AsyncClient", None)
+    if async_client is not None and isinstance(client, async_client):
+        models: object = client.models
+        return models
+    return None
+
+
+def instrument(tracer: Tracer, models: Any) -> None:
+    """Trace the requests of ``models`` (a client's ``aio.models``)."""
+    missing = [
+        method.name for method in METHODS if not callable(getattr(models, method.name, None))
+    ]
+    if missing:
+        raise ConfigError(
+            f"this google-genai version has no {', '.join(missing)} on its async models "
+            "(asynctelemetry instruments google-genai 3.x)"
+        )
+    vertex = getattr(getattr(models, "_api_client", None), "vertexai", False) is True
+    install_methods(tracer, models, "vertex_ai" if vertex else "google", METHODS)
+
+
+def uninstrument(tracer: Tracer, models: Any) -> None:
+    """Undo :func:`instrument`."""
+    remove_methods(tracer, models, METHODS)
