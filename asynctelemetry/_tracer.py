@@ -317,8 +317,9 @@ class AsyncTracer(ClosesOnExit):
 
     def instrument(self, client: C) -> C:
         """Trace every call an ``openai.AsyncOpenAI`` (or ``AsyncAzureOpenAI``),
-        ``anthropic.AsyncAnthropic`` or ``google.genai.Client`` (its ``.aio`` models and chats)
-        client makes, streams included: one record per call.
+        ``anthropic.AsyncAnthropic``, ``google.genai.Client`` (its ``.aio`` models and chats) or
+        ``mistralai.client.Mistral`` client makes, or the ``litellm`` module's ``acompletion``
+        and ``aembedding``, streams included: one record per call.
 
         Only this client instance (and the copies ``with_options()`` makes of it) is changed;
         what its methods return is untouched. See ``docs/instrumenting.md``.

@@ -23,6 +23,7 @@ __all__ = [
     "SHAPES",
     "ChunkInfo",
     "Usage",
+    "google_parts",
     "read_anthropic_event",
     "read_chunk",
     "read_google_chunk",
@@ -288,11 +289,7 @@ def read_google_chunk(chunk: object) -> ChunkInfo:
     """One Google GenAI streamed response (``generate_content_stream``): output when a candidate
     has parts; usage, model and finish reasons from the chunk's ``usage_metadata`` and
     candidates (each chunk reports the counts so far)."""
-    has_parts = any(
-        _items(_get(_get(candidate, "content"), "parts"))
-        for candidate in _items(_get(chunk, "candidates"))
-    )
-    return has_parts, _nonempty(usage_from_response(chunk))
+    return google_parts(chunk)[0], _nonempty(usage_from_response(chunk))
 
 
 def read_openai_chat_chunk(chunk: object) -> ChunkInfo:
@@ -344,7 +341,7 @@ def _chat_model_chunk(chunk: Any) -> ChunkInfo | None:
     for choice in chunk.__dict__.get("choices") or ():
         if _HOW.get(type(choice)) != _PYDANTIC:
             return None
-        delta = choice.__dict__.get("delta")
+        delta = _get(choice, "delta")  # LiteLLM keeps it (and the delta's fields) as extras
         if delta is None:
             continue
         if _HOW.get(type(delta)) != _PYDANTIC:
@@ -362,8 +359,9 @@ def _chat_model_chunk(chunk: Any) -> ChunkInfo | None:
                 if values.get(name) or (extra and extra.get(name)):
                     content = True
                     break
-    if chunk.__dict__.get("usage") is not None:
-        return None  # the last chunk: the general path reads its usage
+    extra = chunk.__pydantic_extra__
+    if chunk.__dict__.get("usage") is not None or (extra and extra.get("usage") is not None):
+        return None  # the last chunk (LiteLLM keeps its usage as an extra): the general path
     if started or opening:
         model = chunk.__dict__.get("model")
         return content, Usage(tool_calls=started, response_model=_str(model))
@@ -577,12 +575,27 @@ def _openai_chat_tool_calls(resp: object) -> int:
 
 
 def _google_tool_calls(resp: object) -> int:
-    total = 0
+    return google_parts(resp)[1]
+
+
+def google_parts(resp: object) -> tuple[bool, int]:
+    """Whether a Google GenAI response (or streamed chunk) has candidate parts (output), and
+    how many of them are function calls."""
+    has_parts = False
+    calls = 0
     for candidate in _items(_get(resp, "candidates")):
-        for part in _items(_get(_get(candidate, "content"), "parts")):
-            if _get(part, "function_call") is not None:
-                total += 1
-    return total
+        parts = _items(_get(_get(candidate, "content"), "parts"))
+        if parts:
+            has_parts = True
+            for part in parts:
+                # An SDK part's fields are in its __dict__ (every chunk comes through here).
+                values = part.__dict__ if _HOW.get(type(part)) == _PYDANTIC else None
+                if values is None:
+                    if _get(part, "function_call") is not None:
+                        calls += 1
+                elif values.get("function_call") is not None:
+                    calls += 1
+    return has_parts, calls
 
 
 def _google_finish_reasons(resp: object) -> tuple[str, ...] | None:

@@ -1,6 +1,6 @@
-"""CPU cost of ``tracer.instrument(client)``: the real openai and anthropic SDKs against a local
-server, instrumented beside un-instrumented, and beside tracing the same call by hand with
-``llm_call``; per call and per streamed chunk.
+"""CPU cost of ``tracer.instrument(client)``: the real openai, anthropic, google-genai, mistralai
+and litellm packages against a local server, instrumented beside un-instrumented, and beside
+tracing the same call by hand with ``llm_call``; per call and per streamed chunk.
 
 Every figure is CPU time of this process per call (``time.process_time``: the fake model server
 runs in another process and does not count), best of several interleaved runs. Rows:
@@ -9,7 +9,11 @@ runs in another process and does not count), best of several interleaved runs. R
   tracer.llm_call(...)`` + ``call.record_response``), and the instrumented client;
 - streams of a few and of many chunks, whose difference gives the cost per chunk end to end;
 - the per-chunk work alone: iterating real SDK chunk objects through the traced stream wrapper
-  beside iterating them bare (no HTTP, so little noise).
+  beside iterating them bare (no HTTP, so little noise);
+- for google-genai, mistralai and litellm: a plain call and streams end to end, un-instrumented
+  beside instrumented; the method hook alone around a ready response (no HTTP) beside
+  ``llm_call`` + ``record_response`` of it; their real chunks through the traced stream with
+  each client's reader beside bare.
 
 Target (issue 15): instrumented <= llm_call overhead + 10 us per call, + 2 us per chunk.
 
@@ -20,21 +24,31 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm never fetches it
 
 import anthropic
+import litellm
 import openai
+from google import genai
+from mistralai.client import Mistral
 
 from asynctelemetry import MemoryStore
-from asynctelemetry._instrument import _openai
-from asynctelemetry._instrument._hook import _hook
+from asynctelemetry._instrument import _google, _litellm, _mistral, _openai
+from asynctelemetry._instrument._hook import Route, _hook
+from asynctelemetry._instrument._methods import Method, _wrap
 from asynctelemetry._stream import TracedStream
 from asynctelemetry._tracer import AsyncTracer
 from asynctelemetry._usage import read_openai_chat_chunk
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from _common import machine
@@ -153,9 +167,15 @@ async def hook_alone(tracer: AsyncTracer | None, response: Any, n: int) -> float
     return per_call(started, n)
 
 
-async def chunks_through(tracer: AsyncTracer | None, chunks: list[Any], n: int) -> float:
+async def chunks_through(
+    tracer: AsyncTracer | None,
+    chunks: list[Any],
+    n: int,
+    route: Route | None = None,
+) -> float:
     """Microseconds of CPU per stream of ``chunks``, iterated bare or through the traced stream
-    wrapper that instrumented OpenAI streams use (its call begun, read and recorded)."""
+    wrapper that instrumented streams use (its call begun, read as ``route`` reads a stream's
+    chunks, recorded); OpenAI's chat reader without a route."""
 
     async def source() -> Any:
         for chunk in chunks:
@@ -169,7 +189,12 @@ async def chunks_through(tracer: AsyncTracer | None, chunks: list[Any], n: int) 
                 pass
         else:
             handle = tracer.llm_call(model="gpt-4o", provider="openai", operation="stream")
-            stream = TracedStream(tracer, source(), handle, reader=read_openai_chat_chunk)
+            reader, on_end = read_openai_chat_chunk, None
+            if route is not None:
+                reader = route.read_chunk
+                if route.per_stream is not None:
+                    reader, on_end = route.per_stream()
+            stream = TracedStream(tracer, source(), handle, reader=reader, on_end=on_end)
             async for _ in stream:
                 pass
     return per_call(started, n)
@@ -191,6 +216,126 @@ def sample_chunks(count: int) -> list[Any]:
     usage = {"prompt_tokens": 50, "completion_tokens": count, "total_tokens": 50 + count}
     out.append(kind.model_validate({**base, "choices": [], "usage": usage}))
     return out
+
+
+class Client:
+    """One of the clients instrumented by method hooks, for the benchmark: a plain call and a
+    stream of ``chunks`` chunks through ``sdk`` (un-instrumented or instrumented), and what the
+    no-HTTP rows need (the method, its reader, a ready response and real chunks)."""
+
+    def __init__(
+        self,
+        name: str,
+        provider: str | None,
+        method: Method,
+        call: Callable[[Any], Any],
+        stream: Callable[[Any, int], Any],
+        body: dict[str, Any],
+    ) -> None:
+        self.name, self.provider, self.method = name, provider, method
+        self.call, self.stream, self.body = call, stream, body
+        self.response: Any = None
+        self.few: list[Any] = []
+        self.many: list[Any] = []
+
+    async def calls(self, sdk: Any, n: int) -> float:
+        gc.collect()
+        started = time.process_time()
+        for _ in range(n):
+            await self.call(sdk)
+        return per_call(started, n)
+
+    async def streams(self, sdk: Any, n: int, chunks: int) -> float:
+        gc.collect()
+        started = time.process_time()
+        for _ in range(n):
+            async for _ in await self.stream(sdk, chunks):
+                pass
+        return per_call(started, n)
+
+    async def hook(self, tracer: AsyncTracer | None, n: int) -> float:
+        """The method hook around a stand-in that returns the ready response (bare: none)."""
+        response = self.response
+
+        async def original(**_: Any) -> Any:
+            return response
+
+        call = original if tracer is None else _wrap(tracer, self.provider, original, self.method)
+        body = self.body
+        gc.collect()
+        started = time.process_time()
+        for _ in range(n):
+            await call(**body)
+        return per_call(started, n)
+
+    async def by_hand(self, tracer: AsyncTracer, n: int) -> float:
+        """``llm_call`` + ``record_response`` of the ready response (no SDK)."""
+        gc.collect()
+        started = time.process_time()
+        for _ in range(n):
+            async with tracer.llm_call(model="m", provider=self.provider) as call:
+                call.record_response(self.response)
+        return per_call(started, n)
+
+
+def more_clients(url: str) -> tuple[list[Client], dict[str, tuple[Any, Any]]]:
+    """The google-genai, mistralai and litellm cases, and their (plain, instrumented) SDKs."""
+    options = {"base_url": url, "retry_options": None}
+    message = [{"role": "user", "content": "Say hello"}]
+
+    def headers(chunks: int) -> dict[str, str]:
+        return {"x-chunks": str(chunks), "x-delay": "0"}
+
+    google = Client(
+        "google-genai",
+        "google",
+        _google.METHODS[0],
+        lambda sdk: sdk.aio.models.generate_content(model="gemini-2.5-flash", contents="hi"),
+        lambda sdk, chunks: sdk.aio.models.generate_content_stream(
+            model="gemini-2.5-flash",
+            contents="hi",
+            config={"http_options": {"headers": headers(chunks)}},
+        ),
+        {"model": "gemini-2.5-flash", "contents": "hi"},
+    )
+    mistral = Client(
+        "mistralai",
+        _mistral.PROVIDER,
+        _mistral.METHODS["chat"][0],
+        lambda sdk: sdk.chat.complete_async(model="mistral-small-latest", messages=message),
+        lambda sdk, chunks: sdk.chat.stream_async(
+            model="mistral-small-latest", messages=message, http_headers=headers(chunks)
+        ),
+        {"model": "mistral-small-latest", "messages": message},
+    )
+    route = {"model": "openai/gpt-4o", "api_base": f"{url}/v1", "api_key": "x", "max_retries": 0}
+    lite = Client(
+        "litellm (OpenAI route)",
+        None,
+        _litellm.METHODS[0],
+        lambda sdk: sdk(messages=message, **route),
+        lambda sdk, chunks: sdk(
+            messages=message,
+            stream=True,
+            stream_options=USAGE,
+            extra_headers=headers(chunks),
+            **route,
+        ),
+        {**route, "messages": message},
+    )
+    litellm.suppress_debug_info = True
+    sdks = {
+        "google-genai": (
+            genai.Client(api_key="x", http_options=options),
+            genai.Client(api_key="x", http_options=options),
+        ),
+        "mistralai": (
+            Mistral(api_key="x", server_url=f"{url}/mistral"),
+            Mistral(api_key="x", server_url=f"{url}/mistral"),
+        ),
+        "litellm (OpenAI route)": (litellm.acompletion, None),
+    }
+    return [google, mistral, lite], sdks
 
 
 def row(name: str, value: float, base: float | None = None) -> str:
@@ -216,6 +361,17 @@ async def main() -> None:
     )
     response = await plain.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     few_chunks, many_chunks = sample_chunks(FEW), sample_chunks(MANY)
+    clients, sdks = more_clients(url)
+    for client in clients:
+        plain_sdk, traced_sdk = sdks[client.name]
+        if traced_sdk is None:  # litellm: the module function, behind the hook instrument() adds
+            traced_sdk = _wrap(tracer, None, plain_sdk, client.method)
+        else:
+            tracer.instrument(traced_sdk)
+        sdks[client.name] = (plain_sdk, traced_sdk)
+        client.response = await client.call(plain_sdk)
+        client.few = [chunk async for chunk in await client.stream(plain_sdk, FEW - 2)]
+        client.many = [chunk async for chunk in await client.stream(plain_sdk, MANY - 2)]
     # The SDKs' modules make a large heap that every collection walks: freeze it, as a long
     # running app's old generation is, so collections cost what the calls make.
     gc.collect()
@@ -252,12 +408,48 @@ async def main() -> None:
         ("wrap_many_bare", lambda: chunks_through(None, many_chunks, CALLS)),
         ("wrap_many_traced", lambda: chunks_through(tracer, many_chunks, CALLS)),
     ]
+    few_calls, few_streams = max(CALLS // 4, 50), max(STREAMS // 4, 20)
+    for c in clients:
+        plain_sdk, traced_sdk = sdks[c.name]
+        steps += [
+            (f"{c.name}/sdk", lambda c=c, s=plain_sdk: c.calls(s, few_calls)),
+            (f"{c.name}/instr", lambda c=c, s=traced_sdk: c.calls(s, few_calls)),
+            (f"{c.name}/few_sdk", lambda c=c, s=plain_sdk: c.streams(s, few_streams, FEW - 2)),
+            (f"{c.name}/few_instr", lambda c=c, s=traced_sdk: c.streams(s, few_streams, FEW - 2)),
+            (f"{c.name}/many_sdk", lambda c=c, s=plain_sdk: c.streams(s, few_streams, MANY - 2)),
+            (f"{c.name}/many_instr", lambda c=c, s=traced_sdk: c.streams(s, few_streams, MANY - 2)),
+            (f"{c.name}/hook_bare", lambda c=c: c.hook(None, CALLS * 5)),
+            (f"{c.name}/hook_traced", lambda c=c: c.hook(tracer, CALLS * 5)),
+            (f"{c.name}/by_hand", lambda c=c: c.by_hand(tracer, CALLS * 5)),
+            (
+                f"{c.name}/wrap_few_bare",
+                lambda c=c: chunks_through(None, c.few, CALLS, c.method.route),
+            ),
+            (
+                f"{c.name}/wrap_few_traced",
+                lambda c=c: chunks_through(tracer, c.few, CALLS, c.method.route),
+            ),
+            (
+                f"{c.name}/wrap_many_bare",
+                lambda c=c: chunks_through(None, c.many, CALLS, c.method.route),
+            ),
+            (
+                f"{c.name}/wrap_many_traced",
+                lambda c=c: chunks_through(tracer, c.many, CALLS, c.method.route),
+            ),
+        ]
     for run in range(RUNS + 1):  # run 0 warms up: connections, imports, price lookups
         # Every other run goes backwards, so no variant always follows the same one.
         for name, step in steps if run % 2 else steps[::-1]:
             value = await step()
             if run:
                 keep(name, value)
+    for c in clients:
+        for sdk in sdks[c.name]:
+            if isinstance(sdk, genai.Client):
+                await sdk.aio.aclose()
+            elif isinstance(sdk, Mistral):
+                await sdk.__aexit__(None, None, None)
     await plain2.close()
     await plain_claude2.close()
     await plain.close()
@@ -336,6 +528,47 @@ async def main() -> None:
         f"{slopes['stream_instr']:+.2f} us (openai) and {slopes['claude_instr']:+.2f} us "
         f"(anthropic), against {slopes['stream_again']:+.2f} / {slopes['claude_again']:+.2f} us "
         "between two un-instrumented clients (the noise floor)."
+    )
+    print()
+    print("### google-genai, mistralai, litellm (method hooks)")
+    print()
+    print(
+        f"End to end: {few_calls} calls and {few_streams} streams per run. No HTTP: the hook "
+        "around a stand-in returning the client's real response, beside `llm_call` + "
+        "`record_response` of it; the client's real chunks through the traced stream with its "
+        "reader, beside bare."
+    )
+    print()
+    print(
+        "| client | call, SDK | call, instrumented | per chunk end to end, SDK / instrumented | "
+        "hook overhead, no HTTP | `llm_call` + `record_response` | per chunk, no HTTP |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    verdicts = []
+    for c in clients:
+        n = c.name
+        slope = {
+            v: (b[f"{n}/many_{v}"] - b[f"{n}/few_{v}"]) / (MANY - FEW) for v in ("sdk", "instr")
+        }
+        hook = b[f"{n}/hook_traced"] - b[f"{n}/hook_bare"]
+        few = b[f"{n}/wrap_few_traced"] - b[f"{n}/wrap_few_bare"]
+        many = b[f"{n}/wrap_many_traced"] - b[f"{n}/wrap_many_bare"]
+        chunk = (many - few) / (MANY - FEW)
+        print(
+            f"| {n} | {b[f'{n}/sdk']:.0f} | {b[f'{n}/instr']:.0f} "
+            f"({b[f'{n}/instr'] - b[f'{n}/sdk']:+.0f}) | {slope['sdk']:.2f} / "
+            f"{slope['instr']:.2f} | {hook:.1f} | {b[f'{n}/by_hand']:.1f} | {chunk:+.2f} |"
+        )
+        verdicts.append(
+            f"{n}: hook {hook:.1f} us vs llm_call {b[f'{n}/by_hand']:.1f} us "
+            f"({'met' if hook <= b[f'{n}/by_hand'] + 10 else 'NOT met'}), per chunk "
+            f"{chunk:+.2f} us ({'met' if chunk <= 2 else 'NOT met'})"
+        )
+    print()
+    print(
+        "CPU us. Targets (+10 us per call over `llm_call`, +2 us per chunk): "
+        + "; ".join(verdicts)
+        + "."
     )
 
 

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 os.environ["ASYNCTELEMETRY_STRICT"] = "1"
+# litellm reads its model cost map from its own package, never from the network.
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 
 from typing import TYPE_CHECKING
 

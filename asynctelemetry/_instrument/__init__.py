@@ -4,7 +4,7 @@ Layer 5 (producer), below the tracer, which it knows only as a :class:`._hook.Tr
 a client belongs to is decided from the modules already imported (a client of an SDK means that
 SDK is imported), so no SDK is ever imported here. The shared wrapping is :mod:`._hook` (and
 :mod:`._methods` for SDKs without one ``request`` method); :mod:`._openai`, :mod:`._anthropic`
-and :mod:`._google` say which calls are traced.
+:mod:`._google`, :mod:`._mistral` and :mod:`._litellm` say which calls are traced.
 """
 
 from __future__ import annotations
@@ -13,17 +13,21 @@ import sys
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._exceptions import ConfigError
-from . import _anthropic, _google, _openai
+from . import _anthropic, _google, _litellm, _mistral, _openai
 from ._hook import install, installed_tracer, remove
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ._hook import Tracer
+    from ._methods import Method
 
 __all__ = ["installed_tracer", "instrument", "uninstrument"]
 
 C = TypeVar("C")
 _SUPPORTED = (
-    "openai.AsyncOpenAI, openai.AsyncAzureOpenAI, anthropic.AsyncAnthropic or google.genai.Client"
+    "openai.AsyncOpenAI, openai.AsyncAzureOpenAI, anthropic.AsyncAnthropic, google.genai.Client, "
+    "mistralai.client.Mistral or the litellm module"
 )
 
 
@@ -41,6 +45,12 @@ def instrument(tracer: Tracer, client: C) -> C:
     if genai is not None and (models := _google.models_of(genai, client)) is not None:
         _google.instrument(tracer, models)
         return client
+    if (targets := _mistral_targets(client)) is not None:
+        _mistral.instrument(tracer, targets)
+        return client
+    if _litellm.is_litellm(client):
+        _litellm.instrument(tracer, client)
+        return client
     raise ConfigError(_refusal(client, openai, anthropic))
 
 
@@ -50,7 +60,21 @@ def uninstrument(tracer: Tracer, client: object) -> None:
     if genai is not None and (models := _google.models_of(genai, client)) is not None:
         _google.uninstrument(tracer, models)
         return
+    if (targets := _mistral_targets(client)) is not None:
+        _mistral.uninstrument(tracer, targets)
+        return
+    if _litellm.is_litellm(client):
+        _litellm.uninstrument(tracer, client)
+        return
     remove(tracer, client)
+
+
+def _mistral_targets(client: object) -> list[tuple[Any, Sequence[Method]]] | None:
+    for name in ("mistralai.client", "mistralai"):  # where Mistral lives now, and in 1.x
+        module = sys.modules.get(name)
+        if module is not None and (targets := _mistral.targets_of(module, client)) is not None:
+            return targets
+    return None
 
 
 def _refusal(client: object, openai: Any, anthropic: Any) -> str:

@@ -17,15 +17,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import ConfigError
-from .._usage import _get, _items, read_google_chunk
-from ._hook import INPUT_KEY, SYSTEM_KEY, Route, trace_iterator
+from .._usage import Usage, _get, _items, google_parts, read_google_chunk, usage_from_response
+from ._hook import INPUT_KEY, SYSTEM_KEY, Route, nothing, trace_iterator
 from ._methods import Method, install_methods, remove_methods
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from types import ModuleType
 
-    from ._hook import Tracer
+    from .._call import CallHandle
+    from .._usage import ChunkInfo
+    from ._hook import StreamReading, Tracer
 
 __all__ = ["instrument", "models_of", "uninstrument"]
 
@@ -55,12 +57,29 @@ def _text(response: object) -> str | None:
     return "".join(texts) if texts else None
 
 
-def _nothing(_: object) -> None:
-    return None
+def _reading() -> StreamReading:
+    """One stream's reading: each chunk says whether it has output and counts its function
+    calls; the usage, model and finish reasons are read once, at the end, from the last chunk
+    that reported usage (Google's counts are cumulative: the last one holds them all)."""
+    last: list[object] = []
+
+    def reader(chunk: object) -> ChunkInfo:
+        has_parts, calls = google_parts(chunk)
+        if _get(chunk, "usage_metadata") is not None:
+            last[:] = (chunk,)
+        return has_parts, (Usage(tool_calls=calls) if calls else None)
+
+    def on_end(handle: CallHandle) -> None:
+        usage = usage_from_response(last[0]) if last else None
+        if usage is not None:
+            usage.tool_calls = 0  # counted chunk by chunk
+            handle._apply(usage, add_tool_calls=True)
+
+    return reader, on_end
 
 
-GENERATE = Route("chat", read_google_chunk, _text, _prompt, _text)
-EMBED = Route("embed", read_google_chunk, _nothing, _embed_prompt, _nothing)
+GENERATE = Route("chat", read_google_chunk, _text, _prompt, _text, per_stream=_reading)
+EMBED = Route("embed", read_google_chunk, nothing, _embed_prompt, nothing)
 METHODS: Final = (
     Method("_generate_content", GENERATE),
     Method("_generate_content_stream", GENERATE, trace_iterator, streams=True),

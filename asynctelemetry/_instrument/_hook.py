@@ -44,8 +44,10 @@ __all__ = [
     "claim",
     "install",
     "installed_tracer",
+    "nothing",
     "owned",
     "remove",
+    "trace_in_place",
     "trace_iterator",
     "traced_call",
 ]
@@ -71,6 +73,10 @@ STATE: Final = "_asynctelemetry_tracer"
 _ADDED: Final = ("request", "copy", "with_options", STATE)
 
 
+#: How one stream's chunks are read: a reader of each chunk, and what to do at its end.
+StreamReading = tuple[Callable[[object], "ChunkInfo"], Callable[["CallHandle"], None]]
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """One traced endpoint of an API: what its calls are and how to read them.
@@ -81,6 +87,11 @@ class Route:
         chunk_text: the output text one chunk adds (read only with ``capture_content``).
         prompt: the content attributes of a request body (only with ``capture_content``).
         output: the output text of a whole response (only with ``capture_content``).
+        note: what a call's response, stream or exception says beyond usage, set on the call
+            (LiteLLM: the provider it routed to, its own cost); ``None`` for most SDKs.
+        per_stream: makes a fresh ``(reader, on_end)`` for each stream, used instead of
+            ``read_chunk`` when a provider's chunks are cheaper read once at the end (Google's
+            cumulative usage); ``None`` for most SDKs.
     """
 
     operation: str
@@ -88,6 +99,8 @@ class Route:
     chunk_text: Callable[[object], str | None]
     prompt: Callable[[Mapping[str, Any]], dict[str, object]]
     output: Callable[[object], str | None]
+    note: Callable[[CallHandle, object], None] | None = None
+    per_stream: Callable[[], StreamReading] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +224,11 @@ async def traced_call(
         result = await send()
     except BaseException as exc:
         handle.note_error(exc)
+        if route.note is not None:
+            try:
+                route.note(handle, exc)
+            except Exception as error:
+                report_internal_error("reading an error", error)
         await handle.__aexit__(type(exc), exc, exc.__traceback__)
         raise
     if trace_stream is not None:
@@ -254,6 +272,11 @@ def _start(
     return handle
 
 
+def nothing(_: object) -> None:
+    """A reader for what a route does not have (an embedding's output text)."""
+    return None
+
+
 def as_text(value: object) -> str:
     """Content as an attribute value: text as is, anything else as JSON; at most 4096 chars."""
     text = (
@@ -285,6 +308,8 @@ def _read_response(tracer: Tracer, handle: CallHandle, result: object, route: Ro
         handle.set(status_code=status)
         return
     handle.record_response(result)
+    if route.note is not None:
+        route.note(handle, result)
     if tracer.capture_content:
         text = route.output(result)
         if text is not None:
@@ -292,12 +317,21 @@ def _read_response(tracer: Tracer, handle: CallHandle, result: object, route: Ro
 
 
 def _trace_stream(tracer: Tracer, handle: CallHandle, stream: Any, route: Route) -> None:
+    trace_in_place(tracer, handle, stream, route, "_iterator")
+
+
+def trace_in_place(
+    tracer: Tracer, handle: CallHandle, stream: Any, route: Route, attribute: str
+) -> None:
+    """Trace an SDK stream object in place (OpenAI's and Anthropic's ``AsyncStream``, Mistral's
+    ``EventStreamAsync``): the iterator it holds in ``attribute`` is wrapped, and its HTTP
+    response's ``aclose`` (what the SDK's ``close()`` calls) ends the call."""
     response = stream.response
     status = getattr(response, "status_code", None)
     if status.__class__ is int:
         handle.set(status_code=status)
-    traced = trace_iterator(tracer, handle, stream._iterator, route)
-    stream._iterator = traced
+    traced = trace_iterator(tracer, handle, getattr(stream, attribute), route)
+    setattr(stream, attribute, traced)
     _on_close(response, traced)
 
 
@@ -308,16 +342,20 @@ def trace_iterator(
     (and their text too, with ``capture_content``)."""
     reader = route.read_chunk
     on_end = None
+    if route.per_stream is not None:
+        reader, on_end = route.per_stream()
     if tracer.capture_content:
-        reader, on_end = _capturing(route)
+        reader, on_end = _capturing(route, reader, on_end)
     return TracedStream(tracer, iterator, handle, owns=True, reader=reader, on_end=on_end)
 
 
 def _capturing(
     route: Route,
-) -> tuple[Callable[[object], ChunkInfo], Callable[[CallHandle], None]]:
+    read: Callable[[object], ChunkInfo],
+    finish: Callable[[CallHandle], None] | None,
+) -> StreamReading:
     parts: list[str] = []
-    read, text_of = route.read_chunk, route.chunk_text
+    text_of = route.chunk_text
 
     def reader(chunk: object) -> ChunkInfo:
         text = text_of(chunk)
@@ -326,6 +364,8 @@ def _capturing(
         return read(chunk)
 
     def on_end(handle: CallHandle) -> None:
+        if finish is not None:
+            finish(handle)
         if parts:
             handle.set_attribute(OUTPUT_KEY, _output_attribute("".join(parts)))
 

@@ -11,20 +11,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._usage import _get, _items, _type_of, read_openai_chat_chunk, read_responses_event
-from ._hook import INPUT_KEY, SYSTEM_KEY, Api, Route
+from ._hook import INPUT_KEY, SYSTEM_KEY, Api, Route, nothing
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from types import ModuleType
 
-__all__ = ["api_for"]
+__all__ = ["api_for", "chat_chunk_text", "chat_output", "chat_prompt"]
 
 
-def _chat_prompt(body: Mapping[str, Any]) -> dict[str, object]:
+def chat_prompt(body: Mapping[str, Any]) -> dict[str, object]:
     return {INPUT_KEY: body.get("messages")}
 
 
-def _chat_chunk_text(chunk: object) -> str | None:
+def chat_chunk_text(chunk: object) -> str | None:
     texts = [
         text
         for choice in _items(_get(chunk, "choices"))
@@ -33,7 +33,7 @@ def _chat_chunk_text(chunk: object) -> str | None:
     return "".join(texts) if texts else None
 
 
-def _chat_output(response: object) -> str | None:
+def chat_output(response: object) -> str | None:
     texts = [
         text
         for choice in _items(_get(response, "choices"))
@@ -68,15 +68,11 @@ def _embeddings_prompt(body: Mapping[str, Any]) -> dict[str, object]:
     return {INPUT_KEY: body.get("input")}
 
 
-def _nothing(_: object) -> None:
-    return None
-
-
-CHAT = Route("chat", read_openai_chat_chunk, _chat_chunk_text, _chat_prompt, _chat_output)
+CHAT = Route("chat", read_openai_chat_chunk, chat_chunk_text, chat_prompt, chat_output)
 RESPONSES = Route(
     "chat", read_responses_event, _responses_chunk_text, _responses_prompt, _responses_output
 )
-EMBEDDINGS = Route("embed", read_openai_chat_chunk, _nothing, _embeddings_prompt, _nothing)
+EMBEDDINGS = Route("embed", read_openai_chat_chunk, nothing, _embeddings_prompt, nothing)
 ROUTES = {"/chat/completions": CHAT, "/responses": RESPONSES, "/embeddings": EMBEDDINGS}
 
 

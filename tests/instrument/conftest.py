@@ -9,6 +9,7 @@ import openai
 import pytest
 from google import genai
 from google.genai import types as genai_types
+from mistralai.client import Mistral
 
 from asynctelemetry import AsyncTracer
 
@@ -48,6 +49,13 @@ async def claude(server: LLMServer) -> AsyncIterator[anthropic.AsyncAnthropic]:
     client = anthropic.AsyncAnthropic(base_url=server.url, api_key="test", max_retries=0)
     yield client
     await client.close()
+
+
+@pytest.fixture
+async def mistral(server: LLMServer) -> AsyncIterator[Mistral]:
+    """A real ``mistralai.client.Mistral`` talking to the local server's Mistral paths."""
+    async with Mistral(api_key="test", server_url=f"{server.url}/mistral") as client:
+        yield client
 
 
 @pytest.fixture

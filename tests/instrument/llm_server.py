@@ -1,5 +1,5 @@
-"""A local HTTP server speaking the OpenAI, Anthropic and Google GenAI (Gemini API and Vertex
-AI) wire formats, streaming included.
+"""A local HTTP server speaking the OpenAI, Anthropic, Google GenAI (Gemini API and Vertex AI)
+and Mistral (under ``/mistral``) wire formats, streaming included.
 
 Only the remote model is fake: the real ``openai``, ``anthropic`` and ``google-genai`` SDKs talk
 to it over HTTP on 127.0.0.1. A request steers the answer with headers (the SDKs pass them with
@@ -26,6 +26,9 @@ from aiohttp import web
 
 OPENAI_MODEL = "gpt-4o-2024-08-06"
 GEMINI_MODEL = "gemini-2.5-flash-001"
+MISTRAL_MODEL = "mistral-small-2506"
+# Mistral: OpenAI's fields without details; a stream's last chunk always carries them.
+MISTRAL_USAGE = {"prompt_tokens": 30, "completion_tokens": 9, "total_tokens": 39}
 ANTHROPIC_MODEL = "claude-haiku-4-5-20251001"
 # OpenAI: prompt 50 (20 cached reads, 5 cache writes), completion 12 (4 reasoning).
 OPENAI_USAGE = {
@@ -69,6 +72,8 @@ class LLMServer:
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self.chat)
         app.router.add_post("/v1/responses", self.responses)
         app.router.add_post("/v1/embeddings", self.embeddings)
+        app.router.add_post("/mistral/v1/chat/completions", self.chat)
+        app.router.add_post("/mistral/v1/embeddings", self.embeddings)
         app.router.add_post("/v1/messages", self.messages)
         # Google: /v1beta/models/{model}:{method} (Gemini API) and
         # /v1beta1/[projects/{p}/locations/{l}/]publishers/google/models/{model}:{method} (Vertex).
@@ -126,10 +131,14 @@ class LLMServer:
 
     # -- OpenAI -------------------------------------------------------------------------------
     async def chat(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI's chat completions, or Mistral's under /mistral: its usage always ends a
+        stream (on the chunk with the finish reason), and a failing stream is cut off."""
         body = await self._body(request)
         chunks, delay, status, fail_after, tools = self._knobs(request)
+        mistral = request.path.startswith("/mistral/")
+        model, usage = (MISTRAL_MODEL, MISTRAL_USAGE) if mistral else (OPENAI_MODEL, OPENAI_USAGE)
         if status is not None:
-            return _openai_error(status)
+            return _mistral_error(status) if mistral else _openai_error(status)
         calls = [
             {
                 "id": f"call_{i}",
@@ -150,14 +159,14 @@ class LLMServer:
                     "id": "chatcmpl-1",
                     "object": "chat.completion",
                     "created": 1,
-                    "model": OPENAI_MODEL,
+                    "model": model,
                     "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-                    "usage": OPENAI_USAGE,
+                    "usage": usage,
                 }
             )
         response = await self._sse(request)
         base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1}
-        base["model"] = OPENAI_MODEL
+        base["model"] = model
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
             choice = {"index": 0, "delta": delta, "finish_reason": finish}
@@ -167,11 +176,19 @@ class LLMServer:
         for i in range(chunks):
             await asyncio.sleep(delay)
             if fail_after is not None and i == fail_after:
+                if mistral:  # the connection drops mid-stream
+                    assert request.transport is not None
+                    request.transport.abort()
+                    return response
                 await self._send(response, {"error": {"message": "overloaded", "type": "server"}})
                 return response
             await self._send(response, chunk({"content": f"w{i} "}))
         for i, call in enumerate(calls):
             await self._send(response, chunk({"tool_calls": [{"index": i, **call}]}))
+        if mistral:
+            await self._send(response, {**chunk({"content": ""}, "stop"), "usage": usage})
+            await self._send(response, "[DONE]")
+            return response
         await self._send(response, chunk({}, "stop"))
         if (body.get("stream_options") or {}).get("include_usage"):
             await self._send(response, {**base, "choices": [], "usage": OPENAI_USAGE})
@@ -250,17 +267,19 @@ class LLMServer:
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         body = await self._body(request)
         _, _, status, _, _ = self._knobs(request)
+        mistral = request.path.startswith("/mistral/")
         if status is not None:
-            return _openai_error(status)
+            return _mistral_error(status) if mistral else _openai_error(status)
         vector = [0.25, -0.5, 1.0]
         embedding: Any = vector
         if body.get("encoding_format") == "base64":
             embedding = base64.b64encode(struct.pack("<3f", *vector)).decode()
         return web.json_response(
             {
+                "id": "embd-1",
                 "object": "list",
                 "data": [{"object": "embedding", "index": 0, "embedding": embedding}],
-                "model": "text-embedding-3-small",
+                "model": "mistral-embed" if mistral else "text-embedding-3-small",
                 "usage": {"prompt_tokens": 8, "total_tokens": 8},
             }
         )
@@ -270,9 +289,9 @@ class LLMServer:
         body = await self._body(request)
         chunks, delay, status, fail_after, tools = self._knobs(request)
         if status is not None:
+            kind = "rate_limit_error" if status == 429 else "overloaded_error"
             return web.json_response(
-                {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}},
-                status=status,
+                {"type": "error", "error": {"type": kind, "message": "busy"}}, status=status
             )
         text = "".join(f"w{i} " for i in range(chunks))
         content: list[dict[str, Any]] = [{"type": "text", "text": text}]
@@ -407,6 +426,11 @@ def _google_error(status: int) -> web.Response:
         "status": "RESOURCE_EXHAUSTED",
     }
     return web.json_response({"error": error}, status=status)
+
+
+def _mistral_error(status: int) -> web.Response:
+    error = {"object": "error", "message": "Rate limit exceeded", "type": "rate_limited"}
+    return web.json_response({**error, "param": None, "code": "1300"}, status=status)
 
 
 def _openai_error(status: int) -> web.Response:

@@ -5,13 +5,13 @@ The real ``anthropic`` SDK talks HTTP to the local server in ``llm_server.py``.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 import anthropic
 import pytest
 
-from .llm_server import ANTHROPIC_MODEL, LLMServer
+from .exits import cancelled_mid_stream
+from .llm_server import ANTHROPIC_MODEL
 from .test_openai import collect, only
 
 if TYPE_CHECKING:
@@ -139,24 +139,14 @@ async def test_error_event_mid_stream(
     assert record.input_tokens == 245  # message_start arrived before the error
 
 
-async def test_cancelled(
-    tracer: AsyncTracer, claude: anthropic.AsyncAnthropic, server: LLMServer
-) -> None:
+async def test_cancelled(tracer: AsyncTracer, claude: anthropic.AsyncAnthropic) -> None:
     """Cancelling the consumer mid-stream records cancelled."""
     tracer.instrument(claude)
-    started = asyncio.Event()
-
-    async def consume() -> None:
-        stream = await claude.messages.create(**ARGS, stream=True, extra_headers={"x-delay": "30"})
-        async for _ in stream:
-            started.set()
-
-    task = asyncio.create_task(consume())
-    await started.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert only(tracer).status == "cancelled"
+    record = await cancelled_mid_stream(
+        tracer,
+        lambda: claude.messages.create(**ARGS, stream=True, extra_headers={"x-delay": "30"}),
+    )
+    assert record.status == "cancelled"
 
 
 async def test_beta_messages(tracer: AsyncTracer, claude: anthropic.AsyncAnthropic) -> None:
