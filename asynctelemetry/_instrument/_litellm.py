@@ -52,7 +52,11 @@ def _provider(handle: CallHandle, outcome: object) -> dict[str, Any]:
     """Set the provider LiteLLM routed to (a response's ``custom_llm_provider`` or the prefix
     of its ``litellm_model_name``, a stream's ``custom_llm_provider``, an exception's
     ``llm_provider``); returns the outcome's ``_hidden_params``."""
-    hidden = getattr(outcome, "_hidden_params", None)
+    private = getattr(outcome, "__pydantic_private__", None)
+    if isinstance(private, dict):  # a response: read without pydantic's slow __getattr__
+        hidden = private.get("_hidden_params")
+    else:  # a stream or an exception
+        hidden = getattr(outcome, "_hidden_params", None)
     hidden = hidden if isinstance(hidden, dict) else {}
     provider = (
         hidden.get("custom_llm_provider")
