@@ -22,7 +22,14 @@ from ._exceptions import (
     StoreError,
     TelemetryError,
 )
-from ._export import ConsoleSink, ExporterStats, OTLPGrpcExporter, OTLPHttpExporter
+from ._export import (
+    ConsoleSink,
+    ExporterStats,
+    MetricsExportStats,
+    OTLPGrpcExporter,
+    OTLPHttpExporter,
+    OTLPMetricsExporter,
+)
 from ._pipeline import Pipeline, Sink, SyncSink
 from ._pricing import ModelPricing, PriceTable
 from ._racto import DEFAULT_COST_TABLE, RactoTracer, SpanRecord, compute_cost
@@ -68,10 +75,12 @@ __all__ = [
     "HttpLimits",
     "LLMCall",
     "MemoryStore",
+    "MetricsExportStats",
     "MissingDependencyError",
     "ModelPricing",
     "OTLPGrpcExporter",
     "OTLPHttpExporter",
+    "OTLPMetricsExporter",
     "Pipeline",
     "PipelineStats",
     "PostgresStore",

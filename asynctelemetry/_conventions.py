@@ -48,6 +48,35 @@ ERROR_MESSAGE: Final = "error.message"  # some instrumentations put the text on 
 SERVER_ADDRESS: Final = "server.address"
 SERVICE_NAME: Final = "service.name"
 
+# --- OpenTelemetry GenAI client metrics (semantic-conventions-genai, 2026) ----------------------
+GEN_AI_TOKEN_MODALITY: Final = "gen_ai.token.modality"
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"  # the legacy gen_ai.client.token.usage's split
+#: ``error.type`` of a failed call whose error has no name (the conventions' fallback value).
+ERROR_TYPE_OTHER: Final = "_OTHER"
+METRIC_INFERENCE_DURATION: Final = "gen_ai.client.inference.duration"
+METRIC_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.inference.time_to_first_chunk"
+METRIC_TIME_PER_OUTPUT_CHUNK: Final = "gen_ai.client.inference.time_per_output_chunk"
+METRIC_USAGE_INPUT_TOKENS: Final = "gen_ai.client.inference.usage.input_tokens"
+METRIC_USAGE_OUTPUT_TOKENS: Final = "gen_ai.client.inference.usage.output_tokens"
+METRIC_USAGE_CACHE_READ_TOKENS: Final = "gen_ai.client.inference.usage.cache_read.input_tokens"
+METRIC_USAGE_CACHE_WRITE_TOKENS: Final = "gen_ai.client.inference.usage.cache_write.input_tokens"
+METRIC_USAGE_REASONING_TOKENS: Final = "gen_ai.client.inference.usage.reasoning.output_tokens"
+METRIC_OPERATION_INPUT_TOKENS: Final = "gen_ai.client.inference.operation.input_tokens"
+METRIC_OPERATION_OUTPUT_TOKENS: Final = "gen_ai.client.inference.operation.output_tokens"
+#: The names the 2026 conventions replaced (``legacy_names=True`` of the OTLP metrics exporter).
+METRIC_LEGACY_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
+METRIC_LEGACY_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
+#: Explicit bucket boundaries of the conventions' duration, time-to-first-chunk and
+#: time-per-output-chunk histograms (and of the legacy ``gen_ai.client.operation.duration``), s.
+GEN_AI_DURATION_BUCKETS: Final = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
+#: Explicit bucket boundaries of the conventions' token histograms (per-operation token counts and
+#: the legacy ``gen_ai.client.token.usage``).
+GEN_AI_TOKEN_BUCKETS: Final = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)  # fmt: skip
+
 # --- The RactoGateway tracer's keys ------------------------------------------------------------
 LLM_PROVIDER: Final = "llm.provider"
 LLM_MODEL: Final = "llm.model"

@@ -137,6 +137,8 @@ class AsyncTracer(ClosesOnExit):
         budgets: :class:`Budget` limits enforced before each call is sent. Kept in the
             ``store``'s database when it is PostgreSQL or SQLite (shared by every process using
             it), else in this process's memory. See ``docs/budgets.md``.
+        metrics_exporters: metric sinks such as :class:`~asynctelemetry.OTLPMetricsExporter`
+            that see every call (never sampled) and are closed with the tracer.
     """
 
     def __init__(
@@ -158,6 +160,7 @@ class AsyncTracer(ClosesOnExit):
         sampler: Sampler | None = None,
         otlp_headers: Mapping[str, str] | None = None,
         budgets: Sequence[Budget] = (),
+        metrics_exporters: Sequence[Sink] = (),
     ) -> None:
         self.service_name = service_name
         if sampler is not None and not callable(getattr(sampler, "should_sample", None)):
@@ -184,6 +187,8 @@ class AsyncTracer(ClosesOnExit):
             self.pipeline.add(cast("Sink", store))  # lent: flushed on close, never closed
         if metrics is not None:
             self.pipeline.add(metrics)
+        for exporter in metrics_exporters:  # aggregates of every call: never sampled
+            self.pipeline.add(exporter, owned=True)
         exporters = _exporters(otlp_endpoint, otlp_http_endpoint, console, resource, otlp_headers)
         for sink in (*exporters, *sinks):
             self.pipeline.add(sink if sampler is None else _SampledSink(sink, sampler), owned=True)

@@ -16,6 +16,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
+from ._conventions import GEN_AI_DURATION_BUCKETS
 from ._exceptions import ConfigError, require
 from ._metrics_http import PrometheusExporter
 from ._stats import MetricsStats, ScrapeStats
@@ -40,9 +41,7 @@ __all__ = [
 ]
 
 #: ``gen_ai.client.operation.duration`` advisory boundaries, seconds.
-DURATION_BUCKETS: Final = (
-    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
-)  # fmt: skip
+DURATION_BUCKETS: Final = GEN_AI_DURATION_BUCKETS
 #: ``gen_ai.server.time_to_first_token`` advisory boundaries, seconds.
 TIME_TO_FIRST_TOKEN_BUCKETS: Final = (
     0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,

@@ -11,13 +11,16 @@ from ._console import ConsoleSink, format_call
 from ._encode import SpanEncoder, encode_calls
 from ._grpc import OTLPGrpcExporter
 from ._http import OTLPHttpExporter
+from ._metrics import MetricsExportStats, OTLPMetricsExporter
 
 __all__ = [
     "ConsoleSink",
     "ExporterStats",
+    "MetricsExportStats",
     "OTLPExporterBase",
     "OTLPGrpcExporter",
     "OTLPHttpExporter",
+    "OTLPMetricsExporter",
     "SpanEncoder",
     "encode_calls",
     "format_call",

@@ -30,10 +30,11 @@ from .._exceptions import ConfigError, ExportError, StoreClosedError
 from ._encode import SpanEncoder
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
     from typing import Self
 
     from .._record import LLMCall
+    from ._transport import Transport
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -41,8 +42,10 @@ __all__ = [
     "DEFAULT_FLUSH_INTERVAL",
     "DEFAULT_MAX_QUEUE",
     "DEFAULT_QUEUE",
+    "ExporterShell",
     "ExporterStats",
     "OTLPExporterBase",
+    "settle",
 ]
 
 logger = logging.getLogger("asynctelemetry")
@@ -84,14 +87,136 @@ class ExporterStats:
     requests: int
 
 
-class OTLPExporterBase(QueueOwner, ClosesOnExit):
-    """A :class:`~asynctelemetry.SyncSink` that sends calls as OTLP spans; transports subclass it.
+async def settle(
+    queue: BatchQueue[Any],
+    timeout: float | None,
+    what: str,
+    first: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """An exporter's ``flush``: await ``first`` (if given), then wait until everything queued
+    was delivered or given up on. A batch being retried is waited for, not reported.
 
-    Subclasses implement ``_send(body, count)`` (deliver one serialized
-    ``ExportTraceServiceRequest`` or raise) and ``_close_transport()``.
+    Raises:
+        TimeoutError: ``timeout`` seconds passed first.
+        ExportError: some of it was given up on (``stats.queue.dropped_failed``), naming
+            ``what`` was lost.
+    """
+    failed = queue.stats.dropped_failed
+    async with asyncio.timeout(timeout):
+        if first is not None:
+            await first()
+        while True:
+            try:
+                await queue.flush()
+                break
+            except Exception:  # a failed attempt: wait until all is settled
+                continue
+    lost = queue.stats.dropped_failed - failed
+    if lost:
+        raise ExportError(f"{lost} {what} were not delivered: {queue.stats.last_error}")
+
+
+class ExporterShell(QueueOwner, ClosesOnExit):
+    """What every OTLP exporter shares: its transport, its queue of work, the count of what
+    the server refused (OTLP ``partial_success``), and one way to close.
+
+    A subclass sets ``_transport`` (:func:`~asynctelemetry._export._transport.open_transport`)
+    and ``_queue``, calls :meth:`_open_shell` in ``__init__``, and may run work before the
+    queue closes (:meth:`_before_close`).
     """
 
     _kind = "otlp"
+    #: What ``partial_success`` counts: ``"spans"`` or ``"data points"``.
+    _unit = "spans"
+    _transport: Transport
+    _queue: BatchQueue[Any]
+
+    def _open_shell(self) -> None:
+        self._rejected = 0
+        self._partial_logged = False
+        self._requests = 0
+        self._closed = False
+        self._closing = Closing()
+
+    async def _send(self, body: bytes, count: int = 0) -> None:
+        """Deliver one serialized export request (counted) and count what the server refused."""
+        self._requests += 1
+        answer = await self._transport.send(body)
+        if answer is not None:
+            partial = answer.partial_success
+            if self._unit == "spans":
+                rejected = partial.rejected_spans
+            else:
+                rejected = partial.rejected_data_points
+            self._partial_success(rejected, partial.error_message)
+
+    def _partial_success(self, rejected: int, message: str) -> None:
+        """Count what the server rejected (OTLP ``partial_success``) and log the reason."""
+        if rejected <= 0 and not message:
+            return
+        self._rejected += max(rejected, 0)
+        # Warn once; a server that keeps rejecting would otherwise flood the log.
+        log = logger.debug if self._partial_logged else logger.warning
+        self._partial_logged = True
+        log(
+            "asynctelemetry: %s export partially rejected (%d %s): %s",
+            self._kind,
+            rejected,
+            self._unit,
+            message or "no message",
+        )
+
+    async def _before_close(self) -> None:
+        """Work to queue before the queue closes (the metrics exporter's last export)."""
+
+    async def aclose(self, timeout: float | None = None) -> None:
+        """Deliver what can be within ``timeout`` (default ``close_timeout``), then close.
+
+        Never hangs on a dead endpoint: whatever is still queued at the deadline is dropped and
+        counted in ``stats.queue.dropped_on_close``. Idempotent: a later or concurrent call returns
+        once the first one has closed the transport.
+        """
+        if not await self._closing.begin():
+            return
+        self._closed = True
+        try:
+            await self._before_close()
+            await self._queue.aclose(self.close_timeout if timeout is None else timeout)
+        except Exception as exc:  # the last delivery error: already counted, log it once
+            logger.warning("asynctelemetry: %s closed after an error: %s", self._kind, exc)
+        finally:
+            try:
+                await asyncio.shield(self._transport.close())
+            finally:
+                self._closing.end()
+
+    def _refuse_if_closed(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"{type(self).__name__} is closed")
+
+    def _took_work(self) -> bool:
+        """Whether anything was given to this exporter (an unclosed one may then lose it)."""
+        return bool(self._queue.stats.accepted)
+
+    def __del__(self, _warn: object = warnings.warn) -> None:
+        if not getattr(self, "_closed", True) and self._took_work():
+            _warn(  # type: ignore[operator]
+                f"{type(self).__name__} was not closed: queued work may be lost",
+                ResourceWarning,
+                stacklevel=1,
+            )
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``aclose()`` was called."""
+        return self._closed
+
+
+class OTLPExporterBase(ExporterShell):
+    """A :class:`~asynctelemetry.SyncSink` that sends calls as OTLP spans; transports subclass it.
+
+    Subclasses set ``_transport`` before calling this ``__init__``.
+    """
 
     def __init__(
         self,
@@ -116,13 +241,9 @@ class OTLPExporterBase(QueueOwner, ClosesOnExit):
             retry=retry or DEFAULT_RETRY,
             name=f"{self._kind} exporter",
         )
-        self._rejected = 0
-        self._partial_logged = False
-        self._requests = 0
+        self._open_shell()
         # (batch, calls of it already sent, encoded body of the next request or b"")
         self._in_flight: list[Any] | None = None
-        self._closed = False
-        self._closing = Closing()
 
     # -- the SyncSink protocol --------------------------------------------------------------------
     def emit_nowait(self, calls: Sequence[LLMCall]) -> None:
@@ -132,8 +253,7 @@ class OTLPExporterBase(QueueOwner, ClosesOnExit):
         Raises:
             StoreClosedError: the exporter was closed.
         """
-        if self._closed:
-            raise StoreClosedError(f"{type(self).__name__} is closed")
+        self._refuse_if_closed()
         put = self._queue.put_nowait
         for call in calls:
             put(call)
@@ -155,56 +275,13 @@ class OTLPExporterBase(QueueOwner, ClosesOnExit):
             TimeoutError: ``timeout`` seconds passed first.
             ExportError: some of those calls were given up on (``stats.queue.dropped_failed``).
         """
-        failed = self._queue.stats.dropped_failed
-        async with asyncio.timeout(timeout):
-            while True:
-                try:
-                    await self._queue.flush()
-                    break
-                except Exception:  # a failed attempt: wait until all is settled
-                    continue
-        if self._queue.stats.dropped_failed > failed:
-            lost = self._queue.stats.dropped_failed - failed
-            raise ExportError(f"{lost} calls were not delivered: {self._queue.stats.last_error}")
-
-    async def aclose(self, timeout: float | None = None) -> None:
-        """Deliver what can be within ``timeout`` (default ``close_timeout``), then close.
-
-        Never hangs on a dead endpoint: whatever is still queued at the deadline is dropped and
-        counted in ``stats.queue.dropped_on_close``. Idempotent: a later or concurrent call returns
-        once the first one has closed the transport.
-        """
-        if not await self._closing.begin():
-            return
-        self._closed = True
-        try:
-            await self._queue.aclose(self.close_timeout if timeout is None else timeout)
-        except Exception as exc:  # the last delivery error: already counted, log it once
-            logger.warning("asynctelemetry: %s closed after an error: %s", self._kind, exc)
-        finally:
-            try:
-                await asyncio.shield(self._close_transport())
-            finally:
-                self._closing.end()
+        await settle(self._queue, timeout, "calls")
 
     async def __aenter__(self) -> Self:
         if self._closed:
             raise StoreClosedError(f"{type(self).__name__} is closed")
         self._queue.start()
         return self
-
-    def __del__(self, _warn: object = warnings.warn) -> None:
-        if not getattr(self, "_closed", True) and self._queue.stats.accepted:
-            _warn(  # type: ignore[operator]
-                f"{type(self).__name__} was not closed: queued calls may be lost",
-                ResourceWarning,
-                stacklevel=1,
-            )
-
-    @property
-    def closed(self) -> bool:
-        """Whether ``aclose()`` was called."""
-        return self._closed
 
     @property
     def stats(self) -> ExporterStats:
@@ -225,7 +302,6 @@ class OTLPExporterBase(QueueOwner, ClosesOnExit):
             size = min(_REQUEST_CALLS, len(batch) - state[1])
             if not state[2]:
                 state[2] = await self._encode(batch[state[1] : state[1] + size])
-            self._requests += 1
             await self._send(state[2], size)
             state[1] += size
             state[2] = b""
@@ -240,24 +316,3 @@ class OTLPExporterBase(QueueOwner, ClosesOnExit):
             for call in batch[start : start + _ENCODE_SLICE]:
                 groups.setdefault(encoder.resource_of(call), []).append(encoder.span(call))
         return encoder.request(groups.items())
-
-    def _partial_success(self, rejected: int, message: str) -> None:
-        """Count spans the server rejected (OTLP ``partial_success``) and log the reason."""
-        if rejected <= 0 and not message:
-            return
-        self._rejected += max(rejected, 0)
-        # Warn once; a server that keeps rejecting would otherwise flood the log.
-        log = logger.debug if self._partial_logged else logger.warning
-        self._partial_logged = True
-        log(
-            "asynctelemetry: %s export partially rejected (%d spans): %s",
-            self._kind,
-            rejected,
-            message or "no message",
-        )
-
-    async def _send(self, body: bytes, count: int) -> None:
-        raise NotImplementedError
-
-    async def _close_transport(self) -> None:
-        return None

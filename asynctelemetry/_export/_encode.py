@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from .._record import LLMCall
 
-__all__ = ["SCOPE_NAME", "SpanEncoder", "encode_calls"]
+__all__ = ["SCOPE_NAME", "SpanEncoder", "encode_calls", "resource_attributes"]
 
 #: Instrumentation scope name of every span we write.
 SCOPE_NAME: Final = "asynctelemetry"
@@ -118,6 +118,17 @@ def _id_bytes(hex_id: str | None, size: int) -> bytes | None:
     except ValueError:
         return None
     return raw if len(raw) == size and any(raw) else None
+
+
+def resource_attributes(service: str, extra: Mapping[str, str]) -> dict[str, object]:
+    """The resource attributes of everything we export for ``service``: ``extra``, then
+    ``service.name`` and the ``telemetry.sdk.*`` keys (unless ``extra`` names the SDK)."""
+    attributes: dict[str, object] = {"service.name": service}
+    attributes.update(extra)
+    attributes["service.name"] = service
+    attributes.setdefault("telemetry.sdk.name", SCOPE_NAME)
+    attributes.setdefault("telemetry.sdk.language", "python")
+    return attributes
 
 
 def _unix_nanos(moment: datetime) -> int:
@@ -293,11 +304,7 @@ class SpanEncoder:
     def _resource(self, service: str) -> bytes:
         cached = self._resources.get(service)
         if cached is None:
-            attributes: dict[str, object] = {"service.name": service}
-            attributes.update(self._resource_attributes)
-            attributes["service.name"] = service
-            attributes.setdefault("telemetry.sdk.name", SCOPE_NAME)
-            attributes.setdefault("telemetry.sdk.language", "python")
+            attributes = resource_attributes(service, self._resource_attributes)
             cached = _len_field(_T_RESOURCE, _attribute_list(_T_ATTRS_RESOURCE, attributes))
             if len(self._resources) < 256:
                 self._resources[service] = cached

@@ -1,5 +1,8 @@
 """OTLP/gRPC span export on ``grpc.aio``: no threads, the caller's event loop does the work.
 
+The sending is :class:`~asynctelemetry._export._transport.GrpcTransport`'s (shared with the
+metrics exporter).
+
 Retry follows the OTLP specification (:func:`asynctelemetry._wire.is_retryable`, the rule the
 collector's forwarder follows too): the codes it names retryable are retried with exponential
 backoff and jitter (``RESOURCE_EXHAUSTED`` only when the server sent ``RetryInfo``), the delay of
@@ -9,31 +12,20 @@ a ``google.rpc.RetryInfo`` in the trailing metadata is honoured, anything else d
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING
 
-import grpc
-import grpc.aio
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
-
-from .._batching import QueueSettings, Retryable
-from .._exceptions import ConfigError, ExportError
-from .._wire import grpc_target, is_retryable, retry_delay_from_metadata
+from .._batching import QueueSettings
 from ._base import DEFAULT_QUEUE, OTLPExporterBase
+from ._transport import open_transport
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    import grpc
+
     from .._batching import RetryPolicy
 
 __all__ = ["OTLPGrpcExporter"]
-
-_METHOD: Final = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-_COMPRESSION: Final = {
-    None: grpc.Compression.NoCompression,
-    "none": grpc.Compression.NoCompression,
-    "gzip": grpc.Compression.Gzip,
-    "deflate": grpc.Compression.Deflate,
-}
 
 
 class OTLPGrpcExporter(OTLPExporterBase):
@@ -80,14 +72,18 @@ class OTLPGrpcExporter(OTLPExporterBase):
         queue: QueueSettings | None = None,
     ) -> None:
         self.endpoint = endpoint
-        where = grpc_target(endpoint, insecure)
-        self._target, self.insecure = where.address, not where.secure
-        key = compression.lower() if isinstance(compression, str) else None
-        if key not in _COMPRESSION:
-            raise ConfigError(f"compression must be 'gzip', 'deflate' or None, not {compression!r}")
-        self._compression = _COMPRESSION[key]
-        self._metadata = tuple((k.lower(), str(v)) for k, v in (headers or {}).items())
-        self._credentials = credentials
+        self._transport = open_transport(
+            "grpc",
+            endpoint,
+            "traces",
+            headers=headers,
+            insecure=insecure,
+            compression=compression,
+            credentials=credentials,
+            timeout=timeout,
+            owner="OTLPGrpcExporter",
+        )
+        self.insecure = bool(getattr(self._transport, "insecure", False))
         super().__init__(
             service_name=service_name,
             resource_attributes=resource_attributes,
@@ -99,44 +95,3 @@ class OTLPGrpcExporter(OTLPExporterBase):
             ),
             retry=retry,
         )
-        self._channel: grpc.aio.Channel | None = None
-        self._export: Any = None
-
-    def _connect(self) -> Any:
-        # The channel belongs to the running loop: made on first use, not in __init__.
-        options = [("grpc.primary_user_agent", "asynctelemetry")]
-        if self.insecure:
-            channel = grpc.aio.insecure_channel(
-                self._target, options=options, compression=self._compression
-            )
-        else:
-            creds = self._credentials or grpc.ssl_channel_credentials()
-            channel = grpc.aio.secure_channel(
-                self._target, creds, options=options, compression=self._compression
-            )
-        self._channel = channel
-        # Bodies are already serialized: no request serializer.
-        self._export = channel.unary_unary(
-            _METHOD, response_deserializer=ExportTraceServiceResponse.FromString
-        )
-        return self._export
-
-    async def _send(self, body: bytes, count: int) -> None:
-        export = self._export or self._connect()
-        try:
-            response = await export(body, timeout=self.timeout, metadata=self._metadata)
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code()
-            error = ExportError(f"OTLP/gRPC export to {self._target} failed: {code.name}")
-            error.__cause__ = exc
-            delay = retry_delay_from_metadata(exc.trailing_metadata())
-            if is_retryable(code.name, delay):
-                raise Retryable(error, delay) from exc
-            raise error from exc
-        partial = response.partial_success
-        self._partial_success(partial.rejected_spans, partial.error_message)
-
-    async def _close_transport(self) -> None:
-        if self._channel is not None:
-            channel, self._channel, self._export = self._channel, None, None
-            await channel.close(grace=None)

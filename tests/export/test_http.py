@@ -17,6 +17,7 @@ from asynctelemetry._batching import RetryPolicy
 from asynctelemetry._export import OTLPHttpExporter, encode_calls
 from asynctelemetry._export._http import parse_retry_after, traces_url
 from tests.conftest import make_call
+from tests.export.conftest import http_serving
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -66,17 +67,9 @@ class HttpCollector:
 async def collector() -> AsyncIterator[HttpCollector]:
     """An aiohttp OTLP/HTTP receiver on 127.0.0.1, port chosen by the OS."""
     state = HttpCollector()
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", state.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    state.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with http_serving(state.handle) as port:
+        state.port = port
         yield state
-    finally:
-        await runner.cleanup()
 
 
 def _exporter(port: int, **kwargs: object) -> OTLPHttpExporter:
