@@ -2,21 +2,21 @@
 
 The collector hands each accepted request's raw bytes to a :class:`Forwarder`, which queues them
 in a :class:`~asynctelemetry._batching.BatchQueue` (overflow ``drop_oldest``: the collector never
-waits for the upstream, and what the queue cannot hold is dropped and counted) and sends them on a
-grpc.aio channel. Failures are retried by the one OTLP/gRPC rule the exporters use too
-(:func:`asynctelemetry._wire.is_retryable`: the codes the OTLP specification lists, and
-``RESOURCE_EXHAUSTED`` with a ``RetryInfo``), with exponential backoff or the upstream's
-``RetryInfo`` delay; other failures drop the request and are counted.
+waits for the upstream, and what the queue cannot hold is dropped and counted) and sends them with
+the exporters' OTLP/gRPC sender (:class:`~asynctelemetry._export._transport.GrpcTransport`).
+Failures are retried by its one rule (:func:`asynctelemetry._wire.is_retryable`: the codes the
+OTLP specification lists, and ``RESOURCE_EXHAUSTED`` with a ``RetryInfo``), with exponential
+backoff or the upstream's ``RetryInfo`` delay; other failures drop the request and are counted.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-import grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from .._batching import BatchQueue, Retryable, RetryPolicy
-from .._wire import grpc_target, is_retryable, retry_delay_from_metadata
+from .._batching import BatchQueue, RetryPolicy
+from .._export._transport import TRACES_METHOD, GrpcTransport
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["EXPORT_METHOD", "Forwarder"]
 
 #: The full gRPC method name of OTLP trace export.
-EXPORT_METHOD: Final = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+EXPORT_METHOD: Final = TRACES_METHOD
 
 
 class Forwarder:
@@ -51,12 +51,17 @@ class Forwarder:
         retry: RetryPolicy | None = None,
         metadata: Sequence[tuple[str, str]] = (),
     ) -> None:
-        where = grpc_target(endpoint)
-        self.target, self._secure = where.address, where.secure
-        self._timeout = timeout
-        self._metadata = tuple(metadata)
-        self._channel: grpc.aio.Channel | None = None
-        self._call: grpc.aio.UnaryUnaryMultiCallable | None = None
+        self._transport = GrpcTransport(
+            endpoint,
+            method=EXPORT_METHOD,
+            response_type=ExportTraceServiceResponse,
+            headers=dict(metadata),
+            insecure=None,
+            compression=None,
+            credentials=None,
+            timeout=timeout,
+        )
+        self.target = self._transport.target
         self._queue: BatchQueue[bytes] = BatchQueue(
             self._send,
             max_size=max_queue,
@@ -74,14 +79,8 @@ class Forwarder:
         return self._queue.stats
 
     def start(self) -> None:
-        """Open the channel (lazily connected) in the running loop."""
-        if self._channel is None:
-            if self._secure:
-                self._channel = grpc.aio.secure_channel(self.target, grpc.ssl_channel_credentials())
-            else:
-                self._channel = grpc.aio.insecure_channel(self.target)
-            self._call = self._channel.unary_unary(EXPORT_METHOD)
-            self._queue.start()
+        """Start sending (the channel is opened on the first request)."""
+        self._queue.start()
 
     def put(self, raw: bytes) -> None:
         """Queue one request; never waits (the oldest is dropped when the queue is full)."""
@@ -96,16 +95,8 @@ class Forwarder:
         try:
             await self._queue.aclose(timeout)
         finally:
-            if self._channel is not None:
-                await self._channel.close()
+            await self._transport.close()
 
     async def _send(self, batch: list[bytes]) -> None:
-        assert self._call is not None
         for raw in batch:
-            try:
-                await self._call(raw, timeout=self._timeout, metadata=self._metadata or None)
-            except grpc.aio.AioRpcError as exc:
-                delay = retry_delay_from_metadata(exc.trailing_metadata())
-                if is_retryable(exc.code().name, delay):
-                    raise Retryable(exc, delay) from exc
-                raise
+            await self._transport.send(raw)
