@@ -109,12 +109,14 @@ MetricsRequest = metrics_service_pb2.ExportMetricsServiceRequest
 
 @dataclass
 class MetricsServer(metrics_service_pb2_grpc.MetricsServiceServicer):
-    """Records requests and their metadata; fails the first ``fail_times`` with UNAVAILABLE."""
+    """Records requests and their metadata; fails the first ``fail_times`` attempts, and those
+    numbered in ``fail_attempts``, with UNAVAILABLE."""
 
     port: int = 0
     requests: list[MetricsRequest] = field(default_factory=list)
     metadata: list[dict[str, str]] = field(default_factory=list)
     fail_times: int = 0
+    fail_attempts: set[int] = field(default_factory=set)  # these attempts (1-based) fail too
     attempts: int = 0
 
     async def Export(
@@ -122,8 +124,8 @@ class MetricsServer(metrics_service_pb2_grpc.MetricsServiceServicer):
     ) -> metrics_service_pb2.ExportMetricsServiceResponse:
         self.attempts += 1
         self.metadata.append({k: v for k, v in context.invocation_metadata() or ()})
-        if self.fail_times > 0:
-            self.fail_times -= 1
+        if self.fail_times > 0 or self.attempts in self.fail_attempts:
+            self.fail_times = max(0, self.fail_times - 1)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "not now")
         self.requests.append(request)
         return metrics_service_pb2.ExportMetricsServiceResponse()

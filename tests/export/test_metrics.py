@@ -420,3 +420,27 @@ def test_bad_settings_are_refused() -> None:
         OTLPMetricsExporter("http://127.0.0.1:4317", interval=0)
     with pytest.raises(ConfigError):
         OTLPMetricsExporter("127.0.0.1:4318", protocol="http")
+
+
+async def test_a_large_export_goes_out_in_requests_resumed_after_a_failure(
+    metrics_server: MetricsServer,
+) -> None:
+    """40 attribute sets go out as three requests (16, 16, 8 series): none holds the loop long.
+    When the second fails once, the retry resumes there: nothing is sent twice (delta would
+    count it twice) and every series arrives once."""
+    exporter = OTLPMetricsExporter(
+        f"http://127.0.0.1:{metrics_server.port}",
+        temporality="delta",
+        retry=FAST_RETRY,
+        interval=3600,
+    )
+    metrics_server.fail_attempts = {2}
+    exporter.emit_nowait([make_call(i, model=f"m{i}", is_streaming=False) for i in range(40)])
+    await exporter.aclose()
+    assert len(metrics_server.requests) == 3
+    assert metrics_server.attempts == 4
+    got = points(metrics_server.requests)
+    counted = [v for k, v in got.items() if k[0] == "gen_ai.client.inference.usage.input_tokens"]
+    assert sorted(counted) == [100 + i for i in range(40)]
+    assert exporter.stats.queue.delivered == 1
+    assert exporter.stats.requests == 4
