@@ -21,13 +21,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 from urllib.parse import urlsplit
 
-from ._batching import BatchQueue, Retryable, RetryPolicy
+from ._batching import BatchQueue, ClosesOnExit, Retryable, RetryPolicy
 from ._exceptions import ConfigError, mask_secrets, require
 from ._stores._base import bucket_ns
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
-    from types import TracebackType
 
     from ._stores import CallStore, TimeBucket
     from .metrics import MetricsRecorder
@@ -200,7 +199,7 @@ class _Counts:
     states: dict[tuple[str, str | None], _State] = field(default_factory=dict)
 
 
-class AlertMonitor:
+class AlertMonitor(ClosesOnExit):
     """Evaluates alert rules on a store every ``interval`` seconds and notifies on changes.
 
     Args:
@@ -313,14 +312,6 @@ class AlertMonitor:
     async def __aenter__(self) -> Self:
         await self.start()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     @property
     def stats(self) -> AlertStats:

@@ -28,7 +28,7 @@ from .._exceptions import ConfigError, require
 from . import EPSILON, Budget, BudgetStatus, Hold, fits, statuses
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
 __all__ = [
     "LEASE_SECONDS",
@@ -98,6 +98,29 @@ class _Leases:
             self._task = None
 
 
+class _Once:
+    """A connection opened on first use, once, however many tasks ask for it at the same time."""
+
+    def __init__(self, open_: Callable[[], Awaitable[Any]]) -> None:
+        self._open = open_
+        self._value: Any = None
+        self._lock: asyncio.Lock | None = None
+
+    async def get(self) -> Any:
+        if self._value is None:
+            if self._lock is None:
+                self._lock = asyncio.Lock()
+            async with self._lock:
+                if self._value is None:
+                    self._value = await self._open()
+        return self._value
+
+    def take(self) -> Any:
+        """The connection (``None`` if never opened), forgotten: the caller closes it."""
+        value, self._value = self._value, None
+        return value
+
+
 class PostgresLedger:
     """Reservations in PostgreSQL (``budget_totals``, ``budget_holds`` in the store's schema)."""
 
@@ -154,29 +177,24 @@ class PostgresLedger:
 
     def __init__(self, dsn: str, *, lease: float = LEASE_SECONDS) -> None:
         self.dsn = dsn
-        self._pool: Any = None
-        self._opening: asyncio.Lock | None = None
         self._leases = _Leases(lease)
+        self._connection = _Once(self._open)
 
     async def _conn_pool(self) -> Any:
-        if self._pool is not None:
-            return self._pool
-        if self._opening is None:
-            self._opening = asyncio.Lock()
-        async with self._opening:
-            if self._pool is None:
-                pg: Any = require("asyncpg", "postgres", "budgets in PostgreSQL")
-                pool = await pg.create_pool(self.dsn, min_size=1, max_size=4)
-                async with pool.acquire() as conn:
-                    # Two processes creating the tables at once: one waits for the other.
-                    async with conn.transaction():
-                        await conn.execute("SELECT pg_advisory_xact_lock(8046113)")
-                        for statement in _SCHEMA:
-                            await conn.execute(statement)
-                    await conn.execute(self._SWEEP)
-                self._pool = pool
-                self._leases.start(self._renew)
-        return self._pool
+        return await self._connection.get()
+
+    async def _open(self) -> Any:
+        pg: Any = require("asyncpg", "postgres", "budgets in PostgreSQL")
+        pool = await pg.create_pool(self.dsn, min_size=1, max_size=4)
+        async with pool.acquire() as conn:
+            # Two processes creating the tables at once: one waits for the other.
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(8046113)")
+                for statement in _SCHEMA:
+                    await conn.execute(statement)
+            await conn.execute(self._SWEEP)
+        self._leases.start(self._renew)
+        return pool
 
     async def _renew(self, hold_ids: list[str]) -> None:
         pool = await self._conn_pool()
@@ -237,7 +255,7 @@ class PostgresLedger:
     async def aclose(self) -> None:
         """Stop renewing; give back the holds of calls still running; close the pool."""
         await self._leases.stop()
-        pool, self._pool = self._pool, None
+        pool = self._connection.take()
         if pool is None:
             return
         try:
@@ -256,29 +274,24 @@ class SQLiteLedger:
 
     def __init__(self, path: str, *, lease: float = LEASE_SECONDS) -> None:
         self.path = path
-        self._db: Any = None
-        self._opening: asyncio.Lock | None = None
         self._turn: asyncio.Lock | None = None  # one transaction at a time on the connection
         self._leases = _Leases(lease)
+        self._connection = _Once(self._open)
 
     async def _conn(self) -> Any:
-        if self._db is not None:
-            return self._db
-        if self._opening is None:
-            self._opening = asyncio.Lock()
-        async with self._opening:
-            if self._db is None:
-                import aiosqlite
+        return await self._connection.get()
 
-                db = await aiosqlite.connect(self.path, isolation_level=None)
-                await db.execute("PRAGMA busy_timeout = 30000")
-                async with self._immediate(db):
-                    for statement in _SCHEMA:
-                        await db.execute(statement)
-                    await self._sweep(db)
-                self._db = db
-                self._leases.start(self._renew)
-        return self._db
+    async def _open(self) -> Any:
+        import aiosqlite
+
+        db = await aiosqlite.connect(self.path, isolation_level=None)
+        await db.execute("PRAGMA busy_timeout = 30000")
+        async with self._immediate(db):
+            for statement in _SCHEMA:
+                await db.execute(statement)
+            await self._sweep(db)
+        self._leases.start(self._renew)
+        return db
 
     @contextlib.asynccontextmanager
     async def _immediate(self, db: Any) -> Any:
@@ -294,6 +307,15 @@ class SQLiteLedger:
                 await db.execute("ROLLBACK")
                 raise
             await db.execute("COMMIT")
+
+    @staticmethod
+    async def _taken(db: Any, where: tuple[str, str, float]) -> tuple[float, float]:
+        rows = await db.execute_fetchall(
+            "SELECT spent_usd, reserved_usd FROM budget_totals "
+            "WHERE budget = ? AND key = ? AND window_start = ?",
+            where,
+        )
+        return (rows[0][0], rows[0][1]) if rows else (0.0, 0.0)
 
     @staticmethod
     async def _sweep(db: Any) -> None:
@@ -326,20 +348,11 @@ class SQLiteLedger:
         budget = hold.budget
         key = bounded_key(hold.key)
         async with self._immediate(db):
-            rows = await db.execute_fetchall(
-                "SELECT spent_usd, reserved_usd FROM budget_totals "
-                "WHERE budget = ? AND key = ? AND window_start = ?",
-                (budget.label, key, hold.window),
-            )
-            spent, reserved = rows[0] if rows else (0.0, 0.0)
+            where = (budget.label, key, hold.window)
+            spent, reserved = await self._taken(db, where)
             if not fits(spent + reserved, hold.amount, budget.limit_usd) and reserved:
                 await self._sweep(db)  # holds of a process that died may have expired
-                rows = await db.execute_fetchall(
-                    "SELECT spent_usd, reserved_usd FROM budget_totals "
-                    "WHERE budget = ? AND key = ? AND window_start = ?",
-                    (budget.label, key, hold.window),
-                )
-                spent, reserved = rows[0]
+                spent, reserved = await self._taken(db, where)
             if not fits(spent + reserved, hold.amount, budget.limit_usd):
                 return spent, reserved
             hold.hold_id = uuid.uuid4().hex
@@ -402,7 +415,7 @@ class SQLiteLedger:
     async def aclose(self) -> None:
         """Stop renewing; give back the holds of calls still running; close the file."""
         await self._leases.stop()
-        db, self._db = self._db, None
+        db = self._connection.take()
         if db is None:
             return
         try:
