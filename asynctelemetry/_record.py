@@ -192,9 +192,12 @@ def checked_tags(tags: object) -> tuple[str, ...]:
 
 def bounded_message(text: str) -> str | None:
     """An error message as records keep it: cut to ``MAX_ERROR_MESSAGE`` characters, None when
-    empty."""
+    empty. A lone surrogate (an exception's text may hold one) becomes ``?``: such a string is
+    no text a store can keep, and the call must not be lost for its message."""
     if not text:
         return None
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8")
     return text if len(text) <= MAX_ERROR_MESSAGE else text[: MAX_ERROR_MESSAGE - 1] + "…"
 
 

@@ -433,3 +433,19 @@ def test_a_store_that_is_not_a_sink_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="AddOnly is not a sink"):
         AsyncTracer(store=AddOnly())  # type: ignore[arg-type]
+
+
+async def test_an_error_text_with_a_lone_surrogate_does_not_lose_the_call(tmp_path: Path) -> None:
+    """An exception whose text holds a lone surrogate: the call is stored whole in SQLite, its
+    message with ``?`` in the surrogate's place (before, SQLite rejected the whole call)."""
+    from asynctelemetry import SQLiteStore
+
+    async with SQLiteStore(tmp_path / "calls.db") as store:
+        async with AsyncTracer(store=store) as tracer:
+            with pytest.raises(ValueError):
+                async with tracer.llm_call(model="m"):
+                    raise ValueError("bad \ud800 text")
+        await store.flush()
+        [call] = await store.query()
+        assert store.rejected == 0
+    assert (call.status, call.error_message) == ("error", "bad ? text")
