@@ -43,6 +43,12 @@ def make_call(i: int = 0, **fields: object) -> LLMCall:
     return LLMCall.model_validate(values)
 
 
+def varied_text(n: int) -> str:
+    """``n`` characters (3 bytes each in UTF-8) that do not compress: a btree entry cannot
+    shrink them."""
+    return "".join(chr(0x4E00 + (i * 7919) % 20_000) for i in range(n))
+
+
 @pytest.fixture
 def calls() -> list[LLMCall]:
     """Forty varied calls, oldest first."""

@@ -29,6 +29,7 @@ from ._base import (
     summarize,
     timeseries,
 )
+from ._door import call_id_of, log_rejected, refusal
 from ._replay import paced
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class MemoryStore(StoreReads, ClosesOnExit):
         self.capacity = capacity
         self._dropped = 0
         self._duplicates = 0
+        self._rejected = 0
         self._rows: deque[Row] = deque(maxlen=capacity)
         #: call_id → its row, for every row held (dedupe and :meth:`get`).
         self._ids: dict[str, Row] = {}
@@ -93,10 +95,18 @@ class MemoryStore(StoreReads, ClosesOnExit):
         return self._duplicates
 
     @property
+    def rejected(self) -> int:
+        """Calls refused at the store's door (a timestamp out of range, a key too long: see
+        ``_door``), logged and counted, as every store does."""
+        return self._rejected
+
+    @property
     def stats(self) -> StoreStats:
         """A snapshot of what this store has done (see :class:`~asynctelemetry.StoreStats`); a
         MemoryStore has no writer queue (``queue`` is None)."""
-        return StoreStats(duplicates=self._duplicates, dropped=self._dropped)
+        return StoreStats(
+            duplicates=self._duplicates, dropped=self._dropped, rejected=self._rejected
+        )
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -115,7 +125,13 @@ class MemoryStore(StoreReads, ClosesOnExit):
         self._keep_row(_row(call))
 
     def _keep_row(self, row: Row) -> None:
-        """Append ``row`` unless its id is held; the indexes follow the ring's evictions."""
+        """Append ``row`` unless the door refuses it or its id is held; the indexes follow the
+        ring's evictions."""
+        why = refusal(row)
+        if why is not None:
+            self._rejected += 1
+            log_rejected("MemoryStore", [(call_id_of(row), why)])
+            return
         ids = self._ids
         call_id = row[_CALL_ID]
         if call_id in ids:

@@ -17,7 +17,7 @@ import sys
 import textwrap
 import warnings
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
@@ -26,7 +26,7 @@ from asynctelemetry import LLMCall, PostgresStore, PriceTable, StoreError, open_
 from asynctelemetry._stores import _base
 from asynctelemetry._stores._base import summarize, timeseries
 from asynctelemetry._stores.postgres.schema import SCHEMA_VERSION
-from tests.conftest import T0, make_call
+from tests.conftest import T0, make_call, varied_text
 from tests.pg import start_server, stop_server
 
 if TYPE_CHECKING:
@@ -148,6 +148,34 @@ async def test_rows_the_server_refuses_are_counted_and_the_rest_kept(pg_dsn: str
         await store.flush()
         assert store.rejected == 1
         assert await store.query() == [calls[0], calls[2]]
+
+
+async def test_rows_only_the_server_refuses_are_isolated_by_halving(pg_dsn: str) -> None:
+    """An index the store does not know (a DBA's, on ``error_type``) refuses entries larger than
+    a btree page (SQLSTATE 54000): only the server can tell, so the writer halves the batch
+    around the rows it refuses, which are rejected and logged, and stores every other one, the
+    rollups with them (#23: the whole batch was lost)."""
+    async with PostgresStore(pg_dsn) as store:
+        await store.add(make_call(0))
+        await store.flush()
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await conn.execute("CREATE INDEX calls_error_type ON calls (error_type)")
+        finally:
+            await conn.close()
+        bad = {17, 18, 150}
+        calls = [
+            make_call(i, error_type=varied_text(3000) if i in bad else None) for i in range(200)
+        ]
+        await store.add_many([*calls, make_call(0)])  # a duplicate too: the staging merge
+        await store.flush()
+        assert store.rejected == len(bad)
+        assert store.duplicates == 2
+        kept = [call for i, call in enumerate(calls) if i not in bad]
+        assert await store.query() == kept
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_base, "EXACT_LIMIT", 3)
+            assert await store.summary(by="route") == summarize(kept, "route")
 
 
 def _closed_port() -> int:
@@ -534,3 +562,44 @@ async def test_a_password_in_the_query_is_masked_everywhere(pg_dsn: str) -> None
     await down.aclose()
     shown = "".join(traceback.format_exception(info.value))
     assert "password=***" in shown and "hunter" not in shown
+
+
+@pytest.mark.parametrize("bound", [{"max_age": "3d"}, {"max_rows": 1200}])
+async def test_retention_passes_while_late_calls_arrive_for_the_day_dropped(
+    pg_dsn: str, bound: dict[str, Any]
+) -> None:
+    """Retention passes run while every batch mixes today's calls with late calls for the day
+    being dropped (#23): no batch is given up, every call of the kept window (today's, the
+    newest) is stored, and the rollups count exactly what the table holds."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    stale = now - timedelta(days=5)
+    fresh: list[LLMCall] = []
+    async with PostgresStore(
+        pg_dsn, retention_interval=3600, flush_interval=0.002, batch_size=100, **bound
+    ) as store:
+
+        async def writer() -> None:
+            for i in range(0, 2400, 100):
+                batch = [
+                    make_call(j, timestamp=(stale if j % 2 else now) + timedelta(microseconds=j))
+                    for j in range(i, i + 100)
+                ]
+                fresh.extend(call for call in batch if call.timestamp >= now)
+                await store.add_many(batch)
+                await asyncio.sleep(0.003)
+            while store.pending:  # flush() raises while a batch waits for its day again
+                await asyncio.sleep(0.01)
+
+        task = asyncio.create_task(writer())
+        while not task.done():
+            await store.enforce_retention()
+            await asyncio.sleep(0.03)
+        await task
+        await store.enforce_retention()  # the last late calls go too
+        assert store.stats.queue is not None and store.stats.queue.dropped == 0
+        kept = await store.query()
+        assert kept == fresh
+        with pytest.MonkeyPatch.context() as patch:  # the rollups count what the table holds
+            patch.setattr(_base, "EXACT_LIMIT", 3)
+            assert await store.summary() == summarize(kept)
+            assert await store.timeseries(bucket="1d") == timeseries(kept, "1d")

@@ -31,7 +31,7 @@ from asynctelemetry import (
     TimeBucket,
 )
 from asynctelemetry._stores import _base, summarize, timeseries
-from tests.conftest import T0, make_call
+from tests.conftest import T0, make_call, varied_text
 from tests.pg import emptied_schema_dsn
 
 if TYPE_CHECKING:
@@ -104,6 +104,38 @@ async def test_duplicates_within_one_batch(store: Any) -> None:
     await _keep(store, [first, make_call(2), second])
     assert store.duplicates == 1
     assert await store.query() == [first, make_call(2)]
+
+
+# -- a bad call is refused alone --------------------------------------------------------------
+_EARLY = datetime(1600, 1, 1, tzinfo=UTC)
+_LATE = datetime(2300, 1, 1, tzinfo=UTC)
+_BAD_CALLS: dict[str, dict[str, Any]] = {
+    "long session id": {"session_id": varied_text(3000)},
+    "long trace id": {"trace_id": varied_text(3000)},
+    "before 1677": {"timestamp": _EARLY},
+    "after 2262": {"timestamp": _LATE},
+    "datetime.min": {"timestamp": datetime.min.replace(tzinfo=UTC)},
+}
+
+
+@pytest.mark.parametrize("bad", list(_BAD_CALLS))
+async def test_a_bad_call_is_rejected_alone(
+    store: Any, bad: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A call no store can hold faithfully (a time outside 1677-09-22 .. 2262-04-11, a key
+    too long for an index entry) is refused at the store's door: counted in ``rejected``,
+    logged with its id; its neighbours in the same batch are kept (#23: PostgreSQL lost the
+    whole batch, or retried it for ever)."""
+    calls = [make_call(0), make_call(1, **_BAD_CALLS[bad]), make_call(2)]
+    async with asyncio.timeout(30):
+        await _keep(store, calls)
+        assert store.rejected == 1
+        assert store.stats.rejected == 1
+        assert await store.query() == [calls[0], calls[2]]
+        assert await store.summary() == summarize([calls[0], calls[2]])
+    assert any(
+        "call-000001" in r.getMessage() and "rejected" in r.getMessage() for r in caplog.records
+    )
 
 
 # -- lookups by id ----------------------------------------------------------------------------

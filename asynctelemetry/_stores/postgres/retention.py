@@ -10,6 +10,14 @@ of the excess is deleted from the oldest partition, oldest first (by ``ts``, the
 transactions of at most ``batch`` rows. A pass takes a session advisory lock, so two processes
 sharing a database never both trim it; the one that finds the lock taken skips its pass.
 
+Every partition change is serialised with every writer: a writer's transaction holds the
+partition lock (``LOCK_PARTITIONS``) shared, and each change — creating a day, detaching and
+dropping one (with its rollups), deleting the oldest rows — holds it exclusively. So a late call
+for the day being dropped waits for the drop to finish, then finds no partition and makes the
+day again (it is older than ``max_age``, and goes at the next pass); it never lands in a table
+about to be dropped, and the rollups always count what the table holds. A partition is counted
+and judged under the lock, so the calls written meanwhile are never dropped uncounted.
+
 Each pass also creates the partitions of the coming days, so writers rarely wait on one.
 
 The rollups follow: rows deleted one by one leave them in the deleting transaction; a dropped
@@ -25,7 +33,7 @@ from typing import TYPE_CHECKING, Final
 
 from .._bounds import Retention
 from . import rollup as _pg_rollup
-from .schema import ensure_partitions, existing_partitions
+from .schema import LOCK_PARTITIONS, ensure_partitions, existing_partitions
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -88,7 +96,7 @@ class PgRetention(Retention):
             await self.create_ahead(conn)
             deleted = 0
             if self.max_age is not None or self.max_rows is not None:
-                async with _session_lock(conn) as held:
+                async with _session_lock(conn, _LOCK_RETENTION, wait=False) as held:
                     if held:
                         deleted = await self._trim(conn)
             self.passes += 1
@@ -96,39 +104,47 @@ class PgRetention(Retention):
 
     async def _trim(self, conn: asyncpg.Connection) -> int:
         deleted = 0
-        await _finish_detaches(conn)
+        async with _session_lock(conn, LOCK_PARTITIONS):
+            await _finish_detaches(conn)
         if self.max_age is not None:
             cutoff = datetime.now(UTC) - self.max_age
             for day, name in sorted((await existing_partitions(conn)).items()):
                 if datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1) > cutoff:
                     break  # some of this day (and every later one) is within max_age
-                deleted += await self._drop(conn, day, name)
+                deleted += await self._drop(conn, day, name) or 0
         if self.max_rows is not None:
+            # Only retention removes calls (one pass at a time): writers only make the excess
+            # grow, so this count never overstates it.
             excess = int(await conn.fetchval("SELECT count(*) FROM calls")) - self.max_rows
             for day, name in sorted((await existing_partitions(conn)).items()):
                 if excess <= 0:
                     break
-                rows = int(await conn.fetchval(f"SELECT count(*) FROM {name}"))
-                if rows <= excess:
-                    deleted += await self._drop(conn, day, name, rows)
-                    excess -= rows
+                dropped = await self._drop(conn, day, name, most=excess)
+                if dropped is not None:
+                    excess -= dropped
+                    deleted += dropped
                     continue
                 deleted += await self._delete_oldest(conn, name, excess)
                 break
         return deleted
 
     async def _drop(
-        self, conn: asyncpg.Connection, day: date, name: str, rows: int | None = None
-    ) -> int:
-        """Detach (concurrently) and drop one partition; return how many calls it held."""
-        if rows is None:
+        self, conn: asyncpg.Connection, day: date, name: str, most: int | None = None
+    ) -> int | None:
+        """Detach (concurrently) and drop one partition, its rollups with it, under the
+        partition lock (no write runs meanwhile); return how many calls it held. With ``most``,
+        only if it holds at most that many (counted under the lock), else ``None``."""
+        async with _session_lock(conn, LOCK_PARTITIONS):
             rows = int(await conn.fetchval(f"SELECT count(*) FROM {name}"))
-        # Our own name (calls_YYYYMMDD, read back from the catalog and checked): no parameters in
-        # DDL. CONCURRENTLY waits for queries that use the partition instead of blocking others.
-        await conn.execute(f"ALTER TABLE calls DETACH PARTITION {name} CONCURRENTLY")
-        await _pg_rollup.forget_day(conn, day)
-        await conn.execute(f"DROP TABLE IF EXISTS {name}")
-        self._known.discard(day)
+            if most is not None and rows > most:
+                return None
+            # Our own name (calls_YYYYMMDD, read back from the catalog and checked): no
+            # parameters in DDL. CONCURRENTLY waits for the reads that use the partition
+            # instead of blocking every other one.
+            await conn.execute(f"ALTER TABLE calls DETACH PARTITION {name} CONCURRENTLY")
+            await _pg_rollup.forget_day(conn, day)
+            await conn.execute(f"DROP TABLE IF EXISTS {name}")
+            self._known.discard(day)
         self.dropped_partitions += 1
         self.deleted += rows
         return rows
@@ -137,6 +153,7 @@ class PgRetention(Retention):
         deleted = 0
         while count > 0:
             async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *LOCK_PARTITIONS)
                 gone = await conn.fetch(
                     f"DELETE FROM {name} WHERE id IN "
                     f"(SELECT id FROM {name} ORDER BY ts, id LIMIT $1) "
@@ -169,19 +186,28 @@ async def _finish_detaches(conn: asyncpg.Connection) -> None:
 
 
 class _session_lock:
-    """Try the retention advisory lock for the session; yield whether it was taken."""
+    """An advisory lock held for the session while inside: waited for, or only tried
+    (``wait=False``); yields whether it was taken. A connection that breaks, or goes back to
+    the pool, releases it with its session (asyncpg's reset unlocks them all)."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(
+        self, conn: asyncpg.Connection, key: tuple[int, int], *, wait: bool = True
+    ) -> None:
         self._conn = conn
+        self._key = key
+        self._wait = wait
         self._held = False
 
     async def __aenter__(self) -> bool:
-        self._held = bool(
-            await self._conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *_LOCK_RETENTION)
-        )
+        if self._wait:
+            await self._conn.execute("SELECT pg_advisory_lock($1, $2)", *self._key)
+            self._held = True
+        else:
+            self._held = bool(
+                await self._conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *self._key)
+            )
         return self._held
 
     async def __aexit__(self, *exc: object) -> None:
         if self._held and not self._conn.is_closed():
-            # A broken connection has released the lock with its session.
-            await self._conn.execute("SELECT pg_advisory_unlock($1, $2)", *_LOCK_RETENTION)
+            await self._conn.execute("SELECT pg_advisory_unlock($1, $2)", *self._key)

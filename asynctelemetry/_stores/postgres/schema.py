@@ -64,6 +64,7 @@ __all__ = [
     "days_of",
     "ensure_partitions",
     "existing_partitions",
+    "hold_partitions",
     "partition_name",
     "pg_row",
     "prepare",
@@ -250,8 +251,9 @@ async def ensure_partitions(
 ) -> None:
     """Create the partitions of ``days`` that do not exist yet; add every day to ``known``.
 
-    Serialised across processes by an advisory lock: two writers needing the same new day do
-    not race to create it.
+    Serialised across processes by an advisory lock, held exclusively (writes hold it shared,
+    :func:`hold_partitions`): two writers needing the same new day do not race to create it,
+    and no write runs beside the change.
     """
     wanted = set(days) - known
     if not wanted:
@@ -262,8 +264,14 @@ async def ensure_partitions(
         for day in sorted(wanted - existing.keys()):
             for sql in _partition_sql(day):
                 await conn.execute(sql)
-        known |= existing.keys()
-    known |= wanted
+        known.update(existing)  # in place: ``known |= existing.keys()`` would make a new set
+    known.update(wanted)
+
+
+async def hold_partitions(conn: asyncpg.Connection) -> None:
+    """Hold the partition lock shared until the transaction ends (every write does): each
+    partition change holds it exclusively, so none runs beside a write."""
+    await conn.execute("SELECT pg_advisory_xact_lock_shared($1, $2)", *LOCK_PARTITIONS)
 
 
 # -- the row codec ------------------------------------------------------------------------------

@@ -1,11 +1,19 @@
 """The writer of a :class:`PostgresStore`: its own connection, the COPY and the merge.
 
-Each batch goes by binary ``COPY`` straight into ``calls``; when the unique index refuses it (a
-call of the batch is stored already), the batch goes into the connection's temporary staging
-table and is merged with ``INSERT … ON CONFLICT DO NOTHING`` in one transaction. Failures are
-sorted: a broken connection, a server restart, a deadlock or a full disk is
+The calls the store's door refuses (:mod:`._door`: a time out of range, a key too long for an
+index) are rejected first. Each batch then goes by binary ``COPY`` straight into ``calls``; when
+the unique index refuses it (a call of the batch is stored already) or the server refuses a row
+of it, the batch goes into the connection's temporary staging table and is merged with ``INSERT
+… ON CONFLICT DO NOTHING`` in one transaction; if the server refuses a row there too, the batch
+is halved, and halved again, each part in its own savepoint, until the rows it refuses stand
+alone: those are rejected, every other row is stored (a few bad rows cost a few merges each, and
+every merge is awaited, so the loop is never held). Every write transaction holds the partition
+lock shared, so a partition change (:mod:`._pg_retention`) never runs beside it.
+
+Failures are sorted: a broken connection, a server restart, a deadlock or a full disk is
 :class:`~asynctelemetry._batching.Retryable` (the batch stays queued); a value the server cannot
-hold rejects that call only; anything else drops the batch with a :class:`StoreError`.
+hold (a data exception, a missing ``NOT NULL`` value, an index entry too large) rejects that call
+only; anything else drops the batch with a :class:`StoreError`.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..._batching import Retryable
 from ..._exceptions import StoreError, mask_secrets
+from .._door import admit, call_id_of, log_rejected
 from .._rollup import count_minutes
 from . import rollup as _pg_rollup
 from .schema import (
@@ -26,6 +35,7 @@ from .schema import (
     STAGING_SQL,
     days_of,
     ensure_partitions,
+    hold_partitions,
     pg_row,
     prepare,
 )
@@ -43,20 +53,27 @@ if TYPE_CHECKING:
 __all__ = ["PgWriter", "is_db_error", "reason"]
 
 logger = logging.getLogger("asynctelemetry")
-#: Rows encoded per step of a COPY: the event loop gets control back between steps.
-_ENCODE_STEP: Final = 32
+#: Calls checked, encoded or sent per step: the event loop gets control back between steps.
+_STEP: Final = 32
 #: A COPY row → the values the rollups count, in ``_pg_rollup.RAW_SQL`` order.
 _RAW_OF_COPY: Final = itemgetter(
     *(COPY_COLUMNS.index(name.strip()) for name in _pg_rollup.RAW_SQL.split(","))
 )
 #: The staging merge, returning what the rollups count of each call it stored.
 _MERGE_RETURNING: Final = f"{MERGE_SQL} RETURNING {_pg_rollup.RAW_SQL}"
+#: Staged rows merged within a savepoint leave before the next part is staged.
+_EMPTY_STAGING: Final = f"DELETE FROM {STAGING}"
 #: SQLSTATE classes worth retrying: connection, transaction rollback (deadlock, serialization),
 #: insufficient resources (disk full), lock not available, operator intervention (shutdown,
 #: restart), system error, internal error.
 _RETRY_CLASSES: Final = frozenset({"08", "40", "53", "55", "57", "58", "XX"})
 #: "no partition of relation found for row": a partition was dropped under the writer.
 _NO_PARTITION: Final = "23514"
+#: Times a batch is tried when retention drops one of its days under it (in this process).
+_DAY_ATTEMPTS: Final = 3
+#: SQLSTATEs that refuse one row, besides class 22 (data exception): a missing ``NOT NULL``
+#: value, an index entry larger than a btree page holds.
+_ROW_STATES: Final = frozenset({"23502", "54000"})
 
 
 def is_db_error(pg: Any, exc: BaseException) -> bool:
@@ -148,8 +165,7 @@ class PgWriter:
         if self._failing:
             self._failing = False
             logger.warning("asynctelemetry: %s is writing again", self.shown)
-        for call_id, why in rejected:
-            logger.error("asynctelemetry: call %r rejected by PostgreSQL: %s", call_id, why)
+        log_rejected("PostgreSQL", rejected)
         self.rejected += len(rejected)
         self.duplicates += len(batch) - inserted - len(rejected)
 
@@ -174,73 +190,143 @@ class PgWriter:
         with multi-row heap inserts). When a call is stored already (a retried or replayed
         batch, another writer's copy, or twice in this batch) the unique index refuses the
         whole COPY, which leaves nothing behind; the batch then goes the safe way: COPY into the
-        staging table and ``INSERT … ON CONFLICT DO NOTHING``, in one transaction.
+        staging table and ``INSERT … ON CONFLICT DO NOTHING``, in one transaction, halving the
+        batch around the rows the server refuses (:meth:`_isolate`).
         """
-        await ensure_partitions(conn, days_of(batch), self.known_days)
+        kept, rejected = await _admitted(batch)
+        if not kept:
+            return 0, rejected
+        rows, minutes = await _encoded(kept)
+        days = days_of(kept)
+        for attempt in range(_DAY_ATTEMPTS):
+            await ensure_partitions(conn, days, self.known_days)
+            try:
+                inserted = await self._write_once(
+                    conn, rows, minutes, kept, days, rejected, attempt
+                )
+            except _DayGone:
+                continue
+            return inserted, rejected
+        raise AssertionError("unreachable: the last attempt never raises _DayGone")
+
+    async def _write_once(
+        self,
+        conn: asyncpg.Connection,
+        rows: list[list[Any]],
+        minutes: dict[Cell, Acc],
+        calls: list[LLMCall | Row],
+        days: set[date],
+        rejected: list[tuple[str, str]],
+        attempt: int,
+    ) -> int:
+        """One attempt of :meth:`_merge` (the COPY, else the staging merge); returns how many
+        calls it stored."""
         try:
             async with conn.transaction():
-                minutes: dict[Cell, Acc] = {}
+                await self._hold(conn, days, attempt)
                 await conn.copy_records_to_table(
-                    "calls", records=_encoded(batch, minutes), columns=COPY_COLUMNS
+                    "calls", records=_stepped(rows), columns=COPY_COLUMNS
                 )
                 await _pg_rollup.remember_minutes(conn, minutes)
-            return len(batch), []
+            return len(rows)
         except self.pg.UniqueViolationError:
             pass
         except Exception as exc:
             if not self._is_row_error(exc):
                 raise
-        rejected: list[tuple[str, str]] = []
+        async with conn.transaction():
+            await self._hold(conn, days, attempt)
+            stored = await self._isolate(conn, rows, calls, rejected)
+            await _pg_rollup.remember(conn, [_pg_rollup.raw_of(row) for row in stored])
+        return len(stored)
+
+    async def _hold(self, conn: asyncpg.Connection, days: set[date], attempt: int) -> None:
+        """Hold the partition lock for this transaction; raise :class:`_DayGone` if retention
+        dropped a day of the batch meanwhile (its partition is then made again), except on the
+        last attempt (a write then finds no partition: retried, as when another process's
+        retention drops it)."""
+        await hold_partitions(conn)
+        if attempt < _DAY_ATTEMPTS - 1 and not days <= self.known_days:
+            raise _DayGone
+
+    async def _isolate(
+        self,
+        conn: asyncpg.Connection,
+        rows: list[list[Any]],
+        calls: list[LLMCall | Row],
+        rejected: list[tuple[str, str]],
+    ) -> list[Any]:
+        """Merge ``rows`` through the staging table in a savepoint; when the server refuses a
+        row, the two halves each again, down to the single rows it refuses (added to
+        ``rejected``). Returns what the rollups count of each call stored, in order. The staging
+        table is empty on entry and holds the rows merged on return (emptied at commit)."""
         try:
             async with conn.transaction():
                 await conn.copy_records_to_table(
-                    STAGING, records=_encoded(batch, None), columns=COPY_COLUMNS
+                    STAGING, records=_stepped(rows), columns=COPY_COLUMNS
                 )
-                stored = await conn.fetch(_MERGE_RETURNING)
-                await _pg_rollup.remember(conn, [_pg_rollup.raw_of(row) for row in stored])
+                stored: list[Any] = await conn.fetch(_MERGE_RETURNING)
+            return stored
         except Exception as exc:
             if not self._is_row_error(exc):
                 raise
-            async with conn.transaction():  # find the rows the server refuses, one by one
-                for call in batch:
-                    try:
-                        async with conn.transaction():
-                            await conn.copy_records_to_table(
-                                STAGING, records=[pg_row(call)], columns=COPY_COLUMNS
-                            )
-                    except Exception as row_exc:
-                        if not self._is_row_error(row_exc):
-                            raise
-                        rejected.append((_call_id(call), reason(row_exc)))
-                stored = await conn.fetch(_MERGE_RETURNING)
-                await _pg_rollup.remember(conn, [_pg_rollup.raw_of(row) for row in stored])
-        return len(stored), rejected
+            if len(rows) == 1:
+                rejected.append((call_id_of(calls[0]), reason(exc)))
+                return []
+        half = len(rows) // 2
+        first = await self._isolate(conn, rows[:half], calls[:half], rejected)
+        await conn.execute(_EMPTY_STAGING)  # the first half's rows, merged: not again
+        return first + await self._isolate(conn, rows[half:], calls[half:], rejected)
 
     def _is_row_error(self, exc: BaseException) -> bool:
-        """A value the server or the codec cannot take (class 22: data exception)."""
+        """A value the server or the codec cannot take: class 22 (data exception), a missing
+        ``NOT NULL`` value, an index entry too large (54000)."""
         if isinstance(exc, UnicodeError | ValueError | OverflowError | TypeError):
             return True
         if isinstance(exc, self.pg.DataError):
             return True
-        return str(getattr(exc, "sqlstate", "") or "").startswith("22")
+        state = str(getattr(exc, "sqlstate", "") or "")
+        return state.startswith("22") or state in _ROW_STATES
 
 
-async def _encoded(
-    batch: list[LLMCall | Row], minutes: dict[Cell, Acc] | None
-) -> AsyncIterator[list[Any]]:
-    """The batch's COPY rows, a step at a time, giving the event loop control between steps;
-    each step's calls are also counted into ``minutes`` for the rollups, when given."""
-    for start in range(0, len(batch), _ENCODE_STEP):
-        rows = list(map(pg_row, batch[start : start + _ENCODE_STEP]))
-        if minutes is not None:
-            count_minutes([_pg_rollup.raw_of(_RAW_OF_COPY(row)) for row in rows], minutes)
-        for row in rows:
-            yield row
+async def _admitted(
+    batch: list[LLMCall | Row],
+) -> tuple[list[LLMCall | Row], list[tuple[str, str]]]:
+    """The batch's calls the store's door lets in, and those it refuses, a step at a time."""
+    kept: list[LLMCall | Row] = []
+    refused: list[tuple[str, str]] = []
+    for start in range(0, len(batch), _STEP):
+        step_kept, step_refused = admit(batch[start : start + _STEP])
+        kept += step_kept
+        refused += step_refused
         await asyncio.sleep(0)
+    return kept, refused
 
 
-def _call_id(call: LLMCall | Row) -> str:
-    return str(call[0] if isinstance(call, tuple) else call.call_id)
+async def _encoded(batch: list[LLMCall | Row]) -> tuple[list[list[Any]], dict[Cell, Acc]]:
+    """The batch's COPY rows and its calls counted into minutes for the rollups, a step at a
+    time, giving the event loop control between steps."""
+    rows: list[list[Any]] = []
+    minutes: dict[Cell, Acc] = {}
+    for start in range(0, len(batch), _STEP):
+        step = list(map(pg_row, batch[start : start + _STEP]))
+        count_minutes([_pg_rollup.raw_of(_RAW_OF_COPY(row)) for row in step], minutes)
+        rows += step
+        await asyncio.sleep(0)
+    return rows, minutes
+
+
+async def _stepped(rows: list[list[Any]]) -> AsyncIterator[list[Any]]:
+    """``rows`` for a COPY, giving the event loop control every :data:`_STEP` rows (asyncpg
+    sends a list without ever awaiting)."""
+    for start, row in enumerate(rows):
+        yield row
+        if start % _STEP == _STEP - 1:
+            await asyncio.sleep(0)
+
+
+class _DayGone(Exception):
+    """Retention dropped a day of the batch between making its partition and the write."""
 
 
 def reason(exc: BaseException) -> str:

@@ -40,6 +40,7 @@ from .._base import (
     check_limit,
 )
 from .._bounds import parse_max_age, parse_max_rows
+from .._door import log_rejected
 from .._replay import paced
 from . import reads as q
 from .retention import Retention, auto_vacuum_mode, vacuum_into_incremental
@@ -420,8 +421,7 @@ class SQLiteStore(StoreReads, QueueOwner, ClosesOnExit):
         if self._failing:
             self._failing = False
             logger.warning("asynctelemetry: %s is writing again", self.path)
-        for call_id, reason in rejected:
-            logger.error("asynctelemetry: call %r rejected by SQLite: %s", call_id, reason)
+        log_rejected("SQLite", rejected)
         self._rejected += len(rejected)
         self._duplicates += len(batch) - inserted - len(rejected)
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ..._exceptions import StoreError
 from .. import _rollup
+from .._door import admit
 from . import reads as q
 from .schema import (
     COLUMNS,
@@ -162,8 +163,13 @@ def in_transaction(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -
 
 
 def insert_rows(conn: sqlite3.Connection, batch: list[LLMCall | Row]) -> tuple[int, list[Any]]:
-    """One transaction; returns (rows inserted, [(call_id, reason)] for rows SQLite refused)."""
-    return in_transaction(conn, _insert_rows, batch)
+    """One transaction; returns (rows inserted, [(call_id, reason)] for rows the store's door
+    or SQLite refused)."""
+    batch, refused = admit(batch)
+    if not batch:
+        return 0, refused
+    inserted, rejected = in_transaction(conn, _insert_rows, batch)
+    return inserted, [*refused, *rejected]
 
 
 def _insert_rows(conn: sqlite3.Connection, batch: list[LLMCall | Row]) -> tuple[int, list[Any]]:
