@@ -52,6 +52,8 @@ from .._record import (
     bounded_message,
 )
 from .._rows import ATTRIBUTES, FIELDS, Row, Rows, record_of, row_of, shared_keys
+from .._stores._base import to_ns
+from .._stores._door import LATEST
 from ._attributes import attribute_cache, collect_slowly, lookup, plan_of
 from ._wire import LeanRequest, decode_value, lean_span, split_key
 
@@ -76,8 +78,8 @@ __all__ = [
 Defects = dict[str, int]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-#: Start times from here on (2262-04-11) do not fit int64 nanoseconds, as stores keep them.
-_MAX_START_NS: Final = 2**63
+#: Start times from here on (2262-04-11) are past what a store keeps (``_stores._door``).
+_MAX_START_NS: Final = to_ns(LATEST)
 _STATUS_CODE_ERROR: Final = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
 #: An HTTP status at the start of a span's status message: "429 Too Many Requests", "503".
 _HTTP_STATUS: Final = re.compile(rb"\s*([1-5][0-9][0-9])(?![0-9])")
@@ -329,7 +331,7 @@ def _decide(
         timestamp,
         service_name,
         "collector",
-        span.trace_id.hex() or None,
+        _trace_id(span, defects),
         span_id,
         span.parent_span_id.hex() or None,
         duration,
@@ -340,6 +342,16 @@ def _decide(
         status_code,
         error_message,
     )
+
+
+def _trace_id(span: Any, defects: MutableMapping[str, int]) -> str | None:
+    """The span's trace id in hex; one longer than a store keys on (a trace id is 16 bytes)
+    is a defect (``too_long``), and the call is kept without it."""
+    trace_id: str = span.trace_id.hex()
+    if len(trace_id) > MAX_FIELD_LENGTH:
+        defects["too_long"] = defects.get("too_long", 0) + 1
+        return None
+    return trace_id or None
 
 
 _EXCEPTION: Final = EXCEPTION_EVENT.encode()

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import TYPE_CHECKING, Final
 
+from .._conventions import MAX_FIELD_LENGTH
 from .._rows import FIELDS, TIMESTAMP, Row
 
 if TYPE_CHECKING:
@@ -49,8 +50,9 @@ logger = logging.getLogger("asynctelemetry")
 EARLIEST: Final = datetime(1677, 9, 22, tzinfo=UTC)
 #: The first timestamp a store no longer keeps (exclusive).
 LATEST: Final = datetime(2262, 4, 11, tzinfo=UTC)
-#: Longest text a store keeps in a field it indexes, in characters.
-MAX_KEY_LENGTH: Final = 512
+#: Longest text a store keeps in a field it indexes, in characters: the collector's bound on
+#: field text (``MAX_FIELD_LENGTH``), so a call the collector makes is never refused here.
+MAX_KEY_LENGTH: Final = MAX_FIELD_LENGTH
 #: The fields a store indexes (their text must fit an index entry).
 KEYED_FIELDS: Final = (
     "call_id",
