@@ -150,13 +150,13 @@ async def run_replay(args: argparse.Namespace, console: Console) -> int:
                 if exporter is not None:
                     await exporter.flush()
         except ExportError as exc:
-            raise CLIError(f"replay to {args.to} failed: {exc}") from None
+            raise CLIError(f"replay to {mask_secrets(args.to)} failed: {exc}") from None
         except StoreError as exc:
-            raise CLIError(f"replay to {args.to} failed: {exc}") from None
+            raise CLIError(f"replay to {mask_secrets(args.to)} failed: {exc}") from None
     stats = exporter.stats.queue if exporter is not None else None
     if stats is not None and stats.dropped:
         raise CLIError(
-            f"{stats.dropped} of {count} calls could not be delivered to {args.to}: "
+            f"{stats.dropped} of {count} calls could not be delivered to {mask_secrets(args.to)}: "
             f"{stats.last_error or 'closed before delivery'}"
         )
     pace = f" at {args.speed:g}x" if args.speed else ""

@@ -8,7 +8,7 @@ of it, the batch goes into the connection's temporary staging table and is merge
 is halved, and halved again, each part in its own savepoint, until the rows it refuses stand
 alone: those are rejected, every other row is stored (a few bad rows cost a few merges each, and
 every merge is awaited, so the loop is never held). Every write transaction holds the partition
-lock shared, so a partition change (:mod:`._pg_retention`) never runs beside it.
+lock shared, so a partition change (:mod:`.retention`) never runs beside it.
 
 Failures are sorted: a broken connection, a server restart, a deadlock or a full disk is
 :class:`~asynctelemetry._batching.Retryable` (the batch stays queued); a value the server cannot
