@@ -7,6 +7,12 @@ request per connection, the request head bounded in size and read within a timeo
 ``GET``/``HEAD /metrics`` answered with the registry's text exposition, 404 for other paths,
 405 for other methods, 400 for anything unreadable. Slow or malformed clients cost one task
 each, up to a bound, and never the loop.
+
+Connections are admitted by :class:`~asynctelemetry._http_limits.Admission`, the rule of the
+OTLP/HTTP receiver and the dashboard: when ``max_connections`` are open, the one making the least
+progress on its request (an old one with the lowest byte rate) is closed to admit the newcomer,
+never one being answered, so a client holding every connection idle or trickling its headers
+cannot shut out a scrape, even from its own address.
 """
 
 from __future__ import annotations
@@ -14,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from ._batching import ClosesOnExit, Closing
 from ._exceptions import ConfigError, StoreClosedError, require
+from ._http_limits import Admission, HttpLimits
 from ._stats import ScrapeStats
 
 if TYPE_CHECKING:
@@ -41,7 +48,10 @@ class PrometheusExporter(ClosesOnExit):
             (its registry is served), or ``None`` for prometheus-client's global registry.
         host: interface to bind; loopback by default, pass ``"0.0.0.0"`` to expose it.
         read_timeout: seconds a client has to send its request head.
-        max_connections: most connections served at once; more are closed at once.
+        max_connections: most connections open at once. A connection past it is admitted by
+            closing the open one making the least progress on its request (see
+            :class:`~asynctelemetry._http_limits.Admission`), or closed at once when every
+            open one is being answered.
     """
 
     def __init__(
@@ -63,6 +73,10 @@ class PrometheusExporter(ClosesOnExit):
         self.host = host
         self.read_timeout = read_timeout
         self.max_connections = max_connections
+        #: Open connections (``refused`` and ``shed`` count those closed to admit others).
+        self.admission = Admission(
+            HttpLimits(header_timeout=read_timeout, max_connections=max_connections)
+        )
         self._port = port
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
@@ -137,8 +151,8 @@ class PrometheusExporter(ClosesOnExit):
 
     # -- serving --------------------------------------------------------------------------------
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._handlers) >= self.max_connections:
-            writer.close()
+        # A stream server's transport reads too (the stubs say only that it writes).
+        if not self.admission.admit(writer.transport, cast("asyncio.Transport", writer.transport)):
             return
         task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
         self._handlers.add(task)
@@ -152,6 +166,7 @@ class PrometheusExporter(ClosesOnExit):
             except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
                 self._bad_requests += 1
                 return  # too slow, cut short or too big: close without an answer
+            self.admission.working(writer.transport)  # answered now, never shed
             status, body, content_type, head_only = self._answer(head)
             if status == 200:
                 # Rendering a large registry is Python work: in a thread, the loop gets the GIL
@@ -170,6 +185,7 @@ class PrometheusExporter(ClosesOnExit):
             pass  # the client went away or would not read: nothing more to do
         finally:
             writer.close()
+            self.admission.release(writer.transport)
             with contextlib.suppress(ConnectionError, TimeoutError):
                 async with asyncio.timeout(1.0):
                     await writer.wait_closed()

@@ -25,6 +25,7 @@ RANKS: dict[str, int] = {
     "_pricing": 20,
     "_batching": 20,
     "_stats": 20,
+    "_http_limits": 20,
     "_wire": 20,
     "_usage": 20,
     "_rows": 20,

@@ -25,10 +25,10 @@ are inflated in a worker thread (zlib releases the GIL); small JSON bodies are e
 loop in steps, large (or very deep) ones in a worker process (:mod:`._json_worker`), so that the
 loop is never held for long.
 
-Connections and in-flight slots are admitted by :class:`~._limits.Admission`, the dashboard's
-rule too: when all are taken, the connection making the least progress (an idle keep-alive, or
-the slowest unfinished request) is closed to admit the newcomer, so one client cannot shut out
-another on the same address.
+Connections and in-flight slots are admitted by :class:`~asynctelemetry._http_limits.Admission`,
+the rule of the dashboard and of ``/metrics`` too: when all are taken, the connection making the
+least progress (an idle keep-alive, or the slowest unfinished request) is closed to admit the
+newcomer, so one client cannot shut out another on the same address.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ import zlib
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from .._exceptions import ConfigError, require
+from .._http_limits import Admission, HttpLimits, RepeatedLog
 from ._json_worker import JSON_IN_PROCESS_BYTES, JsonWorker, WorkerLost
-from ._limits import Admission, HttpLimits, RepeatedLog
 from ._otlp_json import (
     BadJson,
     TooDeepForTheLoop,

@@ -48,11 +48,11 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from pathlib import Path
 
+    from .._http_limits import HttpLimits
     from .._pipeline import Sink
     from .._pricing import ModelPricing, PriceTable
     from .._stores import CallStore
     from ._http import HttpReceiver
-    from ._limits import HttpLimits
 
 __all__ = ["AsyncCollector", "CollectorStats"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._exceptions import ConfigError, require_int
-from ._limits import HttpLimits
+from .._http_limits import HttpLimits
 
 if TYPE_CHECKING:
     from os import PathLike

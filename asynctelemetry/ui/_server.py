@@ -29,8 +29,8 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from .._batching import ClosesOnExit
-from .._collector._limits import Admission, HttpLimits, RepeatedLog
 from .._exceptions import ConfigError, StoreError, require
+from .._http_limits import Admission, HttpLimits, RepeatedLog
 from . import _api
 from ._params import ParamError, no_params, parse_query
 

@@ -249,6 +249,13 @@ def slow_bodies(connections: int = 64) -> Callable[[Target, threading.Event, Tal
     return _hold(connections, begin, trickle, 1.0)
 
 
+def _idle(sock: socket.socket, rounds: int) -> None:
+    """Send nothing; raise once the server has closed the connection."""
+    with contextlib.suppress(BlockingIOError):  # nothing to read: still open, idle
+        if not sock.recv(65536):
+            raise OSError("closed")
+
+
 def idle_keepalives(connections: int = 300) -> Callable[[Target, threading.Event, Tally], None]:
     """Hundreds of keep-alive connections, each answered once and then left idle (reopened
     when the server closes one)."""
@@ -258,12 +265,13 @@ def idle_keepalives(connections: int = 300) -> Callable[[Target, threading.Event
         if not sock.recv(65536):  # the answer (or the end: refused)
             raise OSError("closed")
 
-    def idle(sock: socket.socket, rounds: int) -> None:
-        with contextlib.suppress(BlockingIOError):  # nothing to read: still open, idle
-            if not sock.recv(65536):
-                raise OSError("closed")
+    return _hold(connections, ask, _idle, 0.2)
 
-    return _hold(connections, ask, idle, 0.2)
+
+def silent_connections(connections: int = 300) -> Callable[[Target, threading.Event, Tally], None]:
+    """Hundreds of connections that never send a byte (reopened when the server closes one):
+    idle connections to a server that answers one request per connection (``/metrics``)."""
+    return _hold(connections, _nothing, _idle, 0.2)
 
 
 @functools.cache
@@ -345,6 +353,10 @@ ATTACKS: dict[str, Callable[[], Callable[[Target, threading.Event, Tally], None]
     "gzip members": gzip_members,
     "unknown models": unknown_models,
     "metric labels": metric_labels,
+}
+#: Attacks run by the tests but not by ``bench_attacks.py``.
+MORE_ATTACKS: dict[str, Callable[[], Callable[[Target, threading.Event, Tally], None]]] = {
+    "silent connections": silent_connections,
 }
 
 
@@ -437,7 +449,8 @@ class Victim:
 async def attacking(name: str, target: Target) -> AsyncIterator[Tally]:
     """Run attack ``name`` in a thread for the duration of the block (joined off the loop:
     the attacker may be waiting for an answer from the collector on this loop)."""
-    attack = await asyncio.to_thread(ATTACKS[name])  # payloads are built once, off the loop
+    # Payloads are built once, off the loop.
+    attack = await asyncio.to_thread(ATTACKS.get(name) or MORE_ATTACKS[name])
     stop = threading.Event()
     tally = Tally()
     thread = threading.Thread(target=attack, args=(target, stop, tally), daemon=True)

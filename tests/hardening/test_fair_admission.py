@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from asynctelemetry import AsyncCollector, HttpLimits, MemoryStore
-from asynctelemetry._collector._limits import GRACE
+from asynctelemetry._http_limits import GRACE
+from asynctelemetry.metrics import MetricsRecorder, PrometheusExporter
 from asynctelemetry.ui import Dashboard
 from tests.collector.helpers import request_for
 from tests.collector.test_http import GatedStore
@@ -98,6 +99,25 @@ async def test_the_dashboard_serves_a_reader_on_the_attackers_address() -> None:
                         assert response.status == 200
                         assert (await response.json())["calls"] == []
         assert board.admission.shed > 0
+
+
+@pytest.mark.parametrize("attack", ["silent connections", "header trickle"])
+async def test_a_scrape_on_the_attackers_address_is_served(attack: str) -> None:
+    """/metrics admits by the same rule: 200 connections from 127.0.0.1 that send nothing, or
+    that trickle their headers (reconnecting when closed), against its cap of 64 do not keep
+    a scrape from 127.0.0.1 from its answer within 2 s."""
+    recorder = MetricsRecorder()
+    recorder.record(make_call(0))
+    async with PrometheusExporter(port=0, registry=recorder) as exporter:
+        async with attacking(attack, Target("", exporter.port)) as tally:
+            await held(tally.answers, 200)
+            await asyncio.sleep(GRACE)  # every attacking connection has had its chance
+            async with httpx.AsyncClient(timeout=2) as client:
+                for _ in range(3):
+                    answer = await client.get(exporter.url)
+                    assert answer.status_code == 200, tally.answers
+                    assert "asynctelemetry_requests_total" in answer.text
+        assert exporter.admission.shed > 0
 
 
 async def raw(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

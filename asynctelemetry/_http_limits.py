@@ -1,4 +1,5 @@
-"""Fair admission to the HTTP servers (the OTLP/HTTP receiver, the dashboard), and their quiet log.
+"""Fair admission to the HTTP servers (the OTLP/HTTP receiver, the dashboard, ``/metrics``), and
+their quiet log.
 
 :class:`HttpLimits` is the one settings object (a frozen dataclass, as httpx's ``Limits``):
 deadlines for a request's headers and body, and caps on open connections and on requests in
@@ -42,7 +43,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from .._exceptions import ConfigError, require_int
+from ._exceptions import ConfigError, require_int
 
 try:
     from fcntl import ioctl
@@ -194,7 +195,9 @@ class _Watch(asyncio.Protocol):
 
 
 class Admission:
-    """Admits an aiohttp ``web.Server``'s connections and requests fairly (see the module).
+    """Admits an aiohttp ``web.Server``'s connections and requests fairly (see the module);
+    a server on ``asyncio.start_server`` calls :meth:`admit`, :meth:`working` and
+    :meth:`release` itself.
 
     ``refused`` counts connections closed as they arrived (every open one being answered, or
     a cap per address), ``shed`` those closed to admit another connection or request.
@@ -205,7 +208,7 @@ class Admission:
         self.refused = 0
         self.shed = 0
         self.by_client: dict[str, int] = {}  # open connections per address (with that cap)
-        self._connections: dict[object, _Connection] = {}  # aiohttp handler → its state
+        self._connections: dict[object, _Connection] = {}  # a connection's key → its state
         # Waiting and unfinished connections in the order their spell or request began
         # (dicts keep insertion order: a connection moves to the end when it begins anew).
         self._idle: dict[_Connection, None] = {}
@@ -239,6 +242,16 @@ class Admission:
     # -- connections ----------------------------------------------------------------------------
     def _connection_made(self, handler: Any, transport: asyncio.Transport) -> None:
         self._made(handler, transport)
+        self.admit(handler, transport)
+
+    def _connection_lost(self, handler: Any, exc: BaseException | None = None) -> None:
+        self.release(handler)
+        self._lost(handler, exc)
+
+    def admit(self, key: object, transport: asyncio.Transport) -> bool:
+        """Admit a connection just made, known by ``key`` (aiohttp's handler, or a stream
+        server's transport), counting the bytes its protocol receives; False: refused (it is
+        aborted on the loop's next turn, once its server has finished setting it up)."""
         client = client_of(transport)
         limits = self.limits
         per_client = limits.max_connections_per_client
@@ -246,30 +259,32 @@ class Admission:
             len(self._connections) >= limits.max_connections and not self._shed_connection()
         ):
             self.refused += 1
-            # Closed on the loop's next turn, once aiohttp has finished setting the connection
-            # up (closing it inside connection_made leaves its handler task to fail).
+            # Closed on the loop's next turn (closing it inside connection_made leaves aiohttp's
+            # handler task to fail).
             asyncio.get_running_loop().call_soon(transport.abort)
-            return
+            return False
         if per_client is not None:
             self.by_client[client] = self.by_client.get(client, 0) + 1
         connection = _Connection(transport, client, time.monotonic())
-        self._connections[handler] = connection
+        self._connections[key] = connection
         self._unfinished[connection] = None
-        transport.set_protocol(_Watch(handler, connection, self))
+        transport.set_protocol(_Watch(transport.get_protocol(), connection, self))
+        return True
 
-    def _connection_lost(self, handler: Any, exc: BaseException | None = None) -> None:
-        connection = self._connections.pop(handler, None)
-        if connection is not None:
-            self._release(connection)
-            self._idle.pop(connection, None)
-            self._unfinished.pop(connection, None)
-            if self.limits.max_connections_per_client is not None:
-                left = self.by_client[connection.client] - 1
-                if left:
-                    self.by_client[connection.client] = left
-                else:
-                    del self.by_client[connection.client]
-        self._lost(handler, exc)
+    def release(self, key: object) -> None:
+        """The connection ``key`` is closed (a no-op for one refused or already released)."""
+        connection = self._connections.pop(key, None)
+        if connection is None:
+            return
+        self._release(connection)
+        self._idle.pop(connection, None)
+        self._unfinished.pop(connection, None)
+        if self.limits.max_connections_per_client is not None:
+            left = self.by_client[connection.client] - 1
+            if left:
+                self.by_client[connection.client] = left
+            else:
+                del self.by_client[connection.client]
 
     def _received(self, connection: _Connection, size: int) -> None:
         if connection.phase == _IDLE:  # the next request on a kept-alive connection
@@ -349,7 +364,11 @@ class Admission:
 
     def body_read(self, request: web.BaseRequest) -> None:
         """``request`` is complete: it is worked on now, and never shed."""
-        connection = self._connections.get(request.protocol)
+        self.working(request.protocol)
+
+    def working(self, key: object) -> None:
+        """The request on connection ``key`` is complete: it is worked on, and never shed."""
+        connection = self._connections.get(key)
         if connection is not None and connection.phase in (_HEADERS, _BODY):
             connection.phase = _WORKING
             self._unfinished.pop(connection, None)
