@@ -66,6 +66,8 @@ __all__ = [
     "check_limit",
     "from_ns",
     "group_field",
+    "group_key",
+    "group_sql",
     "histogram_index",
     "histogram_percentile",
     "histogram_value",
@@ -97,7 +99,12 @@ MULTI_GROUPS: frozenset[str] = frozenset({"tag"})
 
 
 def group_field(by: object) -> str:
-    """The LLMCall field (and SQL column) ``by=`` groups on, or ``ValueError``."""
+    """The LLMCall field ``by=`` groups on, or ``ValueError``.
+
+    ``request_model`` is the one key users think in: the model asked for, falling back to the
+    model that answered when no request model is known (:func:`group_key`), so a call built
+    as ``LLMCall(model=...)`` is grouped under its model, never under ``None``.
+    """
     try:
         return GROUP_FIELDS[by]  # type: ignore[index]
     except (KeyError, TypeError):
@@ -109,6 +116,21 @@ def series_field(by: object) -> str:
     if by in MULTI_GROUPS:
         raise ValueError(f"timeseries cannot group by {by!r}; summary(by={by!r}) can")
     return group_field(by)
+
+
+def group_key(call: LLMCall, field: str) -> str | None:
+    """The group of ``call`` under ``field`` (from :func:`group_field`): the field's value,
+    except ``request_model``, which falls back to ``model``."""
+    if field == "request_model":
+        return call.request_model or call.model
+    value: str | None = getattr(call, field)
+    return value
+
+
+def group_sql(field: str) -> str:
+    """The SQL expression of :func:`group_key` (``field`` from :func:`group_field`, a fixed
+    name, never text from a caller); the same in SQLite and PostgreSQL."""
+    return "COALESCE(request_model, model)" if field == "request_model" else field
 
 
 _BUCKET_TEXT = re.compile(r"(\d+)(s|m|h|d)")
@@ -339,7 +361,7 @@ def timeseries(
     groups: dict[tuple[int, str | None], list[LLMCall]] = {}
     for call in calls:
         start = bucket_start_ns(to_ns(call.timestamp), width)
-        key = None if field is None else getattr(call, field)
+        key = None if field is None else group_key(call, field)
         groups.setdefault((start, key), []).append(call)
     window = sum(map(len, groups.values()))
     return [
@@ -390,7 +412,7 @@ def summarize(calls: Iterable[LLMCall], by: str = "model") -> list[CallSummary]:
     else:
         for call in calls:
             window += 1
-            groups.setdefault(getattr(call, field), []).append(call)
+            groups.setdefault(group_key(call, field), []).append(call)
     rows = [_summary_row(key, members, window) for key, members in groups.items()]
     rows.sort(key=lambda r: (-r.cost_usd, -r.calls, r.key or ""))
     return rows

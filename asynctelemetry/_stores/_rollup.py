@@ -79,6 +79,7 @@ LEVELS: Final = (86400, 3600, 300, 60)
 DAY: Final = 86400
 _S: Final = 1_000_000_000
 KEY_COLUMNS: Final = ("model", "request_model", "provider", "route_name", "status")
+_REQUEST_MODEL: Final = KEY_COLUMNS.index("request_model")
 STAT_COLUMNS: Final = (
     "calls",
     "errors",
@@ -647,6 +648,8 @@ class Cells:
     def _cell(self, start: int, key: Sequence[Any]) -> Acc:
         bucket = None if self._width_ns is None else start - start % self._width_ns
         group = None if self._position is None else key[self._position]
+        if group is None and self._position == _REQUEST_MODEL:
+            group = key[0]  # by="request_model" falls back to the model (never NULL)
         acc = self.out.get((bucket, group))
         if acc is None:
             acc = self.out[bucket, group] = Acc()

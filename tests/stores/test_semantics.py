@@ -220,18 +220,28 @@ async def test_model_filter_matches_model_or_request_model(store: Any) -> None:
     assert await store.query(model="gpt-4o", status="error") == []
     assert [c async for c in store.replay(model="gpt-4o-mini")] == calls[:3]
     rows = await store.summary(model="gpt-4o-mini", by="request_model")
-    assert {(r.key, r.calls, r.errors) for r in rows} == {("gpt-4o-mini", 2, 1), (None, 1, 0)}
+    assert {(r.key, r.calls, r.errors) for r in rows} == {("gpt-4o-mini", 3, 1)}
 
 
 async def test_summary_by_request_model_puts_errors_on_their_model(store: Any) -> None:
-    """Grouped by the requested model, a failed call sits on its model's row."""
+    """Grouped by the requested model, a failed call sits on its model's row, and a call
+    without a request model sits on its model's row: no "(none)" row, in summaries and time
+    series alike, from the raw rows and from the rollups."""
     calls = _model_calls()
     await _keep(store, calls)
     rows = {r.key: r for r in await store.summary(by="request_model")}
-    assert set(rows) == {"gpt-4o-mini", "gpt-4o", None}
-    assert (rows["gpt-4o-mini"].calls, rows["gpt-4o-mini"].errors) == (2, 1)
+    assert set(rows) == {"gpt-4o-mini", "gpt-4o"}
+    assert (rows["gpt-4o-mini"].calls, rows["gpt-4o-mini"].errors) == (3, 1)
     assert rows["gpt-4o"].calls == 2
     assert await store.summary(by="request_model") == summarize(calls, "request_model")
+    series = await store.timeseries(bucket="1d", by="request_model")
+    assert {(b.key, b.calls) for b in series} == {("gpt-4o-mini", 3), ("gpt-4o", 2)}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_base, "EXACT_LIMIT", 3)  # SQLite and PostgreSQL read their rollups
+        rolled = {r.key: (r.calls, r.errors) for r in await store.summary(by="request_model")}
+        assert rolled == {"gpt-4o-mini": (3, 1), "gpt-4o": (2, 0)}
+        series = await store.timeseries(bucket="1d", by="request_model")
+        assert {(b.key, b.calls) for b in series} == {("gpt-4o-mini", 3), ("gpt-4o", 2)}
 
 
 @pytest.mark.parametrize(
@@ -362,7 +372,10 @@ def _hand_timeseries(calls: list[LLMCall], width: timedelta, field: str | None) 
     cells: dict[tuple[datetime, str | None], list[LLMCall]] = {}
     for c in calls:
         start = epoch + ((c.timestamp - epoch) // width) * width
-        cells.setdefault((start, getattr(c, field) if field else None), []).append(c)
+        key = getattr(c, field) if field else None
+        if field == "request_model" and key is None:
+            key = c.model  # the requested model, falling back to the model that answered
+        cells.setdefault((start, key), []).append(c)
 
     def rank(values: list[float], p: int) -> float | None:
         values = sorted(values)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
-from .._base import CallSummary, group_field, series_field, window_percentile
+from .._base import CallSummary, group_field, group_sql, series_field, window_percentile
 from . import rollup as _pg_rollup
 from .schema import COPY_COLUMNS, decode
 
@@ -169,7 +169,7 @@ _SUMMARY_WIDTH: Final = 14
 
 def summary_sql(by: str, filters: Filters) -> tuple[str, list[Any]]:
     """One row per group: key, totals, percentiles, first id (for ties)."""
-    key = group_field(by)  # a column from a fixed table, never text from the caller
+    key = group_sql(group_field(by))  # from a fixed table, never text from the caller
     params = _Params()
     source = "calls"
     window = ""
@@ -242,7 +242,7 @@ def timeseries_sql(width_us: int, by: str | None, filters: Filters) -> tuple[str
     width = params.add(width_us)
     # Floor to the bucket start, aligned to the epoch (also before 1970: SQL's % truncates).
     start = f"({micros} - (({micros} % {width}) + {width}) % {width})"
-    key = "NULL::text" if by is None else series_field(by)
+    key = "NULL::text" if by is None else group_sql(series_field(by))
     clause = where(filters, params)
     sql = f"SELECT {start} AS bucket, {key} AS key, {_TOTALS} FROM calls{clause} GROUP BY 1, 2"
     return sql, params.values

@@ -23,6 +23,7 @@ from .._base import (
     CallSummary,
     TimeBucket,
     group_field,
+    group_sql,
     nearest_rank,
     window_percentile,
 )
@@ -222,7 +223,7 @@ def summarize_sql(conn: sqlite3.Connection, column: str, filters: Filters) -> li
     if column == "tags":  # several per call: no rollups, the raw rows (``json_each``)
         totals, found = _grouped(conn, ("+tag.value",), filters, wanted, _TAGGED)
     else:
-        totals, found = _grouped(conn, (f"+{column}",), filters, wanted)
+        totals, found = _grouped(conn, (f"+{group_sql(column)}",), filters, wanted)
     summaries = [
         CallSummary(
             key=key,
@@ -258,7 +259,7 @@ def timeseries_sql(
     if cells is not None:
         return buckets_of(cells)
     start = f"(timestamp_ns - ((timestamp_ns % {width_ns:d}) + {width_ns:d}) % {width_ns:d})"
-    keys = (start,) if column is None else (start, f"+{column}")
+    keys = (start,) if column is None else (start, f"+{group_sql(column)}")
     totals, found = _grouped(conn, keys, filters, ("latency", "ttft"))
     buckets = []
     for row in totals:
