@@ -233,10 +233,14 @@ class MetricsRecorder:
     def record(self, call: LLMCall) -> None:
         """Count one call: request, duration, tokens, cost, cache, tool calls, TTFT and TPOT.
 
-        The cost counted is the record's ``cost_usd`` (a call without one adds no cost).
+        The cost counted is the record's ``cost_usd`` (a call without one adds no cost). The
+        ``model`` label is the model asked for (``request_model``), falling back to the model
+        that answered: a model's failures (recorded under the name asked for) and its successes
+        (answered by a dated snapshot) share its series, as everywhere calls are grouped.
         """
         self._calls += 1
-        series = self._series(call.provider, call.model, call.operation, call.status)
+        model = call.request_model or call.model
+        series = self._series(call.provider, model, call.operation, call.status)
         series.requests.inc()
         if call.duration_ms is not None:
             series.duration.observe(call.duration_ms / 1000)

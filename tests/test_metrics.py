@@ -301,3 +301,37 @@ def test_label_caps_must_be_positive_ints(field: str) -> None:
     for bad in (0, 2.5):
         with pytest.raises(ConfigError):
             MetricsRecorder(**{field: bad})  # type: ignore[arg-type]
+
+
+def test_model_label_is_the_requested_model_so_errors_share_its_series() -> None:
+    """A call answered by a dated snapshot and a failed call of the same requested model count
+    on one ``model`` series; a call without a request model counts under its model."""
+    recorder = MetricsRecorder(registry=CollectorRegistry())
+    recorder.record(
+        make_call(
+            1,
+            model="claude-sonnet-4-5-20250929",
+            request_model="claude-sonnet-4-5",
+            provider="anthropic",
+            status="ok",
+        )
+    )
+    recorder.record(
+        make_call(
+            2,
+            model="claude-sonnet-4-5",
+            request_model="claude-sonnet-4-5",
+            provider="anthropic",
+            status="error",
+        )
+    )
+    recorder.record(make_call(3, model="gpt-4o", request_model=None, provider="openai"))
+    text = recorder.generate_latest()
+    assert "claude-sonnet-4-5-20250929" not in text
+    for status in ("ok", "error"):
+        line = (
+            f'asynctelemetry_requests_total{{model="claude-sonnet-4-5",operation="chat",'
+            f'provider="anthropic",status="{status}"}} 1.0'
+        )
+        assert line in text
+    assert 'model="gpt-4o"' in text

@@ -7,7 +7,8 @@ same on every store, and never writes: no route calls a method that changes a st
 ==============================  =================================================================
 route                           answer
 ==============================  =================================================================
-``/api/summary``                totals of the window (``total``) and one row per group (``by``)
+``/api/summary``                totals of the window (``total``) and one row per group (``by``,
+                                by default ``request_model``: the model asked for, else ``model``)
 ``/api/timeseries``             the window in buckets (``bucket``: ``auto`` or ``30s``, ``5m``…)
 ``/api/calls``                  the newest calls first (``limit``, default 100, at most 1000)
 ``/api/calls/{call_id}``        one call, by id (``store.get``: an index, not a window)
@@ -77,7 +78,7 @@ async def summary(store: CallStore, query: Query) -> dict[str, Any]:
     """``/api/summary``: one row per group, by cost, and (unless ``total=false``) the window's
     totals, whose percentiles take one more store read, made at the same time as the first (a
     store with several connections, such as PostgreSQL's, answers both at once)."""
-    by = parse_by(query, "model")
+    by = parse_by(query, "request_model")  # the model asked for: its failures on its row
     want_total = query.option("total") or "true"
     if want_total not in ("true", "false"):
         raise ParamError(f"total={want_total!r}: expected 'true' or 'false'")

@@ -190,3 +190,79 @@ def recent_calls_now() -> list[Any]:
     """Three calls of the last minute."""
     now = datetime.now(UTC)
     return [make_call(i, timestamp=now - timedelta(seconds=i + 1)) for i in range(3)]
+
+
+def _pct(rate: float) -> str:
+    """An error rate as the page writes it."""
+    return f"{100 * rate:.{2 if rate < 0.1 else 1}f}%"
+
+
+def model_calls(now: datetime) -> list[Any]:
+    """A model asked for by name and answered by its dated snapshot, its failures recorded
+    under the name asked for; another recorded without a request model."""
+    calls = []
+    for i in range(9):
+        failed = i % 3 == 2
+        calls.append(
+            make_call(
+                8000 + i,
+                timestamp=now - timedelta(minutes=i + 1),
+                provider="anthropic",
+                request_model="claude-sonnet-4-5",
+                model="claude-sonnet-4-5" if failed else "claude-sonnet-4-5-20250929",
+                status="error" if failed else "ok",
+                cost_usd=0.0 if failed else 0.75,
+            )
+        )
+    for i in range(4):
+        calls.append(
+            make_call(
+                8100 + i,
+                timestamp=now - timedelta(minutes=i + 1),
+                provider="openai",
+                model="gpt-4o",
+                request_model=None,
+                status="error" if i == 0 else "ok",
+                cost_usd=0.0 if i == 0 else 0.25,
+            )
+        )
+    return calls
+
+
+def test_model_rows_agree_in_summary_api_and_page(tmp_path: Path, watched: Watched) -> None:
+    """The same calls give the same per-model calls, errors, error rate and cost in the store's
+    summary, in /api/summary (no ``by``) and in the page's top-models table: one row per
+    requested model, its failures on it, the answering snapshot shown as detail."""
+    server = Served(tmp_path / "calls.db")
+    try:
+        server.add(model_calls(datetime.now(UTC)))
+        rows = server.run(server.store.summary(by="request_model"))
+        assert [(r.key, r.calls, r.errors) for r in rows] == [
+            ("claude-sonnet-4-5", 9, 3),
+            ("gpt-4o", 4, 1),
+        ]
+        watched.open(server.url)
+        page = watched.page
+        api = page.request.get(server.url + "api/summary?window=1h").json()
+        assert [(g["key"], g["calls"], g["errors"], g["cost_usd"]) for g in api["groups"]] == [
+            (r.key, r.calls, r.errors, r.cost_usd) for r in rows
+        ]
+        shown = page.eval_on_selector_all(
+            "#top-model tbody tr",
+            "rows => rows.map(r => Array.from(r.cells).slice(0, 5).map(c => c.textContent))",
+        )
+        assert shown == [
+            ["claude-sonnet-4-5", "9", "3", _pct(3 / 9), "$4.50"],
+            ["gpt-4o", "4", "1", _pct(1 / 4), "$0.750"],
+        ]
+        options = page.eval_on_selector_all("#model option", "os => os.map(o => o.value)")
+        assert options == ["", "claude-sonnet-4-5", "gpt-4o"]
+        cells = watched.column(1)
+        assert "claude-sonnet-4-5 claude-sonnet-4-5-20250929" in cells  # the snapshot as detail
+        assert "gpt-4o" in cells
+        page.select_option("#model", "claude-sonnet-4-5")
+        watched.showing("model=claude-sonnet-4-5")
+        assert page.text_content("#h-calls") == "9"
+        assert page.text_content("#h-errors") == _pct(3 / 9)
+    finally:
+        server.close()

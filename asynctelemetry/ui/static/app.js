@@ -20,6 +20,19 @@
   function pct(v) { return v == null ? "–" : (100 * v).toFixed(v < 0.1 ? 2 : 1) + "%"; }
   function when(iso) { return iso.replace("T", " ").replace(/\+00:00$|Z$/, "").slice(0, 23); }
   function label(key) { return key == null ? "(none)" : String(key); }
+  // The one key calls are grouped by: the model asked for, else the model that answered.
+  function modelKey(c) { return c.request_model == null ? c.model : c.request_model; }
+  function modelCell(row, c) {
+    const td = cell(row, modelKey(c));
+    if (c.model !== modelKey(c)) {  // the snapshot that answered, as detail
+      const detail = document.createElement("span");
+      detail.className = "detail";
+      detail.textContent = c.model;
+      td.append(" ", detail);
+      td.title = "asked for " + modelKey(c) + ", answered by " + c.model;
+    }
+    return td;
+  }
 
   // -- the query every request carries -------------------------------------------------------
   function query(extra) {
@@ -76,13 +89,13 @@
   function topTable(table, groups, filter) {
     table.replaceChildren();
     const head = table.createTHead().insertRow();
-    for (const name of ["name", "calls", "errors", "cost", "p50 ms"]) {
+    for (const name of ["name", "calls", "errors", "error rate", "cost", "p50 ms"]) {
       const th = document.createElement("th");
       th.textContent = name;
       head.appendChild(th);
     }
     const body = table.createTBody();
-    if (!groups.length) { cell(body.insertRow(), "no calls", "muted").colSpan = 5; return; }
+    if (!groups.length) { cell(body.insertRow(), "no calls", "muted").colSpan = 6; return; }
     for (const g of groups.slice(0, 10)) {
       const row = body.insertRow();
       const name = cell(row, label(g.key));
@@ -93,6 +106,7 @@
       }
       cell(row, num(g.calls), "num");
       cell(row, num(g.errors), "num");
+      cell(row, pct(g.calls ? g.errors / g.calls : null), "num");
       cell(row, usd(g.cost_usd), "num");
       cell(row, ms(g.p50_latency_ms), "num");
     }
@@ -173,7 +187,7 @@
       row.dataset.callId = c.call_id;
       row.tabIndex = 0;
       cell(row, when(c.timestamp));
-      cell(row, c.model);
+      modelCell(row, c);
       cell(row, label(c.provider));
       cell(row, c.session_id == null ? "" : c.session_id);
       cell(row, c.status + (c.error_type ? " (" + c.error_type + ")" : ""));
@@ -314,7 +328,7 @@
       const asked = query().toString();
       const stack = $("stack").value;
       const [byModel, bySession, byRoute, series, recent] = await Promise.all([
-        api("/api/summary", query({ by: "model" })),
+        api("/api/summary", query({ by: "request_model" })),
         api("/api/summary", query({ by: "session", total: "false" })),
         api("/api/summary", query({ by: "route", total: "false" })),
         api("/api/timeseries", query({ by: stack })),
