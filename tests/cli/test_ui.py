@@ -72,7 +72,7 @@ def test_ui_store_url_and_token(db: Path, tmp_path: Path) -> None:
         base = first.split("?")[0]
         assert fetch(base + "api/calls")[0] == 401
         status, body = fetch(base + "api/summary?window=7d", token="t0k/en")
-        assert status == 200 and body["by"] == "model"
+        assert status == 200 and body["by"] == "request_model"
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=15)
     finally:
