@@ -92,6 +92,8 @@ _PRICING_INPUTS: Final = (
     "reasoning_tokens",
 )
 _MODEL, _REQUEST_MODEL, _PROVIDER = (FIELDS.index(name) for name in _PRICING_INPUTS[:3])
+_STATUS: Final = FIELDS.index("status")
+_CODE: Final = FIELDS.index("status_code")
 _TOKENS: Final = itemgetter(*(FIELDS.index(name) for name in _PRICING_INPUTS[3:]))
 #: Longest run of pricing between two returns to the event loop, in seconds.
 PRICE_SLICE_SECONDS: Final = 0.003
@@ -125,10 +127,14 @@ def _cost(
     request_model: str | None,
     provider: str | None,
     tokens: Sequence[int | None],
+    status: str | None,
+    status_code: int | None,
 ) -> float | None:
-    """The one rule's cost, or None (unknown models; a table's bug, logged once)."""
+    """The one rule's cost, or None (unknown models or usage; a table's bug, logged once)."""
     try:
-        cost = table.price_call(model, request_model, provider, *tokens)
+        cost = table.price_call(
+            model, request_model, provider, *tokens, status=status, status_code=status_code
+        )
     except Exception as exc:  # a price table's bug must not lose the call
         report_internal_error("pricing a call", exc)
         return None
@@ -146,6 +152,8 @@ def price_record(call: LLMCall, table: PriceTable) -> LLMCall:
         call.request_model,
         call.provider,
         [data[name] for name in _PRICING_INPUTS[3:]],
+        call.status,
+        call.status_code,
     )
     if cost is None:
         return call
@@ -216,7 +224,9 @@ def _pricing(
             if priced is item:
                 continue
         else:
-            cost = _cost(table, model, request_model, provider, _TOKENS(item))
+            cost = _cost(
+                table, model, request_model, provider, _TOKENS(item), item[_STATUS], item[_CODE]
+            )
             if cost is None:
                 continue
             priced = (*item[:_COST], cost, version, *item[_VERSION + 1 :])
@@ -361,6 +371,8 @@ class Pipeline:
                     fields["cached_input_tokens"],
                     fields["cache_creation_tokens"],
                     fields["reasoning_tokens"],
+                    status=fields["status"],
+                    status_code=fields["status_code"],
                 )
             except Exception as exc:  # a price table's bug must not lose the call
                 report_internal_error("pricing a call", exc)

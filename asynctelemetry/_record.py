@@ -54,6 +54,12 @@ _Tokens = Annotated[int | None, Field(ge=0, le=MAX_TOKENS)]
 _Millis = Annotated[float | None, Field(ge=0, le=MAX_DURATION_MS, allow_inf_nan=False)]
 
 
+#: The shortest generating time (after the first token, in ms) a rate is computed over: below
+#: it, ``tpt_ms`` and ``tokens_per_sec`` are ``None`` (20 tokens in a 0.5 ms span would read as
+#: 40,000 tokens/s). The one rule of records, summaries, rollups, the CLI and the dashboard.
+MIN_GENERATING_MS: Final = 50.0
+
+
 class LLMCall(BaseModel):
     """One call to a large language model, however it was observed.
 
@@ -157,11 +163,13 @@ class LLMCall(BaseModel):
 
     @property
     def tpt_ms(self) -> float | None:
-        """Milliseconds per output token after the first token, ``None`` when not computable."""
+        """Milliseconds per output token after the first token; ``None`` when not computable
+        or when the generating time (``duration_ms - ttft_ms``) is shorter than
+        :data:`MIN_GENERATING_MS`, too short for a rate to mean anything."""
         if self.duration_ms is None or not self.output_tokens:
             return None
         generating = self.duration_ms - (self.ttft_ms or 0.0)
-        if generating <= 0:
+        if generating < MIN_GENERATING_MS:
             return None
         return generating / self.output_tokens
 

@@ -320,7 +320,7 @@ class AsyncTracer(ClosesOnExit):
             call = self.llm_call(model=model, provider=provider, **fields)
         return TracedStream(self, stream, call)
 
-    def instrument(self, client: C) -> C:
+    def instrument(self, client: C, *, stream_usage: bool = False) -> C:
         """Trace every call an ``openai.AsyncOpenAI`` (or ``AsyncAzureOpenAI``),
         ``anthropic.AsyncAnthropic``, ``google.genai.Client`` (its ``.aio`` models and chats) or
         ``mistralai.client.Mistral`` client makes, or the ``litellm`` module's ``acompletion``
@@ -328,6 +328,14 @@ class AsyncTracer(ClosesOnExit):
 
         Only this client instance (and the copies ``with_options()`` makes of it) is changed;
         what its methods return is untouched. See ``docs/instrumenting.md``.
+
+        Args:
+            client: the SDK client.
+            stream_usage: ask OpenAI-compatible chat streams for their usage
+                (``stream_options={"include_usage": True}`` unless the call sets
+                ``include_usage`` itself), so they can be priced. The caller's stream then
+                ends with one more chunk: ``choices`` empty, ``usage`` set. Without it, such
+                a stream's usage is unknown and the call unpriced (``cost_usd=None``).
 
         Returns:
             The same client.
@@ -341,7 +349,7 @@ class AsyncTracer(ClosesOnExit):
             raise StoreClosedError("AsyncTracer is closed")
         from ._instrument import instrument
 
-        return instrument(self, client)
+        return instrument(self, client, stream_usage=stream_usage)
 
     def uninstrument(self, client: object) -> None:
         """Stop tracing ``client`` (streams already returned keep being traced). Idempotent."""

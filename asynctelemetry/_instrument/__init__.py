@@ -10,6 +10,7 @@ SDK is imported), so no SDK is ever imported here. The shared wrapping is :mod:`
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._exceptions import ConfigError
@@ -31,15 +32,16 @@ _SUPPORTED = (
 )
 
 
-def instrument(tracer: Tracer, client: C) -> C:
+def instrument(tracer: Tracer, client: C, *, stream_usage: bool = False) -> C:
     """Trace ``client``'s calls with ``tracer`` (see :meth:`AsyncTracer.instrument`)."""
     openai = sys.modules.get("openai")
     if openai is not None and isinstance(client, openai.AsyncOpenAI):
-        install(tracer, client, _openai.api_for(openai, client))
+        api = _openai.api_for(openai, client)
+        install(tracer, client, replace(api, stream_usage=stream_usage))
         return client
     anthropic = sys.modules.get("anthropic")
     if anthropic is not None and isinstance(client, anthropic.AsyncAnthropic):
-        install(tracer, client, _anthropic.api_for(anthropic, client))
+        install(tracer, client, _anthropic.api_for(anthropic, client))  # streams report usage
         return client
     genai = sys.modules.get("google.genai")
     if genai is not None and (models := _google.models_of(genai, client)) is not None:

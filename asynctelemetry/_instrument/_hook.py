@@ -101,6 +101,8 @@ class Route:
     output: Callable[[object], str | None]
     note: Callable[[CallHandle, object], None] | None = None
     per_stream: Callable[[], StreamReading] | None = None
+    #: the route takes ``stream_options={"include_usage": True}`` (OpenAI chat completions)
+    usage_option: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,8 @@ class Api:
     provider: str
     routes: Mapping[str, Route]
     stream_type: type
+    #: ask streams of routes with a ``usage_option`` for their usage (``stream_usage=True``)
+    stream_usage: bool = False
 
 
 def installed_tracer(client: object) -> Tracer | None:
@@ -170,6 +174,7 @@ def _hook(tracer: Tracer, original: Callable[..., Any], api: Api) -> Callable[..
     routes = api.routes
     stream_type = api.stream_type
     provider = api.provider
+    stream_usage = api.stream_usage
 
     def trace_stream(tracer: Tracer, handle: CallHandle, result: Any, route: Route) -> Any:
         if not isinstance(result, stream_type):
@@ -183,6 +188,8 @@ def _hook(tracer: Tracer, original: Callable[..., Any], api: Api) -> Callable[..
         route = routes.get(options.url)
         if route is None or tracer._closed or options.method != "post":
             return await original(cast_to, options, stream=stream, stream_cls=stream_cls)
+        if stream and stream_usage and route.usage_option:
+            options = _with_usage(options)
         return await traced_call(
             tracer,
             provider,
@@ -246,6 +253,23 @@ async def traced_call(
         report_internal_error("reading a response", exc)
     await handle.__aexit__(None, None, None)
     return result
+
+
+def _with_usage(options: Any) -> Any:
+    """``options`` (the SDK's request options) asking the stream for its usage: a copy whose
+    body has ``stream_options.include_usage`` true, unless the caller set it (then as it is)."""
+    body = options.json_data
+    if not isinstance(body, dict):
+        return options
+    asked = body.get("stream_options")
+    if asked is not None and (not isinstance(asked, dict) or "include_usage" in asked):
+        return options  # the caller's own choice
+    stream_options = {**(asked or {}), "include_usage": True}
+    try:
+        return options.model_copy(update={"json_data": {**body, "stream_options": stream_options}})
+    except Exception as exc:  # never the caller's problem: the request goes as it was
+        report_internal_error("asking a stream for its usage", exc)
+        return options
 
 
 def _start(

@@ -68,7 +68,9 @@ def _embeddings_prompt(body: Mapping[str, Any]) -> dict[str, object]:
     return {INPUT_KEY: body.get("input")}
 
 
-CHAT = Route("chat", read_openai_chat_chunk, chat_chunk_text, chat_prompt, chat_output)
+CHAT = Route(
+    "chat", read_openai_chat_chunk, chat_chunk_text, chat_prompt, chat_output, usage_option=True
+)
 RESPONSES = Route(
     "chat", read_responses_event, _responses_chunk_text, _responses_prompt, _responses_output
 )

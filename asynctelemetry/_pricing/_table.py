@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any, Final
 from pydantic import ValidationError
 
 from .._exceptions import ConfigError
-from ._genai import _FALLBACK_PROVIDERS, GenaiCatalog, genai_prices_version
+from ._genai import _FALLBACK_PROVIDERS, PROVIDER_ALIASES, GenaiCatalog, genai_prices_version
 from ._model import ModelPricing, Rates, cost_from_rates, rates_of
 from ._names import candidates
 
 if TYPE_CHECKING:
     from .._record import LLMCall
 
-__all__ = ["PriceTable", "default_models"]
+__all__ = ["FREE_FAILURES", "PriceTable", "bills_nothing", "default_models"]
 
 #: Most distinct (model, provider) pairs remembered by one table; past it the oldest are
 #: forgotten first. Bounds memory when a collector receives spans with endless distinct names.
@@ -38,6 +38,31 @@ MAX_MISSES: Final = 65_536
 #: Keys allowed in supplement entries besides the ModelPricing fields (provenance only).
 _SUPPLEMENT_META: Final = frozenset({"provider", "source", "note"})
 _Key = tuple[str, str | None]
+#: Providers that bill nothing for a request they answer with an HTTP error (4xx/5xx: refused,
+#: rate-limited, overloaded, failed): such a failed call with no usage costs $0. A failure of
+#: any other provider, or one without an HTTP error status (a timeout, a dropped connection: the
+#: model may have run), with no usage is unpriced: unknown, not zero (docs/pricing.md).
+FREE_FAILURES: Final = frozenset(
+    {
+        "openai",
+        "azure",
+        "azure.ai.openai",
+        "anthropic",
+        "google",
+        "gcp.gemini",
+        "gcp.vertex_ai",
+        "gcp.gen_ai",
+    }
+)
+
+
+def bills_nothing(provider: str | None, status: str | None, status_code: int | None) -> bool:
+    """Whether a call with no usage is known to cost nothing: it failed with an HTTP error
+    status from a provider of :data:`FREE_FAILURES`."""
+    if status != "error" or status_code is None or not 400 <= status_code < 600 or not provider:
+        return False
+    name = provider.lower()
+    return PROVIDER_ALIASES.get(name, name) in FREE_FAILURES
 
 
 class _PriceData:
@@ -200,9 +225,17 @@ class PriceTable:
         cached_input_tokens: int | None = None,
         cache_creation_tokens: int | None = None,
         reasoning_tokens: int | None = None,
+        *,
+        status: str | None = None,
+        status_code: int | None = None,
     ) -> float | None:
         """The one pricing rule: the cost of a call by its response ``model``, or, when the table
         does not know that name (a fine-tune, a new snapshot), by its ``request_model``.
+
+        A call whose usage is unknown (no token count at all: a stream whose usage never came,
+        one abandoned or never read) has no cost (``None``, unpriced), never ``0.0``; except a
+        failed call (``status="error"``) answered with an HTTP error status by a provider that
+        bills nothing for it (:func:`bills_nothing`), which costs ``0.0``.
 
         Every path prices through this method (the pipeline for the tracer, the collector and
         replay; ``reprice``; the metrics' ``record_request``), so the same call gets the same
@@ -221,6 +254,14 @@ class PriceTable:
         ):
             if count is not None and (count.__class__ is not int or count < 0):
                 raise ValueError(f"token counts must be ints >= 0, got {count!r}")
+        if (
+            input_tokens is None
+            and output_tokens is None
+            and cached_input_tokens is None
+            and cache_creation_tokens is None
+            and reasoning_tokens is None
+        ):
+            return 0.0 if bills_nothing(provider, status, status_code) else None
         memo = self._rates
         try:
             rates = memo[(model, provider)]
@@ -256,6 +297,8 @@ class PriceTable:
             cached_input_tokens=call.cached_input_tokens,
             cache_creation_tokens=call.cache_creation_tokens,
             reasoning_tokens=call.reasoning_tokens,
+            status=call.status,
+            status_code=call.status_code,
         )
 
     def with_overrides(

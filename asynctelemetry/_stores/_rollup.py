@@ -35,6 +35,7 @@ import json
 import math
 from typing import TYPE_CHECKING, Any, Final
 
+from .._record import MIN_GENERATING_MS
 from ._base import CallSummary, TimeBucket, from_ns, histogram_index, histogram_percentile
 
 if TYPE_CHECKING:
@@ -356,7 +357,7 @@ def _accumulate(
             # Tokens per second exactly as LLMCall.tokens_per_sec computes it.
             if tout:
                 generating = dur - (ttft or 0.0)
-                if generating > 0:
+                if generating >= MIN_GENERATING_MS:
                     tpt = generating / tout
                     if tpt:
                         counts = acc.speed

@@ -16,6 +16,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from .._record import MIN_GENERATING_MS
 from ._help import plural
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ __all__ = [
     "call_rate",
     "calls_table",
     "fmt_cost",
+    "fmt_cost_of",
     "fmt_count",
     "fmt_ms",
     "fmt_rate",
@@ -45,8 +47,8 @@ __all__ = [
 ]
 
 #: A tokens-per-second figure needs at least this much generating time (after the first token)
-#: to mean anything: over 0-1 ms, 20 tokens read as tens of thousands per second.
-MIN_RATE_MS: Final = 50.0
+#: to mean anything: the records' rule (:data:`~asynctelemetry._record.MIN_GENERATING_MS`).
+MIN_RATE_MS: Final = MIN_GENERATING_MS
 _EIGHTHS: Final = " ▏▎▍▌▋▊▉"
 _FULL: Final = "█"
 
@@ -64,9 +66,10 @@ def fmt_ms(value: float | None) -> str:
 
 
 def fmt_cost(value: float | None) -> str:
-    """``"$0.0123"`` with enough digits to see small costs; ``"-"`` for unknown."""
+    """``"$0.0123"`` with enough digits to see small costs; ``"unknown"`` for an unknown cost
+    (an unpriced call is never shown as ``"$0"``)."""
     if value is None:
-        return "-"
+        return "unknown"
     if value == 0:
         return "$0"
     if value >= 100:
@@ -74,6 +77,15 @@ def fmt_cost(value: float | None) -> str:
     if value >= 0.01:
         return f"${value:.4f}"
     return f"${value:.6f}"
+
+
+def fmt_cost_of(cost: float, calls: int, unpriced: int) -> str:
+    """The cost of ``calls`` calls of which ``unpriced`` have no known cost: ``"unknown"`` when
+    none is priced, else the known sum and ``"+ N unpriced"`` when some are not."""
+    if calls and unpriced >= calls:
+        return "unknown"
+    known = fmt_cost(cost)
+    return f"{known} + {unpriced:,} unpriced" if unpriced else known
 
 
 def fmt_count(value: int | None) -> str:
@@ -97,10 +109,7 @@ def fmt_rate(value: float | None) -> str:
 def call_rate(call: LLMCall) -> float | None:
     """The call's output tokens per second, or ``None`` when it generated for too short a time
     (under :data:`MIN_RATE_MS`) for the rate to mean anything."""
-    tpt = call.tpt_ms
-    if tpt is None or not call.output_tokens or tpt * call.output_tokens < MIN_RATE_MS:
-        return None
-    return 1000.0 / tpt
+    return call.tokens_per_sec
 
 
 def bar(value: float, largest: float, width: int) -> str:
@@ -215,8 +224,7 @@ def call_columns(time_format: str = "%Y-%m-%d %H:%M:%S") -> tuple[Column, ...]:
                priority=8),
         Column("tok/s", lambda c: fmt_rate(call_rate(c)), lambda c: call_rate(c) is not None,
                priority=3),
-        Column("cost", lambda c: fmt_cost(c.cost_usd), lambda c: c.cost_usd is not None,
-               priority=8),
+        Column("cost", lambda c: fmt_cost(c.cost_usd), priority=8),
     )  # fmt: skip
 
 
@@ -254,8 +262,7 @@ def summary_columns(by: str) -> tuple[Column, ...]:
                priority=8),
         Column("ttft p50", lambda r: fmt_ms(r.p50_ttft_ms), lambda r: r.p50_ttft_ms is not None,
                priority=5),
-        Column("cost", lambda r: fmt_cost(r.cost_usd), lambda r: r.calls > r.unpriced_calls,
-               priority=9),
+        Column("cost", lambda r: fmt_cost(_known_cost(r)), priority=9),
         Column("unpriced", lambda r: fmt_count(r.unpriced_calls), lambda r: r.unpriced_calls > 0,
                priority=5),
     )  # fmt: skip
@@ -312,6 +319,7 @@ def _bar_chart(
     value: Callable[[CallSummary], float | None],
     label: Callable[[float], str],
     width: int,
+    unknown: str = "-",
 ) -> Table | None:
     values = [(row, value(row)) for row in rows]
     known = [v for _, v in values if v is not None]
@@ -329,8 +337,13 @@ def _bar_chart(
     chart.add_column(justify="right", no_wrap=True)
     for row, v in values:
         name = row.key if row.key is not None else "(none)"
-        chart.add_row(name, bar(v or 0.0, largest, bar_width), "-" if v is None else label(v))
+        chart.add_row(name, bar(v or 0.0, largest, bar_width), unknown if v is None else label(v))
     return chart
+
+
+def _known_cost(row: CallSummary) -> float | None:
+    """A group's cost, ``None`` when none of its calls is priced."""
+    return None if row.unpriced_calls >= row.calls else row.cost_usd
 
 
 def summary_view(rows: Sequence[CallSummary], by: str, width: int) -> RenderableType:
@@ -345,16 +358,15 @@ def summary_view(rows: Sequence[CallSummary], by: str, width: int) -> Renderable
     errors = sum(r.errors for r in rows)
     cost = sum(r.cost_usd for r in rows)
     unpriced = sum(r.unpriced_calls for r in rows)
-    line = f"{plural(calls, 'call')}, {plural(errors, 'error')}, {fmt_cost(cost)} in all"
+    total = fmt_cost_of(cost, calls, unpriced)
+    line = f"{plural(calls, 'call')}, {plural(errors, 'error')}, {total} in all"
     if by == "tag":  # the rows overlap: a call with several tags is in each
         line = (
-            f"{plural(calls, 'call')}, {plural(errors, 'error')}, {fmt_cost(cost)} over the "
+            f"{plural(calls, 'call')}, {plural(errors, 'error')}, {total} over the "
             "tags (a call with several tags counts under each)"
         )
-    if unpriced:
-        line += f" ({plural(unpriced, 'call')} of models without a known price not counted)"
     parts.append(Text(line))
-    cost_chart = _bar_chart("cost", rows, lambda r: r.cost_usd, fmt_cost, width)
+    cost_chart = _bar_chart("cost", rows, _known_cost, fmt_cost, width, "unknown")
     p95_chart = _bar_chart("p95 latency", rows, lambda r: r.p95_latency_ms, fmt_ms, width)
     for chart in (cost_chart, p95_chart):
         if chart is not None:

@@ -18,7 +18,15 @@ from rich.table import Table
 from rich.text import Text
 
 from .._stores._base import percentile
-from ._render import calls_table, fmt_cost, fmt_count, fmt_ms, summary_columns, table_of
+from ._render import (
+    calls_table,
+    fmt_cost,
+    fmt_cost_of,
+    fmt_count,
+    fmt_ms,
+    summary_columns,
+    table_of,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -79,10 +87,9 @@ def _totals(state: ViewState) -> Table:
     grid.add_column()
     share = f" ({errors / calls:.1%})" if calls else ""
     grid.add_row("requests", f"{calls:,}   errors {errors:,}{share}")
-    if any(r.calls > r.unpriced_calls for r in rows):
-        cost = fmt_cost(sum(r.cost_usd for r in rows))
+    if calls:
         unpriced = sum(r.unpriced_calls for r in rows)
-        grid.add_row("cost", cost + (f"   ({unpriced:,} unpriced)" if unpriced else ""))
+        grid.add_row("cost", fmt_cost_of(sum(r.cost_usd for r in rows), calls, unpriced))
     tokens = f"in {fmt_count(sum(r.input_tokens for r in rows))}"
     tokens += f"   out {fmt_count(sum(r.output_tokens for r in rows))}"
     cached = sum(r.cached_input_tokens for r in rows)
@@ -114,8 +121,7 @@ def _call_line(call: LLMCall) -> Text:
         text.append(f"  ttft {fmt_ms(call.ttft_ms)}")
     if call.duration_ms is not None:
         text.append(f"  {fmt_ms(call.duration_ms)}")
-    if call.cost_usd is not None:
-        text.append(f"  {fmt_cost(call.cost_usd)}")
+    text.append(f"  {fmt_cost(call.cost_usd)}" if call.cost_usd is not None else "  cost unknown")
     return text
 
 

@@ -149,3 +149,26 @@ def test_reprice_write_stores_the_new_costs(db: Path) -> None:
     assert "wrote new costs to 0 calls" in again.stderr
     report = run_cli("reprice", "--db", db, "--prices", prices, cwd=db.parent)
     assert "--write stores the new ones" in report.stdout
+
+
+def test_unpriced_calls_are_unknown_never_zero(tmp_path: Path) -> None:
+    """``summary`` and ``calls`` show a call without a cost as unknown: a row whose calls are
+    all unpriced says "unknown", the total says "+ N unpriced"; a call recorded without a
+    request model sits on its model's row (no "(none)" row)."""
+    path = tmp_path / "calls.db"
+    calls = [
+        make_call(0, model="gpt-4o", request_model=None, cost_usd=0.5),
+        make_call(1, model="gpt-4o", request_model="gpt-4o", cost_usd=None),
+        make_call(2, model="house-model", request_model=None, cost_usd=None),
+    ]
+    asyncio.run(_write(path, calls))
+    human = run_cli("summary", "--db", path, cwd=tmp_path)
+    assert human.returncode == 0, human.stderr
+    assert "(none)" not in human.stdout
+    row, cost_bar, _ = [line for line in human.stdout.splitlines() if "house-model" in line]
+    for house in (row, cost_bar):
+        assert "unknown" in house and "$0" not in house
+    assert "$0.5000 + 2 unpriced in all" in human.stdout
+    listed = run_cli("calls", "--db", path, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.count("unknown") == 2 and "$0 " not in listed.stdout

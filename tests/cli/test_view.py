@@ -63,7 +63,8 @@ def test_full_view_at_100_columns() -> None:
 
 
 def test_columns_appear_only_with_data() -> None:
-    """No TTFT, cached, route or cost columns when no call has data for them."""
+    """No TTFT, cached or route columns when no call has data for them; costs nobody knows
+    are said to be unknown, never "$0"."""
     calls = [
         make_call(i, ttft_ms=None, cost_usd=None, session_id=None, route_name=None)
         for i in range(6)
@@ -72,8 +73,12 @@ def test_columns_appear_only_with_data() -> None:
     assert "ttft" not in text
     assert "cached" not in text
     assert "by route" not in text and "by session" not in text
-    assert "cost" not in text.split("by model", 1)[1].splitlines()[1]
     assert "unpriced" in text  # calls without a price are said, not hidden
+    assert "$0" not in text
+    assert "cost      unknown" in text or "cost  unknown" in text
+    assert "cost unknown" in text  # each recent call without a cost
+    mixed = [make_call(i, cost_usd=None if i % 2 else 0.25) for i in range(6)]
+    assert "+ 3 unpriced" in shown(state_of(mixed))
     with_data = shown(state_of([make_call(i, cached_input_tokens=50) for i in range(6)]))
     assert "ttft" in with_data and "cached" in with_data
 
@@ -137,3 +142,10 @@ def test_one_is_singular() -> None:
     console = Console(record=True, width=100, file=io.StringIO())
     console.print(summary_view(summarize([failed], "model"), "model", 100))
     assert "1 call, 1 error," in console.export_text()
+
+
+def test_zero_length_spans_show_no_rate() -> None:
+    """Spans too short to measure (0 ms) show no tokens per second in the live view."""
+    calls = [make_call(i, duration_ms=0.0, ttft_ms=None, output_tokens=50) for i in range(6)]
+    text = shown(state_of(calls))
+    assert "tok/s" not in text

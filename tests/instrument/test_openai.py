@@ -88,13 +88,37 @@ async def test_stream_without_usage_chunk_still_names_the_model(
     tracer: AsyncTracer, oai: openai.AsyncOpenAI
 ) -> None:
     """Without include_usage no tokens are known, but the response model comes from the
-    opening frame."""
+    opening frame; the cost is unknown (unpriced), never $0."""
     tracer.instrument(oai)
     stream = await oai.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
     async for _ in stream:
         pass
     record = only(tracer)
     assert record.model == OPENAI_MODEL and record.input_tokens is None
+    assert (record.cost_usd, record.price_version) == (None, None)
+
+
+async def test_stream_usage_asks_the_stream_for_its_usage(
+    tracer: AsyncTracer, oai: openai.AsyncOpenAI
+) -> None:
+    """instrument(client, stream_usage=True): a stream the caller did not ask for usage gets
+    include_usage, so it is priced; the caller sees the extra final chunk (no choices, the
+    usage); a caller's own include_usage=False is left as it is."""
+    tracer.instrument(oai, stream_usage=True)
+    stream = await oai.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
+    chunks = [chunk async for chunk in stream]
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    record = only(tracer)
+    assert (record.input_tokens, record.output_tokens) == (50, 12)
+    assert record.cost_usd is not None and record.cost_usd > 0
+    stream = await oai.chat.completions.create(
+        model="gpt-4o", messages=MESSAGES, stream=True, stream_options={"include_usage": False}
+    )
+    chunks = [chunk async for chunk in stream]
+    assert all(chunk.usage is None for chunk in chunks)
+    assert tracer.spans[-1].cost_usd is None
+    plain = await oai.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert plain.usage is not None  # not a stream: nothing added
 
 
 async def test_break_then_drop_records_once_when_collected(
@@ -117,6 +141,7 @@ async def test_break_then_drop_records_once_when_collected(
     record = only(tracer)
     assert record.status == "ok" and record.ttft_ms is not None
     assert record.input_tokens is None  # the usage chunk never arrived
+    assert record.cost_usd is None  # unknown, not $0
     await collect(tracer)
     assert len(tracer.spans) == 1
 

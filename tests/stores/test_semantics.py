@@ -683,3 +683,28 @@ def test_large_windows_by_agent_user_and_tag_follow_the_rule(
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_base, "EXACT_LIMIT", 3)
         assert _run_in(kind, calls, read) == summarize(calls, by)
+
+
+# -- rates --------------------------------------------------------------------------------------
+async def test_rates_need_a_measurable_generating_time(store: Any) -> None:
+    """A call that generated for less than MIN_GENERATING_MS has no tpt_ms / tokens_per_sec,
+    and counts in no median speed: the same rule in the record, the raw rows and the rollups."""
+    from asynctelemetry._record import MIN_GENERATING_MS
+
+    short = make_call(0, duration_ms=0.5, ttft_ms=None, output_tokens=20, model="m")
+    edge = make_call(1, duration_ms=60.0, ttft_ms=20.0, output_tokens=20, model="m")
+    slow = make_call(2, duration_ms=1000.0, ttft_ms=100.0, output_tokens=90, model="m")
+    assert MIN_GENERATING_MS == 50.0
+    assert (short.tpt_ms, short.tokens_per_sec) == (None, None)
+    assert edge.tokens_per_sec is None  # 40 ms of generating: too short
+    assert slow.tokens_per_sec == pytest.approx(100.0)
+    await _keep(store, [short, edge])
+    [row] = await store.summary()
+    assert row.median_tokens_per_sec is None
+    await _keep(store, [slow])
+    [row] = await store.summary()
+    assert row.median_tokens_per_sec == pytest.approx(100.0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_base, "EXACT_LIMIT", 1)  # the rollups
+        [row] = await store.summary()
+        assert row.median_tokens_per_sec == _base.approximate(slow.tokens_per_sec)

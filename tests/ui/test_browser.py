@@ -226,6 +226,15 @@ def model_calls(now: datetime) -> list[Any]:
                 cost_usd=0.0 if i == 0 else 0.25,
             )
         )
+    for i in range(2):  # a model nobody prices, and a stream of gpt-4o whose usage never came
+        calls.append(
+            make_call(8200 + i, timestamp=now - timedelta(minutes=i + 1), provider="acme",
+                      model="house-model", request_model=None, status="ok", cost_usd=None)
+        )  # fmt: skip
+    calls.append(
+        make_call(8300, timestamp=now - timedelta(minutes=1), provider="openai", model="gpt-4o",
+                  request_model="gpt-4o", input_tokens=None, output_tokens=None, cost_usd=None)
+    )  # fmt: skip
     return calls
 
 
@@ -237,9 +246,10 @@ def test_model_rows_agree_in_summary_api_and_page(tmp_path: Path, watched: Watch
     try:
         server.add(model_calls(datetime.now(UTC)))
         rows = server.run(server.store.summary(by="request_model"))
-        assert [(r.key, r.calls, r.errors) for r in rows] == [
-            ("claude-sonnet-4-5", 9, 3),
-            ("gpt-4o", 4, 1),
+        assert [(r.key, r.calls, r.errors, r.unpriced_calls) for r in rows] == [
+            ("claude-sonnet-4-5", 9, 3, 0),
+            ("gpt-4o", 5, 1, 1),
+            ("house-model", 2, 0, 2),
         ]
         watched.open(server.url)
         page = watched.page
@@ -251,12 +261,16 @@ def test_model_rows_agree_in_summary_api_and_page(tmp_path: Path, watched: Watch
             "#top-model tbody tr",
             "rows => rows.map(r => Array.from(r.cells).slice(0, 5).map(c => c.textContent))",
         )
-        assert shown == [
+        assert shown == [  # unpriced calls are unknown, never "$0"
             ["claude-sonnet-4-5", "9", "3", _pct(3 / 9), "$4.50"],
-            ["gpt-4o", "4", "1", _pct(1 / 4), "$0.750"],
+            ["gpt-4o", "5", "1", _pct(1 / 5), "$0.750 + 1 unpriced"],
+            ["house-model", "2", "0", "0.00%", "unknown"],
         ]
+        assert page.text_content("#h-cost") == "$5.25 + 3 unpriced"
+        assert watched.column(8).count("unknown") == 3
+        assert watched.column(8).count("$0") == 4  # the failures the providers bill nothing for
         options = page.eval_on_selector_all("#model option", "os => os.map(o => o.value)")
-        assert options == ["", "claude-sonnet-4-5", "gpt-4o"]
+        assert options == ["", "claude-sonnet-4-5", "gpt-4o", "house-model"]
         cells = watched.column(1)
         assert "claude-sonnet-4-5 claude-sonnet-4-5-20250929" in cells  # the snapshot as detail
         assert "gpt-4o" in cells

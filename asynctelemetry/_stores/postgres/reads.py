@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
+from ..._record import MIN_GENERATING_MS
 from .._base import CallSummary, group_field, group_sql, series_field, window_percentile
 from . import rollup as _pg_rollup
 from .schema import COPY_COLUMNS, decode
@@ -141,15 +142,13 @@ REPRICED_SQL: Final = (
 
 # Time per output token exactly as LLMCall.tpt_ms computes it (the same IEEE operations), NULL
 # where it has none; tokens per second is ``1000 / tpt`` (computed in Python: the server would
-# refuse the overflow to infinity that Python gives). A quotient that rounds to 0.0 is no value
-# (Python's rule) but a server error, so it is never computed: for g < 1e-300 the quotient
-# g / n rounds to zero exactly when 2 * g * 2**1074 <= n (both sides exact in float8).
+# refuse the overflow to infinity that Python gives). Only generating times of at least
+# MIN_GENERATING_MS count (the records' rule), so the quotient never rounds to 0.0.
 _G: Final = "(duration_ms - COALESCE(ttft_ms, 0.0::float8))"
 _TPT: Final = (
-    f"CASE WHEN duration_ms IS NULL OR NOT output_tokens > 0 OR NOT {_G} > 0 THEN NULL "
-    f"WHEN {_G} >= 1e-300 THEN {_G} / output_tokens::float8 "
-    f"WHEN {_G} * 2.0::float8 ^ 537 * 2.0::float8 ^ 537 * 2 > output_tokens::float8 "
-    f"THEN {_G} / output_tokens::float8 END"
+    f"CASE WHEN duration_ms IS NULL OR NOT output_tokens > 0 "
+    f"OR NOT {_G} >= {MIN_GENERATING_MS!r}::float8 THEN NULL "
+    f"ELSE {_G} / output_tokens::float8 END"
 )
 _TOTALS: Final = (
     "count(*), count(*) FILTER (WHERE status = 'error'), "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+from ..._record import MIN_GENERATING_MS
 from .. import _base
 from .._base import (
     CallSummary,
@@ -123,7 +124,8 @@ _PERCENTILES: Final[dict[str, tuple[str, str, tuple[int, ...]]]] = {
     "speed": (
         _SPEED,
         # the last test: a subnormal generating time over many tokens divides by 0.0 (NULL)
-        f"duration_ms IS NOT NULL AND output_tokens > 0 AND {_GENERATING} > 0 "
+        f"duration_ms IS NOT NULL AND output_tokens > 0 "
+        f"AND {_GENERATING} >= {MIN_GENERATING_MS!r} "
         f"AND {_SPEED} IS NOT NULL",
         (50,),
     ),

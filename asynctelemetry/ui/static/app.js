@@ -13,9 +13,14 @@
   function num(v) { return v == null ? "–" : Math.round(v).toLocaleString("en-US"); }
   function ms(v) { return v == null ? "–" : (v >= 100 ? v.toFixed(0) : v.toFixed(1)); }
   function usd(v) {
-    if (v == null) return "–";
+    if (v == null) return "unknown";
     if (v === 0) return "$0";
     return "$" + (v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toPrecision(3));
+  }
+  // The cost of calls of which some may be unpriced: never "$0" for what is not known.
+  function costOf(v, unpriced, calls) {
+    if (calls && unpriced >= calls) return "unknown";
+    return unpriced ? usd(v) + " + " + num(unpriced) + " unpriced" : usd(v);
   }
   function pct(v) { return v == null ? "–" : (100 * v).toFixed(v < 0.1 ? 2 : 1) + "%"; }
   function when(iso) { return iso.replace("T", " ").replace(/\+00:00$|Z$/, "").slice(0, 23); }
@@ -79,7 +84,7 @@
 
   function headline(total) {
     $("h-calls").textContent = num(total.calls);
-    $("h-cost").textContent = usd(total.cost_usd);
+    $("h-cost").textContent = costOf(total.cost_usd, total.unpriced_calls, total.calls);
     $("h-errors").textContent = pct(total.error_rate);
     $("h-p50").textContent = ms(total.p50_latency_ms) + (total.p50_latency_ms == null ? "" : " ms");
     $("h-p95").textContent = ms(total.p95_latency_ms) + (total.p95_latency_ms == null ? "" : " ms");
@@ -107,7 +112,7 @@
       cell(row, num(g.calls), "num");
       cell(row, num(g.errors), "num");
       cell(row, pct(g.calls ? g.errors / g.calls : null), "num");
-      cell(row, usd(g.cost_usd), "num");
+      cell(row, costOf(g.cost_usd, g.unpriced_calls, g.calls), "num");
       cell(row, ms(g.p50_latency_ms), "num");
     }
   }
