@@ -1,9 +1,11 @@
 """Dashboard API routes over 1,000,000 calls in SQLite, each beside the store method it calls.
 
 Fills a SQLiteStore with 1,000,000 calls (``--quick``: 100,000) spread over the last 7 days
-(eight models, four providers, 500 sessions, five routes, errors, traces), serves it with
-``asynctelemetry.ui.Dashboard`` on 127.0.0.1, and times every JSON route over the 1-hour, 24-hour
-and 7-day windows with a real HTTP client (aiohttp). Beside each route: the store methods the route
+(eight models, four providers, 20,000 sessions, five routes, errors, traces), serves it with
+``asynctelemetry.ui.Dashboard`` on 127.0.0.1, and times every request the page makes (its
+summaries by model, its top-10 sessions and routes, its charts' time series, its recent calls
+and its live poll) and the lookups by id over the 1-hour, 24-hour and 7-day windows with a real
+HTTP client (aiohttp). Beside each route: the store methods the route
 calls, timed directly in the same run (the baseline: what the store itself costs). The goal is
 each API call under 1 s; the route's own cost is the difference (parsing, JSON encoding, HTTP).
 
@@ -43,6 +45,8 @@ MODELS = (
 )
 PROVIDERS = ("openai", "openai", "anthropic", "anthropic", "google", "google", "openai", "mistral")
 WINDOWS = ("1h", "24h", "7d")
+#: Distinct sessions (a week of a busy app: the page's top-10 sessions must stay cheap).
+SESSIONS = 20_000
 SPAN = timedelta(days=7)
 REPEAT = 3
 WHOLE = timedelta(days=36525)  # the one bucket /api/summary asks for (the window's percentiles)
@@ -63,7 +67,7 @@ def call(i: int, n: int, now: datetime) -> LLMCall:
             "trace_id": f"{i // 4:032x}",
             "span_id": f"{i:016x}",
             "parent_span_id": f"{i - 1:016x}" if i % 4 else None,
-            "session_id": f"session-{i % 500}",
+            "session_id": f"session-{i % SESSIONS}",
             "route_name": f"route-{i % 5}",
             "status": "error" if i % 23 == 0 else "ok",
             "input_tokens": 500 + i % 1000,
@@ -139,24 +143,48 @@ async def time_routes(store: Any, url: str, n: int) -> list[tuple[Any, ...]]:
 
             length = span()["until"] - span()["since"]
             bucket = auto_bucket(length)
+            # Every request the page makes (app.js ``refresh`` and ``poll``), then the others.
             cases: list[tuple[str, str, Callable[[], Awaitable[Any]]]] = [
                 (
-                    f"/api/summary?window={window}",
-                    "summary(by=model) + timeseries(1 bucket)",
+                    f"/api/summary?window={window}&by=request_model",
+                    "summary(by=request_model) + timeseries(1 bucket)",
                     lambda: _both(
-                        store.summary(by="model", **span()),
+                        store.summary(by="request_model", **span()),
                         store.timeseries(bucket=WHOLE, **span()),
                     ),
                 ),
+                *(
+                    (
+                        f"/api/summary?window={window}&by={by}&total=false&limit=10",
+                        f"summary(by={by}, limit=10)",
+                        lambda by=by: store.summary(by=by, limit=10, **span()),
+                    )
+                    for by in ("session", "route")
+                ),
                 (
-                    f"/api/timeseries?window={window}&by=model",
-                    f"timeseries(bucket={bucket.total_seconds():g}s, by=model)",
-                    lambda b=bucket: store.timeseries(bucket=b, by="model", **span()),
+                    f"/api/timeseries?window={window}&by=request_model",
+                    f"timeseries(bucket={bucket.total_seconds():g}s, by=request_model)",
+                    lambda b=bucket: store.timeseries(bucket=b, by="request_model", **span()),
                 ),
                 (
                     f"/api/calls?window={window}&limit=100",
                     "query(limit=100, newest_first=True)",
                     lambda: store.query(limit=100, newest_first=True, **span()),
+                ),
+                (
+                    f"/api/calls?window={window}&limit=1",
+                    "query(limit=1, newest_first=True) (the live poll)",
+                    lambda: store.query(limit=1, newest_first=True, **span()),
+                ),
+                (
+                    f"/api/timeseries?window={window}&by=provider",
+                    f"timeseries(bucket={bucket.total_seconds():g}s, by=provider)",
+                    lambda b=bucket: store.timeseries(bucket=b, by="provider", **span()),
+                ),
+                (
+                    f"/api/summary?window={window}&by=session&total=false",
+                    "summary(by=session), every session (before top-N)",
+                    lambda: store.summary(by="session", **span()),
                 ),
             ]
             for path, baseline, direct in cases:

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import asyncpg
 from _common import machine, table
-from bench_dashboard import COLUMNS, MODELS, PROVIDERS, REPEAT, SPAN, time_routes
+from bench_dashboard import COLUMNS, MODELS, PROVIDERS, REPEAT, SESSIONS, SPAN, time_routes
 
 from asynctelemetry import PostgresStore
 from asynctelemetry._stores.postgres import rollup as _pg_rollup
@@ -52,7 +52,7 @@ SELECT 'bench-' || lpad(i::text, 9, '0'),
   ({_array(PROVIDERS)})[i % {len(PROVIDERS)} + 1], 'chat', 'collector',
   lpad(to_hex(i / 4), 32, '0'), lpad(to_hex(i), 16, '0'),
   CASE WHEN i % 4 <> 0 THEN lpad(to_hex(i - 1), 16, '0') END,
-  'session-' || (i % 500), 'route-' || (i % 5), CASE WHEN i % 23 = 0 THEN 'error' ELSE 'ok' END,
+  'session-' || (i % {SESSIONS}), 'route-' || (i % 5), CASE WHEN i % 23 = 0 THEN 'error' ELSE 'ok' END,
   500 + i % 1000, 50 + i % 300, i % 256, i % 64,
   200.0 + (i % 5000) * 0.37, 20.0 + (i % 300) * 0.11, 0, (i % 1000) * 0.00001
 FROM generate_series($3::bigint, $4::bigint) AS i

@@ -36,7 +36,7 @@ import re
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, Self, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -52,11 +52,13 @@ __all__ = [
     "GAMMA",
     "GROUP_FIELDS",
     "MULTI_GROUPS",
+    "ORDER_BY",
     "ZERO_INDEX",
     "CallStore",
     "CallSummary",
     "Filters",
     "GroupBy",
+    "OrderBy",
     "StoreReads",
     "TimeBucket",
     "approximate",
@@ -73,10 +75,12 @@ __all__ = [
     "histogram_value",
     "nearest_rank",
     "percentile",
+    "rank_key",
     "series_field",
     "summarize",
     "timeseries",
     "to_ns",
+    "top",
     "window_percentile",
 ]
 
@@ -116,6 +120,41 @@ def series_field(by: object) -> str:
     if by in MULTI_GROUPS:
         raise ValueError(f"timeseries cannot group by {by!r}; summary(by={by!r}) can")
     return group_field(by)
+
+
+OrderBy = Literal["cost", "calls", "errors", "p95_latency"]
+#: ``summary(order_by=...)``: what the largest groups are largest in.
+ORDER_BY: Final = ("cost", "calls", "errors", "p95_latency")
+
+
+def check_order(order_by: object) -> None:
+    """``order_by`` is one of :data:`ORDER_BY`, or ``ValueError``."""
+    if order_by not in ORDER_BY:
+        raise ValueError(f"order_by must be one of {list(ORDER_BY)}, not {order_by!r}")
+
+
+def rank_key(
+    order_by: str, key: str | None, calls: int, errors: int, cost: float, p95: float | None
+) -> tuple[Any, ...]:
+    """The sort key of a group, largest first: by ``order_by``, then calls, cost and key (a
+    group without a p95 latency last). ``"cost"`` is the order of every summary."""
+    name = key or ""
+    if order_by == "cost":
+        return (-cost, -calls, name)
+    if order_by == "calls":
+        return (-calls, -cost, name)
+    if order_by == "errors":
+        return (-errors, -calls, -cost, name)
+    return (p95 is None, -(p95 or 0.0), -calls, -cost, name)
+
+
+def top(rows: Iterable[CallSummary], limit: int | None, order_by: str) -> list[CallSummary]:
+    """``rows`` largest first by ``order_by`` (:func:`rank_key`), at most ``limit``."""
+    ordered = sorted(
+        rows,
+        key=lambda r: rank_key(order_by, r.key, r.calls, r.errors, r.cost_usd, r.p95_latency_ms),
+    )
+    return ordered if limit is None else ordered[:limit]
 
 
 def group_key(call: LLMCall, field: str) -> str | None:
@@ -397,8 +436,14 @@ def _bucket_row(start: int, key: str | None, calls: list[LLMCall], window: int) 
     )
 
 
-def summarize(calls: Iterable[LLMCall], by: str = "model") -> list[CallSummary]:
-    """Group ``calls`` and total each group; rows sorted by cost, then calls, descending.
+def summarize(
+    calls: Iterable[LLMCall],
+    by: str = "model",
+    limit: int | None = None,
+    order_by: str = "cost",
+) -> list[CallSummary]:
+    """Group ``calls`` and total each group; rows sorted by cost, then calls, descending (or by
+    ``order_by``, :func:`rank_key`), at most ``limit`` (the top groups).
 
     ``by="tag"``: a call counts once under each of its tags (under ``None`` without tags)."""
     field = group_field(by)
@@ -414,8 +459,7 @@ def summarize(calls: Iterable[LLMCall], by: str = "model") -> list[CallSummary]:
             window += 1
             groups.setdefault(group_key(call, field), []).append(call)
     rows = [_summary_row(key, members, window) for key, members in groups.items()]
-    rows.sort(key=lambda r: (-r.cost_usd, -r.calls, r.key or ""))
-    return rows
+    return top(rows, limit, order_by)
 
 
 def _summary_row(key: str | None, calls: list[LLMCall], window: int) -> CallSummary:
@@ -491,12 +535,20 @@ class StoreReads:
         provider: str | None = None,
         session_id: str | None = None,
         status: str | None = None,
+        limit: int | None = None,
+        order_by: OrderBy = "cost",
     ) -> list[CallSummary]:
         """One row per group (``by``) of the calls that pass the filters, by cost, then calls;
-        equal to :func:`summarize` of the same calls in every store."""
+        equal to :func:`summarize` of the same calls in every store.
+
+        ``limit=N`` keeps the top ``N`` groups by ``order_by`` (``"cost"``, ``"calls"``,
+        ``"errors"`` or ``"p95_latency"``; largest first), chosen in the store: only their
+        percentiles are computed, so a top 10 of 20,000 sessions is cheap."""
         group_field(by)  # a bad ``by`` is a ValueError, even in an empty store
+        check_limit(limit)
+        check_order(order_by)
         filters = Filters(since, until, model, provider, session_id, status)
-        return await self._summary(by, filters)
+        return await self._summary(by, filters, limit, order_by)
 
     async def timeseries(
         self,
@@ -566,7 +618,9 @@ class StoreReads:
     async def _count(self, filters: Filters) -> int:
         raise NotImplementedError
 
-    async def _summary(self, by: GroupBy, filters: Filters) -> list[CallSummary]:
+    async def _summary(
+        self, by: GroupBy, filters: Filters, limit: int | None, order_by: str
+    ) -> list[CallSummary]:
         raise NotImplementedError
 
     async def _timeseries(
@@ -651,8 +705,11 @@ class CallStore(Protocol):
         provider: str | None = None,
         session_id: str | None = None,
         status: str | None = None,
+        limit: int | None = None,
+        order_by: OrderBy = "cost",
     ) -> list[CallSummary]:
-        """One row per group of the calls that pass the filters."""
+        """One row per group of the calls that pass the filters (the top ``limit`` by
+        ``order_by``)."""
         ...
 
     async def timeseries(

@@ -274,8 +274,10 @@ class MemoryStore(StoreReads, ClosesOnExit):
             return len(self._rows)
         return sum(1 for _ in self._records(filters))
 
-    async def _summary(self, by: GroupBy, filters: Filters) -> list[CallSummary]:
-        return summarize(self._records(filters), by)
+    async def _summary(
+        self, by: GroupBy, filters: Filters, limit: int | None, order_by: str
+    ) -> list[CallSummary]:
+        return summarize(self._records(filters), by, limit, order_by)
 
     async def _timeseries(
         self, width_ns: int, by: GroupBy | None, filters: Filters

@@ -20,6 +20,7 @@ Unknown schemes, unknown or repeated options and bad values raise :class:`Config
 
 from __future__ import annotations
 
+import difflib
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
@@ -30,7 +31,7 @@ from .postgres.store import PostgresStore
 from .sqlite.store import SQLiteStore
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from ._base import CallStore
 
@@ -107,8 +108,11 @@ _POSTGRES_OPTIONS: Final[dict[str, Callable[[str], Any]]] = {
 }
 
 
-def open_store(url: str) -> CallStore:
+def open_store(url: str, *, read_only: bool = False) -> CallStore:
     """A new, unopened store described by ``url`` (see the module docstring for the forms).
+
+    ``read_only``: a SQLite or PostgreSQL store that only reads: nothing is created, migrated
+    or written, and a file or database without the call store's schema is refused.
 
     Raises:
         ConfigError: the scheme, an option or a value is not valid.
@@ -137,7 +141,9 @@ def open_store(url: str) -> CallStore:
             raise ConfigError(f"store URL {shown!r} names no file")
         if "\x00" in path:
             raise ConfigError(f"store URL {shown!r}: a file name cannot hold a NUL byte (%00)")
-        return SQLiteStore(path, **_options(shown, parts.query, _SQLITE_OPTIONS))
+        return SQLiteStore(
+            path, read_only=read_only, **_options(shown, parts.query, _SQLITE_OPTIONS)
+        )
     if parts.scheme in ("postgresql", "postgres"):
         if not parts.hostname and not parts.path.strip("/"):
             raise ConfigError(f"store URL {shown!r} names no host or database")
@@ -147,13 +153,48 @@ def open_store(url: str) -> CallStore:
             raise ConfigError(f"store URL {shown!r}: malformed options ({exc})") from None
         ours = [(k, v) for k, v in pairs if k in _POSTGRES_OPTIONS]
         theirs = [(k, v) for k, v in pairs if k not in _POSTGRES_OPTIONS]
+        for name, _ in theirs:  # the driver's (sslmode, server settings), unless a typo of ours
+            if name not in _DRIVER_OPTIONS and (hint := _did_you_mean(name, _POSTGRES_OPTIONS)):
+                raise ConfigError(f"store URL {shown!r}: unknown option {name!r}{hint}")
         options = _options(shown, urlencode(ours), _POSTGRES_OPTIONS)
         dsn = urlunsplit(parts._replace(query=urlencode(theirs)))
-        return PostgresStore(dsn, **options)
+        return PostgresStore(dsn, read_only=read_only, **options)
+    what = f"unsupported scheme {parts.scheme!r}" if parts.scheme else "no scheme"
     raise ConfigError(
-        f"store URL {shown!r}: unknown scheme {parts.scheme!r} "
-        "(use memory://, sqlite:///path or postgresql://host/db)"
+        f"store URL {shown!r}: {what} (use memory://, sqlite:///path or postgresql://host/db)"
     )
+
+
+#: libpq/asyncpg connection options a DSN may carry (never taken for a typo of ours).
+_DRIVER_OPTIONS: Final = frozenset(
+    {
+        "sslmode",
+        "sslrootcert",
+        "sslcert",
+        "sslkey",
+        "sslpassword",
+        "passfile",
+        "password",
+        "user",
+        "host",
+        "port",
+        "dbname",
+        "database",
+        "application_name",
+        "target_session_attrs",
+        "krbsrvname",
+        "gsslib",
+        "connect_timeout",
+        "options",
+        "service",
+    }
+)
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest known name, or ``""``."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _options(url: str, query: str, known: dict[str, Callable[[str], Any]]) -> dict[str, Any]:
@@ -166,7 +207,8 @@ def _options(url: str, query: str, known: dict[str, Callable[[str], Any]]) -> di
     for name, text in pairs:
         if name not in known:
             raise ConfigError(
-                f"store URL {url!r}: unknown option {name!r} (known: {', '.join(sorted(known))})"
+                f"store URL {url!r}: unknown option {name!r}{_did_you_mean(name, known)} "
+                f"(known: {', '.join(sorted(known))})"
             )
         if name in options:
             raise ConfigError(f"store URL {url!r}: option {name!r} given twice")

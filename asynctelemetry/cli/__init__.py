@@ -124,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument(
         "--ui-token", metavar="TOKEN", help="dashboard token ($ASYNCTELEMETRY_UI_TOKEN)"
     )
+    collect.add_argument(
+        "--adopt",
+        action="store_true",
+        help="add the call store's tables to a SQLite file that holds another program's tables",
+    )
     collect.add_argument("--json", action="store_true", help="print one JSON object per call")
     collect.add_argument("--no-live", action="store_true", help="log lines, even on a terminal")
     collect.add_argument("--quiet", action="store_true", help="print nothing per call")

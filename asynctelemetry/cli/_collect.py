@@ -18,7 +18,7 @@ from .._collector import AsyncCollector
 from .._exceptions import ConfigError, MissingDependencyError, StoreError, mask_secrets
 from .._export import format_call
 from .._stores import MemoryStore, SQLiteStore, open_store
-from ._common import is_postgres_url, postgres_store, source_name, stop_signals
+from ._common import is_postgres_url, other_url, postgres_store, source_name, stop_signals
 from ._errors import CLIError, UsageError, describe_bind_failure, port_in_use
 from ._help import plural
 from ._live import CallTap, LiveView
@@ -60,10 +60,11 @@ def _store_of(args: argparse.Namespace) -> tuple[CallStore, str]:
             raise UsageError(str(exc)) from None
     if is_postgres_url(args.db):
         return postgres_store(args.db, **retention), source_name(args)
+    args.db = other_url(args.db) or args.db
     if os.path.isdir(args.db):
         raise CLIError(f"{args.db} is a directory, not a call store")
     try:
-        return SQLiteStore(args.db, **retention), args.db
+        return SQLiteStore(args.db, adopt=args.adopt, **retention), args.db
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
 

@@ -137,7 +137,28 @@ def is_postgres_url(text: str) -> bool:
     return text.startswith(("postgresql://", "postgres://"))
 
 
-def postgres_store(url: str, **retention: Any) -> CallStore:
+_SCHEME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def other_url(text: str) -> str | None:
+    """The SQLite path of a ``--db`` given as a ``sqlite:///`` URL; ``None`` for a plain path
+    (or a PostgreSQL URL).
+
+    Raises:
+        UsageError: a URL of any other scheme (``mysql://``: "unsupported scheme").
+    """
+    if not _SCHEME.match(text) or is_postgres_url(text):
+        return None
+    try:
+        store = open_store(text)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if not isinstance(store, SQLiteStore):
+        raise UsageError(f"--db takes a SQLite file or a PostgreSQL URL; for {text!r} use --store")
+    return store.path
+
+
+def postgres_store(url: str, *, read_only: bool = False, **retention: Any) -> CallStore:
     """The PostgresStore a ``--db`` URL names (with its own ``?options``), unopened;
     ``retention`` (``max_age``, ``max_rows``) joins the URL's options.
 
@@ -147,19 +168,19 @@ def postgres_store(url: str, **retention: Any) -> CallStore:
     if retention:
         url += ("&" if "?" in url else "?") + urlencode(retention)
     try:
-        return open_store(url)
+        return open_store(url, read_only=read_only)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None  # open_store masks the URL
 
 
 def _reading_store(args: argparse.Namespace, *, write: bool = False) -> CallStore:
     if args.db is not None and is_postgres_url(args.db):
-        return postgres_store(args.db)
+        return postgres_store(args.db, read_only=not write)
     if args.db is not None:
-        path = args.db
+        path = other_url(args.db) or args.db
     else:
         try:
-            store = open_store(args.store)
+            store = open_store(args.store, read_only=not write and is_postgres_url(args.store))
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
         if not isinstance(store, SQLiteStore) or store.path == ":memory:":

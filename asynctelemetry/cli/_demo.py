@@ -18,6 +18,7 @@ import contextlib
 import importlib.util
 import os
 import shlex
+import shutil
 import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -255,15 +256,41 @@ def _origins(console: Console, calls: list[LLMCall], made: int, sdk_requests: in
     )
 
 
+def program() -> tuple[str, str | None]:
+    """How to run ``asynctelemetry`` again from this shell, and a note when that is not its
+    bare name: the name when it is on ``PATH`` (and is this program), else the path this
+    process was started by (``.venv/bin/asynctelemetry``), else ``python -m``."""
+    started = sys.argv[0]
+    if os.path.basename(started) == "asynctelemetry":
+        found = shutil.which("asynctelemetry")
+        with contextlib.suppress(OSError):
+            if found is not None and os.path.samefile(found, started):
+                return "asynctelemetry", None
+        shown = os.path.relpath(started) if os.path.isabs(started) else started
+        if os.sep not in shown:
+            shown = os.path.join(".", shown)
+        folder = os.path.dirname(shown)
+        note = (
+            f"asynctelemetry is not on your PATH: run it as {shown}, or first "
+            f"'source {os.path.join(folder, 'activate')}' to call it asynctelemetry"
+        )
+        return shlex.quote(shown), note
+    return f"{shlex.quote(sys.executable)} -m asynctelemetry.cli", None
+
+
 def _hints(console: Console, path: str, port: int) -> None:
     db = shlex.quote(path)
+    me, note = program()
     console.print("Look again:")
     for command in (
-        f"asynctelemetry summary --db {db} --by provider",
-        f"asynctelemetry calls --db {db} --status error",
-        f"asynctelemetry calls --db {db} --status cancelled",
-        f"asynctelemetry calls --db {db} --model gpt-4o-2024-08-06 --json",
-        f"asynctelemetry collect --db {db}   # your own collector on 127.0.0.1:4317 "
+        f"{me} summary --db {db} --by provider",
+        f"{me} calls --db {db} --status error",
+        f"{me} calls --db {db} --status cancelled",
+        f"{me} calls --db {db} --model gpt-4o-2024-08-06 --json",
+        f"{me} ui --db {db}   # the dashboard in a browser",
+        f"{me} collect --db {db}   # your own collector on 127.0.0.1:4317 "
         f"(the demo's ran on 127.0.0.1:{port})",
     ):
         console.print(f"  {command}", style="cyan", highlight=False, soft_wrap=True)
+    if note is not None:
+        console.print(f"({note})", style="dim", highlight=False, soft_wrap=True)

@@ -7,6 +7,7 @@ ready for ``jq`` or any line-oriented tool; otherwise a rich table sized to the 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 import math
 import sys
@@ -39,12 +40,13 @@ async def run_calls(args: argparse.Namespace, console: Console) -> int:
     limit = None if args.all else args.limit
     async with reading(args) as store:
         calls = await store.query(**filters_of(args), limit=limit, newest_first=not args.oldest)
+        hint = await no_such_model(store, args) if not calls else None
     if args.json:
         console.file.write("".join(call.model_dump_json() + "\n" for call in calls))
         return 0
     table = calls_table(calls, width=console.width)
     if table is None:
-        console.print("no calls match", style="dim")
+        console.print(hint or "no calls match", style="dim")
         return 0
     console.print(table)
     order = "oldest" if args.oldest else "newest"
@@ -61,12 +63,36 @@ async def run_summary(args: argparse.Namespace, console: Console) -> int:
     by: Any = args.by or "request_model"
     async with reading(args) as store:
         rows = await store.summary(by=by, **filters_of(args))
+        hint = await no_such_model(store, args) if not rows else None
     if args.json:
         lines = (json.dumps({"by": by, **row.model_dump()}) + "\n" for row in rows)
         console.file.write("".join(lines))
         return 0
-    console.print(summary_view(rows, by, console.width))
+    console.print(hint if hint else summary_view(rows, by, console.width))
     return 0
+
+
+async def no_such_model(store: Any, args: argparse.Namespace) -> str | None:
+    """When ``--model`` matches no call at all (whatever the other filters), the message that
+    names the closest models the store holds; ``None`` otherwise."""
+    if not args.model:
+        return None
+    filters = {**filters_of(args), "model": None}
+    if await store.count(model=args.model):
+        return None
+    names = {
+        name
+        for by in ("model", "request_model")
+        for row in await store.summary(by=by, **filters)
+        if (name := row.key) is not None
+    }
+    close = difflib.get_close_matches(args.model, sorted(names), n=3, cutoff=0.4)
+    if close:
+        return f"no calls of model {args.model!r}; closest stored: {', '.join(close)}"
+    if names:
+        some = ", ".join(sorted(names)[:5]) + (", …" if len(names) > 5 else "")
+        return f"no calls of model {args.model!r}; stored models: {some}"
+    return f"no calls of model {args.model!r}; the store holds no calls in this window"
 
 
 async def _run_series(args: argparse.Namespace, console: Console) -> int:
@@ -107,9 +133,13 @@ class RepriceRow:
     _stored: list[float] = field(default_factory=list, repr=False)
     _repriced: list[float] = field(default_factory=list, repr=False)
 
-    def add(self, call: LLMCall, cost: float | None) -> None:
-        """Account for one call whose recomputed cost is ``cost``."""
+    def add(self, call: LLMCall, cost: float | None, version: str) -> None:
+        """Account for one call whose recomputed cost is ``cost`` (from the table of
+        ``version``). ``changed`` counts what ``store.reprice`` rewrites: a new cost, or the
+        same cost of another price version."""
         self.calls += 1
+        if cost is not None and (cost != call.cost_usd or call.price_version != version):
+            self.changed += 1
         version = call.price_version or "(none)"
         self.versions[version] = self.versions.get(version, 0) + 1
         if call.cost_usd is not None:
@@ -120,12 +150,6 @@ class RepriceRow:
             self.lost_price += 1
         elif call.cost_usd is None and cost is not None:
             self.gained_price += 1
-        elif (
-            call.cost_usd is not None
-            and cost is not None
-            and not math.isclose(call.cost_usd, cost, rel_tol=1e-9, abs_tol=1e-12)
-        ):
-            self.changed += 1
 
     def close(self) -> None:
         """Sum the costs exactly (``math.fsum``) once every call is in."""
@@ -164,7 +188,7 @@ async def reprice(args: argparse.Namespace, table: PriceTable) -> tuple[list[Rep
             row = rows.get(call.model)
             if row is None:
                 row = rows[call.model] = RepriceRow(call.model)
-            row.add(call, table.cost(call))
+            row.add(call, table.cost(call), table.version)
             count += 1
             if count % 1000 == 0:
                 await asyncio.sleep(0)  # pricing is CPU work: let the loop breathe

@@ -7,7 +7,8 @@ same on every store, and never writes: no route calls a method that changes a st
 ==============================  =================================================================
 route                           answer
 ==============================  =================================================================
-``/api/summary``                totals of the window (``total``) and one row per group (``by``,
+``/api/summary``                totals of the window (``total``) and one row per group (``by``;
+                                ``limit``/``order``: the top groups, with ``total=false``;
                                 by default ``request_model``: the model asked for, else ``model``)
 ``/api/timeseries``             the window in buckets (``bucket``: ``auto`` or ``30s``, ``5m``…)
 ``/api/calls``                  the newest calls first (``limit``, default 100, at most 1000)
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 from .._budgets._sql import stored_budgets
 from .._conventions import is_content_key
 from .._exceptions import ConfigError
-from .._stores._base import MULTI_GROUPS
+from .._stores._base import MULTI_GROUPS, ORDER_BY
 from ._params import ParamError, parse_bucket, parse_by, parse_limit
 
 if TYPE_CHECKING:
@@ -82,6 +83,13 @@ async def summary(store: CallStore, query: Query) -> dict[str, Any]:
     want_total = query.option("total") or "true"
     if want_total not in ("true", "false"):
         raise ParamError(f"total={want_total!r}: expected 'true' or 'false'")
+    limit = None if query.option("limit") is None else parse_limit(query, 0)
+    order = query.option("order") or "cost"
+    if order not in ORDER_BY:
+        raise ParamError(f"order={order!r}: expected one of {list(ORDER_BY)}")
+    if limit is not None and want_total == "true":
+        raise ParamError("limit= needs total=false (the totals are over every group)")
+    top: dict[str, Any] = {"limit": limit, "order_by": order}
     once = by not in MULTI_GROUPS  # by tag, the groups overlap: totals from groups by model
     if want_total == "true":
         counted, whole = await _both(
@@ -90,7 +98,7 @@ async def summary(store: CallStore, query: Query) -> dict[str, Any]:
         )
         groups = counted if once else await store.summary(by=by, **query.filters)
     else:
-        groups = await store.summary(by=by, **query.filters)
+        groups = await store.summary(by=by, **top, **query.filters)
     body: dict[str, Any] = {
         "query": query.echo(),
         "by": by,

@@ -81,7 +81,7 @@ HEADER_TIMEOUT: Final = 10.0
 
 #: Routes of the API: path → (handler, the route's own parameters).
 _ROUTES: Final[dict[str, tuple[_Route, tuple[str, ...]]]] = {
-    "/api/summary": (_api.summary, ("by", "total")),
+    "/api/summary": (_api.summary, ("by", "total", "limit", "order")),
     "/api/timeseries": (_api.timeseries, ("by", "bucket")),
     "/api/calls": (_api.calls, ("limit", "order")),
 }

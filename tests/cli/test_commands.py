@@ -398,3 +398,65 @@ def test_replay_progress_bar_on_a_terminal(db: Path) -> None:
     assert proc.returncode == 0
     assert "replaying" in text and "40/40" in text
     assert "replayed 40 calls from calls.db to memory://" in text
+
+
+# -- the first hour -------------------------------------------------------------------------------
+def test_db_of_another_scheme_is_unsupported(tmp_path: Path) -> None:
+    """--db mysql://… is a usage error naming the unsupported scheme (not "no such file");
+    --db sqlite:///path works as the path does."""
+    for command in ("calls", "summary"):
+        result = run_cli(command, "--db", "mysql://root@localhost/app", cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert "unsupported scheme 'mysql'" in one_line_error(result)
+
+
+def test_db_sqlite_url_reads_the_file(db: Path) -> None:
+    """--db sqlite:///calls.db reads the same file as --db calls.db."""
+    plain = run_cli("summary", "--db", db.name, "--json", cwd=db.parent)
+    url = run_cli("summary", "--db", f"sqlite:///{db.name}", "--json", cwd=db.parent)
+    assert url.returncode == 0, url.stderr
+    assert url.stdout == plain.stdout
+
+
+def test_model_that_matches_nothing_names_the_closest(db: Path) -> None:
+    """--model with a name no call has: the closest stored model names, not a bare nothing."""
+    for command in ("calls", "summary"):
+        result = run_cli(command, "--db", db.name, "--model", "gpt4o", cwd=db.parent)
+        assert result.returncode == 0, result.stderr
+        assert "no calls of model 'gpt4o'; closest stored: gpt-4o" in result.stdout
+
+
+def test_reprice_write_reports_the_count_its_table_shows(db: Path) -> None:
+    """The calls the table says will change are the calls --write changes: a new cost, or the
+    same cost of another price version."""
+    prices = db.parent / "prices.json"
+    prices.write_text(json.dumps({"gpt-4o": {"input_per_million": 10, "output_per_million": 40}}))
+    shown = run_cli("reprice", "--db", db, "--prices", prices, "--json", cwd=db.parent)
+    changed = sum(r["changed_calls"] for r in json_lines(shown.stdout))
+    written = run_cli("reprice", "--db", db, "--prices", prices, "--write", cwd=db.parent)
+    assert written.returncode == 0, written.stderr
+    assert f"wrote new costs to {changed} calls" in written.stdout.replace(",", "")
+    assert changed > 0
+    again = run_cli("reprice", "--db", db, "--prices", prices, "--json", cwd=db.parent)
+    assert sum(r["changed_calls"] for r in json_lines(again.stdout)) == 0
+
+
+def test_quickstart_lists_every_extra() -> None:
+    """The extras table of the quickstart names every extra pyproject.toml defines."""
+    import tomllib
+    from pathlib import Path as P
+
+    root = P(__file__).resolve().parents[2]
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    page = (root / "docs" / "quickstart.md").read_text()
+    rows = {
+        line.split("|")[1].strip().strip("`")
+        for line in page.splitlines()
+        if line.startswith("| `")
+    }
+    assert set(extras) <= rows, set(extras) - rows
+    commands = (root / "docs" / "cli.md").read_text().split("## Exit status", 1)[0]
+    for name in ("collect", "calls", "summary", "replay", "reprice", "demo", "ui"):
+        assert f"| `{name}` |" in commands, name

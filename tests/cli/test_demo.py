@@ -12,6 +12,8 @@ from tests.cli.helpers import one_line_error, run_cli
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import pytest
+
 
 def test_quick_demo_end_to_end(tmp_path: Path) -> None:
     """The demo fills a SQLite file in the cwd from both apps and prints its summary and hints."""
@@ -21,7 +23,16 @@ def test_quick_demo_end_to_end(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     db = tmp_path / "asynctelemetry-demo.db"
     assert f"Data: {db}" in out
-    assert "asynctelemetry summary --db asynctelemetry-demo.db" in out
+    # the "look again" commands work from this shell, as printed (python -m, not on PATH)
+    [hint] = [line.strip() for line in out.splitlines() if " summary --db " in line]
+    assert hint.endswith("summary --db asynctelemetry-demo.db --by provider"), hint
+    import shlex
+    import subprocess
+
+    again = subprocess.run(
+        [*shlex.split(hint), "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert again.returncode == 0 and '"by": "provider"' in again.stdout, again.stderr
     assert "calls by request_model" in out and "p95 latency" in out
     # one row per model the app asked for: a dated response model and the failed calls that got
     # none are not split into rows of their own
@@ -89,3 +100,27 @@ def test_each_run_starts_anew_unless_appending(tmp_path: Path) -> None:
     more = run_cli("demo", "--quick", "--calls", "6", "--append", cwd=tmp_path, timeout=60)
     assert more.returncode == 0 and asyncio.run(count()) == 2 * once
     assert f"({2 * once} calls with the earlier runs)" in more.stdout
+
+
+def test_hints_name_the_venv_program_when_it_is_not_on_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Started as .venv/bin/asynctelemetry (as make demo does) with the venv not on PATH, the
+    demo's commands say .venv/bin/asynctelemetry and how to activate the venv; on PATH, the
+    bare name."""
+    import sys
+
+    from asynctelemetry.cli._demo import program
+
+    exe = tmp_path / ".venv" / "bin" / "asynctelemetry"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(exe), "demo"])
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    me, note = program()
+    assert me == ".venv/bin/asynctelemetry"
+    assert note is not None and "source .venv/bin/activate" in note
+    monkeypatch.setenv("PATH", f"{exe.parent}:/usr/bin")
+    assert program() == ("asynctelemetry", None)

@@ -57,8 +57,14 @@ async def test_absolute_sqlite_url_with_every_option(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        pytest.param("mysql://localhost/db", "unknown scheme", id="scheme"),
-        pytest.param("calls.db", "unknown scheme", id="bare-path"),
+        pytest.param("mysql://localhost/db", "unsupported scheme 'mysql'", id="scheme"),
+        pytest.param("calls.db", "no scheme", id="bare-path"),
+        pytest.param(
+            "sqlite:///c.db?batch_sise=3", "did you mean 'batch_size'?", id="did-you-mean"
+        ),
+        pytest.param(
+            "postgresql://h/db?pool_sise=3", "did you mean 'pool_size'?", id="pg-did-you-mean"
+        ),
         pytest.param("memory://?capacity=0", "capacity", id="capacity-zero"),
         pytest.param("memory://?capacity=lots", "capacity", id="capacity-text"),
         pytest.param("memory://?size=3", "unknown option 'size'", id="memory-option"),

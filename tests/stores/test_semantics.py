@@ -708,3 +708,59 @@ async def test_rates_need_a_measurable_generating_time(store: Any) -> None:
         patch.setattr(_base, "EXACT_LIMIT", 1)  # the rollups
         [row] = await store.summary()
         assert row.median_tokens_per_sec == _base.approximate(slow.tokens_per_sec)
+
+
+# -- top N ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", list(STORES))
+@_examples
+@given(
+    drawn=_calls,
+    by=st.sampled_from(["model", "request_model", "provider", "session", "route"]),
+    order_by=st.sampled_from(list(_base.ORDER_BY)),
+    limit=st.integers(0, 4),
+    large=st.booleans(),
+)
+def test_top_groups_equal_the_reference(
+    kind: str, drawn: list[dict[str, Any]], by: str, order_by: str, limit: int, large: bool
+) -> None:
+    """summary(limit=, order_by=) gives the reference's top groups, largest first, in every
+    store, from the raw rows and from the rollups (a large window), whole rows included."""
+    calls = _built(drawn)
+
+    async def read(store: Any) -> Any:
+        return await store.summary(by=by, limit=limit, order_by=order_by)
+
+    with pytest.MonkeyPatch.context() as patch:
+        if large:
+            patch.setattr(_base, "EXACT_LIMIT", 3)
+        got = _run_in(kind, calls, read)
+        assert got == summarize(calls, by, limit, order_by)
+    assert len(got) == min(limit, len({_base.group_key(c, _base.group_field(by)) for c in calls}))
+
+
+async def test_top_refuses_a_bad_order(store: Any) -> None:
+    """order_by names a known order; limit is None or an int >= 0."""
+    with pytest.raises(ValueError, match="order_by must be one of"):
+        await store.summary(order_by="colour")
+    with pytest.raises(ValueError, match="limit"):
+        await store.summary(limit=-1)
+
+
+def test_top_orders() -> None:
+    """Largest first by each order; ties by calls, then cost, then key."""
+    calls = [
+        make_call(0, model="a", cost_usd=1.0, status="ok", duration_ms=10.0),
+        make_call(1, model="b", cost_usd=0.5, status="error", duration_ms=900.0),
+        make_call(2, model="b", cost_usd=0.1, status="error", duration_ms=800.0),
+        make_call(3, model="c", cost_usd=0.2, status="ok", duration_ms=None),
+    ]
+    keys = {
+        order: [r.key for r in summarize(calls, "model", None, order)] for order in _base.ORDER_BY
+    }
+    assert keys == {
+        "cost": ["a", "b", "c"],
+        "calls": ["b", "a", "c"],
+        "errors": ["b", "a", "c"],
+        "p95_latency": ["b", "a", "c"],
+    }
+    assert [r.key for r in summarize(calls, "model", 1, "calls")] == ["b"]

@@ -96,6 +96,34 @@ async def test_summary_matches_the_store(store: SQLiteStore, client: aiohttp.Cli
     assert status == 200 and "total" not in body and len(body["groups"]) == 3
 
 
+async def test_summary_top_groups(store: SQLiteStore, client: aiohttp.ClientSession) -> None:
+    """/api/summary?limit=N&order=…&total=false gives the store's top N groups; limit needs
+    total=false, and order names a known order (400 otherwise)."""
+    async with Dashboard(store, port=0) as board:
+        status, body, _ = await get(
+            client, board, "/api/summary?window=1h&by=session&total=false&limit=2&order=calls"
+        )
+        assert status == 200
+        since = datetime.fromisoformat(body["query"]["since"])
+        until = datetime.fromisoformat(body["query"]["until"])
+        rows = await store.summary(
+            by="session", since=since, until=until, limit=2, order_by="calls"
+        )
+        assert len(rows) == 2
+        assert body["groups"] == [r.model_dump(mode="json") for r in rows]
+        every = await store.summary(by="session", since=since, until=until)
+        assert [r.key for r in rows] == [
+            r.key for r in sorted(every, key=lambda r: (-r.calls, -r.cost_usd, r.key or ""))
+        ][:2]
+        for path, message in (
+            ("/api/summary?by=session&limit=2", "limit= needs total=false"),
+            ("/api/summary?by=session&total=false&order=size", "order='size'"),
+            ("/api/summary?by=session&total=false&limit=0", "limit='0'"),
+        ):
+            status, body, _ = await get(client, board, path)
+            assert status == 400 and message in body["error"], (path, body)
+
+
 async def test_summary_by_tag_totals_each_call_once(client: aiohttp.ClientSession) -> None:
     """/api/summary?by=tag: a call with two tags is in both rows, the totals count it once;
     a time series cannot group by tag (400)."""
@@ -271,7 +299,8 @@ async def test_trace_with_a_parent_cycle_shows_every_call_once(
         pytest.param("/api/calls?model=", "empty", id="empty"),
         pytest.param("/api/summary?by=colour", "by='colour'", id="by"),
         pytest.param("/api/summary?total=no", "total='no'", id="total"),
-        pytest.param("/api/summary?limit=3", "unknown parameter 'limit'", id="other-route"),
+        pytest.param("/api/summary?order=3", "order='3'", id="order"),
+        pytest.param("/api/timeseries?limit=3", "unknown parameter 'limit'", id="other-route"),
         pytest.param("/api/timeseries?bucket=1s&window=7d", "2000 buckets", id="buckets"),
         pytest.param("/api/timeseries?bucket=5 minutes", "bucket='5 minutes'", id="bucket"),
         pytest.param("/api/calls/x?at=noon", "takes no parameters", id="lookup-at"),

@@ -269,6 +269,8 @@ def test_model_rows_agree_in_summary_api_and_page(tmp_path: Path, watched: Watch
         assert page.text_content("#h-cost") == "$5.25 + 3 unpriced"
         assert watched.column(8).count("unknown") == 3
         assert watched.column(8).count("$0") == 4  # the failures the providers bill nothing for
+        tops = [u for u in watched.requests if "by=session" in u or "by=route" in u]
+        assert tops and all("limit=10" in u and "total=false" in u for u in tops)
         options = page.eval_on_selector_all("#model option", "os => os.map(o => o.value)")
         assert options == ["", "claude-sonnet-4-5", "gpt-4o", "house-model"]
         cells = watched.column(1)

@@ -166,30 +166,66 @@ _TOTALS: Final = (
 _SUMMARY_WIDTH: Final = 14
 
 
-def summary_sql(by: str, filters: Filters) -> tuple[str, list[Any]]:
-    """One row per group: key, totals, percentiles, first id (for ties)."""
-    key = group_sql(group_field(by))  # from a fixed table, never text from the caller
+def _group_source(by: str) -> tuple[str, str]:
+    """The key expression and the source of ``by``'s groups (from fixed tables, never text
+    from the caller)."""
+    key = group_sql(group_field(by))
+    if key == "tags":  # a call once per tag (once with a NULL tag when it has none)
+        return "t.tag", "calls LEFT JOIN LATERAL unnest(calls.tags) AS t(tag) ON true"
+    return key, "calls"
+
+
+def totals_sql(by: str, filters: Filters) -> tuple[str, list[Any]]:
+    """Per group: key, calls, errors, cost (to choose the top groups), then the window's
+    calls (each call once, also when a call is in several groups) on every row."""
+    key, source = _group_source(by)
     params = _Params()
-    source = "calls"
-    window = ""
-    if key == "tags":
-        # A call once per tag (once with a NULL tag when it has none); the window (the rule of
-        # percentiles) still counts each call once: the last column.
-        key, source = "t.tag", "calls LEFT JOIN LATERAL unnest(calls.tags) AS t(tag) ON true"
-        window = f", (SELECT count(*) FROM calls{where(filters, params)})"
+    clause = where(filters, params)
+    counted = f"(SELECT count(*) FROM calls{where(filters, params)})"
     sql = (
-        # The median speed is 1000 / the median time per token taken from the top: speed falls
-        # as tpt grows, so rank r of speeds ascending is rank r of tpt descending.
-        f"SELECT {key}, {_TOTALS}, percentile_disc(0.5) WITHIN GROUP (ORDER BY {_TPT} DESC), "
-        f"min(id){window} FROM {source}{where(filters, params)} GROUP BY {key} ORDER BY min(id)"
+        f"SELECT {key}, count(*), count(*) FILTER (WHERE status = 'error'), "
+        f"COALESCE(sum(cost_usd), 0), {counted} FROM {source}{clause} GROUP BY {key}"
     )
     return sql, params.values
 
 
-def summary_rows(rows: list[Any]) -> list[CallSummary]:
+def window_of(totals: list[Any]) -> int:
+    """The window's calls from :func:`totals_sql`'s rows."""
+    return int(totals[0][4]) if totals else 0
+
+
+def summary_sql(by: str, filters: Filters, only: list[Any] | None = None) -> tuple[str, list[Any]]:
+    """One row per group: key, totals, percentiles, first id (for ties); only the groups whose
+    key is in ``only`` when given (``None`` among them: the group without a value)."""
+    key, source = _group_source(by)
+    params = _Params()
+    window = ""
+    if source != "calls":
+        # A call in several groups: the window (the rule of percentiles) still counts each
+        # call once: the last column.
+        window = f", (SELECT count(*) FROM calls{where(filters, params)})"
+    extra: list[str] = []
+    if only is not None:
+        known = [k for k in only if k is not None]
+        chosen = f"{key} = ANY({params.add(known)}::text[])"
+        extra.append(f"({chosen} OR {key} IS NULL)" if len(known) < len(only) else chosen)
+    sql = (
+        # The median speed is 1000 / the median time per token taken from the top: speed falls
+        # as tpt grows, so rank r of speeds ascending is rank r of tpt descending.
+        f"SELECT {key}, {_TOTALS}, percentile_disc(0.5) WITHIN GROUP (ORDER BY {_TPT} DESC), "
+        f"min(id){window} FROM {source}{where(filters, params, *extra)} GROUP BY {key} "
+        "ORDER BY min(id)"
+    )
+    return sql, params.values
+
+
+def summary_rows(rows: list[Any], window: int | None = None) -> list[CallSummary]:
     """The summaries, sorted as :func:`~asynctelemetry._stores._base.summarize` sorts them, with
-    the percentiles reported as the rule says for the window (:func:`window_percentile`)."""
-    if rows and len(rows[0]) > _SUMMARY_WIDTH:  # by="tag": the window is the last column
+    the percentiles reported as the rule says for the window (:func:`window_percentile`) of
+    ``window`` calls (by default: the rows' calls)."""
+    if window is not None:
+        pass
+    elif rows and len(rows[0]) > _SUMMARY_WIDTH:  # by="tag": the window is the last column
         window = rows[0][-1]
     else:
         window = sum(row[1] for row in rows)

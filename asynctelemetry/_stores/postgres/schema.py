@@ -161,6 +161,33 @@ MERGE_SQL: Final = (
 )
 
 
+async def check_readable(conn: asyncpg.Connection, where: str) -> None:
+    """Refuse, without creating or changing anything, a database a read-only store cannot
+    read: one without the call store's schema, or of another schema version.
+
+    Raises:
+        SchemaVersionError: written by a newer asynctelemetry.
+        StoreError: no call store there, or of an older schema version.
+    """
+    if await conn.fetchval("SELECT to_regclass('asynctelemetry_schema')") is None:
+        raise StoreError(
+            f"{where} holds no asynctelemetry call store (no schema in this database and "
+            "search_path); nothing was created. Name the database a collector writes to"
+        )
+    found = await conn.fetchval("SELECT max(version) FROM asynctelemetry_schema") or 0
+    if found > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{where} has schema version {found}, newer than this asynctelemetry supports "
+            f"({SCHEMA_VERSION}); upgrade asynctelemetry to open it"
+        )
+    if found < SCHEMA_VERSION:
+        raise StoreError(
+            f"{where} has schema version {found}, older than this asynctelemetry's "
+            f"({SCHEMA_VERSION}); open it once for writing (e.g. 'asynctelemetry collect "
+            "--db ...' or PostgresStore(dsn)) to migrate it"
+        )
+
+
 async def prepare(conn: asyncpg.Connection, where: str) -> int:
     """Create the schema or migrate it forward; return the version found (0: none).
 

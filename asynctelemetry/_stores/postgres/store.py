@@ -47,6 +47,8 @@ from .._base import (
     check_id,
     check_limit,
     group_field,
+    rank_key,
+    top,
 )
 from .._bounds import parse_max_age, parse_max_rows
 from .._replay import paced
@@ -54,7 +56,7 @@ from .._rollup import Acc, buckets_of, summaries_of
 from . import reads as r
 from . import rollup as _pg_rollup
 from .retention import PgRetention
-from .schema import decode
+from .schema import check_readable, decode
 from .writer import PgWriter, is_db_error, reason
 
 if TYPE_CHECKING:
@@ -131,6 +133,7 @@ class PostgresStore(StoreReads, QueueOwner, ClosesOnExit):
         retention_batch: int = 5000,
         partitions_ahead: int = 3,
         queue: QueueSettings | None = None,
+        read_only: bool = False,
     ) -> None:
         if not isinstance(dsn, str) or urlsplit(dsn).scheme not in ("postgresql", "postgres"):
             shown = mask_secrets(dsn) if isinstance(dsn, str) else dsn
@@ -145,6 +148,9 @@ class PostgresStore(StoreReads, QueueOwner, ClosesOnExit):
             retention_interval > 0, f"retention_interval must be > 0, got {retention_interval!r}"
         )
         self.dsn = dsn
+        #: Opened for reading only: the schema must exist; nothing is created, migrated,
+        #: partitioned, retained or written (``add`` raises :class:`StoreError`).
+        self.read_only = read_only
         self._shown = mask_secrets(dsn)  # as messages show it
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
@@ -236,6 +242,9 @@ class PostgresStore(StoreReads, QueueOwner, ClosesOnExit):
     async def _connect(self) -> None:
         pg: Any = require("asyncpg", "postgres", "PostgresStore")
         self._writer.pg = pg
+        if self.read_only:
+            await self._connect_read_only(pg)
+            return
         pool = None
         await self._writer.connect(prepare_schema=True)
         try:
@@ -259,6 +268,28 @@ class PostgresStore(StoreReads, QueueOwner, ClosesOnExit):
         self._upkeep = asyncio.get_running_loop().create_task(
             self.retention.run_forever(), name=f"{self!r} upkeep"
         )
+
+    async def _connect_read_only(self, pg: Any) -> None:
+        """A pool of read-only sessions to a database that already holds the schema of this
+        version; no writer, no partitions, no retention."""
+        pool = None
+        try:
+            pool = await pg.create_pool(
+                self.dsn,
+                min_size=1,
+                max_size=self.pool_size,
+                timeout=self.connect_timeout,
+                server_settings={"default_transaction_read_only": "on"},
+            )
+            async with pool.acquire() as conn:
+                await check_readable(conn, self._shown)
+        except BaseException as exc:
+            if pool is not None:
+                pool.terminate()
+            if isinstance(exc, Exception) and self._is_db_error(exc):
+                raise StoreError(f"cannot open {self._shown}: {reason(exc)}") from exc
+            raise
+        self._pool = pool
 
     async def aclose(self) -> None:
         """Write what is queued (within ``close_timeout``), then close the connections.
@@ -354,13 +385,19 @@ class PostgresStore(StoreReads, QueueOwner, ClosesOnExit):
             raise
 
     # -- writing --------------------------------------------------------------------------------
+    def _writable(self) -> None:
+        if self.read_only:
+            raise StoreError(f"{self._shown} was opened read-only: it takes no calls")
+
     async def add(self, call: LLMCall) -> None:
         """Queue one call for writing; waits while ``max_queue`` calls are queued."""
+        self._writable()
         await self._ready()
         await self._queue.put(call)
 
     async def add_many(self, calls: Sequence[LLMCall]) -> None:
         """Queue many calls, in order; waits for room as needed."""
+        self._writable()
         await self._ready()
         await self._queue.put_many(calls.rows if isinstance(calls, Rows) else calls)
 
@@ -446,13 +483,30 @@ class PostgresStore(StoreReads, QueueOwner, ClosesOnExit):
         rows = await self._fetch(sql, params)
         return int(rows[0][0])
 
-    async def _summary(self, by: GroupBy, filters: Filters) -> list[CallSummary]:
-        """From the rollups for a large window, else computed by the server."""
+    async def _summary(
+        self, by: GroupBy, filters: Filters, limit: int | None, order_by: str
+    ) -> list[CallSummary]:
+        """From the rollups for a large window, else computed by the server; with ``limit``,
+        the server totals every group, the top ones are chosen, and only their percentiles
+        are computed (except by p95 latency, which needs every group's)."""
         cells = await self._large(filters, group_field(by), None, ("latency", "ttft", "speed"))
         if cells is not None:
-            return summaries_of(cells)
-        sql, params = r.summary_sql(by, filters)
-        return r.summary_rows(await self._fetch(sql, params))
+            return top(summaries_of(cells), limit, order_by)
+        if limit is None or order_by == "p95_latency":
+            sql, params = r.summary_sql(by, filters)
+            return top(r.summary_rows(await self._fetch(sql, params)), limit, order_by)
+        sql, params = r.totals_sql(by, filters)
+        totals = await self._fetch(sql, params)
+        window = r.window_of(totals)
+        ranked = sorted(
+            totals,
+            key=lambda t: rank_key(order_by, t[0], t[1], t[2], float(t[3]), None),
+        )
+        chosen = [t[0] for t in ranked[:limit]]
+        if not chosen:
+            return []
+        sql, params = r.summary_sql(by, filters, chosen)
+        return top(r.summary_rows(await self._fetch(sql, params), window), limit, order_by)
 
     async def _timeseries(
         self, width_ns: int, by: GroupBy | None, filters: Filters

@@ -26,6 +26,8 @@ from .._base import (
     group_field,
     group_sql,
     nearest_rank,
+    rank_key,
+    top,
     window_percentile,
 )
 from .._rollup import FSum, buckets_of, rolled, summaries_of
@@ -151,26 +153,52 @@ def _grouped(
     filters: Filters,
     wanted: Sequence[str],
     source: str = "calls",
-) -> tuple[list[tuple[Any, ...]], dict[tuple[str, int], dict[Key, float | None]]]:
+    top: tuple[int, str] | None = None,
+) -> tuple[list[tuple[Any, ...]], dict[tuple[str, int], dict[Key, float | None]], int]:
     """Totals per group of ``keys`` (SQL expressions of our own) in order of first insertion,
-    and the ``wanted`` percentiles per group: ``{(name, p): {group: value}}``. ``source``: the
-    table, or :data:`_TAGGED` (a call in several groups; the window still counts it once)."""
+    the ``wanted`` percentiles per group: ``{(name, p): {group: value}}``, and the window's
+    calls. ``source``: the table, or :data:`_TAGGED` (a call in several groups; the window
+    still counts it once). ``top`` (``(limit, order_by)``, one key only): only the groups that
+    may be among the top ``limit`` (:func:`_candidates`, from a cheap first pass) are totalled
+    exactly and get percentiles."""
     clause, params = where(filters)
+    only: list[str] = []
+    chosen: list[Any] = []
+    window = None
+    if top is not None:
+        ranked = conn.execute(
+            f"SELECT {keys[0]}, COUNT(*), SUM(status = 'error'), TOTAL(cost_usd) "
+            f"FROM {source}{clause} GROUP BY {keys[0]}",
+            params,
+        ).fetchall()
+        if source == "calls":
+            window = sum(row[1] for row in ranked)
+        picked = _candidates(ranked, *top)
+        chosen = [key for key in picked if key is not None]
+        # the bare expression (no "+"): an index on the column finds the few groups' rows
+        expression = keys[0].lstrip("+")
+        known = f"{expression} IN ({', '.join('?' * len(chosen))})" if chosen else "0"
+        only.append(f"({known} OR {expression} IS NULL)" if None in picked else known)
+    clause, params = where(filters, *only)
     groups = ", ".join(keys)
     totals = conn.execute(
         f"SELECT {groups}, {_TOTALS} FROM {source}{clause} GROUP BY {groups} "
         "ORDER BY MIN(calls.id)",
-        params,
+        [*params, *chosen],
     ).fetchall()
     width = len(keys)
-    if source == "calls":
+    if window is not None:
+        pass
+    elif source == "calls" and top is None:
         window = sum(row[width] for row in totals)
     else:
+        clause, params = where(filters)
         window = conn.execute(f"SELECT COUNT(*) FROM calls{clause}", params).fetchone()[0]
     found: dict[tuple[str, int], dict[Key, float | None]] = {}
     for name in wanted:
         value, condition, percents = _PERCENTILES[name]
-        clause, params = where(filters, condition)
+        clause, params = where(filters, condition, *only)
+        params = [*params, *chosen]
         # Only rows within one rank of p% of the group's size come back.
         near = " OR ".join(
             f"(r BETWEEN n * {p / 100!r} - 1 AND n * {p / 100!r} + 1)" for p in percents
@@ -189,7 +217,30 @@ def _grouped(
                 for row in rows
                 if row[width + 1] == nearest_rank(row[width], p)
             }
-    return totals, found
+    return totals, found, window
+
+
+#: Relative error allowed for a group's cost summed in floating point (``TOTAL``) against the
+#: exact sum: at most (n - 1) * 2**-53 of it for n non-negative costs; 1e-6 covers 9e9 calls.
+_SLACK: Final = 1e-6
+
+
+def _candidates(ranked: list[tuple[Any, ...]], limit: int, order_by: str) -> list[Any]:
+    """The keys of the groups (``(key, calls, errors, approximate cost)`` rows) that may be
+    among the top ``limit`` by ``order_by`` once their cost is summed exactly: every group
+    whose best possible rank key is not below the ``limit``-th group's worst possible one."""
+    if limit == 0 or not ranked:
+        return []
+
+    def bound(row: tuple[Any, ...], scale: float) -> tuple[Any, ...]:
+        cost = row[3] * scale + (1e-12 if scale > 1 else -1e-12)
+        return rank_key(order_by, "", row[1], row[2] or 0, cost, None)[:-1]
+
+    ordered = sorted(ranked, key=lambda row: bound(row, 1.0))
+    if len(ordered) <= limit:
+        return [row[0] for row in ordered]
+    worst = bound(ordered[limit - 1], 1.0 - _SLACK)
+    return [row[0] for row in ordered if bound(row, 1.0 + _SLACK) <= worst]
 
 
 def _large(
@@ -209,23 +260,31 @@ def _large(
     return cells
 
 
-def summarize_sql(conn: sqlite3.Connection, column: str, filters: Filters) -> list[CallSummary]:
+def summarize_sql(
+    conn: sqlite3.Connection,
+    column: str,
+    filters: Filters,
+    limit: int | None = None,
+    order_by: str = "cost",
+) -> list[CallSummary]:
     """The summary rows of the calls that pass ``filters``, grouped by ``column``.
 
     Runs in the reader's thread. A window of more than ``EXACT_LIMIT`` calls is read from the
     rollups (:mod:`._rollup`); a smaller one from the raw rows. Groups are sorted as
-    ``summarize`` sorts them (cost, then calls, descending).
+    ``summarize`` sorts them (cost, then calls, descending; or ``order_by``), at most
+    ``limit``: the top groups are chosen from the totals, and only their percentiles computed
+    (except by p95 latency, which needs every group's).
     """
     cells = _large(conn, filters, column, None)
     if cells is not None:
-        return summaries_of(cells)
-    # "+column": a plain column would let SQLite walk that column's index to group, scanning
-    # every row of the table instead of the time range's (``+`` changes no value).
+        return top(summaries_of(cells), limit, order_by)
     wanted = ("latency", "ttft", "speed")
+    top_n = None if limit is None or order_by == "p95_latency" else (limit, order_by)
     if column == "tags":  # several per call: no rollups, the raw rows (``json_each``)
-        totals, found = _grouped(conn, ("+tag.value",), filters, wanted, _TAGGED)
+        totals, found, _ = _grouped(conn, ("+tag.value",), filters, wanted, _TAGGED, top_n)
     else:
-        totals, found = _grouped(conn, (f"+{group_sql(column)}",), filters, wanted)
+        key = f"+{group_sql(column)}"
+        totals, found, _ = _grouped(conn, (key,), filters, wanted, "calls", top_n)
     summaries = [
         CallSummary(
             key=key,
@@ -246,8 +305,7 @@ def summarize_sql(conn: sqlite3.Connection, column: str, filters: Filters) -> li
             totals
         )
     ]
-    summaries.sort(key=lambda r: (-r.cost_usd, -r.calls, r.key or ""))
-    return summaries
+    return top(summaries, limit, order_by)
 
 
 def timeseries_sql(
@@ -262,7 +320,7 @@ def timeseries_sql(
         return buckets_of(cells)
     start = f"(timestamp_ns - ((timestamp_ns % {width_ns:d}) + {width_ns:d}) % {width_ns:d})"
     keys = (start,) if column is None else (start, f"+{group_sql(column)}")
-    totals, found = _grouped(conn, keys, filters, ("latency", "ttft"))
+    totals, found, _ = _grouped(conn, keys, filters, ("latency", "ttft"))
     buckets = []
     for row in totals:
         group = tuple(row[: len(keys)])

@@ -211,6 +211,34 @@ def prepare(conn: sqlite3.Connection, path: str) -> int:
     return found
 
 
+def check_adoptable(conn: sqlite3.Connection, path: str, adopt: bool) -> None:
+    """Refuse, before anything is written, a file that is not a call store and holds another
+    program's tables (adding ours beside them is a mistake unless asked for: ``adopt``).
+
+    Raises:
+        StoreError: the file has tables and no call store schema, and ``adopt`` is false.
+    """
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version:
+        return  # ours (or a newer one, which prepare() refuses)
+    others = [
+        name
+        for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
+            "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
+        )
+    ]
+    if "calls" in others:  # a name we need: never adopted
+        raise StoreError(f"{path} has a 'calls' table that asynctelemetry did not create")
+    if others and not adopt:
+        shown = ", ".join(repr(name) for name in others[:5]) + (", …" if len(others) > 5 else "")
+        raise StoreError(
+            f"{path} holds another program's tables ({shown}) and no call store; nothing was "
+            "changed. Name a new file, or pass adopt=True (CLI: --adopt) to add the call "
+            "store's tables beside them"
+        )
+
+
 def check_readable(conn: sqlite3.Connection, path: str) -> None:
     """Refuse, without writing, a file that a read-only store cannot read as it is.
 

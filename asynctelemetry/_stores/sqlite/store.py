@@ -140,6 +140,7 @@ class SQLiteStore(StoreReads, QueueOwner, ClosesOnExit):
         retention_interval: float = 1.0,
         retention_batch: int = 1000,
         read_only: bool = False,
+        adopt: bool = False,
         queue: QueueSettings | None = None,
     ) -> None:
         given = QueueSettings(max_queue, batch_size, flush_interval, close_timeout)
@@ -153,6 +154,8 @@ class SQLiteStore(StoreReads, QueueOwner, ClosesOnExit):
         self.path = os.fspath(path)
         #: Opened for reading only: nothing is created, migrated or written (see :meth:`open`).
         self.read_only = read_only
+        #: Add the call store's tables to a file holding another program's tables.
+        self.adopt = adopt
         self._read_only_uri = _read_only_uri(self.path, read_only, max_age, max_rows)
         self.durability: Durability = durability
         self.busy_timeout = busy_timeout
@@ -269,7 +272,13 @@ class SQLiteStore(StoreReads, QueueOwner, ClosesOnExit):
         try:
             writer = await connect(self.path, isolation_level=None)
             await run(
-                writer, setup_writer, self.path, self.durability, self.busy_timeout, self.cache_mib
+                writer,
+                setup_writer,
+                self.path,
+                self.durability,
+                self.busy_timeout,
+                self.cache_mib,
+                self.adopt,
             )
             self.retention.incremental = await run(writer, auto_vacuum_mode) == 2
             if self.path == ":memory:":
@@ -517,9 +526,14 @@ class SQLiteStore(StoreReads, QueueOwner, ClosesOnExit):
         rows = await self._read(fetch, f"SELECT COUNT(*) FROM calls{where}", params)
         return int(rows[0][0])
 
-    async def _summary(self, by: GroupBy, filters: Filters) -> list[CallSummary]:
-        """Computed in SQL (from the rollups for large windows)."""
-        result: list[CallSummary] = await self._read(q.summarize_sql, q.group_column(by), filters)
+    async def _summary(
+        self, by: GroupBy, filters: Filters, limit: int | None, order_by: str
+    ) -> list[CallSummary]:
+        """Computed in SQL (from the rollups for large windows); with ``limit``, only the top
+        groups' percentiles are computed."""
+        result: list[CallSummary] = await self._read(
+            q.summarize_sql, q.group_column(by), filters, limit, order_by
+        )
         return result
 
     async def _timeseries(

@@ -19,6 +19,7 @@ from .schema import (
     COLUMNS,
     INSERT_SQL,
     ROW_PLACEHOLDERS,
+    check_adoptable,
     check_readable,
     decode_rows,
     encode_call,
@@ -59,12 +60,18 @@ async def run(conn: aiosqlite.Connection, fn: Callable[..., Any], *args: Any) ->
 
 
 def setup_writer(
-    conn: sqlite3.Connection, path: str, durability: str, busy: float, cache_mib: int = 64
+    conn: sqlite3.Connection,
+    path: str,
+    durability: str,
+    busy: float,
+    cache_mib: int = 64,
+    adopt: bool = False,
 ) -> None:
     # PRAGMAs take no parameters; every value here is validated or our own constant.
     conn.execute(f"PRAGMA busy_timeout = {int(busy * 1000):d}")
     conn.execute(f"PRAGMA cache_size = {-1024 * int(cache_mib):d}")  # negative: KiB
     conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # "file is not a database"
+    check_adoptable(conn, path, adopt)  # before WAL or any table: another program's file
     # Takes effect in a new file only (before its first table): freed pages can then be given
     # back with incremental_vacuum. An existing file keeps its mode (see SQLiteStore.vacuum).
     conn.execute("PRAGMA auto_vacuum = INCREMENTAL")

@@ -334,8 +334,8 @@
       const stack = $("stack").value;
       const [byModel, bySession, byRoute, series, recent] = await Promise.all([
         api("/api/summary", query({ by: "request_model" })),
-        api("/api/summary", query({ by: "session", total: "false" })),
-        api("/api/summary", query({ by: "route", total: "false" })),
+        api("/api/summary", query({ by: "session", total: "false", limit: "10" })),
+        api("/api/summary", query({ by: "route", total: "false", limit: "10" })),
         api("/api/timeseries", query({ by: stack })),
         api("/api/calls", query({ limit: "100" })),
       ]);
