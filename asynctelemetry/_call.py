@@ -101,6 +101,23 @@ def check_millis(name: str, value: object) -> float:
     return value
 
 
+def provider_message(exc: BaseException) -> str | None:
+    """The provider's own message of an SDK error that carries the response body
+    (``APIStatusError.body``: ``{"error": {"message": ...}}`` of OpenAI, Anthropic's
+    ``{"type": "error", "error": {"type": ..., "message": ...}}``), ``None`` for any other
+    exception. The SDK's ``str(exc)`` repeats the whole body (parameters the request sent
+    included); the message alone names the error and never the prompt."""
+    body = getattr(exc, "body", None)
+    if not isinstance(body, dict):
+        return None
+    error = body.get("error", body)
+    message = error.get("message") if isinstance(error, dict) else error
+    if not isinstance(message, str) or not message:
+        return None
+    kind = error.get("type") if isinstance(error, dict) else None
+    return f"{kind}: {message}" if isinstance(kind, str) and kind and kind != "error" else message
+
+
 class Recorder(Protocol):
     """What a :class:`CallHandle` needs of its tracer (:class:`~asynctelemetry.AsyncTracer` is
     one): begin and end the call, and the pipeline that takes the record."""
@@ -358,7 +375,7 @@ class CallHandle:
         a cancellation has none. The first exception noted wins."""
         if self.fields["error_message"] is None and not isinstance(exc, asyncio.CancelledError):
             try:
-                text = str(exc)
+                text = provider_message(exc) or str(exc)
             except Exception:  # a broken __str__ is no reason to lose the call
                 text = ""
             self.fields["error_message"] = bounded_message(text)

@@ -231,6 +231,7 @@ async def traced_call(
         result = await send()
     except BaseException as exc:
         handle.note_error(exc)
+        _note_retries(handle, getattr(getattr(exc, "response", None), "request", None))
         if route.note is not None:
             try:
                 route.note(handle, exc)
@@ -326,10 +327,31 @@ def _output_attribute(text: str) -> str:
     return as_text([{"role": "assistant", "content": text}])
 
 
+#: The attribute holding how many times the SDK retried a call internally before its answer
+#: (or its last failure), where the SDK exposes it: on errors, streams and raw responses.
+RETRIES_KEY: Final = "sdk.retries"
+
+
+def _note_retries(handle: CallHandle, request: object) -> None:
+    """Record the SDK's internal retries of the call from the last HTTP request it sent (the
+    ``x-stainless-retry-count`` header both SDKs set); nothing when it is not exposed."""
+    headers = getattr(request, "headers", None)
+    try:
+        text = None if headers is None else headers.get("x-stainless-retry-count")
+        count = int(text) if text is not None else None
+    except (TypeError, ValueError, AttributeError):
+        return
+    if count is not None and 0 < count < 1000:
+        handle.set_attribute(RETRIES_KEY, count)
+
+
 def _read_response(tracer: Tracer, handle: CallHandle, result: object, route: Route) -> None:
     status = getattr(result, "status_code", None)  # with_raw_response: the raw HTTP response
     if status.__class__ is int:
         handle.set(status_code=status)
+        retries = getattr(result, "retries_taken", None)
+        if retries.__class__ is int and 0 < retries < 1000:
+            handle.set_attribute(RETRIES_KEY, retries)
         return
     handle.record_response(result)
     if route.note is not None:
@@ -354,6 +376,7 @@ def trace_in_place(
     status = getattr(response, "status_code", None)
     if status.__class__ is int:
         handle.set(status_code=status)
+    _note_retries(handle, getattr(response, "request", None))
     traced = trace_iterator(tracer, handle, getattr(stream, attribute), route)
     setattr(stream, attribute, traced)
     _on_close(response, traced)

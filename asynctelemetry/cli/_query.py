@@ -23,7 +23,14 @@ from .._pricing import PriceTable
 from ._common import filters_of, reading, source_name
 from ._errors import CLIError, UsageError
 from ._help import plural
-from ._render import calls_table, fmt_cost, fmt_count, series_view, summary_view
+from ._render import (
+    calls_table,
+    errors_view,
+    fmt_cost,
+    fmt_count,
+    series_view,
+    summary_view,
+)
 
 if TYPE_CHECKING:
     import argparse
@@ -64,12 +71,26 @@ async def run_summary(args: argparse.Namespace, console: Console) -> int:
     async with reading(args) as store:
         rows = await store.summary(by=by, **filters_of(args))
         hint = await no_such_model(store, args) if not rows else None
+        failed: list[LLMCall] = []
+        if not args.json and any(r.errors for r in rows):
+            filters = {**filters_of(args), "status": "error"}
+            failed = await store.query(**filters, limit=ERRORS_READ, newest_first=True)
     if args.json:
         lines = (json.dumps({"by": by, **row.model_dump()}) + "\n" for row in rows)
         console.file.write("".join(lines))
         return 0
     console.print(hint if hint else summary_view(rows, by, console.width))
+    errors = errors_view(failed, console.width)
+    if errors is not None:
+        console.print()
+        console.print(errors)
+        if len(failed) == ERRORS_READ:
+            console.print(f"(of the newest {ERRORS_READ:,} failed calls)", style="dim")
     return 0
+
+
+#: Failed calls ``summary`` reads to group errors by type and message (the newest).
+ERRORS_READ = 5000
 
 
 async def no_such_model(store: Any, args: argparse.Namespace) -> str | None:

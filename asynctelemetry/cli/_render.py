@@ -34,6 +34,7 @@ __all__ = [
     "call_columns",
     "call_rate",
     "calls_table",
+    "errors_view",
     "fmt_cost",
     "fmt_cost_of",
     "fmt_count",
@@ -344,6 +345,36 @@ def _bar_chart(
 def _known_cost(row: CallSummary) -> float | None:
     """A group's cost, ``None`` when none of its calls is priced."""
     return None if row.unpriced_calls >= row.calls else row.cost_usd
+
+
+def errors_view(calls: Sequence[LLMCall], width: int, limit: int = 10) -> Table | None:
+    """The failed ``calls`` grouped by error type and message, most frequent first (at most
+    ``limit`` rows), with the models (asked for) they failed on; ``None`` without errors."""
+    groups: dict[tuple[str, str], list[LLMCall]] = {}
+    for call in calls:
+        if call.status == "error":
+            key = (call.error_type or "error", call.error_message or "")
+            groups.setdefault(key, []).append(call)
+    if not groups:
+        return None
+    table = Table(
+        title="errors by type and message",
+        title_justify="left",
+        title_style="bold",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+        width=min(width, 160),
+    )
+    table.add_column("type", style="red", no_wrap=True, max_width=28)
+    table.add_column("message", overflow="ellipsis", no_wrap=True, ratio=1)
+    table.add_column("calls", justify="right", no_wrap=True)
+    table.add_column("models", overflow="ellipsis", no_wrap=True, max_width=40)
+    ranked = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
+    for (kind, message), members in ranked[:limit]:
+        models = sorted({c.request_model or c.model for c in members})
+        table.add_row(kind, message or "-", fmt_count(len(members)), ", ".join(models))
+    return table
 
 
 def summary_view(rows: Sequence[CallSummary], by: str, width: int) -> RenderableType:

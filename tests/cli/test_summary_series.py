@@ -172,3 +172,27 @@ def test_unpriced_calls_are_unknown_never_zero(tmp_path: Path) -> None:
     listed = run_cli("calls", "--db", path, cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.count("unknown") == 2 and "$0 " not in listed.stdout
+
+
+def test_summary_shows_errors_by_type_and_message(tmp_path: Path) -> None:
+    """After the groups, the failed calls grouped by error type and message, most first, with
+    the models they failed on."""
+    path = tmp_path / "calls.db"
+    calls = [
+        *(
+            make_call(i, status="error", error_type="RateLimitError", request_model="gpt-4o",
+                      error_message="rate_limit_error: slow down")
+            for i in range(3)
+        ),
+        make_call(5, status="error", error_type="APITimeoutError", model="claude-sonnet-4-5",
+                  request_model=None, error_message="Request timed out."),
+        make_call(6, status="ok"),
+    ]  # fmt: skip
+    asyncio.run(_write(path, calls))
+    result = run_cli("summary", "--db", path, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.split("errors by type and message", 1)[1]
+    lines = [line for line in out.splitlines() if "Error" in line]
+    assert "RateLimitError" in lines[0] and "rate_limit_error: slow down" in lines[0]
+    assert lines[0].rstrip().endswith("gpt-4o") and " 3 " in lines[0]
+    assert "APITimeoutError" in lines[1] and "Request timed out." in lines[1]

@@ -123,6 +123,7 @@ async def test_status_error(tracer: AsyncTracer, claude: anthropic.AsyncAnthropi
     record = only(tracer)
     assert (record.status, record.status_code) == ("error", 529)
     assert record.error_type == type(caught.value).__name__
+    assert record.error_message is not None and "{" not in record.error_message
 
 
 async def test_error_event_mid_stream(

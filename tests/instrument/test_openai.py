@@ -239,7 +239,26 @@ async def test_status_errors_are_recorded_and_propagate(
     for record in tracer.spans:
         assert (record.status, record.error_type) == ("error", error.__name__)
         assert record.status_code == status
+        # the provider's message from the body, not the SDK's repr of the whole body
+        assert record.error_message == "requests: rate limited"
     assert [r.operation for r in tracer.spans] == ["chat", "stream"]
+
+
+async def test_sdk_retries_are_counted(tracer: AsyncTracer, server: LLMServer) -> None:
+    """The SDK retries a 503 on its own (max_retries=2): the one record of the call says how
+    many retries it took (the SDK's retry-count header of its last request)."""
+    client = openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="test", max_retries=2)
+    tracer.instrument(client)
+    try:
+        with pytest.raises(openai.InternalServerError):
+            await client.chat.completions.create(
+                model="gpt-4o", messages=MESSAGES, extra_headers={"x-status": "503"}
+            )
+    finally:
+        await client.close()
+    record = only(tracer)
+    assert record.attributes.get("sdk.retries") == 2
+    assert record.error_message == "requests: rate limited"
 
 
 async def test_error_mid_stream(tracer: AsyncTracer, oai: openai.AsyncOpenAI) -> None:

@@ -211,6 +211,8 @@ def model_calls(now: datetime) -> list[Any]:
                 request_model="claude-sonnet-4-5",
                 model="claude-sonnet-4-5" if failed else "claude-sonnet-4-5-20250929",
                 status="error" if failed else "ok",
+                error_type="RateLimitError" if failed else None,
+                error_message="rate_limit_error: slow down" if failed else None,
                 cost_usd=0.0 if failed else 0.75,
             )
         )
@@ -273,6 +275,10 @@ def test_model_rows_agree_in_summary_api_and_page(tmp_path: Path, watched: Watch
         assert tops and all("limit=10" in u and "total=false" in u for u in tops)
         options = page.eval_on_selector_all("#model option", "os => os.map(o => o.value)")
         assert options == ["", "claude-sonnet-4-5", "gpt-4o", "house-model"]
+        errors = page.eval_on_selector_all(
+            "#errors tbody tr", "rows => rows.map(r => Array.from(r.cells).map(c => c.textContent))"
+        )
+        assert ["RateLimitError", "rate_limit_error: slow down", "3", "claude-sonnet-4-5"] in errors
         cells = watched.column(1)
         assert "claude-sonnet-4-5 claude-sonnet-4-5-20250929" in cells  # the snapshot as detail
         assert "gpt-4o" in cells

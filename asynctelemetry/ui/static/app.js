@@ -195,7 +195,8 @@
       modelCell(row, c);
       cell(row, label(c.provider));
       cell(row, c.session_id == null ? "" : c.session_id);
-      cell(row, c.status + (c.error_type ? " (" + c.error_type + ")" : ""));
+      const status = cell(row, c.status + (c.error_type ? " (" + c.error_type + ")" : ""));
+      if (c.error_message) status.title = c.error_message;
       cell(row, ms(c.duration_ms), "num");
       cell(row, ms(c.ttft_ms), "num");
       cell(row, num(c.input_tokens) + " / " + num(c.output_tokens), "num");
@@ -217,6 +218,33 @@
         if (event.key === "Enter") showCall(c.call_id);
       });
     }
+  }
+
+  // Errors grouped by type and message (of the newest 500 failed calls of the window).
+  function errorsTable(calls) {
+    const groups = new Map();
+    for (const c of calls) {
+      const type = c.error_type || "error";
+      const message = c.error_message || "";
+      const key = type + "\u0000" + message;
+      const g = groups.get(key) || { type: type, message: message, calls: 0, models: new Set() };
+      g.calls += 1;
+      g.models.add(modelKey(c));
+      groups.set(key, g);
+    }
+    const rows = Array.from(groups.values()).sort(function (a, b) { return b.calls - a.calls; });
+    const body = $("errors").tBodies[0];
+    body.replaceChildren();
+    if (!rows.length) { cell(body.insertRow(), "no errors in this window", "muted").colSpan = 4; }
+    for (const g of rows.slice(0, 10)) {
+      const row = body.insertRow();
+      cell(row, g.type);
+      const message = cell(row, g.message || "–");
+      message.title = g.message;
+      cell(row, num(g.calls), "num");
+      cell(row, Array.from(g.models).sort().join(", "));
+    }
+    $("errors-note").textContent = calls.length >= 500 ? "(the newest 500 failed calls)" : "";
   }
 
   // -- the detail dialog ---------------------------------------------------------------------
@@ -332,12 +360,13 @@
     try {
       const asked = query().toString();
       const stack = $("stack").value;
-      const [byModel, bySession, byRoute, series, recent] = await Promise.all([
+      const [byModel, bySession, byRoute, series, recent, failed] = await Promise.all([
         api("/api/summary", query({ by: "request_model" })),
         api("/api/summary", query({ by: "session", total: "false", limit: "10" })),
         api("/api/summary", query({ by: "route", total: "false", limit: "10" })),
         api("/api/timeseries", query({ by: stack })),
         api("/api/calls", query({ limit: "100" })),
+        api("/api/calls", query({ status: "error", limit: "500" })),
       ]);
       headline(byModel.total);
       charts(series, byModel.groups, byModel.total);
@@ -350,6 +379,7 @@
       setOptions($("model"), state.models);
       setOptions($("provider"), state.providers);
       callsTable(recent.calls);
+      errorsTable(failed.calls);
       state.newest = recent.calls.length ? recent.calls[0].call_id : null;
       state.lastFull = Date.now();
       say("updated " + new Date().toISOString().slice(11, 19) + " UTC" +
