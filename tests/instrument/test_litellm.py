@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import litellm
 import pytest
 
+from asynctelemetry._call import provider_message
+
 from .exits import assert_streamed, cancelled_mid_stream
 from .llm_server import ANTHROPIC_MODEL, OPENAI_MODEL, LLMServer
 from .test_openai import collect, only
@@ -151,8 +153,9 @@ async def test_status_error(
         "RateLimitError",
     )
     assert record.provider == route
-    assert record.error_message is not None  # the exception's text
-    assert record.error_message[:40] == str(caught.value)[:40]
+    assert record.error_message is not None  # the provider's message, else the exception's text
+    expected = provider_message(caught.value) or str(caught.value)
+    assert record.error_message[:40] == expected[:40]
 
 
 async def test_error_mid_stream(traced: AsyncTracer, routes: dict[str, dict[str, Any]]) -> None:
