@@ -13,6 +13,12 @@ talks to a sink any other way.
   directly, so a call that reaches only such sinks costs no coroutine; the others are awaited
   (their ``emit`` may wait only for room: backpressure). A failing sink is counted in
   :attr:`Pipeline.errors` and logged once; it never reaches the producer nor stops the others.
+- **Price data off the loop.** The table's data (genai-prices' import, about a second the first
+  time in a process) is loaded in a thread: :meth:`Pipeline.warm` when a tracer is entered or a
+  collector starts, else :meth:`Pipeline.start_loading` at the first call. A record the tracer
+  finishes before it is loaded is kept, in order, and priced and handed on when it is (on the
+  loop, in slices); :meth:`Pipeline.flush` waits for that. Nothing on the loop waits for the
+  import or its lock.
 - **Flush and close order.** :meth:`Pipeline.flush` flushes every sink in order;
   :meth:`Pipeline.aclose` closes the sinks the pipeline owns and flushes the ones lent to it (a
   store passed to a tracer or a collector is flushed, never closed: its owner closes it).
@@ -287,6 +293,9 @@ class Pipeline:
         self._primary = primary
         self._errors = 0  # sink failures, counted (and logged once per sink and kind)
         self._pricing_skipped = 0  # calls left unpriced: their batch resolved its share of names
+        self._loaded = False  # the price data is in memory: records are priced as they come
+        self._loading: asyncio.Task[None] | None = None  # loading it in a thread
+        self._parked: list[LLMCall] = []  # records made before it was loaded, oldest first
         for sink in sinks:
             self.add(sink)
 
@@ -324,14 +333,71 @@ class Pipeline:
             self._table = resolve_price_table(None)
         return self._table
 
-    async def warm(self) -> None:
-        """Load the price data in a thread (about a second of imports on its first lookup), so
-        that the first call priced on the loop does not wait for it."""
-        table = self.price_table
+    @property
+    def loaded(self) -> bool:
+        """Whether records are priced as they come: the price data is in memory and every record
+        that waited for it was handed on."""
+        return self._loaded or self._check_loaded()
+
+    def start_loading(self) -> None:
+        """Begin loading the price data in a thread when it is not in memory (nothing to do
+        without a running loop: :meth:`record` then loads it on first use)."""
+        if self._loaded or self._loading is not None or self._check_loaded():
+            return
         try:
-            await asyncio.to_thread(table.price_call, "gpt-4o")
-        except Exception:  # a broken table reports itself on its first real call
-            pass
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._loading = loop.create_task(self._load())
+
+    async def warm(self) -> None:
+        """Load the price data in a thread (about a second of imports the first time in a
+        process) and return once the records that waited for it were handed on. A caller
+        cancelled meanwhile does not stop the loading."""
+        self.start_loading()
+        if self._loading is not None and not self._loaded:
+            await asyncio.shield(self._loading)
+
+    def _may_load_here(self) -> bool:
+        """Whether pricing now is allowed: loaded, or outside any event loop (may block)."""
+        if self._check_loaded():
+            return True
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return True
+        return False
+
+    def _check_loaded(self) -> bool:
+        if self._loading is None and (self._table or self.price_table).loaded:
+            self._loaded = True
+        return self._loaded
+
+    async def _load(self) -> None:
+        table = self._table or self.price_table
+        try:
+            try:
+                await asyncio.to_thread(table.load)
+            except Exception as exc:  # a broken install: each call priced reports it again
+                report_internal_error("loading the price data", exc)
+            while self._parked:  # the records that came meanwhile, in order
+                parked, self._parked = self._parked, []
+                await self._emit(parked)
+        except asyncio.CancelledError:  # the loop is shutting down under an unclosed tracer
+            self._errors += len(self._parked)
+            self._parked = []
+            raise
+        finally:
+            self._loaded = True
+
+    def _park(self, calls: Sequence[LLMCall]) -> Sequence[LLMCall] | None:
+        """Before the price data is loaded: keep ``calls`` until it is (None), or, with no loop
+        to load it in, price them now (a blocking load, outside any event loop)."""
+        self.start_loading()
+        if self._loading is None:
+            return calls if self._loaded else self.price(calls)
+        self._parked.extend(calls)
+        return None
 
     def add(self, sink: Sink, *, owned: bool = False) -> None:
         """Append a sink (closed by :meth:`aclose` when ``owned``, else only flushed).
@@ -359,7 +425,8 @@ class Pipeline:
         The tracer's hot path: pricing the dict before it becomes a record costs no copy. Hand
         the record on with :meth:`submit_priced`.
         """
-        if fields["cost_usd"] is None:
+        if fields["cost_usd"] is None and (self._loaded or self._may_load_here()):
+            # (not loaded yet on a loop: the record is priced when it is, see submit_priced)
             table = self._table or self.price_table
             try:
                 cost = table.price_call(
@@ -422,7 +489,18 @@ class Pipeline:
         return self.submit_priced(self.price(calls))
 
     def submit_priced(self, calls: Sequence[LLMCall]) -> Awaitable[None] | None:
-        """:meth:`submit` for records already priced by :meth:`record` (the tracer's path)."""
+        """:meth:`submit` for records already priced by :meth:`record` (the tracer's path).
+
+        Before the price data is loaded, the records are kept and handed on (priced) once it is:
+        ``None`` is returned, and :meth:`flush` waits for them."""
+        if not self._loaded:
+            kept = self._park(calls)
+            if kept is None:
+                return None
+            calls = kept
+        return self._fan_out(calls)
+
+    def _fan_out(self, calls: Sequence[LLMCall]) -> Awaitable[None] | None:
         for sink, emit_nowait in self._nowait:
             try:
                 emit_nowait(calls)
@@ -437,10 +515,15 @@ class Pipeline:
         give them to every sink (a pipeline is itself a sink). A large batch reaches the
         synchronous sinks other than the primary one (metrics: thousands of new label values
         cost tens of milliseconds) in chunks of :data:`FANOUT_CHUNK`, the loop getting a turn
-        between them."""
+        between them. Before the price data is loaded, it waits for it (in a thread)."""
+        if not self._loaded:
+            await self.warm()
+        await self._emit(calls)
+
+    async def _emit(self, calls: Sequence[LLMCall]) -> None:
         priced = await self.price_in_slices(calls)
         if len(priced) <= FANOUT_CHUNK:
-            pending = self.submit_priced(priced)
+            pending = self._fan_out(priced)
         else:
             pending = await self._submit_in_chunks(priced)
         if pending is not None:
@@ -486,14 +569,21 @@ class Pipeline:
 
     # -- flush and close ------------------------------------------------------------------------
     async def flush(self) -> None:
-        """Flush every sink, in order; the first error is raised after all were tried."""
+        """Flush every sink, in order; the first error is raised after all were tried. Records
+        waiting for the price data are handed on first."""
+        await self._settled()
         await self._each(lambda sink: sink.flush())
 
     async def aclose(self) -> None:
         """Close the owned sinks and flush the lent ones, in order; the first error is raised
         after all were tried."""
+        await self._settled()
         owned = self._owned
         await self._each(lambda sink: sink.aclose() if sink in owned else sink.flush())
+
+    async def _settled(self) -> None:
+        if self._loading is not None and not self._loaded:
+            await asyncio.shield(self._loading)
 
     async def _each(self, step: Any) -> None:
         first: BaseException | None = None

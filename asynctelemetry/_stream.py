@@ -122,6 +122,9 @@ class TracedStream(ClosesOnExit, Generic[T]):
         return self
 
     async def __anext__(self) -> T:
+        if self._loop is None:  # made outside the loop that reads it
+            self._loop = asyncio.get_running_loop()
+            self._thread = threading.get_ident()
         if self._done:  # recorded already: the source still answers (or raises) as it would
             return await self._iterator.__anext__()
         self._busy = True
@@ -202,21 +205,25 @@ class TracedStream(ClosesOnExit, Generic[T]):
 
     def __del__(self) -> None:
         # Dropped without being exhausted or closed (a ``break`` in ``async for``): the call is
-        # over for the consumer, so it is recorded now, on the loop's thread.
+        # over for the consumer. A finalizer may run anywhere: inside an import, under a lock the
+        # collecting thread holds, in another thread. So it only hands the recording to the
+        # loop (no pricing, no I/O, no lock here); with no loop left to run it, the call is
+        # counted as lost (``stats.sink_errors``).
         if self._done or not self._owns:
             return
         self._done = True
         loop = self._loop
-        if loop is not None and threading.get_ident() != self._thread and not loop.is_closed():
-            # Collected on another thread than the loop's: finish on the loop.
+        if loop is not None and not loop.is_closed():
+            args = (self._tracer, self._handle, self._on_end, self._last_ns)
             try:
-                loop.call_soon_threadsafe(
-                    _finish_dropped, self._tracer, self._handle, self._on_end, self._last_ns
-                )
+                if threading.get_ident() == self._thread:
+                    loop.call_soon(_finish_dropped, *args)  # a deque append
+                else:
+                    loop.call_soon_threadsafe(_finish_dropped, *args)
                 return
             except RuntimeError:  # the loop closed meanwhile
                 pass
-        _finish_dropped(self._tracer, self._handle, self._on_end, self._last_ns)
+        self._tracer.pipeline.count_error()
 
 
 def _finish_dropped(

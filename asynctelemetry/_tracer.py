@@ -483,8 +483,11 @@ class AsyncTracer(ClosesOnExit):
                 await self._budgets.ledger.aclose()
 
     async def __aenter__(self) -> Self:
+        """Start the tracer: the price data is loaded in a thread before the block runs, so the
+        first calls are priced at once (about a second, once per process)."""
         if self._closed:
             raise StoreClosedError("AsyncTracer is closed")
+        await self.pipeline.warm()
         return self
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
@@ -508,7 +511,9 @@ class AsyncTracer(ClosesOnExit):
 
     # -- the hot path ---------------------------------------------------------------------------
     def _begin(self, handle: CallHandle, start_unix_ns: int | None = None) -> None:
-        self._used = True
+        if not self._used:  # the first call: the price data loads in a thread meanwhile
+            self._used = True
+            self.pipeline.start_loading()
         handle.start_unix_ns = time.time_ns() if start_unix_ns is None else start_unix_ns
         if self._sdk_tracer is not None:
             self._begin_sdk_span(handle)
@@ -671,6 +676,7 @@ class AsyncTracer(ClosesOnExit):
         latency_ms = check_millis("latency_ms", latency_ms)
         if status.__class__ is not str or status not in _STATUSES:
             raise ValueError(f"status must be one of {sorted(_STATUSES)}, got {status!r}")
+        await self.pipeline.warm()  # the record returned is priced (a thread loads the data)
         if error_type is not None:
             handle.set(error_type=error_type)
         if ttft_ms is not None:

@@ -13,7 +13,7 @@ os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 
 from typing import TYPE_CHECKING
 
-from asynctelemetry import LLMCall
+from asynctelemetry import LLMCall, PriceTable
 
 from .pg import Server, schema_dsn, shared_server
 
@@ -47,6 +47,15 @@ def varied_text(n: int) -> str:
     """``n`` characters (3 bytes each in UTF-8) that do not compress: a btree entry cannot
     shrink them."""
     return "".join(chr(0x4E00 + (i * 7919) % 20_000) for i in range(n))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def price_data() -> None:
+    """The price data, loaded once per test process: a tracer not entered with ``async with``
+    hands its first records on only once it is loaded (in a thread), and most tests read
+    ``tracer.spans`` right after a call. The cold start is tested in fresh subprocesses
+    (tests/test_first_calls.py)."""
+    PriceTable.default().load()
 
 
 @pytest.fixture

@@ -420,34 +420,39 @@ def _capturing(
 
 
 def _on_close(response: Any, traced: TracedStream[Any]) -> None:
-    """Make the response's ``aclose`` tell ``traced`` (weakly: no cycle keeps a dropped stream
-    alive) that the consumer closed the stream."""
-    stream_ref = weakref.ref(traced)
-    if "aclose" in response.__dict__:  # someone else's hook is there: call it
-        close = response.aclose
+    """Make the response's ``aclose`` tell ``traced`` that the consumer closed the stream.
 
-        async def aclose() -> None:
-            try:
-                await close()
-            finally:
-                await _tell(stream_ref)
-
-    else:
-        response_ref = weakref.ref(response)
-        close_of = type(response).aclose
-
-        async def aclose() -> None:
-            try:
-                target = response_ref()
-                if target is not None:
-                    await close_of(target)
-            finally:
-                await _tell(stream_ref)
-
-    response.aclose = aclose
+    ``traced`` is held weakly (no cycle keeps a dropped stream alive), the response strongly: a
+    dropped stream's response is closed by the SDK's own generator when the loop finalizes it,
+    after the collector has cleared every weak reference to the garbage, so a weak one would
+    skip the close and leave a dead connection in the client's pool. The first close puts the
+    response's own ``aclose`` back, which ends the cycle (response -> hook -> response).
+    """
+    response.aclose = _CloseHook(response, traced)
 
 
-async def _tell(stream_ref: weakref.ref[TracedStream[Any]]) -> None:
-    traced = stream_ref()
-    if traced is not None:
-        await traced.closed_by_consumer()
+class _CloseHook:
+    """A response's ``aclose`` while its stream is traced: close it, then tell the stream."""
+
+    __slots__ = ("previous", "response", "stream_ref")
+
+    def __init__(self, response: Any, traced: TracedStream[Any]) -> None:
+        self.response: Any = response
+        self.previous: Any = response.__dict__.get("aclose")  # someone else's hook: called
+        self.stream_ref = weakref.ref(traced)
+
+    async def __call__(self) -> None:
+        response = self.response
+        try:
+            if response is not None:
+                self.response = None  # closed once by this hook; the cycle ends here
+                if response.__dict__.get("aclose") is self:
+                    if self.previous is None:
+                        del response.aclose
+                    else:
+                        response.aclose = self.previous
+                await response.aclose()
+        finally:
+            traced = self.stream_ref()
+            if traced is not None:
+                await traced.closed_by_consumer()

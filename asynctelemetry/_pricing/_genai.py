@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _dist_version
 from typing import TYPE_CHECKING, Any, Final
@@ -71,8 +72,9 @@ _FALLBACK_PROVIDERS: Final = (
 _DAY_SAMPLES: Final = 96
 
 
+@cache
 def genai_prices_version() -> str:
-    """The installed genai-prices version, read from package metadata (no import)."""
+    """The installed genai-prices version, read from package metadata once (no import)."""
     try:
         return _dist_version("genai-prices")
     except PackageNotFoundError:  # pragma: no cover - it is a runtime dependency

@@ -76,6 +76,18 @@ class _PriceData:
         self.resolutions = 0  # names resolved (not memo hits), by every table
 
     @property
+    def loaded(self) -> bool:
+        """Whether pricing needs no import, file read or lock any more (no lock taken here)."""
+        return self._catalog is not None and self._supplement is not None
+
+    def load(self) -> None:
+        """Import genai-prices and read the supplement (about a second the first time): blocks,
+        so it runs in a thread (:meth:`PriceTable.load`)."""
+        self.catalog  # noqa: B018 - the property loads it
+        self.supplement  # noqa: B018
+        genai_prices_version()
+
+    @property
     def catalog(self) -> GenaiCatalog:
         if self._catalog is None:
             with self._lock:
@@ -172,6 +184,20 @@ class PriceTable:
         if self._version is None:  # read package metadata once: the tracer asks on every call
             self._version = f"genai-prices {genai_prices_version()}{self._suffix}"
         return self._version
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the price data is in memory, so that pricing a call does no import, no file
+        read and takes no lock (see :meth:`load`)."""
+        return _DATA.loaded
+
+    def load(self) -> None:
+        """Load the price data now: genai-prices' import and the bundled supplement, about a
+        second the first time in a process, then nothing. It blocks: from an event loop, run it
+        in a thread (``await asyncio.to_thread(table.load)``); tracers and collectors do that
+        when they start. Without it, the first lookup loads the data."""
+        _DATA.load()
+        self.version  # noqa: B018 - reads the package metadata once
 
     def lookup(self, model: str, provider: str | None = None) -> ModelPricing | None:
         """The prices of ``model`` (``provider`` is a hint; wrong or unknown hints are ignored).
