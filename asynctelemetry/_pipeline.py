@@ -166,6 +166,13 @@ def price_record(call: LLMCall, table: PriceTable) -> LLMCall:
     return LLMCall._adopt({**data, "cost_usd": cost, "price_version": table.version})
 
 
+def _load_in_thread(table: PriceTable) -> None:
+    # The loop's thread is waiting for this one to start, and would wait for the GIL for a
+    # whole switch interval (5 ms) while the import runs: give it back first.
+    time.sleep(0.001)
+    table.load()
+
+
 class _Budget:
     """New model names one batch may have the table resolve (:data:`MAX_NEW_PRICES_PER_BATCH`):
     a name resolved before, found or not, is a dictionary hit and costs nothing; a new one costs
@@ -377,7 +384,7 @@ class Pipeline:
         table = self._table or self.price_table
         try:
             try:
-                await asyncio.to_thread(table.load)
+                await asyncio.to_thread(_load_in_thread, table)
             except Exception as exc:  # a broken install: each call priced reports it again
                 report_internal_error("loading the price data", exc)
             while self._parked:  # the records that came meanwhile, in order

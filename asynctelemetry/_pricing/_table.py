@@ -8,6 +8,7 @@ and a few multiplications (the hot path of the tracer and the collector).
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -83,9 +84,15 @@ class _PriceData:
     def load(self) -> None:
         """Import genai-prices and read the supplement (about a second the first time): blocks,
         so it runs in a thread (:meth:`PriceTable.load`)."""
-        self.catalog  # noqa: B018 - the property loads it
-        self.supplement  # noqa: B018
+        catalog = self.catalog
+        catalog.compile_matchers()
+        for name in ("gpt-4o", "asynctelemetry-unknown-model"):  # first lookups warm its caches
+            catalog.find(name, None)
+        self.supplement  # noqa: B018 - the property reads it
         genai_prices_version()
+        # The import left a few hundred thousand new objects: the full collection they are due
+        # is made here, in the loading thread, not on the loop at some later allocation.
+        gc.collect()
 
     @property
     def catalog(self) -> GenaiCatalog:
