@@ -86,8 +86,8 @@ async def main(how):
 asyncio.run(main(sys.argv[1]))
 """
 
-#: Records the thread that imports genai-prices, and what the first calls look like.
-_FIRST_CALLS = """
+#: Records whether genai-prices is imported on the main thread (the loop's).
+_WATCH = """
 import asyncio, json, sys, threading
 
 importers = []
@@ -101,7 +101,12 @@ class Watch:
 
 
 sys.meta_path.insert(0, Watch())
+"""
 
+#: What the first calls look like, and where the price data was imported.
+_FIRST_CALLS = (
+    _WATCH
+    + """
 from asynctelemetry import AsyncTracer
 
 
@@ -121,6 +126,32 @@ async def main(entered):
 
 asyncio.run(main(sys.argv[1] == "entered"))
 """
+)
+
+
+#: ``reprice`` in a fresh process: the price data is imported in a thread.
+_REPRICE = (
+    _WATCH
+    + """
+from datetime import UTC, datetime
+
+from asynctelemetry import LLMCall, MemoryStore, PriceTable
+
+
+async def main():
+    store = MemoryStore()
+    call = LLMCall(
+        call_id="c1", timestamp=datetime.now(UTC), model="gpt-4o", provider="openai",
+        input_tokens=1000, output_tokens=100,
+    )
+    await store.add_many([call])
+    changed = await store.reprice(PriceTable.default())
+    print(json.dumps({"on_main_thread": importers, "changed": changed}))
+
+
+asyncio.run(main())
+"""
+)
 
 
 def run_fresh(script: str, *args: str) -> dict[str, object]:
@@ -200,3 +231,8 @@ def test_a_stream_dropped_after_its_loop_closed_is_counted_lost_not_recorded() -
     gc.collect()
     assert tracer.spans == []
     assert tracer.stats.sink_errors == 1
+
+
+def test_reprice_loads_the_price_data_in_a_thread() -> None:
+    """A store's ``reprice`` in a fresh process imports the price data off the loop's thread."""
+    assert run_fresh(_REPRICE) == {"on_main_thread": [False], "changed": 1}

@@ -31,6 +31,7 @@ implementation): do not re-derive them in SQL.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import sys
@@ -590,6 +591,8 @@ class StoreReads:
         time series and rollups follow the new costs.
         """
         filters = Filters(since, until, model, provider, session_id, status)
+        if not table.loaded:  # the price data's first load: in a thread, not on the loop
+            await asyncio.to_thread(table.load)
         return await self._reprice(table, filters)
 
     def replay(

@@ -105,3 +105,56 @@ async def test_garbage_collected_open_store_wrote_its_queue_and_warns(tmp_path: 
     with pytest.warns(ResourceWarning, match=r"SQLiteStore\(.*calls\.db.*nothing queued was lost"):
         gc.collect()
     assert stored(path) == 2
+
+
+def test_a_store_collected_with_calls_queued_logs_on_the_loop_not_in_the_collector(
+    tmp_path: Path,
+) -> None:
+    """#23's rule for finalizers: a store garbage-collected with calls still queued says they
+    were lost, but the log line (a handler writes and takes locks) is written on the next turn
+    of the loop, not inside the garbage collection."""
+    result = run_script(
+        tmp_path,
+        """
+        import asyncio, gc, logging
+        from asynctelemetry import SQLiteStore
+        from tests.conftest import make_call
+
+        collecting = False
+
+
+        def watch(phase, info):
+            global collecting
+            collecting = phase == "start"
+
+
+        gc.callbacks.append(watch)
+
+
+        class Seen(logging.Handler):
+            def emit(self, record):
+                if "were lost" in record.getMessage():
+                    print("logged", "in the collection" if collecting else "on the loop")
+
+
+        logging.getLogger("asynctelemetry").addHandler(Seen())
+        first = asyncio.new_event_loop()
+        store = SQLiteStore("calls.db", flush_interval=60)
+        first.run_until_complete(store.add_many([make_call(i) for i in range(3)]))
+        first.close()  # its writer will never run again: the queue cannot be written
+
+
+        async def main():
+            global store, first
+            del store, first
+            gc.collect()
+            await asyncio.sleep(0.01)
+            print("done")
+
+
+        asyncio.run(main())
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "logged on the loop" in result.stdout, result.stdout
+    assert "in the collection" not in result.stdout

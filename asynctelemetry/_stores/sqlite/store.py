@@ -45,7 +45,7 @@ from .._replay import paced
 from . import reads as q
 from .retention import Retention, auto_vacuum_mode, vacuum_into_incremental
 from .schema import ROW_ID, ROW_TS, decode_rows
-from .unclosed import connect, forget, lost_message, remember, reported
+from .unclosed import connect, forget, log_later, lost_message, remember, reported
 from .writer import (
     SYNCHRONOUS,
     fetch,
@@ -368,7 +368,7 @@ class SQLiteStore(StoreReads, QueueOwner, ClosesOnExit):
                 return
             message = lost_message(self, "garbage-collected")
             if self.pending:
-                logger.error("asynctelemetry: %s", message)
+                log_later(message)  # no logging inside a finalizer: on the loop, or at exit
             warnings.warn(message, ResourceWarning, stacklevel=2, source=self)
 
     def _writable(self) -> None:

@@ -11,16 +11,26 @@ lost, with a ``ResourceWarning`` naming the store, as a store garbage-collected 
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import threading
 import warnings
 import weakref
+from collections import deque
 from typing import Any, Protocol
 
 import aiosqlite
 
-__all__ = ["connect", "forget", "lost_message", "remember", "report_unclosed", "reported"]
+__all__ = [
+    "connect",
+    "forget",
+    "log_later",
+    "lost_message",
+    "remember",
+    "report_unclosed",
+    "reported",
+]
 
 logger = logging.getLogger("asynctelemetry")
 
@@ -68,8 +78,30 @@ def forget(store: _Open) -> None:
     _OPEN.discard(store)
 
 
+#: Error lines finalizers left to be logged (a finalizer does no logging: a handler writes and
+#: takes locks, and the collection may have interrupted that very handler).
+_LATE: deque[str] = deque()
+
+
+def log_later(message: str) -> None:
+    """Log ``message`` (an error) for a finalizer: on the next turn of the loop running in this
+    thread, else at exit. Called inside the finalizer; appends and schedules, nothing more."""
+    _LATE.append(message)
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return  # no loop here: the exit hook logs it
+    loop.call_soon(_log_late)
+
+
+def _log_late() -> None:
+    while _LATE:
+        logger.error("asynctelemetry: %s", _LATE.popleft())
+
+
 def report_unclosed() -> None:
     """At exit: a ``ResourceWarning`` for every store still open, an error log if it lost calls."""
+    _log_late()
     for store in list(_OPEN):
         if not store.is_open:
             continue
