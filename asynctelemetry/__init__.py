@@ -30,12 +30,13 @@ from ._export import (
     OTLPHttpExporter,
     OTLPMetricsExporter,
 )
-from ._pipeline import Pipeline, Sink, SyncSink
+from ._pipeline import Pipeline, Sink, SpanSink, SyncSink
 from ._pricing import ModelPricing, PriceTable
 from ._racto import DEFAULT_COST_TABLE, RactoTracer, SpanRecord, compute_cost
-from ._record import LLMCall
+from ._record import LLMCall, TraceSpan
 from ._replay import replay
 from ._stats import PipelineStats, StoreStats, TracerStats
+from ._step import StepHandle
 from ._stores import (
     CallStore,
     CallSummary,
@@ -93,12 +94,15 @@ __all__ = [
     "SchemaVersionError",
     "Sink",
     "SpanRecord",
+    "SpanSink",
+    "StepHandle",
     "StoreClosedError",
     "StoreError",
     "StoreStats",
     "SyncSink",
     "TelemetryError",
     "TimeBucket",
+    "TraceSpan",
     "TracedStream",
     "TracerStats",
     "Usage",

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ._pipeline import Pipeline
     from ._record import AttributeValue, LLMCall
 
-__all__ = ["CallHandle", "Recorder"]
+__all__ = ["CallHandle", "Recorder", "error_text", "put_attribute"]
 
 _TOKEN_FIELDS: Final = (
     "input_tokens",
@@ -116,6 +116,36 @@ def provider_message(exc: BaseException) -> str | None:
         return None
     kind = error.get("type") if isinstance(error, dict) else None
     return f"{kind}: {message}" if isinstance(kind, str) and kind and kind != "error" else message
+
+
+def put_attribute(
+    attributes: dict[str, AttributeValue], key: str, value: object, capture_content: bool
+) -> None:
+    """Keep ``key: value`` in a record's attributes, or ``ValueError`` (the bounds of
+    ``LLMCall.attributes``); content keys are ignored unless ``capture_content``."""
+    if not isinstance(value, str | int | float | bool):
+        raise ValueError(f"attribute {key!r} must be str, int, float or bool")
+    if not capture_content and is_content_key(key):
+        return  # prompt and completion text is kept only with capture_content=True
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"attribute {key!r} must be finite")
+    if isinstance(value, str) and len(value) > MAX_ATTRIBUTE_LENGTH:
+        raise ValueError(f"attribute {key!r} is longer than {MAX_ATTRIBUTE_LENGTH}")
+    if key not in attributes and len(attributes) >= MAX_ATTRIBUTES:
+        raise ValueError(f"at most {MAX_ATTRIBUTES} attributes")
+    attributes[key] = value
+
+
+def error_text(exc: BaseException) -> str | None:
+    """The message an exception ends a call or step with (bounded), None for a cancellation
+    or an empty text."""
+    if isinstance(exc, asyncio.CancelledError):
+        return None
+    try:
+        text = provider_message(exc) or str(exc)
+    except Exception:  # a broken __str__ is no reason to lose the record
+        return None
+    return bounded_message(text)
 
 
 class Recorder(Protocol):
@@ -321,17 +351,7 @@ class CallHandle:
             ValueError: a value that is not str, int, float or bool, a non-finite float, a string
                 longer than 4096 characters, or more than 128 attributes.
         """
-        if not isinstance(value, str | int | float | bool):
-            raise ValueError(f"attribute {key!r} must be str, int, float or bool")
-        if not self._tracer.capture_content and is_content_key(key):
-            return  # prompt and completion text is kept only with capture_content=True
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"attribute {key!r} must be finite")
-        if isinstance(value, str) and len(value) > MAX_ATTRIBUTE_LENGTH:
-            raise ValueError(f"attribute {key!r} is longer than {MAX_ATTRIBUTE_LENGTH}")
-        if key not in self.attributes and len(self.attributes) >= MAX_ATTRIBUTES:
-            raise ValueError(f"at most {MAX_ATTRIBUTES} attributes")
-        self.attributes[key] = value
+        put_attribute(self.attributes, key, value, self._tracer.capture_content)
 
     def record_response(self, response: object) -> None:
         """Read usage, tool calls and the response model from a provider's response object.
@@ -373,12 +393,8 @@ class CallHandle:
     def note_message(self, exc: BaseException) -> None:
         """Keep the text of the exception that ends the call (cut to ``MAX_ERROR_MESSAGE``);
         a cancellation has none. The first exception noted wins."""
-        if self.fields["error_message"] is None and not isinstance(exc, asyncio.CancelledError):
-            try:
-                text = provider_message(exc) or str(exc)
-            except Exception:  # a broken __str__ is no reason to lose the call
-                text = ""
-            self.fields["error_message"] = bounded_message(text)
+        if self.fields["error_message"] is None:
+            self.fields["error_message"] = error_text(exc)
 
     def _apply(self, usage: Any, *, add_tool_calls: bool) -> None:
         fields = self.fields

@@ -36,6 +36,7 @@ GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
 GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
 GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"  # seconds
 GEN_AI_AGENT_NAME: Final = "gen_ai.agent.name"
+GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
 ERROR_TYPE: Final = "error.type"
 # The end user (OTel general conventions: ``user.id``; ``enduser.id`` is its older name).
 USER_ID: Final = "user.id"
@@ -162,6 +163,20 @@ AT_STATUS: Final = "asynctelemetry.status"  # ok | error | cancelled (OTel statu
 AT_PRICE_VERSION: Final = "asynctelemetry.price_version"
 AT_CACHE_HIT: Final = "asynctelemetry.cache_hit"
 AT_TOOL_CALLS: Final = "asynctelemetry.tool_calls"
+AT_SPAN_KIND: Final = "asynctelemetry.span.kind"  # a step's kind (TraceSpan.kind)
+#: The agent a step other than an agent runs under (an agent's own name is gen_ai.agent.name).
+AT_AGENT_NAME: Final = "asynctelemetry.agent.name"
+
+#: A step's kind → the ``gen_ai.operation.name`` of the GenAI conventions (agent and framework
+#: spans: ``invoke_agent {name}``, ``execute_tool {name}``, ``invoke_workflow {name}`` whose
+#: name is ``gen_ai.agent.name`` since the workflow span merged into invoke_agent, and
+#: ``retrieval {name}``). Other kinds have no operation: their span name is the step's name.
+STEP_OPERATIONS: Final[dict[str, str]] = {
+    "agent": "invoke_agent",
+    "tool": "execute_tool",
+    "workflow": "invoke_workflow",
+    "retrieval": "retrieval",
+}
 
 #: Our operation names → ``gen_ai.operation.name`` values of the GenAI conventions.
 GEN_AI_OPERATIONS: Final[dict[str, str]] = {
@@ -391,7 +406,7 @@ def is_content_key(key: str) -> bool:
 
 
 if TYPE_CHECKING:
-    from ._record import AttributeValue, LLMCall
+    from ._record import AttributeValue, LLMCall, TraceSpan
 
 # (field, keys written) for the plain fields of a record: every key gets the field's value.
 _WRITTEN: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
@@ -475,4 +490,36 @@ def call_attributes(call: LLMCall) -> dict[str, AttributeValue | tuple[str, ...]
         attrs[AT_STATUS] = call.status
     if call.span_id is None or call.call_id != call.span_id:
         attrs[REQUEST_ID] = call.call_id
+    return attrs
+
+
+def step_span_name(kind: str, name: str) -> str:
+    """A step's span name: ``"{operation} {name}"`` for the GenAI kinds, else its name."""
+    operation = STEP_OPERATIONS.get(kind)
+    return name if operation is None else f"{operation} {name}"
+
+
+def step_attributes(step: TraceSpan) -> dict[str, AttributeValue]:
+    """The span attributes that carry a step (the one place, as :func:`call_attributes` is for
+    calls): the GenAI agent and tool keys, the user and session keys, ours for the rest."""
+    attrs: dict[str, AttributeValue] = dict(step.attributes)
+    kind = step.kind
+    operation = STEP_OPERATIONS.get(kind)
+    if operation is not None:
+        attrs[GEN_AI_OPERATION_NAME] = operation
+    attrs[AT_SPAN_KIND] = kind
+    if kind in ("agent", "workflow"):
+        attrs[GEN_AI_AGENT_NAME] = step.name
+    if step.agent_name is not None and kind != "agent":
+        attrs[AT_AGENT_NAME] = step.agent_name
+    if step.tool_name is not None:
+        attrs[GEN_AI_TOOL_NAME] = step.tool_name
+    if step.session_id is not None:
+        attrs[GEN_AI_CONVERSATION_ID] = step.session_id
+    if step.user_id is not None:
+        attrs[USER_ID] = step.user_id
+    if step.error_type is not None:
+        attrs[ERROR_TYPE] = step.error_type
+    if step.status == "cancelled":
+        attrs[AT_STATUS] = step.status
     return attrs

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 from ._batching import Retryable, report_internal_error
 from ._exceptions import ConfigError, StoreClosedError
-from ._record import LLMCall
+from ._record import LLMCall, TraceSpan
 from ._rows import FIELDS, Rows
 from ._stats import PipelineStats
 
@@ -47,6 +47,7 @@ __all__ = [
     "MAX_NEW_PRICES_PER_BATCH",
     "Pipeline",
     "Sink",
+    "SpanSink",
     "SyncSink",
     "price_record",
     "resolve_price_table",
@@ -83,6 +84,15 @@ class SyncSink(Sink, Protocol):
 
     def emit_nowait(self, calls: Sequence[LLMCall]) -> None:
         """Take records now (the same effect as ``await emit(calls)``)."""
+
+
+@runtime_checkable
+class SpanSink(Sink, Protocol):
+    """A :class:`Sink` that also takes :class:`~asynctelemetry.TraceSpan` steps (stores, the
+    OTLP exporters). Sinks without it get calls only."""
+
+    async def emit_spans(self, spans: Sequence[TraceSpan]) -> None:
+        """Take steps. Must be quick, as :meth:`Sink.emit` is."""
 
 
 _COST: Final = FIELDS.index("cost_usd")
@@ -296,6 +306,7 @@ class Pipeline:
         self._sinks: tuple[Sink, ...] = ()
         self._nowait: tuple[tuple[Sink, Any], ...] = ()
         self._awaited: tuple[Sink, ...] = ()
+        self._span_sinks: tuple[SpanSink, ...] = ()
         self._owned = list(owned)
         self._primary = primary
         self._errors = 0  # sink failures, counted (and logged once per sink and kind)
@@ -422,6 +433,8 @@ class Pipeline:
             self._nowait = (*self._nowait, (sink, sink.emit_nowait))
         else:
             self._awaited = (*self._awaited, sink)
+        if isinstance(sink, SpanSink):
+            self._span_sinks = (*self._span_sinks, sink)
         if owned:
             self._owned.append(sink)
 
@@ -569,6 +582,19 @@ class Pipeline:
                     # tries again, rather than losing calls it already acknowledged.
                     raise Retryable(exc) from exc
                 self._failed(sink, "emit", exc)
+
+    async def emit_spans(self, spans: Sequence[TraceSpan]) -> None:
+        """Give steps (:class:`~asynctelemetry.TraceSpan`) to every sink that takes them, in
+        order (a pipeline is itself a :class:`SpanSink`); failures as for :meth:`emit`."""
+        for sink in self._span_sinks:
+            try:
+                await sink.emit_spans(spans)
+            except Retryable:
+                raise
+            except Exception as exc:
+                if sink is self._primary and not isinstance(exc, StoreClosedError):
+                    raise Retryable(exc) from exc
+                self._failed(sink, "emit_spans", exc)
 
     def _failed(self, sink: Sink, method: str, exc: Exception) -> None:
         self._errors += 1

@@ -1,4 +1,5 @@
-"""The one record: :class:`LLMCall`, its validation and its derived figures.
+"""The records: :class:`LLMCall` (a priced inference call) and :class:`TraceSpan` (every other
+step of a trace), their validation and derived figures.
 
 Layer 1: imports nothing of ours. Local callers get ``ValueError`` (pydantic's ``ValidationError``
 is one) for negative or non-finite numbers; producers that already checked their inputs (the
@@ -9,7 +10,7 @@ tracer, the collector's converter, the stores reading their own rows) build reco
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -23,11 +24,16 @@ __all__ = [
     "MAX_TAGS",
     "MAX_TAG_LENGTH",
     "MAX_TOKENS",
+    "SPAN_KINDS",
     "AttributeValue",
     "LLMCall",
+    "SpanKind",
     "Status",
+    "TraceSpan",
+    "bounded_attributes",
     "bounded_message",
     "checked_tags",
+    "utc",
 ]
 
 #: Largest token count accepted: beyond 2**53 a float (JSON, OTLP doubles) cannot hold it exactly.
@@ -49,6 +55,21 @@ MAX_TAG_LENGTH: Final = 256
 
 AttributeValue = str | int | float | bool
 Status = Literal["ok", "error", "cancelled"]
+#: What a :class:`TraceSpan` step is.
+SpanKind = Literal[
+    "agent", "tool", "workflow", "retrieval", "guardrail", "evaluator", "http", "internal"
+]
+#: Every :data:`SpanKind`, in order.
+SPAN_KINDS: Final = (
+    "agent",
+    "tool",
+    "workflow",
+    "retrieval",
+    "guardrail",
+    "evaluator",
+    "http",
+    "internal",
+)
 
 _Tokens = Annotated[int | None, Field(ge=0, le=MAX_TOKENS)]
 _Millis = Annotated[float | None, Field(ge=0, le=MAX_DURATION_MS, allow_inf_nan=False)]
@@ -110,10 +131,7 @@ class LLMCall(BaseModel):
     @field_validator("timestamp")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        # A naive datetime is taken to be UTC; an aware one is converted to UTC.
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return utc(value)
 
     @field_validator("tags")
     @classmethod
@@ -123,14 +141,7 @@ class LLMCall(BaseModel):
     @field_validator("attributes")
     @classmethod
     def _bounded(cls, value: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
-        if len(value) > MAX_ATTRIBUTES:
-            raise ValueError(f"at most {MAX_ATTRIBUTES} attributes, got {len(value)}")
-        for key, item in value.items():
-            if isinstance(item, str) and len(item) > MAX_ATTRIBUTE_LENGTH:
-                raise ValueError(f"attribute {key!r} is longer than {MAX_ATTRIBUTE_LENGTH}")
-            if isinstance(item, float) and not math.isfinite(item):
-                raise ValueError(f"attribute {key!r} is not a finite number")
-        return value
+        return bounded_attributes(value)
 
     @classmethod
     def trusted(cls, values: dict[str, Any]) -> LLMCall:
@@ -179,6 +190,72 @@ class LLMCall(BaseModel):
         tpt = self.tpt_ms
         # A tiny generating time over many tokens can round tpt to 0.0 (SQL gives NULL too).
         return None if not tpt else 1000.0 / tpt
+
+
+def utc(value: datetime) -> datetime:
+    """A record's timestamp: a naive datetime is taken to be UTC, an aware one converted."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def bounded_attributes(value: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
+    """A record's attributes, or ``ValueError``: at most ``MAX_ATTRIBUTES``, strings of at most
+    ``MAX_ATTRIBUTE_LENGTH`` characters, finite numbers."""
+    if len(value) > MAX_ATTRIBUTES:
+        raise ValueError(f"at most {MAX_ATTRIBUTES} attributes, got {len(value)}")
+    for key, item in value.items():
+        if isinstance(item, str) and len(item) > MAX_ATTRIBUTE_LENGTH:
+            raise ValueError(f"attribute {key!r} is longer than {MAX_ATTRIBUTE_LENGTH}")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"attribute {key!r} is not a finite number")
+    return value
+
+
+class TraceSpan(BaseModel):
+    """A step of a trace that is not an LLM call: an agent run, a tool, a workflow, a
+    retrieval, a guardrail, an evaluator, an HTTP request, or any other span kept.
+
+    ``span_id`` is unique (the key stores dedupe on); ``trace_id`` and ``parent_span_id`` place
+    the step in its trace, beside the :class:`LLMCall` records of the same trace.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="strings")
+
+    span_id: str = Field(min_length=1, max_length=256)
+    trace_id: str = Field(min_length=1, max_length=256)
+    parent_span_id: str | None = None
+    name: str = Field(min_length=1, max_length=MAX_MODEL_LENGTH)
+    kind: SpanKind = "internal"
+    timestamp: datetime
+    duration_ms: _Millis = None
+    status: Status = "ok"
+    error_type: str | None = None
+    error_message: str | None = Field(default=None, max_length=MAX_ERROR_MESSAGE)
+    service_name: str | None = None
+    source: str = "tracer"
+    session_id: str | None = None
+    user_id: str | None = None
+    agent_name: str | None = None
+    tool_name: str | None = None
+    attributes: dict[str, AttributeValue] = Field(default_factory=dict)
+
+    @field_validator("timestamp")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return utc(value)
+
+    @field_validator("attributes")
+    @classmethod
+    def _bounded(cls, value: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
+        return bounded_attributes(value)
+
+    @property
+    def end(self) -> datetime | None:
+        """When the step ended (``None`` when its duration is unknown)."""
+        if self.duration_ms is None:
+            return None
+        return self.timestamp + timedelta(microseconds=round(self.duration_ms * 1000))
 
 
 def checked_tags(tags: object) -> tuple[str, ...]:

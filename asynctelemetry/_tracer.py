@@ -40,11 +40,19 @@ from ._batching import (
 from ._budgets import Budgets, BudgetStatus, ledger_for
 from ._call import CallHandle, check_millis, check_text
 from ._context import CallContext, current_scope
-from ._conventions import EXCEPTION_EVENT, call_attributes, exception_event, span_name
+from ._conventions import (
+    EXCEPTION_EVENT,
+    call_attributes,
+    exception_event,
+    span_name,
+    step_attributes,
+    step_span_name,
+)
 from ._exceptions import ConfigError, StoreClosedError
-from ._pipeline import Pipeline, Sink
-from ._record import FIELD_DEFAULTS, MAX_MODEL_LENGTH, LLMCall
+from ._pipeline import Pipeline, Sink, SpanSink
+from ._record import FIELD_DEFAULTS, MAX_DURATION_MS, MAX_MODEL_LENGTH, LLMCall, TraceSpan
 from ._stats import TracerStats
+from ._step import StepHandle
 from ._stores import MemoryStore
 from ._stream import TracedStream
 
@@ -58,16 +66,23 @@ if TYPE_CHECKING:
 
     from ._budgets import Budget
     from ._pricing import ModelPricing, PriceTable
+    from ._record import SpanKind
     from ._stores import CallStore
 
 __all__ = ["AsyncTracer"]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _STATUSES: Final = frozenset({"ok", "error", "cancelled"})
-#: The innermost ``llm_call`` of this context: (trace_id, span_id, the OTel span current at entry).
+#: The innermost ``llm_call`` or step of this context: (trace_id, span_id, the OTel span
+#: current at entry).
 _current: contextvars.ContextVar[tuple[str, str, object] | None] = contextvars.ContextVar(
     "asynctelemetry_current_call", default=None
 )
+#: The name of the innermost ``tracer.agent(...)`` of this context.
+_agent: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "asynctelemetry_current_agent", default=None
+)
+_MAX_STEP_MS: Final = MAX_DURATION_MS
 _getrandbits = random.getrandbits
 T = TypeVar("T")
 C = TypeVar("C")
@@ -290,12 +305,44 @@ class AsyncTracer(ClosesOnExit):
         fields["is_streaming"] = is_streaming
         fields["user_id"] = user_id
         fields["tags"] = tags
+        fields["agent_name"] = _agent.get()
         handle = CallHandle(self, fields, operation)
         for key, value in attributes.items():
             handle.set_attribute(key, value)
         if estimate_usd is not None:
             handle.estimate_usd = _checked_estimate(estimate_usd)
         return handle
+
+    def agent(self, name: str, **attributes: str | int | float | bool) -> StepHandle:
+        """A step that is an agent run: ``async with tracer.agent("planner") as step:``, or
+        ``@tracer.agent("planner")`` on an async function.
+
+        Timed like ``llm_call`` (an exception gives status "error" with its type and message
+        and propagates; a cancellation gives "cancelled"). Every call and step started inside is
+        its child and every call inside carries ``agent_name=name`` (the innermost agent's).
+        Its OTel span is ``invoke_agent {name}`` with ``gen_ai.agent.name``.
+
+        Raises:
+            ConfigError: a name that is not text of 1 to 512 characters, or a bad attribute.
+        """
+        return StepHandle(self, name, "agent", attributes)
+
+    def tool(self, name: str, **attributes: str | int | float | bool) -> StepHandle:
+        """A step that is a tool's execution (``tool_name == name``), as :meth:`agent`; its
+        OTel span is ``execute_tool {name}`` with ``gen_ai.tool.name``."""
+        return StepHandle(self, name, "tool", attributes)
+
+    def span(
+        self, name: str, *, kind: SpanKind = "internal", **attributes: str | int | float | bool
+    ) -> StepHandle:
+        """Any other step (``kind``: "workflow", "retrieval", "guardrail", "evaluator", "http",
+        "internal", or "agent"/"tool"), as :meth:`agent`. A workflow's span is
+        ``invoke_workflow {name}``, a retrieval's ``retrieval {name}``, the others' their name.
+
+        Raises:
+            ConfigError: an unknown kind, a bad name or attribute.
+        """
+        return StepHandle(self, name, kind, attributes)
 
     def wrap_stream(
         self,
@@ -445,6 +492,12 @@ class AsyncTracer(ClosesOnExit):
         """Calls kept in memory (``in_memory=True``), oldest first."""
         return self._memory.snapshot() if self._memory is not None else []
 
+    @property
+    def steps(self) -> list[TraceSpan]:
+        """Steps (agents, tools, …) kept in memory (``in_memory=True``), in the order they
+        ended."""
+        return self._memory.spans_snapshot() if self._memory is not None else []
+
     def clear_spans(self) -> None:
         """Forget the calls kept in memory."""
         if self._memory is not None:
@@ -516,36 +569,112 @@ class AsyncTracer(ClosesOnExit):
             self.pipeline.start_loading()
         handle.start_unix_ns = time.time_ns() if start_unix_ns is None else start_unix_ns
         if self._sdk_tracer is not None:
-            self._begin_sdk_span(handle)
+            self._begin_sdk_span(
+                handle, f"{handle.operation} {handle.fields['request_model']}", client=True
+            )
         else:
-            outer = _current.get()
-            otel_span = get_current_span()
-            if outer is not None and outer[2] is otel_span:
-                # The innermost enclosing thing is one of our calls.
-                handle.trace_id, handle.parent_span_id = outer[0], outer[1]
-            else:
-                ctx = otel_span.get_span_context()
-                if ctx.is_valid:
-                    handle.trace_id = f"{ctx.trace_id:032x}"
-                    handle.parent_span_id = f"{ctx.span_id:016x}"
-                else:
-                    ids = _new_ids()
-                    handle.trace_id, handle.span_id = ids[:32], ids[32:]
-                    handle._token = _current.set((handle.trace_id, handle.span_id, otel_span))
-                    handle.call_id = handle.span_id
-                    handle._start_ns = time.perf_counter_ns()
-                    return
-            handle.span_id = _span_id()
-            handle._token = _current.set((handle.trace_id, handle.span_id, otel_span))
+            self._place(handle)
         handle.call_id = handle.span_id
         handle._start_ns = time.perf_counter_ns()
 
-    def _begin_sdk_span(self, handle: CallHandle) -> None:
+    @staticmethod
+    def _place(handle: CallHandle | StepHandle) -> None:
+        """The ids of a call or step without SDK spans: a child of the innermost enclosing call,
+        step or OTel span, else the root of a new trace; it becomes the innermost itself."""
+        outer = _current.get()
+        otel_span = get_current_span()
+        if outer is not None and outer[2] is otel_span:
+            # The innermost enclosing thing is one of our calls or steps.
+            handle.trace_id, handle.parent_span_id = outer[0], outer[1]
+            handle.span_id = _span_id()
+        else:
+            ctx = otel_span.get_span_context()
+            if ctx.is_valid:
+                handle.trace_id = f"{ctx.trace_id:032x}"
+                handle.parent_span_id = f"{ctx.span_id:016x}"
+                handle.span_id = _span_id()
+            else:
+                ids = _new_ids()
+                handle.trace_id, handle.span_id = ids[:32], ids[32:]
+        handle._token = _current.set((handle.trace_id, handle.span_id, otel_span))
+
+    def _begin_step(self, handle: StepHandle) -> None:
+        if self._closed:
+            raise StoreClosedError("AsyncTracer is closed")
+        self._used = True
+        handle.start_unix_ns = time.time_ns()
+        scope = current_scope.get()
+        if scope is not None:
+            handle.session_id = scope.session_id
+            handle.user_id = scope.user_id
+        if handle.kind == "agent":
+            handle.agent_name = handle.name
+            handle._agent_token = _agent.set(handle.name)
+        else:
+            handle.agent_name = _agent.get()
+        if self._sdk_tracer is not None:
+            self._begin_sdk_span(handle, step_span_name(handle.kind, handle.name), client=False)
+        else:
+            self._place(handle)
+        handle._start_ns = time.perf_counter_ns()
+
+    def _finish_step(
+        self, handle: StepHandle, exc_type: type[BaseException] | None
+    ) -> TraceSpan | None:
+        """End a step: status, record, span. The caller hands the record to the sinks."""
+        end_ns = time.perf_counter_ns()
+        if not self._leave(handle):
+            return None
+        if handle._agent_token is not None:
+            try:
+                _agent.reset(handle._agent_token)
+            except ValueError:  # exited in another context: it went away with its value
+                pass
+        status = _outcome(exc_type, handle.failed)
+        if exc_type is not None and status == "error":
+            handle.error_type = exc_type.__name__
+        duration: float | None = (end_ns - handle._start_ns) / 1e6
+        try:
+            record = TraceSpan.model_construct(
+                span_id=handle.span_id,
+                trace_id=handle.trace_id,
+                parent_span_id=handle.parent_span_id,
+                name=handle.name,
+                kind=handle.kind,
+                timestamp=_EPOCH + timedelta(microseconds=handle.start_unix_ns // 1000),
+                duration_ms=duration if duration <= _MAX_STEP_MS else None,  # type: ignore[operator]
+                status=status,
+                error_type=handle.error_type if status == "error" else None,
+                error_message=handle.error_message if status == "error" else None,
+                service_name=self.service_name,
+                source="tracer",
+                session_id=handle.session_id,
+                user_id=handle.user_id,
+                agent_name=handle.agent_name,
+                tool_name=handle.name if handle.kind == "tool" else None,
+                attributes=handle.attributes,
+            )
+            if handle._otel_span is not None:
+                self._end_otel(
+                    handle._otel_span,
+                    step_attributes(record),
+                    record.status,
+                    record.error_type,
+                    record.error_message,
+                    handle.start_unix_ns,
+                    record.duration_ms,
+                )
+        except Exception as exc:
+            report_internal_error("AsyncTracer recording a step", exc)
+            return None
+        return record
+
+    def _begin_sdk_span(self, handle: CallHandle | StepHandle, name: str, *, client: bool) -> None:
         from opentelemetry import context, trace
 
         span = self._sdk_tracer.start_span(
-            f"{handle.operation} {handle.fields['request_model']}",
-            kind=trace.SpanKind.CLIENT,
+            name,
+            kind=trace.SpanKind.CLIENT if client else trace.SpanKind.INTERNAL,
             start_time=handle.start_unix_ns,
         )
         ctx = span.get_span_context()
@@ -567,18 +696,11 @@ class AsyncTracer(ClosesOnExit):
     ) -> LLMCall | None:
         """End the call: status, record, price, span. The caller hands the record to the sinks."""
         end_ns = time.perf_counter_ns()
-        if handle._ended:
+        if not self._leave(handle):
             return None
-        handle._ended = True
-        if handle._token is not None:
-            self._detach(handle)
         if status is None:
-            if exc_type is None:
-                status = "error" if handle._failed else "ok"
-            elif issubclass(exc_type, asyncio.CancelledError):
-                status = "cancelled"
-            else:
-                status = "error"
+            status = _outcome(exc_type, handle._failed)
+            if exc_type is not None and status == "error":
                 handle.fields["error_type"] = exc_type.__name__
         try:
             record = self._make_record(handle, status, end_ns, duration_ms)
@@ -606,7 +728,17 @@ class AsyncTracer(ClosesOnExit):
         if work is not None:
             self._spawn(work)
 
-    def _detach(self, handle: CallHandle) -> None:
+    def _leave(self, handle: CallHandle | StepHandle) -> bool:
+        """Mark a call or step ended and restore the context it was entered in; False when it
+        had ended already."""
+        if handle._ended:
+            return False
+        handle._ended = True
+        if handle._token is not None:
+            self._detach(handle)
+        return True
+
+    def _detach(self, handle: CallHandle | StepHandle) -> None:
         token = handle._token
         handle._token = None
         try:
@@ -653,17 +785,38 @@ class AsyncTracer(ClosesOnExit):
         return self.pipeline.record(data)  # priced there, by the one rule
 
     def _end_sdk_span(self, handle: CallHandle, record: LLMCall) -> None:
-        from opentelemetry.trace import Status, StatusCode
-
         span = handle._otel_span
         span.update_name(span_name(record))
-        span.set_attributes(call_attributes(record))
-        if record.status == "error":
-            event = exception_event(record.error_type, record.error_message)
+        self._end_otel(
+            span,
+            call_attributes(record),
+            record.status,
+            record.error_type,
+            record.error_message,
+            handle.start_unix_ns,
+            record.duration_ms,
+        )
+
+    @staticmethod
+    def _end_otel(
+        span: Any,
+        attributes: Mapping[str, Any],
+        status: str,
+        error_type: str | None,
+        error_message: str | None,
+        start_unix_ns: int,
+        duration_ms: float | None,
+    ) -> None:
+        """End a live SDK span of a call or step: attributes, error status and event, end."""
+        from opentelemetry.trace import Status, StatusCode
+
+        span.set_attributes(attributes)
+        if status == "error":
+            event = exception_event(error_type, error_message)
             if event is not None:
                 span.add_event(EXCEPTION_EVENT, event)
-            span.set_status(Status(StatusCode.ERROR, record.error_message))
-        span.end(end_time=handle.start_unix_ns + round((record.duration_ms or 0.0) * 1e6))
+            span.set_status(Status(StatusCode.ERROR, error_message))
+        span.end(end_time=start_unix_ns + round((duration_ms or 0.0) * 1e6))
 
     async def _record_timed(
         self,
@@ -698,6 +851,15 @@ def _checked_estimate(value: object) -> float:
     if not (math.isfinite(value) and value >= 0):
         raise ConfigError(f"estimate_usd must be finite and >= 0, got {value!r}")
     return float(value)
+
+
+def _outcome(exc_type: type[BaseException] | None, failed: bool) -> str:
+    """A call's or step's status from how its block ended."""
+    if exc_type is None:
+        return "error" if failed else "ok"
+    if issubclass(exc_type, asyncio.CancelledError):
+        return "cancelled"
+    return "error"
 
 
 def _exporters(
@@ -762,6 +924,20 @@ class _SampledSink:
         kept = self._kept(calls)
         if kept:
             await self.sink.emit(kept)
+
+    async def emit_spans(self, spans: Sequence[TraceSpan]) -> None:
+        """Steps of the traces the sampler keeps, to a sink that takes steps."""
+        if not isinstance(self.sink, SpanSink):
+            return
+        kept = [
+            span
+            for span in spans
+            if self.sampler.should_sample(
+                None, int(span.trace_id, 16), span.name
+            ).decision.is_sampled()  # type: ignore[no-untyped-call]
+        ]
+        if kept:
+            await self.sink.emit_spans(kept)
 
     async def flush(self) -> None:
         await self.sink.flush()

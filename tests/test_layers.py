@@ -38,6 +38,7 @@ RANKS: dict[str, int] = {
     "_call": 50,
     "_stream": 51,
     "_context": 51,
+    "_step": 51,
     "_instrument": 52,
     "_tracer": 53,
     "_collector": 53,

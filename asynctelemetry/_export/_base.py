@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
     from typing import Self
 
-    from .._record import LLMCall
+    from .._record import LLMCall, TraceSpan
     from ._transport import Transport
 
 __all__ = [
@@ -258,6 +258,15 @@ class OTLPExporterBase(ExporterShell):
         for call in calls:
             put(call)
 
+    async def emit_spans(self, spans: Sequence[TraceSpan]) -> None:
+        """Queue steps for export, in the same queue as calls (the
+        :class:`~asynctelemetry.SpanSink` method).
+
+        Raises:
+            StoreClosedError: the exporter was closed.
+        """
+        self.emit_nowait(spans)  # type: ignore[arg-type]
+
     async def emit(self, calls: Sequence[LLMCall]) -> None:
         """Queue ``calls`` for export (the same as :meth:`emit_nowait`).
 
@@ -314,5 +323,5 @@ class OTLPExporterBase(ExporterShell):
             if start:
                 await asyncio.sleep(0)  # let the loop breathe between slices
             for call in batch[start : start + _ENCODE_SLICE]:
-                groups.setdefault(encoder.resource_of(call), []).append(encoder.span(call))
+                groups.setdefault(encoder.resource_of(call), []).append(encoder.record(call))
         return encoder.request(groups.items())

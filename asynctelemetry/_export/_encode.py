@@ -19,7 +19,15 @@ import struct
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from .._conventions import EXCEPTION_EVENT, call_attributes, exception_event, span_name
+from .._conventions import (
+    EXCEPTION_EVENT,
+    call_attributes,
+    exception_event,
+    span_name,
+    step_attributes,
+    step_span_name,
+)
+from .._record import TraceSpan
 from .._wire import SMALL_VARINTS, encode_varint
 
 if TYPE_CHECKING:
@@ -55,6 +63,7 @@ _T_SPAN_ID: Final = b"\x12\x08"  # Span.span_id = 2, always 8 bytes
 _T_PARENT_ID: Final = b"\x22\x08"  # Span.parent_span_id = 4, 8 bytes
 _T_NAME: Final = b"\x2a"  # Span.name = 5
 _KIND_CLIENT: Final = b"\x30\x03"  # Span.kind = 6, SPAN_KIND_CLIENT
+_KIND_INTERNAL: Final = b"\x30\x01"  # Span.kind = 6, SPAN_KIND_INTERNAL
 _T_START: Final = b"\x39"  # Span.start_time_unix_nano = 7 (fixed64)
 _T_END: Final = b"\x41"  # Span.end_time_unix_nano = 8 (fixed64)
 _T_SPAN_ATTR: Final = b"\x4a"  # Span.attributes = 9
@@ -176,32 +185,87 @@ class SpanEncoder:
     def span(self, call: LLMCall) -> bytes:
         """The ``Span`` message for ``call`` (without its field tag)."""
         values = call.__dict__
-        trace_id = _id_bytes(values["trace_id"], 16) or os.urandom(16)
-        span_id = _id_bytes(values["span_id"], 8) or os.urandom(8)
-        parent = _id_bytes(values["parent_span_id"], 8)
-        start = _unix_nanos(values["timestamp"])
-        duration = values["duration_ms"]
-        end = start + round(duration * 1e6) if duration is not None else start
-        parts = [
-            _T_TRACE_ID,
-            trace_id,
-            _T_SPAN_ID,
-            span_id,
-        ]
+        parts, end = self._open(
+            values["trace_id"],
+            values["span_id"],
+            values["parent_span_id"],
+            values["timestamp"],
+            values["duration_ms"],
+            span_name(call),
+            _KIND_CLIENT,
+        )
+        self._finish(
+            parts,
+            call_attributes(call),
+            values["status"],
+            values["error_type"],
+            values["error_message"],
+            end,
+        )
+        return b"".join(parts)
+
+    def step(self, step: TraceSpan) -> bytes:
+        """The ``Span`` message for a step (kind INTERNAL, :func:`step_attributes`)."""
+        parts, end = self._open(
+            step.trace_id,
+            step.span_id,
+            step.parent_span_id,
+            step.timestamp,
+            step.duration_ms,
+            step_span_name(step.kind, step.name),
+            _KIND_INTERNAL,
+        )
+        self._finish(
+            parts, step_attributes(step), step.status, step.error_type, step.error_message, end
+        )
+        return b"".join(parts)
+
+    def _open(
+        self,
+        trace_hex: str | None,
+        span_hex: str | None,
+        parent_hex: str | None,
+        timestamp: datetime,
+        duration: float | None,
+        name: str,
+        kind: bytes,
+    ) -> tuple[list[bytes], int]:
+        """A span's ids, name, kind and times; and its end (unix nanoseconds)."""
+        trace_id = _id_bytes(trace_hex, 16) or os.urandom(16)
+        span_id = _id_bytes(span_hex, 8) or os.urandom(8)
+        parent = _id_bytes(parent_hex, 8)
+        start = _unix_nanos(timestamp)
+        end = max(start + round(duration * 1e6), start) if duration is not None else start
+        parts = [_T_TRACE_ID, trace_id, _T_SPAN_ID, span_id]
         if parent is not None:
             parts += (_T_PARENT_ID, parent)
-        name = self._cached_string(span_name(call))
         parts += (
             _T_NAME,
-            name[1:],  # a cached AnyValue string is b"\x0a" + length + text: reuse length + text
-            _KIND_CLIENT,
+            # a cached AnyValue string is b"\x0a" + length + text: reuse length + text
+            self._cached_string(name)[1:],
+            kind,
             _T_START,
             _pack_fixed64(start),
             _T_END,
-            _pack_fixed64(max(end, start)),
+            _pack_fixed64(end),
         )
+        return parts, end
+
+    def record(self, record: LLMCall | TraceSpan) -> bytes:
+        """The ``Span`` message of a call or a step."""
+        return self.step(record) if record.__class__ is TraceSpan else self.span(record)  # type: ignore[arg-type]
+
+    def _finish(
+        self,
+        parts: list[bytes],
+        attributes: dict[str, Any],  # Any: branches test the exact type
+        status: str,
+        error_type: str | None,
+        message: str | None,
+        end: int,
+    ) -> None:
+        """Append a span's attributes, its exception event and its error status to ``parts``."""
         codecs = self._codecs
-        attributes: dict[str, Any] = call_attributes(call)  # Any: branches test the exact type
         for key, value in attributes.items():
             codec = codecs.get(key)
             if codec is None:
@@ -221,23 +285,21 @@ class SpanEncoder:
             else:
                 field = _len_field(_T_SPAN_ATTR, _key_value(key, value))
             parts.append(field)
-        if values["status"] == "error":
-            message = values["error_message"]
-            event = exception_event(values["error_type"], message)
-            if event is not None:  # the OTel exception event, at the end of the call
+        if status == "error":
+            event = exception_event(error_type, message)
+            if event is not None:  # the OTel exception event, at the end of the span
                 body = (
                     b"\x09"  # Event.time_unix_nano = 1 (fixed64)
-                    + _pack_fixed64(max(end, start))
+                    + _pack_fixed64(end)
                     + _len_field(b"\x12", _utf8(EXCEPTION_EVENT))
                     + _attribute_list(b"\x1a", event)
                 )
                 parts.append(_len_field(_T_EVENT, body))
-            status = _STATUS_ERROR_CODE
+            code = _STATUS_ERROR_CODE
             if message:
-                status = _len_field(b"\x12", _utf8(message)) + status
-            parts += (_T_STATUS, encode_varint(len(status)))
-            parts.append(status)
-        return b"".join(parts)
+                code = _len_field(b"\x12", _utf8(message)) + code
+            parts += (_T_STATUS, encode_varint(len(code)))
+            parts.append(code)
 
     def _codec(self, key: str) -> _Codec:
         """The cached pieces of one attribute key: encoded fields of its frequent values."""
@@ -288,8 +350,8 @@ class SpanEncoder:
         return encoded
 
     # -- per batch ------------------------------------------------------------------------------
-    def resource_of(self, call: LLMCall) -> str:
-        """The service name a call is grouped under."""
+    def resource_of(self, call: LLMCall | TraceSpan) -> str:
+        """The service name a call or step is grouped under."""
         return call.service_name or self.service_name
 
     def request(self, groups: Iterable[tuple[str, Sequence[bytes]]]) -> bytes:
@@ -310,11 +372,11 @@ class SpanEncoder:
                 self._resources[service] = cached
         return cached
 
-    def encode(self, calls: Sequence[LLMCall]) -> bytes:
-        """Every call of ``calls`` as one serialized ``ExportTraceServiceRequest``."""
+    def encode(self, calls: Sequence[LLMCall | TraceSpan]) -> bytes:
+        """Every call and step of ``calls`` as one serialized ``ExportTraceServiceRequest``."""
         groups: dict[str, list[bytes]] = {}
         for call in calls:
-            groups.setdefault(self.resource_of(call), []).append(self.span(call))
+            groups.setdefault(self.resource_of(call), []).append(self.record(call))
         return self.request(groups.items())
 
 

@@ -41,6 +41,9 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, Self, runtime_c
 
 from pydantic import BaseModel, ConfigDict
 
+from .._record import TraceSpan
+from .._rows import Rows
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Sequence
     from types import TracebackType
@@ -78,6 +81,7 @@ __all__ = [
     "percentile",
     "rank_key",
     "series_field",
+    "split_records",
     "summarize",
     "timeseries",
     "to_ns",
@@ -296,6 +300,19 @@ def check_id(name: str, value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{name} must be a str, got {type(value).__name__}")
     return value
+
+
+def split_records(
+    records: Sequence[LLMCall | TraceSpan],
+) -> tuple[Sequence[LLMCall], list[TraceSpan]]:
+    """``add_many``'s records as (calls, steps), each in order; a batch of calls only (the usual
+    case, and every collector ``Rows`` batch) is returned as it is."""
+    if records.__class__ is Rows:
+        return records, []
+    spans = [r for r in records if r.__class__ is TraceSpan]
+    if not spans:
+        return records, []  # type: ignore[return-value]
+    return [r for r in records if r.__class__ is not TraceSpan], spans  # type: ignore[misc]
 
 
 def check_limit(limit: object) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Final, Self
 
 from .._batching import ClosesOnExit
 from .._exceptions import StoreClosedError, require_int
+from .._record import TraceSpan
 from .._rows import FIELDS, TIMESTAMP, Row, Rows, record_of, row_of
 from .._stats import StoreStats
 from ._base import (
@@ -26,6 +27,7 @@ from ._base import (
     TimeBucket,
     check_id,
     check_limit,
+    split_records,
     summarize,
     timeseries,
 )
@@ -82,6 +84,10 @@ class MemoryStore(StoreReads, ClosesOnExit):
         self._ids: dict[str, Row] = {}
         #: trace_id → its row (a trace of one call, most of them) or its rows, in the order added
         self._traces: dict[str, Row | list[Row] | deque[Row]] = {}
+        #: span_id → step, in the order added (the steps' own ring of ``capacity``).
+        self._spans: dict[str, TraceSpan] = {}
+        #: trace_id → the span ids of its steps held, in the order added.
+        self._span_traces: dict[str, list[str]] = {}
         self._closed = False
 
     @property
@@ -118,11 +124,30 @@ class MemoryStore(StoreReads, ClosesOnExit):
         )
 
     # -- writing --------------------------------------------------------------------------------
-    def add_nowait(self, call: LLMCall) -> None:
-        """Keep one call without awaiting (the same as ``await add(call)``)."""
+    def add_nowait(self, call: LLMCall | TraceSpan) -> None:
+        """Keep one call or step without awaiting (the same as ``await add(call)``)."""
         if self._closed:
             raise StoreClosedError("MemoryStore is closed")
-        self._keep_row(_row(call))
+        if call.__class__ is TraceSpan:
+            self._keep_span(call)
+        else:
+            self._keep_row(_row(call))  # type: ignore[arg-type]
+
+    def _keep_span(self, span: TraceSpan) -> None:
+        """Keep a step unless its span id is held; the oldest step goes when the ring is full."""
+        spans = self._spans
+        if span.span_id in spans:
+            self._duplicates += 1
+            return
+        if len(spans) >= self.capacity:
+            oldest = spans.pop(next(iter(spans)))
+            members = self._span_traces[oldest.trace_id]
+            members.remove(oldest.span_id)  # the oldest of its trace: found at once
+            if not members:
+                del self._span_traces[oldest.trace_id]
+            self._dropped += 1
+        spans[span.span_id] = span
+        self._span_traces.setdefault(span.trace_id, []).append(span.span_id)
 
     def _keep_row(self, row: Row) -> None:
         """Append ``row`` unless the door refuses it or its id is held; the indexes follow the
@@ -178,13 +203,30 @@ class MemoryStore(StoreReads, ClosesOnExit):
         for row in rows:
             self._keep_row(row)
 
-    async def add(self, call: LLMCall) -> None:
-        """Keep one call; the oldest is dropped (and counted) when the store is full."""
+    async def add(self, call: LLMCall | TraceSpan) -> None:
+        """Keep one call or step; the oldest is dropped (and counted) when the store is full."""
         self.add_nowait(call)
 
-    async def add_many(self, calls: Sequence[LLMCall]) -> None:
-        """Keep many calls, in order."""
+    async def add_many(self, calls: Sequence[LLMCall | TraceSpan]) -> None:
+        """Keep many calls and steps, in order."""
+        calls, spans = split_records(calls)
+        if spans:
+            self._keep_spans(spans)
         self._keep(calls)
+
+    async def emit_spans(self, spans: Sequence[TraceSpan]) -> None:
+        """Keep steps (the :class:`~asynctelemetry.SpanSink` method)."""
+        self._keep_spans(spans)
+
+    def _keep_spans(self, spans: Sequence[TraceSpan]) -> None:
+        if self._closed:
+            raise StoreClosedError("MemoryStore is closed")
+        for span in spans:
+            self._keep_span(span)
+
+    def spans_snapshot(self) -> list[TraceSpan]:
+        """Every step held, in the order added (a synchronous read, for ``tracer.steps``)."""
+        return list(self._spans.values())
 
     def emit_nowait(self, calls: Sequence[LLMCall]) -> None:
         """Keep many calls without awaiting (the :class:`SyncSink` method; same as
@@ -210,10 +252,12 @@ class MemoryStore(StoreReads, ClosesOnExit):
         return list(map(_record, list(self._rows)))
 
     def clear(self) -> None:
-        """Forget every call held (``dropped`` and ``duplicates`` keep counting)."""
+        """Forget every call and step held (``dropped`` and ``duplicates`` keep counting)."""
         self._rows.clear()
         self._ids.clear()
         self._traces.clear()
+        self._spans.clear()
+        self._span_traces.clear()
 
     async def _reprice(self, table: PriceTable, filters: Filters) -> int:
         version = table.version
