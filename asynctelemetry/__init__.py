@@ -45,6 +45,9 @@ from ._stores import (
     PostgresStore,
     SQLiteStore,
     TimeBucket,
+    Trace,
+    TraceNode,
+    TraceSummary,
     open_store,
 )
 from ._stream import TracedStream
@@ -102,7 +105,10 @@ __all__ = [
     "SyncSink",
     "TelemetryError",
     "TimeBucket",
+    "Trace",
+    "TraceNode",
     "TraceSpan",
+    "TraceSummary",
     "TracedStream",
     "TracerStats",
     "Usage",

@@ -217,9 +217,9 @@ _reused: str | None = None
 
 
 async def emptied_schema_dsn() -> str:
-    """One schema of this process, emptied (``TRUNCATE calls`` and ``rollup``) on every call:
-    for property tests that open a store per example, where a new schema each time would cost
-    ~0.2 s."""
+    """One schema of this process, emptied (``TRUNCATE`` of ``calls``, ``rollup``, ``spans``)
+    on every call: for property tests that open a store per example, where a new schema each
+    time would cost ~0.2 s."""
     global _reused
     import asyncpg
 
@@ -231,6 +231,8 @@ async def emptied_schema_dsn() -> str:
             await conn.execute("TRUNCATE calls")
         if await conn.fetchval("SELECT to_regclass('rollup')") is not None:
             await conn.execute("TRUNCATE rollup")
+        if await conn.fetchval("SELECT to_regclass('spans')") is not None:
+            await conn.execute("TRUNCATE spans")
     finally:
         await conn.close()
     return _reused

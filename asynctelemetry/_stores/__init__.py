@@ -1,4 +1,4 @@
-"""Stores: where calls are kept, queried, summarised and replayed."""
+"""Stores: where calls and steps are kept, queried, summarised and replayed."""
 
 from ._base import (
     CallStore,
@@ -11,6 +11,7 @@ from ._base import (
     timeseries,
 )
 from ._memory import MemoryStore
+from ._traces import Trace, TraceNode, TraceSummary
 from ._url import open_store
 from .postgres.store import PostgresStore
 from .sqlite.store import SQLiteStore
@@ -23,6 +24,9 @@ __all__ = [
     "PostgresStore",
     "SQLiteStore",
     "TimeBucket",
+    "Trace",
+    "TraceNode",
+    "TraceSummary",
     "nearest_rank",
     "open_store",
     "percentile",

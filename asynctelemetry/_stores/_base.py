@@ -43,6 +43,15 @@ from pydantic import BaseModel, ConfigDict
 
 from .._record import TraceSpan
 from .._rows import Rows
+from ._traces import (
+    Trace,
+    TraceFilters,
+    TraceSummary,
+    build_trace,
+    check_filters,
+    check_trace_limit,
+    summarize_trace,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Sequence
@@ -335,18 +344,7 @@ class Filters:
     def __post_init__(self) -> None:
         """Check the filters' types; a naive ``since``/``until`` is taken to be UTC (as records
         are), an aware one is converted to UTC."""
-        for name in ("since", "until"):
-            moment = getattr(self, name)
-            if moment is None:
-                continue
-            if not isinstance(moment, datetime):
-                raise ValueError(f"{name} must be a datetime, got {type(moment).__name__}")
-            utc = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-            object.__setattr__(self, name, utc)
-        for name in ("model", "provider", "session_id", "status"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, str):
-                raise ValueError(f"{name} must be a str, got {type(value).__name__}")
+        check_filters(self, ("since", "until"), ("model", "provider", "session_id", "status"))
 
     def matches(self, call: LLMCall) -> bool:
         """Whether ``call`` passes every filter that is set."""
@@ -629,7 +627,51 @@ class StoreReads:
             raise ValueError(f"speed must be positive, got {speed!r}")
         return self._replay(speed, Filters(since, until, model, provider, session_id, status))
 
+    async def get_trace(self, trace_id: str) -> Trace | None:
+        """Every call and step of ``trace_id`` (their ``trace_id`` indexes): a
+        :class:`~asynctelemetry.Trace` with its ``tree()`` and totals, or ``None`` when the
+        store holds nothing of it."""
+        trace_id = check_id("trace_id", trace_id)
+        calls: list[LLMCall] = await self.trace(trace_id)  # type: ignore[attr-defined]
+        spans = await self._trace_spans(trace_id)
+        if not calls and not spans:
+            return None
+        return build_trace(trace_id, calls, spans)
+
+    async def traces(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        agent: str | None = None,
+        status: Literal["ok", "error", "cancelled"] | None = None,
+        limit: int = 50,
+        newest_first: bool = True,
+    ) -> list[TraceSummary]:
+        """One row per trace (its calls and steps), newest first by start unless
+        ``newest_first=False``, at most ``limit`` (0 to 1,000); ``since``/``until`` filter on
+        the trace's start, ``session_id``/``user_id``/``agent`` keep traces with a record that
+        has that value, ``status`` the trace's status (see :mod:`._traces`)."""
+        limit = check_trace_limit(limit)
+        filters = TraceFilters(since, until, session_id, user_id, agent, status)
+        ids: list[str] = await self._trace_ids(filters, limit, newest_first)
+        rows = []
+        for trace_id in ids:
+            trace = await self.get_trace(trace_id)
+            if trace is not None:  # gone since (retention): the page is one row shorter
+                rows.append(summarize_trace(trace))
+        return rows
+
     # -- what each store implements ---------------------------------------------------------
+    async def _trace_spans(self, trace_id: str) -> list[TraceSpan]:
+        raise NotImplementedError
+
+    async def _trace_ids(self, filters: TraceFilters, limit: int, newest_first: bool) -> list[str]:
+        """The ids of the traces a ``traces(...)`` page shows, in its order."""
+        raise NotImplementedError
+
     async def _query(
         self, filters: Filters, limit: int | None, newest_first: bool
     ) -> list[LLMCall]:
@@ -761,6 +803,25 @@ class CallStore(Protocol):
         """Price the calls that pass the filters again with ``table`` and keep the new costs
         and ``price_version`` (``table.version``); return how many calls changed. A call is
         priced by ``table.cost(call)``; one the table cannot price keeps its stored cost."""
+        ...
+
+    async def get_trace(self, trace_id: str) -> Trace | None:
+        """Every call and step of a trace, with its tree and totals, or ``None``."""
+        ...
+
+    async def traces(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        agent: str | None = None,
+        status: Literal["ok", "error", "cancelled"] | None = None,
+        limit: int = 50,
+        newest_first: bool = True,
+    ) -> list[TraceSummary]:
+        """One row per trace, newest first by start, filtered."""
         ...
 
     async def flush(self) -> None:

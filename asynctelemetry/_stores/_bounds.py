@@ -98,6 +98,8 @@ class Retention:
         self.batch = batch
         #: Calls deleted by retention since the store opened.
         self.deleted = 0
+        #: Steps of traces (``spans``) deleted by retention since the store opened.
+        self.deleted_spans = 0
         #: Passes completed.
         self.passes = 0
         #: The last error a background pass met (``None`` once a pass succeeds again).

@@ -33,6 +33,7 @@ from ._base import (
 )
 from ._door import call_id_of, log_rejected, refusal
 from ._replay import paced
+from ._traces import summarize_traces
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Sequence
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
     from .._pricing import PriceTable
     from .._record import LLMCall
+    from ._traces import TraceFilters
 
 _record: Final = record_of
 
@@ -312,6 +314,16 @@ class MemoryStore(StoreReads, ClosesOnExit):
         held = (members,) if isinstance(members, tuple) else members  # one row, or its rows
         rows = sorted(held, key=_row_timestamp)
         return list(map(_record, rows if limit is None else rows[:limit]))
+
+    async def _trace_spans(self, trace_id: str) -> list[TraceSpan]:
+        spans = self._spans
+        return [spans[span_id] for span_id in self._span_traces.get(trace_id, ())]
+
+    async def _trace_ids(self, filters: TraceFilters, limit: int, newest_first: bool) -> list[str]:
+        """The reference rules over every call and step held."""
+        calls = map(_record, list(self._rows))
+        rows = summarize_traces(calls, list(self._spans.values()), filters, limit, newest_first)
+        return [row.trace_id for row in rows]
 
     async def _count(self, filters: Filters) -> int:
         if filters.empty:

@@ -100,6 +100,7 @@ async def test_version_1_database_gets_the_trace_index(pg_dsn: str) -> None:
     try:  # back to version 1: the same tables, no trace index
         await conn.execute("DROP INDEX calls_trace_ts")
         await conn.execute("DROP TABLE rollup")
+        await conn.execute("DROP TABLE spans")
         await conn.execute("UPDATE asynctelemetry_schema SET version = 1")
         assert not await conn.fetch("SELECT 1 FROM pg_indexes WHERE indexdef LIKE '%trace_id%'")
         async with PostgresStore(pg_dsn) as store:
@@ -113,7 +114,7 @@ async def test_version_1_database_gets_the_trace_index(pg_dsn: str) -> None:
                 "SELECT tablename FROM pg_indexes WHERE indexdef LIKE '%(trace_id, ts)%'"
             )
         }
-        assert indexed == {"calls", *await _partitions(pg_dsn)}
+        assert indexed == {"calls", "spans", *await _partitions(pg_dsn)}
     finally:
         await conn.close()
 

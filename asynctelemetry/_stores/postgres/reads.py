@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ..._pricing import PriceTable
     from ..._record import LLMCall
     from .._base import Filters, TimeBucket
+    from .._traces import TraceFilters
 
 __all__ = [
     "GET_SQL",
@@ -49,6 +50,7 @@ __all__ = [
     "summary_sql",
     "timeseries_rows",
     "timeseries_sql",
+    "trace_ids_sql",
     "where",
 ]
 
@@ -382,3 +384,40 @@ async def reprice(
             return changed
         after = (rows[-1][ROW_TS], rows[-1][ROW_ID])
         await asyncio.sleep(0)  # pricing a page is CPU work: let the loop breathe
+
+
+def trace_ids_sql(filters: TraceFilters, limit: int, newest_first: bool) -> tuple[str, list[Any]]:
+    """The ids of a ``traces(...)`` page (the rules of :mod:`._traces`, as SQLite's
+    :func:`~..sqlite.reads.trace_ids_sql`)."""
+    params = _Params()
+    having: list[str] = []
+    if filters.since is not None:
+        having.append(f"min(ts) >= {params.add(filters.since)}")
+    if filters.until is not None:
+        having.append(f"min(ts) < {params.add(filters.until)}")
+    for column, value in (
+        ("session_id", filters.session_id),
+        ("user_id", filters.user_id),
+        ("agent_name", filters.agent),
+    ):
+        if value is not None:
+            having.append(f"bool_or({column} = {params.add(value)})")
+    if filters.status is not None:
+        having.append(_TRACE_STATUS[filters.status])
+    order = "DESC" if newest_first else "ASC"
+    sql = (
+        "SELECT trace_id FROM ("
+        "SELECT trace_id, ts, status, session_id, user_id, agent_name "
+        "FROM calls WHERE trace_id IS NOT NULL UNION ALL "
+        "SELECT trace_id, ts, status, session_id, user_id, agent_name FROM spans) AS r "
+        f"GROUP BY trace_id{' HAVING ' + ' AND '.join(having) if having else ''} "
+        f'ORDER BY min(ts) {order}, trace_id COLLATE "C" LIMIT {params.add(limit)}'
+    )
+    return sql, params.values
+
+
+_TRACE_STATUS: Final = {
+    "error": "bool_or(status = 'error')",
+    "cancelled": "NOT bool_or(status = 'error') AND bool_or(status = 'cancelled')",
+    "ok": "bool_and(status = 'ok')",
+}

@@ -126,7 +126,37 @@ class PgRetention(Retention):
                     continue
                 deleted += await self._delete_oldest(conn, name, excess)
                 break
+        await self._trim_steps(conn)
         return deleted
+
+    async def _trim_steps(self, conn: asyncpg.Connection) -> None:
+        """The same bounds for steps (``spans``, not partitioned): older than ``max_age``,
+        past the newest ``max_rows``; in deletes of at most ``batch`` rows."""
+        if self.max_age is not None:
+            cutoff = datetime.now(UTC) - self.max_age
+            while True:
+                status = await conn.execute(
+                    "DELETE FROM spans WHERE id IN (SELECT id FROM spans WHERE ts < $1 "
+                    "ORDER BY ts, id LIMIT $2)",
+                    cutoff,
+                    self.batch,
+                )
+                n = int(status.rsplit(" ", 1)[-1])
+                self.deleted_spans += n
+                if n < self.batch:
+                    break
+        if self.max_rows is not None:
+            excess = int(await conn.fetchval("SELECT count(*) FROM spans")) - self.max_rows
+            while excess > 0:
+                status = await conn.execute(
+                    "DELETE FROM spans WHERE id IN (SELECT id FROM spans ORDER BY ts, id LIMIT $1)",
+                    min(self.batch, excess),
+                )
+                n = int(status.rsplit(" ", 1)[-1])
+                if n == 0:
+                    break
+                self.deleted_spans += n
+                excess -= n
 
     async def _drop(
         self, conn: asyncpg.Connection, day: date, name: str, most: int | None = None

@@ -32,6 +32,10 @@ Version history:
 4. adds ``user_id``, ``agent_name``, ``tags`` (``text[]``, ``NULL`` when empty) and
    ``error_message``; calls stored before have none. Adding nullable columns without a
    default changes no stored row, so it is instant at any size.
+5. adds ``spans``, the steps of traces (:class:`~asynctelemetry.TraceSpan`): a column per
+   field (``ts`` the start, ``attributes`` JSONB), ``span_id`` unique, indexed by
+   ``(trace_id, ts)`` and ``ts``. Not partitioned: steps are kept by ``max_age`` and
+   ``max_rows`` with plain deletes.
 """
 
 from __future__ import annotations
@@ -43,8 +47,9 @@ from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, Final
 
 from ..._exceptions import SchemaVersionError, StoreError
-from ..._record import LLMCall
+from ..._record import LLMCall, TraceSpan
 from ..._rows import ATTRIBUTES, FIELDS, TIMESTAMP, Row
+from .._traces import span_values, spans_of
 from . import rollup as _pg_rollup
 
 if TYPE_CHECKING:
@@ -62,15 +67,17 @@ __all__ = [
     "STAGING_SQL",
     "day_of",
     "days_of",
+    "decode_spans",
     "ensure_partitions",
     "existing_partitions",
     "hold_partitions",
+    "insert_spans",
     "partition_name",
     "pg_row",
     "prepare",
 ]
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 #: Advisory lock keys (namespace, key): ``ascii('atlm')`` and one key per job.
 _NAMESPACE: Final = 0x61746C6D
 LOCK_MIGRATE: Final = (_NAMESPACE, 1)
@@ -138,6 +145,15 @@ def _create_v1() -> list[str]:
 MIGRATIONS: Final[dict[int, list[str]]] = {
     1: ["CREATE INDEX IF NOT EXISTS calls_trace_ts ON calls (trace_id, ts)"],
     2: list(_pg_rollup.TABLE_SQL),  # then the rollups are built from the stored calls
+    4: [
+        "CREATE TABLE IF NOT EXISTS spans (id bigserial PRIMARY KEY, span_id text NOT NULL "
+        "UNIQUE, trace_id text NOT NULL, parent_span_id text, name text NOT NULL, kind text NOT "
+        "NULL, ts timestamptz NOT NULL, duration_ms double precision, status text NOT NULL, "
+        "error_type text, error_message text, service_name text, source text NOT NULL, "
+        "session_id text, user_id text, agent_name text, tool_name text, attributes jsonb)",
+        "CREATE INDEX IF NOT EXISTS spans_trace_ts ON spans (trace_id, ts)",
+        "CREATE INDEX IF NOT EXISTS spans_ts ON spans (ts)",
+    ],
     3: [
         "ALTER TABLE calls ADD COLUMN IF NOT EXISTS user_id text, "
         "ADD COLUMN IF NOT EXISTS agent_name text, ADD COLUMN IF NOT EXISTS tags text[], "
@@ -391,3 +407,43 @@ def decode(records: Iterable[Any]) -> list[LLMCall]:
         data["tags"] = tuple(tags) if tags else ()
         append(adopt(data))
     return out
+
+
+# -- steps ------------------------------------------------------------------------------------
+#: The ``spans`` columns a step is written to and read from, in this order.
+SPAN_COLUMNS: Final = tuple(
+    "ts" if name == "timestamp" else name for name in TraceSpan.model_fields
+)
+_SPAN_TYPES: Final = (
+    "text", "text", "text", "text", "text", "timestamptz", "float8", "text", "text", "text",
+    "text", "text", "text", "text", "text", "text", "jsonb",
+)  # fmt: skip
+#: Steps in, as one array per column; a step stored before (its ``span_id``) is skipped.
+INSERT_SPANS_SQL: Final = (
+    f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"${i}::{t}[]" for i, t in enumerate(_SPAN_TYPES, 1))
+    + ") ON CONFLICT (span_id) DO NOTHING"
+)
+#: A trace's steps, oldest first (index ``spans_trace_ts``).
+TRACE_SPANS_SQL: Final = (
+    f"SELECT {', '.join(SPAN_COLUMNS)} FROM spans WHERE trace_id = $1 ORDER BY ts, id"
+)
+
+
+async def insert_spans(conn: asyncpg.Connection, spans: Sequence[TraceSpan]) -> int:
+    """Store steps in one statement; return how many were new."""
+    columns: list[list[Any]] = [[] for _ in SPAN_COLUMNS]
+    for span in spans:
+        for column, value in zip(columns, span_values(span, _same, _dumps), strict=True):
+            column.append(value)
+    status = await conn.execute(INSERT_SPANS_SQL, *columns)
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def _same(moment: datetime) -> datetime:
+    return moment
+
+
+def decode_spans(rows: Iterable[Any]) -> list[TraceSpan]:
+    """Steps from rows selected in :data:`SPAN_COLUMNS` order (our own data: trusted)."""
+    return spans_of(rows, _same, _loads)

@@ -56,7 +56,7 @@ from .._rollup import Acc, buckets_of, summaries_of
 from . import reads as r
 from . import rollup as _pg_rollup
 from .retention import PgRetention
-from .schema import check_readable, decode
+from .schema import TRACE_SPANS_SQL, check_readable, decode, decode_spans
 from .writer import PgWriter, is_db_error, reason
 
 if TYPE_CHECKING:
@@ -68,7 +68,8 @@ if TYPE_CHECKING:
 
     from ..._batching import QueueStats
     from ..._pricing import PriceTable
-    from ..._record import LLMCall
+    from ..._record import LLMCall, TraceSpan
+    from .._traces import TraceFilters
 
 __all__ = ["PostgresStore"]
 
@@ -389,17 +390,22 @@ class PostgresStore(StoreReads, QueueOwner, ClosesOnExit):
         if self.read_only:
             raise StoreError(f"{self._shown} was opened read-only: it takes no calls")
 
-    async def add(self, call: LLMCall) -> None:
-        """Queue one call for writing; waits while ``max_queue`` calls are queued."""
+    async def add(self, call: LLMCall | TraceSpan) -> None:
+        """Queue one call or step for writing; waits while ``max_queue`` records are queued."""
         self._writable()
         await self._ready()
-        await self._queue.put(call)
+        await self._queue.put(call)  # type: ignore[arg-type]
 
-    async def add_many(self, calls: Sequence[LLMCall]) -> None:
-        """Queue many calls, in order; waits for room as needed."""
+    async def add_many(self, calls: Sequence[LLMCall | TraceSpan]) -> None:
+        """Queue many calls and steps, in order; waits for room as needed."""
         self._writable()
         await self._ready()
-        await self._queue.put_many(calls.rows if isinstance(calls, Rows) else calls)
+        await self._queue.put_many(calls.rows if isinstance(calls, Rows) else calls)  # type: ignore[arg-type]
+
+    async def emit_spans(self, spans: Sequence[TraceSpan]) -> None:
+        """Queue steps (the :class:`~asynctelemetry.SpanSink` method): the same writer and
+        queue as calls, so ``flush()`` covers both."""
+        await self.add_many(spans)
 
     async def emit(self, calls: Sequence[LLMCall]) -> None:
         """Sink interface: the same as :meth:`add_many`."""
@@ -455,6 +461,14 @@ class PostgresStore(StoreReads, QueueOwner, ClosesOnExit):
                     raise StoreError(f"reading {self._shown} failed: {reason(exc)}") from exc
                 return rows
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _trace_spans(self, trace_id: str) -> list[TraceSpan]:
+        """The committed steps of a trace (the index ``spans_trace_ts``)."""
+        return decode_spans(await self._fetch(TRACE_SPANS_SQL, (trace_id,)))
+
+    async def _trace_ids(self, filters: TraceFilters, limit: int, newest_first: bool) -> list[str]:
+        sql, params = r.trace_ids_sql(filters, limit, newest_first)
+        return [row[0] for row in await self._fetch(sql, params)]
 
     async def _query(
         self, filters: Filters, limit: int | None, newest_first: bool

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..._batching import Retryable
 from ..._exceptions import StoreError, mask_secrets
+from .._base import split_records
 from .._door import admit, call_id_of, log_rejected
 from .._rollup import count_minutes
 from . import rollup as _pg_rollup
@@ -36,6 +37,7 @@ from .schema import (
     days_of,
     ensure_partitions,
     hold_partitions,
+    insert_spans,
     pg_row,
     prepare,
 )
@@ -146,7 +148,10 @@ class PgWriter:
         try:
             if self.conn is None or self.conn.is_closed():
                 self.conn = await self.connect()
-            inserted, rejected = await self._merge(self.conn, batch)
+            calls, spans = split_records(batch)  # type: ignore[arg-type]
+            inserted, rejected = await self._merge(self.conn, calls) if calls else (0, [])  # type: ignore[arg-type]
+            if spans:
+                inserted += await insert_spans(self.conn, spans)
         except StoreError as exc:  # could not reconnect
             raise self._retry(exc, len(batch)) from exc
         except Exception as exc:

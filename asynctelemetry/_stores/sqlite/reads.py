@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from .._base import Filters
+    from .._traces import TraceFilters
 
 __all__ = [
     "GET_SQL",
@@ -48,6 +49,7 @@ __all__ = [
     "select_sql",
     "summarize_sql",
     "timeseries_sql",
+    "trace_ids_sql",
     "where",
 ]
 
@@ -342,3 +344,45 @@ def timeseries_sql(
         )
     buckets.sort(key=lambda b: (b.start, b.key is not None, b.key or ""))
     return buckets
+
+
+def trace_ids_sql(filters: TraceFilters, limit: int, newest_first: bool) -> tuple[str, list[Any]]:
+    """The ids of a ``traces(...)`` page: every record with a trace id, grouped by trace,
+    filtered and ordered as :mod:`._traces` says (start, then trace id)."""
+    having: list[str] = []
+    params: list[Any] = []
+    if filters.since is not None:
+        having.append("MIN(ts) >= ?")
+        params.append(to_ns(filters.since))
+    if filters.until is not None:
+        having.append("MIN(ts) < ?")
+        params.append(to_ns(filters.until))
+    for column, value in (
+        ("session_id", filters.session_id),
+        ("user_id", filters.user_id),
+        ("agent_name", filters.agent),
+    ):
+        if value is not None:
+            having.append(f"MAX({column} = ?) = 1")  # a column from this fixed list
+            params.append(value)
+    if filters.status is not None:
+        having.append(TRACE_STATUS[filters.status])
+    order = "DESC" if newest_first else "ASC"
+    sql = (
+        "SELECT trace_id FROM ("
+        "SELECT trace_id, timestamp_ns AS ts, status, session_id, user_id, agent_name "
+        "FROM calls WHERE trace_id IS NOT NULL UNION ALL "
+        "SELECT trace_id, timestamp_ns, status, session_id, user_id, agent_name FROM spans) "
+        f"GROUP BY trace_id{' HAVING ' + ' AND '.join(having) if having else ''} "
+        f"ORDER BY MIN(ts) {order}, trace_id LIMIT ?"
+    )
+    params.append(limit)
+    return sql, params
+
+
+#: A trace's status as a ``HAVING`` condition (the rule of :mod:`._traces`).
+TRACE_STATUS: Final = {
+    "error": "SUM(status = 'error') > 0",
+    "cancelled": "SUM(status = 'error') = 0 AND SUM(status = 'cancelled') > 0",
+    "ok": "SUM(status <> 'ok') = 0",
+}

@@ -81,10 +81,35 @@ class Retention(_bounds.Retention):
                     deleted += n
                     excess -= n
                     await asyncio.sleep(0)
-            if deleted and self.incremental:
+            steps = await self._trim_spans()
+            if (deleted or steps) and self.incremental:
                 await self._vacuum()
             self.passes += 1
             return deleted
+
+    async def _trim_spans(self) -> int:
+        """The same bounds for the steps of traces: older than ``max_age``, past the newest
+        ``max_rows`` steps. Counted in :attr:`deleted_spans`."""
+        deleted = 0
+        if self.max_age is not None:
+            cutoff = to_ns(datetime.now(UTC) - self.max_age)
+            while True:
+                n = await self._write(in_transaction, _delete_spans_older, cutoff, self.batch)
+                deleted += n
+                if n < self.batch:
+                    break
+                await asyncio.sleep(0)
+        if self.max_rows is not None:
+            excess: int = await self._write(_count_spans) - self.max_rows
+            while excess > 0:
+                n = await self._write(in_transaction, _delete_spans_oldest, min(self.batch, excess))
+                if n == 0:
+                    break
+                deleted += n
+                excess -= n
+                await asyncio.sleep(0)
+        self.deleted_spans += deleted
+        return deleted
 
     async def _delete_while(self, fn: Callable[..., int], *args: Any) -> int:
         deleted = 0
@@ -128,6 +153,25 @@ def _delete_older(conn: sqlite3.Connection, cutoff_ns: int, limit: int) -> int:
 
 def _delete_oldest(conn: sqlite3.Connection, limit: int) -> int:
     return _delete(conn, "SELECT id FROM calls ORDER BY timestamp_ns, id LIMIT ?", (limit,))
+
+
+def _delete_spans_older(conn: sqlite3.Connection, cutoff_ns: int, limit: int) -> int:
+    return conn.execute(
+        "DELETE FROM spans WHERE id IN (SELECT id FROM spans WHERE timestamp_ns < ? "
+        "ORDER BY timestamp_ns, id LIMIT ?)",
+        (cutoff_ns, limit),
+    ).rowcount
+
+
+def _delete_spans_oldest(conn: sqlite3.Connection, limit: int) -> int:
+    return conn.execute(
+        "DELETE FROM spans WHERE id IN (SELECT id FROM spans ORDER BY timestamp_ns, id LIMIT ?)",
+        (limit,),
+    ).rowcount
+
+
+def _count_spans(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COUNT(*) FROM spans").fetchone()[0])
 
 
 def _count(conn: sqlite3.Connection) -> int:

@@ -19,7 +19,9 @@ Version history:
    (``SQLiteStore.trace``); lookups by ``call_id`` use the index of its ``UNIQUE`` constraint;
 5. adds the day level to the rollups (:mod:`._rollup`), built from the hour rows when migrated;
 6. adds ``user_id``, ``agent_name``, ``error_message`` and ``tags`` (JSON array text, ``NULL``
-   when empty); calls stored before have none (``NULL``: unknown, and no tags).
+   when empty); calls stored before have none (``NULL``: unknown, and no tags);
+7. adds the ``spans`` table: the steps of traces (:class:`~asynctelemetry.TraceSpan`), a column
+   per field, ``span_id`` UNIQUE, indexed by ``(trace_id, timestamp_ns)`` and ``timestamp_ns``.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, Final
 
 from ..._exceptions import SchemaVersionError, StoreError
-from ..._record import FIELD_DEFAULTS, LLMCall
+from ..._record import FIELD_DEFAULTS, LLMCall, TraceSpan
 from ..._rows import ATTRIBUTES, FIELDS, TIMESTAMP, Row
 from .. import _rollup
 from .._base import from_ns, to_ns
+from .._traces import span_values, spans_of
 
 if TYPE_CHECKING:
     import sqlite3
@@ -52,13 +55,15 @@ __all__ = [
     "SELECT_COLUMNS",
     "check_readable",
     "decode_rows",
+    "decode_spans",
     "encode_call",
+    "encode_span",
     "from_ns",
     "prepare",
     "to_ns",
 ]
 
-SCHEMA_VERSION: Final = 6
+SCHEMA_VERSION: Final = 7
 
 #: LLMCall fields stored as they are, in column order (``timestamp`` and ``attributes`` follow).
 PLAIN_FIELDS: Final = (
@@ -148,9 +153,47 @@ _INDEXES: Final = (
 V1_TABLE_SQL: Final = _table_sql(c for c in COLUMNS if c not in (*_V2_ONLY, *_V6_COLUMNS))
 
 
+#: The ``spans`` table's columns but ``id``: a TraceSpan's fields (``timestamp_ns`` for the
+#: timestamp, ``attributes`` as JSON text or NULL), in the order rows are written and read.
+SPAN_COLUMNS: Final = tuple(
+    "timestamp_ns" if name == "timestamp" else name for name in TraceSpan.model_fields
+)
+_SPAN_TYPES: Final = {
+    "span_id": "TEXT NOT NULL UNIQUE",
+    "trace_id": "TEXT NOT NULL",
+    "name": "TEXT NOT NULL",
+    "kind": "TEXT NOT NULL",
+    "timestamp_ns": "INTEGER NOT NULL",
+    "duration_ms": "REAL",
+    "status": "TEXT NOT NULL",
+    "source": "TEXT NOT NULL",
+}
+SPANS_SQL: Final = (
+    "CREATE TABLE IF NOT EXISTS spans (\n  id INTEGER PRIMARY KEY,\n  "
+    + ",\n  ".join(f"{c} {_SPAN_TYPES.get(c, 'TEXT')}" for c in SPAN_COLUMNS)
+    + "\n)",
+    "CREATE INDEX IF NOT EXISTS spans_trace ON spans (trace_id, timestamp_ns)",
+    "CREATE INDEX IF NOT EXISTS spans_ts ON spans (timestamp_ns)",
+)
+#: A step into ``spans``; one already stored (its ``span_id``) is skipped.
+INSERT_SPAN_SQL: Final = (
+    f"INSERT OR IGNORE INTO spans ({', '.join(SPAN_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(SPAN_COLUMNS))})"
+)
+#: A trace's steps, oldest first (index ``spans_trace``).
+TRACE_SPANS_SQL: Final = (
+    f"SELECT {', '.join(SPAN_COLUMNS)} FROM spans WHERE trace_id = ? ORDER BY timestamp_ns, id"
+)
+
+
 def _create_current(conn: sqlite3.Connection) -> None:
     conn.execute(_table_sql(COLUMNS))
-    for sql in (*_INDEXES, *_rollup.TABLE_SQL):
+    for sql in (*_INDEXES, *_rollup.TABLE_SQL, *SPANS_SQL):
+        conn.execute(sql)
+
+
+def _v6_to_v7(conn: sqlite3.Connection) -> None:
+    for sql in SPANS_SQL:
         conn.execute(sql)
 
 
@@ -177,6 +220,7 @@ MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
     3: _v3_to_v4,
     4: _rollup.add_days,
     5: _v5_to_v6,
+    6: _v6_to_v7,
 }
 
 
@@ -445,3 +489,13 @@ def decode_rows(rows: Iterable[Sequence[Any]]) -> list[LLMCall]:
         data["attributes"] = loads(attributes) if attributes else {}
         append(adopt(data))
     return out
+
+
+def encode_span(span: TraceSpan) -> tuple[Any, ...]:
+    """The ``spans`` row of a step, in :data:`SPAN_COLUMNS` order."""
+    return span_values(span, to_ns, _dumps)
+
+
+def decode_spans(rows: Iterable[Sequence[Any]]) -> list[TraceSpan]:
+    """Steps from rows selected in :data:`SPAN_COLUMNS` order (our own data: trusted)."""
+    return spans_of(rows, from_ns, _loads)

@@ -38,19 +38,22 @@ from .._base import (
     TimeBucket,
     check_id,
     check_limit,
+    split_records,
 )
 from .._bounds import parse_max_age, parse_max_rows
 from .._door import log_rejected
 from .._replay import paced
 from . import reads as q
 from .retention import Retention, auto_vacuum_mode, vacuum_into_incremental
-from .schema import ROW_ID, ROW_TS, decode_rows
+from .schema import ROW_ID, ROW_TS, TRACE_SPANS_SQL, decode_rows
 from .unclosed import connect, forget, log_later, lost_message, remember, reported
 from .writer import (
     SYNCHRONOUS,
     fetch,
     fetch_calls,
+    fetch_spans,
     insert_rows,
+    insert_spans,
     run,
     setup_read_only,
     setup_reader,
@@ -66,7 +69,8 @@ if TYPE_CHECKING:
 
     from ..._batching import QueueStats
     from ..._pricing import PriceTable
-    from ..._record import LLMCall
+    from ..._record import LLMCall, TraceSpan
+    from .._traces import TraceFilters
 
 __all__ = ["Durability", "SQLiteStore"]
 
@@ -384,18 +388,23 @@ class SQLiteStore(StoreReads, QueueOwner, ClosesOnExit):
         return self._writer, self._reader
 
     # -- writing --------------------------------------------------------------------------------
-    async def add(self, call: LLMCall) -> None:
-        """Queue one call for writing; waits while ``max_queue`` calls are queued."""
+    async def add(self, call: LLMCall | TraceSpan) -> None:
+        """Queue one call or step for writing; waits while ``max_queue`` records are queued."""
         self._writable()
         await self._ready()
-        await self._queue.put(call)
+        await self._queue.put(call)  # type: ignore[arg-type]
 
-    async def add_many(self, calls: Sequence[LLMCall]) -> None:
-        """Queue many calls, in order; waits for room as needed."""
+    async def add_many(self, calls: Sequence[LLMCall | TraceSpan]) -> None:
+        """Queue many calls and steps, in order; waits for room as needed."""
         self._writable()
         await self._ready()
         # A collector's batch is queued as compact rows, encoded by the writer as records are.
-        await self._queue.put_many(calls.rows if isinstance(calls, Rows) else calls)
+        await self._queue.put_many(calls.rows if isinstance(calls, Rows) else calls)  # type: ignore[arg-type]
+
+    async def emit_spans(self, spans: Sequence[TraceSpan]) -> None:
+        """Queue steps (the :class:`~asynctelemetry.SpanSink` method); the same writer and queue
+        as calls, so ``flush()`` covers both."""
+        await self.add_many(spans)
 
     async def emit(self, calls: Sequence[LLMCall]) -> None:
         """Sink interface: the same as :meth:`add_many`."""
@@ -415,18 +424,40 @@ class SQLiteStore(StoreReads, QueueOwner, ClosesOnExit):
         writer = self._writer
         if writer is None:  # closed under us; BatchQueue counts the batch as lost
             raise StoreClosedError(f"{self!r} is closed")
+        calls, spans = split_records(batch)  # type: ignore[arg-type]
+        if spans:
+            await self._write_spans(writer, spans)
+            if not calls:
+                return
+        await self._write_calls(writer, calls)  # type: ignore[arg-type]
+
+    async def _write_spans(self, writer: aiosqlite.Connection, spans: list[TraceSpan]) -> None:
+        try:
+            inserted, rejected = await run(writer, insert_spans, spans)
+        except sqlite3.Error as exc:
+            raise self._write_error(exc, len(spans)) from exc
+        for span_id, reason in rejected:
+            logger.error("asynctelemetry: step %r rejected by SQLite: %s", span_id, reason)
+        self._rejected += len(rejected)
+        self._duplicates += len(spans) - inserted - len(rejected)
+
+    def _write_error(self, exc: sqlite3.Error, count: int) -> Exception:
+        """The error a failed write raises: retryable (the records stay queued) or final."""
+        error = StoreError(f"writing {count} calls or steps to {self.path} failed: {exc}")
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        if code in _RETRYABLE:
+            if not self._failing:
+                self._failing = True
+                logger.warning("asynctelemetry: %s; they stay queued, retrying", error)
+            return Retryable(error)
+        logger.error("asynctelemetry: %s; the batch is dropped", error)
+        return error
+
+    async def _write_calls(self, writer: aiosqlite.Connection, batch: list[LLMCall | Row]) -> None:
         try:
             inserted, rejected = await run(writer, insert_rows, batch)
         except sqlite3.Error as exc:
-            error = StoreError(f"writing {len(batch)} calls to {self.path} failed: {exc}")
-            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-            if code in _RETRYABLE:
-                if not self._failing:
-                    self._failing = True
-                    logger.warning("asynctelemetry: %s; the calls stay queued, retrying", error)
-                raise Retryable(error) from exc
-            logger.error("asynctelemetry: %s; the batch is dropped", error)
-            raise error from exc
+            raise self._write_error(exc, len(batch)) from exc
         if self._failing:
             self._failing = False
             logger.warning("asynctelemetry: %s is writing again", self.path)
@@ -520,6 +551,16 @@ class SQLiteStore(StoreReads, QueueOwner, ClosesOnExit):
         params = (check_id("trace_id", trace_id), -1 if limit is None else limit)
         found: list[LLMCall] = await self._read(fetch_calls, q.TRACE_SQL, params)
         return found
+
+    async def _trace_spans(self, trace_id: str) -> list[TraceSpan]:
+        """The committed steps of a trace (the index ``spans_trace``)."""
+        found: list[TraceSpan] = await self._read(fetch_spans, TRACE_SPANS_SQL, (trace_id,))
+        return found
+
+    async def _trace_ids(self, filters: TraceFilters, limit: int, newest_first: bool) -> list[str]:
+        sql, params = q.trace_ids_sql(filters, limit, newest_first)
+        rows = await self._read(fetch, sql, params)
+        return [row[0] for row in rows]
 
     async def _count(self, filters: Filters) -> int:
         where, params = q.where(filters)

@@ -17,12 +17,15 @@ from .._door import admit
 from . import reads as q
 from .schema import (
     COLUMNS,
+    INSERT_SPAN_SQL,
     INSERT_SQL,
     ROW_PLACEHOLDERS,
     check_adoptable,
     check_readable,
     decode_rows,
+    decode_spans,
     encode_call,
+    encode_span,
     prepare,
 )
 
@@ -31,14 +34,16 @@ if TYPE_CHECKING:
 
     import aiosqlite
 
-    from ..._record import LLMCall
+    from ..._record import LLMCall, TraceSpan
     from ..._rows import Row
 
 __all__ = [
     "SYNCHRONOUS",
     "fetch",
     "fetch_calls",
+    "fetch_spans",
     "insert_rows",
+    "insert_spans",
     "run",
     "setup_read_only",
     "setup_reader",
@@ -202,6 +207,26 @@ def _insert_rows(conn: sqlite3.Connection, batch: list[LLMCall | Row]) -> tuple[
     else:
         _rollup.remember(conn, last)
     return inserted, rejected
+
+
+def insert_spans(conn: sqlite3.Connection, spans: list[TraceSpan]) -> tuple[int, list[Any]]:
+    """One transaction of steps; returns (steps inserted, [(span_id, reason)] refused)."""
+    rejected: list[tuple[Any, str]] = []
+
+    def insert(conn: sqlite3.Connection) -> int:
+        before = conn.total_changes
+        for span in spans:
+            try:
+                conn.execute(INSERT_SPAN_SQL, encode_span(span))
+            except _ROW_ERRORS as exc:
+                rejected.append((span.span_id, f"{type(exc).__name__}: {exc}"))
+        return conn.total_changes - before
+
+    return in_transaction(conn, insert), rejected
+
+
+def fetch_spans(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[TraceSpan]:
+    return decode_spans(conn.execute(sql, params).fetchall())
 
 
 def update_costs(conn: sqlite3.Connection, updates: Sequence[tuple[float, str, str]]) -> int:

@@ -1,0 +1,220 @@
+"""Steps beside calls, one semantics in every store: span ids unique, get_trace (tree and
+totals), traces(...) (one row per trace, filters, order), retention and flush for steps."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from asynctelemetry import LLMCall, SQLiteStore, TraceSpan
+from asynctelemetry._stores._traces import TraceFilters, summarize_traces
+from tests.conftest import make_call
+
+from .test_semantics import STORES, _examples, _keep, _run_in
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+
+@pytest.fixture(params=list(STORES))
+async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    """An open, empty store of each kind (the stores of the one semantics suite)."""
+    async with STORES[request.param](tmp_path) as opened:
+        yield opened
+
+
+def step(i: int, trace: str = "t1", parent: str | None = None, **fields: Any) -> TraceSpan:
+    values: dict[str, Any] = {
+        "span_id": f"span-{i}",
+        "trace_id": trace,
+        "parent_span_id": parent,
+        "name": f"step-{i}",
+        "kind": "tool",
+        "timestamp": T0 + timedelta(seconds=i),
+        "duration_ms": 500.0,
+    }
+    values.update(fields)
+    return TraceSpan.model_validate(values)
+
+
+def agent_trace(trace: str = "t1", offset: int = 0) -> tuple[list[LLMCall], list[TraceSpan]]:
+    """An agent (root) with two tools; a call under the agent and one under each tool."""
+    base = T0 + timedelta(minutes=offset)
+    root = step(
+        0,
+        trace,
+        kind="agent",
+        name="planner",
+        agent_name="planner",
+        timestamp=base,
+        duration_ms=10_000.0,
+        span_id=f"{trace}-root",
+        user_id="ann",
+        session_id="s1",
+    )
+    tools = [
+        step(
+            i,
+            trace,
+            parent=root.span_id,
+            timestamp=base + timedelta(seconds=i),
+            span_id=f"{trace}-tool{i}",
+            tool_name="search",
+            agent_name="planner",
+            status="error" if i == 2 else "ok",
+            error_type="LookupError" if i == 2 else None,
+        )
+        for i in (1, 2)
+    ]
+    calls = [
+        make_call(50 + offset * 10 + i, trace_id=trace, span_id=f"{trace}-call{i}",
+                  parent_span_id=parent, timestamp=base + timedelta(seconds=i, milliseconds=100),
+                  duration_ms=200.0, agent_name="planner", cost_usd=0.25, input_tokens=100,
+                  output_tokens=10, status="ok")
+        for i, parent in enumerate([root.span_id, tools[0].span_id, tools[1].span_id])
+    ]  # fmt: skip
+    return calls, [root, *tools]
+
+
+async def test_get_trace_gives_the_tree_with_totals(any_store: Any) -> None:
+    """get_trace: calls and steps of one trace, the tree by parent ids in start order, totals;
+    ``None`` for a trace the any_store does not hold; the same step twice is kept once."""
+    calls, spans = agent_trace()
+    other_calls, other_spans = agent_trace("t2", offset=5)
+    await _keep(any_store, [*spans, *calls, *other_spans, *other_calls, spans[1]])
+    assert any_store.duplicates == 1
+    trace = await any_store.get_trace("t1")
+    assert trace is not None
+    assert trace.calls == sorted(calls, key=lambda c: c.timestamp)
+    assert trace.spans == spans
+    [root] = trace.tree()
+    assert root.record == spans[0] and root.name == "planner"
+    assert [n.record for n in root.children] == [calls[0], spans[1], spans[2]]
+    assert [n.record for n in root.children[1].children] == [calls[1]]
+    assert (trace.llm_calls, trace.errors, trace.cost_usd) == (3, 1, 0.75)
+    assert (trace.input_tokens, trace.output_tokens) == (300, 30)
+    assert trace.duration_ms == 10_000.0 and trace.status == "error"
+    assert await any_store.get_trace("nope") is None
+
+
+async def test_traces_lists_one_row_per_trace_with_filters(any_store: Any) -> None:
+    """traces(): newest first by start, totals per trace; filters by session, user, agent,
+    status and start window; a call alone in its trace is a trace too."""
+    a_calls, a_spans = agent_trace("ta", offset=0)
+    b_calls, b_spans = agent_trace("tb", offset=10)
+    lone = make_call(6, trace_id="tc", span_id="tc-1", timestamp=T0 + timedelta(minutes=20),
+                     user_id="bob", status="ok", cost_usd=None)  # fmt: skip
+    await _keep(any_store, [*a_spans, *a_calls, *b_spans, *b_calls, lone])
+    rows = await any_store.traces()
+    assert [r.trace_id for r in rows] == ["tc", "tb", "ta"]
+    ta = rows[2]
+    assert (ta.root_name, ta.llm_calls, ta.spans, ta.errors, ta.status) == (
+        "planner", 3, 3, 1, "error")  # fmt: skip
+    assert (ta.cost_usd, ta.duration_ms, ta.user_id, ta.session_id) == (0.75, 10_000.0, "ann", "s1")
+    assert (rows[0].root_name, rows[0].cost_usd, rows[0].spans) == ("chat gpt-4o", None, 0)
+    assert [r.trace_id for r in await any_store.traces(newest_first=False, limit=2)] == ["ta", "tb"]
+    assert [r.trace_id for r in await any_store.traces(user_id="bob")] == ["tc"]
+    assert [r.trace_id for r in await any_store.traces(agent="planner")] == ["tb", "ta"]
+    assert [r.trace_id for r in await any_store.traces(status="ok")] == ["tc"]
+    assert [r.trace_id for r in await any_store.traces(session_id="s1", limit=1)] == ["tb"]
+    window = {"since": T0 + timedelta(minutes=5), "until": T0 + timedelta(minutes=15)}
+    assert [r.trace_id for r in await any_store.traces(**window)] == ["tb"]
+    with pytest.raises(ValueError, match="limit"):
+        await any_store.traces(limit=5000)
+    with pytest.raises(ValueError, match="status"):
+        await any_store.traces(status="broken")
+
+
+_records = st.lists(
+    st.tuples(
+        st.booleans(),  # a step (else a call)
+        st.sampled_from(["t1", "t2", "t3", "t4"]),
+        st.integers(0, 3600),  # start, in seconds
+        st.sampled_from(["ok", "error", "cancelled"]),
+        st.sampled_from(["u1", "u2", None]),
+        st.sampled_from(["planner", None]),
+        st.none() | st.floats(0, 1e6, allow_nan=False),
+    ),
+    max_size=25,
+)
+
+
+def _drawn(drawn: list[tuple[Any, ...]]) -> tuple[list[LLMCall], list[TraceSpan]]:
+    calls, spans = [], []
+    for i, (is_step, trace, start, status, user, agent, duration) in enumerate(drawn):
+        when = T0 + timedelta(seconds=start)
+        common = {"status": status, "user_id": user, "agent_name": agent, "duration_ms": duration}
+        if is_step:
+            spans.append(step(i, trace, timestamp=when, **common))
+        else:
+            calls.append(make_call(i, trace_id=trace, span_id=f"c{i}", timestamp=when, **common))
+    return calls, spans
+
+
+@pytest.mark.parametrize("kind", list(STORES))
+@_examples
+@given(
+    drawn=_records,
+    status=st.sampled_from([None, "ok", "error", "cancelled"]),
+    user=st.sampled_from([None, "u1"]),
+    agent=st.sampled_from([None, "planner"]),
+    since=st.none() | st.integers(0, 3600),
+    newest_first=st.booleans(),
+    limit=st.integers(0, 5),
+)
+def test_traces_equal_the_reference(
+    kind: str,
+    drawn: list[tuple[Any, ...]],
+    status: Any,
+    user: str | None,
+    agent: str | None,
+    since: int | None,
+    newest_first: bool,
+    limit: int,
+) -> None:
+    """Any calls and steps, any filters: every store's rows equal the reference rules."""
+    calls, spans = _drawn(drawn)
+    start = None if since is None else T0 + timedelta(seconds=since)
+    asked = {"status": status, "user_id": user, "agent": agent, "since": start}
+
+    async def read(store: Any) -> Any:
+        return await store.traces(**asked, newest_first=newest_first, limit=limit)
+
+    filters = TraceFilters(since=start, user_id=user, agent=agent, status=status)
+    expected = summarize_traces(calls, spans, filters, limit, newest_first)
+    assert _run_in(kind, [*calls, *spans], read) == expected  # type: ignore[list-item]
+
+
+async def test_steps_survive_reopening_a_sqlite_file(tmp_path: Path) -> None:
+    """Flushed steps are durable: a new store on the same file reads them back equal."""
+    calls, spans = agent_trace()
+    async with SQLiteStore(tmp_path / "t.db") as store:
+        await store.add_many([*spans, *calls])
+        await store.flush()
+    async with SQLiteStore(tmp_path / "t.db") as store:
+        trace = await store.get_trace("t1")
+        assert trace is not None and trace.spans == spans
+
+
+async def test_retention_covers_steps(tmp_path: Path) -> None:
+    """max_age deletes old steps as it deletes old calls; max_rows keeps the newest steps."""
+    now = datetime.now(UTC)
+    old = step(1, timestamp=now - timedelta(days=3))
+    new = [step(i, timestamp=now - timedelta(seconds=i)) for i in (2, 3, 4)]
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "r.db"
+        async with SQLiteStore(path, max_age="1d", max_rows=2) as store:
+            await store.add_many([old, *new])
+            await store.flush()
+            await store.enforce_retention()
+            trace = await store.get_trace("t1")
+            assert trace is not None
+            assert [s.span_id for s in trace.spans] == ["span-3", "span-2"]
