@@ -146,6 +146,9 @@ GEN_AI_IS_STREAMING: Final = "gen_ai.is_streaming"
 TRACELOOP_USER_ID: Final = "traceloop.association.properties.user_id"
 TRACELOOP_SESSION_ID: Final = "traceloop.association.properties.session_id"
 
+TRACELOOP_SPAN_KIND: Final = "traceloop.span.kind"  # workflow | task | agent | tool
+TRACELOOP_ENTITY_NAME: Final = "traceloop.entity.name"
+
 # --- Langfuse (its OTel endpoint's keys) -------------------------------------------------------
 LANGFUSE_USER_ID: Final = "langfuse.user.id"
 LANGFUSE_SESSION_ID: Final = "langfuse.session.id"
@@ -199,6 +202,36 @@ OPERATION_ALIASES: Final[dict[str, str]] = {
 #: ``gen_ai.operation.name`` values that are not calls to a model (agent and tool spans).
 NON_LLM_OPERATIONS: Final[frozenset[str]] = frozenset(
     {"execute_tool", "invoke_agent", "create_agent", "invoke_workflow", "retrieval"}
+)
+
+#: ``gen_ai.operation.name`` of the agent and framework spans → a step's kind.
+STEP_KIND_OF_OPERATION: Final[dict[str, str]] = {
+    "invoke_agent": "agent",
+    "create_agent": "agent",
+    "execute_tool": "tool",
+    "invoke_workflow": "workflow",
+    "retrieval": "retrieval",
+}
+#: OpenInference ``openinference.span.kind`` values that are steps → their kind.
+OPENINFERENCE_STEP_KINDS: Final[dict[str, str]] = {
+    "AGENT": "agent",
+    "TOOL": "tool",
+    "CHAIN": "workflow",
+    "RETRIEVER": "retrieval",
+    "RERANKER": "retrieval",
+    "GUARDRAIL": "guardrail",
+    "EVALUATOR": "evaluator",
+}
+#: OpenLLMetry ``traceloop.span.kind`` values → a step's kind.
+TRACELOOP_STEP_KINDS: Final[dict[str, str]] = {
+    "workflow": "workflow",
+    "task": "internal",
+    "agent": "agent",
+    "tool": "tool",
+}
+#: Attribute keys that make a span not otherwise classified an ``http`` step.
+HTTP_KEYS: Final[frozenset[str]] = frozenset(
+    {"http.request.method", "http.method", "http.route", "url.full", "http.url"}
 )
 
 #: Per LLMCall field, the span attribute keys that may carry it, first present and valid wins.

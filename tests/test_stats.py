@@ -60,7 +60,8 @@ def _diff(before: object, after: object) -> dict[str, Any]:
 
 
 async def test_collector_snapshots_differ_by_the_work_done() -> None:
-    """One request of 3 LLM spans, 1 other span and 1 span without a model: exactly that."""
+    """One request of 3 LLM spans, 1 other span (the root of their trace: a step) and 1 span
+    without a model: exactly that."""
     spans = [llm_span({"gen_ai.request.model": "gpt-4o", "request_id": f"r{i}"}) for i in range(3)]
     spans += [llm_span({"http.method": "GET"}), llm_span({"gen_ai.operation.name": "chat"})]
     store = MemoryStore()
@@ -76,7 +77,7 @@ async def test_collector_snapshots_differ_by_the_work_done() -> None:
         "requests": 1,
         "received_spans": 5,
         "llm_calls": 3,
-        "ignored_spans": 1,
+        "steps": 1,  # the GET span: the root of a trace that holds calls (keep_spans="ai")
         "rejected_spans": 1,
         "stored": 3,
         "defects[no_model]": 1,

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
     from .._pricing import PriceTable
+    from ._steps import RequestSteps
 
 
 __all__ = [
@@ -179,6 +180,7 @@ def convert_span(
     capture_content: bool,
     defects: MutableMapping[str, int],
     entries: list[tuple[object, object]] | None = None,
+    steps: RequestSteps | None = None,
 ) -> Row | _Rejected | None:
     """Convert one lean span (:mod:`._wire`): a row (:mod:`asynctelemetry._rows`), ``REJECTED``,
     or None.
@@ -193,7 +195,7 @@ def convert_span(
     else:
         plan, values = plan_of(entries)
     if plan is None:
-        return _convert_slowly(values, span, service_name, defects)
+        return _convert_slowly(values, span, service_name, defects, steps)
     builder = plan.builder
     if builder is None:
         builder = plan.builder = _Builder(plan)
@@ -210,8 +212,43 @@ def convert_span(
         defects,
     )
     if decided.__class__ is not tuple:
+        if decided is None and steps is not None:
+            found = dict(zip(plan.fields, plan.values(values), strict=True))
+            extra = (
+                dict(zip(plan.extra_names, plan.extras(values), strict=True))
+                if plan.extra_names
+                else None
+            )
+            span_kind = None if plan.span_kind is None else values[plan.span_kind]
+            _step(steps, span, found, extra, span_kind, service_name, defects)
         return decided
+    if steps is not None:
+        steps.note_call(decided[_TRACE])
     return builder.row((*known, *decided, *builder.tail))  # type: ignore[no-any-return]
+
+
+_TRACE: Final = _DECIDED.index("trace_id")
+
+
+def _step(
+    steps: RequestSteps,
+    span: Any,
+    found: dict[str, Any],
+    extra: dict[str, Any] | None,
+    span_kind: object,
+    service_name: str | None,
+    defects: MutableMapping[str, int],
+) -> None:
+    steps.consider(
+        span,
+        found,
+        extra,
+        span_kind,
+        service_name,
+        lambda s: span_times(s, defects),
+        _error_message,
+        defects,
+    )
 
 
 def _convert_slowly(
@@ -219,6 +256,7 @@ def _convert_slowly(
     span: Any,
     service_name: str | None,
     defects: MutableMapping[str, int],
+    steps: RequestSteps | None = None,
 ) -> Row | _Rejected | None:
     """:func:`convert_span` for a span without a plan (repeated keys, defects, dropped content)."""
     found, extra, span_kind, model_json, operation_rank = collect_slowly(entries, defects)
@@ -232,7 +270,11 @@ def _convert_slowly(
         defects,
     )
     if decided.__class__ is not tuple:
+        if decided is None and steps is not None:
+            _step(steps, span, found, extra, span_kind, service_name, defects)
         return decided
+    if steps is not None:
+        steps.note_call(decided[_TRACE])
     data = FIELD_DEFAULTS.copy()
     data.update(found)
     data.pop("response_model", None)
@@ -297,20 +339,10 @@ def _decide(
     if call_id is None or len(call_id) > 256:
         # A span id of any length arrives; a call_id longer than 256 would be an invalid record.
         call_id = span_id if span_id and len(span_id) <= 256 else os.urandom(8).hex()
-    start = span.start_time_unix_nano
-    if start and start < _MAX_START_NS:
-        timestamp = _EPOCH + timedelta(microseconds=start // 1000)
-    else:
-        kind = "bad_start_time" if start else "no_start_time"
-        defects[kind] = defects.get(kind, 0) + 1
-        timestamp = datetime.now(UTC)
     if duration is None:
-        end = span.end_time_unix_nano
-        if start and end > start:
-            duration = (end - start) / 1e6
-            if duration > MAX_DURATION_MS:
-                duration = None
-                defects["too_large"] = defects.get("too_large", 0) + 1
+        timestamp, duration = span_times(span, defects)
+    else:
+        timestamp = _start_of(span, defects)
     if status is None:
         status = "error" if span.status.code == _STATUS_CODE_ERROR else "ok"
     if status_code is None and span.status.message:
@@ -352,6 +384,30 @@ def _trace_id(span: Any, defects: MutableMapping[str, int]) -> str | None:
         defects["too_long"] = defects.get("too_long", 0) + 1
         return None
     return trace_id or None
+
+
+def _start_of(span: Any, defects: MutableMapping[str, int]) -> datetime:
+    """A span's start as an aware datetime (now, and a counted defect, when absent or bad)."""
+    start = span.start_time_unix_nano
+    if start and start < _MAX_START_NS:
+        return _EPOCH + timedelta(microseconds=start // 1000)
+    kind = "bad_start_time" if start else "no_start_time"
+    defects[kind] = defects.get(kind, 0) + 1
+    return datetime.now(UTC)
+
+
+def span_times(span: Any, defects: MutableMapping[str, int]) -> tuple[datetime, float | None]:
+    """A span's start and its duration in milliseconds from its start and end times (None when
+    not known, or longer than a day: a counted ``too_large``)."""
+    timestamp = _start_of(span, defects)
+    start, end = span.start_time_unix_nano, span.end_time_unix_nano
+    duration = None
+    if start and end > start:
+        duration = (end - start) / 1e6
+        if duration > MAX_DURATION_MS:
+            duration = None
+            defects["too_large"] = defects.get("too_large", 0) + 1
+    return timestamp, duration
 
 
 _EXCEPTION: Final = EXCEPTION_EVENT.encode()
@@ -450,6 +506,7 @@ def _convert_slices(
     defects: MutableMapping[str, int],
     units: int,
     seconds: float,
+    steps: RequestSteps | None = None,
 ) -> Generator[None, None, tuple[Rows, int, int, int]]:
     """Convert a lean request, pausing (``yield``) whenever ``units`` attributes were read or
     ``seconds`` of work were spent since the last pause; returns (calls, spans received, spans
@@ -485,7 +542,7 @@ def _convert_slices(
                             spent, deadline = 0, clock() + seconds
                 else:
                     spent += count + 1
-                result = convert_span(span, service_name, capture_content, defects, entries)
+                result = convert_span(span, service_name, capture_content, defects, entries, steps)
                 if result is None:
                     ignored += 1
                 elif result is REJECTED:
@@ -502,12 +559,14 @@ def convert_request(
     request: Any,
     capture_content: bool,
     defects: MutableMapping[str, int],
+    steps: RequestSteps | None = None,
 ) -> tuple[Rows, int, int, int]:
     """Every LLM call of a lean request (``LeanRequest``, or an ``ExportTraceServiceRequest``,
-    converted first): (calls, spans received, spans ignored, spans rejected)."""
+    converted first): (calls, spans received, spans ignored, spans rejected). ``steps``
+    collects the other spans the collector keeps (:mod:`._steps`)."""
     if not isinstance(request, LeanRequest):
         request = LeanRequest.FromString(request.SerializeToString())
-    slices = _convert_slices(request, capture_content, defects, 2**62, math.inf)
+    slices = _convert_slices(request, capture_content, defects, 2**62, math.inf, steps)
     while True:
         try:
             next(slices)
@@ -523,6 +582,7 @@ async def convert_request_in_slices(
     turn: asyncio.Lock | None = None,
     units: int = SLICE_UNITS,
     seconds: float = SLICE_SECONDS,
+    steps: RequestSteps | None = None,
 ) -> tuple[Rows, int, int, int]:
     """:func:`convert_request` for the event loop: it gets control back after every slice of
     work (``units`` attributes or ``seconds``, see :data:`SLICE_UNITS`), so no request holds
@@ -532,7 +592,7 @@ async def convert_request_in_slices(
     requests take turns slice by slice (a small request waits for one slice of each request
     ahead of it, never for a whole large one) and the loop's other tasks wait for one slice.
     """
-    slices = _convert_slices(request, capture_content, defects, units, seconds)
+    slices = _convert_slices(request, capture_content, defects, units, seconds, steps)
     while True:
         if turn is None:
             try:

@@ -14,6 +14,7 @@ forwarder when there is one.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import warnings
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
@@ -42,6 +43,7 @@ from ._convert import convert_request_in_slices
 from ._forward import Forwarder
 from ._serving import Serving
 from ._stats import CollectorCounts, CollectorStats, MalformedRequest, StoreBehind
+from ._steps import KeepSpans, StepKeeper
 from ._wire import LeanRequest
 
 if TYPE_CHECKING:
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
     from .._http_limits import HttpLimits
     from .._pipeline import Sink
     from .._pricing import ModelPricing, PriceTable
+    from .._record import TraceSpan
     from .._stores import CallStore
     from ._http import HttpReceiver
 
@@ -102,6 +105,12 @@ class AsyncCollector(QueueOwner, ClosesOnExit):
             ``max_queue`` (calls), ``batch_size`` (requests handed to the sinks at once, 8),
             ``flush_interval`` (0.01 s) and ``close_timeout`` (the default grace of
             :meth:`stop`, 2 s); ``max_queue=`` given beside it must agree (``TypeError``).
+        keep_spans: which spans that are not LLM calls are kept as steps
+            (:class:`~asynctelemetry.TraceSpan`, handed to the sinks that take them): "ai"
+            (agent, tool, workflow, retrieval… spans of the GenAI, OpenInference and
+            OpenLLMetry conventions, and the root span of their trace), "all", or "llm" (none).
+            At most 10,000 steps per trace are kept; the rest are counted
+            (``stats.steps_dropped``).
     """
 
     def __init__(
@@ -126,6 +135,7 @@ class AsyncCollector(QueueOwner, ClosesOnExit):
         retry_delay: float = 0.5,
         http_limits: HttpLimits | None = None,
         queue: QueueSettings | None = None,
+        keep_spans: KeepSpans = "ai",
     ) -> None:
         self._serving = Serving.checked(
             host=host,
@@ -138,6 +148,10 @@ class AsyncCollector(QueueOwner, ClosesOnExit):
             retry_delay=retry_delay,
             http_limits=http_limits,
         )
+        try:
+            self._steps = StepKeeper(keep_spans)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         given = QueueSettings(max_queue=max_queue)
         self._queue_values = COLLECTOR_QUEUE.resolve("AsyncCollector", given, queue)
         self.store = store
@@ -166,6 +180,11 @@ class AsyncCollector(QueueOwner, ClosesOnExit):
         self._port: int | None = None
         self._state: Literal["new", "running", "closed"] = "new"
 
+    @property
+    def keep_spans(self) -> KeepSpans:
+        """Which spans that are not LLM calls are kept as steps: "ai", "all" or "llm"."""
+        return self._steps.mode
+
     def _ingest_queue(self) -> BatchQueue[Rows]:
         """The bounded queue between Export and the pipeline: one item per request (its calls),
         so admission is one append whatever the request size; retried for ever (the store must
@@ -184,9 +203,10 @@ class AsyncCollector(QueueOwner, ClosesOnExit):
         """A snapshot of the counters: spans received, LLM calls, ignored and rejected spans,
         defects by kind, and the ingest and forwarding queues (see :class:`CollectorStats`)."""
         forwarder = self._forwarder
-        return self._counts.snapshot(
+        snapshot = self._counts.snapshot(
             self._queue.stats, forwarder.stats if forwarder is not None else None
         )
+        return dataclasses.replace(snapshot, steps_dropped=self._steps.dropped)
 
     @property
     def port(self) -> int:
@@ -389,16 +409,21 @@ class AsyncCollector(QueueOwner, ClosesOnExit):
             stats.malformed_requests += 1
             raise MalformedRequest from None
         defects: dict[str, int] = {}
+        steps = self._steps.request()
         calls, received, ignored, rejected = await convert_request_in_slices(
-            request, self.capture_content, defects, turn=self._converting
+            request, self.capture_content, defects, turn=self._converting, steps=steps
         )
-        if calls and not await self._admit(calls):
+        kept = steps.finish() if steps is not None else []
+        if kept:
+            calls = _WithSteps(calls.rows, kept)
+        if (calls or kept) and not await self._admit(calls):
             stats.refused_requests += 1
             raise StoreBehind
         stats.requests += 1
         stats.received_spans += received
         stats.llm_calls += len(calls)
-        stats.ignored_spans += ignored
+        stats.steps += len(kept)
+        stats.ignored_spans += ignored - len(kept)
         if defects:
             counts = stats.defects
             for kind, count in defects.items():
@@ -421,7 +446,7 @@ class AsyncCollector(QueueOwner, ClosesOnExit):
 
         A request larger than ``max_queue`` is admitted when the queue is empty.
         """
-        need = len(calls)
+        need = max(1, len(calls) + len(getattr(calls, "steps", ())))
         if self._queued_calls and self._queued_calls + need > self.max_queue:
             try:
                 async with asyncio.timeout(self._serving.backpressure_timeout):
@@ -438,10 +463,15 @@ class AsyncCollector(QueueOwner, ClosesOnExit):
     async def _deliver(self, batch: list[Rows]) -> None:
         """The ingest queue's handler: hand a batch of requests' calls to every sink (as rows:
         the stores keep them as they are, other sinks read records)."""
-        calls = Rows.join(batch)
+        calls = Rows.join([Rows(b.rows) if isinstance(b, _WithSteps) else b for b in batch])
+        steps = [step for b in batch if isinstance(b, _WithSteps) for step in b.steps]
+        held = _held(batch)
         skipped = self.pipeline.pricing_skipped
         try:
-            await self.pipeline.emit(calls)
+            if calls:
+                await self.pipeline.emit(calls)
+            if steps:
+                await self.pipeline.emit_spans(steps)
             self._counts.stored += len(calls)
             skipped = self.pipeline.pricing_skipped - skipped
             if skipped:  # calls left unpriced: the batch had resolved its share of new names
@@ -450,13 +480,28 @@ class AsyncCollector(QueueOwner, ClosesOnExit):
         except Retryable:
             raise  # the same batch is tried again: its calls are still queued
         except BaseException:
-            self._release(len(calls))
+            self._release(held)
             raise
-        self._release(len(calls))
+        self._release(held)
 
     def _release(self, count: int) -> None:
         self._queued_calls -= count
         self._room.set()
+
+
+class _WithSteps(Rows):
+    """A request's calls (rows) and the steps kept from it, queued together."""
+
+    __slots__ = ("steps",)
+
+    def __init__(self, rows: list[Any], steps: list[TraceSpan]) -> None:
+        super().__init__(rows)
+        self.steps = steps
+
+
+def _held(batch: list[Rows]) -> int:
+    """Room the requests of a batch took in the ingest queue (as :meth:`_admit` counted)."""
+    return sum(max(1, len(b) + len(getattr(b, "steps", ()))) for b in batch)
 
 
 def _forwarder(forward_to: str | None, headers: Mapping[str, str] | None) -> Forwarder | None:

@@ -39,6 +39,8 @@ class CollectorStats:
         forward: the forwarding queue, when ``forward_to`` is set.
         http_responses: the OTLP/HTTP receiver's answers by status code (200, 400, 401, 413,
             415, 429, 503…), when ``http_port`` is set (a copy).
+        steps: spans kept as steps (``keep_spans``), not counted in ``ignored_spans``.
+        steps_dropped: steps past the per-trace bound (10,000), dropped and counted.
     """
 
     requests: int
@@ -54,6 +56,8 @@ class CollectorStats:
     ingest: QueueStats
     forward: QueueStats | None
     http_responses: Mapping[int, int]
+    steps: int = 0
+    steps_dropped: int = 0
 
 
 @dataclass(slots=True)
@@ -71,6 +75,7 @@ class CollectorCounts:
     unauthenticated: int = 0
     stored: int = 0
     http_responses: dict[int, int] = field(default_factory=dict)
+    steps: int = 0
 
     def snapshot(self, ingest: QueueStats, forward: QueueStats | None) -> CollectorStats:
         """These counts now, with the queues' snapshots, as a frozen :class:`CollectorStats`."""
@@ -88,6 +93,7 @@ class CollectorCounts:
             ingest=ingest,
             forward=forward,
             http_responses=dict(self.http_responses),
+            steps=self.steps,
         )
 
 

@@ -7,9 +7,9 @@ wire-compatible with ``opentelemetry.proto`` (same field numbers and wire types)
 builds no attribute objects at all. The converter reads each attribute's key straight from its
 bytes, looks it up in the conventions table, and decodes only the values it keeps
 (:func:`decode_value`). Events keep only their name and raw attributes (the ``exception`` event
-gives a failed call its message); fields we never read (names, links, kinds) are skipped by the
-parser. Malformed attribute bytes (the parser does not look inside them) decode to
-:data:`MALFORMED`.
+gives a failed call its message); the span name is read for steps; fields we never read
+(links, kinds) are skipped by the parser. Malformed attribute bytes (the parser does not look
+inside them) decode to :data:`MALFORMED`.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ def _build() -> tuple[Any, Any]:
             ("trace_id", 1, field.TYPE_BYTES, optional, None),
             ("span_id", 2, field.TYPE_BYTES, optional, None),
             ("parent_span_id", 4, field.TYPE_BYTES, optional, None),
+            ("name", 5, field.TYPE_BYTES, optional, None),  # bytes: bad UTF-8 fails nothing
             ("start_time_unix_nano", 7, field.TYPE_FIXED64, optional, None),
             ("end_time_unix_nano", 8, field.TYPE_FIXED64, optional, None),
             ("attributes", 9, field.TYPE_BYTES, repeated, None),

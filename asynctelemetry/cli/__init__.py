@@ -1,4 +1,5 @@
-"""The ``asynctelemetry`` command line: collect, calls, summary, replay, reprice, demo, ui.
+"""The ``asynctelemetry`` command line: collect, calls, traces, trace, summary, replay, reprice,
+demo, ui.
 
 Exit status: 0 success, 2 a usage error (argparse's own, or a bad option value; one line), 1 a
 runtime failure reported in one line (``asynctelemetry: error: <reason>``). Tracebacks appear
@@ -154,6 +155,31 @@ def build_parser() -> argparse.ArgumentParser:
     calls.add_argument("--json", action="store_true", help="one JSON object per call")
     calls.set_defaults(limit=50)
 
+    traces = command("traces", "list traces (agent runs, requests), newest first")
+    from ._common import parse_when
+
+    add_source_options(traces)
+    traces.add_argument("--session", help="only traces with a record of this session")
+    traces.add_argument("--user", help="only traces with a record of this user")
+    traces.add_argument("--agent", help="only traces where this agent ran")
+    traces.add_argument("--status", choices=("ok", "error", "cancelled"), help="trace status")
+    traces.add_argument(
+        "--since", type=parse_when, metavar="WHEN", help="started from this time on: 15m, 2h, ISO"
+    )
+    traces.add_argument(
+        "--until", type=parse_when, metavar="WHEN", help="started before this time: 15m, 2h, ISO"
+    )
+    traces.add_argument(
+        "--limit", type=_trace_limit, default=50, metavar="N", help="at most N (default 50)"
+    )
+    traces.add_argument("--oldest", action="store_true", help="oldest first")
+    traces.add_argument("--json", action="store_true", help="one JSON object per trace")
+
+    trace = command("trace", "one trace as a tree of its steps with timing bars")
+    add_source_options(trace)
+    trace.add_argument("trace_id", metavar="ID", help="the trace id (hex)")
+    trace.add_argument("--json", action="store_true", help="its calls and steps as JSON")
+
     summary = command(
         "summary", "totals per model, provider, session, route, agent, user or tag, with charts"
     )
@@ -242,6 +268,13 @@ def _alert(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _trace_limit(text: str) -> int:
+    value = _count(text)
+    if value > 1000:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than 1000")
+    return value
+
+
 def _bucket(text: str) -> str:
     from .._stores._base import bucket_ns
 
@@ -284,6 +317,13 @@ def _runner(name: str) -> Callable[[argparse.Namespace, Console], Awaitable[int]
         from ._budgets import run_budgets
 
         return run_budgets
+    if name in ("traces", "trace"):
+        from . import _traces
+
+        found: Callable[[argparse.Namespace, Console], Awaitable[int]] = getattr(
+            _traces, f"run_{name}"
+        )
+        return found
     from . import _query
 
     runner: Callable[[argparse.Namespace, Console], Awaitable[int]] = getattr(_query, f"run_{name}")

@@ -242,7 +242,7 @@ async def run_collect(args: argparse.Namespace, console: Console) -> int:
     stats = collector.stats
     _say(
         f"stopped: {plural(stats.stored, 'call')} stored in {where} "
-        f"({plural(stats.received_spans, 'span')} received, "
+        f"({plural(stats.received_spans, 'span')} received, {plural(stats.steps, 'step')} kept, "
         f"{plural(stats.ignored_spans, 'other span')} ignored, {stats.rejected_spans:,} rejected)"
     )
     return 0

@@ -218,8 +218,9 @@ def _report(
     this_run = sum(r.calls for r in rows)
     console.print(
         f"The collector received {plural(stats.received_spans, 'span')}: "
-        f"{plural(stats.llm_calls, 'LLM call')} kept, {plural(stats.ignored_spans, 'other span')} "
-        "(HTTP server spans of the SDK app) ignored."
+        f"{plural(stats.llm_calls, 'LLM call')} kept, {plural(stats.steps, 'step')} (the SDK "
+        "app's HTTP requests, each the root of its calls' trace) kept, "
+        f"{plural(stats.ignored_spans, 'other span')} ignored."
     )
     where = os.path.abspath(path)
     runs = "" if total == this_run else f" ({plural(total, 'call')} with the earlier runs)"

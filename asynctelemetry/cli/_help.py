@@ -50,6 +50,16 @@ EXAMPLES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
         ("errors of the last hour", "asynctelemetry calls --status error --since 1h"),
         ("one session, oldest first, as JSON", "asynctelemetry calls --session s1 --oldest --json"),
     ),
+    "traces": (
+        ("the latest 50 traces in calls.db", "asynctelemetry traces"),
+        ("failed agent runs of the last hour",
+         "asynctelemetry traces --agent planner --status error --since 1h"),
+        ("one user's traces as JSON", "asynctelemetry traces --user ann --json"),
+    ),
+    "trace": (
+        ("one trace as a tree with timing bars", "asynctelemetry trace 4bf92f3577b34da6"),
+        ("its calls and steps as JSON", "asynctelemetry trace 4bf92f3577b34da6 --json"),
+    ),
     "summary": (
         ("totals per model", "asynctelemetry summary"),
         ("per provider, last day", "asynctelemetry summary --by provider --since 1d"),

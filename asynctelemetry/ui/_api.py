@@ -13,7 +13,10 @@ route                           answer
 ``/api/timeseries``             the window in buckets (``bucket``: ``auto`` or ``30s``, ``5m``…)
 ``/api/calls``                  the newest calls first (``limit``, default 100, at most 1000)
 ``/api/calls/{call_id}``        one call, by id (``store.get``: an index, not a window)
-``/api/traces/{trace_id}``      the calls of one trace (``store.trace``), with their nesting
+``/api/traces``                 one row per trace, newest first (``store.traces``: ``user``,
+                                ``agent``, ``limit``, ``order``; the window is the traces' start)
+``/api/traces/{trace_id}``      the calls of one trace (``store.trace``), with their nesting, and
+                                the waterfall of its calls and steps (``store.get_trace``)
 ``/api/budgets``                budgets (spent, reserved, left) and alerts (firing, history)
 ==============================  =================================================================
 """
@@ -48,6 +51,7 @@ __all__ = [
     "summary",
     "timeseries",
     "trace",
+    "traces",
 ]
 
 #: One bucket holding every call of any window this century: the whole window's percentiles,
@@ -163,11 +167,16 @@ async def timeseries(store: CallStore, query: Query) -> dict[str, Any]:
 async def calls(store: CallStore, query: Query) -> dict[str, Any]:
     """``/api/calls``: the newest calls of the window first (``order=oldest`` for oldest)."""
     limit = parse_limit(query, 100)
+    found = await store.query(limit=limit, newest_first=_newest_first(query), **query.filters)
+    return {"query": query.echo(), "calls": [call_json(c) for c in found]}
+
+
+def _newest_first(query: Query) -> bool:
+    """The ``order=`` option: ``newest`` (the default) or ``oldest``."""
     order = query.option("order") or "newest"
     if order not in ("newest", "oldest"):
         raise ParamError(f"order={order!r}: expected 'newest' or 'oldest'")
-    found = await store.query(limit=limit, newest_first=order == "newest", **query.filters)
-    return {"query": query.echo(), "calls": [call_json(c) for c in found]}
+    return order == "newest"
 
 
 async def call_by_id(store: CallStore, call_id: str) -> dict[str, Any]:
@@ -194,8 +203,9 @@ async def trace(store: CallStore, trace_id: str) -> dict[str, Any]:
         NotFound: no call of that trace in the store.
     """
     members = await store.trace(trace_id, limit=MAX_TRACE + 1)
-    if not members:
-        raise NotFound(f"no call of trace {trace_id!r} in the store")
+    steps = await _waterfall(store, trace_id)
+    if not members and not steps["waterfall"]:
+        raise NotFound(f"no call or step of trace {trace_id!r} in the store")
     complete = len(members) <= MAX_TRACE
     del members[MAX_TRACE:]
     spans = {c.span_id for c in members if c.span_id}
@@ -220,7 +230,7 @@ async def trace(store: CallStore, trace_id: str) -> dict[str, Any]:
         if call.call_id not in placed:
             placed.add(call.call_id)
             ordered.append({"depth": 0, "call": call_json(call)})
-    return {"trace_id": trace_id, "complete": complete, "calls": ordered}
+    return {"trace_id": trace_id, "complete": complete, "calls": ordered, **steps}
 
 
 async def budgets(store: CallStore, tracer: Any, monitor: AlertMonitor | None) -> dict[str, Any]:
@@ -250,3 +260,60 @@ async def budgets(store: CallStore, tracer: Any, monitor: AlertMonitor | None) -
         "budgets": [{**status.as_json(), "used": _finite(status.used)} for status in statuses],
         "alerts": alerts,
     }
+
+
+async def _waterfall(store: CallStore, trace_id: str) -> dict[str, Any]:
+    """The trace's calls and steps as waterfall rows (each after its parent, with its depth,
+    its start and length in milliseconds from the trace's start), and the trace's totals."""
+    found = await store.get_trace(trace_id)
+    if found is None:
+        return {"waterfall": [], "totals": None}
+    start = found.started
+    rows: list[dict[str, Any]] = []
+    stack = [(node, 0) for node in reversed(found.tree())]
+    while stack and len(rows) < MAX_TRACE:  # a loop, not recursion: traces may nest deeply
+        node, depth = stack.pop()
+        record = node.record
+        offset = (record.timestamp - start).total_seconds() * 1000 if start else 0.0
+        fields = call_json(record) if node.is_call else record.model_dump(mode="json")  # type: ignore[arg-type]
+        rows.append(
+            {
+                "depth": depth,
+                "type": "call" if node.is_call else record.kind,  # type: ignore[union-attr]
+                "name": node.name,
+                "offset_ms": offset,
+                "duration_ms": record.duration_ms,
+                "status": record.status,
+                "record": fields,
+            }
+        )
+        stack.extend((child, depth + 1) for child in reversed(node.children))
+    totals = {
+        "duration_ms": found.duration_ms,
+        "llm_calls": found.llm_calls,
+        "steps": len(found.spans),
+        "cost_usd": found.cost_usd,
+        "input_tokens": found.input_tokens,
+        "output_tokens": found.output_tokens,
+        "errors": found.errors,
+        "status": found.status,
+    }
+    return {"waterfall": rows, "totals": totals, "waterfall_complete": not stack}
+
+
+async def traces(store: CallStore, query: Query) -> dict[str, Any]:
+    """``/api/traces``: one row per trace that started in the window, newest first
+    (``order=oldest``), at most ``limit`` (50; 1 to 1000); ``session``, ``status``, ``user``
+    and ``agent`` filter."""
+    limit = parse_limit(query, 50)
+    rows = await store.traces(
+        since=query.since,
+        until=query.until,
+        session_id=query.session_id,
+        user_id=query.option("user"),
+        agent=query.option("agent"),
+        status=query.status,  # type: ignore[arg-type]
+        limit=limit,
+        newest_first=_newest_first(query),
+    )
+    return {"query": query.echo(), "traces": [row.model_dump(mode="json") for row in rows]}

@@ -116,7 +116,7 @@ def test_json_lines_metrics_and_clean_sigint(tmp_path: Path) -> None:
     finally:
         proc.kill()
     assert proc.returncode == 0, err
-    assert "stopped: 4 calls stored in calls.db (8 spans received, 4 other spans ignored" in err
+    assert "stopped: 4 calls stored in calls.db (8 spans received, 4 steps kept, 0 other" in err
     assert "Traceback" not in err
 
     async def stored() -> list[str]:

@@ -56,9 +56,9 @@ def test_quick_demo_end_to_end(tmp_path: Path) -> None:
     assert any(c.operation == "embed" for c in traced)
     assert any(c.cached_input_tokens for c in traced)
     assert f"{len(calls)} calls" in out.replace(",", "")
-    # The SDK app's HTTP server spans are received and ignored, one per request.
+    # The SDK app's HTTP server spans are kept as the roots of their traces, one per request.
     sdk = [c for c in calls if c.service_name == "demo-sdk-app"]
-    assert f"{len(sdk)} other spans" in out
+    assert f"{len(sdk)} steps (the SDK" in out and "0 other spans ignored" in out
     # Where every call came from, and the cancelled ones.
     embeds = sum(c.operation == "embed" for c in traced)
     assert f"Where the {len(calls)} calls came from:" in out

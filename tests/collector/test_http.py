@@ -116,7 +116,7 @@ SDK_APP = textwrap.dedent(
                                                    schedule_delay_millis=10))
     tracer = provider.get_tracer("app")
     for i in range(300):
-        with tracer.start_as_current_span("outer"):          # not an LLM call: ignored
+        with tracer.start_as_current_span("outer"):  # the root of a trace with a call: a step
             with tracer.start_as_current_span("chat claude") as span:
                 span.set_attribute("llm.provider", "anthropic")
                 span.set_attribute("llm.model", "claude-sonnet-4-5")
@@ -148,7 +148,8 @@ async def test_otel_sdk_http_exporter_from_another_process() -> None:
     assert {(c.model, c.provider, c.latency_ms, c.service_name) for c in stored} == {
         ("claude-sonnet-4-5", "anthropic", 12.5, "other-process")
     }
-    assert collector.stats.ignored_spans == 300
+    assert (collector.stats.ignored_spans, collector.stats.steps) == (0, 300)
+    assert {s.name for s in store.spans_snapshot()} == {"outer"}
 
 
 # -- OTLP/JSON by hand ------------------------------------------------------------------------

@@ -102,7 +102,10 @@ async def test_version_1_database_gets_the_trace_index(pg_dsn: str) -> None:
         await conn.execute("DROP TABLE rollup")
         await conn.execute("DROP TABLE spans")
         await conn.execute("UPDATE asynctelemetry_schema SET version = 1")
-        assert not await conn.fetch("SELECT 1 FROM pg_indexes WHERE indexdef LIKE '%trace_id%'")
+        assert not await conn.fetch(
+            "SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND indexdef LIKE '%trace_id%'"
+        )
         async with PostgresStore(pg_dsn) as store:
             assert await store.trace("t2") == calls[2::3]
             assert await store.get("call-000004") == calls[4]
@@ -111,7 +114,8 @@ async def test_version_1_database_gets_the_trace_index(pg_dsn: str) -> None:
         indexed = {
             row[0]
             for row in await conn.fetch(
-                "SELECT tablename FROM pg_indexes WHERE indexdef LIKE '%(trace_id, ts)%'"
+                "SELECT tablename FROM pg_indexes WHERE schemaname = current_schema() "
+                "AND indexdef LIKE '%(trace_id, ts)%'"
             )
         }
         assert indexed == {"calls", "spans", *await _partitions(pg_dsn)}

@@ -18,6 +18,7 @@ from asynctelemetry import (
     MissingDependencyError,
     PostgresStore,
     SQLiteStore,
+    TraceSpan,
 )
 from asynctelemetry.ui import Dashboard, _api
 from asynctelemetry.ui._server import COOKIE
@@ -43,6 +44,7 @@ ROUTES = (
     "/api/calls",
     "/api/calls/agent-root",
     "/api/traces/trace-a",
+    "/api/traces",
 )
 
 
@@ -145,6 +147,50 @@ async def test_summary_by_tag_totals_each_call_once(client: aiohttp.ClientSessio
             assert status == 200 and key in {g["key"] for g in body["groups"]}
         status, body, _ = await get(client, board, "/api/timeseries?window=1h&by=tag")
     assert status == 400 and "by='tag'" in body["error"]
+
+
+async def test_traces_and_the_waterfall_match_the_store(client: aiohttp.ClientSession) -> None:
+    """/api/traces is store.traces for the window and filters; /api/traces/{id} gives the
+    waterfall of calls and steps (depth, offset from the trace's start, length) and totals;
+    a trace of steps only is found too."""
+    store = MemoryStore()
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    agent = TraceSpan(
+        span_id="a0",
+        trace_id="t-1",
+        name="planner",
+        kind="agent",
+        timestamp=now,
+        duration_ms=1000.0,
+        user_id="ann",
+    )
+    call = make_call(
+        1,
+        trace_id="t-1",
+        span_id="c1",
+        parent_span_id="a0",
+        timestamp=now + timedelta(milliseconds=200),
+        duration_ms=300.0,
+    )
+    lone = TraceSpan(span_id="x0", trace_id="t-2", name="nightly", kind="workflow",
+                     timestamp=now + timedelta(seconds=1), duration_ms=5.0)  # fmt: skip
+    await store.add_many([agent, call, lone])
+    async with Dashboard(store, port=0) as board:
+        status, body, _ = await get(client, board, "/api/traces?window=1h&user=ann")
+        assert status == 200
+        rows = await store.traces(user_id="ann", since=now - timedelta(hours=1))
+        assert body["traces"] == [r.model_dump(mode="json") for r in rows]
+        status, body, _ = await get(client, board, "/api/traces/t-1")
+        assert status == 200
+        assert [(r["depth"], r["type"], r["name"]) for r in body["waterfall"]] == [
+            (0, "agent", "planner"), (1, "call", "chat claude-sonnet-4-5")]  # fmt: skip
+        assert [(r["offset_ms"], r["duration_ms"]) for r in body["waterfall"]] == [
+            (0.0, 1000.0), (200.0, 300.0)]  # fmt: skip
+        assert body["totals"]["llm_calls"] == 1 and body["totals"]["steps"] == 1
+        status, body, _ = await get(client, board, "/api/traces/t-2")
+        assert status == 200 and body["calls"] == [] and body["waterfall"][0]["name"] == "nightly"
+        status, body, _ = await get(client, board, "/api/traces?order=sideways")
+        assert status == 400 and "order" in body["error"]
 
 
 async def test_timeseries_matches_the_store(
@@ -364,7 +410,16 @@ class ReadOnly:
         self.reads: list[str] = []
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("query", "count", "summary", "timeseries", "get", "trace"):
+        if name in (
+            "query",
+            "count",
+            "summary",
+            "timeseries",
+            "get",
+            "trace",
+            "get_trace",
+            "traces",
+        ):
             self.reads.append(name)
             return getattr(self.inner, name)
         raise AssertionError(f"the dashboard used store.{name}")
@@ -383,8 +438,9 @@ async def test_read_only(store: SQLiteStore, client: aiohttp.ClientSession) -> N
                 async with client.request(method, board.url.rstrip("/") + path, data=b"{}") as r:
                     assert r.status == 405, (method, path)
                     assert r.headers["Allow"] == "GET, HEAD"
-    assert set(reader.reads) <= {"query", "count", "summary", "timeseries", "get", "trace"}
-    assert set(reader.reads) >= {"query", "summary", "timeseries", "get", "trace"}
+    reads = {"query", "count", "summary", "timeseries", "get", "trace", "get_trace", "traces"}
+    assert set(reader.reads) <= reads
+    assert set(reader.reads) >= reads - {"count"}
     await store.flush()
     assert await store.query() == before
 

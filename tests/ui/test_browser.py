@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from asynctelemetry import TraceSpan
 from tests.conftest import make_call
 
 from .conftest import Served, Watched
@@ -149,17 +150,93 @@ def test_call_detail_and_trace_view(served: Served, watched: Watched) -> None:
         assert shown in body
     page.click("#detail-close")
     page.locator("#calls tbody tr[data-call-id='agent-tool'] button.trace").click()
-    page.wait_for_selector("#detail .trace-table")
+    page.wait_for_selector("#detail table.waterfall")
     names = page.eval_on_selector_all(
-        "#detail .trace-table tbody tr", "rows => rows.map(r => r.cells[1].textContent)"
+        "#detail table.waterfall tbody tr", "rows => rows.map(r => r.cells[0].textContent)"
     )
-    assert [n.lstrip("└ ").split()[0] for n in names] == ["chat"] * 4
+    assert [n.split()[0] for n in names] == ["chat"] * 4
     pads = page.eval_on_selector_all(
-        "#detail .trace-table tbody tr",
-        "rows => rows.map(r => parseFloat(getComputedStyle(r.cells[1]).paddingLeft))",
+        "#detail table.waterfall tbody tr",
+        "rows => rows.map(r => parseFloat(getComputedStyle(r.cells[0]).paddingLeft))",
     )
     # root, plan (child), tool (grandchild), answer (child): nesting shows as indentation
     assert pads[0] < pads[1] < pads[2] and pads[3] == pads[1]
+
+
+def test_traces_view_and_waterfall(served: Served, watched: Watched) -> None:
+    """The Traces table lists an agent run with its totals; its waterfall shows each step as a
+    bar at its start and of its length, nested; clicking a step shows its fields."""
+    now = datetime.now(UTC) - timedelta(seconds=30)
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    agent = TraceSpan(
+        span_id="a0",
+        trace_id=trace,
+        name="planner",
+        kind="agent",
+        timestamp=now,
+        duration_ms=1000.0,
+        agent_name="planner",
+        user_id="ann",
+    )
+    tool = TraceSpan(
+        span_id="t1",
+        trace_id=trace,
+        parent_span_id="a0",
+        name="search",
+        kind="tool",
+        tool_name="search",
+        agent_name="planner",
+        status="error",
+        error_type="LookupError",
+        error_message="index offline",
+        timestamp=now + timedelta(milliseconds=500),
+        duration_ms=250.0,
+    )
+    call = make_call(
+        9000,
+        call_id="wf-call",
+        trace_id=trace,
+        span_id="c1",
+        parent_span_id="a0",
+        timestamp=now + timedelta(milliseconds=100),
+        duration_ms=300.0,
+        cost_usd=0.5,
+        agent_name="planner",
+        status="ok",
+    )
+    served.add([agent, tool, call])  # type: ignore[list-item]
+    watched.open(served.url)
+    page = watched.page
+    row = page.locator(f"#traces tbody tr[data-trace-id='{trace}']")
+    cells = row.locator("td").all_text_contents()
+    assert cells[1:3] == ["planner", "1 error"] and cells[4:7] == ["1", "2", "$0.500"]
+    row.click()
+    page.wait_for_selector("#detail table.waterfall")
+    totals = page.text_content("#waterfall-totals")
+    assert "1000 ms" in totals and "1 LLM calls" in totals and "2 steps" in totals
+    names = page.eval_on_selector_all(
+        "#detail table.waterfall tbody tr", "rows => rows.map(r => r.cells[0].textContent)"
+    )
+    assert names == ["planner", "chat gpt-4o", "search"]
+    bars = page.eval_on_selector_all(
+        "#detail table.waterfall .bar",
+        "bars => bars.map(b => [parseFloat(b.style.left), parseFloat(b.style.width), b.className])",
+    )
+    assert [(round(left), round(width)) for left, width, _ in bars] == [
+        (0, 100),
+        (10, 30),
+        (50, 25),
+    ]
+    assert "status-error" in bars[2][2] and "kind-call" in bars[1][2]
+    lanes = page.eval_on_selector_all(
+        "#detail table.waterfall .bar",
+        "bars => bars.map(b => b.getBoundingClientRect().left"
+        " - b.parentElement.getBoundingClientRect().left)",
+    )
+    assert lanes[0] < lanes[1] < lanes[2]  # drawn where they start
+    page.locator("#detail table.waterfall tbody tr").nth(2).click()
+    fields = page.text_content("#waterfall-fields")
+    assert "index offline" in fields and "LookupError" in fields and "tool_name" in fields
 
 
 def test_token_required(tmp_path: Path, watched: Watched) -> None:

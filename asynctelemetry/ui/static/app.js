@@ -318,39 +318,114 @@
   async function showTrace(traceId) {
     try {
       const answer = await api("/api/traces/" + encodeURIComponent(traceId));
-      openDialog("Trace " + traceId, function (body) {
-        const table = document.createElement("table");
-        table.className = "trace-table";
-        const head = table.createTHead().insertRow();
-        for (const name of ["time (UTC)", "call", "status", "latency ms", "cost"]) {
-          const th = document.createElement("th");
-          th.textContent = name;
-          head.appendChild(th);
-        }
-        const tbody = table.createTBody();
-        for (const item of answer.calls) {
-          const c = item.call;
-          const row = tbody.insertRow();
-          row.className = "call";
-          cell(row, when(c.timestamp));
-          const name = cell(row, (item.depth ? "└ " : "") + c.operation + " " + c.model);
-          name.style.paddingLeft = (0.4 + 1.2 * Math.min(item.depth, 20)) + "em";
-          cell(row, c.status);
-          cell(row, ms(c.duration_ms), "num");
-          cell(row, usd(c.cost_usd), "num");
-          row.addEventListener("click", function () { showCall(c.call_id); });
-        }
-        body.appendChild(table);
-        if (!answer.complete) {
-          const p = document.createElement("p");
-          p.className = "muted";
-          p.textContent = "the trace has more calls: its oldest " + answer.calls.length + " are shown";
-          body.appendChild(p);
-        }
-      });
+      openDialog("Trace " + traceId, function (body) { waterfall(body, answer); });
     } catch (err) {
       say("cannot show the trace: " + err.message, true);
     }
+  }
+
+  // The waterfall: each call or step a bar at its start and of its length on the trace's time
+  // axis, nested under its parent; clicking a row shows its fields below.
+  function waterfall(body, answer) {
+    const t = answer.totals;
+    if (t) {
+      const p = document.createElement("p");
+      p.className = "waterfall-totals";
+      p.id = "waterfall-totals";
+      p.textContent = ms(t.duration_ms) + " ms · " + num(t.llm_calls) + " LLM calls · " +
+        num(t.steps) + " steps · " + num(t.input_tokens) + " in / " + num(t.output_tokens) +
+        " out tokens · " + usd(t.cost_usd) + " · " + num(t.errors) + " errors";
+      body.appendChild(p);
+    }
+    const total = (t && t.duration_ms) || 0;
+    const table = document.createElement("table");
+    table.className = "waterfall";
+    const head = table.createTHead().insertRow();
+    for (const name of ["step", "kind", "status", "ms", "timeline"]) {
+      const th = document.createElement("th");
+      th.textContent = name;
+      head.appendChild(th);
+    }
+    const tbody = table.createTBody();
+    const fields = document.createElement("div");
+    fields.id = "waterfall-fields";
+    for (const item of answer.waterfall) {
+      const r = item.record;
+      const row = tbody.insertRow();
+      row.className = "step";
+      row.tabIndex = 0;
+      const name = cell(row, item.name);
+      name.style.paddingLeft = (0.4 + 1.2 * Math.min(item.depth, 20)) + "em";
+      cell(row, item.type === "call" ? (r.model + " · " + num(r.input_tokens) + "→" +
+        num(r.output_tokens) + " tok · " + usd(r.cost_usd)) : (item.type + (r.tool_name ? " · " + r.tool_name : "")));
+      cell(row, item.status === "ok" ? "ok" : (r.error_type || item.status));
+      cell(row, ms(item.duration_ms), "num");
+      const lane = cell(row, "", "bar-cell");
+      const bar = document.createElement("div");
+      bar.className = "bar kind-" + item.type + (item.status === "error" ? " status-error" : "");
+      const left = total > 0 ? 100 * item.offset_ms / total : 0;
+      const width = total > 0 ? 100 * (item.duration_ms || 0) / total : 100;
+      bar.style.left = Math.min(100, Math.max(0, left)).toFixed(3) + "%";
+      bar.style.width = Math.min(100 - Math.min(100, left), Math.max(0, width)).toFixed(3) + "%";
+      bar.title = item.name + ": " + ms(item.duration_ms) + " ms";
+      lane.appendChild(bar);
+      row.addEventListener("click", function () {
+        for (const other of tbody.rows) other.classList.remove("selected");
+        row.classList.add("selected");
+        fields.replaceChildren();
+        heading(fields, (item.type === "call" ? "Call " : "Step ") + item.name);
+        fields.appendChild(fieldTable(Object.entries(r).filter(function (e) {
+          return e[0] !== "attributes";
+        })));
+        if (r.attributes && Object.keys(r.attributes).length) {
+          heading(fields, "Attributes");
+          fields.appendChild(fieldTable(Object.entries(r.attributes)));
+        }
+      });
+    }
+    body.appendChild(table);
+    if (answer.waterfall_complete === false) {
+      const p = document.createElement("p");
+      p.className = "muted";
+      p.textContent = "the trace has more steps: its first " + answer.waterfall.length + " are shown";
+      body.appendChild(p);
+    }
+    body.appendChild(fields);
+  }
+
+  function tracesTable(traces) {
+    const body = $("traces").tBodies[0];
+    body.replaceChildren();
+    if (!traces.length) { cell(body.insertRow(), "no traces in this window", "muted").colSpan = 9; return; }
+    for (const t of traces) {
+      const row = body.insertRow();
+      row.className = "call" + (t.errors ? " status-bad" : "");
+      row.tabIndex = 0;
+      row.dataset.traceId = t.trace_id;
+      cell(row, when(t.started));
+      cell(row, t.root_name);
+      cell(row, t.status === "error" ? t.errors + " error" + (t.errors === 1 ? "" : "s") : t.status);
+      cell(row, ms(t.duration_ms), "num");
+      cell(row, num(t.llm_calls), "num");
+      cell(row, num(t.spans), "num");
+      cell(row, usd(t.cost_usd), "num");
+      cell(row, t.user_id || "–");
+      cell(row, t.session_id || "–");
+      row.addEventListener("click", function () { showTrace(t.trace_id); });
+      row.addEventListener("keydown", function (event) {
+        if (event.key === "Enter") showTrace(t.trace_id);
+      });
+    }
+  }
+
+  function traceQuery() {
+    const extra = { limit: "50" };
+    if ($("trace-user").value.trim()) extra.user = $("trace-user").value.trim();
+    if ($("trace-agent").value.trim()) extra.agent = $("trace-agent").value.trim();
+    const p = query(extra);
+    p.delete("model");  // traces are filtered by session, status, user and agent
+    p.delete("provider");
+    return p;
   }
 
   // -- refreshing ----------------------------------------------------------------------------
@@ -360,13 +435,14 @@
     try {
       const asked = query().toString();
       const stack = $("stack").value;
-      const [byModel, bySession, byRoute, series, recent, failed] = await Promise.all([
+      const [byModel, bySession, byRoute, series, recent, failed, traces] = await Promise.all([
         api("/api/summary", query({ by: "request_model" })),
         api("/api/summary", query({ by: "session", total: "false", limit: "10" })),
         api("/api/summary", query({ by: "route", total: "false", limit: "10" })),
         api("/api/timeseries", query({ by: stack })),
         api("/api/calls", query({ limit: "100" })),
         api("/api/calls", query({ status: "error", limit: "500" })),
+        api("/api/traces", traceQuery()),
       ]);
       headline(byModel.total);
       charts(series, byModel.groups, byModel.total);
@@ -380,6 +456,7 @@
       setOptions($("provider"), state.providers);
       callsTable(recent.calls);
       errorsTable(failed.calls);
+      tracesTable(traces.traces);
       state.newest = recent.calls.length ? recent.calls[0].call_id : null;
       state.lastFull = Date.now();
       say("updated " + new Date().toISOString().slice(11, 19) + " UTC" +
@@ -421,6 +498,8 @@
       $(id).addEventListener("change", refresh);
     }
     $("session").addEventListener("change", refresh);
+    $("trace-user").addEventListener("change", refresh);
+    $("trace-agent").addEventListener("change", refresh);
     $("detail-close").addEventListener("click", function () { $("detail").close(); });
     refresh();
     setInterval(poll, POLL_MS);

@@ -1,0 +1,222 @@
+"""The collector keeps the steps of traces (keep_spans): our tracer's agent and tool spans come
+back equal; a plain OTel SDK app's GenAI agent/tool spans, OpenInference and OpenLLMetry kinds
+are kept with the root of their trace; "all" and "llm"; a trace of 100,000 steps is cut."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import textwrap
+from typing import Any
+
+import pytest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from asynctelemetry import AsyncCollector, AsyncTracer, ConfigError, MemoryStore
+from asynctelemetry._collector._convert import convert_request
+from asynctelemetry._collector._steps import MAX_STEPS_PER_TRACE, StepKeeper
+from asynctelemetry._collector._wire import LeanRequest
+
+from .helpers import key_values, request_of
+
+# A plain OpenTelemetry SDK app (no asynctelemetry) in a child process: an HTTP request at the
+# root, an agent run, a tool, a database query inside the tool, two model calls, all GenAI
+# spans of the current conventions, exported by the real OTLPSpanExporter.
+SDK_AGENT_APP = textwrap.dedent(
+    """
+    import sys
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "agent-app"}))
+    provider.add_span_processor(
+        BatchSpanProcessor(OTLPSpanExporter(endpoint=sys.argv[1], insecure=True, timeout=30),
+                           schedule_delay_millis=20)
+    )
+    tracer = provider.get_tracer("app")
+
+    def chat(n):
+        with tracer.start_as_current_span("chat gpt-4o", kind=SpanKind.CLIENT) as span:
+            span.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
+                                 "gen_ai.usage.input_tokens": 100 * n,
+                                 "gen_ai.usage.output_tokens": 10, "user.id": "ann"})
+
+    with tracer.start_as_current_span("POST /ask", kind=SpanKind.SERVER) as root:
+        root.set_attribute("http.request.method", "POST")
+        with tracer.start_as_current_span("invoke_agent planner") as agent:
+            agent.set_attributes({"gen_ai.operation.name": "invoke_agent",
+                                  "gen_ai.agent.name": "planner"})
+            chat(1)
+            with tracer.start_as_current_span("execute_tool search") as tool:
+                tool.set_attributes({"gen_ai.operation.name": "execute_tool",
+                                     "gen_ai.tool.name": "search",
+                                     "gen_ai.tool.call.id": "call-1"})
+                with tracer.start_as_current_span("SELECT docs") as db:
+                    db.set_attribute("db.system", "postgresql")
+                tool.set_status(Status(StatusCode.ERROR, "index offline"))
+            chat(2)
+    with tracer.start_as_current_span("GET /health"):
+        pass
+    provider.force_flush(60_000)
+    provider.shutdown()
+    """
+)
+
+
+async def _run_sdk_app(endpoint: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", SDK_AGENT_APP, endpoint,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+
+
+async def _until(store: MemoryStore, calls: int, steps: int) -> None:
+    for _ in range(200):
+        if len(store) >= calls and len(store.spans_snapshot()) >= steps:
+            return
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("keep", "names"),
+    [
+        pytest.param("ai", {"POST /ask", "planner", "search"}, id="ai"),
+        pytest.param(
+            "all", {"POST /ask", "planner", "search", "SELECT docs", "GET /health"}, id="all"
+        ),
+        pytest.param("llm", set(), id="llm"),
+    ],
+)
+async def test_a_plain_otel_sdk_agent_app_is_one_trace(keep: Any, names: set[str]) -> None:
+    """The real OTel SDK exporter in another process: the agent run comes back as one trace
+    with every step it should keep, right parents, right totals."""
+    store = MemoryStore()
+    async with AsyncCollector(store, port=0, keep_spans=keep) as collector:
+        await _run_sdk_app(f"http://127.0.0.1:{collector.port}")
+        await _until(store, 2, len(names))
+        stats = collector.stats
+    assert len(store) == 2 and stats.llm_calls == 2
+    steps = {s.name: s for s in store.spans_snapshot()}
+    assert set(steps) == names and stats.steps == len(names)
+    assert stats.received_spans == 7 and stats.ignored_spans == 5 - len(names)
+    if keep == "llm":
+        return
+    root, agent, tool = steps["POST /ask"], steps["planner"], steps["search"]
+    assert (root.kind, agent.kind, tool.kind) == ("http", "agent", "tool")
+    assert root.parent_span_id is None and agent.parent_span_id == root.span_id
+    assert tool.parent_span_id == agent.span_id and tool.agent_name is None
+    assert (tool.tool_name, tool.status, tool.error_message) == ("search", "error", "index offline")
+    assert tool.attributes["gen_ai.tool.call.id"] == "call-1"
+    trace = await store.get_trace(agent.trace_id)
+    assert trace is not None and trace.llm_calls == 2 and trace.input_tokens == 300
+    [top] = trace.tree()
+    assert top.record == root and [n.name for n in top.children] == ["planner"]
+    assert [n.name for n in top.children[0].children] == ["chat gpt-4o", "search", "chat gpt-4o"]
+    row = next(r for r in await store.traces() if r.trace_id == agent.trace_id)
+    assert (row.root_name, row.llm_calls, row.errors, row.user_id) == ("POST /ask", 2, 1, "ann")
+
+
+async def test_our_tracer_steps_come_back_equal_through_otlp() -> None:
+    """tracer.agent/tool/span exported over OTLP come back from the collector as equal
+    TraceSpans (every field but source), beside their calls."""
+    store = MemoryStore()
+    async with AsyncCollector(store, port=0) as collector:
+        endpoint = f"http://127.0.0.1:{collector.port}"
+        async with AsyncTracer(otlp_endpoint=endpoint, in_memory=True) as tracer:
+
+            @tracer.tool("search", engine="web")
+            async def search(query: str) -> None:
+                async with tracer.llm_call(model="gpt-4o") as call:
+                    call.set_usage(input_tokens=10, output_tokens=5)
+
+            with tracer.context(user_id="ann", session_id="s-9"):
+                async with tracer.agent("planner"):
+                    async with tracer.span("plan", kind="workflow"):
+                        await asyncio.gather(search("a"), search("b"))
+                    with pytest.raises(ValueError):
+                        async with tracer.span("policy", kind="guardrail"):
+                            raise ValueError("blocked ✓")
+            sent = tracer.steps
+        await _until(store, 2, len(sent))
+    got = {s.span_id: s for s in store.spans_snapshot()}
+    assert len(got) == len(sent) == 5
+    for step in sent:
+        back = got[step.span_id]
+        assert back.source == "collector"
+        assert back.model_dump(exclude={"source"}) == step.model_dump(exclude={"source"})
+
+
+def _step_span(i: int, parent: bytes, attributes: dict[str, object], name: str = "s") -> Span:
+    return Span(
+        trace_id=b"\x01" * 16,
+        span_id=i.to_bytes(8, "big"),
+        parent_span_id=parent,
+        name=name,
+        start_time_unix_nano=1_767_225_600_000_000_000 + i,
+        end_time_unix_nano=1_767_225_600_000_000_000 + i + 1000,
+        attributes=key_values(attributes),
+    )
+
+
+@pytest.mark.parametrize(
+    ("attributes", "kind", "name"),
+    [
+        pytest.param({"openinference.span.kind": "AGENT"}, "agent", "s", id="oi-agent"),
+        pytest.param({"openinference.span.kind": "CHAIN"}, "workflow", "s", id="oi-chain"),
+        pytest.param({"openinference.span.kind": "RETRIEVER"}, "retrieval", "s", id="oi-retriever"),
+        pytest.param({"openinference.span.kind": "RERANKER"}, "retrieval", "s", id="oi-reranker"),
+        pytest.param({"openinference.span.kind": "GUARDRAIL"}, "guardrail", "s", id="oi-guard"),
+        pytest.param({"openinference.span.kind": "EVALUATOR"}, "evaluator", "s", id="oi-eval"),
+        pytest.param({"openinference.span.kind": "TOOL"}, "tool", "s", id="oi-tool"),
+        pytest.param(
+            {"traceloop.span.kind": "workflow", "traceloop.entity.name": "pipeline"},
+            "workflow", "pipeline", id="openllmetry-workflow",
+        ),
+        pytest.param(
+            {"traceloop.span.kind": "task", "traceloop.entity.name": "fetch"},
+            "internal", "fetch", id="openllmetry-task",
+        ),
+        pytest.param({"gen_ai.operation.name": "create_agent"}, "agent", "s", id="create-agent"),
+        pytest.param({"gen_ai.operation.name": "invoke_workflow", "gen_ai.agent.name": "wf"},
+                     "workflow", "wf", id="genai-workflow"),
+    ],
+)  # fmt: skip
+def test_steps_of_every_convention(attributes: dict[str, object], kind: str, name: str) -> None:
+    """OpenInference span kinds, OpenLLMetry traceloop.span.kind and GenAI operations are
+    steps of their kind, named by the convention's name key."""
+    request = request_of([_step_span(7, b"\x02" * 8, attributes)])
+    steps = StepKeeper("ai").request()
+    assert steps is not None
+    convert_request(LeanRequest.FromString(request.SerializeToString()), False, {}, steps)
+    [step] = steps.finish()
+    assert (step.kind, step.name) == (kind, name)
+
+
+def test_a_trace_of_100000_steps_is_cut_with_a_count() -> None:
+    """A request whose trace holds 100,000 tool spans: the first MAX_STEPS_PER_TRACE are kept,
+    the rest dropped and counted; a later request of the same trace keeps none."""
+    spans = [_step_span(i + 1, b"\x09" * 8, {"gen_ai.operation.name": "execute_tool"})
+             for i in range(100_000)]  # fmt: skip
+    raw = request_of(spans).SerializeToString()
+    keeper = StepKeeper("ai")
+    steps = keeper.request()
+    assert steps is not None
+    convert_request(LeanRequest.FromString(raw), False, {}, steps)
+    assert len(steps.finish()) == MAX_STEPS_PER_TRACE
+    assert keeper.dropped == 100_000 - MAX_STEPS_PER_TRACE
+    again = keeper.request()
+    assert again is not None
+    convert_request(
+        LeanRequest.FromString(request_of(spans[:5]).SerializeToString()), False, {}, again
+    )
+    assert again.finish() == [] and keeper.dropped == 100_005 - MAX_STEPS_PER_TRACE
+
+
+def test_bad_keep_spans_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="keep_spans"):
+        AsyncCollector(MemoryStore(), port=0, keep_spans="some")  # type: ignore[arg-type]
