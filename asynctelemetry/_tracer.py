@@ -48,7 +48,7 @@ from ._conventions import (
     step_attributes,
     step_span_name,
 )
-from ._exceptions import ConfigError, StoreClosedError
+from ._exceptions import ConfigError, StoreClosedError, require
 from ._pipeline import Pipeline, Sink, SpanSink
 from ._record import FIELD_DEFAULTS, MAX_DURATION_MS, MAX_MODEL_LENGTH, LLMCall, TraceSpan
 from ._stats import TracerStats
@@ -210,6 +210,7 @@ class AsyncTracer(ClosesOnExit):
         #: Streams whose call is still open (recorded as abandoned when the tracer closes).
         self._streams: weakref.WeakSet[TracedStream[Any]] = weakref.WeakSet()
         self._sdk_tracer: Any = None
+        self._agents_processor: Any = None  # the openai-agents processor, once registered
         self._span_processor: _AsyncSpanProcessor | None = None
         if custom_exporter is not None or tracer_provider is not None:
             self._sdk_tracer = self._make_sdk_tracer(
@@ -398,6 +399,33 @@ class AsyncTracer(ClosesOnExit):
 
         return instrument(self, client, stream_usage=stream_usage)
 
+    def instrument_agents(self, *, exclusive: bool = False) -> None:
+        """Record the openai-agents SDK's runs (package ``agents``, extra ``agents``): its agent,
+        tool (function), handoff and guardrail spans become steps
+        (:class:`~asynctelemetry.TraceSpan`), its generation and response spans priced
+        :class:`~asynctelemetry.LLMCall` records, each run one trace with a workflow root.
+
+        ``exclusive=True`` replaces the SDK's own trace processors (which export to OpenAI's
+        trace backend) rather than adding to them. Calling it again changes nothing. Do not
+        also ``instrument()`` the client the agents use: each call would be recorded twice.
+
+        Raises:
+            MissingDependencyError: the ``agents`` package is not installed.
+            StoreClosedError: the tracer was closed.
+        """
+        if self._closed:
+            raise StoreClosedError("AsyncTracer is closed")
+        tracing: Any = require("agents.tracing", "agents", "tracer.instrument_agents()")
+        from ._instrument._agents import AgentsProcessor
+
+        known = self._agents_processor is not None
+        if self._agents_processor is None:
+            self._agents_processor = AgentsProcessor(self)
+        if exclusive:
+            tracing.set_trace_processors([self._agents_processor])
+        elif not known:
+            tracing.add_trace_processor(self._agents_processor)
+
     def uninstrument(self, client: object) -> None:
         """Stop tracing ``client`` (streams already returned keep being traced). Idempotent."""
         from ._instrument import uninstrument
@@ -519,6 +547,8 @@ class AsyncTracer(ClosesOnExit):
         """
         if self._close_task is None:
             self._closed = True
+            if self._agents_processor is not None:
+                self._agents_processor.closed = True  # the SDK's later spans are not recorded
             self._close_task = asyncio.get_running_loop().create_task(self._close())
         await finish(self._close_task)
 

@@ -9,7 +9,8 @@ to it over HTTP on 127.0.0.1. A request steers the answer with headers (the SDKs
 - ``x-delay``: seconds before each streamed chunk (default 0.005), so TTFT is measurable;
 - ``x-status``: answer with this HTTP error status and the provider's error body;
 - ``x-fail-after``: a stream sends this many content chunks, then an error event;
-- ``x-tool-calls``: how many tool calls the answer makes (default 0).
+- ``x-tool-calls``: how many tool calls the answer makes (default 0), unless the request already
+  carries a tool's result (an agent's next turn), which is answered with text.
 
 Usage is fixed per provider (the constants below) so tests can assert exact counts.
 """
@@ -139,6 +140,8 @@ class LLMServer:
         model, usage = (MISTRAL_MODEL, MISTRAL_USAGE) if mistral else (OPENAI_MODEL, OPENAI_USAGE)
         if status is not None:
             return _mistral_error(status) if mistral else _openai_error(status)
+        if any(m.get("role") == "tool" for m in body.get("messages", ())):
+            tools = 0  # the tool answered: this turn ends the run with text
         calls = [
             {
                 "id": f"call_{i}",
