@@ -52,6 +52,7 @@ logger = logging.getLogger("asynctelemetry")
 
 #: The page's files: name → content type. Nothing else under /static/ is served.
 ASSETS: Final = {
+    "format.js": "text/javascript; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "charts.js": "text/javascript; charset=utf-8",
     "budgets.js": "text/javascript; charset=utf-8",

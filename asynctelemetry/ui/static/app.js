@@ -9,21 +9,10 @@
   const TOP_SERIES = 8;      // stacked charts: this many keys, the rest is "other"
   const state = { newest: null, busy: false, again: false, lastFull: 0, models: new Set(), providers: new Set() };
 
-  // -- formatting ----------------------------------------------------------------------------
-  function num(v) { return v == null ? "–" : Math.round(v).toLocaleString("en-US"); }
-  function ms(v) { return v == null ? "–" : (v >= 100 ? v.toFixed(0) : v.toFixed(1)); }
-  function usd(v) {
-    if (v == null) return "unknown";
-    if (v === 0) return "$0";
-    return "$" + (v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toPrecision(3));
-  }
-  // The cost of calls of which some may be unpriced: never "$0" for what is not known.
-  function costOf(v, unpriced, calls) {
-    if (calls && unpriced >= calls) return "unknown";
-    return unpriced ? usd(v) + " + " + num(unpriced) + " unpriced" : usd(v);
-  }
-  function pct(v) { return v == null ? "–" : (100 * v).toFixed(v < 0.1 ? 2 : 1) + "%"; }
-  function when(iso) { return iso.replace("T", " ").replace(/\+00:00$|Z$/, "").slice(0, 23); }
+  // -- formatting: the one module, format.js ------------------------------------------------
+  const F = window.Format;
+  const num = F.count, ms = F.duration, usd = F.usd, costOf = F.cost, pct = F.pct;
+  function when(iso) { return F.time(iso, true); }
   function label(key) { return key == null ? "(none)" : String(key); }
   // The one key calls are grouped by: the model asked for, else the model that answered.
   function modelKey(c) { return c.request_model == null ? c.model : c.request_model; }
@@ -86,15 +75,15 @@
     $("h-calls").textContent = num(total.calls);
     $("h-cost").textContent = costOf(total.cost_usd, total.unpriced_calls, total.calls);
     $("h-errors").textContent = pct(total.error_rate);
-    $("h-p50").textContent = ms(total.p50_latency_ms) + (total.p50_latency_ms == null ? "" : " ms");
-    $("h-p95").textContent = ms(total.p95_latency_ms) + (total.p95_latency_ms == null ? "" : " ms");
-    $("h-ttft").textContent = ms(total.p50_ttft_ms) + (total.p50_ttft_ms == null ? "" : " ms");
+    $("h-p50").textContent = ms(total.p50_latency_ms);
+    $("h-p95").textContent = ms(total.p95_latency_ms);
+    $("h-ttft").textContent = ms(total.p50_ttft_ms);
   }
 
   function topTable(table, groups, filter) {
     table.replaceChildren();
     const head = table.createTHead().insertRow();
-    for (const name of ["name", "calls", "errors", "error rate", "cost", "p50 ms"]) {
+    for (const name of ["name", "calls", "errors", "error rate", "cost", "p50 latency"]) {
       const th = document.createElement("th");
       th.textContent = name;
       head.appendChild(th);
@@ -199,7 +188,7 @@
       if (c.error_message) status.title = c.error_message;
       cell(row, ms(c.duration_ms), "num");
       cell(row, ms(c.ttft_ms), "num");
-      cell(row, num(c.input_tokens) + " / " + num(c.output_tokens), "num");
+      cell(row, F.tokens(c.input_tokens, true) + " / " + F.tokens(c.output_tokens, true), "num");
       cell(row, usd(c.cost_usd), "num");
       const traceCell = cell(row, "");
       if (c.trace_id) {
@@ -239,7 +228,7 @@
     for (const g of rows.slice(0, 10)) {
       const row = body.insertRow();
       cell(row, g.type);
-      const message = cell(row, g.message || "–");
+      const message = cell(row, g.message || F.UNKNOWN);
       message.title = g.message;
       cell(row, num(g.calls), "num");
       cell(row, Array.from(g.models).sort().join(", "));
@@ -255,7 +244,7 @@
     for (const [k, v] of entries) {
       const row = body.insertRow();
       cell(row, k, "key");
-      cell(row, v == null ? "–" : typeof v === "object" ? JSON.stringify(v) : String(v));
+      cell(row, F.field(k, v));
     }
     return table;
   }
@@ -332,7 +321,7 @@
       const p = document.createElement("p");
       p.className = "waterfall-totals";
       p.id = "waterfall-totals";
-      p.textContent = ms(t.duration_ms) + " ms · " + num(t.llm_calls) + " LLM calls · " +
+      p.textContent = ms(t.duration_ms) + " · " + num(t.llm_calls) + " LLM calls · " +
         num(t.steps) + " steps · " + num(t.input_tokens) + " in / " + num(t.output_tokens) +
         " out tokens · " + usd(t.cost_usd) + " · " + num(t.errors) + " errors";
       body.appendChild(p);
@@ -367,7 +356,7 @@
       const width = total > 0 ? 100 * (item.duration_ms || 0) / total : 100;
       bar.style.left = Math.min(100, Math.max(0, left)).toFixed(3) + "%";
       bar.style.width = Math.min(100 - Math.min(100, left), Math.max(0, width)).toFixed(3) + "%";
-      bar.title = item.name + ": " + ms(item.duration_ms) + " ms";
+      bar.title = item.name + ": " + ms(item.duration_ms);
       lane.appendChild(bar);
       row.addEventListener("click", function () {
         for (const other of tbody.rows) other.classList.remove("selected");
@@ -409,8 +398,8 @@
       cell(row, num(t.llm_calls), "num");
       cell(row, num(t.spans), "num");
       cell(row, usd(t.cost_usd), "num");
-      cell(row, t.user_id || "–");
-      cell(row, t.session_id || "–");
+      cell(row, t.user_id || F.UNKNOWN);
+      cell(row, t.session_id || F.UNKNOWN);
       row.addEventListener("click", function () { showTrace(t.trace_id); });
       row.addEventListener("keydown", function (event) {
         if (event.key === "Enter") showTrace(t.trace_id);

@@ -6,12 +6,9 @@
   const $ = function (id) { return document.getElementById(id); };
   const EVERY_MS = 15000;
 
-  function usd(v) {
-    if (v == null) return "–";
-    if (v === 0) return "$0";
-    return "$" + (v >= 100 ? v.toFixed(2) : v >= 1 ? v.toFixed(2) : v.toPrecision(3));
-  }
-  function when(iso) { return iso.replace("T", " ").replace(/\+00:00$|Z$/, "").slice(0, 19); }
+  const F = window.Format;
+  const usd = F.usd;
+  function when(iso) { return F.time(iso); }
   function cell(row, text, cls) {
     const td = row.insertCell();
     td.textContent = text;
@@ -26,7 +23,7 @@
     meter.value = Math.min(used, 1);
     meter.setAttribute("aria-label", name + " used");
     const text = document.createElement("span");
-    text.textContent = " " + Math.round(100 * used) + "%";
+    text.textContent = " " + F.number(100 * used, 0) + "%";
     td.append(meter, text);
   }
 
@@ -66,7 +63,7 @@
       cell(row, e.alert);
       cell(row, e.key == null ? "" : e.key);
       cell(row, e.state, e.state === "firing" ? "error" : "");
-      cell(row, e.value == null ? "–" : String(+e.value.toPrecision(4)), "num");
+      cell(row, F.number(e.value, 4), "num");
     }
   }
 
