@@ -91,6 +91,37 @@ def check_text(name: str, value: object) -> str:
 _MODEL_FIELDS: Final = frozenset({"model", "request_model", "response_model"})
 
 
+#: Fields of ``call.set`` whose every ``str`` is valid, the model names (1 to
+#: ``MAX_MODEL_LENGTH`` characters), and the fields that take a count.
+_SETTABLE_MODELS: Final = frozenset({"response_model", "request_model"})
+_PLAIN_TEXT: Final = frozenset(
+    name
+    for name, kind in _SETTABLE.items()
+    if kind is str and name not in _SETTABLE_MODELS and name != "cache_hit"
+)
+_COUNT_FIELDS: Final = frozenset(name for name, kind in _SETTABLE.items() if kind is int)
+
+
+def checked_field(name: str, value: object) -> object:
+    """``value`` as ``call.set(name=value)`` keeps it, or ``ValueError``."""
+    kind = _SETTABLE.get(name)
+    if kind is None:
+        raise ValueError(f"unknown call field {name!r}; use set_attribute() for others")
+    if value is None:
+        if name == "tool_calls":
+            raise ValueError("tool_calls must be an int")
+        return None
+    if kind is int:
+        value = check_count(name, value)
+    elif kind is str:
+        value = check_text(name, value)
+    elif not isinstance(value, kind):
+        raise ValueError(f"{name} must be {kind.__name__}, got {type(value).__name__}")  # type: ignore[union-attr]
+    if name == "cache_hit" and value not in _CACHE_HITS:
+        raise ValueError(f"cache_hit must be one of {sorted(_CACHE_HITS)}, got {value!r}")
+    return value
+
+
 def check_millis(name: str, value: object) -> float:
     """A duration in milliseconds, or ``ValueError``."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -323,22 +354,16 @@ class CallHandle:
         """
         fields = self.fields
         for name, value in values.items():
-            kind = _SETTABLE.get(name)
-            if kind is None:
-                raise ValueError(f"unknown call field {name!r}; use set_attribute() for others")
-            if value is None:
-                if name == "tool_calls":
-                    raise ValueError("tool_calls must be an int")
-                fields[name] = None
-                continue
-            if kind is int:
-                value = check_count(name, value)
-            elif kind is str:
-                value = check_text(name, value)
-            elif not isinstance(value, kind):
-                raise ValueError(f"{name} must be {kind.__name__}, got {type(value).__name__}")  # type: ignore[union-attr]
-            if name == "cache_hit" and value not in _CACHE_HITS:
-                raise ValueError(f"cache_hit must be one of {sorted(_CACHE_HITS)}, got {value!r}")
+            kind = value.__class__
+            if kind is str:  # the usual values pass one test; others go through checked_field
+                if not (
+                    name in _PLAIN_TEXT
+                    or (name in _SETTABLE_MODELS and 0 < len(value) <= MAX_MODEL_LENGTH)
+                    or (name == "cache_hit" and value in _CACHE_HITS)
+                ):
+                    value = checked_field(name, value)
+            elif not (kind is int and name in _COUNT_FIELDS and 0 <= value <= MAX_TOKENS):
+                value = checked_field(name, value)
             fields[name] = value
 
     def set_attribute(self, key: str, value: AttributeValue) -> None:

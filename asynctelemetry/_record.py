@@ -159,7 +159,7 @@ class LLMCall(BaseModel):
     @classmethod
     def _adopt(cls, data: dict[str, Any]) -> LLMCall:
         """Wrap ``data`` (every field, checked values) as a record without copying it."""
-        record = cls.__new__(cls)
+        record = _new(cls)  # (BaseModel has no __new__ of its own: object's, found at once)
         _setattr(record, "__dict__", data)
         # Every field counts as set: one shared set, which pydantic only ever copies.
         _set_fields_set(record, _ALL_FIELDS)
@@ -288,6 +288,7 @@ def bounded_message(text: str) -> str | None:
 
 # BaseModel keeps its internals in slots; their descriptors are the cheapest way to fill them.
 _setattr = object.__setattr__
+_new = object.__new__
 _slots = {
     name: BaseModel.__dict__[name].__set__ for name in BaseModel.__slots__ if name != "__dict__"
 }

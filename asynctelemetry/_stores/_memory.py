@@ -239,8 +239,13 @@ class MemoryStore(StoreReads, ClosesOnExit):
         if self._closed:
             raise StoreClosedError("MemoryStore is closed")
         keep = self._keep_row
-        for row in calls.rows if isinstance(calls, Rows) else map(_row, calls):
-            keep(row)
+        # (the tracer hands a tuple, for which an ABC's isinstance would cost more than the rest)
+        if calls.__class__ is not tuple and isinstance(calls, Rows):
+            for row in calls.rows:
+                keep(row)
+        else:
+            for call in calls:
+                keep(row_of(call.__dict__))
 
     async def emit(self, calls: Sequence[LLMCall]) -> None:
         """Sink interface: the same as :meth:`add_many`."""
