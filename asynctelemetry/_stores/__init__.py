@@ -11,6 +11,7 @@ from ._base import (
     timeseries,
 )
 from ._memory import MemoryStore
+from ._sessions import SessionPage
 from ._traces import Trace, TraceNode, TraceSummary
 from ._url import open_store
 from .postgres.store import PostgresStore
@@ -23,6 +24,7 @@ __all__ = [
     "MemoryStore",
     "PostgresStore",
     "SQLiteStore",
+    "SessionPage",
     "TimeBucket",
     "Trace",
     "TraceNode",

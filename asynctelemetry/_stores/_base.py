@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .._record import TraceSpan
 from .._rows import Rows
+from ._sessions import SessionPage, check_session_limit, parse_cursor, session_page
 from ._traces import (
     Trace,
     TraceFilters,
@@ -664,6 +665,20 @@ class StoreReads:
                 rows.append(summarize_trace(trace))
         return rows
 
+    async def session(
+        self, session_id: str, *, limit: int = 100, after: str | None = None
+    ) -> SessionPage:
+        """One page of the calls of ``session_id``, oldest first (ties in insertion order): at
+        most ``limit`` (1 to 1,000), from ``after`` (the ``next`` of the page before; see
+        :mod:`._sessions`). Read through ``query``'s session filter, so in every store's index
+        and order."""
+        session_id = check_id("session_id", session_id)
+        limit = check_session_limit(limit)
+        start, skip = parse_cursor(after)
+        filters = Filters(since=start, session_id=session_id)
+        found = await self._query(filters, skip + limit + 1, False)
+        return session_page(session_id, found, start, skip, limit)
+
     # -- what each store implements ---------------------------------------------------------
     async def _trace_spans(self, trace_id: str) -> list[TraceSpan]:
         raise NotImplementedError
@@ -822,6 +837,13 @@ class CallStore(Protocol):
         newest_first: bool = True,
     ) -> list[TraceSummary]:
         """One row per trace, newest first by start, filtered."""
+        ...
+
+    async def session(
+        self, session_id: str, *, limit: int = 100, after: str | None = None
+    ) -> SessionPage:
+        """One page of a session's calls, oldest first (``next``: the following page's
+        ``after``)."""
         ...
 
     async def flush(self) -> None:

@@ -17,6 +17,8 @@ route                           answer
                                 ``agent``, ``limit``, ``order``; the window is the traces' start)
 ``/api/traces/{trace_id}``      the calls of one trace (``store.trace``), with their nesting, and
                                 the waterfall of its calls and steps (``store.get_trace``)
+``/api/sessions/{session_id}``  one page of a session's calls, oldest first (``store.session``:
+                                ``limit``, ``after``), its totals, and its traces on the page
 ``/api/budgets``                budgets (spent, reserved, left) and alerts (firing, history)
 ==============================  =================================================================
 """
@@ -32,6 +34,8 @@ from .._budgets._sql import stored_budgets
 from .._conventions import is_content_key
 from .._exceptions import ConfigError
 from .._stores._base import MULTI_GROUPS, ORDER_BY
+from .._stores._traces import summarize_trace
+from ._messages import messages
 from ._params import ParamError, parse_bucket, parse_by, parse_limit
 
 if TYPE_CHECKING:
@@ -48,6 +52,7 @@ __all__ = [
     "call_by_id",
     "call_json",
     "calls",
+    "session",
     "summary",
     "timeseries",
     "trace",
@@ -60,18 +65,25 @@ _WHOLE: Final = timedelta(days=36525)
 #: Most calls one trace answer holds (a bound on the work of one request): a trace of more
 #: (remote spans may share any trace id) shows its oldest, with ``complete`` false.
 MAX_TRACE: Final = 10_000
+#: Calls of one session page: by default, and at most (each page also reads the traces of its
+#: calls, one indexed read per trace).
+SESSION_PAGE: Final = 50
+MAX_SESSION_PAGE: Final = 200
 
 
 class NotFound(LookupError):
     """No call or trace with that id in the store (answered 404)."""
 
 
-def call_json(call: LLMCall) -> dict[str, Any]:
-    """A call as JSON, its attributes split into ``attributes`` and captured ``content``."""
+def call_json(call: LLMCall, *, conversation: bool = False) -> dict[str, Any]:
+    """A call as JSON, its attributes split into ``attributes`` and captured ``content``; with
+    ``conversation``, the content also read as chat ``messages`` (:mod:`._messages`)."""
     data = call.model_dump(mode="json")
     attributes: dict[str, Any] = data.pop("attributes")
     data["attributes"] = {k: v for k, v in attributes.items() if not is_content_key(k)}
-    data["content"] = {k: v for k, v in attributes.items() if is_content_key(k)}
+    data["content"] = content = {k: v for k, v in attributes.items() if is_content_key(k)}
+    if conversation:
+        data["messages"] = messages(content) if content else []
     return data
 
 
@@ -188,7 +200,7 @@ async def call_by_id(store: CallStore, call_id: str) -> dict[str, Any]:
     found = await store.get(call_id)
     if found is None:
         raise NotFound(f"no call {call_id!r} in the store")
-    return {"call": call_json(found)}
+    return {"call": call_json(found, conversation=True)}
 
 
 async def trace(store: CallStore, trace_id: str) -> dict[str, Any]:
@@ -317,3 +329,41 @@ async def traces(store: CallStore, query: Query) -> dict[str, Any]:
         newest_first=_newest_first(query),
     )
     return {"query": query.echo(), "traces": [row.model_dump(mode="json") for row in rows]}
+
+
+async def session(store: CallStore, session_id: str, options: dict[str, str]) -> dict[str, Any]:
+    """``/api/sessions/{session_id}``: a page of the session's calls, oldest first (``limit``
+    calls, default 50, at most 200; ``after``: the ``next`` of the page before), the session's
+    totals (over all its calls), and a row for each trace the page's calls belong to, in the
+    order of its first call on the page (``store.get_trace``: indexed reads, one trace after
+    the other, at most one per call of the page).
+
+    Raises:
+        NotFound: the store holds no call of that session.
+    """
+    text = options.get("limit")
+    try:
+        limit = SESSION_PAGE if text is None else int(text)
+    except ValueError:
+        raise ParamError(f"limit={text!r}: expected a whole number") from None
+    if not 1 <= limit <= MAX_SESSION_PAGE:
+        raise ParamError(f"limit={text!r}: must be in 1..{MAX_SESSION_PAGE}")
+    try:
+        page = await store.session(session_id, limit=limit, after=options.get("after"))
+    except ValueError as exc:
+        raise ParamError(str(exc)) from None
+    if not page.calls and "after" not in options:
+        raise NotFound(f"no call of session {session_id!r} in the store")
+    totals = await store.summary(by="session", session_id=session_id)
+    traces = []
+    for trace_id in dict.fromkeys(c.trace_id for c in page.calls if c.trace_id):
+        found = await store.get_trace(trace_id)
+        if found is not None:  # gone since (retention): one row fewer
+            traces.append(summarize_trace(found).model_dump(mode="json"))
+    return {
+        "session_id": session_id,
+        "calls": [call_json(c, conversation=True) for c in page.calls],
+        "next": page.next,
+        "totals": totals[0].model_dump(mode="json") if totals else None,
+        "traces": traces,
+    }

@@ -216,19 +216,27 @@ def parse_query(
     )
 
 
-def no_params(params: Iterable[tuple[str, str]]) -> None:
-    """Refuse any parameter: a lookup by id (``/api/calls/{id}``, ``/api/traces/{id}``) reads
-    the whole store through its index, so a window or filter would narrow nothing.
+def no_params(params: Iterable[tuple[str, str]], allowed: Iterable[str] = ()) -> dict[str, str]:
+    """Refuse any parameter but ``allowed`` (returned by name): a lookup by id
+    (``/api/calls/{id}``, ``/api/traces/{id}``, ``/api/sessions/{id}``) reads the whole store
+    through its index, so a window or filter would narrow nothing.
 
     Raises:
-        ParamError: a parameter was given.
+        ParamError: another parameter was given, or one twice.
     """
-    names = sorted({name for name, _ in params})
-    if names:
-        raise ParamError(
-            f"unknown parameter {names[0]!r}; a lookup by id takes no parameters "
-            "(it reads the whole store, whatever the window)"
-        )
+    known = frozenset(allowed)
+    seen: dict[str, str] = {}
+    for name, value in params:
+        if name not in known:
+            takes = f"takes only {sorted(known)}" if known else "takes no parameters"
+            raise ParamError(
+                f"unknown parameter {name!r}; a lookup by id {takes} "
+                "(it reads the whole store, whatever the window)"
+            )
+        if name in seen:
+            raise ParamError(f"parameter {name!r} given more than once")
+        seen[name] = value
+    return seen
 
 
 def parse_by(query: Query, default: str, *, series: bool = False) -> GroupBy:

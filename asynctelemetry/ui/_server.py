@@ -10,7 +10,7 @@ a method other than GET or HEAD         405     ``Allow: GET, HEAD``: nothing ch
 more requests in flight than the bound  429     ``Retry-After`` (each may hold a store query)
 no or wrong token (with ``auth_token``)  401     bearer header or the page's cookie
 ``/?token=…`` with the right token      303     sets an HttpOnly SameSite=Strict cookie
-an unknown path, call or trace          404
+an unknown path, call, trace, session   404
 a bad query parameter                   400     ``{"error": "<what is wrong>"}``
 the store failed a read                 503     ``{"error": ...}``, logged
 an unexpected exception (a bug)         500     ``{"error": ...}``, no traceback; logged once
@@ -56,6 +56,7 @@ ASSETS: Final = {
     "app.js": "text/javascript; charset=utf-8",
     "charts.js": "text/javascript; charset=utf-8",
     "budgets.js": "text/javascript; charset=utf-8",
+    "session.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }
@@ -286,6 +287,9 @@ class Dashboard(ClosesOnExit):
             elif path.startswith("/api/traces/") and len(path) > len("/api/traces/"):
                 no_params(pairs)
                 body = await _api.trace(self.store, path[len("/api/traces/") :])
+            elif path.startswith("/api/sessions/") and len(path) > len("/api/sessions/"):
+                options = no_params(pairs, ("limit", "after"))
+                body = await _api.session(self.store, path[len("/api/sessions/") :], options)
             elif path == "/api/budgets":
                 no_params(pairs)
                 body = await _api.budgets(self.store, self.budgets, self.alerts)
@@ -358,6 +362,7 @@ _ROUTE_LIST: Final = [
     "/api/budgets",
     "/api/calls/{call_id}",
     "/api/traces/{trace_id}",
+    "/api/sessions/{session_id}",
 ]
 
 

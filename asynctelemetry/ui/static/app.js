@@ -80,7 +80,7 @@
     $("h-ttft").textContent = ms(total.p50_ttft_ms);
   }
 
-  function topTable(table, groups, filter) {
+  function topTable(table, groups, filter, opener) {
     table.replaceChildren();
     const head = table.createTHead().insertRow();
     for (const name of ["name", "calls", "errors", "error rate", "cost", "p50 latency"]) {
@@ -98,6 +98,7 @@
         name.title = "filter on this";
         name.addEventListener("click", function () { filter(g.key); });
       }
+      if (opener && g.key != null) name.append(" ", opener(g.key));
       cell(row, num(g.calls), "num");
       cell(row, num(g.errors), "num");
       cell(row, pct(g.calls ? g.errors / g.calls : null), "num");
@@ -183,7 +184,8 @@
       cell(row, when(c.timestamp));
       modelCell(row, c);
       cell(row, label(c.provider));
-      cell(row, c.session_id == null ? "" : c.session_id);
+      const sessionCell = cell(row, "");
+      if (c.session_id != null) sessionCell.appendChild(window.Session.link(c.session_id));
       const status = cell(row, c.status + (c.error_type ? " (" + c.error_type + ")" : ""));
       if (c.error_message) status.title = c.error_message;
       cell(row, ms(c.duration_ms), "num");
@@ -244,7 +246,8 @@
     for (const [k, v] of entries) {
       const row = body.insertRow();
       cell(row, k, "key");
-      cell(row, F.field(k, v));
+      if (k === "session_id" && typeof v === "string") cell(row, "").appendChild(window.Session.link(v));
+      else cell(row, F.field(k, v));
     }
     return table;
   }
@@ -269,7 +272,7 @@
       const c = answer.call;
       openDialog("Call " + c.call_id, function (body) {
         const fields = Object.entries(c).filter(function (e) {
-          return e[0] !== "attributes" && e[0] !== "content";
+          return e[0] !== "attributes" && e[0] !== "content" && e[0] !== "messages";
         });
         body.appendChild(fieldTable(fields));
         heading(body, "Attributes");
@@ -284,12 +287,22 @@
           p.textContent = "not captured (start the collector or tracer with capture_content=True)";
           body.appendChild(p);
         }
+        if (c.messages && c.messages.length) window.Session.messages(body, c.messages);
+        const raw = document.createElement("details");  // as stored, for what the messages leave out
+        raw.className = "raw-content";
+        const summary = document.createElement("summary");
+        summary.textContent = "as stored";
+        raw.appendChild(summary);
         for (const [k, v] of content) {
           const h = document.createElement("h4");
           h.textContent = k;
           const pre = document.createElement("pre");
           pre.textContent = String(v);
-          body.append(h, pre);
+          raw.append(h, pre);
+        }
+        if (content.length) {
+          raw.open = !(c.messages && c.messages.length);
+          body.appendChild(raw);
         }
         if (c.trace_id) {
           const button = document.createElement("button");
@@ -399,7 +412,8 @@
       cell(row, num(t.spans), "num");
       cell(row, usd(t.cost_usd), "num");
       cell(row, t.user_id || F.UNKNOWN);
-      cell(row, t.session_id || F.UNKNOWN);
+      const sessionCell = cell(row, t.session_id ? "" : F.UNKNOWN);
+      if (t.session_id) sessionCell.appendChild(window.Session.link(t.session_id));
       row.addEventListener("click", function () { showTrace(t.trace_id); });
       row.addEventListener("keydown", function (event) {
         if (event.key === "Enter") showTrace(t.trace_id);
@@ -436,7 +450,8 @@
       headline(byModel.total);
       charts(series, byModel.groups, byModel.total);
       topTable($("top-model"), byModel.groups, function (key) { $("model").value = key; refresh(); });
-      topTable($("top-session"), bySession.groups, function (key) { $("session").value = key; refresh(); });
+      topTable($("top-session"), bySession.groups, function (key) { $("session").value = key; refresh(); },
+               function (key) { return window.Session.link(key, "conversation"); });
       topTable($("top-route"), byRoute.groups, null);
       for (const g of byModel.groups) if (g.key != null) state.models.add(g.key);
       for (const c of recent.calls) if (c.provider != null) state.providers.add(c.provider);
@@ -493,6 +508,11 @@
     refresh();
     setInterval(poll, POLL_MS);
   }
+
+  // What the page's other scripts (session.js) draw with.
+  window.Dashboard = {
+    api: api, openDialog: openDialog, showCall: showCall, showTrace: showTrace, say: say,
+  };
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();
