@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 from urllib.parse import urlsplit
 
-from ._batching import BatchQueue, ClosesOnExit, Retryable, RetryPolicy
+from ._batching import BatchQueue, ClosesOnExit, Lifecycle, Retryable, RetryPolicy
 from ._exceptions import ConfigError, mask_secrets, require
 from ._stores._base import bucket_ns
 
@@ -278,7 +278,7 @@ class AlertMonitor(ClosesOnExit):
             name="alert notifications",
         )
         self._task: asyncio.Task[None] | None = None
-        self._closed = False
+        self._life = Lifecycle("AlertMonitor")
         self.close_timeout = close_timeout
         self.metrics = metrics
         #: The latest events, newest last (at most :data:`HISTORY`), for the dashboard.
@@ -287,23 +287,22 @@ class AlertMonitor(ClosesOnExit):
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
         """Start evaluating every ``interval`` seconds (the first evaluation at once)."""
-        if self._closed:
+        if self._life.ended:
             raise ConfigError("AlertMonitor is closed")
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="alerts")
+            self._life.opened()
 
     async def aclose(self) -> None:
-        """Stop evaluating; deliver what is queued (bounded by the retries); close. Idempotent."""
-        self._closed = True
+        """Stop evaluating; deliver what is queued (bounded by the retries); close. Idempotent:
+        a later or concurrent call returns once the first one has closed."""
+        await self._life.close(self._close)
+
+    async def _close(self) -> None:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+            await asyncio.gather(task, return_exceptions=True)
         await self._queue.aclose(self.close_timeout)
         if self._client is not None:
             await self._client.aclose()

@@ -13,6 +13,7 @@ counted).
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import math
 import os
@@ -31,13 +32,14 @@ __all__ = [
     "STRICT_ENV",
     "BatchQueue",
     "ClosesOnExit",
-    "Closing",
+    "Lifecycle",
     "QueueOwner",
     "QueueSettings",
     "QueueStats",
     "QueueValues",
     "RetryPolicy",
     "Retryable",
+    "State",
     "finish",
     "report_internal_error",
 ]
@@ -67,31 +69,98 @@ def report_internal_error(where: str, exc: Exception) -> None:
         )
 
 
-class Closing:
-    """The close of one object: the first ``aclose()`` does it, later and concurrent ones wait
-    for it to end (rather than return while the file or connection is still being closed).
+class State(enum.Enum):
+    """Where a service is in its life: ``NEW`` (made, or stopped and free to start again),
+    ``OPEN`` (started, opened, serving), ``CLOSING`` (the first close is running), ``CLOSED``."""
 
-    ``if not await closing.begin(): return`` then the close, then ``closing.end()`` (in a
-    ``finally``). The waiters do not see the first caller's error; it raised there.
+    NEW = "new"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class Lifecycle:
+    """The one lifecycle of every service (stores, exporters, the collector, the dashboard, the
+    metrics server, the tracer): new → open → closing → closed.
+
+    The first :meth:`close` runs the service's closing in a task of its own, shielded from the
+    caller's cancellation and bounded by ``timeout``; later and concurrent callers wait for it
+    to end (they do not see its error: the first caller got it). Once closing, :meth:`check`
+    refuses work with :class:`StoreClosedError`.
     """
 
-    __slots__ = ("_ended", "started")
+    __slots__ = ("_task", "ended", "name", "state")
 
-    def __init__(self) -> None:
-        self.started = False
-        self._ended = asyncio.Event()
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.state = State.NEW
+        #: Closing or closed: no more work is taken (``state`` said as one bool for hot paths).
+        self.ended = False
+        self._task: asyncio.Task[None] | None = None
 
-    async def begin(self) -> bool:
-        """True for the first caller, who must call :meth:`end`; others wait for it, False."""
-        if self.started:
-            await self._ended.wait()
-            return False
-        self.started = True
-        return True
+    def __repr__(self) -> str:
+        return f"<Lifecycle {self.name} {self.state.value}>"
 
-    def end(self) -> None:
-        """The close is over (successfully or not): release the waiters."""
-        self._ended.set()
+    @property
+    def is_open(self) -> bool:
+        """Opened (started) and not closing or closed."""
+        return self.state is State.OPEN
+
+    def check(self) -> None:
+        """Refuse work once closing.
+
+        Raises:
+            StoreClosedError: :meth:`close` was called.
+        """
+        if self.ended:
+            raise StoreClosedError(f"{self.name} is closed")
+
+    def opened(self) -> None:
+        """The service is open (a close that began meanwhile wins)."""
+        if self.state is State.NEW:
+            self.state = State.OPEN
+
+    def stopped(self) -> None:
+        """A server that may start again stopped: back to ``NEW``."""
+        if self.state is State.OPEN:
+            self.state = State.NEW
+
+    async def close(
+        self, body: Callable[[], Awaitable[None]] | None = None, timeout: float | None = None
+    ) -> None:
+        """Run ``body`` (the service's closing) once, whoever asks first, and wait for its end.
+        Without a body (nothing to release) the service is closed at once.
+
+        Raises:
+            Exception: what ``body`` raised, to the first caller only.
+        """
+        task = self._task
+        if task is not None:
+            await asyncio.wait((task,))  # the first caller's close: waited for, not re-raised
+            return
+        self.state = State.CLOSING
+        self.ended = True
+        if body is None:
+            self.state = State.CLOSED
+            return
+        task = self._task = asyncio.get_running_loop().create_task(
+            self._close(body, timeout), name=f"asynctelemetry close {self.name}"
+        )
+        await finish(task)
+
+    async def _close(self, body: Callable[[], Awaitable[None]], timeout: float | None) -> None:
+        bound = asyncio.timeout(timeout)
+        try:
+            async with bound:
+                await body()
+        except TimeoutError:
+            if not bound.expired():
+                raise
+            logger.warning(
+                "asynctelemetry: closing %s took more than %s s; given up", self.name, timeout
+            )
+        finally:
+            self.state = State.CLOSED
 
 
 class ClosesOnExit:
@@ -393,9 +462,8 @@ class BatchQueue(Generic[T]):
         self._progress: asyncio.Event | None = None
         self._room: asyncio.Event | None = None
         self._urgent = 0  # flush() callers waiting: do not wait for a batch to fill
-        self._closing = False
-        self._closed = False
-        self._close_task: asyncio.Task[None] | None = None
+        self._life = Lifecycle(name)
+        self._stopped = False  # the draining task was stopped for good (closing)
         self._error: BaseException | None = None
         self._error_seq = 0
 
@@ -428,7 +496,7 @@ class BatchQueue(Generic[T]):
 
     def put_nowait(self, item: T) -> bool:
         """Queue ``item`` without waiting. False (nothing queued) when full under ``"wait"``."""
-        if self._closing:
+        if self._life.ended:
             raise StoreClosedError(f"{self.name} is closed")
         if self.pending >= self.max_size:
             if self.overflow == "wait":
@@ -461,11 +529,11 @@ class BatchQueue(Generic[T]):
     # -- control --------------------------------------------------------------------------------
     def start(self) -> None:
         """Start the draining task in the running loop (``put`` starts it too)."""
-        if self._task is None and not self._closed:
+        if self._task is None and not self._stopped:
             self._wakeup = asyncio.Event()
             self._progress = asyncio.Event()
             self._room = asyncio.Event()
-        if (self._task is None or self._task.done()) and not self._closed:
+        if (self._task is None or self._task.done()) and not self._stopped:
             self._task = asyncio.get_running_loop().create_task(
                 self._drain(), name=f"asynctelemetry {self.name}"
             )
@@ -494,10 +562,7 @@ class BatchQueue(Generic[T]):
         in ``stats.dropped_on_close`` and logged, and the last delivery error, if there was one,
         is raised.
         """
-        if self._close_task is None:
-            self._closing = True
-            self._close_task = asyncio.get_running_loop().create_task(self._close(timeout))
-        await finish(self._close_task)
+        await self._life.close(lambda: self._close(timeout))
 
     async def _close(self, timeout: float) -> None:
         try:
@@ -508,7 +573,7 @@ class BatchQueue(Generic[T]):
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        self._closed = True
+        self._stopped = True
         lost = len(self._items)
         if lost:
             self._counts.dropped_on_close += lost
@@ -559,7 +624,7 @@ class BatchQueue(Generic[T]):
         try:
             await self._drain_forever()
         except asyncio.CancelledError:
-            if self._closing or self.drain_on_cancel is None or not self._items:
+            if self._life.ended or self.drain_on_cancel is None or not self._items:
                 raise
             await self._drain_before_cancel(self.drain_on_cancel)
             raise
@@ -593,7 +658,7 @@ class BatchQueue(Generic[T]):
                 # Idle: the task ends (the next put starts another), so an idle queue holds no
                 # pending task that a dropped, unclosed owner would leave to be destroyed.
                 return
-            if len(self._items) < self.batch_size and not (self._urgent or self._closing):
+            if len(self._items) < self.batch_size and not (self._urgent or self._life.ended):
                 # Let a partial batch fill for up to flush_interval.
                 self._wakeup.clear()
                 try:

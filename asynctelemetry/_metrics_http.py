@@ -22,8 +22,8 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from ._batching import ClosesOnExit, Closing
-from ._exceptions import ConfigError, StoreClosedError, require
+from ._batching import ClosesOnExit, Lifecycle
+from ._exceptions import ConfigError, require
 from ._http_limits import Admission, HttpLimits
 from ._stats import ScrapeStats
 
@@ -80,15 +80,14 @@ class PrometheusExporter(ClosesOnExit):
         self._port = port
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
-        self._closed = False
-        self._closing = Closing()
+        self._life = Lifecycle("PrometheusExporter")
         self._requests = 0  # read through ``stats``
         self._bad_requests = 0
 
     @property
     def is_running(self) -> bool:
         """Whether the server is listening."""
-        return self._server is not None
+        return self._life.is_open
 
     @property
     def port(self) -> int:
@@ -108,18 +107,19 @@ class PrometheusExporter(ClosesOnExit):
             StoreClosedError: after :meth:`aclose`.
             OSError: the address is taken or cannot be bound.
         """
-        if self._closed:
-            raise StoreClosedError("PrometheusExporter is closed")
+        self._life.check()
         if self._server is not None:
             return
         self._server = await asyncio.start_server(
             self._accept, self.host, self._port, limit=MAX_REQUEST_HEAD
         )
         self._port = self._server.sockets[0].getsockname()[1]
+        self._life.opened()
 
     async def stop(self) -> None:
         """Stop listening and drop open connections. Safe when not started; may start again."""
         server, self._server = self._server, None
+        self._life.stopped()
         if server is None:
             return
         server.close()
@@ -132,13 +132,7 @@ class PrometheusExporter(ClosesOnExit):
     async def aclose(self) -> None:
         """Stop for good: :meth:`start` refuses afterwards. Idempotent: a later or concurrent
         call returns once the first one has stopped the server."""
-        self._closed = True
-        if not await self._closing.begin():
-            return
-        try:
-            await self.stop()
-        finally:
-            self._closing.end()
+        await self._life.close(self.stop)
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -33,9 +33,9 @@ from opentelemetry.trace import INVALID_SPAN, Span, get_current_span
 from ._batching import (
     BatchQueue,
     ClosesOnExit,
+    Lifecycle,
     Retryable,
     RetryPolicy,
-    finish,
     report_internal_error,
 )
 from ._budgets import Budgets, BudgetStatus, ledger_for
@@ -201,8 +201,7 @@ class AsyncTracer(ClosesOnExit):
                 f"not {type(sampler).__name__}"
             )
         self.capture_content = capture_content
-        self._closed = False
-        self._close_task: asyncio.Task[None] | None = None
+        self._life = Lifecycle("AsyncTracer")
         self._used = False
         self._calls = 0  # calls recorded: read through ``stats``
         self._background: set[asyncio.Task[None]] = set()
@@ -284,7 +283,7 @@ class AsyncTracer(ClosesOnExit):
             ConfigError: (a ``ValueError``) a model name that is not a string of 1 to 512
                 characters, an argument of the wrong type, or a bad attribute.
         """
-        if self._closed:
+        if self._life.ended:
             raise StoreClosedError("AsyncTracer is closed")
         scope = current_scope.get()
         user_id = None
@@ -410,7 +409,7 @@ class AsyncTracer(ClosesOnExit):
                 object that is not a supported client, or a client another tracer instruments.
             StoreClosedError: the tracer was closed.
         """
-        if self._closed:
+        if self._life.ended:
             raise StoreClosedError("AsyncTracer is closed")
         from ._instrument import instrument
 
@@ -430,7 +429,7 @@ class AsyncTracer(ClosesOnExit):
             MissingDependencyError: the ``agents`` package is not installed.
             StoreClosedError: the tracer was closed.
         """
-        if self._closed:
+        if self._life.ended:
             raise StoreClosedError("AsyncTracer is closed")
         tracing: Any = require("agents.tracing", "agents", "tracer.instrument_agents()")
         from ._instrument._agents import AgentsProcessor
@@ -562,12 +561,9 @@ class AsyncTracer(ClosesOnExit):
         Safe to call concurrently; a caller cancelled meanwhile does not cut the closing short
         (a sink left unclosed would keep its background task running).
         """
-        if self._close_task is None:
-            self._closed = True
-            if self._agents_processor is not None:
-                self._agents_processor.closed = True  # the SDK's later spans are not recorded
-            self._close_task = asyncio.get_running_loop().create_task(self._close())
-        await finish(self._close_task)
+        if self._agents_processor is not None:
+            self._agents_processor.closed = True  # the SDK's later spans are not recorded
+        await self._life.close(self._close)
 
     async def _close(self) -> None:
         for stream in list(self._streams):  # streams still open: recorded as left so far
@@ -585,13 +581,13 @@ class AsyncTracer(ClosesOnExit):
     async def __aenter__(self) -> Self:
         """Start the tracer: the price data is loaded in a thread before the block runs, so the
         first calls are priced at once (about a second, once per process)."""
-        if self._closed:
-            raise StoreClosedError("AsyncTracer is closed")
+        self._life.check()
         await self.pipeline.warm()
+        self._life.opened()
         return self
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
-        if self._used and not self._closed:
+        if self._used and not self._life.ended:
             _warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=1)
 
     def __repr__(self) -> str:
@@ -648,7 +644,7 @@ class AsyncTracer(ClosesOnExit):
         handle._token = _current.set((handle.trace_id, handle.span_id, otel_ctx, otel_span))
 
     def _begin_step(self, handle: StepHandle) -> None:
-        if self._closed:
+        if self._life.ended:
             raise StoreClosedError("AsyncTracer is closed")
         self._used = True
         handle.start_unix_ns = time.time_ns()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import warnings
-from typing import TYPE_CHECKING, Any, Final, Literal, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -28,6 +28,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from .._batching import (
     BatchQueue,
     ClosesOnExit,
+    Lifecycle,
     QueueOwner,
     QueueSettings,
     QueueValues,
@@ -178,7 +179,7 @@ class AsyncCollector(QueueOwner, ClosesOnExit):
         self._http: HttpReceiver | None = None
         self._server: grpc.aio.Server | None = None
         self._port: int | None = None
-        self._state: Literal["new", "running", "closed"] = "new"
+        self._life = Lifecycle("AsyncCollector")
 
     @property
     def keep_spans(self) -> KeepSpans:
@@ -237,7 +238,7 @@ class AsyncCollector(QueueOwner, ClosesOnExit):
     @property
     def is_running(self) -> bool:
         """True between :meth:`start` and :meth:`stop`."""
-        return self._state == "running"
+        return self._life.is_open
 
     async def start(self) -> None:
         """Bind and serve. Idempotent while running; a stopped collector cannot start again.
@@ -246,9 +247,9 @@ class AsyncCollector(QueueOwner, ClosesOnExit):
             StoreClosedError: the collector was stopped.
             ConfigError: the address cannot be bound or the TLS files cannot be read.
         """
-        if self._state == "running":
+        if self._life.is_open:
             return
-        if self._state == "closed":
+        if self._life.ended:
             raise StoreClosedError("AsyncCollector is stopped; create a new one")
         # The price data loads on its first lookup (about a second of imports): in a thread now
         # rather than on the loop inside the first request.
@@ -313,7 +314,7 @@ class AsyncCollector(QueueOwner, ClosesOnExit):
         self._queue.start()
         if self._forwarder is not None:
             self._forwarder.start()
-        self._state = "running"
+        self._life.opened()
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop serving, finish in-flight exports and deliver queued calls. Idempotent.
@@ -324,13 +325,13 @@ class AsyncCollector(QueueOwner, ClosesOnExit):
         closes the pipeline: flushes the store and the metrics, closes ``sinks``. ``grace``
         defaults to the queue's ``close_timeout`` (2 s unless given).
         """
-        if self._state == "closed":
-            return
-        grace = self.close_timeout if grace is None else grace
-        was_running = self._state == "running"
-        self._state = "closed"
-        if not was_running:
-            return
+        if self._life.is_open:
+            grace = self.close_timeout if grace is None else grace
+            await self._life.close(lambda: self._stop(grace))
+        else:  # never started: nothing to stop, but it cannot start any more
+            await self._life.close()
+
+    async def _stop(self, grace: float) -> None:
         try:
             # Both receivers stop accepting and finish their requests in the same grace period.
             http = self._http
@@ -360,12 +361,13 @@ class AsyncCollector(QueueOwner, ClosesOnExit):
         return self
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
-        if getattr(self, "_state", None) == "running":
+        life = getattr(self, "_life", None)
+        if life is not None and life.is_open:
             _warn(f"unclosed {self!r}", ResourceWarning, stacklevel=1)
 
     def __repr__(self) -> str:
         where = self.endpoint if self._port is not None else f"{self.host}:{self._serving.port}"
-        return f"AsyncCollector({where}, {self._state})"
+        return f"AsyncCollector({where}, {self._life.state.value})"
 
     async def flush(self) -> None:
         """Return once every call accepted so far is in the store (and the store flushed)."""

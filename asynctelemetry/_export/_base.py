@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any, Final
 from .._batching import (
     BatchQueue,
     ClosesOnExit,
-    Closing,
+    Lifecycle,
     QueueOwner,
     QueueStats,
     QueueValues,
     RetryPolicy,
 )
-from .._exceptions import ConfigError, ExportError, StoreClosedError
+from .._exceptions import ConfigError, ExportError
 from ._encode import SpanEncoder
 
 if TYPE_CHECKING:
@@ -135,8 +135,7 @@ class ExporterShell(QueueOwner, ClosesOnExit):
         self._rejected = 0
         self._partial_logged = False
         self._requests = 0
-        self._closed = False
-        self._closing = Closing()
+        self._life = Lifecycle(type(self).__name__)
 
     async def _send(self, body: bytes, count: int = 0) -> None:
         """Deliver one serialized export request (counted) and count what the server refused."""
@@ -176,30 +175,27 @@ class ExporterShell(QueueOwner, ClosesOnExit):
         counted in ``stats.queue.dropped_on_close``. Idempotent: a later or concurrent call returns
         once the first one has closed the transport.
         """
-        if not await self._closing.begin():
-            return
-        self._closed = True
+        await self._life.close(lambda: self._close(timeout))
+
+    async def _close(self, timeout: float | None) -> None:
         try:
             await self._before_close()
             await self._queue.aclose(self.close_timeout if timeout is None else timeout)
         except Exception as exc:  # the last delivery error: already counted, log it once
             logger.warning("asynctelemetry: %s closed after an error: %s", self._kind, exc)
         finally:
-            try:
-                await asyncio.shield(self._transport.close())
-            finally:
-                self._closing.end()
+            await self._transport.close()
 
     def _refuse_if_closed(self) -> None:
-        if self._closed:
-            raise StoreClosedError(f"{type(self).__name__} is closed")
+        self._life.check()
 
     def _took_work(self) -> bool:
         """Whether anything was given to this exporter (an unclosed one may then lose it)."""
         return bool(self._queue.stats.accepted)
 
     def __del__(self, _warn: object = warnings.warn) -> None:
-        if not getattr(self, "_closed", True) and self._took_work():
+        life = getattr(self, "_life", None)
+        if life is not None and not life.ended and self._took_work():
             _warn(  # type: ignore[operator]
                 f"{type(self).__name__} was not closed: queued work may be lost",
                 ResourceWarning,
@@ -209,7 +205,7 @@ class ExporterShell(QueueOwner, ClosesOnExit):
     @property
     def closed(self) -> bool:
         """Whether ``aclose()`` was called."""
-        return self._closed
+        return self._life.ended
 
 
 class OTLPExporterBase(ExporterShell):
@@ -287,8 +283,8 @@ class OTLPExporterBase(ExporterShell):
         await settle(self._queue, timeout, "calls")
 
     async def __aenter__(self) -> Self:
-        if self._closed:
-            raise StoreClosedError(f"{type(self).__name__} is closed")
+        self._life.check()
+        self._life.opened()
         self._queue.start()
         return self
 

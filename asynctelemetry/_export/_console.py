@@ -5,8 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from .._batching import ClosesOnExit
-from .._exceptions import StoreClosedError
+from .._batching import ClosesOnExit, Lifecycle
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -54,7 +53,7 @@ class ConsoleSink(ClosesOnExit):
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream
-        self._closed = False
+        self._life = Lifecycle("ConsoleSink")
         self.lines = 0
 
     @property
@@ -64,8 +63,7 @@ class ConsoleSink(ClosesOnExit):
 
     async def emit(self, calls: Sequence[LLMCall]) -> None:
         """Write one line per call (a single write per batch)."""
-        if self._closed:
-            raise StoreClosedError("ConsoleSink is closed")
+        self._life.check()
         if calls:
             self.stream.write("".join(format_call(call) + "\n" for call in calls))
             self.lines += len(calls)
@@ -76,11 +74,9 @@ class ConsoleSink(ClosesOnExit):
 
     async def aclose(self) -> None:
         """Flush and refuse further calls; the stream itself is left open. Idempotent."""
-        if not self._closed:
-            self._closed = True
-            self.stream.flush()
+        await self._life.close(self.flush)
 
     async def __aenter__(self) -> Self:
-        if self._closed:
-            raise StoreClosedError("ConsoleSink is closed")
+        self._life.check()
+        self._life.opened()
         return self

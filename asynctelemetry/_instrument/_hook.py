@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from .._batching import report_internal_error
+from .._batching import Lifecycle, report_internal_error
 from .._exceptions import ConfigError
 from .._record import MAX_ATTRIBUTE_LENGTH, MAX_MODEL_LENGTH
 from .._stream import StreamRecorder, TracedStream
@@ -57,8 +57,7 @@ class Tracer(StreamRecorder, Protocol):
     """What instrumentation needs of a tracer (:class:`~asynctelemetry.AsyncTracer` is one):
     start calls, and whether it is closed; the tracer imports this package, never the reverse."""
 
-    @property
-    def _closed(self) -> bool: ...
+    _life: Lifecycle
 
     def llm_call(
         self, *, model: str, provider: str | None, operation: str, is_streaming: bool | None
@@ -154,7 +153,7 @@ def install(tracer: Tracer, client: Any, api: Api) -> None:
 
     def copy(*args: Any, **kwargs: Any) -> Any:
         new = original_copy(*args, **kwargs)
-        if installed_tracer(client) is tracer and not tracer._closed:
+        if installed_tracer(client) is tracer and not tracer._life.ended:
             install(tracer, new, api)
         return new
 
@@ -186,7 +185,7 @@ def _hook(tracer: Tracer, original: Callable[..., Any], api: Api) -> Callable[..
         cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None
     ) -> Any:
         route = routes.get(options.url)
-        if route is None or tracer._closed or options.method != "post":
+        if route is None or tracer._life.ended or options.method != "post":
             return await original(cast_to, options, stream=stream, stream_cls=stream_cls)
         if stream and stream_usage and route.usage_option:
             options = _with_usage(options)

@@ -81,7 +81,7 @@ def _wrap(
 
     @functools.wraps(original)
     async def traced(*args: Any, **kwargs: Any) -> Any:
-        if tracer._closed:
+        if tracer._life.ended:
             return await original(*args, **kwargs)
         stream = streams if streams is not None else kwargs.get("stream") is True
         return await traced_call(

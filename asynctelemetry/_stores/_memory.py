@@ -14,7 +14,7 @@ from datetime import timedelta
 from operator import itemgetter
 from typing import TYPE_CHECKING, Final, Self
 
-from .._batching import ClosesOnExit
+from .._batching import ClosesOnExit, Lifecycle
 from .._exceptions import StoreClosedError, require_int
 from .._record import TraceSpan
 from .._rows import FIELDS, TIMESTAMP, Row, Rows, record_of, row_of
@@ -90,7 +90,7 @@ class MemoryStore(StoreReads, ClosesOnExit):
         self._spans: dict[str, TraceSpan] = {}
         #: trace_id → the span ids of its steps held, in the order added.
         self._span_traces: dict[str, list[str]] = {}
-        self._closed = False
+        self._life = Lifecycle("MemoryStore")
 
     @property
     def dropped(self) -> int:
@@ -128,7 +128,7 @@ class MemoryStore(StoreReads, ClosesOnExit):
     # -- writing --------------------------------------------------------------------------------
     def add_nowait(self, call: LLMCall | TraceSpan) -> None:
         """Keep one call or step without awaiting (the same as ``await add(call)``)."""
-        if self._closed:
+        if self._life.ended:
             raise StoreClosedError("MemoryStore is closed")
         if call.__class__ is TraceSpan:
             self._keep_span(call)
@@ -221,7 +221,7 @@ class MemoryStore(StoreReads, ClosesOnExit):
         self._keep_spans(spans)
 
     def _keep_spans(self, spans: Sequence[TraceSpan]) -> None:
-        if self._closed:
+        if self._life.ended:
             raise StoreClosedError("MemoryStore is closed")
         for span in spans:
             self._keep_span(span)
@@ -236,7 +236,7 @@ class MemoryStore(StoreReads, ClosesOnExit):
         self._keep(calls)
 
     def _keep(self, calls: Sequence[LLMCall]) -> None:
-        if self._closed:
+        if self._life.ended:
             raise StoreClosedError("MemoryStore is closed")
         keep = self._keep_row
         # (the tracer hands a tuple, for which an ABC's isinstance would cost more than the rest)
@@ -351,11 +351,11 @@ class MemoryStore(StoreReads, ClosesOnExit):
     # -- lifetime -------------------------------------------------------------------------------
     async def aclose(self) -> None:
         """Refuse further writes. Idempotent; what is held stays readable."""
-        self._closed = True
+        await self._life.close()
 
     async def __aenter__(self) -> Self:
-        if self._closed:
-            raise StoreClosedError("MemoryStore is closed")
+        self._life.check()
+        self._life.opened()
         return self
 
 

@@ -28,7 +28,7 @@ import warnings
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from .._batching import ClosesOnExit
+from .._batching import ClosesOnExit, Lifecycle
 from .._exceptions import ConfigError, StoreError, require
 from .._http_limits import Admission, HttpLimits, RepeatedLog
 from . import _api
@@ -147,6 +147,7 @@ class Dashboard(ClosesOnExit):
         self._assets: dict[str, bytes] = {}
         self._runner: web.ServerRunner | None = None
         self._port: int | None = None
+        self._life = Lifecycle("Dashboard")
         self._log = RepeatedLog("dashboard")
         #: Open connections and requests in flight (``refused`` and ``shed`` count the closed).
         self.admission = Admission(
@@ -160,11 +161,12 @@ class Dashboard(ClosesOnExit):
         self.responses: dict[int, int] = {}
 
     def __repr__(self) -> str:
-        state = "serving" if self._runner is not None else "stopped"
+        state = "serving" if self._life.is_open else "stopped"
         return f"<Dashboard {self.url} {state}>"
 
     def __del__(self) -> None:
-        if getattr(self, "_runner", None) is not None:
+        life = getattr(self, "_life", None)
+        if life is not None and life.is_open:
             warnings.warn(
                 f"{self!r} was garbage-collected while serving: await stop() or use 'async with'",
                 ResourceWarning,
@@ -185,14 +187,16 @@ class Dashboard(ClosesOnExit):
     @property
     def is_running(self) -> bool:
         """Whether the server is listening."""
-        return self._runner is not None
+        return self._life.is_open
 
     async def start(self) -> None:
         """Bind and serve. Idempotent.
 
         Raises:
             ConfigError: the address cannot be bound.
+            StoreClosedError: after :meth:`aclose`.
         """
+        self._life.check()
         if self._runner is not None:
             return
         if not self._assets:
@@ -218,10 +222,12 @@ class Dashboard(ClosesOnExit):
             raise
         self._runner = runner
         self._port = int(runner.addresses[0][1])
+        self._life.opened()
 
     async def stop(self) -> None:
         """Stop serving and close open connections. Idempotent; may start again."""
         runner, self._runner = self._runner, None
+        self._life.stopped()
         if runner is not None:
             await runner.cleanup()
 
@@ -230,8 +236,9 @@ class Dashboard(ClosesOnExit):
         return self
 
     async def aclose(self) -> None:
-        """The same as :meth:`stop` (leaving ``async with`` calls it)."""
-        await self.stop()
+        """Stop for good (leaving ``async with`` calls it): :meth:`start` refuses afterwards.
+        Idempotent: a later or concurrent call returns once the first one has stopped."""
+        await self._life.close(self.stop)
 
     # -- one request ----------------------------------------------------------------------------
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:

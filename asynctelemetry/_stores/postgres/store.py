@@ -13,20 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import warnings
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-from ..._batching import (
-    BatchQueue,
-    ClosesOnExit,
-    Closing,
-    QueueOwner,
-    QueueSettings,
-    QueueValues,
-    RetryPolicy,
-)
+from ..._batching import QueueSettings, QueueValues
 from ..._exceptions import (
     ConfigError,
     StoreClosedError,
@@ -35,14 +25,11 @@ from ..._exceptions import (
     require,
     require_int,
 )
-from ..._rows import Row, Rows
-from ..._stats import StoreStats
 from .. import _base
 from .._base import (
     CallSummary,
     Filters,
     GroupBy,
-    StoreReads,
     TimeBucket,
     check_id,
     check_limit,
@@ -53,6 +40,7 @@ from .._base import (
 from .._bounds import parse_max_age, parse_max_rows
 from .._replay import paced
 from .._rollup import Acc, buckets_of, summaries_of
+from .._shell import WriterStore
 from . import reads as r
 from . import rollup as _pg_rollup
 from .retention import PgRetention
@@ -60,20 +48,19 @@ from .schema import TRACE_SPANS_SQL, check_readable, decode, decode_spans
 from .writer import PgWriter, is_db_error, reason
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Coroutine, Sequence
     from datetime import datetime, timedelta
     from decimal import Decimal
 
     import asyncpg
 
-    from ..._batching import QueueStats
     from ..._pricing import PriceTable
     from ..._record import LLMCall, TraceSpan
+    from ..._rows import Row
     from .._traces import TraceFilters
 
 __all__ = ["PostgresStore"]
 
-logger = logging.getLogger("asynctelemetry")
 #: Rows per replay/query page: bounded memory, few round trips.
 PAGE: Final = 2000
 #: The queue settings a PostgresStore runs with unless given others.
@@ -82,7 +69,7 @@ POSTGRES_QUEUE: Final = QueueValues(
 )
 
 
-class PostgresStore(StoreReads, QueueOwner, ClosesOnExit):
+class PostgresStore(WriterStore):
     """Calls kept in PostgreSQL: many app processes and collectors share one database.
 
     ``add`` and ``add_many`` queue calls for a background writer that sends up to
@@ -118,6 +105,8 @@ class PostgresStore(StoreReads, QueueOwner, ClosesOnExit):
             (a keyword given beside it must not say otherwise: ``TypeError``).
     """
 
+    _engine = "PostgreSQL"
+
     def __init__(
         self,
         dsn: str,
@@ -140,7 +129,9 @@ class PostgresStore(StoreReads, QueueOwner, ClosesOnExit):
             shown = mask_secrets(dsn) if isinstance(dsn, str) else dsn
             raise ConfigError(f"dsn must be a postgresql:// URL, got {shown!r}")
         given = QueueSettings(max_queue, batch_size, flush_interval, close_timeout)
-        self._queue_values = POSTGRES_QUEUE.resolve("PostgresStore", given, queue)
+        #: The DSN as messages show it (its secrets masked).
+        self._shown = mask_secrets(dsn)
+        self._start_shell(POSTGRES_QUEUE, given, queue, where=self._shown, read_only=read_only)
         require_int("pool_size", pool_size)
         require_int("retention_batch", retention_batch)
         require_int("partitions_ahead", partitions_ahead, minimum=0)
@@ -149,22 +140,11 @@ class PostgresStore(StoreReads, QueueOwner, ClosesOnExit):
             retention_interval > 0, f"retention_interval must be > 0, got {retention_interval!r}"
         )
         self.dsn = dsn
-        #: Opened for reading only: the schema must exist; nothing is created, migrated,
-        #: partitioned, retained or written (``add`` raises :class:`StoreError`).
-        self.read_only = read_only
-        self._shown = mask_secrets(dsn)  # as messages show it
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
         self._writer = PgWriter(None, dsn, connect_timeout)
-        self._queue: BatchQueue[LLMCall | Row] = BatchQueue.of(
-            self._write_batch,
-            self._queue_values,
-            overflow="wait",
-            retry=RetryPolicy(max_attempts=None),
-            name=f"PostgresStore({mask_secrets(dsn)})",
-        )
         #: Retention bounds and counters (``deleted``, ``dropped_partitions``, ``passes``).
-        self.retention = PgRetention(
+        self.retention: PgRetention = PgRetention(
             self._connection,
             max_age=parse_max_age(max_age),
             max_rows=parse_max_rows(max_rows),
@@ -174,71 +154,9 @@ class PostgresStore(StoreReads, QueueOwner, ClosesOnExit):
             known=self._writer.known_days,
         )
         self._pool: asyncpg.Pool | None = None
-        self._upkeep: asyncio.Task[None] | None = None
-        self._opening: asyncio.Lock | None = None
-        self._closed = False
-        self._closing = Closing()
-        self._failing = False
 
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "open" if self._pool else "unopened"
-        return f"PostgresStore({self._shown!r}, {state}, pending={self.pending})"
-
-    @property
-    def rejected(self) -> int:
-        """Calls the server refused (e.g. text holding NUL), logged and counted."""
-        return self._writer.rejected
-
-    @property
-    def duplicates(self) -> int:
-        """Calls not stored because the same call (``call_id`` and timestamp) already was."""
-        return self._writer.duplicates
-
-    @property
-    def pending(self) -> int:
-        """Calls added and not yet committed."""
-        return self._queue.pending
-
-    @property
-    def stats(self) -> StoreStats:
-        """A snapshot of what this store has done (see :class:`~asynctelemetry.StoreStats`):
-        duplicates, rejected, retention deletions and the writer queue."""
-        return StoreStats(
-            duplicates=self._writer.duplicates,
-            rejected=self._writer.rejected,
-            retention_deleted=self.retention.deleted,
-            queue=self._queue.stats,
-        )
-
-    @property
-    def queue_stats(self) -> QueueStats:
-        """The writer queue's snapshot: the same as ``stats.queue``."""
-        return self._queue.stats
-
-    # -- lifetime -------------------------------------------------------------------------------
-    async def open(self) -> Self:
-        """Connect, create or migrate the schema, create the coming days' partitions.
-
-        Idempotent; several processes may open the same database at once.
-
-        Raises:
-            StoreClosedError: the store was closed.
-            StoreError: the server cannot be reached or refuses us within ``connect_timeout``.
-            SchemaVersionError: the database was written by a newer asynctelemetry.
-            MissingDependencyError: asyncpg is not installed.
-        """
-        if self._closed:
-            raise StoreClosedError(f"{self!r} is closed")
-        if self._pool is not None:
-            return self
-        if self._opening is None:
-            self._opening = asyncio.Lock()
-        async with self._opening:
-            if self._pool is None and not self._closed:
-                await self._connect()
-        if self._closed:
-            raise StoreClosedError(f"{self!r} is closed")
-        return self
+    def _upkeep(self) -> Coroutine[Any, Any, None] | None:
+        return None if self.read_only else self.retention.run_forever()
 
     async def _connect(self) -> None:
         pg: Any = require("asyncpg", "postgres", "PostgresStore")
@@ -266,9 +184,6 @@ class PostgresStore(StoreReads, QueueOwner, ClosesOnExit):
                 raise StoreError(f"cannot open {self._shown}: {reason(exc)}") from exc
             raise
         self._pool = pool
-        self._upkeep = asyncio.get_running_loop().create_task(
-            self.retention.run_forever(), name=f"{self!r} upkeep"
-        )
 
     async def _connect_read_only(self, pg: Any) -> None:
         """A pool of read-only sessions to a database that already holds the schema of this
@@ -292,48 +207,6 @@ class PostgresStore(StoreReads, QueueOwner, ClosesOnExit):
             raise
         self._pool = pool
 
-    async def aclose(self) -> None:
-        """Write what is queued (within ``close_timeout``), then close the connections.
-
-        Idempotent: a later or concurrent call returns once the first one has finished.
-
-        Raises:
-            StoreError: some calls could not be written before the deadline.
-        """
-        if not await self._closing.begin():
-            return
-        self._closed = True
-        try:
-            await self._close()
-        finally:
-            self._closing.end()
-
-    async def _close(self) -> None:
-        error: BaseException | None = None
-        ended: BaseException | None = None
-        before = self._queue.stats.dropped_on_close
-        try:
-            if self._upkeep is not None:
-                self._upkeep.cancel()
-                (ended,) = await asyncio.gather(self._upkeep, return_exceptions=True)
-            try:
-                await self._queue.aclose(timeout=self.close_timeout)
-            except Exception as exc:
-                error = exc
-            lost = self._queue.stats.dropped_on_close - before
-            if lost:
-                reason = f": {error}" if error is not None else " (close deadline)"
-                error = StoreError(f"{lost} calls could not be written to the database{reason}")
-        finally:
-            if self._opening is not None:
-                await self._opening.acquire()  # an open() in progress finishes first
-            await self._release()
-        if error is not None:
-            logger.error("asynctelemetry: %s", error)
-            raise error
-        if isinstance(ended, Exception) and not isinstance(ended, asyncio.CancelledError):
-            raise ended
-
     async def _release(self) -> None:
         await self._writer.close()
         pool = self._pool
@@ -343,38 +216,23 @@ class PostgresStore(StoreReads, QueueOwner, ClosesOnExit):
             except Exception:
                 pool.terminate()
 
-    async def __aenter__(self) -> Self:
-        return await self.open()
-
-    def __del__(self) -> None:
-        if getattr(self, "_pool", None) is not None and not getattr(self, "_closed", True):
-            warnings.warn(
-                f"{self!r} was garbage-collected without aclose(); queued calls are lost",
-                ResourceWarning,
-                stacklevel=2,
-                source=self,
-            )
-
     def _is_db_error(self, exc: BaseException) -> bool:
         return is_db_error(self._writer.pg, exc)
 
-    async def _write_batch(self, batch: list[LLMCall | Row]) -> None:
+    async def _write_records(self, batch: list[LLMCall | Row]) -> tuple[int, list[tuple[str, str]]]:
         if self._pool is None:  # closed under us; BatchQueue counts the batch as lost
             raise StoreClosedError(f"{self!r} is closed")
-        await self._writer.write(batch)
+        return await self._writer.write(batch)
 
-    async def _ready(self) -> asyncpg.Pool:
-        if self._closed:
-            raise StoreClosedError(f"{self!r} is closed")
-        if self._pool is None:
-            await self.open()
+    async def _connected(self) -> asyncpg.Pool:
+        await self._ready()
         assert self._pool is not None
         return self._pool
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
         """A pool connection; database failures become :class:`StoreError`."""
-        pool = await self._ready()
+        pool = await self._connected()
         try:
             async with pool.acquire(timeout=self.connect_timeout) as conn:
                 yield conn
@@ -386,41 +244,6 @@ class PostgresStore(StoreReads, QueueOwner, ClosesOnExit):
             raise
 
     # -- writing --------------------------------------------------------------------------------
-    def _writable(self) -> None:
-        if self.read_only:
-            raise StoreError(f"{self._shown} was opened read-only: it takes no calls")
-
-    async def add(self, call: LLMCall | TraceSpan) -> None:
-        """Queue one call or step for writing; waits while ``max_queue`` records are queued."""
-        self._writable()
-        await self._ready()
-        await self._queue.put(call)  # type: ignore[arg-type]
-
-    async def add_many(self, calls: Sequence[LLMCall | TraceSpan]) -> None:
-        """Queue many calls and steps, in order; waits for room as needed."""
-        self._writable()
-        await self._ready()
-        await self._queue.put_many(calls.rows if isinstance(calls, Rows) else calls)  # type: ignore[arg-type]
-
-    async def emit_spans(self, spans: Sequence[TraceSpan]) -> None:
-        """Queue steps (the :class:`~asynctelemetry.SpanSink` method): the same writer and
-        queue as calls, so ``flush()`` covers both."""
-        await self.add_many(spans)
-
-    async def emit(self, calls: Sequence[LLMCall]) -> None:
-        """Sink interface: the same as :meth:`add_many`."""
-        await self.add_many(calls)
-
-    async def flush(self) -> None:
-        """Return once every call added before is committed.
-
-        Raises:
-            StoreError: a batch is failing (server down, disk full); the calls stay queued.
-        """
-        if self._closed or self._pool is None:
-            return
-        await self._queue.flush()
-
     async def _reprice(self, table: PriceTable, filters: Filters) -> int:
         """Reads keyset pages and writes each page's changes in one transaction (memory bounded
         by a page); calls written meanwhile are repriced if they sort after the page read."""

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ..._batching import Retryable
 from ..._exceptions import StoreError, mask_secrets
 from .._base import split_records
-from .._door import admit, call_id_of, log_rejected
+from .._door import admit, call_id_of
 from .._rollup import count_minutes
 from . import rollup as _pg_rollup
 from .schema import (
@@ -101,11 +101,6 @@ class PgWriter:
         self.conn: asyncpg.Connection | None = None
         #: Days whose partitions exist (shared with retention, which drops some).
         self.known_days: set[date] = set()
-        #: Calls the server refused (e.g. text holding NUL), logged and counted.
-        self.rejected = 0
-        #: Calls not stored because the same call (``call_id`` and timestamp) already was.
-        self.duplicates = 0
-        self._failing = False
 
     async def close(self) -> None:
         """Close the connection (terminate it if closing takes more than 2 s)."""
@@ -138,8 +133,9 @@ class PgWriter:
     def _is_db_error(self, exc: BaseException) -> bool:
         return is_db_error(self.pg, exc)
 
-    async def write(self, batch: list[LLMCall | Row]) -> None:
-        """Store one batch (the :class:`BatchQueue` handler): reconnect if needed, merge, count.
+    async def write(self, batch: list[LLMCall | Row]) -> tuple[int, list[tuple[str, str]]]:
+        """Store one batch: reconnect if needed, merge; return how many records it stored and
+        ``(call_id, reason)`` for each call refused (the store's shell counts and logs them).
 
         Raises:
             Retryable: the connection, the server or a lock failed; try the batch again later.
@@ -167,18 +163,10 @@ class PgWriter:
             if not code or code[:2] in ("08", "57"):  # the connection is gone or going
                 self._drop_writer()
             raise self._retry(exc, len(batch)) from exc
-        if self._failing:
-            self._failing = False
-            logger.warning("asynctelemetry: %s is writing again", self.shown)
-        log_rejected("PostgreSQL", rejected)
-        self.rejected += len(rejected)
-        self.duplicates += len(batch) - inserted - len(rejected)
+        return inserted, rejected
 
     def _retry(self, exc: BaseException, size: int) -> Retryable:
         error = StoreError(f"writing {size} calls to {self.shown} failed: {reason(exc)}")
-        if not self._failing:
-            self._failing = True
-            logger.warning("asynctelemetry: %s; the calls stay queued, retrying", error)
         return Retryable(error)
 
     def _drop_writer(self) -> None:

@@ -11,42 +11,30 @@ import asyncio
 import logging
 import os
 import sqlite3
-import warnings
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, Self
+from typing import TYPE_CHECKING, Any, Final, Literal
 
+import aiosqlite
 import anyio
 
-from ..._batching import (
-    BatchQueue,
-    ClosesOnExit,
-    Closing,
-    QueueOwner,
-    QueueSettings,
-    QueueValues,
-    Retryable,
-    RetryPolicy,
-)
+from ..._batching import QueueSettings, QueueValues, Retryable
 from ..._exceptions import ConfigError, StoreClosedError, StoreError, require_int
-from ..._rows import Row, Rows
-from ..._stats import StoreStats
 from .._base import (
     CallSummary,
     Filters,
     GroupBy,
-    StoreReads,
     TimeBucket,
     check_id,
     check_limit,
     split_records,
 )
 from .._bounds import parse_max_age, parse_max_rows
-from .._door import log_rejected
 from .._replay import paced
+from .._shell import WriterStore
 from . import reads as q
 from .retention import Retention, auto_vacuum_mode, vacuum_into_incremental
 from .schema import ROW_ID, ROW_TS, TRACE_SPANS_SQL, decode_rows
-from .unclosed import connect, forget, log_later, lost_message, remember, reported
 from .writer import (
     SYNCHRONOUS,
     fetch,
@@ -62,14 +50,12 @@ from .writer import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Sequence
+    from collections.abc import AsyncIterator, Callable, Coroutine
     from datetime import timedelta
 
-    import aiosqlite
-
-    from ..._batching import QueueStats
     from ..._pricing import PriceTable
     from ..._record import LLMCall, TraceSpan
+    from ..._rows import Row
     from .._traces import TraceFilters
 
 __all__ = ["Durability", "SQLiteStore"]
@@ -89,7 +75,7 @@ SQLITE_QUEUE: Final = QueueValues(
 )
 
 
-class SQLiteStore(StoreReads, QueueOwner, ClosesOnExit):
+class SQLiteStore(WriterStore):
     """Calls kept in a SQLite file (WAL), durable across restarts, written in batches.
 
     ``add`` and ``add_many`` queue calls for a background writer that commits up to
@@ -128,6 +114,8 @@ class SQLiteStore(StoreReads, QueueOwner, ClosesOnExit):
             (a keyword given beside it must not say otherwise: ``TypeError``).
     """
 
+    _engine = "SQLite"
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -148,125 +136,33 @@ class SQLiteStore(StoreReads, QueueOwner, ClosesOnExit):
         queue: QueueSettings | None = None,
     ) -> None:
         given = QueueSettings(max_queue, batch_size, flush_interval, close_timeout)
-        self._queue_values = SQLITE_QUEUE.resolve("SQLiteStore", given, queue)
+        self.path = os.fspath(path)
+        self._start_shell(SQLITE_QUEUE, given, queue, where=self.path, read_only=read_only)
         _check_settings(
             counts={"cache_mib": cache_mib, "retention_batch": retention_batch},
             busy_timeout=busy_timeout,
             durability=durability,
             retention_interval=retention_interval,
         )
-        self.path = os.fspath(path)
-        #: Opened for reading only: nothing is created, migrated or written (see :meth:`open`).
-        self.read_only = read_only
         #: Add the call store's tables to a file holding another program's tables.
         self.adopt = adopt
         self._read_only_uri = _read_only_uri(self.path, read_only, max_age, max_rows)
         self.durability: Durability = durability
         self.busy_timeout = busy_timeout
         self.cache_mib = cache_mib
-        self._rejected = 0
-        self._duplicates = 0
-        self._queue = self._writer_queue()
         #: Retention bounds, counters (``deleted``, ``vacuumed_pages``, ``passes``) and state.
-        self.retention = Retention(
+        self.retention: Retention = Retention(
             self._write,
             max_age=parse_max_age(max_age),
             max_rows=parse_max_rows(max_rows),
             interval=retention_interval,
             batch=retention_batch,
         )
-        self._retention_task: asyncio.Task[None] | None = None
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
-        self._opening: anyio.Lock | None = None
-        self._closed = False
-        self._closing = Closing()
-        self._failing = False
 
-    def _writer_queue(self) -> BatchQueue[LLMCall | Row]:
-        """The writer's queue: backpressure (``add`` waits when full), retried for ever (a
-        store never drops what it was given)."""
-        return BatchQueue.of(
-            self._write_batch,
-            self._queue_values,
-            overflow="wait",
-            retry=RetryPolicy(max_attempts=None),
-            name=f"SQLiteStore({self.path})",
-            # Not closed, and its loop is ending (asyncio.run cancels every task): write the
-            # queue before the loop goes, as aclose() would.
-            drain_on_cancel=self.close_timeout,
-        )
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "open" if self._writer else "unopened"
-        return f"SQLiteStore({self.path!r}, {state}, pending={self.pending})"
-
-    @property
-    def is_open(self) -> bool:
-        """Opened and not closed yet."""
-        return self._writer is not None and not self._closed
-
-    @property
-    def pending(self) -> int:
-        """Calls added and not yet committed."""
-        return self._queue.pending
-
-    @property
-    def retention_deleted(self) -> int:
-        """Calls deleted by retention (``max_age``/``max_rows``) since the store opened."""
-        return self.retention.deleted
-
-    @property
-    def rejected(self) -> int:
-        """Calls SQLite could not take (e.g. text that is not valid Unicode), logged and counted."""
-        return self._rejected
-
-    @property
-    def duplicates(self) -> int:
-        """Calls not stored because a call with the same ``call_id`` already was."""
-        return self._duplicates
-
-    @property
-    def stats(self) -> StoreStats:
-        """A snapshot of what this store has done (see :class:`~asynctelemetry.StoreStats`):
-        duplicates, rejected, retention deletions and the writer queue."""
-        return StoreStats(
-            duplicates=self._duplicates,
-            rejected=self._rejected,
-            retention_deleted=self.retention.deleted,
-            queue=self._queue.stats,
-        )
-
-    @property
-    def queue_stats(self) -> QueueStats:
-        """The writer queue's snapshot: the same as ``stats.queue``."""
-        return self._queue.stats
-
-    # -- lifetime -------------------------------------------------------------------------------
-    async def open(self) -> Self:
-        """Open the file: WAL, pragmas, schema created or migrated. Idempotent.
-
-        Raises:
-            StoreClosedError: the store was closed.
-            SchemaVersionError: the file was written by a newer asynctelemetry.
-            StoreError: the file is not a SQLite database, is corrupt, or cannot be opened.
-        """
-        if self._closed:
-            raise StoreClosedError(f"{self!r} is closed")
-        if self._writer is not None:
-            return self
-        if self._opening is None:
-            self._opening = anyio.Lock()
-        async with self._opening:
-            if self._writer is None and not self._closed:
-                await self._connect()
-                if self.retention.active:
-                    self._retention_task = asyncio.get_running_loop().create_task(
-                        self.retention.run_forever(), name=f"{self!r} retention"
-                    )
-        if self._closed:
-            raise StoreClosedError(f"{self!r} is closed")
-        return self
+    def _upkeep(self) -> Coroutine[Any, Any, None] | None:
+        return self.retention.run_forever() if self.retention.active else None
 
     async def _connect(self) -> None:
         if self.read_only:
@@ -298,7 +194,6 @@ class SQLiteStore(StoreReads, QueueOwner, ClosesOnExit):
                 raise StoreError(f"cannot open {self.path} as a call store: {exc}") from exc
             raise
         self._writer, self._reader = writer, reader
-        remember(self)
 
     async def _connect_read_only(self) -> None:
         """One connection that cannot write: ``mode=ro``, ``query_only``; the file must already
@@ -315,155 +210,43 @@ class SQLiteStore(StoreReads, QueueOwner, ClosesOnExit):
                 raise StoreError(f"cannot open {self.path} as a call store: {exc}") from exc
             raise
         self._writer = self._reader = conn
-        remember(self)
 
-    async def aclose(self) -> None:
-        """Write what is queued (within ``close_timeout``), then close the file. Idempotent: a
-        later or concurrent call returns once the first one has closed the file.
+    async def _release(self) -> None:
+        with anyio.CancelScope(shield=True):
+            for conn in {id(c): c for c in (self._reader, self._writer) if c}.values():
+                await conn.close()
 
-        Raises:
-            StoreError: some calls could not be written before the deadline (they are lost; the
-                count and the last error are in the message and the log).
-        """
-        if not await self._closing.begin():
-            return  # closed, or being closed by a concurrent aclose() that has now finished
-        self._closed = True
-        forget(self)
-        try:
-            await self._close()
-        finally:
-            self._closing.end()
-
-    async def _close(self) -> None:
-        error: BaseException | None = None
-        ended: BaseException | None = None
-        before = self._queue.stats.dropped_on_close
-        try:
-            if self._retention_task is not None:
-                self._retention_task.cancel()
-                with anyio.CancelScope(shield=True):
-                    (ended,) = await asyncio.gather(self._retention_task, return_exceptions=True)
-            try:
-                await self._queue.aclose(timeout=self.close_timeout)
-            except Exception as exc:
-                error = exc
-            lost = self._queue.stats.dropped_on_close - before
-            if lost:
-                reason = f": {error}" if error is not None else " (close deadline)"
-                error = StoreError(f"{lost} calls could not be written to {self.path}{reason}")
-        finally:
-            with anyio.CancelScope(shield=True):
-                if self._opening is not None:
-                    await self._opening.acquire()  # an open() in progress finishes first
-                for conn in {id(c): c for c in (self._reader, self._writer) if c}.values():
-                    await conn.close()
-        if error is not None:
-            logger.error("asynctelemetry: %s", error)
-            raise error
-        if isinstance(ended, Exception):  # a retention bug, re-raised under ASYNCTELEMETRY_STRICT
-            raise ended
-
-    async def __aenter__(self) -> Self:
-        return await self.open()
-
-    def __del__(self) -> None:
-        if getattr(self, "_writer", None) is not None and not getattr(self, "_closed", True):
-            if reported(self):
-                return
-            message = lost_message(self, "garbage-collected")
-            if self.pending:
-                log_later(message)  # no logging inside a finalizer: on the loop, or at exit
-            warnings.warn(message, ResourceWarning, stacklevel=2, source=self)
-
-    def _writable(self) -> None:
-        if self.read_only:
-            raise StoreError(f"{self.path} was opened read-only (SQLiteStore(read_only=True))")
-
-    async def _ready(self) -> tuple[aiosqlite.Connection, aiosqlite.Connection]:
-        if self._closed:
-            raise StoreClosedError(f"{self!r} is closed")
-        if self._writer is None:
-            await self.open()
+    async def _connected(self) -> tuple[aiosqlite.Connection, aiosqlite.Connection]:
+        await self._ready()
         assert self._writer is not None and self._reader is not None
         return self._writer, self._reader
 
     # -- writing --------------------------------------------------------------------------------
-    async def add(self, call: LLMCall | TraceSpan) -> None:
-        """Queue one call or step for writing; waits while ``max_queue`` records are queued."""
-        self._writable()
-        await self._ready()
-        await self._queue.put(call)  # type: ignore[arg-type]
-
-    async def add_many(self, calls: Sequence[LLMCall | TraceSpan]) -> None:
-        """Queue many calls and steps, in order; waits for room as needed."""
-        self._writable()
-        await self._ready()
-        # A collector's batch is queued as compact rows, encoded by the writer as records are.
-        await self._queue.put_many(calls.rows if isinstance(calls, Rows) else calls)  # type: ignore[arg-type]
-
-    async def emit_spans(self, spans: Sequence[TraceSpan]) -> None:
-        """Queue steps (the :class:`~asynctelemetry.SpanSink` method); the same writer and queue
-        as calls, so ``flush()`` covers both."""
-        await self.add_many(spans)
-
-    async def emit(self, calls: Sequence[LLMCall]) -> None:
-        """Sink interface: the same as :meth:`add_many`."""
-        await self.add_many(calls)
-
-    async def flush(self) -> None:
-        """Return once every call added before is committed (durable per ``durability``).
-
-        Raises:
-            StoreError: a batch is failing (disk full, locked); the calls stay queued.
-        """
-        if self._closed or self._writer is None:
-            return
-        await self._queue.flush()
-
-    async def _write_batch(self, batch: list[LLMCall | Row]) -> None:
+    async def _write_records(self, batch: list[LLMCall | Row]) -> tuple[int, list[tuple[str, str]]]:
         writer = self._writer
         if writer is None:  # closed under us; BatchQueue counts the batch as lost
             raise StoreClosedError(f"{self!r} is closed")
         calls, spans = split_records(batch)  # type: ignore[arg-type]
-        if spans:
-            await self._write_spans(writer, spans)
-            if not calls:
-                return
-        await self._write_calls(writer, calls)  # type: ignore[arg-type]
-
-    async def _write_spans(self, writer: aiosqlite.Connection, spans: list[TraceSpan]) -> None:
+        inserted, rejected = 0, []
         try:
-            inserted, rejected = await run(writer, insert_spans, spans)
+            if spans:
+                inserted, rejected = await run(writer, insert_spans, spans)
+            if calls:
+                stored, refused = await run(writer, insert_rows, calls)
+                inserted += stored
+                rejected += refused
         except sqlite3.Error as exc:
-            raise self._write_error(exc, len(spans)) from exc
-        for span_id, reason in rejected:
-            logger.error("asynctelemetry: step %r rejected by SQLite: %s", span_id, reason)
-        self._rejected += len(rejected)
-        self._duplicates += len(spans) - inserted - len(rejected)
+            raise self._write_error(exc, len(batch)) from exc
+        return inserted, rejected
 
     def _write_error(self, exc: sqlite3.Error, count: int) -> Exception:
         """The error a failed write raises: retryable (the records stay queued) or final."""
         error = StoreError(f"writing {count} calls or steps to {self.path} failed: {exc}")
         code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
         if code in _RETRYABLE:
-            if not self._failing:
-                self._failing = True
-                logger.warning("asynctelemetry: %s; they stay queued, retrying", error)
             return Retryable(error)
         logger.error("asynctelemetry: %s; the batch is dropped", error)
         return error
-
-    async def _write_calls(self, writer: aiosqlite.Connection, batch: list[LLMCall | Row]) -> None:
-        try:
-            inserted, rejected = await run(writer, insert_rows, batch)
-        except sqlite3.Error as exc:
-            raise self._write_error(exc, len(batch)) from exc
-        if self._failing:
-            self._failing = False
-            logger.warning("asynctelemetry: %s is writing again", self.path)
-        log_rejected("SQLite", rejected)
-        self._rejected += len(rejected)
-        self._duplicates += len(batch) - inserted - len(rejected)
 
     async def _reprice(self, table: PriceTable, filters: Filters) -> int:
         """Streams the store in pages and writes batches of :data:`REPRICE_BATCH` calls, each
@@ -516,7 +299,7 @@ class SQLiteStore(StoreReads, QueueOwner, ClosesOnExit):
     async def _write(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(conn, *args)`` on the writer connection, queued behind the insert batches."""
         self._writable()
-        writer, _ = await self._ready()
+        writer, _ = await self._connected()
         try:
             return await run(writer, fn, *args)
         except sqlite3.Error as exc:
@@ -524,7 +307,7 @@ class SQLiteStore(StoreReads, QueueOwner, ClosesOnExit):
 
     # -- reading --------------------------------------------------------------------------------
     async def _read(self, fn: Callable[..., Any], *args: Any) -> Any:
-        _, reader = await self._ready()
+        _, reader = await self._connected()
         try:
             return await run(reader, fn, *args)
         except sqlite3.Error as exc:
@@ -643,3 +426,16 @@ def _read_only_uri(path: str, read_only: bool, max_age: object, max_rows: object
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
+
+
+async def connect(path: str, **kwargs: Any) -> aiosqlite.Connection:
+    """``aiosqlite.connect`` whose worker thread is a daemon thread: a store nobody closed
+    cannot keep the interpreter alive at exit (aiosqlite's own threads are not daemons: the
+    interpreter would wait for them for ever). What it still held is reported as lost (see
+    ``_shell.report_unclosed``)."""
+    conn = aiosqlite.connect(path, **kwargs)
+    # aiosqlite >= 0.21 keeps its thread in ``_thread``; older versions are the thread.
+    thread = getattr(conn, "_thread", conn)
+    if isinstance(thread, threading.Thread) and not thread.is_alive():
+        thread.daemon = True
+    return await conn
