@@ -12,6 +12,9 @@ attributes) plus 3 application keys. Measured, each from "go" to "every span sto
 * AsyncCollector into PostgresStore (durable: after ``flush()``), on a private PostgreSQL server
   started for the run (Debian's binaries, default durability), when one can be started.
 
+Then how long each store holds the event loop while it ingests 100,000 calls flat out
+(``add_many`` of 512, through ``flush()``): a 1 ms monitor task's lateness, p99 and max.
+
 Then peak RSS of a collector process holding 100,000 calls in a MemoryStore (the load comes from
 its own process, as above, so the figure is the collector's alone).
 
@@ -39,8 +42,10 @@ from collections import deque
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 SPANS_PER_REQUEST = 512
 IN_FLIGHT = 8
@@ -388,6 +393,87 @@ async def run_collector(
     return count / elapsed, count, cpu / max(1, count) * 1e6
 
 
+# -- the loop held while a store ingests flat out ---------------------------------------------------
+HELD_CALLS = 100_000
+HELD_BATCH = SPANS_PER_REQUEST  # the collector hands a store one request's calls at once
+
+
+def held_calls(count: int) -> list[object]:
+    """``count`` priced records: 5,000 sessions, four models, timestamps over a day."""
+    from datetime import UTC, datetime, timedelta
+
+    from asynctelemetry import LLMCall
+
+    rng = random.Random(11)
+    day = datetime(2026, 1, 1, tzinfo=UTC)
+    models = [*MODELS, ("gpt-4o-mini", "gpt-4o-mini-2024-07-18", "openai")]
+    calls: list[object] = []
+    for i in range(count):
+        requested, answered, provider = models[i % len(models)]
+        calls.append(
+            LLMCall.trusted(
+                {
+                    "call_id": f"held-{i:09d}",
+                    "timestamp": day + timedelta(microseconds=rng.randrange(86_400 * 10**6)),
+                    "model": answered,
+                    "request_model": requested,
+                    "provider": provider,
+                    "source": "collector",
+                    "trace_id": f"{rng.getrandbits(128):032x}",
+                    "span_id": f"{i + 1:016x}",
+                    "session_id": f"session-{i % 5000}",
+                    "input_tokens": rng.randrange(50, 5000),
+                    "output_tokens": rng.randrange(5, 800),
+                    "duration_ms": rng.uniform(200, 5000),
+                    "cost_usd": 0.0001 * (i % 40),
+                    "attributes": {"app.tenant": f"tenant-{i % 13}"},
+                }
+            )
+        )
+    return calls
+
+
+async def store_held(
+    store_kind: str, calls: list[object], dsn: str | None = None
+) -> tuple[str, ...]:
+    """A 1 ms monitor task's lateness while ``store.add_many`` takes ``calls`` in batches of
+    ``HELD_BATCH`` as fast as the store accepts them (the producer yields once per batch, as the
+    collector does per request), through ``flush()``: (store, held p99 ms, held max ms, lag p99
+    ms, calls/s). "Held" counts only this thread's CPU time in each late wake-up (see
+    ``_common.LagMonitor``), so time the OS gave other processes does not count."""
+    from _common import LagMonitor
+
+    from asynctelemetry import MemoryStore, PostgresStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if store_kind == "MemoryStore":
+            store: Any = MemoryStore(capacity=len(calls))
+        elif store_kind == "PostgresStore":
+            store = PostgresStore(dsn)
+        else:
+            from asynctelemetry import SQLiteStore
+
+            store = SQLiteStore(Path(tmp) / "held.db")
+        async with store:
+            with LagMonitor() as lag:
+                await asyncio.sleep(0.05)
+                lag.clear()
+                started = time.perf_counter()
+                for start in range(0, len(calls), HELD_BATCH):
+                    await store.add_many(calls[start : start + HELD_BATCH])
+                    await asyncio.sleep(0)
+                await store.flush()
+                elapsed = time.perf_counter() - started
+            assert await store.count() == len(calls)
+    return (
+        store_kind,
+        f"{lag.p99_ms(lag.held):.2f}",
+        f"{max(lag.held, default=0.0) * 1e3:.2f}",
+        f"{lag.p99_ms():.2f}",
+        f"{len(calls) / elapsed:,.0f}",
+    )
+
+
 # -- memory ---------------------------------------------------------------------------------------
 async def rss_main(calls: int) -> None:
     """In its own process: a collector holding ``calls`` calls in a MemoryStore; print peak RSS."""
@@ -427,6 +513,40 @@ def measure_rss(calls: int) -> tuple[int, float]:
 def load_average() -> str:
     """The machine's 1/5/15-minute load averages, for the record beside the figures."""
     return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+async def print_held(count: int) -> None:
+    """The table of :func:`store_held` for every store this machine has."""
+    import gc
+
+    from _common import table
+
+    calls = held_calls(count)
+    gc.freeze()  # the benchmark's own input is not the store's garbage to scan
+    rows = [await store_held("MemoryStore", calls), await store_held("SQLiteStore", calls)]
+    try:
+        from tests.pg import fresh_schema, start_server, stop_server
+
+        server = await asyncio.to_thread(start_server, durable=True)
+    except Exception as exc:  # no PostgreSQL binaries here: say so, measure the rest
+        rows.append(("PostgresStore", f"not available ({exc})", "", "", ""))
+    else:
+        try:
+            rows.append(await store_held("PostgresStore", calls, await fresh_schema(server)))
+        finally:
+            await asyncio.to_thread(stop_server, server)
+    del calls
+    gc.unfreeze()
+    print()
+    print(
+        table(
+            f"Event loop held while a store ingests {count:,} calls flat out "
+            f"(add_many of {HELD_BATCH}, through flush; 5,000 sessions, 4 models, one day)",
+            rows,
+            ("store", "held p99 ms (target <= 5)", "held max ms", "lag p99 ms", "calls/s"),
+        )
+    )
+    print()
 
 
 async def main(requests: int, rss_calls: int) -> None:
@@ -479,6 +599,7 @@ async def main(requests: int, rss_calls: int) -> None:
             f"{pg_rate / base_rate:.2f}x baseline (target >= 1.5x), "
             f"CPU {base_cpu / pg_cpu:.2f}x"
         )
+    await print_held(HELD_CALLS if requests >= 300 else HELD_CALLS // 5)
     held, peak = await asyncio.to_thread(measure_rss, rss_calls)
     print(
         f"memory: peak RSS of a collector process holding {held:,} calls in a MemoryStore "
@@ -497,6 +618,12 @@ if __name__ == "__main__":
         parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
         parser.add_argument("--quick", action="store_true", help="fewer requests (about 10 s)")
         parser.add_argument("--requests", type=int, default=None, help="requests per measurement")
+        parser.add_argument(
+            "--held", action="store_true", help="only the loop held while each store ingests"
+        )
         args = parser.parse_args()
         count = args.requests or (60 if args.quick else 300)
-        asyncio.run(main(count, 100_000))
+        if args.held:
+            asyncio.run(print_held(HELD_CALLS // 5 if args.quick else HELD_CALLS))
+        else:
+            asyncio.run(main(count, 100_000))

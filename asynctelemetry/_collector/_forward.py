@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Final
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from .._batching import BatchQueue, RetryPolicy
-from .._export._transport import TRACES_METHOD, GrpcTransport
+from .._export._transport import TRACES_METHOD, GrpcTransport, TransportOptions
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -55,11 +55,7 @@ class Forwarder:
             endpoint,
             method=EXPORT_METHOD,
             response_type=ExportTraceServiceResponse,
-            headers=dict(metadata),
-            insecure=None,
-            compression=None,
-            credentials=None,
-            timeout=timeout,
+            options=TransportOptions(headers=dict(metadata), timeout=timeout),
         )
         self.target = self._transport.target
         self._queue: BatchQueue[bytes] = BatchQueue(

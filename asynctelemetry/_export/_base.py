@@ -15,19 +15,21 @@ import asyncio
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from .._batching import (
     BatchQueue,
     ClosesOnExit,
     Lifecycle,
     QueueOwner,
+    QueueSettings,
     QueueStats,
     QueueValues,
     RetryPolicy,
 )
 from .._exceptions import ConfigError, ExportError
 from ._encode import SpanEncoder
+from ._transport import TransportOptions, open_transport
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -45,10 +47,12 @@ __all__ = [
     "ExporterShell",
     "ExporterStats",
     "OTLPExporterBase",
+    "export_queue",
     "settle",
 ]
 
 logger = logging.getLogger("asynctelemetry")
+T = TypeVar("T")
 
 #: Calls held while waiting to be sent: a 20,000-call burst from a tight loop fits with room.
 DEFAULT_MAX_QUEUE: Final = 32_768
@@ -114,6 +118,19 @@ async def settle(
     lost = queue.stats.dropped_failed - failed
     if lost:
         raise ExportError(f"{lost} {what} were not delivered: {queue.stats.last_error}")
+
+
+def export_queue(
+    handler: Callable[[list[T]], Awaitable[None]],
+    values: QueueValues,
+    retry: RetryPolicy | None,
+    name: str,
+) -> BatchQueue[T]:
+    """An exporter's queue: a full one drops its oldest item (counted), a failed batch is
+    retried by ``retry`` (:data:`DEFAULT_RETRY` unless given)."""
+    return BatchQueue.of(
+        handler, values, overflow="drop_oldest", retry=retry or DEFAULT_RETRY, name=name
+    )
 
 
 class ExporterShell(QueueOwner, ClosesOnExit):
@@ -209,33 +226,49 @@ class ExporterShell(QueueOwner, ClosesOnExit):
 
 
 class OTLPExporterBase(ExporterShell):
-    """A :class:`~asynctelemetry.SyncSink` that sends calls as OTLP spans; transports subclass it.
+    """A :class:`~asynctelemetry.SyncSink` that sends calls as OTLP spans over its class's
+    ``_protocol`` (``"grpc"`` or ``"http"``); the transports subclass it (their docstrings name
+    the arguments)."""
 
-    Subclasses set ``_transport`` before calling this ``__init__``.
-    """
+    _protocol = "grpc"
 
     def __init__(
         self,
+        endpoint: str,
         *,
-        service_name: str,
-        resource_attributes: Mapping[str, str] | None,
-        timeout: float,
-        queue: QueueValues,
-        retry: RetryPolicy | None,
+        service_name: str = "asynctelemetry",
+        resource_attributes: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        insecure: bool | None = None,
+        compression: str | None = "gzip",
+        timeout: float = 10.0,
+        max_queue: int | None = None,
+        batch_size: int | None = None,
+        flush_interval: float | None = None,
+        credentials: Any = None,
+        close_timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        queue: QueueSettings | None = None,
     ) -> None:
+        owner = type(self).__name__
+        self.endpoint = endpoint
+        self._transport = open_transport(
+            self._protocol,
+            endpoint,
+            "traces",
+            TransportOptions(headers, insecure, compression, credentials, timeout),
+            owner,
+        )
         if timeout <= 0:
             raise ConfigError(f"timeout must be > 0, not {timeout!r}")
         self.timeout = timeout
-        self._queue_values = queue
+        settings = QueueSettings(max_queue, batch_size, flush_interval, close_timeout)
+        self._queue_values = DEFAULT_QUEUE.resolve(owner, settings, queue)
         self._encoder = SpanEncoder(
             service_name=service_name, resource_attributes=resource_attributes
         )
-        self._queue: BatchQueue[LLMCall] = BatchQueue.of(
-            self._export_batch,
-            queue,
-            overflow="drop_oldest",
-            retry=retry or DEFAULT_RETRY,
-            name=f"{self._kind} exporter",
+        self._queue: BatchQueue[LLMCall] = export_queue(
+            self._export_batch, self._queue_values, retry, f"{self._kind} exporter"
         )
         self._open_shell()
         # (batch, calls of it already sent, encoded body of the next request or b"")

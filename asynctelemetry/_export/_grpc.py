@@ -12,18 +12,7 @@ a ``google.rpc.RetryInfo`` in the trailing metadata is honoured, anything else d
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from .._batching import QueueSettings
-from ._base import DEFAULT_QUEUE, OTLPExporterBase
-from ._transport import open_transport
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-    import grpc
-
-    from .._batching import RetryPolicy
+from ._base import OTLPExporterBase
 
 __all__ = ["OTLPGrpcExporter"]
 
@@ -53,45 +42,9 @@ class OTLPGrpcExporter(OTLPExporterBase):
 
     _kind = "OTLP/gRPC"
 
-    def __init__(
-        self,
-        endpoint: str,
-        *,
-        service_name: str = "asynctelemetry",
-        resource_attributes: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-        insecure: bool | None = None,
-        compression: str | None = "gzip",
-        timeout: float = 10.0,
-        max_queue: int | None = None,
-        batch_size: int | None = None,
-        flush_interval: float | None = None,
-        credentials: grpc.ChannelCredentials | None = None,
-        close_timeout: float | None = None,
-        retry: RetryPolicy | None = None,
-        queue: QueueSettings | None = None,
-    ) -> None:
-        self.endpoint = endpoint
-        self._transport = open_transport(
-            "grpc",
-            endpoint,
-            "traces",
-            headers=headers,
-            insecure=insecure,
-            compression=compression,
-            credentials=credentials,
-            timeout=timeout,
-            owner="OTLPGrpcExporter",
-        )
-        self.insecure = bool(getattr(self._transport, "insecure", False))
-        super().__init__(
-            service_name=service_name,
-            resource_attributes=resource_attributes,
-            timeout=timeout,
-            queue=DEFAULT_QUEUE.resolve(
-                "OTLPGrpcExporter",
-                QueueSettings(max_queue, batch_size, flush_interval, close_timeout),
-                queue,
-            ),
-            retry=retry,
-        )
+    _protocol = "grpc"
+
+    @property
+    def insecure(self) -> bool:
+        """Whether the channel is plain text (``insecure=True``, or an ``http://`` endpoint)."""
+        return getattr(self._transport, "insecure", False)

@@ -9,16 +9,8 @@ timeouts); any other non-2xx answer drops the batch, counted.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from .._batching import QueueSettings
-from ._base import DEFAULT_QUEUE, OTLPExporterBase
-from ._transport import TRACES_PATH, open_transport, parse_retry_after, signal_url
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-    from .._batching import RetryPolicy
+from ._base import OTLPExporterBase
+from ._transport import TRACES_PATH, parse_retry_after, signal_url
 
 __all__ = ["OTLPHttpExporter", "parse_retry_after", "traces_url"]
 
@@ -56,45 +48,9 @@ class OTLPHttpExporter(OTLPExporterBase):
 
     _kind = "OTLP/HTTP"
 
-    def __init__(
-        self,
-        endpoint: str,
-        *,
-        service_name: str = "asynctelemetry",
-        resource_attributes: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-        insecure: bool | None = None,
-        compression: str | None = "gzip",
-        timeout: float = 10.0,
-        max_queue: int | None = None,
-        batch_size: int | None = None,
-        flush_interval: float | None = None,
-        credentials: Any = None,
-        close_timeout: float | None = None,
-        retry: RetryPolicy | None = None,
-        queue: QueueSettings | None = None,
-    ) -> None:
-        self._transport = open_transport(
-            "http",
-            endpoint,
-            "traces",
-            headers=headers,
-            insecure=insecure,
-            compression=compression,
-            credentials=credentials,
-            timeout=timeout,
-            owner="OTLPHttpExporter",
-        )
-        self.url = traces_url(endpoint)
-        self.endpoint = endpoint
-        super().__init__(
-            service_name=service_name,
-            resource_attributes=resource_attributes,
-            timeout=timeout,
-            queue=DEFAULT_QUEUE.resolve(
-                "OTLPHttpExporter",
-                QueueSettings(max_queue, batch_size, flush_interval, close_timeout),
-                queue,
-            ),
-            retry=retry,
-        )
+    _protocol = "http"
+
+    @property
+    def url(self) -> str:
+        """The export URL (the endpoint with ``/v1/traces``)."""
+        return getattr(self._transport, "url", "")

@@ -76,9 +76,9 @@ from .._conventions import (
     METRIC_USAGE_REASONING_TOKENS,
 )
 from .._exceptions import ConfigError
-from ._base import DEFAULT_RETRY, ExporterShell, settle
+from ._base import ExporterShell, export_queue, settle
 from ._encode import SCOPE_NAME, resource_attributes
-from ._transport import open_transport
+from ._transport import TransportOptions, open_transport
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -301,12 +301,8 @@ class OTLPMetricsExporter(ExporterShell):
             protocol,
             endpoint,
             "metrics",
-            headers=headers,
-            insecure=insecure,
-            compression=compression,
-            credentials=credentials,
-            timeout=timeout,
-            owner="OTLPMetricsExporter",
+            TransportOptions(headers, insecure, compression, credentials, timeout),
+            "OTLPMetricsExporter",
         )
         self._resource_extra = dict(resource_attributes or {})
         self._resources: dict[str, list[KeyValue]] = {}
@@ -322,12 +318,8 @@ class OTLPMetricsExporter(ExporterShell):
         # One export (its requests) per batch: a retry resumes where it failed.
         self._queue_values = QueueValues(max_queue, 1, 0.0, close_timeout)
         self._in_flight: tuple[list[bytes], list[int]] | None = None
-        self._queue: BatchQueue[list[bytes]] = BatchQueue.of(
-            self._export_batch,
-            self._queue_values,
-            overflow="drop_oldest",
-            retry=retry or DEFAULT_RETRY,
-            name=f"OTLP metrics ({protocol}) exporter",
+        self._queue: BatchQueue[list[bytes]] = export_queue(
+            self._export_batch, self._queue_values, retry, f"OTLP metrics ({protocol}) exporter"
         )
         self._open_shell()
         self._task: asyncio.Task[None] | None = None

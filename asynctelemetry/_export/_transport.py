@@ -20,6 +20,7 @@ import asyncio
 import email.utils
 import time
 import zlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -46,6 +47,7 @@ __all__ = [
     "GrpcTransport",
     "HttpTransport",
     "Transport",
+    "TransportOptions",
     "open_transport",
     "parse_retry_after",
     "signal_url",
@@ -115,6 +117,22 @@ _SIGNALS: Final[dict[str, tuple[str, Any, str]]] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class TransportOptions:
+    """How a sender reaches its endpoint: the exporters' keywords of the same names.
+
+    ``headers``: gRPC metadata or HTTP headers; ``insecure``: plain-text gRPC (``None``: by the
+    endpoint's scheme) or, for HTTPS, no certificate check; ``compression``; ``credentials``:
+    ``grpc.ChannelCredentials`` or an ``ssl.SSLContext``; ``timeout``: seconds per request.
+    """
+
+    headers: Mapping[str, str] | None = None
+    insecure: bool | None = None
+    compression: str | None = None
+    credentials: Any = None
+    timeout: float = 10.0
+
+
 class GrpcTransport:
     """Sends serialized OTLP export requests of one signal on a ``grpc.aio`` channel.
 
@@ -122,7 +140,8 @@ class GrpcTransport:
         endpoint: as for :class:`OTLPGrpcExporter`.
         method: the full gRPC method name (``/opentelemetry.proto.collector.….Export``).
         response_type: the protobuf class of the answer (its ``FromString`` reads it).
-        headers, insecure, compression, credentials, timeout: as for :class:`OTLPGrpcExporter`.
+        options: headers, insecure, compression, credentials, timeout, as for
+            :class:`OTLPGrpcExporter`.
 
     :meth:`send` raises :class:`~asynctelemetry._batching.Retryable` for the failures the OTLP
     specification calls retryable (with the server's ``RetryInfo`` delay), ``ExportError``
@@ -135,23 +154,20 @@ class GrpcTransport:
         *,
         method: str,
         response_type: Any,
-        headers: Mapping[str, str] | None,
-        insecure: bool | None,
-        compression: str | None,
-        credentials: grpc.ChannelCredentials | None,
-        timeout: float,
+        options: TransportOptions,
     ) -> None:
-        where = grpc_target(endpoint, insecure)
+        where = grpc_target(endpoint, options.insecure)
+        compression, headers = options.compression, options.headers
         self.target, self.insecure = where.address, not where.secure
         key = compression.lower() if isinstance(compression, str) else None
         if key not in _COMPRESSION:
             raise ConfigError(f"compression must be 'gzip', 'deflate' or None, not {compression!r}")
         self._compression = _COMPRESSION[key]
         self._metadata = tuple((k.lower(), str(v)) for k, v in (headers or {}).items())
-        self._credentials = credentials
+        self._credentials: grpc.ChannelCredentials | None = options.credentials
         self._method = method
         self._response_type = response_type
-        self.timeout = timeout
+        self.timeout = options.timeout
         self._channel: grpc.aio.Channel | None = None
         self._export: Any = None
 
@@ -201,7 +217,8 @@ class HttpTransport:
     Args:
         url: the full export URL (:func:`signal_url`).
         response_type: the protobuf class of the answer (its ``FromString`` reads it).
-        headers, insecure, compression, credentials, timeout: as for :class:`OTLPHttpExporter`.
+        options: headers, insecure, compression, credentials, timeout, as for
+            :class:`OTLPHttpExporter`.
         owner: the class named in the error when httpx is missing.
 
     :meth:`send` raises :class:`~asynctelemetry._batching.Retryable` for 429, 502, 503, 504
@@ -216,15 +233,12 @@ class HttpTransport:
         url: str,
         *,
         response_type: Any,
-        headers: Mapping[str, str] | None,
-        insecure: bool | None,
-        compression: str | None,
-        credentials: Any,
-        timeout: float,
+        options: TransportOptions,
         owner: str,
     ) -> None:
         self._httpx: Any = require("httpx", "otlp", owner)
         self.url = url
+        compression, headers = options.compression, options.headers
         key = compression.lower() if isinstance(compression, str) else None
         if key not in (None, "none", "gzip"):
             raise ConfigError(f"compression must be 'gzip' or None, not {compression!r}")
@@ -234,9 +248,10 @@ class HttpTransport:
         self._headers.setdefault("User-Agent", "asynctelemetry")
         if self._gzip:
             self._headers["Content-Encoding"] = "gzip"
-        self._verify: Any = credentials if credentials is not None else not insecure
+        credentials = options.credentials
+        self._verify: Any = credentials if credentials is not None else not options.insecure
         self._response_type = response_type
-        self.timeout = timeout
+        self.timeout = options.timeout
         self._client: Any = None
 
     def _connect(self) -> Any:
@@ -284,16 +299,12 @@ def open_transport(
     protocol: str,
     endpoint: str,
     signal: Literal["traces", "metrics"],
-    *,
-    headers: Mapping[str, str] | None,
-    insecure: bool | None,
-    compression: str | None,
-    credentials: Any,
-    timeout: float,
+    options: TransportOptions,
     owner: str,
 ) -> Transport:
     """The sender of ``signal`` to ``endpoint`` over ``protocol`` (``"grpc"`` or ``"http"``;
-    for HTTP the signal's path is added to the endpoint unless present).
+    for HTTP the signal's path is added to the endpoint unless present); ``owner`` is the class
+    named when httpx is missing.
 
     Raises:
         ConfigError: an unknown protocol, a bad endpoint or compression.
@@ -301,25 +312,9 @@ def open_transport(
     """
     method, response_type, path = _SIGNALS[signal]
     if protocol == "grpc":
-        return GrpcTransport(
-            endpoint,
-            method=method,
-            response_type=response_type,
-            headers=headers,
-            insecure=insecure,
-            compression=compression,
-            credentials=credentials,
-            timeout=timeout,
-        )
+        return GrpcTransport(endpoint, method=method, response_type=response_type, options=options)
     if protocol == "http":
         return HttpTransport(
-            signal_url(endpoint, path),
-            response_type=response_type,
-            headers=headers,
-            insecure=insecure,
-            compression=compression,
-            credentials=credentials,
-            timeout=timeout,
-            owner=owner,
+            signal_url(endpoint, path), response_type=response_type, options=options, owner=owner
         )
     raise ConfigError(f"protocol must be 'grpc' or 'http', not {protocol!r}")

@@ -9,6 +9,7 @@ it comes, without building a record.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from datetime import timedelta
 from operator import itemgetter
@@ -50,6 +51,8 @@ def _row(call: LLMCall) -> Row:
     return row_of(call.__dict__)
 
 
+#: Calls ``add_many`` keeps between two turns of the event loop (about 0.3 ms of work).
+ADD_SLICE: Final = 128
 _row_timestamp: Final = itemgetter(TIMESTAMP)
 _CALL_ID: Final = FIELDS.index("call_id")
 _TRACE_ID: Final = FIELDS.index("trace_id")
@@ -210,11 +213,21 @@ class MemoryStore(StoreReads, ClosesOnExit):
         self.add_nowait(call)
 
     async def add_many(self, calls: Sequence[LLMCall | TraceSpan]) -> None:
-        """Keep many calls and steps, in order."""
+        """Keep many calls and steps, in order; the loop gets a turn every
+        :data:`ADD_SLICE` calls (a collector's request of 512 calls would hold it for
+        milliseconds)."""
         calls, spans = split_records(calls)
         if spans:
             self._keep_spans(spans)
-        self._keep(calls)
+        if len(calls) <= ADD_SLICE:
+            self._keep(calls)
+            return
+        rows: Sequence[LLMCall] | list[Row] = calls.rows if isinstance(calls, Rows) else calls
+        for start in range(0, len(rows), ADD_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            part = rows[start : start + ADD_SLICE]
+            self._keep(Rows(part) if rows is not calls else part)  # type: ignore[arg-type]
 
     async def emit_spans(self, spans: Sequence[TraceSpan]) -> None:
         """Keep steps (the :class:`~asynctelemetry.SpanSink` method)."""

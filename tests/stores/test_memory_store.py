@@ -53,6 +53,32 @@ async def test_lookups_follow_the_ring(trace_length: int) -> None:
     assert await store.get(calls[299].call_id) is None and await store.trace("t0") == []
 
 
+@pytest.mark.parametrize("as_rows", [False, True], ids=["records", "collector-rows"])
+async def test_add_many_gives_the_loop_turns(as_rows: bool) -> None:
+    """A large add_many keeps its calls in slices, the loop running other tasks between them
+    (a collector's request must not hold it for milliseconds); every call is kept, in order,
+    whether the batch is records or a collector's rows."""
+    from asynctelemetry._rows import Rows, row_of
+
+    store = MemoryStore(capacity=10_000)
+    calls = [make_call(i) for i in range(1_003)]
+    batch = Rows([row_of(c.__dict__) for c in calls]) if as_rows else calls
+    seen: list[int] = []
+
+    async def watch() -> None:
+        while len(seen) < 3:
+            seen.append(len(store))
+            await asyncio.sleep(0)
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.sleep(0)  # the watcher saw the empty store
+    await store.add_many(batch)
+    await watcher
+    assert seen[0] == 0 and 0 < seen[1] < len(calls)
+    assert await store.query() == calls
+    assert len(store) == len(calls) and store.duplicates == 0
+
+
 async def test_filters_ordering_and_limit(calls: list[LLMCall]) -> None:
     """Every filter matches exactly; since is inclusive, until exclusive; limit after ordering."""
     store = MemoryStore(capacity=100)
