@@ -27,6 +27,7 @@ import logging
 import warnings
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Final, cast
+from urllib.parse import urlencode
 
 from .._batching import ClosesOnExit, Lifecycle
 from .._exceptions import ConfigError, StoreError, require
@@ -52,6 +53,7 @@ logger = logging.getLogger("asynctelemetry")
 
 #: The page's files: name → content type. Nothing else under /static/ is served.
 ASSETS: Final = {
+    "state.js": "text/javascript; charset=utf-8",
     "format.js": "text/javascript; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "charts.js": "text/javascript; charset=utf-8",
@@ -326,12 +328,15 @@ class Dashboard(ClosesOnExit):
         )
 
     def _login(self, request: web.BaseRequest) -> web.StreamResponse:
-        """``/?token=…``: the right token sets the cookie and sends the browser to ``/``."""
+        """``/?token=…``: the right token sets the cookie and sends the browser to ``/``, with
+        the link's other parameters (the view it opens), the token left out."""
         presented = request.query.get("token", "").encode("utf-8", "surrogateescape")
         assert self._token is not None and self._cookie is not None
         if not hmac.compare_digest(presented, self._token.encode()):
             return self._unauthorized("/")
-        response = self._web.Response(status=303, headers={"Location": "/"})
+        rest = [(k, v) for k, v in request.query.items() if k != "token"]
+        location = "/?" + urlencode(rest) if rest else "/"
+        response = self._web.Response(status=303, headers={"Location": location})
         response.set_cookie(COOKIE, self._cookie, httponly=True, samesite="Strict", path="/")
         return cast("web.StreamResponse", response)
 

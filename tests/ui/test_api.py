@@ -476,6 +476,9 @@ async def test_token_guards_every_route(store: SQLiteStore, client: aiohttp.Clie
         assert status == 401
         status, _, headers = await get(client, board, "/?token=s3cret", allow_redirects=False)
         assert status == 303 and headers["Location"] == "/"
+        link = "/?model=gpt-4o&token=s3cret&call=c%201"  # a deep link keeps its view
+        status, _, headers = await get(client, board, link, allow_redirects=False)
+        assert status == 303 and headers["Location"] == "/?model=gpt-4o&call=c+1"
         cookie = headers["Set-Cookie"]
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "s3cret" not in cookie
         jar = SimpleCookie(cookie)

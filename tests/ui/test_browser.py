@@ -150,7 +150,7 @@ def test_call_detail_and_trace_view(served: Served, watched: Watched) -> None:
     for shown in ("call-000007", "app.user", "u1", "input_tokens", "not captured"):
         assert shown in body
     page.click("#detail-close")
-    page.locator("#calls tbody tr[data-call-id='agent-tool'] button.trace").click()
+    page.locator("#calls tbody tr[data-call-id='agent-tool'] a.trace").click()
     page.wait_for_selector("#detail table.waterfall")
     names = page.eval_on_selector_all(
         "#detail table.waterfall tbody tr", "rows => rows.map(r => r.cells[0].textContent)"
@@ -366,3 +366,63 @@ def test_model_rows_agree_in_summary_api_and_page(tmp_path: Path, watched: Watch
         assert page.text_content("#h-errors") == _pct(3 / 9)
     finally:
         server.close()
+
+
+def test_deep_link_opens_the_same_view(served: Served, watched: Watched) -> None:
+    """The window, the filters and the open call live in the URL: a link to it opens the same
+    view, a reload keeps it, closing the call and going back and forward restore each view; the
+    ids in the page are real links carrying that state."""
+    page = watched.page
+    watched.open(served.url + "?window=24h&model=gpt-4o&status=error&call=call-000009")
+    watched.showing("window=24h", "model=gpt-4o", "status=error")
+    page.wait_for_selector("#detail[open]")
+    assert page.text_content("#detail-title") == "Call call-000009"
+    assert page.input_value("#window") == "24h"
+    assert page.input_value("#model") == "gpt-4o"
+    assert page.input_value("#status") == "error"
+    statuses = watched.column(4)
+    assert statuses and all(s.startswith("error") for s in statuses)
+    assert set(watched.column(1)) == {"gpt-4o"}
+    # every call id in the table is a link to its call, with the filters of the page
+    href = page.get_attribute("#calls tbody tr[data-call-id='call-000039'] td.id a", "href")
+    assert href is not None
+    assert {"window=24h", "model=gpt-4o", "status=error", "call=call-000039"} <= set(
+        href.split("?", 1)[1].split("&")
+    )
+    page.reload()
+    watched.refreshed(1)
+    page.wait_for_selector("#detail[open]")
+    assert page.text_content("#detail-title") == "Call call-000009"
+    assert page.input_value("#model") == "gpt-4o"
+    page.click("#detail-close")
+    page.wait_for_function("() => !location.search.includes('call=')")
+    assert not page.is_visible("#detail")
+    page.go_back()
+    page.wait_for_selector("#detail[open]")
+    assert page.text_content("#detail-title") == "Call call-000009"
+    page.go_forward()
+    page.wait_for_function("() => !document.getElementById('detail').open")
+    # a filter chosen in the page goes to the URL; back restores the view before it
+    page.select_option("#status", "")
+    page.wait_for_function("() => !location.search.includes('status=')")
+    page.wait_for_function("() => !(document.body.dataset.query || '').includes('status=')")
+    assert not all(s.startswith("error") for s in watched.column(4))
+    page.go_back()
+    watched.showing("status=error")
+    assert page.input_value("#status") == "error"
+    # the trace link of a call opens the trace; the call dialog's ids are links too
+    page.goto(served.url + "?call=agent-plan")
+    page.wait_for_selector("#detail[open]")
+    page.locator("#detail-body a", has_text="trace-a").first.click()
+    page.wait_for_selector("#detail table.waterfall")
+    assert "trace=trace-a" in page.evaluate("location.search")
+    assert "call=" not in page.evaluate("location.search")
+    # a session's conversation (session.js) is in the URL too: its links are real links
+    page.goto(served.url + "?conversation=s1")
+    page.wait_for_selector("#detail[open] #session-view")
+    href = page.get_attribute("#calls tbody tr.call td:nth-child(4) a", "href")
+    assert href is not None and "conversation=" in href
+    page.click("#detail-close")
+    page.wait_for_function("() => !location.search.includes('conversation=')")
+    page.go_back()
+    page.wait_for_selector("#detail[open] #session-view")

@@ -28,21 +28,69 @@
     return td;
   }
 
-  // -- the query every request carries -------------------------------------------------------
+  // -- the state of the page: its URL (state.js) ---------------------------------------------
+  const URL_KEYS = { window: "1h", since: null, until: null, model: null, provider: null, session: null,
+                     status: null, stack: "request_model", user: null, agent: null, call: null, trace: null,
+                     conversation: null, sort: null, q: null, after: null };
+  for (const [k, v] of Object.entries(URL_KEYS)) window.UrlState.register(k, v);
+  //: Keys whose change redraws the data (call and trace only open or close the dialog).
+  const DATA_KEYS = new Set(["window", "since", "until", "model", "provider", "session", "status",
+                             "stack", "user", "agent", "sort", "q", "after"]);
+  const at = window.UrlState.get;
+  // A filter changes: the calls table starts again at its first page.
+  function filter(changes) { window.UrlState.set(Object.assign({ after: null }, changes)); }
+  // An <a> to the page with `changes` applied (a real href: new tab, copy link).
+  function anchor(text, changes, title) {
+    const a = document.createElement("a");
+    a.textContent = text;
+    if (title) a.title = title;
+    return window.UrlState.link(a, changes);
+  }
+  // The links of the page: a call, a trace (the dialog), a session (the filter).
+  function toCall(id) { return { call: id, trace: null, conversation: null }; }
+  function toTrace(id) { return { trace: id, call: null, conversation: null }; }
+  function toSession(id) { return { session: id, after: null, call: null, trace: null }; }
+
+  // The controls show the URL's state (on load, after every change, back and forward).
+  function controlsFromUrl() {
+    const since = at("since");
+    const win = since ? "custom" : at("window");
+    ensureOption($("window"), win);
+    $("window").value = win;
+    $("custom-range").hidden = win !== "custom";
+    $("since").value = since ? localTime(since) : "";
+    $("until").value = at("until") ? localTime(at("until")) : "";
+    ensureOption($("model"), at("model"));
+    $("model").value = at("model") || "";
+    ensureOption($("provider"), at("provider"));
+    $("provider").value = at("provider") || "";
+    $("session").value = at("session") || "";
+    $("status").value = at("status") || "";
+    $("stack").value = at("stack");
+    $("trace-user").value = at("user") || "";
+    $("trace-agent").value = at("agent") || "";
+  }
+  function ensureOption(select, value) {
+    if (!value || Array.from(select.options).some(function (o) { return o.value === value; })) return;
+    const option = document.createElement("option");
+    option.value = value;
+    option.textContent = value;
+    select.appendChild(option);
+  }
+  // "2026-01-31T12:00:00Z" → "2026-01-31T12:00:00" (a datetime-local input, in UTC), and back.
+  function localTime(iso) { return iso.replace(/Z$|\+00:00$/, "").slice(0, 19); }
+  function isoTime(local) { return local ? (local.length === 16 ? local + ":00" : local) + "Z" : null; }
+
+  // -- the query every request carries: the URL's window and filters -------------------------
   function query(extra) {
     const p = new URLSearchParams();
-    const win = $("window").value;
-    if (win === "custom") {
-      if ($("since").value) p.set("since", $("since").value + "Z");
-      if ($("until").value) p.set("until", $("until").value + "Z");
-      if (!p.has("since")) p.set("window", "1h");
+    if (at("since")) {
+      p.set("since", at("since"));
+      if (at("until")) p.set("until", at("until"));
     } else {
-      p.set("window", win);
+      p.set("window", at("window"));
     }
-    if ($("model").value) p.set("model", $("model").value);
-    if ($("provider").value) p.set("provider", $("provider").value);
-    if ($("session").value.trim()) p.set("session", $("session").value.trim());
-    if ($("status").value) p.set("status", $("status").value);
+    for (const k of ["model", "provider", "session", "status"]) if (at(k)) p.set(k, at(k));
     for (const [k, v] of Object.entries(extra || {})) p.set(k, v);
     return p;
   }
@@ -80,7 +128,7 @@
     $("h-ttft").textContent = ms(total.p50_ttft_ms);
   }
 
-  function topTable(table, groups, filter, opener) {
+  function topTable(table, groups, linkTo, opener) {
     table.replaceChildren();
     const head = table.createTHead().insertRow();
     for (const name of ["name", "calls", "errors", "error rate", "cost", "p50 latency"]) {
@@ -92,12 +140,8 @@
     if (!groups.length) { cell(body.insertRow(), "no calls", "muted").colSpan = 6; return; }
     for (const g of groups.slice(0, 10)) {
       const row = body.insertRow();
-      const name = cell(row, label(g.key));
-      if (filter && g.key != null) {
-        name.className = "link";
-        name.title = "filter on this";
-        name.addEventListener("click", function () { filter(g.key); });
-      }
+      const name = cell(row, linkTo && g.key != null ? "" : label(g.key));
+      if (linkTo && g.key != null) name.appendChild(anchor(label(g.key), linkTo(g.key), "filter on this"));
       if (opener && g.key != null) name.append(" ", opener(g.key));
       cell(row, num(g.calls), "num");
       cell(row, num(g.errors), "num");
@@ -107,9 +151,8 @@
     }
   }
 
-  function setOptions(select, names) {
-    const keep = select.value;
-    const sorted = Array.from(names).sort();
+  function setOptions(select, names, keep) {
+    const sorted = Array.from(new Set(keep ? [...names, keep] : names)).sort();
     select.replaceChildren();
     const all = document.createElement("option");
     all.value = "";
@@ -121,7 +164,7 @@
       option.textContent = name;
       select.appendChild(option);
     }
-    select.value = keep;
+    select.value = keep || "";
   }
 
   function stackSeries(series, field) {
@@ -175,7 +218,7 @@
   function callsTable(calls) {
     const body = $("calls").tBodies[0];
     body.replaceChildren();
-    if (!calls.length) { cell(body.insertRow(), "no calls in this window", "muted").colSpan = 10; }
+    if (!calls.length) { cell(body.insertRow(), "no calls in this window", "muted").colSpan = 11; }
     for (const c of calls) {
       const row = body.insertRow();
       row.className = "call status-" + (c.status === "ok" ? "ok" : "bad");
@@ -194,19 +237,14 @@
       cell(row, usd(c.cost_usd), "num");
       const traceCell = cell(row, "");
       if (c.trace_id) {
-        const button = document.createElement("button");
-        button.type = "button";
-        button.className = "trace";
-        button.textContent = "trace";
-        button.addEventListener("click", function (event) {
-          event.stopPropagation();
-          showTrace(c.trace_id);
-        });
-        traceCell.appendChild(button);
+        const link = anchor("trace", toTrace(c.trace_id), "trace " + c.trace_id);
+        link.className = "trace";
+        traceCell.appendChild(link);
       }
-      row.addEventListener("click", function () { showCall(c.call_id); });
+      cell(row, "", "id").appendChild(anchor(c.call_id, toCall(c.call_id), "open this call"));
+      row.addEventListener("click", function () { window.UrlState.set(toCall(c.call_id)); });
       row.addEventListener("keydown", function (event) {
-        if (event.key === "Enter") showCall(c.call_id);
+        if (event.key === "Enter" && event.target === row) window.UrlState.set(toCall(c.call_id));
       });
     }
   }
@@ -239,6 +277,8 @@
   }
 
   // -- the detail dialog ---------------------------------------------------------------------
+  //: Fields holding an id of something the page can show: the value is a link to it.
+  const ID_LINKS = { call_id: toCall, trace_id: toTrace, session_id: toSession };
   function fieldTable(entries) {
     const table = document.createElement("table");
     table.className = "fields";
@@ -247,6 +287,7 @@
       const row = body.insertRow();
       cell(row, k, "key");
       if (k === "session_id" && typeof v === "string") cell(row, "").appendChild(window.Session.link(v));
+      else if (typeof v === "string" && ID_LINKS[k]) cell(row, "").appendChild(anchor(v, ID_LINKS[k](v)));
       else cell(row, F.field(k, v));
     }
     return table;
@@ -266,9 +307,27 @@
     if (!$("detail").open) $("detail").showModal();
   }
 
+  // The dialog shows what the URL names (call= or trace=); closing it takes them out of the URL.
+  let shown = null;  // "call:<id>" or "trace:<id>": what the dialog was last filled with
+  function syncDialog() {
+    const want = at("call") ? "call:" + at("call") : at("trace") ? "trace:" + at("trace")
+      : at("conversation") ? "conversation:" + at("conversation") : null;
+    if (want === null) {
+      shown = null;
+      if ($("detail").open) $("detail").close();
+      return;
+    }
+    if (want === shown && $("detail").open) return;
+    shown = want;
+    if (at("call")) showCall(at("call"));
+    else if (at("trace")) showTrace(at("trace"));
+    else window.Session.open(at("conversation"));
+  }
+
   async function showCall(callId) {
     try {
       const answer = await api("/api/calls/" + encodeURIComponent(callId));
+      if (at("call") !== callId) return;  // the URL moved on while this was read
       const c = answer.call;
       openDialog("Call " + c.call_id, function (body) {
         const fields = Object.entries(c).filter(function (e) {
@@ -305,11 +364,9 @@
           body.appendChild(raw);
         }
         if (c.trace_id) {
-          const button = document.createElement("button");
-          button.type = "button";
-          button.textContent = "show its trace";
-          button.addEventListener("click", function () { showTrace(c.trace_id); });
-          body.appendChild(button);
+          const p = document.createElement("p");
+          p.appendChild(anchor("show its trace", toTrace(c.trace_id)));
+          body.appendChild(p);
         }
       });
     } catch (err) {
@@ -320,6 +377,7 @@
   async function showTrace(traceId) {
     try {
       const answer = await api("/api/traces/" + encodeURIComponent(traceId));
+      if (at("trace") !== traceId || at("call")) return;  // the URL moved on meanwhile
       openDialog("Trace " + traceId, function (body) { waterfall(body, answer); });
     } catch (err) {
       say("cannot show the trace: " + err.message, true);
@@ -405,7 +463,7 @@
       row.tabIndex = 0;
       row.dataset.traceId = t.trace_id;
       cell(row, when(t.started));
-      cell(row, t.root_name);
+      cell(row, "").appendChild(anchor(t.root_name || t.trace_id, toTrace(t.trace_id), "trace " + t.trace_id));
       cell(row, t.status === "error" ? t.errors + " error" + (t.errors === 1 ? "" : "s") : t.status);
       cell(row, ms(t.duration_ms), "num");
       cell(row, num(t.llm_calls), "num");
@@ -414,17 +472,17 @@
       cell(row, t.user_id || F.UNKNOWN);
       const sessionCell = cell(row, t.session_id ? "" : F.UNKNOWN);
       if (t.session_id) sessionCell.appendChild(window.Session.link(t.session_id));
-      row.addEventListener("click", function () { showTrace(t.trace_id); });
+      row.addEventListener("click", function () { window.UrlState.set(toTrace(t.trace_id)); });
       row.addEventListener("keydown", function (event) {
-        if (event.key === "Enter") showTrace(t.trace_id);
+        if (event.key === "Enter" && event.target === row) window.UrlState.set(toTrace(t.trace_id));
       });
     }
   }
 
   function traceQuery() {
     const extra = { limit: "50" };
-    if ($("trace-user").value.trim()) extra.user = $("trace-user").value.trim();
-    if ($("trace-agent").value.trim()) extra.agent = $("trace-agent").value.trim();
+    if (at("user")) extra.user = at("user");
+    if (at("agent")) extra.agent = at("agent");
     const p = query(extra);
     p.delete("model");  // traces are filtered by session, status, user and agent
     p.delete("provider");
@@ -437,7 +495,7 @@
     state.busy = true;
     try {
       const asked = query().toString();
-      const stack = $("stack").value;
+      const stack = at("stack");
       const [byModel, bySession, byRoute, series, recent, failed, traces] = await Promise.all([
         api("/api/summary", query({ by: "request_model" })),
         api("/api/summary", query({ by: "session", total: "false", limit: "10" })),
@@ -449,15 +507,15 @@
       ]);
       headline(byModel.total);
       charts(series, byModel.groups, byModel.total);
-      topTable($("top-model"), byModel.groups, function (key) { $("model").value = key; refresh(); });
-      topTable($("top-session"), bySession.groups, function (key) { $("session").value = key; refresh(); },
+      topTable($("top-model"), byModel.groups, function (key) { return { model: key, after: null }; });
+      topTable($("top-session"), bySession.groups, toSession,
                function (key) { return window.Session.link(key, "conversation"); });
       topTable($("top-route"), byRoute.groups, null);
       for (const g of byModel.groups) if (g.key != null) state.models.add(g.key);
       for (const c of recent.calls) if (c.provider != null) state.providers.add(c.provider);
       if (stack === "provider") for (const b of series.buckets) if (b.key != null) state.providers.add(b.key);
-      setOptions($("model"), state.models);
-      setOptions($("provider"), state.providers);
+      setOptions($("model"), state.models, at("model"));
+      setOptions($("provider"), state.providers, at("provider"));
       callsTable(recent.calls);
       errorsTable(failed.calls);
       tracesTable(traces.traces);
@@ -490,22 +548,37 @@
   function start() {
     $("controls").addEventListener("submit", function (event) { event.preventDefault(); });
     $("window").addEventListener("change", function () {
-      $("custom-range").hidden = $("window").value !== "custom";
-      if ($("window").value === "custom" && !$("since").value) {
-        const now = new Date();
-        $("until").value = now.toISOString().slice(0, 19);
-        $("since").value = new Date(now.getTime() - 3600000).toISOString().slice(0, 19);
+      if ($("window").value !== "custom") {
+        filter({ window: $("window").value, since: null, until: null });
+        return;
       }
-      refresh();
+      const now = new Date();  // a custom range starts as the last hour
+      filter({ window: null, since: isoTime(new Date(now.getTime() - 3600000).toISOString().slice(0, 19)),
+               until: isoTime(now.toISOString().slice(0, 19)) });
     });
-    for (const id of ["model", "provider", "status", "stack", "since", "until"]) {
-      $(id).addEventListener("change", refresh);
+    const fields = { model: "model", provider: "provider", status: "status", session: "session",
+                     "trace-user": "user", "trace-agent": "agent" };
+    for (const [id, key] of Object.entries(fields)) {
+      $(id).addEventListener("change", function () { filter({ [key]: $(id).value.trim() || null }); });
     }
-    $("session").addEventListener("change", refresh);
-    $("trace-user").addEventListener("change", refresh);
-    $("trace-agent").addEventListener("change", refresh);
+    $("stack").addEventListener("change", function () { window.UrlState.set({ stack: $("stack").value }); });
+    for (const id of ["since", "until"]) {
+      $(id).addEventListener("change", function () { if ($(id).value) filter({ [id]: isoTime($(id).value) }); });
+    }
     $("detail-close").addEventListener("click", function () { $("detail").close(); });
+    $("detail").addEventListener("close", function () {
+      if (at("call") || at("trace") || at("conversation")) {
+        window.UrlState.set({ call: null, trace: null, conversation: null });
+      }
+    });
+    window.UrlState.listen(function (names) {
+      controlsFromUrl();
+      if (Array.from(names).some(function (k) { return DATA_KEYS.has(k); })) refresh();
+      if (names.has("call") || names.has("trace") || names.has("conversation")) syncDialog();
+    });
+    controlsFromUrl();
     refresh();
+    syncDialog();
     setInterval(poll, POLL_MS);
   }
 

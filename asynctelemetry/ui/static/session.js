@@ -3,7 +3,8 @@
 // its traces (GET /api/sessions/{id}). User data reaches the DOM only through textContent.
 //
 //   Session.messages(parent, messages)  draw a call's messages (from the API's "messages")
-//   Session.link(sessionId, text)       an <a> (showing text, else the id) opening the view
+//   Session.link(sessionId, text)       an <a> (showing text, else the id) to the view: the URL
+//                                       key "conversation" (state.js), which app.js opens
 //   Session.open(sessionId)             open the view in the detail dialog
 "use strict";
 
@@ -71,14 +72,9 @@ window.Session = (function () {
   // -- links ---------------------------------------------------------------------------------
   function link(sessionId, text) {
     const a = el("a", "session-link", text == null ? sessionId : text);
-    a.href = "#";
     a.title = "open the conversation of session " + sessionId;
-    a.addEventListener("click", function (event) {
-      event.preventDefault();
-      event.stopPropagation();  // a link inside a clickable row: the link wins
-      open(sessionId);
-    });
-    return a;
+    // The URL's "conversation" key opens the view (app.js); a real link: new tab, copy.
+    return window.UrlState.link(a, { conversation: sessionId, call: null, trace: null });
   }
 
   // -- the view ------------------------------------------------------------------------------
@@ -99,9 +95,8 @@ window.Session = (function () {
     box.dataset.callId = c.call_id;
     const head = el("header", "turn-head");
     const call = el("a", "turn-call", F.time(c.timestamp, true));
-    call.href = "#";
     call.title = "every field of this call";
-    call.addEventListener("click", function (event) { event.preventDefault(); board().showCall(c.call_id); });
+    window.UrlState.link(call, { call: c.call_id, trace: null, conversation: null });
     head.appendChild(call);
     const model = c.request_model == null ? c.model : c.request_model;
     head.appendChild(el("span", "turn-model", model));
@@ -110,8 +105,7 @@ window.Session = (function () {
       F.tokens(c.input_tokens, true) + " → " + F.tokens(c.output_tokens) + " · " + F.usd(c.cost_usd)));
     if (c.trace_id) {
       const t = el("a", "turn-trace", "trace");
-      t.href = "#";
-      t.addEventListener("click", function (event) { event.preventDefault(); board().showTrace(c.trace_id); });
+      window.UrlState.link(t, { trace: c.trace_id, call: null, conversation: null });
       head.appendChild(t);
     }
     box.appendChild(head);
@@ -144,8 +138,9 @@ window.Session = (function () {
         row.appendChild(el("td", null, text));
       }
       for (const i of [3, 4, 5, 6]) row.cells[i].className = "num";
-      row.addEventListener("click", function () { board().showTrace(t.trace_id); });
-      row.addEventListener("keydown", function (event) { if (event.key === "Enter") board().showTrace(t.trace_id); });
+      const to = { trace: t.trace_id, call: null, conversation: null };
+      row.addEventListener("click", function () { window.UrlState.set(to); });
+      row.addEventListener("keydown", function (event) { if (event.key === "Enter") window.UrlState.set(to); });
     }
     view.tracesSection.hidden = view.traceIds.size === 0;
   }
