@@ -99,16 +99,24 @@ def _run(argv: list[str]) -> None:
         )
 
 
-def start_server(*, private: bool = False, durable: bool = False) -> Server:
+def start_server(
+    *, private: bool = False, durable: bool = False, root: str | None = None
+) -> Server:
     """A new private server (or the one ``$ASYNCTELEMETRY_TEST_POSTGRES`` names, unless
     ``private``: a test that stops and starts the server needs one of its own). ``durable``
-    keeps PostgreSQL's default crash safety (fsync), for benchmarks."""
-    if os.environ.get(ENV) and not private:
+    keeps PostgreSQL's default crash safety (fsync), for benchmarks. ``root``: a directory kept
+    between runs (a benchmark's filled database): the server it holds is started again on a
+    free port, or one is created there; stop it with ``server.stop()``, not ``stop_server``."""
+    if os.environ.get(ENV) and not private and root is None:
         return Server(os.environ[ENV])
     bin_dir = find_bin_dir()
-    root = tempfile.mkdtemp(prefix="asynctelemetry-pg-")
+    if root is None:
+        root = tempfile.mkdtemp(prefix="asynctelemetry-pg-")
     data_dir = os.path.join(root, "data")
     log = os.path.join(root, "server.log")
+    if os.path.exists(os.path.join(data_dir, "PG_VERSION")):
+        return _restart(Server("", data_dir, bin_dir, log))
+    os.makedirs(root, exist_ok=True)
     if _AS_ROOT:
         shutil.chown(root, "postgres", "postgres")
     os.chmod(root, 0o700)
@@ -125,16 +133,24 @@ def start_server(*, private: bool = False, durable: bool = False) -> Server:
             "--no-sync",
         ]
     )
-    port = _free_port()
     with open(os.path.join(data_dir, "postgresql.conf"), "a") as conf:
         conf.write(
-            f"\nlisten_addresses = '127.0.0.1'\nport = {port}\n"
-            f"unix_socket_directories = '{root}'\n"
+            f"\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{root}'\n"
             "shared_buffers = 128MB\nmax_connections = 200\n"
         )
         if not durable:  # test data need no crash safety: the server goes with the run
             conf.write("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
-    server = Server(f"postgresql://postgres@127.0.0.1:{port}/postgres", data_dir, bin_dir, log)
+    return _restart(Server("", data_dir, bin_dir, log))
+
+
+def _restart(server: Server) -> Server:
+    """Start the server of ``server.data_dir`` on a free port (tried again on another if one
+    was taken in between)."""
+    assert server.data_dir is not None
+    port = _free_port()
+    with open(os.path.join(server.data_dir, "postgresql.conf"), "a") as conf:
+        conf.write(f"\nport = {port}\n")
+    server.dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
     for attempt in range(3):
         try:
             server.start()
@@ -144,7 +160,7 @@ def start_server(*, private: bool = False, durable: bool = False) -> Server:
                 raise
             time.sleep(0.5)  # another process took the port in between: try a new one
             port = _free_port()
-            with open(os.path.join(data_dir, "postgresql.conf"), "a") as conf:
+            with open(os.path.join(server.data_dir, "postgresql.conf"), "a") as conf:
                 conf.write(f"\nport = {port}\n")
             server.dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
     return server
