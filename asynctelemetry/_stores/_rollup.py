@@ -1,32 +1,33 @@
-"""Rollups: per-period totals and histograms kept by the writer, for reads at volume.
+"""Rollups: per-period totals and histograms kept by the database engine, for reads at volume.
 
-The rules are here, once, with SQLite's SQL for them; :mod:`._pg_rollup` runs the same rules
-(:class:`Acc`, :func:`changes`, :func:`plan`, :class:`Cells`, :func:`summaries_of`,
-:func:`buckets_of`) in PostgreSQL's SQL, so both stores give equal rows for equal calls.
+The rules are here, once; :mod:`.sqlite.rollup` and :mod:`.postgres.rollup` run them in their
+engine's SQL, so both stores give equal answers for equal calls.
 
-The ``rollup`` table holds, per period (1 minute, 5 minutes, 1 hour and 1 day: :data:`LEVELS`)
-and per group of calls with equal ``model``, ``request_model``, ``provider``, ``route_name`` and
-``status``: the counts and token sums, the cost as exact partial sums (Shewchuk, as ``math.fsum``
-keeps them: totals of any number of rows round once and equal ``math.fsum`` of the costs), and
-histograms of latency, time to first token and tokens per second over the log buckets of
+Per period (5 minutes, 1 hour and 1 day: :data:`LEVELS`) and per group of calls with equal
+``model``, ``request_model``, ``provider``, ``route_name`` and ``status``, a store keeps: the
+counts and token sums, the cost exactly, and histograms of latency, time to first token and
+tokens per second over the log buckets of
 :func:`~asynctelemetry._stores._base.histogram_index`.
 
-The writer keeps them exact in the same transaction as the calls: :func:`remember` adds the rows
-a batch inserted (read back by rowid, so ignored duplicates and rejected rows never count),
-:func:`forget` subtracts rows about to be deleted (retention) or changed (repricing, which
-adds them back with :func:`include`). A file of
-schema version 2 gets its rollups built once, when it is migrated (:func:`rebuild`); one of
-version 4 gets its day rows, from its hour rows (:func:`add_days`).
+What one call adds is worked out once, when its row is made at the store's door
+(:func:`derive`: its group number, finest period, buckets and cost halves); the engine then sums
+the batch per period, group and bucket and adds it to the stored rows (``INSERT … SELECT …
+GROUP BY … ON CONFLICT DO UPDATE``) in the writer's transaction. Retention and repricing take
+calls away the same way. The cost stays exact: each cost is split into its binary exponent and
+two integer halves of its significand (:func:`cost_parts`), which the engine sums as integers;
+:func:`cost_floats` turns any such sum back into floats whose exact sum it is, so every total
+read (:class:`FSum`: ``math.fsum``) is the correctly rounded sum of the raw costs, the same
+number whichever rows, periods or edges it was made of.
 
-A read of a large window (:func:`rolled`) takes whole periods from the coarsest level that
-fits (7 days: 6 or 7 day rows and up to 23 hour rows per group) and only the partial minutes at
-its edges from the raw rows, all through the same accumulator, so the totals equal those of the
-raw rows. Reading a stored row costs its histograms' entries (about a hundred), so the day level
-is what keeps a week of a million calls well under a second. Percentiles then
-come from the histograms: that is the ``approximate`` rule of ``_base`` for windows of more than
-``EXACT_LIMIT`` calls; smaller windows are read exactly from the raw rows. Filters on
-``session_id`` and ``by="session"`` are not in the rollups (sessions are too many): those read
-the raw rows.
+A read of a large window (``rolled`` of each store) takes whole periods from the coarsest level
+that fits (:func:`plan`: 7 days are 6 or 7 day periods and up to 23 hours and 11 five-minute
+periods on each side) and only the partial periods at its edges from the raw rows, all through
+the same accumulator (:class:`Cells`), so the totals equal those of the raw rows. Buckets finer
+than every level (one-minute time series) are read from the raw rows by the same rule.
+Percentiles then come from the histograms: that is the ``approximate`` rule of ``_base`` for
+windows of more than ``EXACT_LIMIT`` calls; smaller windows are read exactly from the raw rows.
+Filters on ``session_id`` and ``by="session"`` are not in the rollups (sessions are too many):
+those read the raw rows.
 """
 
 from __future__ import annotations
@@ -36,11 +37,17 @@ import math
 from typing import TYPE_CHECKING, Any, Final
 
 from .._record import MIN_GENERATING_MS
-from ._base import CallSummary, TimeBucket, from_ns, histogram_index, histogram_percentile
+from ._base import (
+    GAMMA,
+    CallSummary,
+    TimeBucket,
+    from_ns,
+    histogram_index,
+    histogram_percentile,
+)
 
 if TYPE_CHECKING:
-    import sqlite3
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from ._base import Filters
 
@@ -50,38 +57,32 @@ __all__ = [
     "LEVELS",
     "RAW_COLUMNS",
     "STAT_COLUMNS",
-    "TABLE_SQL",
+    "TOTAL_COLUMNS",
     "Acc",
     "Cell",
     "Cells",
     "FSum",
-    "add_days",
     "buckets_of",
     "by_period",
     "changes",
     "count_minutes",
-    "forget",
-    "include",
     "key_filters",
     "levels_for",
     "levels_from",
     "levels_of",
     "plan",
-    "rebuild",
-    "remember",
-    "remember_rows",
-    "rolled",
     "summaries_of",
 ]
 
 #: Rollup periods in seconds, coarsest first; each divides the one before it.
-LEVELS: Final = (86400, 3600, 300, 60)
+LEVELS: Final = (86400, 3600, 300)
 #: The day level, added by schema version 5 (:func:`add_days`).
 DAY: Final = 86400
 _S: Final = 1_000_000_000
 KEY_COLUMNS: Final = ("model", "request_model", "provider", "route_name", "status")
 _REQUEST_MODEL: Final = KEY_COLUMNS.index("request_model")
-STAT_COLUMNS: Final = (
+#: The totals of a group's period (the integer columns of ``STAT_COLUMNS``).
+TOTAL_COLUMNS: Final = (
     "calls",
     "errors",
     "input_tokens",
@@ -89,21 +90,8 @@ STAT_COLUMNS: Final = (
     "cached_input_tokens",
     "reasoning_tokens",
     "unpriced_calls",
-    "cost",
-    "latency",
-    "ttft",
-    "speed",
 )
-TABLE_SQL: Final = (
-    "CREATE TABLE IF NOT EXISTS rollup (width_s INTEGER NOT NULL, start_ns INTEGER NOT NULL, "
-    "model TEXT NOT NULL, request_model TEXT, provider TEXT, route_name TEXT, "
-    "status TEXT NOT NULL, calls INTEGER NOT NULL, errors INTEGER NOT NULL, "
-    "input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, "
-    "cached_input_tokens INTEGER NOT NULL, reasoning_tokens INTEGER NOT NULL, "
-    "unpriced_calls INTEGER NOT NULL, cost TEXT NOT NULL, latency TEXT NOT NULL, "
-    "ttft TEXT NOT NULL, speed TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS rollup_start ON rollup (width_s, start_ns)",
-)
+STAT_COLUMNS: Final = (*TOTAL_COLUMNS, "cost", "latency", "ttft", "speed")
 #: What the accumulator reads from a raw row (the timestamp, the key, then the figures).
 RAW_COLUMNS: Final = (
     "timestamp_ns",
@@ -121,17 +109,6 @@ RAW_COLUMNS: Final = (
     "ttft_ms",
 )
 _RAW: Final = ", ".join(RAW_COLUMNS)
-_STATS_SQL: Final = ", ".join(STAT_COLUMNS)
-_INSERT: Final = (
-    f"INSERT INTO rollup (width_s, start_ns, {', '.join(KEY_COLUMNS)}, {_STATS_SQL}) "
-    f"VALUES ({', '.join('?' * (2 + len(KEY_COLUMNS) + len(STAT_COLUMNS)))})"
-)
-_UPDATE: Final = f"UPDATE rollup SET {', '.join(f'{c} = ?' for c in STAT_COLUMNS)} WHERE rowid = ?"
-_STATEMENTS: Final = {
-    "insert": _INSERT,
-    "update": _UPDATE,
-    "delete": "DELETE FROM rollup WHERE rowid = ?",
-}
 
 
 class FSum:
@@ -303,70 +280,54 @@ class Acc:
 Cell = tuple[int, tuple[Any, ...]]  # (period start ns, key columns)
 
 
+def _same(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    return key
+
+
 def _accumulate(
     rows: Iterable[Sequence[Any]], width_ns: int, cells: dict[Cell, Acc] | None = None
 ) -> dict[Cell, Acc]:
-    """Raw rows (``_RAW`` columns) counted per period of ``width_ns`` and key (the loop of
-    :meth:`Acc.add`, inlined: it runs once per call written)."""
+    """Raw rows (:data:`RAW_COLUMNS` values) counted per period of ``width_ns`` and key: what
+    :func:`derive` says each adds, summed here (a read's edges, and older writers)."""
     cells = {} if cells is None else cells
     get = cells.get
-    index = histogram_index
     pending: dict[Cell, list[float]] = {}  # costs, summed exactly per cell at the end
     for (
-        ns,
-        model,
-        rm,
-        provider,
-        route,
-        status,
+        start,
+        key,
+        _,
+        errors,
         tin,
         tout,
         cached,
         reasoning,
-        cost,
-        dur,
+        unpriced,
+        lat,
         ttft,
-    ) in rows:
-        cell = (ns - ns % width_ns, (model, rm, provider, route, status))
+        speed,
+        e,
+        hi,
+        lo,
+    ) in derive(rows, _same, width_ns=width_ns):
+        cell = (start, key)
         acc = get(cell)
         if acc is None:
             acc = cells[cell] = Acc()
         acc.calls += 1
-        if status == "error":
-            acc.errors += 1
-        if tin:
-            acc.input_tokens += tin
-        if tout:
-            acc.output_tokens += tout
-        if cached:
-            acc.cached += cached
-        if reasoning:
-            acc.reasoning += reasoning
-        if cost is None:
-            acc.unpriced += 1
-        else:
+        acc.errors += errors
+        acc.input_tokens += tin
+        acc.output_tokens += tout
+        acc.cached += cached
+        acc.reasoning += reasoning
+        acc.unpriced += unpriced
+        if e is not None:
             costs = pending.get(cell)
             if costs is None:
-                pending[cell] = [cost]
-            else:
-                costs.append(cost)
-        if dur is not None:
-            counts = acc.latency
-            i = index(dur)
-            counts[i] = counts.get(i, 0) + 1
-            # Tokens per second exactly as LLMCall.tokens_per_sec computes it.
-            if tout:
-                generating = dur - (ttft or 0.0)
-                if generating >= MIN_GENERATING_MS:
-                    tpt = generating / tout
-                    if tpt:
-                        counts = acc.speed
-                        i = index(1000.0 / tpt)
-                        counts[i] = counts.get(i, 0) + 1
-        if ttft is not None:
-            counts = acc.ttft
-            i = index(ttft)
-            counts[i] = counts.get(i, 0) + 1
+                costs = pending[cell] = []
+            costs.extend(cost_floats(e, hi, lo))
+        for counts, i in ((acc.latency, lat), (acc.ttft, ttft), (acc.speed, speed)):
+            if i is not None:
+                counts[i] = counts.get(i, 0) + 1
     for cell, costs in pending.items():
         total = cells[cell].cost
         for partial in exact_partials(costs):
@@ -383,6 +344,134 @@ def exact_partials(values: list[float]) -> list[float]:
         if not rest:
             return parts
         parts.append(rest)
+
+
+#: Kinds of a rollup's value rows: the three histograms (their log bucket's count), then the cost
+#: (its binary exponent's exact partial sum, in two integer halves).
+HISTOGRAMS: Final = ("latency", "ttft", "speed")
+COST_KIND: Final = len(HISTOGRAMS)
+_HALF: Final = 26
+_HALF_MASK: Final = (1 << _HALF) - 1
+_MANTISSA: Final = float(1 << 53)
+#: ``log(GAMMA)`` as :func:`histogram_index` divides by it (inlined in :func:`derive`).
+_LOG_GAMMA: Final = math.log(GAMMA)
+
+
+def cost_parts(cost: float) -> tuple[int, int, int]:
+    """``(e, high, low)`` with ``cost == (high * 2**26 + low) * 2**e`` exactly: the cost's 53-bit
+    significand in two halves of at most 27 and 26 bits (signed like the cost), so sums of many
+    stay exact in a 64-bit integer column (2**36 calls per exponent)."""
+    m, e = math.frexp(cost)
+    significand = int(m * _MANTISSA)  # exact: m has at most 53 significant bits
+    magnitude = -significand if significand < 0 else significand
+    high, low = magnitude >> _HALF, magnitude & _HALF_MASK
+    if significand < 0:
+        return e - 53, -high, -low
+    return e - 53, high, low
+
+
+def cost_floats(exponent: int, high: int, low: int) -> list[float]:
+    """Floats whose exact sum is ``(high * 2**26 + low) * 2**exponent`` (sums of
+    :func:`cost_parts`): what :class:`FSum` takes to total them exactly."""
+    total = (high << _HALF) + low
+    out: list[float] = []
+    sign = -1 if total < 0 else 1
+    total *= sign
+    while total:
+        chunk = total & ((1 << 52) - 1)
+        if chunk:
+            out.append(sign * math.ldexp(chunk, exponent))
+        total >>= 52
+        exponent += 52
+    return out
+
+
+def derive(
+    rows: Iterable[Sequence[Any]],
+    group_of: Callable[[tuple[Any, ...]], Any],
+    sign: int = 1,
+    width_ns: int = LEVELS[-1] * _S,
+) -> list[tuple[Any, ...]]:
+    """What each raw row (:data:`RAW_COLUMNS` values) adds to the rollups (``sign=-1``: takes
+    away), as the engine aggregates it: ``(start of its period of ``width_ns`` (the finest
+    level's), group id, calls, errors, input,
+    output, cached and reasoning tokens, unpriced, latency bucket, time to first token bucket,
+    speed bucket, cost exponent, cost high, cost low)`` (``None`` for a value the call has not).
+
+    The one rule of what a call counts in (the same as :meth:`Cells.add_raw` reads): computed
+    once per call at the store's door, then summed by SQL over the batch. ``group_of`` maps a
+    key (:data:`KEY_COLUMNS` values) to its group number. (The bucket and the cost halves are
+    :func:`histogram_index` and :func:`cost_parts`, inlined: this runs once per call written.)
+    """
+    out: list[tuple[Any, ...]] = []
+    append = out.append
+    index = histogram_index
+    log, ceil, frexp, inf = math.log, math.ceil, math.frexp, math.inf
+    lg = _LOG_GAMMA
+    width = width_ns
+    min_ms = MIN_GENERATING_MS
+    mantissa, half, mask = _MANTISSA, _HALF, _HALF_MASK
+    for (
+        ns,
+        model,
+        rm,
+        provider,
+        route,
+        status,
+        tin,
+        tout,
+        cached,
+        reasoning,
+        cost,
+        dur,
+        ttft,
+    ) in rows:
+        lat = speed = None
+        if dur is not None:
+            lat = ceil(log(dur) / lg) if 0.0 < dur < inf else index(dur)
+            if tout:
+                generating = dur - (ttft or 0.0)
+                if generating >= min_ms:
+                    tpt = generating / tout
+                    if tpt:
+                        speed = index(1000.0 / tpt)
+        if ttft is not None:
+            ttft = ceil(log(ttft) / lg) if 0.0 < ttft < inf else index(ttft)
+        if not cost:  # unpriced, or nothing to add
+            e = high = low = None
+        elif cost > 0.0:
+            m, e = frexp(cost)
+            significand = int(m * mantissa)
+            e -= 53
+            high, low = significand >> half, significand & mask
+        else:
+            e, high, low = cost_parts(cost)
+        append(
+            (
+                ns - ns % width,
+                group_of((model, rm, provider, route, status)),
+                1,
+                1 if status == "error" else 0,
+                tin or 0,
+                tout or 0,
+                cached or 0,
+                reasoning or 0,
+                1 if cost is None else 0,
+                lat,
+                ttft,
+                speed,
+                e,
+                high,
+                low,
+            )
+        )
+    if sign < 0:
+        out = [
+            (m, g, -c, -er, -i, -o, -ca, -r, -u, la, tt, sp, e, None if h is None else -h,
+             None if lo is None else -lo)
+            for m, g, c, er, i, o, ca, r, u, la, tt, sp, e, h, lo in out
+        ]  # fmt: skip
+    return out
 
 
 def levels_of(rows: Iterable[Sequence[Any]]) -> dict[tuple[int, int, tuple[Any, ...]], Acc]:
@@ -459,90 +548,6 @@ def by_period(
     return periods
 
 
-def _write(
-    conn: sqlite3.Connection, cells: dict[tuple[int, int, tuple[Any, ...]], Acc], sign: int
-) -> None:
-    """Add (``sign=1``) or subtract (``-1``) ``cells`` to the stored rollup rows."""
-    for (width, start), members in by_period(cells).items():
-        stored = {
-            tuple(row[1:6]): (row[0], row[6:])
-            for row in conn.execute(
-                f"SELECT rowid, {', '.join(KEY_COLUMNS)}, {_STATS_SQL} FROM rollup "
-                "WHERE width_s = ? AND start_ns = ?",
-                (width, start),
-            )
-        }
-        for kind, values in changes(stored, width, start, members, sign):
-            conn.execute(_STATEMENTS[kind], values)
-
-
-def remember(conn: sqlite3.Connection, after_id: int) -> None:
-    """Add the calls inserted after rowid ``after_id`` (inside the writer's transaction)."""
-    rows = conn.execute(f"SELECT {_RAW} FROM calls WHERE id > ?", (after_id,)).fetchall()
-    if rows:
-        _write(conn, levels_of(rows), 1)
-
-
-def remember_rows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
-    """Add calls just inserted, given as their :data:`RAW_COLUMNS` values."""
-    if rows:
-        _write(conn, levels_of(rows), 1)
-
-
-def include(conn: sqlite3.Connection, ids_sql: str, params: Sequence[Any]) -> None:
-    """Add the calls whose rowid ``ids_sql`` selects (after they were changed)."""
-    rows = conn.execute(f"SELECT {_RAW} FROM calls WHERE id IN ({ids_sql})", params).fetchall()
-    if rows:
-        _write(conn, levels_of(rows), 1)
-
-
-def forget(conn: sqlite3.Connection, ids_sql: str, params: Sequence[Any]) -> None:
-    """Subtract the calls whose rowid ``ids_sql`` selects (before they are deleted/changed)."""
-    rows = conn.execute(f"SELECT {_RAW} FROM calls WHERE id IN ({ids_sql})", params).fetchall()
-    if rows:
-        _write(conn, levels_of(rows), -1)
-
-
-#: Rows per step when rollups are built for a whole file.
-_REBUILD_CHUNK: Final = 50_000
-
-
-def rebuild(conn: sqlite3.Connection) -> None:
-    """Create the rollup table and build it from every stored call (a migration step)."""
-    for sql in TABLE_SQL:
-        conn.execute(sql)
-    conn.execute("DELETE FROM rollup")
-    last = -1
-    while True:
-        chunk = conn.execute(
-            f"SELECT id, {_RAW} FROM calls WHERE id > ? ORDER BY id LIMIT ?",
-            (last, _REBUILD_CHUNK),
-        ).fetchall()
-        if not chunk:
-            return
-        last = chunk[-1][0]
-        _write(conn, levels_of(row[1:] for row in chunk), 1)
-
-
-def add_days(conn: sqlite3.Connection) -> None:
-    """Build the day rows from the hour rows (a migration step; any day rows are replaced)."""
-    conn.execute("DELETE FROM rollup WHERE width_s = ?", (DAY,))
-    days: dict[tuple[int, int, tuple[Any, ...]], Acc] = {}
-    width = DAY * _S
-    rows = conn.execute(
-        f"SELECT start_ns, {', '.join(KEY_COLUMNS)}, {_STATS_SQL} FROM rollup "
-        "WHERE width_s = ? ORDER BY start_ns",
-        (3600,),
-    )
-    for row in rows:
-        cell = (DAY, row[0] - row[0] % width, tuple(row[1:6]))
-        acc = days.get(cell)
-        if acc is None:
-            acc = days[cell] = Acc()
-        acc.merge(Acc.of(row[6:]))
-    _write(conn, days, 1)
-
-
 # -- reading ------------------------------------------------------------------------------------
 Segment = tuple[int | None, int | None, int | None]  # (level seconds or None for raw, lo, hi)
 
@@ -579,61 +584,13 @@ def key_filters(filters: Filters) -> tuple[list[str], list[Any]]:
     return clauses, params
 
 
-def _bounds(column: str, lo: int | None, hi: int | None) -> tuple[list[str], list[Any]]:
-    clauses, params = [], []
-    if lo is not None:
-        clauses.append(f"{column} >= ?")
-        params.append(lo)
-    if hi is not None:
-        clauses.append(f"{column} < ?")
-        params.append(hi)
-    return clauses, params
-
-
-def rolled(
-    conn: sqlite3.Connection,
-    filters: Filters,
-    column: str | None,
-    width_ns: int | None,
-    lo: int | None,
-    hi: int | None,
-    hists: tuple[str, ...] = ("latency", "ttft", "speed"),
-) -> dict[tuple[int | None, Any], Acc] | None:
-    """The calls that pass ``filters`` in ``[lo, hi)``, accumulated per (bucket start or
-    ``None``, value of ``column`` or ``None``); ``None`` when rollups cannot serve the read.
-    Only the ``hists`` histograms are read from the rollups (the others stay empty)."""
-    levels = levels_for(filters, column, width_ns)
-    if levels is None:
-        return None
-    key_clauses, key_params = key_filters(filters)
-    cells = Cells(column, width_ns, hists)
-    for level, a, b in plan(lo, hi, levels):
-        if level is None:  # the edges: less than a minute of calls on each side
-            clauses, params = _bounds("timestamp_ns", a, b)
-            sql = f"SELECT {_RAW} FROM calls"
-            where = [*clauses, *key_clauses]
-            if where:
-                sql += " WHERE " + " AND ".join(where)
-            cells.add_raw(conn.execute(sql, [*params, *key_params]))
-            continue
-        clauses, params = _bounds("start_ns", a, b)
-        where = ["width_s = ?", *clauses, *key_clauses]
-        cells.add_stored(
-            conn.execute(
-                f"SELECT start_ns, {', '.join(KEY_COLUMNS)}, {_STATS_SQL} FROM rollup "
-                f"WHERE {' AND '.join(where)}",
-                [level, *params, *key_params],
-            )
-        )
-    return cells.out
-
-
 def levels_for(filters: Filters, column: str | None, width_ns: int | None) -> list[int] | None:
     """The levels whose periods fit buckets of ``width_ns`` (all for one whole-window bucket),
-    coarsest first; ``None`` when rollups cannot serve the read (a session filter or group)."""
+    coarsest first (none for buckets finer than every level: the raw rows, read by the same
+    rule); ``None`` when rollups cannot serve the read (a session filter or group)."""
     if filters.session_id is not None or column not in (None, *KEY_COLUMNS):
         return None
-    return [w for w in LEVELS if width_ns is None or width_ns % (w * _S) == 0] or None
+    return [w for w in LEVELS if width_ns is None or width_ns % (w * _S) == 0]
 
 
 class Cells:
@@ -658,8 +615,36 @@ class Cells:
 
     def add_raw(self, rows: Iterable[Sequence[Any]]) -> None:
         """Raw rows (:data:`RAW_COLUMNS` values)."""
-        for (start, key), acc in _accumulate(rows, LEVELS[-1] * _S).items():
+        for (start, key), acc in _accumulate(rows, self._width_ns or LEVELS[-1] * _S).items():
             self._cell(start, key).merge(acc)
+
+    def add_sums(self, totals: Iterable[Sequence[Any]], values: Iterable[Sequence[Any]]) -> None:
+        """Sums the engine grouped per (bucket start or ``None``, group value or ``None``):
+        ``totals`` rows (bucket, group, calls, errors, input, output, cached and reasoning
+        tokens, unpriced calls) and ``values`` rows (bucket, group, kind, bucket index or cost
+        exponent, count or cost high half, cost low half)."""
+        out = self.out
+        for bucket, group, calls, errors, tin, tout, cached, reasoning, unpriced in totals:
+            acc = out.get((bucket, group))
+            if acc is None:
+                acc = out[bucket, group] = Acc()
+            acc.calls += calls
+            acc.errors += errors
+            acc.input_tokens += tin
+            acc.output_tokens += tout
+            acc.cached += cached
+            acc.reasoning += reasoning
+            acc.unpriced += unpriced
+        wanted = [name in self._hists for name in HISTOGRAMS]
+        for bucket, group, kind, index, n, m in values:
+            acc = out.get((bucket, group))
+            if acc is None:  # values without totals: none (both come from the same calls)
+                continue
+            if kind == COST_KIND:
+                acc.cost.partials.extend(cost_floats(index, n, m))
+            elif wanted[kind]:
+                counts = (acc.latency, acc.ttft, acc.speed)[kind]
+                counts[index] = counts.get(index, 0) + n
 
     def add_stored(self, rows: Iterable[Sequence[Any]]) -> None:
         """Stored rollup rows: the period start, the key columns, the stat columns."""
