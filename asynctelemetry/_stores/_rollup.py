@@ -32,6 +32,8 @@ those read the raw rows.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
 from typing import TYPE_CHECKING, Any, Final
@@ -52,36 +54,37 @@ if TYPE_CHECKING:
     from ._base import Filters
 
 __all__ = [
+    "COST_KIND",
     "DAY",
+    "HISTOGRAMS",
     "KEY_COLUMNS",
     "LEVELS",
     "RAW_COLUMNS",
-    "STAT_COLUMNS",
     "TOTAL_COLUMNS",
     "Acc",
-    "Cell",
     "Cells",
     "FSum",
+    "Query",
     "buckets_of",
-    "by_period",
-    "changes",
-    "count_minutes",
+    "cost_floats",
+    "cost_parts",
+    "derive",
+    "group_id",
     "key_filters",
     "levels_for",
-    "levels_from",
-    "levels_of",
     "plan",
+    "read_queries",
     "summaries_of",
 ]
 
 #: Rollup periods in seconds, coarsest first; each divides the one before it.
 LEVELS: Final = (86400, 3600, 300)
-#: The day level, added by schema version 5 (:func:`add_days`).
+#: The day level (every period nests in one UTC day).
 DAY: Final = 86400
 _S: Final = 1_000_000_000
 KEY_COLUMNS: Final = ("model", "request_model", "provider", "route_name", "status")
 _REQUEST_MODEL: Final = KEY_COLUMNS.index("request_model")
-#: The totals of a group's period (the integer columns of ``STAT_COLUMNS``).
+#: The totals of a group's period.
 TOTAL_COLUMNS: Final = (
     "calls",
     "errors",
@@ -91,7 +94,6 @@ TOTAL_COLUMNS: Final = (
     "reasoning_tokens",
     "unpriced_calls",
 )
-STAT_COLUMNS: Final = (*TOTAL_COLUMNS, "cost", "latency", "ttft", "speed")
 #: What the accumulator reads from a raw row (the timestamp, the key, then the figures).
 RAW_COLUMNS: Final = (
     "timestamp_ns",
@@ -145,14 +147,6 @@ class FSum:
         return math.fsum(self.partials)
 
 
-def _bump(counts: dict[int, int], index: int, by: int) -> None:
-    n = counts.get(index, 0) + by
-    if n:
-        counts[index] = n
-    else:
-        del counts[index]
-
-
 class Acc:
     """Totals and histograms of a group of calls; :meth:`merge` adds or subtracts another."""
 
@@ -178,173 +172,6 @@ class Acc:
         self.ttft: dict[int, int] = {}
         self.speed: dict[int, int] = {}
 
-    def merge(self, other: Acc, sign: int = 1) -> None:
-        """Add ``other`` (``sign=-1``: take it away; exact, counts and cost alike)."""
-        self.calls += sign * other.calls
-        self.errors += sign * other.errors
-        self.input_tokens += sign * other.input_tokens
-        self.output_tokens += sign * other.output_tokens
-        self.cached += sign * other.cached
-        self.reasoning += sign * other.reasoning
-        self.unpriced += sign * other.unpriced
-        for partial in other.cost.partials:
-            self.cost.step(sign * partial)
-        for mine, theirs in (
-            (self.latency, other.latency),
-            (self.ttft, other.ttft),
-            (self.speed, other.speed),
-        ):
-            for index, n in theirs.items():
-                _bump(mine, index, sign * n)
-
-    def stats(self) -> tuple[Any, ...]:
-        """The row's stat columns (``STAT_COLUMNS`` order)."""
-        dumps = json.dumps
-        return (
-            self.calls,
-            self.errors,
-            self.input_tokens,
-            self.output_tokens,
-            self.cached,
-            self.reasoning,
-            self.unpriced,
-            dumps(self.cost.partials),
-            dumps(list(self.latency.items())),
-            dumps(list(self.ttft.items())),
-            dumps(list(self.speed.items())),
-        )
-
-    def add_stored(self, stats: Sequence[Any], hists: tuple[str, ...]) -> None:
-        """Add a stored row's stat columns (only its ``hists`` histograms): what :meth:`merge`
-        of :meth:`of` does, without the intermediate accumulator (the read path's inner loop).
-
-        The row's cost partials are appended, not summed: :meth:`FSum.finalize` is
-        ``math.fsum`` of all of them, the exact total rounded once, however many there are.
-        """
-        (
-            calls,
-            errors,
-            input_tokens,
-            output_tokens,
-            cached,
-            reasoning,
-            unpriced,
-            cost,
-            latency,
-            ttft,
-            speed,
-        ) = stats
-        self.calls += calls
-        self.errors += errors
-        self.input_tokens += input_tokens
-        self.output_tokens += output_tokens
-        self.cached += cached
-        self.reasoning += reasoning
-        self.unpriced += unpriced
-        loads = json.loads
-        self.cost.partials.extend(loads(cost))
-        for name, counts, text in (
-            ("latency", self.latency, latency),
-            ("ttft", self.ttft, ttft),
-            ("speed", self.speed, speed),
-        ):
-            if name in hists:
-                get = counts.get
-                for index, n in loads(text):
-                    counts[index] = get(index, 0) + n
-
-    @classmethod
-    def of(cls, stats: Sequence[Any], hists: tuple[str, ...] = ("latency", "ttft", "speed")) -> Acc:
-        """The accumulator of a stored row's stat columns (only the ``hists`` histograms)."""
-        acc = cls()
-        (
-            acc.calls,
-            acc.errors,
-            acc.input_tokens,
-            acc.output_tokens,
-            acc.cached,
-            acc.reasoning,
-            acc.unpriced,
-        ) = stats[:7]
-        loads = json.loads
-        acc.cost = FSum(loads(stats[7]))
-        if "latency" in hists:
-            acc.latency = dict(loads(stats[8]))
-        if "ttft" in hists:
-            acc.ttft = dict(loads(stats[9]))
-        if "speed" in hists:
-            acc.speed = dict(loads(stats[10]))
-        return acc
-
-
-Cell = tuple[int, tuple[Any, ...]]  # (period start ns, key columns)
-
-
-def _same(key: tuple[Any, ...]) -> tuple[Any, ...]:
-    return key
-
-
-def _accumulate(
-    rows: Iterable[Sequence[Any]], width_ns: int, cells: dict[Cell, Acc] | None = None
-) -> dict[Cell, Acc]:
-    """Raw rows (:data:`RAW_COLUMNS` values) counted per period of ``width_ns`` and key: what
-    :func:`derive` says each adds, summed here (a read's edges, and older writers)."""
-    cells = {} if cells is None else cells
-    get = cells.get
-    pending: dict[Cell, list[float]] = {}  # costs, summed exactly per cell at the end
-    for (
-        start,
-        key,
-        _,
-        errors,
-        tin,
-        tout,
-        cached,
-        reasoning,
-        unpriced,
-        lat,
-        ttft,
-        speed,
-        e,
-        hi,
-        lo,
-    ) in derive(rows, _same, width_ns=width_ns):
-        cell = (start, key)
-        acc = get(cell)
-        if acc is None:
-            acc = cells[cell] = Acc()
-        acc.calls += 1
-        acc.errors += errors
-        acc.input_tokens += tin
-        acc.output_tokens += tout
-        acc.cached += cached
-        acc.reasoning += reasoning
-        acc.unpriced += unpriced
-        if e is not None:
-            costs = pending.get(cell)
-            if costs is None:
-                costs = pending[cell] = []
-            costs.extend(cost_floats(e, hi, lo))
-        for counts, i in ((acc.latency, lat), (acc.ttft, ttft), (acc.speed, speed)):
-            if i is not None:
-                counts[i] = counts.get(i, 0) + 1
-    for cell, costs in pending.items():
-        total = cells[cell].cost
-        for partial in exact_partials(costs):
-            total.step(partial)
-    return cells
-
-
-def exact_partials(values: list[float]) -> list[float]:
-    """Floats whose exact sum is the exact sum of ``values`` (usually one or two): each is
-    ``math.fsum`` of what is left, so the work runs in C rather than once per value here."""
-    parts: list[float] = []
-    while True:
-        rest = math.fsum([*values, *(-p for p in parts)])
-        if not rest:
-            return parts
-        parts.append(rest)
-
 
 #: Kinds of a rollup's value rows: the three histograms (their log bucket's count), then the cost
 #: (its binary exponent's exact partial sum, in two integer halves).
@@ -355,6 +182,16 @@ _HALF_MASK: Final = (1 << _HALF) - 1
 _MANTISSA: Final = float(1 << 53)
 #: ``log(GAMMA)`` as :func:`histogram_index` divides by it (inlined in :func:`derive`).
 _LOG_GAMMA: Final = math.log(GAMMA)
+
+
+@functools.lru_cache(maxsize=4096)
+def group_id(key: tuple[Any, ...]) -> int:
+    """A group's number: the first 8 bytes of the BLAKE2b digest of its key (JSON), as a
+    signed 64-bit integer. The same in every process and store, so a writer numbers a group
+    without asking the database (and no rolled-back transaction can take a number back); two
+    groups would share one with a chance of about ``n**2 / 2**65`` for ``n`` groups."""
+    digest = hashlib.blake2b(json.dumps(key).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def cost_parts(cost: float) -> tuple[int, int, int]:
@@ -388,7 +225,7 @@ def cost_floats(exponent: int, high: int, low: int) -> list[float]:
 
 def derive(
     rows: Iterable[Sequence[Any]],
-    group_of: Callable[[tuple[Any, ...]], Any],
+    groups: dict[tuple[Any, ...], int] | None,
     sign: int = 1,
     width_ns: int = LEVELS[-1] * _S,
 ) -> list[tuple[Any, ...]]:
@@ -399,12 +236,14 @@ def derive(
     speed bucket, cost exponent, cost high, cost low)`` (``None`` for a value the call has not).
 
     The one rule of what a call counts in (the same as :meth:`Cells.add_raw` reads): computed
-    once per call at the store's door, then summed by SQL over the batch. ``group_of`` maps a
-    key (:data:`KEY_COLUMNS` values) to its group number. (The bucket and the cost halves are
+    once per call at the store's door, then summed by SQL over the batch. ``groups`` gets each
+    key (:data:`KEY_COLUMNS` values) met with its :func:`group_id` (``None``: the group is the
+    key itself, for a read's own sums). (The bucket and the cost halves are
     :func:`histogram_index` and :func:`cost_parts`, inlined: this runs once per call written.)
     """
     out: list[tuple[Any, ...]] = []
     append = out.append
+    number = None if groups is None else groups.get
     index = histogram_index
     log, ceil, frexp, inf = math.log, math.ceil, math.frexp, math.inf
     lg = _LOG_GAMMA
@@ -446,10 +285,16 @@ def derive(
             high, low = significand >> half, significand & mask
         else:
             e, high, low = cost_parts(cost)
+        group: Any = (model, rm, provider, route, status)
+        if number is not None:
+            gid = number(group)
+            if gid is None:
+                gid = groups[group] = group_id(group)  # type: ignore[index]
+            group = gid
         append(
             (
                 ns - ns % width,
-                group_of((model, rm, provider, route, status)),
+                group,
                 1,
                 1 if status == "error" else 0,
                 tin or 0,
@@ -472,80 +317,6 @@ def derive(
             for m, g, c, er, i, o, ca, r, u, la, tt, sp, e, h, lo in out
         ]  # fmt: skip
     return out
-
-
-def levels_of(rows: Iterable[Sequence[Any]]) -> dict[tuple[int, int, tuple[Any, ...]], Acc]:
-    """Every level's cells for these raw rows (:data:`RAW_COLUMNS` values; the finest level
-    counted, the others merged)."""
-    return levels_from(count_minutes(rows))
-
-
-def count_minutes(
-    rows: Iterable[Sequence[Any]], minutes: dict[Cell, Acc] | None = None
-) -> dict[Cell, Acc]:
-    """Raw rows counted into the finest level's cells (into ``minutes``, when given: a writer
-    counts a batch a step at a time)."""
-    return _accumulate(rows, LEVELS[-1] * _S, minutes)
-
-
-def levels_from(minutes: dict[Cell, Acc]) -> dict[tuple[int, int, tuple[Any, ...]], Acc]:
-    """Every level's cells from the finest level's (the coarser ones merged from them)."""
-    finest = LEVELS[-1]
-    out: dict[tuple[int, int, tuple[Any, ...]], Acc] = {
-        (finest, start, key): acc for (start, key), acc in minutes.items()
-    }
-    for width in LEVELS[:-1]:
-        w = width * _S
-        for (start, key), acc in minutes.items():
-            cell = (width, start - start % w, key)
-            coarse = out.get(cell)
-            if coarse is None:
-                coarse = out[cell] = Acc()
-            coarse.merge(acc)
-    return out
-
-
-Change = tuple[str, tuple[Any, ...]]  # ("insert" | "update" | "delete", the statement's values)
-
-
-def changes(
-    stored: dict[tuple[Any, ...], tuple[Any, Sequence[Any]]],
-    width: int,
-    start: int,
-    members: Iterable[tuple[tuple[Any, ...], Acc]],
-    sign: int,
-) -> list[Change]:
-    """What adding (``sign=1``) or subtracting (``-1``) ``members`` (key → accumulator) does to
-    the stored rows of one period, ``stored`` mapping each key to (row id, stat columns): new
-    rows, changed rows (stats then the id) and rows left with no calls (their id). Shared by
-    every store that keeps rollups; each runs the statements in its own SQL."""
-    out: list[Change] = []
-    for key, acc in members:
-        found = stored.get(key)
-        if found is None:
-            # Forgetting calls the rollups never held (rows written into the file by hand,
-            # not by a store) has nothing to take them from.
-            if sign > 0:
-                out.append(("insert", (width, start, *key, *acc.stats())))
-            continue
-        rowid, stats = found
-        total = Acc.of(stats)
-        total.merge(acc, sign)
-        if total.calls > 0:
-            out.append(("update", (*total.stats(), rowid)))
-        else:
-            out.append(("delete", (rowid,)))
-    return out
-
-
-def by_period(
-    cells: dict[tuple[int, int, tuple[Any, ...]], Acc],
-) -> dict[tuple[int, int], list[tuple[tuple[Any, ...], Acc]]]:
-    """``cells`` grouped by (level, period start): the unit a writer reads and changes."""
-    periods: dict[tuple[int, int], list[tuple[tuple[Any, ...], Acc]]] = {}
-    for (width, start, key), acc in cells.items():
-        periods.setdefault((width, start), []).append((key, acc))
-    return periods
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -593,64 +364,163 @@ def levels_for(filters: Filters, column: str | None, width_ns: int | None) -> li
     return [w for w in LEVELS if width_ns is None or width_ns % (w * _S) == 0]
 
 
+#: A read's query: ``"raw"``, ``"totals"`` or ``"values"`` (what :meth:`Cells.add` takes its
+#: rows as), the SQL with ``?`` placeholders, its parameters.
+Query = tuple[str, str, list[Any]]
+
+
+def read_queries(
+    filters: Filters,
+    column: str | None,
+    width_ns: int | None,
+    lo: int | None,
+    hi: int | None,
+    hists: tuple[str, ...],
+    *,
+    raw_select: str,
+    time_column: str,
+    time_param: Callable[[int], Any],
+) -> list[Query] | None:
+    """The queries that read the calls passing ``filters`` in ``[lo, hi)`` (ns) per (bucket of
+    ``width_ns`` or ``None``, value of ``column`` or ``None``): per segment of the :func:`plan`,
+    one sum of the totals and one of the values, grouped by the engine per answer row, and the
+    raw rows of the edges (``raw_select`` from ``calls``, bounded on ``time_column`` by
+    ``time_param`` of the bound). ``None`` when rollups cannot serve the read. The SQL is the
+    same in SQLite and PostgreSQL (their stores number the placeholders as they need)."""
+    levels = levels_for(filters, column, width_ns)
+    if levels is None:
+        return None
+    key_clauses, key_params = key_filters(filters)
+    # The answer row's bucket and group value, in SQL (our own integers and column names).
+    bucket = "NULL"
+    if width_ns is not None:
+        bucket = f"(start_ns - ((start_ns % {width_ns:d}) + {width_ns:d}) % {width_ns:d})"
+    if column is None:
+        group = "NULL"
+    elif column == "request_model":  # falls back to the model (never NULL), as Cells does
+        group = "COALESCE(g.request_model, g.model)"
+    else:
+        group = f"g.{column}"
+    kinds = [kind for kind, name in enumerate(HISTOGRAMS) if name in hists]
+    kinds_sql = ", ".join(str(kind) for kind in (*kinds, COST_KIND))
+    sums = ", ".join(f"CAST(sum({c}) AS bigint)" for c in TOTAL_COLUMNS)
+    out: list[Query] = []
+    for level, a, b in plan(lo, hi, levels):
+        clauses: list[str] = []
+        params: list[Any] = []
+        for bound, op in ((a, ">="), (b, "<")):
+            if bound is not None:
+                if level is None:
+                    clauses.append(f"{time_column} {op} ?")
+                    params.append(time_param(bound))
+                else:
+                    clauses.append(f"start_ns {op} ?")
+                    params.append(bound)
+        if level is None:  # the edges: less than the finest period on each side
+            where = [*clauses, *key_clauses]
+            sql = raw_select + (f" WHERE {' AND '.join(where)}" if where else "")
+            out.append(("raw", sql, [*params, *key_params]))
+            continue
+        where_sql = " AND ".join(["width_s = ?", *clauses, *key_clauses])
+        values = [level, *params, *key_params]
+        joined = f"JOIN rollup_groups g ON g.id = gid WHERE {where_sql}"
+        out.append(
+            (
+                "totals",
+                f"SELECT {bucket} AS b, {group} AS k, {sums} FROM rollup_totals {joined} "
+                "GROUP BY b, k",
+                values,
+            )
+        )
+        out.append(
+            (
+                "values",
+                f"SELECT {bucket} AS b, {group} AS k, kind, bucket, CAST(sum(n) AS bigint), "
+                f"CAST(sum(m) AS bigint) FROM rollup_values {joined} AND kind IN ({kinds_sql}) "
+                "GROUP BY b, k, kind, bucket",
+                values,
+            )
+        )
+    return out
+
+
 class Cells:
     """The accumulators of one read, per (bucket start or ``None``, group value or ``None``):
-    raw rows and stored rollup rows are added through the same accumulator."""
+    raw rows and the engine's sums of stored rollup rows are added through the same
+    accumulator."""
 
     def __init__(self, column: str | None, width_ns: int | None, hists: tuple[str, ...]) -> None:
         self.out: dict[tuple[int | None, Any], Acc] = {}
         self._position = None if column is None else KEY_COLUMNS.index(column)
         self._width_ns = width_ns
-        self._hists = hists
+        self._wanted = [name in hists for name in HISTOGRAMS]
 
-    def _cell(self, start: int, key: Sequence[Any]) -> Acc:
-        bucket = None if self._width_ns is None else start - start % self._width_ns
-        group = None if self._position is None else key[self._position]
-        if group is None and self._position == _REQUEST_MODEL:
-            group = key[0]  # by="request_model" falls back to the model (never NULL)
+    def _acc(self, bucket: int | None, group: Any) -> Acc:
         acc = self.out.get((bucket, group))
         if acc is None:
             acc = self.out[bucket, group] = Acc()
         return acc
 
-    def add_raw(self, rows: Iterable[Sequence[Any]]) -> None:
-        """Raw rows (:data:`RAW_COLUMNS` values)."""
-        for (start, key), acc in _accumulate(rows, self._width_ns or LEVELS[-1] * _S).items():
-            self._cell(start, key).merge(acc)
+    def add(self, kind: str, rows: Iterable[Sequence[Any]]) -> None:
+        """The rows of a :data:`Query` of ``kind``."""
+        if kind == "raw":
+            self.add_raw(rows)
+        elif kind == "totals":
+            self.add_totals(rows)
+        else:
+            self.add_values(rows)
 
-    def add_sums(self, totals: Iterable[Sequence[Any]], values: Iterable[Sequence[Any]]) -> None:
-        """Sums the engine grouped per (bucket start or ``None``, group value or ``None``):
-        ``totals`` rows (bucket, group, calls, errors, input, output, cached and reasoning
-        tokens, unpriced calls) and ``values`` rows (bucket, group, kind, bucket index or cost
-        exponent, count or cost high half, cost low half)."""
-        out = self.out
-        for bucket, group, calls, errors, tin, tout, cached, reasoning, unpriced in totals:
-            acc = out.get((bucket, group))
-            if acc is None:
-                acc = out[bucket, group] = Acc()
-            acc.calls += calls
-            acc.errors += errors
-            acc.input_tokens += tin
-            acc.output_tokens += tout
-            acc.cached += cached
-            acc.reasoning += reasoning
-            acc.unpriced += unpriced
-        wanted = [name in self._hists for name in HISTOGRAMS]
-        for bucket, group, kind, index, n, m in values:
-            acc = out.get((bucket, group))
-            if acc is None:  # values without totals: none (both come from the same calls)
-                continue
+    def add_raw(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Raw rows (:data:`RAW_COLUMNS` values): what :func:`derive` says each adds."""
+        width = self._width_ns
+        position = self._position
+        for row in derive(rows, None, width_ns=width or LEVELS[-1] * _S):
+            start, key = row[0], row[1]
+            group = None if position is None else key[position]
+            if group is None and position == _REQUEST_MODEL:
+                group = key[0]  # by="request_model" falls back to the model (never NULL)
+            acc = self._acc(None if width is None else start, group)
+            self._add_totals(acc, row[2:9])
+            self._add_values(acc, row[9:])
+
+    def add_totals(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Sums of ``rollup_totals``: bucket, group value, then :data:`TOTAL_COLUMNS`."""
+        for row in rows:
+            self._add_totals(self._acc(row[0], row[1]), row[2:])
+
+    def add_values(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Sums of ``rollup_values``: bucket, group value, kind, bucket index or cost exponent,
+        count or cost high half, cost low half."""
+        wanted = self._wanted
+        for bucket, group, kind, index, n, m in rows:
+            acc = self._acc(bucket, group)
             if kind == COST_KIND:
                 acc.cost.partials.extend(cost_floats(index, n, m))
             elif wanted[kind]:
                 counts = (acc.latency, acc.ttft, acc.speed)[kind]
                 counts[index] = counts.get(index, 0) + n
 
-    def add_stored(self, rows: Iterable[Sequence[Any]]) -> None:
-        """Stored rollup rows: the period start, the key columns, the stat columns."""
-        hists = self._hists
-        for row in rows:
-            self._cell(row[0], row[1:6]).add_stored(row[6:], hists)
+    @staticmethod
+    def _add_totals(acc: Acc, totals: Sequence[int]) -> None:
+        calls, errors, tin, tout, cached, reasoning, unpriced = totals
+        acc.calls += calls
+        acc.errors += errors
+        acc.input_tokens += tin
+        acc.output_tokens += tout
+        acc.cached += cached
+        acc.reasoning += reasoning
+        acc.unpriced += unpriced
+
+    def _add_values(self, acc: Acc, values: Sequence[Any]) -> None:
+        """A derived row's buckets and cost (one call)."""
+        lat, ttft, speed, e, high, low = values
+        for wanted, counts, index in zip(
+            self._wanted, (acc.latency, acc.ttft, acc.speed), (lat, ttft, speed), strict=True
+        ):
+            if wanted and index is not None:
+                counts[index] = counts.get(index, 0) + 1
+        if e is not None:
+            acc.cost.partials.extend(cost_floats(e, high, low))
 
 
 def summaries_of(cells: dict[tuple[int | None, Any], Acc]) -> list[CallSummary]:

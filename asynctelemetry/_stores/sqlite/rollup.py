@@ -3,8 +3,8 @@
 Three tables (schema version 8):
 
 - ``rollup_groups``: one row per group of calls with equal ``model``, ``request_model``,
-  ``provider``, ``route_name`` and ``status``, numbered ``id`` (the writer keeps the numbers it
-  has seen in memory, per connection);
+  ``provider``, ``route_name`` and ``status``, numbered ``id`` by
+  :func:`~.._rollup.group_id` (each batch adds those it met, ``INSERT OR IGNORE``);
 - ``rollup_totals``: per level (``width_s``: a day, an hour, 5 minutes, a minute), period start
   (``start_ns``) and group (``gid``): the calls, errors, token sums and unpriced calls;
 - ``rollup_values``: per level, period, group, ``kind`` and ``bucket``: the histograms' counts
@@ -19,16 +19,14 @@ rows, per level, in the writer's transaction: Python computes each call's group 
 and cost halves once, at the store's door (:func:`~.._rollup.derive`), and the engine does the
 rest. Retention and repricing take rows away the same way (``sign=-1``); rows left at zero go.
 
-A large window's read (:func:`rolled`) groups in SQL too: per segment of the plan
-(:func:`~.._rollup.plan`) one ``GROUP BY`` of the totals and one of the values, per output
-bucket and group value, then the raw rows of the partial minutes at the window's edges.
+A large window's read (:func:`rolled`) runs :func:`~.._rollup.read_queries`: per segment of the
+plan one ``GROUP BY`` of the totals and one of the values, per answer row, then the raw rows of
+the partial periods at the window's edges.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
-import sqlite3
 from typing import TYPE_CHECKING, Any, Final
 
 from .._rollup import (
@@ -41,20 +39,18 @@ from .._rollup import (
     Acc,
     Cells,
     derive,
-    key_filters,
-    levels_for,
-    plan,
+    read_queries,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    import sqlite3
+    from collections.abc import Sequence
 
     from .._base import Filters
 
 __all__ = [
     "TABLE_SQL",
     "forget",
-    "forget_groups",
     "include",
     "rebuild",
     "remember",
@@ -87,19 +83,21 @@ _BATCH: Final = (
     "cost_high",
     "cost_low",
 )
-_BATCH_SQL: Final = (
+_BATCH_TABLE: Final = (
     f"CREATE TEMP TABLE IF NOT EXISTS rollup_batch ({', '.join(f'{c} INTEGER' for c in _BATCH)})"
 )
-_STATE_SQL: Final = "CREATE TEMP TABLE IF NOT EXISTS rollup_state (token INTEGER NOT NULL)"
 #: The batch summed per minute and group (totals) and per minute, group, kind and bucket
 #: (values): one sort of the batch; every level is then added from these few rows.
-_DELTA_SQL: Final = (
+_DELTA_TABLES: Final = (
     "CREATE TEMP TABLE IF NOT EXISTS rollup_dt (start INTEGER, gid INTEGER, "
     + ", ".join(f"{c} INTEGER" for c in _TOTALS)
     + ")",
     "CREATE TEMP TABLE IF NOT EXISTS rollup_dv (start INTEGER, gid INTEGER, kind INTEGER, "
     "bucket INTEGER, n INTEGER, m INTEGER)",
 )
+#: Ready the writer connection's temporary tables, empty (created in its first transaction).
+_BATCH_SQL: Final = (_BATCH_TABLE, *_DELTA_TABLES, "DELETE FROM temp.rollup_batch")
+_ADD_GROUP: Final = f"INSERT OR IGNORE INTO rollup_groups (id, {_KEYS}) VALUES (?, ?, ?, ?, ?, ?)"
 _SUMS: Final = ", ".join(f"sum({c})" for c in _TOTALS)
 _DELTA: Final = (
     "DELETE FROM temp.rollup_dt",
@@ -146,68 +144,6 @@ _RAW: Final = ", ".join(RAW_COLUMNS)
 #: Rows of the batch table per INSERT statement (15 parameters each).
 _ROWS_PER_STATEMENT: Final = 64
 
-# -- the group numbers a writer connection has seen ---------------------------------------------
-#: Group numbers per writer connection (by the token in its temporary ``rollup_state``).
-_CACHES: dict[int, dict[tuple[Any, ...], int]] = {}
-_MAX_CACHES: Final = 64
-_tokens = itertools.count(1)
-
-
-def forget_groups() -> None:
-    """Drop every remembered group number (after a rollback: the groups a rolled-back
-    transaction added are gone)."""
-    _CACHES.clear()
-
-
-def _groups(conn: sqlite3.Connection) -> dict[tuple[Any, ...], int]:
-    """This connection's group numbers, loaded from ``rollup_groups`` on first use."""
-    row = None
-    try:
-        row = conn.execute("SELECT token FROM temp.rollup_state").fetchone()
-    except sqlite3.OperationalError:  # the connection's first batch: no temporary tables yet
-        conn.execute(_STATE_SQL)
-    if row is None:
-        token = next(_tokens)
-        for sql in (_BATCH_SQL, *_DELTA_SQL):
-            conn.execute(sql)
-        conn.execute("INSERT INTO temp.rollup_state VALUES (?)", (token,))
-    else:
-        token = row[0]
-    cache = _CACHES.get(token)
-    if cache is None:
-        if len(_CACHES) >= _MAX_CACHES:
-            _CACHES.clear()
-        cache = _CACHES[token] = {
-            tuple(r[1:]): r[0] for r in conn.execute(f"SELECT id, {_KEYS} FROM rollup_groups")
-        }
-    return cache
-
-
-def _group_of(conn: sqlite3.Connection) -> Callable[[tuple[Any, ...]], int]:
-    cache = _groups(conn)
-    get = cache.get
-
-    def group_of(key: tuple[Any, ...]) -> int:
-        gid = get(key)
-        if gid is None:  # a new group (or one another process added since we loaded ours)
-            found = conn.execute(
-                "SELECT id FROM rollup_groups WHERE model IS ? AND request_model IS ? "
-                "AND provider IS ? AND route_name IS ? AND status IS ?",
-                key,
-            ).fetchone()
-            if found is None:
-                cur = conn.execute(
-                    f"INSERT INTO rollup_groups ({_KEYS}) VALUES (?, ?, ?, ?, ?)", key
-                )
-                gid = cur.lastrowid
-            else:
-                gid = found[0]
-            assert gid is not None
-            cache[key] = gid
-        return gid
-
-    return group_of
-
 
 # -- writing ------------------------------------------------------------------------------------
 @functools.cache
@@ -218,11 +154,15 @@ def _fill_sql(rows: int) -> str:
 
 def _add(conn: sqlite3.Connection, raw: Sequence[Sequence[Any]], sign: int) -> None:
     """Add (``sign=1``) or take away (``-1``) the calls of ``raw`` (:data:`RAW_COLUMNS`
-    values): their derived rows into the batch table, then one upsert per level and table."""
+    values): their groups, their derived rows into the batch table, then the sums of every
+    level."""
     if not raw:
         return
-    rows = derive(raw, _group_of(conn), sign)
-    conn.execute("DELETE FROM temp.rollup_batch")
+    groups: dict[tuple[Any, ...], int] = {}
+    rows = derive(raw, groups, sign)
+    conn.executemany(_ADD_GROUP, [(gid, *key) for key, gid in groups.items()])
+    for sql in _BATCH_SQL:
+        conn.execute(sql)
     size = _ROWS_PER_STATEMENT
     done = 0
     while done < len(rows):
@@ -277,7 +217,6 @@ def rebuild(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
     for table in ("rollup_values", "rollup_totals", "rollup_groups"):
         conn.execute(f"DELETE FROM {table}")  # our own constant names
-    forget_groups()
     last = -1
     while True:
         chunk = conn.execute(
@@ -291,17 +230,6 @@ def rebuild(conn: sqlite3.Connection) -> None:
 
 
 # -- reading ------------------------------------------------------------------------------------
-def _bounds(column: str, lo: int | None, hi: int | None) -> tuple[list[str], list[Any]]:
-    clauses, params = [], []
-    if lo is not None:
-        clauses.append(f"{column} >= ?")
-        params.append(lo)
-    if hi is not None:
-        clauses.append(f"{column} < ?")
-        params.append(hi)
-    return clauses, params
-
-
 def rolled(
     conn: sqlite3.Connection,
     filters: Filters,
@@ -314,50 +242,20 @@ def rolled(
     """The calls that pass ``filters`` in ``[lo, hi)``, accumulated per (bucket start or
     ``None``, value of ``column`` or ``None``); ``None`` when rollups cannot serve the read.
     Only the ``hists`` histograms are read (the others stay empty)."""
-    levels = levels_for(filters, column, width_ns)
-    if levels is None:
-        return None
-    key_clauses, key_params = key_filters(filters)
-    cells = Cells(column, width_ns, hists)
-    # Output bucket and group value, computed by the engine (our own integers and names).
-    bucket = "NULL" if width_ns is None else f"(start_ns - ((start_ns % {width_ns:d}) + "
-    if width_ns is not None:
-        bucket += f"{width_ns:d}) % {width_ns:d})"
-    if column is None:
-        group = "NULL"
-    elif column == "request_model":  # falls back to the model (never NULL), as Cells does
-        group = "COALESCE(g.request_model, g.model)"
-    else:
-        group = f"g.{column}"
-    kinds = ", ".join(
-        str(kind)
-        for kind, name in [*enumerate(HISTOGRAMS), (COST_KIND, "cost")]
-        if name in hists or kind == COST_KIND
+    queries = read_queries(
+        filters,
+        column,
+        width_ns,
+        lo,
+        hi,
+        hists,
+        raw_select=f"SELECT {_RAW} FROM calls",
+        time_column="timestamp_ns",
+        time_param=int,
     )
-    for level, a, b in plan(lo, hi, levels):
-        if level is None:  # the edges: less than the finest period on each side
-            clauses, params = _bounds("timestamp_ns", a, b)
-            sql = f"SELECT {_RAW} FROM calls"
-            if clauses or key_clauses:
-                sql += " WHERE " + " AND ".join([*clauses, *key_clauses])
-            cells.add_raw(conn.execute(sql, [*params, *key_params]))
-            continue
-        clauses, params = _bounds("start_ns", a, b)
-        where = " AND ".join(["width_s = ?", *clauses, *key_clauses])
-        values = [level, *params, *key_params]
-        totals = conn.execute(
-            f"SELECT {bucket} AS b, {group} AS k, "
-            f"{', '.join(f'sum({c})' for c in _TOTALS)} FROM rollup_totals "
-            f"JOIN rollup_groups g ON g.id = gid WHERE {where} GROUP BY b, k",
-            values,
-        ).fetchall()
-        cells.add_sums(
-            totals,
-            conn.execute(
-                f"SELECT {bucket} AS b, {group} AS k, kind, bucket, sum(n), sum(m) "
-                f"FROM rollup_values JOIN rollup_groups g ON g.id = gid "
-                f"WHERE {where} AND kind IN ({kinds}) GROUP BY b, k, kind, bucket",
-                values,
-            ),
-        )
+    if queries is None:
+        return None
+    cells = Cells(column, width_ns, hists)
+    for kind, sql, params in queries:
+        cells.add(kind, conn.execute(sql, params))
     return cells.out

@@ -167,7 +167,6 @@ def in_transaction(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -
         result = fn(conn, *args)
         conn.execute("COMMIT")
     except BaseException:
-        _sqlite_rollup.forget_groups()  # groups the transaction added are gone with it
         if conn.in_transaction:
             try:
                 conn.execute("ROLLBACK")
