@@ -1,87 +1,91 @@
-"""Rollups: per-period totals and histograms kept by the writer, for reads at volume.
+"""Rollups: per-period totals and histograms kept by the database engine, for reads at volume.
 
-The rules are here, once, with SQLite's SQL for them; :mod:`._pg_rollup` runs the same rules
-(:class:`Acc`, :func:`changes`, :func:`plan`, :class:`Cells`, :func:`summaries_of`,
-:func:`buckets_of`) in PostgreSQL's SQL, so both stores give equal rows for equal calls.
+The rules are here, once; :mod:`.sqlite.rollup` and :mod:`.postgres.rollup` run them in their
+engine's SQL, so both stores give equal answers for equal calls.
 
-The ``rollup`` table holds, per period (1 minute, 5 minutes, 1 hour and 1 day: :data:`LEVELS`)
-and per group of calls with equal ``model``, ``request_model``, ``provider``, ``route_name`` and
-``status``: the counts and token sums, the cost as exact partial sums (Shewchuk, as ``math.fsum``
-keeps them: totals of any number of rows round once and equal ``math.fsum`` of the costs), and
-histograms of latency, time to first token and tokens per second over the log buckets of
+Per period (5 minutes, 1 hour and 1 day: :data:`LEVELS`) and per group of calls with equal
+``model``, ``request_model``, ``provider``, ``route_name`` and ``status``, a store keeps: the
+counts and token sums, the cost exactly, and histograms of latency, time to first token and
+tokens per second over the log buckets of
 :func:`~asynctelemetry._stores._base.histogram_index`.
 
-The writer keeps them exact in the same transaction as the calls: :func:`remember` adds the rows
-a batch inserted (read back by rowid, so ignored duplicates and rejected rows never count),
-:func:`forget` subtracts rows about to be deleted (retention) or changed (repricing, which
-adds them back with :func:`include`). A file of
-schema version 2 gets its rollups built once, when it is migrated (:func:`rebuild`); one of
-version 4 gets its day rows, from its hour rows (:func:`add_days`).
+What one call adds is worked out once, when its row is made at the store's door
+(:func:`derive`: its group number, finest period, buckets and cost halves); the engine then sums
+the batch per period, group and bucket and adds it to the stored rows (``INSERT … SELECT …
+GROUP BY … ON CONFLICT DO UPDATE``) in the writer's transaction. Retention and repricing take
+calls away the same way. The cost stays exact: each cost is split into its binary exponent and
+two integer halves of its significand (:func:`cost_parts`), which the engine sums as integers;
+:func:`cost_floats` turns any such sum back into floats whose exact sum it is, so every total
+read (:class:`FSum`: ``math.fsum``) is the correctly rounded sum of the raw costs, the same
+number whichever rows, periods or edges it was made of.
 
-A read of a large window (:func:`rolled`) takes whole periods from the coarsest level that
-fits (7 days: 6 or 7 day rows and up to 23 hour rows per group) and only the partial minutes at
-its edges from the raw rows, all through the same accumulator, so the totals equal those of the
-raw rows. Reading a stored row costs its histograms' entries (about a hundred), so the day level
-is what keeps a week of a million calls well under a second. Percentiles then
-come from the histograms: that is the ``approximate`` rule of ``_base`` for windows of more than
-``EXACT_LIMIT`` calls; smaller windows are read exactly from the raw rows. Filters on
-``session_id`` and ``by="session"`` are not in the rollups (sessions are too many): those read
-the raw rows.
+A read of a large window (``rolled`` of each store) takes whole periods from the coarsest level
+that fits (:func:`plan`: 7 days are 6 or 7 day periods and up to 23 hours and 11 five-minute
+periods on each side) and only the partial periods at its edges from the raw rows, all through
+the same accumulator (:class:`Cells`), so the totals equal those of the raw rows. Buckets finer
+than every level (one-minute time series) are read from the raw rows by the same rule.
+Percentiles then come from the histograms: that is the ``approximate`` rule of ``_base`` for
+windows of more than ``EXACT_LIMIT`` calls; smaller windows are read exactly from the raw rows.
+Filters on ``session_id`` and ``by="session"`` are not in the rollups (sessions are too many):
+those read the raw rows.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
 from typing import TYPE_CHECKING, Any, Final
 
 from .._record import MIN_GENERATING_MS
-from ._base import CallSummary, TimeBucket, from_ns, histogram_index, histogram_percentile
+from ._base import (
+    GAMMA,
+    CallSummary,
+    TimeBucket,
+    from_ns,
+    histogram_index,
+    histogram_percentile,
+)
 
 if TYPE_CHECKING:
-    import sqlite3
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from ._base import Filters
 
 __all__ = [
+    "COST_KIND",
     "DAY",
+    "HISTOGRAMS",
     "KEY_COLUMNS",
     "LEVELS",
     "RAW_COLUMNS",
-    "STAT_COLUMNS",
-    "TABLE_SQL",
+    "TOTAL_COLUMNS",
     "Acc",
-    "Cell",
     "Cells",
     "FSum",
-    "add_days",
+    "Query",
     "buckets_of",
-    "by_period",
-    "changes",
-    "count_minutes",
-    "forget",
-    "include",
+    "cost_floats",
+    "cost_parts",
+    "derive",
+    "group_id",
     "key_filters",
     "levels_for",
-    "levels_from",
-    "levels_of",
     "plan",
-    "rebuild",
-    "remember",
-    "remember_rows",
-    "rolled",
+    "read_queries",
     "summaries_of",
 ]
 
 #: Rollup periods in seconds, coarsest first; each divides the one before it.
-LEVELS: Final = (86400, 3600, 300, 60)
-#: The day level, added by schema version 5 (:func:`add_days`).
+LEVELS: Final = (86400, 3600, 300)
+#: The day level (every period nests in one UTC day).
 DAY: Final = 86400
 _S: Final = 1_000_000_000
 KEY_COLUMNS: Final = ("model", "request_model", "provider", "route_name", "status")
 _REQUEST_MODEL: Final = KEY_COLUMNS.index("request_model")
-STAT_COLUMNS: Final = (
+#: The totals of a group's period.
+TOTAL_COLUMNS: Final = (
     "calls",
     "errors",
     "input_tokens",
@@ -89,20 +93,6 @@ STAT_COLUMNS: Final = (
     "cached_input_tokens",
     "reasoning_tokens",
     "unpriced_calls",
-    "cost",
-    "latency",
-    "ttft",
-    "speed",
-)
-TABLE_SQL: Final = (
-    "CREATE TABLE IF NOT EXISTS rollup (width_s INTEGER NOT NULL, start_ns INTEGER NOT NULL, "
-    "model TEXT NOT NULL, request_model TEXT, provider TEXT, route_name TEXT, "
-    "status TEXT NOT NULL, calls INTEGER NOT NULL, errors INTEGER NOT NULL, "
-    "input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, "
-    "cached_input_tokens INTEGER NOT NULL, reasoning_tokens INTEGER NOT NULL, "
-    "unpriced_calls INTEGER NOT NULL, cost TEXT NOT NULL, latency TEXT NOT NULL, "
-    "ttft TEXT NOT NULL, speed TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS rollup_start ON rollup (width_s, start_ns)",
 )
 #: What the accumulator reads from a raw row (the timestamp, the key, then the figures).
 RAW_COLUMNS: Final = (
@@ -121,17 +111,6 @@ RAW_COLUMNS: Final = (
     "ttft_ms",
 )
 _RAW: Final = ", ".join(RAW_COLUMNS)
-_STATS_SQL: Final = ", ".join(STAT_COLUMNS)
-_INSERT: Final = (
-    f"INSERT INTO rollup (width_s, start_ns, {', '.join(KEY_COLUMNS)}, {_STATS_SQL}) "
-    f"VALUES ({', '.join('?' * (2 + len(KEY_COLUMNS) + len(STAT_COLUMNS)))})"
-)
-_UPDATE: Final = f"UPDATE rollup SET {', '.join(f'{c} = ?' for c in STAT_COLUMNS)} WHERE rowid = ?"
-_STATEMENTS: Final = {
-    "insert": _INSERT,
-    "update": _UPDATE,
-    "delete": "DELETE FROM rollup WHERE rowid = ?",
-}
 
 
 class FSum:
@@ -168,14 +147,6 @@ class FSum:
         return math.fsum(self.partials)
 
 
-def _bump(counts: dict[int, int], index: int, by: int) -> None:
-    n = counts.get(index, 0) + by
-    if n:
-        counts[index] = n
-    else:
-        del counts[index]
-
-
 class Acc:
     """Totals and histograms of a group of calls; :meth:`merge` adds or subtracts another."""
 
@@ -201,117 +172,84 @@ class Acc:
         self.ttft: dict[int, int] = {}
         self.speed: dict[int, int] = {}
 
-    def merge(self, other: Acc, sign: int = 1) -> None:
-        """Add ``other`` (``sign=-1``: take it away; exact, counts and cost alike)."""
-        self.calls += sign * other.calls
-        self.errors += sign * other.errors
-        self.input_tokens += sign * other.input_tokens
-        self.output_tokens += sign * other.output_tokens
-        self.cached += sign * other.cached
-        self.reasoning += sign * other.reasoning
-        self.unpriced += sign * other.unpriced
-        for partial in other.cost.partials:
-            self.cost.step(sign * partial)
-        for mine, theirs in (
-            (self.latency, other.latency),
-            (self.ttft, other.ttft),
-            (self.speed, other.speed),
-        ):
-            for index, n in theirs.items():
-                _bump(mine, index, sign * n)
 
-    def stats(self) -> tuple[Any, ...]:
-        """The row's stat columns (``STAT_COLUMNS`` order)."""
-        dumps = json.dumps
-        return (
-            self.calls,
-            self.errors,
-            self.input_tokens,
-            self.output_tokens,
-            self.cached,
-            self.reasoning,
-            self.unpriced,
-            dumps(self.cost.partials),
-            dumps(list(self.latency.items())),
-            dumps(list(self.ttft.items())),
-            dumps(list(self.speed.items())),
-        )
-
-    def add_stored(self, stats: Sequence[Any], hists: tuple[str, ...]) -> None:
-        """Add a stored row's stat columns (only its ``hists`` histograms): what :meth:`merge`
-        of :meth:`of` does, without the intermediate accumulator (the read path's inner loop).
-
-        The row's cost partials are appended, not summed: :meth:`FSum.finalize` is
-        ``math.fsum`` of all of them, the exact total rounded once, however many there are.
-        """
-        (
-            calls,
-            errors,
-            input_tokens,
-            output_tokens,
-            cached,
-            reasoning,
-            unpriced,
-            cost,
-            latency,
-            ttft,
-            speed,
-        ) = stats
-        self.calls += calls
-        self.errors += errors
-        self.input_tokens += input_tokens
-        self.output_tokens += output_tokens
-        self.cached += cached
-        self.reasoning += reasoning
-        self.unpriced += unpriced
-        loads = json.loads
-        self.cost.partials.extend(loads(cost))
-        for name, counts, text in (
-            ("latency", self.latency, latency),
-            ("ttft", self.ttft, ttft),
-            ("speed", self.speed, speed),
-        ):
-            if name in hists:
-                get = counts.get
-                for index, n in loads(text):
-                    counts[index] = get(index, 0) + n
-
-    @classmethod
-    def of(cls, stats: Sequence[Any], hists: tuple[str, ...] = ("latency", "ttft", "speed")) -> Acc:
-        """The accumulator of a stored row's stat columns (only the ``hists`` histograms)."""
-        acc = cls()
-        (
-            acc.calls,
-            acc.errors,
-            acc.input_tokens,
-            acc.output_tokens,
-            acc.cached,
-            acc.reasoning,
-            acc.unpriced,
-        ) = stats[:7]
-        loads = json.loads
-        acc.cost = FSum(loads(stats[7]))
-        if "latency" in hists:
-            acc.latency = dict(loads(stats[8]))
-        if "ttft" in hists:
-            acc.ttft = dict(loads(stats[9]))
-        if "speed" in hists:
-            acc.speed = dict(loads(stats[10]))
-        return acc
+#: Kinds of a rollup's value rows: the three histograms (their log bucket's count), then the cost
+#: (its binary exponent's exact partial sum, in two integer halves).
+HISTOGRAMS: Final = ("latency", "ttft", "speed")
+COST_KIND: Final = len(HISTOGRAMS)
+_HALF: Final = 26
+_HALF_MASK: Final = (1 << _HALF) - 1
+_MANTISSA: Final = float(1 << 53)
+#: ``log(GAMMA)`` as :func:`histogram_index` divides by it (inlined in :func:`derive`).
+_LOG_GAMMA: Final = math.log(GAMMA)
 
 
-Cell = tuple[int, tuple[Any, ...]]  # (period start ns, key columns)
+@functools.lru_cache(maxsize=4096)
+def group_id(key: tuple[Any, ...]) -> int:
+    """A group's number: the first 8 bytes of the BLAKE2b digest of its key (JSON), as a
+    signed 64-bit integer. The same in every process and store, so a writer numbers a group
+    without asking the database (and no rolled-back transaction can take a number back); two
+    groups would share one with a chance of about ``n**2 / 2**65`` for ``n`` groups."""
+    digest = hashlib.blake2b(json.dumps(key).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
-def _accumulate(
-    rows: Iterable[Sequence[Any]], width_ns: int, cells: dict[Cell, Acc] | None = None
-) -> dict[Cell, Acc]:
-    """Raw rows (``_RAW`` columns) counted per period of ``width_ns`` and key (the loop of
-    :meth:`Acc.add`, inlined: it runs once per call written)."""
-    cells = {} if cells is None else cells
-    get = cells.get
+def cost_parts(cost: float) -> tuple[int, int, int]:
+    """``(e, high, low)`` with ``cost == (high * 2**26 + low) * 2**e`` exactly: the cost's 53-bit
+    significand in two halves of at most 27 and 26 bits (signed like the cost), so sums of many
+    stay exact in a 64-bit integer column (2**36 calls per exponent)."""
+    m, e = math.frexp(cost)
+    significand = int(m * _MANTISSA)  # exact: m has at most 53 significant bits
+    magnitude = -significand if significand < 0 else significand
+    high, low = magnitude >> _HALF, magnitude & _HALF_MASK
+    if significand < 0:
+        return e - 53, -high, -low
+    return e - 53, high, low
+
+
+def cost_floats(exponent: int, high: int, low: int) -> list[float]:
+    """Floats whose exact sum is ``(high * 2**26 + low) * 2**exponent`` (sums of
+    :func:`cost_parts`): what :class:`FSum` takes to total them exactly."""
+    total = (high << _HALF) + low
+    out: list[float] = []
+    sign = -1 if total < 0 else 1
+    total *= sign
+    while total:
+        chunk = total & ((1 << 52) - 1)
+        if chunk:
+            out.append(sign * math.ldexp(chunk, exponent))
+        total >>= 52
+        exponent += 52
+    return out
+
+
+def derive(
+    rows: Iterable[Sequence[Any]],
+    groups: dict[tuple[Any, ...], int] | None,
+    sign: int = 1,
+    width_ns: int = LEVELS[-1] * _S,
+) -> list[tuple[Any, ...]]:
+    """What each raw row (:data:`RAW_COLUMNS` values) adds to the rollups (``sign=-1``: takes
+    away), as the engine aggregates it: ``(start of its period of ``width_ns`` (the finest
+    level's), group id, calls, errors, input,
+    output, cached and reasoning tokens, unpriced, latency bucket, time to first token bucket,
+    speed bucket, cost exponent, cost high, cost low)`` (``None`` for a value the call has not).
+
+    The one rule of what a call counts in (the same as :meth:`Cells.add_raw` reads): computed
+    once per call at the store's door, then summed by SQL over the batch. ``groups`` gets each
+    key (:data:`KEY_COLUMNS` values) met with its :func:`group_id` (``None``: the group is the
+    key itself, for a read's own sums). (The bucket and the cost halves are
+    :func:`histogram_index` and :func:`cost_parts`, inlined: this runs once per call written.)
+    """
+    out: list[tuple[Any, ...]] = []
+    append = out.append
+    number = None if groups is None else groups.get
     index = histogram_index
-    pending: dict[Cell, list[float]] = {}  # costs, summed exactly per cell at the end
+    log, ceil, frexp, inf = math.log, math.ceil, math.frexp, math.inf
+    lg = _LOG_GAMMA
+    width = width_ns
+    min_ms = MIN_GENERATING_MS
+    mantissa, half, mask = _MANTISSA, _HALF, _HALF_MASK
     for (
         ns,
         model,
@@ -327,220 +265,58 @@ def _accumulate(
         dur,
         ttft,
     ) in rows:
-        cell = (ns - ns % width_ns, (model, rm, provider, route, status))
-        acc = get(cell)
-        if acc is None:
-            acc = cells[cell] = Acc()
-        acc.calls += 1
-        if status == "error":
-            acc.errors += 1
-        if tin:
-            acc.input_tokens += tin
-        if tout:
-            acc.output_tokens += tout
-        if cached:
-            acc.cached += cached
-        if reasoning:
-            acc.reasoning += reasoning
-        if cost is None:
-            acc.unpriced += 1
-        else:
-            costs = pending.get(cell)
-            if costs is None:
-                pending[cell] = [cost]
-            else:
-                costs.append(cost)
+        lat = speed = None
         if dur is not None:
-            counts = acc.latency
-            i = index(dur)
-            counts[i] = counts.get(i, 0) + 1
-            # Tokens per second exactly as LLMCall.tokens_per_sec computes it.
+            lat = ceil(log(dur) / lg) if 0.0 < dur < inf else index(dur)
             if tout:
                 generating = dur - (ttft or 0.0)
-                if generating >= MIN_GENERATING_MS:
+                if generating >= min_ms:
                     tpt = generating / tout
                     if tpt:
-                        counts = acc.speed
-                        i = index(1000.0 / tpt)
-                        counts[i] = counts.get(i, 0) + 1
+                        speed = index(1000.0 / tpt)
         if ttft is not None:
-            counts = acc.ttft
-            i = index(ttft)
-            counts[i] = counts.get(i, 0) + 1
-    for cell, costs in pending.items():
-        total = cells[cell].cost
-        for partial in exact_partials(costs):
-            total.step(partial)
-    return cells
-
-
-def exact_partials(values: list[float]) -> list[float]:
-    """Floats whose exact sum is the exact sum of ``values`` (usually one or two): each is
-    ``math.fsum`` of what is left, so the work runs in C rather than once per value here."""
-    parts: list[float] = []
-    while True:
-        rest = math.fsum([*values, *(-p for p in parts)])
-        if not rest:
-            return parts
-        parts.append(rest)
-
-
-def levels_of(rows: Iterable[Sequence[Any]]) -> dict[tuple[int, int, tuple[Any, ...]], Acc]:
-    """Every level's cells for these raw rows (:data:`RAW_COLUMNS` values; the finest level
-    counted, the others merged)."""
-    return levels_from(count_minutes(rows))
-
-
-def count_minutes(
-    rows: Iterable[Sequence[Any]], minutes: dict[Cell, Acc] | None = None
-) -> dict[Cell, Acc]:
-    """Raw rows counted into the finest level's cells (into ``minutes``, when given: a writer
-    counts a batch a step at a time)."""
-    return _accumulate(rows, LEVELS[-1] * _S, minutes)
-
-
-def levels_from(minutes: dict[Cell, Acc]) -> dict[tuple[int, int, tuple[Any, ...]], Acc]:
-    """Every level's cells from the finest level's (the coarser ones merged from them)."""
-    finest = LEVELS[-1]
-    out: dict[tuple[int, int, tuple[Any, ...]], Acc] = {
-        (finest, start, key): acc for (start, key), acc in minutes.items()
-    }
-    for width in LEVELS[:-1]:
-        w = width * _S
-        for (start, key), acc in minutes.items():
-            cell = (width, start - start % w, key)
-            coarse = out.get(cell)
-            if coarse is None:
-                coarse = out[cell] = Acc()
-            coarse.merge(acc)
-    return out
-
-
-Change = tuple[str, tuple[Any, ...]]  # ("insert" | "update" | "delete", the statement's values)
-
-
-def changes(
-    stored: dict[tuple[Any, ...], tuple[Any, Sequence[Any]]],
-    width: int,
-    start: int,
-    members: Iterable[tuple[tuple[Any, ...], Acc]],
-    sign: int,
-) -> list[Change]:
-    """What adding (``sign=1``) or subtracting (``-1``) ``members`` (key → accumulator) does to
-    the stored rows of one period, ``stored`` mapping each key to (row id, stat columns): new
-    rows, changed rows (stats then the id) and rows left with no calls (their id). Shared by
-    every store that keeps rollups; each runs the statements in its own SQL."""
-    out: list[Change] = []
-    for key, acc in members:
-        found = stored.get(key)
-        if found is None:
-            # Forgetting calls the rollups never held (rows written into the file by hand,
-            # not by a store) has nothing to take them from.
-            if sign > 0:
-                out.append(("insert", (width, start, *key, *acc.stats())))
-            continue
-        rowid, stats = found
-        total = Acc.of(stats)
-        total.merge(acc, sign)
-        if total.calls > 0:
-            out.append(("update", (*total.stats(), rowid)))
+            ttft = ceil(log(ttft) / lg) if 0.0 < ttft < inf else index(ttft)
+        if not cost:  # unpriced, or nothing to add
+            e = high = low = None
+        elif cost > 0.0:
+            m, e = frexp(cost)
+            significand = int(m * mantissa)
+            e -= 53
+            high, low = significand >> half, significand & mask
         else:
-            out.append(("delete", (rowid,)))
-    return out
-
-
-def by_period(
-    cells: dict[tuple[int, int, tuple[Any, ...]], Acc],
-) -> dict[tuple[int, int], list[tuple[tuple[Any, ...], Acc]]]:
-    """``cells`` grouped by (level, period start): the unit a writer reads and changes."""
-    periods: dict[tuple[int, int], list[tuple[tuple[Any, ...], Acc]]] = {}
-    for (width, start, key), acc in cells.items():
-        periods.setdefault((width, start), []).append((key, acc))
-    return periods
-
-
-def _write(
-    conn: sqlite3.Connection, cells: dict[tuple[int, int, tuple[Any, ...]], Acc], sign: int
-) -> None:
-    """Add (``sign=1``) or subtract (``-1``) ``cells`` to the stored rollup rows."""
-    for (width, start), members in by_period(cells).items():
-        stored = {
-            tuple(row[1:6]): (row[0], row[6:])
-            for row in conn.execute(
-                f"SELECT rowid, {', '.join(KEY_COLUMNS)}, {_STATS_SQL} FROM rollup "
-                "WHERE width_s = ? AND start_ns = ?",
-                (width, start),
+            e, high, low = cost_parts(cost)
+        group: Any = (model, rm, provider, route, status)
+        if number is not None:
+            gid = number(group)
+            if gid is None:
+                gid = groups[group] = group_id(group)  # type: ignore[index]
+            group = gid
+        append(
+            (
+                ns - ns % width,
+                group,
+                1,
+                1 if status == "error" else 0,
+                tin or 0,
+                tout or 0,
+                cached or 0,
+                reasoning or 0,
+                1 if cost is None else 0,
+                lat,
+                ttft,
+                speed,
+                e,
+                high,
+                low,
             )
-        }
-        for kind, values in changes(stored, width, start, members, sign):
-            conn.execute(_STATEMENTS[kind], values)
-
-
-def remember(conn: sqlite3.Connection, after_id: int) -> None:
-    """Add the calls inserted after rowid ``after_id`` (inside the writer's transaction)."""
-    rows = conn.execute(f"SELECT {_RAW} FROM calls WHERE id > ?", (after_id,)).fetchall()
-    if rows:
-        _write(conn, levels_of(rows), 1)
-
-
-def remember_rows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
-    """Add calls just inserted, given as their :data:`RAW_COLUMNS` values."""
-    if rows:
-        _write(conn, levels_of(rows), 1)
-
-
-def include(conn: sqlite3.Connection, ids_sql: str, params: Sequence[Any]) -> None:
-    """Add the calls whose rowid ``ids_sql`` selects (after they were changed)."""
-    rows = conn.execute(f"SELECT {_RAW} FROM calls WHERE id IN ({ids_sql})", params).fetchall()
-    if rows:
-        _write(conn, levels_of(rows), 1)
-
-
-def forget(conn: sqlite3.Connection, ids_sql: str, params: Sequence[Any]) -> None:
-    """Subtract the calls whose rowid ``ids_sql`` selects (before they are deleted/changed)."""
-    rows = conn.execute(f"SELECT {_RAW} FROM calls WHERE id IN ({ids_sql})", params).fetchall()
-    if rows:
-        _write(conn, levels_of(rows), -1)
-
-
-#: Rows per step when rollups are built for a whole file.
-_REBUILD_CHUNK: Final = 50_000
-
-
-def rebuild(conn: sqlite3.Connection) -> None:
-    """Create the rollup table and build it from every stored call (a migration step)."""
-    for sql in TABLE_SQL:
-        conn.execute(sql)
-    conn.execute("DELETE FROM rollup")
-    last = -1
-    while True:
-        chunk = conn.execute(
-            f"SELECT id, {_RAW} FROM calls WHERE id > ? ORDER BY id LIMIT ?",
-            (last, _REBUILD_CHUNK),
-        ).fetchall()
-        if not chunk:
-            return
-        last = chunk[-1][0]
-        _write(conn, levels_of(row[1:] for row in chunk), 1)
-
-
-def add_days(conn: sqlite3.Connection) -> None:
-    """Build the day rows from the hour rows (a migration step; any day rows are replaced)."""
-    conn.execute("DELETE FROM rollup WHERE width_s = ?", (DAY,))
-    days: dict[tuple[int, int, tuple[Any, ...]], Acc] = {}
-    width = DAY * _S
-    rows = conn.execute(
-        f"SELECT start_ns, {', '.join(KEY_COLUMNS)}, {_STATS_SQL} FROM rollup "
-        "WHERE width_s = ? ORDER BY start_ns",
-        (3600,),
-    )
-    for row in rows:
-        cell = (DAY, row[0] - row[0] % width, tuple(row[1:6]))
-        acc = days.get(cell)
-        if acc is None:
-            acc = days[cell] = Acc()
-        acc.merge(Acc.of(row[6:]))
-    _write(conn, days, 1)
+        )
+    if sign < 0:
+        out = [
+            (m, g, -c, -er, -i, -o, -ca, -r, -u, la, tt, sp, e, None if h is None else -h,
+             None if lo is None else -lo)
+            for m, g, c, er, i, o, ca, r, u, la, tt, sp, e, h, lo in out
+        ]  # fmt: skip
+    return out
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -579,93 +355,172 @@ def key_filters(filters: Filters) -> tuple[list[str], list[Any]]:
     return clauses, params
 
 
-def _bounds(column: str, lo: int | None, hi: int | None) -> tuple[list[str], list[Any]]:
-    clauses, params = [], []
-    if lo is not None:
-        clauses.append(f"{column} >= ?")
-        params.append(lo)
-    if hi is not None:
-        clauses.append(f"{column} < ?")
-        params.append(hi)
-    return clauses, params
+def levels_for(filters: Filters, column: str | None, width_ns: int | None) -> list[int] | None:
+    """The levels whose periods fit buckets of ``width_ns`` (all for one whole-window bucket),
+    coarsest first (none for buckets finer than every level: the raw rows, read by the same
+    rule); ``None`` when rollups cannot serve the read (a session filter or group)."""
+    if filters.session_id is not None or column not in (None, *KEY_COLUMNS):
+        return None
+    return [w for w in LEVELS if width_ns is None or width_ns % (w * _S) == 0]
 
 
-def rolled(
-    conn: sqlite3.Connection,
+#: A read's query: ``"raw"``, ``"totals"`` or ``"values"`` (what :meth:`Cells.add` takes its
+#: rows as), the SQL with ``?`` placeholders, its parameters.
+Query = tuple[str, str, list[Any]]
+
+
+def read_queries(
     filters: Filters,
     column: str | None,
     width_ns: int | None,
     lo: int | None,
     hi: int | None,
-    hists: tuple[str, ...] = ("latency", "ttft", "speed"),
-) -> dict[tuple[int | None, Any], Acc] | None:
-    """The calls that pass ``filters`` in ``[lo, hi)``, accumulated per (bucket start or
-    ``None``, value of ``column`` or ``None``); ``None`` when rollups cannot serve the read.
-    Only the ``hists`` histograms are read from the rollups (the others stay empty)."""
+    hists: tuple[str, ...],
+    *,
+    raw_select: str,
+    time_column: str,
+    time_param: Callable[[int], Any],
+) -> list[Query] | None:
+    """The queries that read the calls passing ``filters`` in ``[lo, hi)`` (ns) per (bucket of
+    ``width_ns`` or ``None``, value of ``column`` or ``None``): per segment of the :func:`plan`,
+    one sum of the totals and one of the values, grouped by the engine per answer row, and the
+    raw rows of the edges (``raw_select`` from ``calls``, bounded on ``time_column`` by
+    ``time_param`` of the bound). ``None`` when rollups cannot serve the read. The SQL is the
+    same in SQLite and PostgreSQL (their stores number the placeholders as they need)."""
     levels = levels_for(filters, column, width_ns)
     if levels is None:
         return None
     key_clauses, key_params = key_filters(filters)
-    cells = Cells(column, width_ns, hists)
+    # The answer row's bucket and group value, in SQL (our own integers and column names).
+    bucket = "NULL"
+    if width_ns is not None:
+        bucket = f"(start_ns - ((start_ns % {width_ns:d}) + {width_ns:d}) % {width_ns:d})"
+    if column is None:
+        group = "NULL"
+    elif column == "request_model":  # falls back to the model (never NULL), as Cells does
+        group = "COALESCE(g.request_model, g.model)"
+    else:
+        group = f"g.{column}"
+    kinds = [kind for kind, name in enumerate(HISTOGRAMS) if name in hists]
+    kinds_sql = ", ".join(str(kind) for kind in (*kinds, COST_KIND))
+    sums = ", ".join(f"CAST(sum({c}) AS bigint)" for c in TOTAL_COLUMNS)
+    out: list[Query] = []
     for level, a, b in plan(lo, hi, levels):
-        if level is None:  # the edges: less than a minute of calls on each side
-            clauses, params = _bounds("timestamp_ns", a, b)
-            sql = f"SELECT {_RAW} FROM calls"
+        clauses: list[str] = []
+        params: list[Any] = []
+        for bound, op in ((a, ">="), (b, "<")):
+            if bound is not None:
+                if level is None:
+                    clauses.append(f"{time_column} {op} ?")
+                    params.append(time_param(bound))
+                else:
+                    clauses.append(f"start_ns {op} ?")
+                    params.append(bound)
+        if level is None:  # the edges: less than the finest period on each side
             where = [*clauses, *key_clauses]
-            if where:
-                sql += " WHERE " + " AND ".join(where)
-            cells.add_raw(conn.execute(sql, [*params, *key_params]))
+            sql = raw_select + (f" WHERE {' AND '.join(where)}" if where else "")
+            out.append(("raw", sql, [*params, *key_params]))
             continue
-        clauses, params = _bounds("start_ns", a, b)
-        where = ["width_s = ?", *clauses, *key_clauses]
-        cells.add_stored(
-            conn.execute(
-                f"SELECT start_ns, {', '.join(KEY_COLUMNS)}, {_STATS_SQL} FROM rollup "
-                f"WHERE {' AND '.join(where)}",
-                [level, *params, *key_params],
+        where_sql = " AND ".join(["width_s = ?", *clauses, *key_clauses])
+        values = [level, *params, *key_params]
+        joined = f"JOIN rollup_groups g ON g.id = gid WHERE {where_sql}"
+        out.append(
+            (
+                "totals",
+                f"SELECT {bucket} AS b, {group} AS k, {sums} FROM rollup_totals {joined} "
+                "GROUP BY b, k",
+                values,
             )
         )
-    return cells.out
-
-
-def levels_for(filters: Filters, column: str | None, width_ns: int | None) -> list[int] | None:
-    """The levels whose periods fit buckets of ``width_ns`` (all for one whole-window bucket),
-    coarsest first; ``None`` when rollups cannot serve the read (a session filter or group)."""
-    if filters.session_id is not None or column not in (None, *KEY_COLUMNS):
-        return None
-    return [w for w in LEVELS if width_ns is None or width_ns % (w * _S) == 0] or None
+        out.append(
+            (
+                "values",
+                f"SELECT {bucket} AS b, {group} AS k, kind, bucket, CAST(sum(n) AS bigint), "
+                f"CAST(sum(m) AS bigint) FROM rollup_values {joined} AND kind IN ({kinds_sql}) "
+                "GROUP BY b, k, kind, bucket",
+                values,
+            )
+        )
+    return out
 
 
 class Cells:
     """The accumulators of one read, per (bucket start or ``None``, group value or ``None``):
-    raw rows and stored rollup rows are added through the same accumulator."""
+    raw rows and the engine's sums of stored rollup rows are added through the same
+    accumulator."""
 
     def __init__(self, column: str | None, width_ns: int | None, hists: tuple[str, ...]) -> None:
         self.out: dict[tuple[int | None, Any], Acc] = {}
         self._position = None if column is None else KEY_COLUMNS.index(column)
         self._width_ns = width_ns
-        self._hists = hists
+        self._wanted = [name in hists for name in HISTOGRAMS]
 
-    def _cell(self, start: int, key: Sequence[Any]) -> Acc:
-        bucket = None if self._width_ns is None else start - start % self._width_ns
-        group = None if self._position is None else key[self._position]
-        if group is None and self._position == _REQUEST_MODEL:
-            group = key[0]  # by="request_model" falls back to the model (never NULL)
+    def _acc(self, bucket: int | None, group: Any) -> Acc:
         acc = self.out.get((bucket, group))
         if acc is None:
             acc = self.out[bucket, group] = Acc()
         return acc
 
-    def add_raw(self, rows: Iterable[Sequence[Any]]) -> None:
-        """Raw rows (:data:`RAW_COLUMNS` values)."""
-        for (start, key), acc in _accumulate(rows, LEVELS[-1] * _S).items():
-            self._cell(start, key).merge(acc)
+    def add(self, kind: str, rows: Iterable[Sequence[Any]]) -> None:
+        """The rows of a :data:`Query` of ``kind``."""
+        if kind == "raw":
+            self.add_raw(rows)
+        elif kind == "totals":
+            self.add_totals(rows)
+        else:
+            self.add_values(rows)
 
-    def add_stored(self, rows: Iterable[Sequence[Any]]) -> None:
-        """Stored rollup rows: the period start, the key columns, the stat columns."""
-        hists = self._hists
+    def add_raw(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Raw rows (:data:`RAW_COLUMNS` values): what :func:`derive` says each adds."""
+        width = self._width_ns
+        position = self._position
+        for row in derive(rows, None, width_ns=width or LEVELS[-1] * _S):
+            start, key = row[0], row[1]
+            group = None if position is None else key[position]
+            if group is None and position == _REQUEST_MODEL:
+                group = key[0]  # by="request_model" falls back to the model (never NULL)
+            acc = self._acc(None if width is None else start, group)
+            self._add_totals(acc, row[2:9])
+            self._add_values(acc, row[9:])
+
+    def add_totals(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Sums of ``rollup_totals``: bucket, group value, then :data:`TOTAL_COLUMNS`."""
         for row in rows:
-            self._cell(row[0], row[1:6]).add_stored(row[6:], hists)
+            self._add_totals(self._acc(row[0], row[1]), row[2:])
+
+    def add_values(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Sums of ``rollup_values``: bucket, group value, kind, bucket index or cost exponent,
+        count or cost high half, cost low half."""
+        wanted = self._wanted
+        for bucket, group, kind, index, n, m in rows:
+            acc = self._acc(bucket, group)
+            if kind == COST_KIND:
+                acc.cost.partials.extend(cost_floats(index, n, m))
+            elif wanted[kind]:
+                counts = (acc.latency, acc.ttft, acc.speed)[kind]
+                counts[index] = counts.get(index, 0) + n
+
+    @staticmethod
+    def _add_totals(acc: Acc, totals: Sequence[int]) -> None:
+        calls, errors, tin, tout, cached, reasoning, unpriced = totals
+        acc.calls += calls
+        acc.errors += errors
+        acc.input_tokens += tin
+        acc.output_tokens += tout
+        acc.cached += cached
+        acc.reasoning += reasoning
+        acc.unpriced += unpriced
+
+    def _add_values(self, acc: Acc, values: Sequence[Any]) -> None:
+        """A derived row's buckets and cost (one call)."""
+        lat, ttft, speed, e, high, low = values
+        for wanted, counts, index in zip(
+            self._wanted, (acc.latency, acc.ttft, acc.speed), (lat, ttft, speed), strict=True
+        ):
+            if wanted and index is not None:
+                counts[index] = counts.get(index, 0) + 1
+        if e is not None:
+            acc.cost.partials.extend(cost_floats(e, high, low))
 
 
 def summaries_of(cells: dict[tuple[int | None, Any], Acc]) -> list[CallSummary]:

@@ -99,7 +99,7 @@ async def test_version_1_database_gets_the_trace_index(pg_dsn: str) -> None:
     conn = await asyncpg.connect(pg_dsn)
     try:  # back to version 1: the same tables, no trace index
         await conn.execute("DROP INDEX calls_trace_ts")
-        await conn.execute("DROP TABLE rollup")
+        await conn.execute("DROP TABLE rollup_groups, rollup_totals, rollup_values")
         await conn.execute("DROP TABLE spans")
         await conn.execute("UPDATE asynctelemetry_schema SET version = 1")
         assert not await conn.fetch(
@@ -253,10 +253,10 @@ async def test_version_2_database_gets_its_rollups(pg_dsn: str) -> None:
         await store.add_many(calls[:100])
     conn = await asyncpg.connect(pg_dsn)
     try:  # back to version 2: the same calls, no rollups
-        await conn.execute("DROP TABLE rollup")
+        await conn.execute("DROP TABLE rollup_groups, rollup_totals, rollup_values")
         await conn.execute("UPDATE asynctelemetry_schema SET version = 2")
         async with PostgresStore(pg_dsn) as store:
-            assert await conn.fetchval("SELECT count(*) FROM rollup") > 0
+            assert await conn.fetchval("SELECT count(*) FROM rollup_totals") > 0
             await store.add_many(calls[100:])
             await store.flush()
             with pytest.MonkeyPatch.context() as patch:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from asynctelemetry import SchemaVersionError, SQLiteStore, StoreError
-from asynctelemetry._stores import _base, summarize, timeseries
+from asynctelemetry._stores import _base, _rollup, summarize, timeseries
 from asynctelemetry._stores.sqlite import reads as _queries
 from asynctelemetry._stores.sqlite import schema as _schema
 from tests.conftest import T0, make_call
@@ -111,32 +111,42 @@ async def test_version_3_file_gets_the_trace_index(tmp_path: Path) -> None:
     conn.close()
 
 
-def _rollup_rows(path: Path, width: int) -> list[tuple[object, ...]]:
+def _rollup_rows(path: Path) -> list[tuple[object, ...]]:
+    """Every rollup row of the file with its group's key (group numbers may differ)."""
+    keys = "g.model, g.request_model, g.provider, g.route_name, g.status"
     conn = sqlite3.connect(path)
     try:
+        totals = conn.execute(
+            f"SELECT t.*, {keys} FROM rollup_totals t JOIN rollup_groups g ON g.id = t.gid"
+        ).fetchall()
+        values = conn.execute(
+            f"SELECT v.*, {keys} FROM rollup_values v JOIN rollup_groups g ON g.id = v.gid"
+        ).fetchall()
         return sorted(
-            conn.execute("SELECT * FROM rollup WHERE width_s = ?", (width,)).fetchall(),
+            ((*row[:2], *row[3:]) for row in [*totals, *values]),  # without the group number
             key=repr,
         )
     finally:
         conn.close()
 
 
-async def test_version_4_file_gets_day_rollups(tmp_path: Path) -> None:
-    """A file of schema version 4 (rollups of minutes, 5 minutes and hours only) is migrated on
-    open: its day rows are built from its hour rows, equal to those a writer keeps, and a
-    window of days reads them with the reference answers."""
+async def test_version_7_file_gets_the_engine_rollups(tmp_path: Path) -> None:
+    """A file of schema version 7 (its rollups in one ``rollup`` table) is migrated on open: the
+    old table goes, the rollups are built from the stored calls, equal at every level to those a
+    writer keeps, and windows of days and minutes read them with the reference answers."""
     calls = [make_call(i, timestamp=T0 + timedelta(seconds=3001 * i)) for i in range(200)]
-    fresh, old = tmp_path / "fresh.db", tmp_path / "v4.db"
+    fresh, old = tmp_path / "fresh.db", tmp_path / "v7.db"
     for path in (fresh, old):
         async with SQLiteStore(path) as store:
             await store.add_many(calls)
-    conn = sqlite3.connect(old)  # back to version 4: no day rows
-    conn.execute("DELETE FROM rollup WHERE width_s = 86400")
-    conn.execute("PRAGMA user_version = 4")
+    conn = sqlite3.connect(old)  # back to version 7: a rollup table, none of the new ones
+    for table in ("rollup_values", "rollup_totals", "rollup_groups"):
+        conn.execute(f"DROP TABLE {table}")
+    conn.execute("CREATE TABLE rollup (width_s INTEGER, start_ns INTEGER, cost TEXT)")
+    conn.execute("INSERT INTO rollup VALUES (60, 0, '[1.0]')")
+    conn.execute("PRAGMA user_version = 7")
     conn.commit()
     conn.close()
-    assert _rollup_rows(old, 86400) == []
     async with SQLiteStore(old) as store:
         since, until = T0 + timedelta(days=1, hours=5), T0 + timedelta(days=6, minutes=3)
         window = [c for c in calls if since <= c.timestamp < until]
@@ -145,10 +155,12 @@ async def test_version_4_file_gets_day_rollups(tmp_path: Path) -> None:
             assert await store.summary(since=since, until=until) == summarize(window)
             got = await store.timeseries(bucket="1d", since=since, until=until)
             assert got == timeseries(window, "1d")
-    days = _rollup_rows(old, 86400)
-    assert len(days) > 6 and days == _rollup_rows(fresh, 86400)
+            assert await store.timeseries(bucket="1m") == timeseries(calls, "1m")
+    rows = _rollup_rows(old)
+    assert {row[0] for row in rows} == set(_rollup.LEVELS) and rows == _rollup_rows(fresh)
     conn = sqlite3.connect(old)
     assert conn.execute("PRAGMA user_version").fetchone() == (_schema.SCHEMA_VERSION,)
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'rollup'").fetchone() is None
     conn.close()
 
 

@@ -1,23 +1,25 @@
-"""PostgreSQL rollups: SQLite's (:mod:`._rollup`) periods, groups and figures, in PostgreSQL.
+"""PostgreSQL rollups, kept by the engine: the rules of :mod:`.._rollup` in PostgreSQL's SQL.
 
-The ``rollup`` table holds what SQLite's does, per period of 1 minute, 5 minutes, 1 hour and 1
-day and per group of equal ``model``, ``request_model``, ``provider``, ``route_name`` and
-``status``: counts and token sums, the cost as exact partial sums, and the latency, time to
-first token and speed histograms, in the same encoding. Every decision is :mod:`._rollup`'s:
-the accumulator (:class:`~._rollup.Acc`), what a batch changes (:func:`~._rollup.changes`), how
-a read is planned and assembled (:func:`~._rollup.plan`, :class:`~._rollup.Cells`); this module
-only runs them in PostgreSQL's SQL, so both stores give equal rows for equal calls.
+The tables are SQLite's (:mod:`..sqlite.rollup`): ``rollup_groups`` (one row per group of
+equal ``model``, ``request_model``, ``provider``, ``route_name`` and ``status``, numbered by
+:func:`~.._rollup.group_id`), ``rollup_totals`` (per level, period and group: calls, errors,
+token sums, unpriced calls) and ``rollup_values`` (per level, period, group, kind and bucket:
+the histograms' counts and the costs' exact sums).
 
-The writer keeps the rollups exact in the transaction that stores the calls (:func:`remember`
-with the values of the rows the COPY sent, or those the staging merge returned: duplicates never
-count). Writers of many processes take turns on an advisory lock for the read-modify-write of
-the rows they touch. Retention subtracts the rows it deletes (:func:`forget`) and deletes a
-dropped day's periods with it (:func:`forget_day`: every period nests in one UTC day);
-repricing subtracts a page's old costs and adds the new ones. A database of schema version 2
-gets its rollups built once, a day partition at a time, when it is migrated (:func:`rebuild`).
+The writer works out what each call adds when it encodes the batch (:func:`~.._rollup.derive`,
+a few calls per step, the loop breathing between), and in the transaction that stores the calls
+copies those rows into its temporary ``asynctelemetry_rollup_batch`` and adds them to every
+level with one ``INSERT … SELECT … GROUP BY … ON CONFLICT DO UPDATE`` per table (the values
+unpivoted with a ``LATERAL VALUES`` list, the levels joined in): the server's hash aggregate
+does the counting, nothing stored is read back. Writers of many processes take turns on an
+advisory lock for those two statements (upserts of overlapping rows in different orders would
+deadlock). Retention subtracts the rows it deletes (:func:`forget`) and deletes a dropped day's
+periods with it (:func:`forget_day`: every period nests in one UTC day); repricing subtracts a
+page's old costs and adds the new ones. A database of an older schema gets its rollups built
+once, a day partition at a time, when it is migrated (:func:`rebuild`).
 
-A window of more than ``EXACT_LIMIT`` calls is read from them (:func:`rolled`): whole days,
-hours, 5 and 1 minute periods, and the raw rows of its partial minutes at the edges.
+A window of more than ``EXACT_LIMIT`` calls is read from them (:func:`rolled`): the plan and
+the queries of :func:`~.._rollup.read_queries`, summed by the server per answer row.
 """
 
 from __future__ import annotations
@@ -28,20 +30,16 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .._base import from_ns, to_ns
 from .._rollup import (
+    COST_KIND,
     DAY,
+    HISTOGRAMS,
     KEY_COLUMNS,
-    STAT_COLUMNS,
+    LEVELS,
+    TOTAL_COLUMNS,
     Acc,
-    Cell,
     Cells,
-    by_period,
-    changes,
-    count_minutes,
-    key_filters,
-    levels_for,
-    levels_from,
-    levels_of,
-    plan,
+    derive,
+    read_queries,
 )
 
 if TYPE_CHECKING:
@@ -53,46 +51,110 @@ if TYPE_CHECKING:
     from .._base import Filters
 
 __all__ = [
+    "BATCH",
+    "BATCH_COLUMNS",
     "LOCK_ROLLUP",
     "RAW_SQL",
     "TABLE_SQL",
+    "add",
+    "derived",
     "forget",
     "forget_day",
     "raw_of",
     "rebuild",
     "remember",
-    "remember_minutes",
     "rolled",
 ]
 
 #: Advisory lock key (namespace ``ascii('atlm')``, key) held while a transaction changes rollups.
 LOCK_ROLLUP: Final = (0x61746C6D, 5)
 _KEYS: Final = ", ".join(KEY_COLUMNS)
-_STATS: Final = ", ".join(STAT_COLUMNS)
+_TOTALS: Final = TOTAL_COLUMNS
 TABLE_SQL: Final = (
-    "CREATE TABLE IF NOT EXISTS rollup (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
-    "width_s integer NOT NULL, start_ns bigint NOT NULL, model text NOT NULL, "
-    "request_model text, provider text, route_name text, status text NOT NULL, "
-    "calls bigint NOT NULL, errors bigint NOT NULL, input_tokens bigint NOT NULL, "
-    "output_tokens bigint NOT NULL, cached_input_tokens bigint NOT NULL, "
-    "reasoning_tokens bigint NOT NULL, unpriced_calls bigint NOT NULL, cost text NOT NULL, "
-    "latency text NOT NULL, ttft text NOT NULL, speed text NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS rollup_period ON rollup (width_s, start_ns)",
+    "CREATE TABLE IF NOT EXISTS rollup_groups (id bigint PRIMARY KEY, model text NOT NULL, "
+    "request_model text, provider text, route_name text, status text NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS rollup_totals (width_s integer NOT NULL, "
+    "start_ns bigint NOT NULL, gid bigint NOT NULL, "
+    + ", ".join(f"{c} bigint NOT NULL" for c in _TOTALS)
+    + ", PRIMARY KEY (width_s, start_ns, gid))",
+    "CREATE TABLE IF NOT EXISTS rollup_values (width_s integer NOT NULL, "
+    "start_ns bigint NOT NULL, gid bigint NOT NULL, kind smallint NOT NULL, "
+    "bucket bigint NOT NULL, n bigint NOT NULL, m bigint NOT NULL, "
+    "PRIMARY KEY (width_s, start_ns, gid, kind, bucket))",
 )
-#: The columns a rollup counts, in :data:`._rollup.RAW_COLUMNS` order (``ts`` for the time).
+#: The writer's rows of a batch, as :func:`~.._rollup.derive` makes them (one per connection,
+#: emptied at every commit).
+BATCH: Final = "asynctelemetry_rollup_batch"
+BATCH_COLUMNS: Final = (
+    "start",
+    "gid",
+    *_TOTALS,
+    *HISTOGRAMS,
+    "cost_e",
+    "cost_high",
+    "cost_low",
+)
+_BATCH_SQL: Final = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {BATCH} "
+    f"({', '.join(f'{c} bigint' for c in BATCH_COLUMNS)}) ON COMMIT DELETE ROWS"
+)
+#: Every level's period of a batch row (floored, also before 1970).
+_LEVELS: Final = (
+    "(VALUES "
+    + ", ".join(f"({w:d}, {w * 1_000_000_000:d}::bigint)" for w in LEVELS)
+    + ") AS l(w, ns)"
+)
+_PERIOD: Final = "b.start - ((b.start % l.ns) + l.ns) % l.ns"
+#: The batch summed per finest period and group (and kind and bucket): one hash aggregate of
+#: the batch; every level is then summed from these few rows.
+_FINEST_TOTALS: Final = (
+    f"WITH f AS (SELECT start, gid, {', '.join(f'sum({c}) AS {c}' for c in _TOTALS)} "
+    f"FROM {BATCH} GROUP BY start, gid) "
+)
+_ADD_TOTALS: Final = (
+    f"{_FINEST_TOTALS}INSERT INTO rollup_totals (width_s, start_ns, gid, {', '.join(_TOTALS)}) "
+    f"SELECT l.w, {_PERIOD}, b.gid, {', '.join(f'sum(b.{c})' for c in _TOTALS)} "
+    f"FROM f b CROSS JOIN {_LEVELS} GROUP BY 1, 2, 3 "
+    "ON CONFLICT (width_s, start_ns, gid) DO UPDATE SET "
+    + ", ".join(f"{c} = rollup_totals.{c} + excluded.{c}" for c in _TOTALS)
+)
+#: The batch's values unpivoted: a row per histogram bucket and cost exponent of each call.
+_VALUES: Final = (
+    "CROSS JOIN LATERAL (VALUES "
+    + ", ".join(f"({kind}, b.{name}, b.calls, 0::bigint)" for kind, name in enumerate(HISTOGRAMS))
+    + f", ({COST_KIND}, b.cost_e, b.cost_high, b.cost_low)) AS v(kind, bucket, n, m)"
+)
+_ADD_VALUES: Final = (
+    "WITH f AS (SELECT b.start, b.gid, v.kind, v.bucket, sum(v.n) AS n, sum(v.m) AS m "
+    f"FROM {BATCH} b {_VALUES} WHERE v.bucket IS NOT NULL GROUP BY 1, 2, 3, 4) "
+    "INSERT INTO rollup_values (width_s, start_ns, gid, kind, bucket, n, m) "
+    f"SELECT l.w, {_PERIOD}, b.gid, b.kind, b.bucket, sum(b.n), sum(b.m) FROM f b "
+    f"CROSS JOIN {_LEVELS} GROUP BY 1, 2, 3, 4, 5 "
+    "ON CONFLICT (width_s, start_ns, gid, kind, bucket) DO UPDATE SET "
+    "n = rollup_values.n + excluded.n, m = rollup_values.m + excluded.m"
+)
+#: After calls were taken away: the rows of the periods they touched left at zero go.
+_TOUCHED: Final = f"SELECT DISTINCT l.w, {_PERIOD} AS p, b.gid FROM {BATCH} b CROSS JOIN {_LEVELS}"
+_DROP_EMPTY: Final = (
+    f"DELETE FROM rollup_totals t USING ({_TOUCHED}) d WHERE t.width_s = d.w "
+    "AND t.start_ns = d.p AND t.gid = d.gid AND t.calls = 0",
+    f"DELETE FROM rollup_values t USING ({_TOUCHED}) d WHERE t.width_s = d.w "
+    "AND t.start_ns = d.p AND t.gid = d.gid AND t.n = 0 AND t.m = 0",
+)
+_ADD_GROUPS: Final = (
+    f"INSERT INTO rollup_groups (id, {_KEYS}) SELECT * FROM unnest($1::bigint[], $2::text[], "
+    "$3::text[], $4::text[], $5::text[], $6::text[]) ON CONFLICT (id) DO NOTHING"
+)
+#: The columns a rollup counts, in :data:`.._rollup.RAW_COLUMNS` order (``ts`` for the time).
 RAW_SQL: Final = (
     "ts, model, request_model, provider, route_name, status, input_tokens, output_tokens, "
     "cached_input_tokens, reasoning_tokens, cost_usd, duration_ms, ttft_ms"
 )
-_STORED: Final = f"SELECT id, width_s, start_ns, {_KEYS}, {_STATS} FROM rollup"
-_INSERT_COLUMNS: Final = ("width_s", "start_ns", *KEY_COLUMNS, *STAT_COLUMNS)
-_UPDATE: Final = (
-    f"UPDATE rollup SET {', '.join(f'{c} = ${i}' for i, c in enumerate(STAT_COLUMNS, 1))} "
-    f"WHERE id = ${len(STAT_COLUMNS) + 1}"
-)
-#: Cells (a period of one group) worked out per step: the loop gets control back between.
-_STEP: Final = 8
+#: Calls derived per step: the loop gets control back between steps.
+_STEP: Final = 64
 _S: Final = 1_000_000_000
+
+Derived = tuple[list[tuple[Any, ...]], dict[tuple[Any, ...], int]]  # (rows, groups met)
 
 
 def raw_of(values: Sequence[Any]) -> tuple[Any, ...]:
@@ -108,22 +170,50 @@ def raw_of(values: Sequence[Any]) -> tuple[Any, ...]:
     )
 
 
+async def derived(raw: Iterable[Sequence[Any]], sign: int = 1) -> Derived:
+    """What the calls of ``raw`` (their :func:`raw_of` values) add to the rollups
+    (:func:`~.._rollup.derive`), a step of calls at a time, and the groups they are in."""
+    raw = list(raw)
+    rows: list[tuple[Any, ...]] = []
+    groups: dict[tuple[Any, ...], int] = {}
+    for start in range(0, len(raw), _STEP):
+        rows += derive(raw[start : start + _STEP], groups, sign)
+        if len(raw) > _STEP:
+            await asyncio.sleep(0)
+    return rows, groups
+
+
+async def add(conn: asyncpg.Connection, batch: Derived, sign: int = 1) -> None:
+    """Add a batch's :func:`derived` rows to every level, in the caller's transaction: its
+    groups, the rows into the batch table by COPY, then one upsert per table under the rollup
+    lock (and, after calls were taken away, ``sign=-1``, the rows left at zero go)."""
+    rows, groups = batch
+    if not rows:
+        return
+    await conn.execute(_BATCH_SQL)
+    await conn.execute(f"DELETE FROM {BATCH}")
+    ids = list(groups.values())
+    keys = list(zip(*groups, strict=True))
+    await conn.execute(_ADD_GROUPS, ids, *keys)
+    await conn.copy_records_to_table(BATCH, records=rows, columns=BATCH_COLUMNS)
+    await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *LOCK_ROLLUP)
+    await conn.execute(_ADD_TOTALS)
+    await conn.execute(_ADD_VALUES)
+    if sign < 0:
+        for sql in _DROP_EMPTY:
+            await conn.execute(sql)
+
+
 async def remember(conn: asyncpg.Connection, raw: Sequence[Sequence[Any]]) -> None:
     """Add calls just stored (their :func:`raw_of` values), in the caller's transaction."""
     if raw:
-        await _write(conn, levels_of(raw), 1)
-
-
-async def remember_minutes(conn: asyncpg.Connection, minutes: dict[Cell, Acc]) -> None:
-    """Add calls just stored, already counted into minutes (:func:`~._rollup.count_minutes`)."""
-    if minutes:
-        await _write(conn, levels_from(minutes), 1)
+        await add(conn, await derived(raw))
 
 
 async def forget(conn: asyncpg.Connection, raw: Sequence[Sequence[Any]]) -> None:
-    """Subtract calls about to go or to change (their :func:`raw_of` values)."""
+    """Take away calls about to go or to change (their :func:`raw_of` values)."""
     if raw:
-        await _write(conn, levels_of(raw), -1)
+        await add(conn, await derived(raw, -1), -1)
 
 
 async def forget_day(conn: asyncpg.Connection, day: date) -> None:
@@ -131,73 +221,31 @@ async def forget_day(conn: asyncpg.Connection, day: date) -> None:
     start = to_ns(_midnight(day))
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *LOCK_ROLLUP)
-        await conn.execute(
-            "DELETE FROM rollup WHERE start_ns >= $1 AND start_ns < $2", start, start + DAY * _S
-        )
+        for table in ("rollup_totals", "rollup_values"):  # our own constant names
+            await conn.execute(
+                f"DELETE FROM {table} WHERE start_ns >= $1 AND start_ns < $2",
+                start,
+                start + DAY * _S,
+            )
 
 
-async def _write(
-    conn: asyncpg.Connection, cells: dict[tuple[int, int, tuple[Any, ...]], Acc], sign: int
-) -> None:
-    """Add (``sign=1``) or subtract (``-1``) ``cells``: read the periods' rows in one query,
-    work out what :func:`~._rollup.changes` says a few cells per step (the loop breathes
-    between steps), then write it: new rows by COPY, changed ones in one ``executemany``.
-    Under the rollup lock, in the caller's transaction."""
-    periods = list(by_period(cells).items())
-    if not periods:
-        return
-    await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *LOCK_ROLLUP)
-    rows = await conn.fetch(
-        f"{_STORED} WHERE (width_s, start_ns) IN "
-        "(SELECT * FROM unnest($1::integer[], $2::bigint[]))",
-        [width for (width, _), _ in periods],
-        [start for (_, start), _ in periods],
-    )
-    stored: dict[tuple[int, int], dict[tuple[Any, ...], tuple[Any, Sequence[Any]]]] = {}
-    for row in rows:
-        values = tuple(row)
-        stored.setdefault((values[1], values[2]), {})[values[3:8]] = (values[0], values[8:])
-    inserts: list[tuple[Any, ...]] = []
-    updates: list[tuple[Any, ...]] = []
-    deletes: list[Any] = []
-    done = 0
-    for (width, start), members in periods:
-        held = stored.get((width, start), {})
-        for kind, values in changes(held, width, start, members, sign):
-            if kind == "insert":
-                inserts.append(values)
-            elif kind == "update":
-                updates.append(values)
-            else:
-                deletes.append(values[0])
-        done += len(members)
-        if done >= _STEP:  # each cell costs its histograms' encoding: a few per step
-            done = 0
-            await asyncio.sleep(0)
-    if inserts:
-        await conn.copy_records_to_table("rollup", records=inserts, columns=_INSERT_COLUMNS)
-    if updates:
-        await conn.executemany(_UPDATE, updates)
-    if deletes:
-        await conn.execute("DELETE FROM rollup WHERE id = ANY($1::bigint[])", deletes)
+#: Calls read per step when the rollups are built from a partition.
+_REBUILD_CHUNK: Final = 10_000
 
 
 async def rebuild(conn: asyncpg.Connection, partitions: Iterable[str]) -> None:
     """Build the rollups from every stored call, one day partition at a time (a migration step,
-    in its transaction; ``partitions`` are our own checked ``calls_YYYYMMDD`` names). Every
-    period nests in one day, so a partition's periods are new rows: nothing is read back."""
-    await conn.execute("DELETE FROM rollup")
+    in its transaction; ``partitions`` are our own checked ``calls_YYYYMMDD`` names)."""
+    for table in ("rollup_values", "rollup_totals", "rollup_groups"):
+        await conn.execute(f"DELETE FROM {table}")  # our own constant names
     for name in partitions:
-        minutes: dict[Cell, Acc] = {}
         raw: list[tuple[Any, ...]] = []
-        async for record in conn.cursor(f"SELECT {RAW_SQL} FROM {name}", prefetch=10_000):
+        async for record in conn.cursor(f"SELECT {RAW_SQL} FROM {name}", prefetch=_REBUILD_CHUNK):
             raw.append(raw_of(record))
-            if len(raw) >= 10_000:
-                count_minutes(raw, minutes)
+            if len(raw) >= _REBUILD_CHUNK:
+                await remember(conn, raw)
                 raw = []
-                await asyncio.sleep(0)
-        count_minutes(raw, minutes)
-        await remember_minutes(conn, minutes)
+        await remember(conn, raw)
 
 
 def _midnight(day: date) -> datetime:
@@ -205,7 +253,7 @@ def _midnight(day: date) -> datetime:
 
 
 def _dollars(sql: str) -> str:
-    """``?`` placeholders (as :mod:`._rollup` writes its clauses) numbered ``$1, $2, …``."""
+    """``?`` placeholders (as :mod:`.._rollup` writes its clauses) numbered ``$1, $2, …``."""
     parts = sql.split("?")
     return "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], 1)) + parts[-1]
 
@@ -215,37 +263,26 @@ async def rolled(
     filters: Filters,
     column: str | None,
     width_ns: int | None,
-    hists: tuple[str, ...] = ("latency", "ttft", "speed"),
+    hists: tuple[str, ...] = HISTOGRAMS,
 ) -> dict[tuple[int | None, Any], Acc] | None:
     """The calls that pass ``filters``, accumulated per (bucket start or ``None``, value of
     ``column`` or ``None``) from the rollups and the raw rows of the window's edges; ``None``
-    when rollups cannot serve the read (as :func:`._rollup.rolled`)."""
-    levels = levels_for(filters, column, width_ns)
-    if levels is None:
+    when rollups cannot serve the read."""
+    queries = read_queries(
+        filters,
+        column,
+        width_ns,
+        None if filters.since is None else to_ns(filters.since),
+        None if filters.until is None else to_ns(filters.until),
+        hists,
+        raw_select=f"SELECT {RAW_SQL} FROM calls",
+        time_column="ts",
+        time_param=from_ns,
+    )
+    if queries is None:
         return None
-    lo = None if filters.since is None else to_ns(filters.since)
-    hi = None if filters.until is None else to_ns(filters.until)
-    key_clauses, key_params = key_filters(filters)
     cells = Cells(column, width_ns, hists)
-    for level, a, b in plan(lo, hi, levels):
-        clauses: list[str] = []
-        params: list[Any] = []
-        if level is None:  # the edges: less than a minute of calls on each side
-            for bound, op in ((a, ">="), (b, "<")):
-                if bound is not None:
-                    clauses.append(f"ts {op} ?")
-                    params.append(from_ns(bound))
-            where = [*clauses, *key_clauses]
-            sql = f"SELECT {RAW_SQL} FROM calls" + (
-                f" WHERE {' AND '.join(where)}" if where else ""
-            )
-            cells.add_raw(map(raw_of, await fetch(_dollars(sql), [*params, *key_params])))
-            continue
-        for bound, op in ((a, ">="), (b, "<")):
-            if bound is not None:
-                clauses.append(f"start_ns {op} ?")
-                params.append(bound)
-        where = ["width_s = ?", *clauses, *key_clauses]
-        sql = f"SELECT start_ns, {_KEYS}, {_STATS} FROM rollup WHERE {' AND '.join(where)}"
-        cells.add_stored(map(tuple, await fetch(_dollars(sql), [level, *params, *key_params])))
+    for kind, sql, params in queries:
+        rows = await fetch(_dollars(sql), params)
+        cells.add(kind, map(raw_of, rows) if kind == "raw" else rows)
     return cells.out

@@ -27,8 +27,8 @@ Version history:
 2. adds the index ``calls_trace_ts`` on ``(trace_id, ts)`` (every partition), for lookups by
    trace (``PostgresStore.trace``); lookups by ``call_id`` use the ``UNIQUE (call_id, ts)``
    index. Building it reads every partition once, under a lock that holds writes back.
-3. adds the ``rollup`` table (:mod:`._pg_rollup`), built from the stored calls a partition at a
-   time in the migrating transaction (about 3 minutes per 10,000,000 calls on 2 cores).
+3. added the ``rollup`` table (one row per period and group, histograms as JSON; replaced by
+   version 6).
 4. adds ``user_id``, ``agent_name``, ``tags`` (``text[]``, ``NULL`` when empty) and
    ``error_message``; calls stored before have none. Adding nullable columns without a
    default changes no stored row, so it is instant at any size.
@@ -36,6 +36,10 @@ Version history:
    field (``ts`` the start, ``attributes`` JSONB), ``span_id`` unique, indexed by
    ``(trace_id, ts)`` and ``ts``. Not partitioned: steps are kept by ``max_age`` and
    ``max_rows`` with plain deletes.
+6. replaces ``rollup`` by the engine's rollups (:mod:`.rollup`: ``rollup_groups``,
+   ``rollup_totals``, ``rollup_values``), built from the stored calls a partition at a time in
+   the migrating transaction (a database of an older version gets them the same way; version
+   3 no longer builds the old table).
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ __all__ = [
     "prepare",
 ]
 
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
 #: Advisory lock keys (namespace, key): ``ascii('atlm')`` and one key per job.
 _NAMESPACE: Final = 0x61746C6D
 LOCK_MIGRATE: Final = (_NAMESPACE, 1)
@@ -144,7 +148,7 @@ def _create_v1() -> list[str]:
 #: ``MIGRATIONS[n]`` takes a database from version ``n`` to ``n + 1`` (statements, in order).
 MIGRATIONS: Final[dict[int, list[str]]] = {
     1: ["CREATE INDEX IF NOT EXISTS calls_trace_ts ON calls (trace_id, ts)"],
-    2: list(_pg_rollup.TABLE_SQL),  # then the rollups are built from the stored calls
+    2: [],  # added the first rollup table; version 6 replaces it (below)
     4: [
         "CREATE TABLE IF NOT EXISTS spans (id bigserial PRIMARY KEY, span_id text NOT NULL "
         "UNIQUE, trace_id text NOT NULL, parent_span_id text, name text NOT NULL, kind text NOT "
@@ -159,6 +163,7 @@ MIGRATIONS: Final[dict[int, list[str]]] = {
         "ADD COLUMN IF NOT EXISTS agent_name text, ADD COLUMN IF NOT EXISTS tags text[], "
         "ADD COLUMN IF NOT EXISTS error_message text"
     ],
+    5: ["DROP TABLE IF EXISTS rollup", *_pg_rollup.TABLE_SQL],  # then built from the calls
 }
 
 #: The writer's staging table: one per connection, emptied at every commit.
@@ -236,7 +241,7 @@ async def prepare(conn: asyncpg.Connection, where: str) -> int:
             steps += MIGRATIONS[version]
         for sql in steps:
             await conn.execute(sql)
-        if 0 < found < 3:  # a database that has calls and no rollups yet
+        if 0 < found < 6:  # a database that has calls and not the engine's rollups yet
             await _pg_rollup.rebuild(conn, sorted((await existing_partitions(conn)).values()))
         if found != SCHEMA_VERSION:
             await conn.execute("DELETE FROM asynctelemetry_schema")

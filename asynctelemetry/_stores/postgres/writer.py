@@ -27,7 +27,7 @@ from ..._batching import Retryable
 from ..._exceptions import StoreError, mask_secrets
 from .._base import split_records
 from .._door import admit, call_id_of
-from .._rollup import count_minutes
+from .._rollup import derive
 from . import rollup as _pg_rollup
 from .schema import (
     COPY_COLUMNS,
@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 
     from ..._record import LLMCall
     from ..._rows import Row
-    from .._rollup import Acc, Cell
 
 __all__ = ["PgWriter", "is_db_error", "reason"]
 
@@ -189,13 +188,13 @@ class PgWriter:
         kept, rejected = await _admitted(batch)
         if not kept:
             return 0, rejected
-        rows, minutes = await _encoded(kept)
+        rows, derived = await _encoded(kept)
         days = days_of(kept)
         for attempt in range(_DAY_ATTEMPTS):
             await ensure_partitions(conn, days, self.known_days)
             try:
                 inserted = await self._write_once(
-                    conn, rows, minutes, kept, days, rejected, attempt
+                    conn, rows, derived, kept, days, rejected, attempt
                 )
             except _DayGone:
                 continue
@@ -206,7 +205,7 @@ class PgWriter:
         self,
         conn: asyncpg.Connection,
         rows: list[list[Any]],
-        minutes: dict[Cell, Acc],
+        derived: _pg_rollup.Derived,
         calls: list[LLMCall | Row],
         days: set[date],
         rejected: list[tuple[str, str]],
@@ -220,7 +219,7 @@ class PgWriter:
                 await conn.copy_records_to_table(
                     "calls", records=_stepped(rows), columns=COPY_COLUMNS
                 )
-                await _pg_rollup.remember_minutes(conn, minutes)
+                await _pg_rollup.add(conn, derived)
             return len(rows)
         except self.pg.UniqueViolationError:
             pass
@@ -296,17 +295,18 @@ async def _admitted(
     return kept, refused
 
 
-async def _encoded(batch: list[LLMCall | Row]) -> tuple[list[list[Any]], dict[Cell, Acc]]:
-    """The batch's COPY rows and its calls counted into minutes for the rollups, a step at a
-    time, giving the event loop control between steps."""
+async def _encoded(batch: list[LLMCall | Row]) -> tuple[list[list[Any]], _pg_rollup.Derived]:
+    """The batch's COPY rows and what each call adds to the rollups (with the groups met), a
+    step at a time, giving the event loop control between steps."""
     rows: list[list[Any]] = []
-    minutes: dict[Cell, Acc] = {}
+    derived: list[tuple[Any, ...]] = []
+    groups: dict[tuple[Any, ...], int] = {}
     for start in range(0, len(batch), _STEP):
         step = list(map(pg_row, batch[start : start + _STEP]))
-        count_minutes([_pg_rollup.raw_of(_RAW_OF_COPY(row)) for row in step], minutes)
+        derived += derive([_pg_rollup.raw_of(_RAW_OF_COPY(row)) for row in step], groups)
         rows += step
         await asyncio.sleep(0)
-    return rows, minutes
+    return rows, (derived, groups)
 
 
 async def _stepped(rows: list[list[Any]]) -> AsyncIterator[list[Any]]:

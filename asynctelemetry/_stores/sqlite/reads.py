@@ -30,7 +30,8 @@ from .._base import (
     top,
     window_percentile,
 )
-from .._rollup import FSum, buckets_of, rolled, summaries_of
+from .._rollup import FSum, buckets_of, summaries_of
+from .rollup import rolled
 from .schema import SELECT_COLUMNS, from_ns, to_ns
 
 if TYPE_CHECKING:

@@ -20,7 +20,8 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from .. import _bounds, _rollup
+from .. import _bounds
+from . import rollup as _rollup
 from .schema import to_ns
 from .writer import in_transaction
 

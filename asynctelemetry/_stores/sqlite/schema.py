@@ -21,7 +21,10 @@ Version history:
 6. adds ``user_id``, ``agent_name``, ``error_message`` and ``tags`` (JSON array text, ``NULL``
    when empty); calls stored before have none (``NULL``: unknown, and no tags);
 7. adds the ``spans`` table: the steps of traces (:class:`~asynctelemetry.TraceSpan`), a column
-   per field, ``span_id`` UNIQUE, indexed by ``(trace_id, timestamp_ns)`` and ``timestamp_ns``.
+   per field, ``span_id`` UNIQUE, indexed by ``(trace_id, timestamp_ns)`` and ``timestamp_ns``;
+8. replaces the ``rollup`` table by the engine's rollups (:mod:`.rollup`: ``rollup_groups``,
+   ``rollup_totals``, ``rollup_values``), built from the stored calls when migrated (so the
+   steps that built and extended ``rollup``, 2 and 4, now leave that to this one).
 """
 
 from __future__ import annotations
@@ -34,9 +37,9 @@ from typing import TYPE_CHECKING, Any, Final
 from ..._exceptions import SchemaVersionError, StoreError
 from ..._record import FIELD_DEFAULTS, LLMCall, TraceSpan
 from ..._rows import ATTRIBUTES, FIELDS, TIMESTAMP, Row
-from .. import _rollup
 from .._base import from_ns, to_ns
 from .._traces import span_values, spans_of
+from . import rollup as _rollup
 
 if TYPE_CHECKING:
     import sqlite3
@@ -63,7 +66,7 @@ __all__ = [
     "to_ns",
 ]
 
-SCHEMA_VERSION: Final = 7
+SCHEMA_VERSION: Final = 8
 
 #: LLMCall fields stored as they are, in column order (``timestamp`` and ``attributes`` follow).
 PLAIN_FIELDS: Final = (
@@ -197,6 +200,10 @@ def _v6_to_v7(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
 
 
+def _nothing(conn: sqlite3.Connection) -> None:
+    """A step whose work a later one does (the rollups are built once, at version 8)."""
+
+
 def _v1_to_v2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE calls ADD COLUMN cache_creation_tokens INTEGER")
     conn.execute("ALTER TABLE calls ADD COLUMN price_version TEXT")
@@ -216,11 +223,12 @@ def _v5_to_v6(conn: sqlite3.Connection) -> None:
 #: ``MIGRATIONS[n]`` takes a file from version ``n`` to ``n + 1``. Forward only.
 MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
     1: _v1_to_v2,
-    2: _rollup.rebuild,
+    2: _nothing,
     3: _v3_to_v4,
-    4: _rollup.add_days,
+    4: _nothing,
     5: _v5_to_v6,
     6: _v6_to_v7,
+    7: _rollup.rebuild,
 }
 
 

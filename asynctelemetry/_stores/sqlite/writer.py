@@ -15,6 +15,7 @@ from ..._exceptions import StoreError
 from .. import _rollup
 from .._door import admit
 from . import reads as q
+from . import rollup as _sqlite_rollup
 from .schema import (
     COLUMNS,
     INSERT_SPAN_SQL,
@@ -84,6 +85,7 @@ def setup_writer(
     if mode.lower() not in ("wal", "memory"):
         raise StoreError(f"{path}: cannot switch to WAL journal mode (got {mode!r})")
     conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS[durability]}")
+    conn.execute("PRAGMA temp_store = MEMORY")  # the rollups' batch table
     prepare(conn, path)
     q.register(conn)
 
@@ -203,9 +205,9 @@ def _insert_rows(conn: sqlite3.Connection, batch: list[LLMCall | Row]) -> tuple[
     # The rows this transaction inserted (not the ignored duplicates) join the rollups:
     # those encoded here when every one went in, else read back by rowid.
     if inserted == len(batch) and len(kept) == inserted:
-        _rollup.remember_rows(conn, kept)
+        _sqlite_rollup.remember_rows(conn, kept)
     else:
-        _rollup.remember(conn, last)
+        _sqlite_rollup.remember(conn, last)
     return inserted, rejected
 
 
@@ -238,11 +240,11 @@ def update_costs(conn: sqlite3.Connection, updates: Sequence[tuple[float, str, s
 def _update_costs(conn: sqlite3.Connection, updates: Sequence[tuple[float, str, str]]) -> int:
     ids = [call_id for _, _, call_id in updates]
     ids_sql = f"SELECT id FROM calls WHERE call_id IN ({', '.join('?' * len(ids))})"
-    _rollup.forget(conn, ids_sql, ids)
+    _sqlite_rollup.forget(conn, ids_sql, ids)
     before = conn.total_changes
     conn.executemany("UPDATE calls SET cost_usd = ?, price_version = ? WHERE call_id = ?", updates)
     changed = conn.total_changes - before
-    _rollup.include(conn, ids_sql, ids)
+    _sqlite_rollup.include(conn, ids_sql, ids)
     return changed
 
 
