@@ -6,19 +6,18 @@ error, and sent every request to 127.0.0.1 (the page works offline: no CDN, no f
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asynctelemetry import TraceSpan
 from tests.conftest import make_call
 
 from .conftest import Served, Watched
 
-DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
+if TYPE_CHECKING:
+    from pathlib import Path
+
 HOSTILE = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
 
 
@@ -46,9 +45,6 @@ def test_charts_render_with_data(served: Served, watched: Watched, tmp_path: Pat
     for table in ("top-model", "top-session", "top-route"):
         assert page.locator(f"#{table} tbody tr").count() >= 2, table
     assert len(watched.column(1)) == 64
-    page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=False)
-    if os.environ.get("UPDATE_SCREENSHOT"):  # refresh docs/dashboard.png from this very page
-        shutil.copyfile(tmp_path / "dashboard.png", DOCS_SCREENSHOT)
 
 
 def test_page_weight_under_300_kb(served: Served, watched: Watched) -> None:

@@ -60,6 +60,8 @@ def conversation(now: datetime | None = None, session: str = "chat-1") -> list[L
                 2000 + k,
                 call_id=f"turn-{k}",
                 session_id=session,
+                model="gpt-4o",
+                provider="openai",
                 trace_id=f"{session}-trace-{k}",
                 span_id=f"{session}-span-{k}",
                 timestamp=now - timedelta(seconds=300 - 60 * k),
