@@ -203,7 +203,7 @@ async def volume(dsn: str, total: int) -> list[tuple[str, str]]:
         week = now - timedelta(days=7)
         rows: list[tuple[str, str]] = [
             (f"generate {total:,} calls server-side (+ANALYZE)", f"{generated:.1f} s"),
-            ("build the rollups from them (the schema-2 migration's step)", f"{rebuilt:.1f} s"),
+            ("build the rollups from them (the migration's step)", f"{rebuilt:.1f} s"),
         ]
         reads = (
             ("summary(by='model') of the last day", lambda: store.summary(since=day)),

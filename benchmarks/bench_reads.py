@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import machine, table
 
 from asynctelemetry import SQLiteStore
-from asynctelemetry._stores import _base, _rollup
+from asynctelemetry._stores import _base
+from asynctelemetry._stores.sqlite import rollup as _rollup
 from asynctelemetry._stores.sqlite.schema import COLUMNS, INSERT_SQL, prepare, to_ns
 
 MODELS = ("gpt-4o", "claude-sonnet-4-5", "gemini-2.5-flash", "gpt-4o-mini")
