@@ -31,11 +31,13 @@
   // -- the state of the page: its URL (state.js) ---------------------------------------------
   const URL_KEYS = { window: "1h", since: null, until: null, model: null, provider: null, session: null,
                      status: null, stack: "request_model", user: null, agent: null, call: null, trace: null,
-                     conversation: null, sort: null, q: null, after: null };
+                     conversation: null, sort: null, q: null, after: null, error_type: null,
+                     error_message: null };
   for (const [k, v] of Object.entries(URL_KEYS)) window.UrlState.register(k, v);
   //: Keys whose change redraws the data (call and trace only open or close the dialog).
   const DATA_KEYS = new Set(["window", "since", "until", "model", "provider", "session", "status",
-                             "stack", "user", "agent", "sort", "q", "after"]);
+                             "stack", "user", "agent", "sort", "q", "after", "error_type",
+                             "error_message"]);
   const at = window.UrlState.get;
   // A filter changes: the calls table starts again at its first page.
   function filter(changes) { window.UrlState.set(Object.assign({ after: null }, changes)); }
@@ -69,6 +71,7 @@
     $("stack").value = at("stack");
     $("trace-user").value = at("user") || "";
     $("trace-agent").value = at("agent") || "";
+    showErrorFilter();
   }
   function ensureOption(select, value) {
     if (!value || Array.from(select.options).some(function (o) { return o.value === value; })) return;
@@ -90,7 +93,9 @@
     } else {
       p.set("window", at("window"));
     }
-    for (const k of ["model", "provider", "session", "status"]) if (at(k)) p.set(k, at(k));
+    for (const k of ["model", "provider", "session", "status", "error_type", "error_message"]) {
+      if (at(k)) p.set(k, at(k));
+    }
     for (const [k, v] of Object.entries(extra || {})) p.set(k, v);
     return p;
   }
@@ -249,31 +254,42 @@
     }
   }
 
-  // Errors grouped by type and message (of the newest 500 failed calls of the window).
-  function errorsTable(calls) {
-    const groups = new Map();
-    for (const c of calls) {
-      const type = c.error_type || "error";
-      const message = c.error_message || "";
-      const key = type + "\u0000" + message;
-      const g = groups.get(key) || { type: type, message: message, calls: 0, models: new Set() };
-      g.calls += 1;
-      g.models.add(modelKey(c));
-      groups.set(key, g);
-    }
-    const rows = Array.from(groups.values()).sort(function (a, b) { return b.calls - a.calls; });
+  // Errors grouped by type and message (/api/errors: the store groups every failed call of the
+  // window); clicking a group (or Enter on it) filters the whole page to its calls.
+  function errorsTable(groups) {
     const body = $("errors").tBodies[0];
     body.replaceChildren();
-    if (!rows.length) { cell(body.insertRow(), "no errors in this window", "muted").colSpan = 4; }
-    for (const g of rows.slice(0, 10)) {
+    if (!groups.length) { cell(body.insertRow(), "no errors in this window", "muted").colSpan = 6; }
+    for (const g of groups) {
       const row = body.insertRow();
-      cell(row, g.type);
-      const message = cell(row, g.message || F.UNKNOWN);
-      message.title = g.message;
+      row.className = "call error-group";
+      row.tabIndex = 0;
+      cell(row, "").appendChild(anchor(g.error_type == null ? "(no type)" : g.error_type,
+        Object.assign({ after: null }, errorFilter(g)), "show only these failed calls"));
+      const message = cell(row, g.error_message || F.UNKNOWN);
+      message.title = g.error_message || "";
       cell(row, num(g.calls), "num");
-      cell(row, Array.from(g.models).sort().join(", "));
+      cell(row, when(g.first_seen));
+      cell(row, when(g.last_seen));
+      cell(row, g.models.join(", "));
+      const pick = function () { filter(errorFilter(g)); };
+      row.addEventListener("click", pick);
+      row.addEventListener("keydown", function (event) { if (event.key === "Enter" && event.target === row) pick(); });
     }
-    $("errors-note").textContent = calls.length >= 500 ? "(the newest 500 failed calls)" : "";
+  }
+
+  // The page filtered to one error group (its failed calls: status, type and message in the
+  // URL), or to every call again (null).
+  function errorFilter(group) {
+    if (!group) return { error_type: null, error_message: null, status: at("status") === "error" ? null : at("status") };
+    return { status: "error", error_type: group.error_type || null, error_message: group.error_message || null };
+  }
+
+  function showErrorFilter() {
+    const type = at("error_type"), message = at("error_message");
+    $("error-filter").hidden = !(type || message);
+    $("error-filter-text").textContent = type || message ? "Showing the calls that failed with " +
+      (type || "any type") + (message ? ": " + message : "") + " " : "";
   }
 
   // -- the detail dialog ---------------------------------------------------------------------
@@ -486,6 +502,8 @@
     const p = query(extra);
     p.delete("model");  // traces are filtered by session, status, user and agent
     p.delete("provider");
+    p.delete("error_type");
+    p.delete("error_message");
     return p;
   }
 
@@ -502,7 +520,7 @@
         api("/api/summary", query({ by: "route", total: "false", limit: "10" })),
         api("/api/timeseries", query({ by: stack })),
         api("/api/calls", query({ limit: "100" })),
-        api("/api/calls", query({ status: "error", limit: "500" })),
+        api("/api/errors", query({ limit: "20" })),
         api("/api/traces", traceQuery()),
       ]);
       headline(byModel.total);
@@ -517,7 +535,7 @@
       setOptions($("model"), state.models, at("model"));
       setOptions($("provider"), state.providers, at("provider"));
       callsTable(recent.calls);
-      errorsTable(failed.calls);
+      errorsTable(failed.groups);
       tracesTable(traces.traces);
       state.newest = recent.calls.length ? recent.calls[0].call_id : null;
       state.lastFull = Date.now();
@@ -577,6 +595,7 @@
       if (names.has("call") || names.has("trace") || names.has("conversation")) syncDialog();
     });
     controlsFromUrl();
+    $("error-filter-clear").addEventListener("click", function () { filter(errorFilter(null)); });
     refresh();
     syncDialog();
     setInterval(poll, POLL_MS);
