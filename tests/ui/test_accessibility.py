@@ -53,7 +53,7 @@ def test_the_dialogs_have_no_axe_violations(served: Served, watched: Watched, sc
     page.wait_for_selector("#detail[open] table.fields")
     assert _violations(page) == []
     page.click("#detail-close")
-    page.locator("#calls tbody tr[data-call-id='agent-root'] button.trace").click()
+    page.locator("#calls tbody tr[data-call-id='agent-root'] a.trace").click()
     page.wait_for_selector("#detail[open] table.waterfall")
     page.locator("#detail table.waterfall tbody tr").first.click()
     assert _violations(page) == []
