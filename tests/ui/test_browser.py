@@ -461,6 +461,10 @@ def test_an_error_group_filters_the_page(served: Served, watched: Watched) -> No
     assert sorted(shown) == sorted(c.call_id for c in failures)
     assert page.is_visible("#error-filter")
     assert page.input_value("#status") == "error"
+    page.reload()  # the filter is in the URL: a reload (or a sent link) shows the same view
+    watched.refreshed(1)
+    assert "error_type=APITimeoutError" in page.evaluate("location.search")
+    assert page.text_content("#h-calls") == "4" and page.is_visible("#error-filter")
     page.click("#error-filter-clear")
     page.wait_for_function("() => !(document.body.dataset.query || '').includes('error_type')")
     assert page.text_content("#h-calls") == "68"
