@@ -40,6 +40,7 @@ from ._step import StepHandle
 from ._stores import (
     CallStore,
     CallSummary,
+    ErrorGroup,
     Filters,
     MemoryStore,
     PostgresStore,
@@ -74,6 +75,7 @@ __all__ = [
     "CollectorStats",
     "ConfigError",
     "ConsoleSink",
+    "ErrorGroup",
     "ExportError",
     "ExporterStats",
     "Filters",

@@ -67,6 +67,18 @@ SESSION = "session-777"
 WHOLE = timedelta(days=36525)  # the one bucket /api/summary asks for (the window's percentiles)
 
 
+#: Failures: five types, forty messages (the errors panel's groups).
+ERROR_TYPES = (
+    "RateLimitError",
+    "APITimeoutError",
+    "APIConnectionError",
+    "BadRequestError",
+    "InternalServerError",
+)
+#: What the calls look like: a database kept from a run with other calls is filled again.
+DATA_VERSION = 2
+
+
 def call(i: int, n: int, now: datetime) -> LLMCall:
     """Call ``i`` of ``n``, spread evenly over the 7 days before ``now`` (oldest first)."""
     m = i % len(MODELS)
@@ -85,6 +97,8 @@ def call(i: int, n: int, now: datetime) -> LLMCall:
             "session_id": f"session-{i % SESSIONS}",
             "route_name": f"route-{i % 5}",
             "status": "error" if i % 23 == 0 else "ok",
+            "error_type": ERROR_TYPES[i % len(ERROR_TYPES)] if i % 23 == 0 else None,
+            "error_message": f"upstream said no ({i % 40})" if i % 23 == 0 else None,
             "input_tokens": 500 + i % 1000,
             "output_tokens": 50 + i % 300,
             "cached_input_tokens": i % 256,
@@ -112,7 +126,7 @@ async def cached_sqlite(n: int, fresh: bool) -> tuple[Path, datetime, float | No
     """The database of ``n`` calls (filled now, or kept from an earlier run), the ``now`` its
     calls end at, and the seconds filling took (``None``: kept)."""
     CACHE.mkdir(exist_ok=True)
-    path = CACHE / f"dashboard-{n}-schema{SCHEMA_VERSION}.db"
+    path = CACHE / f"dashboard-{n}-schema{SCHEMA_VERSION}-data{DATA_VERSION}.db"
     meta = path.with_suffix(".json")
     if not fresh and path.exists() and meta.exists():
         return path, datetime.fromisoformat(json.loads(meta.read_text())["now"]), None
@@ -267,9 +281,14 @@ def _window_cases(
             lambda: store.query(limit=100, newest_first=True, **span),
         ),
         (
-            "/api/calls?{}&status=error&limit=500",
-            "query(status=error, limit=500, newest_first=True)",
-            lambda: store.query(status="error", limit=500, newest_first=True, **span),
+            "/api/timeseries?{}",
+            f"timeseries(bucket={bucket.total_seconds():g}s) (latency percentiles over time)",
+            lambda b=bucket: store.timeseries(bucket=b, **span),
+        ),
+        (
+            "/api/errors?{}&limit=20",
+            "error_groups(limit=20)",
+            lambda: store.error_groups(limit=20, **span),
         ),
         (
             "/api/traces?{}&limit=50",

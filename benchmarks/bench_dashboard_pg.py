@@ -37,6 +37,8 @@ from _common import machine, table
 from bench_dashboard import (
     CACHE,
     COLUMNS,
+    DATA_VERSION,
+    ERROR_TYPES,
     MODELS,
     PAGE_COLUMNS,
     PROVIDERS,
@@ -62,8 +64,9 @@ def _array(values: tuple[str, ...]) -> str:
 #: calls, $3..$4 the range of ``i``. Costs go in as the decimals of the float's value.
 GENERATE = f"""
 INSERT INTO calls (call_id, ts, model, request_model, provider, operation, source, trace_id,
-  span_id, parent_span_id, session_id, route_name, status, input_tokens, output_tokens,
-  cached_input_tokens, reasoning_tokens, duration_ms, ttft_ms, tool_calls, cost_usd)
+  span_id, parent_span_id, session_id, route_name, status, error_type, error_message,
+  input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, duration_ms, ttft_ms,
+  tool_calls, cost_usd)
 SELECT 'bench-' || lpad(i::text, 9, '0'),
   $1::timestamptz + (i * $2::float8) * interval '1 microsecond',
   ({_array(MODELS)})[i % {len(MODELS)} + 1], ({_array(MODELS)})[i % {len(MODELS)} + 1],
@@ -71,6 +74,8 @@ SELECT 'bench-' || lpad(i::text, 9, '0'),
   lpad(to_hex(i / 4), 32, '0'), lpad(to_hex(i), 16, '0'),
   CASE WHEN i % 4 <> 0 THEN lpad(to_hex(i - 1), 16, '0') END,
   'session-' || (i % {SESSIONS}), 'route-' || (i % 5), CASE WHEN i % 23 = 0 THEN 'error' ELSE 'ok' END,
+  CASE WHEN i % 23 = 0 THEN ({_array(ERROR_TYPES)})[i % {len(ERROR_TYPES)} + 1] END,
+  CASE WHEN i % 23 = 0 THEN 'upstream said no (' || (i % 40) || ')' END,
   500 + i % 1000, 50 + i % 300, i % 256, i % 64,
   200.0 + (i % 5000) * 0.37, 20.0 + (i % 300) * 0.11, 0, (i % 1000) * 0.00001
 FROM generate_series($3::bigint, $4::bigint) AS i
@@ -126,7 +131,7 @@ async def build_rollups(dsn: str) -> float:
 async def generated(n: int, fresh: bool) -> tuple[Server, str, datetime, str]:
     """The server holding ``n`` generated calls (generated now, or kept from an earlier run),
     the DSN of their schema, the ``now`` they end at, and how they were made."""
-    root = CACHE / f"dashboard-pg-{n}"  # the store migrates a kept database forward on open
+    root = CACHE / f"dashboard-pg-{n}-data{DATA_VERSION}"  # migrated forward on open
     meta = root / "bench.json"
     if not fresh and meta.exists():
         known = json.loads(meta.read_text())

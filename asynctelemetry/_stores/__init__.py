@@ -10,6 +10,7 @@ from ._base import (
     summarize,
     timeseries,
 )
+from ._errors import ErrorGroup, error_groups
 from ._memory import MemoryStore
 from ._sessions import SessionPage
 from ._traces import Trace, TraceNode, TraceSummary
@@ -20,6 +21,7 @@ from .sqlite.store import SQLiteStore
 __all__ = [
     "CallStore",
     "CallSummary",
+    "ErrorGroup",
     "Filters",
     "MemoryStore",
     "PostgresStore",
@@ -29,6 +31,7 @@ __all__ = [
     "Trace",
     "TraceNode",
     "TraceSummary",
+    "error_groups",
     "nearest_rank",
     "open_store",
     "percentile",

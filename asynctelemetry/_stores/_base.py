@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .._record import TraceSpan
 from .._rows import Rows
+from ._errors import DEFAULT_ERROR_GROUPS, ErrorGroup, check_group_limit
 from ._sessions import SessionPage, check_session_limit, parse_cursor, session_page
 from ._traces import (
     Trace,
@@ -331,6 +332,11 @@ def check_limit(limit: object) -> None:
         raise ValueError(f"limit must be None or an int >= 0, got {limit!r}")
 
 
+_TEXT_FILTERS: Final = (
+    "model", "provider", "session_id", "status", "error_type", "error_message"
+)  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class Filters:
     """The query filters every store accepts (see the module docstring for their semantics)."""
@@ -341,11 +347,13 @@ class Filters:
     provider: str | None = None
     session_id: str | None = None
     status: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
 
     def __post_init__(self) -> None:
         """Check the filters' types; a naive ``since``/``until`` is taken to be UTC (as records
         are), an aware one is converted to UTC."""
-        check_filters(self, ("since", "until"), ("model", "provider", "session_id", "status"))
+        check_filters(self, ("since", "until"), _TEXT_FILTERS)
 
     def matches(self, call: LLMCall) -> bool:
         """Whether ``call`` passes every filter that is set."""
@@ -356,6 +364,8 @@ class Filters:
             and (self.provider is None or call.provider == self.provider)
             and (self.session_id is None or call.session_id == self.session_id)
             and (self.status is None or call.status == self.status)
+            and (self.error_type is None or call.error_type == self.error_type)
+            and (self.error_message is None or call.error_message == self.error_message)
         )
 
     @property
@@ -520,13 +530,17 @@ class StoreReads:
         provider: str | None = None,
         session_id: str | None = None,
         status: str | None = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
         limit: int | None = None,
         newest_first: bool = False,
     ) -> list[LLMCall]:
         """Calls that pass the filters, oldest first unless ``newest_first``; ties in timestamp
         come in insertion order either way; at most ``limit``, applied after ordering."""
         check_limit(limit)
-        filters = Filters(since, until, model, provider, session_id, status)
+        filters = Filters(
+            since, until, model, provider, session_id, status, error_type, error_message
+        )
         return await self._query(filters, limit, newest_first)
 
     async def count(
@@ -538,9 +552,14 @@ class StoreReads:
         provider: str | None = None,
         session_id: str | None = None,
         status: str | None = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
     ) -> int:
         """How many calls pass the filters."""
-        return await self._count(Filters(since, until, model, provider, session_id, status))
+        filters = Filters(
+            since, until, model, provider, session_id, status, error_type, error_message
+        )
+        return await self._count(filters)
 
     async def summary(
         self,
@@ -552,6 +571,8 @@ class StoreReads:
         provider: str | None = None,
         session_id: str | None = None,
         status: str | None = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
         limit: int | None = None,
         order_by: OrderBy = "cost",
     ) -> list[CallSummary]:
@@ -564,7 +585,9 @@ class StoreReads:
         group_field(by)  # a bad ``by`` is a ValueError, even in an empty store
         check_limit(limit)
         check_order(order_by)
-        filters = Filters(since, until, model, provider, session_id, status)
+        filters = Filters(
+            since, until, model, provider, session_id, status, error_type, error_message
+        )
         return await self._summary(by, filters, limit, order_by)
 
     async def timeseries(
@@ -578,13 +601,17 @@ class StoreReads:
         provider: str | None = None,
         session_id: str | None = None,
         status: str | None = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
     ) -> list[TimeBucket]:
         """The calls that pass the filters in fixed buckets (aligned to the epoch, UTC), per
         group when ``by`` is given; oldest first, then key; equal to :func:`timeseries`."""
         width_ns = bucket_ns(bucket)  # a bad bucket or ``by`` is a ValueError, even when empty
         if by is not None:
             series_field(by)
-        filters = Filters(since, until, model, provider, session_id, status)
+        filters = Filters(
+            since, until, model, provider, session_id, status, error_type, error_message
+        )
         return await self._timeseries(width_ns, by, filters)
 
     async def reprice(
@@ -627,6 +654,27 @@ class StoreReads:
         if speed is not None and not speed > 0:
             raise ValueError(f"speed must be positive, got {speed!r}")
         return self._replay(speed, Filters(since, until, model, provider, session_id, status))
+
+    async def error_groups(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
+        limit: int = DEFAULT_ERROR_GROUPS,
+    ) -> list[ErrorGroup]:
+        """The failed calls that pass the filters, grouped by error type and message: calls,
+        first and last seen, models; most calls first, at most ``limit`` (0 to 1,000) groups;
+        equal to :func:`~._errors.error_groups` of the same calls in every store."""
+        limit = check_group_limit(limit)
+        filters = Filters(
+            since, until, model, provider, session_id, "error", error_type, error_message
+        )
+        return await self._error_groups(filters, limit)
 
     async def get_trace(self, trace_id: str) -> Trace | None:
         """Every call and step of ``trace_id`` (their ``trace_id`` indexes): a
@@ -708,6 +756,9 @@ class StoreReads:
     async def _reprice(self, table: PriceTable, filters: Filters) -> int:
         raise NotImplementedError
 
+    async def _error_groups(self, filters: Filters, limit: int) -> list[ErrorGroup]:
+        raise NotImplementedError
+
     def _replay(self, speed: float | None, filters: Filters) -> AsyncIterator[LLMCall]:
         raise NotImplementedError
 
@@ -744,6 +795,8 @@ class CallStore(Protocol):
         provider: str | None = None,
         session_id: str | None = None,
         status: str | None = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
         limit: int | None = None,
         newest_first: bool = False,
     ) -> list[LLMCall]:
@@ -768,6 +821,8 @@ class CallStore(Protocol):
         provider: str | None = None,
         session_id: str | None = None,
         status: str | None = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
     ) -> int:
         """How many calls pass the filters."""
         ...
@@ -782,6 +837,8 @@ class CallStore(Protocol):
         provider: str | None = None,
         session_id: str | None = None,
         status: str | None = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
         limit: int | None = None,
         order_by: OrderBy = "cost",
     ) -> list[CallSummary]:
@@ -800,6 +857,8 @@ class CallStore(Protocol):
         provider: str | None = None,
         session_id: str | None = None,
         status: str | None = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
     ) -> list[TimeBucket]:
         """The calls that pass the filters in fixed time buckets (see :func:`timeseries`)."""
         ...
@@ -818,6 +877,21 @@ class CallStore(Protocol):
         """Price the calls that pass the filters again with ``table`` and keep the new costs
         and ``price_version`` (``table.version``); return how many calls changed. A call is
         priced by ``table.cost(call)``; one the table cannot price keeps its stored cost."""
+        ...
+
+    async def error_groups(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
+        limit: int = DEFAULT_ERROR_GROUPS,
+    ) -> list[ErrorGroup]:
+        """The failed calls that pass the filters by error type and message, most first."""
         ...
 
     async def get_trace(self, trace_id: str) -> Trace | None:

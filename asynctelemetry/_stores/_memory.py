@@ -33,6 +33,7 @@ from ._base import (
     timeseries,
 )
 from ._door import call_id_of, log_rejected, refusal
+from ._errors import error_groups
 from ._replay import paced
 from ._traces import summarize_traces
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
     from .._pricing import PriceTable
     from .._record import LLMCall
+    from ._errors import ErrorGroup
     from ._traces import TraceFilters
 
 _record: Final = record_of
@@ -357,6 +359,9 @@ class MemoryStore(StoreReads, ClosesOnExit):
         self, width_ns: int, by: GroupBy | None, filters: Filters
     ) -> list[TimeBucket]:
         return timeseries(self._records(filters), timedelta(microseconds=width_ns // 1000), by)
+
+    async def _error_groups(self, filters: Filters, limit: int) -> list[ErrorGroup]:
+        return error_groups(self._records(filters), limit)
 
     def _replay(self, speed: float | None, filters: Filters) -> AsyncIterator[LLMCall]:
         return paced(_iterate(self._select(filters)), speed)

@@ -358,8 +358,10 @@ def key_filters(filters: Filters) -> tuple[list[str], list[Any]]:
 def levels_for(filters: Filters, column: str | None, width_ns: int | None) -> list[int] | None:
     """The levels whose periods fit buckets of ``width_ns`` (all for one whole-window bucket),
     coarsest first (none for buckets finer than every level: the raw rows, read by the same
-    rule); ``None`` when rollups cannot serve the read (a session filter or group)."""
-    if filters.session_id is not None or column not in (None, *KEY_COLUMNS):
+    rule); ``None`` when rollups cannot serve the read (a session or error filter, or a group
+    the rollups do not key on)."""
+    unkeyed = (filters.session_id, filters.error_type, filters.error_message)
+    if any(v is not None for v in unkeyed) or column not in (None, *KEY_COLUMNS):
         return None
     return [w for w in LEVELS if width_ns is None or width_ns % (w * _S) == 0]
 

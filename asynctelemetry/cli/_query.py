@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from .._record import LLMCall
+    from .._stores import ErrorGroup
 
 __all__ = ["RepriceRow", "reprice_table", "run_calls", "run_reprice", "run_summary"]
 
@@ -71,10 +72,11 @@ async def run_summary(args: argparse.Namespace, console: Console) -> int:
     async with reading(args) as store:
         rows = await store.summary(by=by, **filters_of(args))
         hint = await no_such_model(store, args) if not rows else None
-        failed: list[LLMCall] = []
-        if not args.json and any(r.errors for r in rows):
-            filters = {**filters_of(args), "status": "error"}
-            failed = await store.query(**filters, limit=ERRORS_READ, newest_first=True)
+        failed: list[ErrorGroup] = []
+        wanted = args.status in (None, "error")
+        if not args.json and wanted and any(r.errors for r in rows):
+            filters = {k: v for k, v in filters_of(args).items() if k != "status"}
+            failed = await store.error_groups(**filters, limit=ERRORS_SHOWN)
     if args.json:
         lines = (json.dumps({"by": by, **row.model_dump()}) + "\n" for row in rows)
         console.file.write("".join(lines))
@@ -84,13 +86,11 @@ async def run_summary(args: argparse.Namespace, console: Console) -> int:
     if errors is not None:
         console.print()
         console.print(errors)
-        if len(failed) == ERRORS_READ:
-            console.print(f"(of the newest {ERRORS_READ:,} failed calls)", style="dim")
     return 0
 
 
-#: Failed calls ``summary`` reads to group errors by type and message (the newest).
-ERRORS_READ = 5000
+#: Error groups (type and message) ``summary`` shows, the largest.
+ERRORS_SHOWN = 10
 
 
 async def no_such_model(store: Any, args: argparse.Namespace) -> str | None:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from .._record import LLMCall
-    from .._stores import CallSummary, TimeBucket
+    from .._stores import CallSummary, ErrorGroup, TimeBucket
 
 __all__ = [
     "MIN_RATE_MS",
@@ -347,14 +347,9 @@ def _known_cost(row: CallSummary) -> float | None:
     return None if row.unpriced_calls >= row.calls else row.cost_usd
 
 
-def errors_view(calls: Sequence[LLMCall], width: int, limit: int = 10) -> Table | None:
-    """The failed ``calls`` grouped by error type and message, most frequent first (at most
-    ``limit`` rows), with the models (asked for) they failed on; ``None`` without errors."""
-    groups: dict[tuple[str, str], list[LLMCall]] = {}
-    for call in calls:
-        if call.status == "error":
-            key = (call.error_type or "error", call.error_message or "")
-            groups.setdefault(key, []).append(call)
+def errors_view(groups: Sequence[ErrorGroup], width: int) -> Table | None:
+    """Error groups (``store.error_groups``: failed calls by error type and message, most
+    first) with the models (asked for) they failed on; ``None`` without errors."""
     if not groups:
         return None
     table = Table(
@@ -369,11 +364,16 @@ def errors_view(calls: Sequence[LLMCall], width: int, limit: int = 10) -> Table 
     table.add_column("type", style="red", no_wrap=True, max_width=28)
     table.add_column("message", overflow="ellipsis", no_wrap=True, ratio=1)
     table.add_column("calls", justify="right", no_wrap=True)
+    table.add_column("last seen (UTC)", no_wrap=True)
     table.add_column("models", overflow="ellipsis", no_wrap=True, max_width=40)
-    ranked = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
-    for (kind, message), members in ranked[:limit]:
-        models = sorted({c.request_model or c.model for c in members})
-        table.add_row(kind, message or "-", fmt_count(len(members)), ", ".join(models))
+    for g in groups:
+        table.add_row(
+            g.error_type or "(no type)",
+            g.error_message or "-",
+            fmt_count(g.calls),
+            g.last_seen.strftime("%Y-%m-%d %H:%M:%S"),
+            ", ".join(g.models),
+        )
     return table
 
 

@@ -12,6 +12,8 @@ route                           answer
                                 by default ``request_model``: the model asked for, else ``model``)
 ``/api/timeseries``             the window in buckets (``bucket``: ``auto`` or ``30s``, ``5m``…)
 ``/api/calls``                  the newest calls first (``limit``, default 100, at most 1000)
+``/api/errors``                 failed calls by error type and message (``store.error_groups``:
+                                calls, first and last seen, models; ``limit``, default 20)
 ``/api/calls/{call_id}``        one call, by id (``store.get``: an index, not a window)
 ``/api/traces``                 one row per trace, newest first (``store.traces``: ``user``,
                                 ``agent``, ``limit``, ``order``; the window is the traces' start)
@@ -34,6 +36,7 @@ from .._budgets._sql import stored_budgets
 from .._conventions import is_content_key
 from .._exceptions import ConfigError
 from .._stores._base import MULTI_GROUPS, ORDER_BY
+from .._stores._errors import DEFAULT_ERROR_GROUPS
 from .._stores._traces import summarize_trace
 from ._messages import messages
 from ._params import ParamError, parse_bucket, parse_by, parse_limit
@@ -52,6 +55,7 @@ __all__ = [
     "call_by_id",
     "call_json",
     "calls",
+    "errors",
     "session",
     "summary",
     "timeseries",
@@ -181,6 +185,16 @@ async def calls(store: CallStore, query: Query) -> dict[str, Any]:
     limit = parse_limit(query, 100)
     found = await store.query(limit=limit, newest_first=_newest_first(query), **query.filters)
     return {"query": query.echo(), "calls": [call_json(c) for c in found]}
+
+
+async def errors(store: CallStore, query: Query) -> dict[str, Any]:
+    """``/api/errors``: the window's failed calls grouped by error type and message, most
+    first (``limit``: 1 to 1000, default 20); none when ``status`` asks for other calls."""
+    limit = parse_limit(query, DEFAULT_ERROR_GROUPS)
+    filters = {k: v for k, v in query.filters.items() if k != "status"}
+    wanted = query.status in (None, "error")
+    groups = await store.error_groups(limit=limit, **filters) if wanted else []
+    return {"query": query.echo(), "groups": [g.model_dump(mode="json") for g in groups]}
 
 
 def _newest_first(query: Query) -> bool:

@@ -10,6 +10,7 @@ Every route takes the same window and filters:
                 ends between 1678 and 2261 (what a store holds: int64 nanoseconds)
 ``model``       calls whose ``model`` or ``request_model`` is this name
 ``provider``    ``session`` (a session id), ``status`` (``ok``, ``error``, ``cancelled``)
+``error_type``  calls that failed with exactly this error type; ``error_message``: this message
 ==============  ==============================================================================
 
 Anything else, a value that cannot be read, or a parameter given twice is a
@@ -66,7 +67,21 @@ BY: Final = ("model", "request_model", "provider", "session", "route", "agent", 
 STATUSES: Final = ("ok", "error", "cancelled")
 #: Text filters longer than this cannot match a record (records refuse longer names).
 _MAX_TEXT: Final = 512
-_COMMON: Final = frozenset({"window", "since", "until", "model", "provider", "session", "status"})
+_COMMON: Final = frozenset(
+    {
+        "window",
+        "since",
+        "until",
+        "model",
+        "provider",
+        "session",
+        "status",
+        "error_type",
+        "error_message",
+    }
+)
+#: Filters passed to the store as they are (the API's name is the store's keyword).
+_PLAIN: Final = ("model", "provider", "session_id", "status", "error_type", "error_message")
 #: Bucket widths the page picks from for a window: about 40 to 96 bars whatever the window.
 _NICE_BUCKETS: Final = tuple(
     timedelta(seconds=s)
@@ -131,12 +146,14 @@ class Query:
     session_id: str | None = None
     status: str | None = None
     options: Mapping[str, str] | None = None
+    error_type: str | None = None
+    error_message: str | None = None
 
     @property
     def filters(self) -> dict[str, Any]:
         """Keyword arguments for ``store.query``/``count``/``summary``/``timeseries``."""
         found: dict[str, Any] = {"since": self.since, "until": self.until}
-        for name in ("model", "provider", "session_id", "status"):
+        for name in _PLAIN:
             value = getattr(self, name)
             if value is not None:
                 found[name] = value
@@ -152,6 +169,8 @@ class Query:
             "provider": self.provider,
             "session": self.session_id,
             "status": self.status,
+            "error_type": self.error_type,
+            "error_message": self.error_message,
         }
 
     def option(self, name: str) -> str | None:
@@ -213,6 +232,8 @@ def parse_query(
         session_id=seen.get("session"),
         status=status,
         options={name: seen[name] for name in extra if name in seen},
+        error_type=seen.get("error_type"),
+        error_message=seen.get("error_message"),
     )
 
 

@@ -31,6 +31,7 @@ from asynctelemetry import (
     TimeBucket,
 )
 from asynctelemetry._stores import _base, summarize, timeseries
+from asynctelemetry._stores._errors import error_groups
 from tests.conftest import T0, make_call, varied_text
 from tests.pg import emptied_schema_dsn
 
@@ -764,3 +765,150 @@ def test_top_orders() -> None:
         "p95_latency": ["b", "a", "c"],
     }
     assert [r.key for r in summarize(calls, "model", 1, "calls")] == ["b"]
+
+
+# -- errors by type and message ---------------------------------------------------------------
+_failures = st.lists(
+    st.tuples(
+        st.sampled_from(["RateLimitError", "APITimeoutError", None]),
+        st.sampled_from(["slow down", "Slow down", "é", "", None]),
+    ),
+    max_size=60,
+)
+
+
+@pytest.mark.parametrize("kind", list(STORES))
+@_examples
+@given(drawn=_calls, errors=_failures, limit=st.integers(0, 6), filtered=st.booleans())
+def test_error_groups_equal_the_reference(
+    kind: str,
+    drawn: list[dict[str, Any]],
+    errors: list[tuple[str | None, str | None]],
+    limit: int,
+    filtered: bool,
+) -> None:
+    """Any calls: error_groups(...) gives the reference's groups (type and message exactly,
+    None its own value; counts, first and last seen, models asked for), most first, in every
+    store; the filters narrow them as they narrow every read."""
+    for d, (kind_, message) in zip(drawn, errors, strict=False):
+        d["error_type"], d["error_message"] = kind_, message
+    calls = _built(drawn)
+    narrow: dict[str, Any] = {"model": "a", "provider": "x"} if filtered else {}
+
+    async def read(store: Any) -> Any:
+        return await store.error_groups(limit=limit, **narrow)
+
+    got = _run_in(kind, calls, read)
+    kept = [
+        c
+        for c in calls
+        if not filtered or ("a" in (c.model, c.request_model) and c.provider == "x")
+    ]
+    assert got == error_groups(kept, limit)
+    assert [(g.calls, g.models) for g in got] == [
+        (
+            sum(
+                1
+                for c in kept
+                if c.status == "error"
+                and (c.error_type, c.error_message) == (g.error_type, g.error_message)
+            ),
+            tuple(
+                sorted(
+                    {
+                        c.request_model or c.model
+                        for c in kept
+                        if c.status == "error"
+                        and (c.error_type, c.error_message) == (g.error_type, g.error_message)
+                    }
+                )
+            ),
+        )
+        for g in got
+    ]
+
+
+async def test_error_groups_by_hand(store: Any) -> None:
+    """Three failures of two kinds, an ok call and a cancelled one: two groups, the larger
+    first, with their first and last timestamps and the models asked for; a window and a
+    limit narrow them; a bad limit is a ValueError."""
+    calls = [
+        make_call(1, status="error", error_type="RateLimitError", error_message="slow down",
+                  timestamp=T0, model="gpt-4o-2024", request_model="gpt-4o"),
+        make_call(2, status="error", error_type="RateLimitError", error_message="slow down",
+                  timestamp=T0 + timedelta(minutes=5), model="claude", request_model=None),
+        make_call(3, status="error", error_type="APITimeoutError", error_message=None,
+                  timestamp=T0 + timedelta(minutes=1)),
+        make_call(4, status="ok", timestamp=T0 + timedelta(minutes=2)),
+        make_call(5, status="cancelled", error_type="CancelledError",
+                  timestamp=T0 + timedelta(minutes=3)),
+    ]  # fmt: skip
+    await _keep(store, calls)
+    groups = await store.error_groups()
+    assert [(g.error_type, g.error_message, g.calls) for g in groups] == [
+        ("RateLimitError", "slow down", 2),
+        ("APITimeoutError", None, 1),
+    ]
+    assert groups[0].first_seen == T0 and groups[0].last_seen == T0 + timedelta(minutes=5)
+    assert groups[0].models == ("claude", "gpt-4o")
+    later = await store.error_groups(since=T0 + timedelta(seconds=30))
+    assert [(g.error_type, g.calls) for g in later] == [
+        ("RateLimitError", 1),
+        ("APITimeoutError", 1),
+    ]
+    assert len(await store.error_groups(limit=1)) == 1
+    with pytest.raises(ValueError, match="limit"):
+        await store.error_groups(limit=-1)
+
+
+@pytest.mark.parametrize("kind", list(STORES))
+@_examples
+@given(
+    drawn=_calls,
+    errors=_failures,
+    wanted=st.sampled_from(
+        [
+            ("RateLimitError", None),
+            (None, "slow down"),
+            ("RateLimitError", "slow down"),
+            ("APITimeoutError", ""),
+        ]
+    ),
+    large=st.booleans(),
+)
+def test_error_filters_narrow_every_read(
+    kind: str,
+    drawn: list[dict[str, Any]],
+    errors: list[tuple[str | None, str | None]],
+    wanted: tuple[str | None, str | None],
+    large: bool,
+) -> None:
+    """error_type= and error_message= keep the calls with exactly that type and message in
+    query, count, summary and timeseries of every store; a large window (rollups, which do not
+    key on errors) gives the reference's rows too."""
+    for d, (kind_, message) in zip(drawn, errors, strict=False):
+        d["error_type"], d["error_message"] = kind_, message
+    calls = _built(drawn)
+    narrow = {
+        k: v for k, v in zip(("error_type", "error_message"), wanted, strict=True) if v is not None
+    }
+    kept = [c for c in calls if all(getattr(c, k) == v for k, v in narrow.items())]
+
+    async def read(store: Any) -> tuple[Any, ...]:
+        return (
+            await store.query(**narrow),
+            await store.count(**narrow),
+            await store.summary(by="request_model", **narrow),
+            await store.timeseries(bucket="5m", by="model", **narrow),
+            await store.error_groups(**narrow),
+        )
+
+    with pytest.MonkeyPatch.context() as patch:
+        if large:
+            patch.setattr(_base, "EXACT_LIMIT", 3)
+        found, count, summary, series, groups = _run_in(kind, calls, read)
+        assert found == sorted(kept, key=lambda c: c.timestamp)
+        assert count == len(kept)
+        assert summary == summarize(kept, "request_model")
+        assert series == timeseries(kept, "5m", "model")
+        assert groups == error_groups(kept)

@@ -593,3 +593,51 @@ async def test_connections_past_the_cap_make_room(store: SQLiteStore) -> None:
         assert (board.admission.refused, board.admission.shed) == (0, 1)
         for _, w in held:
             w.close()
+
+
+async def test_errors_by_type_and_message(client: aiohttp.ClientSession, tmp_path: Path) -> None:
+    """/api/errors: the store's error groups of the window (type, message, calls, first and
+    last seen, models); error_type= and error_message= filter every route; status=ok has none."""
+    now = datetime.now(UTC)
+    failures = [
+        ("RateLimitError", "slow down", "gpt-4o"),
+        ("RateLimitError", "slow down", "claude-sonnet-4-5"),
+        ("RateLimitError", "quota", "gpt-4o"),
+        ("APITimeoutError", "timed out", "gpt-4o"),
+    ]
+    calls = [
+        make_call(7000 + i, timestamp=now - timedelta(minutes=10 - i), status="error",
+                  error_type=kind, error_message=message, model=model, request_model=None)
+        for i, (kind, message, model) in enumerate(failures)
+    ]  # fmt: skip
+    async with SQLiteStore(tmp_path / "calls.db") as store:
+        await store.add_many([*calls, make_call(7100, timestamp=now, status="ok")])
+        await store.flush()
+        async with Dashboard(store, port=0) as board:
+            status, body, _ = await get(client, board, "/api/errors?window=1h")
+            assert status == 200
+            expected = await store.error_groups(since=now - timedelta(hours=1))
+            assert [(g["error_type"], g["error_message"], g["calls"]) for g in body["groups"]] == [
+                (g.error_type, g.error_message, g.calls) for g in expected
+            ]
+            assert body["groups"][0] == {
+                "error_type": "RateLimitError",
+                "error_message": "slow down",
+                "calls": 2,
+                "first_seen": calls[0].timestamp.isoformat().replace("+00:00", "Z"),
+                "last_seen": calls[1].timestamp.isoformat().replace("+00:00", "Z"),
+                "models": ["claude-sonnet-4-5", "gpt-4o"],
+            }
+            one = "error_type=RateLimitError&error_message=slow%20down"
+            _, body, _ = await get(client, board, f"/api/calls?{one}")
+            assert sorted(c["call_id"] for c in body["calls"]) == sorted(
+                c.call_id for c in calls[:2]
+            )
+            _, body, _ = await get(client, board, f"/api/summary?{one}")
+            assert body["total"]["calls"] == 2 and body["query"]["error_type"] == "RateLimitError"
+            _, body, _ = await get(client, board, "/api/timeseries?error_type=RateLimitError")
+            assert sum(b["calls"] for b in body["buckets"]) == 3
+            _, body, _ = await get(client, board, "/api/errors?status=ok")
+            assert body["groups"] == []
+            status, body, _ = await get(client, board, "/api/errors?limit=0")
+            assert status == 400 and "limit" in body["error"]

@@ -352,7 +352,9 @@ def test_model_rows_agree_in_summary_api_and_page(tmp_path: Path, watched: Watch
         errors = page.eval_on_selector_all(
             "#errors tbody tr", "rows => rows.map(r => Array.from(r.cells).map(c => c.textContent))"
         )
-        assert ["RateLimitError", "rate_limit_error: slow down", "3", "claude-sonnet-4-5"] in errors
+        assert [(e[0], e[1], e[2], e[5]) for e in errors if e[0] == "RateLimitError"] == [
+            ("RateLimitError", "rate_limit_error: slow down", "3", "claude-sonnet-4-5")
+        ]
         cells = watched.column(1)
         assert "claude-sonnet-4-5 claude-sonnet-4-5-20250929" in cells  # the snapshot as detail
         assert "gpt-4o" in cells
@@ -422,3 +424,47 @@ def test_deep_link_opens_the_same_view(served: Served, watched: Watched) -> None
     page.wait_for_function("() => !location.search.includes('conversation=')")
     page.go_back()
     page.wait_for_selector("#detail[open] #session-view")
+
+
+def test_an_error_group_filters_the_page(served: Served, watched: Watched) -> None:
+    """Errors are grouped by type and message with counts, first and last seen and models;
+    clicking a group filters the whole page to its calls (headline, tables), and "show every
+    call" clears it; Enter on a focused group does the same as a click."""
+    now = datetime.now(UTC)
+    failures = [
+        make_call(5000 + i, call_id=f"timeout-{i}", timestamp=now - timedelta(minutes=3 + i),
+                  status="error", error_type="APITimeoutError", error_message="Request timed out.",
+                  model="gpt-4o", request_model=None)
+        for i in range(4)
+    ]  # fmt: skip
+    served.add(failures)
+    watched.open(served.url)
+    page = watched.page
+    row = page.locator("#errors tbody tr", has_text="APITimeoutError")
+    cells = row.locator("td").all_text_contents()
+    assert cells[:3] == ["APITimeoutError", "Request timed out.", "4"]
+    assert cells[3].startswith(failures[3].timestamp.strftime("%Y-%m-%d %H:%M"))
+    assert cells[4].startswith(failures[0].timestamp.strftime("%Y-%m-%d %H:%M"))
+    assert cells[5] == "gpt-4o"
+    row.click()
+    watched.showing("error_type=APITimeoutError", "error_message=Request+timed+out.")
+    assert page.text_content("#h-calls") == "4"
+    assert page.text_content("#h-errors") == "100.0%"
+    assert sorted(watched.column(1)) == ["gpt-4o"] * 4
+    shown = page.eval_on_selector_all(
+        "#calls tbody tr.call", "rows => rows.map(r => r.dataset.callId)"
+    )
+    assert sorted(shown) == sorted(c.call_id for c in failures)
+    assert page.is_visible("#error-filter")
+    assert page.input_value("#status") == "error"
+    page.reload()  # the filter is in the URL: a reload (or a sent link) shows the same view
+    watched.refreshed(1)
+    assert "error_type=APITimeoutError" in page.evaluate("location.search")
+    assert page.text_content("#h-calls") == "4" and page.is_visible("#error-filter")
+    page.click("#error-filter-clear")
+    page.wait_for_function("() => !(document.body.dataset.query || '').includes('error_type')")
+    assert page.text_content("#h-calls") == "68"
+    page.locator("#errors tbody tr", has_text="APITimeoutError").focus()
+    page.keyboard.press("Enter")
+    watched.showing("error_type=APITimeoutError")
+    assert page.text_content("#h-calls") == "4"

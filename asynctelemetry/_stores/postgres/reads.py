@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..._record import MIN_GENERATING_MS
 from .._base import CallSummary, group_field, group_sql, series_field, window_percentile
+from .._errors import MODEL_KEY, group_of, groups_sql
 from . import rollup as _pg_rollup
 from .schema import COPY_COLUMNS, decode
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from ..._pricing import PriceTable
     from ..._record import LLMCall
     from .._base import Filters, TimeBucket
+    from .._errors import ErrorGroup
     from .._traces import TraceFilters
 
 __all__ = [
@@ -43,6 +45,8 @@ __all__ = [
     "SELECT_LIST",
     "TRACE_SQL",
     "count_sql",
+    "error_groups_rows",
+    "error_groups_sql",
     "page_sql",
     "pages",
     "reprice",
@@ -59,7 +63,7 @@ SELECT_LIST: Final = ", ".join((*COPY_COLUMNS, "id"))
 #: Positions of the keyset (ts, id) in a selected row.
 ROW_TS: Final = COPY_COLUMNS.index("ts")
 ROW_ID: Final = len(COPY_COLUMNS)
-_EQUALS: Final = ("provider", "session_id", "status")
+_EQUALS: Final = ("provider", "session_id", "status", "error_type", "error_message")
 
 
 class _Params:
@@ -421,3 +425,18 @@ _TRACE_STATUS: Final = {
     "cancelled": "NOT bool_or(status = 'error') AND bool_or(status = 'cancelled')",
     "ok": "bool_and(status = 'ok')",
 }
+
+
+def error_groups_sql(filters: Filters, limit: int) -> tuple[str, list[Any]]:
+    """The rule of :mod:`.._errors` in one statement (``filters`` has ``status="error"``: the
+    index ``calls_status_ts`` holds the window's failed calls together)."""
+    params = _Params()
+    clause = where(filters, params)
+    models = f"array_agg(DISTINCT {MODEL_KEY})"
+    sql = groups_sql("calls", "ts", clause, params.add(limit), models, ' COLLATE "C"')
+    return sql, params.values
+
+
+def error_groups_rows(rows: list[Any]) -> list[ErrorGroup]:
+    """The groups of :func:`error_groups_sql`'s rows."""
+    return [group_of(r, r[3].astimezone(UTC), r[4].astimezone(UTC), r[5]) for r in rows]

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from ..._pricing import PriceTable
     from ..._record import LLMCall, TraceSpan
     from ..._rows import Row
+    from .._errors import ErrorGroup
     from .._traces import TraceFilters
 
 __all__ = ["PostgresStore"]
@@ -314,6 +315,10 @@ class PostgresStore(WriterStore):
         ``limit`` (the index ``calls_trace_ts``)."""
         check_limit(limit)
         return decode(await self._fetch(r.TRACE_SQL, (check_id("trace_id", trace_id), limit)))
+
+    async def _error_groups(self, filters: Filters, limit: int) -> list[ErrorGroup]:
+        sql, params = r.error_groups_sql(filters, limit)
+        return r.error_groups_rows(await self._fetch(sql, params))
 
     async def _count(self, filters: Filters) -> int:
         sql, params = r.count_sql(filters)

@@ -16,6 +16,7 @@ an aggregate that gives ``math.fsum``'s correctly rounded result, so rows equal
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any, Final
 
 from ..._record import MIN_GENERATING_MS
@@ -30,6 +31,7 @@ from .._base import (
     top,
     window_percentile,
 )
+from .._errors import MODEL_KEY, group_of, groups_sql
 from .._rollup import FSum, buckets_of, summaries_of
 from .rollup import rolled
 from .schema import SELECT_COLUMNS, from_ns, to_ns
@@ -39,11 +41,13 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from .._base import Filters
+    from .._errors import ErrorGroup
     from .._traces import TraceFilters
 
 __all__ = [
     "GET_SQL",
     "TRACE_SQL",
+    "error_groups_sql",
     "group_column",
     "page_sql",
     "register",
@@ -56,7 +60,7 @@ __all__ = [
 
 _FSUM: Final = "asynctelemetry_fsum"
 #: Columns a filter may compare to, by Filters field name; the values are bound parameters.
-_EQUALS: Final = ("provider", "session_id", "status")
+_EQUALS: Final = ("provider", "session_id", "status", "error_type", "error_message")
 
 
 def where(filters: Filters, *extra: str) -> tuple[str, list[Any]]:
@@ -387,3 +391,13 @@ TRACE_STATUS: Final = {
     "cancelled": "SUM(status = 'error') = 0 AND SUM(status = 'cancelled') > 0",
     "ok": "SUM(status <> 'ok') = 0",
 }
+
+
+def error_groups_sql(conn: sqlite3.Connection, filters: Filters, limit: int) -> list[ErrorGroup]:
+    """The rule of :mod:`.._errors` in one statement (``filters`` has ``status="error"``: the
+    index ``calls_status`` holds the window's failed calls together)."""
+    clause, params = where(filters)
+    models = f"json_group_array(DISTINCT {MODEL_KEY})"
+    sql = groups_sql("calls", "timestamp_ns", clause, "?", models, "")
+    rows = conn.execute(sql, [*params, limit]).fetchall()
+    return [group_of(r, from_ns(r[3]), from_ns(r[4]), json.loads(r[5])) for r in rows]

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from ..._pricing import PriceTable
     from ..._record import LLMCall, TraceSpan
     from ..._rows import Row
+    from .._errors import ErrorGroup
     from .._traces import TraceFilters
 
 __all__ = ["Durability", "SQLiteStore"]
@@ -365,6 +366,10 @@ class SQLiteStore(WriterStore):
     ) -> list[TimeBucket]:
         column = None if by is None else q.group_column(by)
         result: list[TimeBucket] = await self._read(q.timeseries_sql, width_ns, column, filters)
+        return result
+
+    async def _error_groups(self, filters: Filters, limit: int) -> list[ErrorGroup]:
+        result: list[ErrorGroup] = await self._read(q.error_groups_sql, filters, limit)
         return result
 
     def _replay(self, speed: float | None, filters: Filters) -> AsyncIterator[LLMCall]:

@@ -31,11 +31,13 @@
   // -- the state of the page: its URL (state.js) ---------------------------------------------
   const URL_KEYS = { window: "1h", since: null, until: null, model: null, provider: null, session: null,
                      status: null, stack: "request_model", user: null, agent: null, call: null, trace: null,
-                     conversation: null, sort: null, q: null, after: null };
+                     conversation: null, sort: null, q: null, after: null, error_type: null,
+                     error_message: null };
   for (const [k, v] of Object.entries(URL_KEYS)) window.UrlState.register(k, v);
   //: Keys whose change redraws the data (call and trace only open or close the dialog).
   const DATA_KEYS = new Set(["window", "since", "until", "model", "provider", "session", "status",
-                             "stack", "user", "agent", "sort", "q", "after"]);
+                             "stack", "user", "agent", "sort", "q", "after", "error_type",
+                             "error_message"]);
   const at = window.UrlState.get;
   // A filter changes: the calls table starts again at its first page.
   function filter(changes) { window.UrlState.set(Object.assign({ after: null }, changes)); }
@@ -69,6 +71,7 @@
     $("stack").value = at("stack");
     $("trace-user").value = at("user") || "";
     $("trace-agent").value = at("agent") || "";
+    showErrorFilter();
   }
   function ensureOption(select, value) {
     if (!value || Array.from(select.options).some(function (o) { return o.value === value; })) return;
@@ -90,7 +93,9 @@
     } else {
       p.set("window", at("window"));
     }
-    for (const k of ["model", "provider", "session", "status"]) if (at(k)) p.set(k, at(k));
+    for (const k of ["model", "provider", "session", "status", "error_type", "error_message"]) {
+      if (at(k)) p.set(k, at(k));
+    }
     for (const [k, v] of Object.entries(extra || {})) p.set(k, v);
     return p;
   }
@@ -167,47 +172,134 @@
     select.value = keep || "";
   }
 
-  function stackSeries(series, field) {
+  // Colour slots (c0…c8): a key keeps the colour the page gave it (its rank by calls) in every
+  // chart of one drawing; a chart's other keys take the slots left free.
+  function slotsFor(shown, order) {
+    const slots = new Map(), used = new Set();
+    for (const key of shown) {
+      const rank = order.indexOf(key);
+      if (rank >= 0 && rank < window.Charts.SLOTS && !used.has(rank)) { slots.set(key, rank); used.add(rank); }
+    }
+    let free = 0;
+    for (const key of shown) {
+      if (slots.has(key)) continue;
+      while (used.has(free)) free += 1;
+      slots.set(key, free);
+      used.add(free);
+    }
+    return slots;
+  }
+
+  // The page's keys by calls, largest first: the order colours are given in.
+  function keyOrder(series) {
+    const calls = new Map();
+    for (const b of series.buckets) calls.set(label(b.key), (calls.get(label(b.key)) || 0) + (b.calls || 0));
+    return Array.from(calls.keys()).sort(function (a, b) { return calls.get(b) - calls.get(a) || (a < b ? -1 : 1); });
+  }
+
+  function timeFrame(series) {
     const starts = Array.from(new Set(series.buckets.map(function (b) { return b.start; }))).sort();
-    const index = new Map(starts.map(function (s, i) { return [s, i]; }));
-    const totals = new Map();
-    for (const b of series.buckets) {
-      const key = label(b.key);
-      totals.set(key, (totals.get(key) || 0) + (b.calls || 0));
-    }
-    const keys = Array.from(totals.keys()).sort(function (a, b) { return totals.get(b) - totals.get(a); });
-    const shown = keys.slice(0, TOP_SERIES);
-    const rows = new Map(shown.map(function (k) { return [k, new Array(starts.length).fill(0)]; }));
-    if (keys.length > TOP_SERIES) rows.set("other", new Array(starts.length).fill(0));
-    for (const b of series.buckets) {
-      const key = rows.has(label(b.key)) ? label(b.key) : "other";
-      rows.get(key)[index.get(b.start)] += b[field] || 0;
-    }
     return {
-      starts: starts.map(function (s) { return Date.parse(s); }),
-      bucketMs: series.bucket_seconds * 1000,
-      since: Date.parse(series.query.since),
-      until: Date.parse(series.query.until),
-      series: Array.from(rows, function (entry) { return { key: entry[0], values: entry[1] }; }),
+      starts: starts,
+      index: new Map(starts.map(function (s, i) { return [s, i]; })),
+      frame: {
+        starts: starts.map(function (s) { return Date.parse(s); }),
+        bucketMs: series.bucket_seconds * 1000,
+        since: Date.parse(series.query.since),
+        until: Date.parse(series.query.until),
+      },
     };
   }
 
-  function charts(series, byModel, total) {
-    const cost = stackSeries(series, "cost_usd");
-    window.Charts.stacked($("chart-cost"), Object.assign(cost, { format: usd }));
-    window.Charts.stacked($("chart-calls"), Object.assign(stackSeries(series, "calls"), { format: num, whole: true }));
-    window.Charts.stacked($("chart-errors"), Object.assign(stackSeries(series, "errors"), { format: num, whole: true }));
+  // One stacked series per key, the keys largest in `field` itself (not in calls: the models
+  // that fail most are the ones the errors chart names), at most TOP_SERIES and "other".
+  function stackSeries(series, field, order) {
+    const t = timeFrame(series);
+    const totals = new Map();
+    for (const b of series.buckets) {
+      const key = label(b.key);
+      totals.set(key, (totals.get(key) || 0) + (b[field] || 0));
+    }
+    const keys = Array.from(totals.keys()).filter(function (k) { return totals.get(k) > 0; })
+      .sort(function (a, b) { return totals.get(b) - totals.get(a) || (a < b ? -1 : 1); });
+    const shown = keys.slice(0, TOP_SERIES);
+    const slots = slotsFor(shown, order);
+    const rows = new Map(shown.map(function (k) { return [k, new Array(t.starts.length).fill(0)]; }));
+    if (keys.length > TOP_SERIES) rows.set("other", new Array(t.starts.length).fill(0));
+    for (const b of series.buckets) {
+      if (!(b[field] > 0)) continue;
+      const key = rows.has(label(b.key)) && label(b.key) !== "other" ? label(b.key) : "other";
+      rows.get(key)[t.index.get(b.start)] += b[field];
+    }
+    return Object.assign(t.frame, {
+      series: Array.from(rows, function (entry) {
+        return { key: entry[0], values: entry[1], slot: slots.has(entry[0]) ? slots.get(entry[0]) : "other" };
+      }),
+    });
+  }
+
+  // Error rate over time, a line per key with errors (the TOP_SERIES with most): errors / calls
+  // of the key's calls in each bucket, unknown (a gap) where the key has no call.
+  function errorRates(series, order) {
+    const t = timeFrame(series);
+    const errors = new Map();
+    for (const b of series.buckets) errors.set(label(b.key), (errors.get(label(b.key)) || 0) + (b.errors || 0));
+    const shown = Array.from(errors.keys()).filter(function (k) { return errors.get(k) > 0; })
+      .sort(function (a, b) { return errors.get(b) - errors.get(a) || (a < b ? -1 : 1); }).slice(0, TOP_SERIES);
+    const slots = slotsFor(shown, order);
+    const rows = new Map(shown.map(function (k) { return [k, new Array(t.starts.length).fill(null)]; }));
+    for (const b of series.buckets) {
+      const row = rows.get(label(b.key));
+      if (row && b.calls) row[t.index.get(b.start)] = b.errors / b.calls;
+    }
+    return Object.assign(t.frame, {
+      series: Array.from(rows, function (entry) { return { key: entry[0], values: entry[1], slot: slots.get(entry[0]) }; }),
+    });
+  }
+
+  // p50 and p95 latency and p50 TTFT of every call of each bucket (the store's percentiles).
+  function latencies(whole) {
+    const t = timeFrame(whole);
+    const pick = function (field) {
+      const values = new Array(t.starts.length).fill(null);
+      for (const b of whole.buckets) values[t.index.get(b.start)] = b[field];
+      return values;
+    };
+    return Object.assign(t.frame, {
+      series: [
+        { key: "p50 latency", values: pick("p50_latency_ms"), slot: 0 },
+        { key: "p95 latency", values: pick("p95_latency_ms"), slot: 1 },
+        { key: "p50 TTFT", values: pick("p50_ttft_ms"), slot: 2 },
+      ],
+    });
+  }
+
+  function charts(series, whole, byModel, total) {
+    const order = keyOrder(series);
+    const C = window.Charts;
+    C.stacked($("chart-cost"), Object.assign(stackSeries(series, "cost_usd", order),
+      { format: usd, label: "Cost over time" }));
+    C.stacked($("chart-calls"), Object.assign(stackSeries(series, "calls", order),
+      { format: num, axisFormat: F.compact, whole: true, label: "Calls over time" }));
+    C.stacked($("chart-errors"), Object.assign(stackSeries(series, "errors", order),
+      { format: num, axisFormat: F.compact, whole: true, label: "Errors over time" }));
+    C.lines($("chart-error-rate"), Object.assign(errorRates(series, order),
+      { format: pct, label: "Error rate over time", emptyText: "no errors in this window" }));
+    C.lines($("chart-latency-time"), Object.assign(latencies(whole),
+      { format: ms, label: "Latency and TTFT over time" }));
     const models = byModel.slice().sort(function (a, b) { return b.calls - a.calls; }).slice(0, 10);
-    window.Charts.bars($("chart-latency"), {
+    C.bars($("chart-latency"), {
+      label: "Latency and TTFT per model",
       categories: models.map(function (g) { return label(g.key); }),
       series: [
         { name: "p50 latency", values: models.map(function (g) { return g.p50_latency_ms; }) },
         { name: "p95 latency", values: models.map(function (g) { return g.p95_latency_ms; }) },
         { name: "p50 TTFT", values: models.map(function (g) { return g.p50_ttft_ms; }) },
       ],
-      format: function (v) { return ms(v); },
+      format: ms,
     });
-    window.Charts.bars($("chart-tokens"), {
+    C.bars($("chart-tokens"), {
+      label: "Tokens by type",
       categories: total.calls ? ["input", "cached input", "output", "reasoning"] : [],
       series: [{ name: "tokens", values: [total.input_tokens, total.cached_input_tokens,
                                           total.output_tokens, total.reasoning_tokens] }],
@@ -249,31 +341,42 @@
     }
   }
 
-  // Errors grouped by type and message (of the newest 500 failed calls of the window).
-  function errorsTable(calls) {
-    const groups = new Map();
-    for (const c of calls) {
-      const type = c.error_type || "error";
-      const message = c.error_message || "";
-      const key = type + "\u0000" + message;
-      const g = groups.get(key) || { type: type, message: message, calls: 0, models: new Set() };
-      g.calls += 1;
-      g.models.add(modelKey(c));
-      groups.set(key, g);
-    }
-    const rows = Array.from(groups.values()).sort(function (a, b) { return b.calls - a.calls; });
+  // Errors grouped by type and message (/api/errors: the store groups every failed call of the
+  // window); clicking a group (or Enter on it) filters the whole page to its calls.
+  function errorsTable(groups) {
     const body = $("errors").tBodies[0];
     body.replaceChildren();
-    if (!rows.length) { cell(body.insertRow(), "no errors in this window", "muted").colSpan = 4; }
-    for (const g of rows.slice(0, 10)) {
+    if (!groups.length) { cell(body.insertRow(), "no errors in this window", "muted").colSpan = 6; }
+    for (const g of groups) {
       const row = body.insertRow();
-      cell(row, g.type);
-      const message = cell(row, g.message || F.UNKNOWN);
-      message.title = g.message;
+      row.className = "call error-group";
+      row.tabIndex = 0;
+      cell(row, "").appendChild(anchor(g.error_type == null ? "(no type)" : g.error_type,
+        Object.assign({ after: null }, errorFilter(g)), "show only these failed calls"));
+      const message = cell(row, g.error_message || F.UNKNOWN);
+      message.title = g.error_message || "";
       cell(row, num(g.calls), "num");
-      cell(row, Array.from(g.models).sort().join(", "));
+      cell(row, when(g.first_seen));
+      cell(row, when(g.last_seen));
+      cell(row, g.models.join(", "));
+      const pick = function () { filter(errorFilter(g)); };
+      row.addEventListener("click", pick);
+      row.addEventListener("keydown", function (event) { if (event.key === "Enter" && event.target === row) pick(); });
     }
-    $("errors-note").textContent = calls.length >= 500 ? "(the newest 500 failed calls)" : "";
+  }
+
+  // The page filtered to one error group (its failed calls: status, type and message in the
+  // URL), or to every call again (null).
+  function errorFilter(group) {
+    if (!group) return { error_type: null, error_message: null, status: at("status") === "error" ? null : at("status") };
+    return { status: "error", error_type: group.error_type || null, error_message: group.error_message || null };
+  }
+
+  function showErrorFilter() {
+    const type = at("error_type"), message = at("error_message");
+    $("error-filter").hidden = !(type || message);
+    $("error-filter-text").textContent = type || message ? "Showing the calls that failed with " +
+      (type || "any type") + (message ? ": " + message : "") + " " : "";
   }
 
   // -- the detail dialog ---------------------------------------------------------------------
@@ -486,6 +589,8 @@
     const p = query(extra);
     p.delete("model");  // traces are filtered by session, status, user and agent
     p.delete("provider");
+    p.delete("error_type");
+    p.delete("error_message");
     return p;
   }
 
@@ -496,17 +601,18 @@
     try {
       const asked = query().toString();
       const stack = at("stack");
-      const [byModel, bySession, byRoute, series, recent, failed, traces] = await Promise.all([
+      const [byModel, bySession, byRoute, series, whole, recent, failed, traces] = await Promise.all([
         api("/api/summary", query({ by: "request_model" })),
         api("/api/summary", query({ by: "session", total: "false", limit: "10" })),
         api("/api/summary", query({ by: "route", total: "false", limit: "10" })),
         api("/api/timeseries", query({ by: stack })),
+        api("/api/timeseries", query()),  // every call of each bucket: its percentiles
         api("/api/calls", query({ limit: "100" })),
-        api("/api/calls", query({ status: "error", limit: "500" })),
+        api("/api/errors", query({ limit: "20" })),
         api("/api/traces", traceQuery()),
       ]);
       headline(byModel.total);
-      charts(series, byModel.groups, byModel.total);
+      charts(series, whole, byModel.groups, byModel.total);
       topTable($("top-model"), byModel.groups, function (key) { return { model: key, after: null }; });
       topTable($("top-session"), bySession.groups, toSession,
                function (key) { return window.Session.link(key, "conversation"); });
@@ -517,7 +623,7 @@
       setOptions($("model"), state.models, at("model"));
       setOptions($("provider"), state.providers, at("provider"));
       callsTable(recent.calls);
-      errorsTable(failed.calls);
+      errorsTable(failed.groups);
       tracesTable(traces.traces);
       state.newest = recent.calls.length ? recent.calls[0].call_id : null;
       state.lastFull = Date.now();
@@ -577,6 +683,7 @@
       if (names.has("call") || names.has("trace") || names.has("conversation")) syncDialog();
     });
     controlsFromUrl();
+    $("error-filter-clear").addEventListener("click", function () { filter(errorFilter(null)); });
     refresh();
     syncDialog();
     setInterval(poll, POLL_MS);
