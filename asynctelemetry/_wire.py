@@ -50,6 +50,8 @@ def encode_varint(value: int) -> bytes:
     """Unsigned LEB128; a negative int64 as its 10-byte two's complement (protobuf's int64)."""
     if 0 <= value < 128:
         return SMALL_VARINTS[value]
+    if 0 < value < 16_384:  # two bytes: token counts, lengths of most messages
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     if value < 0:
         value += 1 << 64
     out = bytearray()

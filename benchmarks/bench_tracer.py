@@ -11,8 +11,8 @@ sending, the span exporter thread) counts and other processes on the machine do 
   and send are counted;
 - ``llm_call`` with a live SDK span and a custom InMemorySpanExporter (the compatibility path).
 
-Targets (issue 2): llm_call <= 0.35x the bare SDK span; with OTel export on <= 1.3x the SDK span
-with a simple in-memory processor.
+Targets (issues 2 and 24): llm_call <= 0.35x the bare SDK span; with OTel export on <= 1.3x the
+SDK span with a simple in-memory processor.
 
 usage: python benchmarks/bench_tracer.py [--quick]
 """

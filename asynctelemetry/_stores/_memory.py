@@ -53,8 +53,8 @@ def _row(call: LLMCall) -> Row:
     return row_of(call.__dict__)
 
 
-#: Calls ``add_many`` keeps between two turns of the event loop (about 0.3 ms of work).
-ADD_SLICE: Final = 128
+#: Calls ``add_many`` keeps between two turns of the event loop (0.1 to 0.5 ms of work).
+ADD_SLICE: Final = 64
 _row_timestamp: Final = itemgetter(TIMESTAMP)
 _CALL_ID: Final = FIELDS.index("call_id")
 _TRACE_ID: Final = FIELDS.index("trace_id")
