@@ -179,7 +179,10 @@ async def measure(store: Any, n: int) -> list[tuple[str, float, float, str]]:
     assert len(page) == 50 and page[0].trace_id == f"{n - 1:032x}"
     assert all(r.status == "error" for r in await store.traces(status="error", limit=50))
     assert len(await store.traces(session_id=session, limit=50)) == min(50, n // max(1, n // 50))
-    newest = ("query(limit=50, newest_first=True)", lambda: store.query(limit=50, newest_first=True))
+    newest = (
+        "query(limit=50, newest_first=True)",
+        lambda: store.query(limit=50, newest_first=True),
+    )
     by_session = (
         "query(session_id=..., limit=50)",
         lambda: store.query(session_id=session, limit=50, newest_first=True),
@@ -244,7 +247,9 @@ async def main() -> None:
                 ("read", "ms", "baseline ms", "baseline"),
             )
         )
-        print(f"{engine}: generated in {seconds:.0f} s; slowest read {max(r[1] for r in rows):.1f} ms")
+        print(
+            f"{engine}: generated in {seconds:.0f} s; slowest read {max(r[1] for r in rows):.1f} ms"
+        )
         print()
 
 

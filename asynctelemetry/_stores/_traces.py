@@ -371,8 +371,8 @@ def walk_traces(
     """The ids of a ``traces(...)`` page, in its order, found without reading every record.
 
     A generator that yields requests (a list of :class:`Walk`, answered by a list of rows per
-    walk; a :class:`Check`, answered by its rows); it returns the ids. The store drives it (in its reader thread for SQLite,
-    with awaits for PostgreSQL): the algorithm is written once.
+    walk; a :class:`Check`, answered by its rows); it returns the ids. The store drives it (in
+    its reader thread for SQLite, with awaits for PostgreSQL): the algorithm is written once.
 
     Newest first: walk each table's records newest first through an index, following one
     filter every matching trace must hold on at least one record (session, user, agent, an
@@ -427,9 +427,8 @@ def walk_traces(
             fresh = list(new)
             seen.update(fresh)
             for at in range(0, len(fresh), _MAX_CHECK):
-                for trace_id, start, matches in (yield Check(fresh[at : at + _MAX_CHECK])):
-                    if matches:
-                        found[trace_id] = start
+                checked = yield Check(fresh[at : at + _MAX_CHECK])
+                found.update((trace_id, start) for trace_id, start, ok in checked if ok)
         ordered = sorted(found.items(), key=lambda item: item[0])
         ordered.sort(key=lambda item: item[1], reverse=newest_first)
         if not live:

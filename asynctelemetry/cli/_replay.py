@@ -167,8 +167,8 @@ async def run_replay(args: argparse.Namespace, console: Console) -> int:
     stats = exporter.stats.queue if exporter is not None else None
     if stats is not None and stats.dropped:
         raise CLIError(
-            f"{stats.dropped} of {count} records could not be delivered to {mask_secrets(args.to)}: "
-            f"{stats.last_error or 'closed before delivery'}"
+            f"{stats.dropped} of {count} records could not be delivered to "
+            f"{mask_secrets(args.to)}: {stats.last_error or 'closed before delivery'}"
         )
     pace = f" at {args.speed:g}x" if args.speed else ""
     to = mask_secrets(args.to)

@@ -4,18 +4,20 @@ totals), traces(...) (one row per trace, filters, order), retention and flush fo
 from __future__ import annotations
 
 import tempfile
-from unittest import mock
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from unittest import mock
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asynctelemetry import LLMCall, SQLiteStore, TraceSpan
+from asynctelemetry import LLMCall, MemoryStore, SQLiteStore, TraceSpan, replay
 from asynctelemetry._stores import _traces
 from asynctelemetry._stores._traces import TraceFilters, summarize_traces
+from asynctelemetry._stores.postgres import store as _pg_store
+from asynctelemetry._stores.sqlite import store as _sqlite_store
 from tests.conftest import make_call
 
 from .test_semantics import STORES, _examples, _keep, _run_in
@@ -273,3 +275,40 @@ async def test_a_page_waits_for_traces_not_met_yet(any_store: Any) -> None:
     assert errors == ["E"]
     assert ok == ["D", "C"]
     assert [r.trace_id for r in before] == ["C"]
+
+
+async def test_replay_carries_the_steps(any_store: Any, tmp_path: Path) -> None:
+    """replay(source, into=...) copies a trace whole (its steps beside its calls, in start
+    order, steps paged like calls); a second replay adds nothing (span and call ids); with a
+    model asked, calls only; the filters a step can pass apply to steps."""
+    calls, spans = agent_trace("ta")
+    other_calls, other_spans = agent_trace("tb", offset=10)
+    await any_store.add_many([*spans, *calls, *other_spans, *other_calls])
+    await any_store.flush()
+    with (
+        mock.patch.object(_sqlite_store, "REPLAY_PAGE", 2),
+        mock.patch.object(_pg_store, "PAGE", 2),
+    ):
+        async with SQLiteStore(tmp_path / "copy.db") as target:
+            assert await replay(any_store, target) == 12
+            assert await replay(any_store, target) == 12
+            await target.flush()
+            copied = await target.get_trace("ta")
+            original = await any_store.get_trace("ta")
+            assert copied is not None and original is not None
+            assert [s.model_copy(update={"source": "collector"}) for s in copied.spans] == [
+                s.model_copy(update={"source": "collector"}) for s in original.spans
+            ]
+            assert {s.source for s in copied.spans} == {"replay"}
+            assert copied.status == original.status and copied.cost_usd == original.cost_usd
+            assert [n.name for n in copied.tree()] == ["planner"]
+            assert target.duplicates == 12
+        into = MemoryStore()
+        model = calls[0].model
+        asked = [c for c in [*calls, *other_calls] if model in (c.model, c.request_model)]
+        assert await replay(any_store, into, model=model) == len(asked)
+        assert into.spans_snapshot() == []
+        into = MemoryStore()
+        window = T0 + timedelta(minutes=5)
+        assert await replay(any_store, into, since=window, status="error") == 1
+        assert [s.span_id for s in into.spans_snapshot()] == ["tb-tool2"]

@@ -43,20 +43,20 @@ __all__ = [
     "REPRICED_SQL",
     "REPRICE_SQL",
     "SELECT_LIST",
+    "TRACES_CALLS_SQL",
+    "TRACES_SPANS_SQL",
     "TRACE_SQL",
     "count_sql",
     "error_groups_rows",
     "error_groups_sql",
-    "span_page_sql",
     "page_sql",
     "pages",
     "reprice",
+    "span_page_sql",
     "summary_rows",
     "summary_sql",
     "timeseries_rows",
     "timeseries_sql",
-    "TRACES_CALLS_SQL",
-    "TRACES_SPANS_SQL",
     "trace_check_sql",
     "trace_walk_sql",
     "where",
@@ -481,8 +481,7 @@ TRACES_CALLS_SQL: Final = (
     f"SELECT {SELECT_LIST} FROM calls WHERE trace_id = ANY($1::text[]) ORDER BY ts, id"
 )
 TRACES_SPANS_SQL: Final = (
-    f"SELECT {', '.join(SPAN_COLUMNS)} FROM spans WHERE trace_id = ANY($1::text[]) "
-    "ORDER BY ts, id"
+    f"SELECT {', '.join(SPAN_COLUMNS)} FROM spans WHERE trace_id = ANY($1::text[]) ORDER BY ts, id"
 )
 
 

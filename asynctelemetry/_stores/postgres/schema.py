@@ -169,8 +169,7 @@ MIGRATIONS: Final[dict[int, list[str]]] = {
         "WHERE agent_name IS NOT NULL",
         "CREATE INDEX IF NOT EXISTS spans_session_ts ON spans (session_id, ts) "
         "WHERE session_id IS NOT NULL",
-        "CREATE INDEX IF NOT EXISTS spans_user_ts ON spans (user_id, ts) "
-        "WHERE user_id IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS spans_user_ts ON spans (user_id, ts) WHERE user_id IS NOT NULL",
         "CREATE INDEX IF NOT EXISTS spans_agent_ts ON spans (agent_name, ts) "
         "WHERE agent_name IS NOT NULL",
         "CREATE INDEX IF NOT EXISTS spans_status_ts ON spans (status, ts) WHERE status <> 'ok'",

@@ -41,22 +41,22 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Sequence
 
-    from .._base import Filters
     from ..._record import LLMCall, TraceSpan
     from .._errors import ErrorGroup
+    from .._base import Filters
     from .._traces import TraceFilters, Walk
 
 __all__ = [
     "GET_SQL",
     "TRACE_SQL",
     "error_groups_sql",
+    "find_trace_ids",
     "group_column",
     "page_sql",
     "register",
     "select_sql",
     "summarize_sql",
     "timeseries_sql",
-    "find_trace_ids",
     "trace_check_sql",
     "trace_records",
     "trace_walk_sql",
@@ -369,9 +369,7 @@ def find_trace_ids(
         request = next(walk)
         while True:
             if isinstance(request, list):
-                request = walk.send(
-                    [conn.execute(*trace_walk_sql(w)).fetchall() for w in request]
-                )
+                request = walk.send([conn.execute(*trace_walk_sql(w)).fetchall() for w in request])
             else:
                 sql, params = trace_check_sql(filters, request.trace_ids)
                 request = walk.send(conn.execute(sql, params).fetchall())

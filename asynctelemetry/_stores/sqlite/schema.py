@@ -188,8 +188,7 @@ TRACE_WALK_INDEXES: Final = (
     "WHERE user_id IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS spans_agent ON spans (agent_name, timestamp_ns) "
     "WHERE agent_name IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS spans_status ON spans (status, timestamp_ns) "
-    "WHERE status <> 'ok'",
+    "CREATE INDEX IF NOT EXISTS spans_status ON spans (status, timestamp_ns) WHERE status <> 'ok'",
 )
 SPANS_SQL: Final = (
     "CREATE TABLE IF NOT EXISTS spans (\n  id INTEGER PRIMARY KEY,\n  "

@@ -348,9 +348,7 @@ class SQLiteStore(WriterStore):
         return ids
 
     async def _traces_records(self, trace_ids: list[str]) -> tuple[list[LLMCall], list[TraceSpan]]:
-        found: tuple[list[LLMCall], list[TraceSpan]] = await self._read(
-            q.trace_records, trace_ids
-        )
+        found: tuple[list[LLMCall], list[TraceSpan]] = await self._read(q.trace_records, trace_ids)
         return found
 
     async def _count(self, filters: Filters) -> int:
