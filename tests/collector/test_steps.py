@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from asynctelemetry import AsyncCollector, AsyncTracer, ConfigError, MemoryStore
+from asynctelemetry import (
+    AsyncCollector,
+    AsyncTracer,
+    ConfigError,
+    LLMCall,
+    MemoryStore,
+    TraceSpan,
+)
 from asynctelemetry._collector import _steps
 from asynctelemetry._collector._convert import convert_request
 from asynctelemetry._collector._steps import MAX_STEPS_PER_TRACE, StepKeeper
@@ -283,3 +290,69 @@ async def test_held_roots_are_bounded_in_time_and_number(monkeypatch: pytest.Mon
         stats = collector.stats
     assert [s.name for s in store.spans_snapshot()] == ["planner"]
     assert stats.roots_unclaimed == 5 and stats.steps == 1
+
+
+# Our tracer in another process: an agent with a tool, a workflow and a failing guardrail, two
+# priced calls, under a user and a session; it prints what it recorded as JSON lines.
+TRACED_APP = textwrap.dedent(
+    """
+    import asyncio, sys
+    from asynctelemetry import AsyncTracer
+
+    async def main(endpoint):
+        async with AsyncTracer(otlp_endpoint=endpoint, in_memory=True,
+                               service_name="agent-app") as tracer:
+            @tracer.tool("search", engine="web")
+            async def search(query):
+                async with tracer.llm_call(model="gpt-4o", provider="openai") as call:
+                    call.set_usage(input_tokens=10, output_tokens=5)
+
+            with tracer.context(user_id="ann", session_id="s-9", tags=("beta",)):
+                async with tracer.agent("planner"):
+                    async with tracer.span("plan", kind="workflow"):
+                        await asyncio.gather(search("a"), search("b"))
+                    try:
+                        async with tracer.span("policy", kind="guardrail"):
+                            raise ValueError("blocked ✓")
+                    except ValueError:
+                        pass
+            await tracer.flush()
+        for record in [*tracer.spans, *tracer.steps]:
+            print(type(record).__name__, record.model_dump_json())
+
+    asyncio.run(main(sys.argv[1]))
+    """
+)
+
+
+async def test_a_trace_traced_in_one_process_comes_back_equal_from_another() -> None:
+    """Our tracer in a child process exports over OTLP/gRPC; the collector here stores every
+    call and step of its trace equal, field for field, to what the child recorded (but
+    ``source``), and the trace's tree and totals are the child's."""
+    store = MemoryStore()
+    async with AsyncCollector(store, port=0) as collector:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", TRACED_APP, f"http://127.0.0.1:{collector.port}",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0, err.decode()
+        sent = [line.split(" ", 1) for line in out.decode().splitlines()]
+        calls = [LLMCall.model_validate_json(j) for kind, j in sent if kind == "LLMCall"]
+        steps = [TraceSpan.model_validate_json(j) for kind, j in sent if kind == "TraceSpan"]
+        await _until(store, len(calls), len(steps))
+    assert (len(calls), len(steps)) == (2, 5)
+    got_calls = {c.call_id: c for c in await store.query()}
+    got_steps = {s.span_id: s for s in store.spans_snapshot()}
+    for call in calls:
+        assert got_calls[call.call_id].model_dump(exclude={"source"}) == call.model_dump(
+            exclude={"source"}
+        )
+    for step in steps:
+        assert got_steps[step.span_id].model_dump(exclude={"source"}) == step.model_dump(
+            exclude={"source"}
+        )
+    trace = await store.get_trace(steps[0].trace_id)
+    assert trace is not None and (trace.llm_calls, trace.errors) == (2, 1)
+    [root] = trace.tree()
+    assert (root.name, [n.name for n in root.children]) == ("planner", ["plan", "policy"])
