@@ -233,7 +233,9 @@ def test_bad_keep_spans_is_a_config_error() -> None:
 def _root_and_agent(trace: bytes) -> tuple[Span, Span]:
     """An HTTP root span and a GenAI agent span under it, of one trace."""
     root = Span(
-        trace_id=trace, span_id=b"\x01" * 8, name="POST /ask",
+        trace_id=trace,
+        span_id=b"\x01" * 8,
+        name="POST /ask",
         start_time_unix_nano=1_767_225_600_000_000_000,
         end_time_unix_nano=1_767_225_600_000_000_000 + 5_000_000,
         attributes=key_values({"http.request.method": "POST"}),
