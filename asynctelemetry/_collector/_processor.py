@@ -11,7 +11,6 @@ spans our own tracer makes (scope ``asynctelemetry``) are skipped: they are reco
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
@@ -22,6 +21,8 @@ from ._steps import StepKeeper
 from ._wire import LeanRequest
 
 if TYPE_CHECKING:
+    import asyncio
+
     from opentelemetry.sdk.trace import ReadableSpan
 
     from .._pipeline import Pipeline

@@ -57,7 +57,11 @@ def _check_one_trace(calls: list[LLMCall], steps: list[TraceSpan]) -> None:
     assert tool.agent_name == "planner" and tool.status == "ok"
     for call in calls:
         assert (call.parent_span_id, call.agent_name) == (agent.span_id, "planner")
-        assert (call.request_model, call.model, call.provider) == ("gpt-4o", "gpt-4o-2024-08-06", "openai")
+        assert (call.request_model, call.model, call.provider) == (
+            "gpt-4o",
+            "gpt-4o-2024-08-06",
+            "openai",
+        )
         assert (call.input_tokens, call.output_tokens) == (
             OPENAI_USAGE["prompt_tokens"],
             OPENAI_USAGE["completion_tokens"],
