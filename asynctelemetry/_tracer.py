@@ -459,7 +459,7 @@ class AsyncTracer(ClosesOnExit):
             MissingDependencyError: the OTLP encoder (extra ``otel``) is not installed.
             StoreClosedError: the tracer was closed.
         """
-        if self._closed:
+        if self._life.ended:
             raise StoreClosedError("AsyncTracer is closed")
         from ._collector._processor import RecordingSpanProcessor
 
