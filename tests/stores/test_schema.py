@@ -282,15 +282,15 @@ def test_fsum_aggregate_rounds_like_math_fsum() -> None:
     conn.close()
 
 
-async def test_version_7_file_gets_the_indexes_trace_pages_walk(tmp_path: Path) -> None:
-    """A file of schema version 7 (no walk indexes) is migrated on open: the partial indexes
+async def test_version_8_file_gets_the_indexes_trace_pages_walk(tmp_path: Path) -> None:
+    """A file of schema version 8 (no walk indexes) is migrated on open: the partial indexes
     a ``traces(...)`` page follows are built, and a filtered page reads through them."""
-    path = tmp_path / "v7.db"
+    path = tmp_path / "v8.db"
     async with SQLiteStore(path) as store:
         await store.add_many([make_call(i, trace_id=f"t{i}", user_id=f"u{i}") for i in range(4)])
     conn = sqlite3.connect(path)
     _drop_walk_indexes(conn)
-    conn.execute("PRAGMA user_version = 7")
+    conn.execute("PRAGMA user_version = 8")
     conn.commit()
     conn.close()
     async with SQLiteStore(path) as store:
@@ -303,6 +303,6 @@ async def test_version_7_file_gets_the_indexes_trace_pages_walk(tmp_path: Path) 
 
 
 def _drop_walk_indexes(conn: sqlite3.Connection) -> None:
-    """What a file before version 8 lacks: the indexes ``traces(...)`` walks."""
+    """What a file before version 9 lacks: the indexes ``traces(...)`` walks."""
     for sql in _schema.TRACE_WALK_INDEXES:
         conn.execute(f"DROP INDEX {sql.split()[5]}")  # CREATE INDEX IF NOT EXISTS <name>

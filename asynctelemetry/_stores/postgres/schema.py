@@ -163,8 +163,7 @@ MIGRATIONS: Final[dict[int, list[str]]] = {
         "CREATE INDEX IF NOT EXISTS spans_ts ON spans (ts)",
     ],
     6: [
-        "CREATE INDEX IF NOT EXISTS calls_user_ts ON calls (user_id, ts) "
-        "WHERE user_id IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS calls_user_ts ON calls (user_id, ts) WHERE user_id IS NOT NULL",
         "CREATE INDEX IF NOT EXISTS calls_agent_ts ON calls (agent_name, ts) "
         "WHERE agent_name IS NOT NULL",
         "CREATE INDEX IF NOT EXISTS spans_session_ts ON spans (session_id, ts) "
