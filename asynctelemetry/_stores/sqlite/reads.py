@@ -42,8 +42,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from ..._record import LLMCall, TraceSpan
-    from .._errors import ErrorGroup
     from .._base import Filters
+    from .._errors import ErrorGroup
     from .._traces import TraceFilters, Walk
 
 __all__ = [
