@@ -66,6 +66,8 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
     from ._budgets import Budget
+    from ._collector._processor import RecordingSpanProcessor
+    from ._collector._steps import KeepSpans
     from ._pricing import ModelPricing, PriceTable
     from ._record import SpanKind
     from ._stores import CallStore
@@ -228,6 +230,7 @@ class AsyncTracer(ClosesOnExit):
         self._sdk_tracer: Any = None
         self._agents_processor: Any = None  # the openai-agents processor, once registered
         self._span_processor: _AsyncSpanProcessor | None = None
+        self._recorders: list[RecordingSpanProcessor] = []  # span_processor()s handed out
         if custom_exporter is not None or tracer_provider is not None:
             self._sdk_tracer = self._make_sdk_tracer(
                 custom_exporter, tracer_provider, resource, sampler
@@ -442,6 +445,33 @@ class AsyncTracer(ClosesOnExit):
         elif not known:
             tracing.add_trace_processor(self._agents_processor)
 
+    def span_processor(self, *, keep_spans: KeepSpans = "ai") -> RecordingSpanProcessor:
+        """An OpenTelemetry SDK span processor that records, in this process, the spans another
+        instrumentation makes (pydantic-ai's GenAI spans, OpenLLMetry, OpenInference): add it
+        to the ``TracerProvider`` that instrumentation uses. Ended spans are read as the
+        collector reads them (``keep_spans`` as its own: agent and tool steps, the root of
+        their trace, LLM calls), and the calls and steps go to this tracer's sinks, priced as
+        traced calls are. The spans of this tracer itself are skipped. ``await
+        tracer.flush()`` delivers what has ended; the tracer's close closes it. Call it on the
+        tracer's event loop (spans may end in any thread).
+
+        Raises:
+            MissingDependencyError: the OTLP encoder (extra ``otel``) is not installed.
+            StoreClosedError: the tracer was closed.
+        """
+        if self._life.ended:
+            raise StoreClosedError("AsyncTracer is closed")
+        from ._collector._processor import RecordingSpanProcessor
+
+        processor = RecordingSpanProcessor(
+            self.pipeline,
+            asyncio.get_running_loop(),
+            capture_content=self.capture_content,
+            keep_spans=keep_spans,
+        )
+        self._recorders.append(processor)
+        return processor
+
     def uninstrument(self, client: object) -> None:
         """Stop tracing ``client`` (streams already returned keep being traced). Idempotent."""
         from ._instrument import uninstrument
@@ -551,6 +581,8 @@ class AsyncTracer(ClosesOnExit):
         """Return once every sink has delivered what it was given."""
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        for recorder in self._recorders:
+            await recorder.flush()
         await self.pipeline.flush()
         if self._span_processor is not None:
             await self._span_processor.queue.flush()
@@ -570,6 +602,8 @@ class AsyncTracer(ClosesOnExit):
             stream.abandoned()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        for recorder in self._recorders:
+            await recorder.aclose()  # its last spans reach the pipeline before it closes
         try:
             await self.pipeline.aclose()
         finally:

@@ -229,7 +229,7 @@ def page(sections: dict[str, str]) -> str:
 
 #: Scripts whose full run needs longer than ``--timeout`` (seconds): the 10,000,000-call
 #: PostgreSQL dashboard run generates its calls and builds their rollups first (about 10 min).
-SLOW: dict[str, float] = {"bench_dashboard_pg": 1800.0}
+SLOW: dict[str, float] = {"bench_dashboard_pg": 1800.0, "bench_traces": 1800.0}
 
 
 def main(argv: list[str] | None = None) -> int:

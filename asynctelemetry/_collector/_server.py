@@ -207,7 +207,10 @@ class AsyncCollector(QueueOwner, ClosesOnExit):
         snapshot = self._counts.snapshot(
             self._queue.stats, forwarder.stats if forwarder is not None else None
         )
-        return dataclasses.replace(snapshot, steps_dropped=self._steps.dropped)
+        keeper = self._steps
+        return dataclasses.replace(
+            snapshot, steps_dropped=keeper.dropped, roots_unclaimed=keeper.roots_unclaimed
+        )
 
     @property
     def port(self) -> int:

@@ -41,6 +41,9 @@ class CollectorStats:
             415, 429, 503…), when ``http_port`` is set (a copy).
         steps: spans kept as steps (``keep_spans``), not counted in ``ignored_spans``.
         steps_dropped: steps past the per-trace bound (10,000), dropped and counted.
+        roots_unclaimed: root spans (``keep_spans="ai"``) that arrived before any AI span of
+            their trace and were let go because none came within 60 s (a trace of no AI
+            work: most of them), or because 4,096 newer roots were waiting.
     """
 
     requests: int
@@ -58,6 +61,7 @@ class CollectorStats:
     http_responses: Mapping[int, int]
     steps: int = 0
     steps_dropped: int = 0
+    roots_unclaimed: int = 0
 
 
 @dataclass(slots=True)

@@ -9,7 +9,11 @@ What is kept depends on the collector's ``keep_spans``:
   execute_tool, invoke_workflow, retrieval), OpenInference ``openinference.span.kind`` (AGENT,
   TOOL, CHAIN, RETRIEVER, RERANKER, GUARDRAIL, EVALUATOR), OpenLLMetry ``traceloop.span.kind``
   (workflow, task, agent, tool); plus the root span (no parent) of a trace that has such a step
-  or an LLM call, in the same request or one seen lately;
+  or an LLM call, in the same request or one seen lately. A root that arrives before any AI
+  span of its trace (its service exported first, or the agent ran on after the request ended)
+  is held, at most :data:`ROOT_HOLD_SECONDS` and :data:`MAX_HELD_ROOTS` of them, and kept with
+  the first request that shows its trace holds AI work; a root let go unclaimed (its trace
+  showed none in time, or newer roots pushed it out) is counted (``roots_unclaimed``);
 - ``"all"``: every span (``http`` when it carries HTTP keys, else ``internal``);
 - ``"llm"``: none.
 
@@ -20,6 +24,7 @@ the counts of the last :data:`REMEMBERED_TRACES` traces); the rest are dropped a
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -49,6 +54,10 @@ KEEP_SPANS: Final = ("ai", "all", "llm")
 MAX_STEPS_PER_TRACE: Final = 10_000
 #: Traces whose step counts (and whether they hold AI work) the collector remembers.
 REMEMBERED_TRACES: Final = 65_536
+#: How long a root that came before any AI span of its trace waits for one, in seconds.
+ROOT_HOLD_SECONDS: Final = 60.0
+#: Most roots held at once; past it, the oldest is let go (and counted).
+MAX_HELD_ROOTS: Final = 4096
 #: Extras that a field of the step carries (not kept twice in its attributes).
 _CONSUMED: Final = frozenset({AT_SPAN_KIND, AT_AGENT_NAME, GEN_AI_TOOL_NAME})
 _KINDS: Final = frozenset(SPAN_KINDS)
@@ -64,8 +73,13 @@ class StepKeeper:
         self.mode: KeepSpans = mode
         #: trace_id → steps kept (most recent last); also says the trace holds AI work.
         self._traces: OrderedDict[str, int] = OrderedDict()
+        #: trace_id → (deadline, its roots): roots waiting for their trace to show AI work.
+        self._held: OrderedDict[str, tuple[float, list[TraceSpan]]] = OrderedDict()
+        #: held roots whose trace has shown AI work: the next request to finish keeps them.
+        self._claimed: list[TraceSpan] = []
         self.kept = 0
         self.dropped = 0
+        self.roots_unclaimed = 0
 
     def request(self) -> RequestSteps | None:
         """What one request's conversion fills (None for ``"llm"``: no steps at all)."""
@@ -80,6 +94,41 @@ class StepKeeper:
         if len(traces) >= REMEMBERED_TRACES:
             traces.popitem(last=False)
         traces[trace_id] = 0
+        if self._held:
+            held = self._held.pop(trace_id, None)
+            if held is not None:
+                if held[0] > time.monotonic():
+                    self._claimed += held[1]
+                else:  # past its time: let go, as if it had been forgotten already
+                    self.roots_unclaimed += len(held[1])
+
+    def hold(self, root: TraceSpan) -> None:
+        """Keep a root whose trace has shown no AI work yet, for a while (bounded)."""
+        self._let_go(time.monotonic())
+        held = self._held
+        entry = held.get(root.trace_id)
+        if entry is not None:
+            entry[1].append(root)  # a second root of one trace (another service's): kept too
+            return
+        if len(held) >= MAX_HELD_ROOTS:
+            self.roots_unclaimed += len(held.popitem(last=False)[1][1])
+        held[root.trace_id] = (time.monotonic() + ROOT_HOLD_SECONDS, [root])
+
+    def claimed(self) -> list[TraceSpan]:
+        """The held roots whose trace has shown AI work since (each handed out once)."""
+        self._let_go(time.monotonic())
+        roots, self._claimed = self._claimed, []
+        return roots
+
+    def _let_go(self, now: float) -> None:
+        """Count and forget the roots held past their time (the oldest are first)."""
+        held = self._held
+        while held:
+            deadline, roots = next(iter(held.values()))
+            if deadline > now:
+                return
+            held.popitem(last=False)
+            self.roots_unclaimed += len(roots)
 
     def holds_ai(self, trace_id: str) -> bool:
         """Whether the trace was seen with AI work lately."""
@@ -152,11 +201,18 @@ class RequestSteps:
             self.steps.append(step)
 
     def finish(self) -> list[TraceSpan]:
-        """The request's steps, with the roots of traces that hold AI work."""
+        """The request's steps, with the roots of traces that hold AI work: this request's,
+        and those held from earlier requests whose trace has shown AI work since. A root whose
+        trace has shown none is held for a later request."""
+        keeper = self._keeper
         for root in self._roots:
-            if self._keeper.holds_ai(root.trace_id):
+            if keeper.holds_ai(root.trace_id):
                 self._keep(root)
+            else:
+                keeper.hold(root)
         self._roots = []
+        for root in keeper.claimed():
+            self._keep(root)
         return self.steps
 
 

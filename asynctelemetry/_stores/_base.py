@@ -368,6 +368,15 @@ class Filters:
             and (self.error_message is None or call.error_message == self.error_message)
         )
 
+    def matches_step(self, span: TraceSpan) -> bool:
+        """Whether a step passes the filters a step can pass (not ``model``, ``provider``)."""
+        return (
+            (self.since is None or span.timestamp >= self.since)
+            and (self.until is None or span.timestamp < self.until)
+            and (self.session_id is None or span.session_id == self.session_id)
+            and (self.status is None or span.status == self.status)
+        )
+
     @property
     def empty(self) -> bool:
         """True when no filter is set."""
@@ -706,12 +715,17 @@ class StoreReads:
         limit = check_trace_limit(limit)
         filters = TraceFilters(since, until, session_id, user_id, agent, status)
         ids: list[str] = await self._trace_ids(filters, limit, newest_first)
-        rows = []
-        for trace_id in ids:
-            trace = await self.get_trace(trace_id)
-            if trace is not None:  # gone since (retention): the page is one row shorter
-                rows.append(summarize_trace(trace))
-        return rows
+        calls, spans = await self._traces_records(ids) if ids else ([], [])
+        members: dict[str, tuple[list[LLMCall], list[TraceSpan]]] = {i: ([], []) for i in ids}
+        for call in calls:
+            members[call.trace_id][0].append(call)  # type: ignore[index]
+        for span in spans:
+            members[span.trace_id][1].append(span)
+        return [  # a trace gone since (retention): the page is one row shorter
+            summarize_trace(build_trace(trace_id, *records))
+            for trace_id, records in members.items()
+            if records != ([], [])
+        ]
 
     async def session(
         self, session_id: str, *, limit: int = 100, after: str | None = None
@@ -734,6 +748,15 @@ class StoreReads:
     async def _trace_ids(self, filters: TraceFilters, limit: int, newest_first: bool) -> list[str]:
         """The ids of the traces a ``traces(...)`` page shows, in its order."""
         raise NotImplementedError
+
+    async def _traces_records(self, trace_ids: list[str]) -> tuple[list[LLMCall], list[TraceSpan]]:
+        """Every call and step of these traces (a store with SQL reads them at once)."""
+        calls: list[LLMCall] = []
+        spans: list[TraceSpan] = []
+        for trace_id in trace_ids:
+            calls += await self.trace(trace_id)  # type: ignore[attr-defined]
+            spans += await self._trace_spans(trace_id)
+        return calls, spans
 
     async def _query(
         self, filters: Filters, limit: int | None, newest_first: bool
@@ -760,6 +783,26 @@ class StoreReads:
         raise NotImplementedError
 
     def _replay(self, speed: float | None, filters: Filters) -> AsyncIterator[LLMCall]:
+        raise NotImplementedError
+
+    async def _replay_spans(self, filters: Filters) -> AsyncIterator[TraceSpan]:
+        """The steps ``replay(source, into=...)`` carries beside the calls, oldest first (ties in
+        the order stored): those that start within ``since``/``until`` and have the
+        ``session_id`` and ``status`` asked; none when ``model`` or ``provider`` is asked (a
+        step has neither). Read in keyset pages (:meth:`_span_page`)."""
+        if filters.model is not None or filters.provider is not None:
+            return
+        after: Any = None
+        while True:
+            spans, after = await self._span_page(filters, after)
+            for span in spans:
+                yield span
+            if after is None:
+                return
+
+    async def _span_page(self, filters: Filters, after: Any) -> tuple[list[TraceSpan], Any]:
+        """One page of :meth:`_replay_spans` after the key ``after`` (``None``: the first) and
+        the next page's key (``None``: this was the last)."""
         raise NotImplementedError
 
 

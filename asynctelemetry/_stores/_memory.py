@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from datetime import timedelta
-from operator import itemgetter
-from typing import TYPE_CHECKING, Final, Self
+from operator import attrgetter, itemgetter
+from typing import TYPE_CHECKING, Any, Final, Self
 
 from .._batching import ClosesOnExit, Lifecycle
 from .._exceptions import StoreClosedError, require_int
@@ -365,6 +365,11 @@ class MemoryStore(StoreReads, ClosesOnExit):
 
     def _replay(self, speed: float | None, filters: Filters) -> AsyncIterator[LLMCall]:
         return paced(_iterate(self._select(filters)), speed)
+
+    async def _span_page(self, filters: Filters, after: Any) -> tuple[list[TraceSpan], Any]:
+        """Every step held that passes, in one page (a list already in memory)."""
+        spans = sorted(self._spans.values(), key=attrgetter("timestamp"))  # stable: as added
+        return [s for s in spans if filters.matches_step(s)], None
 
     # -- lifetime -------------------------------------------------------------------------------
     async def aclose(self) -> None:

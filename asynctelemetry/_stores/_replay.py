@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from .._record import LLMCall
+    from .._record import LLMCall, TraceSpan
+
+R = TypeVar("R", "LLMCall", "TraceSpan", "LLMCall | TraceSpan")
 
 __all__ = ["paced"]
 
 
-async def paced(calls: AsyncIterator[LLMCall], speed: float | None) -> AsyncIterator[LLMCall]:
-    """Yield ``calls`` (oldest first); with ``speed``, keep their original intervals / speed.
+async def paced(calls: AsyncIterator[R], speed: float | None) -> AsyncIterator[R]:
+    """Yield ``calls`` (records, oldest first); with ``speed``, keep their original intervals /
+    speed.
 
     ``speed=None`` yields as fast as the source allows; ``speed=1.0`` reproduces the original
     spacing of the calls' timestamps; ``10.0`` is ten times faster. Pacing is measured from the

@@ -17,6 +17,11 @@ Rules:
   priced); ``session_id`` and ``user_id`` are the root's, else the first record's that has one;
 - filters: ``since``/``until`` on the start; ``session_id``, ``user_id`` and ``agent`` match a
   trace when any of its records has that value; ``status`` the trace's status.
+
+How a SQL store finds a page without grouping every record: :func:`walk_traces`, one algorithm
+for every engine, asks the store for records newest first through an index (:class:`Walk`) and
+for the start and filter verdict of the traces they belong to (:class:`Check`), until no trace
+it has not seen can still enter the page. See its docstring for why that is exact.
 """
 
 from __future__ import annotations
@@ -32,20 +37,23 @@ from .._conventions import span_name
 from .._record import LLMCall, TraceSpan
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Generator, Iterable, Sequence
     from typing import Any
 
 __all__ = [
     "MAX_TRACE_LIMIT",
+    "Check",
     "Trace",
     "TraceFilters",
     "TraceNode",
     "TraceSummary",
+    "Walk",
     "build_trace",
     "span_values",
     "spans_of",
     "summarize_trace",
     "summarize_traces",
+    "walk_traces",
 ]
 
 #: Most rows one ``traces(...)`` call returns.
@@ -300,6 +308,134 @@ def order_traces(rows: list[TraceSummary], newest_first: bool) -> list[TraceSumm
     rows.sort(key=lambda r: r.trace_id)
     rows.sort(key=lambda r: r.started, reverse=newest_first)
     return rows
+
+
+@dataclass(frozen=True, slots=True)
+class Walk:
+    """What :func:`walk_traces` asks a store: ``(trace_id, start)`` of records of ``table``
+    (``"calls"`` with a trace id, or ``"spans"``) whose ``column`` is ``value`` (``None``: every
+    record), starting at or after ``since`` and before ``until`` (each ``None``: unbounded),
+    beyond ``after`` in walking order (``None``: from the first), walking newest first or
+    oldest first: the first ``n`` of them *and* every other one that shares the ``n``-th's
+    start (so a page never ends inside a run of equal starts). Order of the answer: any."""
+
+    table: Literal["calls", "spans"]
+    column: Literal["session_id", "user_id", "agent_name", "status"] | None
+    value: str | None
+    since: datetime | None
+    until: datetime | None
+    after: Any
+    n: int
+    newest_first: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """What :func:`walk_traces` asks a store: for each of ``trace_ids`` that has a record,
+    ``(trace_id, start, matches)``: its earliest record's start (both tables) and whether the
+    trace passes every filter that is set (the ``HAVING`` of the module docstring's rules)."""
+
+    trace_ids: list[str]
+
+
+#: Records a first :class:`Walk` asks for per row of the page (at least :data:`_FIRST_WALK`);
+#: each next walk of a table asks for twice as many as its last, up to :data:`_MAX_WALK`.
+_WALK_PER_ROW: Final = 4
+_FIRST_WALK: Final = 64
+_MAX_WALK: Final = 4096
+#: Most trace ids one :class:`Check` names (SQLite binds each twice, under its 32,766).
+_MAX_CHECK: Final = 1000
+
+
+def _driver(
+    filters: TraceFilters, newest_first: bool
+) -> tuple[Literal["session_id", "user_id", "agent_name", "status"] | None, str | None]:
+    """The column whose index a walk follows: a filter that a matching trace's records must
+    hold at least once (newest first only; see :func:`walk_traces`)."""
+    if not newest_first:
+        return None, None
+    if filters.session_id is not None:
+        return "session_id", filters.session_id
+    if filters.user_id is not None:
+        return "user_id", filters.user_id
+    if filters.agent is not None:
+        return "agent_name", filters.agent
+    if filters.status in ("error", "cancelled"):
+        return "status", filters.status
+    return None, None
+
+
+def walk_traces(
+    filters: TraceFilters, limit: int, newest_first: bool
+) -> Generator[list[Walk] | Check, list[Any], list[str]]:
+    """The ids of a ``traces(...)`` page, in its order, found without reading every record.
+
+    A generator that yields requests (a list of :class:`Walk`, answered by a list of rows per
+    walk; a :class:`Check`, answered by its rows); it returns the ids. The store drives it (in
+    its reader thread for SQLite, with awaits for PostgreSQL): the algorithm is written once.
+
+    Newest first: walk each table's records newest first through an index, following one
+    filter every matching trace must hold on at least one record (session, user, agent, an
+    error or cancelled status; else every record). Every trace met is checked once (its start,
+    its verdict on every filter). After a walk of a table has taken every record at or after
+    ``edge[table]``, a trace not met yet has all its followed records before every table's
+    edge, so it starts before the latest edge (the *frontier*); a matching trace met that
+    starts at or after the frontier therefore comes before every trace not met. The page is
+    done when ``limit`` of them are there, or when both walks are exhausted (every trace met).
+    Oldest first is the mirror image, walking every record (a trace's first record is its
+    start; a filtered record need not be). Costs: about ``limit`` traces' records and one
+    check per page for the newest page; a rare filter value walks only its own records.
+    """
+    if limit == 0:
+        return []
+    column, value = _driver(filters, newest_first)
+    # A matching trace's followed records all start at or after its own start (>= since);
+    # oldest first, its first record is its start (< until). Newest first, a trace that
+    # started before ``until`` may have records after it: the walk starts at the newest.
+    since, until = filters.since, None if newest_first else filters.until
+    tables: tuple[Literal["calls", "spans"], ...] = ("calls", "spans")
+    edge: dict[str, Any] = dict.fromkeys(tables)  # None: not walked yet
+    sizes = dict.fromkeys(tables, max(_FIRST_WALK, _WALK_PER_ROW * limit))
+    live = set(tables)
+    seen: set[str] = set()
+    found: dict[str, Any] = {}  # trace id -> start, the matching traces met
+
+    def ahead(start: Any, frontier: Any) -> bool:
+        return bool(start >= frontier if newest_first else start <= frontier)
+
+    while True:
+        if live:
+            unwalked = [t for t in tables if t in live and edge[t] is None]
+            if unwalked:  # the first walks: both tables at once (one round trip)
+                due = unwalked
+            else:
+                pick = max if newest_first else min
+                due = [pick(live, key=lambda t: edge[t])]
+            requests = [
+                Walk(t, column, value, since, until, edge[t], sizes[t], newest_first) for t in due
+            ]
+            answers = yield requests
+            new: dict[str, None] = {}
+            for request, rows in zip(requests, answers, strict=True):
+                table = request.table
+                if len(rows) < request.n:
+                    live.discard(table)
+                else:
+                    edge[table] = (min if newest_first else max)(row[1] for row in rows)
+                    sizes[table] = min(_MAX_WALK, 2 * sizes[table])
+                new.update((row[0], None) for row in rows if row[0] not in seen)
+            fresh = list(new)
+            seen.update(fresh)
+            for at in range(0, len(fresh), _MAX_CHECK):
+                checked = yield Check(fresh[at : at + _MAX_CHECK])
+                found.update((trace_id, start) for trace_id, start, ok in checked if ok)
+        ordered = sorted(found.items(), key=lambda item: item[0])
+        ordered.sort(key=lambda item: item[1], reverse=newest_first)
+        if not live:
+            return [trace_id for trace_id, _ in ordered[:limit]]
+        frontier = (max if newest_first else min)(edge[t] for t in live)
+        if len(ordered) >= limit and ahead(ordered[limit - 1][1], frontier):
+            return [trace_id for trace_id, _ in ordered[:limit]]
 
 
 #: A step's fields in stored column order (the model's); ``timestamp`` is stored as the

@@ -20,6 +20,7 @@ from .._exceptions import (
     StoreError,
     mask_secrets,
 )
+from .._pipeline import SpanSink
 from .._replay import replay
 from .._stores import SQLiteStore, open_store
 from ._common import filters_of, reading, source_name
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from .._export import OTLPExporterBase
-    from .._record import LLMCall
+    from .._record import LLMCall, TraceSpan
     from .._stores import CallStore
 
 __all__ = ["run_replay", "target_of"]
@@ -84,10 +85,13 @@ class _Counted:
     def __init__(
         self,
         deliver: Callable[[Sequence[LLMCall]], Any],
+        deliver_spans: Callable[[Sequence[TraceSpan]], Any],
         advance: Callable[[int], None],
         exporter: OTLPExporterBase | None,
     ) -> None:
         self._deliver = deliver
+        self._deliver_spans = deliver_spans
+        self.steps = 0
         self._advance = advance
         self._exporter = exporter
 
@@ -98,6 +102,11 @@ class _Counted:
             # An exporter never waits in emit: let it deliver before its queue overflows.
             await exporter.flush()
         self._advance(len(calls))
+
+    async def emit_spans(self, spans: Sequence[TraceSpan]) -> None:
+        """Steps go to the target as they are (a store keeps them; an exporter sends them)."""
+        await self._deliver_spans(spans)
+        self.steps += len(spans)  # the progress bar counts calls
 
     async def flush(self) -> None:
         """Nothing of its own: the target is flushed by the command."""
@@ -114,7 +123,8 @@ def _same_file(source: argparse.Namespace, target: object) -> bool:
 
 
 async def run_replay(args: argparse.Namespace, console: Console) -> int:
-    """Copy (or re-export) the calls that pass the filters, oldest first, paced by ``--speed``."""
+    """Copy (or re-export) the calls that pass the filters and the steps with them, oldest
+    first, paced by ``--speed``."""
     if args.speed is not None and not args.speed > 0:
         raise UsageError(f"--speed must be positive, got {args.speed}")
     try:
@@ -139,7 +149,8 @@ async def run_replay(args: argparse.Namespace, console: Console) -> int:
 
         try:
             async with target:
-                sink = _Counted(target.emit, advance, exporter)
+                assert isinstance(target, SpanSink)  # every store and exporter takes steps
+                sink = _Counted(target.emit, target.emit_spans, advance, exporter)
                 if progress is not None:
                     progress.start()
                 try:
@@ -156,12 +167,14 @@ async def run_replay(args: argparse.Namespace, console: Console) -> int:
     stats = exporter.stats.queue if exporter is not None else None
     if stats is not None and stats.dropped:
         raise CLIError(
-            f"{stats.dropped} of {count} calls could not be delivered to {mask_secrets(args.to)}: "
-            f"{stats.last_error or 'closed before delivery'}"
+            f"{stats.dropped} of {count} records could not be delivered to "
+            f"{mask_secrets(args.to)}: {stats.last_error or 'closed before delivery'}"
         )
     pace = f" at {args.speed:g}x" if args.speed else ""
     to = mask_secrets(args.to)
-    line = f"replayed {plural(count, 'call')} from {source_name(args)} to {to}{pace}"
+    steps = f" and {plural(sink.steps, 'step')}" if sink.steps else ""
+    calls = plural(count - sink.steps, "call")
+    line = f"replayed {calls}{steps} from {source_name(args)} to {to}{pace}"
     if exporter is None:  # a store says which copies it already held (same call_id)
         present = getattr(target, "duplicates", 0) - present_before
         rejected = getattr(target, "rejected", 0)

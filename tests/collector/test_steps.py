@@ -12,12 +12,20 @@ from typing import Any
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from asynctelemetry import AsyncCollector, AsyncTracer, ConfigError, MemoryStore
+from asynctelemetry import (
+    AsyncCollector,
+    AsyncTracer,
+    ConfigError,
+    LLMCall,
+    MemoryStore,
+    TraceSpan,
+)
+from asynctelemetry._collector import _steps
 from asynctelemetry._collector._convert import convert_request
 from asynctelemetry._collector._steps import MAX_STEPS_PER_TRACE, StepKeeper
 from asynctelemetry._collector._wire import LeanRequest
 
-from .helpers import key_values, request_of
+from .helpers import export, key_values, request_of
 
 # A plain OpenTelemetry SDK app (no asynctelemetry) in a child process: an HTTP request at the
 # root, an agent run, a tool, a database query inside the tool, two model calls, all GenAI
@@ -220,3 +228,133 @@ def test_a_trace_of_100000_steps_is_cut_with_a_count() -> None:
 def test_bad_keep_spans_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="keep_spans"):
         AsyncCollector(MemoryStore(), port=0, keep_spans="some")  # type: ignore[arg-type]
+
+
+def _root_and_agent(trace: bytes) -> tuple[Span, Span]:
+    """An HTTP root span and a GenAI agent span under it, of one trace."""
+    root = Span(
+        trace_id=trace,
+        span_id=b"\x01" * 8,
+        name="POST /ask",
+        start_time_unix_nano=1_767_225_600_000_000_000,
+        end_time_unix_nano=1_767_225_600_000_000_000 + 5_000_000,
+        attributes=key_values({"http.request.method": "POST"}),
+    )
+    agent = Span(
+        trace_id=trace, span_id=b"\x02" * 8, parent_span_id=b"\x01" * 8,
+        name="invoke_agent planner",
+        start_time_unix_nano=1_767_225_600_000_000_000 + 1000,
+        end_time_unix_nano=1_767_225_600_000_000_000 + 4_000_000,
+        attributes=key_values({"gen_ai.operation.name": "invoke_agent",
+                               "gen_ai.agent.name": "planner"}),
+    )  # fmt: skip
+    return root, agent
+
+
+@pytest.mark.parametrize("root_first", [True, False], ids=["root-first", "root-last"])
+async def test_a_trace_keeps_its_root_whichever_arrives_first(root_first: bool) -> None:
+    """Through a real grpc.aio collector, in two exports: the root of an agent trace is kept
+    whether it arrives before its AI spans (held until they come) or after them."""
+    store = MemoryStore()
+    root, agent = _root_and_agent(b"\x0a" * 16)
+    first, second = (root, agent) if root_first else (agent, root)
+    async with AsyncCollector(store, port=0) as collector:
+        target = f"127.0.0.1:{collector.port}"
+        await export(target, request_of([first]))
+        await collector.flush()
+        assert len(store.spans_snapshot()) == (0 if root_first else 1)
+        await export(target, request_of([second]))
+        await collector.flush()
+        stats = collector.stats
+    kept = {s.name: s for s in store.spans_snapshot()}
+    assert set(kept) == {"POST /ask", "planner"}
+    assert kept["planner"].parent_span_id == kept["POST /ask"].span_id
+    trace = await store.get_trace(kept["planner"].trace_id)
+    assert trace is not None and [n.name for n in trace.tree()] == ["POST /ask"]
+    assert (stats.steps, stats.ignored_spans, stats.roots_unclaimed) == (2, 0, 0)
+
+
+async def test_held_roots_are_bounded_in_time_and_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A root whose trace shows no AI work is let go after ROOT_HOLD_SECONDS, and the oldest
+    when MAX_HELD_ROOTS are waiting: each counted in roots_unclaimed, none kept."""
+    monkeypatch.setattr(_steps, "MAX_HELD_ROOTS", 3)
+    monkeypatch.setattr(_steps, "ROOT_HOLD_SECONDS", 1.0)
+    store = MemoryStore()
+    async with AsyncCollector(store, port=0) as collector:
+        target = f"127.0.0.1:{collector.port}"
+        roots = [_root_and_agent(bytes([i + 1]) * 16)[0] for i in range(5)]
+        await export(target, request_of(roots))  # five plain HTTP roots: 3 held, 2 let go
+        assert collector.stats.roots_unclaimed == 2
+        await asyncio.sleep(1.2)
+        _, late_agent = _root_and_agent(bytes([5]) * 16)  # the last root's trace, too late
+        await export(target, request_of([late_agent]))
+        await collector.flush()
+        stats = collector.stats
+    assert [s.name for s in store.spans_snapshot()] == ["planner"]
+    assert stats.roots_unclaimed == 5 and stats.steps == 1
+
+
+# Our tracer in another process: an agent with a tool, a workflow and a failing guardrail, two
+# priced calls, under a user and a session; it prints what it recorded as JSON lines.
+TRACED_APP = textwrap.dedent(
+    """
+    import asyncio, sys
+    from asynctelemetry import AsyncTracer
+
+    async def main(endpoint):
+        async with AsyncTracer(otlp_endpoint=endpoint, in_memory=True,
+                               service_name="agent-app") as tracer:
+            @tracer.tool("search", engine="web")
+            async def search(query):
+                async with tracer.llm_call(model="gpt-4o", provider="openai") as call:
+                    call.set_usage(input_tokens=10, output_tokens=5)
+
+            with tracer.context(user_id="ann", session_id="s-9", tags=("beta",)):
+                async with tracer.agent("planner"):
+                    async with tracer.span("plan", kind="workflow"):
+                        await asyncio.gather(search("a"), search("b"))
+                    try:
+                        async with tracer.span("policy", kind="guardrail"):
+                            raise ValueError("blocked ✓")
+                    except ValueError:
+                        pass
+            await tracer.flush()
+        for record in [*tracer.spans, *tracer.steps]:
+            print(type(record).__name__, record.model_dump_json())
+
+    asyncio.run(main(sys.argv[1]))
+    """
+)
+
+
+async def test_a_trace_traced_in_one_process_comes_back_equal_from_another() -> None:
+    """Our tracer in a child process exports over OTLP/gRPC; the collector here stores every
+    call and step of its trace equal, field for field, to what the child recorded (but
+    ``source``), and the trace's tree and totals are the child's."""
+    store = MemoryStore()
+    async with AsyncCollector(store, port=0) as collector:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", TRACED_APP, f"http://127.0.0.1:{collector.port}",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0, err.decode()
+        sent = [line.split(" ", 1) for line in out.decode().splitlines()]
+        calls = [LLMCall.model_validate_json(j) for kind, j in sent if kind == "LLMCall"]
+        steps = [TraceSpan.model_validate_json(j) for kind, j in sent if kind == "TraceSpan"]
+        await _until(store, len(calls), len(steps))
+    assert (len(calls), len(steps)) == (2, 5)
+    got_calls = {c.call_id: c for c in await store.query()}
+    got_steps = {s.span_id: s for s in store.spans_snapshot()}
+    for call in calls:
+        assert got_calls[call.call_id].model_dump(exclude={"source"}) == call.model_dump(
+            exclude={"source"}
+        )
+    for step in steps:
+        assert got_steps[step.span_id].model_dump(exclude={"source"}) == step.model_dump(
+            exclude={"source"}
+        )
+    trace = await store.get_trace(steps[0].trace_id)
+    assert trace is not None and (trace.llm_calls, trace.errors) == (2, 1)
+    [root] = trace.tree()
+    assert (root.name, [n.name for n in root.children]) == ("planner", ["plan", "policy"])

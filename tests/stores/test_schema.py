@@ -172,6 +172,7 @@ async def test_version_5_file_gets_users_agents_tags_and_messages(tmp_path: Path
     async with SQLiteStore(path) as store:
         await store.add_many(old_calls)
     conn = sqlite3.connect(path)  # back to version 5: the same calls, no new columns
+    _drop_walk_indexes(conn)
     for name in ("user_id", "agent_name", "tags", "error_message"):
         conn.execute(f"ALTER TABLE calls DROP COLUMN {name}")
     conn.execute("PRAGMA user_version = 5")
@@ -279,3 +280,29 @@ def test_fsum_aggregate_rounds_like_math_fsum() -> None:
     assert got == math.fsum(values) != sum(values)
     assert conn.execute("SELECT asynctelemetry_fsum(v) FROM t WHERE v IS NULL").fetchone() == (0.0,)
     conn.close()
+
+
+async def test_version_8_file_gets_the_indexes_trace_pages_walk(tmp_path: Path) -> None:
+    """A file of schema version 8 (no walk indexes) is migrated on open: the partial indexes
+    a ``traces(...)`` page follows are built, and a filtered page reads through them."""
+    path = tmp_path / "v8.db"
+    async with SQLiteStore(path) as store:
+        await store.add_many([make_call(i, trace_id=f"t{i}", user_id=f"u{i}") for i in range(4)])
+    conn = sqlite3.connect(path)
+    _drop_walk_indexes(conn)
+    conn.execute("PRAGMA user_version = 8")
+    conn.commit()
+    conn.close()
+    async with SQLiteStore(path) as store:
+        assert [r.trace_id for r in await store.traces(user_id="u2")] == ["t2"]
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (_schema.SCHEMA_VERSION,)
+    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"calls_user", "calls_agent", "spans_session", "spans_status"} <= names
+    conn.close()
+
+
+def _drop_walk_indexes(conn: sqlite3.Connection) -> None:
+    """What a file before version 9 lacks: the indexes ``traces(...)`` walks."""
+    for sql in _schema.TRACE_WALK_INDEXES:
+        conn.execute(f"DROP INDEX {sql.split()[5]}")  # CREATE INDEX IF NOT EXISTS <name>

@@ -7,13 +7,17 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from unittest import mock
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asynctelemetry import LLMCall, SQLiteStore, TraceSpan
+from asynctelemetry import LLMCall, MemoryStore, SQLiteStore, TraceSpan, replay
+from asynctelemetry._stores import _traces
 from asynctelemetry._stores._traces import TraceFilters, summarize_traces
+from asynctelemetry._stores.postgres import store as _pg_store
+from asynctelemetry._stores.sqlite import store as _sqlite_store
 from tests.conftest import make_call
 
 from .test_semantics import STORES, _examples, _keep, _run_in
@@ -136,10 +140,11 @@ async def test_traces_lists_one_row_per_trace_with_filters(any_store: Any) -> No
 _records = st.lists(
     st.tuples(
         st.booleans(),  # a step (else a call)
-        st.sampled_from(["t1", "t2", "t3", "t4"]),
-        st.integers(0, 3600),  # start, in seconds
+        st.sampled_from(["t1", "t2", "t3", "t4", "t5", "t6"]),
+        st.integers(0, 3600) | st.integers(0, 3),  # start, in seconds (ties too)
         st.sampled_from(["ok", "error", "cancelled"]),
         st.sampled_from(["u1", "u2", None]),
+        st.sampled_from(["s1", None]),
         st.sampled_from(["planner", None]),
         st.none() | st.floats(0, 1e6, allow_nan=False),
     ),
@@ -149,9 +154,15 @@ _records = st.lists(
 
 def _drawn(drawn: list[tuple[Any, ...]]) -> tuple[list[LLMCall], list[TraceSpan]]:
     calls, spans = [], []
-    for i, (is_step, trace, start, status, user, agent, duration) in enumerate(drawn):
+    for i, (is_step, trace, start, status, user, session, agent, duration) in enumerate(drawn):
         when = T0 + timedelta(seconds=start)
-        common = {"status": status, "user_id": user, "agent_name": agent, "duration_ms": duration}
+        common = {
+            "status": status,
+            "user_id": user,
+            "session_id": session,
+            "agent_name": agent,
+            "duration_ms": duration,
+        }
         if is_step:
             spans.append(step(i, trace, timestamp=when, **common))
         else:
@@ -166,9 +177,12 @@ def _drawn(drawn: list[tuple[Any, ...]]) -> tuple[list[LLMCall], list[TraceSpan]
     status=st.sampled_from([None, "ok", "error", "cancelled"]),
     user=st.sampled_from([None, "u1"]),
     agent=st.sampled_from([None, "planner"]),
+    session=st.sampled_from([None, "s1"]),
     since=st.none() | st.integers(0, 3600),
+    until=st.none() | st.integers(0, 3600),
     newest_first=st.booleans(),
     limit=st.integers(0, 5),
+    walk=st.sampled_from([1, 2, 64]),
 )
 def test_traces_equal_the_reference(
     kind: str,
@@ -176,21 +190,32 @@ def test_traces_equal_the_reference(
     status: Any,
     user: str | None,
     agent: str | None,
+    session: str | None,
     since: int | None,
+    until: int | None,
     newest_first: bool,
     limit: int,
+    walk: int,
 ) -> None:
-    """Any calls and steps, any filters: every store's rows equal the reference rules."""
+    """Any calls and steps, any filters: every store's rows equal the reference rules, however
+    few records each walk of a SQL store reads at a time (``walk``: its first walk's size)."""
     calls, spans = _drawn(drawn)
     start = None if since is None else T0 + timedelta(seconds=since)
-    asked = {"status": status, "user_id": user, "agent": agent, "since": start}
+    end = None if until is None else T0 + timedelta(seconds=until)
+    asked = {"status": status, "user_id": user, "agent": agent, "session_id": session}
+    asked |= {"since": start, "until": end}
 
     async def read(store: Any) -> Any:
         return await store.traces(**asked, newest_first=newest_first, limit=limit)
 
-    filters = TraceFilters(since=start, user_id=user, agent=agent, status=status)
+    filters = TraceFilters(**asked)
     expected = summarize_traces(calls, spans, filters, limit, newest_first)
-    assert _run_in(kind, [*calls, *spans], read) == expected  # type: ignore[list-item]
+    with (
+        mock.patch.object(_traces, "_FIRST_WALK", walk),
+        mock.patch.object(_traces, "_WALK_PER_ROW", 1),
+    ):
+        found = _run_in(kind, [*calls, *spans], read)  # type: ignore[list-item]
+    assert found == expected
 
 
 async def test_steps_survive_reopening_a_sqlite_file(tmp_path: Path) -> None:
@@ -218,3 +243,72 @@ async def test_retention_covers_steps(tmp_path: Path) -> None:
             trace = await store.get_trace("t1")
             assert trace is not None
             assert [s.span_id for s in trace.spans] == ["span-3", "span-2"]
+
+
+async def test_a_page_waits_for_traces_not_met_yet(any_store: Any) -> None:
+    """A trace's newest record says little of its start: the page is the traces that started
+    last, however their records interleave (each SQL walk reading one record at a time)."""
+    at = [T0 + timedelta(seconds=s) for s in range(101)]
+    await any_store.add_many(
+        [
+            step(0, "A", timestamp=at[0], span_id="a-root"),  # A started first...
+            make_call(1, trace_id="A", span_id="a-call", timestamp=at[100]),  # ...ends last
+            step(2, "B", timestamp=at[80]),
+            step(3, "C", timestamp=at[90]),
+            make_call(4, trace_id="D", span_id="d-call", timestamp=at[95]),
+            step(5, "E", timestamp=at[95], user_id="u1"),  # E and D start together
+            make_call(6, trace_id="E", span_id="e-call", timestamp=at[96], status="error"),
+        ]
+    )
+    await any_store.flush()
+    with (
+        mock.patch.object(_traces, "_FIRST_WALK", 1),
+        mock.patch.object(_traces, "_WALK_PER_ROW", 1),
+    ):
+        newest = [r.trace_id for r in await any_store.traces(limit=3)]
+        oldest = [r.trace_id for r in await any_store.traces(limit=2, newest_first=False)]
+        errors = [r.trace_id for r in await any_store.traces(status="error", limit=1)]
+        ok = [r.trace_id for r in await any_store.traces(status="ok", limit=2)]
+        before = await any_store.traces(until=at[95], limit=1)
+    assert newest == ["D", "E", "C"]  # equal starts: by trace id
+    assert oldest == ["A", "B"]
+    assert errors == ["E"]
+    assert ok == ["D", "C"]
+    assert [r.trace_id for r in before] == ["C"]
+
+
+async def test_replay_carries_the_steps(any_store: Any, tmp_path: Path) -> None:
+    """replay(source, into=...) copies a trace whole (its steps beside its calls, in start
+    order, steps paged like calls); a second replay adds nothing (span and call ids); with a
+    model asked, calls only; the filters a step can pass apply to steps."""
+    calls, spans = agent_trace("ta")
+    other_calls, other_spans = agent_trace("tb", offset=10)
+    await any_store.add_many([*spans, *calls, *other_spans, *other_calls])
+    await any_store.flush()
+    with (
+        mock.patch.object(_sqlite_store, "REPLAY_PAGE", 2),
+        mock.patch.object(_pg_store, "PAGE", 2),
+    ):
+        async with SQLiteStore(tmp_path / "copy.db") as target:
+            assert await replay(any_store, target) == 12
+            assert await replay(any_store, target) == 12
+            await target.flush()
+            copied = await target.get_trace("ta")
+            original = await any_store.get_trace("ta")
+            assert copied is not None and original is not None
+            assert [s.model_copy(update={"source": "collector"}) for s in copied.spans] == [
+                s.model_copy(update={"source": "collector"}) for s in original.spans
+            ]
+            assert {s.source for s in copied.spans} == {"replay"}
+            assert copied.status == original.status and copied.cost_usd == original.cost_usd
+            assert [n.name for n in copied.tree()] == ["planner"]
+            assert target.duplicates == 12
+        into = MemoryStore()
+        model = calls[0].model
+        asked = [c for c in [*calls, *other_calls] if model in (c.model, c.request_model)]
+        assert await replay(any_store, into, model=model) == len(asked)
+        assert into.spans_snapshot() == []
+        into = MemoryStore()
+        window = T0 + timedelta(minutes=5)
+        assert await replay(any_store, into, since=window, status="error") == 1
+        assert [s.span_id for s in into.spans_snapshot()] == ["tb-tool2"]

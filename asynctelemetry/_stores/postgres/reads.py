@@ -27,7 +27,7 @@ from ..._record import MIN_GENERATING_MS
 from .._base import CallSummary, group_field, group_sql, series_field, window_percentile
 from .._errors import MODEL_KEY, group_of, groups_sql
 from . import rollup as _pg_rollup
-from .schema import COPY_COLUMNS, decode
+from .schema import COPY_COLUMNS, SPAN_COLUMNS, decode
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -36,13 +36,15 @@ if TYPE_CHECKING:
     from ..._record import LLMCall
     from .._base import Filters, TimeBucket
     from .._errors import ErrorGroup
-    from .._traces import TraceFilters
+    from .._traces import TraceFilters, Walk
 
 __all__ = [
     "GET_SQL",
     "REPRICED_SQL",
     "REPRICE_SQL",
     "SELECT_LIST",
+    "TRACES_CALLS_SQL",
+    "TRACES_SPANS_SQL",
     "TRACE_SQL",
     "count_sql",
     "error_groups_rows",
@@ -50,11 +52,13 @@ __all__ = [
     "page_sql",
     "pages",
     "reprice",
+    "span_page_sql",
     "summary_rows",
     "summary_sql",
     "timeseries_rows",
     "timeseries_sql",
-    "trace_ids_sql",
+    "trace_check_sql",
+    "trace_walk_sql",
     "where",
 ]
 
@@ -93,6 +97,28 @@ def where(filters: Filters, params: _Params, *extra: str) -> str:
             clauses.append(f"{field} = {params.add(value)}")
     clauses.extend(extra)
     return f" WHERE {' AND '.join(clauses)}" if clauses else ""
+
+
+def span_page_sql(
+    filters: Filters, size: int, after: tuple[datetime, int] | None
+) -> tuple[str, list[Any]]:
+    """One keyset page of steps (``replay``): ``size`` rows after ``after``, oldest first, each
+    row's ``id`` last (``where`` reads the filters a step can pass: ``ts``, ``session_id``,
+    ``status``; the caller asks no page when ``model`` or ``provider`` is set)."""
+    params = _Params()
+    extra = []
+    if after is not None:
+        extra.append(f"(ts, id) > ({params.add(after[0])}, {params.add(after[1])})")
+    clause = where(filters, params, *extra)
+    sql = (
+        f"SELECT {', '.join(SPAN_COLUMNS)}, id FROM spans{clause} ORDER BY ts, id "
+        f"LIMIT {params.add(size)}"
+    )
+    return sql, params.values
+
+
+#: Where a step's start is in a :func:`span_page_sql` row.
+SPAN_TS: Final = SPAN_COLUMNS.index("ts")
 
 
 def count_sql(filters: Filters) -> tuple[str, list[Any]]:
@@ -390,9 +416,40 @@ async def reprice(
         await asyncio.sleep(0)  # pricing a page is CPU work: let the loop breathe
 
 
-def trace_ids_sql(filters: TraceFilters, limit: int, newest_first: bool) -> tuple[str, list[Any]]:
-    """The ids of a ``traces(...)`` page (the rules of :mod:`._traces`, as SQLite's
-    :func:`~..sqlite.reads.trace_ids_sql`)."""
+def trace_walk_sql(walks: Sequence[Walk]) -> tuple[str, list[Any]]:
+    """:class:`~.._traces.Walk` requests in one statement (one round trip): rows
+    ``(walk's position, trace_id, ts)``, through ``calls_ts_id``, ``calls_session_ts``,
+    ``calls_user_ts``, …, ``spans_status_ts``. Each walk's first ``n`` rows come from an index in
+    walking order; the rows that share the last one's start follow (some twice: harmless)."""
+    params = _Params()
+    parts = []
+    for k, walk in enumerate(walks):
+        clauses = ["trace_id IS NOT NULL"] if walk.table == "calls" else []
+        if walk.column == "status":  # the partial index spans_status_ts: the rows not "ok"
+            clauses.append("status <> 'ok'")
+        if walk.column is not None:
+            clauses.append(f"{walk.column} = {params.add(walk.value)}")  # from Walk's list
+        if walk.since is not None:
+            clauses.append(f"ts >= {params.add(walk.since)}")
+        if walk.until is not None:
+            clauses.append(f"ts < {params.add(walk.until)}")
+        if walk.after is not None:
+            clauses.append(f"ts {'<' if walk.newest_first else '>'} {params.add(walk.after)}")
+        where = " AND ".join(clauses) or "true"
+        n = params.add(walk.n)
+        order, last = ("DESC", "min") if walk.newest_first else ("ASC", "max")
+        parts.append(
+            f"(WITH p AS (SELECT trace_id, ts FROM {walk.table} WHERE {where} "
+            f"ORDER BY ts {order} LIMIT {n}) SELECT {k}, trace_id, ts FROM p UNION ALL "
+            f"SELECT {k}, trace_id, ts FROM {walk.table} WHERE {where} AND "
+            f"ts = (SELECT {last}(ts) FROM p) AND (SELECT count(*) FROM p) = {n})"
+        )
+    return " UNION ALL ".join(parts), params.values
+
+
+def trace_check_sql(filters: TraceFilters, trace_ids: Sequence[str]) -> tuple[str, list[Any]]:
+    """A :class:`~.._traces.Check` (the rules of :mod:`._traces`, as SQLite's
+    :func:`~..sqlite.reads.trace_check_sql`), through ``calls_trace_ts`` and ``spans_trace_ts``."""
     params = _Params()
     having: list[str] = []
     if filters.since is not None:
@@ -405,19 +462,27 @@ def trace_ids_sql(filters: TraceFilters, limit: int, newest_first: bool) -> tupl
         ("agent_name", filters.agent),
     ):
         if value is not None:
-            having.append(f"bool_or({column} = {params.add(value)})")
+            having.append(f"coalesce(bool_or({column} = {params.add(value)}), false)")
     if filters.status is not None:
         having.append(_TRACE_STATUS[filters.status])
-    order = "DESC" if newest_first else "ASC"
+    ids = params.add(list(trace_ids))
     sql = (
-        "SELECT trace_id FROM ("
+        f"SELECT trace_id, min(ts), {' AND '.join(having) or 'true'} FROM ("
         "SELECT trace_id, ts, status, session_id, user_id, agent_name "
-        "FROM calls WHERE trace_id IS NOT NULL UNION ALL "
-        "SELECT trace_id, ts, status, session_id, user_id, agent_name FROM spans) AS r "
-        f"GROUP BY trace_id{' HAVING ' + ' AND '.join(having) if having else ''} "
-        f'ORDER BY min(ts) {order}, trace_id COLLATE "C" LIMIT {params.add(limit)}'
+        f"FROM calls WHERE trace_id = ANY({ids}::text[]) UNION ALL "
+        "SELECT trace_id, ts, status, session_id, user_id, agent_name FROM spans "
+        f"WHERE trace_id = ANY({ids}::text[])) AS r GROUP BY trace_id"
     )
     return sql, params.values
+
+
+#: The calls and the steps of some traces, oldest first (``calls_trace_ts``, ``spans_trace_ts``).
+TRACES_CALLS_SQL: Final = (
+    f"SELECT {SELECT_LIST} FROM calls WHERE trace_id = ANY($1::text[]) ORDER BY ts, id"
+)
+TRACES_SPANS_SQL: Final = (
+    f"SELECT {', '.join(SPAN_COLUMNS)} FROM spans WHERE trace_id = ANY($1::text[]) ORDER BY ts, id"
+)
 
 
 _TRACE_STATUS: Final = {

@@ -40,6 +40,10 @@ Version history:
    ``rollup_totals``, ``rollup_values``), built from the stored calls a partition at a time in
    the migrating transaction (a database of an older version gets them the same way; version
    3 no longer builds the old table).
+7. adds the indexes a page of ``traces(...)`` walks newest first (:mod:`.._traces`): partial
+   indexes of calls by ``user_id`` and ``agent_name`` (every partition), of steps by
+   ``session_id``, ``user_id`` and ``agent_name`` (rows that have one) and of steps not "ok"
+   by ``status``; each ends with ``ts``. Building them reads the tables once.
 """
 
 from __future__ import annotations
@@ -81,7 +85,7 @@ __all__ = [
     "prepare",
 ]
 
-SCHEMA_VERSION: Final = 6
+SCHEMA_VERSION: Final = 7
 #: Advisory lock keys (namespace, key): ``ascii('atlm')`` and one key per job.
 _NAMESPACE: Final = 0x61746C6D
 LOCK_MIGRATE: Final = (_NAMESPACE, 1)
@@ -157,6 +161,17 @@ MIGRATIONS: Final[dict[int, list[str]]] = {
         "session_id text, user_id text, agent_name text, tool_name text, attributes jsonb)",
         "CREATE INDEX IF NOT EXISTS spans_trace_ts ON spans (trace_id, ts)",
         "CREATE INDEX IF NOT EXISTS spans_ts ON spans (ts)",
+    ],
+    6: [
+        "CREATE INDEX IF NOT EXISTS calls_user_ts ON calls (user_id, ts) WHERE user_id IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS calls_agent_ts ON calls (agent_name, ts) "
+        "WHERE agent_name IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS spans_session_ts ON spans (session_id, ts) "
+        "WHERE session_id IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS spans_user_ts ON spans (user_id, ts) WHERE user_id IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS spans_agent_ts ON spans (agent_name, ts) "
+        "WHERE agent_name IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS spans_status_ts ON spans (status, ts) WHERE status <> 'ok'",
     ],
     3: [
         "ALTER TABLE calls ADD COLUMN IF NOT EXISTS user_id text, "

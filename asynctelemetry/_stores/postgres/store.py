@@ -41,6 +41,7 @@ from .._bounds import parse_max_age, parse_max_rows
 from .._replay import paced
 from .._rollup import Acc, buckets_of, summaries_of
 from .._shell import WriterStore
+from .._traces import walk_traces
 from . import reads as r
 from . import rollup as _pg_rollup
 from .retention import PgRetention
@@ -291,8 +292,29 @@ class PostgresStore(WriterStore):
         return decode_spans(await self._fetch(TRACE_SPANS_SQL, (trace_id,)))
 
     async def _trace_ids(self, filters: TraceFilters, limit: int, newest_first: bool) -> list[str]:
-        sql, params = r.trace_ids_sql(filters, limit, newest_first)
-        return [row[0] for row in await self._fetch(sql, params)]
+        """:func:`~.._traces.walk_traces` driven here, one query per request."""
+        walk = walk_traces(filters, limit, newest_first)
+        try:
+            request = next(walk)
+            while True:
+                if isinstance(request, list):
+                    answers: list[list[Any]] = [[] for _ in request]
+                    for k, trace_id, ts in await self._fetch(*r.trace_walk_sql(request)):
+                        answers[k].append((trace_id, ts))
+                    request = walk.send(answers)
+                else:
+                    sql, params = r.trace_check_sql(filters, request.trace_ids)
+                    request = walk.send(await self._fetch(sql, params))
+        except StopIteration as done:
+            ids: list[str] = done.value
+            return ids
+
+    async def _traces_records(self, trace_ids: list[str]) -> tuple[list[LLMCall], list[TraceSpan]]:
+        calls, spans = await asyncio.gather(  # two pool connections at once
+            self._fetch(r.TRACES_CALLS_SQL, (trace_ids,)),
+            self._fetch(r.TRACES_SPANS_SQL, (trace_ids,)),
+        )
+        return decode(calls), decode_spans(spans)
 
     async def _query(
         self, filters: Filters, limit: int | None, newest_first: bool
@@ -389,6 +411,14 @@ class PostgresStore(WriterStore):
         there are; calls committed during the replay appear if they sort after the page."""
         pages = self._pages(filters)
         return pages if speed is None else paced(pages, speed)
+
+    async def _span_page(self, filters: Filters, after: Any) -> tuple[list[TraceSpan], Any]:
+        """Steps by keyset (ts, id), :data:`PAGE` at a time."""
+        sql, params = r.span_page_sql(filters, PAGE, after)
+        rows = await self._fetch(sql, params)
+        spans = decode_spans([row[:-1] for row in rows])
+        last = rows[-1] if len(rows) == PAGE else None
+        return spans, None if last is None else (last[r.SPAN_TS], last[-1])
 
     def _pages(
         self, filters: Filters, *, newest_first: bool = False, limit: int | None = None

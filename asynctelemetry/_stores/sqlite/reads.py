@@ -33,28 +33,33 @@ from .._base import (
 )
 from .._errors import MODEL_KEY, group_of, groups_sql
 from .._rollup import FSum, buckets_of, summaries_of
+from .._traces import walk_traces
 from .rollup import rolled
-from .schema import SELECT_COLUMNS, from_ns, to_ns
+from .schema import SELECT_COLUMNS, SPAN_COLUMNS, decode_rows, decode_spans, from_ns, to_ns
 
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Sequence
 
+    from ..._record import LLMCall, TraceSpan
     from .._base import Filters
     from .._errors import ErrorGroup
-    from .._traces import TraceFilters
+    from .._traces import TraceFilters, Walk
 
 __all__ = [
     "GET_SQL",
     "TRACE_SQL",
     "error_groups_sql",
+    "find_trace_ids",
     "group_column",
     "page_sql",
     "register",
     "select_sql",
     "summarize_sql",
     "timeseries_sql",
-    "trace_ids_sql",
+    "trace_check_sql",
+    "trace_records",
+    "trace_walk_sql",
     "where",
 ]
 
@@ -351,9 +356,88 @@ def timeseries_sql(
     return buckets
 
 
-def trace_ids_sql(filters: TraceFilters, limit: int, newest_first: bool) -> tuple[str, list[Any]]:
-    """The ids of a ``traces(...)`` page: every record with a trace id, grouped by trace,
-    filtered and ordered as :mod:`._traces` says (start, then trace id)."""
+def find_trace_ids(
+    conn: sqlite3.Connection, filters: TraceFilters, limit: int, newest_first: bool
+) -> list[str]:
+    """A ``traces(...)`` page's ids: :func:`~.._traces.walk_traces` driven in the reader's
+    thread (one hop, one read transaction)."""
+    walk = walk_traces(filters, limit, newest_first)
+    owned = not conn.in_transaction  # one snapshot for the whole walk
+    if owned:
+        conn.execute("BEGIN")
+    try:
+        request = next(walk)
+        while True:
+            if isinstance(request, list):
+                request = walk.send([conn.execute(*trace_walk_sql(w)).fetchall() for w in request])
+            else:
+                sql, params = trace_check_sql(filters, request.trace_ids)
+                request = walk.send(conn.execute(sql, params).fetchall())
+    except StopIteration as done:
+        ids: list[str] = done.value
+        return ids
+    finally:
+        if owned and conn.in_transaction:
+            conn.execute("COMMIT")
+
+
+def trace_records(
+    conn: sqlite3.Connection, trace_ids: Sequence[str]
+) -> tuple[list[LLMCall], list[TraceSpan]]:
+    """Every call and step of these traces, oldest first (``calls_trace``, ``spans_trace``)."""
+    ids = ", ".join("?" * len(trace_ids))
+    calls = conn.execute(
+        f"SELECT {SELECT_COLUMNS} FROM calls WHERE trace_id IN ({ids}) ORDER BY timestamp_ns, id",
+        trace_ids,
+    )
+    spans = conn.execute(
+        f"SELECT {', '.join(SPAN_COLUMNS)} FROM spans WHERE trace_id IN ({ids}) "
+        "ORDER BY timestamp_ns, id",
+        trace_ids,
+    )
+    return decode_rows(calls.fetchall()), decode_spans(spans.fetchall())
+
+
+def trace_walk_sql(walk: Walk) -> tuple[str, list[Any]]:
+    """A :class:`~.._traces.Walk`: its records' ``(trace_id, timestamp_ns)``, the first
+    ``n`` in walking order and every other one at the ``n``-th's start, through the index that
+    ends with ``timestamp_ns`` on its column (``calls_ts``, ``calls_session``, ``calls_user``,
+    ``calls_agent``, ``calls_status``; ``spans_ts``, ``spans_session``, …, ``spans_status``)."""
+    clauses = ["trace_id IS NOT NULL"] if walk.table == "calls" else []
+    params: list[Any] = []
+    if walk.column == "status":  # the partial index spans_status holds the rows not "ok"
+        clauses.append("status <> 'ok'")
+    if walk.column is not None:
+        clauses.append(f"{walk.column} = ?")  # a column from the Walk's fixed list
+        params.append(walk.value)
+    if walk.since is not None:
+        clauses.append("timestamp_ns >= ?")
+        params.append(to_ns(walk.since))
+    if walk.until is not None:
+        clauses.append("timestamp_ns < ?")
+        params.append(to_ns(walk.until))
+    if walk.after is not None:
+        clauses.append(f"timestamp_ns {'<' if walk.newest_first else '>'} ?")
+        params.append(walk.after)
+    where = " AND ".join(clauses) or "1"
+    order = "DESC" if walk.newest_first else "ASC"
+    far = _NS_MIN if walk.newest_first else _NS_MAX
+    sql = (
+        f"SELECT trace_id, timestamp_ns FROM {walk.table} WHERE {where} AND timestamp_ns "
+        f"{'>=' if walk.newest_first else '<='} COALESCE((SELECT timestamp_ns FROM "
+        f"{walk.table} WHERE {where} ORDER BY timestamp_ns {order} LIMIT 1 OFFSET ?), {far})"
+    )
+    return sql, [*params, *params, walk.n - 1]
+
+
+_NS_MIN: Final = -(2**63)
+_NS_MAX: Final = 2**63 - 1
+
+
+def trace_check_sql(filters: TraceFilters, trace_ids: Sequence[str]) -> tuple[str, list[Any]]:
+    """A :class:`~.._traces.Check`: ``(trace_id, start, matches)`` of each trace of
+    ``trace_ids`` that has records (the indexes ``calls_trace``, ``spans_trace``); ``matches``
+    is every filter's rule of :mod:`._traces` at once."""
     having: list[str] = []
     params: list[Any] = []
     if filters.since is not None:
@@ -372,17 +456,15 @@ def trace_ids_sql(filters: TraceFilters, limit: int, newest_first: bool) -> tupl
             params.append(value)
     if filters.status is not None:
         having.append(TRACE_STATUS[filters.status])
-    order = "DESC" if newest_first else "ASC"
+    ids = ", ".join("?" * len(trace_ids))
     sql = (
-        "SELECT trace_id FROM ("
+        f"SELECT trace_id, MIN(ts), {' AND '.join(having) or '1'} FROM ("
         "SELECT trace_id, timestamp_ns AS ts, status, session_id, user_id, agent_name "
-        "FROM calls WHERE trace_id IS NOT NULL UNION ALL "
-        "SELECT trace_id, timestamp_ns, status, session_id, user_id, agent_name FROM spans) "
-        f"GROUP BY trace_id{' HAVING ' + ' AND '.join(having) if having else ''} "
-        f"ORDER BY MIN(ts) {order}, trace_id LIMIT ?"
+        f"FROM calls WHERE trace_id IN ({ids}) UNION ALL "
+        "SELECT trace_id, timestamp_ns, status, session_id, user_id, agent_name FROM spans "
+        f"WHERE trace_id IN ({ids})) GROUP BY trace_id"
     )
-    params.append(limit)
-    return sql, params
+    return sql, [*params, *trace_ids, *trace_ids]
 
 
 #: A trace's status as a ``HAVING`` condition (the rule of :mod:`._traces`).

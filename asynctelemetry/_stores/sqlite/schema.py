@@ -25,6 +25,10 @@ Version history:
 8. replaces the ``rollup`` table by the engine's rollups (:mod:`.rollup`: ``rollup_groups``,
    ``rollup_totals``, ``rollup_values``), built from the stored calls when migrated (so the
    steps that built and extended ``rollup``, 2 and 4, now leave that to this one).
+9. adds the indexes a page of ``traces(...)`` walks newest first (:mod:`.._traces`): partial
+   indexes of calls by ``user_id`` and ``agent_name``, of steps by ``session_id``, ``user_id``
+   and ``agent_name`` (rows that have one), and of steps not "ok" by ``status``; each ends with
+   ``timestamp_ns``.
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ __all__ = [
     "to_ns",
 ]
 
-SCHEMA_VERSION: Final = 8
+SCHEMA_VERSION: Final = 9
 
 #: LLMCall fields stored as they are, in column order (``timestamp`` and ``attributes`` follow).
 PLAIN_FIELDS: Final = (
@@ -171,6 +175,21 @@ _SPAN_TYPES: Final = {
     "status": "TEXT NOT NULL",
     "source": "TEXT NOT NULL",
 }
+#: The indexes a ``traces(...)`` walk follows (schema 9). Partial: a row without the value
+#: (most steps have no user; most are "ok") costs its write nothing.
+TRACE_WALK_INDEXES: Final = (
+    "CREATE INDEX IF NOT EXISTS calls_user ON calls (user_id, timestamp_ns) "
+    "WHERE user_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS calls_agent ON calls (agent_name, timestamp_ns) "
+    "WHERE agent_name IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS spans_session ON spans (session_id, timestamp_ns) "
+    "WHERE session_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS spans_user ON spans (user_id, timestamp_ns) "
+    "WHERE user_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS spans_agent ON spans (agent_name, timestamp_ns) "
+    "WHERE agent_name IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS spans_status ON spans (status, timestamp_ns) WHERE status <> 'ok'",
+)
 SPANS_SQL: Final = (
     "CREATE TABLE IF NOT EXISTS spans (\n  id INTEGER PRIMARY KEY,\n  "
     + ",\n  ".join(f"{c} {_SPAN_TYPES.get(c, 'TEXT')}" for c in SPAN_COLUMNS)
@@ -191,7 +210,12 @@ TRACE_SPANS_SQL: Final = (
 
 def _create_current(conn: sqlite3.Connection) -> None:
     conn.execute(_table_sql(COLUMNS))
-    for sql in (*_INDEXES, *_rollup.TABLE_SQL, *SPANS_SQL):
+    for sql in (*_INDEXES, *_rollup.TABLE_SQL, *SPANS_SQL, *TRACE_WALK_INDEXES):
+        conn.execute(sql)
+
+
+def _v8_to_v9(conn: sqlite3.Connection) -> None:
+    for sql in TRACE_WALK_INDEXES:
         conn.execute(sql)
 
 
@@ -229,6 +253,7 @@ MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
     5: _v5_to_v6,
     6: _v6_to_v7,
     7: _rollup.rebuild,
+    8: _v8_to_v9,
 }
 
 

@@ -34,7 +34,7 @@ from .._replay import paced
 from .._shell import WriterStore
 from . import reads as q
 from .retention import Retention, auto_vacuum_mode, vacuum_into_incremental
-from .schema import ROW_ID, ROW_TS, TRACE_SPANS_SQL, decode_rows
+from .schema import ROW_ID, ROW_TS, SPAN_COLUMNS, TRACE_SPANS_SQL, decode_rows, decode_spans
 from .writer import (
     SYNCHRONOUS,
     fetch,
@@ -68,6 +68,8 @@ Durability = Literal["normal", "full"]
 _RETRYABLE: Final = frozenset({5, 6, 7, 10, 13})
 #: Rows per replay page: large enough to amortise a thread hop, small enough to bound memory.
 REPLAY_PAGE: Final = 1000
+SPAN_SELECT: Final = ", ".join(SPAN_COLUMNS)
+SPAN_TS: Final = SPAN_COLUMNS.index("timestamp_ns")
 #: Calls per repricing transaction.
 REPRICE_BATCH: Final = 500
 #: The queue settings a SQLiteStore runs with unless given others.
@@ -342,9 +344,12 @@ class SQLiteStore(WriterStore):
         return found
 
     async def _trace_ids(self, filters: TraceFilters, limit: int, newest_first: bool) -> list[str]:
-        sql, params = q.trace_ids_sql(filters, limit, newest_first)
-        rows = await self._read(fetch, sql, params)
-        return [row[0] for row in rows]
+        ids: list[str] = await self._read(q.find_trace_ids, filters, limit, newest_first)
+        return ids
+
+    async def _traces_records(self, trace_ids: list[str]) -> tuple[list[LLMCall], list[TraceSpan]]:
+        found: tuple[list[LLMCall], list[TraceSpan]] = await self._read(q.trace_records, trace_ids)
+        return found
 
     async def _count(self, filters: Filters) -> int:
         where, params = q.where(filters)
@@ -377,6 +382,16 @@ class SQLiteStore(WriterStore):
         calls there are; calls committed during the replay appear if they sort after the page."""
         pages = self._pages(filters)
         return pages if speed is None else paced(pages, speed)
+
+    async def _span_page(self, filters: Filters, after: Any) -> tuple[list[TraceSpan], Any]:
+        """Steps by keyset (timestamp_ns, rowid), :data:`REPLAY_PAGE` at a time."""
+        clause, params = q.where(filters, "(timestamp_ns, id) > (?, ?)")
+        sql = f"SELECT {SPAN_SELECT}, id FROM spans{clause} ORDER BY timestamp_ns, id LIMIT ?"
+        key = (-(2**63), -1) if after is None else after
+        rows = await self._read(fetch, sql, (*params, *key, REPLAY_PAGE))
+        spans = decode_spans([row[:-1] for row in rows])
+        last = rows[-1] if len(rows) == REPLAY_PAGE else None
+        return spans, None if last is None else (last[SPAN_TS], last[-1])
 
     async def _pages(self, filters: Filters) -> AsyncIterator[LLMCall]:
         sql, params = q.page_sql(filters)
