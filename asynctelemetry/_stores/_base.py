@@ -45,7 +45,7 @@ from .._record import TraceSpan
 from .._rows import Rows
 from ._errors import DEFAULT_ERROR_GROUPS, ErrorGroup, check_group_limit
 from ._pages import CallPage, PageRead, PageRow, PageSort, check_page, read_page
-from ._sessions import SessionPage, check_session_limit, parse_cursor, session_page
+from ._sessions import SessionPage, check_session_limit
 from ._traces import (
     Trace,
     TraceFilters,
@@ -772,15 +772,15 @@ class StoreReads:
         self, session_id: str, *, limit: int = 100, after: str | None = None
     ) -> SessionPage:
         """One page of the calls of ``session_id``, oldest first (ties in insertion order): at
-        most ``limit`` (1 to 1,000), from ``after`` (the ``next`` of the page before; see
-        :mod:`._sessions`). Read through ``query``'s session filter, so in every store's index
-        and order."""
+        most ``limit`` (1 to 1,000), from ``after`` (the ``next`` of the page before). A
+        :meth:`page` by time, oldest first, with the session filter: its keyset and cursor, in
+        every store's session index and order."""
         session_id = check_id("session_id", session_id)
         limit = check_session_limit(limit)
-        start, skip = parse_cursor(after)
-        filters = Filters(since=start, session_id=session_id)
-        found = await self._query(filters, skip + limit + 1, False)
-        return session_page(session_id, found, start, skip, limit)
+        found = await self.page(
+            sort="time", descending=False, after=after, limit=limit, session_id=session_id
+        )
+        return SessionPage(session_id=session_id, calls=found.calls, next=found.next)
 
     # -- what each store implements ---------------------------------------------------------
     async def _trace_spans(self, trace_id: str) -> list[TraceSpan]:
