@@ -912,6 +912,8 @@ def test_error_filters_narrow_every_read(
         assert summary == summarize(kept, "request_model")
         assert series == timeseries(kept, "5m", "model")
         assert groups == error_groups(kept)
+
+
 # -- pages: keyset, in a chosen order -----------------------------------------------------------
 def _paged_calls() -> list[LLMCall]:
     """Calls with ties in every key and unknown costs, latencies and tokens, timestamps out of

@@ -468,6 +468,8 @@ def test_an_error_group_filters_the_page(served: Served, watched: Watched) -> No
     page.keyboard.press("Enter")
     watched.showing("error_type=APITimeoutError")
     assert page.text_content("#h-calls") == "4"
+
+
 def test_paging_reaches_the_oldest_call_of_the_window(served: Served, watched: Watched) -> None:
     """The calls table pages by keyset: "next page" walks the whole window, each call once,
     down to its oldest; back returns to the page before; sorting by cost puts the unpriced
