@@ -45,8 +45,8 @@ Version history:
    ``session_id``, ``user_id`` and ``agent_name`` (rows that have one) and of steps not "ok"
    by ``status``; each ends with ``ts``. Building them reads the tables once.
 8. adds the indexes pages seek (:data:`PAGE_INDEXES`: cost, latency, tokens, each with ``id``),
-   on every partition (search uses those of the ids, ``calls_user_ts`` for the user); building them reads every partition
-   once, under a lock that holds writes back.
+   on every partition (search uses those of the ids, ``calls_user_ts`` for the user);
+   building them reads every partition once, under a lock that holds writes back.
 """
 
 from __future__ import annotations
