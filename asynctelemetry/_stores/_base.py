@@ -44,7 +44,8 @@ from pydantic import BaseModel, ConfigDict
 from .._record import TraceSpan
 from .._rows import Rows
 from ._errors import DEFAULT_ERROR_GROUPS, ErrorGroup, check_group_limit
-from ._sessions import SessionPage, check_session_limit, parse_cursor, session_page
+from ._pages import CallPage, PageRead, PageRow, PageSort, check_page, read_page
+from ._sessions import SessionPage, check_session_limit
 from ._traces import (
     Trace,
     TraceFilters,
@@ -69,11 +70,13 @@ __all__ = [
     "MULTI_GROUPS",
     "ORDER_BY",
     "ZERO_INDEX",
+    "CallPage",
     "CallStore",
     "CallSummary",
     "Filters",
     "GroupBy",
     "OrderBy",
+    "PageSort",
     "StoreReads",
     "TimeBucket",
     "approximate",
@@ -685,6 +688,44 @@ class StoreReads:
         )
         return await self._error_groups(filters, limit)
 
+    async def page(
+        self,
+        *,
+        sort: PageSort = "time",
+        descending: bool = True,
+        after: str | None = None,
+        limit: int = 100,
+        search: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
+    ) -> CallPage:
+        """One page of the calls that pass the filters (and ``search``: a call id, trace id,
+        session or user), by ``sort`` (``"time"``, ``"cost"``, ``"latency"``, ``"tokens"``),
+        largest first unless ``descending=False``, unknown values last either way; ``after``
+        is the ``next`` of the page before (keyset: calls stored since never shift a page).
+        The rule is :mod:`asynctelemetry._stores._pages`'s."""
+        check_page(sort, limit)
+        if search is not None and not isinstance(search, str):
+            raise ValueError(f"search must be a str, got {type(search).__name__}")
+        filters = Filters(
+            since, until, model, provider, session_id, status, error_type, error_message
+        )
+        return await read_page(
+            self._page,
+            filters,
+            sort=sort,
+            descending=bool(descending),
+            search=search,
+            after=after,
+            limit=limit,
+        )
+
     async def get_trace(self, trace_id: str) -> Trace | None:
         """Every call and step of ``trace_id`` (their ``trace_id`` indexes): a
         :class:`~asynctelemetry.Trace` with its ``tree()`` and totals, or ``None`` when the
@@ -731,15 +772,15 @@ class StoreReads:
         self, session_id: str, *, limit: int = 100, after: str | None = None
     ) -> SessionPage:
         """One page of the calls of ``session_id``, oldest first (ties in insertion order): at
-        most ``limit`` (1 to 1,000), from ``after`` (the ``next`` of the page before; see
-        :mod:`._sessions`). Read through ``query``'s session filter, so in every store's index
-        and order."""
+        most ``limit`` (1 to 1,000), from ``after`` (the ``next`` of the page before). A
+        :meth:`page` by time, oldest first, with the session filter: its keyset and cursor, in
+        every store's session index and order."""
         session_id = check_id("session_id", session_id)
         limit = check_session_limit(limit)
-        start, skip = parse_cursor(after)
-        filters = Filters(since=start, session_id=session_id)
-        found = await self._query(filters, skip + limit + 1, False)
-        return session_page(session_id, found, start, skip, limit)
+        found = await self.page(
+            sort="time", descending=False, after=after, limit=limit, session_id=session_id
+        )
+        return SessionPage(session_id=session_id, calls=found.calls, next=found.next)
 
     # -- what each store implements ---------------------------------------------------------
     async def _trace_spans(self, trace_id: str) -> list[TraceSpan]:
@@ -761,6 +802,10 @@ class StoreReads:
     async def _query(
         self, filters: Filters, limit: int | None, newest_first: bool
     ) -> list[LLMCall]:
+        raise NotImplementedError
+
+    async def _page(self, read: PageRead) -> list[PageRow]:
+        """One phase of a page (:class:`~._pages.PageRead`): (call, key, insertion number)."""
         raise NotImplementedError
 
     async def _count(self, filters: Filters) -> int:
@@ -848,6 +893,27 @@ class CallStore(Protocol):
 
     async def get(self, call_id: str) -> LLMCall | None:
         """The call whose ``call_id`` this is, or ``None`` (an indexed lookup, not a scan)."""
+        ...
+
+    async def page(
+        self,
+        *,
+        sort: PageSort = "time",
+        descending: bool = True,
+        after: str | None = None,
+        limit: int = 100,
+        search: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
+    ) -> CallPage:
+        """One page of the calls that pass the filters and ``search``, by ``sort``, from the
+        cursor ``after`` (the page before's ``next``); see :mod:`._pages` for the rule."""
         ...
 
     async def trace(self, trace_id: str, *, limit: int | None = None) -> list[LLMCall]:

@@ -34,6 +34,7 @@ from ._base import (
 )
 from ._door import call_id_of, log_rejected, refusal
 from ._errors import error_groups
+from ._pages import page_rows
 from ._replay import paced
 from ._traces import summarize_traces
 
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from .._pricing import PriceTable
     from .._record import LLMCall
     from ._errors import ErrorGroup
+    from ._pages import PageRead, PageRow
     from ._traces import TraceFilters
 
 _record: Final = record_of
@@ -87,6 +89,8 @@ class MemoryStore(StoreReads, ClosesOnExit):
         self._duplicates = 0
         self._rejected = 0
         self._rows: deque[Row] = deque(maxlen=capacity)
+        #: The insertion number of the ring's oldest row (pages' tie-break: it only grows).
+        self._first_seq = 0
         #: call_id → its row, for every row held (dedupe and :meth:`get`).
         self._ids: dict[str, Row] = {}
         #: trace_id → its row (a trace of one call, most of them) or its rows, in the order added
@@ -173,6 +177,7 @@ class MemoryStore(StoreReads, ClosesOnExit):
         if len(rows) == self.capacity:  # the ring pushes out its oldest: forget it
             self._forget(rows[0])
             self._dropped += 1
+            self._first_seq += 1
         rows.append(row)
         ids[call_id] = row
         trace_id = row[_TRACE_ID]
@@ -275,6 +280,7 @@ class MemoryStore(StoreReads, ClosesOnExit):
 
     def clear(self) -> None:
         """Forget every call and step held (``dropped`` and ``duplicates`` keep counting)."""
+        self._first_seq += len(self._rows)
         self._rows.clear()
         self._ids.clear()
         self._traces.clear()
@@ -318,6 +324,10 @@ class MemoryStore(StoreReads, ClosesOnExit):
         self, filters: Filters, limit: int | None, newest_first: bool
     ) -> list[LLMCall]:
         return self._select(filters, newest_first, limit)
+
+    async def _page(self, read: PageRead) -> list[PageRow]:
+        """The rule itself (:func:`~._pages.page_rows`) over the ring, in insertion order."""
+        return page_rows(enumerate(map(_record, list(self._rows)), self._first_seq), read)
 
     async def get(self, call_id: str) -> LLMCall | None:
         """The call whose ``call_id`` this is, or ``None``: a dict lookup."""

@@ -20,12 +20,12 @@ Unknown schemes, unknown or repeated options and bad values raise :class:`Config
 
 from __future__ import annotations
 
-import difflib
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from .._exceptions import ConfigError, mask_secrets
 from ._bounds import parse_max_age, parse_max_rows
+from ._hints import closest
 from ._memory import MemoryStore
 from .postgres.store import PostgresStore
 from .sqlite.store import SQLiteStore
@@ -193,7 +193,7 @@ _DRIVER_OPTIONS: Final = frozenset(
 
 def _did_you_mean(name: str, known: Iterable[str]) -> str:
     """``"; did you mean 'x'?"`` for the closest known name, or ``""``."""
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    close = closest(name, known, n=1, cutoff=0.75)
     return f"; did you mean {close[0]!r}?" if close else ""
 
 

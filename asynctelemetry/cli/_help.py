@@ -10,10 +10,11 @@ errors add the closest known spelling (``--dbb`` → ``--db``, ``sumary`` → ``
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import re
 from typing import TYPE_CHECKING, Final, NoReturn
+
+from .._stores._hints import closest
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -98,7 +99,7 @@ def plural(count: int, word: str, many: str | None = None) -> str:
 def suggest(given: str, known: Iterable[str]) -> str | None:
     """The closest of ``known`` to a mistyped ``given``, if one is close enough."""
     name, _, _ = given.partition("=")
-    matches = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    matches = closest(name, known, n=1)
     return matches[0] if matches else None
 
 

@@ -7,7 +7,6 @@ ready for ``jq`` or any line-oriented tool; otherwise a rich table sized to the 
 from __future__ import annotations
 
 import asyncio
-import difflib
 import json
 import math
 import sys
@@ -20,6 +19,7 @@ from rich.text import Text
 
 from .._exceptions import ConfigError
 from .._pricing import PriceTable
+from .._stores._hints import closest, known_values
 from ._common import filters_of, reading, source_name
 from ._errors import CLIError, UsageError
 from ._help import plural
@@ -101,13 +101,8 @@ async def no_such_model(store: Any, args: argparse.Namespace) -> str | None:
     filters = {**filters_of(args), "model": None}
     if await store.count(model=args.model):
         return None
-    names = {
-        name
-        for by in ("model", "request_model")
-        for row in await store.summary(by=by, **filters)
-        if (name := row.key) is not None
-    }
-    close = difflib.get_close_matches(args.model, sorted(names), n=3, cutoff=0.4)
+    names = await known_values(store, "model", **filters)
+    close = closest(args.model, names, cutoff=0.4)
     if close:
         return f"no calls of model {args.model!r}; closest stored: {', '.join(close)}"
     if names:

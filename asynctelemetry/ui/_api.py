@@ -11,7 +11,8 @@ route                           answer
                                 ``limit``/``order``: the top groups, with ``total=false``;
                                 by default ``request_model``: the model asked for, else ``model``)
 ``/api/timeseries``             the window in buckets (``bucket``: ``auto`` or ``30s``, ``5m``…)
-``/api/calls``                  the newest calls first (``limit``, default 100, at most 1000)
+``/api/calls``                  a page of calls (``store.page``: ``sort``, ``order``, ``after``
+                                ``q``, ``limit``, default 100, at most 1000), ``next``, ``hints``
 ``/api/errors``                 failed calls by error type and message (``store.error_groups``:
                                 calls, first and last seen, models; ``limit``, default 20)
 ``/api/calls/{call_id}``        one call, by id (``store.get``: an index, not a window)
@@ -37,6 +38,8 @@ from .._conventions import is_content_key
 from .._exceptions import ConfigError
 from .._stores._base import MULTI_GROUPS, ORDER_BY
 from .._stores._errors import DEFAULT_ERROR_GROUPS
+from .._stores._hints import HINTED, closest, known_values
+from .._stores._pages import PAGE_SORTS
 from .._stores._traces import summarize_trace
 from ._messages import messages
 from ._params import ParamError, parse_bucket, parse_by, parse_limit
@@ -56,6 +59,7 @@ __all__ = [
     "call_json",
     "calls",
     "errors",
+    "filter_hints",
     "session",
     "summary",
     "timeseries",
@@ -181,10 +185,59 @@ async def timeseries(store: CallStore, query: Query) -> dict[str, Any]:
 
 
 async def calls(store: CallStore, query: Query) -> dict[str, Any]:
-    """``/api/calls``: the newest calls of the window first (``order=oldest`` for oldest)."""
+    """``/api/calls``: one page of the window's calls, by ``sort`` (``time``, ``cost``,
+    ``latency``, ``tokens``) in ``order`` (``desc``, the default, or ``asc``; ``newest`` and
+    ``oldest`` say the same), unknown values last either way; ``after``: the ``next`` cursor of
+    the page before; ``q``: a call id, trace id, session or user. A first page with no calls
+    carries ``hints``: the closest values of a model or provider filter that matched nothing."""
     limit = parse_limit(query, 100)
-    found = await store.query(limit=limit, newest_first=_newest_first(query), **query.filters)
-    return {"query": query.echo(), "calls": [call_json(c) for c in found]}
+    sort = query.option("sort") or "time"
+    if sort not in PAGE_SORTS:
+        raise ParamError(f"sort={sort!r}: expected one of {list(PAGE_SORTS)}")
+    order = query.option("order") or "desc"
+    if order not in _ORDERS:
+        raise ParamError(f"order={order!r}: expected one of {list(_ORDERS)}")
+    after = query.option("after")
+    search = query.option("q")
+    try:
+        page = await store.page(
+            sort=sort,  # type: ignore[arg-type]
+            descending=_ORDERS[order],
+            after=after,
+            limit=limit,
+            search=None if search is None else search.strip(),
+            **query.filters,
+        )
+    except ValueError as exc:  # a cursor of another order, or no cursor at all
+        raise ParamError(f"after={after!r}: {exc}" if after else str(exc)) from None
+    body: dict[str, Any] = {
+        "query": query.echo(),
+        "sort": sort,
+        "order": "desc" if _ORDERS[order] else "asc",
+        "q": search,
+        "calls": [call_json(c) for c in page.calls],
+        "next": page.next,
+    }
+    if not page.calls and after is None:
+        body["hints"] = await filter_hints(store, query)
+    return body
+
+
+#: ``order=``: descending or not.
+_ORDERS: Final = {"desc": True, "newest": True, "asc": False, "oldest": False}
+
+
+async def filter_hints(store: CallStore, query: Query) -> dict[str, list[str]]:
+    """For each model or provider filter that matches no call of the window on its own, the
+    closest values the window holds (did you mean ``gpt-4o`` for ``gpt4o``?)."""
+    window: dict[str, Any] = {"since": query.since, "until": query.until}
+    hints: dict[str, list[str]] = {}
+    for field in HINTED:
+        value = getattr(query, field)
+        if value is None or await store.count(**window, **{field: value}):
+            continue
+        hints[field] = closest(value, await known_values(store, field, **window))
+    return hints
 
 
 async def errors(store: CallStore, query: Query) -> dict[str, Any]:
@@ -198,7 +251,7 @@ async def errors(store: CallStore, query: Query) -> dict[str, Any]:
 
 
 def _newest_first(query: Query) -> bool:
-    """The ``order=`` option: ``newest`` (the default) or ``oldest``."""
+    """The ``order=`` option of ``/api/traces``: ``newest`` (the default) or ``oldest``."""
     order = query.option("order") or "newest"
     if order not in ("newest", "oldest"):
         raise ParamError(f"order={order!r}: expected 'newest' or 'oldest'")

@@ -87,7 +87,7 @@ HEADER_TIMEOUT: Final = 10.0
 _ROUTES: Final[dict[str, tuple[_Route, tuple[str, ...]]]] = {
     "/api/summary": (_api.summary, ("by", "total", "limit", "order")),
     "/api/timeseries": (_api.timeseries, ("by", "bucket")),
-    "/api/calls": (_api.calls, ("limit", "order")),
+    "/api/calls": (_api.calls, ("limit", "order", "sort", "after", "q")),
     "/api/errors": (_api.errors, ("limit",)),
     "/api/traces": (_api.traces, ("user", "agent", "limit", "order")),
 }

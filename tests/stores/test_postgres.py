@@ -608,3 +608,39 @@ async def test_retention_passes_while_late_calls_arrive_for_the_day_dropped(
             patch.setattr(_base, "EXACT_LIMIT", 3)
             assert await store.summary() == summarize(kept)
             assert await store.timeseries(bucket="1d") == timeseries(kept, "1d")
+
+
+async def test_version_7_database_gets_the_page_indexes(pg_dsn: str) -> None:
+    """A database of schema version 7 (no indexes on cost, latency or tokens) is
+    migrated on open: every partition gets them, and pages read its calls in order."""
+    calls = [make_call(i, user_id=f"u{i % 2}") for i in range(6)]
+    async with PostgresStore(pg_dsn) as store:
+        await store.add_many(calls)
+    conn = await asyncpg.connect(pg_dsn)
+    try:  # back to version 7: no page indexes
+        for name in ("calls_cost_id", "calls_latency_id", "calls_tokens_id"):
+            await conn.execute(f"DROP INDEX {name}")
+        await conn.execute("UPDATE asynctelemetry_schema SET version = 7")
+        async with PostgresStore(pg_dsn) as store:
+            page = await store.page(sort="cost", descending=False, limit=10)
+            assert [c.call_id for c in page.calls] == [
+                c.call_id for c in sorted(calls, key=lambda c: (c.cost_usd, c.call_id))
+            ]
+            assert [c.call_id for c in (await store.page(search="u1")).calls] == [
+                "call-000005",
+                "call-000003",
+                "call-000001",
+            ]
+        assert await conn.fetch("SELECT version FROM asynctelemetry_schema") == [(SCHEMA_VERSION,)]
+        for column in ("(cost_usd, id)", "(duration_ms, id)"):
+            indexed = {
+                row[0]
+                for row in await conn.fetch(
+                    "SELECT tablename FROM pg_indexes WHERE schemaname = current_schema() "
+                    "AND indexdef LIKE $1",
+                    f"%{column}%",
+                )
+            }
+            assert indexed == {"calls", *await _partitions(pg_dsn)}, column
+    finally:
+        await conn.close()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from asynctelemetry import SchemaVersionError, SQLiteStore, StoreError
-from asynctelemetry._stores import _base, _rollup, summarize, timeseries
+from asynctelemetry._stores import _base, _pages, _rollup, summarize, timeseries
 from asynctelemetry._stores.sqlite import reads as _queries
 from asynctelemetry._stores.sqlite import schema as _schema
 from tests.conftest import T0, make_call
@@ -306,3 +306,39 @@ def _drop_walk_indexes(conn: sqlite3.Connection) -> None:
     """What a file before version 9 lacks: the indexes ``traces(...)`` walks."""
     for sql in _schema.TRACE_WALK_INDEXES:
         conn.execute(f"DROP INDEX {sql.split()[5]}")  # CREATE INDEX IF NOT EXISTS <name>
+
+
+async def test_version_9_file_gets_the_page_indexes(tmp_path: Path) -> None:
+    """A file of schema version 9 (no indexes on cost, latency or tokens) is migrated on
+    open: pages seek the new indexes (the query plan says so) and read its calls in order."""
+    path = tmp_path / "v9.db"
+    calls = [make_call(i, user_id=f"u{i % 2}") for i in range(6)]
+    async with SQLiteStore(path) as store:
+        await store.add_many(calls)
+    conn = sqlite3.connect(path)  # back to version 9: no page indexes
+    for name in ("calls_cost", "calls_latency", "calls_tokens"):
+        conn.execute(f"DROP INDEX {name}")
+    conn.execute("PRAGMA user_version = 9")
+    conn.commit()
+    conn.close()
+    async with SQLiteStore(path) as store:
+        page = await store.page(sort="latency", limit=3)
+        assert [c.call_id for c in page.calls] == ["call-000005", "call-000004", "call-000003"]
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (_schema.SCHEMA_VERSION,)
+    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"calls_cost", "calls_latency", "calls_tokens"} <= names
+    for sort, index in [
+        ("cost", "calls_cost"),
+        ("latency", "calls_latency"),
+        ("tokens", "calls_tokens"),
+    ]:
+        read = _pages.PageRead(_base.Filters(), sort, True, None, True, (1, 5), 10)
+        sql, params = _queries.call_page_sql(read)
+        plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+        assert index in plan, (sort, plan)
+    read = _pages.PageRead(_base.Filters(), "time", True, "u1", True, None, 10)
+    sql, params = _queries.call_page_sql(read)
+    plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+    assert "calls_user" in plan and "calls_session" in plan and "calls_trace" in plan
+    conn.close()

@@ -30,7 +30,7 @@ from asynctelemetry import (
     SQLiteStore,
     TimeBucket,
 )
-from asynctelemetry._stores import _base, summarize, timeseries
+from asynctelemetry._stores import _base, _pages, summarize, timeseries
 from asynctelemetry._stores._errors import error_groups
 from tests.conftest import T0, make_call, varied_text
 from tests.pg import emptied_schema_dsn
@@ -912,3 +912,136 @@ def test_error_filters_narrow_every_read(
         assert summary == summarize(kept, "request_model")
         assert series == timeseries(kept, "5m", "model")
         assert groups == error_groups(kept)
+
+
+# -- pages: keyset, in a chosen order -----------------------------------------------------------
+def _paged_calls() -> list[LLMCall]:
+    """Calls with ties in every key and unknown costs, latencies and tokens, timestamps out of
+    insertion order."""
+    calls = []
+    for i in range(23):
+        calls.append(
+            make_call(
+                i,
+                timestamp=T0 + timedelta(seconds=(i * 7) % 11),
+                cost_usd=None if i % 5 == 0 else 0.001 * (i % 3),
+                duration_ms=None if i % 7 == 3 else 100.0 + i % 4,
+                output_tokens=None if i % 6 == 1 else 20 + i % 2,
+                input_tokens=100 + i % 3,
+                trace_id=f"t{i % 4}",
+                user_id=f"u{i % 3}",
+            )
+        )
+    return calls
+
+
+def _expected_order(calls: list[LLMCall], sort: str, descending: bool) -> list[str]:
+    """The rule, written out: known keys in order (ties in insertion order, reversed when
+    descending), then unknown keys in insertion order (reversed when descending)."""
+    keyed = [(_pages.sort_key(c, sort), i, c.call_id) for i, c in enumerate(calls)]
+    known = sorted(((k, i, c) for k, i, c in keyed if k is not None), reverse=descending)
+    unknown = sorted(((i, c) for k, i, c in keyed if k is None), reverse=descending)
+    return [c for _, _, c in known] + [c for _, c in unknown]
+
+
+async def _all_pages(store: Any, size: int, **kwargs: Any) -> list[list[str]]:
+    pages: list[list[str]] = []
+    after = None
+    while True:
+        page = await store.page(limit=size, after=after, **kwargs)
+        pages.append([c.call_id for c in page.calls])
+        if page.next is None:
+            return pages
+        after = page.next
+        assert len(pages) < 100
+
+
+@pytest.mark.parametrize("sort", _pages.PAGE_SORTS)
+@pytest.mark.parametrize("descending", [True, False], ids=["desc", "asc"])
+async def test_pages_follow_one_order(store: Any, sort: str, descending: bool) -> None:
+    """Pages by time, cost, latency or tokens, either way, hold every call once in the one
+    order: ties in insertion order, unknown keys last in both directions."""
+    calls = _paged_calls()
+    await _keep(store, calls)
+    expected = _expected_order(calls, sort, descending)
+    pages = await _all_pages(store, 4, sort=sort, descending=descending)
+    assert [c for page in pages for c in page] == expected
+    assert all(len(page) == 4 for page in pages[:-1]) and 1 <= len(pages[-1]) <= 4
+    one = await store.page(sort=sort, descending=descending, limit=1000)
+    assert [c.call_id for c in one.calls] == expected and one.next is None
+    assert one.calls[0] == next(c for c in calls if c.call_id == expected[0])  # every field
+
+
+async def test_pages_are_stable_under_new_arrivals(store: Any) -> None:
+    """The next page continues after the last call shown: newer calls stored since do not
+    shift it (keyset, not offset); an older one that sorts after the cursor is on it."""
+    calls = [make_call(i) for i in range(10)]
+    await _keep(store, calls)
+    first = await store.page(limit=4)
+    assert [c.call_id for c in first.calls] == [f"call-{i:06d}" for i in (9, 8, 7, 6)]
+    newer = [make_call(100 + i, timestamp=T0 + timedelta(hours=1, seconds=i)) for i in range(5)]
+    older = make_call(200, timestamp=T0 + timedelta(seconds=4, milliseconds=500))
+    await _keep(store, [*newer, older])
+    second = await store.page(limit=4, after=first.next)
+    assert [c.call_id for c in second.calls] == [
+        "call-000005",
+        "call-000200",
+        "call-000004",
+        "call-000003",
+    ]
+
+
+async def test_page_filters_and_search(store: Any) -> None:
+    """``search`` finds calls by call id, trace id, session or user; the filters of every read
+    apply too."""
+    calls = _paged_calls()
+    await _keep(store, calls)
+
+    async def ids(**kwargs: Any) -> list[str]:
+        return [c.call_id for c in (await store.page(**kwargs)).calls]
+
+    assert await ids(search="call-000007") == ["call-000007"]
+    assert await ids(search="t2") == _expected_order(
+        [c for c in calls if c.trace_id == "t2"], "time", True
+    )
+    assert await ids(search="s1", sort="cost") == _expected_order(
+        [c for c in calls if c.session_id == "s1"], "cost", True
+    )
+    assert await ids(search="u0", status="error") == _expected_order(
+        [c for c in calls if c.user_id == "u0" and c.status == "error"], "time", True
+    )
+    assert await ids(search="nobody") == []
+    assert await ids(
+        model="gpt-4o", since=T0 + timedelta(seconds=5), sort="latency"
+    ) == _expected_order(
+        [c for c in calls if c.model == "gpt-4o" and c.timestamp >= T0 + timedelta(seconds=5)],
+        "latency",
+        True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        pytest.param({"sort": "price"}, "sort must be", id="sort"),
+        pytest.param({"limit": 0}, "limit must be", id="limit-0"),
+        pytest.param({"limit": 1001}, "limit must be", id="limit-big"),
+        pytest.param({"after": "not a cursor"}, "cursor", id="garbage"),
+        pytest.param({"search": 5}, "search must be", id="search-type"),
+    ],
+)
+async def test_page_refuses_bad_arguments(store: Any, kwargs: dict[str, Any], message: str) -> None:
+    """A bad sort, limit, cursor or search is a ValueError, even in an empty store."""
+    with pytest.raises(ValueError, match=message):
+        await store.page(**kwargs)
+
+
+async def test_a_cursor_belongs_to_its_order(store: Any) -> None:
+    """A cursor of a page by one sort and direction is refused by another."""
+    await _keep(store, [make_call(i) for i in range(5)])
+    cursor = (await store.page(sort="cost", limit=2)).next
+    assert cursor is not None
+    with pytest.raises(ValueError, match="by cost desc"):
+        await store.page(sort="cost", descending=False, after=cursor)
+    with pytest.raises(ValueError, match="by cost desc"):
+        await store.page(sort="time", after=cursor)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
-    from asynctelemetry import LLMCall
+    from asynctelemetry._stores._pages import CallPage
 
 ROUTES = (
     "/",
@@ -234,6 +234,66 @@ async def test_calls_newest_first_with_limit_and_filters(
         assert body["calls"][0]["content"] == {}
 
 
+async def test_calls_page_by_keyset_in_any_order(
+    store: SQLiteStore, client: aiohttp.ClientSession
+) -> None:
+    """/api/calls pages by ``sort`` and ``order`` with the ``next`` cursor: the pages hold the
+    window's calls once each, in the store's order, the last page has no ``next``; a cursor of
+    another order is a 400; ``q`` finds a call by id, a trace, a session or a user."""
+    async with Dashboard(store, port=0) as board:
+        for sort, order in [
+            ("time", "desc"),
+            ("cost", "asc"),
+            ("latency", "desc"),
+            ("tokens", "asc"),
+        ]:
+            whole = await store.page(
+                sort=sort,
+                descending=order == "desc",
+                limit=1000,  # type: ignore[arg-type]
+                since=datetime.now(UTC) - timedelta(hours=1),
+            )
+            seen: list[str] = []
+            path = f"/api/calls?sort={sort}&order={order}&limit=7"
+            while True:
+                status, body, _ = await get(client, board, path)
+                assert status == 200 and body["sort"] == sort and body["order"] == order
+                seen += [c["call_id"] for c in body["calls"]]
+                if body["next"] is None:
+                    break
+                path = f"/api/calls?sort={sort}&order={order}&limit=7&after={body['next']}"
+            assert seen == [c.call_id for c in whole.calls] and len(seen) == 64
+        _, body, _ = await get(client, board, "/api/calls?sort=cost&limit=3")
+        status, answer, _ = await get(
+            client, board, f"/api/calls?sort=latency&after={body['next']}"
+        )
+        assert status == 400 and "by cost desc" in answer["error"]
+        for q, field in [("call-000042", "call_id"), ("trace-a", "trace_id"), ("s2", "session_id")]:
+            _, body, _ = await get(client, board, f"/api/calls?q={q}&limit=1000")
+            assert body["calls"] and {c[field] for c in body["calls"]} == {q}
+        assert [c["call_id"] for c in body["calls"]] == [
+            c.call_id for c in (await store.page(search="s2", limit=1000)).calls
+        ]
+
+
+async def test_a_filter_that_matches_nothing_gets_hints(
+    store: SQLiteStore, client: aiohttp.ClientSession
+) -> None:
+    """A model or provider that matches no call of the window comes back with the closest
+    values the window holds; a filter that matches calls (or a page past the first) has none."""
+    async with Dashboard(store, port=0) as board:
+        _, body, _ = await get(client, board, "/api/calls?model=gpt4o")
+        assert body["calls"] == [] and body["hints"] == {"model": ["gpt-4o"]}
+        _, body, _ = await get(client, board, "/api/calls?model=claude-sonet&provider=antropic")
+        assert body["hints"] == {"model": ["claude-sonnet-4-5"], "provider": ["anthropic"]}
+        _, body, _ = await get(client, board, "/api/calls?model=gpt-4o&provider=google")
+        assert body["calls"] == [] and body["hints"] == {}  # each matches calls; not together
+        _, body, _ = await get(client, board, "/api/calls?model=zzzzzz")
+        assert body["hints"] == {"model": []}
+        _, body, _ = await get(client, board, "/api/calls?model=gpt-4o")
+        assert body["calls"] and "hints" not in body
+
+
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 async def test_call_by_id_and_content_only_when_captured(
     tmp_path: Path, client: aiohttp.ClientSession, kind: str
@@ -342,6 +402,8 @@ async def test_trace_with_a_parent_cycle_shows_every_call_once(
         pytest.param("/api/calls?limit=ten", "whole number", id="limit-text"),
         pytest.param("/api/calls?order=random", "order='random'", id="order"),
         pytest.param("/api/calls?model=a&model=b", "more than once", id="repeated"),
+        pytest.param("/api/calls?sort=price", "sort='price'", id="sort"),
+        pytest.param("/api/calls?after=garbage", "after='garbage'", id="cursor"),
         pytest.param("/api/calls?model=", "empty", id="empty"),
         pytest.param("/api/summary?by=colour", "by='colour'", id="by"),
         pytest.param("/api/summary?total=no", "total='no'", id="total"),
@@ -412,6 +474,7 @@ class ReadOnly:
     def __getattr__(self, name: str) -> Any:
         if name in (
             "query",
+            "page",
             "count",
             "summary",
             "timeseries",
@@ -438,7 +501,7 @@ async def test_read_only(store: SQLiteStore, client: aiohttp.ClientSession) -> N
                 async with client.request(method, board.url.rstrip("/") + path, data=b"{}") as r:
                     assert r.status == 405, (method, path)
                     assert r.headers["Allow"] == "GET, HEAD"
-    reads = {"query", "count", "summary", "timeseries", "get", "trace", "get_trace", "traces"}
+        reads = {"page", "count", "summary", "timeseries", "get", "trace", "get_trace", "traces"}
     assert set(reader.reads) <= reads
     assert set(reader.reads) >= reads - {"count"}
     await store.flush()
@@ -538,17 +601,17 @@ async def test_missing_aiohttp_names_the_extra(
 
 
 class Gated(MemoryStore):
-    """A MemoryStore whose queries wait for a gate: requests stay in flight."""
+    """A MemoryStore whose pages wait for a gate: requests stay in flight."""
 
     def __init__(self) -> None:
         super().__init__()
         self.gate = asyncio.Event()
         self.waiting = 0
 
-    async def query(self, **filters: Any) -> list[LLMCall]:  # type: ignore[override]
+    async def page(self, **filters: Any) -> CallPage:  # type: ignore[override]
         self.waiting += 1
         await self.gate.wait()
-        return await super().query(**filters)
+        return await super().page(**filters)
 
 
 async def test_requests_over_the_bound_are_429(client: aiohttp.ClientSession) -> None:

@@ -115,7 +115,7 @@ def test_times_a_store_cannot_hold_are_a_400(
 class Broken(MemoryStore):
     """A store whose reads fail with an error no handler expects."""
 
-    async def query(self, **filters: Any) -> Any:
+    async def page(self, **filters: Any) -> Any:
         raise RuntimeError("a bug in a store, with a secret /etc/path in its text")
 
 

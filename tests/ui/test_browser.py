@@ -468,3 +468,107 @@ def test_an_error_group_filters_the_page(served: Served, watched: Watched) -> No
     page.keyboard.press("Enter")
     watched.showing("error_type=APITimeoutError")
     assert page.text_content("#h-calls") == "4"
+
+
+def test_paging_reaches_the_oldest_call_of_the_window(served: Served, watched: Watched) -> None:
+    """The calls table pages by keyset: "next page" walks the whole window, each call once,
+    down to its oldest; back returns to the page before; sorting by cost puts the unpriced
+    calls last, shown as unknown, in both directions."""
+    now = datetime.now(UTC)
+    more = [
+        make_call(
+            3000 + k,
+            timestamp=now - timedelta(seconds=10 * k),
+            cost_usd=None if k % 50 == 0 else 0.002,
+        )
+        for k in range(1, 151)
+    ]
+    served.add(more)
+    page = watched.page
+    watched.open(served.url)
+    seen: list[str] = []
+    cursors: list[str] = []
+    pages = 0
+    while True:
+        ids = page.eval_on_selector_all(
+            "#calls tbody tr.call", "rows => rows.map(r => r.dataset.callId)"
+        )
+        seen += ids
+        pages += 1
+        if not page.is_visible("#pager a:has-text('next page')"):
+            break
+        before = page.evaluate("document.body.dataset.refreshes")
+        page.click("#pager a:has-text('next page')")
+        watched.refreshed(int(before) + 1)
+        cursors.append(page.evaluate("new URLSearchParams(location.search).get('after')"))
+    second, third = cursors
+    assert pages == 3 and len(seen) == len(set(seen)) == 64 + 150
+    assert seen[-1] == "call-000000"  # the oldest call of the window, on the last page
+    page.go_back()
+    page.wait_for_function(
+        f"() => (document.body.dataset.query || '').includes({second!r})"
+        f" && !(document.body.dataset.query || '').includes({third!r})"
+    )
+    assert page.eval_on_selector("#calls tbody tr.call", "r => r.dataset.callId") == seen[100]
+    # sort by cost, smallest first: the unpriced calls come last, shown as unknown
+    page.click("#calls th[data-sort='cost'] a")
+    watched.showing("sort=cost")
+    assert "after=" not in page.evaluate("location.search")
+    page.click("#calls th[data-sort='cost'] a")  # again: smallest first
+    watched.showing("sort=cost", "order=asc")
+    costs: list[str] = []
+    while True:
+        costs += watched.column(8)
+        if not page.is_visible("#pager a:has-text('next page')"):
+            break
+        before = page.evaluate("document.body.dataset.refreshes")
+        page.click("#pager a:has-text('next page')")
+        watched.refreshed(int(before) + 1)
+    unknown = [c for c in costs if c == "unknown"]
+    assert len(unknown) == 3 and costs[-3:] == unknown and costs[0] == "$0"
+
+
+def test_search_finds_a_call_by_id(served: Served, watched: Watched) -> None:
+    """The search box finds a call by its id (and a session's calls); the search lives in the
+    URL; a search that finds nothing says so."""
+    page = watched.page
+    watched.open(served.url)
+    page.fill("#q", "call-000042")
+    page.press("#q", "Enter")
+    watched.showing("q=call-000042")
+    ids = page.eval_on_selector_all(
+        "#calls tbody tr.call", "rows => rows.map(r => r.dataset.callId)"
+    )
+    assert ids == ["call-000042"]
+    page.click("#calls tbody tr.call td.id a")
+    page.wait_for_selector("#detail[open]")
+    assert page.text_content("#detail-title") == "Call call-000042"
+    assert "q=call-000042" in page.evaluate("location.search")
+    page.click("#detail-close")
+    page.fill("#q", "s3")
+    page.press("#q", "Enter")
+    watched.showing("q=s3")
+    assert set(watched.column(3)) == {"s3"} and len(watched.column(3)) == 15 + 1  # and a trace call
+    page.fill("#q", "no-such-id")
+    page.press("#q", "Enter")
+    watched.showing("q=no-such-id")
+    assert "No call, trace, session or user" in page.text_content("#hints")
+    page.reload()
+    watched.refreshed(1)
+    assert page.input_value("#q") == "no-such-id"
+
+
+def test_a_filter_that_matches_nothing_suggests_the_closest(
+    served: Served, watched: Watched
+) -> None:
+    """A model typed wrong in a link (gpt4o) shows the closest model of the window as a link
+    that filters on it."""
+    page = watched.page
+    watched.open(served.url + "?model=gpt4o")
+    page.wait_for_selector("#hints a")
+    assert "No calls of model \u201cgpt4o\u201d" in page.text_content("#hints")
+    assert page.text_content("#hints a") == "gpt-4o"
+    page.click("#hints a")
+    watched.showing("model=gpt-4o")
+    assert set(watched.column(1)) == {"gpt-4o"}
+    assert not page.is_visible("#hints")

@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 from ..._record import MIN_GENERATING_MS
+from .. import _base
 from .._base import CallSummary, group_field, group_sql, series_field, window_percentile
 from .._errors import MODEL_KEY, group_of, groups_sql
 from . import rollup as _pg_rollup
@@ -36,16 +37,19 @@ if TYPE_CHECKING:
     from ..._record import LLMCall
     from .._base import Filters, TimeBucket
     from .._errors import ErrorGroup
+    from .._pages import PageRead
     from .._traces import TraceFilters, Walk
 
 __all__ = [
     "GET_SQL",
+    "PAGE_KEYS",
     "REPRICED_SQL",
     "REPRICE_SQL",
     "SELECT_LIST",
     "TRACES_CALLS_SQL",
     "TRACES_SPANS_SQL",
     "TRACE_SQL",
+    "call_page_sql",
     "count_sql",
     "error_groups_rows",
     "error_groups_sql",
@@ -150,6 +154,49 @@ def page_sql(
     clause = where(filters, params, *extra)
     order = "ts DESC, id" if newest_first else "ts, id"
     sql = f"SELECT {SELECT_LIST} FROM calls{clause} ORDER BY {order} LIMIT {params.add(size)}"
+    return sql, params.values
+
+
+#: The SQL of each ``page(sort=...)`` key, the expressions the page indexes are built on.
+PAGE_KEYS: Final = {
+    "time": "ts",
+    "cost": "cost_usd",
+    "latency": "duration_ms",
+    "tokens": "(input_tokens + output_tokens)",
+}
+
+
+def call_page_sql(read: PageRead) -> tuple[str, list[Any]]:
+    """One phase of a page (:class:`~.._pages.PageRead`): rows of :data:`SELECT_LIST`, then the
+    key (a cursor's time is integer nanoseconds, its cost the float whose exact value is kept)."""
+    key = PAGE_KEYS[read.sort]
+    way, op = ("DESC", "<") if read.descending else ("ASC", ">")
+    params = _Params()
+    extra: list[str] = []
+    if read.search is not None:
+        found = params.add(read.search)
+        extra.append(
+            f"(call_id = {found} OR trace_id = {found} OR session_id = {found} "
+            f"OR user_id = {found})"
+        )
+    if read.known:
+        if read.sort != "time":
+            extra.append(f"{key} IS NOT NULL")
+        if read.after is not None:
+            value, seq = read.after
+            bound = _base.from_ns(value) if read.sort == "time" else value
+            if read.sort == "cost":
+                bound = Decimal(value)  # the exact value of the float, as costs are kept
+            extra.append(f"({key}, id) {op} ({params.add(bound)}, {params.add(seq)})")
+        order = f"{key} {way}, id {way}"
+    else:
+        extra.append(f"{key} IS NULL")
+        if read.after is not None:
+            extra.append(f"id {op} {params.add(read.after[1])}")
+        order = f"id {way}"
+    clause = where(read.filters, params, *extra)
+    limit = params.add(read.limit)
+    sql = f"SELECT {SELECT_LIST}, {key} FROM calls{clause} ORDER BY {order} LIMIT {limit}"
     return sql, params.values
 
 

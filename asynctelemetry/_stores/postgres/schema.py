@@ -44,6 +44,9 @@ Version history:
    indexes of calls by ``user_id`` and ``agent_name`` (every partition), of steps by
    ``session_id``, ``user_id`` and ``agent_name`` (rows that have one) and of steps not "ok"
    by ``status``; each ends with ``ts``. Building them reads the tables once.
+8. adds the indexes pages seek (:data:`PAGE_INDEXES`: cost, latency, tokens, each with ``id``),
+   on every partition (search uses those of the ids, ``calls_user_ts`` for the user);
+   building them reads every partition once, under a lock that holds writes back.
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ __all__ = [
     "prepare",
 ]
 
-SCHEMA_VERSION: Final = 7
+SCHEMA_VERSION: Final = 8
 #: Advisory lock keys (namespace, key): ``ascii('atlm')`` and one key per job.
 _NAMESPACE: Final = 0x61746C6D
 LOCK_MIGRATE: Final = (_NAMESPACE, 1)
@@ -138,6 +141,15 @@ _INDEXES: Final = (
 )
 
 
+#: ``page(sort=...)`` seeks these (key, then ``id``: the tie-break; NULLs together, so the
+#: phase of unknown keys is a seek too); version 8.
+PAGE_INDEXES: Final = (
+    "CREATE INDEX IF NOT EXISTS calls_cost_id ON calls (cost_usd, id)",
+    "CREATE INDEX IF NOT EXISTS calls_latency_id ON calls (duration_ms, id)",
+    "CREATE INDEX IF NOT EXISTS calls_tokens_id ON calls ((input_tokens + output_tokens), id)",
+)
+
+
 def _create_v1() -> list[str]:
     return [
         "CREATE SEQUENCE IF NOT EXISTS calls_id_seq AS bigint",
@@ -179,6 +191,7 @@ MIGRATIONS: Final[dict[int, list[str]]] = {
         "ADD COLUMN IF NOT EXISTS error_message text"
     ],
     5: ["DROP TABLE IF EXISTS rollup", *_pg_rollup.TABLE_SQL],  # then built from the calls
+    7: list(PAGE_INDEXES),
 }
 
 #: The writer's staging table: one per connection, emptied at every commit.

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from ..._record import LLMCall, TraceSpan
     from ..._rows import Row
     from .._errors import ErrorGroup
+    from .._pages import PageRead, PageRow
     from .._traces import TraceFilters
 
 __all__ = ["PostgresStore"]
@@ -322,6 +323,13 @@ class PostgresStore(WriterStore):
         """Read in keyset pages, so the server never holds a huge result for us."""
         return [c async for c in self._pages(filters, newest_first=newest_first, limit=limit)]
 
+    async def _page(self, read: PageRead) -> list[PageRow]:
+        """One phase of a page, by keyset on the index of its key (``(key, id)``)."""
+        sql, params = r.call_page_sql(read)
+        rows = await self._fetch(sql, params)
+        keys = [_page_key(row[-1], read.sort) for row in rows]
+        return list(zip(decode(rows), keys, (row[-2] for row in rows), strict=True))
+
     async def get(self, call_id: str) -> LLMCall | None:
         """The committed call whose ``call_id`` this is, or ``None`` (the ``call_id`` index).
 
@@ -429,3 +437,13 @@ class PostgresStore(WriterStore):
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
+
+
+def _page_key(value: Any, sort: str) -> Any:
+    """A page key as the cursor holds it: time in integer nanoseconds, a cost as the float
+    whose exact value the column keeps."""
+    if value is None:
+        return None
+    if sort == "time":
+        return _base.to_ns(value)
+    return float(value) if sort == "cost" else value

@@ -1,5 +1,9 @@
 """SQL for the SQLite store's reads: the filters, ordering, keyset pages and summaries.
 
+Pages (``store.page``) seek an index of their key: ``calls_ts`` for time, ``calls_cost``,
+``calls_latency`` and ``calls_tokens`` for the others (each holds the rowid, the tie-break, and
+keeps the unknown values together, so the phase of unknown keys is a seek too).
+
 Filters follow :class:`~asynctelemetry._stores._base.Filters` exactly (``since`` inclusive,
 ``until`` exclusive, exact matches but ``model``, which matches ``model`` or ``request_model``:
 the indexes ``calls_model`` and ``calls_request_model`` serve the two sides of the ``OR``); order
@@ -44,11 +48,14 @@ if TYPE_CHECKING:
     from ..._record import LLMCall, TraceSpan
     from .._base import Filters
     from .._errors import ErrorGroup
+    from .._pages import PageRead
     from .._traces import TraceFilters, Walk
 
 __all__ = [
     "GET_SQL",
+    "PAGE_KEYS",
     "TRACE_SQL",
+    "call_page_sql",
     "error_groups_sql",
     "find_trace_ids",
     "group_column",
@@ -115,6 +122,46 @@ def page_sql(filters: Filters) -> tuple[str, list[Any]]:
     clause, params = where(filters, "(timestamp_ns, id) > (?, ?)")
     sql = f"SELECT {SELECT_COLUMNS} FROM calls{clause} ORDER BY timestamp_ns, id LIMIT ?"
     return sql, params
+
+
+#: The SQL of each ``page(sort=...)`` key, the expressions the page indexes are built on.
+PAGE_KEYS: Final = {
+    "time": "timestamp_ns",
+    "cost": "cost_usd",
+    "latency": "duration_ms",
+    "tokens": "(input_tokens + output_tokens)",
+}
+#: ``page(search=...)``: the four ids, each served by its index.
+_SEARCH: Final = "(call_id = ? OR trace_id = ? OR session_id = ? OR user_id = ?)"
+
+
+def call_page_sql(read: PageRead) -> tuple[str, list[Any]]:
+    """One phase of a page (:class:`~.._pages.PageRead`): rows selected with
+    :data:`SELECT_COLUMNS` and then the key."""
+    key = PAGE_KEYS[read.sort]
+    way, op = ("DESC", "<") if read.descending else ("ASC", ">")
+    extra: list[str] = []
+    values: list[Any] = []
+    if read.search is not None:
+        extra.append(_SEARCH)
+        values += [read.search] * 4
+    if read.known:
+        if read.sort != "time":
+            extra.append(f"{key} IS NOT NULL")
+        if read.after is not None:
+            extra.append(f"({key}, id) {op} (?, ?)")
+            values += read.after
+        order = f"{key} {way}, id {way}"
+    else:
+        extra.append(f"{key} IS NULL")
+        if read.after is not None:
+            extra.append(f"id {op} ?")
+            values.append(read.after[1])
+        order = f"id {way}"
+    clause, params = where(read.filters, *extra)
+    params += values
+    params.append(read.limit)
+    return f"SELECT {SELECT_COLUMNS}, {key} FROM calls{clause} ORDER BY {order} LIMIT ?", params
 
 
 def group_column(by: str) -> str:

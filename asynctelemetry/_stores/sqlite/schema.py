@@ -28,7 +28,8 @@ Version history:
 9. adds the indexes a page of ``traces(...)`` walks newest first (:mod:`.._traces`): partial
    indexes of calls by ``user_id`` and ``agent_name``, of steps by ``session_id``, ``user_id``
    and ``agent_name`` (rows that have one), and of steps not "ok" by ``status``; each ends with
-   ``timestamp_ns``.
+   ``timestamp_ns``;
+10. adds the indexes pages seek (:data:`PAGE_INDEXES`: cost, latency, tokens).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ __all__ = [
     "to_ns",
 ]
 
-SCHEMA_VERSION: Final = 9
+SCHEMA_VERSION: Final = 10
 
 #: LLMCall fields stored as they are, in column order (``timestamp`` and ``attributes`` follow).
 PLAIN_FIELDS: Final = (
@@ -144,6 +145,13 @@ def _table_sql(columns: Iterable[str]) -> str:
 
 
 _TRACE_INDEX: Final = "CREATE INDEX IF NOT EXISTS calls_trace ON calls (trace_id, timestamp_ns)"
+#: ``page(sort=...)`` seeks these (each holds the rowid: the tie-break); ``search=`` uses those of
+#: the ids (``calls_user``, a walk index, for the user); version 10.
+PAGE_INDEXES: Final = (
+    "CREATE INDEX IF NOT EXISTS calls_cost ON calls (cost_usd)",
+    "CREATE INDEX IF NOT EXISTS calls_latency ON calls (duration_ms)",
+    "CREATE INDEX IF NOT EXISTS calls_tokens ON calls ((input_tokens + output_tokens))",
+)
 #: Indexes serve the filters; each ends with the timestamp so filtered reads come out in order.
 _INDEXES: Final = (
     "CREATE INDEX IF NOT EXISTS calls_ts ON calls (timestamp_ns)",
@@ -154,6 +162,7 @@ _INDEXES: Final = (
     "CREATE INDEX IF NOT EXISTS calls_session ON calls (session_id, timestamp_ns)",
     "CREATE INDEX IF NOT EXISTS calls_status ON calls (status, timestamp_ns)",
     _TRACE_INDEX,
+    *PAGE_INDEXES,
 )
 
 #: The version-1 table, frozen: what the first release wrote (kept for the history above).
@@ -219,6 +228,11 @@ def _v8_to_v9(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
 
 
+def _v9_to_v10(conn: sqlite3.Connection) -> None:
+    for sql in PAGE_INDEXES:
+        conn.execute(sql)
+
+
 def _v6_to_v7(conn: sqlite3.Connection) -> None:
     for sql in SPANS_SQL:
         conn.execute(sql)
@@ -254,6 +268,7 @@ MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
     6: _v6_to_v7,
     7: _rollup.rebuild,
     8: _v8_to_v9,
+    9: _v9_to_v10,
 }
 
 

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from ..._record import LLMCall, TraceSpan
     from ..._rows import Row
     from .._errors import ErrorGroup
+    from .._pages import PageRead, PageRow
     from .._traces import TraceFilters
 
 __all__ = ["Durability", "SQLiteStore"]
@@ -322,6 +323,13 @@ class SQLiteStore(WriterStore):
         sql, params = q.select_sql(filters, limit, newest_first)
         result: list[LLMCall] = await self._read(fetch_calls, sql, params)
         return result
+
+    async def _page(self, read: PageRead) -> list[PageRow]:
+        """One phase of a page, by keyset on the index of its key."""
+        sql, params = q.call_page_sql(read)
+        rows = await self._read(fetch, sql, params)
+        calls = decode_rows([row[:-1] for row in rows])
+        return [(call, row[-1], row[-2]) for call, row in zip(calls, rows, strict=True)]
 
     async def get(self, call_id: str) -> LLMCall | None:
         """The committed call whose ``call_id`` this is, or ``None`` (the ``call_id`` index)."""

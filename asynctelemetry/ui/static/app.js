@@ -4,6 +4,7 @@
 
 (function () {
   const $ = function (id) { return document.getElementById(id); };
+  const PAGE = 100;          // calls in a page of the calls table
   const POLL_MS = 2000;      // live: look for new calls this often
   const FULL_MS = 30000;     // and redraw everything at least this often (the window slides)
   const TOP_SERIES = 8;      // stacked charts: this many keys, the rest is "other"
@@ -31,12 +32,12 @@
   // -- the state of the page: its URL (state.js) ---------------------------------------------
   const URL_KEYS = { window: "1h", since: null, until: null, model: null, provider: null, session: null,
                      status: null, stack: "request_model", user: null, agent: null, call: null, trace: null,
-                     conversation: null, sort: null, q: null, after: null, error_type: null,
-                     error_message: null };
+                     conversation: null, sort: "time", order: "desc", q: null, after: null,
+                     error_type: null, error_message: null };
   for (const [k, v] of Object.entries(URL_KEYS)) window.UrlState.register(k, v);
   //: Keys whose change redraws the data (call and trace only open or close the dialog).
   const DATA_KEYS = new Set(["window", "since", "until", "model", "provider", "session", "status",
-                             "stack", "user", "agent", "sort", "q", "after", "error_type",
+                             "stack", "user", "agent", "sort", "order", "q", "after", "error_type",
                              "error_message"]);
   const at = window.UrlState.get;
   // A filter changes: the calls table starts again at its first page.
@@ -72,6 +73,8 @@
     $("trace-user").value = at("user") || "";
     $("trace-agent").value = at("agent") || "";
     showErrorFilter();
+    $("q").value = at("q") || "";
+    sortHeaders();
   }
   function ensureOption(select, value) {
     if (!value || Array.from(select.options).some(function (o) { return o.value === value; })) return;
@@ -307,6 +310,68 @@
     });
   }
 
+  // The calls table's page: its sort, order, cursor and search, as /api/calls takes them.
+  function callsParams(extra) {
+    const p = { limit: String(PAGE) };
+    for (const k of ["sort", "order", "after", "q"]) if (at(k) && at(k) !== URL_KEYS[k]) p[k] = at(k);
+    return Object.assign(p, extra || {});
+  }
+
+  // Column heads that sort: a link each (the active one turns its order around).
+  function sortHeaders() {
+    for (const th of document.querySelectorAll("#calls th[data-sort]")) {
+      const key = th.dataset.sort;
+      const active = at("sort") === key;
+      const order = active && at("order") === "desc" ? "asc" : "desc";
+      th.setAttribute("aria-sort", active ? (at("order") === "desc" ? "descending" : "ascending") : "none");
+      const text = th.dataset.label || (th.dataset.label = th.textContent);
+      th.replaceChildren(anchor(text + (active ? (at("order") === "desc" ? " ▼" : " ▲") : ""),
+        { sort: key, order: order, after: null }, "sort by " + text + (order === "desc" ? ", largest first" : ", smallest first")));
+    }
+  }
+
+  // Below the table: the next page (keyset: new calls never shift it) and back to the first.
+  function pager(next) {
+    const nav = $("pager");
+    nav.replaceChildren();
+    if (at("after")) nav.append(anchor("« first page", { after: null }), " ");
+    if (next) nav.appendChild(anchor("next page »", { after: next }, "the next " + PAGE + " calls"));
+    nav.hidden = !nav.childNodes.length;
+    const first = at("sort") === "time" && at("order") === "desc" && !at("after");
+    $("calls-title").textContent = (at("q") ? "Calls found" : first ? "Recent calls" : "Calls") +
+      (at("sort") !== "time" ? " by " + at("sort") : "") + (at("after") ? " (a later page)" : "");
+  }
+
+  // A filter or search that matched nothing: say so, with the closest values as links.
+  function hintsLine(answer) {
+    const node = $("hints");
+    node.replaceChildren();
+    const hints = answer.hints || {};
+    for (const [field, close] of Object.entries(hints)) {
+      const p = document.createElement("span");
+      p.className = "hint-line";
+      p.dataset.field = field;
+      p.append("No calls of " + field + " “" + at(field) + "” in this window. ");
+      if (close.length) {
+        p.append("Did you mean ");
+        close.forEach(function (name, i) {
+          if (i) p.append(i === close.length - 1 ? " or " : ", ");
+          p.appendChild(anchor(name, { [field]: name, after: null }, "filter on " + name));
+        });
+        p.append("?");
+      }
+      node.appendChild(p);
+    }
+    if (at("q") && !answer.calls.length && !at("after")) {
+      const p = document.createElement("span");
+      p.className = "hint-line";
+      p.append("No call, trace, session or user “" + at("q") + "” in this window (search is exact). ");
+      p.appendChild(anchor("clear the search", { q: null, after: null }));
+      node.appendChild(p);
+    }
+    node.hidden = !node.childNodes.length;
+  }
+
   function callsTable(calls) {
     const body = $("calls").tBodies[0];
     body.replaceChildren();
@@ -323,10 +388,10 @@
       if (c.session_id != null) sessionCell.appendChild(window.Session.link(c.session_id));
       const status = cell(row, c.status + (c.error_type ? " (" + c.error_type + ")" : ""));
       if (c.error_message) status.title = c.error_message;
-      cell(row, ms(c.duration_ms), "num");
+      cell(row, c.duration_ms == null ? "unknown" : ms(c.duration_ms), "num");
       cell(row, ms(c.ttft_ms), "num");
       cell(row, F.tokens(c.input_tokens, true) + " / " + F.tokens(c.output_tokens, true), "num");
-      cell(row, usd(c.cost_usd), "num");
+      cell(row, usd(c.cost_usd), "num");  // "unknown" when not priced, never $0
       const traceCell = cell(row, "");
       if (c.trace_id) {
         const link = anchor("trace", toTrace(c.trace_id), "trace " + c.trace_id);
@@ -599,17 +664,20 @@
     if (state.busy) { state.again = true; return; }  // a change while drawing: draw again after
     state.busy = true;
     try {
-      const asked = query().toString();
+      const asked = query(callsParams()).toString();
       const stack = at("stack");
-      const [byModel, bySession, byRoute, series, whole, recent, failed, traces] = await Promise.all([
+      // The live poll compares the newest call: the table holds it on its first page by time.
+      const newestShown = at("sort") === "time" && at("order") === "desc" && !at("after") && !at("q");
+      const [byModel, bySession, byRoute, series, whole, recent, failed, traces, probe] = await Promise.all([
         api("/api/summary", query({ by: "request_model" })),
         api("/api/summary", query({ by: "session", total: "false", limit: "10" })),
         api("/api/summary", query({ by: "route", total: "false", limit: "10" })),
         api("/api/timeseries", query({ by: stack })),
         api("/api/timeseries", query()),  // every call of each bucket: its percentiles
-        api("/api/calls", query({ limit: "100" })),
+        api("/api/calls", query(callsParams())),
         api("/api/errors", query({ limit: "20" })),
         api("/api/traces", traceQuery()),
+        newestShown ? null : api("/api/calls", query({ limit: "1" })),
       ]);
       headline(byModel.total);
       charts(series, whole, byModel.groups, byModel.total);
@@ -623,9 +691,12 @@
       setOptions($("model"), state.models, at("model"));
       setOptions($("provider"), state.providers, at("provider"));
       callsTable(recent.calls);
+      pager(recent.next);
+      hintsLine(recent);
       errorsTable(failed.groups);
       tracesTable(traces.traces);
-      state.newest = recent.calls.length ? recent.calls[0].call_id : null;
+      const newest = (probe || recent).calls;
+      state.newest = newest.length ? newest[0].call_id : null;
       state.lastFull = Date.now();
       say("updated " + new Date().toISOString().slice(11, 19) + " UTC" +
           ($("live").checked ? " · live" : ""), false);
@@ -668,6 +739,12 @@
       $(id).addEventListener("change", function () { filter({ [key]: $(id).value.trim() || null }); });
     }
     $("stack").addEventListener("change", function () { window.UrlState.set({ stack: $("stack").value }); });
+    const find = function (event) {
+      if (event) event.preventDefault();
+      filter({ q: $("q").value.trim() || null });
+    };
+    $("find").addEventListener("submit", find);
+    $("q").addEventListener("change", function () { find(null); });
     for (const id of ["since", "until"]) {
       $(id).addEventListener("change", function () { if ($(id).value) filter({ [id]: isoTime($(id).value) }); });
     }
