@@ -77,6 +77,7 @@ __all__ = [
     "GroupBy",
     "OrderBy",
     "PageSort",
+    "StoreCounts",
     "StoreReads",
     "TimeBucket",
     "approximate",
@@ -524,6 +525,25 @@ def _summary_row(key: str | None, calls: list[LLMCall], window: int) -> CallSumm
         p50_ttft_ms=rank(ttfts, 50),
         median_tokens_per_sec=rank(speeds, 50),
     )
+
+
+class StoreCounts:
+    """The counts every store keeps, one meaning in each."""
+
+    __slots__ = ()
+    _rejected: int
+    _duplicates: int
+
+    @property
+    def rejected(self) -> int:
+        """Calls refused, logged and counted: at the store's door (a timestamp out of range, a
+        key too long: see ``_door``), or by the database (text it cannot hold)."""
+        return self._rejected
+
+    @property
+    def duplicates(self) -> int:
+        """Calls not stored because a call with the same ``call_id`` already was."""
+        return self._duplicates
 
 
 class StoreReads:

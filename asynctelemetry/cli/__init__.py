@@ -248,14 +248,21 @@ def _subparser(parser: argparse.ArgumentParser, name: str | None) -> Parser | No
     return None
 
 
-def _count(text: str) -> int:
+def _whole(text: str, lowest: int, highest: int, what: str = "a whole number") -> int:
+    """``text`` as an int in ``lowest..highest``, or an argparse error saying why not."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if value < lowest:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least {lowest}")
+    if value > highest:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than {highest}")
     return value
+
+
+def _count(text: str) -> int:
+    return _whole(text, 1, sys.maxsize)
 
 
 def _alert(text: str) -> Any:
@@ -269,10 +276,7 @@ def _alert(text: str) -> Any:
 
 
 def _trace_limit(text: str) -> int:
-    value = _count(text)
-    if value > 1000:
-        raise argparse.ArgumentTypeError(f"{text!r} is more than 1000")
-    return value
+    return _whole(text, 1, 1000)
 
 
 def _bucket(text: str) -> str:
@@ -286,13 +290,7 @@ def _bucket(text: str) -> str:
 
 
 def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not in 0..65535")
-    return value
+    return _whole(text, 0, 65535, "a port number")
 
 
 def _runner(name: str) -> Callable[[argparse.Namespace, Console], Awaitable[int]]:

@@ -17,6 +17,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from .._batching import Slice
 from .._exceptions import ConfigError
 from .._pricing import PriceTable
 from .._stores._hints import closest, known_values
@@ -199,6 +200,7 @@ async def reprice(args: argparse.Namespace, table: PriceTable) -> tuple[list[Rep
     """
     rows: dict[str, RepriceRow] = {}
     count = 0
+    slice_ = Slice()  # pricing is CPU work: the loop gets its turns
     async with reading(args) as store:
         async for call in store.replay(**filters_of(args)):
             row = rows.get(call.model)
@@ -206,8 +208,7 @@ async def reprice(args: argparse.Namespace, table: PriceTable) -> tuple[list[Rep
                 row = rows[call.model] = RepriceRow(call.model)
             row.add(call, table.cost(call), table.version)
             count += 1
-            if count % 1000 == 0:
-                await asyncio.sleep(0)  # pricing is CPU work: let the loop breathe
+            await slice_.breathe()
     for row in rows.values():
         row.close()
     ordered = sorted(rows.values(), key=lambda r: (-abs(r.difference_usd), r.model))

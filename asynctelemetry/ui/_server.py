@@ -211,20 +211,9 @@ class Dashboard(ClosesOnExit):
             keepalive_timeout=HEADER_TIMEOUT,
             logger=self._log,
         )
-        self.admission.watch(server)
-        runner = web.ServerRunner(server, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self._requested_port)
-        try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise ConfigError(f"cannot bind {self.host}:{self._requested_port}: {exc}") from exc
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
+        self._runner, self._port = await self.admission.serve(
+            web, server, self.host, self._requested_port
+        )
         self._life.opened()
 
     async def stop(self) -> None:

@@ -18,11 +18,11 @@ implementation uses, so every store gives equal rows for equal calls.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
+from ..._batching import Slice
 from ..._record import MIN_GENERATING_MS
 from .. import _base
 from .._base import CallSummary, group_field, group_sql, series_field, window_percentile
@@ -442,6 +442,7 @@ async def reprice(
     version = table.version
     changed = 0
     after: tuple[datetime, int] | None = None
+    slice_ = Slice()  # pricing is CPU work: the loop gets its turns
     while True:
         sql, params = page_sql(filters, page, after=after)
         rows = await fetch(sql, params)
@@ -449,6 +450,7 @@ async def reprice(
         stamps: list[datetime] = []
         costs: list[Decimal] = []
         for call in decode(rows):
+            await slice_.breathe()
             cost = table.cost(call)
             if cost is not None and (cost != call.cost_usd or call.price_version != version):
                 ids.append(call.call_id)
@@ -460,7 +462,6 @@ async def reprice(
         if len(rows) < page:
             return changed
         after = (rows[-1][ROW_TS], rows[-1][ROW_ID])
-        await asyncio.sleep(0)  # pricing a page is CPU work: let the loop breathe
 
 
 def trace_walk_sql(walks: Sequence[Walk]) -> tuple[str, list[Any]]:
