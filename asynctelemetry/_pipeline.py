@@ -156,10 +156,20 @@ def _cost(
     return cost if cost is not None and 0 <= cost < math.inf else None
 
 
-def _priced_fields(data: dict[str, Any], table: PriceTable) -> bool:
-    """Price a record's field dict in place (``cost_usd``, ``price_version``) by the one rule;
-    False when it stays unpriced."""
-    cost = _cost(
+def price_record(call: LLMCall, table: PriceTable) -> LLMCall:
+    """``call`` priced by ``table`` when it has no cost (a new record), else ``call`` itself."""
+    if call.cost_usd is not None:
+        return call
+    data = call.__dict__
+    cost = _cost_of_fields(table, data)
+    if cost is None:
+        return call
+    return LLMCall._adopt({**data, "cost_usd": cost, "price_version": table.version})
+
+
+def _cost_of_fields(table: PriceTable, data: dict[str, Any]) -> float | None:
+    """:func:`_cost` of a record's field dict."""
+    return _cost(
         table,
         data["model"],
         data["request_model"],
@@ -168,19 +178,6 @@ def _priced_fields(data: dict[str, Any], table: PriceTable) -> bool:
         data["status"],
         data["status_code"],
     )
-    if cost is None:
-        return False
-    data["cost_usd"] = cost
-    data["price_version"] = table.version
-    return True
-
-
-def price_record(call: LLMCall, table: PriceTable) -> LLMCall:
-    """``call`` priced by ``table`` when it has no cost (a new record), else ``call`` itself."""
-    if call.cost_usd is not None:
-        return call
-    data = dict(call.__dict__)
-    return LLMCall._adopt(data) if _priced_fields(data, table) else call
 
 
 def _load_in_thread(table: PriceTable) -> None:
@@ -436,7 +433,11 @@ class Pipeline:
         """
         if fields["cost_usd"] is None and (self._loaded or self._may_load_here()):
             # (not loaded yet on a loop: the record is priced when it is, see submit_priced)
-            _priced_fields(fields, self._table or self.price_table)
+            table = self._table or self.price_table
+            cost = _cost_of_fields(table, fields)
+            if cost is not None:
+                fields["cost_usd"] = cost
+                fields["price_version"] = table.version
         return LLMCall._adopt(fields)
 
     def price(self, calls: Sequence[LLMCall]) -> Sequence[LLMCall]:
@@ -491,8 +492,7 @@ class Pipeline:
         return self._fan_out(calls)
 
     def _fan_out(self, calls: Sequence[LLMCall]) -> Awaitable[None] | None:
-        for sink, emit_nowait in self._nowait:
-            self._give(sink, emit_nowait, calls)
+        self._give(self._nowait, calls)
         return self._emit_to(calls) if self._awaited else None
 
     async def emit(self, calls: Sequence[LLMCall]) -> None:
@@ -519,22 +519,25 @@ class Pipeline:
         slice_ = Slice()
         for sink, emit_nowait in self._nowait:
             if sink is self._primary:
-                self._give(sink, emit_nowait, calls)
+                self._give(((sink, emit_nowait),), calls)
                 continue
             for start in range(0, len(calls), FANOUT_CHUNK):
                 stop = start + FANOUT_CHUNK
                 chunk = calls[start:stop] if rows is None else Rows(rows[start:stop])
-                self._give(sink, emit_nowait, chunk)
+                self._give(((sink, emit_nowait),), chunk)
                 await slice_.breathe()
         return self._emit_to(calls) if self._awaited else None
 
-    def _give(self, sink: Sink, emit_nowait: Any, calls: Sequence[LLMCall]) -> None:
-        try:
-            emit_nowait(calls)
-        except Exception as exc:  # a sink's failure must not reach the caller's LLM call
-            if sink is self._primary and not isinstance(exc, StoreClosedError):
-                raise Retryable(exc) from exc
-            self._failed(sink, "emit_nowait", exc)
+    def _give(self, sinks: Sequence[tuple[Sink, Any]], calls: Sequence[LLMCall]) -> None:
+        """Hand ``calls`` to synchronous ``sinks`` (pairs of a sink and its ``emit_nowait``); a
+        sink's failure is counted, the primary sink's asks for the batch again."""
+        for sink, emit_nowait in sinks:
+            try:
+                emit_nowait(calls)
+            except Exception as exc:  # a sink's failure must not reach the caller's LLM call
+                if sink is self._primary and not isinstance(exc, StoreClosedError):
+                    raise Retryable(exc) from exc
+                self._failed(sink, "emit_nowait", exc)
 
     async def _emit_to(self, calls: Sequence[LLMCall]) -> None:
         for sink in self._awaited:
