@@ -35,6 +35,7 @@ __all__ = [
     "BatchQueue",
     "ClosesOnExit",
     "Lifecycle",
+    "Listens",
     "QueueOwner",
     "QueueSettings",
     "QueueStats",
@@ -241,6 +242,18 @@ class ClosesOnExit:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+class Listens(ClosesOnExit):
+    """Mixin of a service that listens (the collector, the dashboard, the metrics server)."""
+
+    __slots__ = ()
+    _life: Lifecycle
+
+    @property
+    def is_running(self) -> bool:
+        """Whether it is serving: started, and not stopped or closed."""
+        return self._life.is_open
 
 
 async def finish(task: asyncio.Future[T]) -> T:
