@@ -206,15 +206,14 @@ class MemoryStore(StoreReads, StoreCounts, ClosesOnExit):
         self._keep_all((enter(call),))
 
     async def add_many(self, calls: Sequence[LLMCall | TraceSpan]) -> None:
-        """Keep many calls and steps, in order; the loop gets its turn every
-        :data:`~asynctelemetry._batching.SLICE_SECONDS` of work, looked at every
+        """Keep many calls and steps, in order; the loop gets a turn after every
         :data:`ADD_SLICE` calls (a collector's request of 512 calls would hold it for
         milliseconds)."""
         items = enter_all(calls)
         if len(items) <= ADD_SLICE:
             self._keep_all(items)
             return
-        slice_ = Slice()
+        slice_ = Slice(0.0)  # a turn after every slice of ADD_SLICE calls
         for start in range(0, len(items), ADD_SLICE):
             self._keep_all(items[start : start + ADD_SLICE])
             await slice_.breathe()
