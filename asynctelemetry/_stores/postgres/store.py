@@ -384,7 +384,7 @@ class PostgresStore(WriterStore):
         if cells is not None:
             return buckets_of(cells)
         sql, params = r.timeseries_sql(width_ns // 1000, by, filters)
-        return r.timeseries_rows(await self._fetch(sql, params), TimeBucket)
+        return r.timeseries_rows(await self._fetch(sql, params))
 
     async def _large(
         self,
