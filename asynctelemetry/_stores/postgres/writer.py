@@ -23,7 +23,7 @@ import logging
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final
 
-from ..._batching import Retryable
+from ..._batching import Retryable, Slice
 from ..._exceptions import StoreError, mask_secrets
 from .._base import split_records
 from .._door import admit, call_id_of
@@ -287,11 +287,12 @@ async def _admitted(
     """The batch's calls the store's door lets in, and those it refuses, a step at a time."""
     kept: list[Row] = []
     refused: list[tuple[str, str]] = []
+    slice_ = Slice()
     for start in range(0, len(batch), _STEP):
         step_kept, step_refused = admit(batch[start : start + _STEP])
         kept += step_kept
         refused += step_refused
-        await asyncio.sleep(0)
+        await slice_.breathe()
     return kept, refused
 
 
@@ -301,21 +302,23 @@ async def _encoded(batch: list[Row]) -> tuple[list[list[Any]], _pg_rollup.Derive
     rows: list[list[Any]] = []
     derived: list[tuple[Any, ...]] = []
     groups: dict[tuple[Any, ...], int] = {}
+    slice_ = Slice()
     for start in range(0, len(batch), _STEP):
         step = list(map(pg_row, batch[start : start + _STEP]))
         derived += derive([_pg_rollup.raw_of(_RAW_OF_COPY(row)) for row in step], groups)
         rows += step
-        await asyncio.sleep(0)
+        await slice_.breathe()
     return rows, (derived, groups)
 
 
 async def _stepped(rows: list[list[Any]]) -> AsyncIterator[list[Any]]:
     """``rows`` for a COPY, giving the event loop control every :data:`_STEP` rows (asyncpg
     sends a list without ever awaiting)."""
+    slice_ = Slice()
     for start, row in enumerate(rows):
         yield row
         if start % _STEP == _STEP - 1:
-            await asyncio.sleep(0)
+            await slice_.breathe()
 
 
 class _DayGone(Exception):
