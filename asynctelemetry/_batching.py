@@ -13,11 +13,13 @@ counted).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import math
 import os
 import random
+import time
 from collections import deque
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, NamedTuple, TypeVar
@@ -25,23 +27,27 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, NamedTuple, Type
 from ._exceptions import ConfigError, ExportError, StoreClosedError, require_int
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
-    from types import TracebackType
+    from collections.abc import Awaitable, Callable, Generator, Sequence
 
 __all__ = [
+    "SLICE_SECONDS",
     "STRICT_ENV",
     "BatchQueue",
     "ClosesOnExit",
     "Lifecycle",
+    "Listens",
     "QueueOwner",
     "QueueSettings",
     "QueueStats",
     "QueueValues",
     "RetryPolicy",
     "Retryable",
+    "Slice",
     "State",
     "finish",
     "report_internal_error",
+    "run_now",
+    "run_sliced",
 ]
 
 logger = logging.getLogger("asynctelemetry")
@@ -163,6 +169,67 @@ class Lifecycle:
             self.state = State.CLOSED
 
 
+#: Longest run of work the event loop's thread does between two turns of the loop, in seconds:
+#: every long piece of work (pricing a batch, converting a request, encoding, retention) is cut
+#: into slices of about this much, so no unit of work holds the loop more than a few ms.
+SLICE_SECONDS: Final = 0.003
+
+
+class Slice:
+    """The one way long work shares the event loop: a clock of :data:`SLICE_SECONDS` slices.
+
+    In a coroutine, ``await slice.breathe()`` after each unit of work (a clock read, and a turn
+    of the loop once the slice is spent). In a generator of steps (work a caller may run at
+    once or in slices: :func:`run_now`, :func:`run_sliced`), ``if slice.spent(): yield`` then
+    :meth:`renew`.
+    """
+
+    __slots__ = ("_deadline", "seconds")
+
+    def __init__(self, seconds: float = SLICE_SECONDS) -> None:
+        self.seconds = seconds
+        self._deadline = time.perf_counter() + seconds
+
+    def spent(self) -> bool:
+        """Whether this slice's time is used up: give the loop its turn before more work."""
+        return time.perf_counter() >= self._deadline
+
+    def renew(self) -> None:
+        """A new slice begins (the loop just had its turn)."""
+        self._deadline = time.perf_counter() + self.seconds
+
+    async def breathe(self) -> None:
+        """Give the loop a turn if the slice is spent (else only a clock read)."""
+        if time.perf_counter() >= self._deadline:
+            await asyncio.sleep(0)
+            self._deadline = time.perf_counter() + self.seconds
+
+
+def run_now(steps: Generator[None, None, T]) -> T:
+    """Run a generator of slices (see :class:`Slice`) to its end without pausing; its result."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+
+async def run_sliced(steps: Generator[None, None, T], turn: asyncio.Lock | None = None) -> T:
+    """Run a generator of slices (see :class:`Slice`), giving the loop a turn between two
+    slices; its result. ``turn``: a lock that pieces of work running at once share, each
+    holding it over one slice and the pause after it, so they take turns slice by slice."""
+    while True:
+        async with turn if turn is not None else _NO_TURN:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            await asyncio.sleep(0)
+
+
+_NO_TURN: Final = contextlib.nullcontext()
+
+
 class ClosesOnExit:
     """Mixin of every service: leaving ``async with`` awaits its ``aclose()`` (which the
     service defines), whether the block raised or not."""
@@ -173,13 +240,20 @@ class ClosesOnExit:
         """Release the service (each service says how)."""
         raise NotImplementedError
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+class Listens(ClosesOnExit):
+    """Mixin of a service that listens (the collector, the dashboard, the metrics server)."""
+
+    __slots__ = ()
+    _life: Lifecycle
+
+    @property
+    def is_running(self) -> bool:
+        """Whether it is serving: started, and not stopped or closed."""
+        return self._life.is_open
 
 
 async def finish(task: asyncio.Future[T]) -> T:

@@ -27,6 +27,7 @@ from ._record import (
     MAX_TOKENS,
     bounded_message,
 )
+from ._usage import TOKEN_FIELDS
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -37,14 +38,6 @@ if TYPE_CHECKING:
 
 __all__ = ["CallHandle", "Recorder", "error_text", "put_attribute"]
 
-_TOKEN_FIELDS: Final = (
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cached_input_tokens",
-    "cache_creation_tokens",
-    "reasoning_tokens",
-)
 #: Fields ``call.set(...)`` accepts, with the type each must have.
 _SETTABLE: Final[dict[str, type | tuple[type, ...]]] = {
     "response_model": str,
@@ -61,7 +54,7 @@ _SETTABLE: Final[dict[str, type | tuple[type, ...]]] = {
     "routing_strategy": str,
     "routing_reason": str,
     "error_type": str,
-    **dict.fromkeys(_TOKEN_FIELDS, int),
+    **dict.fromkeys(TOKEN_FIELDS, int),
 }
 _CACHE_HITS: Final = frozenset({"exact", "semantic", "miss"})
 
@@ -423,7 +416,7 @@ class CallHandle:
 
     def _apply(self, usage: Any, *, add_tool_calls: bool) -> None:
         fields = self.fields
-        for name in _TOKEN_FIELDS:
+        for name in TOKEN_FIELDS:
             value = getattr(usage, name)
             if value is not None:
                 fields[name] = check_count(name, value)

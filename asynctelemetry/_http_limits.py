@@ -229,6 +229,34 @@ class Admission:
         server.connection_made = self._connection_made  # type: ignore[method-assign]
         server.connection_lost = self._connection_lost  # type: ignore[method-assign]
 
+    async def serve(
+        self,
+        module: Any,
+        server: web.Server,
+        host: str,
+        port: int,
+        ssl_context: Any = None,
+    ) -> tuple[web.ServerRunner, int]:
+        """Serve an aiohttp low-level ``server`` on ``host:port`` under this admission
+        (``module``: ``aiohttp.web``, an extra the caller imported); its runner and bound port.
+
+        Raises:
+            ConfigError: the address cannot be bound.
+        """
+        self.watch(server)
+        runner = module.ServerRunner(server, shutdown_timeout=1.0)
+        await runner.setup()
+        site = module.TCPSite(runner, host, port, ssl_context=ssl_context)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ConfigError(f"cannot bind {host}:{port}: {exc}") from exc
+        except BaseException:
+            await runner.cleanup()
+            raise
+        return runner, int(runner.addresses[0][1])
+
     @property
     def open(self) -> int:
         """Connections counted as open."""

@@ -22,10 +22,11 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from ._batching import ClosesOnExit, Lifecycle
+from ._batching import Lifecycle, Listens
 from ._exceptions import ConfigError, require
 from ._http_limits import Admission, HttpLimits
 from ._stats import ScrapeStats
+from ._wire import host_port
 
 if TYPE_CHECKING:
     from typing import Self
@@ -39,7 +40,7 @@ MAX_REQUEST_HEAD: Final = 8192
 _REASONS: Final = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
 
 
-class PrometheusExporter(ClosesOnExit):
+class PrometheusExporter(Listens):
     """Serves a registry at ``http://host:port/metrics`` from the running event loop.
 
     Args:
@@ -85,11 +86,6 @@ class PrometheusExporter(ClosesOnExit):
         self._bad_requests = 0
 
     @property
-    def is_running(self) -> bool:
-        """Whether the server is listening."""
-        return self._life.is_open
-
-    @property
     def port(self) -> int:
         """The bound port once started (the OS's pick for ``port=0``), else the one asked for."""
         return self._port
@@ -97,8 +93,7 @@ class PrometheusExporter(ClosesOnExit):
     @property
     def url(self) -> str:
         """The scrape URL."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self._port}/metrics"
+        return f"http://{host_port(self.host, self._port)}/metrics"
 
     async def start(self) -> None:
         """Start listening. Idempotent.

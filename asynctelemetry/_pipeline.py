@@ -32,14 +32,14 @@ import time
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
-from ._batching import Retryable, report_internal_error
+from ._batching import Retryable, Slice, report_internal_error, run_now, run_sliced
 from ._exceptions import ConfigError, StoreClosedError
 from ._record import LLMCall, TraceSpan
 from ._rows import FIELDS, Rows
 from ._stats import PipelineStats
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Generator, Iterator, Mapping, Sequence
+    from collections.abc import Awaitable, Generator, Mapping, Sequence
 
     from ._pricing import ModelPricing, PriceTable
 
@@ -111,8 +111,7 @@ _MODEL, _REQUEST_MODEL, _PROVIDER = (FIELDS.index(name) for name in _PRICING_INP
 _STATUS: Final = FIELDS.index("status")
 _CODE: Final = FIELDS.index("status_code")
 _TOKENS: Final = itemgetter(*(FIELDS.index(name) for name in _PRICING_INPUTS[3:]))
-#: Longest run of pricing between two returns to the event loop, in seconds.
-PRICE_SLICE_SECONDS: Final = 0.003
+_FIELD_TOKENS: Final = itemgetter(*_PRICING_INPUTS[3:])
 #: Calls given to a synchronous sink at a time when the pipeline's async ``emit`` fans out a
 #: large batch (see :meth:`Pipeline.emit`).
 FANOUT_CHUNK: Final = 256
@@ -162,18 +161,23 @@ def price_record(call: LLMCall, table: PriceTable) -> LLMCall:
     if call.cost_usd is not None:
         return call
     data = call.__dict__
-    cost = _cost(
-        table,
-        call.model,
-        call.request_model,
-        call.provider,
-        [data[name] for name in _PRICING_INPUTS[3:]],
-        call.status,
-        call.status_code,
-    )
+    cost = _cost_of_fields(table, data)
     if cost is None:
         return call
     return LLMCall._adopt({**data, "cost_usd": cost, "price_version": table.version})
+
+
+def _cost_of_fields(table: PriceTable, data: dict[str, Any]) -> float | None:
+    """:func:`_cost` of a record's field dict."""
+    return _cost(
+        table,
+        data["model"],
+        data["request_model"],
+        data["provider"],
+        _FIELD_TOKENS(data),
+        data["status"],
+        data["status_code"],
+    )
 
 
 def _load_in_thread(table: PriceTable) -> None:
@@ -210,14 +214,11 @@ class _Budget:
         return True
 
 
-def _pricing(
-    calls: Sequence[LLMCall], budget: _Budget, seconds: float
-) -> Generator[None, None, Sequence[LLMCall]]:
-    """Price every call of ``calls`` that has no cost, pausing (``yield``) whenever ``seconds``
-    of work were spent since the last pause; returns the calls (the same object when none
-    changed; a collector's :class:`Rows` stay rows)."""
-    clock = time.perf_counter
-    deadline = clock() + seconds
+def _pricing(calls: Sequence[LLMCall], budget: _Budget) -> Generator[None, None, Sequence[LLMCall]]:
+    """Price every call of ``calls`` that has no cost, pausing (``yield``) whenever a
+    :class:`~asynctelemetry._batching.Slice` is spent; returns the calls (the same object when
+    none changed; a collector's :class:`Rows` stay rows)."""
+    slice_ = Slice()
     table = budget.table
     version = table.version
     rows = calls.rows if isinstance(calls, Rows) else None
@@ -228,9 +229,9 @@ def _pricing(
     for i, item in enumerate(items):
         # A known name costs a dictionary hit: look at the clock every 64 calls; a new name
         # costs up to ~2 ms: look after each one.
-        if (not i & 63 or budget.left != left) and clock() >= deadline:
+        if (not i & 63 or budget.left != left) and slice_.spent():
             yield
-            deadline = clock() + seconds
+            slice_.renew()
         left = budget.left
         if rows is None:
             if item.cost_usd is not None:
@@ -259,21 +260,6 @@ def _pricing(
     if out is None:
         return calls
     return out if rows is None else Rows(out)
-
-
-class _Slices:
-    """One batch's pricing as an iterator of slices (each about ``PRICE_SLICE_SECONDS`` of
-    work); :attr:`priced` holds the result once it is exhausted."""
-
-    def __init__(self, pipeline: Pipeline, calls: Sequence[LLMCall]) -> None:
-        self.pipeline = pipeline
-        self.budget = _Budget(pipeline._table or pipeline.price_table)
-        self.priced: Sequence[LLMCall] = calls
-        self._steps = _pricing(calls, self.budget, PRICE_SLICE_SECONDS)
-
-    def __iter__(self) -> Iterator[None]:
-        self.priced = yield from self._steps
-        self.pipeline._pricing_skipped += self.budget.skipped
 
 
 class Pipeline:
@@ -448,23 +434,8 @@ class Pipeline:
         if fields["cost_usd"] is None and (self._loaded or self._may_load_here()):
             # (not loaded yet on a loop: the record is priced when it is, see submit_priced)
             table = self._table or self.price_table
-            try:
-                cost = table.price_call(
-                    fields["model"],
-                    fields["request_model"],
-                    fields["provider"],
-                    fields["input_tokens"],
-                    fields["output_tokens"],
-                    fields["cached_input_tokens"],
-                    fields["cache_creation_tokens"],
-                    fields["reasoning_tokens"],
-                    status=fields["status"],
-                    status_code=fields["status_code"],
-                )
-            except Exception as exc:  # a price table's bug must not lose the call
-                report_internal_error("pricing a call", exc)
-                cost = None
-            if cost is not None and 0 <= cost < math.inf:
+            cost = _cost_of_fields(table, fields)
+            if cost is not None:
                 fields["cost_usd"] = cost
                 fields["price_version"] = table.version
         return LLMCall._adopt(fields)
@@ -477,30 +448,30 @@ class Pipeline:
         :attr:`pricing_skipped`.
         """
         steps = self._pricing(calls)
-        if steps is None:
-            return calls
-        for _ in steps:  # no pauses: run every slice now
-            pass
-        return steps.priced
+        return calls if steps is None else run_now(steps)
 
     async def price_in_slices(self, calls: Sequence[LLMCall]) -> Sequence[LLMCall]:
-        """:meth:`price` for the event loop: it gets control back every
-        :data:`PRICE_SLICE_SECONDS` of work (resolving a new model name is the slow part)."""
+        """:meth:`price` for the event loop: it gets control back after every slice of work
+        (see :class:`~asynctelemetry._batching.Slice`; resolving a new model name is the slow
+        part)."""
         steps = self._pricing(calls)
-        if steps is None:
-            return calls
-        for _ in steps:
-            await asyncio.sleep(0)  # the loop's turn between two slices
-        return steps.priced
+        return calls if steps is None else await run_sliced(steps)
 
-    def _pricing(self, calls: Sequence[LLMCall]) -> _Slices | None:
+    def _pricing(self, calls: Sequence[LLMCall]) -> Generator[None, None, Sequence[LLMCall]] | None:
+        """The pricing of ``calls`` as a generator of slices, or None: nothing to price."""
         if calls.__class__ is not Rows:
             for call in calls:
                 if call.cost_usd is None:
                     break
             else:
                 return None  # every call carries its cost (the tracer's records)
-        return _Slices(self, calls)
+        return self._priced(calls)
+
+    def _priced(self, calls: Sequence[LLMCall]) -> Generator[None, None, Sequence[LLMCall]]:
+        budget = _Budget(self._table or self.price_table)
+        priced = yield from _pricing(calls, budget)
+        self._pricing_skipped += budget.skipped
+        return priced
 
     # -- fan-out --------------------------------------------------------------------------------
     def submit(self, calls: Sequence[LLMCall]) -> Awaitable[None] | None:
@@ -521,13 +492,7 @@ class Pipeline:
         return self._fan_out(calls)
 
     def _fan_out(self, calls: Sequence[LLMCall]) -> Awaitable[None] | None:
-        for sink, emit_nowait in self._nowait:
-            try:
-                emit_nowait(calls)
-            except Exception as exc:  # a sink's failure must not reach the caller's LLM call
-                if sink is self._primary and not isinstance(exc, StoreClosedError):
-                    raise Retryable(exc) from exc
-                self._failed(sink, "emit_nowait", exc)
+        self._give(self._nowait, calls)
         return self._emit_to(calls) if self._awaited else None
 
     async def emit(self, calls: Sequence[LLMCall]) -> None:
@@ -551,24 +516,28 @@ class Pipeline:
 
     async def _submit_in_chunks(self, calls: Sequence[LLMCall]) -> Awaitable[None] | None:
         rows = calls.rows if isinstance(calls, Rows) else None
+        slice_ = Slice()
         for sink, emit_nowait in self._nowait:
             if sink is self._primary:
-                self._give(sink, emit_nowait, calls)
+                self._give(((sink, emit_nowait),), calls)
                 continue
             for start in range(0, len(calls), FANOUT_CHUNK):
                 stop = start + FANOUT_CHUNK
                 chunk = calls[start:stop] if rows is None else Rows(rows[start:stop])
-                self._give(sink, emit_nowait, chunk)
-                await asyncio.sleep(0)
+                self._give(((sink, emit_nowait),), chunk)
+                await slice_.breathe()
         return self._emit_to(calls) if self._awaited else None
 
-    def _give(self, sink: Sink, emit_nowait: Any, calls: Sequence[LLMCall]) -> None:
-        try:
-            emit_nowait(calls)
-        except Exception as exc:  # a sink's failure must not reach the caller's LLM call
-            if sink is self._primary and not isinstance(exc, StoreClosedError):
-                raise Retryable(exc) from exc
-            self._failed(sink, "emit_nowait", exc)
+    def _give(self, sinks: Sequence[tuple[Sink, Any]], calls: Sequence[LLMCall]) -> None:
+        """Hand ``calls`` to synchronous ``sinks`` (pairs of a sink and its ``emit_nowait``); a
+        sink's failure is counted, the primary sink's asks for the batch again."""
+        for sink, emit_nowait in sinks:
+            try:
+                emit_nowait(calls)
+            except Exception as exc:  # a sink's failure must not reach the caller's LLM call
+                if sink is self._primary and not isinstance(exc, StoreClosedError):
+                    raise Retryable(exc) from exc
+                self._failed(sink, "emit_nowait", exc)
 
     async def _emit_to(self, calls: Sequence[LLMCall]) -> None:
         for sink in self._awaited:

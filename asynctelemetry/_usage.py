@@ -21,6 +21,7 @@ from ._record import MAX_TOKENS
 
 __all__ = [
     "SHAPES",
+    "TOKEN_FIELDS",
     "ChunkInfo",
     "Usage",
     "google_parts",
@@ -33,7 +34,8 @@ __all__ = [
     "usage_from_response",
 ]
 
-_TOKEN_FIELDS: Final = (
+#: The token counts of a call, in the record's field order.
+TOKEN_FIELDS: Final = (
     "input_tokens",
     "output_tokens",
     "total_tokens",
@@ -72,7 +74,7 @@ class Usage:
         if other is None:
             return Usage(*(getattr(self, f.name) for f in fields(self)))
         merged = Usage(tool_calls=self.tool_calls + other.tool_calls)
-        for name in (*_TOKEN_FIELDS, "response_model", "finish_reasons"):
+        for name in (*TOKEN_FIELDS, "response_model", "finish_reasons"):
             value = getattr(other, name)
             setattr(merged, name, getattr(self, name) if value is None else value)
         if other.total_tokens is None:
@@ -83,7 +85,7 @@ class Usage:
 
     def as_fields(self) -> dict[str, int]:
         """The token counts that are known, by :class:`LLMCall` field name (for ``set_usage``)."""
-        out = {name: value for name in _TOKEN_FIELDS if (value := getattr(self, name)) is not None}
+        out = {name: value for name in TOKEN_FIELDS if (value := getattr(self, name)) is not None}
         return out
 
 
@@ -539,7 +541,7 @@ def _nonempty(usage: Usage | None) -> Usage | None:
         return None
     if usage.tool_calls or usage.finish_reasons:
         return usage
-    if any(getattr(usage, name) is not None for name in _TOKEN_FIELDS):
+    if any(getattr(usage, name) is not None for name in TOKEN_FIELDS):
         return usage
     return None
 

@@ -25,6 +25,7 @@ __all__ = [
     "decode_varint",
     "encode_varint",
     "grpc_target",
+    "host_port",
     "is_retryable",
     "retry_delay_from_metadata",
     "retry_info",
@@ -186,6 +187,11 @@ class GrpcTarget:
 
     address: str
     secure: bool
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets (``[::1]:4317``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def grpc_target(endpoint: str, insecure: bool | None = None) -> GrpcTarget:

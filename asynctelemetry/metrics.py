@@ -148,56 +148,47 @@ class MetricsRecorder:
 
     def _define_metrics(self) -> None:
         """The counters and histograms, in :attr:`registry` under :attr:`namespace`."""
-        prom, reg, ns = self._prom, self.registry, self.namespace
+        prom, place = self._prom, {"namespace": self.namespace, "registry": self.registry}
+        per_call = ["provider", "model", "operation"]
         self.requests = prom.Counter(
-            "requests_total", "LLM requests.", ["provider", "model", "operation", "status"],
-            namespace=ns, registry=reg,
-        )  # fmt: skip
+            "requests_total", "LLM requests.", [*per_call, "status"], **place
+        )
         self.request_duration = prom.Histogram(
-            "request_duration_seconds", "Wall-clock latency of LLM requests.",
-            ["provider", "model", "operation"], namespace=ns, registry=reg,
-            buckets=DURATION_BUCKETS,
+            "request_duration_seconds", "Wall-clock latency of LLM requests.", per_call,
+            buckets=DURATION_BUCKETS, **place,
         )  # fmt: skip
         self.tokens = prom.Counter(
             "tokens_total", "Tokens by type (input includes cached_input and cache_creation;"
-            " output includes reasoning).", ["provider", "model", "token_type"],
-            namespace=ns, registry=reg,
+            " output includes reasoning).", ["provider", "model", "token_type"], **place,
         )  # fmt: skip
         self.cost = prom.Counter(
-            "cost_usd_total", "Estimated cost in US dollars.", ["provider", "model"],
-            namespace=ns, registry=reg,
-        )  # fmt: skip
+            "cost_usd_total", "Estimated cost in US dollars.", ["provider", "model"], **place
+        )
         self.cache_hits = prom.Counter(
-            "cache_hits_total", "Response cache hits.", ["cache_type"], namespace=ns,
-            registry=reg,
-        )  # fmt: skip
+            "cache_hits_total", "Response cache hits.", ["cache_type"], **place
+        )
         self.cache_misses = prom.Counter(
-            "cache_misses_total", "Response cache misses.", ["cache_type"], namespace=ns,
-            registry=reg,
-        )  # fmt: skip
+            "cache_misses_total", "Response cache misses.", ["cache_type"], **place
+        )
         self.tool_calls = prom.Counter(
-            "tool_calls_total", "Tool calls requested by models.", ["tool_name"], namespace=ns,
-            registry=reg,
-        )  # fmt: skip
+            "tool_calls_total", "Tool calls requested by models.", ["tool_name"], **place
+        )
         self.time_to_first_token = prom.Histogram(
             "time_to_first_token_seconds", "Time to the first token of successful responses.",
-            ["provider", "model", "operation"], namespace=ns, registry=reg,
-            buckets=TIME_TO_FIRST_TOKEN_BUCKETS,
+            per_call, buckets=TIME_TO_FIRST_TOKEN_BUCKETS, **place,
         )  # fmt: skip
         self.time_per_output_token = prom.Histogram(
             "time_per_output_token_seconds",
             "Time per output token after the first, successful responses.",
-            ["provider", "model", "operation"], namespace=ns, registry=reg,
-            buckets=TIME_PER_OUTPUT_TOKEN_BUCKETS,
+            per_call, buckets=TIME_PER_OUTPUT_TOKEN_BUCKETS, **place,
         )  # fmt: skip
         self.budget_remaining = prom.Gauge(
             "budget_remaining_usd", "USD left in each budget's current window (per key).",
-            ["budget", "key"], namespace=ns, registry=reg,
+            ["budget", "key"], **place,
         )  # fmt: skip
         self.alerts_firing = prom.Gauge(
-            "alerts_firing", "Keys for which each alert rule is firing now.", ["alert"],
-            namespace=ns, registry=reg,
-        )  # fmt: skip
+            "alerts_firing", "Keys for which each alert rule is firing now.", ["alert"], **place
+        )
 
     # -- pricing --------------------------------------------------------------------------------
     @property

@@ -23,18 +23,17 @@ maps and bytes are not kept (``attribute_unsupported``); field text longer than
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import os
 import re
-import time
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final
 
 from google.protobuf.message import DecodeError
 
+from .._batching import SLICE_SECONDS, Slice, run_now, run_sliced
 from .._conventions import (
     EXCEPTION_EVENT,
     EXCEPTION_MESSAGE,
@@ -58,6 +57,7 @@ from ._attributes import attribute_cache, collect_slowly, lookup, plan_of
 from ._wire import LeanRequest, decode_value, lean_span, split_key
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Generator, MutableMapping
 
     from opentelemetry.proto.trace.v1.trace_pb2 import Span
@@ -490,8 +490,6 @@ def resource_service_name(resource: bytes, defects: MutableMapping[str, int]) ->
 #: :data:`SLICE_SECONDS` ends a slice, so a slice is bounded by the size of what it reads, never
 #: by a count of spans however wide they are.
 SLICE_UNITS: Final = 2048
-#: Longest slice of conversion, in seconds of work.
-SLICE_SECONDS: Final = 0.003
 #: Most attributes read from one span; the rest are dropped and counted
 #: (``attributes_dropped``). The OpenTelemetry SDK keeps 128 by default.
 MAX_SPAN_ATTRIBUTES: Final = 4096
@@ -515,8 +513,7 @@ def _convert_slices(
     append = rows.append
     received = ignored = rejected = 0
     read = attribute_cache(capture_content).__getitem__
-    clock = time.perf_counter
-    deadline = clock() + seconds
+    slice_ = Slice(seconds)
     spent = 0
     for resource_spans in request.resource_spans:
         service_name = resource_service_name(resource_spans.resource, defects)
@@ -537,9 +534,10 @@ def _convert_slices(
                     for start in range(0, count, _CHUNK):
                         entries.extend(map(read, attributes[start : min(start + _CHUNK, count)]))
                         spent += _CHUNK
-                        if spent >= units or clock() >= deadline:
+                        if spent >= units or slice_.spent():
                             yield
-                            spent, deadline = 0, clock() + seconds
+                            spent = 0
+                            slice_.renew()
                 else:
                     spent += count + 1
                 result = convert_span(span, service_name, capture_content, defects, entries, steps)
@@ -549,9 +547,10 @@ def _convert_slices(
                     rejected += 1
                 else:
                     append(result)  # type: ignore[arg-type]
-                if spent >= units or clock() >= deadline:
+                if spent >= units or slice_.spent():
                     yield
-                    spent, deadline = 0, clock() + seconds
+                    spent = 0
+                    slice_.renew()
     return Rows(rows), received, ignored, rejected
 
 
@@ -566,12 +565,7 @@ def convert_request(
     collects the other spans the collector keeps (:mod:`._steps`)."""
     if not isinstance(request, LeanRequest):
         request = LeanRequest.FromString(request.SerializeToString())
-    slices = _convert_slices(request, capture_content, defects, 2**62, math.inf, steps)
-    while True:
-        try:
-            next(slices)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+    return run_now(_convert_slices(request, capture_content, defects, 2**62, math.inf, steps))
 
 
 async def convert_request_in_slices(
@@ -593,17 +587,4 @@ async def convert_request_in_slices(
     ahead of it, never for a whole large one) and the loop's other tasks wait for one slice.
     """
     slices = _convert_slices(request, capture_content, defects, units, seconds, steps)
-    while True:
-        if turn is None:
-            try:
-                next(slices)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            await asyncio.sleep(0)
-            continue
-        async with turn:  # held over the pause: the next request's slice comes after it
-            try:
-                next(slices)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            await asyncio.sleep(0)
+    return await run_sliced(slices, turn)

@@ -40,6 +40,7 @@ import ssl
 import zlib
 from typing import TYPE_CHECKING, Any, Final, cast
 
+from .._batching import run_sliced
 from .._exceptions import ConfigError, require
 from .._http_limits import Admission, HttpLimits, RepeatedLog
 from ._json_worker import JSON_IN_PROCESS_BYTES, JsonWorker, WorkerLost
@@ -166,20 +167,9 @@ class HttpReceiver:
             keepalive_timeout=self.limits.header_timeout,
             logger=self.log,
         )
-        self.admission.watch(server)
-        runner = web.ServerRunner(server, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self._requested_port, ssl_context=context)
-        try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise ConfigError(f"cannot bind {self.host}:{self._requested_port}: {exc}") from exc
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
+        self._runner, self._port = await self.admission.serve(
+            web, server, self.host, self._requested_port, context
+        )
 
     async def _ssl_context(self) -> ssl.SSLContext:
         assert self._tls is not None
@@ -393,14 +383,8 @@ async def _encode_json(body: bytes) -> bytes:
     Stepping keeps each hold to a few milliseconds for the small bodies encoded here (larger
     ones go to the worker process, :mod:`._json_worker`).
     """
-    steps = json_to_request_steps(body, cut=False)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as finished:
-            raw: bytes = finished.value
-            return raw
-        await asyncio.sleep(0)
+    raw: bytes = await run_sliced(json_to_request_steps(body, cut=False))
+    return raw
 
 
 async def _read(stream: StreamReader, limit: int, idle: float) -> bytes:

@@ -27,8 +27,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from .._batching import (
     BatchQueue,
-    ClosesOnExit,
     Lifecycle,
+    Listens,
     QueueOwner,
     QueueSettings,
     QueueValues,
@@ -38,7 +38,7 @@ from .._batching import (
 from .._exceptions import ConfigError, StoreClosedError
 from .._pipeline import Pipeline
 from .._rows import Rows
-from .._wire import RETRY_INFO_KEY, retry_info
+from .._wire import RETRY_INFO_KEY, host_port, retry_info
 from ._auth import BearerTokenInterceptor
 from ._convert import convert_request_in_slices
 from ._forward import Forwarder
@@ -71,7 +71,7 @@ COLLECTOR_QUEUE: Final = QueueValues(
 )
 
 
-class AsyncCollector(QueueOwner, ClosesOnExit):
+class AsyncCollector(QueueOwner, Listens):
     """An OTLP/gRPC trace receiver that keeps the LLM calls among the spans it is sent.
 
     Args:
@@ -235,13 +235,7 @@ class AsyncCollector(QueueOwner, ClosesOnExit):
     @property
     def endpoint(self) -> str:
         """``host:port`` for OTLP exporters."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-    @property
-    def is_running(self) -> bool:
-        """True between :meth:`start` and :meth:`stop`."""
-        return self._life.is_open
+        return host_port(self.host, self.port)
 
     async def start(self) -> None:
         """Bind and serve. Idempotent while running; a stopped collector cannot start again.
@@ -272,9 +266,7 @@ class AsyncCollector(QueueOwner, ClosesOnExit):
         server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(SERVICE, {"Export": handler}),)
         )
-        address = (
-            f"[{self.host}]:{serving.port}" if ":" in self.host else f"{self.host}:{serving.port}"
-        )
+        address = host_port(self.host, serving.port)
         try:
             if serving.tls is not None:
                 cert, key = serving.tls

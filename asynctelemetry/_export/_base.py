@@ -26,6 +26,7 @@ from .._batching import (
     QueueStats,
     QueueValues,
     RetryPolicy,
+    Slice,
 )
 from .._exceptions import ConfigError, ExportError
 from ._encode import SpanEncoder
@@ -348,9 +349,10 @@ class OTLPExporterBase(ExporterShell):
     async def _encode(self, batch: list[LLMCall]) -> bytes:
         encoder = self._encoder
         groups: dict[str, list[bytes]] = {}
+        slice_ = Slice()
         for start in range(0, len(batch), _ENCODE_SLICE):
             if start:
-                await asyncio.sleep(0)  # let the loop breathe between slices
+                await slice_.breathe()
             for call in batch[start : start + _ENCODE_SLICE]:
                 groups.setdefault(encoder.resource_of(call), []).append(encoder.record(call))
         return encoder.request(groups.items())

@@ -49,7 +49,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from .._batching import BatchQueue, QueueStats, QueueValues, RetryPolicy
+from .._batching import BatchQueue, QueueStats, QueueValues, RetryPolicy, Slice
 from .._conventions import (
     ERROR_TYPE,
     ERROR_TYPE_OTHER,
@@ -440,9 +440,10 @@ class OTLPMetricsExporter(ExporterShell):
         temporality = _DELTA if self.temporality == "delta" else _CUMULATIVE
         series.sort(key=attrgetter("service"))
         bodies: list[bytes] = []
+        slice_ = Slice()
         for first in range(0, len(series), _REQUEST_SERIES):
             if first:
-                await asyncio.sleep(0)  # let the loop breathe between requests
+                await slice_.breathe()
             request = ExportMetricsServiceRequest()
             metrics: _MetricSet | None = None
             service = None

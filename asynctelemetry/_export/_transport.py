@@ -16,7 +16,6 @@ timeouts). Those raise :class:`~asynctelemetry._batching.Retryable`; any other f
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import time
 import zlib
@@ -31,7 +30,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from .._batching import Retryable
+from .._batching import Retryable, Slice
 from .._exceptions import ConfigError, ExportError, mask_secrets, require
 from .._wire import grpc_target, is_retryable, retry_delay_from_metadata
 
@@ -102,9 +101,10 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 async def _gzip(body: bytes) -> bytes:
     compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: gzip framing
     out = []
+    slice_ = Slice()
     for start in range(0, len(body), _GZIP_SLICE):
         if start:
-            await asyncio.sleep(0)
+            await slice_.breathe()
         out.append(compressor.compress(body[start : start + _GZIP_SLICE]))
     out.append(compressor.flush())
     return b"".join(out)

@@ -33,6 +33,7 @@ from .._record import (
     TraceSpan,
     bounded_message,
 )
+from .._usage import TOKEN_FIELDS
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -190,7 +191,7 @@ class AgentsProcessor:
             model = _text(getattr(response, "model", None)) or model
             usage = usage_from_response(response) if response is not None else None
             if usage is not None:
-                for name in _TOKENS:
+                for name in TOKEN_FIELDS:
                     fields[name] = getattr(usage, name)
         else:
             usage_dict = getattr(data, "usage", None) or {}
@@ -215,14 +216,6 @@ class AgentsProcessor:
         self._tracer._spawn(self._tracer.pipeline.emit_spans((step,)))
 
 
-_TOKENS: Final = (
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cached_input_tokens",
-    "cache_creation_tokens",
-    "reasoning_tokens",
-)
 _STEP_DEFAULTS: Final[dict[str, Any]] = {
     name: field.get_default(call_default_factory=True)
     for name, field in TraceSpan.model_fields.items()

@@ -77,10 +77,12 @@ __all__ = [
     "GroupBy",
     "OrderBy",
     "PageSort",
+    "StoreCounts",
     "StoreReads",
     "TimeBucket",
     "approximate",
     "bucket_ns",
+    "bucket_of",
     "bucket_start_ns",
     "check_id",
     "check_limit",
@@ -97,6 +99,7 @@ __all__ = [
     "series_field",
     "split_records",
     "summarize",
+    "summary_of",
     "timeseries",
     "to_ns",
     "top",
@@ -429,6 +432,32 @@ class TimeBucket(BaseModel):
     p50_ttft_ms: float | None
 
 
+#: A summary row's fields after ``key``: its totals, then its percentiles.
+_SUMMARY_FIELDS: Final = tuple(CallSummary.model_fields)[1:]
+#: A time bucket's fields after ``start`` and ``key``: its totals, then its percentiles.
+_BUCKET_FIELDS: Final = tuple(TimeBucket.model_fields)[2:]
+
+
+def summary_of(
+    key: str | None, totals: Sequence[Any], percentiles: Sequence[float | None]
+) -> CallSummary:
+    """A summary row, as every store builds one: ``totals`` (calls, errors, input, output,
+    cached input and reasoning tokens, cost, unpriced calls) and ``percentiles`` (p50 and p95
+    latency, p50 TTFT, median tokens per second), in :class:`CallSummary`'s field order."""
+    values = zip(_SUMMARY_FIELDS, (*totals, *percentiles), strict=True)
+    return CallSummary(key=key, **dict(values))
+
+
+def bucket_of(
+    start_ns: int, key: str | None, totals: Sequence[Any], percentiles: Sequence[float | None]
+) -> TimeBucket:
+    """A time bucket, as every store builds one: ``totals`` (calls, errors, input, output and
+    cached input tokens, cost) and ``percentiles`` (p50 and p95 latency, p50 TTFT), in
+    :class:`TimeBucket`'s field order."""
+    values = zip(_BUCKET_FIELDS, (*totals, *percentiles), strict=True)
+    return TimeBucket(start=from_ns(start_ns), key=key, **dict(values))
+
+
 def timeseries(
     calls: Iterable[LLMCall], bucket: timedelta | str = "1m", by: str | None = None
 ) -> list[TimeBucket]:
@@ -460,18 +489,26 @@ def _bucket_row(start: int, key: str | None, calls: list[LLMCall], window: int) 
     def rank(values: list[float], p: float) -> float | None:
         return window_percentile(percentile(values, p), window)
 
-    return TimeBucket(
-        start=from_ns(start),
-        key=key,
-        calls=len(calls),
-        errors=sum(c.status == "error" for c in calls),
-        input_tokens=sum(c.input_tokens or 0 for c in calls),
-        output_tokens=sum(c.output_tokens or 0 for c in calls),
-        cached_input_tokens=sum(c.cached_input_tokens or 0 for c in calls),
-        cost_usd=math.fsum(c.cost_usd for c in calls if c.cost_usd is not None),
-        p50_latency_ms=rank(latencies, 50),
-        p95_latency_ms=rank(latencies, 95),
-        p50_ttft_ms=rank(ttfts, 50),
+    totals = _totals(calls)
+    return bucket_of(
+        start,
+        key,
+        (*totals[:5], totals[6]),
+        (rank(latencies, 50), rank(latencies, 95), rank(ttfts, 50)),
+    )
+
+
+def _totals(calls: list[LLMCall]) -> tuple[Any, ...]:
+    """The totals of a summary row (see :func:`summary_of`)."""
+    return (
+        len(calls),
+        sum(c.status == "error" for c in calls),
+        sum(c.input_tokens or 0 for c in calls),
+        sum(c.output_tokens or 0 for c in calls),
+        sum(c.cached_input_tokens or 0 for c in calls),
+        sum(c.reasoning_tokens or 0 for c in calls),
+        math.fsum(c.cost_usd for c in calls if c.cost_usd is not None),
+        sum(c.cost_usd is None for c in calls),
     )
 
 
@@ -509,21 +546,30 @@ def _summary_row(key: str | None, calls: list[LLMCall], window: int) -> CallSumm
     def rank(values: list[float], p: float) -> float | None:
         return window_percentile(percentile(values, p), window)
 
-    return CallSummary(
-        key=key,
-        calls=len(calls),
-        errors=sum(c.status == "error" for c in calls),
-        input_tokens=sum(c.input_tokens or 0 for c in calls),
-        output_tokens=sum(c.output_tokens or 0 for c in calls),
-        cached_input_tokens=sum(c.cached_input_tokens or 0 for c in calls),
-        reasoning_tokens=sum(c.reasoning_tokens or 0 for c in calls),
-        cost_usd=math.fsum(c.cost_usd for c in calls if c.cost_usd is not None),
-        unpriced_calls=sum(c.cost_usd is None for c in calls),
-        p50_latency_ms=rank(latencies, 50),
-        p95_latency_ms=rank(latencies, 95),
-        p50_ttft_ms=rank(ttfts, 50),
-        median_tokens_per_sec=rank(speeds, 50),
+    return summary_of(
+        key,
+        _totals(calls),
+        (rank(latencies, 50), rank(latencies, 95), rank(ttfts, 50), rank(speeds, 50)),
     )
+
+
+class StoreCounts:
+    """The counts every store keeps, one meaning in each."""
+
+    __slots__ = ()
+    _rejected: int
+    _duplicates: int
+
+    @property
+    def rejected(self) -> int:
+        """Calls refused, logged and counted: at the store's door (a timestamp out of range, a
+        key too long: see ``_door``), or by the database (text it cannot hold)."""
+        return self._rejected
+
+    @property
+    def duplicates(self) -> int:
+        """Calls not stored because a call with the same ``call_id`` already was."""
+        return self._duplicates
 
 
 class StoreReads:

@@ -1,4 +1,9 @@
-"""The store's door: what every store (memory, SQLite, PostgreSQL) refuses before writing.
+"""The store's door: where a call becomes its row, and what every store refuses before writing.
+
+A store's ``add``/``add_many``/``emit`` hand their records to :func:`enter` / :func:`enter_all`:
+each call becomes its compact row (:mod:`asynctelemetry._rows`) there, once; a collector's
+:class:`~asynctelemetry._rows.Rows` are rows already, and steps (``TraceSpan``) stay records.
+Below the door (queues, writers, rollups, the memory ring) calls are rows only.
 
 A call is refused — left out of its batch, logged with its ``call_id`` and counted in the store's
 ``rejected`` — when a store could not hold it faithfully, the same way in every store:
@@ -26,12 +31,12 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Final
 
 from .._conventions import MAX_FIELD_LENGTH
-from .._rows import FIELDS, TIMESTAMP, Row
+from .._record import LLMCall, TraceSpan
+from .._rows import FIELDS, TIMESTAMP, Row, Rows, row_of
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
-    from .._record import LLMCall
 
 __all__ = [
     "EARLIEST",
@@ -40,6 +45,8 @@ __all__ = [
     "MAX_KEY_LENGTH",
     "admit",
     "call_id_of",
+    "enter",
+    "enter_all",
     "log_rejected",
     "refusal",
 ]
@@ -64,18 +71,25 @@ KEYED_FIELDS: Final = (
     "status",
 )
 _keyed_of_row: Final = itemgetter(*(FIELDS.index(name) for name in KEYED_FIELDS))
-_keyed_of_record: Final = itemgetter(*KEYED_FIELDS)
 
 
-def refusal(call: LLMCall | Row) -> str | None:
-    """Why a store refuses ``call`` (a record or a compact row) at its door, or ``None``."""
-    if call.__class__ is tuple:
-        stamp = call[TIMESTAMP]
-        keyed = _keyed_of_row(call)
-    else:
-        data = call.__dict__
-        stamp = data["timestamp"]
-        keyed = _keyed_of_record(data)
+def enter(record: LLMCall | TraceSpan) -> Row | TraceSpan:
+    """A record through the door: a call becomes its row (here, once), a step (or a row made
+    by a producer) stays as it is."""
+    return row_of(record.__dict__) if isinstance(record, LLMCall) else record
+
+
+def enter_all(records: Sequence[LLMCall | TraceSpan]) -> list[Row | TraceSpan]:
+    """A batch through the door (see :func:`enter`), in order; a collector's rows as they are."""
+    if records.__class__ is not tuple and isinstance(records, Rows):
+        return records.rows  # type: ignore[return-value]
+    return list(map(enter, records))
+
+
+def refusal(row: Row) -> str | None:
+    """Why a store refuses the call of ``row`` at its door, or ``None``."""
+    stamp = row[TIMESTAMP]
+    keyed = _keyed_of_row(row)
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=UTC)
     if not EARLIEST <= stamp < LATEST:
@@ -90,11 +104,9 @@ def refusal(call: LLMCall | Row) -> str | None:
     return None
 
 
-def admit(
-    calls: Iterable[LLMCall | Row],
-) -> tuple[list[LLMCall | Row], list[tuple[str, str]]]:
+def admit(calls: Iterable[Row]) -> tuple[list[Row], list[tuple[str, str]]]:
     """The calls a store keeps, in order, and ``(call_id, reason)`` for each one it refuses."""
-    kept: list[LLMCall | Row] = []
+    kept: list[Row] = []
     refused: list[tuple[str, str]] = []
     for call in calls:
         why = refusal(call)
@@ -105,9 +117,9 @@ def admit(
     return kept, refused
 
 
-def call_id_of(call: LLMCall | Row) -> str:
-    """The ``call_id`` of a record or a compact row."""
-    return str(call[0] if call.__class__ is tuple else call.call_id)  # type: ignore[union-attr]
+def call_id_of(row: Row) -> str:
+    """The ``call_id`` of a call's row."""
+    return str(row[0])
 
 
 def log_rejected(store: str, rejected: Iterable[tuple[str, str]]) -> None:

@@ -9,13 +9,12 @@ it comes, without building a record.
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from datetime import timedelta
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, Final, Self
 
-from .._batching import ClosesOnExit, Lifecycle
+from .._batching import ClosesOnExit, Lifecycle, Slice
 from .._exceptions import StoreClosedError, require_int
 from .._record import TraceSpan
 from .._rows import FIELDS, TIMESTAMP, Row, Rows, record_of, row_of
@@ -24,15 +23,15 @@ from ._base import (
     CallSummary,
     Filters,
     GroupBy,
+    StoreCounts,
     StoreReads,
     TimeBucket,
     check_id,
     check_limit,
-    split_records,
     summarize,
     timeseries,
 )
-from ._door import call_id_of, log_rejected, refusal
+from ._door import call_id_of, enter, enter_all, log_rejected, refusal
 from ._errors import error_groups
 from ._pages import page_rows
 from ._replay import paced
@@ -51,10 +50,6 @@ if TYPE_CHECKING:
 _record: Final = record_of
 
 
-def _row(call: LLMCall) -> Row:
-    return row_of(call.__dict__)
-
-
 #: Calls ``add_many`` keeps between two turns of the event loop (0.1 to 0.5 ms of work).
 ADD_SLICE: Final = 64
 _row_timestamp: Final = itemgetter(TIMESTAMP)
@@ -68,7 +63,7 @@ _LONG_TRACE: Final = 64
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore(StoreReads, ClosesOnExit):
+class MemoryStore(StoreReads, StoreCounts, ClosesOnExit):
     """Keeps the latest ``capacity`` calls; adding to a full store drops the oldest.
 
     ``add`` is O(1) and never waits. ``dropped`` counts the calls pushed out by newer ones. A
@@ -107,17 +102,6 @@ class MemoryStore(StoreReads, ClosesOnExit):
         return self._dropped
 
     @property
-    def duplicates(self) -> int:
-        """Calls not kept because a call with the same ``call_id`` is held."""
-        return self._duplicates
-
-    @property
-    def rejected(self) -> int:
-        """Calls refused at the store's door (a timestamp out of range, a key too long: see
-        ``_door``), logged and counted, as every store does."""
-        return self._rejected
-
-    @property
     def stats(self) -> StoreStats:
         """A snapshot of what this store has done (see :class:`~asynctelemetry.StoreStats`); a
         MemoryStore has no writer queue (``queue`` is None)."""
@@ -135,14 +119,16 @@ class MemoryStore(StoreReads, ClosesOnExit):
         )
 
     # -- writing --------------------------------------------------------------------------------
-    def add_nowait(self, call: LLMCall | TraceSpan) -> None:
-        """Keep one call or step without awaiting (the same as ``await add(call)``)."""
+    def _keep_all(self, items: Iterable[Row | TraceSpan]) -> None:
+        """Keep calls (rows: through the door already) and steps, in order."""
         if self._life.ended:
             raise StoreClosedError("MemoryStore is closed")
-        if call.__class__ is TraceSpan:
-            self._keep_span(call)
-        else:
-            self._keep_row(_row(call))  # type: ignore[arg-type]
+        keep_row, keep_span = self._keep_row, self._keep_span
+        for item in items:
+            if item.__class__ is TraceSpan:
+                keep_span(item)
+            else:
+                keep_row(item)  # type: ignore[arg-type]
 
     def _keep_span(self, span: TraceSpan) -> None:
         """Keep a step unless its span id is held; the oldest step goes when the ring is full."""
@@ -217,34 +203,24 @@ class MemoryStore(StoreReads, ClosesOnExit):
 
     async def add(self, call: LLMCall | TraceSpan) -> None:
         """Keep one call or step; the oldest is dropped (and counted) when the store is full."""
-        self.add_nowait(call)
+        self._keep_all((enter(call),))
 
     async def add_many(self, calls: Sequence[LLMCall | TraceSpan]) -> None:
-        """Keep many calls and steps, in order; the loop gets a turn every
+        """Keep many calls and steps, in order; the loop gets a turn after every
         :data:`ADD_SLICE` calls (a collector's request of 512 calls would hold it for
         milliseconds)."""
-        calls, spans = split_records(calls)
-        if spans:
-            self._keep_spans(spans)
-        if len(calls) <= ADD_SLICE:
-            self._keep(calls)
+        items = enter_all(calls)
+        if len(items) <= ADD_SLICE:
+            self._keep_all(items)
             return
-        rows: Sequence[LLMCall] | list[Row] = calls.rows if isinstance(calls, Rows) else calls
-        for start in range(0, len(rows), ADD_SLICE):
-            if start:
-                await asyncio.sleep(0)
-            part = rows[start : start + ADD_SLICE]
-            self._keep(Rows(part) if rows is not calls else part)  # type: ignore[arg-type]
+        slice_ = Slice(0.0)  # a turn after every slice of ADD_SLICE calls
+        for start in range(0, len(items), ADD_SLICE):
+            self._keep_all(items[start : start + ADD_SLICE])
+            await slice_.breathe()
 
     async def emit_spans(self, spans: Sequence[TraceSpan]) -> None:
         """Keep steps (the :class:`~asynctelemetry.SpanSink` method)."""
-        self._keep_spans(spans)
-
-    def _keep_spans(self, spans: Sequence[TraceSpan]) -> None:
-        if self._life.ended:
-            raise StoreClosedError("MemoryStore is closed")
-        for span in spans:
-            self._keep_span(span)
+        self._keep_all(spans)
 
     def spans_snapshot(self) -> list[TraceSpan]:
         """Every step held, in the order added (a synchronous read, for ``tracer.steps``)."""
@@ -252,10 +228,8 @@ class MemoryStore(StoreReads, ClosesOnExit):
 
     def emit_nowait(self, calls: Sequence[LLMCall]) -> None:
         """Keep many calls without awaiting (the :class:`SyncSink` method; same as
-        ``add_many``)."""
-        self._keep(calls)
-
-    def _keep(self, calls: Sequence[LLMCall]) -> None:
+        ``add_many``): the door (:func:`~._door.enter_all`) for calls only, inlined for the
+        tracer's path."""
         if self._life.ended:
             raise StoreClosedError("MemoryStore is closed")
         keep = self._keep_row

@@ -41,17 +41,16 @@ from typing import TYPE_CHECKING, Any, Final
 from .._record import MIN_GENERATING_MS
 from ._base import (
     GAMMA,
-    CallSummary,
-    TimeBucket,
-    from_ns,
+    bucket_of,
     histogram_index,
     histogram_percentile,
+    summary_of,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
-    from ._base import Filters
+    from ._base import CallSummary, Filters, TimeBucket
 
 __all__ = [
     "COST_KIND",
@@ -171,6 +170,19 @@ class Acc:
         self.latency: dict[int, int] = {}
         self.ttft: dict[int, int] = {}
         self.speed: dict[int, int] = {}
+
+    def totals(self) -> tuple[int, int, int, int, int]:
+        """Calls, errors, input, output and cached input tokens (the totals every row has)."""
+        return self.calls, self.errors, self.input_tokens, self.output_tokens, self.cached
+
+    def percentiles(self) -> tuple[float | None, float | None, float | None]:
+        """p50 and p95 latency, p50 TTFT, from the histograms (the ``approximate`` rule)."""
+        latency = self.latency
+        return (
+            histogram_percentile(latency, 50),
+            histogram_percentile(latency, 95),
+            histogram_percentile(self.ttft, 50),
+        )
 
 
 #: Kinds of a rollup's value rows: the three histograms (their log bucket's count), then the cost
@@ -529,20 +541,10 @@ def summaries_of(cells: dict[tuple[int | None, Any], Acc]) -> list[CallSummary]:
     """The summary rows of a large window's cells (one bucket), sorted as ``summarize`` sorts
     them: percentiles from the histograms (the ``approximate`` rule)."""
     rows = [
-        CallSummary(
-            key=key,
-            calls=acc.calls,
-            errors=acc.errors,
-            input_tokens=acc.input_tokens,
-            output_tokens=acc.output_tokens,
-            cached_input_tokens=acc.cached,
-            reasoning_tokens=acc.reasoning,
-            cost_usd=acc.cost.finalize(),
-            unpriced_calls=acc.unpriced,
-            p50_latency_ms=histogram_percentile(acc.latency, 50),
-            p95_latency_ms=histogram_percentile(acc.latency, 95),
-            p50_ttft_ms=histogram_percentile(acc.ttft, 50),
-            median_tokens_per_sec=histogram_percentile(acc.speed, 50),
+        summary_of(
+            key,
+            (*acc.totals(), acc.reasoning, acc.cost.finalize(), acc.unpriced),
+            (*acc.percentiles(), histogram_percentile(acc.speed, 50)),
         )
         for (_, key), acc in cells.items()
     ]
@@ -553,19 +555,7 @@ def summaries_of(cells: dict[tuple[int | None, Any], Acc]) -> list[CallSummary]:
 def buckets_of(cells: dict[tuple[int | None, Any], Acc]) -> list[TimeBucket]:
     """The time buckets of a large window's cells, oldest first, then key (``None`` first)."""
     series = [
-        TimeBucket(
-            start=from_ns(start),
-            key=key,
-            calls=acc.calls,
-            errors=acc.errors,
-            input_tokens=acc.input_tokens,
-            output_tokens=acc.output_tokens,
-            cached_input_tokens=acc.cached,
-            cost_usd=acc.cost.finalize(),
-            p50_latency_ms=histogram_percentile(acc.latency, 50),
-            p95_latency_ms=histogram_percentile(acc.latency, 95),
-            p50_ttft_ms=histogram_percentile(acc.ttft, 50),
-        )
+        bucket_of(start, key, (*acc.totals(), acc.cost.finalize()), acc.percentiles())
         for (start, key), acc in cells.items()
         if start is not None
     ]

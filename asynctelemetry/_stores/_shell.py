@@ -41,10 +41,9 @@ from .._batching import (
     State,
 )
 from .._exceptions import StoreError
-from .._rows import Rows
 from .._stats import StoreStats
-from ._base import StoreReads
-from ._door import log_rejected
+from ._base import StoreCounts, StoreReads
+from ._door import enter, enter_all, log_rejected
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Sequence
@@ -53,15 +52,17 @@ if TYPE_CHECKING:
     from .._record import LLMCall, TraceSpan
     from .._rows import Row
 
-__all__ = ["WriterStore", "report_unclosed"]
+__all__ = ["WriterStore", "Written", "report_unclosed"]
 
 logger = logging.getLogger("asynctelemetry")
+#: What an engine's batch write gives back: records stored, and ``(id, reason)`` per refusal.
+Written = tuple[int, list[tuple[str, str]]]
 #: Seconds closing may take beyond draining the queue (``close_timeout``) and releasing the
 #: connections (bounded by ``close_timeout`` again) before it is given up.
 CLOSE_GRACE: Final = 5.0
 
 
-class WriterStore(StoreReads, QueueOwner, ClosesOnExit):
+class WriterStore(StoreReads, StoreCounts, QueueOwner, ClosesOnExit):
     """A store written in batches by a background task (see the module docstring)."""
 
     #: The engine's name in log lines: "SQLite", "PostgreSQL".
@@ -92,7 +93,7 @@ class WriterStore(StoreReads, QueueOwner, ClosesOnExit):
         self._rejected = 0
         self._duplicates = 0
         self._failing = False
-        self._queue: BatchQueue[LLMCall | Row] = BatchQueue.of(
+        self._queue: BatchQueue[Row | TraceSpan] = BatchQueue.of(
             self._write_batch,
             self._queue_values,
             overflow="wait",  # backpressure: ``add`` waits when full
@@ -108,7 +109,7 @@ class WriterStore(StoreReads, QueueOwner, ClosesOnExit):
         """Open the connections, the schema ready."""
         raise NotImplementedError
 
-    async def _write_records(self, batch: list[LLMCall | Row]) -> tuple[int, list[tuple[str, str]]]:
+    async def _write_records(self, batch: list[Row | TraceSpan]) -> Written:
         """Store one batch; return how many records it stored and ``(id, reason)`` for each
         one refused."""
         raise NotImplementedError
@@ -136,17 +137,6 @@ class WriterStore(StoreReads, QueueOwner, ClosesOnExit):
     def pending(self) -> int:
         """Calls added and not yet committed."""
         return self._queue.pending
-
-    @property
-    def rejected(self) -> int:
-        """Calls the database could not take (see ``_door``; e.g. text it cannot hold), logged
-        and counted."""
-        return self._rejected
-
-    @property
-    def duplicates(self) -> int:
-        """Calls not stored because a call with the same ``call_id`` already was."""
-        return self._duplicates
 
     @property
     def retention_deleted(self) -> int:
@@ -266,14 +256,13 @@ class WriterStore(StoreReads, QueueOwner, ClosesOnExit):
         """Queue one call or step for writing; waits while ``max_queue`` records are queued."""
         self._writable()
         await self._ready()
-        await self._queue.put(call)  # type: ignore[arg-type]
+        await self._queue.put(enter(call))
 
     async def add_many(self, calls: Sequence[LLMCall | TraceSpan]) -> None:
         """Queue many calls and steps, in order; waits for room as needed."""
         self._writable()
         await self._ready()
-        # A collector's batch is queued as compact rows, written as records are.
-        await self._queue.put_many(calls.rows if isinstance(calls, Rows) else calls)  # type: ignore[arg-type]
+        await self._queue.put_many(enter_all(calls))
 
     async def emit(self, calls: Sequence[LLMCall]) -> None:
         """The sink method: the same as :meth:`add_many`."""
@@ -293,7 +282,7 @@ class WriterStore(StoreReads, QueueOwner, ClosesOnExit):
         if self._life.is_open:
             await self._queue.flush()
 
-    async def _write_batch(self, batch: list[LLMCall | Row]) -> None:
+    async def _write_batch(self, batch: list[Row | TraceSpan]) -> None:
         """The queue's handler: the engine writes, the shell counts and logs."""
         try:
             inserted, rejected = await self._write_records(batch)

@@ -156,19 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
     calls.set_defaults(limit=50)
 
     traces = command("traces", "list traces (agent runs, requests), newest first")
-    from ._common import parse_when
+    from ._common import add_window_options
 
     add_source_options(traces)
     traces.add_argument("--session", help="only traces with a record of this session")
     traces.add_argument("--user", help="only traces with a record of this user")
     traces.add_argument("--agent", help="only traces where this agent ran")
     traces.add_argument("--status", choices=("ok", "error", "cancelled"), help="trace status")
-    traces.add_argument(
-        "--since", type=parse_when, metavar="WHEN", help="started from this time on: 15m, 2h, ISO"
-    )
-    traces.add_argument(
-        "--until", type=parse_when, metavar="WHEN", help="started before this time: 15m, 2h, ISO"
-    )
+    add_window_options(traces, "started ")
     traces.add_argument(
         "--limit", type=_trace_limit, default=50, metavar="N", help="at most N (default 50)"
     )
@@ -249,13 +244,9 @@ def _subparser(parser: argparse.ArgumentParser, name: str | None) -> Parser | No
 
 
 def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
+    from ._common import whole_number
+
+    return whole_number(text)
 
 
 def _alert(text: str) -> Any:
@@ -269,10 +260,9 @@ def _alert(text: str) -> Any:
 
 
 def _trace_limit(text: str) -> int:
-    value = _count(text)
-    if value > 1000:
-        raise argparse.ArgumentTypeError(f"{text!r} is more than 1000")
-    return value
+    from ._common import whole_number
+
+    return whole_number(text, 1, 1000)
 
 
 def _bucket(text: str) -> str:
@@ -286,13 +276,9 @@ def _bucket(text: str) -> str:
 
 
 def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not in 0..65535")
-    return value
+    from ._common import whole_number
+
+    return whole_number(text, 0, 65535, "a port number")
 
 
 def _runner(name: str) -> Callable[[argparse.Namespace, Console], Awaitable[int]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 from rich import box
@@ -10,7 +9,7 @@ from rich.table import Table
 
 from .._budgets._sql import stored_budgets
 from .._exceptions import ConfigError
-from ._common import reading
+from ._common import reading, write_json_lines
 from ._errors import UsageError
 from ._render import fmt_cost
 
@@ -30,11 +29,9 @@ async def run_budgets(args: argparse.Namespace, console: Console) -> int:
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
     if args.json:
-        lines = (
-            json.dumps({**status.as_json(), "used": round(status.used, 6)}) + "\n"
-            for status in statuses
+        write_json_lines(
+            console, ({**status.as_json(), "used": round(status.used, 6)} for status in statuses)
         )
-        console.file.write("".join(lines))
         return 0
     if not statuses:
         console.print("no budgets in this store (a tracer with budgets= writes them)", style="dim")

@@ -18,6 +18,7 @@ from .._collector import AsyncCollector
 from .._exceptions import ConfigError, MissingDependencyError, StoreError, mask_secrets
 from .._export import format_call
 from .._stores import MemoryStore, SQLiteStore, open_store
+from .._wire import host_port
 from ._common import is_postgres_url, other_url, postgres_store, source_name, stop_signals
 from ._errors import CLIError, UsageError, describe_bind_failure, port_in_use
 from ._help import plural
@@ -267,8 +268,8 @@ async def _serve(
         _say(f"collecting {scheme} on {collector.endpoint} into {where}")
         if collector.http_port is not None:
             web = "https" if args.tls_cert else "http"
-            host = f"[{args.host}]" if ":" in args.host else args.host
-            _say(f"collecting OTLP/HTTP on {web}://{host}:{collector.http_port}/v1/traces")
+            where_http = host_port(args.host, collector.http_port)
+            _say(f"collecting OTLP/HTTP on {web}://{where_http}/v1/traces")
         if metrics_url:
             _say(f"Prometheus metrics on {metrics_url}")
         if args.forward_to:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -24,17 +25,22 @@ from .._stores import SQLiteStore, open_store
 from ._errors import CLIError, UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Iterable, Iterator
+
+    from rich.console import Console
 
     from .._stores import CallStore
 
 __all__ = [
     "add_filter_options",
     "add_source_options",
+    "add_window_options",
     "filters_of",
     "parse_when",
     "reading",
     "stop_signals",
+    "whole_number",
+    "write_json_lines",
 ]
 
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -71,15 +77,18 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
 _MAX_COUNT: Final = 2**62
 
 
-def _positive(text: str) -> int:
+def whole_number(
+    text: str, lowest: int = 1, highest: int = _MAX_COUNT, what: str = "a whole number"
+) -> int:
+    """``text`` as an int in ``lowest..highest``, or an argparse error saying why not."""
     try:
-        value = int(text) if len(text) <= 40 else _MAX_COUNT + 1
+        value = int(text) if len(text) <= 40 else highest + 1
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    if value > _MAX_COUNT:
-        raise argparse.ArgumentTypeError(f"{text[:24]!r} is too large (at most 2**62)")
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if value < lowest:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least {lowest}")
+    if value > highest:
+        raise argparse.ArgumentTypeError(f"{text[:24]!r} is more than {highest}")
     return value
 
 
@@ -103,16 +112,24 @@ def add_filter_options(parser: argparse.ArgumentParser, *, limit: bool = False) 
     parser.add_argument("--provider", help="only calls to this provider")
     parser.add_argument("--session", help="only calls of this session id")
     parser.add_argument("--status", choices=("ok", "error", "cancelled"), help="only this status")
-    parser.add_argument(
-        "--since", type=parse_when, metavar="WHEN", help="from this time on: 15m, 2h, 1d or ISO"
-    )
-    parser.add_argument(
-        "--until", type=parse_when, metavar="WHEN", help="before this time: 15m, 2h, 1d or ISO"
-    )
+    add_window_options(parser)
     if limit:
         parser.add_argument(
-            "--limit", type=_positive, metavar="N", help="at most N calls (default: 50)"
+            "--limit", type=whole_number, metavar="N", help="at most N calls (default: 50)"
         )
+
+
+def add_window_options(parser: argparse.ArgumentParser, what: str = "") -> None:
+    """``--since`` and ``--until``: a time window (``what``: of what, e.g. ``"started "``)."""
+    for flag, side in (("--since", "from this time on"), ("--until", "before this time")):
+        parser.add_argument(
+            flag, type=parse_when, metavar="WHEN", help=f"{what}{side}: 15m, 2h, 1d or ISO"
+        )
+
+
+def write_json_lines(console: Console, objects: Iterable[dict[str, Any]]) -> None:
+    """One JSON object per line on the console's file (``--json``), in one write."""
+    console.file.write("".join(json.dumps(obj) + "\n" for obj in objects))
 
 
 def filters_of(args: argparse.Namespace) -> dict[str, Any]:

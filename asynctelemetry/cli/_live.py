@@ -26,7 +26,6 @@ from ._view import ViewState, render
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from types import TracebackType
 
     from rich.console import Console
 
@@ -191,12 +190,7 @@ class LiveView:
         self._task = asyncio.create_task(self._loop(), name="asynctelemetry live view")
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
         try:
             if self._task is not None:
                 self._task.cancel()

@@ -7,7 +7,6 @@ ready for ``jq`` or any line-oriented tool; otherwise a rich table sized to the 
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -17,10 +16,11 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from .._batching import Slice
 from .._exceptions import ConfigError
 from .._pricing import PriceTable
 from .._stores._hints import closest, known_values
-from ._common import filters_of, reading, source_name
+from ._common import filters_of, reading, source_name, write_json_lines
 from ._errors import CLIError, UsageError
 from ._help import plural
 from ._render import (
@@ -78,8 +78,7 @@ async def run_summary(args: argparse.Namespace, console: Console) -> int:
             filters = {k: v for k, v in filters_of(args).items() if k != "status"}
             failed = await store.error_groups(**filters, limit=ERRORS_SHOWN)
     if args.json:
-        lines = (json.dumps({"by": by, **row.model_dump()}) + "\n" for row in rows)
-        console.file.write("".join(lines))
+        write_json_lines(console, ({"by": by, **row.model_dump()} for row in rows))
         return 0
     console.print(hint if hint else summary_view(rows, by, console.width))
     errors = errors_view(failed, console.width)
@@ -117,11 +116,8 @@ async def _run_series(args: argparse.Namespace, console: Console) -> int:
     async with reading(args) as store:
         rows = await store.timeseries(bucket=args.every, by=args.by, **filters_of(args))
     if args.json:
-        lines = (
-            json.dumps({"every": args.every, "by": args.by, **row.model_dump(mode="json")}) + "\n"
-            for row in rows
-        )
-        console.file.write("".join(lines))
+        head = {"every": args.every, "by": args.by}
+        write_json_lines(console, ({**head, **row.model_dump(mode="json")} for row in rows))
         return 0
     if not rows:
         console.print("no calls match", style="dim")
@@ -199,6 +195,7 @@ async def reprice(args: argparse.Namespace, table: PriceTable) -> tuple[list[Rep
     """
     rows: dict[str, RepriceRow] = {}
     count = 0
+    slice_ = Slice()  # pricing is CPU work: the loop gets its turns
     async with reading(args) as store:
         async for call in store.replay(**filters_of(args)):
             row = rows.get(call.model)
@@ -206,8 +203,7 @@ async def reprice(args: argparse.Namespace, table: PriceTable) -> tuple[list[Rep
                 row = rows[call.model] = RepriceRow(call.model)
             row.add(call, table.cost(call), table.version)
             count += 1
-            if count % 1000 == 0:
-                await asyncio.sleep(0)  # pricing is CPU work: let the loop breathe
+            await slice_.breathe()
     for row in rows.values():
         row.close()
     ordered = sorted(rows.values(), key=lambda r: (-abs(r.difference_usd), r.model))
@@ -269,8 +265,7 @@ async def run_reprice(args: argparse.Namespace, console: Console) -> int:
     written = await _write_costs(args, table) if args.write else None
     if args.json:
         version = table.version
-        lines = (json.dumps({"price_version": version, **r.as_dict()}) + "\n" for r in rows)
-        console.file.write("".join(lines))
+        write_json_lines(console, ({"price_version": version, **r.as_dict()} for r in rows))
         if written is not None:
             sys.stderr.write(f"wrote new costs to {plural(written, 'call')} ({version})\n")
         return 0

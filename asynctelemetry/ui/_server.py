@@ -29,9 +29,10 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import urlencode
 
-from .._batching import ClosesOnExit, Lifecycle
+from .._batching import Lifecycle, Listens
 from .._exceptions import ConfigError, StoreError, require
 from .._http_limits import Admission, HttpLimits, RepeatedLog
+from .._wire import host_port
 from . import _api
 from ._params import ParamError, no_params, parse_query
 
@@ -93,7 +94,7 @@ _ROUTES: Final[dict[str, tuple[_Route, tuple[str, ...]]]] = {
 }
 
 
-class Dashboard(ClosesOnExit):
+class Dashboard(Listens):
     """A web page and JSON API over any :class:`~asynctelemetry.CallStore`, read-only.
 
     Served from the running event loop (aiohttp, extra ``ui``); an async context manager, or
@@ -184,13 +185,7 @@ class Dashboard(ClosesOnExit):
     @property
     def url(self) -> str:
         """The page's address, ``http://127.0.0.1:4320/``."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/"
-
-    @property
-    def is_running(self) -> bool:
-        """Whether the server is listening."""
-        return self._life.is_open
+        return f"http://{host_port(self.host, self.port)}/"
 
     async def start(self) -> None:
         """Bind and serve. Idempotent.
@@ -211,20 +206,9 @@ class Dashboard(ClosesOnExit):
             keepalive_timeout=HEADER_TIMEOUT,
             logger=self._log,
         )
-        self.admission.watch(server)
-        runner = web.ServerRunner(server, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self._requested_port)
-        try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise ConfigError(f"cannot bind {self.host}:{self._requested_port}: {exc}") from exc
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
+        self._runner, self._port = await self.admission.serve(
+            web, server, self.host, self._requested_port
+        )
         self._life.opened()
 
     async def stop(self) -> None:

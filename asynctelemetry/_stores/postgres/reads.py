@@ -18,14 +18,22 @@ implementation uses, so every store gives equal rows for equal calls.
 
 from __future__ import annotations
 
-import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
+from ..._batching import Slice
 from ..._record import MIN_GENERATING_MS
 from .. import _base
-from .._base import CallSummary, group_field, group_sql, series_field, window_percentile
+from .._base import (
+    CallSummary,
+    bucket_of,
+    group_field,
+    group_sql,
+    series_field,
+    summary_of,
+    window_percentile,
+)
 from .._errors import MODEL_KEY, group_of, groups_sql
 from . import rollup as _pg_rollup
 from .schema import COPY_COLUMNS, SPAN_COLUMNS, decode
@@ -313,37 +321,12 @@ def summary_rows(rows: list[Any], window: int | None = None) -> list[CallSummary
         return window_percentile(value, window)
 
     summaries = [
-        CallSummary(
-            key=key,
-            calls=calls,
-            errors=errors,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cached_input_tokens=cached,
-            reasoning_tokens=reasoning,
-            cost_usd=float(cost),
-            unpriced_calls=unpriced,
-            p50_latency_ms=rank(p50),
-            p95_latency_ms=rank(p95),
-            p50_ttft_ms=rank(ttft),
-            median_tokens_per_sec=rank(None if tpt is None else 1000.0 / tpt),
-        )
-        for (
+        summary_of(
             key,
-            calls,
-            errors,
-            input_tokens,
-            output_tokens,
-            cached,
-            reasoning,
-            cost,
-            unpriced,
-            p50,
-            p95,
-            ttft,
-            tpt,
-            *_,
-        ) in rows
+            (*totals[:6], float(totals[6]), totals[7]),
+            (rank(p50), rank(p95), rank(ttft), rank(None if tpt is None else 1000.0 / tpt)),
+        )
+        for key, *totals, p50, p95, ttft, tpt in (row[: _SUMMARY_WIDTH - 1] for row in rows)
     ]
     summaries.sort(key=lambda r: (-r.cost_usd, -r.calls, r.key or ""))
     return summaries
@@ -365,7 +348,7 @@ def timeseries_sql(width_us: int, by: str | None, filters: Filters) -> tuple[str
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def timeseries_rows(rows: list[Any], bucket_type: type[TimeBucket]) -> list[TimeBucket]:
+def timeseries_rows(rows: list[Any]) -> list[TimeBucket]:
     """The buckets, oldest first, then by key (``None`` first), as every store orders them."""
     window = sum(row[2] for row in rows)
 
@@ -373,18 +356,11 @@ def timeseries_rows(rows: list[Any], bucket_type: type[TimeBucket]) -> list[Time
         return window_percentile(value, window)
 
     buckets = [
-        bucket_type(
-            start=_EPOCH + timedelta(microseconds=start),
-            key=key,
-            calls=calls,
-            errors=errors,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cached_input_tokens=cached,
-            cost_usd=float(cost),
-            p50_latency_ms=rank(p50),
-            p95_latency_ms=rank(p95),
-            p50_ttft_ms=rank(ttft),
+        bucket_of(
+            start * 1000,
+            key,
+            (calls, errors, input_tokens, output_tokens, cached, float(cost)),
+            (rank(p50), rank(p95), rank(ttft)),
         )
         for (
             start,
@@ -442,6 +418,7 @@ async def reprice(
     version = table.version
     changed = 0
     after: tuple[datetime, int] | None = None
+    slice_ = Slice()  # pricing is CPU work: the loop gets its turns
     while True:
         sql, params = page_sql(filters, page, after=after)
         rows = await fetch(sql, params)
@@ -449,6 +426,7 @@ async def reprice(
         stamps: list[datetime] = []
         costs: list[Decimal] = []
         for call in decode(rows):
+            await slice_.breathe()
             cost = table.cost(call)
             if cost is not None and (cost != call.cost_usd or call.price_version != version):
                 ids.append(call.call_id)
@@ -460,7 +438,6 @@ async def reprice(
         if len(rows) < page:
             return changed
         after = (rows[-1][ROW_TS], rows[-1][ROW_ID])
-        await asyncio.sleep(0)  # pricing a page is CPU work: let the loop breathe
 
 
 def trace_walk_sql(walks: Sequence[Walk]) -> tuple[str, list[Any]]:

@@ -24,10 +24,10 @@ the queries of :func:`~.._rollup.read_queries`, summed by the server per answer 
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
+from ..._batching import Slice
 from .._base import from_ns, to_ns
 from .._rollup import (
     COST_KIND,
@@ -176,10 +176,10 @@ async def derived(raw: Iterable[Sequence[Any]], sign: int = 1) -> Derived:
     raw = list(raw)
     rows: list[tuple[Any, ...]] = []
     groups: dict[tuple[Any, ...], int] = {}
+    slice_ = Slice()
     for start in range(0, len(raw), _STEP):
         rows += derive(raw[start : start + _STEP], groups, sign)
-        if len(raw) > _STEP:
-            await asyncio.sleep(0)
+        await slice_.breathe()
     return rows, groups
 
 

@@ -40,7 +40,7 @@ from .._base import (
 from .._bounds import parse_max_age, parse_max_rows
 from .._replay import paced
 from .._rollup import Acc, buckets_of, summaries_of
-from .._shell import WriterStore
+from .._shell import WriterStore, Written
 from .._traces import walk_traces
 from . import reads as r
 from . import rollup as _pg_rollup
@@ -49,7 +49,7 @@ from .schema import TRACE_SPANS_SQL, check_readable, decode, decode_spans
 from .writer import PgWriter, is_db_error, reason
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Coroutine, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
     from datetime import datetime, timedelta
     from decimal import Decimal
 
@@ -164,51 +164,47 @@ class PostgresStore(WriterStore):
     async def _connect(self) -> None:
         pg: Any = require("asyncpg", "postgres", "PostgresStore")
         self._writer.pg = pg
-        if self.read_only:
-            await self._connect_read_only(pg)
-            return
-        pool = None
-        await self._writer.connect(prepare_schema=True)
-        try:
-            pool = await pg.create_pool(
-                self.dsn,
-                min_size=1,
-                max_size=self.pool_size,
-                timeout=self.connect_timeout,
-            )
-            async with pool.acquire() as conn:
-                await self.retention.create_ahead(conn)
-        except BaseException as exc:
-            with contextlib.suppress(Exception):
-                await self._writer.close()
-            if pool is not None:
-                pool.terminate()
-            if isinstance(exc, Exception) and self._is_db_error(exc):
-                raise StoreError(f"cannot open {self._shown}: {reason(exc)}") from exc
-            raise
-        self._pool = pool
-
-    async def _connect_read_only(self, pg: Any) -> None:
-        """A pool of read-only sessions to a database that already holds the schema of this
-        version; no writer, no partitions, no retention."""
-        pool = None
-        try:
-            pool = await pg.create_pool(
-                self.dsn,
-                min_size=1,
-                max_size=self.pool_size,
-                timeout=self.connect_timeout,
+        if self.read_only:  # read-only sessions; no writer, no partitions, no retention
+            self._pool = await self._pool_of(
+                pg,
+                lambda conn: check_readable(conn, self._shown),
                 server_settings={"default_transaction_read_only": "on"},
             )
+            return
+        await self._writer.connect(prepare_schema=True)
+        try:
+            self._pool = await self._pool_of(pg, self.retention.create_ahead)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._writer.close()
+            raise
+
+    async def _pool_of(
+        self,
+        pg: Any,
+        ready: Callable[[asyncpg.Connection], Awaitable[None]],
+        **settings: Any,
+    ) -> asyncpg.Pool:
+        """A pool of up to ``pool_size`` connections, one of them given to ``ready`` first (the
+        schema checked, partitions made); a database failure is a :class:`StoreError`."""
+        pool = None
+        try:
+            pool = await pg.create_pool(
+                self.dsn,
+                min_size=1,
+                max_size=self.pool_size,
+                timeout=self.connect_timeout,
+                **settings,
+            )
             async with pool.acquire() as conn:
-                await check_readable(conn, self._shown)
+                await ready(conn)
         except BaseException as exc:
             if pool is not None:
                 pool.terminate()
             if isinstance(exc, Exception) and self._is_db_error(exc):
                 raise StoreError(f"cannot open {self._shown}: {reason(exc)}") from exc
             raise
-        self._pool = pool
+        return pool
 
     async def _release(self) -> None:
         await self._writer.close()
@@ -222,7 +218,7 @@ class PostgresStore(WriterStore):
     def _is_db_error(self, exc: BaseException) -> bool:
         return is_db_error(self._writer.pg, exc)
 
-    async def _write_records(self, batch: list[LLMCall | Row]) -> tuple[int, list[tuple[str, str]]]:
+    async def _write_records(self, batch: list[Row | TraceSpan]) -> Written:
         if self._pool is None:  # closed under us; BatchQueue counts the batch as lost
             raise StoreClosedError(f"{self!r} is closed")
         return await self._writer.write(batch)
@@ -388,7 +384,7 @@ class PostgresStore(WriterStore):
         if cells is not None:
             return buckets_of(cells)
         sql, params = r.timeseries_sql(width_ns // 1000, by, filters)
-        return r.timeseries_rows(await self._fetch(sql, params), TimeBucket)
+        return r.timeseries_rows(await self._fetch(sql, params))
 
     async def _large(
         self,

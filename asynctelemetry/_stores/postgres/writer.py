@@ -23,7 +23,7 @@ import logging
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final
 
-from ..._batching import Retryable
+from ..._batching import Retryable, Slice
 from ..._exceptions import StoreError, mask_secrets
 from .._base import split_records
 from .._door import admit, call_id_of
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
     import asyncpg
 
-    from ..._record import LLMCall
+    from ..._record import TraceSpan
     from ..._rows import Row
 
 __all__ = ["PgWriter", "is_db_error", "reason"]
@@ -132,7 +132,7 @@ class PgWriter:
     def _is_db_error(self, exc: BaseException) -> bool:
         return is_db_error(self.pg, exc)
 
-    async def write(self, batch: list[LLMCall | Row]) -> tuple[int, list[tuple[str, str]]]:
+    async def write(self, batch: list[Row | TraceSpan]) -> tuple[int, list[tuple[str, str]]]:
         """Store one batch: reconnect if needed, merge; return how many records it stored and
         ``(call_id, reason)`` for each call refused (the store's shell counts and logs them).
 
@@ -174,7 +174,7 @@ class PgWriter:
             conn.terminate()
 
     async def _merge(
-        self, conn: asyncpg.Connection, batch: list[LLMCall | Row]
+        self, conn: asyncpg.Connection, batch: list[Row]
     ) -> tuple[int, list[tuple[str, str]]]:
         """Store ``batch`` atomically; returns (inserted, rejected rows).
 
@@ -206,7 +206,7 @@ class PgWriter:
         conn: asyncpg.Connection,
         rows: list[list[Any]],
         derived: _pg_rollup.Derived,
-        calls: list[LLMCall | Row],
+        calls: list[Row],
         days: set[date],
         rejected: list[tuple[str, str]],
         attempt: int,
@@ -245,7 +245,7 @@ class PgWriter:
         self,
         conn: asyncpg.Connection,
         rows: list[list[Any]],
-        calls: list[LLMCall | Row],
+        calls: list[Row],
         rejected: list[tuple[str, str]],
     ) -> list[Any]:
         """Merge ``rows`` through the staging table in a savepoint; when the server refuses a
@@ -282,40 +282,43 @@ class PgWriter:
 
 
 async def _admitted(
-    batch: list[LLMCall | Row],
-) -> tuple[list[LLMCall | Row], list[tuple[str, str]]]:
+    batch: list[Row],
+) -> tuple[list[Row], list[tuple[str, str]]]:
     """The batch's calls the store's door lets in, and those it refuses, a step at a time."""
-    kept: list[LLMCall | Row] = []
+    kept: list[Row] = []
     refused: list[tuple[str, str]] = []
+    slice_ = Slice()
     for start in range(0, len(batch), _STEP):
         step_kept, step_refused = admit(batch[start : start + _STEP])
         kept += step_kept
         refused += step_refused
-        await asyncio.sleep(0)
+        await slice_.breathe()
     return kept, refused
 
 
-async def _encoded(batch: list[LLMCall | Row]) -> tuple[list[list[Any]], _pg_rollup.Derived]:
+async def _encoded(batch: list[Row]) -> tuple[list[list[Any]], _pg_rollup.Derived]:
     """The batch's COPY rows and what each call adds to the rollups (with the groups met), a
     step at a time, giving the event loop control between steps."""
     rows: list[list[Any]] = []
     derived: list[tuple[Any, ...]] = []
     groups: dict[tuple[Any, ...], int] = {}
+    slice_ = Slice()
     for start in range(0, len(batch), _STEP):
         step = list(map(pg_row, batch[start : start + _STEP]))
         derived += derive([_pg_rollup.raw_of(_RAW_OF_COPY(row)) for row in step], groups)
         rows += step
-        await asyncio.sleep(0)
+        await slice_.breathe()
     return rows, (derived, groups)
 
 
 async def _stepped(rows: list[list[Any]]) -> AsyncIterator[list[Any]]:
     """``rows`` for a COPY, giving the event loop control every :data:`_STEP` rows (asyncpg
     sends a list without ever awaiting)."""
+    slice_ = Slice()
     for start, row in enumerate(rows):
         yield row
         if start % _STEP == _STEP - 1:
-            await asyncio.sleep(0)
+            await slice_.breathe()
 
 
 class _DayGone(Exception):

@@ -28,10 +28,12 @@ from .. import _base
 from .._base import (
     CallSummary,
     TimeBucket,
+    bucket_of,
     group_field,
     group_sql,
     nearest_rank,
     rank_key,
+    summary_of,
     top,
     window_percentile,
 )
@@ -345,26 +347,14 @@ def summarize_sql(
         key = f"+{group_sql(column)}"
         totals, found, _ = _grouped(conn, (key,), filters, wanted, "calls", top_n)
     summaries = [
-        CallSummary(
-            key=key,
-            calls=calls,
-            errors=errors,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cached_input_tokens=cached,
-            reasoning_tokens=reasoning,
-            cost_usd=cost,
-            unpriced_calls=unpriced,
-            p50_latency_ms=found["latency", 50].get((key,)),
-            p95_latency_ms=found["latency", 95].get((key,)),
-            p50_ttft_ms=found["ttft", 50].get((key,)),
-            median_tokens_per_sec=found["speed", 50].get((key,)),
-        )
-        for key, calls, errors, input_tokens, output_tokens, cached, reasoning, cost, unpriced in (
-            totals
-        )
+        summary_of(key, sums, [found[kind, p].get((key,)) for kind, p in _SUMMARY_PERCENTILES])
+        for key, *sums in totals
     ]
     return top(summaries, limit, order_by)
+
+
+#: The percentiles of a summary row, in its field order (a time bucket has the first three).
+_SUMMARY_PERCENTILES: Final = (("latency", 50), ("latency", 95), ("ttft", 50), ("speed", 50))
 
 
 def timeseries_sql(
@@ -385,18 +375,11 @@ def timeseries_sql(
         group = tuple(row[: len(keys)])
         calls, errors, input_tokens, output_tokens, cached, _, cost, _ = row[len(keys) :]
         buckets.append(
-            TimeBucket(
-                start=from_ns(group[0]),
-                key=None if column is None else group[1],
-                calls=calls,
-                errors=errors,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                cached_input_tokens=cached,
-                cost_usd=cost,
-                p50_latency_ms=found["latency", 50].get(group),
-                p95_latency_ms=found["latency", 95].get(group),
-                p50_ttft_ms=found["ttft", 50].get(group),
+            bucket_of(
+                group[0],
+                None if column is None else group[1],
+                (calls, errors, input_tokens, output_tokens, cached, cost),
+                [found[kind, p].get(group) for kind, p in _SUMMARY_PERCENTILES[:3]],
             )
         )
     buckets.sort(key=lambda b: (b.start, b.key is not None, b.key or ""))

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ..._exceptions import SchemaVersionError, StoreError
 from ..._record import FIELD_DEFAULTS, LLMCall, TraceSpan
 from ..._rows import ATTRIBUTES, FIELDS, TIMESTAMP, Row
+from ..._usage import TOKEN_FIELDS
 from .._base import from_ns, to_ns
 from .._traces import span_values, spans_of
 from . import rollup as _rollup
@@ -91,12 +92,7 @@ PLAIN_FIELDS: Final = (
     "status",
     "status_code",
     "error_type",
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cached_input_tokens",
-    "cache_creation_tokens",
-    "reasoning_tokens",
+    *TOKEN_FIELDS,
     "duration_ms",
     "ttft_ms",
     "cache_hit",
@@ -436,12 +432,7 @@ ROW_FIELDS: Final = (
     "span_id",
     "parent_span_id",
     "session_id",
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cached_input_tokens",
-    "cache_creation_tokens",
-    "reasoning_tokens",
+    *TOKEN_FIELDS,
     "duration_ms",
     "ttft_ms",
     "cost_usd",

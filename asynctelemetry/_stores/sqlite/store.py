@@ -31,7 +31,7 @@ from .._base import (
 )
 from .._bounds import parse_max_age, parse_max_rows
 from .._replay import paced
-from .._shell import WriterStore
+from .._shell import WriterStore, Written
 from . import reads as q
 from .retention import Retention, auto_vacuum_mode, vacuum_into_incremental
 from .schema import ROW_ID, ROW_TS, SPAN_COLUMNS, TRACE_SPANS_SQL, decode_rows, decode_spans
@@ -226,7 +226,7 @@ class SQLiteStore(WriterStore):
         return self._writer, self._reader
 
     # -- writing --------------------------------------------------------------------------------
-    async def _write_records(self, batch: list[LLMCall | Row]) -> tuple[int, list[tuple[str, str]]]:
+    async def _write_records(self, batch: list[Row | TraceSpan]) -> Written:
         writer = self._writer
         if writer is None:  # closed under us; BatchQueue counts the batch as lost
             raise StoreClosedError(f"{self!r} is closed")

@@ -135,9 +135,7 @@ def _rows_per_statement(conn: sqlite3.Connection) -> int:
     return size
 
 
-def _insert_all(
-    conn: sqlite3.Connection, batch: list[LLMCall | Row], kept: list[tuple[Any, ...]]
-) -> None:
+def _insert_all(conn: sqlite3.Connection, batch: list[Row], kept: list[tuple[Any, ...]]) -> None:
     """Encode and insert ``batch``, many rows per statement.
 
     One statement binds its rows at once and runs them in one ``sqlite3_step``, during which the
@@ -176,7 +174,7 @@ def in_transaction(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -
     return result
 
 
-def insert_rows(conn: sqlite3.Connection, batch: list[LLMCall | Row]) -> tuple[int, list[Any]]:
+def insert_rows(conn: sqlite3.Connection, batch: list[Row]) -> tuple[int, list[Any]]:
     """One transaction; returns (rows inserted, [(call_id, reason)] for rows the store's door
     or SQLite refused)."""
     batch, refused = admit(batch)
@@ -186,7 +184,7 @@ def insert_rows(conn: sqlite3.Connection, batch: list[LLMCall | Row]) -> tuple[i
     return inserted, [*refused, *rejected]
 
 
-def _insert_rows(conn: sqlite3.Connection, batch: list[LLMCall | Row]) -> tuple[int, list[Any]]:
+def _insert_rows(conn: sqlite3.Connection, batch: list[Row]) -> tuple[int, list[Any]]:
     before = conn.total_changes
     rejected: list[tuple[Any, str]] = []
     (last,) = conn.execute("SELECT COALESCE(MAX(id), -1) FROM calls").fetchone()
@@ -248,7 +246,7 @@ def _update_costs(conn: sqlite3.Connection, updates: Sequence[tuple[float, str, 
     return changed
 
 
-def _call_id(call: LLMCall | Row) -> Any:
+def _call_id(call: Row) -> Any:
     return call[0] if isinstance(call, tuple) else call.call_id
 
 
