@@ -72,9 +72,8 @@ def failures(now: datetime) -> list[LLMCall]:
     return [
         make_call(4000 + i, call_id=f"failed-{i}", status="error",
                   error_type=ERRORS[i % 3][0], error_message=ERRORS[i % 3][1],
-                  timestamp=now - timedelta(seconds=40 * i), cost_usd=None)
-        for i in range(1, 40)
-        if i % 3 != 2 or i < 10
+                  timestamp=now - timedelta(seconds=150 * i), cost_usd=None)
+        for i in range(1, 14)
     ]  # fmt: skip
 
 
