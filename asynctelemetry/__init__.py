@@ -38,6 +38,7 @@ from ._replay import replay
 from ._stats import PipelineStats, StoreStats, TracerStats
 from ._step import StepHandle
 from ._stores import (
+    CallPage,
     CallStore,
     CallSummary,
     ErrorGroup,
@@ -70,6 +71,7 @@ __all__ = [
     "BudgetStatus",
     "CallContext",
     "CallHandle",
+    "CallPage",
     "CallStore",
     "CallSummary",
     "CollectorStats",

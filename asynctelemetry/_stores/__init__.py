@@ -12,6 +12,7 @@ from ._base import (
 )
 from ._errors import ErrorGroup, error_groups
 from ._memory import MemoryStore
+from ._pages import CallPage
 from ._sessions import SessionPage
 from ._traces import Trace, TraceNode, TraceSummary
 from ._url import open_store
@@ -19,6 +20,7 @@ from .postgres.store import PostgresStore
 from .sqlite.store import SQLiteStore
 
 __all__ = [
+    "CallPage",
     "CallStore",
     "CallSummary",
     "ErrorGroup",

@@ -39,6 +39,7 @@ __all__ = [
     "PageRead",
     "PageSort",
     "check_page",
+    "cursor_position",
     "page_rows",
     "read_page",
     "sort_key",
@@ -150,6 +151,12 @@ def _decode(cursor: object, sort: str, descending: bool) -> tuple[Any, int]:
     if sort == "time" and key is None:
         raise ValueError("after must be the 'next' cursor of a page")
     return (key if key is None or sort in ("time", "tokens") else float(key)), seq
+
+
+def cursor_position(cursor: str, sort: str, descending: bool) -> tuple[Any, int]:
+    """The (key, insertion number) of the last call of the page whose ``next`` is ``cursor``
+    (made by a page of the same ``sort`` and direction), or ``ValueError``."""
+    return _decode(cursor, sort, descending)
 
 
 async def read_page(

@@ -36,11 +36,11 @@ from typing import TYPE_CHECKING, Any, Final
 from .._budgets._sql import stored_budgets
 from .._conventions import is_content_key
 from .._exceptions import ConfigError
-from .._stores._base import MULTI_GROUPS, ORDER_BY
+from .._stores._base import MULTI_GROUPS, ORDER_BY, from_ns
 from .._stores._errors import DEFAULT_ERROR_GROUPS
 from .._stores._hints import HINTED, closest, known_values
-from .._stores._pages import PAGE_SORTS
-from .._stores._traces import summarize_trace
+from .._stores._pages import PAGE_SORTS, cursor_position
+from .._stores._traces import MAX_TRACE_LIMIT, summarize_trace
 from ._messages import messages
 from ._params import ParamError, parse_bucket, parse_by, parse_limit
 
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
     from .._alerts import AlertMonitor
     from .._record import LLMCall
-    from .._stores import CallStore, CallSummary, TimeBucket
+    from .._stores import CallStore, CallSummary, SessionPage, TimeBucket, TraceSummary
     from ._params import Query
 
 __all__ = [
@@ -70,6 +70,8 @@ __all__ = [
 #: One bucket holding every call of any window this century: the whole window's percentiles,
 #: which cannot be combined from per-group rows, come from ``timeseries`` with it.
 _WHOLE: Final = timedelta(days=36525)
+#: Timestamps are kept to the microsecond: the next one after a call's.
+_MICROSECOND: Final = timedelta(microseconds=1)
 #: Most calls one trace answer holds (a bound on the work of one request): a trace of more
 #: (remote spans may share any trace id) shows its oldest, with ``complete`` false.
 MAX_TRACE: Final = 10_000
@@ -415,22 +417,46 @@ async def session(store: CallStore, session_id: str, options: dict[str, str]) ->
         raise ParamError(f"limit={text!r}: expected a whole number") from None
     if not 1 <= limit <= MAX_SESSION_PAGE:
         raise ParamError(f"limit={text!r}: must be in 1..{MAX_SESSION_PAGE}")
+    after = options.get("after")
     try:
-        page = await store.session(session_id, limit=limit, after=options.get("after"))
+        page = await store.session(session_id, limit=limit, after=after)
     except ValueError as exc:
         raise ParamError(str(exc)) from None
     if not page.calls and "after" not in options:
         raise NotFound(f"no call of session {session_id!r} in the store")
     totals = await store.summary(by="session", session_id=session_id)
-    traces = []
-    for trace_id in dict.fromkeys(c.trace_id for c in page.calls if c.trace_id):
-        found = await store.get_trace(trace_id)
-        if found is not None:  # gone since (retention): one row fewer
-            traces.append(summarize_trace(found).model_dump(mode="json"))
     return {
         "session_id": session_id,
         "calls": [call_json(c, conversation=True) for c in page.calls],
         "next": page.next,
         "totals": totals[0].model_dump(mode="json") if totals else None,
-        "traces": traces,
+        "traces": [t.model_dump(mode="json") for t in await _session_traces(store, page, after)],
     }
+
+
+async def _session_traces(
+    store: CallStore, page: SessionPage, after: str | None
+) -> list[TraceSummary]:
+    """The traces a session page shows, by start: those of its calls, and those tied to the
+    session by a step only (``store.traces(session_id=...)``) that start within the page's
+    span (after the page before's last call, up to its own last call; the first page from the
+    start, the last one on)."""
+    since = until = None
+    if after is not None:
+        since = from_ns(cursor_position(after, "time", False)[0]) + _MICROSECOND
+    if page.next is not None and page.calls:
+        until = page.calls[-1].timestamp + _MICROSECOND
+    found = {
+        t.trace_id: t
+        for t in await store.traces(
+            session_id=page.session_id,
+            since=since,
+            until=until,
+            limit=MAX_TRACE_LIMIT,
+            newest_first=False,
+        )
+    }
+    for trace_id in dict.fromkeys(c.trace_id for c in page.calls if c.trace_id):
+        if trace_id not in found and (trace := await store.get_trace(trace_id)) is not None:
+            found[trace_id] = summarize_trace(trace)  # started on an earlier page
+    return sorted(found.values(), key=lambda t: t.started)

@@ -136,6 +136,42 @@ async def test_session_route_pages_turns_with_totals_and_traces(
         assert rest["totals"]["calls"] == 3 and len(rest["traces"]) == 1
 
 
+async def test_session_route_lists_traces_tied_by_a_step_only(
+    tmp_path: Path, client: aiohttp.ClientSession
+) -> None:
+    """A trace whose only tie to the session is a step (an agent step with the session id,
+    its calls without one) is listed on the page whose span holds its start, once."""
+    now = datetime.now(UTC)
+    chat = conversation(now)
+    agent = TraceSpan(
+        span_id="agent-root",
+        trace_id="agent-trace",
+        name="planner",
+        kind="agent",
+        session_id="chat-1",
+        timestamp=now - timedelta(seconds=230),  # between turn-1 and turn-2
+        duration_ms=500.0,
+    )
+    inner = make_call(
+        3000, call_id="agent-call", trace_id="agent-trace", parent_span_id="agent-root",
+        timestamp=now - timedelta(seconds=229), session_id=None,
+    )  # fmt: skip
+    async with SQLiteStore(tmp_path / "calls.db") as store:
+        await store.add_many([*chat, agent, inner])
+        await store.flush()
+        async with Dashboard(store, port=0) as board:
+            _, body, _ = await get(client, board, "/api/sessions/chat-1")
+            assert [t["trace_id"] for t in body["traces"]] == [
+                "chat-1-trace-0", "chat-1-trace-1", "agent-trace", "chat-1-trace-2",
+            ]  # fmt: skip
+            _, first, _ = await get(client, board, "/api/sessions/chat-1?limit=2")
+            assert [t["trace_id"] for t in first["traces"]] == ["chat-1-trace-0", "chat-1-trace-1"]
+            path = f"/api/sessions/chat-1?limit=2&after={first['next']}"
+            _, rest, _ = await get(client, board, path)
+            assert [t["trace_id"] for t in rest["traces"]] == ["agent-trace", "chat-1-trace-2"]
+            assert rest["traces"][0]["llm_calls"] == 1
+
+
 @pytest.mark.parametrize(
     ("path", "status", "message"),
     [
