@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 
 from .._exceptions import ConfigError, SchemaVersionError, StoreError, mask_secrets
 from .._stores import SQLiteStore, open_store
+from .._stores._bounds import duration_seconds
 from ._errors import CLIError, UsageError
 
 if TYPE_CHECKING:
@@ -43,8 +44,6 @@ __all__ = [
     "write_json_lines",
 ]
 
-_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 
 
 def parse_when(text: str, now: datetime | None = None) -> datetime:
@@ -53,11 +52,10 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
     Raises:
         argparse.ArgumentTypeError: neither form (argparse turns it into a usage error).
     """
-    match = _DURATION.match(text)
-    if match:
-        amount, unit = float(match[1]), match[2]
+    seconds = duration_seconds(text)
+    if seconds is not None:
         try:
-            return (now or datetime.now(UTC)) - timedelta(seconds=amount * _UNITS[unit])
+            return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
         except (OverflowError, ValueError):
             raise argparse.ArgumentTypeError(
                 f"{text!r} reaches before year 1; give a shorter duration"
