@@ -45,7 +45,6 @@ __all__ = [
 ]
 
 
-
 def parse_when(text: str, now: datetime | None = None) -> datetime:
     """A point in time from ``"15m"`` (that long ago) or an ISO 8601 time (naive means UTC).
 
@@ -108,7 +107,9 @@ def add_filter_options(parser: argparse.ArgumentParser, *, limit: bool = False) 
         "--model", help="only calls answered by or asked of this model (model or request_model)"
     )
     parser.add_argument("--provider", help="only calls to this provider")
-    parser.add_argument("--session", help="only calls of this session id")
+    parser.add_argument(
+        "--session", dest="session_id", metavar="SESSION", help="only calls of this session id"
+    )
     parser.add_argument("--status", choices=("ok", "error", "cancelled"), help="only this status")
     add_window_options(parser)
     if limit:
@@ -130,16 +131,16 @@ def write_json_lines(console: Console, objects: Iterable[dict[str, Any]]) -> Non
     console.file.write("".join(json.dumps(obj) + "\n" for obj in objects))
 
 
+#: Every store filter a command's options may set; each option's ``dest`` is the store's
+#: keyword (``--session`` sets ``session_id``, ``--user`` sets ``user_id``).
+FILTER_KEYWORDS: Final = (
+    "since", "until", "model", "provider", "session_id", "user_id", "agent", "status"
+)  # fmt: skip
+
+
 def filters_of(args: argparse.Namespace) -> dict[str, Any]:
-    """The store filter keywords the parsed options ask for."""
-    return {
-        "since": args.since,
-        "until": args.until,
-        "model": args.model,
-        "provider": args.provider,
-        "session_id": args.session,
-        "status": args.status,
-    }
+    """The store filter keywords the parsed options ask for (those the command has)."""
+    return {name: getattr(args, name) for name in FILTER_KEYWORDS if hasattr(args, name)}
 
 
 def source_name(args: argparse.Namespace) -> str:
