@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import math
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final, Self
 
 from ._call import check_text
@@ -25,24 +26,32 @@ if TYPE_CHECKING:
 __all__ = ["CallContext", "Scope", "current_scope"]
 
 
+@dataclass(frozen=True, slots=True)
 class Scope:
     """The values in force: session, route, user, tags and attributes (read by ``llm_call``)."""
 
-    __slots__ = ("attributes", "route_name", "session_id", "tags", "user_id")
+    session_id: str | None
+    route_name: str | None
+    attributes: dict[str, AttributeValue]
+    user_id: str | None = None
+    tags: tuple[str, ...] = ()
 
-    def __init__(
-        self,
-        session_id: str | None,
-        route_name: str | None,
-        attributes: dict[str, AttributeValue],
-        user_id: str | None = None,
-        tags: tuple[str, ...] = (),
-    ) -> None:
-        self.session_id = session_id
-        self.route_name = route_name
-        self.attributes = attributes
-        self.user_id = user_id
-        self.tags = tags
+    def within(self, outer: Scope | None) -> Scope:
+        """These values inside ``outer``'s block: this block's session, route, user and
+        attributes win, the rest is inherited; tags add up (the outer block's first)."""
+        if outer is None:
+            return replace(self, attributes=dict(self.attributes))
+        try:
+            tags = checked_tags((*outer.tags, *self.tags)) if self.tags else outer.tags
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return Scope(
+            self.session_id if self.session_id is not None else outer.session_id,
+            self.route_name if self.route_name is not None else outer.route_name,
+            {**outer.attributes, **self.attributes},
+            self.user_id if self.user_id is not None else outer.user_id,
+            tags,
+        )
 
 
 #: The innermost ``tracer.context(...)`` block of this context, merged with the blocks around it.
@@ -58,7 +67,7 @@ class CallContext:
     and nested in itself; each exit restores what was in force at the matching entry.
     """
 
-    __slots__ = ("_attributes", "_route_name", "_session_id", "_tags", "_tokens", "_user_id")
+    __slots__ = ("_own", "_tokens")
 
     def __init__(
         self,
@@ -75,7 +84,7 @@ class CallContext:
                 route_name = check_text("route_name", route_name)
             if user_id is not None:
                 user_id = check_text("user_id", user_id)
-            self._tags = checked_tags(tags)
+            checked = checked_tags(tags)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         if len(attributes) > MAX_ATTRIBUTES:
@@ -89,54 +98,31 @@ class CallContext:
                 raise ConfigError(f"attribute {key!r} must be finite")
             if isinstance(value, str) and len(value) > MAX_ATTRIBUTE_LENGTH:
                 raise ConfigError(f"attribute {key!r} is longer than {MAX_ATTRIBUTE_LENGTH}")
-        self._session_id = session_id
-        self._route_name = route_name
-        self._user_id = user_id
-        self._attributes = attributes
+        self._own = Scope(session_id, route_name, attributes, user_id, checked)
         self._tokens: list[contextvars.Token[Scope | None]] = []
 
     @property
     def session_id(self) -> str | None:
         """The session this block sets (``None``: inherited)."""
-        return self._session_id
+        return self._own.session_id
 
     @property
     def route_name(self) -> str | None:
         """The route this block sets (``None``: inherited)."""
-        return self._route_name
+        return self._own.route_name
 
     @property
     def user_id(self) -> str | None:
         """The user this block sets (``None``: inherited)."""
-        return self._user_id
+        return self._own.user_id
 
     @property
     def tags(self) -> tuple[str, ...]:
         """The tags this block adds to those of the blocks around it."""
-        return self._tags
+        return self._own.tags
 
     def __enter__(self) -> Self:
-        outer = current_scope.get()
-        if outer is None:
-            scope = Scope(
-                self._session_id,
-                self._route_name,
-                dict(self._attributes),
-                self._user_id,
-                self._tags,
-            )
-        else:
-            try:
-                tags = checked_tags((*outer.tags, *self._tags)) if self._tags else outer.tags
-            except ValueError as exc:
-                raise ConfigError(str(exc)) from None
-            scope = Scope(
-                self._session_id if self._session_id is not None else outer.session_id,
-                self._route_name if self._route_name is not None else outer.route_name,
-                {**outer.attributes, **self._attributes},
-                self._user_id if self._user_id is not None else outer.user_id,
-                tags,
-            )
+        scope = self._own.within(current_scope.get())
         self._tokens.append(current_scope.set(scope))
         return self
 
@@ -161,7 +147,8 @@ class CallContext:
         self.__exit__(*exc_info)
 
     def __repr__(self) -> str:
+        own = self._own
         return (
-            f"CallContext(session_id={self._session_id!r}, route_name={self._route_name!r}, "
-            f"user_id={self._user_id!r}, tags={self._tags!r}, attributes={self._attributes!r})"
+            f"CallContext(session_id={own.session_id!r}, route_name={own.route_name!r}, "
+            f"user_id={own.user_id!r}, tags={own.tags!r}, attributes={own.attributes!r})"
         )

@@ -16,12 +16,24 @@ from typing import ClassVar, Final
 from .._batching import report_internal_error
 from .._exceptions import ConfigError, StoreError
 
-__all__ = ["Retention", "parse_max_age", "parse_max_rows"]
+__all__ = ["UNIT_SECONDS", "Retention", "duration_seconds", "parse_max_age", "parse_max_rows"]
 
 logger = logging.getLogger("asynctelemetry")
 
-_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+#: Seconds in each unit a duration is written in: ``90s``, ``15m``, ``2h``, ``7d``, ``1w``.
+UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+_DURATION: Final = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhdw])\s*")
+#: ``max_age`` as text: a number of seconds, or of minutes, hours or days (no weeks).
 _AGE: Final = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)\s*")
+
+
+def duration_seconds(text: str) -> float | None:
+    """The seconds of a duration written as a number and a unit (``"90s"``, ``"1.5h"``,
+    ``"7d"``, ``"1w"``: :data:`UNIT_SECONDS`), or ``None`` when ``text`` is not one: the one
+    grammar of the CLI's ``--since``/``--until`` and the dashboard's ``window``/``bucket``;
+    each checks its own bounds."""
+    match = _DURATION.fullmatch(text)
+    return None if match is None else float(match[1]) * UNIT_SECONDS[match[2]]
 
 
 def parse_max_age(value: float | timedelta | str | None) -> timedelta | None:
@@ -41,7 +53,7 @@ def parse_max_age(value: float | timedelta | str | None) -> timedelta | None:
                 f"max_age must be a number of seconds or like '30s', '15m', '12h', '7d', "
                 f"not {value!r}"
             )
-        seconds = float(match[1]) * _UNITS[match[2] or "s"]
+        seconds = float(match[1]) * UNIT_SECONDS[match[2] or "s"]
     elif isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, int | float) and not isinstance(value, bool):

@@ -159,8 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
     from ._common import add_window_options
 
     add_source_options(traces)
-    traces.add_argument("--session", help="only traces with a record of this session")
-    traces.add_argument("--user", help="only traces with a record of this user")
+    traces.add_argument(
+        "--session",
+        dest="session_id",
+        metavar="SESSION",
+        help="only traces with a record of this session",
+    )
+    traces.add_argument(
+        "--user", dest="user_id", metavar="USER", help="only traces with a record of this user"
+    )
     traces.add_argument("--agent", help="only traces where this agent ran")
     traces.add_argument("--status", choices=("ok", "error", "cancelled"), help="trace status")
     add_window_options(traces, "started ")

@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 
 from .._exceptions import ConfigError, SchemaVersionError, StoreError, mask_secrets
 from .._stores import SQLiteStore, open_store
+from .._stores._bounds import duration_seconds
 from ._errors import CLIError, UsageError
 
 if TYPE_CHECKING:
@@ -43,9 +44,6 @@ __all__ = [
     "write_json_lines",
 ]
 
-_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-
 
 def parse_when(text: str, now: datetime | None = None) -> datetime:
     """A point in time from ``"15m"`` (that long ago) or an ISO 8601 time (naive means UTC).
@@ -53,11 +51,10 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
     Raises:
         argparse.ArgumentTypeError: neither form (argparse turns it into a usage error).
     """
-    match = _DURATION.match(text)
-    if match:
-        amount, unit = float(match[1]), match[2]
+    seconds = duration_seconds(text)
+    if seconds is not None:
         try:
-            return (now or datetime.now(UTC)) - timedelta(seconds=amount * _UNITS[unit])
+            return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
         except (OverflowError, ValueError):
             raise argparse.ArgumentTypeError(
                 f"{text!r} reaches before year 1; give a shorter duration"
@@ -110,7 +107,9 @@ def add_filter_options(parser: argparse.ArgumentParser, *, limit: bool = False) 
         "--model", help="only calls answered by or asked of this model (model or request_model)"
     )
     parser.add_argument("--provider", help="only calls to this provider")
-    parser.add_argument("--session", help="only calls of this session id")
+    parser.add_argument(
+        "--session", dest="session_id", metavar="SESSION", help="only calls of this session id"
+    )
     parser.add_argument("--status", choices=("ok", "error", "cancelled"), help="only this status")
     add_window_options(parser)
     if limit:
@@ -132,16 +131,16 @@ def write_json_lines(console: Console, objects: Iterable[dict[str, Any]]) -> Non
     console.file.write("".join(json.dumps(obj) + "\n" for obj in objects))
 
 
+#: Every store filter a command's options may set; each option's ``dest`` is the store's
+#: keyword (``--session`` sets ``session_id``, ``--user`` sets ``user_id``).
+FILTER_KEYWORDS: Final = (
+    "since", "until", "model", "provider", "session_id", "user_id", "agent", "status"
+)  # fmt: skip
+
+
 def filters_of(args: argparse.Namespace) -> dict[str, Any]:
-    """The store filter keywords the parsed options ask for."""
-    return {
-        "since": args.since,
-        "until": args.until,
-        "model": args.model,
-        "provider": args.provider,
-        "session_id": args.session,
-        "status": args.status,
-    }
+    """The store filter keywords the parsed options ask for (those the command has)."""
+    return {name: getattr(args, name) for name in FILTER_KEYWORDS if hasattr(args, name)}
 
 
 def source_name(args: argparse.Namespace) -> str:

@@ -240,29 +240,50 @@ def calls_table(
     return table_of(calls, call_columns(time_format), width=width, title=title)
 
 
-def summary_columns(by: str) -> tuple[Column, ...]:
-    """The columns of a summary table grouped ``by`` a field."""
+def _group_column(by: str, priority: int) -> Column:
+    """The group's key (``by``): ``(none)`` for calls without one."""
+    return Column(by, lambda r: r.key if r.key is not None else "(none)", justify="left",
+                  priority=priority, max_width=30)  # fmt: skip
+
+
+def _count_columns(tokens: int) -> tuple[Column, ...]:
+    """Calls, errors and tokens: what a summary row and a time bucket both count (the tokens'
+    columns at priority ``tokens``)."""
     return (
-        Column(by, lambda r: r.key if r.key is not None else "(none)", justify="left",
-               priority=10, max_width=30),
         Column("calls", lambda r: fmt_count(r.calls), priority=10),
         Column("errors", lambda r: fmt_count(r.errors), lambda r: r.errors > 0, priority=8),
         Column("in", lambda r: fmt_count(r.input_tokens), lambda r: r.input_tokens > 0,
-               priority=6),
+               priority=tokens),
         Column("out", lambda r: fmt_count(r.output_tokens), lambda r: r.output_tokens > 0,
-               priority=6),
+               priority=tokens),
         Column("cached", lambda r: fmt_count(r.cached_input_tokens),
                lambda r: r.cached_input_tokens > 0, priority=3),
-        Column("reasoning", lambda r: fmt_count(r.reasoning_tokens),
-               lambda r: r.reasoning_tokens > 0, priority=2),
-        Column("tok/s", lambda r: fmt_rate(r.median_tokens_per_sec),
-               lambda r: r.median_tokens_per_sec is not None, priority=4),
+    )  # fmt: skip
+
+
+def _latency_columns(ttft: int) -> tuple[Column, ...]:
+    """The p50 and p95 latency and p50 time to first token of a summary row or a time bucket
+    (the last at priority ``ttft``)."""
+    return (
         Column("p50", lambda r: fmt_ms(r.p50_latency_ms), lambda r: r.p50_latency_ms is not None,
                priority=7),
         Column("p95", lambda r: fmt_ms(r.p95_latency_ms), lambda r: r.p95_latency_ms is not None,
                priority=8),
         Column("ttft p50", lambda r: fmt_ms(r.p50_ttft_ms), lambda r: r.p50_ttft_ms is not None,
-               priority=5),
+               priority=ttft),
+    )  # fmt: skip
+
+
+def summary_columns(by: str) -> tuple[Column, ...]:
+    """The columns of a summary table grouped ``by`` a field."""
+    return (
+        _group_column(by, priority=10),
+        *_count_columns(tokens=6),
+        Column("reasoning", lambda r: fmt_count(r.reasoning_tokens),
+               lambda r: r.reasoning_tokens > 0, priority=2),
+        Column("tok/s", lambda r: fmt_rate(r.median_tokens_per_sec),
+               lambda r: r.median_tokens_per_sec is not None, priority=4),
+        *_latency_columns(ttft=5),
         Column("cost", lambda r: fmt_cost(_known_cost(r)), priority=9),
         Column("unpriced", lambda r: fmt_count(r.unpriced_calls), lambda r: r.unpriced_calls > 0,
                priority=5),
@@ -271,37 +292,12 @@ def summary_columns(by: str) -> tuple[Column, ...]:
 
 def series_columns(by: str | None) -> tuple[Column, ...]:
     """The columns of a time series table (one row per bucket, and group with ``by``)."""
-    group = (
-        ()
-        if by is None
-        else (
-            Column(
-                by,
-                lambda b: b.key if b.key is not None else "(none)",
-                justify="left",
-                priority=9,
-                max_width=30,
-            ),
-        )
-    )
     return (
         Column("start (UTC)", lambda b: b.start.strftime("%Y-%m-%d %H:%M:%S"), justify="left",
                priority=10),
-        *group,
-        Column("calls", lambda b: fmt_count(b.calls), priority=10),
-        Column("errors", lambda b: fmt_count(b.errors), lambda b: b.errors > 0, priority=8),
-        Column("in", lambda b: fmt_count(b.input_tokens), lambda b: b.input_tokens > 0,
-               priority=5),
-        Column("out", lambda b: fmt_count(b.output_tokens), lambda b: b.output_tokens > 0,
-               priority=5),
-        Column("cached", lambda b: fmt_count(b.cached_input_tokens),
-               lambda b: b.cached_input_tokens > 0, priority=3),
-        Column("p50", lambda b: fmt_ms(b.p50_latency_ms), lambda b: b.p50_latency_ms is not None,
-               priority=7),
-        Column("p95", lambda b: fmt_ms(b.p95_latency_ms), lambda b: b.p95_latency_ms is not None,
-               priority=8),
-        Column("ttft p50", lambda b: fmt_ms(b.p50_ttft_ms), lambda b: b.p50_ttft_ms is not None,
-               priority=4),
+        *(() if by is None else (_group_column(by, priority=9),)),
+        *_count_columns(tokens=5),
+        *_latency_columns(ttft=4),
         Column("cost", lambda b: fmt_cost(b.cost_usd), lambda b: b.cost_usd > 0, priority=9),
     )  # fmt: skip
 

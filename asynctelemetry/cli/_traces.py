@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 
 from .._record import LLMCall
-from ._common import reading
+from ._common import filters_of, reading
 from ._errors import CLIError
 from ._help import plural
 from ._render import Column, fmt_cost, fmt_count, fmt_ms, table_of
@@ -65,14 +65,7 @@ async def run_traces(args: argparse.Namespace, console: Console) -> int:
     """One row per trace, newest first (``--oldest``), filtered; ``--json`` for JSON lines."""
     async with reading(args) as store:
         rows = await store.traces(
-            since=args.since,
-            until=args.until,
-            session_id=args.session,
-            user_id=args.user,
-            agent=args.agent,
-            status=args.status,
-            limit=args.limit,
-            newest_first=not args.oldest,
+            **filters_of(args), limit=args.limit, newest_first=not args.oldest
         )
     if args.json:
         console.file.write("".join(row.model_dump_json() + "\n" for row in rows))

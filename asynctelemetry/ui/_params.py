@@ -20,12 +20,12 @@ Anything else, a value that cannot be read, or a parameter given twice is a
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from .._stores._base import MULTI_GROUPS
+from .._stores._bounds import duration_seconds
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -50,8 +50,6 @@ __all__ = [
     "parse_time",
 ]
 
-_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION: Final = re.compile(r"^(\d{1,7})([smhdw])$")
 #: Longest window (and bucket) a query may ask for.
 MAX_SPAN: Final = timedelta(days=366)
 #: The window a query may ask about: what every store can hold (int64 nanoseconds since 1970
@@ -95,10 +93,10 @@ class ParamError(ValueError):
 
 def parse_duration(text: str, name: str) -> timedelta:
     """``"15m"`` → 15 minutes; units s, m, h, d, w; positive and at most 366 days."""
-    match = _DURATION.match(text.strip())
-    if match is None:
+    seconds = duration_seconds(text)
+    if seconds is None:
         raise ParamError(f"{name}={text!r}: expected a duration such as 15m, 1h, 24h or 7d")
-    span = timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+    span = timedelta(seconds=min(seconds, MAX_SPAN.total_seconds() + 1))
     if not timedelta(0) < span <= MAX_SPAN:
         raise ParamError(f"{name}={text!r}: must be more than 0 and at most 366 days")
     return span
