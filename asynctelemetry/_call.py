@@ -315,13 +315,21 @@ class CallHandle:
         """
         fields = self.fields
         if input_tokens is not None:
-            fields["input_tokens"] = check_count("input_tokens", input_tokens)
+            if not (input_tokens.__class__ is int and 0 <= input_tokens <= MAX_TOKENS):
+                check_count("input_tokens", input_tokens)  # raises, naming what is wrong
+            fields["input_tokens"] = input_tokens
         if output_tokens is not None:
-            fields["output_tokens"] = check_count("output_tokens", output_tokens)
+            if not (output_tokens.__class__ is int and 0 <= output_tokens <= MAX_TOKENS):
+                check_count("output_tokens", output_tokens)
+            fields["output_tokens"] = output_tokens
         if total_tokens is not None:
             fields["total_tokens"] = check_count("total_tokens", total_tokens)
         if cached_input_tokens is not None:
-            fields["cached_input_tokens"] = check_count("cached_input_tokens", cached_input_tokens)
+            if not (
+                cached_input_tokens.__class__ is int and 0 <= cached_input_tokens <= MAX_TOKENS
+            ):
+                check_count("cached_input_tokens", cached_input_tokens)
+            fields["cached_input_tokens"] = cached_input_tokens
         if cache_creation_tokens is not None:
             fields["cache_creation_tokens"] = check_count(
                 "cache_creation_tokens", cache_creation_tokens

@@ -106,12 +106,13 @@ _PRICING_INPUTS: Final = (
     "cached_input_tokens",
     "cache_creation_tokens",
     "reasoning_tokens",
+    "status",
+    "status_code",
 )
 _MODEL, _REQUEST_MODEL, _PROVIDER = (FIELDS.index(name) for name in _PRICING_INPUTS[:3])
-_STATUS: Final = FIELDS.index("status")
-_CODE: Final = FIELDS.index("status_code")
-_TOKENS: Final = itemgetter(*(FIELDS.index(name) for name in _PRICING_INPUTS[3:]))
-_FIELD_TOKENS: Final = itemgetter(*_PRICING_INPUTS[3:])
+#: What :func:`_cost` takes after the table, from a record's field dict and from a row.
+_PRICING_OF_FIELDS: Final = itemgetter(*_PRICING_INPUTS)
+_PRICING_OF_ROW: Final = itemgetter(*map(FIELDS.index, _PRICING_INPUTS))
 #: Calls given to a synchronous sink at a time when the pipeline's async ``emit`` fans out a
 #: large batch (see :meth:`Pipeline.emit`).
 FANOUT_CHUNK: Final = 256
@@ -136,19 +137,22 @@ def resolve_price_table(arg: Any) -> PriceTable:
     )
 
 
-def _cost(
-    table: PriceTable,
-    model: str,
-    request_model: str | None,
-    provider: str | None,
-    tokens: Sequence[int | None],
-    status: str | None,
-    status_code: int | None,
-) -> float | None:
-    """The one rule's cost, or None (unknown models or usage; a table's bug, logged once)."""
+def _cost(table: PriceTable, inputs: tuple[Any, ...]) -> float | None:
+    """The one rule's cost, or None (unknown models or usage; a table's bug, logged once);
+    ``inputs``: the values of :data:`_PRICING_INPUTS`, in order."""
+    model, request_model, provider, fresh, out, cached, written, reasoning, status, code = inputs
     try:
         cost = table.price_call(
-            model, request_model, provider, *tokens, status=status, status_code=status_code
+            model,
+            request_model,
+            provider,
+            fresh,
+            out,
+            cached,
+            written,
+            reasoning,
+            status=status,
+            status_code=code,
         )
     except Exception as exc:  # a price table's bug must not lose the call
         report_internal_error("pricing a call", exc)
@@ -161,23 +165,10 @@ def price_record(call: LLMCall, table: PriceTable) -> LLMCall:
     if call.cost_usd is not None:
         return call
     data = call.__dict__
-    cost = _cost_of_fields(table, data)
+    cost = _cost(table, _PRICING_OF_FIELDS(data))
     if cost is None:
         return call
     return LLMCall._adopt({**data, "cost_usd": cost, "price_version": table.version})
-
-
-def _cost_of_fields(table: PriceTable, data: dict[str, Any]) -> float | None:
-    """:func:`_cost` of a record's field dict."""
-    return _cost(
-        table,
-        data["model"],
-        data["request_model"],
-        data["provider"],
-        _FIELD_TOKENS(data),
-        data["status"],
-        data["status_code"],
-    )
 
 
 def _load_in_thread(table: PriceTable) -> None:
@@ -248,9 +239,7 @@ def _pricing(calls: Sequence[LLMCall], budget: _Budget) -> Generator[None, None,
             if priced is item:
                 continue
         else:
-            cost = _cost(
-                table, model, request_model, provider, _TOKENS(item), item[_STATUS], item[_CODE]
-            )
+            cost = _cost(table, _PRICING_OF_ROW(item))
             if cost is None:
                 continue
             priced = (*item[:_COST], cost, version, *item[_VERSION + 1 :])
@@ -434,7 +423,7 @@ class Pipeline:
         if fields["cost_usd"] is None and (self._loaded or self._may_load_here()):
             # (not loaded yet on a loop: the record is priced when it is, see submit_priced)
             table = self._table or self.price_table
-            cost = _cost_of_fields(table, fields)
+            cost = _cost(table, _PRICING_OF_FIELDS(fields))
             if cost is not None:
                 fields["cost_usd"] = cost
                 fields["price_version"] = table.version
@@ -489,7 +478,8 @@ class Pipeline:
             if kept is None:
                 return None
             calls = kept
-        return self._fan_out(calls)
+        self._give(self._nowait, calls)
+        return self._emit_to(calls) if self._awaited else None
 
     def _fan_out(self, calls: Sequence[LLMCall]) -> Awaitable[None] | None:
         self._give(self._nowait, calls)

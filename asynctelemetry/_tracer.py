@@ -669,7 +669,8 @@ class AsyncTracer(ClosesOnExit):
             handle.trace_id, handle.parent_span_id = outer[0], outer[1]
             handle.span_id = _span_id()
         elif otel_span is INVALID_SPAN or not (ctx := otel_span.get_span_context()).is_valid:
-            ids = _new_ids()  # the root of a new trace
+            draw = _getrandbits(192)  # the root of a new trace (what _new_ids does, inline)
+            ids = draw.to_bytes(24, "big").hex() if draw >> 64 and draw & _LOW_64 else _new_ids()
             handle.trace_id, handle.span_id = ids[:32], ids[32:]
         else:  # a child of the current OTel span
             handle.trace_id = f"{ctx.trace_id:032x}"
@@ -781,13 +782,24 @@ class AsyncTracer(ClosesOnExit):
         if handle._ended:  # (what _leave does, inline)
             return None
         handle._ended = True
-        if handle._token is not None:
-            self._detach(handle)
+        token = handle._token
+        if token is not None:
+            if handle._otel_span is None:  # (what _detach does, inline for the usual case)
+                handle._token = None
+                try:
+                    _current.reset(token)
+                except ValueError:  # exited in another context than it was entered in
+                    pass
+            else:
+                self._detach(handle)
         fields = handle.fields
         if status is None:
-            status = _outcome(exc_type, handle._failed)
-            if exc_type is not None and status == "error":
-                fields["error_type"] = exc_type.__name__
+            if exc_type is None and not handle._failed:
+                status = "ok"
+            else:
+                status = _outcome(exc_type, handle._failed)
+                if exc_type is not None and status == "error":
+                    fields["error_type"] = exc_type.__name__
         try:
             start_ns = handle._start_ns
             if duration_ms is None:

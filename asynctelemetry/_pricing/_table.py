@@ -278,15 +278,31 @@ class PriceTable:
         Raises:
             ValueError: a count that is not None or an int >= 0.
         """
-        for count in (
-            input_tokens,
-            output_tokens,
-            cached_input_tokens,
-            cache_creation_tokens,
-            reasoning_tokens,
+        if not (  # one test on the hot path; the loop below names the bad count
+            (input_tokens is None or (input_tokens.__class__ is int and input_tokens >= 0))
+            and (output_tokens is None or (output_tokens.__class__ is int and output_tokens >= 0))
+            and (
+                cached_input_tokens is None
+                or (cached_input_tokens.__class__ is int and cached_input_tokens >= 0)
+            )
+            and (
+                cache_creation_tokens is None
+                or (cache_creation_tokens.__class__ is int and cache_creation_tokens >= 0)
+            )
+            and (
+                reasoning_tokens is None
+                or (reasoning_tokens.__class__ is int and reasoning_tokens >= 0)
+            )
         ):
-            if count is not None and (count.__class__ is not int or count < 0):
-                raise ValueError(f"token counts must be ints >= 0, got {count!r}")
+            for count in (
+                input_tokens,
+                output_tokens,
+                cached_input_tokens,
+                cache_creation_tokens,
+                reasoning_tokens,
+            ):
+                if count is not None and (count.__class__ is not int or count < 0):
+                    raise ValueError(f"token counts must be ints >= 0, got {count!r}")
         if (
             input_tokens is None
             and output_tokens is None

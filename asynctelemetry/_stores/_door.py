@@ -89,7 +89,13 @@ def enter_all(records: Sequence[LLMCall | TraceSpan]) -> list[Row | TraceSpan]:
 def refusal(row: Row) -> str | None:
     """Why a store refuses the call of ``row`` at its door, or ``None``."""
     stamp = row[TIMESTAMP]
-    keyed = _keyed_of_row(row)
+    if (
+        stamp.tzinfo is not None  # (a naive time is UTC: checked below)
+        and EARLIEST <= stamp < LATEST
+        # cheap: the length of them all bounds each one
+        and len("".join(filter(None, _keyed_of_row(row)))) <= MAX_KEY_LENGTH
+    ):
+        return None
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=UTC)
     if not EARLIEST <= stamp < LATEST:
@@ -97,10 +103,9 @@ def refusal(row: Row) -> str | None:
             f"timestamp {stamp.isoformat()} is outside {EARLIEST.date()} .. {LATEST.date()} "
             "(the times a store can hold)"
         )
-    if len("".join(filter(None, keyed))) > MAX_KEY_LENGTH:  # (cheap: the sum bounds each one)
-        for name, value in zip(KEYED_FIELDS, keyed, strict=True):
-            if value is not None and len(value) > MAX_KEY_LENGTH:
-                return f"{name} is {len(value):,} characters long (at most {MAX_KEY_LENGTH})"
+    for name, value in zip(KEYED_FIELDS, _keyed_of_row(row), strict=True):
+        if value is not None and len(value) > MAX_KEY_LENGTH:
+            return f"{name} is {len(value):,} characters long (at most {MAX_KEY_LENGTH})"
     return None
 
 

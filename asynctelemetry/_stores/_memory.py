@@ -70,9 +70,10 @@ class MemoryStore(StoreReads, StoreCounts, ClosesOnExit):
     :class:`~asynctelemetry.SyncSink`: a pipeline hands it calls with :meth:`emit_nowait`, on the
     caller's path, at no coroutine's cost. ``call_id`` is unique, as in every store: a call whose
     id is already held (a retrying exporter, a replay run twice) is not kept again and is
-    counted in ``duplicates``; the ids held are a set kept in step with the ring (an id pushed
-    out may come back). The same dict finds a call by id (:meth:`get`), and a second one, also
-    kept in step with the ring, the calls of a trace (:meth:`trace`): both O(1) per call added.
+    counted in ``duplicates``; the ids held are a dict kept in step with the ring (an id pushed
+    out may come back). The same dict finds a call by id (:meth:`get`); a second one, the calls
+    of a trace (:meth:`trace`), is built at the first read of a trace and kept in step with the
+    ring from then on: both O(1) per call added.
     Queries scan the buffer (at most ``capacity`` records) and sort by timestamp. Calls are held
     as compact rows and read back as equal records (see the module docstring).
     """
@@ -88,8 +89,9 @@ class MemoryStore(StoreReads, StoreCounts, ClosesOnExit):
         self._first_seq = 0
         #: call_id → its row, for every row held (dedupe and :meth:`get`).
         self._ids: dict[str, Row] = {}
-        #: trace_id → its row (a trace of one call, most of them) or its rows, in the order added
-        self._traces: dict[str, Row | list[Row] | deque[Row]] = {}
+        #: trace_id → its row (a trace of one call, most of them) or its rows, in the order
+        #: added; None until the first read of a trace (see :meth:`_trace_index`).
+        self._traces: dict[str, Row | list[Row] | deque[Row]] | None = None
         #: span_id → step, in the order added (the steps' own ring of ``capacity``).
         self._spans: dict[str, TraceSpan] = {}
         #: trace_id → the span ids of its steps held, in the order added.
@@ -160,42 +162,34 @@ class MemoryStore(StoreReads, StoreCounts, ClosesOnExit):
             self._duplicates += 1
             return
         rows = self._rows
+        traces = self._traces
         if len(rows) == self.capacity:  # the ring pushes out its oldest: forget it
-            self._forget(rows[0])
+            oldest = rows[0]
+            del ids[oldest[_CALL_ID]]
+            if traces is not None:
+                _unindex(traces, oldest)
             self._dropped += 1
             self._first_seq += 1
         rows.append(row)
         ids[call_id] = row
-        trace_id = row[_TRACE_ID]
-        if trace_id is not None:
-            traces = self._traces
-            members = traces.get(trace_id)
-            if members is None:  # most traces hold one call: the row itself, no list
-                traces[trace_id] = row
-            elif isinstance(members, tuple):
-                traces[trace_id] = [members, row]
-            else:
-                members.append(row)
-                if len(members) == _LONG_TRACE and isinstance(members, list):
-                    traces[trace_id] = deque(members)
+        if traces is not None:
+            _index(traces, row)
 
-    def _forget(self, oldest: Row) -> None:
-        """Unindex the ring's oldest row (also the oldest of its trace's rows)."""
-        del self._ids[oldest[_CALL_ID]]
-        trace_id = oldest[_TRACE_ID]
-        if trace_id is not None:
-            members = self._traces[trace_id]
-            if isinstance(members, tuple) or len(members) == 1:
-                del self._traces[trace_id]
-            elif isinstance(members, deque):
-                members.popleft()
-            else:
-                del members[0]
+    def _trace_index(self) -> dict[str, Row | list[Row] | deque[Row]]:
+        """trace_id → its row or rows, in the order added: built from the ring at the first
+        read of a trace, then kept in step with it (a store nobody reads by trace never pays
+        for it on the write path)."""
+        traces = self._traces
+        if traces is None:
+            traces = self._traces = {}
+            for row in self._rows:
+                _index(traces, row)
+        return traces
 
     def _reindex(self) -> None:
-        """Build both indexes again from the ring (after its rows were replaced)."""
+        """Build the indexes again from the ring (after its rows were replaced)."""
         self._ids.clear()
-        self._traces.clear()
+        self._traces = None
         rows = list(self._rows)
         self._rows.clear()
         for row in rows:
@@ -257,7 +251,7 @@ class MemoryStore(StoreReads, StoreCounts, ClosesOnExit):
         self._first_seq += len(self._rows)
         self._rows.clear()
         self._ids.clear()
-        self._traces.clear()
+        self._traces = None
         self._spans.clear()
         self._span_traces.clear()
 
@@ -312,7 +306,7 @@ class MemoryStore(StoreReads, StoreCounts, ClosesOnExit):
         """The calls of ``trace_id``, oldest first (ties in the order added), at most ``limit``:
         a dict lookup, then the trace's own rows sorted."""
         check_limit(limit)
-        members = self._traces.get(check_id("trace_id", trace_id))
+        members = self._trace_index().get(check_id("trace_id", trace_id))
         if members is None:
             return []
         held = (members,) if isinstance(members, tuple) else members  # one row, or its rows
@@ -364,6 +358,35 @@ class MemoryStore(StoreReads, StoreCounts, ClosesOnExit):
         self._life.check()
         self._life.opened()
         return self
+
+
+def _index(traces: dict[str, Row | list[Row] | deque[Row]], row: Row) -> None:
+    """Add ``row`` (the newest of the ring) to the trace index."""
+    trace_id = row[_TRACE_ID]
+    if trace_id is None:
+        return
+    members = traces.get(trace_id)
+    if members is None:  # most traces hold one call: the row itself, no list
+        traces[trace_id] = row
+    elif isinstance(members, tuple):
+        traces[trace_id] = [members, row]
+    else:
+        members.append(row)
+        if len(members) == _LONG_TRACE and isinstance(members, list):
+            traces[trace_id] = deque(members)
+
+
+def _unindex(traces: dict[str, Row | list[Row] | deque[Row]], oldest: Row) -> None:
+    """Take the ring's oldest row (also the oldest of its trace's rows) out of the index."""
+    trace_id = oldest[_TRACE_ID]
+    if trace_id is not None:
+        members = traces[trace_id]
+        if isinstance(members, tuple) or len(members) == 1:
+            del traces[trace_id]
+        elif isinstance(members, deque):
+            members.popleft()
+        else:
+            del members[0]
 
 
 def _timestamp(call: LLMCall) -> datetime:

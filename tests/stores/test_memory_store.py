@@ -53,6 +53,24 @@ async def test_lookups_follow_the_ring(trace_length: int) -> None:
     assert await store.get(calls[299].call_id) is None and await store.trace("t0") == []
 
 
+async def test_trace_index_is_built_at_the_first_read_and_follows_the_ring() -> None:
+    """The trace index costs nothing until a trace is read; from the first read on it follows
+    every addition and eviction, and a cleared store builds it again from what it holds."""
+    store = MemoryStore(capacity=6)
+    calls = [make_call(i, trace_id=f"t{i % 3}") for i in range(20)]
+    await store.add_many(calls[:8])
+    assert store._traces is None  # nobody read a trace: the writes kept no index
+    for i in range(8, 20):
+        held = calls[max(0, i - 6) : i]
+        for trace_id in ("t0", "t1", "t2"):
+            assert await store.trace(trace_id) == [c for c in held if c.trace_id == trace_id]
+        await store.add(calls[i])
+    store.clear()
+    assert store._traces is None and await store.trace("t0") == []
+    await store.add(calls[0])
+    assert await store.trace("t0") == [calls[0]]
+
+
 @pytest.mark.parametrize("as_rows", [False, True], ids=["records", "collector-rows"])
 async def test_add_many_gives_the_loop_turns(as_rows: bool) -> None:
     """A large add_many keeps its calls in slices, the loop running other tasks between them
