@@ -38,6 +38,7 @@ import json
 import math
 import sys
 from array import array
+from collections.abc import Sequence
 from itertools import chain
 from typing import TYPE_CHECKING, Any, Final
 
@@ -51,7 +52,7 @@ from ._base import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable
 
     from ._base import CallSummary, Filters, TimeBucket
 
@@ -65,12 +66,14 @@ __all__ = [
     "PACKED_COLUMNS",
     "RAW_COLUMNS",
     "TOTAL_COLUMNS",
+    "VALUE_KINDS",
     "Acc",
     "Cells",
     "FSum",
     "PackSum",
     "Packer",
     "Query",
+    "Segments",
     "buckets_of",
     "cost_floats",
     "cost_parts",
@@ -80,9 +83,9 @@ __all__ = [
     "levels_for",
     "merge_packed",
     "pack",
-    "packed_pairs",
     "plan",
     "read_queries",
+    "segments",
     "summaries_of",
 ]
 
@@ -210,9 +213,6 @@ HISTOGRAMS: Final = ("latency", "ttft", "speed")
 #: at one binary exponent (:func:`cost_parts`).
 COST_HIGH: Final = len(HISTOGRAMS)
 COST_LOW: Final = COST_HIGH + 1
-#: A packed key is ``index * 8 + kind`` (``index``: the log bucket, or the cost's exponent).
-_KIND_BITS: Final = 3
-_KIND_MASK: Final = (1 << _KIND_BITS) - 1
 _LITTLE: Final = sys.byteorder == "little"
 _HALF: Final = 26
 _HALF_MASK: Final = (1 << _HALF) - 1
@@ -357,40 +357,66 @@ def derive(
 
 
 # -- packed values ------------------------------------------------------------------------------
-# A rollup row keeps its three histograms and its cost in one value: the pairs ``(key, count)``
-# with ``key = index * 8 + kind`` (kinds 0, 1, 2: latency, TTFT and speed, ``index`` the log bucket,
-# ``count`` the calls in it; kinds 3 and 4: the sums of the high and low halves of the costs'
-# significands at binary exponent ``index``), sorted by key, no count zero, flattened into 64-bit
-# integers: ``[key, count, key, count, …]`` (SQLite: a BLOB of little-endian int64; PostgreSQL:
-# an ``int8[]``). Sums are per key, so merging two rows' values is summing their pairs; taking
-# calls away (``sign=-1``) adds negative counts, and a key back at zero goes.
+# A rollup row keeps its three histograms and its cost in one packed value: per kind (0, 1, 2:
+# latency, TTFT and speed, by log bucket, each counting its calls; 3 and 4: the sums of the high
+# and low halves of the costs' significands, by binary exponent: :data:`VALUE_KINDS`) the sorted
+# indexes in use and their sums, no sum zero. Sums are per (kind, index), so merging two rows'
+# values sums them index by index; taking calls away (``sign=-1``) adds negative sums, and an
+# index back at zero goes. SQLite keeps it as a BLOB of little-endian int64 (:func:`pack`): the
+# five kinds' lengths, then per kind its indexes and its sums, so a read slices a kind out
+# without a Python step per pair and skips the kinds it does not need. PostgreSQL keeps the same
+# pairs as an ``int8[]`` of ``key, sum`` with ``key = index * 8 + kind``, which its SQL unnests
+# and sums set-based (:mod:`.postgres.rollup`).
+
+#: The kinds of a packed value: the histograms, then the cost's two halves.
+VALUE_KINDS: Final = len(HISTOGRAMS) + 2
+#: A packed value as its kinds' ``{index: sum}``.
+Sums = list[dict[int, int]]
+#: A packed value as its kinds' indexes and sums, in turn: ``(indexes, sums) * VALUE_KINDS``.
+Segments = tuple[Sequence[int], ...]
+_NO_SEGMENTS: Final[Segments] = ((),) * (2 * VALUE_KINDS)
 
 
-def pack(counts: dict[int, int]) -> bytes | None:
-    """``counts`` (key → count) as a SQLite BLOB of packed values (``None`` when all zero)."""
-    flat = array("q", chain.from_iterable(sorted(kv for kv in counts.items() if kv[1])))
-    if not flat:
+def _sums() -> Sums:
+    return [{} for _ in range(VALUE_KINDS)]
+
+
+def pack(sums: Sums) -> bytes | None:
+    """A packed value (its kinds' ``{index: sum}``) as SQLite's BLOB (``None``: all zero)."""
+    kept = [sorted(kv for kv in kind.items() if kv[1]) for kind in sums]
+    if not any(kept):
         return None
+    flat = array("q", [len(pairs) for pairs in kept])
+    for pairs in kept:
+        flat.extend([index for index, _ in pairs])
+        flat.extend([n for _, n in pairs])
     if not _LITTLE:
         flat.byteswap()
     return flat.tobytes()
 
 
-def packed_pairs(blob: bytes | None) -> Iterable[tuple[int, int]]:
-    """The ``(key, count)`` pairs of a packed BLOB."""
+def segments(blob: bytes | None) -> Segments:
+    """A packed BLOB's indexes and sums per kind (slices of one array: no step per pair)."""
     if not blob:
-        return ()
+        return _NO_SEGMENTS
     flat = array("q", blob)
     if not _LITTLE:
         flat.byteswap()
-    it = iter(flat)
-    return zip(it, it, strict=True)
+    out: list[Sequence[int]] = []
+    at = VALUE_KINDS
+    for length in flat[:VALUE_KINDS]:
+        out += (flat[at : at + length], flat[at + length : at + 2 * length])
+        at += 2 * length
+    return tuple(out)
 
 
-def _into(counts: dict[int, int], blob: bytes | None) -> None:
-    get = counts.get
-    for key, n in packed_pairs(blob):
-        counts[key] = get(key, 0) + n
+def _into(sums: Sums, blob: bytes | None) -> None:
+    """Add a packed BLOB to ``sums``."""
+    parts = segments(blob)
+    for kind, counts in enumerate(sums):
+        get = counts.get
+        for index, n in zip(parts[2 * kind], parts[2 * kind + 1], strict=True):
+            counts[index] = get(index, 0) + n
 
 
 def merge_packed(a: bytes | None, b: bytes | None) -> bytes | None:
@@ -399,36 +425,36 @@ def merge_packed(a: bytes | None, b: bytes | None) -> bytes | None:
         return a
     if not a:
         return b
-    counts: dict[int, int] = {}
-    _into(counts, a)
-    _into(counts, b)
-    return pack(counts)
+    sums = _sums()
+    _into(sums, a)
+    _into(sums, b)
+    return pack(sums)
 
 
 class PackSum:
     """SQLite's aggregate ``asynctelemetry_sum(values)``: packed BLOBs summed."""
 
-    __slots__ = ("counts",)
+    __slots__ = ("sums",)
 
     def __init__(self) -> None:
-        self.counts: dict[int, int] = {}
+        self.sums = _sums()
 
     def step(self, blob: bytes | None) -> None:
-        _into(self.counts, blob)
+        _into(self.sums, blob)
 
     def finalize(self) -> bytes | None:
-        return pack(self.counts)
+        return pack(self.sums)
 
 
 class Packer:
     """SQLite's aggregate ``asynctelemetry_pack(latency, ttft, speed, cost_e, cost_high,
     cost_low, calls)`` over :func:`derive`'s rows (``calls`` is 1, or -1 taking a call away):
-    their packed values."""
+    their packed value."""
 
-    __slots__ = ("counts",)
+    __slots__ = ("sums",)
 
     def __init__(self) -> None:
-        self.counts: dict[int, int] = {}
+        self.sums = _sums()
 
     def step(
         self,
@@ -440,24 +466,19 @@ class Packer:
         low: int,
         n: int,
     ) -> None:
-        counts = self.counts
-        get = counts.get
+        lat_sums, ttft_sums, speed_sums, highs, lows = self.sums
         if latency is not None:
-            key = latency << 3
-            counts[key] = get(key, 0) + n
+            lat_sums[latency] = lat_sums.get(latency, 0) + n
         if ttft is not None:
-            key = (ttft << 3) + 1
-            counts[key] = get(key, 0) + n
+            ttft_sums[ttft] = ttft_sums.get(ttft, 0) + n
         if speed is not None:
-            key = (speed << 3) + 2
-            counts[key] = get(key, 0) + n
+            speed_sums[speed] = speed_sums.get(speed, 0) + n
         if e is not None:
-            key = (e << 3) + COST_HIGH
-            counts[key] = get(key, 0) + high
-            counts[key + 1] = get(key + 1, 0) + low
+            highs[e] = highs.get(e, 0) + high
+            lows[e] = lows.get(e, 0) + low
 
     def finalize(self) -> bytes | None:
-        return pack(self.counts)
+        return pack(self.sums)
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -591,17 +612,12 @@ class Cells:
             acc = self.out[bucket, group] = Acc()
         return acc
 
-    def add(
-        self,
-        kind: str,
-        rows: Iterable[Sequence[Any]],
-        pairs: Callable[[Any], Iterable[tuple[int, int]]] = packed_pairs,
-    ) -> None:
-        """The rows of a :data:`Query` of ``kind`` (``pairs``: a packed value's pairs)."""
+    def add(self, kind: str, rows: Iterable[Sequence[Any]]) -> None:
+        """The rows of a :data:`Query` of ``kind`` (``"packed"``: SQLite's, values as BLOBs)."""
         if kind == "raw":
             self.add_raw(rows)
         else:
-            self.add_packed(rows, pairs)
+            self.add_packed((*row[:9], *segments(row[9])) for row in rows)
 
     def add_raw(self, rows: Iterable[Sequence[Any]]) -> None:
         """Raw rows (:data:`RAW_COLUMNS` values): what :func:`derive` says each adds."""
@@ -624,32 +640,26 @@ class Cells:
             if e is not None:
                 acc.costs[e] = acc.costs.get(e, 0) + (high << _HALF) + low
 
-    def add_packed(
-        self,
-        rows: Iterable[Sequence[Any]],
-        pairs: Callable[[Any], Iterable[tuple[int, int]]] = packed_pairs,
-    ) -> None:
-        """Rollup rows: bucket, group value, then :data:`PACKED_COLUMNS` (the packed values
-        read by ``pairs``)."""
+    def add_packed(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Rollup rows: bucket, group value, :data:`TOTAL_COLUMNS`, then the packed value's
+        :data:`Segments` (its kinds' indexes and sums)."""
         wanted = self._wanted
-        half = _HALF
         for row in rows:
             acc = self._acc(row[0], row[1])
             self._add_totals(acc, row[2:9])
-            hists = [
-                counts if want else None
-                for want, counts in zip(wanted, (acc.latency, acc.ttft, acc.speed), strict=True)
-            ]
+            for want, counts, indexes, sums in zip(
+                wanted, (acc.latency, acc.ttft, acc.speed), row[9:15:2], row[10:16:2], strict=True
+            ):
+                if want and indexes:
+                    get = counts.get
+                    for index, n in zip(indexes, sums, strict=True):
+                        counts[index] = get(index, 0) + n
             costs = acc.costs
-            for key, n in pairs(row[9]):
-                kind = key & _KIND_MASK
-                index = key >> _KIND_BITS
-                if kind < COST_HIGH:
-                    counts = hists[kind]
-                    if counts is not None:
-                        counts[index] = counts.get(index, 0) + n
-                else:
-                    costs[index] = costs.get(index, 0) + (n << half if kind == COST_HIGH else n)
+            get = costs.get
+            for index, n in zip(row[15], row[16], strict=True):
+                costs[index] = get(index, 0) + (n << _HALF)
+            for index, n in zip(row[17], row[18], strict=True):
+                costs[index] = get(index, 0) + n
 
     @staticmethod
     def _add_totals(acc: Acc, totals: Sequence[int]) -> None:

@@ -4,7 +4,8 @@ The tables are SQLite's (:mod:`..sqlite.rollup`): ``rollup_groups`` (one row per
 equal ``model``, ``request_model``, ``provider``, ``route_name`` and ``status``, numbered by
 :func:`~.._rollup.group_id`) and ``rollups`` (one row per level, period and group: calls,
 errors, token sums, unpriced calls, and ``vals``, the three histograms and the exact cost packed
-in one ``int8[]`` of ``key, count`` pairs, :func:`~.._rollup.pack`'s layout).
+in one ``int8[]``: the kinds and sums of SQLite's BLOB as ``key, sum`` pairs, ``key = index * 8
++ kind``, sorted by key, which set-based SQL unnests and sums without a loop per element).
 
 The writer works out what each call adds when it encodes the batch (:func:`~.._rollup.derive`,
 a few calls per step, the loop breathing between), and in the transaction that stores the calls
@@ -42,6 +43,7 @@ from .._rollup import (
     KEY_COLUMNS,
     LEVELS,
     TOTAL_COLUMNS,
+    VALUE_KINDS,
     Acc,
     Cells,
     derive,
@@ -76,7 +78,8 @@ __all__ = [
 LOCK_ROLLUP: Final = (0x61746C6D, 5)
 _KEYS: Final = ", ".join(KEY_COLUMNS)
 _TOTALS: Final = TOTAL_COLUMNS
-#: ``int8[]`` pairs ``key, count`` of ``v`` (alias ``p``: ``p.key``, ``p.n``).
+#: The packed value's pairs ``key, sum`` of ``int8[]`` ``v`` (alias ``p``: ``p.key``, ``p.n``;
+#: ``key = index * 8 + kind``).
 _PAIRS: Final = (
     "CROSS JOIN LATERAL (SELECT {v}[i] AS key, {v}[i + 1] AS n "
     "FROM generate_series(1, cardinality({v}), 2) AS i) AS p"
@@ -276,31 +279,35 @@ def _dollars(sql: str) -> str:
 
 
 #: A read's rollup rows (:func:`~.._rollup.read_queries`) summed per answer row by the
-#: server; ``jb``, ``jn``, ``jk`` join the totals to the pairs (a NULL bucket or group value too).
+#: server: the totals by ``sum``, the pairs unnested and summed per key, then per kind its
+#: indexes and sums (:data:`~.._rollup.Segments`); ``jb``, ``jn``, ``jk`` join the two (a NULL
+#: bucket or group value too).
 _SUMMED: Final = (
     "WITH r AS ({rows}), "
     "t AS (SELECT b, k, coalesce(b, 0) AS jb, k IS NULL AS jn, coalesce(k, '') AS jk, "
     + ", ".join(f"sum({c})::bigint AS {c}" for c in _TOTALS)
     + " FROM r GROUP BY b, k), "
-    "v AS ("
-    + _PACK.format(
-        groups="jb, jn, jk",
-        rows="SELECT coalesce(r.b, 0) AS jb, r.k IS NULL AS jn, coalesce(r.k, '') AS jk, "
-        f"p.key, sum(p.n)::bigint AS n FROM r {_PAIRS.format(v='r.vals')} "
-        "GROUP BY 1, 2, 3, 4 HAVING sum(p.n) <> 0",
+    "v AS (SELECT coalesce(r.b, 0) AS jb, r.k IS NULL AS jn, coalesce(r.k, '') AS jk, "
+    f"p.key, sum(p.n)::bigint AS n FROM r {_PAIRS.format(v='r.vals')} "
+    "GROUP BY 1, 2, 3, 4 HAVING sum(p.n) <> 0), "
+    "s AS (SELECT jb, jn, jk, "
+    + ", ".join(
+        f"coalesce(array_agg({part} ORDER BY key) FILTER (WHERE key & 7 = {kind}), "
+        "'{{}}'::bigint[])" + f" AS s{kind}{name}"
+        for kind in range(VALUE_KINDS)
+        for part, name in (("key >> 3", "i"), ("n", "n"))
     )
-    + f") SELECT t.b, t.k, {', '.join(f't.{c}' for c in _TOTALS)}, v.vals "
-    "FROM t LEFT JOIN v USING (jb, jn, jk)"
+    + " FROM v GROUP BY 1, 2, 3) "
+    f"SELECT t.b, t.k, {', '.join(f't.{c}' for c in _TOTALS)}, "
+    + ", ".join(
+        f"coalesce(s.s{kind}{name}, '{{{{}}}}'::bigint[])"
+        for kind in range(VALUE_KINDS)
+        for name in "in"
+    )
+    + " FROM t LEFT JOIN s USING (jb, jn, jk)"
 )
 #: Rows added to the cells between the loop's turns.
 _ROWS_PER_STEP: Final = 16
-
-
-def _pairs(vals: list[int] | None) -> Iterable[tuple[int, int]]:
-    if not vals:
-        return ()
-    it = iter(vals)
-    return zip(it, it, strict=True)
 
 
 async def rolled(
@@ -336,6 +343,6 @@ async def rolled(
             continue
         rows = await fetch(_dollars(_SUMMED.format(rows=sql)), params)
         for start in range(0, len(rows), _ROWS_PER_STEP):
-            cells.add_packed(rows[start : start + _ROWS_PER_STEP], _pairs)
+            cells.add_packed(map(tuple, rows[start : start + _ROWS_PER_STEP]))
             await slice_.breathe()
     return cells.out

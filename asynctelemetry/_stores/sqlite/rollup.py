@@ -8,7 +8,8 @@ Two tables (schema version 11):
 - ``rollups``: one row per level (``width_s``: a day, an hour, 5 minutes), period start
   (``start_ns``) and group (``gid``): the calls, errors, token sums and unpriced calls, and
   ``vals``, the three histograms (latency, time to first token, speed) and the exact cost
-  packed in one BLOB (:func:`~.._rollup.pack`: ``(key, count)`` pairs as little-endian int64).
+  packed in one BLOB (:func:`~.._rollup.pack`: little-endian int64, the five kinds' lengths,
+  then per kind its sorted indexes and their sums).
 
 A batch is added in the writer's transaction: Python computes each call's group number, buckets
 and cost halves once, at the store's door (:func:`~.._rollup.derive`), into a temporary table;
@@ -20,19 +21,26 @@ asynctelemetry_merge(vals, excluded.vals)`` (coarser levels summed by the aggreg
 on the writer's connection): they run in the writer's thread, never on the event loop. Retention
 and repricing take calls away the same way (``sign=-1``); rows left at zero calls go.
 
-Why packed and not a row per bucket (versions 8 to 10 had ``rollup_totals`` and
-``rollup_values``, 4.7 million value rows over a million calls of a week): a large window's
-read then had SQLite sort and group millions of rows (7-day time series 5.8 s); packed, it reads
-one row per period and group (13,440 for a week in hours over 80 groups) and Python merges their
-pairs in the reader's thread (:class:`~.._rollup.Cells`). JSON1 would merge in C but only by
-expanding the pairs back into rows (the same sort); SQL functions in Python cost one call per
-call written, no more than the per-bucket ``GROUP BY`` they replace. The 5-minute level is kept:
-it is what the dashboard's 24-hour chart (15-minute buckets) reads, and it bounds the raw rows
-read at a window's edges to 5 minutes on each side.
+Why packed, measured (``benchmarks/bench_dashboard.py``, 1,000,000 calls over 7 days, 80
+groups; store time, the same loaded 2-core machine): versions 8 to 10 kept a row per bucket
+(``rollup_totals``, ``rollup_values``: 4.7 million value rows) and a large window's read had
+SQLite sort and group them (7-day time series by model in 2-hour buckets 3.7 to 5.8 s, 7-day
+summary 1.2 to 2.7 s). Packed, the file holds 138,319 rows (5-minute 124,159, hour 13,520, day 640)
+and the same reads take 265 ms and 227 ms: one row per period and group is read (13,440 for a
+week of hours) and the reader's thread slices each BLOB per kind (no Python step per pair to
+find them) and adds only the histograms it needs. The alternatives: JSON1 merges in C but only
+by expanding the pairs back into rows (the same sort); SQLite has no array type. The merging
+functions are Python, one aggregate step per call written (where the bucket rows took one
+``GROUP BY`` row per call and bucket) and one merge per touched row and level.
 
-A large window's read (:func:`rolled`) runs :func:`~.._rollup.read_queries`: per segment of the
-plan the rollup rows of its level, then the raw rows of the partial periods at the window's
-edges, all into one :class:`~.._rollup.Cells`.
+The 5-minute level stays: it holds most rows (90%) but it is what the dashboard's 24-hour
+charts (15-minute buckets, 343 ms) and 5-minute buckets of windows up to 8 hours read (without
+it they would read every call of the window), and it bounds the raw rows a window's edges read
+to 5 minutes on each side.
+
+A large window's read (:func:`rolled`) runs :func:`~.._rollup.read_queries` in the reader's
+thread: per segment of the plan the rollup rows of its level, then the raw rows of the partial
+periods at the window's edges, all into one :class:`~.._rollup.Cells`.
 """
 
 from __future__ import annotations
