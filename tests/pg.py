@@ -245,8 +245,8 @@ async def emptied_schema_dsn() -> str:
     try:
         if await conn.fetchval("SELECT to_regclass('calls')") is not None:
             await conn.execute("TRUNCATE calls")
-        if await conn.fetchval("SELECT to_regclass('rollup_totals')") is not None:
-            await conn.execute("TRUNCATE rollup_groups, rollup_totals, rollup_values")
+        if await conn.fetchval("SELECT to_regclass('rollups')") is not None:
+            await conn.execute("TRUNCATE rollup_groups, rollups")
         if await conn.fetchval("SELECT to_regclass('spans')") is not None:
             await conn.execute("TRUNCATE spans")
     finally:

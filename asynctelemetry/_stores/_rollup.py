@@ -36,6 +36,10 @@ import functools
 import hashlib
 import json
 import math
+import sys
+from array import array
+from collections.abc import Sequence
+from itertools import chain
 from typing import TYPE_CHECKING, Any, Final
 
 from .._record import MIN_GENERATING_MS
@@ -48,22 +52,28 @@ from ._base import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable
 
     from ._base import CallSummary, Filters, TimeBucket
 
 __all__ = [
-    "COST_KIND",
+    "COST_HIGH",
+    "COST_LOW",
     "DAY",
     "HISTOGRAMS",
     "KEY_COLUMNS",
     "LEVELS",
+    "PACKED_COLUMNS",
     "RAW_COLUMNS",
     "TOTAL_COLUMNS",
+    "VALUE_KINDS",
     "Acc",
     "Cells",
     "FSum",
+    "PackSum",
+    "Packer",
     "Query",
+    "Segments",
     "buckets_of",
     "cost_floats",
     "cost_parts",
@@ -71,8 +81,11 @@ __all__ = [
     "group_id",
     "key_filters",
     "levels_for",
+    "merge_packed",
+    "pack",
     "plan",
     "read_queries",
+    "segments",
     "summaries_of",
 ]
 
@@ -147,12 +160,17 @@ class FSum:
 
 
 class Acc:
-    """Totals and histograms of a group of calls; :meth:`merge` adds or subtracts another."""
+    """Totals and histograms of a group of calls (from raw rows and packed rollup rows alike).
+
+    ``costs`` maps a binary exponent ``e`` to the exact integer sum of the significands of
+    the costs at that exponent (:func:`cost_parts`: ``cost == significand * 2**e``); :meth:`cost`
+    is their correctly rounded total.
+    """
 
     __slots__ = (
         "cached",
         "calls",
-        "cost",
+        "costs",
         "errors",
         "input_tokens",
         "latency",
@@ -166,7 +184,7 @@ class Acc:
     def __init__(self) -> None:
         self.calls = self.errors = self.input_tokens = self.output_tokens = 0
         self.cached = self.reasoning = self.unpriced = 0
-        self.cost = FSum()
+        self.costs: dict[int, int] = {}
         self.latency: dict[int, int] = {}
         self.ttft: dict[int, int] = {}
         self.speed: dict[int, int] = {}
@@ -174,6 +192,10 @@ class Acc:
     def totals(self) -> tuple[int, int, int, int, int]:
         """Calls, errors, input, output and cached input tokens (the totals every row has)."""
         return self.calls, self.errors, self.input_tokens, self.output_tokens, self.cached
+
+    def cost(self) -> float:
+        """The correctly rounded sum of the costs (``0.0`` when none was priced)."""
+        return math.fsum(chain.from_iterable(cost_floats(e, 0, n) for e, n in self.costs.items()))
 
     def percentiles(self) -> tuple[float | None, float | None, float | None]:
         """p50 and p95 latency, p50 TTFT, from the histograms (the ``approximate`` rule)."""
@@ -185,10 +207,13 @@ class Acc:
         )
 
 
-#: Kinds of a rollup's value rows: the three histograms (their log bucket's count), then the cost
-#: (its binary exponent's exact partial sum, in two integer halves).
+#: The histograms a rollup row keeps (kinds 0, 1, 2 of its packed values).
 HISTOGRAMS: Final = ("latency", "ttft", "speed")
-COST_KIND: Final = len(HISTOGRAMS)
+#: Kinds of the packed values after the histograms: the sums of the costs' high and low halves
+#: at one binary exponent (:func:`cost_parts`).
+COST_HIGH: Final = len(HISTOGRAMS)
+COST_LOW: Final = COST_HIGH + 1
+_LITTLE: Final = sys.byteorder == "little"
 _HALF: Final = 26
 _HALF_MASK: Final = (1 << _HALF) - 1
 _MANTISSA: Final = float(1 << 53)
@@ -331,6 +356,131 @@ def derive(
     return out
 
 
+# -- packed values ------------------------------------------------------------------------------
+# A rollup row keeps its three histograms and its cost in one packed value: per kind (0, 1, 2:
+# latency, TTFT and speed, by log bucket, each counting its calls; 3 and 4: the sums of the high
+# and low halves of the costs' significands, by binary exponent: :data:`VALUE_KINDS`) the sorted
+# indexes in use and their sums, no sum zero. Sums are per (kind, index), so merging two rows'
+# values sums them index by index; taking calls away (``sign=-1``) adds negative sums, and an
+# index back at zero goes. SQLite keeps it as a BLOB of little-endian int64 (:func:`pack`): the
+# five kinds' lengths, then per kind its indexes and its sums, so a read slices a kind out
+# without a Python step per pair and skips the kinds it does not need. PostgreSQL keeps the same
+# pairs as an ``int8[]`` of ``key, sum`` with ``key = index * 8 + kind``, which its SQL unnests
+# and sums set-based (:mod:`.postgres.rollup`).
+
+#: The kinds of a packed value: the histograms, then the cost's two halves.
+VALUE_KINDS: Final = len(HISTOGRAMS) + 2
+#: A packed value as its kinds' ``{index: sum}``.
+Sums = list[dict[int, int]]
+#: A packed value as its kinds' indexes and sums, in turn: ``(indexes, sums) * VALUE_KINDS``.
+Segments = tuple[Sequence[int], ...]
+_NO_SEGMENTS: Final[Segments] = ((),) * (2 * VALUE_KINDS)
+
+
+def _sums() -> Sums:
+    return [{} for _ in range(VALUE_KINDS)]
+
+
+def pack(sums: Sums) -> bytes | None:
+    """A packed value (its kinds' ``{index: sum}``) as SQLite's BLOB (``None``: all zero)."""
+    kept = [sorted(kv for kv in kind.items() if kv[1]) for kind in sums]
+    if not any(kept):
+        return None
+    flat = array("q", [len(pairs) for pairs in kept])
+    for pairs in kept:
+        flat.extend([index for index, _ in pairs])
+        flat.extend([n for _, n in pairs])
+    if not _LITTLE:
+        flat.byteswap()
+    return flat.tobytes()
+
+
+def segments(blob: bytes | None) -> Segments:
+    """A packed BLOB's indexes and sums per kind (slices of one array: no step per pair)."""
+    if not blob:
+        return _NO_SEGMENTS
+    flat = array("q", blob)
+    if not _LITTLE:
+        flat.byteswap()
+    out: list[Sequence[int]] = []
+    at = VALUE_KINDS
+    for length in flat[:VALUE_KINDS]:
+        out += (flat[at : at + length], flat[at + length : at + 2 * length])
+        at += 2 * length
+    return tuple(out)
+
+
+def _into(sums: Sums, blob: bytes | None) -> None:
+    """Add a packed BLOB to ``sums``."""
+    parts = segments(blob)
+    for kind, counts in enumerate(sums):
+        get = counts.get
+        for index, n in zip(parts[2 * kind], parts[2 * kind + 1], strict=True):
+            counts[index] = get(index, 0) + n
+
+
+def merge_packed(a: bytes | None, b: bytes | None) -> bytes | None:
+    """Two packed BLOBs summed (SQLite's ``asynctelemetry_merge``, on upsert)."""
+    if not b:
+        return a
+    if not a:
+        return b
+    sums = _sums()
+    _into(sums, a)
+    _into(sums, b)
+    return pack(sums)
+
+
+class PackSum:
+    """SQLite's aggregate ``asynctelemetry_sum(values)``: packed BLOBs summed."""
+
+    __slots__ = ("sums",)
+
+    def __init__(self) -> None:
+        self.sums = _sums()
+
+    def step(self, blob: bytes | None) -> None:
+        _into(self.sums, blob)
+
+    def finalize(self) -> bytes | None:
+        return pack(self.sums)
+
+
+class Packer:
+    """SQLite's aggregate ``asynctelemetry_pack(latency, ttft, speed, cost_e, cost_high,
+    cost_low, calls)`` over :func:`derive`'s rows (``calls`` is 1, or -1 taking a call away):
+    their packed value."""
+
+    __slots__ = ("sums",)
+
+    def __init__(self) -> None:
+        self.sums = _sums()
+
+    def step(
+        self,
+        latency: int | None,
+        ttft: int | None,
+        speed: int | None,
+        e: int | None,
+        high: int,
+        low: int,
+        n: int,
+    ) -> None:
+        lat_sums, ttft_sums, speed_sums, highs, lows = self.sums
+        if latency is not None:
+            lat_sums[latency] = lat_sums.get(latency, 0) + n
+        if ttft is not None:
+            ttft_sums[ttft] = ttft_sums.get(ttft, 0) + n
+        if speed is not None:
+            speed_sums[speed] = speed_sums.get(speed, 0) + n
+        if e is not None:
+            highs[e] = highs.get(e, 0) + high
+            lows[e] = lows.get(e, 0) + low
+
+    def finalize(self) -> bytes | None:
+        return pack(self.sums)
+
+
 # -- reading ------------------------------------------------------------------------------------
 Segment = tuple[int | None, int | None, int | None]  # (level seconds or None for raw, lo, hi)
 
@@ -378,9 +528,11 @@ def levels_for(filters: Filters, column: str | None, width_ns: int | None) -> li
     return [w for w in LEVELS if width_ns is None or width_ns % (w * _S) == 0]
 
 
-#: A read's query: ``"raw"``, ``"totals"`` or ``"values"`` (what :meth:`Cells.add` takes its
-#: rows as), the SQL with ``?`` placeholders, its parameters.
+#: A read's query: ``"raw"`` or ``"packed"`` (what :meth:`Cells.add` takes its rows as), the SQL
+#: with ``?`` placeholders, its parameters.
 Query = tuple[str, str, list[Any]]
+#: A packed read's columns after the bucket and the group value.
+PACKED_COLUMNS: Final = (*TOTAL_COLUMNS, "vals")
 
 
 def read_queries(
@@ -389,7 +541,6 @@ def read_queries(
     width_ns: int | None,
     lo: int | None,
     hi: int | None,
-    hists: tuple[str, ...],
     *,
     raw_select: str,
     time_column: str,
@@ -397,27 +548,25 @@ def read_queries(
 ) -> list[Query] | None:
     """The queries that read the calls passing ``filters`` in ``[lo, hi)`` (ns) per (bucket of
     ``width_ns`` or ``None``, value of ``column`` or ``None``): per segment of the :func:`plan`,
-    one sum of the totals and one of the values, grouped by the engine per answer row, and the
-    raw rows of the edges (``raw_select`` from ``calls``, bounded on ``time_column`` by
-    ``time_param`` of the bound). ``None`` when rollups cannot serve the read. The SQL is the
-    same in SQLite and PostgreSQL (their stores number the placeholders as they need)."""
+    the rollup rows of its level and periods as ``(b, k, *PACKED_COLUMNS)`` (the answer row's
+    bucket and group value; an engine may sum them per ``b, k`` first), and the raw rows of the
+    edges (``raw_select`` from ``calls``, bounded on ``time_column`` by ``time_param`` of the
+    bound). ``None`` when rollups cannot serve the read. The SQL is the same in SQLite and
+    PostgreSQL (their stores number the placeholders as they need)."""
     levels = levels_for(filters, column, width_ns)
     if levels is None:
         return None
     key_clauses, key_params = key_filters(filters)
     # The answer row's bucket and group value, in SQL (our own integers and column names).
-    bucket = "NULL"
+    bucket = "CAST(NULL AS bigint)"
     if width_ns is not None:
         bucket = f"(start_ns - ((start_ns % {width_ns:d}) + {width_ns:d}) % {width_ns:d})"
     if column is None:
-        group = "NULL"
+        group = "CAST(NULL AS text)"
     elif column == "request_model":  # falls back to the model (never NULL), as Cells does
         group = "COALESCE(g.request_model, g.model)"
     else:
         group = f"g.{column}"
-    kinds = [kind for kind, name in enumerate(HISTOGRAMS) if name in hists]
-    kinds_sql = ", ".join(str(kind) for kind in (*kinds, COST_KIND))
-    sums = ", ".join(f"CAST(sum({c}) AS bigint)" for c in TOTAL_COLUMNS)
     out: list[Query] = []
     for level, a, b in plan(lo, hi, levels):
         clauses: list[str] = []
@@ -436,23 +585,12 @@ def read_queries(
             out.append(("raw", sql, [*params, *key_params]))
             continue
         where_sql = " AND ".join(["width_s = ?", *clauses, *key_clauses])
-        values = [level, *params, *key_params]
-        joined = f"JOIN rollup_groups g ON g.id = gid WHERE {where_sql}"
         out.append(
             (
-                "totals",
-                f"SELECT {bucket} AS b, {group} AS k, {sums} FROM rollup_totals {joined} "
-                "GROUP BY b, k",
-                values,
-            )
-        )
-        out.append(
-            (
-                "values",
-                f"SELECT {bucket} AS b, {group} AS k, kind, bucket, CAST(sum(n) AS bigint), "
-                f"CAST(sum(m) AS bigint) FROM rollup_values {joined} AND kind IN ({kinds_sql}) "
-                "GROUP BY b, k, kind, bucket",
-                values,
+                "packed",
+                f"SELECT {bucket} AS b, {group} AS k, {', '.join(PACKED_COLUMNS)} FROM rollups "
+                f"JOIN rollup_groups g ON g.id = gid WHERE {where_sql}",
+                [level, *params, *key_params],
             )
         )
     return out
@@ -460,8 +598,7 @@ def read_queries(
 
 class Cells:
     """The accumulators of one read, per (bucket start or ``None``, group value or ``None``):
-    raw rows and the engine's sums of stored rollup rows are added through the same
-    accumulator."""
+    raw rows and packed rollup rows are added through the same accumulator."""
 
     def __init__(self, column: str | None, width_ns: int | None, hists: tuple[str, ...]) -> None:
         self.out: dict[tuple[int | None, Any], Acc] = {}
@@ -476,18 +613,17 @@ class Cells:
         return acc
 
     def add(self, kind: str, rows: Iterable[Sequence[Any]]) -> None:
-        """The rows of a :data:`Query` of ``kind``."""
+        """The rows of a :data:`Query` of ``kind`` (``"packed"``: SQLite's, values as BLOBs)."""
         if kind == "raw":
             self.add_raw(rows)
-        elif kind == "totals":
-            self.add_totals(rows)
         else:
-            self.add_values(rows)
+            self.add_packed((*row[:9], *segments(row[9])) for row in rows)
 
     def add_raw(self, rows: Iterable[Sequence[Any]]) -> None:
         """Raw rows (:data:`RAW_COLUMNS` values): what :func:`derive` says each adds."""
         width = self._width_ns
         position = self._position
+        wanted = self._wanted
         for row in derive(rows, None, width_ns=width or LEVELS[-1] * _S):
             start, key = row[0], row[1]
             group = None if position is None else key[position]
@@ -495,24 +631,35 @@ class Cells:
                 group = key[0]  # by="request_model" falls back to the model (never NULL)
             acc = self._acc(None if width is None else start, group)
             self._add_totals(acc, row[2:9])
-            self._add_values(acc, row[9:])
+            lat, ttft, speed, e, high, low = row[9:]
+            for want, counts, index in zip(
+                wanted, (acc.latency, acc.ttft, acc.speed), (lat, ttft, speed), strict=True
+            ):
+                if want and index is not None:
+                    counts[index] = counts.get(index, 0) + 1
+            if e is not None:
+                acc.costs[e] = acc.costs.get(e, 0) + (high << _HALF) + low
 
-    def add_totals(self, rows: Iterable[Sequence[Any]]) -> None:
-        """Sums of ``rollup_totals``: bucket, group value, then :data:`TOTAL_COLUMNS`."""
-        for row in rows:
-            self._add_totals(self._acc(row[0], row[1]), row[2:])
-
-    def add_values(self, rows: Iterable[Sequence[Any]]) -> None:
-        """Sums of ``rollup_values``: bucket, group value, kind, bucket index or cost exponent,
-        count or cost high half, cost low half."""
+    def add_packed(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Rollup rows: bucket, group value, :data:`TOTAL_COLUMNS`, then the packed value's
+        :data:`Segments` (its kinds' indexes and sums)."""
         wanted = self._wanted
-        for bucket, group, kind, index, n, m in rows:
-            acc = self._acc(bucket, group)
-            if kind == COST_KIND:
-                acc.cost.partials.extend(cost_floats(index, n, m))
-            elif wanted[kind]:
-                counts = (acc.latency, acc.ttft, acc.speed)[kind]
-                counts[index] = counts.get(index, 0) + n
+        for row in rows:
+            acc = self._acc(row[0], row[1])
+            self._add_totals(acc, row[2:9])
+            for want, counts, indexes, sums in zip(
+                wanted, (acc.latency, acc.ttft, acc.speed), row[9:15:2], row[10:16:2], strict=True
+            ):
+                if want and indexes:
+                    get = counts.get
+                    for index, n in zip(indexes, sums, strict=True):
+                        counts[index] = get(index, 0) + n
+            costs = acc.costs
+            get = costs.get
+            for index, n in zip(row[15], row[16], strict=True):
+                costs[index] = get(index, 0) + (n << _HALF)
+            for index, n in zip(row[17], row[18], strict=True):
+                costs[index] = get(index, 0) + n
 
     @staticmethod
     def _add_totals(acc: Acc, totals: Sequence[int]) -> None:
@@ -525,17 +672,6 @@ class Cells:
         acc.reasoning += reasoning
         acc.unpriced += unpriced
 
-    def _add_values(self, acc: Acc, values: Sequence[Any]) -> None:
-        """A derived row's buckets and cost (one call)."""
-        lat, ttft, speed, e, high, low = values
-        for wanted, counts, index in zip(
-            self._wanted, (acc.latency, acc.ttft, acc.speed), (lat, ttft, speed), strict=True
-        ):
-            if wanted and index is not None:
-                counts[index] = counts.get(index, 0) + 1
-        if e is not None:
-            acc.cost.partials.extend(cost_floats(e, high, low))
-
 
 def summaries_of(cells: dict[tuple[int | None, Any], Acc]) -> list[CallSummary]:
     """The summary rows of a large window's cells (one bucket), sorted as ``summarize`` sorts
@@ -543,7 +679,7 @@ def summaries_of(cells: dict[tuple[int | None, Any], Acc]) -> list[CallSummary]:
     rows = [
         summary_of(
             key,
-            (*acc.totals(), acc.reasoning, acc.cost.finalize(), acc.unpriced),
+            (*acc.totals(), acc.reasoning, acc.cost(), acc.unpriced),
             (*acc.percentiles(), histogram_percentile(acc.speed, 50)),
         )
         for (_, key), acc in cells.items()
@@ -555,7 +691,7 @@ def summaries_of(cells: dict[tuple[int | None, Any], Acc]) -> list[CallSummary]:
 def buckets_of(cells: dict[tuple[int | None, Any], Acc]) -> list[TimeBucket]:
     """The time buckets of a large window's cells, oldest first, then key (``None`` first)."""
     series = [
-        bucket_of(start, key, (*acc.totals(), acc.cost.finalize()), acc.percentiles())
+        bucket_of(start, key, (*acc.totals(), acc.cost()), acc.percentiles())
         for (start, key), acc in cells.items()
         if start is not None
     ]

@@ -17,7 +17,7 @@ import sys
 import textwrap
 import warnings
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import asyncpg
 import pytest
@@ -99,7 +99,7 @@ async def test_version_1_database_gets_the_trace_index(pg_dsn: str) -> None:
     conn = await asyncpg.connect(pg_dsn)
     try:  # back to version 1: the same tables, no trace index
         await conn.execute("DROP INDEX calls_trace_ts")
-        await conn.execute("DROP TABLE rollup_groups, rollup_totals, rollup_values")
+        await conn.execute("DROP TABLE rollup_groups, rollups")
         await conn.execute("DROP TABLE spans")
         await conn.execute("UPDATE asynctelemetry_schema SET version = 1")
         assert not await conn.fetch(
@@ -236,10 +236,26 @@ def _run_all(commands: list[list[str]]) -> list[str]:
     return outputs
 
 
-async def test_version_2_database_gets_its_rollups(pg_dsn: str) -> None:
-    """A database of schema version 2 (calls over several days, no rollups) is migrated on
-    open: the rollups are built from every partition, and large windows read from them give
-    the rows the calls give; writes after the migration keep them exact."""
+#: What a database of an older version had instead of the packed rollups.
+_OLD_ROLLUPS: Final = {
+    2: (),  # no rollups
+    # versions 6 to 8: a row per level, period and group, and one per histogram bucket
+    8: ("CREATE TABLE rollup_groups (id bigint PRIMARY KEY, model text NOT NULL, "
+        "request_model text, provider text, route_name text, status text NOT NULL)",
+        "CREATE TABLE rollup_totals (width_s integer, start_ns bigint, gid bigint, calls bigint)",
+        "INSERT INTO rollup_totals VALUES (3600, 0, 1, 5)",
+        "CREATE TABLE rollup_values (width_s integer, start_ns bigint, gid bigint, "
+        "kind smallint, bucket bigint, n bigint, m bigint)",
+        "INSERT INTO rollup_values VALUES (3600, 0, 1, 0, 7, 5, 0)"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("version", sorted(_OLD_ROLLUPS))
+async def test_old_database_gets_the_packed_rollups(pg_dsn: str, version: int) -> None:
+    """A database of schema version 2 (calls over several days, no rollups) or 8 (a row per
+    histogram bucket) is migrated on open: the old tables go, the rollups are built from every
+    partition, and large windows read from them give the rows the calls give; writes after the
+    migration keep them exact."""
     calls = [
         make_call(
             i,
@@ -252,11 +268,14 @@ async def test_version_2_database_gets_its_rollups(pg_dsn: str) -> None:
     async with PostgresStore(pg_dsn) as store:
         await store.add_many(calls[:100])
     conn = await asyncpg.connect(pg_dsn)
-    try:  # back to version 2: the same calls, no rollups
-        await conn.execute("DROP TABLE rollup_groups, rollup_totals, rollup_values")
-        await conn.execute("UPDATE asynctelemetry_schema SET version = 2")
+    try:  # back to the old version: the same calls, its rollups (none, or the old tables)
+        await conn.execute("DROP TABLE rollup_groups, rollups")
+        for sql in _OLD_ROLLUPS[version]:
+            await conn.execute(sql)
+        await conn.execute("UPDATE asynctelemetry_schema SET version = $1", version)
         async with PostgresStore(pg_dsn) as store:
-            assert await conn.fetchval("SELECT count(*) FROM rollup_totals") > 0
+            assert await conn.fetchval("SELECT count(*) FROM rollups") > 0
+            assert await conn.fetchval("SELECT to_regclass('rollup_totals')") is None
             await store.add_many(calls[100:])
             await store.flush()
             with pytest.MonkeyPatch.context() as patch:

@@ -6,7 +6,7 @@ import math
 import random
 import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import pytest
 
@@ -116,35 +116,48 @@ def _rollup_rows(path: Path) -> list[tuple[object, ...]]:
     keys = "g.model, g.request_model, g.provider, g.route_name, g.status"
     conn = sqlite3.connect(path)
     try:
-        totals = conn.execute(
-            f"SELECT t.*, {keys} FROM rollup_totals t JOIN rollup_groups g ON g.id = t.gid"
+        rows = conn.execute(
+            f"SELECT r.*, {keys} FROM rollups r JOIN rollup_groups g ON g.id = r.gid"
         ).fetchall()
-        values = conn.execute(
-            f"SELECT v.*, {keys} FROM rollup_values v JOIN rollup_groups g ON g.id = v.gid"
-        ).fetchall()
-        return sorted(
-            ((*row[:2], *row[3:]) for row in [*totals, *values]),  # without the group number
-            key=repr,
-        )
+        return sorted(((*row[:2], *row[3:]) for row in rows), key=repr)  # without the group id
     finally:
         conn.close()
 
 
-async def test_version_7_file_gets_the_engine_rollups(tmp_path: Path) -> None:
-    """A file of schema version 7 (its rollups in one ``rollup`` table) is migrated on open: the
-    old table goes, the rollups are built from the stored calls, equal at every level to those a
-    writer keeps, and windows of days and minutes read them with the reference answers."""
+#: The rollup tables of older versions, with a row each the migration must not keep.
+_OLD_ROLLUPS: Final = {
+    # versions 3 to 7: one ``rollup`` table, histograms as JSON
+    7: ("CREATE TABLE rollup (width_s INTEGER, start_ns INTEGER, cost TEXT)",
+        "INSERT INTO rollup VALUES (60, 0, '[1.0]')"),
+    # versions 8 to 10: a row per level, period and group, and one per histogram bucket
+    10: ("CREATE TABLE rollup_groups (id INTEGER PRIMARY KEY, model TEXT NOT NULL, "
+         "request_model TEXT, provider TEXT, route_name TEXT, status TEXT NOT NULL)",
+         "CREATE TABLE rollup_totals (width_s INTEGER, start_ns INTEGER, gid INTEGER, "
+         "calls INTEGER)",
+         "INSERT INTO rollup_totals VALUES (3600, 0, 1, 5)",
+         "CREATE TABLE rollup_values (width_s INTEGER, start_ns INTEGER, gid INTEGER, "
+         "kind INTEGER, bucket INTEGER, n INTEGER, m INTEGER)",
+         "INSERT INTO rollup_values VALUES (3600, 0, 1, 0, 7, 5, 0)"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("version", sorted(_OLD_ROLLUPS))
+async def test_old_file_gets_the_packed_rollups(tmp_path: Path, version: int) -> None:
+    """A file of schema version 7 (its rollups in one ``rollup`` table) or 10 (a row per
+    histogram bucket) is migrated on open: the old tables go, the rollups are built from the
+    stored calls, equal at every level to those a writer keeps, and windows of days and
+    minutes read them with the reference answers."""
     calls = [make_call(i, timestamp=T0 + timedelta(seconds=3001 * i)) for i in range(200)]
-    fresh, old = tmp_path / "fresh.db", tmp_path / "v7.db"
+    fresh, old = tmp_path / "fresh.db", tmp_path / f"v{version}.db"
     for path in (fresh, old):
         async with SQLiteStore(path) as store:
             await store.add_many(calls)
-    conn = sqlite3.connect(old)  # back to version 7: a rollup table, none of the new ones
-    for table in ("rollup_values", "rollup_totals", "rollup_groups"):
+    conn = sqlite3.connect(old)  # back to the old version: its rollup tables, not the new ones
+    for table in ("rollups", "rollup_groups"):
         conn.execute(f"DROP TABLE {table}")
-    conn.execute("CREATE TABLE rollup (width_s INTEGER, start_ns INTEGER, cost TEXT)")
-    conn.execute("INSERT INTO rollup VALUES (60, 0, '[1.0]')")
-    conn.execute("PRAGMA user_version = 7")
+    for sql in _OLD_ROLLUPS[version]:
+        conn.execute(sql)
+    conn.execute(f"PRAGMA user_version = {version:d}")
     conn.commit()
     conn.close()
     async with SQLiteStore(old) as store:
@@ -160,7 +173,8 @@ async def test_version_7_file_gets_the_engine_rollups(tmp_path: Path) -> None:
     assert {row[0] for row in rows} == set(_rollup.LEVELS) and rows == _rollup_rows(fresh)
     conn = sqlite3.connect(old)
     assert conn.execute("PRAGMA user_version").fetchone() == (_schema.SCHEMA_VERSION,)
-    assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'rollup'").fetchone() is None
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert not tables & {"rollup", "rollup_totals", "rollup_values"}
     conn.close()
 
 

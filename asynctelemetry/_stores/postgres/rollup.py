@@ -2,24 +2,30 @@
 
 The tables are SQLite's (:mod:`..sqlite.rollup`): ``rollup_groups`` (one row per group of
 equal ``model``, ``request_model``, ``provider``, ``route_name`` and ``status``, numbered by
-:func:`~.._rollup.group_id`), ``rollup_totals`` (per level, period and group: calls, errors,
-token sums, unpriced calls) and ``rollup_values`` (per level, period, group, kind and bucket:
-the histograms' counts and the costs' exact sums).
+:func:`~.._rollup.group_id`) and ``rollups`` (one row per level, period and group: calls,
+errors, token sums, unpriced calls, and ``vals``, the three histograms and the exact cost packed
+in one ``int8[]``: the kinds and sums of SQLite's BLOB as ``key, sum`` pairs, ``key = index * 8
++ kind``, sorted by key, which set-based SQL unnests and sums without a loop per element).
 
 The writer works out what each call adds when it encodes the batch (:func:`~.._rollup.derive`,
 a few calls per step, the loop breathing between), and in the transaction that stores the calls
 copies those rows into its temporary ``asynctelemetry_rollup_batch`` and adds them to every
-level with one ``INSERT … SELECT … GROUP BY … ON CONFLICT DO UPDATE`` per table (the values
-unpivoted with a ``LATERAL VALUES`` list, the levels joined in): the server's hash aggregate
-does the counting, nothing stored is read back. Writers of many processes take turns on an
-advisory lock for those two statements (upserts of overlapping rows in different orders would
+level with one ``INSERT … SELECT … GROUP BY … ON CONFLICT DO UPDATE``: the server's hash
+aggregates sum the batch's pairs per finest period, group and key, then per level, pack each
+row's pairs with ``array_agg``, and a conflicting row's are summed with the stored ones by the
+SQL function ``asynctelemetry_merge(int8[], int8[])`` (set-based: the pairs of both unnested,
+summed per key, zeros dropped; created by the schema). Writers of many processes take turns on
+an advisory lock for that statement (upserts of overlapping rows in different orders would
 deadlock). Retention subtracts the rows it deletes (:func:`forget`) and deletes a dropped day's
 periods with it (:func:`forget_day`: every period nests in one UTC day); repricing subtracts a
-page's old costs and adds the new ones. A database of an older schema gets its rollups built
-once, a day partition at a time, when it is migrated (:func:`rebuild`).
+page's old costs and adds the new ones; rows left at zero calls go. A database of an older
+schema gets its rollups built once, a day partition at a time, when it is migrated
+(:func:`rebuild`).
 
 A window of more than ``EXACT_LIMIT`` calls is read from them (:func:`rolled`): the plan and
-the queries of :func:`~.._rollup.read_queries`, summed by the server per answer row.
+the queries of :func:`~.._rollup.read_queries`, the rollup rows summed by the server per
+answer row (totals by ``sum``, pairs unnested and summed per key, packed again), so a few rows
+reach Python; their pairs are added to the cells a slice at a time.
 """
 
 from __future__ import annotations
@@ -30,12 +36,14 @@ from typing import TYPE_CHECKING, Any, Final
 from ..._batching import Slice
 from .._base import from_ns, to_ns
 from .._rollup import (
-    COST_KIND,
+    COST_HIGH,
+    COST_LOW,
     DAY,
     HISTOGRAMS,
     KEY_COLUMNS,
     LEVELS,
     TOTAL_COLUMNS,
+    VALUE_KINDS,
     Acc,
     Cells,
     derive,
@@ -70,17 +78,31 @@ __all__ = [
 LOCK_ROLLUP: Final = (0x61746C6D, 5)
 _KEYS: Final = ", ".join(KEY_COLUMNS)
 _TOTALS: Final = TOTAL_COLUMNS
+#: The packed value's pairs ``key, sum`` of ``int8[]`` ``v`` (alias ``p``: ``p.key``, ``p.n``;
+#: ``key = index * 8 + kind``).
+_PAIRS: Final = (
+    "CROSS JOIN LATERAL (SELECT {v}[i] AS key, {v}[i + 1] AS n "
+    "FROM generate_series(1, cardinality({v}), 2) AS i) AS p"
+)
+#: Rows of ``key``/``n`` per ``groups`` packed back into one ``int8[]`` (``None``: no pairs).
+_PACK: Final = (
+    "SELECT {groups}, array_agg(x ORDER BY key, o) AS vals FROM ({rows}) AS s "
+    "CROSS JOIN LATERAL (VALUES (0, s.key), (1, s.n)) AS z(o, x) GROUP BY {groups}"
+)
 TABLE_SQL: Final = (
     "CREATE TABLE IF NOT EXISTS rollup_groups (id bigint PRIMARY KEY, model text NOT NULL, "
     "request_model text, provider text, route_name text, status text NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS rollup_totals (width_s integer NOT NULL, "
+    "CREATE TABLE IF NOT EXISTS rollups (width_s integer NOT NULL, "
     "start_ns bigint NOT NULL, gid bigint NOT NULL, "
     + ", ".join(f"{c} bigint NOT NULL" for c in _TOTALS)
-    + ", PRIMARY KEY (width_s, start_ns, gid))",
-    "CREATE TABLE IF NOT EXISTS rollup_values (width_s integer NOT NULL, "
-    "start_ns bigint NOT NULL, gid bigint NOT NULL, kind smallint NOT NULL, "
-    "bucket bigint NOT NULL, n bigint NOT NULL, m bigint NOT NULL, "
-    "PRIMARY KEY (width_s, start_ns, gid, kind, bucket))",
+    + ", vals bigint[], PRIMARY KEY (width_s, start_ns, gid))",
+    # Two packed values summed: their pairs, per key, zeros dropped, sorted by key.
+    "CREATE OR REPLACE FUNCTION asynctelemetry_merge(a bigint[], b bigint[]) RETURNS bigint[] "
+    "LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT array_agg(x ORDER BY key, o) FROM "
+    "(SELECT key, sum(n)::bigint AS n FROM (SELECT a[i] AS key, a[i + 1] AS n "
+    "FROM generate_series(1, cardinality(a), 2) AS i UNION ALL SELECT b[i], b[i + 1] "
+    "FROM generate_series(1, cardinality(b), 2) AS i) AS u GROUP BY key HAVING sum(n) <> 0) "
+    "AS s CROSS JOIN LATERAL (VALUES (0, s.key), (1, s.n)) AS z(o, x) $$",
 )
 #: The writer's rows of a batch, as :func:`~.._rollup.derive` makes them (one per connection,
 #: emptied at every commit).
@@ -105,41 +127,44 @@ _LEVELS: Final = (
     + ") AS l(w, ns)"
 )
 _PERIOD: Final = "b.start - ((b.start % l.ns) + l.ns) % l.ns"
-#: The batch summed per finest period and group (and kind and bucket): one hash aggregate of
-#: the batch; every level is then summed from these few rows.
-_FINEST_TOTALS: Final = (
-    f"WITH f AS (SELECT start, gid, {', '.join(f'sum({c}) AS {c}' for c in _TOTALS)} "
-    f"FROM {BATCH} GROUP BY start, gid) "
-)
-_ADD_TOTALS: Final = (
-    f"{_FINEST_TOTALS}INSERT INTO rollup_totals (width_s, start_ns, gid, {', '.join(_TOTALS)}) "
-    f"SELECT l.w, {_PERIOD}, b.gid, {', '.join(f'sum(b.{c})' for c in _TOTALS)} "
-    f"FROM f b CROSS JOIN {_LEVELS} GROUP BY 1, 2, 3 "
-    "ON CONFLICT (width_s, start_ns, gid) DO UPDATE SET "
-    + ", ".join(f"{c} = rollup_totals.{c} + excluded.{c}" for c in _TOTALS)
-)
-#: The batch's values unpivoted: a row per histogram bucket and cost exponent of each call.
-_VALUES: Final = (
+#: A batch row's pairs: its histograms' buckets (each counting its calls, -1 taking a call
+#: away) and its cost's halves at its exponent.
+_BATCH_PAIRS: Final = (
     "CROSS JOIN LATERAL (VALUES "
-    + ", ".join(f"({kind}, b.{name}, b.calls, 0::bigint)" for kind, name in enumerate(HISTOGRAMS))
-    + f", ({COST_KIND}, b.cost_e, b.cost_high, b.cost_low)) AS v(kind, bucket, n, m)"
+    + ", ".join(f"(b.{name} * 8 + {kind}, b.calls)" for kind, name in enumerate(HISTOGRAMS))
+    + f", (b.cost_e * 8 + {COST_HIGH}, b.cost_high), (b.cost_e * 8 + {COST_LOW}, b.cost_low)) "
+    "AS p(key, n)"
 )
-_ADD_VALUES: Final = (
-    "WITH f AS (SELECT b.start, b.gid, v.kind, v.bucket, sum(v.n) AS n, sum(v.m) AS m "
-    f"FROM {BATCH} b {_VALUES} WHERE v.bucket IS NOT NULL GROUP BY 1, 2, 3, 4) "
-    "INSERT INTO rollup_values (width_s, start_ns, gid, kind, bucket, n, m) "
-    f"SELECT l.w, {_PERIOD}, b.gid, b.kind, b.bucket, sum(b.n), sum(b.m) FROM f b "
-    f"CROSS JOIN {_LEVELS} GROUP BY 1, 2, 3, 4, 5 "
-    "ON CONFLICT (width_s, start_ns, gid, kind, bucket) DO UPDATE SET "
-    "n = rollup_values.n + excluded.n, m = rollup_values.m + excluded.m"
+_UPSERT: Final = (
+    "ON CONFLICT (width_s, start_ns, gid) DO UPDATE SET "
+    + ", ".join(f"{c} = rollups.{c} + excluded.{c}" for c in _TOTALS)
+    + ", vals = asynctelemetry_merge(rollups.vals, excluded.vals)"
 )
-#: After calls were taken away: the rows of the periods they touched left at zero go.
+#: The batch summed per finest period and group (and key: one hash aggregate of the batch),
+#: then per level (from those few rows), its pairs packed, added to the stored rows.
+_ADD: Final = (
+    f"WITH f AS (SELECT b.start, b.gid, p.key, sum(p.n) AS n FROM {BATCH} b {_BATCH_PAIRS} "
+    "WHERE p.key IS NOT NULL GROUP BY 1, 2, 3), "
+    f"t AS (SELECT start, gid, {', '.join(f'sum({c}) AS {c}' for c in _TOTALS)} "
+    f"FROM {BATCH} GROUP BY start, gid), "
+    f"lt AS (SELECT l.w, {_PERIOD} AS p, b.gid, "
+    + ", ".join(f"sum(b.{c}) AS {c}" for c in _TOTALS)
+    + f" FROM t b CROSS JOIN {_LEVELS} GROUP BY 1, 2, 3), "
+    + "lv AS ("
+    + _PACK.format(
+        groups="w, p, gid",
+        rows=f"SELECT l.w, {_PERIOD} AS p, b.gid, b.key, sum(b.n) AS n FROM f b "
+        f"CROSS JOIN {_LEVELS} GROUP BY 1, 2, 3, 4 HAVING sum(b.n) <> 0",
+    )
+    + f") INSERT INTO rollups (width_s, start_ns, gid, {', '.join(_TOTALS)}, vals) "
+    f"SELECT lt.w, lt.p, lt.gid, {', '.join(f'lt.{c}' for c in _TOTALS)}, lv.vals "
+    f"FROM lt LEFT JOIN lv USING (w, p, gid) {_UPSERT}"
+)
+#: After calls were taken away: the rows of the periods they touched left at zero calls go.
 _TOUCHED: Final = f"SELECT DISTINCT l.w, {_PERIOD} AS p, b.gid FROM {BATCH} b CROSS JOIN {_LEVELS}"
 _DROP_EMPTY: Final = (
-    f"DELETE FROM rollup_totals t USING ({_TOUCHED}) d WHERE t.width_s = d.w "
-    "AND t.start_ns = d.p AND t.gid = d.gid AND t.calls = 0",
-    f"DELETE FROM rollup_values t USING ({_TOUCHED}) d WHERE t.width_s = d.w "
-    "AND t.start_ns = d.p AND t.gid = d.gid AND t.n = 0 AND t.m = 0",
+    f"DELETE FROM rollups t USING ({_TOUCHED}) d WHERE t.width_s = d.w "
+    "AND t.start_ns = d.p AND t.gid = d.gid AND t.calls = 0"
 )
 _ADD_GROUPS: Final = (
     f"INSERT INTO rollup_groups (id, {_KEYS}) SELECT * FROM unnest($1::bigint[], $2::text[], "
@@ -197,11 +222,9 @@ async def add(conn: asyncpg.Connection, batch: Derived, sign: int = 1) -> None:
     await conn.execute(_ADD_GROUPS, ids, *keys)
     await conn.copy_records_to_table(BATCH, records=rows, columns=BATCH_COLUMNS)
     await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *LOCK_ROLLUP)
-    await conn.execute(_ADD_TOTALS)
-    await conn.execute(_ADD_VALUES)
+    await conn.execute(_ADD)
     if sign < 0:
-        for sql in _DROP_EMPTY:
-            await conn.execute(sql)
+        await conn.execute(_DROP_EMPTY)
 
 
 async def remember(conn: asyncpg.Connection, raw: Sequence[Sequence[Any]]) -> None:
@@ -221,12 +244,9 @@ async def forget_day(conn: asyncpg.Connection, day: date) -> None:
     start = to_ns(_midnight(day))
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *LOCK_ROLLUP)
-        for table in ("rollup_totals", "rollup_values"):  # our own constant names
-            await conn.execute(
-                f"DELETE FROM {table} WHERE start_ns >= $1 AND start_ns < $2",
-                start,
-                start + DAY * _S,
-            )
+        await conn.execute(
+            "DELETE FROM rollups WHERE start_ns >= $1 AND start_ns < $2", start, start + DAY * _S
+        )
 
 
 #: Calls read per step when the rollups are built from a partition.
@@ -236,7 +256,7 @@ _REBUILD_CHUNK: Final = 10_000
 async def rebuild(conn: asyncpg.Connection, partitions: Iterable[str]) -> None:
     """Build the rollups from every stored call, one day partition at a time (a migration step,
     in its transaction; ``partitions`` are our own checked ``calls_YYYYMMDD`` names)."""
-    for table in ("rollup_values", "rollup_totals", "rollup_groups"):
+    for table in ("rollups", "rollup_groups"):
         await conn.execute(f"DELETE FROM {table}")  # our own constant names
     for name in partitions:
         raw: list[tuple[Any, ...]] = []
@@ -258,6 +278,38 @@ def _dollars(sql: str) -> str:
     return "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], 1)) + parts[-1]
 
 
+#: A read's rollup rows (:func:`~.._rollup.read_queries`) summed per answer row by the
+#: server: the totals by ``sum``, the pairs unnested and summed per key, then per kind its
+#: indexes and sums (:data:`~.._rollup.Segments`); ``jb``, ``jn``, ``jk`` join the two (a NULL
+#: bucket or group value too).
+_SUMMED: Final = (
+    "WITH r AS ({rows}), "
+    "t AS (SELECT b, k, coalesce(b, 0) AS jb, k IS NULL AS jn, coalesce(k, '') AS jk, "
+    + ", ".join(f"sum({c})::bigint AS {c}" for c in _TOTALS)
+    + " FROM r GROUP BY b, k), "
+    "v AS (SELECT coalesce(r.b, 0) AS jb, r.k IS NULL AS jn, coalesce(r.k, '') AS jk, "
+    f"p.key, sum(p.n)::bigint AS n FROM r {_PAIRS.format(v='r.vals')} "
+    "GROUP BY 1, 2, 3, 4 HAVING sum(p.n) <> 0), "
+    "s AS (SELECT jb, jn, jk, "
+    + ", ".join(
+        f"coalesce(array_agg({part} ORDER BY key) FILTER (WHERE key & 7 = {kind}), "
+        "'{{}}'::bigint[])" + f" AS s{kind}{name}"
+        for kind in range(VALUE_KINDS)
+        for part, name in (("key >> 3", "i"), ("n", "n"))
+    )
+    + " FROM v GROUP BY 1, 2, 3) "
+    f"SELECT t.b, t.k, {', '.join(f't.{c}' for c in _TOTALS)}, "
+    + ", ".join(
+        f"coalesce(s.s{kind}{name}, '{{{{}}}}'::bigint[])"
+        for kind in range(VALUE_KINDS)
+        for name in "in"
+    )
+    + " FROM t LEFT JOIN s USING (jb, jn, jk)"
+)
+#: Rows added to the cells between the loop's turns.
+_ROWS_PER_STEP: Final = 16
+
+
 async def rolled(
     fetch: Callable[[str, Sequence[Any]], Awaitable[list[Any]]],
     filters: Filters,
@@ -274,7 +326,6 @@ async def rolled(
         width_ns,
         None if filters.since is None else to_ns(filters.since),
         None if filters.until is None else to_ns(filters.until),
-        hists,
         raw_select=f"SELECT {RAW_SQL} FROM calls",
         time_column="ts",
         time_param=from_ns,
@@ -282,7 +333,16 @@ async def rolled(
     if queries is None:
         return None
     cells = Cells(column, width_ns, hists)
+    slice_ = Slice()
     for kind, sql, params in queries:
-        rows = await fetch(_dollars(sql), params)
-        cells.add(kind, map(raw_of, rows) if kind == "raw" else rows)
+        if kind == "raw":
+            rows = await fetch(_dollars(sql), params)
+            for start in range(0, len(rows), _STEP):
+                cells.add_raw(map(raw_of, rows[start : start + _STEP]))
+                await slice_.breathe()
+            continue
+        rows = await fetch(_dollars(_SUMMED.format(rows=sql)), params)
+        for start in range(0, len(rows), _ROWS_PER_STEP):
+            cells.add_packed(map(tuple, rows[start : start + _ROWS_PER_STEP]))
+            await slice_.breathe()
     return cells.out

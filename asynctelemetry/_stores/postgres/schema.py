@@ -47,6 +47,10 @@ Version history:
 8. adds the indexes pages seek (:data:`PAGE_INDEXES`: cost, latency, tokens, each with ``id``),
    on every partition (search uses those of the ids, ``calls_user_ts`` for the user);
    building them reads every partition once, under a lock that holds writes back.
+9. replaces ``rollup_totals`` and ``rollup_values`` by ``rollups`` (:mod:`.rollup`: one row
+   per level, period and group, the histograms and the exact cost packed in an ``int8[]``,
+   merged by the function ``asynctelemetry_merge``), built from the stored calls a partition
+   at a time in the migrating transaction (so version 6 no longer builds the rollups).
 """
 
 from __future__ import annotations
@@ -88,7 +92,7 @@ __all__ = [
     "prepare",
 ]
 
-SCHEMA_VERSION: Final = 8
+SCHEMA_VERSION: Final = 9
 #: Advisory lock keys (namespace, key): ``ascii('atlm')`` and one key per job.
 _NAMESPACE: Final = 0x61746C6D
 LOCK_MIGRATE: Final = (_NAMESPACE, 1)
@@ -190,8 +194,9 @@ MIGRATIONS: Final[dict[int, list[str]]] = {
         "ADD COLUMN IF NOT EXISTS agent_name text, ADD COLUMN IF NOT EXISTS tags text[], "
         "ADD COLUMN IF NOT EXISTS error_message text"
     ],
-    5: ["DROP TABLE IF EXISTS rollup", *_pg_rollup.TABLE_SQL],  # then built from the calls
+    5: ["DROP TABLE IF EXISTS rollup"],  # version 9 builds the rollups
     7: list(PAGE_INDEXES),
+    8: ["DROP TABLE IF EXISTS rollup_totals, rollup_values", *_pg_rollup.TABLE_SQL],
 }
 
 #: The writer's staging table: one per connection, emptied at every commit.
@@ -269,7 +274,7 @@ async def prepare(conn: asyncpg.Connection, where: str) -> int:
             steps += MIGRATIONS[version]
         for sql in steps:
             await conn.execute(sql)
-        if 0 < found < 6:  # a database that has calls and not the engine's rollups yet
+        if 0 < found < 9:  # a database that has calls and not the packed rollups yet
             await _pg_rollup.rebuild(conn, sorted((await existing_partitions(conn)).values()))
         if found != SCHEMA_VERSION:
             await conn.execute("DELETE FROM asynctelemetry_schema")

@@ -30,6 +30,10 @@ Version history:
    and ``agent_name`` (rows that have one), and of steps not "ok" by ``status``; each ends with
    ``timestamp_ns``;
 10. adds the indexes pages seek (:data:`PAGE_INDEXES`: cost, latency, tokens).
+11. replaces ``rollup_totals`` and ``rollup_values`` by ``rollups`` (:mod:`.rollup`: one row
+    per level, period and group, the histograms and the exact cost packed in it), built from
+    the stored calls when migrated (so step 7, which built the rollups of version 8, now leaves
+    that to this one).
 """
 
 from __future__ import annotations
@@ -72,7 +76,7 @@ __all__ = [
     "to_ns",
 ]
 
-SCHEMA_VERSION: Final = 10
+SCHEMA_VERSION: Final = 11
 
 #: LLMCall fields stored as they are, in column order (``timestamp`` and ``attributes`` follow).
 PLAIN_FIELDS: Final = (
@@ -235,7 +239,7 @@ def _v6_to_v7(conn: sqlite3.Connection) -> None:
 
 
 def _nothing(conn: sqlite3.Connection) -> None:
-    """A step whose work a later one does (the rollups are built once, at version 8)."""
+    """A step whose work a later one does (the rollups are built once, at version 11)."""
 
 
 def _v1_to_v2(conn: sqlite3.Connection) -> None:
@@ -262,9 +266,10 @@ MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
     4: _nothing,
     5: _v5_to_v6,
     6: _v6_to_v7,
-    7: _rollup.rebuild,
+    7: _nothing,
     8: _v8_to_v9,
     9: _v9_to_v10,
+    10: _rollup.rebuild,
 }
 
 

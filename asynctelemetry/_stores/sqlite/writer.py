@@ -86,6 +86,7 @@ def setup_writer(
         raise StoreError(f"{path}: cannot switch to WAL journal mode (got {mode!r})")
     conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS[durability]}")
     conn.execute("PRAGMA temp_store = MEMORY")  # the rollups' batch table
+    _sqlite_rollup.register(conn)  # the functions that merge the rollups' packed values
     prepare(conn, path)
     q.register(conn)
 
