@@ -683,11 +683,7 @@ class StoreReads:
             series_field(by)
         return await self._timeseries(width_ns, by, Filters(**filters))
 
-    async def reprice(
-        self,
-        table: PriceTable,
-        **filters: Unpack[ReplayFilters],
-    ) -> int:
+    async def reprice(self, table: PriceTable, **filters: Unpack[ReplayFilters]) -> int:
         """Price the calls that pass the filters again with ``table`` and keep the new costs
         (``price_version`` set to ``table.version``); return how many changed.
 
@@ -702,10 +698,7 @@ class StoreReads:
         return await self._reprice(table, asked)
 
     def replay(
-        self,
-        *,
-        speed: float | None = None,
-        **filters: Unpack[ReplayFilters],
+        self, *, speed: float | None = None, **filters: Unpack[ReplayFilters]
     ) -> AsyncIterator[LLMCall]:
         """The calls that pass the filters, oldest first, paced by ``speed`` (``None``: as fast
         as they are read; ``2.0``: the original intervals halved)."""
@@ -714,10 +707,7 @@ class StoreReads:
         return self._replay(speed, Filters(**filters))
 
     async def error_groups(
-        self,
-        *,
-        limit: int = DEFAULT_ERROR_GROUPS,
-        **filters: Unpack[ErrorFilters],
+        self, *, limit: int = DEFAULT_ERROR_GROUPS, **filters: Unpack[ErrorFilters]
     ) -> list[ErrorGroup]:
         """The failed calls that pass the filters, grouped by error type and message: calls,
         first and last seen, models; most calls first, at most ``limit`` (0 to 1,000) groups;
@@ -765,11 +755,7 @@ class StoreReads:
         return build_trace(trace_id, calls, spans)
 
     async def traces(
-        self,
-        *,
-        limit: int = 50,
-        newest_first: bool = True,
-        **filters: Unpack[TraceQuery],
+        self, *, limit: int = 50, newest_first: bool = True, **filters: Unpack[TraceQuery]
     ) -> list[TraceSummary]:
         """One row per trace (its calls and steps), newest first by start unless
         ``newest_first=False``, at most ``limit`` (0 to 1,000); ``since``/``until`` filter on
@@ -954,21 +940,14 @@ class CallStore(Protocol):
         """The calls that pass the filters in fixed time buckets (see :func:`timeseries`)."""
         ...
 
-    async def reprice(
-        self,
-        table: PriceTable,
-        **filters: Unpack[ReplayFilters],
-    ) -> int:
+    async def reprice(self, table: PriceTable, **filters: Unpack[ReplayFilters]) -> int:
         """Price the calls that pass the filters again with ``table`` and keep the new costs
         and ``price_version`` (``table.version``); return how many calls changed. A call is
         priced by ``table.cost(call)``; one the table cannot price keeps its stored cost."""
         ...
 
     async def error_groups(
-        self,
-        *,
-        limit: int = DEFAULT_ERROR_GROUPS,
-        **filters: Unpack[ErrorFilters],
+        self, *, limit: int = DEFAULT_ERROR_GROUPS, **filters: Unpack[ErrorFilters]
     ) -> list[ErrorGroup]:
         """The failed calls that pass the filters by error type and message, most first."""
         ...
@@ -978,11 +957,7 @@ class CallStore(Protocol):
         ...
 
     async def traces(
-        self,
-        *,
-        limit: int = 50,
-        newest_first: bool = True,
-        **filters: Unpack[TraceQuery],
+        self, *, limit: int = 50, newest_first: bool = True, **filters: Unpack[TraceQuery]
     ) -> list[TraceSummary]:
         """One row per trace, newest first by start, filtered."""
         ...
@@ -998,10 +973,7 @@ class CallStore(Protocol):
         """Return once every call added before is durable."""
 
     def replay(
-        self,
-        *,
-        speed: float | None = None,
-        **filters: Unpack[ReplayFilters],
+        self, *, speed: float | None = None, **filters: Unpack[ReplayFilters]
     ) -> AsyncIterator[LLMCall]:
         """The calls that pass the filters, oldest first, optionally paced."""
         ...
