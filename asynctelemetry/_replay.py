@@ -11,16 +11,15 @@ steps; a step already held by the target (its ``span_id``) is kept once there, a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 from ._pipeline import Pipeline
 from ._record import LLMCall, TraceSpan
-from ._stores._base import Filters, StoreReads
+from ._stores._base import Filters, ReplayFilters, StoreReads
 from ._stores._replay import paced
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
-    from datetime import datetime
 
     from ._pipeline import Sink
     from ._pricing import ModelPricing, PriceTable
@@ -36,12 +35,7 @@ async def replay(
     speed: float | None = None,
     batch_size: int = 512,
     price_table: PriceTable | Mapping[str, ModelPricing] | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    model: str | None = None,
-    provider: str | None = None,
-    session_id: str | None = None,
-    status: str | None = None,
+    **filters: Unpack[ReplayFilters],
 ) -> int:
     """Re-emit the calls of ``source`` that pass the filters into ``into``, and the steps of
     traces with them; return how many records (calls and steps).
@@ -68,16 +62,8 @@ async def replay(
         else Pipeline([into], price_table=price_table)
     )
     size = 1 if speed is not None else batch_size
-    asked = Filters(since, until, model, provider, session_id, status)
-    stream = source.replay(
-        speed=None,
-        since=since,
-        until=until,
-        model=model,
-        provider=provider,
-        session_id=session_id,
-        status=status,
-    )
+    asked = Filters(**filters)
+    stream = source.replay(speed=None, **filters)
     records: AsyncIterator[LLMCall | TraceSpan] = stream
     if isinstance(source, StoreReads):  # the stores of this package keep steps too
         records = _merged(stream, source._replay_spans(asked))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -164,15 +164,7 @@ class BudgetStatus:
 
     def as_json(self) -> dict[str, Any]:
         """The status as JSON-ready values (the window start in ISO 8601)."""
-        return {
-            "name": self.name,
-            "key": self.key,
-            "limit_usd": self.limit_usd,
-            "spent_usd": self.spent_usd,
-            "reserved_usd": self.reserved_usd,
-            "remaining_usd": self.remaining_usd,
-            "window_start": self.window_start.isoformat(),
-        }
+        return {**asdict(self), "window_start": self.window_start.isoformat()}
 
     @property
     def used(self) -> float:

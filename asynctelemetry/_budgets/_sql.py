@@ -121,7 +121,38 @@ class _Once:
         return value
 
 
-class PostgresLedger:
+class _Ledger:
+    """What both ledgers share: the holds this process has taken (renewed while live) and a
+    connection opened on first use; closing gives the live holds back."""
+
+    def __init__(self, lease: float) -> None:
+        self._leases = _Leases(lease)
+        self._connection = _Once(self._open)
+
+    async def _connected(self) -> Any:
+        return await self._connection.get()
+
+    async def _open(self) -> Any:
+        raise NotImplementedError
+
+    async def _give_back(self, connection: Any, hold_ids: list[str]) -> None:
+        """Expire these holds now and sweep them (their calls will not settle)."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Stop renewing; give back the holds of calls still running; close the connection."""
+        await self._leases.stop()
+        connection = self._connection.take()
+        if connection is None:
+            return
+        try:
+            if self._leases.live:
+                await self._give_back(connection, sorted(self._leases.live))
+        finally:
+            await connection.close()
+
+
+class PostgresLedger(_Ledger):
     """Reservations in PostgreSQL (``budget_totals``, ``budget_holds`` in the store's schema)."""
 
     _RESERVE: Final = f"""
@@ -176,12 +207,8 @@ class PostgresLedger:
          WHERE hold_id = ANY($1::text[])"""
 
     def __init__(self, dsn: str, *, lease: float = LEASE_SECONDS) -> None:
+        super().__init__(lease)
         self.dsn = dsn
-        self._leases = _Leases(lease)
-        self._connection = _Once(self._open)
-
-    async def _conn_pool(self) -> Any:
-        return await self._connection.get()
 
     async def _open(self) -> Any:
         pg: Any = require("asyncpg", "postgres", "budgets in PostgreSQL")
@@ -197,7 +224,7 @@ class PostgresLedger:
         return pool
 
     async def _renew(self, hold_ids: list[str]) -> None:
-        pool = await self._conn_pool()
+        pool = await self._connected()
         async with pool.acquire() as conn:
             if hold_ids:
                 await conn.execute(self._RENEW, hold_ids, self._leases.lease)
@@ -205,7 +232,7 @@ class PostgresLedger:
 
     async def reserve(self, hold: Hold) -> tuple[float, float] | None:
         """Check and hold in one statement; ``(spent, reserved)`` when refused."""
-        pool = await self._conn_pool()
+        pool = await self._connected()
         hold.hold_id = uuid.uuid4().hex
         key = bounded_key(hold.key)
         args = (hold.budget.label, key, hold.window, hold.budget.limit_usd, hold.amount)
@@ -224,7 +251,7 @@ class PostgresLedger:
 
     async def settle(self, holds: Sequence[Hold], actual: float) -> None:
         """Release the holds and add ``actual`` to each one's budget (one round trip)."""
-        pool = await self._conn_pool()
+        pool = await self._connected()
         held = [h for h in holds if h.hold_id]
         if held:
             await pool.executemany(
@@ -244,7 +271,7 @@ class PostgresLedger:
 
     async def status(self, budgets: Sequence[Budget]) -> list[BudgetStatus]:
         """Each budget's keys in its current window."""
-        pool = await self._conn_pool()
+        pool = await self._connected()
         async with pool.acquire() as conn:
             await conn.execute(self._SWEEP)
             rows = await conn.fetch(
@@ -252,34 +279,20 @@ class PostgresLedger:
             )
         return statuses([tuple(r) for r in rows], budgets)
 
-    async def aclose(self) -> None:
-        """Stop renewing; give back the holds of calls still running; close the pool."""
-        await self._leases.stop()
-        pool = self._connection.take()
-        if pool is None:
-            return
-        try:
-            if self._leases.live:
-                await pool.execute(
-                    "UPDATE budget_holds SET expires_at = 0 WHERE hold_id = ANY($1::text[])",
-                    sorted(self._leases.live),
-                )
-                await pool.execute(self._SWEEP)
-        finally:
-            await pool.close()
+    async def _give_back(self, connection: Any, hold_ids: list[str]) -> None:
+        await connection.execute(
+            "UPDATE budget_holds SET expires_at = 0 WHERE hold_id = ANY($1::text[])", hold_ids
+        )
+        await connection.execute(self._SWEEP)
 
 
-class SQLiteLedger:
+class SQLiteLedger(_Ledger):
     """Reservations in the store's SQLite file: shared by the processes of one host."""
 
     def __init__(self, path: str, *, lease: float = LEASE_SECONDS) -> None:
+        super().__init__(lease)
         self.path = path
         self._turn: asyncio.Lock | None = None  # one transaction at a time on the connection
-        self._leases = _Leases(lease)
-        self._connection = _Once(self._open)
-
-    async def _conn(self) -> Any:
-        return await self._connection.get()
 
     async def _open(self) -> Any:
         import aiosqlite
@@ -333,7 +346,7 @@ class SQLiteLedger:
         )
 
     async def _renew(self, hold_ids: list[str]) -> None:
-        db = await self._conn()
+        db = await self._connected()
         async with self._immediate(db):
             expires = time.time() + self._leases.lease
             await db.executemany(
@@ -344,7 +357,7 @@ class SQLiteLedger:
 
     async def reserve(self, hold: Hold) -> tuple[float, float] | None:
         """Check and hold inside one write transaction; ``(spent, reserved)`` when refused."""
-        db = await self._conn()
+        db = await self._connected()
         budget = hold.budget
         key = bounded_key(hold.key)
         async with self._immediate(db):
@@ -378,7 +391,7 @@ class SQLiteLedger:
 
     async def settle(self, holds: Sequence[Hold], actual: float) -> None:
         """Release the holds and add ``actual`` to each one's budget."""
-        db = await self._conn()
+        db = await self._connected()
         async with self._immediate(db):
             for hold in holds:
                 released = 0.0
@@ -406,28 +419,19 @@ class SQLiteLedger:
 
     async def status(self, budgets: Sequence[Budget]) -> list[BudgetStatus]:
         """Each budget's keys in its current window."""
-        db = await self._conn()
+        db = await self._connected()
         async with self._immediate(db):
             await self._sweep(db)
         rows = await db.execute_fetchall(_TOTALS)
         return statuses(list(rows), budgets)
 
-    async def aclose(self) -> None:
-        """Stop renewing; give back the holds of calls still running; close the file."""
-        await self._leases.stop()
-        db = self._connection.take()
-        if db is None:
-            return
-        try:
-            if self._leases.live:
-                async with self._immediate(db):
-                    await db.executemany(
-                        "UPDATE budget_holds SET expires_at = 0 WHERE hold_id = ?",
-                        [(hold_id,) for hold_id in self._leases.live],
-                    )
-                    await self._sweep(db)
-        finally:
-            await db.close()
+    async def _give_back(self, connection: Any, hold_ids: list[str]) -> None:
+        async with self._immediate(connection):
+            await connection.executemany(
+                "UPDATE budget_holds SET expires_at = 0 WHERE hold_id = ?",
+                [(hold_id,) for hold_id in hold_ids],
+            )
+            await self._sweep(connection)
 
 
 _STORED: Final = (

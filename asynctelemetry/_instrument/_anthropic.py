@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._usage import _get, _items, _type_of, read_anthropic_event
-from ._hook import INPUT_KEY, SYSTEM_KEY, Api, Route
+from ._hook import INPUT_KEY, SYSTEM_KEY, Api, Route, joined_text
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -27,21 +27,18 @@ def _prompt(body: Mapping[str, Any]) -> dict[str, object]:
 
 
 def _chunk_text(event: object) -> str | None:
-    if _type_of(event) == "content_block_delta":
-        delta = _get(event, "delta")
-        if _type_of(delta) == "text_delta":
-            text = _get(delta, "text")
-            return text if isinstance(text, str) else None
-    return None
+    delta = _get(event, "delta")
+    if _type_of(event) != "content_block_delta" or _type_of(delta) != "text_delta":
+        return None
+    return joined_text((_get(delta, "text"),))
 
 
 def _output(message: object) -> str | None:
-    texts = [
-        text
+    return joined_text(
+        _get(block, "text")
         for block in _items(_get(message, "content"))
-        if _type_of(block) == "text" and isinstance(text := _get(block, "text"), str)
-    ]
-    return "".join(texts) if texts else None
+        if _type_of(block) == "text"
+    )
 
 
 MESSAGES = Route("chat", read_anthropic_event, _chunk_text, _prompt, _output)

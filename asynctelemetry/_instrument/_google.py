@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import ConfigError
 from .._usage import Usage, _get, _items, google_parts, read_google_chunk, usage_from_response
-from ._hook import INPUT_KEY, SYSTEM_KEY, Route, nothing, trace_iterator
+from ._hook import INPUT_KEY, SYSTEM_KEY, Route, joined_text, nothing, trace_iterator
 from ._methods import Method, install_methods, remove_methods
 
 if TYPE_CHECKING:
@@ -48,13 +48,12 @@ def _embed_prompt(body: Mapping[str, Any]) -> dict[str, object]:
 
 def _text(response: object) -> str | None:
     """The text of a response's (or chunk's) candidates, without thought summaries."""
-    texts = [
-        text
+    return joined_text(
+        _get(part, "text")
         for candidate in _items(_get(response, "candidates"))
         for part in _items(_get(_get(candidate, "content"), "parts"))
-        if not _get(part, "thought") and isinstance(text := _get(part, "text"), str)
-    ]
-    return "".join(texts) if texts else None
+        if not _get(part, "thought")
+    )
 
 
 def _reading() -> StreamReading:

@@ -31,7 +31,7 @@ from .._record import MAX_ATTRIBUTE_LENGTH, MAX_MODEL_LENGTH
 from .._stream import StreamRecorder, TracedStream
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterable, Awaitable, Mapping
+    from collections.abc import AsyncIterable, Awaitable, Iterable, Mapping
 
     from .._call import CallHandle
     from .._usage import ChunkInfo
@@ -44,6 +44,7 @@ __all__ = [
     "claim",
     "install",
     "installed_tracer",
+    "joined_text",
     "nothing",
     "owned",
     "remove",
@@ -299,6 +300,13 @@ def _start(
 def nothing(_: object) -> None:
     """A reader for what a route does not have (an embedding's output text)."""
     return None
+
+
+def joined_text(values: Iterable[object]) -> str | None:
+    """The text among ``values`` (the pieces an SDK's response or chunk holds) joined, or
+    ``None`` when none of them is text."""
+    texts = [value for value in values if isinstance(value, str)]
+    return "".join(texts) if texts else None
 
 
 def as_text(value: object) -> str:

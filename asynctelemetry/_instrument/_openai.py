@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._usage import _get, _items, _type_of, read_openai_chat_chunk, read_responses_event
-from ._hook import INPUT_KEY, SYSTEM_KEY, Api, Route, nothing
+from ._hook import INPUT_KEY, SYSTEM_KEY, Api, Route, joined_text, nothing
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -25,21 +25,15 @@ def chat_prompt(body: Mapping[str, Any]) -> dict[str, object]:
 
 
 def chat_chunk_text(chunk: object) -> str | None:
-    texts = [
-        text
-        for choice in _items(_get(chunk, "choices"))
-        if isinstance(text := _get(_get(choice, "delta"), "content"), str)
-    ]
-    return "".join(texts) if texts else None
+    return joined_text(
+        _get(_get(choice, "delta"), "content") for choice in _items(_get(chunk, "choices"))
+    )
 
 
 def chat_output(response: object) -> str | None:
-    texts = [
-        text
-        for choice in _items(_get(response, "choices"))
-        if isinstance(text := _get(_get(choice, "message"), "content"), str)
-    ]
-    return "".join(texts) if texts else None
+    return joined_text(
+        _get(_get(choice, "message"), "content") for choice in _items(_get(response, "choices"))
+    )
 
 
 def _responses_prompt(body: Mapping[str, Any]) -> dict[str, object]:
@@ -47,21 +41,19 @@ def _responses_prompt(body: Mapping[str, Any]) -> dict[str, object]:
 
 
 def _responses_chunk_text(event: object) -> str | None:
-    if _type_of(event) == "response.output_text.delta":
-        delta = _get(event, "delta")
-        return delta if isinstance(delta, str) else None
-    return None
+    if _type_of(event) != "response.output_text.delta":
+        return None
+    return joined_text((_get(event, "delta"),))
 
 
 def _responses_output(response: object) -> str | None:
-    texts = [
-        text
+    return joined_text(
+        _get(part, "text")
         for item in _items(_get(response, "output"))
         if _type_of(item) == "message"
         for part in _items(_get(item, "content"))
-        if _type_of(part) == "output_text" and isinstance(text := _get(part, "text"), str)
-    ]
-    return "".join(texts) if texts else None
+        if _type_of(part) == "output_text"
+    )
 
 
 def _embeddings_prompt(body: Mapping[str, Any]) -> dict[str, object]:

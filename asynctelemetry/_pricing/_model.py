@@ -25,15 +25,40 @@ tier's rates (not only the tokens above it).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, TypedDict, Unpack
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["ModelPricing", "PriceTier", "Rates", "cost_from_rates", "rates_of"]
+__all__ = [
+    "PRICED_TOKENS",
+    "ModelPricing",
+    "PriceTier",
+    "Rates",
+    "TokenCounts",
+    "cost_from_rates",
+    "rates_of",
+]
 
 _Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 _OptionalPrice = Annotated[float | None, Field(ge=0, allow_inf_nan=False)]
 _PER_MILLION: Final = 1_000_000.0
+#: The token counts a price applies to, in the order :func:`cost_from_rates` takes them.
+PRICED_TOKENS: Final = (
+    "input_tokens", "output_tokens", "cached_input_tokens", "cache_creation_tokens",
+    "reasoning_tokens",
+)  # fmt: skip
+
+
+class TokenCounts(TypedDict, total=False):
+    """The token counts of one call, as keywords (``None`` or absent: unknown, counted as 0):
+    ``input_tokens`` includes cached reads and cache writes, ``output_tokens`` includes
+    reasoning tokens (see ``docs/pricing.md``)."""
+
+    input_tokens: int | None
+    output_tokens: int | None
+    cached_input_tokens: int | None
+    cache_creation_tokens: int | None
+    reasoning_tokens: int | None
 
 
 class PriceTier(BaseModel):
@@ -94,24 +119,10 @@ class ModelPricing(BaseModel):
             raise ValueError("tiers must have distinct above_input_tokens, in ascending order")
         return self
 
-    def cost(
-        self,
-        *,
-        input_tokens: int | None = None,
-        output_tokens: int | None = None,
-        cached_input_tokens: int | None = None,
-        cache_creation_tokens: int | None = None,
-        reasoning_tokens: int | None = None,
-    ) -> float:
+    def cost(self, **tokens: Unpack[TokenCounts]) -> float:
         """The cost in USD of one call with this usage (see the module docstring for the rule)."""
-        return cost_from_rates(
-            rates_of(self),
-            input_tokens,
-            output_tokens,
-            cached_input_tokens,
-            cache_creation_tokens,
-            reasoning_tokens,
-        )
+        counts: list[Any] = [tokens.get(name) for name in PRICED_TOKENS]
+        return cost_from_rates(rates_of(self), *counts)
 
 
 #: Flat rates per token (not per million) with fallbacks applied:

@@ -15,19 +15,23 @@ import os
 import threading
 from collections.abc import Mapping
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Final
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, Final, Unpack
 
 from pydantic import ValidationError
 
 from .._exceptions import ConfigError
 from ._genai import _FALLBACK_PROVIDERS, PROVIDER_ALIASES, GenaiCatalog, genai_prices_version
-from ._model import ModelPricing, Rates, cost_from_rates, rates_of
+from ._model import PRICED_TOKENS, ModelPricing, Rates, TokenCounts, cost_from_rates, rates_of
 from ._names import candidates
 
 if TYPE_CHECKING:
     from .._record import LLMCall
 
 __all__ = ["FREE_FAILURES", "PriceTable", "bills_nothing", "default_models"]
+
+#: A call's token counts, in :meth:`PriceTable.price_call`'s order.
+_CALL_TOKENS: Final = attrgetter(*PRICED_TOKENS)
 
 #: Most distinct (model, provider) pairs remembered by one table; past it the oldest are
 #: forgotten first. Bounds memory when a collector receives spans with endless distinct names.
@@ -218,15 +222,7 @@ class PriceTable:
             return self._fill(key)[0]
 
     def cost_of(
-        self,
-        model: str,
-        provider: str | None = None,
-        *,
-        input_tokens: int | None = None,
-        output_tokens: int | None = None,
-        cached_input_tokens: int | None = None,
-        cache_creation_tokens: int | None = None,
-        reasoning_tokens: int | None = None,
+        self, model: str, provider: str | None = None, **tokens: Unpack[TokenCounts]
     ) -> float | None:
         """The cost in USD of one call to ``model``, or ``None`` when its price is unknown (no
         fallback to another name: :meth:`price_call` is the rule calls are priced by).
@@ -237,16 +233,7 @@ class PriceTable:
         Raises:
             ValueError: a count that is not None or an int >= 0.
         """
-        return self.price_call(
-            model,
-            None,
-            provider,
-            input_tokens,
-            output_tokens,
-            cached_input_tokens,
-            cache_creation_tokens,
-            reasoning_tokens,
-        )
+        return self.price_call(model, None, provider, **tokens)
 
     def price_call(
         self,
@@ -341,11 +328,7 @@ class PriceTable:
             call.model,
             call.request_model,
             call.provider,
-            input_tokens=call.input_tokens,
-            output_tokens=call.output_tokens,
-            cached_input_tokens=call.cached_input_tokens,
-            cache_creation_tokens=call.cache_creation_tokens,
-            reasoning_tokens=call.reasoning_tokens,
+            *_CALL_TOKENS(call),
             status=call.status,
             status_code=call.status_code,
         )

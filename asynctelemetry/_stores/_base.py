@@ -37,7 +37,17 @@ import re
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, Self, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Final,
+    Literal,
+    Protocol,
+    Self,
+    TypedDict,
+    Unpack,
+    runtime_checkable,
+)
 
 from pydantic import BaseModel, ConfigDict
 
@@ -70,16 +80,20 @@ __all__ = [
     "MULTI_GROUPS",
     "ORDER_BY",
     "ZERO_INDEX",
+    "CallFilters",
     "CallPage",
     "CallStore",
     "CallSummary",
+    "ErrorFilters",
     "Filters",
     "GroupBy",
     "OrderBy",
     "PageSort",
+    "ReplayFilters",
     "StoreCounts",
     "StoreReads",
     "TimeBucket",
+    "TraceQuery",
     "approximate",
     "bucket_ns",
     "bucket_of",
@@ -343,6 +357,47 @@ _TEXT_FILTERS: Final = (
 )  # fmt: skip
 
 
+class _WhereFilters(TypedDict, total=False):
+    """The keyword filters every read of calls takes (see the module docstring)."""
+
+    since: datetime | None
+    until: datetime | None
+    model: str | None
+    provider: str | None
+    session_id: str | None
+
+
+class ReplayFilters(_WhereFilters, total=False):
+    """The keyword filters of ``replay`` and ``reprice``: time window, model, provider,
+    session and status (see the module docstring for their semantics)."""
+
+    status: str | None
+
+
+class ErrorFilters(_WhereFilters, total=False):
+    """The keyword filters of ``error_groups``: ``replay``'s but ``status``, and the error's
+    type and message."""
+
+    error_type: str | None
+    error_message: str | None
+
+
+class CallFilters(ReplayFilters, ErrorFilters, total=False):
+    """The keyword filters of ``query``, ``count``, ``summary``, ``timeseries`` and ``page``:
+    every field of :class:`Filters`, each written once here for every read's signature."""
+
+
+class TraceQuery(TypedDict, total=False):
+    """The keyword filters of ``traces`` (the fields of :class:`~._traces.TraceFilters`)."""
+
+    since: datetime | None
+    until: datetime | None
+    session_id: str | None
+    user_id: str | None
+    agent: str | None
+    status: Literal["ok", "error", "cancelled"] | None
+
+
 @dataclass(frozen=True, slots=True)
 class Filters:
     """The query filters every store accepts (see the module docstring for their semantics)."""
@@ -582,57 +637,26 @@ class StoreReads:
     async def query(
         self,
         *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-        error_type: str | None = None,
-        error_message: str | None = None,
         limit: int | None = None,
         newest_first: bool = False,
+        **filters: Unpack[CallFilters],
     ) -> list[LLMCall]:
         """Calls that pass the filters, oldest first unless ``newest_first``; ties in timestamp
         come in insertion order either way; at most ``limit``, applied after ordering."""
         check_limit(limit)
-        filters = Filters(
-            since, until, model, provider, session_id, status, error_type, error_message
-        )
-        return await self._query(filters, limit, newest_first)
+        return await self._query(Filters(**filters), limit, newest_first)
 
-    async def count(
-        self,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-        error_type: str | None = None,
-        error_message: str | None = None,
-    ) -> int:
+    async def count(self, **filters: Unpack[CallFilters]) -> int:
         """How many calls pass the filters."""
-        filters = Filters(
-            since, until, model, provider, session_id, status, error_type, error_message
-        )
-        return await self._count(filters)
+        return await self._count(Filters(**filters))
 
     async def summary(
         self,
         *,
         by: GroupBy = "model",
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-        error_type: str | None = None,
-        error_message: str | None = None,
         limit: int | None = None,
         order_by: OrderBy = "cost",
+        **filters: Unpack[CallFilters],
     ) -> list[CallSummary]:
         """One row per group (``by``) of the calls that pass the filters, by cost, then calls;
         equal to :func:`summarize` of the same calls in every store.
@@ -643,46 +667,23 @@ class StoreReads:
         group_field(by)  # a bad ``by`` is a ValueError, even in an empty store
         check_limit(limit)
         check_order(order_by)
-        filters = Filters(
-            since, until, model, provider, session_id, status, error_type, error_message
-        )
-        return await self._summary(by, filters, limit, order_by)
+        return await self._summary(by, Filters(**filters), limit, order_by)
 
     async def timeseries(
         self,
         *,
         bucket: timedelta | str = "1m",
         by: GroupBy | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-        error_type: str | None = None,
-        error_message: str | None = None,
+        **filters: Unpack[CallFilters],
     ) -> list[TimeBucket]:
         """The calls that pass the filters in fixed buckets (aligned to the epoch, UTC), per
         group when ``by`` is given; oldest first, then key; equal to :func:`timeseries`."""
         width_ns = bucket_ns(bucket)  # a bad bucket or ``by`` is a ValueError, even when empty
         if by is not None:
             series_field(by)
-        filters = Filters(
-            since, until, model, provider, session_id, status, error_type, error_message
-        )
-        return await self._timeseries(width_ns, by, filters)
+        return await self._timeseries(width_ns, by, Filters(**filters))
 
-    async def reprice(
-        self,
-        table: PriceTable,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-    ) -> int:
+    async def reprice(self, table: PriceTable, **filters: Unpack[ReplayFilters]) -> int:
         """Price the calls that pass the filters again with ``table`` and keep the new costs
         (``price_version`` set to ``table.version``); return how many changed.
 
@@ -691,48 +692,28 @@ class StoreReads:
         version; a call whose cost and version are already those is left alone. Summaries,
         time series and rollups follow the new costs.
         """
-        filters = Filters(since, until, model, provider, session_id, status)
+        asked = Filters(**filters)
         if not table.loaded:  # the price data's first load: in a thread, not on the loop
             await asyncio.to_thread(table.load)
-        return await self._reprice(table, filters)
+        return await self._reprice(table, asked)
 
     def replay(
-        self,
-        *,
-        speed: float | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
+        self, *, speed: float | None = None, **filters: Unpack[ReplayFilters]
     ) -> AsyncIterator[LLMCall]:
         """The calls that pass the filters, oldest first, paced by ``speed`` (``None``: as fast
         as they are read; ``2.0``: the original intervals halved)."""
         if speed is not None and not speed > 0:
             raise ValueError(f"speed must be positive, got {speed!r}")
-        return self._replay(speed, Filters(since, until, model, provider, session_id, status))
+        return self._replay(speed, Filters(**filters))
 
     async def error_groups(
-        self,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        error_type: str | None = None,
-        error_message: str | None = None,
-        limit: int = DEFAULT_ERROR_GROUPS,
+        self, *, limit: int = DEFAULT_ERROR_GROUPS, **filters: Unpack[ErrorFilters]
     ) -> list[ErrorGroup]:
         """The failed calls that pass the filters, grouped by error type and message: calls,
         first and last seen, models; most calls first, at most ``limit`` (0 to 1,000) groups;
         equal to :func:`~._errors.error_groups` of the same calls in every store."""
         limit = check_group_limit(limit)
-        filters = Filters(
-            since, until, model, provider, session_id, "error", error_type, error_message
-        )
-        return await self._error_groups(filters, limit)
+        return await self._error_groups(Filters(**filters, status="error"), limit)
 
     async def page(
         self,
@@ -742,14 +723,7 @@ class StoreReads:
         after: str | None = None,
         limit: int = 100,
         search: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-        error_type: str | None = None,
-        error_message: str | None = None,
+        **filters: Unpack[CallFilters],
     ) -> CallPage:
         """One page of the calls that pass the filters (and ``search``: a call id, trace id,
         session or user), by ``sort`` (``"time"``, ``"cost"``, ``"latency"``, ``"tokens"``),
@@ -759,12 +733,9 @@ class StoreReads:
         check_page(sort, limit)
         if search is not None and not isinstance(search, str):
             raise ValueError(f"search must be a str, got {type(search).__name__}")
-        filters = Filters(
-            since, until, model, provider, session_id, status, error_type, error_message
-        )
         return await read_page(
             self._page,
-            filters,
+            Filters(**filters),
             sort=sort,
             descending=bool(descending),
             search=search,
@@ -784,24 +755,14 @@ class StoreReads:
         return build_trace(trace_id, calls, spans)
 
     async def traces(
-        self,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        session_id: str | None = None,
-        user_id: str | None = None,
-        agent: str | None = None,
-        status: Literal["ok", "error", "cancelled"] | None = None,
-        limit: int = 50,
-        newest_first: bool = True,
+        self, *, limit: int = 50, newest_first: bool = True, **filters: Unpack[TraceQuery]
     ) -> list[TraceSummary]:
         """One row per trace (its calls and steps), newest first by start unless
         ``newest_first=False``, at most ``limit`` (0 to 1,000); ``since``/``until`` filter on
         the trace's start, ``session_id``/``user_id``/``agent`` keep traces with a record that
         has that value, ``status`` the trace's status (see :mod:`._traces`)."""
         limit = check_trace_limit(limit)
-        filters = TraceFilters(since, until, session_id, user_id, agent, status)
-        ids: list[str] = await self._trace_ids(filters, limit, newest_first)
+        ids: list[str] = await self._trace_ids(TraceFilters(**filters), limit, newest_first)
         calls, spans = await self._traces_records(ids) if ids else ([], [])
         members: dict[str, tuple[list[LLMCall], list[TraceSpan]]] = {i: ([], []) for i in ids}
         for call in calls:
@@ -923,16 +884,9 @@ class CallStore(Protocol):
     async def query(
         self,
         *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-        error_type: str | None = None,
-        error_message: str | None = None,
         limit: int | None = None,
         newest_first: bool = False,
+        **filters: Unpack[CallFilters],
     ) -> list[LLMCall]:
         """Calls that pass the filters."""
         ...
@@ -949,14 +903,7 @@ class CallStore(Protocol):
         after: str | None = None,
         limit: int = 100,
         search: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-        error_type: str | None = None,
-        error_message: str | None = None,
+        **filters: Unpack[CallFilters],
     ) -> CallPage:
         """One page of the calls that pass the filters and ``search``, by ``sort``, from the
         cursor ``after`` (the page before's ``next``); see :mod:`._pages` for the rule."""
@@ -967,18 +914,7 @@ class CallStore(Protocol):
         most ``limit`` (the oldest); an indexed lookup, not a scan."""
         ...
 
-    async def count(
-        self,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-        error_type: str | None = None,
-        error_message: str | None = None,
-    ) -> int:
+    async def count(self, **filters: Unpack[CallFilters]) -> int:
         """How many calls pass the filters."""
         ...
 
@@ -986,16 +922,9 @@ class CallStore(Protocol):
         self,
         *,
         by: GroupBy = "model",
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-        error_type: str | None = None,
-        error_message: str | None = None,
         limit: int | None = None,
         order_by: OrderBy = "cost",
+        **filters: Unpack[CallFilters],
     ) -> list[CallSummary]:
         """One row per group of the calls that pass the filters (the top ``limit`` by
         ``order_by``)."""
@@ -1006,45 +935,19 @@ class CallStore(Protocol):
         *,
         bucket: timedelta | str = "1m",
         by: GroupBy | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-        error_type: str | None = None,
-        error_message: str | None = None,
+        **filters: Unpack[CallFilters],
     ) -> list[TimeBucket]:
         """The calls that pass the filters in fixed time buckets (see :func:`timeseries`)."""
         ...
 
-    async def reprice(
-        self,
-        table: PriceTable,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
-    ) -> int:
+    async def reprice(self, table: PriceTable, **filters: Unpack[ReplayFilters]) -> int:
         """Price the calls that pass the filters again with ``table`` and keep the new costs
         and ``price_version`` (``table.version``); return how many calls changed. A call is
         priced by ``table.cost(call)``; one the table cannot price keeps its stored cost."""
         ...
 
     async def error_groups(
-        self,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        error_type: str | None = None,
-        error_message: str | None = None,
-        limit: int = DEFAULT_ERROR_GROUPS,
+        self, *, limit: int = DEFAULT_ERROR_GROUPS, **filters: Unpack[ErrorFilters]
     ) -> list[ErrorGroup]:
         """The failed calls that pass the filters by error type and message, most first."""
         ...
@@ -1054,16 +957,7 @@ class CallStore(Protocol):
         ...
 
     async def traces(
-        self,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        session_id: str | None = None,
-        user_id: str | None = None,
-        agent: str | None = None,
-        status: Literal["ok", "error", "cancelled"] | None = None,
-        limit: int = 50,
-        newest_first: bool = True,
+        self, *, limit: int = 50, newest_first: bool = True, **filters: Unpack[TraceQuery]
     ) -> list[TraceSummary]:
         """One row per trace, newest first by start, filtered."""
         ...
@@ -1079,15 +973,7 @@ class CallStore(Protocol):
         """Return once every call added before is durable."""
 
     def replay(
-        self,
-        *,
-        speed: float | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model: str | None = None,
-        provider: str | None = None,
-        session_id: str | None = None,
-        status: str | None = None,
+        self, *, speed: float | None = None, **filters: Unpack[ReplayFilters]
     ) -> AsyncIterator[LLMCall]:
         """The calls that pass the filters, oldest first, optionally paced."""
         ...

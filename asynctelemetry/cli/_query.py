@@ -135,8 +135,6 @@ class RepriceRow:
 
     model: str
     calls: int = 0
-    stored_usd: float = 0.0
-    repriced_usd: float = 0.0
     #: calls with a stored cost and none now (the model left the table), and the reverse
     lost_price: int = 0
     gained_price: int = 0
@@ -163,10 +161,15 @@ class RepriceRow:
         elif call.cost_usd is None and cost is not None:
             self.gained_price += 1
 
-    def close(self) -> None:
-        """Sum the costs exactly (``math.fsum``) once every call is in."""
-        self.stored_usd = math.fsum(self._stored)
-        self.repriced_usd = math.fsum(self._repriced)
+    @property
+    def stored_usd(self) -> float:
+        """The sum of the stored costs (exact: ``math.fsum``)."""
+        return math.fsum(self._stored)
+
+    @property
+    def repriced_usd(self) -> float:
+        """The sum of the recomputed costs (exact: ``math.fsum``)."""
+        return math.fsum(self._repriced)
 
     @property
     def difference_usd(self) -> float:
@@ -204,8 +207,6 @@ async def reprice(args: argparse.Namespace, table: PriceTable) -> tuple[list[Rep
             row.add(call, table.cost(call), table.version)
             count += 1
             await slice_.breathe()
-    for row in rows.values():
-        row.close()
     ordered = sorted(rows.values(), key=lambda r: (-abs(r.difference_usd), r.model))
     return ordered, count
 
