@@ -13,7 +13,7 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "MAX_ATTRIBUTES",
@@ -54,6 +54,33 @@ MAX_TAGS: Final = 64
 MAX_TAG_LENGTH: Final = 256
 
 AttributeValue = str | int | float | bool
+
+
+def utc(value: datetime) -> datetime:
+    """A record's timestamp: a naive datetime is taken to be UTC, an aware one converted."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def bounded_attributes(value: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
+    """A record's attributes, or ``ValueError``: at most ``MAX_ATTRIBUTES``, strings of at most
+    ``MAX_ATTRIBUTE_LENGTH`` characters, finite numbers."""
+    if len(value) > MAX_ATTRIBUTES:
+        raise ValueError(f"at most {MAX_ATTRIBUTES} attributes, got {len(value)}")
+    for key, item in value.items():
+        if isinstance(item, str) and len(item) > MAX_ATTRIBUTE_LENGTH:
+            raise ValueError(f"attribute {key!r} is longer than {MAX_ATTRIBUTE_LENGTH}")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"attribute {key!r} is not a finite number")
+    return value
+
+
+#: A record's timestamp: a naive datetime is taken to be UTC, an aware one converted.
+UTCTime = Annotated[datetime, AfterValidator(utc)]
+#: A record's attributes, bounded (:func:`bounded_attributes`).
+Attributes = Annotated[dict[str, AttributeValue], AfterValidator(bounded_attributes)]
+
 Status = Literal["ok", "error", "cancelled"]
 #: What a :class:`TraceSpan` step is.
 SpanKind = Literal[
@@ -92,7 +119,7 @@ class LLMCall(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="strings")
 
     call_id: str = Field(min_length=1, max_length=256)
-    timestamp: datetime
+    timestamp: UTCTime
     model: str = Field(min_length=1, max_length=MAX_MODEL_LENGTH)
     request_model: str | None = None
     provider: str | None = None
@@ -126,22 +153,12 @@ class LLMCall(BaseModel):
     agent_name: str | None = None
     tags: tuple[str, ...] = ()
     error_message: str | None = Field(default=None, max_length=MAX_ERROR_MESSAGE)
-    attributes: dict[str, AttributeValue] = Field(default_factory=dict)
-
-    @field_validator("timestamp")
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return utc(value)
+    attributes: Attributes = Field(default_factory=dict)
 
     @field_validator("tags")
     @classmethod
     def _tags(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return checked_tags(value)
-
-    @field_validator("attributes")
-    @classmethod
-    def _bounded(cls, value: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
-        return bounded_attributes(value)
 
     @classmethod
     def trusted(cls, values: dict[str, Any]) -> LLMCall:
@@ -192,26 +209,6 @@ class LLMCall(BaseModel):
         return None if not tpt else 1000.0 / tpt
 
 
-def utc(value: datetime) -> datetime:
-    """A record's timestamp: a naive datetime is taken to be UTC, an aware one converted."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
-def bounded_attributes(value: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
-    """A record's attributes, or ``ValueError``: at most ``MAX_ATTRIBUTES``, strings of at most
-    ``MAX_ATTRIBUTE_LENGTH`` characters, finite numbers."""
-    if len(value) > MAX_ATTRIBUTES:
-        raise ValueError(f"at most {MAX_ATTRIBUTES} attributes, got {len(value)}")
-    for key, item in value.items():
-        if isinstance(item, str) and len(item) > MAX_ATTRIBUTE_LENGTH:
-            raise ValueError(f"attribute {key!r} is longer than {MAX_ATTRIBUTE_LENGTH}")
-        if isinstance(item, float) and not math.isfinite(item):
-            raise ValueError(f"attribute {key!r} is not a finite number")
-    return value
-
-
 class TraceSpan(BaseModel):
     """A step of a trace that is not an LLM call: an agent run, a tool, a workflow, a
     retrieval, a guardrail, an evaluator, an HTTP request, or any other span kept.
@@ -227,7 +224,7 @@ class TraceSpan(BaseModel):
     parent_span_id: str | None = None
     name: str = Field(min_length=1, max_length=MAX_MODEL_LENGTH)
     kind: SpanKind = "internal"
-    timestamp: datetime
+    timestamp: UTCTime
     duration_ms: _Millis = None
     status: Status = "ok"
     error_type: str | None = None
@@ -238,17 +235,7 @@ class TraceSpan(BaseModel):
     user_id: str | None = None
     agent_name: str | None = None
     tool_name: str | None = None
-    attributes: dict[str, AttributeValue] = Field(default_factory=dict)
-
-    @field_validator("timestamp")
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return utc(value)
-
-    @field_validator("attributes")
-    @classmethod
-    def _bounded(cls, value: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
-        return bounded_attributes(value)
+    attributes: Attributes = Field(default_factory=dict)
 
     @property
     def end(self) -> datetime | None:

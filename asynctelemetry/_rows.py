@@ -50,6 +50,7 @@ if ATTRIBUTES != len(FIELDS) - 1:  # rows append the compact attributes last
 
 _values: Final = itemgetter(*FIELDS[:ATTRIBUTES])  # every field but attributes
 _adopt: Final = LLMCall._adopt
+_NO_ATTRIBUTES: Final = (None,)  # the tail of a row whose call has no attributes
 #: Attribute key sets seen, shared by every row that has the same keys (bounded).
 _KEYSETS: dict[tuple[str, ...], tuple[str, ...]] = {}
 _MAX_KEYSETS: Final = 4096
@@ -69,7 +70,8 @@ def row_of(data: dict[str, Any]) -> Row:
     """The row of a record's field dict (``call.__dict__``: every field present)."""
     attributes = data["attributes"]
     if not attributes:
-        return (*_values(data), None)
+        values: Row = _values(data)
+        return values + _NO_ATTRIBUTES
     return (*_values(data), shared_keys(tuple(attributes)), *attributes.values())
 
 

@@ -28,7 +28,15 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, cast
 
 from opentelemetry import context as otel_context
-from opentelemetry.trace import INVALID_SPAN, Span, get_current_span
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    Span,
+    Status,
+    StatusCode,
+    get_current_span,
+    set_span_in_context,
+)
+from opentelemetry.trace import SpanKind as OTelSpanKind
 
 from ._batching import (
     BatchQueue,
@@ -750,11 +758,9 @@ class AsyncTracer(ClosesOnExit):
         return record
 
     def _begin_sdk_span(self, handle: CallHandle | StepHandle, name: str, *, client: bool) -> None:
-        from opentelemetry import context, trace
-
         span = self._sdk_tracer.start_span(
             name,
-            kind=trace.SpanKind.CLIENT if client else trace.SpanKind.INTERNAL,
+            kind=OTelSpanKind.CLIENT if client else OTelSpanKind.INTERNAL,
             start_time=handle.start_unix_ns,
         )
         ctx = span.get_span_context()
@@ -764,7 +770,7 @@ class AsyncTracer(ClosesOnExit):
         parent = getattr(span, "parent", None) or get_current_span().get_span_context()
         handle.parent_span_id = f"{parent.span_id:016x}" if parent.is_valid else None
         handle._otel_span = span
-        handle._token = context.attach(trace.set_span_in_context(span))
+        handle._token = otel_context.attach(set_span_in_context(span))
 
     def _finish(
         self,
@@ -866,9 +872,7 @@ class AsyncTracer(ClosesOnExit):
         handle._token = None
         try:
             if handle._otel_span is not None:
-                from opentelemetry import context
-
-                context.detach(token)
+                otel_context.detach(token)
             else:
                 _current.reset(token)
         except ValueError:
@@ -900,8 +904,6 @@ class AsyncTracer(ClosesOnExit):
         duration_ms: float | None,
     ) -> None:
         """End a live SDK span of a call or step: attributes, error status and event, end."""
-        from opentelemetry.trace import Status, StatusCode
-
         span.set_attributes(attributes)
         if status == "error":
             event = exception_event(error_type, error_message)

@@ -60,7 +60,8 @@ LATEST: Final = datetime(2262, 4, 11, tzinfo=UTC)
 #: Longest text a store keeps in a field it indexes, in characters: the collector's bound on
 #: field text (``MAX_FIELD_LENGTH``), so a call the collector makes is never refused here.
 MAX_KEY_LENGTH: Final = MAX_FIELD_LENGTH
-#: The fields a store indexes (their text must fit an index entry).
+#: The fields a store indexes (their text must fit an index entry; :func:`refusal` names them
+#: in this order).
 KEYED_FIELDS: Final = (
     "call_id",
     "model",
@@ -89,11 +90,19 @@ def enter_all(records: Sequence[LLMCall | TraceSpan]) -> list[Row | TraceSpan]:
 def refusal(row: Row) -> str | None:
     """Why a store refuses the call of ``row`` at its door, or ``None``."""
     stamp = row[TIMESTAMP]
+    call_id, model, request_model, provider, session_id, trace_id, status = _keyed_of_row(row)
     if (
         stamp.tzinfo is not None  # (a naive time is UTC: checked below)
         and EARLIEST <= stamp < LATEST
         # cheap: the length of them all bounds each one
-        and len("".join(filter(None, _keyed_of_row(row)))) <= MAX_KEY_LENGTH
+        and len(call_id or "")
+        + len(model or "")
+        + len(request_model or "")
+        + len(provider or "")
+        + len(session_id or "")
+        + len(trace_id or "")
+        + len(status or "")
+        <= MAX_KEY_LENGTH
     ):
         return None
     if stamp.tzinfo is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from datetime import timedelta
+from heapq import heapify, heappop
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, Final, Self
 
@@ -33,7 +34,7 @@ from ._base import (
 )
 from ._door import call_id_of, enter, enter_all, log_rejected, refusal
 from ._errors import error_groups
-from ._pages import page_rows
+from ._pages import page_rows, sort_key
 from ._replay import paced
 from ._traces import summarize_traces
 
@@ -55,6 +56,11 @@ ADD_SLICE: Final = 64
 _row_timestamp: Final = itemgetter(TIMESTAMP)
 _CALL_ID: Final = FIELDS.index("call_id")
 _TRACE_ID: Final = FIELDS.index("trace_id")
+_COST, _DURATION, _INPUT, _OUTPUT = map(
+    FIELDS.index, ("cost_usd", "duration_ms", "input_tokens", "output_tokens")
+)
+#: Rows a page reads past ``limit`` at a time when its filters leave some out.
+_PAGE_CHUNK: Final = 64
 #: A trace's rows are a list until it holds this many, then a deque: the ring evicts a trace's
 #: oldest row first, and a deque drops it in O(1) however long the trace (a list would shift).
 _LONG_TRACE: Final = 64
@@ -294,8 +300,39 @@ class MemoryStore(StoreReads, StoreCounts, ClosesOnExit):
         return self._select(filters, newest_first, limit)
 
     async def _page(self, read: PageRead) -> list[PageRow]:
-        """The rule itself (:func:`~._pages.page_rows`) over the ring, in insertion order."""
-        return page_rows(enumerate(map(_record, list(self._rows)), self._first_seq), read)
+        """The rule itself (:func:`~._pages.page_rows`) over the rows that can be on the page.
+
+        One pass over the ring orders its rows by their keys (:func:`~._pages.sort_key` read
+        through a view of the row: no record is built) and cuts them at the cursor; a heap then
+        gives them in the page's order, and records are built only for those, a chunk at a
+        time, until the rule has kept ``limit`` of them. The insertion number is the ring's
+        oldest one's plus the position: keyset pages stay put while calls arrive."""
+        view = _RowView()
+        sort = read.sort
+        sign = -1 if read.descending else 1
+        after = read.after
+        heap: list[tuple[tuple[Any, ...], int, Row]] = []
+        if read.known:
+            cut: tuple[Any, ...] | None = (
+                None if after is None else (sign * after[0], sign * after[1])
+            )
+            for seq, row in enumerate(self._rows, self._first_seq):
+                view.row = row
+                key = sort_key(view, sort)  # type: ignore[arg-type]
+                if key is not None and (cut is None or (sign * key, sign * seq) > cut):
+                    heap.append(((sign * key, sign * seq), seq, row))
+        else:
+            cut = None if after is None else (sign * after[1],)
+            for seq, row in enumerate(self._rows, self._first_seq):
+                view.row = row
+                if sort_key(view, sort) is None and (cut is None or (sign * seq,) > cut):  # type: ignore[arg-type]
+                    heap.append(((sign * seq,), seq, row))
+        heapify(heap)
+        page: list[PageRow] = []
+        while heap and len(page) < read.limit:
+            chunk = [heappop(heap) for _ in range(min(len(heap), read.limit + _PAGE_CHUNK))]
+            page += page_rows(((seq, _record(row)) for _, seq, row in chunk), read)
+        return page[: read.limit]
 
     async def get(self, call_id: str) -> LLMCall | None:
         """The call whose ``call_id`` this is, or ``None``: a dict lookup."""
@@ -387,6 +424,22 @@ def _unindex(traces: dict[str, Row | list[Row] | deque[Row]], oldest: Row) -> No
             members.popleft()
         else:
             del members[0]
+
+
+class _RowView:
+    """A row read by the names :func:`~._pages.sort_key` asks a call for (one view is moved
+    along the ring: no record is built for a row that is not on the page)."""
+
+    __slots__ = ("row",)
+
+    def __init__(self) -> None:
+        self.row: Row = ()
+
+    timestamp = property(lambda self: self.row[TIMESTAMP])
+    cost_usd = property(lambda self: self.row[_COST])
+    duration_ms = property(lambda self: self.row[_DURATION])
+    input_tokens = property(lambda self: self.row[_INPUT])
+    output_tokens = property(lambda self: self.row[_OUTPUT])
 
 
 def _timestamp(call: LLMCall) -> datetime:

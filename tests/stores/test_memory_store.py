@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from asynctelemetry import LLMCall, MemoryStore, StoreClosedError
+from asynctelemetry._rows import record_of
 from asynctelemetry._stores import nearest_rank, percentile
 from tests.conftest import T0, make_call
 
@@ -69,6 +70,68 @@ async def test_trace_index_is_built_at_the_first_read_and_follows_the_ring() -> 
     assert store._traces is None and await store.trace("t0") == []
     await store.add(calls[0])
     assert await store.trace("t0") == [calls[0]]
+
+
+@pytest.mark.parametrize("sort", ["time", "cost", "latency", "tokens"])
+@pytest.mark.parametrize("descending", [True, False], ids=["desc", "asc"])
+async def test_pages_over_the_ring_follow_the_rule(sort: str, descending: bool) -> None:
+    """Pages read over the ring (keys first, records only for the rows on a page) are the
+    rule's order over the calls held: a ring that has pushed calls out, keys that tie or are
+    unknown, a filter, and calls arriving between two pages (after the cursor: a later page;
+    before it: not shown)."""
+    from asynctelemetry._stores._pages import sort_key
+
+    def call(i: int) -> LLMCall:
+        return make_call(
+            i,
+            timestamp=T0 + timedelta(seconds=i % 9),
+            cost_usd=None if i % 5 == 0 else float(i % 7),
+            duration_ms=None if i % 4 == 0 else float(i % 6),
+            input_tokens=None if i % 6 == 0 else i % 8,
+        )
+
+    def order(calls: list[LLMCall]) -> list[LLMCall]:
+        keyed = [(sort_key(c, sort), i, c) for i, c in enumerate(calls) if c.model == "gpt-4o"]
+        known = sorted((k for k in keyed if k[0] is not None), key=lambda k: k[:2])
+        unknown = [k for k in keyed if k[0] is None]
+        if descending:
+            known.reverse()
+            unknown.reverse()
+        return [c for _, _, c in known + unknown]
+
+    store = MemoryStore(capacity=40)
+    await store.add_many([call(i) for i in range(70)])  # 30 pushed out
+    first = await store.page(sort=sort, descending=descending, limit=4, model="gpt-4o")  # type: ignore[arg-type]
+    seen = list(first.calls)
+    await store.add_many([call(i) for i in range(70, 75)])  # 5 more pushed out
+    after = first.next
+    while after is not None:
+        page = await store.page(
+            sort=sort, descending=descending, after=after, limit=4, model="gpt-4o"
+        )  # type: ignore[arg-type]
+        seen += page.calls
+        after = page.next
+    assert seen[:4] == order([call(i) for i in range(30, 70)])[:4]
+    rest = order(store.snapshot())  # in the order added: the ties' order
+    cursor = rest.index(seen[3]) if seen[3] in rest else None
+    if cursor is not None:  # the first page's last call is still held: the rest follow it
+        assert seen[4:] == rest[cursor + 1 :]
+
+
+async def test_a_page_builds_records_only_for_its_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page of a full ring builds the records of the rows it could show, not of the ring:
+    the rows' keys order it."""
+    from asynctelemetry._stores import _memory
+
+    store = MemoryStore(capacity=5_000)
+    await store.add_many([make_call(i) for i in range(6_000)])
+    built: list[object] = []
+    monkeypatch.setattr(_memory, "_record", lambda row: built.append(row) or record_of(row))
+    page = await store.page(sort="cost", limit=10)
+    assert len(page.calls) == 10 and page.next is not None
+    assert len(built) <= 10 + 1 + _memory._PAGE_CHUNK  # (one more tells a next page exists)
+    second = await store.page(sort="cost", limit=10, after=page.next)
+    assert not {c.call_id for c in second.calls} & {c.call_id for c in page.calls}
 
 
 @pytest.mark.parametrize("as_rows", [False, True], ids=["records", "collector-rows"])
