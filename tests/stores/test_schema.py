@@ -12,6 +12,7 @@ import pytest
 
 from asynctelemetry import SchemaVersionError, SQLiteStore, StoreError
 from asynctelemetry._stores import _base, _pages, _rollup, summarize, timeseries
+from asynctelemetry._stores._door import enter
 from asynctelemetry._stores.sqlite import reads as _queries
 from asynctelemetry._stores.sqlite import schema as _schema
 from tests.conftest import T0, make_call
@@ -270,7 +271,7 @@ def test_timestamps_are_integer_nanoseconds_utc() -> None:
     assert ns == _schema.to_ns(moment.astimezone(UTC))
     assert ns == _schema.to_ns(moment.astimezone(UTC).replace(tzinfo=None))
     call = make_call(3, timestamp=moment)
-    row = _schema.encode_call(call)
+    row = _schema.encode_call(enter(call))
     assert row[_schema.COLUMNS.index("timestamp_ns")] == ns
     conn = sqlite3.connect(":memory:", isolation_level=None)
     _schema.prepare(conn, ":memory:")

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final
 
 from ..._exceptions import SchemaVersionError, StoreError
@@ -383,31 +383,22 @@ def _check_version(conn: sqlite3.Connection, path: str) -> int:
 
 # -- the row codec ------------------------------------------------------------------------------
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_plain: Final = attrgetter(*PLAIN_FIELDS)
 _plain_of_row: Final = itemgetter(*(FIELDS.index(name) for name in PLAIN_FIELDS))
 _TAGS: Final = FIELDS.index("tags")
 _dumps: Final = json.JSONEncoder(separators=(",", ":")).encode  # ASCII: lone surrogates survive
 _loads: Final = json.loads
 
 
-def encode_call(call: LLMCall | Row) -> tuple[Any, ...]:
-    """The SQLite row for a record or a compact row (:mod:`asynctelemetry._rows`), in
-    :data:`COLUMNS` order."""
-    if call.__class__ is tuple:
-        row: Row = call
-        delta = row[TIMESTAMP] - _EPOCH
-        keys = row[ATTRIBUTES]
-        attributes = None if keys is None else dict(zip(keys, row[ATTRIBUTES + 1 :], strict=True))
-        plain = _plain_of_row(row)
-        tags = row[_TAGS]
-    else:
-        delta = call.timestamp - _EPOCH  # type: ignore[union-attr]
-        attributes = call.attributes  # type: ignore[union-attr]
-        plain = _plain(call)
-        tags = call.tags  # type: ignore[union-attr]
+def encode_call(row: Row) -> tuple[Any, ...]:
+    """The SQLite row for a call's compact row (:mod:`asynctelemetry._rows`: a record becomes
+    one at the store's door), in :data:`COLUMNS` order."""
+    delta = row[TIMESTAMP] - _EPOCH
+    keys = row[ATTRIBUTES]
+    attributes = None if keys is None else dict(zip(keys, row[ATTRIBUTES + 1 :], strict=True))
+    tags = row[_TAGS]
     ns = ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1000
     return (
-        *plain,
+        *_plain_of_row(row),
         ns,
         _dumps(attributes) if attributes else None,
         _dumps(tags) if tags else None,
