@@ -283,7 +283,7 @@ class QueueSettings:
     exporters, collector), passed together as ``queue=QueueSettings(...)`` (as httpx takes a
     ``Timeout`` or ``Limits``) or one by one as keywords of the same names.
 
-    A field left ``None`` keeps the service's own default (a SQLite store commits up to 8,192
+    A field left ``None`` keeps the service's own default (a SQLite store commits up to 32,768
     calls per batch, an exporter sends 512), so ``QueueSettings(max_queue=1000)`` changes the
     bound only. A service's ``queue`` attribute gives back the settings it runs with, every
     field filled in.

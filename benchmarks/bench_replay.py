@@ -36,6 +36,7 @@ def generate(path: str, n: int) -> None:
     """
     from bench_sqlite import full_call
 
+    from asynctelemetry._stores._door import enter
     from asynctelemetry._stores.sqlite.schema import (
         _INDEXES,
         COLUMNS,
@@ -45,7 +46,7 @@ def generate(path: str, n: int) -> None:
     )
 
     ts = COLUMNS.index("timestamp_ns")
-    templates = [encode_call(full_call(i)) for i in range(1000)]
+    templates = [encode_call(enter(full_call(i))) for i in range(1000)]
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = OFF")  # a fixture: durability is not what is measured
@@ -55,7 +56,7 @@ def generate(path: str, n: int) -> None:
     t0 = templates[0][ts]
     for start in range(0, n, 50_000):
         rows = [
-            (f"{i:016x}", *t[1:ts], t0 + i * 1_003_000, t[ts + 1])
+            (f"{i:016x}", *t[1:ts], t0 + i * 1_003_000, *t[ts + 1 :])
             for i in range(start, min(n, start + 50_000))
             for t in (templates[i % 1000],)
         ]

@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import LagMonitor, machine, table
 
 from asynctelemetry import LLMCall, SQLiteStore
+from asynctelemetry._stores._door import enter
 from asynctelemetry._stores.sqlite.schema import INSERT_SQL, encode_call, prepare
 from asynctelemetry._stores.sqlite.store import SQLITE_QUEUE
 
@@ -190,7 +191,7 @@ def main() -> None:
     args = parser.parse_args()
     n = 50_000 if args.quick else 200_000
     calls = [full_call(i) for i in range(n)]
-    rows = [encode_call(c) for c in calls]
+    rows = [encode_call(enter(c)) for c in calls]
     raws: list[float] = []
     stores: list[float] = []
     few = [spread_call(i, n, sessions=1, models=1, seconds=n / 1000) for i in range(n)]

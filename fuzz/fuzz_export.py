@@ -41,6 +41,7 @@ with (
     from asynctelemetry._collector._convert import convert_request
     from asynctelemetry._collector._wire import LeanRequest
     from asynctelemetry._exceptions import MissingDependencyError
+    from asynctelemetry._stores._door import enter
     from asynctelemetry._stores.sqlite.schema import encode_call
 
 PRICES = PriceTable.default()
@@ -62,7 +63,7 @@ def one_input(data: bytes) -> None:
         for call in PIPELINE.price(calls):
             if LLMCall.model_validate(call.model_dump()) != call:
                 raise AssertionError(f"record changed under validation: {call!r}")
-            row = encode_call(call)
+            row = encode_call(enter(call))
             for value in row:
                 if isinstance(value, int) and not -(2**63) <= value < MAX_START_NS:
                     raise AssertionError(f"SQLite cannot hold {value} in {call!r}")

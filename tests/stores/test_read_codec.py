@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from asynctelemetry import LLMCall
+from asynctelemetry._stores._door import enter
 from asynctelemetry._stores.sqlite import schema as _schema
 from tests.conftest import make_call
 
@@ -25,7 +26,7 @@ def conn() -> Iterator[sqlite3.Connection]:
 
 
 def _roundtrip(conn: sqlite3.Connection, calls: list[LLMCall]) -> list[LLMCall]:
-    conn.executemany(_schema.INSERT_SQL, map(_schema.encode_call, calls))
+    conn.executemany(_schema.INSERT_SQL, [_schema.encode_call(enter(call)) for call in calls])
     rows = conn.execute(f"SELECT {_schema.SELECT_COLUMNS} FROM calls ORDER BY id").fetchall()
     return _schema.decode_rows(rows)
 

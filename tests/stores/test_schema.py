@@ -12,6 +12,7 @@ import pytest
 
 from asynctelemetry import SchemaVersionError, SQLiteStore, StoreError
 from asynctelemetry._stores import _base, _pages, _rollup, summarize, timeseries
+from asynctelemetry._stores._door import enter
 from asynctelemetry._stores.sqlite import reads as _queries
 from asynctelemetry._stores.sqlite import schema as _schema
 from tests.conftest import T0, make_call
@@ -270,7 +271,7 @@ def test_timestamps_are_integer_nanoseconds_utc() -> None:
     assert ns == _schema.to_ns(moment.astimezone(UTC))
     assert ns == _schema.to_ns(moment.astimezone(UTC).replace(tzinfo=None))
     call = make_call(3, timestamp=moment)
-    row = _schema.encode_call(call)
+    row = _schema.encode_call(enter(call))
     assert row[_schema.COLUMNS.index("timestamp_ns")] == ns
     conn = sqlite3.connect(":memory:", isolation_level=None)
     _schema.prepare(conn, ":memory:")
@@ -322,37 +323,63 @@ def _drop_walk_indexes(conn: sqlite3.Connection) -> None:
         conn.execute(f"DROP INDEX {sql.split()[5]}")  # CREATE INDEX IF NOT EXISTS <name>
 
 
-async def test_version_9_file_gets_the_page_indexes(tmp_path: Path) -> None:
-    """A file of schema version 9 (no indexes on cost, latency or tokens) is migrated on
-    open: pages seek the new indexes (the query plan says so) and read its calls in order."""
-    path = tmp_path / "v9.db"
-    calls = [make_call(i, user_id=f"u{i % 2}") for i in range(6)]
+#: The indexes of versions 10 and 11 that version 12 replaces (frozen here on purpose).
+V11_INDEXES = (
+    "CREATE INDEX calls_ts ON calls (timestamp_ns)",
+    "CREATE INDEX calls_status ON calls (status, timestamp_ns)",
+    "CREATE INDEX calls_cost ON calls (cost_usd)",
+    "CREATE INDEX calls_latency ON calls (duration_ms)",
+    "CREATE INDEX calls_tokens ON calls ((input_tokens + output_tokens))",
+)
+
+
+def _plan(conn: sqlite3.Connection, sql: str, params: list[object]) -> str:
+    return " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+
+
+async def test_version_11_file_gets_the_covering_time_index(tmp_path: Path) -> None:
+    """A file of schema version 11 (an index per page key, every call in the status index) is
+    migrated on open: the page indexes go, pages by cost, latency and tokens read their rowids
+    from the covering time index alone (the query plan says so) in the right order, and the
+    status index keeps only the calls not "ok", which a status read seeks."""
+    path = tmp_path / "v11.db"
+    calls = [
+        make_call(i, user_id=f"u{i % 2}", status="error" if i % 3 == 0 else "ok") for i in range(6)
+    ]
     async with SQLiteStore(path) as store:
         await store.add_many(calls)
-    conn = sqlite3.connect(path)  # back to version 9: no page indexes
-    for name in ("calls_cost", "calls_latency", "calls_tokens"):
-        conn.execute(f"DROP INDEX {name}")
-    conn.execute("PRAGMA user_version = 9")
+    conn = sqlite3.connect(path)  # back to version 11's indexes
+    conn.execute("DROP INDEX calls_ts")
+    conn.execute("DROP INDEX calls_status")
+    for sql in V11_INDEXES:
+        conn.execute(sql)
+    conn.execute("PRAGMA user_version = 11")
     conn.commit()
     conn.close()
     async with SQLiteStore(path) as store:
         page = await store.page(sort="latency", limit=3)
         assert [c.call_id for c in page.calls] == ["call-000005", "call-000004", "call-000003"]
+        assert await store.count(status="error") == 2
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone() == (_schema.SCHEMA_VERSION,)
     names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    assert {"calls_cost", "calls_latency", "calls_tokens"} <= names
-    for sort, index in [
-        ("cost", "calls_cost"),
-        ("latency", "calls_latency"),
-        ("tokens", "calls_tokens"),
-    ]:
+    assert not {"calls_cost", "calls_latency", "calls_tokens"} & names
+    (status_sql,) = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE name = 'calls_status'"
+    ).fetchone()
+    assert "WHERE status <> 'ok'" in status_sql
+    assert conn.execute(
+        "SELECT COUNT(*) FROM calls INDEXED BY calls_status "
+        "WHERE status <> 'ok' AND status = 'error'"
+    ).fetchone() == (2,)
+    for sort in ("cost", "latency", "tokens"):
         read = _pages.PageRead(_base.Filters(), sort, True, None, True, (1, 5), 10)
         sql, params = _queries.call_page_sql(read)
-        plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
-        assert index in plan, (sort, plan)
+        assert "COVERING INDEX calls_ts" in _plan(conn, sql, params), sort
+    sql, params = _queries.where(_base.Filters(status="error"))
+    assert "calls_status" in _plan(conn, f"SELECT COUNT(*) FROM calls{sql}", params)
     read = _pages.PageRead(_base.Filters(), "time", True, "u1", True, None, 10)
     sql, params = _queries.call_page_sql(read)
-    plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+    plan = _plan(conn, sql, params)
     assert "calls_user" in plan and "calls_session" in plan and "calls_trace" in plan
     conn.close()

@@ -1,8 +1,8 @@
 """SQL for the SQLite store's reads: the filters, ordering, keyset pages and summaries.
 
-Pages (``store.page``) seek an index of their key: ``calls_ts`` for time, ``calls_cost``,
-``calls_latency`` and ``calls_tokens`` for the others (each holds the rowid, the tie-break, and
-keeps the unknown values together, so the phase of unknown keys is a seek too).
+Pages (``store.page``) by time seek ``calls_ts``; by cost, latency or tokens they pick the page's
+rowids (the tie-break) from the same index, which holds those keys too (a window's top is read
+from the index alone, never its rows), then read those rows.
 
 Filters follow :class:`~asynctelemetry._stores._base.Filters` exactly (``since`` inclusive,
 ``until`` exclusive, exact matches but ``model``, which matches ``model`` or ``request_model``:
@@ -95,6 +95,8 @@ def where(filters: Filters, *extra: str) -> tuple[str, list[Any]]:
         if value is not None:
             clauses.append(f"{name} = ?")
             params.append(value)
+    if filters.status is not None and filters.status != "ok":
+        clauses.append("status <> 'ok'")  # the partial index calls_status holds these
     clauses.extend(extra)
     return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params
 
@@ -163,7 +165,15 @@ def call_page_sql(read: PageRead) -> tuple[str, list[Any]]:
     clause, params = where(read.filters, *extra)
     params += values
     params.append(read.limit)
-    return f"SELECT {SELECT_COLUMNS}, {key} FROM calls{clause} ORDER BY {order} LIMIT ?", params
+    if read.sort == "time":
+        return f"SELECT {SELECT_COLUMNS}, {key} FROM calls{clause} ORDER BY {order} LIMIT ?", params
+    # The page's rowids first (from the covering time index, or the filters' indexes), then
+    # only those rows: the calls a window holds are never read whole to sort them.
+    ids = f"SELECT id FROM calls{clause} ORDER BY {order} LIMIT ?"
+    return (
+        f"SELECT {SELECT_COLUMNS}, {key} FROM calls WHERE id IN ({ids}) ORDER BY {order}",
+        params,
+    )
 
 
 def group_column(by: str) -> str:

@@ -29,18 +29,21 @@ Version history:
    indexes of calls by ``user_id`` and ``agent_name``, of steps by ``session_id``, ``user_id``
    and ``agent_name`` (rows that have one), and of steps not "ok" by ``status``; each ends with
    ``timestamp_ns``;
-10. adds the indexes pages seek (:data:`PAGE_INDEXES`: cost, latency, tokens).
+10. adds the indexes pages seek (``calls_cost``, ``calls_latency``, ``calls_tokens``);
 11. replaces ``rollup_totals`` and ``rollup_values`` by ``rollups`` (:mod:`.rollup`: one row
     per level, period and group, the histograms and the exact cost packed in it), built from
     the stored calls when migrated (so step 7, which built the rollups of version 8, now leaves
     that to this one).
+12. fewer B-trees per written call: the three page indexes go into the time index
+    ``calls_ts`` (:data:`TIME_INDEX`: the timestamp, then the keys pages sort by), and
+    ``calls_status`` keeps only the calls not "ok" (:data:`STATUS_INDEX`).
 """
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final
 
 from ..._exceptions import SchemaVersionError, StoreError
@@ -76,7 +79,7 @@ __all__ = [
     "to_ns",
 ]
 
-SCHEMA_VERSION: Final = 11
+SCHEMA_VERSION: Final = 12
 
 #: LLMCall fields stored as they are, in column order (``timestamp`` and ``attributes`` follow).
 PLAIN_FIELDS: Final = (
@@ -145,24 +148,29 @@ def _table_sql(columns: Iterable[str]) -> str:
 
 
 _TRACE_INDEX: Final = "CREATE INDEX IF NOT EXISTS calls_trace ON calls (trace_id, timestamp_ns)"
-#: ``page(sort=...)`` seeks these (each holds the rowid: the tie-break); ``search=`` uses those of
-#: the ids (``calls_user``, a walk index, for the user); version 10.
-PAGE_INDEXES: Final = (
-    "CREATE INDEX IF NOT EXISTS calls_cost ON calls (cost_usd)",
-    "CREATE INDEX IF NOT EXISTS calls_latency ON calls (duration_ms)",
-    "CREATE INDEX IF NOT EXISTS calls_tokens ON calls ((input_tokens + output_tokens))",
+#: The time index, covering the keys pages sort by (version 12): a window's calls by time, and
+#: the top of a window by cost, latency or tokens read from this index alone (one index where
+#: versions 10 had four: each index is a B-tree every written call updates).
+TIME_INDEX: Final = (
+    "CREATE INDEX IF NOT EXISTS calls_ts ON calls "
+    "(timestamp_ns, cost_usd, duration_ms, input_tokens, output_tokens)"
+)
+#: The calls not "ok", by status then time (partial, version 12: an "ok" call, most of them,
+#: costs its write nothing here). A read uses it when it says ``status <> 'ok'``
+#: (:func:`.reads.where` does for any other status asked).
+STATUS_INDEX: Final = (
+    "CREATE INDEX IF NOT EXISTS calls_status ON calls (status, timestamp_ns) WHERE status <> 'ok'"
 )
 #: Indexes serve the filters; each ends with the timestamp so filtered reads come out in order.
 _INDEXES: Final = (
-    "CREATE INDEX IF NOT EXISTS calls_ts ON calls (timestamp_ns)",
+    TIME_INDEX,
     "CREATE INDEX IF NOT EXISTS calls_model ON calls (model, timestamp_ns)",
     # model= also matches request_model: the other side of that OR.
     "CREATE INDEX IF NOT EXISTS calls_request_model ON calls (request_model, timestamp_ns)",
     "CREATE INDEX IF NOT EXISTS calls_provider ON calls (provider, timestamp_ns)",
     "CREATE INDEX IF NOT EXISTS calls_session ON calls (session_id, timestamp_ns)",
-    "CREATE INDEX IF NOT EXISTS calls_status ON calls (status, timestamp_ns)",
+    STATUS_INDEX,
     _TRACE_INDEX,
-    *PAGE_INDEXES,
 )
 
 #: The version-1 table, frozen: what the first release wrote (kept for the history above).
@@ -228,9 +236,12 @@ def _v8_to_v9(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
 
 
-def _v9_to_v10(conn: sqlite3.Connection) -> None:
-    for sql in PAGE_INDEXES:
-        conn.execute(sql)
+def _v11_to_v12(conn: sqlite3.Connection) -> None:
+    """The page indexes go into the time index; the status index keeps the calls not "ok"."""
+    for name in ("calls_cost", "calls_latency", "calls_tokens", "calls_ts", "calls_status"):
+        conn.execute(f"DROP INDEX IF EXISTS {name}")  # our own constant names
+    conn.execute(TIME_INDEX)
+    conn.execute(STATUS_INDEX)
 
 
 def _v6_to_v7(conn: sqlite3.Connection) -> None:
@@ -239,7 +250,8 @@ def _v6_to_v7(conn: sqlite3.Connection) -> None:
 
 
 def _nothing(conn: sqlite3.Connection) -> None:
-    """A step whose work a later one does (the rollups are built once, at version 11)."""
+    """A step whose work a later one does (the rollups are built once, at version 11; the
+    page indexes of version 10 became the time index of version 12)."""
 
 
 def _v1_to_v2(conn: sqlite3.Connection) -> None:
@@ -268,8 +280,9 @@ MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
     6: _v6_to_v7,
     7: _nothing,
     8: _v8_to_v9,
-    9: _v9_to_v10,
+    9: _nothing,
     10: _rollup.rebuild,
+    11: _v11_to_v12,
 }
 
 
@@ -370,31 +383,22 @@ def _check_version(conn: sqlite3.Connection, path: str) -> int:
 
 # -- the row codec ------------------------------------------------------------------------------
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_plain: Final = attrgetter(*PLAIN_FIELDS)
 _plain_of_row: Final = itemgetter(*(FIELDS.index(name) for name in PLAIN_FIELDS))
 _TAGS: Final = FIELDS.index("tags")
 _dumps: Final = json.JSONEncoder(separators=(",", ":")).encode  # ASCII: lone surrogates survive
 _loads: Final = json.loads
 
 
-def encode_call(call: LLMCall | Row) -> tuple[Any, ...]:
-    """The SQLite row for a record or a compact row (:mod:`asynctelemetry._rows`), in
-    :data:`COLUMNS` order."""
-    if call.__class__ is tuple:
-        row: Row = call
-        delta = row[TIMESTAMP] - _EPOCH
-        keys = row[ATTRIBUTES]
-        attributes = None if keys is None else dict(zip(keys, row[ATTRIBUTES + 1 :], strict=True))
-        plain = _plain_of_row(row)
-        tags = row[_TAGS]
-    else:
-        delta = call.timestamp - _EPOCH  # type: ignore[union-attr]
-        attributes = call.attributes  # type: ignore[union-attr]
-        plain = _plain(call)
-        tags = call.tags  # type: ignore[union-attr]
+def encode_call(row: Row) -> tuple[Any, ...]:
+    """The SQLite row for a call's compact row (:mod:`asynctelemetry._rows`: a record becomes
+    one at the store's door), in :data:`COLUMNS` order."""
+    delta = row[TIMESTAMP] - _EPOCH
+    keys = row[ATTRIBUTES]
+    attributes = None if keys is None else dict(zip(keys, row[ATTRIBUTES + 1 :], strict=True))
+    tags = row[_TAGS]
     ns = ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1000
     return (
-        *plain,
+        *_plain_of_row(row),
         ns,
         _dumps(attributes) if attributes else None,
         _dumps(tags) if tags else None,

@@ -75,7 +75,7 @@ SPAN_TS: Final = SPAN_COLUMNS.index("timestamp_ns")
 REPRICE_BATCH: Final = 500
 #: The queue settings a SQLiteStore runs with unless given others.
 SQLITE_QUEUE: Final = QueueValues(
-    max_queue=50_000, batch_size=8192, flush_interval=0.05, close_timeout=10.0
+    max_queue=50_000, batch_size=32_768, flush_interval=0.05, close_timeout=10.0
 )
 
 
@@ -92,7 +92,7 @@ class SQLiteStore(WriterStore):
 
     Args:
         path: the database file (created if missing), or ``":memory:"``.
-        batch_size: most calls per transaction (8,192).
+        batch_size: most calls per transaction (32,768).
         flush_interval: seconds a partial batch waits for more calls (0.05).
         max_queue: most calls queued and not yet written before ``add`` waits (50,000).
         durability: ``"normal"`` (``synchronous=NORMAL``: a process crash loses nothing

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ..._exceptions import StoreError
 from .. import _rollup
-from .._door import admit
+from .._door import admit, call_id_of
 from . import reads as q
 from . import rollup as _sqlite_rollup
 from .schema import (
@@ -199,7 +199,7 @@ def _insert_rows(conn: sqlite3.Connection, batch: list[Row]) -> tuple[int, list[
                 row = encode_call(call)
                 conn.execute(INSERT_SQL, row)
             except _ROW_ERRORS as exc:
-                rejected.append((_call_id(call), f"{type(exc).__name__}: {exc}"))
+                rejected.append((call_id_of(call), f"{type(exc).__name__}: {exc}"))
     inserted = conn.total_changes - before  # before the rollups change rows too
     # The rows this transaction inserted (not the ignored duplicates) join the rollups:
     # those encoded here when every one went in, else read back by rowid.
@@ -245,10 +245,6 @@ def _update_costs(conn: sqlite3.Connection, updates: Sequence[tuple[float, str, 
     changed = conn.total_changes - before
     _sqlite_rollup.include(conn, ids_sql, ids)
     return changed
-
-
-def _call_id(call: Row) -> Any:
-    return call[0] if isinstance(call, tuple) else call.call_id
 
 
 def fetch(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
