@@ -40,6 +40,7 @@ __all__ = [
     "QueueSettings",
     "QueueStats",
     "QueueValues",
+    "QueuedSpanProcessor",
     "RetryPolicy",
     "Retryable",
     "Slice",
@@ -801,3 +802,48 @@ class BatchQueue(Generic[T]):
         self._counts.last_error = f"{type(exc).__name__}: {exc}"
         assert self._progress is not None
         self._progress.set()
+
+
+class QueuedSpanProcessor:
+    """An OpenTelemetry SDK span processor (duck-typed: the SDK is an optional extra) whose
+    ended spans wait in a :class:`BatchQueue` on the loop, never a thread: past ``max_queue``
+    the oldest is dropped and counted; a batch that fails with :class:`Retryable` is tried
+    again, three attempts at most. A subclass hands its ``_handle`` (one batch) to
+    ``__init__``, and may override :meth:`on_end`.
+    """
+
+    def __init__(
+        self, handle: Callable[[list[Any]], Awaitable[None]], *, max_queue: int, name: str
+    ) -> None:
+        self.queue: BatchQueue[Any] = BatchQueue(
+            handle,
+            max_size=max_queue,
+            flush_interval=0.2,
+            overflow="drop_oldest",
+            retry=RetryPolicy(max_attempts=3),
+            name=name,
+        )
+
+    def on_start(self, span: object, parent_context: object = None) -> None:
+        """Nothing to do when a span starts."""
+
+    def _on_ending(self, span: object) -> None:
+        """Nothing to do before a span ends (SDK hook)."""
+
+    def on_end(self, span: Any) -> None:
+        """Queue the ended span (on the loop's thread)."""
+        self.queue.put_nowait(span)
+
+    def shutdown(self) -> None:
+        """The SDK's synchronous shutdown: the tracer's ``aclose`` does the real work."""
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """The SDK's synchronous flush cannot wait on the loop; ``await tracer.flush()`` does."""
+        return True
+
+    async def flush(self) -> None:
+        """Every span ended before this call is handled."""
+        await self.queue.flush()
+
+    async def aclose(self) -> None:
+        await self.queue.aclose()

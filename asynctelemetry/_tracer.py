@@ -39,11 +39,10 @@ from opentelemetry.trace import (
 from opentelemetry.trace import SpanKind as OTelSpanKind
 
 from ._batching import (
-    BatchQueue,
     ClosesOnExit,
     Lifecycle,
+    QueuedSpanProcessor,
     Retryable,
-    RetryPolicy,
     report_internal_error,
 )
 from ._budgets import Budgets, BudgetStatus, ledger_for
@@ -1040,7 +1039,7 @@ class _SampledSink:
         await self.sink.aclose()
 
 
-class _AsyncSpanProcessor:
+class _AsyncSpanProcessor(QueuedSpanProcessor):
     """An OTel SDK span processor that batches ended spans in an asyncio task, not a thread.
 
     A user's ``SpanExporter.export`` is synchronous and may do network I/O, so each batch is
@@ -1049,14 +1048,7 @@ class _AsyncSpanProcessor:
 
     def __init__(self, exporter: SpanExporter, max_queue: int = 32_768) -> None:
         self.exporter = exporter
-        self.queue: BatchQueue[ReadableSpan] = BatchQueue(
-            self._export,
-            max_size=max_queue,
-            flush_interval=0.2,
-            overflow="drop_oldest",
-            retry=RetryPolicy(max_attempts=3),
-            name="span exporter",
-        )
+        super().__init__(self._export, max_queue=max_queue, name="span exporter")
 
     async def _export(self, batch: list[ReadableSpan]) -> None:
         from opentelemetry.sdk.trace.export import SpanExportResult
@@ -1065,23 +1057,6 @@ class _AsyncSpanProcessor:
         if result is not SpanExportResult.SUCCESS:
             raise Retryable(RuntimeError(f"{type(self.exporter).__name__} returned {result}"))
 
-    def on_start(self, span: object, parent_context: object = None) -> None:
-        """Nothing to do when a span starts."""
-
-    def on_end(self, span: ReadableSpan) -> None:
-        """Queue the ended span; the oldest is dropped (and counted) when the queue is full."""
-        self.queue.put_nowait(span)
-
-    def _on_ending(self, span: object) -> None:
-        """Nothing to do before a span ends (SDK hook)."""
-
-    def shutdown(self) -> None:
-        """The SDK's synchronous shutdown: the tracer's ``aclose`` does the real work."""
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """The SDK's synchronous flush cannot wait on the loop; ``await tracer.flush()`` does."""
-        return True
-
     async def aclose(self) -> None:
-        await self.queue.aclose()
+        await super().aclose()
         await asyncio.to_thread(self.exporter.shutdown)

@@ -114,20 +114,13 @@ def _invocation_parameters(text: str) -> tuple[str | None, bool | None]:
     )
 
 
-#: The fields the decisions below read, in the order a plan's ``inputs`` getter gives them.
-_INPUTS: Final = (
-    "operation",
-    "request_model",
-    "response_model",
-    "call_id",
-    "duration_ms",
-    "status",
-    "is_streaming",
-    "cost_usd",
-    "price_version",
-    "status_code",
+#: The fields :func:`_decide` both reads and gives (checked or defaulted), the last of each.
+_CHECKED: Final = (
+    "duration_ms", "status", "is_streaming", "cost_usd", "price_version", "status_code",
     "error_message",
-)
+)  # fmt: skip
+#: The fields the decisions below read, in the order a plan's ``inputs`` getter gives them.
+_INPUTS: Final = ("operation", "request_model", "response_model", "call_id", *_CHECKED)
 #: The fields :func:`_decide` gives, in the order of the tuple it returns.
 _DECIDED: Final = (
     "model",
@@ -140,13 +133,7 @@ _DECIDED: Final = (
     "trace_id",
     "span_id",
     "parent_span_id",
-    "duration_ms",
-    "status",
-    "is_streaming",
-    "cost_usd",
-    "price_version",
-    "status_code",
-    "error_message",
+    *_CHECKED,
 )
 _DEFAULT_VALUES: Final = tuple(FIELD_DEFAULTS[name] for name in FIELDS[:ATTRIBUTES])
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
-from .._batching import BatchQueue, RetryPolicy
+from .._batching import QueuedSpanProcessor
 from .._exceptions import require
 from ._convert import convert_request_in_slices
 from ._steps import StepKeeper
@@ -33,7 +33,7 @@ __all__ = ["RecordingSpanProcessor"]
 OUR_SCOPE: Final = "asynctelemetry"
 
 
-class RecordingSpanProcessor:
+class RecordingSpanProcessor(QueuedSpanProcessor):
     """An OpenTelemetry SDK span processor whose ended spans become records of a pipeline.
 
     Made by :meth:`AsyncTracer.span_processor`; ``keep_spans`` as the collector's. Its queue
@@ -61,14 +61,7 @@ class RecordingSpanProcessor:
         self._capture = capture_content
         self._keeper = StepKeeper(keep_spans)
         self.defects: dict[str, int] = {}
-        self.queue: BatchQueue[ReadableSpan] = BatchQueue(
-            self._convert,
-            max_size=max_queue,
-            flush_interval=0.2,
-            overflow="drop_oldest",
-            retry=RetryPolicy(max_attempts=3),
-            name="span processor",
-        )
+        super().__init__(self._convert, max_queue=max_queue, name="span processor")
 
     async def _convert(self, batch: list[ReadableSpan]) -> None:
         raw = self._encode(batch).SerializeToString()
@@ -82,13 +75,7 @@ class RecordingSpanProcessor:
         if calls:
             await self._pipeline.emit(calls)
 
-    # -- the SDK's SpanProcessor interface ------------------------------------------------------
-    def on_start(self, span: object, parent_context: object = None) -> None:
-        """Nothing to do when a span starts."""
-
-    def _on_ending(self, span: object) -> None:
-        """Nothing to do before a span ends (SDK hook)."""
-
+    # -- the SDK's SpanProcessor interface (the rest is QueuedSpanProcessor's) ------------------
     def on_end(self, span: ReadableSpan) -> None:
         """Queue an ended span (from any thread); our own tracer's spans are skipped."""
         scope = span.instrumentation_scope
@@ -98,17 +85,3 @@ class RecordingSpanProcessor:
             self.queue.put_nowait(span)
         elif not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self.queue.put_nowait, span)
-
-    def shutdown(self) -> None:
-        """The SDK's synchronous shutdown: the tracer's ``aclose`` does the real work."""
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """The SDK's synchronous flush cannot wait on the loop; ``await tracer.flush()`` does."""
-        return True
-
-    async def flush(self) -> None:
-        """Every span ended before this call is converted and handed to the pipeline."""
-        await self.queue.flush()
-
-    async def aclose(self) -> None:
-        await self.queue.aclose()

@@ -372,15 +372,26 @@
     node.hidden = !node.childNodes.length;
   }
 
+  // A row that opens something (a call, a trace, the page filtered to an error group) on click,
+  // or on Enter when the row itself has the focus (Enter on a link inside follows the link).
+  function openingRow(body, className, open) {
+    const row = body.insertRow();
+    row.className = className;
+    row.tabIndex = 0;
+    row.addEventListener("click", function () { open(); });
+    row.addEventListener("keydown", function (event) { if (event.key === "Enter" && event.target === row) open(); });
+    return row;
+  }
+
   function callsTable(calls) {
     const body = $("calls").tBodies[0];
     body.replaceChildren();
     if (!calls.length) { cell(body.insertRow(), "no calls in this window", "muted").colSpan = 11; }
     for (const c of calls) {
-      const row = body.insertRow();
-      row.className = "call status-" + (c.status === "ok" ? "ok" : "bad");
+      const row = openingRow(body, "call status-" + (c.status === "ok" ? "ok" : "bad"), function () {
+        window.UrlState.set(toCall(c.call_id));
+      });
       row.dataset.callId = c.call_id;
-      row.tabIndex = 0;
       cell(row, when(c.timestamp));
       modelCell(row, c);
       cell(row, label(c.provider));
@@ -399,10 +410,6 @@
         traceCell.appendChild(link);
       }
       cell(row, "", "id").appendChild(anchor(c.call_id, toCall(c.call_id), "open this call"));
-      row.addEventListener("click", function () { window.UrlState.set(toCall(c.call_id)); });
-      row.addEventListener("keydown", function (event) {
-        if (event.key === "Enter" && event.target === row) window.UrlState.set(toCall(c.call_id));
-      });
     }
   }
 
@@ -413,9 +420,7 @@
     body.replaceChildren();
     if (!groups.length) { cell(body.insertRow(), "no errors in this window", "muted").colSpan = 6; }
     for (const g of groups) {
-      const row = body.insertRow();
-      row.className = "call error-group";
-      row.tabIndex = 0;
+      const row = openingRow(body, "call error-group", function () { filter(errorFilter(g)); });
       cell(row, "").appendChild(anchor(g.error_type == null ? "(no type)" : g.error_type,
         Object.assign({ after: null }, errorFilter(g)), "show only these failed calls"));
       const message = cell(row, g.error_message || F.UNKNOWN);
@@ -424,9 +429,6 @@
       cell(row, when(g.first_seen));
       cell(row, when(g.last_seen));
       cell(row, g.models.join(", "));
-      const pick = function () { filter(errorFilter(g)); };
-      row.addEventListener("click", pick);
-      row.addEventListener("keydown", function (event) { if (event.key === "Enter" && event.target === row) pick(); });
     }
   }
 
@@ -626,9 +628,9 @@
     body.replaceChildren();
     if (!traces.length) { cell(body.insertRow(), "no traces in this window", "muted").colSpan = 9; return; }
     for (const t of traces) {
-      const row = body.insertRow();
-      row.className = "call" + (t.errors ? " status-bad" : "");
-      row.tabIndex = 0;
+      const row = openingRow(body, "call" + (t.errors ? " status-bad" : ""), function () {
+        window.UrlState.set(toTrace(t.trace_id));
+      });
       row.dataset.traceId = t.trace_id;
       cell(row, when(t.started));
       cell(row, "").appendChild(anchor(t.root_name || t.trace_id, toTrace(t.trace_id), "trace " + t.trace_id));
@@ -640,10 +642,6 @@
       cell(row, t.user_id || F.UNKNOWN);
       const sessionCell = cell(row, t.session_id ? "" : F.UNKNOWN);
       if (t.session_id) sessionCell.appendChild(window.Session.link(t.session_id));
-      row.addEventListener("click", function () { window.UrlState.set(toTrace(t.trace_id)); });
-      row.addEventListener("keydown", function (event) {
-        if (event.key === "Enter" && event.target === row) window.UrlState.set(toTrace(t.trace_id));
-      });
     }
   }
 
