@@ -38,6 +38,7 @@ import json
 import math
 import sys
 from array import array
+from bisect import bisect_left
 from collections.abc import Sequence
 from itertools import chain
 from typing import TYPE_CHECKING, Any, Final
@@ -382,15 +383,33 @@ def _sums() -> Sums:
 
 
 def pack(sums: Sums) -> bytes | None:
-    """A packed value (its kinds' ``{index: sum}``) as SQLite's BLOB (``None``: all zero)."""
-    kept = [sorted(kv for kv in kind.items() if kv[1]) for kind in sums]
-    if not any(kept):
-        return None
-    flat = array("q", [len(pairs) for pairs in kept])
-    for pairs in kept:
-        flat.extend([index for index, _ in pairs])
-        flat.extend([n for _, n in pairs])
+    """A packed value (its kinds' ``{index: sum}``; a sum of zero is left out) as SQLite's BLOB
+    (``None``: nothing in it). Sorting and copying run in C: no Python step per pair."""
+    sums = [
+        {i: n for i, n in counts.items() if n} if 0 in counts.values() else counts
+        for counts in sums
+    ]
+    flat = array("q", [len(counts) for counts in sums])
+    for counts in sums:
+        indexes = sorted(counts)
+        flat.extend(indexes)
+        flat.extend(map(counts.__getitem__, indexes))
+    return _blob(flat)
+
+
+def _flat(blob: bytes) -> array[int]:
+    """A packed BLOB as a new array of int64 (native order)."""
+    flat = array("q", blob)
     if not _LITTLE:
+        flat.byteswap()
+    return flat
+
+
+def _blob(flat: array[int]) -> bytes | None:
+    if not any(flat[:VALUE_KINDS]):
+        return None
+    if not _LITTLE:
+        flat = array("q", flat)
         flat.byteswap()
     return flat.tobytes()
 
@@ -399,9 +418,7 @@ def segments(blob: bytes | None) -> Segments:
     """A packed BLOB's indexes and sums per kind (slices of one array: no step per pair)."""
     if not blob:
         return _NO_SEGMENTS
-    flat = array("q", blob)
-    if not _LITTLE:
-        flat.byteswap()
+    flat = _flat(blob)
     out: list[Sequence[int]] = []
     at = VALUE_KINDS
     for length in flat[:VALUE_KINDS]:
@@ -410,13 +427,32 @@ def segments(blob: bytes | None) -> Segments:
     return tuple(out)
 
 
-def _into(sums: Sums, blob: bytes | None) -> None:
-    """Add a packed BLOB to ``sums``."""
-    parts = segments(blob)
-    for kind, counts in enumerate(sums):
-        get = counts.get
-        for index, n in zip(parts[2 * kind], parts[2 * kind + 1], strict=True):
-            counts[index] = get(index, 0) + n
+def _merge_into(flat: array[int], add: array[int]) -> None:
+    """Add packed value ``add`` to packed value ``flat``, in place: one binary search (C) per
+    pair of ``add`` (the smaller side: a batch's value merged into a stored row's), then a sum
+    in place, an insertion or, at zero, a removal (C moves the rest)."""
+    start = at = VALUE_KINDS
+    for kind in range(VALUE_KINDS):
+        length, extra = flat[kind], add[kind]
+        for j in range(at, at + extra):
+            index = add[j]
+            end = start + length
+            pos = bisect_left(flat, index, start, end)
+            if pos < end and flat[pos] == index:
+                total = flat[pos + length] + add[j + extra]
+                if total:
+                    flat[pos + length] = total
+                else:  # the value first (it sits after the indexes), then its index
+                    del flat[pos + length]
+                    del flat[pos]
+                    length -= 1
+            else:
+                flat.insert(pos + length, add[j + extra])
+                flat.insert(pos, index)
+                length += 1
+        flat[kind] = length
+        start += 2 * length
+        at += 2 * extra
 
 
 def merge_packed(a: bytes | None, b: bytes | None) -> bytes | None:
@@ -425,25 +461,29 @@ def merge_packed(a: bytes | None, b: bytes | None) -> bytes | None:
         return a
     if not a:
         return b
-    sums = _sums()
-    _into(sums, a)
-    _into(sums, b)
-    return pack(sums)
+    flat = _flat(a)
+    _merge_into(flat, _flat(b))
+    return _blob(flat)
 
 
 class PackSum:
     """SQLite's aggregate ``asynctelemetry_sum(values)``: packed BLOBs summed."""
 
-    __slots__ = ("sums",)
+    __slots__ = ("flat",)
 
     def __init__(self) -> None:
-        self.sums = _sums()
+        self.flat: array[int] | None = None
 
     def step(self, blob: bytes | None) -> None:
-        _into(self.sums, blob)
+        if not blob:
+            return
+        if self.flat is None:
+            self.flat = _flat(blob)
+        else:
+            _merge_into(self.flat, _flat(blob))
 
     def finalize(self) -> bytes | None:
-        return pack(self.sums)
+        return None if self.flat is None else _blob(self.flat)
 
 
 class Packer:
@@ -473,9 +513,11 @@ class Packer:
             ttft_sums[ttft] = ttft_sums.get(ttft, 0) + n
         if speed is not None:
             speed_sums[speed] = speed_sums.get(speed, 0) + n
-        if e is not None:
-            highs[e] = highs.get(e, 0) + high
-            lows[e] = lows.get(e, 0) + low
+        if e is not None:  # a half of zero adds nothing (and a packed value holds no zero)
+            if high:
+                highs[e] = highs.get(e, 0) + high
+            if low:
+                lows[e] = lows.get(e, 0) + low
 
     def finalize(self) -> bytes | None:
         return pack(self.sums)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import random
 import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from asynctelemetry import (
     SQLiteStore,
     StoreClosedError,
 )
+from asynctelemetry._stores import _rollup
 from tests.conftest import T0, make_call
 
 if TYPE_CHECKING:
@@ -444,3 +446,41 @@ async def test_rollups_follow_retention_and_reopen(tmp_path: Path) -> None:
             window = [c for c in kept if c.timestamp >= since]
             assert await store.summary(since=since) == summarize(window)
             assert await store.timeseries(bucket="1h", since=since) == timeseries(window, "1h")
+
+
+def _packed(rng: random.Random, sign: int) -> bytes | None:
+    """The packed value of a few random calls (``sign=-1``: taken away)."""
+    packer = _rollup.Packer()
+    for _ in range(rng.randint(1, 12)):
+        packer.step(
+            rng.choice([None, rng.randint(-3, 30), -(2**31)]),
+            rng.randint(0, 8),
+            rng.choice([None, 2**31, 4]),
+            rng.choice([None, -60, -1074]),
+            sign * rng.randint(0, 2**27),
+            sign * rng.randint(0, 2**26),
+            sign,
+        )
+    return packer.finalize()
+
+
+def test_packed_values_merge_key_by_key() -> None:
+    """SQLite's merging of packed rollup values (upsert and batch sums, in place) gives the sums
+    per kind and index of a plain count, with the indexes back at zero gone."""
+    rng = random.Random(7)
+    for _ in range(300):
+        blobs = [_packed(rng, 1) for _ in range(rng.randint(1, 4))]
+        taken = rng.choice(blobs) if rng.random() < 0.3 else _packed(rng, -1)
+        expected: list[dict[int, int]] = [{} for _ in range(_rollup.VALUE_KINDS)]
+        for blob in [*blobs, taken]:
+            parts = _rollup.segments(blob)
+            for kind, counts in enumerate(expected):
+                for index, n in zip(parts[2 * kind], parts[2 * kind + 1], strict=True):
+                    counts[index] = counts.get(index, 0) + n
+        summed = _rollup.PackSum()
+        for blob in blobs:
+            summed.step(blob)
+        merged = _rollup.merge_packed(summed.finalize(), taken)
+        assert merged == _rollup.pack(expected)
+        parts = _rollup.segments(merged)
+        assert all(0 not in parts[2 * kind + 1] for kind in range(_rollup.VALUE_KINDS))
