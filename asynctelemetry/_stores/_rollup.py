@@ -64,7 +64,6 @@ __all__ = [
     "HISTOGRAMS",
     "KEY_COLUMNS",
     "LEVELS",
-    "PACKED_COLUMNS",
     "RAW_COLUMNS",
     "TOTAL_COLUMNS",
     "VALUE_KINDS",
@@ -573,8 +572,6 @@ def levels_for(filters: Filters, column: str | None, width_ns: int | None) -> li
 #: A read's query: ``"raw"`` or ``"packed"`` (what :meth:`Cells.add` takes its rows as), the SQL
 #: with ``?`` placeholders, its parameters.
 Query = tuple[str, str, list[Any]]
-#: A packed read's columns after the bucket and the group value.
-PACKED_COLUMNS: Final = (*TOTAL_COLUMNS, "vals")
 
 
 def read_queries(
@@ -587,14 +584,16 @@ def read_queries(
     raw_select: str,
     time_column: str,
     time_param: Callable[[int], Any],
+    values: str = "vals",
 ) -> list[Query] | None:
     """The queries that read the calls passing ``filters`` in ``[lo, hi)`` (ns) per (bucket of
     ``width_ns`` or ``None``, value of ``column`` or ``None``): per segment of the :func:`plan`,
-    the rollup rows of its level and periods as ``(b, k, *PACKED_COLUMNS)`` (the answer row's
+    the rollup rows of its level and periods as ``(b, k, *TOTAL_COLUMNS, values)`` (the answer row's
     bucket and group value; an engine may sum them per ``b, k`` first), and the raw rows of the
     edges (``raw_select`` from ``calls``, bounded on ``time_column`` by ``time_param`` of the
-    bound). ``None`` when rollups cannot serve the read. The SQL is the same in SQLite and
-    PostgreSQL (their stores number the placeholders as they need)."""
+    bound; ``values``: the packed value's columns). ``None`` when rollups cannot serve the
+    read. The SQL is the same in SQLite and PostgreSQL (their stores number the placeholders as
+    they need)."""
     levels = levels_for(filters, column, width_ns)
     if levels is None:
         return None
@@ -630,7 +629,8 @@ def read_queries(
         out.append(
             (
                 "packed",
-                f"SELECT {bucket} AS b, {group} AS k, {', '.join(PACKED_COLUMNS)} FROM rollups "
+                f"SELECT {bucket} AS b, {group} AS k, {', '.join(TOTAL_COLUMNS)}, {values} "
+                "FROM rollups "
                 f"JOIN rollup_groups g ON g.id = gid WHERE {where_sql}",
                 [level, *params, *key_params],
             )

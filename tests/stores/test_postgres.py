@@ -247,15 +247,21 @@ _OLD_ROLLUPS: Final = {
         "CREATE TABLE rollup_values (width_s integer, start_ns bigint, gid bigint, "
         "kind smallint, bucket bigint, n bigint, m bigint)",
         "INSERT INTO rollup_values VALUES (3600, 0, 1, 0, 7, 5, 0)"),
+    # version 9: a row per level, period and group, its packed value in one int8[]
+    9: ("CREATE TABLE rollup_groups (id bigint PRIMARY KEY, model text NOT NULL, "
+        "request_model text, provider text, route_name text, status text NOT NULL)",
+        "CREATE TABLE rollups (width_s integer, start_ns bigint, gid bigint, calls bigint, "
+        "vals bigint[])",
+        "INSERT INTO rollups VALUES (3600, 0, 1, 5, '{56, 5}')"),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("version", sorted(_OLD_ROLLUPS))
 async def test_old_database_gets_the_packed_rollups(pg_dsn: str, version: int) -> None:
-    """A database of schema version 2 (calls over several days, no rollups) or 8 (a row per
-    histogram bucket) is migrated on open: the old tables go, the rollups are built from every
-    partition, and large windows read from them give the rows the calls give; writes after the
-    migration keep them exact."""
+    """A database of schema version 2 (calls over several days, no rollups), 8 (a row per
+    histogram bucket) or 9 (the packed value in one array) is migrated on open: the old tables
+    go, the rollups are built from every partition, and large windows read from them give the
+    rows the calls give; writes after the migration keep them exact."""
     calls = [
         make_call(
             i,

@@ -4,8 +4,9 @@ The tables are SQLite's (:mod:`..sqlite.rollup`): ``rollup_groups`` (one row per
 equal ``model``, ``request_model``, ``provider``, ``route_name`` and ``status``, numbered by
 :func:`~.._rollup.group_id`) and ``rollups`` (one row per level, period and group: calls,
 errors, token sums, unpriced calls, and ``vals``, the three histograms and the exact cost packed
-in one ``int8[]``: the kinds and sums of SQLite's BLOB as ``key, sum`` pairs, ``key = index * 8
-+ kind``, sorted by key, which set-based SQL unnests and sums without a loop per element).
+in two ``int8[]``, ``keys`` and ``sums``: the kinds and sums of SQLite's BLOB as pairs, ``key =
+index * 8 + kind``, sorted by key, which set-based SQL unnests (``unnest(keys, sums)``, each
+array detoasted once) and sums without a loop per element).
 
 The writer works out what each call adds when it encodes the batch (:func:`~.._rollup.derive`,
 a few calls per step, the loop breathing between), and in the transaction that stores the calls
@@ -13,9 +14,9 @@ copies those rows into its temporary ``asynctelemetry_rollup_batch`` and adds th
 level with one ``INSERT … SELECT … GROUP BY … ON CONFLICT DO UPDATE``: the server's hash
 aggregates sum the batch's pairs per finest period, group and key, then per level, pack each
 row's pairs with ``array_agg``, and a conflicting row's are summed with the stored ones by the
-SQL function ``asynctelemetry_merge(int8[], int8[])`` (set-based: the pairs of both unnested,
-summed per key, zeros dropped; created by the schema). Writers of many processes take turns on
-an advisory lock for that statement (upserts of overlapping rows in different orders would
+SQL function ``asynctelemetry_merge(keys, sums, keys, sums)`` (set-based: the pairs of both
+unnested, summed per key, zeros dropped; created by the schema). Writers of many processes take
+turns on an advisory lock for that statement (upserts of overlapping rows in different orders would
 deadlock). Retention subtracts the rows it deletes (:func:`forget`) and deletes a dropped day's
 periods with it (:func:`forget_day`: every period nests in one UTC day); repricing subtracts a
 page's old costs and adds the new ones; rows left at zero calls go. A database of an older
@@ -78,16 +79,13 @@ __all__ = [
 LOCK_ROLLUP: Final = (0x61746C6D, 5)
 _KEYS: Final = ", ".join(KEY_COLUMNS)
 _TOTALS: Final = TOTAL_COLUMNS
-#: The packed value's pairs ``key, sum`` of ``int8[]`` ``v`` (alias ``p``: ``p.key``, ``p.n``;
-#: ``key = index * 8 + kind``).
-_PAIRS: Final = (
-    "CROSS JOIN LATERAL (SELECT {v}[i] AS key, {v}[i + 1] AS n "
-    "FROM generate_series(1, cardinality({v}), 2) AS i) AS p"
-)
-#: Rows of ``key``/``n`` per ``groups`` packed back into one ``int8[]`` (``None``: no pairs).
+#: The packed value's pairs of the row ``{v}`` (alias ``p``: ``p.key``, ``p.n``; ``key = index
+#: * 8 + kind``): one ``unnest`` of its two arrays, each read (and detoasted) once.
+_PAIRS: Final = "CROSS JOIN LATERAL unnest({v}.keys, {v}.sums) AS p(key, n)"
+#: Rows of ``key``/``n`` per ``groups`` packed back into ``keys`` and ``sums``.
 _PACK: Final = (
-    "SELECT {groups}, array_agg(x ORDER BY key, o) AS vals FROM ({rows}) AS s "
-    "CROSS JOIN LATERAL (VALUES (0, s.key), (1, s.n)) AS z(o, x) GROUP BY {groups}"
+    "SELECT {groups}, array_agg(key ORDER BY key) AS keys, array_agg(n ORDER BY key) AS sums "
+    "FROM ({rows}) AS s GROUP BY {groups}"
 )
 TABLE_SQL: Final = (
     "CREATE TABLE IF NOT EXISTS rollup_groups (id bigint PRIMARY KEY, model text NOT NULL, "
@@ -95,14 +93,13 @@ TABLE_SQL: Final = (
     "CREATE TABLE IF NOT EXISTS rollups (width_s integer NOT NULL, "
     "start_ns bigint NOT NULL, gid bigint NOT NULL, "
     + ", ".join(f"{c} bigint NOT NULL" for c in _TOTALS)
-    + ", vals bigint[], PRIMARY KEY (width_s, start_ns, gid))",
+    + ", keys bigint[], sums bigint[], PRIMARY KEY (width_s, start_ns, gid))",
     # Two packed values summed: their pairs, per key, zeros dropped, sorted by key.
-    "CREATE OR REPLACE FUNCTION asynctelemetry_merge(a bigint[], b bigint[]) RETURNS bigint[] "
-    "LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT array_agg(x ORDER BY key, o) FROM "
-    "(SELECT key, sum(n)::bigint AS n FROM (SELECT a[i] AS key, a[i + 1] AS n "
-    "FROM generate_series(1, cardinality(a), 2) AS i UNION ALL SELECT b[i], b[i + 1] "
-    "FROM generate_series(1, cardinality(b), 2) AS i) AS u GROUP BY key HAVING sum(n) <> 0) "
-    "AS s CROSS JOIN LATERAL (VALUES (0, s.key), (1, s.n)) AS z(o, x) $$",
+    "CREATE OR REPLACE FUNCTION asynctelemetry_merge(ak bigint[], an bigint[], bk bigint[], "
+    "bn bigint[], OUT keys bigint[], OUT sums bigint[]) LANGUAGE sql IMMUTABLE PARALLEL SAFE "
+    "AS $$ SELECT array_agg(key ORDER BY key), array_agg(n ORDER BY key) FROM "
+    "(SELECT key, sum(n)::bigint AS n FROM (SELECT * FROM unnest(ak, an) UNION ALL "
+    "SELECT * FROM unnest(bk, bn)) AS u(key, n) GROUP BY key HAVING sum(n) <> 0) AS s $$",
 )
 #: The writer's rows of a batch, as :func:`~.._rollup.derive` makes them (one per connection,
 #: emptied at every commit).
@@ -138,7 +135,8 @@ _BATCH_PAIRS: Final = (
 _UPSERT: Final = (
     "ON CONFLICT (width_s, start_ns, gid) DO UPDATE SET "
     + ", ".join(f"{c} = rollups.{c} + excluded.{c}" for c in _TOTALS)
-    + ", vals = asynctelemetry_merge(rollups.vals, excluded.vals)"
+    + ", (keys, sums) = (SELECT m.keys, m.sums FROM asynctelemetry_merge(rollups.keys, "
+    "rollups.sums, excluded.keys, excluded.sums) AS m)"
 )
 #: The batch summed per finest period and group (and key: one hash aggregate of the batch),
 #: then per level (from those few rows), its pairs packed, added to the stored rows.
@@ -156,8 +154,8 @@ _ADD: Final = (
         rows=f"SELECT l.w, {_PERIOD} AS p, b.gid, b.key, sum(b.n) AS n FROM f b "
         f"CROSS JOIN {_LEVELS} GROUP BY 1, 2, 3, 4 HAVING sum(b.n) <> 0",
     )
-    + f") INSERT INTO rollups (width_s, start_ns, gid, {', '.join(_TOTALS)}, vals) "
-    f"SELECT lt.w, lt.p, lt.gid, {', '.join(f'lt.{c}' for c in _TOTALS)}, lv.vals "
+    + f") INSERT INTO rollups (width_s, start_ns, gid, {', '.join(_TOTALS)}, keys, sums) "
+    f"SELECT lt.w, lt.p, lt.gid, {', '.join(f'lt.{c}' for c in _TOTALS)}, lv.keys, lv.sums "
     f"FROM lt LEFT JOIN lv USING (w, p, gid) {_UPSERT}"
 )
 #: After calls were taken away: the rows of the periods they touched left at zero calls go.
@@ -288,7 +286,7 @@ _SUMMED: Final = (
     + ", ".join(f"sum({c})::bigint AS {c}" for c in _TOTALS)
     + " FROM r GROUP BY b, k), "
     "v AS (SELECT coalesce(r.b, 0) AS jb, r.k IS NULL AS jn, coalesce(r.k, '') AS jk, "
-    f"p.key, sum(p.n)::bigint AS n FROM r {_PAIRS.format(v='r.vals')} "
+    f"p.key, sum(p.n)::bigint AS n FROM r {_PAIRS.format(v='r')} "
     "GROUP BY 1, 2, 3, 4 HAVING sum(p.n) <> 0), "
     "s AS (SELECT jb, jn, jk, "
     + ", ".join(
@@ -329,6 +327,7 @@ async def rolled(
         raw_select=f"SELECT {RAW_SQL} FROM calls",
         time_column="ts",
         time_param=from_ns,
+        values="keys, sums",
     )
     if queries is None:
         return None

@@ -47,10 +47,12 @@ Version history:
 8. adds the indexes pages seek (:data:`PAGE_INDEXES`: cost, latency, tokens, each with ``id``),
    on every partition (search uses those of the ids, ``calls_user_ts`` for the user);
    building them reads every partition once, under a lock that holds writes back.
-9. replaces ``rollup_totals`` and ``rollup_values`` by ``rollups`` (:mod:`.rollup`: one row
-   per level, period and group, the histograms and the exact cost packed in an ``int8[]``,
-   merged by the function ``asynctelemetry_merge``), built from the stored calls a partition
-   at a time in the migrating transaction (so version 6 no longer builds the rollups).
+9. replaced ``rollup_totals`` and ``rollup_values`` by ``rollups`` (one row per level, period
+   and group, the histograms and the exact cost packed in one ``int8[]``);
+10. keeps the packed value in two ``int8[]`` (``keys``, ``sums``: :mod:`.rollup`, merged by
+    the function ``asynctelemetry_merge``, read by one ``unnest`` each), the rollups rebuilt
+    from the stored calls a partition at a time in the migrating transaction (so versions 6
+    and 9 no longer build them).
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ __all__ = [
     "prepare",
 ]
 
-SCHEMA_VERSION: Final = 9
+SCHEMA_VERSION: Final = 10
 #: Advisory lock keys (namespace, key): ``ascii('atlm')`` and one key per job.
 _NAMESPACE: Final = 0x61746C6D
 LOCK_MIGRATE: Final = (_NAMESPACE, 1)
@@ -196,7 +198,12 @@ MIGRATIONS: Final[dict[int, list[str]]] = {
     ],
     5: ["DROP TABLE IF EXISTS rollup"],  # version 9 builds the rollups
     7: list(PAGE_INDEXES),
-    8: ["DROP TABLE IF EXISTS rollup_totals, rollup_values", *_pg_rollup.TABLE_SQL],
+    8: ["DROP TABLE IF EXISTS rollup_totals, rollup_values"],  # version 10 builds the rollups
+    9: [
+        "DROP TABLE IF EXISTS rollups",
+        "DROP FUNCTION IF EXISTS asynctelemetry_merge(bigint[], bigint[])",
+        *_pg_rollup.TABLE_SQL,
+    ],
 }
 
 #: The writer's staging table: one per connection, emptied at every commit.
@@ -274,7 +281,7 @@ async def prepare(conn: asyncpg.Connection, where: str) -> int:
             steps += MIGRATIONS[version]
         for sql in steps:
             await conn.execute(sql)
-        if 0 < found < 9:  # a database that has calls and not the packed rollups yet
+        if 0 < found < 10:  # a database that has calls and not these rollups yet
             await _pg_rollup.rebuild(conn, sorted((await existing_partitions(conn)).values()))
         if found != SCHEMA_VERSION:
             await conn.execute("DELETE FROM asynctelemetry_schema")
