@@ -23,7 +23,7 @@ import logging
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final
 
-from ..._batching import Retryable, Slice
+from ..._batching import Retryable, Slice, give_turn
 from ..._exceptions import StoreError, mask_secrets
 from .._base import split_records
 from .._door import admit, call_id_of
@@ -140,6 +140,7 @@ class PgWriter:
             Retryable: the connection, the server or a lock failed; try the batch again later.
             StoreError: the server refused the batch for good (it is dropped and logged).
         """
+        await give_turn()  # the batch's slices start after the last batch's end and hand-off
         try:
             if self.conn is None or self.conn.is_closed():
                 self.conn = await self.connect()
