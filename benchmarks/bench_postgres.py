@@ -37,6 +37,7 @@ import asyncpg
 from _common import LagMonitor, machine, table
 
 from asynctelemetry import LLMCall, PostgresStore
+from asynctelemetry._rows import row_of
 from asynctelemetry._stores import _base
 from asynctelemetry._stores.postgres import rollup as _pg_rollup
 from asynctelemetry._stores.postgres.schema import (
@@ -133,7 +134,7 @@ def pct(values: list[float], p: float) -> float:
 
 
 async def write_raw(dsn: str, calls: list[LLMCall]) -> tuple[float, LagMonitor]:
-    rows = [pg_row(c) for c in calls]  # pre-encoded: the raw side does no encoding work
+    rows = [pg_row(row_of(c.__dict__)) for c in calls]  # pre-encoded: no encoding work
     async with PostgresStore(dsn):
         pass  # the same schema and partitions
     conn = await asyncpg.connect(dsn)

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from asynctelemetry import ExportError, StoreClosedError
-from asynctelemetry._batching import BatchQueue, Retryable, RetryPolicy
+from asynctelemetry._batching import BatchQueue, Retryable, RetryPolicy, Slice, run_sliced
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Generator
     from pathlib import Path
 
 FAST = RetryPolicy(initial=0.001, maximum=0.005, max_attempts=None)
@@ -290,3 +290,32 @@ async def test_queue_settings_bound_an_exporter_queue() -> None:
     stats = exporter.stats.queue
     await exporter.aclose(timeout=0)
     assert (stats.accepted, stats.dropped_overflow, stats.pending) == (50, 40, 10)
+
+
+async def test_what_falls_due_during_a_slice_runs_before_the_next_slice() -> None:
+    """A timer (or I/O) that falls due while sliced work runs waits one slice, not two:
+    asyncio queues it behind the work's own resumption, so the turn lets it go first."""
+    loop = asyncio.get_running_loop()
+    events: list[str] = []
+
+    async def work() -> None:
+        slice_ = Slice(0.0)  # every breathe is a turn
+        for step in range(3):
+            events.append(f"step {step}")
+            if step == 0:
+                loop.call_later(0, events.append, "timer")
+            await slice_.breathe()
+
+    def steps() -> Generator[None, None, None]:
+        for step in range(3):
+            events.append(f"slice {step}")
+            if step == 0:
+                loop.call_later(0, events.append, "timer")
+            yield
+
+    await work()
+    await run_sliced(steps())
+    assert events == [
+        *("step 0", "timer", "step 1", "step 2"),
+        *("slice 0", "timer", "slice 1", "slice 2"),
+    ]

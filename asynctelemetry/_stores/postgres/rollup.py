@@ -218,7 +218,7 @@ async def add(conn: asyncpg.Connection, batch: Derived, sign: int = 1) -> None:
     ids = list(groups.values())
     keys = list(zip(*groups, strict=True))
     await conn.execute(_ADD_GROUPS, ids, *keys)
-    await conn.copy_records_to_table(BATCH, records=rows, columns=BATCH_COLUMNS)
+    await conn.copy_records_to_table(BATCH, records=Slice().each(rows), columns=BATCH_COLUMNS)
     await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *LOCK_ROLLUP)
     await conn.execute(_ADD)
     if sign < 0:

@@ -60,7 +60,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final
 
 from ..._exceptions import SchemaVersionError, StoreError
@@ -366,7 +366,6 @@ async def hold_partitions(conn: asyncpg.Connection) -> None:
 _dumps: Final = json.JSONEncoder(separators=(",", ":")).encode
 _COST: Final = FIELDS.index("cost_usd")
 _TAGS: Final = FIELDS.index("tags")
-_fields_of_record: Final = itemgetter(*FIELDS[:ATTRIBUTES])
 #: Exact decimals of the costs seen lately: costs repeat (one price per model and token count),
 #: and building the exact Decimal of a float is most of a row's encoding time.
 _decimals: dict[float, Decimal] = {}
@@ -382,55 +381,34 @@ def _exact(cost: float) -> Decimal:
     return exact
 
 
-def pg_row(call: LLMCall | Row) -> list[Any]:
-    """The COPY row of a record or a compact row, in :data:`COPY_COLUMNS` order."""
-    if call.__class__ is tuple:
-        row: Row = call
-        values = list(row[:ATTRIBUTES])
-        keys = row[ATTRIBUTES]
-        attributes = None if keys is None else dict(zip(keys, row[ATTRIBUTES + 1 :], strict=True))
-    else:
-        data = call.__dict__
-        values = list(_fields_of_record(data))
-        attributes = data["attributes"]
+def pg_row(row: Row) -> list[Any]:
+    """The COPY row of a call's compact row (:mod:`..._rows`), in :data:`COPY_COLUMNS` order."""
+    values = list(row[:ATTRIBUTES])
     cost = values[_COST]
     if cost is not None:
         values[_COST] = _exact(cost)  # the float's exact value: sums round once
     if not values[_TAGS]:
         values[_TAGS] = None
-    values.append(_dumps(attributes) if attributes else None)
+    keys = row[ATTRIBUTES]
+    values.append(_dumps(dict(zip(keys, row[ATTRIBUTES + 1 :], strict=True))) if keys else None)
     return values
 
 
-def days_of(batch: Sequence[LLMCall | Row]) -> set[date]:
-    """The UTC days of the calls' timestamps (records and rows hold aware UTC datetimes).
+def days_of(batch: Sequence[Row]) -> set[date]:
+    """The UTC days of the calls' timestamps (rows hold aware UTC datetimes).
 
     A batch almost always falls on one day: its earliest and latest timestamps, found in C,
     say so without a step per call; a batch spanning days is read call by call.
     """
     if not batch:
         return set()
-    get = _timestamp_of_row if batch[0].__class__ is tuple else _timestamp_of_record
-    try:
-        first, last = min(map(get, batch)), max(map(get, batch))  # type: ignore[arg-type]
-    except (TypeError, AttributeError):  # records and rows mixed
-        pass
-    else:
-        if first.date() == last.date():
-            return {first.date()}
-    days: set[date] = set()
-    previous = None
-    for call in batch:
-        moment = call[TIMESTAMP] if call.__class__ is tuple else call.timestamp  # type: ignore[union-attr]
-        day = moment.date()
-        if day != previous:
-            days.add(day)
-            previous = day
-    return days
+    first, last = min(map(_timestamp_of_row, batch)), max(map(_timestamp_of_row, batch))
+    if first.date() == last.date():
+        return {first.date()}
+    return {moment.date() for moment in map(_timestamp_of_row, batch)}
 
 
 _timestamp_of_row: Final = itemgetter(TIMESTAMP)
-_timestamp_of_record: Final = attrgetter("timestamp")
 _loads: Final = json.loads
 _ATTRS: Final = len(FIELDS) - 1
 

@@ -23,7 +23,7 @@ import logging
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final
 
-from ..._batching import Retryable, Slice
+from ..._batching import Retryable, Slice, give_turn
 from ..._exceptions import StoreError, mask_secrets
 from .._base import split_records
 from .._door import admit, call_id_of
@@ -140,6 +140,7 @@ class PgWriter:
             Retryable: the connection, the server or a lock failed; try the batch again later.
             StoreError: the server refused the batch for good (it is dropped and logged).
         """
+        await give_turn()  # the batch's slices start after the last batch's end and hand-off
         try:
             if self.conn is None or self.conn.is_closed():
                 self.conn = await self.connect()
@@ -179,23 +180,23 @@ class PgWriter:
         """Store ``batch`` atomically; returns (inserted, rejected rows).
 
         First, optimistically, one binary COPY straight into ``calls`` (the raw path: rows go in
-        with multi-row heap inserts). When a call is stored already (a retried or replayed
-        batch, another writer's copy, or twice in this batch) the unique index refuses the
-        whole COPY, which leaves nothing behind; the batch then goes the safe way: COPY into the
-        staging table and ``INSERT … ON CONFLICT DO NOTHING``, in one transaction, halving the
-        batch around the rows the server refuses (:meth:`_isolate`).
+        with multi-row heap inserts), each row encoded as asyncpg takes it (:class:`_Stream`), so
+        the server stores the first rows while the last are encoded, and a row lives only a
+        moment (the collector's heap is not swept for it). When a call is stored already (a
+        retried or replayed batch, another writer's copy, or twice in this batch) the unique
+        index refuses the whole COPY, which leaves nothing behind; the batch then goes the safe
+        way: COPY into the staging table and ``INSERT … ON CONFLICT DO NOTHING``, in one
+        transaction, halving the batch around the rows the server refuses (:meth:`_isolate`).
         """
-        kept, rejected = await _admitted(batch)
+        slice_ = Slice()  # one clock for the whole batch: its steps share the loop's turns
+        kept, rejected = await _admitted(batch, slice_)
         if not kept:
             return 0, rejected
-        rows, derived = await _encoded(kept)
         days = days_of(kept)
         for attempt in range(_DAY_ATTEMPTS):
             await ensure_partitions(conn, days, self.known_days)
             try:
-                inserted = await self._write_once(
-                    conn, rows, derived, kept, days, rejected, attempt
-                )
+                inserted = await self._write_once(conn, kept, days, rejected, attempt, slice_)
             except _DayGone:
                 continue
             return inserted, rejected
@@ -204,23 +205,23 @@ class PgWriter:
     async def _write_once(
         self,
         conn: asyncpg.Connection,
-        rows: list[list[Any]],
-        derived: _pg_rollup.Derived,
         calls: list[Row],
         days: set[date],
         rejected: list[tuple[str, str]],
         attempt: int,
+        slice_: Slice,
     ) -> int:
         """One attempt of :meth:`_merge` (the COPY, else the staging merge); returns how many
         calls it stored."""
         try:
             async with conn.transaction():
                 await self._hold(conn, days, attempt)
+                stream = _Stream(calls, slice_)
                 await conn.copy_records_to_table(
-                    "calls", records=_stepped(rows), columns=COPY_COLUMNS
+                    "calls", records=stream.rows(), columns=COPY_COLUMNS
                 )
-                await _pg_rollup.add(conn, derived)
-            return len(rows)
+                await _pg_rollup.add(conn, (stream.derived, stream.groups))
+            return len(calls)
         except self.pg.UniqueViolationError:
             pass
         except Exception as exc:
@@ -228,7 +229,7 @@ class PgWriter:
                 raise
         async with conn.transaction():
             await self._hold(conn, days, attempt)
-            stored = await self._isolate(conn, rows, calls, rejected)
+            stored = await self._isolate(conn, calls, rejected, slice_)
             await _pg_rollup.remember(conn, [_pg_rollup.raw_of(row) for row in stored])
         return len(stored)
 
@@ -244,31 +245,31 @@ class PgWriter:
     async def _isolate(
         self,
         conn: asyncpg.Connection,
-        rows: list[list[Any]],
         calls: list[Row],
         rejected: list[tuple[str, str]],
+        slice_: Slice,
     ) -> list[Any]:
-        """Merge ``rows`` through the staging table in a savepoint; when the server refuses a
+        """Merge ``calls`` through the staging table in a savepoint; when the server refuses a
         row, the two halves each again, down to the single rows it refuses (added to
         ``rejected``). Returns what the rollups count of each call stored, in order. The staging
         table is empty on entry and holds the rows merged on return (emptied at commit)."""
         try:
             async with conn.transaction():
                 await conn.copy_records_to_table(
-                    STAGING, records=_stepped(rows), columns=COPY_COLUMNS
+                    STAGING, records=slice_.each(map(pg_row, calls)), columns=COPY_COLUMNS
                 )
                 stored: list[Any] = await conn.fetch(_MERGE_RETURNING)
             return stored
         except Exception as exc:
             if not self._is_row_error(exc):
                 raise
-            if len(rows) == 1:
+            if len(calls) == 1:
                 rejected.append((call_id_of(calls[0]), reason(exc)))
                 return []
-        half = len(rows) // 2
-        first = await self._isolate(conn, rows[:half], calls[:half], rejected)
+        half = len(calls) // 2
+        first = await self._isolate(conn, calls[:half], rejected, slice_)
         await conn.execute(_EMPTY_STAGING)  # the first half's rows, merged: not again
-        return first + await self._isolate(conn, rows[half:], calls[half:], rejected)
+        return first + await self._isolate(conn, calls[half:], rejected, slice_)
 
     def _is_row_error(self, exc: BaseException) -> bool:
         """A value the server or the codec cannot take: class 22 (data exception), a missing
@@ -281,13 +282,10 @@ class PgWriter:
         return state.startswith("22") or state in _ROW_STATES
 
 
-async def _admitted(
-    batch: list[Row],
-) -> tuple[list[Row], list[tuple[str, str]]]:
+async def _admitted(batch: list[Row], slice_: Slice) -> tuple[list[Row], list[tuple[str, str]]]:
     """The batch's calls the store's door lets in, and those it refuses, a step at a time."""
     kept: list[Row] = []
     refused: list[tuple[str, str]] = []
-    slice_ = Slice()
     for start in range(0, len(batch), _STEP):
         step_kept, step_refused = admit(batch[start : start + _STEP])
         kept += step_kept
@@ -296,29 +294,33 @@ async def _admitted(
     return kept, refused
 
 
-async def _encoded(batch: list[Row]) -> tuple[list[list[Any]], _pg_rollup.Derived]:
-    """The batch's COPY rows and what each call adds to the rollups (with the groups met), a
-    step at a time, giving the event loop control between steps."""
-    rows: list[list[Any]] = []
-    derived: list[tuple[Any, ...]] = []
-    groups: dict[tuple[Any, ...], int] = {}
-    slice_ = Slice()
-    for start in range(0, len(batch), _STEP):
-        step = list(map(pg_row, batch[start : start + _STEP]))
-        derived += derive([_pg_rollup.raw_of(_RAW_OF_COPY(row)) for row in step], groups)
-        rows += step
-        await slice_.breathe()
-    return rows, (derived, groups)
+class _Stream:
+    """A batch's COPY rows made as the COPY takes them, a step of calls at a time, with what
+    each call adds to the rollups (:func:`~.._rollup.derive`) gathered on the way: after the
+    COPY, :attr:`derived` and :attr:`groups` are the batch's (:data:`_pg_rollup.Derived`).
 
+    asyncpg encodes a row as it takes it and sends every 512 KiB, so the server stores the
+    batch's first rows while its last are made; the loop gets a turn whenever the batch's
+    slice is spent; no COPY row outlives its step (a batch's rows held at once were promoted
+    into the collector's oldest generation, whose sweeps held the loop for tens of ms).
+    """
 
-async def _stepped(rows: list[list[Any]]) -> AsyncIterator[list[Any]]:
-    """``rows`` for a COPY, giving the event loop control every :data:`_STEP` rows (asyncpg
-    sends a list without ever awaiting)."""
-    slice_ = Slice()
-    for start, row in enumerate(rows):
-        yield row
-        if start % _STEP == _STEP - 1:
-            await slice_.breathe()
+    __slots__ = ("calls", "derived", "groups", "slice_")
+
+    def __init__(self, calls: list[Row], slice_: Slice) -> None:
+        self.calls = calls
+        self.slice_ = slice_
+        self.derived: list[tuple[Any, ...]] = []
+        self.groups: dict[tuple[Any, ...], int] = {}
+
+    async def rows(self) -> AsyncIterator[list[Any]]:
+        calls, derived, groups, raw_of = self.calls, self.derived, self.groups, _pg_rollup.raw_of
+        for start in range(0, len(calls), _STEP):
+            step = list(map(pg_row, calls[start : start + _STEP]))
+            derived += derive([raw_of(_RAW_OF_COPY(row)) for row in step], groups)
+            for row in step:
+                yield row
+            await self.slice_.breathe()
 
 
 class _DayGone(Exception):
