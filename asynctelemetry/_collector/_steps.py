@@ -158,10 +158,12 @@ class StepKeeper:
 class RequestSteps:
     """The steps of one request, decided span by span; :meth:`finish` gives them."""
 
-    __slots__ = ("_keeper", "_roots", "steps")
+    __slots__ = ("_keeper", "_roots", "note_trace", "steps")
 
     def __init__(self, keeper: StepKeeper) -> None:
         self._keeper = keeper
+        #: A trace holds AI work (an LLM call of this request): :meth:`StepKeeper.note_trace`.
+        self.note_trace = keeper.note_trace
         self.steps: list[TraceSpan] = []
         self._roots: list[TraceSpan] = []  # "ai": roots kept once their trace proves AI
 
