@@ -7,9 +7,9 @@ shape costs a few C-level dict operations plus the decoding of the values never 
 Values are checked there (type, sign, bounds, finiteness); a bad value becomes ``None`` and a
 counted defect. This module decides whether the span is an LLM call and fills the fields that
 come from the span itself (ids, times, status); it does not price (the collector's pipeline
-does). It builds no record: each plan is compiled into a :class:`_Builder` whose ``itemgetter``
-lays out the row
-(:mod:`asynctelemetry._rows`) from the attribute values, the decided fields and the defaults;
+does). It builds no record: each plan is compiled into a :class:`_Builder`, one small function
+that lays out the row (:mod:`asynctelemetry._rows`) from the attribute values, the decided
+fields and the defaults;
 spans without a plan build the same row from a field dict (:func:`_convert_slowly`). A request's
 rows travel as one :class:`~asynctelemetry._rows.Rows` batch, which reads as ``LLMCall`` records
 for any sink that asks (:func:`span_to_llm_call` returns one).
