@@ -126,8 +126,6 @@ _INPUTS: Final = (
     "duration_ms",
     "status",
     "is_streaming",
-    "cost_usd",
-    "price_version",
     "status_code",
     "error_message",
 )
@@ -143,24 +141,20 @@ _DECIDED: Final = (
     "trace_id",
     "span_id",
     "parent_span_id",
-    "duration_ms",
-    "status",
-    "is_streaming",
-    "cost_usd",
-    "price_version",
-    "status_code",
-    "error_message",
+    *_INPUTS[_INPUTS.index("duration_ms") :],  # the inputs from here on, decided
 )
 _DEFAULT_VALUES: Final = tuple(FIELD_DEFAULTS[name] for name in FIELDS[:ATTRIBUTES])
 
 
 class _Builder:
-    """A plan compiled into two small functions (made once per span shape): ``inputs(values)``
-    reads the decisions' inputs from the span's values, ``row(values, decided)`` lays out the
-    row from the values, the decided fields, the defaults and the extras' keys. Each is one
-    tuple display of constant subscripts: no per-field call, no intermediate tuple."""
+    """A plan compiled into one small function (made once per span shape):
+    ``convert(values, span, service_name, defects)`` hands :func:`_decide` its inputs read
+    from the span's values, and lays out the row from the values, the decided fields, the
+    defaults and the extras' keys; it returns what :func:`_decide` returned when that is not
+    a tuple. Both are tuple displays of constant subscripts: no per-field call, no
+    intermediate tuple."""
 
-    __slots__ = ("inputs", "row")
+    __slots__ = ("convert",)
 
     def __init__(self, plan: Any) -> None:
         positions: dict[str, int] = plan.positions
@@ -187,14 +181,20 @@ class _Builder:
         ]
         row.append(constant(shared_keys(plan.extra_names) if plan.extra_names else None))
         row.extend(f"values[{position}]" for position in plan.extra_positions)
+        markers = [
+            "None" if at is None else f"values[{at}]" for at in (plan.span_kind, plan.model_json)
+        ]
         source = (
-            f"def inputs(values):\n return ({', '.join(inputs)},)\n"
-            f"def row(values, decided):\n return ({', '.join(row)},)\n"
+            "def convert(values, span, service_name, defects):\n"
+            f" decided = _decide(({', '.join(inputs)},), {', '.join(markers)},"
+            f" {plan.operation_rank}, span, service_name, defects)\n"
+            " if decided.__class__ is not tuple:\n"
+            "  return decided\n"
+            f" return ({', '.join(row)},)\n"
         )
-        namespace: dict[str, Any] = dict(constants)
+        namespace: dict[str, Any] = {**constants, "_decide": _decide, "tuple": tuple}
         exec(compile(source, "<asynctelemetry span plan>", "exec"), namespace)
-        self.inputs = namespace["inputs"]
-        self.row = namespace["row"]
+        self.convert = namespace["convert"]
 
 
 def convert_span(
@@ -224,17 +224,9 @@ def convert_span(
         builder = plan.builder = _Builder(plan)
     if plan.dropped:
         defects["attributes_dropped"] = defects.get("attributes_dropped", 0) + plan.dropped
-    decided = _decide(
-        builder.inputs(values),
-        None if plan.span_kind is None else values[plan.span_kind],
-        None if plan.model_json is None else values[plan.model_json],
-        plan.operation_rank,
-        span,
-        service_name,
-        defects,
-    )
-    if decided.__class__ is not tuple:
-        if decided is None and steps is not None:
+    row = builder.convert(values, span, service_name, defects)
+    if row.__class__ is not tuple:
+        if row is None and steps is not None:
             found = dict(zip(plan.fields, plan.values(values), strict=True))
             extra = (
                 dict(zip(plan.extra_names, plan.extras(values), strict=True))
@@ -243,13 +235,14 @@ def convert_span(
             )
             span_kind = None if plan.span_kind is None else values[plan.span_kind]
             _step(steps, span, found, extra, span_kind, service_name, defects)
-        return decided
-    if steps is not None and decided[_TRACE] is not None:
-        steps.note_trace(decided[_TRACE])
-    return builder.row(values, decided)  # type: ignore[no-any-return]
+        return row  # type: ignore[no-any-return]
+    if steps is not None and row[_TRACE] is not None:
+        steps.note_call(row[_TRACE])
+    return row
 
 
-_TRACE: Final = _DECIDED.index("trace_id")
+_TRACE: Final = FIELDS.index("trace_id")
+_DECIDED_TRACE: Final = _DECIDED.index("trace_id")
 
 
 def _step(
@@ -295,8 +288,8 @@ def _convert_slowly(
         if decided is None and steps is not None:
             _step(steps, span, found, extra, span_kind, service_name, defects)
         return decided
-    if steps is not None:
-        steps.note_call(decided[_TRACE])
+    if steps is not None and decided[_DECIDED_TRACE] is not None:
+        steps.note_call(decided[_DECIDED_TRACE])
     data = FIELD_DEFAULTS.copy()
     data.update(found)
     data.pop("response_model", None)
@@ -326,8 +319,6 @@ def _decide(
         duration,
         status,
         streaming,
-        cost,
-        price_version,
         status_code,
         error_message,
     ) = inputs
@@ -398,8 +389,6 @@ def _decide(
         duration,
         status,
         streaming,
-        cost,
-        price_version,
         status_code,
         error_message,
     )

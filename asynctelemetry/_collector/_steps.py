@@ -158,19 +158,15 @@ class StepKeeper:
 class RequestSteps:
     """The steps of one request, decided span by span; :meth:`finish` gives them."""
 
-    __slots__ = ("_keeper", "_roots", "note_trace", "steps")
+    __slots__ = ("_keeper", "_roots", "note_call", "steps")
 
     def __init__(self, keeper: StepKeeper) -> None:
         self._keeper = keeper
-        #: A trace holds AI work (an LLM call of this request): :meth:`StepKeeper.note_trace`.
-        self.note_trace = keeper.note_trace
+        #: An LLM call of this request, by its trace id (the trace holds AI work): the
+        #: keeper's :meth:`StepKeeper.note_trace`.
+        self.note_call = keeper.note_trace
         self.steps: list[TraceSpan] = []
         self._roots: list[TraceSpan] = []  # "ai": roots kept once their trace proves AI
-
-    def note_call(self, trace_id: str | None) -> None:
-        """An LLM call of this request (its trace holds AI work)."""
-        if trace_id is not None:
-            self._keeper.note_trace(trace_id)
 
     def consider(
         self,
