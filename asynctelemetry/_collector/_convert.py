@@ -126,6 +126,8 @@ _INPUTS: Final = (
     "duration_ms",
     "status",
     "is_streaming",
+    "cost_usd",
+    "price_version",
     "status_code",
     "error_message",
 )
@@ -141,7 +143,13 @@ _DECIDED: Final = (
     "trace_id",
     "span_id",
     "parent_span_id",
-    *_INPUTS[_INPUTS.index("duration_ms") :],  # the inputs from here on, decided
+    "duration_ms",
+    "status",
+    "is_streaming",
+    "cost_usd",
+    "price_version",
+    "status_code",
+    "error_message",
 )
 _DEFAULT_VALUES: Final = tuple(FIELD_DEFAULTS[name] for name in FIELDS[:ATTRIBUTES])
 
@@ -319,6 +327,8 @@ def _decide(
         duration,
         status,
         streaming,
+        cost,
+        price_version,
         status_code,
         error_message,
     ) = inputs
@@ -389,6 +399,8 @@ def _decide(
         duration,
         status,
         streaming,
+        cost,
+        price_version,
         status_code,
         error_message,
     )
