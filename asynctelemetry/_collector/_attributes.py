@@ -102,19 +102,20 @@ def _read_tokens(value: object) -> int | _Defect:
         if read != int(read):  # type: ignore[arg-type]
             return WRONG_TYPE
         value = int(read)
-    if value < 0:
+    return _bounded(value, MAX_TOKENS)  # type: ignore[return-value]
+
+
+def _bounded(number: float, most: float) -> float | _Defect:
+    """``number`` when it is within ``0 … most``, else the defect it is."""
+    if number < 0:
         return NEGATIVE
-    if value > MAX_TOKENS:
+    if number > most:
         return TOO_LARGE
-    return value
+    return number
 
 
 def _millis(number: float) -> float | _Defect:
-    if number < 0:
-        return NEGATIVE
-    if number > MAX_DURATION_MS:
-        return TOO_LARGE
-    return number
+    return _bounded(number, MAX_DURATION_MS)
 
 
 def _read_millis(value: object) -> float | _Defect:
@@ -256,20 +257,20 @@ _SPAN_KIND_KEY: Final = OPENINFERENCE_SPAN_KIND.encode()
 _MODEL_JSON_KEYS: Final = frozenset(key.encode() for key in MODEL_JSON_KEYS)
 
 
-class _KeyCache:
+class _KeyCache(dict[bytes, tuple[str, bool]]):
     """Unknown keys seen before: bytes → (text, is a content key). Bounded."""
 
-    def __init__(self, size: int = 8192) -> None:
-        self.size = size
-        self.keys: dict[bytes, tuple[str, bool]] = {}
+    __slots__ = ("size",)
 
-    def get(self, raw: bytes) -> tuple[str, bool]:
-        entry = self.keys.get(raw)
-        if entry is None:
-            text = raw.decode(errors="replace")
-            entry = (text, is_content_key(text))
-            if len(self.keys) < self.size:
-                self.keys[raw] = entry
+    def __init__(self, size: int = 8192) -> None:
+        super().__init__()
+        self.size = size
+
+    def __missing__(self, raw: bytes) -> tuple[str, bool]:
+        text = raw.decode(errors="replace")
+        entry = (text, is_content_key(text))
+        if len(self) < self.size:
+            self[raw] = entry
         return entry
 
 
@@ -318,7 +319,7 @@ def _decode(raw: bytes, capture_content: bool) -> tuple[tuple[object, object], b
         return (SPAN_KIND, decode_value(raw, end)), key
     if key in _MODEL_JSON_KEYS:
         return (MODEL_JSON, decode_value(raw, end)), key
-    text, content = _KEYS.get(key)
+    text, content = _KEYS[key]
     if content and not capture_content:
         return (key, None), key
     kept, defect = _extra_value(decode_value(raw, end))

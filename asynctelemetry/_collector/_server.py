@@ -338,6 +338,7 @@ class AsyncCollector(QueueOwner, Listens):
                 if http_stopped is not None:
                     await http_stopped
         finally:
+            self._steps.let_go_all()  # no request left to claim them: counted, not kept
             try:
                 await self._queue.aclose(timeout=grace)
             finally:

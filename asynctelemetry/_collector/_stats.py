@@ -43,7 +43,8 @@ class CollectorStats:
         steps_dropped: steps past the per-trace bound (10,000), dropped and counted.
         roots_unclaimed: root spans (``keep_spans="ai"``) that arrived before any AI span of
             their trace and were let go because none came within 60 s (a trace of no AI
-            work: most of them), or because 4,096 newer roots were waiting.
+            work: most of them), because 4,096 newer roots were waiting, or because the
+            collector stopped while they were held.
     """
 
     requests: int

@@ -13,7 +13,8 @@ What is kept depends on the collector's ``keep_spans``:
   span of its trace (its service exported first, or the agent ran on after the request ended)
   is held, at most :data:`ROOT_HOLD_SECONDS` and :data:`MAX_HELD_ROOTS` of them, and kept with
   the first request that shows its trace holds AI work; a root let go unclaimed (its trace
-  showed none in time, or newer roots pushed it out) is counted (``roots_unclaimed``);
+  showed none in time, newer roots pushed it out, or the collector stopped) is counted
+  (``roots_unclaimed``);
 - ``"all"``: every span (``http`` when it carries HTTP keys, else ``internal``);
 - ``"llm"``: none.
 
@@ -130,6 +131,14 @@ class StepKeeper:
             held.popitem(last=False)
             self.roots_unclaimed += len(roots)
 
+    def let_go_all(self) -> None:
+        """Count and forget every root still held (the collector stops: no request is left
+        to show their traces' AI work, or to take those claimed already)."""
+        self.roots_unclaimed += sum(len(roots) for _, roots in self._held.values())
+        self.roots_unclaimed += len(self._claimed)
+        self._held.clear()
+        self._claimed = []
+
     def holds_ai(self, trace_id: str) -> bool:
         """Whether the trace was seen with AI work lately."""
         return trace_id in self._traces
@@ -149,17 +158,15 @@ class StepKeeper:
 class RequestSteps:
     """The steps of one request, decided span by span; :meth:`finish` gives them."""
 
-    __slots__ = ("_keeper", "_roots", "steps")
+    __slots__ = ("_keeper", "_roots", "note_call", "steps")
 
     def __init__(self, keeper: StepKeeper) -> None:
         self._keeper = keeper
+        #: An LLM call of this request, by its trace id (the trace holds AI work): the
+        #: keeper's :meth:`StepKeeper.note_trace`.
+        self.note_call = keeper.note_trace
         self.steps: list[TraceSpan] = []
         self._roots: list[TraceSpan] = []  # "ai": roots kept once their trace proves AI
-
-    def note_call(self, trace_id: str | None) -> None:
-        """An LLM call of this request (its trace holds AI work)."""
-        if trace_id is not None:
-            self._keeper.note_trace(trace_id)
 
     def consider(
         self,

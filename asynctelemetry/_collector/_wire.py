@@ -150,6 +150,10 @@ def decode_value(raw: bytes, pos: int) -> object:
             return None
         if raw[pos] != 0x12:
             return MALFORMED
+        size = raw[pos + 1]
+        if size < 0x80 and raw[pos + 2] == 0x0A and raw[pos + 3] + 2 == size:
+            # (most values: a short string, the value's one field, its sizes one byte each)
+            return raw[pos + 4 : pos + 2 + size].decode()
         size, pos = decode_varint(raw, pos + 1)
         end = pos + size
         if end > len(raw):

@@ -677,6 +677,26 @@ def test_bad_durations_and_strings() -> None:
     assert defects == {"too_long": 1, "too_large": 2, "negative": 1, "bad_value": 2}
 
 
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+        datetime(2026, 3, 14, 15, 9, 26, 535897, tzinfo=UTC),
+        datetime(2038, 1, 19, 3, 14, 7, 999999, tzinfo=UTC),
+        datetime(2106, 2, 7, 6, 28, 15, 999999, tzinfo=UTC),  # the last of the float path
+        datetime(2106, 2, 7, 6, 28, 16, tzinfo=UTC),  # the first past it
+        datetime(2262, 4, 10, 23, 59, 59, 999999, tzinfo=UTC),
+    ],
+)
+def test_start_times_are_exact_to_the_microsecond(when: datetime) -> None:
+    """A span's start becomes the call's timestamp to the microsecond, on both sides of the
+    float fast path's bound (2**32 s), nanoseconds cut."""
+    start = (when - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000 + 999
+    span = llm_span({"gen_ai.request.model": "m"}, start_time_unix_nano=start)
+    call = convert_span(lean_span(span), None, False, {})
+    assert isinstance(call, LLMCall) and call.timestamp == when
+
+
 def test_string_numbers_and_integral_doubles_are_accepted() -> None:
     """Token counts sent as doubles (JSON exporters) or decimal text are read exactly."""
     span = llm_span({"gen_ai.request.model": "m"})

@@ -294,6 +294,20 @@ async def test_held_roots_are_bounded_in_time_and_number(monkeypatch: pytest.Mon
     assert stats.roots_unclaimed == 5 and stats.steps == 1
 
 
+async def test_roots_held_when_the_collector_stops_are_counted() -> None:
+    """A root still held (its trace has shown no AI work yet) when the collector stops is let
+    go and counted in roots_unclaimed, not lost uncounted (#21)."""
+    store = MemoryStore()
+    collector = AsyncCollector(store, port=0)
+    async with collector:
+        roots = [_root_and_agent(bytes([i + 1]) * 16)[0] for i in range(2)]
+        await export(f"127.0.0.1:{collector.port}", request_of(roots))
+        await collector.flush()
+        assert collector.stats.roots_unclaimed == 0  # held, waiting for their traces
+    stats = collector.stats
+    assert (stats.roots_unclaimed, stats.steps, store.spans_snapshot()) == (2, 0, [])
+
+
 # Our tracer in another process: an agent with a tool, a workflow and a failing guardrail, two
 # priced calls, under a user and a session; it prints what it recorded as JSON lines.
 TRACED_APP = textwrap.dedent(
