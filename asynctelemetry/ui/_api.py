@@ -453,7 +453,7 @@ async def _session_traces(
             since=since,
             until=until,
             limit=MAX_TRACE_LIMIT,
-            newest_first=False,
+            newest_first=True,  # the walk follows the session's records (oldest first: all)
         )
     }
     for trace_id in dict.fromkeys(c.trace_id for c in page.calls if c.trace_id):

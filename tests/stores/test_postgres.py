@@ -299,6 +299,35 @@ async def test_old_database_gets_the_packed_rollups(pg_dsn: str, version: int) -
         await conn.close()
 
 
+async def test_version_10_database_gets_the_session_totals(pg_dsn: str) -> None:
+    """A database of schema version 10 (no session totals, no triggers) is migrated on open:
+    the totals are built from its calls, the triggers keep them on later writes, and the top
+    sessions of a window are the reference's."""
+    calls = [
+        make_call(i, session_id=f"s{i % 7}", timestamp=T0 + timedelta(minutes=47 * i))
+        for i in range(90)
+    ]
+    async with PostgresStore(pg_dsn) as store:
+        await store.add_many(calls[:60])
+    conn = await asyncpg.connect(pg_dsn)
+    try:  # back to version 10: the same calls, no session totals
+        await conn.execute("DROP TABLE session_periods")
+        await conn.execute("DROP FUNCTION asynctelemetry_session_periods() CASCADE")
+        await conn.execute("UPDATE asynctelemetry_schema SET version = 10")
+        since = T0 + timedelta(hours=2, minutes=11)
+        chosen = [c for c in calls if c.timestamp >= since]
+        async with PostgresStore(pg_dsn) as store:
+            await store.add_many(calls[60:])
+            await store.flush()
+            top = await store.summary(by="session", since=since, limit=2, order_by="calls")
+            assert top == summarize(chosen, "session", 2, "calls")
+        total = await conn.fetchval("SELECT sum(calls) FROM session_periods WHERE width_s = 3600")
+        assert total == len(calls)
+        assert await conn.fetch("SELECT version FROM asynctelemetry_schema") == [(SCHEMA_VERSION,)]
+    finally:
+        await conn.close()
+
+
 async def test_version_3_database_gets_users_agents_tags_and_messages(pg_dsn: str) -> None:
     """A database of schema version 3 (no user, agent, tags or error message columns) is
     migrated on open: its calls read back with none of them, new calls keep them all."""

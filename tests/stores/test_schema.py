@@ -342,7 +342,7 @@ async def test_version_11_file_gets_the_covering_time_index(tmp_path: Path) -> N
     migrated on open: the page indexes go, pages by cost, latency and tokens read their rowids
     from the covering time index alone (the query plan says so) in the right order, and the
     status index keeps only the calls not "ok", which a status read seeks."""
-    path = tmp_path / "v11.db"
+    path = tmp_path / "v12.db"
     calls = [
         make_call(i, user_id=f"u{i % 2}", status="error" if i % 3 == 0 else "ok") for i in range(6)
     ]
@@ -382,4 +382,36 @@ async def test_version_11_file_gets_the_covering_time_index(tmp_path: Path) -> N
     sql, params = _queries.call_page_sql(read)
     plan = _plan(conn, sql, params)
     assert "calls_user" in plan and "calls_session" in plan and "calls_trace" in plan
+    conn.close()
+
+
+async def test_version_12_file_gets_the_session_totals(tmp_path: Path) -> None:
+    """A file of schema version 12 (no session totals) is migrated on open: the totals are
+    built from its calls, kept by later writes, and the top sessions of a window are the
+    reference's."""
+    path = tmp_path / "v12.db"
+    calls = [
+        make_call(i, session_id=f"s{i % 7}", timestamp=T0 + timedelta(minutes=47 * i))
+        for i in range(90)
+    ]
+    async with SQLiteStore(path) as store:
+        await store.add_many(calls[:60])
+    conn = sqlite3.connect(path)  # back to version 12: no session totals
+    conn.execute("DROP TABLE session_periods")
+    conn.execute("PRAGMA user_version = 12")
+    conn.commit()
+    conn.close()
+    window = {"since": T0 + timedelta(hours=5, minutes=3), "until": T0 + timedelta(days=2)}
+    chosen = [c for c in calls if window["since"] <= c.timestamp < window["until"]]
+    async with SQLiteStore(path) as store:
+        await store.add_many(calls[60:])
+        await store.flush()
+        assert await store.summary(by="session", limit=3, **window) == summarize(
+            chosen, "session", 3
+        )
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (_schema.SCHEMA_VERSION,)
+    assert conn.execute("SELECT sum(calls) FROM session_periods WHERE width_s = 3600").fetchone()[
+        0
+    ] == len(calls)
     conn.close()

@@ -739,6 +739,123 @@ def test_top_groups_equal_the_reference(
     assert len(got) == min(limit, len({_base.group_key(c, _base.group_field(by)) for c in calls}))
 
 
+# -- top sessions ---------------------------------------------------------------------------------
+_session_calls = st.lists(
+    st.builds(
+        dict,
+        offset=st.integers(0, 3 * 86400 * 1_000_000),  # three days: days, hours and edges
+        session_id=st.sampled_from(["s1", "s2", "s3", "", "é", None]),
+        status=st.sampled_from(["ok", "error"]),
+        cost_usd=st.none() | st.sampled_from([0.0, 0.1, 0.2, 1e-12, 3e-10, 2500.0]),
+    ),
+    max_size=40,
+)
+
+
+@pytest.mark.parametrize("kind", list(STORES))
+@_examples
+@given(
+    drawn=_session_calls,
+    order_by=st.sampled_from(list(_base.ORDER_BY)),
+    limit=st.integers(1, 3),
+    window=st.tuples(st.integers(0, 3 * 86400), st.integers(0, 3 * 86400)),
+    large=st.booleans(),
+)
+def test_top_sessions_of_a_window_equal_the_reference(
+    kind: str,
+    drawn: list[dict[str, Any]],
+    order_by: str,
+    limit: int,
+    window: tuple[int, int],
+    large: bool,
+) -> None:
+    """The top sessions of a window (whole days and hours from the stored session totals,
+    partial hours from the rows) are the reference's: near-equal and equal costs, calls
+    without a session, a session named '', calls of thousands of dollars."""
+    calls = _built(drawn)
+    since = _DAY + timedelta(seconds=window[0], microseconds=7)
+    until = since + timedelta(seconds=window[1])
+    chosen = [c for c in calls if since <= c.timestamp < until]
+
+    async def read(store: Any) -> Any:
+        return await store.summary(
+            by="session", limit=limit, order_by=order_by, since=since, until=until
+        )
+
+    with pytest.MonkeyPatch.context() as patch:
+        if large:
+            patch.setattr(_base, "EXACT_LIMIT", 3)
+        assert _run_in(kind, calls, read) == summarize(chosen, "session", limit, order_by)
+
+
+async def test_top_sessions_follow_repricing(store: Any) -> None:
+    """Repricing moves a session's cost in the session totals: the top follows."""
+    calls = [
+        make_call(
+            i,
+            session_id=f"s{i % 3}",
+            model=("gpt-4o", "no-such-model", "no-such-model")[i % 3],
+            request_model=None,
+            cost_usd=0.5 if i % 3 == 0 else 0.01,
+            timestamp=_DAY + timedelta(minutes=37 * i),
+        )
+        for i in range(60)
+    ]
+    await _keep(store, calls)
+    since, until = _DAY + timedelta(minutes=50), _DAY + timedelta(days=1, minutes=7)
+    window = {"since": since, "until": until}
+    chosen = [c for c in calls if since <= c.timestamp < until]
+    assert await store.summary(by="session", limit=1, **window) == summarize(chosen, "session", 1)
+    table = PriceTable.default().with_overrides(
+        {"gpt-4o": {"input_per_million": 0.001, "output_per_million": 0.001}}
+    )
+    assert await store.reprice(table) == 20
+    expected = [
+        c.model_copy(update={"cost_usd": table.cost(c), "price_version": table.version})
+        if table.cost(c) is not None
+        else c
+        for c in chosen
+    ]
+    top = await store.summary(by="session", limit=1, **window)
+    assert top == summarize(expected, "session", 1)
+    assert top[0].key != "s0"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_top_sessions_follow_retention(kind: str, tmp_path: Path) -> None:
+    """Retention takes calls out of the session totals: whole days (PostgreSQL drops a day's
+    partition), then the oldest calls of a day, by max_age and max_rows; the top sessions of
+    a window over what is left are the reference's."""
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start -= timedelta(days=6)
+    calls = [
+        make_call(
+            i,
+            session_id=f"s{i % 5}" if i >= 25 else "gone",  # the costliest, all of it old
+            cost_usd=0.001 * (i % 7) if i >= 25 else 5.0,
+            timestamp=start + timedelta(minutes=97 * i),
+        )
+        for i in range(80)  # five days and a bit
+    ]
+    options: dict[str, Any] = {"max_age": "5d", "max_rows": 45, "retention_interval": 3600}
+    if kind == "sqlite":
+        opened: Any = SQLiteStore(tmp_path / "calls.db", **options)
+    else:
+        dsn = await emptied_schema_dsn()
+        opened = PostgresStore(dsn, partitions_ahead=0, **options)
+    async with opened as store:
+        await _keep(store, calls)
+        assert await store.enforce_retention() > 0
+        kept = await store.query()
+        assert 0 < len(kept) <= 45 and "gone" not in {c.session_id for c in kept}
+        since = start + timedelta(days=2, minutes=31)
+        for window in ({}, {"since": since, "until": since + timedelta(days=3)}):
+            chosen = [c for c in kept if _passes(c, window)]
+            for order_by in ("cost", "calls"):
+                got = await store.summary(by="session", limit=2, order_by=order_by, **window)
+                assert got == summarize(chosen, "session", 2, order_by), (window, order_by)
+
+
 async def test_top_refuses_a_bad_order(store: Any) -> None:
     """order_by names a known order; limit is None or an int >= 0."""
     with pytest.raises(ValueError, match="order_by must be one of"):

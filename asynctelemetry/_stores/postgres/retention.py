@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Final
 
 from .._bounds import Retention
 from . import rollup as _pg_rollup
+from . import sessions as _pg_sessions
 from .schema import LOCK_PARTITIONS, ensure_partitions, existing_partitions
 
 if TYPE_CHECKING:
@@ -124,7 +125,7 @@ class PgRetention(Retention):
                     excess -= dropped
                     deleted += dropped
                     continue
-                deleted += await self._delete_oldest(conn, name, excess)
+                deleted += await self._delete_oldest(conn, day, name, excess)
                 break
         await self._trim_steps(conn)
         return deleted
@@ -173,22 +174,29 @@ class PgRetention(Retention):
             # instead of blocking every other one.
             await conn.execute(f"ALTER TABLE calls DETACH PARTITION {name} CONCURRENTLY")
             await _pg_rollup.forget_day(conn, day)
+            await _pg_sessions.forget_day(conn, day)
             await conn.execute(f"DROP TABLE IF EXISTS {name}")
             self._known.discard(day)
         self.dropped_partitions += 1
         self.deleted += rows
         return rows
 
-    async def _delete_oldest(self, conn: asyncpg.Connection, name: str, count: int) -> int:
+    async def _delete_oldest(
+        self, conn: asyncpg.Connection, day: date, name: str, count: int
+    ) -> int:
         deleted = 0
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         while count > 0:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *LOCK_PARTITIONS)
+                # Through ``calls`` (its day only), so the session totals' triggers see them.
                 gone = await conn.fetch(
-                    f"DELETE FROM {name} WHERE id IN "
+                    f"DELETE FROM calls WHERE ts >= $2 AND ts < $3 AND id IN "
                     f"(SELECT id FROM {name} ORDER BY ts, id LIMIT $1) "
                     f"RETURNING {_pg_rollup.RAW_SQL}",
                     min(self.batch, count),
+                    start,
+                    start + timedelta(days=1),
                 )
                 await _pg_rollup.forget(conn, [_pg_rollup.raw_of(row) for row in gone])
             n = len(gone)
@@ -212,6 +220,7 @@ async def _finish_detaches(conn: asyncpg.Connection) -> None:
             await conn.execute(f"ALTER TABLE calls DETACH PARTITION {name} FINALIZE")
             day = date(int(name[6:10]), int(name[10:12]), int(name[12:14]))
             await _pg_rollup.forget_day(conn, day)
+            await _pg_sessions.forget_day(conn, day)
             await conn.execute(f"DROP TABLE IF EXISTS {name}")
 
 

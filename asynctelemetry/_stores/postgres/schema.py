@@ -53,6 +53,9 @@ Version history:
     the function ``asynctelemetry_merge``, read by one ``unnest`` each), the rollups rebuilt
     from the stored calls a partition at a time in the migrating transaction (so versions 6
     and 9 no longer build them).
+11. adds ``session_periods``, the totals per session of each day and hour, and the statement
+    triggers on ``calls`` that keep it (:mod:`.sessions`), built from the stored calls in the
+    migrating transaction.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ from ..._record import LLMCall, TraceSpan
 from ..._rows import ATTRIBUTES, FIELDS, TIMESTAMP, Row
 from .._traces import span_values, spans_of
 from . import rollup as _pg_rollup
+from . import sessions as _pg_sessions
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -94,7 +98,7 @@ __all__ = [
     "prepare",
 ]
 
-SCHEMA_VERSION: Final = 10
+SCHEMA_VERSION: Final = 11
 #: Advisory lock keys (namespace, key): ``ascii('atlm')`` and one key per job.
 _NAMESPACE: Final = 0x61746C6D
 LOCK_MIGRATE: Final = (_NAMESPACE, 1)
@@ -204,6 +208,7 @@ MIGRATIONS: Final[dict[int, list[str]]] = {
         "DROP FUNCTION IF EXISTS asynctelemetry_merge(bigint[], bigint[])",
         *_pg_rollup.TABLE_SQL,
     ],
+    10: list(_pg_sessions.MIGRATION),
 }
 
 #: The writer's staging table: one per connection, emptied at every commit.

@@ -40,16 +40,20 @@ from .._base import (
 from .._bounds import parse_max_age, parse_max_rows
 from .._replay import paced
 from .._rollup import Acc, buckets_of, summaries_of
+from .._sessions import ranks
 from .._shell import WriterStore, Written
 from .._traces import walk_traces
 from . import reads as r
 from . import rollup as _pg_rollup
+from . import sessions as _pg_sessions
 from .retention import PgRetention
 from .schema import TRACE_SPANS_SQL, check_readable, decode, decode_spans
 from .writer import PgWriter, is_db_error, reason
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+
+    Fetch = Callable[[str, Sequence[Any]], Awaitable[list[Any]]]
     from datetime import datetime, timedelta
     from decimal import Decimal
 
@@ -357,6 +361,8 @@ class PostgresStore(WriterStore):
         """From the rollups for a large window, else computed by the server; with ``limit``,
         the server totals every group, the top ones are chosen, and only their percentiles
         are computed (except by p95 latency, which needs every group's)."""
+        if group_field(by) == "session_id" and limit and ranks(filters, limit, order_by):
+            return await self._top_sessions(filters, limit, order_by)
         cells = await self._large(filters, group_field(by), None, ("latency", "ttft", "speed"))
         if cells is not None:
             return top(summaries_of(cells), limit, order_by)
@@ -375,6 +381,17 @@ class PostgresStore(WriterStore):
             return []
         sql, params = r.summary_sql(by, filters, chosen)
         return top(r.summary_rows(await self._fetch(sql, params), window), limit, order_by)
+
+    async def _top_sessions(self, filters: Filters, limit: int, order_by: str) -> list[CallSummary]:
+        """The top ``limit`` sessions of the window (:mod:`.._sessions`): the candidates from
+        the session totals, then their rows summed exactly; one snapshot for both."""
+        async with self._snapshot() as fetch:
+            chosen, window = await _pg_sessions.candidates(fetch, filters, limit, order_by)
+            if not chosen:
+                return []
+            sql, params = r.summary_sql("session", filters, chosen)
+            rows = await fetch(sql, params)
+        return top(r.summary_rows(rows, window), limit, order_by)
 
     async def _timeseries(
         self, width_ns: int, by: GroupBy | None, filters: Filters
@@ -396,6 +413,18 @@ class PostgresStore(WriterStore):
         """The window's cells from the rollups when it holds more than ``EXACT_LIMIT`` calls
         (its percentiles then follow the approximate rule, which the histograms give); else
         ``None``: the exact SQL answers. One connection, one snapshot for every part."""
+        async with self._snapshot() as fetch:
+            cells = await _pg_rollup.rolled(fetch, filters, column, width_ns, hists)
+        if cells is None or sum(acc.calls for acc in cells.values()) <= _base.EXACT_LIMIT:
+            return None
+        return cells
+
+    @contextlib.asynccontextmanager
+    async def _snapshot(
+        self,
+    ) -> AsyncIterator[Callable[[str, Sequence[Any]], Awaitable[list[Any]]]]:
+        """Reads of several statements on one connection, one snapshot for all: yields their
+        ``fetch(sql, params)``."""
         async with (
             self._connection() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
@@ -405,10 +434,7 @@ class PostgresStore(WriterStore):
                 rows: list[Any] = await conn.fetch(sql, *params)
                 return rows
 
-            cells = await _pg_rollup.rolled(fetch, filters, column, width_ns, hists)
-        if cells is None or sum(acc.calls for acc in cells.values()) <= _base.EXACT_LIMIT:
-            return None
-        return cells
+            yield fetch
 
     def _replay(self, speed: float | None, filters: Filters) -> AsyncIterator[LLMCall]:
         """Streams in keyset pages of (ts, id), so memory stays bounded however many calls

@@ -39,7 +39,9 @@ from .._base import (
 )
 from .._errors import MODEL_KEY, group_of, groups_sql
 from .._rollup import FSum, buckets_of, summaries_of
+from .._sessions import ranks
 from .._traces import walk_traces
+from . import sessions as _sqlite_sessions
 from .rollup import rolled
 from .schema import SELECT_COLUMNS, SPAN_COLUMNS, decode_rows, decode_spans, from_ns, to_ns
 
@@ -225,17 +227,19 @@ def _grouped(
     wanted: Sequence[str],
     source: str = "calls",
     top: tuple[int, str] | None = None,
+    picked: list[Any] | None = None,
+    window: int | None = None,
 ) -> tuple[list[tuple[Any, ...]], dict[tuple[str, int], dict[Key, float | None]], int]:
     """Totals per group of ``keys`` (SQL expressions of our own) in order of first insertion,
     the ``wanted`` percentiles per group: ``{(name, p): {group: value}}``, and the window's
     calls. ``source``: the table, or :data:`_TAGGED` (a call in several groups; the window
     still counts it once). ``top`` (``(limit, order_by)``, one key only): only the groups that
     may be among the top ``limit`` (:func:`_candidates`, from a cheap first pass) are totalled
-    exactly and get percentiles."""
+    exactly and get percentiles; or only the groups ``picked`` (one key only), in a window of
+    ``window`` calls."""
     clause, params = where(filters)
     only: list[str] = []
     chosen: list[Any] = []
-    window = None
     if top is not None:
         ranked = conn.execute(
             f"SELECT {keys[0]}, COUNT(*), SUM(status = 'error'), TOTAL(cost_usd) "
@@ -245,6 +249,7 @@ def _grouped(
         if source == "calls":
             window = sum(row[1] for row in ranked)
         picked = _candidates(ranked, *top)
+    if picked is not None:
         chosen = [key for key in picked if key is not None]
         # the bare expression (no "+"): an index on the column finds the few groups' rows
         expression = keys[0].lstrip("+")
@@ -346,16 +351,34 @@ def summarize_sql(
     ``limit``: the top groups are chosen from the totals, and only their percentiles computed
     (except by p95 latency, which needs every group's).
     """
+    wanted = ("latency", "ttft", "speed")
+    if column == "session_id" and limit and ranks(filters, limit, order_by):
+        picked, window = _sqlite_sessions.candidates(conn, filters, limit, order_by)
+        if not picked:
+            return []
+        totals, found, _ = _grouped(
+            conn, ("+session_id",), filters, wanted, picked=picked, window=window
+        )
+        return _summaries(totals, found, limit, order_by)
     cells = _large(conn, filters, column, None)
     if cells is not None:
         return top(summaries_of(cells), limit, order_by)
-    wanted = ("latency", "ttft", "speed")
     top_n = None if limit is None or order_by == "p95_latency" else (limit, order_by)
     if column == "tags":  # several per call: no rollups, the raw rows (``json_each``)
         totals, found, _ = _grouped(conn, ("+tag.value",), filters, wanted, _TAGGED, top_n)
     else:
         key = f"+{group_sql(column)}"
         totals, found, _ = _grouped(conn, (key,), filters, wanted, "calls", top_n)
+    return _summaries(totals, found, limit, order_by)
+
+
+def _summaries(
+    totals: list[tuple[Any, ...]],
+    found: dict[tuple[str, int], dict[Key, float | None]],
+    limit: int | None,
+    order_by: str,
+) -> list[CallSummary]:
+    """The top summary rows of :func:`_grouped`'s groups."""
     summaries = [
         summary_of(key, sums, [found[kind, p].get((key,)) for kind, p in _SUMMARY_PERCENTILES])
         for key, *sums in totals
@@ -442,7 +465,9 @@ def trace_walk_sql(walk: Walk) -> tuple[str, list[Any]]:
     """A :class:`~.._traces.Walk`: its records' ``(trace_id, timestamp_ns)``, the first
     ``n`` in walking order and every other one at the ``n``-th's start, through the index that
     ends with ``timestamp_ns`` on its column (``calls_ts``, ``calls_session``, ``calls_user``,
-    ``calls_agent``, ``calls_status``; ``spans_ts``, ``spans_session``, …, ``spans_status``)."""
+    ``calls_agent``, ``calls_status``; ``spans_ts``, ``spans_session``, …, ``spans_status``).
+    The outer read's bound on the far side of the walk is one expression (the ``n``-th's start,
+    else the window's edge): given two, SQLite would seek by one and scan the window."""
     clauses = ["trace_id IS NOT NULL"] if walk.table == "calls" else []
     params: list[Any] = []
     if walk.column == "status":  # the partial index spans_status holds the rows not "ok"
@@ -450,24 +475,28 @@ def trace_walk_sql(walk: Walk) -> tuple[str, list[Any]]:
     if walk.column is not None:
         clauses.append(f"{walk.column} = ?")  # a column from the Walk's fixed list
         params.append(walk.value)
-    if walk.since is not None:
-        clauses.append("timestamp_ns >= ?")
-        params.append(to_ns(walk.since))
-    if walk.until is not None:
-        clauses.append("timestamp_ns < ?")
-        params.append(to_ns(walk.until))
-    if walk.after is not None:
-        clauses.append(f"timestamp_ns {'<' if walk.newest_first else '>'} ?")
-        params.append(walk.after)
-    where = " AND ".join(clauses) or "1"
-    order = "DESC" if walk.newest_first else "ASC"
+    near: list[str] = []  # the walk starts there: the same bounds inside and out
+    values: list[Any] = []
+    edge = walk.since if walk.newest_first else walk.until
+    start = walk.until if walk.newest_first else walk.since
+    if walk.after is not None:  # within the window: the one bound on this side
+        near.append(f"timestamp_ns {'<' if walk.newest_first else '>'} ?")
+        values.append(walk.after)
+    elif start is not None:
+        near.append(f"timestamp_ns {'<' if walk.newest_first else '>='} ?")
+        values.append(to_ns(start))
     far = _NS_MIN if walk.newest_first else _NS_MAX
+    if edge is not None:
+        far = to_ns(edge) if walk.newest_first else to_ns(edge) - 1  # until is exclusive
+    inner = " AND ".join([*clauses, *near, f"timestamp_ns {'>=' if walk.newest_first else '<='} ?"])
+    outer = " AND ".join([*clauses, *near]) or "1"
+    order = "DESC" if walk.newest_first else "ASC"
     sql = (
-        f"SELECT trace_id, timestamp_ns FROM {walk.table} WHERE {where} AND timestamp_ns "
+        f"SELECT trace_id, timestamp_ns FROM {walk.table} WHERE {outer} AND timestamp_ns "
         f"{'>=' if walk.newest_first else '<='} COALESCE((SELECT timestamp_ns FROM "
-        f"{walk.table} WHERE {where} ORDER BY timestamp_ns {order} LIMIT 1 OFFSET ?), {far})"
+        f"{walk.table} WHERE {inner} ORDER BY timestamp_ns {order} LIMIT 1 OFFSET ?), ?)"
     )
-    return sql, [*params, *params, walk.n - 1]
+    return sql, [*params, *values, *params, *values, far, walk.n - 1, far]
 
 
 _NS_MIN: Final = -(2**63)

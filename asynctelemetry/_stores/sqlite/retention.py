@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .. import _bounds
 from . import rollup as _rollup
+from . import sessions as _sessions
 from .schema import to_ns
 from .writer import in_transaction
 
@@ -141,6 +142,7 @@ def _delete(conn: sqlite3.Connection, ids_sql: str, params: tuple[Any, ...]) -> 
     """Delete the calls ``ids_sql`` selects (a deterministic order and limit: the same rows
     twice in one transaction), taking them out of the rollups first."""
     _rollup.forget(conn, ids_sql, params)
+    _sessions.forget(conn, ids_sql, params)
     return conn.execute(f"DELETE FROM calls WHERE id IN ({ids_sql})", params).rowcount
 
 

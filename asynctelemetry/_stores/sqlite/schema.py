@@ -37,6 +37,8 @@ Version history:
 12. fewer B-trees per written call: the three page indexes go into the time index
     ``calls_ts`` (:data:`TIME_INDEX`: the timestamp, then the keys pages sort by), and
     ``calls_status`` keeps only the calls not "ok" (:data:`STATUS_INDEX`).
+13. adds ``session_periods``, the totals per session of each day and hour (:mod:`.sessions`),
+    built from the stored calls when migrated.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from ..._usage import TOKEN_FIELDS
 from .._base import from_ns, to_ns
 from .._traces import span_values, spans_of
 from . import rollup as _rollup
+from . import sessions as _sessions
 
 if TYPE_CHECKING:
     import sqlite3
@@ -79,7 +82,7 @@ __all__ = [
     "to_ns",
 ]
 
-SCHEMA_VERSION: Final = 12
+SCHEMA_VERSION: Final = 13
 
 #: LLMCall fields stored as they are, in column order (``timestamp`` and ``attributes`` follow).
 PLAIN_FIELDS: Final = (
@@ -229,6 +232,7 @@ def _create_current(conn: sqlite3.Connection) -> None:
     conn.execute(_table_sql(COLUMNS))
     for sql in (*_INDEXES, *_rollup.TABLE_SQL, *SPANS_SQL, *TRACE_WALK_INDEXES):
         conn.execute(sql)
+    conn.execute(_sessions.TABLE_SQL)
 
 
 def _v8_to_v9(conn: sqlite3.Connection) -> None:
@@ -283,6 +287,7 @@ MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
     9: _nothing,
     10: _rollup.rebuild,
     11: _v11_to_v12,
+    12: _sessions.rebuild,
 }
 
 

@@ -16,6 +16,7 @@ from .. import _rollup
 from .._door import admit, call_id_of
 from . import reads as q
 from . import rollup as _sqlite_rollup
+from . import sessions as _sqlite_sessions
 from .schema import (
     COLUMNS,
     INSERT_SPAN_SQL,
@@ -207,6 +208,7 @@ def _insert_rows(conn: sqlite3.Connection, batch: list[Row]) -> tuple[int, list[
         _sqlite_rollup.remember_rows(conn, kept)
     else:
         _sqlite_rollup.remember(conn, last)
+    _sqlite_sessions.remember(conn, last)
     return inserted, rejected
 
 
@@ -240,10 +242,12 @@ def _update_costs(conn: sqlite3.Connection, updates: Sequence[tuple[float, str, 
     ids = [call_id for _, _, call_id in updates]
     ids_sql = f"SELECT id FROM calls WHERE call_id IN ({', '.join('?' * len(ids))})"
     _sqlite_rollup.forget(conn, ids_sql, ids)
+    _sqlite_sessions.forget(conn, ids_sql, ids)
     before = conn.total_changes
     conn.executemany("UPDATE calls SET cost_usd = ?, price_version = ? WHERE call_id = ?", updates)
     changed = conn.total_changes - before
     _sqlite_rollup.include(conn, ids_sql, ids)
+    _sqlite_sessions.include(conn, ids_sql, ids)
     return changed
 
 

@@ -277,19 +277,26 @@
     });
   }
 
-  function charts(series, whole, byModel, total) {
+  // Each chart is drawn in a task of its own (a week of buckets by model is thousands of
+  // nodes): the page answers input between them.
+  async function charts(series, whole, byModel, total) {
     const order = keyOrder(series);
     const C = window.Charts;
     C.stacked($("chart-cost"), Object.assign(stackSeries(series, "cost_usd", order),
       { format: usd, label: "Cost over time" }));
+    await breathe();
     C.stacked($("chart-calls"), Object.assign(stackSeries(series, "calls", order),
       { format: num, axisFormat: F.compact, whole: true, label: "Calls over time" }));
+    await breathe();
     C.stacked($("chart-errors"), Object.assign(stackSeries(series, "errors", order),
       { format: num, axisFormat: F.compact, whole: true, label: "Errors over time" }));
+    await breathe();
     C.lines($("chart-error-rate"), Object.assign(errorRates(series, order),
       { format: pct, label: "Error rate over time", emptyText: "no errors in this window" }));
+    await breathe();
     C.lines($("chart-latency-time"), Object.assign(latencies(whole),
       { format: ms, label: "Latency and TTFT over time" }));
+    await breathe();
     const models = byModel.slice().sort(function (a, b) { return b.calls - a.calls; }).slice(0, 10);
     C.bars($("chart-latency"), {
       label: "Latency and TTFT per model",
@@ -658,6 +665,10 @@
   }
 
   // -- refreshing ----------------------------------------------------------------------------
+  // The end of a task: the browser lays out, paints and answers input before the next step of
+  // a redraw (no main-thread task of a redraw holds the page long).
+  function breathe() { return new Promise(function (resolve) { setTimeout(resolve, 0); }); }
+
   async function refresh() {
     if (state.busy) { state.again = true; return; }  // a change while drawing: draw again after
     state.busy = true;
@@ -678,7 +689,8 @@
         newestShown ? null : api("/api/calls", query({ limit: "1" })),
       ]);
       headline(byModel.total);
-      charts(series, whole, byModel.groups, byModel.total);
+      await charts(series, whole, byModel.groups, byModel.total);
+      await breathe();
       topTable($("top-model"), byModel.groups, function (key) { return { model: key, after: null }; });
       topTable($("top-session"), bySession.groups, toSession,
                function (key) { return window.Session.link(key, "conversation"); });
@@ -688,9 +700,11 @@
       if (stack === "provider") for (const b of series.buckets) if (b.key != null) state.providers.add(b.key);
       setOptions($("model"), state.models, at("model"));
       setOptions($("provider"), state.providers, at("provider"));
+      await breathe();
       callsTable(recent.calls);
       pager(recent.next);
       hintsLine(recent);
+      await breathe();
       errorsTable(failed.groups);
       tracesTable(traces.traces);
       const newest = (probe || recent).calls;

@@ -5,22 +5,30 @@
 (function () {
   const UNKNOWN = "—";
   const EN = "en-US";
+  // One formatter per shape, made once: toLocaleString makes a new one per number (tens of
+  // microseconds each, thousands of numbers per redraw).
+  const WHOLE = new Intl.NumberFormat(EN, { maximumFractionDigits: 0 });
+  const CENTS = new Intl.NumberFormat(EN, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  const DECIMALS = {};
+  function decimals(digits) {
+    return DECIMALS[digits] || (DECIMALS[digits] = new Intl.NumberFormat(EN, { maximumFractionDigits: digits }));
+  }
 
   function known(v) { return v != null && Number.isFinite(Number(v)); }
 
   // A count: "1,234,567"; fractions rounded to the nearest whole.
-  function count(v) { return known(v) ? Math.round(v).toLocaleString(EN) : UNKNOWN; }
+  function count(v) { return known(v) ? WHOLE.format(Math.round(v)) : UNKNOWN; }
 
   // A number with at most `digits` decimals and separators: "1,234.57".
   function number(v, digits) {
     if (!known(v)) return UNKNOWN;
-    return Number(v).toLocaleString(EN, { maximumFractionDigits: digits == null ? 2 : digits });
+    return decimals(digits == null ? 2 : digits).format(Number(v));
   }
 
   // Three significant digits below 1,000, separators above: "0.0123", "78.2", "13,297".
   function sig3(v) {
     const a = Math.abs(v);
-    if (a >= 1000 || a === 0) return Math.round(v).toLocaleString(EN);
+    if (a >= 1000 || a === 0) return WHOLE.format(Math.round(v));
     const decimals = Math.min(Math.max(2 - Math.floor(Math.log10(a)), 0), 12);
     return v.toFixed(decimals);
   }
@@ -48,7 +56,7 @@
     const s = Math.round(a / 1000);
     if (s < 3600) return sign + Math.floor(s / 60) + " min " + (s % 60) + " s";
     const m = Math.round(s / 60);
-    return sign + Math.floor(m / 60).toLocaleString(EN) + " h " + String(m % 60).padStart(2, "0") + " min";
+    return sign + WHOLE.format(Math.floor(m / 60)) + " h " + String(m % 60).padStart(2, "0") + " min";
   }
 
   // US dollars: "$0", "$0.000123", "$0.750", "$4.50", "$1,234.50"; unknown is "unknown".
@@ -57,7 +65,7 @@
     if (v === 0) return "$0";
     const sign = v < 0 ? "-" : "";
     const a = Math.abs(v);
-    if (a >= 1) return sign + "$" + a.toLocaleString(EN, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+    if (a >= 1) return sign + "$" + CENTS.format(a);
     if (a < 1e-8) return sign + "<$0.00000001";
     return sign + "$" + sig3(a);
   }
