@@ -200,7 +200,7 @@ MIGRATIONS: Final[dict[int, list[str]]] = {
         "ADD COLUMN IF NOT EXISTS agent_name text, ADD COLUMN IF NOT EXISTS tags text[], "
         "ADD COLUMN IF NOT EXISTS error_message text"
     ],
-    5: ["DROP TABLE IF EXISTS rollup"],  # version 9 builds the rollups
+    5: ["DROP TABLE IF EXISTS rollup"],  # version 10 builds the rollups
     7: list(PAGE_INDEXES),
     8: ["DROP TABLE IF EXISTS rollup_totals, rollup_values"],  # version 10 builds the rollups
     9: [
