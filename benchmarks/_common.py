@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable, Sequence
 
 
 def best_of(fn: Callable[[], float], repeat: int = 5) -> float:
@@ -101,3 +101,37 @@ def median(values: list[float]) -> float:
 def now() -> float:
     """A monotonic clock in seconds."""
     return time.perf_counter()
+
+
+async def generate_in_postgres(
+    dsn: str,
+    n: int,
+    step: int,
+    chunk: Callable[[Any, int, int], Awaitable[object]],
+    analyze: Sequence[str],
+) -> float:
+    """Fill a PostgreSQL database server-side: ``chunk(conn, lo, hi)`` for each range of ``step``
+    record numbers below ``n``, on two connections at once, then ANALYZE the ``analyze`` tables
+    (our own constant names); seconds taken."""
+    import asyncpg
+
+    ranges = [(lo, min(lo + step, n) - 1) for lo in range(0, n, step)]
+    started = time.perf_counter()
+
+    async def worker() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            while ranges:
+                lo, hi = ranges.pop(0)
+                await chunk(conn, lo, hi)
+        finally:
+            await conn.close()
+
+    await asyncio.gather(worker(), worker())
+    conn = await asyncpg.connect(dsn)
+    try:
+        for name in analyze:
+            await conn.execute(f"ANALYZE {name}")
+    finally:
+        await conn.close()
+    return time.perf_counter() - started

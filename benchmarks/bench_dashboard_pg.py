@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import asyncpg
-from _common import machine, table
+from _common import generate_in_postgres, machine, table
 from bench_dashboard import (
     CACHE,
     COLUMNS,
@@ -93,25 +93,11 @@ async def load(dsn: str, n: int, now: datetime) -> float:
         await ensure_partitions(conn, days, set())
     finally:
         await conn.close()
-    chunks = [(lo, min(lo + STEP, n) - 1) for lo in range(0, n, STEP)]
-    started = time.perf_counter()
 
-    async def worker() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            while chunks:
-                lo, hi = chunks.pop(0)
-                await conn.execute(GENERATE, first, spacing, lo, hi)
-        finally:
-            await conn.close()
+    async def chunk(conn: asyncpg.Connection, lo: int, hi: int) -> None:
+        await conn.execute(GENERATE, first, spacing, lo, hi)
 
-    await asyncio.gather(worker(), worker())
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("ANALYZE calls")
-    finally:
-        await conn.close()
-    return time.perf_counter() - started
+    return await generate_in_postgres(dsn, n, STEP, chunk, ("calls",))
 
 
 async def build_rollups(dsn: str) -> float:

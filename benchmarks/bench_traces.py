@@ -34,7 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import asyncpg
-from _common import machine, table
+from _common import generate_in_postgres, machine, table
 
 from asynctelemetry import PostgresStore, SQLiteStore
 from asynctelemetry._stores.postgres.schema import ensure_partitions
@@ -134,28 +134,13 @@ async def build_postgres(dsn: str, n: int, end: datetime) -> float:
         await ensure_partitions(conn, {first.date(), end.date()}, set())
     finally:
         await conn.close()
-    chunks = [(lo, min(lo + CHUNK, n) - 1) for lo in range(0, n, CHUNK)]
-    started = time.perf_counter()
 
-    async def worker() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            while chunks:
-                lo, hi = chunks.pop(0)
-                async with conn.transaction():
-                    for template in (CALLS, SPANS):
-                        await conn.execute(_pg_sql(template, sessions), first, spacing, lo, hi)
-        finally:
-            await conn.close()
+    async def chunk(conn: Any, lo: int, hi: int) -> None:
+        async with conn.transaction():
+            for template in (CALLS, SPANS):
+                await conn.execute(_pg_sql(template, sessions), first, spacing, lo, hi)
 
-    await asyncio.gather(worker(), worker())
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("ANALYZE calls")
-        await conn.execute("ANALYZE spans")
-    finally:
-        await conn.close()
-    return time.perf_counter() - started
+    return await generate_in_postgres(dsn, n, CHUNK, chunk, ("calls", "spans"))
 
 
 async def best(fn: Any) -> float:
