@@ -10,20 +10,15 @@ SDK module is the caller's: nothing here imports it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .._usage import _get, _items, _type_of, read_anthropic_event
-from ._hook import INPUT_KEY, SYSTEM_KEY, Api, Route, joined_text
+from ._hook import Api, Route, body_prompt, joined_text
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
     from types import ModuleType
 
 __all__ = ["api_for"]
-
-
-def _prompt(body: Mapping[str, Any]) -> dict[str, object]:
-    return {INPUT_KEY: body.get("messages"), SYSTEM_KEY: body.get("system")}
 
 
 def _chunk_text(event: object) -> str | None:
@@ -41,7 +36,9 @@ def _output(message: object) -> str | None:
     )
 
 
-MESSAGES = Route("chat", read_anthropic_event, _chunk_text, _prompt, _output)
+MESSAGES = Route(
+    "chat", read_anthropic_event, _chunk_text, body_prompt("messages", "system"), _output
+)
 ROUTES = {"/v1/messages": MESSAGES, "/v1/messages?beta=true": MESSAGES}
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "Route",
     "StreamTracer",
     "Tracer",
+    "body_prompt",
     "claim",
     "install",
     "installed_tracer",
@@ -300,6 +301,16 @@ def _start(
 def nothing(_: object) -> None:
     """A reader for what a route does not have (an embedding's output text)."""
     return None
+
+
+def body_prompt(
+    messages: str, system: str | None = None
+) -> Callable[[Mapping[str, Any]], dict[str, object]]:
+    """A route's ``prompt``: the request body's ``messages`` key as the input messages and its
+    ``system`` key (if the API has one) as the system instructions."""
+    if system is None:
+        return lambda body: {INPUT_KEY: body.get(messages)}
+    return lambda body: {INPUT_KEY: body.get(messages), SYSTEM_KEY: body.get(system)}
 
 
 def joined_text(values: Iterable[object]) -> str | None:

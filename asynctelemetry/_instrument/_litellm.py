@@ -22,13 +22,11 @@ import weakref
 from typing import TYPE_CHECKING, Any, Final
 
 from .._usage import read_openai_chat_chunk
-from ._hook import INPUT_KEY, Route, nothing, trace_iterator
+from ._hook import Route, body_prompt, nothing, trace_iterator
 from ._methods import Method, install_methods, remove_methods
 from ._openai import chat_chunk_text, chat_output, chat_prompt
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from .._call import CallHandle
     from ._hook import Tracer
 
@@ -69,10 +67,6 @@ def _provider(handle: CallHandle, outcome: object) -> dict[str, Any]:
     if isinstance(provider, str) and provider:
         handle.set(provider=provider)
     return hidden
-
-
-def _embed_prompt(body: Mapping[str, Any]) -> dict[str, object]:
-    return {INPUT_KEY: body.get("input")}
 
 
 class _Forward:
@@ -141,7 +135,9 @@ def _trace_stream(tracer: Tracer, handle: CallHandle, stream: Any, route: Route)
 COMPLETION = Route(
     "chat", read_openai_chat_chunk, chat_chunk_text, chat_prompt, chat_output, note=_note
 )
-EMBEDDING = Route("embed", read_openai_chat_chunk, nothing, _embed_prompt, nothing, note=_note)
+EMBEDDING = Route(
+    "embed", read_openai_chat_chunk, nothing, body_prompt("input"), nothing, note=_note
+)
 METHODS: Final = (
     Method("acompletion", COMPLETION, _trace_stream, streams=None),
     Method("aembedding", EMBEDDING),

@@ -16,12 +16,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from .._usage import ChunkInfo, _get, read_openai_chat_chunk
-from ._hook import INPUT_KEY, Route, nothing, trace_in_place
+from ._hook import Route, body_prompt, nothing, trace_in_place
 from ._methods import Method, install_methods, remove_methods
 from ._openai import chat_chunk_text, chat_output, chat_prompt
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
     from types import ModuleType
 
     from .._call import CallHandle
@@ -41,10 +41,6 @@ def _event_text(event: object) -> str | None:
     return chat_chunk_text(_get(event, "data"))
 
 
-def _embed_prompt(body: Mapping[str, Any]) -> dict[str, object]:
-    return {INPUT_KEY: body.get("inputs")}
-
-
 def _trace_events(tracer: Tracer, handle: CallHandle, stream: Any, route: Route) -> Any:
     if not hasattr(stream, "generator"):
         return None
@@ -53,7 +49,7 @@ def _trace_events(tracer: Tracer, handle: CallHandle, stream: Any, route: Route)
 
 
 CHAT = Route("chat", _read_event, _event_text, chat_prompt, chat_output)
-EMBED = Route("embed", read_openai_chat_chunk, nothing, _embed_prompt, nothing)
+EMBED = Route("embed", read_openai_chat_chunk, nothing, body_prompt("inputs"), nothing)
 #: The traced methods of each of the client's sub-SDKs.
 METHODS: Final = {
     "chat": (

@@ -8,20 +8,18 @@ helper), ``/responses`` (``create`` plain and streamed, ``parse``, ``stream()``)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .._usage import _get, _items, _type_of, read_openai_chat_chunk, read_responses_event
-from ._hook import INPUT_KEY, SYSTEM_KEY, Api, Route, joined_text, nothing
+from ._hook import Api, Route, body_prompt, joined_text, nothing
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
     from types import ModuleType
 
 __all__ = ["api_for", "chat_chunk_text", "chat_output", "chat_prompt"]
 
 
-def chat_prompt(body: Mapping[str, Any]) -> dict[str, object]:
-    return {INPUT_KEY: body.get("messages")}
+chat_prompt = body_prompt("messages")
 
 
 def chat_chunk_text(chunk: object) -> str | None:
@@ -34,10 +32,6 @@ def chat_output(response: object) -> str | None:
     return joined_text(
         _get(_get(choice, "message"), "content") for choice in _items(_get(response, "choices"))
     )
-
-
-def _responses_prompt(body: Mapping[str, Any]) -> dict[str, object]:
-    return {INPUT_KEY: body.get("input"), SYSTEM_KEY: body.get("instructions")}
 
 
 def _responses_chunk_text(event: object) -> str | None:
@@ -56,17 +50,17 @@ def _responses_output(response: object) -> str | None:
     )
 
 
-def _embeddings_prompt(body: Mapping[str, Any]) -> dict[str, object]:
-    return {INPUT_KEY: body.get("input")}
-
-
 CHAT = Route(
     "chat", read_openai_chat_chunk, chat_chunk_text, chat_prompt, chat_output, usage_option=True
 )
 RESPONSES = Route(
-    "chat", read_responses_event, _responses_chunk_text, _responses_prompt, _responses_output
+    "chat",
+    read_responses_event,
+    _responses_chunk_text,
+    body_prompt("input", "instructions"),
+    _responses_output,
 )
-EMBEDDINGS = Route("embed", read_openai_chat_chunk, nothing, _embeddings_prompt, nothing)
+EMBEDDINGS = Route("embed", read_openai_chat_chunk, nothing, body_prompt("input"), nothing)
 ROUTES = {"/chat/completions": CHAT, "/responses": RESPONSES, "/embeddings": EMBEDDINGS}
 
 

@@ -23,14 +23,7 @@ from .._stores._hints import closest, known_values
 from ._common import filters_of, reading, source_name, write_json_lines
 from ._errors import CLIError, UsageError
 from ._help import plural
-from ._render import (
-    calls_table,
-    errors_view,
-    fmt_cost,
-    fmt_count,
-    series_view,
-    summary_view,
-)
+from ._render import calls_table, errors_view, fmt_cost, fmt_count, series_view, summary_view
 
 if TYPE_CHECKING:
     import argparse
