@@ -2,7 +2,9 @@
 
 1. Sustained ``add_many`` + ``flush`` rate (full LLMCall rows, the store's default batch size)
    beside raw asyncpg ``copy_records_to_table`` of the same rows, already encoded, into the same
-   table (day-partitioned, same indexes), in transactions of the same size. Target >= 0.7x.
+   table (day-partitioned, same indexes), in transactions of the same size; the calls in 5,000
+   sessions and four models, at random times over one day (so every batch touches most rollup
+   rows of the day). Target >= 0.7x.
 2. Event-loop lag (p50/p99) in the writing process while it writes flat out. Target p99 < 5 ms
    for ``held``, the part of the lag that was work on the loop's thread (see
    ``_common.LagMonitor``; the wall-clock lag also counts time the OS gave other processes).
@@ -25,9 +27,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from datetime import time as time_of_day
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,16 +62,20 @@ EXACT_LIMIT = _base.EXACT_LIMIT
 MODELS = ("gpt-4o", "claude-sonnet-4-5", "gemini-2.5-flash", "gpt-4o-mini")
 PROVIDERS = ("openai", "anthropic", "google", "openai")
 CHUNK = 512
+#: The writes' calls: in one of this many sessions, at random times over one day (the load of
+#: #24's target, as bench_collector.py writes it).
+SESSIONS = 5000
 TRANSACTION: int = POSTGRES_QUEUE.batch_size  # the store's default batch
 
 
 def full_call(i: int, when: datetime) -> LLMCall:
-    """A call with every field set (a quarter of them with attributes), as the collector makes."""
+    """A call at ``when`` with every field set (a quarter of them with attributes), as the
+    collector makes."""
     m = i % 4
     return LLMCall.model_validate(
         {
             "call_id": f"{i:016x}{'0' * 16}",
-            "timestamp": when + timedelta(milliseconds=i),
+            "timestamp": when,
             "model": MODELS[m],
             "request_model": MODELS[m],
             "provider": PROVIDERS[m],
@@ -75,7 +83,7 @@ def full_call(i: int, when: datetime) -> LLMCall:
             "source": "collector",
             "trace_id": f"{i:032x}",
             "span_id": f"{i:016x}",
-            "session_id": f"s{i % 100}",
+            "session_id": f"s{i % SESSIONS}",
             "route_name": "chat",
             "is_streaming": i % 2 == 0,
             "status": "error" if i % 20 == 0 else "ok",
@@ -136,9 +144,10 @@ def pct(values: list[float], p: float) -> float:
 async def write_raw(dsn: str, calls: list[LLMCall]) -> tuple[float, LagMonitor]:
     rows = [pg_row(row_of(c.__dict__)) for c in calls]  # pre-encoded: no encoding work
     async with PostgresStore(dsn):
-        pass  # the same schema and partitions
+        pass  # the same schema
     conn = await asyncpg.connect(dsn)
     try:
+        await ensure_partitions(conn, {c.timestamp.date() for c in calls}, set())
         with LagMonitor() as lag:
             started = time.perf_counter()
             for start in range(0, len(rows), TRANSACTION):
@@ -251,8 +260,12 @@ async def main() -> None:
     stored = args.calls or (200_000 if args.quick else 2_000_000)
     server = await asyncio.to_thread(start_server, durable=True)
     try:
-        when = datetime.now(UTC) - timedelta(hours=1)
-        calls = [full_call(i, when) for i in range(writes)]
+        rng = random.Random(24)
+        day = datetime.combine(datetime.now(UTC).date() - timedelta(days=1), time_of_day.min, UTC)
+        calls = [
+            full_call(i, day + timedelta(microseconds=rng.randrange(86_400 * 10**6)))
+            for i in range(writes)
+        ]
         store_s: list[float] = []
         raw_s: list[float] = []
         lags = LagMonitor()  # the samples of every run, gathered
@@ -274,7 +287,8 @@ async def main() -> None:
         print(machine())
         print(
             table(
-                f"Writes: {writes:,} full calls (transactions of {TRANSACTION:,})",
+                f"Writes: {writes:,} full calls (transactions of {TRANSACTION:,}; "
+                f"{SESSIONS:,} sessions, 4 models, one day)",
                 [
                     (
                         "raw asyncpg copy_records_to_table (pre-encoded)",

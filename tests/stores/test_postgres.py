@@ -27,7 +27,7 @@ from asynctelemetry._stores import _base
 from asynctelemetry._stores._base import summarize, timeseries
 from asynctelemetry._stores.postgres.schema import SCHEMA_VERSION
 from tests.conftest import T0, make_call, varied_text
-from tests.pg import start_server, stop_server
+from tests.pg import schema_dsn, start_server, stop_server
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -529,6 +529,44 @@ async def test_rollups_count_a_batch_with_stored_calls_once(pg_dsn: str) -> None
             patch.setattr(_base, "EXACT_LIMIT", 3)
             assert await store.summary(by="route") == summarize(calls, "route")
             assert await store.timeseries(bucket="1h") == timeseries(calls, "1h")
+
+
+async def test_rollup_rows_do_not_depend_on_how_calls_were_batched(pg_dsn: str) -> None:
+    """The writer sums each batch per level, period and group before the server adds it to the
+    stored rows: calls stored in batches of 7 (each merged into rows earlier batches made, then
+    the oldest taken away by retention's deletes) leave the same rollup rows, pair for pair, as
+    the calls kept stored in one batch in another schema."""
+    calls = [
+        make_call(
+            i,
+            timestamp=T0 + timedelta(minutes=(i * 37) % 600, seconds=i),
+            duration_ms=None if i % 11 == 0 else 50.0 + i * 13.7,
+            ttft_ms=None if i % 6 == 0 else 5.0 + i % 9,
+            cost_usd=None if i % 13 == 0 else 0.0001 * (i % 17) + 1e-9 * i,
+        )
+        for i in range(120)
+    ]
+    kept = sorted(calls, key=lambda call: call.timestamp)[-80:]
+    select = "SELECT * FROM rollups ORDER BY width_s, start_ns, gid"
+    async with PostgresStore(pg_dsn, max_rows=80, retention_batch=15) as store:
+        for start in range(0, len(calls), 7):
+            await store.add_many(calls[start : start + 7])
+            await store.flush()
+        assert await store.enforce_retention() == 40  # taken away: sign -1, rows at 0 go
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            batched = await conn.fetch(select)
+        finally:
+            await conn.close()
+    async with schema_dsn() as other, PostgresStore(other) as store:
+        await store.add_many(kept)
+        await store.flush()
+        conn = await asyncpg.connect(other)
+        try:
+            assert await conn.fetch(select) == batched
+        finally:
+            await conn.close()
+    assert len(batched) > 3 * 10  # several periods of every level, several groups
 
 
 def test_open_store_takes_postgres_urls() -> None:

@@ -9,19 +9,21 @@ index * 8 + kind``, sorted by key, which set-based SQL unnests (``unnest(keys, s
 array detoasted once) and sums without a loop per element).
 
 The writer works out what each call adds when it encodes the batch (:func:`~.._rollup.derive`,
-a few calls per step, the loop breathing between), and in the transaction that stores the calls
-copies those rows into its temporary ``asynctelemetry_rollup_batch`` and adds them to every
-level with one ``INSERT … SELECT … GROUP BY … ON CONFLICT DO UPDATE``: the server's hash
-aggregates sum the batch's pairs per finest period, group and key, then per level, pack each
-row's pairs with ``array_agg``, and a conflicting row's are summed with the stored ones by the
-SQL function ``asynctelemetry_merge(keys, sums, keys, sums)`` (set-based: the pairs of both
-unnested, summed per key, zeros dropped; created by the schema). Writers of many processes take
-turns on an advisory lock for that statement (upserts of overlapping rows in different orders would
-deadlock). Retention subtracts the rows it deletes (:func:`forget`) and deletes a dropped day's
-periods with it (:func:`forget_day`: every period nests in one UTC day); repricing subtracts a
-page's old costs and adds the new ones; rows left at zero calls go. A database of an older
-schema gets its rollups built once, a day partition at a time, when it is migrated
-(:func:`rebuild`).
+a few calls per step, the loop breathing between) and sums it on the way (:class:`Batch`: per
+level, period and group, the totals and the packed pairs), so in the transaction that stores the
+calls it copies one row per rollup row the batch touches into its temporary
+``asynctelemetry_rollup_batch`` and adds them with one ``INSERT … SELECT … ON CONFLICT DO
+UPDATE``: totals by addition, and a conflicting row's pairs merged with the stored ones by a
+full join on the key (keys are unique on each side: integer sums, zeros dropped, sorted by
+``array_agg``). Summing in the server instead (hash aggregates over every call's pairs, once
+per level) cost more than the rest of the write; the schema's ``asynctelemetry_merge(keys,
+sums, keys, sums)`` (the same merge, as a SQL function called per row) is no longer called.
+Writers of many processes take turns on an advisory lock for that statement (upserts of
+overlapping rows in different orders would deadlock). Retention subtracts the rows it deletes
+(:func:`forget`) and deletes a dropped day's periods with it (:func:`forget_day`: every period
+nests in one UTC day); repricing subtracts a page's old costs and adds the new ones; rows left
+at zero calls go. A database of an older schema gets its rollups built once, a day partition at
+a time, when it is migrated (:func:`rebuild`).
 
 A window of more than ``EXACT_LIMIT`` calls is read from them (:func:`rolled`): the plan and
 the queries of :func:`~.._rollup.read_queries`, the rollup rows summed by the server per
@@ -31,6 +33,7 @@ reach Python; their pairs are added to the cells a slice at a time.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -82,11 +85,6 @@ _TOTALS: Final = TOTAL_COLUMNS
 #: The packed value's pairs of the row ``{v}`` (alias ``p``: ``p.key``, ``p.n``; ``key = index
 #: * 8 + kind``): one ``unnest`` of its two arrays, each read (and detoasted) once.
 _PAIRS: Final = "CROSS JOIN LATERAL unnest({v}.keys, {v}.sums) AS p(key, n)"
-#: Rows of ``key``/``n`` per ``groups`` packed back into ``keys`` and ``sums``.
-_PACK: Final = (
-    "SELECT {groups}, array_agg(key ORDER BY key) AS keys, array_agg(n ORDER BY key) AS sums "
-    "FROM ({rows}) AS s GROUP BY {groups}"
-)
 TABLE_SQL: Final = (
     "CREATE TABLE IF NOT EXISTS rollup_groups (id bigint PRIMARY KEY, model text NOT NULL, "
     "request_model text, provider text, route_name text, status text NOT NULL)",
@@ -101,68 +99,34 @@ TABLE_SQL: Final = (
     "(SELECT key, sum(n)::bigint AS n FROM (SELECT * FROM unnest(ak, an) UNION ALL "
     "SELECT * FROM unnest(bk, bn)) AS u(key, n) GROUP BY key HAVING sum(n) <> 0) AS s $$",
 )
-#: The writer's rows of a batch, as :func:`~.._rollup.derive` makes them (one per connection,
-#: emptied at every commit).
+#: The writer's rows of a batch, summed per level, period and group (:class:`Batch`), in the
+#: columns of ``rollups`` (one table per connection, emptied at every commit).
 BATCH: Final = "asynctelemetry_rollup_batch"
-BATCH_COLUMNS: Final = (
-    "start",
-    "gid",
-    *_TOTALS,
-    *HISTOGRAMS,
-    "cost_e",
-    "cost_high",
-    "cost_low",
-)
+BATCH_COLUMNS: Final = ("width_s", "start_ns", "gid", *_TOTALS, "keys", "sums")
 _BATCH_SQL: Final = (
-    f"CREATE TEMP TABLE IF NOT EXISTS {BATCH} "
-    f"({', '.join(f'{c} bigint' for c in BATCH_COLUMNS)}) ON COMMIT DELETE ROWS"
+    f"CREATE TEMP TABLE IF NOT EXISTS {BATCH} (width_s integer, start_ns bigint, gid bigint, "
+    + ", ".join(f"{c} bigint" for c in _TOTALS)
+    + ", keys bigint[], sums bigint[]) ON COMMIT DELETE ROWS"
 )
-#: Every level's period of a batch row (floored, also before 1970).
-_LEVELS: Final = (
-    "(VALUES "
-    + ", ".join(f"({w:d}, {w * 1_000_000_000:d}::bigint)" for w in LEVELS)
-    + ") AS l(w, ns)"
+#: A stored row's pairs and a batch row's, summed per key, zeros dropped, sorted by key: keys
+#: are unique within each side, so a full join pairs them (integer sums, no aggregate per key).
+_MERGED: Final = (
+    "SELECT array_agg(k ORDER BY k), array_agg(n ORDER BY k) FROM (SELECT coalesce(a.k, b.k) "
+    "AS k, coalesce(a.n, 0) + coalesce(b.n, 0) AS n FROM unnest(rollups.keys, rollups.sums) "
+    "AS a(k, n) FULL JOIN unnest(excluded.keys, excluded.sums) AS b(k, n) ON a.k = b.k) AS s "
+    "WHERE n <> 0"
 )
-_PERIOD: Final = "b.start - ((b.start % l.ns) + l.ns) % l.ns"
-#: A batch row's pairs: its histograms' buckets (each counting its calls, -1 taking a call
-#: away) and its cost's halves at its exponent.
-_BATCH_PAIRS: Final = (
-    "CROSS JOIN LATERAL (VALUES "
-    + ", ".join(f"(b.{name} * 8 + {kind}, b.calls)" for kind, name in enumerate(HISTOGRAMS))
-    + f", (b.cost_e * 8 + {COST_HIGH}, b.cost_high), (b.cost_e * 8 + {COST_LOW}, b.cost_low)) "
-    "AS p(key, n)"
-)
-_UPSERT: Final = (
+#: The batch's rows added to the stored ones (a new row goes in as it is).
+_ADD: Final = (
+    f"INSERT INTO rollups ({', '.join(BATCH_COLUMNS)}) SELECT * FROM {BATCH} "
     "ON CONFLICT (width_s, start_ns, gid) DO UPDATE SET "
     + ", ".join(f"{c} = rollups.{c} + excluded.{c}" for c in _TOTALS)
-    + ", (keys, sums) = (SELECT m.keys, m.sums FROM asynctelemetry_merge(rollups.keys, "
-    "rollups.sums, excluded.keys, excluded.sums) AS m)"
+    + f", (keys, sums) = ({_MERGED})"
 )
-#: The batch summed per finest period and group (and key: one hash aggregate of the batch),
-#: then per level (from those few rows), its pairs packed, added to the stored rows.
-_ADD: Final = (
-    f"WITH f AS (SELECT b.start, b.gid, p.key, sum(p.n) AS n FROM {BATCH} b {_BATCH_PAIRS} "
-    "WHERE p.key IS NOT NULL GROUP BY 1, 2, 3), "
-    f"t AS (SELECT start, gid, {', '.join(f'sum({c}) AS {c}' for c in _TOTALS)} "
-    f"FROM {BATCH} GROUP BY start, gid), "
-    f"lt AS (SELECT l.w, {_PERIOD} AS p, b.gid, "
-    + ", ".join(f"sum(b.{c}) AS {c}" for c in _TOTALS)
-    + f" FROM t b CROSS JOIN {_LEVELS} GROUP BY 1, 2, 3), "
-    + "lv AS ("
-    + _PACK.format(
-        groups="w, p, gid",
-        rows=f"SELECT l.w, {_PERIOD} AS p, b.gid, b.key, sum(b.n) AS n FROM f b "
-        f"CROSS JOIN {_LEVELS} GROUP BY 1, 2, 3, 4 HAVING sum(b.n) <> 0",
-    )
-    + f") INSERT INTO rollups (width_s, start_ns, gid, {', '.join(_TOTALS)}, keys, sums) "
-    f"SELECT lt.w, lt.p, lt.gid, {', '.join(f'lt.{c}' for c in _TOTALS)}, lv.keys, lv.sums "
-    f"FROM lt LEFT JOIN lv USING (w, p, gid) {_UPSERT}"
-)
-#: After calls were taken away: the rows of the periods they touched left at zero calls go.
-_TOUCHED: Final = f"SELECT DISTINCT l.w, {_PERIOD} AS p, b.gid FROM {BATCH} b CROSS JOIN {_LEVELS}"
+#: After calls were taken away: the rows they touched left at zero calls go.
 _DROP_EMPTY: Final = (
-    f"DELETE FROM rollups t USING ({_TOUCHED}) d WHERE t.width_s = d.w "
-    "AND t.start_ns = d.p AND t.gid = d.gid AND t.calls = 0"
+    f"DELETE FROM rollups t USING {BATCH} b WHERE t.width_s = b.width_s "
+    "AND t.start_ns = b.start_ns AND t.gid = b.gid AND t.calls = 0"
 )
 _ADD_GROUPS: Final = (
     f"INSERT INTO rollup_groups (id, {_KEYS}) SELECT * FROM unnest($1::bigint[], $2::text[], "
@@ -173,11 +137,140 @@ RAW_SQL: Final = (
     "ts, model, request_model, provider, route_name, status, input_tokens, output_tokens, "
     "cached_input_tokens, reasoning_tokens, cost_usd, duration_ms, ttft_ms"
 )
-#: Calls derived per step: the loop gets control back between steps.
+#: Calls derived, or rows packed, per step: the loop gets control back between steps.
 _STEP: Final = 64
 _S: Final = 1_000_000_000
+#: Keys counted by a loop rather than by ``Counter`` (:func:`_counted`).
+_FEW: Final = 48
+#: A packed pair's key: ``index * 8 + kind`` (:data:`~.._rollup.VALUE_KINDS` kinds).
+_KIND_BITS: Final = 3
 
-Derived = tuple[list[tuple[Any, ...]], dict[tuple[Any, ...], int]]  # (rows, groups met)
+
+class Batch:
+    """What a batch of calls adds to the rollups, summed per level, period and group: the rows
+    the server then adds to the stored ones (:func:`add`), one per row they touch.
+
+    :meth:`take` sums :func:`~.._rollup.derive`'s rows into the finest level's cells as they
+    come (a step at a time: no derived row outlives its step): the totals, the costs' halves
+    per key, and the histograms' keys, one per call (counted in C when packed); :meth:`rows`
+    sums each level into the next coarser one and packs every cell's pairs (``key = index * 8
+    + kind``, sorted, no zero sum), as a stored row holds them. ``sign``: -1 when the calls
+    are taken away; ``groups``: the groups met, by key.
+    """
+
+    __slots__ = ("cells", "groups", "sign")
+
+    def __init__(self, sign: int = 1) -> None:
+        self.sign = sign
+        #: (finest period start, group id) → the 7 totals, the histograms' keys (one per call
+        #: and histogram), the costs' ``{key: sum}``.
+        self.cells: dict[tuple[int, int], list[Any]] = {}
+        self.groups: dict[tuple[Any, ...], int] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.cells)
+
+    def take(self, derived: Iterable[tuple[Any, ...]]) -> None:
+        """Sum :func:`~.._rollup.derive`'s rows (of this batch's sign) into the finest cells."""
+        cells = self.cells
+        get = cells.get
+        high_kind, low_kind = COST_HIGH, COST_LOW
+        for (
+            start, gid, c, er, tin, tout, cached, reason, unpriced, lat, ttft, speed, e, high, low
+        ) in derived:  # fmt: skip
+            cell = get((start, gid))
+            if cell is None:
+                cell = cells[start, gid] = [0, 0, 0, 0, 0, 0, 0, [], {}]
+            cell[0] += c
+            cell[1] += er
+            cell[2] += tin
+            cell[3] += tout
+            cell[4] += cached
+            cell[5] += reason
+            cell[6] += unpriced
+            keys = cell[7]  # kinds 0, 1, 2: the histograms (each counting its calls)
+            if lat is not None:
+                keys.append(lat << _KIND_BITS)
+            if ttft is not None:
+                keys.append((ttft << _KIND_BITS) + 1)
+            if speed is not None:
+                keys.append((speed << _KIND_BITS) + 2)
+            if e is not None:  # a half of zero adds nothing (and a packed value holds no zero)
+                costs = cell[8]
+                if high:
+                    key = (e << _KIND_BITS) + high_kind
+                    costs[key] = costs.get(key, 0) + high
+                if low:
+                    key = (e << _KIND_BITS) + low_kind
+                    costs[key] = costs.get(key, 0) + low
+
+    async def rows(self) -> list[tuple[Any, ...]]:
+        """Every level's rows (:data:`BATCH_COLUMNS`), finest first, a step at a time."""
+        slice_ = Slice()
+        out: list[tuple[Any, ...]] = []
+        cells = self.cells
+        for i, width in enumerate(reversed(LEVELS)):  # the finest level, then each coarser one
+            if i:
+                cells = await _coarser(cells, width * _S, slice_)
+            out += await _packed(width, cells, self.sign, slice_)
+        return out
+
+
+async def _packed(
+    width: int, cells: dict[tuple[int, int], list[Any]], sign: int, slice_: Slice
+) -> list[tuple[Any, ...]]:
+    """One level's cells as rows of the batch table."""
+    out: list[tuple[Any, ...]] = []
+    for count, ((start, gid), cell) in enumerate(cells.items(), 1):
+        pairs = _counted(cell[7])
+        if sign < 0:
+            pairs = {key: -n for key, n in pairs.items()}
+        dict.update(pairs, cell[8])  # the costs' keys: kinds of their own
+        if 0 in pairs.values():  # a sum back at zero (calls added and taken away) goes
+            pairs = {key: n for key, n in pairs.items() if n}
+        keys = sorted(pairs)
+        out.append(
+            (width, start, gid, *cell[:7], keys or None, list(map(pairs.__getitem__, keys)) or None)
+        )
+        if not count % _STEP:
+            await slice_.breathe()
+    return out
+
+
+def _counted(keys: list[int]) -> dict[int, int]:
+    """How many times each key is in ``keys``: a loop for a few (a finest cell's), in C for
+    many (a coarse cell's: ``Counter``'s setup costs as much as a dozen steps of the loop)."""
+    if len(keys) > _FEW:
+        return Counter(keys)
+    counts: dict[int, int] = {}
+    get = counts.get
+    for key in keys:
+        counts[key] = get(key, 0) + 1
+    return counts
+
+
+async def _coarser(
+    cells: dict[tuple[int, int], list[Any]], width_ns: int, slice_: Slice
+) -> dict[tuple[int, int], list[Any]]:
+    """A level's cells summed into the periods of ``width_ns`` (which each of its periods nests
+    in)."""
+    out: dict[tuple[int, int], list[Any]] = {}
+    get = out.get
+    for count, ((start, gid), cell) in enumerate(cells.items(), 1):
+        key = (start - start % width_ns, gid)  # floored, also before 1970
+        into = get(key)
+        if into is None:
+            out[key] = [*cell[:7], list(cell[7]), dict(cell[8])]
+        else:
+            for i in range(7):
+                into[i] += cell[i]
+            into[7] += cell[7]
+            costs = into[8]
+            for k, n in cell[8].items():
+                costs[k] = costs.get(k, 0) + n
+        if not count % _STEP:
+            await slice_.breathe()
+    return out
 
 
 def raw_of(values: Sequence[Any]) -> tuple[Any, ...]:
@@ -193,28 +286,28 @@ def raw_of(values: Sequence[Any]) -> tuple[Any, ...]:
     )
 
 
-async def derived(raw: Iterable[Sequence[Any]], sign: int = 1) -> Derived:
+async def derived(raw: Iterable[Sequence[Any]], sign: int = 1) -> Batch:
     """What the calls of ``raw`` (their :func:`raw_of` values) add to the rollups
-    (:func:`~.._rollup.derive`), a step of calls at a time, and the groups they are in."""
+    (:func:`~.._rollup.derive`, summed: :class:`Batch`), a step of calls at a time."""
     raw = list(raw)
-    rows: list[tuple[Any, ...]] = []
-    groups: dict[tuple[Any, ...], int] = {}
+    batch = Batch(sign)
     slice_ = Slice()
     for start in range(0, len(raw), _STEP):
-        rows += derive(raw[start : start + _STEP], groups, sign)
+        batch.take(derive(raw[start : start + _STEP], batch.groups, sign))
         await slice_.breathe()
-    return rows, groups
+    return batch
 
 
-async def add(conn: asyncpg.Connection, batch: Derived, sign: int = 1) -> None:
-    """Add a batch's :func:`derived` rows to every level, in the caller's transaction: its
-    groups, the rows into the batch table by COPY, then one upsert per table under the rollup
-    lock (and, after calls were taken away, ``sign=-1``, the rows left at zero go)."""
-    rows, groups = batch
-    if not rows:
+async def add(conn: asyncpg.Connection, batch: Batch, sign: int = 1) -> None:
+    """Add a :class:`Batch` to every level, in the caller's transaction: its groups, its rows
+    into the batch table by COPY, then one upsert under the rollup lock (and, after calls were
+    taken away, ``sign=-1``, the rows left at zero go)."""
+    if not batch:
         return
+    rows = await batch.rows()
     await conn.execute(_BATCH_SQL)
     await conn.execute(f"DELETE FROM {BATCH}")
+    groups = batch.groups
     ids = list(groups.values())
     keys = list(zip(*groups, strict=True))
     await conn.execute(_ADD_GROUPS, ids, *keys)

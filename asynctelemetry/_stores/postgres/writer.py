@@ -220,7 +220,7 @@ class PgWriter:
                 await conn.copy_records_to_table(
                     "calls", records=stream.rows(), columns=COPY_COLUMNS
                 )
-                await _pg_rollup.add(conn, (stream.derived, stream.groups))
+                await _pg_rollup.add(conn, stream.batch)
             return len(calls)
         except self.pg.UniqueViolationError:
             pass
@@ -296,8 +296,8 @@ async def _admitted(batch: list[Row], slice_: Slice) -> tuple[list[Row], list[tu
 
 class _Stream:
     """A batch's COPY rows made as the COPY takes them, a step of calls at a time, with what
-    each call adds to the rollups (:func:`~.._rollup.derive`) gathered on the way: after the
-    COPY, :attr:`derived` and :attr:`groups` are the batch's (:data:`_pg_rollup.Derived`).
+    each call adds to the rollups (:func:`~.._rollup.derive`) summed on the way: after the
+    COPY, :attr:`batch` is the batch's (:class:`_pg_rollup.Batch`).
 
     asyncpg encodes a row as it takes it and sends every 512 KiB, so the server stores the
     batch's first rows while its last are made; the loop gets a turn whenever the batch's
@@ -305,19 +305,18 @@ class _Stream:
     into the collector's oldest generation, whose sweeps held the loop for tens of ms).
     """
 
-    __slots__ = ("calls", "derived", "groups", "slice_")
+    __slots__ = ("batch", "calls", "slice_")
 
     def __init__(self, calls: list[Row], slice_: Slice) -> None:
         self.calls = calls
         self.slice_ = slice_
-        self.derived: list[tuple[Any, ...]] = []
-        self.groups: dict[tuple[Any, ...], int] = {}
+        self.batch = _pg_rollup.Batch()
 
     async def rows(self) -> AsyncIterator[list[Any]]:
-        calls, derived, groups, raw_of = self.calls, self.derived, self.groups, _pg_rollup.raw_of
+        calls, batch, raw_of = self.calls, self.batch, _pg_rollup.raw_of
         for start in range(0, len(calls), _STEP):
             step = list(map(pg_row, calls[start : start + _STEP]))
-            derived += derive([raw_of(_RAW_OF_COPY(row)) for row in step], groups)
+            batch.take(derive([raw_of(_RAW_OF_COPY(row)) for row in step], batch.groups))
             for row in step:
                 yield row
             await self.slice_.breathe()
