@@ -82,9 +82,6 @@ __all__ = [
 LOCK_ROLLUP: Final = (0x61746C6D, 5)
 _KEYS: Final = ", ".join(KEY_COLUMNS)
 _TOTALS: Final = TOTAL_COLUMNS
-#: The packed value's pairs of the row ``{v}`` (alias ``p``: ``p.key``, ``p.n``; ``key = index
-#: * 8 + kind``): one ``unnest`` of its two arrays, each read (and detoasted) once.
-_PAIRS: Final = "CROSS JOIN LATERAL unnest({v}.keys, {v}.sums) AS p(key, n)"
 TABLE_SQL: Final = (
     "CREATE TABLE IF NOT EXISTS rollup_groups (id bigint PRIMARY KEY, model text NOT NULL, "
     "request_model text, provider text, route_name text, status text NOT NULL)",
@@ -370,33 +367,38 @@ def _dollars(sql: str) -> str:
 
 
 #: A read's rollup rows (:func:`~.._rollup.read_queries`) summed per answer row by the
-#: server: the totals by ``sum``, the pairs unnested and summed per key, then per kind its
-#: indexes and sums (:data:`~.._rollup.Segments`); ``jb``, ``jn``, ``jk`` join the two (a NULL
-#: bucket or group value too).
+#: server: the answer rows numbered first (``cell``: ``dense_rank`` over the bucket and the
+#: group value, NULLs alike), the totals by ``sum``, the pairs unnested in the select list (no
+#: table function's tuple store) and, but for the kinds the read does not want (``{skip}``),
+#: summed per cell and key (two integers: a hash key many times cheaper than the bucket and the
+#: text of the group value), then per kind its indexes and sums (:data:`~.._rollup.Segments`,
+#: in no order: the reader adds them into dicts).
 _SUMMED: Final = (
-    "WITH r AS ({rows}), "
-    "t AS (SELECT b, k, coalesce(b, 0) AS jb, k IS NULL AS jn, coalesce(k, '') AS jk, "
+    "WITH r AS (SELECT q.*, dense_rank() OVER (ORDER BY b, k) AS cell FROM ({rows}) AS q), "
+    "t AS (SELECT cell, b, k, "
     + ", ".join(f"sum({c})::bigint AS {c}" for c in _TOTALS)
-    + " FROM r GROUP BY b, k), "
-    "v AS (SELECT coalesce(r.b, 0) AS jb, r.k IS NULL AS jn, coalesce(r.k, '') AS jk, "
-    f"p.key, sum(p.n)::bigint AS n FROM r {_PAIRS.format(v='r')} "
-    "GROUP BY 1, 2, 3, 4 HAVING sum(p.n) <> 0), "
-    "s AS (SELECT jb, jn, jk, "
+    + " FROM r GROUP BY cell, b, k), "
+    "v AS (SELECT cell, key, sum(n)::bigint AS n FROM (SELECT cell, unnest(keys) AS key, "
+    "unnest(sums) AS n FROM r) AS u{skip} GROUP BY cell, key HAVING sum(n) <> 0), "
+    "s AS (SELECT cell, "
     + ", ".join(
-        f"coalesce(array_agg({part} ORDER BY key) FILTER (WHERE key & 7 = {kind}), "
-        "'{{}}'::bigint[])" + f" AS s{kind}{name}"
+        f"array_agg({part}) FILTER (WHERE key & 7 = {kind}) AS s{kind}{name}"
         for kind in range(VALUE_KINDS)
         for part, name in (("key >> 3", "i"), ("n", "n"))
     )
-    + " FROM v GROUP BY 1, 2, 3) "
+    + " FROM v GROUP BY cell) "
     f"SELECT t.b, t.k, {', '.join(f't.{c}' for c in _TOTALS)}, "
     + ", ".join(
         f"coalesce(s.s{kind}{name}, '{{{{}}}}'::bigint[])"
         for kind in range(VALUE_KINDS)
         for name in "in"
     )
-    + " FROM t LEFT JOIN s USING (jb, jn, jk)"
+    + " FROM t LEFT JOIN s USING (cell)"
 )
+#: Memory for the read's hash aggregates (``SET LOCAL``: its transaction only): a 7-day time
+#: series by model sums a few hundred thousand (cell, key) groups, which spill to disk in the
+#: default 4 MB.
+_WORK_MEM: Final = "SET LOCAL work_mem = '64MB'"
 #: Rows added to the cells between the loop's turns.
 _ROWS_PER_STEP: Final = 16
 
@@ -425,7 +427,11 @@ async def rolled(
     if queries is None:
         return None
     cells = Cells(column, width_ns, hists)
+    unwanted = [str(kind) for kind, name in enumerate(HISTOGRAMS) if name not in hists]
+    skip = f" WHERE key & 7 NOT IN ({', '.join(unwanted)})" if unwanted else ""
     slice_ = Slice()
+    if any(kind == "packed" for kind, _, _ in queries):
+        await fetch(_WORK_MEM, ())
     for kind, sql, params in queries:
         if kind == "raw":
             rows = await fetch(_dollars(sql), params)
@@ -433,7 +439,7 @@ async def rolled(
                 cells.add_raw(map(raw_of, rows[start : start + _STEP]))
                 await slice_.breathe()
             continue
-        rows = await fetch(_dollars(_SUMMED.format(rows=sql)), params)
+        rows = await fetch(_dollars(_SUMMED.format(rows=sql, skip=skip)), params)
         for start in range(0, len(rows), _ROWS_PER_STEP):
             cells.add_packed(map(tuple, rows[start : start + _ROWS_PER_STEP]))
             await slice_.breathe()
