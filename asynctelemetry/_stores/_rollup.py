@@ -10,9 +10,10 @@ tokens per second over the log buckets of
 :func:`~asynctelemetry._stores._base.histogram_index`.
 
 What one call adds is worked out once, when its row is made at the store's door
-(:func:`derive`: its group number, finest period, buckets and cost halves); the engine then sums
-the batch per period, group and bucket and adds it to the stored rows (``INSERT … SELECT …
-GROUP BY … ON CONFLICT DO UPDATE``) in the writer's transaction. Retention and repricing take
+(:func:`derive`: its group number, finest period, buckets and cost halves); the batch is then
+summed per period, group and bucket (PostgreSQL's SQL over the batch; SQLite's writer in the
+same pass, :func:`add_cells`, :func:`add_coarser`) and added to the stored rows (``INSERT …
+ON CONFLICT DO UPDATE``) in the writer's transaction. Retention and repricing take
 calls away the same way. The cost stays exact: each cost is split into its binary exponent and
 two integer halves of its significand (:func:`cost_parts`), which the engine sums as integers;
 :func:`cost_floats` turns any such sum back into floats whose exact sum it is, so every total
@@ -41,6 +42,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Sequence
 from itertools import chain
+from operator import add
 from typing import TYPE_CHECKING, Any, Final
 
 from .._record import MIN_GENERATING_MS
@@ -68,13 +70,16 @@ __all__ = [
     "TOTAL_COLUMNS",
     "VALUE_KINDS",
     "Acc",
+    "Cell",
+    "CellMap",
     "Cells",
     "FSum",
-    "PackSum",
-    "Packer",
     "Query",
     "Segments",
+    "add_cells",
+    "add_coarser",
     "buckets_of",
+    "cell_row",
     "cost_floats",
     "cost_parts",
     "derive",
@@ -388,12 +393,16 @@ def pack(sums: Sums) -> bytes | None:
         {i: n for i, n in counts.items() if n} if 0 in counts.values() else counts
         for counts in sums
     ]
-    flat = array("q", [len(counts) for counts in sums])
+    flat = [len(counts) for counts in sums]
     for counts in sums:
-        indexes = sorted(counts)
-        flat.extend(indexes)
-        flat.extend(map(counts.__getitem__, indexes))
-    return _blob(flat)
+        if len(counts) == 1:  # most of a batch's finest cells: one call
+            flat += counts
+            flat += counts.values()
+        elif counts:
+            indexes = sorted(counts)
+            flat += indexes
+            flat += map(counts.__getitem__, indexes)
+    return _blob(array("q", flat))
 
 
 def _flat(blob: bytes) -> array[int]:
@@ -465,61 +474,115 @@ def merge_packed(a: bytes | None, b: bytes | None) -> bytes | None:
     return _blob(flat)
 
 
-class PackSum:
-    """SQLite's aggregate ``asynctelemetry_sum(values)``: packed BLOBs summed."""
-
-    __slots__ = ("flat",)
-
-    def __init__(self) -> None:
-        self.flat: array[int] | None = None
-
-    def step(self, blob: bytes | None) -> None:
-        if not blob:
-            return
-        if self.flat is None:
-            self.flat = _flat(blob)
-        else:
-            _merge_into(self.flat, _flat(blob))
-
-    def finalize(self) -> bytes | None:
-        return None if self.flat is None else _blob(self.flat)
+#: A batch's sums of one period and group: :func:`derive`'s row of its one call, or, once a
+#: second call comes, a list of the :data:`TOTAL_COLUMNS`, then the packed value's kinds as
+#: ``{index: sum}`` (what :func:`pack` takes). (Most of a batch's finest cells hold one call
+#: when calls spread over many groups: the row is then all the cell needs.)
+Cell = Any  # tuple[Any, ...] | list[Any]: Python branches on which (mypy cannot follow)
+#: A batch's cells by (period start, group).
+CellMap = dict[tuple[int, Any], Cell]
 
 
-class Packer:
-    """SQLite's aggregate ``asynctelemetry_pack(latency, ttft, speed, cost_e, cost_high,
-    cost_low, calls)`` over :func:`derive`'s rows (``calls`` is 1, or -1 taking a call away):
-    their packed value."""
-
-    __slots__ = ("sums",)
-
-    def __init__(self) -> None:
-        self.sums = _sums()
-
-    def step(
-        self,
-        latency: int | None,
-        ttft: int | None,
-        speed: int | None,
-        e: int | None,
-        high: int,
-        low: int,
-        n: int,
-    ) -> None:
-        lat_sums, ttft_sums, speed_sums, highs, lows = self.sums
-        if latency is not None:
-            lat_sums[latency] = lat_sums.get(latency, 0) + n
-        if ttft is not None:
-            ttft_sums[ttft] = ttft_sums.get(ttft, 0) + n
-        if speed is not None:
-            speed_sums[speed] = speed_sums.get(speed, 0) + n
+def add_cells(cells: CellMap, derived: Iterable[Sequence[Any]]) -> None:
+    """Add :func:`derive`'s rows to ``cells``, per (period start, group): what the writer hands
+    the engine is one row per period and group, not one per call."""
+    for row in derived:
+        cell = _joined(cells, (row[0], row[1]), row)
+        if cell is None:
+            continue
+        _, _, calls, errors, tin, tout, cached, reasoning, unpriced, lat, tt, sp, e, high, low = row
+        cell[0] += calls
+        cell[1] += errors
+        cell[2] += tin
+        cell[3] += tout
+        cell[4] += cached
+        cell[5] += reasoning
+        cell[6] += unpriced
+        if lat is not None:
+            counts = cell[7]
+            counts[lat] = counts.get(lat, 0) + calls
+        if tt is not None:
+            counts = cell[8]
+            counts[tt] = counts.get(tt, 0) + calls
+        if sp is not None:
+            counts = cell[9]
+            counts[sp] = counts.get(sp, 0) + calls
         if e is not None:  # a half of zero adds nothing (and a packed value holds no zero)
             if high:
-                highs[e] = highs.get(e, 0) + high
+                sums = cell[10]
+                sums[e] = sums.get(e, 0) + high
             if low:
-                lows[e] = lows.get(e, 0) + low
+                sums = cell[11]
+                sums[e] = sums.get(e, 0) + low
 
-    def finalize(self) -> bytes | None:
-        return pack(self.sums)
+
+def _joined(cells: CellMap, key: tuple[int, Any], cell: Cell) -> list[Any] | None:
+    """``None`` when ``cell`` becomes the cell of ``key`` (it had none), else the list cell of
+    ``key`` that ``cell`` is to be summed into."""
+    into = cells.get(key)
+    if into is None:
+        cells[key] = cell
+        return None
+    if type(into) is tuple:
+        cells[key] = into = _expand(into)
+    return into
+
+
+def _expand(row: Sequence[Any]) -> list[Any]:
+    """A cell of one call (its derived ``row``) as the list that sums more."""
+    calls, (lat, tt, sp, e, high, low) = row[2], row[9:]
+    return [
+        *row[2:9],
+        {} if lat is None else {lat: calls},
+        {} if tt is None else {tt: calls},
+        {} if sp is None else {sp: calls},
+        {e: high} if e is not None and high else {},
+        {e: low} if e is not None and low else {},
+    ]
+
+
+def cell_row(cell: Cell) -> tuple[Any, ...]:
+    """A cell's :data:`TOTAL_COLUMNS` and packed value."""
+    if type(cell) is list:
+        return (*cell[:7], pack(cell[7:]))
+    calls, (lat, tt, sp, e, high, low) = cell[2], cell[9:]
+    lengths = [lat is not None, tt is not None, sp is not None, bool(e is not None and high)]
+    lengths.append(e is not None and bool(low))
+    flat = [int(b) for b in lengths]
+    if lat is not None:
+        flat += (lat, calls)
+    if tt is not None:
+        flat += (tt, calls)
+    if sp is not None:
+        flat += (sp, calls)
+    if lengths[3]:
+        flat += (e, high)
+    if lengths[4]:
+        flat += (e, low)
+    return (*cell[2:9], _blob(array("q", flat)))
+
+
+def add_coarser(
+    coarser: CellMap, cells: Iterable[tuple[tuple[int, Any], Cell]], width_ns: int
+) -> None:
+    """Add finer ``cells`` to ``coarser``, per period of ``width_ns`` and group. The first cell
+    of each coarser period is taken over and the next ones summed into it: ``cells`` are spent
+    (written out already)."""
+    ones: list[tuple[Any, ...]] = []
+    for (start, gid), cell in cells:
+        period = start - start % width_ns
+        if type(cell) is tuple:
+            ones.append((period, *cell[1:]))
+            continue
+        into = _joined(coarser, (period, gid), cell)
+        if into is None:
+            continue
+        into[:7] = map(add, into[:7], cell[:7])
+        for counts, more in zip(into[7:], cell[7:], strict=True):
+            cget = counts.get
+            for index, n in more.items():
+                counts[index] = cget(index, 0) + n
+    add_cells(coarser, ones)
 
 
 # -- reading ------------------------------------------------------------------------------------

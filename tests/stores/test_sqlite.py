@@ -304,7 +304,7 @@ async def test_row_sqlite_cannot_take_is_rejected_and_counted(store: SQLiteStore
 
 @pytest.mark.parametrize("size", [1, 127, 1000, 1025])
 async def test_batches_of_any_size_land_many_rows_per_statement(tmp_path: Path, size: int) -> None:
-    """A batch is inserted many rows per statement (powers of two): every size lands whole,
+    """A batch is inserted many rows per statement: every size lands whole,
     in order, with records and collector rows mixed; a bad row among them still rejects alone,
     and the writer's page cache is the one asked for."""
     from asynctelemetry._rows import row_of
@@ -448,39 +448,55 @@ async def test_rollups_follow_retention_and_reopen(tmp_path: Path) -> None:
             assert await store.timeseries(bucket="1h", since=since) == timeseries(window, "1h")
 
 
-def _packed(rng: random.Random, sign: int) -> bytes | None:
-    """The packed value of a few random calls (``sign=-1``: taken away)."""
-    packer = _rollup.Packer()
-    for _ in range(rng.randint(1, 12)):
-        packer.step(
+def _derived(rng: random.Random, sign: int) -> list[tuple[Any, ...]]:
+    """A few random calls as :func:`~asynctelemetry._stores._rollup.derive` makes them, in one
+    period and group (``sign=-1``: taken away)."""
+    return [
+        (
+            0, 1, sign, 0, 0, 0, 0, 0, 0,
             rng.choice([None, rng.randint(-3, 30), -(2**31)]),
             rng.randint(0, 8),
             rng.choice([None, 2**31, 4]),
             rng.choice([None, -60, -1074]),
             sign * rng.randint(0, 2**27),
             sign * rng.randint(0, 2**26),
-            sign,
         )
-    return packer.finalize()
+        for _ in range(rng.randint(1, 12))
+    ]  # fmt: skip
+
+
+def _packed(rows: list[tuple[Any, ...]]) -> bytes | None:
+    """The packed value of derived rows of one cell, summed by the writer's rule."""
+    cells: _rollup.CellMap = {}
+    _rollup.add_cells(cells, rows)
+    ((cell,),) = [cells.values()]
+    return _rollup.cell_row(cell)[7]
 
 
 def test_packed_values_merge_key_by_key() -> None:
-    """SQLite's merging of packed rollup values (upsert and batch sums, in place) gives the sums
-    per kind and index of a plain count, with the indexes back at zero gone."""
+    """SQLite's summing of packed rollup values (a batch's cells, coarser periods, and the
+    upsert's merge in place) gives the sums per kind and index of a plain count, with the
+    indexes back at zero gone."""
     rng = random.Random(7)
     for _ in range(300):
-        blobs = [_packed(rng, 1) for _ in range(rng.randint(1, 4))]
-        taken = rng.choice(blobs) if rng.random() < 0.3 else _packed(rng, -1)
+        batches = [_derived(rng, 1) for _ in range(rng.randint(1, 4))]
+        taken = _derived(rng, -1)
+        if rng.random() < 0.3:  # one batch's calls taken away again: its indexes back at zero
+            taken = [(*r[:2], -r[2], *r[3:13], -r[13], -r[14]) for r in rng.choice(batches)]
         expected: list[dict[int, int]] = [{} for _ in range(_rollup.VALUE_KINDS)]
-        for blob in [*blobs, taken]:
-            parts = _rollup.segments(blob)
+        for rows in [*batches, taken]:
+            parts = _rollup.segments(_packed(rows))
             for kind, counts in enumerate(expected):
                 for index, n in zip(parts[2 * kind], parts[2 * kind + 1], strict=True):
                     counts[index] = counts.get(index, 0) + n
-        summed = _rollup.PackSum()
-        for blob in blobs:
-            summed.step(blob)
-        merged = _rollup.merge_packed(summed.finalize(), taken)
+        # The batches as finer periods of one coarser one, then the rows taken away merged in.
+        cells: _rollup.CellMap = {}
+        for i, rows in enumerate(batches):
+            _rollup.add_cells(cells, [(i, *row[1:]) for row in rows])
+        coarser: _rollup.CellMap = {}
+        _rollup.add_coarser(coarser, cells.items(), 10**9)
+        (summed,) = coarser.values()
+        merged = _rollup.merge_packed(_rollup.cell_row(summed)[7], _packed(taken))
         assert merged == _rollup.pack(expected)
         parts = _rollup.segments(merged)
         assert all(0 not in parts[2 * kind + 1] for kind in range(_rollup.VALUE_KINDS))

@@ -11,15 +11,28 @@ Two tables (schema version 11):
   packed in one BLOB (:func:`~.._rollup.pack`: little-endian int64, the five kinds' lengths,
   then per kind its sorted indexes and their sums).
 
-A batch is added in the writer's transaction: Python computes each call's group number, buckets
-and cost halves once, at the store's door (:func:`~.._rollup.derive`), into a temporary table;
-the engine sums it per finest period and group (``GROUP BY``, the values packed by the
-aggregate ``asynctelemetry_pack``), then adds those few rows to every level: ``INSERT … SELECT
-… GROUP BY … ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, …, vals =
-asynctelemetry_merge(vals, excluded.vals)`` (coarser levels summed by the aggregate
-``asynctelemetry_sum``). The three are application-defined functions in Python (:func:`register`
-on the writer's connection): they run in the writer's thread, never on the event loop. Retention
-and repricing take calls away the same way (``sign=-1``); rows left at zero calls go.
+A batch is added in the writer's transaction, a statement's calls at a time: as the writer
+inserts each statement's rows it works out what they add (:func:`~.._rollup.derive`: group
+number, finest period, buckets, cost halves) and sums them per finest period and group
+(:class:`Sums`, :func:`~.._rollup.add_cells`: a cell of one call stays that call's row). After
+the calls, each level is added finest first, 64 rows per ``INSERT … VALUES … ON CONFLICT DO
+UPDATE SET calls = calls + excluded.calls, …, vals = asynctelemetry_merge(vals,
+excluded.vals)``, and each written row is summed into its period of the next level
+(:func:`~.._rollup.add_coarser`). ``asynctelemetry_merge`` is an application-defined function in
+Python (:func:`register` on the writer's connection), run only where a stored row is met; it
+runs in the writer's thread, never on the event loop. Retention and repricing take calls away
+the same way (``sign=-1``); rows left at zero calls go.
+
+Why the sums are made in Python, measured (``benchmarks/bench_sqlite.py``, thread CPU of the
+writer, 50,000 calls in transactions of 32,768): version 13's batch went through a temporary
+table, one Python aggregate step per call (``asynctelemetry_pack``) and the coarser levels
+summed by a second aggregate merging packed arrays; the writer already visits every call in
+Python to derive its row, and summing it there into a dict costs less than handing it to
+SQLite and back (the rollups' share of a call, on a loaded machine: about 6 µs down to 3 for
+one group, 13 to 19 µs down to about 11 for 5,000 sessions and 50 models over a day, where
+most 5-minute cells hold one call). Doing it
+one statement's rows at a time keeps each stretch of Python in the writer short: the event
+loop never waits long for the GIL.
 
 Why packed, measured (``benchmarks/bench_dashboard.py``, 1,000,000 calls over 7 days, 80
 groups; store time, the same loaded 2-core machine): versions 8 to 10 kept a row per bucket
@@ -29,9 +42,8 @@ summary 1.2 to 2.7 s). Packed, the file holds 138,319 rows (5-minute 124,159, ho
 and the same reads take 265 ms and 227 ms: one row per period and group is read (13,440 for a
 week of hours) and the reader's thread slices each BLOB per kind (no Python step per pair to
 find them) and adds only the histograms it needs. The alternatives: JSON1 merges in C but only
-by expanding the pairs back into rows (the same sort); SQLite has no array type. The merging
-functions are Python, one aggregate step per call written (where the bucket rows took one
-``GROUP BY`` row per call and bucket) and one merge per touched row and level.
+by expanding the pairs back into rows (the same sort); SQLite has no array type. Merging
+is Python: one merge per stored row a batch meets.
 
 The 5-minute level stays: it holds most rows (90%) but it is what the dashboard's 24-hour
 charts (15-minute buckets, 343 ms) and 5-minute buckets of windows up to 8 hours read (without
@@ -55,9 +67,11 @@ from .._rollup import (
     RAW_COLUMNS,
     TOTAL_COLUMNS,
     Acc,
+    CellMap,
     Cells,
-    Packer,
-    PackSum,
+    add_cells,
+    add_coarser,
+    cell_row,
     derive,
     merge_packed,
     read_queries,
@@ -71,12 +85,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TABLE_SQL",
+    "Sums",
     "forget",
     "include",
     "rebuild",
     "register",
     "remember",
-    "remember_rows",
     "rolled",
 ]
 
@@ -91,109 +105,85 @@ TABLE_SQL: Final = (
     + ", ".join(f"{c} INTEGER NOT NULL" for c in _TOTALS)
     + ", vals BLOB, PRIMARY KEY (width_s, start_ns, gid))",
 )
-#: The batch's rows as :func:`~.._rollup.derive` makes them (the writer's connection only).
-_BATCH: Final = (
-    "minute",
-    "gid",
-    *_TOTALS,
-    *HISTOGRAMS,
-    "cost_e",
-    "cost_high",
-    "cost_low",
-)
-_BATCH_TABLE: Final = (
-    f"CREATE TEMP TABLE IF NOT EXISTS rollup_batch ({', '.join(f'{c} INTEGER' for c in _BATCH)})"
-)
-#: The batch summed per finest period and group, its values packed: every level is then added
-#: from these few rows.
-_DELTA_TABLE: Final = (
-    "CREATE TEMP TABLE IF NOT EXISTS rollup_delta (start INTEGER, gid INTEGER, "
-    + ", ".join(f"{c} INTEGER" for c in _TOTALS)
-    + ", vals BLOB)"
-)
-#: Ready the writer connection's temporary tables, empty (created in its first transaction).
-_BATCH_SQL: Final = (_BATCH_TABLE, _DELTA_TABLE, "DELETE FROM temp.rollup_batch")
 _ADD_GROUP: Final = f"INSERT OR IGNORE INTO rollup_groups (id, {_KEYS}) VALUES (?, ?, ?, ?, ?, ?)"
-_SUMS: Final = ", ".join(f"sum({c})" for c in _TOTALS)
-_DELTA: Final = (
-    "DELETE FROM temp.rollup_delta",
-    f"INSERT INTO temp.rollup_delta SELECT minute, gid, {_SUMS}, "
-    f"asynctelemetry_pack({', '.join(HISTOGRAMS)}, cost_e, cost_high, cost_low, calls) "
-    "FROM temp.rollup_batch GROUP BY minute, gid",
-)
-#: A period's start at the level of ``:w`` nanoseconds (floored, also before 1970).
-_START: Final = "(start - ((start % :w) + :w) % :w)"
 _COLUMNS: Final = f"width_s, start_ns, gid, {', '.join(_TOTALS)}, vals"
+_ROW: Final = f"({', '.join('?' * (4 + len(_TOTALS)))})"
 _UPSERT: Final = (
     "ON CONFLICT (width_s, start_ns, gid) DO UPDATE SET "
     + ", ".join(f"{c} = {c} + excluded.{c}" for c in _TOTALS)
     + ", vals = asynctelemetry_merge(vals, excluded.vals)"
 )
-#: The finest level's rows are the delta's as they are; coarser ones sum them per period.
-_ADD_FINEST: Final = (
-    f"INSERT INTO rollups ({_COLUMNS}) SELECT :s, start, gid, {', '.join(_TOTALS)}, vals "
-    f"FROM temp.rollup_delta WHERE true {_UPSERT}"
-)
-_ADD_COARSER: Final = (
-    f"INSERT INTO rollups ({_COLUMNS}) SELECT :s, {_START} AS p, gid, {_SUMS}, "
-    f"asynctelemetry_sum(vals) FROM temp.rollup_delta WHERE true GROUP BY p, gid {_UPSERT}"
-)
 _DROP_EMPTY: Final = (
-    f"DELETE FROM rollups WHERE width_s = :s AND start_ns IN "
-    f"(SELECT DISTINCT {_START} FROM temp.rollup_delta) AND calls = 0"
+    "DELETE FROM rollups WHERE width_s = ? AND start_ns = ? AND gid = ? AND calls = 0"
 )
 _RAW: Final = ", ".join(RAW_COLUMNS)
-#: Rows of the batch table per INSERT statement (15 parameters each).
+#: Most rollup rows one upsert statement carries (11 parameters each): the Python of a
+#: statement's rows (packing, summing into the next level) holds the GIL a fraction of a
+#: millisecond, and SQLite's step between statements gives it back to the event loop.
 _ROWS_PER_STATEMENT: Final = 64
 
 
 def register(conn: sqlite3.Connection) -> None:
-    """Add the functions that merge packed values to a connection that writes rollups."""
+    """Add the function that merges packed values to a connection that writes rollups."""
     conn.create_function("asynctelemetry_merge", 2, merge_packed, deterministic=True)
-    # typeshed types aggregates as int-valued; SQLite takes any SQL value.
-    conn.create_aggregate("asynctelemetry_pack", 7, Packer)  # type: ignore[arg-type]
-    conn.create_aggregate("asynctelemetry_sum", 1, PackSum)  # type: ignore[arg-type]
 
 
 # -- writing ------------------------------------------------------------------------------------
 @functools.cache
-def _fill_sql(rows: int) -> str:
-    one = f"({', '.join('?' * len(_BATCH))})"
-    return f"INSERT INTO temp.rollup_batch VALUES {', '.join([one] * rows)}"
+def _upsert_sql(rows: int) -> str:
+    return f"INSERT INTO rollups ({_COLUMNS}) VALUES {', '.join([_ROW] * rows)} {_UPSERT}"
+
+
+class Sums:
+    """What a batch adds to the rollups (``sign=-1``: takes away), gathered a statement's calls
+    at a time in the writer's thread (:meth:`add`: :data:`RAW_COLUMNS` values), then added to
+    every level (:meth:`write`)."""
+
+    __slots__ = ("calls", "cells", "groups", "sign")
+
+    def __init__(self, sign: int = 1) -> None:
+        self.sign = sign
+        self.calls = 0
+        self.groups: dict[tuple[Any, ...], int] = {}
+        self.cells: CellMap = {}
+
+    def add(self, raw: Sequence[Sequence[Any]]) -> None:
+        """Count the calls of ``raw`` in their finest period and group."""
+        add_cells(self.cells, derive(raw, self.groups, self.sign))
+        self.calls += len(raw)
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        """Add the sums to every level, finest first (in the writer's transaction): a
+        statement's rows at a time, each row then summed into the next level's period."""
+        if not self.calls:
+            return
+        conn.executemany(_ADD_GROUP, [(gid, *key) for key, gid in self.groups.items()])
+        cells, size = self.cells, _ROWS_PER_STATEMENT
+        for level, width in enumerate(reversed(LEVELS)):
+            nxt: CellMap | None = None if width == LEVELS[0] else {}
+            items = list(cells.items())
+            for at in range(0, len(items), size):
+                chunk = items[at : at + size]
+                conn.execute(
+                    _upsert_sql(len(chunk)),
+                    [v for (start, gid), cell in chunk
+                     for v in (width, start, gid, *cell_row(cell))],
+                )  # fmt: skip
+                if self.sign < 0:
+                    conn.executemany(_DROP_EMPTY, [(width, *key) for key, _ in chunk])
+                if nxt is not None:
+                    add_coarser(nxt, chunk, LEVELS[-2 - level] * _S)
+            if nxt is not None:
+                cells = nxt
+        self.cells = {}
 
 
 def _add(conn: sqlite3.Connection, raw: Sequence[Sequence[Any]], sign: int) -> None:
     """Add (``sign=1``) or take away (``-1``) the calls of ``raw`` (:data:`RAW_COLUMNS`
-    values): their groups, their derived rows into the batch table, then the sums of every
-    level."""
-    if not raw:
-        return
-    groups: dict[tuple[Any, ...], int] = {}
-    rows = derive(raw, groups, sign)
-    conn.executemany(_ADD_GROUP, [(gid, *key) for key, gid in groups.items()])
-    for sql in _BATCH_SQL:
-        conn.execute(sql)
-    size = _ROWS_PER_STATEMENT
-    done = 0
-    while done < len(rows):
-        while len(rows) - done < size:
-            size //= 2
-        sql = _fill_sql(size)
-        while len(rows) - done >= size:
-            conn.execute(sql, [v for row in rows[done : done + size] for v in row])
-            done += size
-    for sql in _DELTA:
-        conn.execute(sql)
-    for width in LEVELS:
-        params = {"s": width, "w": width * _S}
-        conn.execute(_ADD_FINEST if width == LEVELS[-1] else _ADD_COARSER, params)
-        if sign < 0:
-            conn.execute(_DROP_EMPTY, params)
-
-
-def remember_rows(conn: sqlite3.Connection, raw: Sequence[Sequence[Any]]) -> None:
-    """Add calls just inserted, given as their :data:`RAW_COLUMNS` values."""
-    _add(conn, raw, 1)
+    values) at every level."""
+    sums = Sums(sign)
+    sums.add(raw)
+    sums.write(conn)
 
 
 def remember(conn: sqlite3.Connection, after_id: int) -> None:

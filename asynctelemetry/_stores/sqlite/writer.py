@@ -137,26 +137,29 @@ def _rows_per_statement(conn: sqlite3.Connection) -> int:
     return size
 
 
-def _insert_all(conn: sqlite3.Connection, batch: list[Row], kept: list[tuple[Any, ...]]) -> None:
-    """Encode and insert ``batch``, many rows per statement.
+def _insert_all(
+    conn: sqlite3.Connection, batch: list[Row], sums: _sqlite_rollup.Sums
+) -> list[tuple[str, str]]:
+    """Admit, encode and insert ``batch``, many rows per statement, and count each statement's
+    rows in the rollups' ``sums``; returns ``(call_id, reason)`` for the calls the door refused.
 
     One statement binds its rows at once and runs them in one ``sqlite3_step``, during which the
     sqlite3 module releases the GIL: the B-tree work of a whole statement runs beside the event
-    loop, and the loop gets the GIL back at least once a statement. (``executemany`` takes the
-    GIL back after every row; encoding a whole batch before inserting would hold it for tens of
-    milliseconds.)
+    loop, and the loop gets the GIL back at least once a statement. The Python of a statement's
+    rows (admitting, encoding, what they add to the rollups) holds the GIL a fraction of a
+    millisecond. (``executemany`` takes the GIL back after every row; doing any of it for a
+    whole batch at once would hold the GIL for tens of milliseconds.)
     """
     size = _rows_per_statement(conn)
-    done, total = 0, len(batch)
-    while done < total:
-        while total - done < size:
-            size //= 2
-        sql = _insert_sql(size)
-        while total - done >= size:
-            encoded = list(map(encode_call, batch[done : done + size]))
-            conn.execute(sql, [v for row in encoded for v in row])
-            kept.extend(map(_RAW_OF_ENCODED, encoded))
-            done += size
+    refused: list[tuple[str, str]] = []
+    for at in range(0, len(batch), size):
+        rows, turned = admit(batch[at : at + size])
+        refused += turned
+        if rows:
+            encoded = list(map(encode_call, rows))
+            conn.execute(_insert_sql(len(encoded)), [v for row in encoded for v in row])
+            sums.add(list(map(_RAW_OF_ENCODED, encoded)))
+    return refused
 
 
 def in_transaction(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
@@ -179,37 +182,34 @@ def in_transaction(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -
 def insert_rows(conn: sqlite3.Connection, batch: list[Row]) -> tuple[int, list[Any]]:
     """One transaction; returns (rows inserted, [(call_id, reason)] for rows the store's door
     or SQLite refused)."""
-    batch, refused = admit(batch)
-    if not batch:
-        return 0, refused
-    inserted, rejected = in_transaction(conn, _insert_rows, batch)
-    return inserted, [*refused, *rejected]
+    return in_transaction(conn, _insert_rows, batch)
 
 
 def _insert_rows(conn: sqlite3.Connection, batch: list[Row]) -> tuple[int, list[Any]]:
     before = conn.total_changes
-    rejected: list[tuple[Any, str]] = []
     (last,) = conn.execute("SELECT COALESCE(MAX(id), -1) FROM calls").fetchone()
-    kept: list[tuple[Any, ...]] = []
+    sums = _sqlite_rollup.Sums()
     try:
-        _insert_all(conn, batch, kept)
+        refused = _insert_all(conn, batch, sums)
     except _ROW_ERRORS:
         # A row SQLite cannot bind: insert one by one (OR IGNORE skips those already in).
-        for call in batch:
+        kept, refused = admit(batch)
+        for call in kept:
             try:
-                row = encode_call(call)
-                conn.execute(INSERT_SQL, row)
+                conn.execute(INSERT_SQL, encode_call(call))
             except _ROW_ERRORS as exc:
-                rejected.append((call_id_of(call), f"{type(exc).__name__}: {exc}"))
+                refused.append((call_id_of(call), f"{type(exc).__name__}: {exc}"))
     inserted = conn.total_changes - before  # before the rollups change rows too
-    # The rows this transaction inserted (not the ignored duplicates) join the rollups:
-    # those encoded here when every one went in, else read back by rowid.
-    if inserted == len(batch) and len(kept) == inserted:
-        _sqlite_rollup.remember_rows(conn, kept)
-    else:
+    # The rows this transaction inserted (not the ignored duplicates) join the rollups: those
+    # counted on the way when they are all of them (every row counted went in), else the
+    # inserted rows read back by rowid.
+    if sums.calls == inserted:
+        sums.write(conn)
+    elif inserted:
         _sqlite_rollup.remember(conn, last)
-    _sqlite_sessions.remember(conn, last)
-    return inserted, rejected
+    if inserted:
+        _sqlite_sessions.remember(conn, last)
+    return inserted, refused
 
 
 def insert_spans(conn: sqlite3.Connection, spans: list[TraceSpan]) -> tuple[int, list[Any]]:
