@@ -1,7 +1,8 @@
 """Bounded batching, retry with backoff, and shielded closing: the helpers every slow sink uses.
 
 Layer 2: below the stores, the exporters and the pipeline, so none of them imports upward. A
-:class:`BatchQueue` is a bounded queue drained in batches by one asyncio task, with retry and
+:class:`BatchQueue` is a bounded queue drained in batches by one asyncio task (handling up to
+``overlap`` batches at once, each counted delivered in queue order), with retry and
 exponential backoff with jitter. It is the only implementation of batching with retry in the
 package.
 
@@ -214,10 +215,14 @@ class Slice:
         self._deadline = time.perf_counter() + self.seconds
 
     async def breathe(self) -> None:
-        """Give the loop a turn if the slice is spent (else only a clock read)."""
-        if time.perf_counter() >= self._deadline:
+        """Give the loop a turn if the slice is spent (else only a clock read). A slice shared
+        by pieces of work running at once is theirs together: the first back after the turn
+        starts a new one, the others only take what is left of it."""
+        deadline = self._deadline
+        if time.perf_counter() >= deadline:
             await give_turn()
-            self._deadline = time.perf_counter() + self.seconds
+            if self._deadline == deadline:  # nobody began a new slice meanwhile
+                self._deadline = time.perf_counter() + self.seconds
 
     async def each(self, items: Iterable[T], step: int = 32) -> AsyncIterator[T]:
         """``items`` one by one for a consumer that iterates asynchronously and does work per
@@ -510,6 +515,17 @@ class _QueueCounts:
 _COUNTED: Final = tuple(f.name for f in fields(_QueueCounts))
 
 
+class _Handling(Generic[T]):
+    """A batch being handled: its items, its task, whether it was delivered."""
+
+    __slots__ = ("done", "items", "task")
+
+    def __init__(self, items: list[T]) -> None:
+        self.items = items
+        self.task: asyncio.Task[None]
+        self.done = False
+
+
 class BatchQueue(Generic[T]):
     """A bounded queue drained in batches by one asyncio task, with retry and backoff.
 
@@ -527,6 +543,10 @@ class BatchQueue(Generic[T]):
             (``asyncio.run`` cancels every task as its loop ends, so a queue nobody closed gets
             here), spend up to this many seconds delivering what is queued first. ``None``:
             stop at once (what is queued stays queued, counted by ``pending``).
+        overlap: most batches handled at once (each by its own call of ``handler``, started in
+            queue order; the handler orders what must not overlap). A batch counts as
+            delivered, for ``flush``, only once every batch before it is: a retried batch holds
+            the ones after it back, and may be stored after them.
     """
 
     def __init__(
@@ -540,9 +560,10 @@ class BatchQueue(Generic[T]):
         retry: RetryPolicy | None = None,
         name: str = "queue",
         drain_on_cancel: float | None = None,
+        overlap: int = 1,
     ) -> None:
-        if max_size < 1 or batch_size < 1 or flush_interval < 0:
-            raise ValueError("max_size and batch_size must be >= 1, flush_interval >= 0")
+        if max_size < 1 or batch_size < 1 or flush_interval < 0 or overlap < 1:
+            raise ValueError("max_size, batch_size and overlap must be >= 1, flush_interval >= 0")
         self._handler = handler
         self.max_size = max_size
         self.batch_size = min(batch_size, max_size)
@@ -551,6 +572,9 @@ class BatchQueue(Generic[T]):
         self.retry = retry or RetryPolicy()
         self.name = name
         self.drain_on_cancel = drain_on_cancel
+        self.overlap = overlap
+        #: Batches being handled, oldest first.
+        self._running: deque[_Handling[T]] = deque()
         self._counts = _QueueCounts()
         self._items: deque[T] = deque()
         self._in_flight = 0
@@ -751,34 +775,63 @@ class BatchQueue(Generic[T]):
 
     async def _drain_forever(self) -> None:
         assert self._wakeup is not None
-        while True:
-            if not self._items:
-                # Idle: the task ends (the next put starts another), so an idle queue holds no
-                # pending task that a dropped, unclosed owner would leave to be destroyed.
-                return
-            if len(self._items) < self.batch_size and not (self._urgent or self._life.ended):
-                # Let a partial batch fill for up to flush_interval.
-                self._wakeup.clear()
-                try:
-                    async with asyncio.timeout(self.flush_interval):
-                        while len(self._items) < self.batch_size and not self._urgent:
-                            await self._wakeup.wait()
-                            self._wakeup.clear()
-                except TimeoutError:
-                    pass
-            count = min(self.batch_size, len(self._items))
-            batch = [self._items.popleft() for _ in range(count)]
-            self._in_flight = count
-            try:
-                await self._deliver(batch)
-            except asyncio.CancelledError:
-                # Closing: the batch was not delivered; put it back for aclose() to count.
-                self._items.extendleft(reversed(batch))
-                self._in_flight = 0
-                raise
+        running = self._running
+        try:
+            while True:
+                if not self._items:
+                    if running:
+                        await running[0].task
+                        continue
+                    # Idle: the task ends (the next put starts another), so an idle queue holds
+                    # no pending task that a dropped, unclosed owner would leave to be destroyed.
+                    return
+                if len(running) >= self.overlap:
+                    await running[0].task
+                    continue
+                if len(self._items) < self.batch_size and not (self._urgent or self._life.ended):
+                    # Let a partial batch fill for up to flush_interval.
+                    self._wakeup.clear()
+                    try:
+                        async with asyncio.timeout(self.flush_interval):
+                            while len(self._items) < self.batch_size and not self._urgent:
+                                await self._wakeup.wait()
+                                self._wakeup.clear()
+                    except TimeoutError:
+                        pass
+                count = min(self.batch_size, len(self._items))
+                batch = _Handling([self._items.popleft() for _ in range(count)])
+                self._in_flight += count
+                batch.task = asyncio.get_running_loop().create_task(
+                    self._handle(batch), name=f"asynctelemetry {self.name} batch"
+                )
+                running.append(batch)
+        except asyncio.CancelledError:
+            # Closing: the batches not delivered go back, in order, for aclose() to count.
+            for handling in running:
+                handling.task.cancel()
+            unfinished = [handling.task for handling in running if not handling.task.done()]
+            if unfinished:  # (the one this task was waiting for has finished already)
+                await asyncio.gather(*unfinished, return_exceptions=True)
+            while running:
+                handling = running.pop()
+                if handling.done:  # delivered, waiting for an older batch: settled
+                    self._settled += len(handling.items)
+                else:
+                    self._items.extendleft(reversed(handling.items))
             self._in_flight = 0
+            raise
+
+    async def _handle(self, batch: _Handling[T]) -> None:
+        """Deliver one batch; then count it and every delivered batch after it settled, once
+        every batch before it is."""
+        await self._deliver(batch.items)
+        batch.done = True
+        running = self._running
+        while running and running[0].done:
+            count = len(running.popleft().items)
+            self._in_flight -= count
             self._settled += count
-            self._notify()
+        self._notify()
 
     async def _deliver(self, batch: list[T]) -> None:
         attempt = 0

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from asynctelemetry import ExportError, StoreClosedError
+from asynctelemetry import ExportError, StoreClosedError, _batching
 from asynctelemetry._batching import BatchQueue, Retryable, RetryPolicy, Slice, run_sliced
 
 if TYPE_CHECKING:
@@ -319,3 +320,81 @@ async def test_what_falls_due_during_a_slice_runs_before_the_next_slice() -> Non
         *("step 0", "timer", "step 1", "step 2"),
         *("slice 0", "timer", "slice 1", "slice 2"),
     ]
+
+
+async def test_overlap_handles_batches_at_once_and_settles_them_in_order() -> None:
+    """With overlap=2 the next batch is handled while the last one still is; a batch counts as
+    delivered (``flush`` returns, ``pending`` drops) only once every batch before it is, even
+    when it finished first."""
+    first_may_finish = asyncio.Event()
+    started: list[list[int]] = []
+
+    async def handler(batch: list[int]) -> None:
+        started.append(batch)
+        if batch[0] == 0:
+            await first_may_finish.wait()
+
+    queue: BatchQueue[int] = BatchQueue(handler, batch_size=2, flush_interval=0, overlap=2)
+    await queue.put_many(range(4))
+    flushing = asyncio.ensure_future(queue.flush())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert started == [[0, 1], [2, 3]]  # the second batch went while the first waits
+    assert not flushing.done()
+    assert queue.pending == 4  # [2, 3] was delivered, but [0, 1] before it was not
+    first_may_finish.set()
+    await flushing
+    assert queue.pending == 0
+    assert queue.stats.delivered == 4
+    await queue.aclose()
+
+
+async def test_closing_an_overlapping_queue_loses_only_what_was_not_delivered() -> None:
+    """A batch delivered while an older one hangs is not counted lost when the queue closes;
+    the hanging one and those never started are, and the queue stops by its deadline."""
+
+    async def handler(batch: list[int]) -> None:
+        if batch[0] == 0:
+            await asyncio.sleep(3600)
+
+    queue: BatchQueue[int] = BatchQueue(handler, batch_size=2, flush_interval=0, overlap=2)
+    await queue.put_many(range(6))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    await queue.aclose(timeout=0.2)
+    assert queue.stats.delivered == 2
+    assert queue.stats.dropped_on_close == 4  # [0, 1] cut off, [4, 5] never started
+    assert queue.pending == 0
+
+
+async def test_pieces_of_work_sharing_a_slice_take_one_slice_per_turn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two pieces of work breathing on one Slice (a writer's two batches) take one slice
+    between two turns of the loop together: the first back after its turn starts a new slice,
+    the other only takes what is left of it (each starting its own made the loop wait for
+    both). A step of work is one tick of a fake clock; a slice is three."""
+    clock = [0.0]
+    monkeypatch.setattr(_batching, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    shared = Slice(3.0)
+    steps = [0]
+    between: list[int] = []  # steps of work between two turns of the loop
+    working = True
+
+    async def work() -> None:
+        for _ in range(30):
+            clock[0] += 1.0
+            steps[0] += 1
+            await shared.breathe()
+
+    async def turns() -> None:
+        while working:
+            between.append(steps[0])
+            steps[0] = 0
+            await asyncio.sleep(0)
+
+    watcher = asyncio.ensure_future(turns())
+    await asyncio.gather(work(), work())
+    working = False
+    await watcher
+    assert max(between) <= 4  # one slice of three steps, and the step the other one took

@@ -67,6 +67,8 @@ class WriterStore(StoreReads, StoreCounts, QueueOwner, ClosesOnExit):
 
     #: The engine's name in log lines: "SQLite", "PostgreSQL".
     _engine: ClassVar[str]
+    #: Batches the engine writes at once (the queue's ``overlap``).
+    _overlap: ClassVar[int] = 1
     #: The engine's retention: bounds, counters (``deleted``) and its background passes.
     retention: Any
 
@@ -102,6 +104,7 @@ class WriterStore(StoreReads, StoreCounts, QueueOwner, ClosesOnExit):
             # Not closed, and its loop is ending (asyncio.run cancels every task): write the
             # queue before the loop goes, as aclose() would.
             drain_on_cancel=self.close_timeout,
+            overlap=self._overlap,
         )
 
     # -- the engine's hooks ---------------------------------------------------------------------

@@ -152,13 +152,15 @@ class Batch:
     per key, and the histograms' keys, one per call (counted in C when packed); :meth:`rows`
     sums each level into the next coarser one and packs every cell's pairs (``key = index * 8
     + kind``, sorted, no zero sum), as a stored row holds them. ``sign``: -1 when the calls
-    are taken away; ``groups``: the groups met, by key.
+    are taken away; ``groups``: the groups met, by key; ``slice_``: the clock its steps share
+    the loop by (the writer's, which every batch it writes at once shares).
     """
 
-    __slots__ = ("cells", "groups", "sign")
+    __slots__ = ("cells", "groups", "sign", "slice_")
 
-    def __init__(self, sign: int = 1) -> None:
+    def __init__(self, sign: int = 1, slice_: Slice | None = None) -> None:
         self.sign = sign
+        self.slice_ = Slice() if slice_ is None else slice_
         #: (finest period start, group id) → the 7 totals, the histograms' keys (one per call
         #: and histogram), the costs' ``{key: sum}``.
         self.cells: dict[tuple[int, int], list[Any]] = {}
@@ -203,7 +205,7 @@ class Batch:
 
     async def rows(self) -> list[tuple[Any, ...]]:
         """Every level's rows (:data:`BATCH_COLUMNS`), finest first, a step at a time."""
-        slice_ = Slice()
+        slice_ = self.slice_
         out: list[tuple[Any, ...]] = []
         cells = self.cells
         for i, width in enumerate(reversed(LEVELS)):  # the finest level, then each coarser one
@@ -218,19 +220,20 @@ async def _packed(
 ) -> list[tuple[Any, ...]]:
     """One level's cells as rows of the batch table."""
     out: list[tuple[Any, ...]] = []
-    for count, ((start, gid), cell) in enumerate(cells.items(), 1):
+    for (start, gid), cell in cells.items():  # a coarse cell may count thousands of keys
         pairs = _counted(cell[7])
         if sign < 0:
             pairs = {key: -n for key, n in pairs.items()}
         dict.update(pairs, cell[8])  # the costs' keys: kinds of their own
         if 0 in pairs.values():  # a sum back at zero (calls added and taken away) goes
             pairs = {key: n for key, n in pairs.items() if n}
-        keys = sorted(pairs)
-        out.append(
-            (width, start, gid, *cell[:7], keys or None, list(map(pairs.__getitem__, keys)) or None)
-        )
-        if not count % _STEP:
-            await slice_.breathe()
+        # Tuples of integers, which the garbage collector stops tracking: the rows live until
+        # the batch commits, and every tracked object that lives that long makes the next full
+        # collection (which holds the loop for tens of ms) come sooner.
+        keys = tuple(sorted(pairs))
+        sums = tuple(map(pairs.__getitem__, keys))
+        out.append((width, start, gid, *cell[:7], keys or None, sums or None))
+        await slice_.breathe()
     return out
 
 
@@ -288,7 +291,7 @@ async def derived(raw: Iterable[Sequence[Any]], sign: int = 1) -> Batch:
     (:func:`~.._rollup.derive`, summed: :class:`Batch`), a step of calls at a time."""
     raw = list(raw)
     batch = Batch(sign)
-    slice_ = Slice()
+    slice_ = batch.slice_
     for start in range(0, len(raw), _STEP):
         batch.take(derive(raw[start : start + _STEP], batch.groups, sign))
         await slice_.breathe()
@@ -308,7 +311,7 @@ async def add(conn: asyncpg.Connection, batch: Batch, sign: int = 1) -> None:
     ids = list(groups.values())
     keys = list(zip(*groups, strict=True))
     await conn.execute(_ADD_GROUPS, ids, *keys)
-    await conn.copy_records_to_table(BATCH, records=Slice().each(rows), columns=BATCH_COLUMNS)
+    await conn.copy_records_to_table(BATCH, records=batch.slice_.each(rows), columns=BATCH_COLUMNS)
     await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *LOCK_ROLLUP)
     await conn.execute(_ADD)
     if sign < 0:

@@ -48,7 +48,7 @@ from . import rollup as _pg_rollup
 from . import sessions as _pg_sessions
 from .retention import PgRetention
 from .schema import TRACE_SPANS_SQL, check_readable, decode, decode_spans
-from .writer import PgWriter, is_db_error, reason
+from .writer import LANES, PgWriter, is_db_error, reason
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -113,6 +113,7 @@ class PostgresStore(WriterStore):
     """
 
     _engine = "PostgreSQL"
+    _overlap = LANES  # the next batch's calls go in while the last one's rollups do
 
     def __init__(
         self,
@@ -175,7 +176,7 @@ class PostgresStore(WriterStore):
                 server_settings={"default_transaction_read_only": "on"},
             )
             return
-        await self._writer.connect(prepare_schema=True)
+        await self._writer.open()
         try:
             self._pool = await self._pool_of(pg, self.retention.create_ahead)
         except BaseException:

@@ -51,11 +51,13 @@ if TYPE_CHECKING:
     from ..._record import TraceSpan
     from ..._rows import Row
 
-__all__ = ["PgWriter", "is_db_error", "reason"]
+__all__ = ["LANES", "PgWriter", "is_db_error", "reason"]
 
 logger = logging.getLogger("asynctelemetry")
 #: Calls checked, encoded or sent per step: the event loop gets control back between steps.
 _STEP: Final = 32
+#: Batches written at once, each on its own connection (:class:`PgWriter`).
+LANES: Final = 2
 #: A COPY row → the values the rollups count, in ``_pg_rollup.RAW_SQL`` order.
 _RAW_OF_COPY: Final = itemgetter(
     *(COPY_COLUMNS.index(name.strip()) for name in _pg_rollup.RAW_SQL.split(","))
@@ -83,7 +85,14 @@ def is_db_error(pg: Any, exc: BaseException) -> bool:
 
 
 class PgWriter:
-    """One store's writer: a dedicated connection, the days whose partitions exist, counters.
+    """One store's writer: its connections (one per lane), the days whose partitions exist.
+
+    Two batches are written at once (:data:`LANES`; the store's queue hands over that many),
+    each in its own transaction on its own connection, taking turns to encode and send their
+    calls (:attr:`copying`, in the order the queue gave them): the next batch's calls go in
+    while the last one's rollups are added and it commits. The server orders the rest: the
+    statement that stores a batch's calls takes the rollup lock as it ends (the session totals'
+    trigger), so the rollups of two batches are never added at once.
 
     Args:
         pg: the asyncpg module.
@@ -97,22 +106,42 @@ class PgWriter:
         #: The DSN as messages show it (its secrets masked).
         self.shown = mask_secrets(dsn)
         self.connect_timeout = connect_timeout
-        self.conn: asyncpg.Connection | None = None
+        #: Each lane's connection (made when a batch first needs it).
+        self.conns: list[asyncpg.Connection | None] = [None] * LANES
+        self._free: asyncio.Queue[int] = asyncio.Queue()
+        for lane in range(LANES):
+            self._free.put_nowait(lane)
+        #: Held while a batch's calls are admitted, encoded and sent: one batch at a time.
+        self.copying = asyncio.Lock()
+        #: The clock every step of the writer's batches shares the loop by: two batches at
+        #: once still hand the loop back within one slice.
+        self.slice_ = Slice()
         #: Days whose partitions exist (shared with retention, which drops some).
         self.known_days: set[date] = set()
 
     async def close(self) -> None:
-        """Close the connection (terminate it if closing takes more than 2 s)."""
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            try:
-                await asyncio.wait_for(conn.close(), timeout=2.0)
-            except Exception:
-                conn.terminate()
+        """Close the connections (terminate each that takes more than 2 s to close)."""
+        conns, self.conns = self.conns, [None] * LANES
+        for conn in conns:
+            if conn is not None:
+                try:
+                    await asyncio.wait_for(conn.close(), timeout=2.0)
+                except Exception:
+                    conn.terminate()
 
-    async def connect(self, *, prepare_schema: bool = False) -> asyncpg.Connection:
-        """Connect the writer (within ``connect_timeout``), its staging table ready; it becomes
-        :attr:`conn` (and is returned)."""
+    async def open(self) -> None:
+        """Connect every lane, the schema created or migrated first (by the first)."""
+        await self.connect(prepare_schema=True)
+        try:
+            for lane in range(1, LANES):
+                await self.connect(lane=lane)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def connect(self, *, prepare_schema: bool = False, lane: int = 0) -> asyncpg.Connection:
+        """Connect a lane (within ``connect_timeout``), its staging table ready (and the schema
+        first, with ``prepare_schema``); the connection is returned."""
         try:
             conn = await self.pg.connect(self.dsn, timeout=self.connect_timeout)
         except Exception as exc:
@@ -126,28 +155,39 @@ class PgWriter:
         except BaseException:
             conn.terminate()
             raise
-        self.conn = conn
+        self.conns[lane] = conn
         return conn
 
     def _is_db_error(self, exc: BaseException) -> bool:
         return is_db_error(self.pg, exc)
 
     async def write(self, batch: list[Row | TraceSpan]) -> tuple[int, list[tuple[str, str]]]:
-        """Store one batch: reconnect if needed, merge; return how many records it stored and
-        ``(call_id, reason)`` for each call refused (the store's shell counts and logs them).
+        """Store one batch on a free lane: reconnect if needed, merge; return how many records
+        it stored and ``(call_id, reason)`` for each call refused (the store's shell counts and
+        logs them).
 
         Raises:
             Retryable: the connection, the server or a lock failed; try the batch again later.
             StoreError: the server refused the batch for good (it is dropped and logged).
         """
         await give_turn()  # the batch's slices start after the last batch's end and hand-off
+        lane = await self._free.get()
         try:
-            if self.conn is None or self.conn.is_closed():
-                self.conn = await self.connect()
+            return await self._write_on(lane, batch)
+        finally:
+            self._free.put_nowait(lane)
+
+    async def _write_on(
+        self, lane: int, batch: list[Row | TraceSpan]
+    ) -> tuple[int, list[tuple[str, str]]]:
+        try:
+            conn = self.conns[lane]
+            if conn is None or conn.is_closed():
+                conn = await self.connect(lane=lane)
             calls, spans = split_records(batch)  # type: ignore[arg-type]
-            inserted, rejected = await self._merge(self.conn, calls) if calls else (0, [])  # type: ignore[arg-type]
+            inserted, rejected = await self._merge(conn, calls) if calls else (0, [])  # type: ignore[arg-type]
             if spans:
-                inserted += await insert_spans(self.conn, spans)
+                inserted += await insert_spans(conn, spans)
         except StoreError as exc:  # could not reconnect
             raise self._retry(exc, len(batch)) from exc
         except Exception as exc:
@@ -161,7 +201,7 @@ class PgWriter:
                 logger.error("asynctelemetry: %s; the batch is dropped", error)
                 raise error from exc
             if not code or code[:2] in ("08", "57"):  # the connection is gone or going
-                self._drop_writer()
+                self._drop_lane(lane)
             raise self._retry(exc, len(batch)) from exc
         return inserted, rejected
 
@@ -169,8 +209,8 @@ class PgWriter:
         error = StoreError(f"writing {size} calls to {self.shown} failed: {reason(exc)}")
         return Retryable(error)
 
-    def _drop_writer(self) -> None:
-        conn, self.conn = self.conn, None
+    def _drop_lane(self, lane: int) -> None:
+        conn, self.conns[lane] = self.conns[lane], None
         if conn is not None:
             conn.terminate()
 
@@ -188,18 +228,21 @@ class PgWriter:
         way: COPY into the staging table and ``INSERT … ON CONFLICT DO NOTHING``, in one
         transaction, halving the batch around the rows the server refuses (:meth:`_isolate`).
         """
-        slice_ = Slice()  # one clock for the whole batch: its steps share the loop's turns
-        kept, rejected = await _admitted(batch, slice_)
-        if not kept:
-            return 0, rejected
-        days = days_of(kept)
-        for attempt in range(_DAY_ATTEMPTS):
-            await ensure_partitions(conn, days, self.known_days)
-            try:
-                inserted = await self._write_once(conn, kept, days, rejected, attempt, slice_)
-            except _DayGone:
-                continue
-            return inserted, rejected
+        async with _Turn(self.copying) as turn:  # the calls of one batch sent at a time
+            slice_ = self.slice_
+            kept, rejected = await _admitted(batch, slice_)
+            if not kept:
+                return 0, rejected
+            days = days_of(kept)
+            for attempt in range(_DAY_ATTEMPTS):
+                await ensure_partitions(conn, days, self.known_days)
+                try:
+                    inserted = await self._write_once(
+                        conn, kept, days, rejected, attempt, slice_, turn
+                    )
+                except _DayGone:
+                    continue
+                return inserted, rejected
         raise AssertionError("unreachable: the last attempt never raises _DayGone")
 
     async def _write_once(
@@ -210,9 +253,10 @@ class PgWriter:
         rejected: list[tuple[str, str]],
         attempt: int,
         slice_: Slice,
+        turn: _Turn,
     ) -> int:
         """One attempt of :meth:`_merge` (the COPY, else the staging merge); returns how many
-        calls it stored."""
+        calls it stored. Once the calls are sent, the next batch takes its ``turn``."""
         try:
             async with conn.transaction():
                 await self._hold(conn, days, attempt)
@@ -220,6 +264,7 @@ class PgWriter:
                 await conn.copy_records_to_table(
                     "calls", records=stream.rows(), columns=COPY_COLUMNS
                 )
+                turn.give()
                 await _pg_rollup.add(conn, stream.batch)
             return len(calls)
         except self.pg.UniqueViolationError:
@@ -310,7 +355,7 @@ class _Stream:
     def __init__(self, calls: list[Row], slice_: Slice) -> None:
         self.calls = calls
         self.slice_ = slice_
-        self.batch = _pg_rollup.Batch()
+        self.batch = _pg_rollup.Batch(slice_=slice_)
 
     async def rows(self) -> AsyncIterator[list[Any]]:
         calls, batch, raw_of = self.calls, self.batch, _pg_rollup.raw_of
@@ -320,6 +365,31 @@ class _Stream:
             for row in step:
                 yield row
             await self.slice_.breathe()
+
+
+class _Turn:
+    """A batch's hold on :attr:`PgWriter.copying`, given up as soon as its calls are sent
+    (:meth:`give`), else when the batch is done."""
+
+    __slots__ = ("held", "lock")
+
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self.lock = lock
+        self.held = False
+
+    async def __aenter__(self) -> _Turn:
+        await self.lock.acquire()
+        self.held = True
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.give()
+
+    def give(self) -> None:
+        """Let the next batch send its calls."""
+        if self.held:
+            self.held = False
+            self.lock.release()
 
 
 class _DayGone(Exception):
