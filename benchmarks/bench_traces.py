@@ -183,6 +183,7 @@ async def measure(store: Any, n: int) -> list[tuple[str, float, float, str]]:
         ("traces(status='error', limit=50): 1 in 100", lambda: store.traces(status="error", limit=50), newest),
         ("traces(status='ok', limit=50): 99 in 100", lambda: store.traces(status="ok", limit=50), newest),
         ("traces(limit=50, newest_first=False)", lambda: store.traces(limit=50, newest_first=False), newest),
+        ("traces(session_id=..., limit=50, newest_first=False)", lambda: store.traces(session_id=session, limit=50, newest_first=False), by_session),
     ]  # fmt: skip
     rows = []
     for name, read, (baseline, base) in reads:

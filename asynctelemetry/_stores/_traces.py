@@ -348,12 +348,10 @@ _MAX_CHECK: Final = 1000
 
 
 def _driver(
-    filters: TraceFilters, newest_first: bool
+    filters: TraceFilters,
 ) -> tuple[Literal["session_id", "user_id", "agent_name", "status"] | None, str | None]:
-    """The column whose index a walk follows: a filter that a matching trace's records must
-    hold at least once (newest first only; see :func:`walk_traces`)."""
-    if not newest_first:
-        return None, None
+    """The column whose index a walk may follow: a filter that a matching trace's records must
+    hold at least once (see :func:`walk_traces`)."""
     if filters.session_id is not None:
         return "session_id", filters.session_id
     if filters.user_id is not None:
@@ -363,6 +361,20 @@ def _driver(
     if filters.status in ("error", "cancelled"):
         return "status", filters.status
     return None, None
+
+
+@dataclass(slots=True)
+class _Stream:
+    """One table's records walked through one index, and how far the walk has come."""
+
+    table: Literal["calls", "spans"]
+    column: Literal["session_id", "user_id", "agent_name", "status"] | None
+    value: str | None
+    until: datetime | None
+    size: int  # records the next walk asks for
+    edge: Any = None  # the start of the last record walked (None: not walked yet)
+    live: bool = True  # False once a walk came back short: every record of the index met
+    read: int = 0  # records walked so far
 
 
 def walk_traces(
@@ -382,21 +394,32 @@ def walk_traces(
     edge, so it starts before the latest edge (the *frontier*); a matching trace met that
     starts at or after the frontier therefore comes before every trace not met. The page is
     done when ``limit`` of them are there, or when both walks are exhausted (every trace met).
-    Oldest first is the mirror image, walking every record (a trace's first record is its
-    start; a filtered record need not be). Costs: about ``limit`` traces' records and one
-    check per page for the newest page; a rare filter value walks only its own records.
+
+    Oldest first is the mirror image walking every record (a trace's first record is its
+    start, so a trace not met starts after the earliest edge). A followed filter's records say
+    nothing of a trace's start (it may begin with records that do not hold it), but once they
+    are all walked every matching trace has been met: with such a filter both walks run, the
+    one with fewer records read so far going next, and the page is done when either is.
+
+    Costs: about ``limit`` traces' records and one check per page for the first page; a rare
+    filter value walks about its own records (oldest first: twice as many).
     """
     if limit == 0:
         return []
-    column, value = _driver(filters, newest_first)
-    # A matching trace's followed records all start at or after its own start (>= since);
-    # oldest first, its first record is its start (< until). Newest first, a trace that
-    # started before ``until`` may have records after it: the walk starts at the newest.
-    since, until = filters.since, None if newest_first else filters.until
+    column, value = _driver(filters)
+    size = max(_FIRST_WALK, _WALK_PER_ROW * limit)
     tables: tuple[Literal["calls", "spans"], ...] = ("calls", "spans")
-    edge: dict[str, Any] = dict.fromkeys(tables)  # None: not walked yet
-    sizes = dict.fromkeys(tables, max(_FIRST_WALK, _WALK_PER_ROW * limit))
-    live = set(tables)
+    # A matching trace's records all start at or after its own start (>= since); oldest first,
+    # its first record is its start (< until). Newest first, a trace that started before
+    # ``until`` may have records after it, as may a followed filter's records oldest first.
+    since = filters.since
+    if newest_first or column is None:
+        until = None if newest_first else filters.until
+        bounding = covering = [_Stream(t, column, value, until, size) for t in tables]
+    else:
+        bounding = [_Stream(t, None, None, filters.until, size) for t in tables]
+        covering = [_Stream(t, column, value, None, size) for t in tables]
+    streams = bounding if covering is bounding else [*bounding, *covering]
     seen: set[str] = set()
     found: dict[str, Any] = {}  # trace id -> start, the matching traces met
 
@@ -404,36 +427,39 @@ def walk_traces(
         return bool(start >= frontier if newest_first else start <= frontier)
 
     while True:
-        if live:
-            unwalked = [t for t in tables if t in live and edge[t] is None]
-            if unwalked:  # the first walks: both tables at once (one round trip)
-                due = unwalked
+        due = [s for s in streams if s.live and s.edge is None]  # first: all (one round trip)
+        if not due:
+            if covering is not bounding and sum(s.read for s in covering) <= sum(
+                s.read for s in bounding
+            ):
+                due = [s for s in covering if s.live]
             else:
                 pick = max if newest_first else min
-                due = [pick(live, key=lambda t: edge[t])]
-            requests = [
-                Walk(t, column, value, since, until, edge[t], sizes[t], newest_first) for t in due
-            ]
-            answers = yield requests
-            new: dict[str, None] = {}
-            for request, rows in zip(requests, answers, strict=True):
-                table = request.table
-                if len(rows) < request.n:
-                    live.discard(table)
-                else:
-                    edge[table] = (min if newest_first else max)(row[1] for row in rows)
-                    sizes[table] = min(_MAX_WALK, 2 * sizes[table])
-                new.update((row[0], None) for row in rows if row[0] not in seen)
-            fresh = list(new)
-            seen.update(fresh)
-            for at in range(0, len(fresh), _MAX_CHECK):
-                checked = yield Check(fresh[at : at + _MAX_CHECK])
-                found.update((trace_id, start) for trace_id, start, ok in checked if ok)
+                due = [pick((s for s in bounding if s.live), key=lambda s: s.edge)]
+        requests = [
+            Walk(s.table, s.column, s.value, since, s.until, s.edge, s.size, newest_first)
+            for s in due
+        ]
+        answers = yield requests
+        new: dict[str, None] = {}
+        for stream, request, rows in zip(due, requests, answers, strict=True):
+            stream.read += len(rows)
+            if len(rows) < request.n:
+                stream.live = False
+            else:
+                stream.edge = (min if newest_first else max)(row[1] for row in rows)
+                stream.size = min(_MAX_WALK, 2 * stream.size)
+            new.update((row[0], None) for row in rows if row[0] not in seen)
+        fresh = list(new)
+        seen.update(fresh)
+        for at in range(0, len(fresh), _MAX_CHECK):
+            checked = yield Check(fresh[at : at + _MAX_CHECK])
+            found.update((trace_id, start) for trace_id, start, ok in checked if ok)
         ordered = sorted(found.items(), key=lambda item: item[0])
         ordered.sort(key=lambda item: item[1], reverse=newest_first)
-        if not live:
+        if not any(s.live for s in covering) or not any(s.live for s in bounding):
             return [trace_id for trace_id, _ in ordered[:limit]]
-        frontier = (max if newest_first else min)(edge[t] for t in live)
+        frontier = (max if newest_first else min)(s.edge for s in bounding if s.live)
         if len(ordered) >= limit and ahead(ordered[limit - 1][1], frontier):
             return [trace_id for trace_id, _ in ordered[:limit]]
 

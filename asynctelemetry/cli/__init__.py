@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import traceback
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .._exceptions import MissingDependencyError, TelemetryError, mask_secrets, require
 from ._errors import CLIError
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["build_parser", "main"]
 
 PROG = "asynctelemetry"
+#: What a command reads: nothing, a store, or a store's calls through the call filters.
+Reads = Literal["store", "calls"] | None
 
 
 def _debug_option(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -42,17 +44,10 @@ def _debug_option(parser: argparse.ArgumentParser, *, top: bool) -> None:
     )
 
 
-def _source_and_filters(parser: argparse.ArgumentParser, *, limit: bool = False) -> None:
-    from ._common import add_filter_options, add_source_options
-
-    add_source_options(parser)
-    add_filter_options(parser, limit=limit)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
     from .. import __version__
-    from ._common import add_source_options
+    from ._common import add_filter_options, add_source_options, add_window_options
 
     parser = Parser(
         prog=PROG,
@@ -66,12 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
     _debug_option(parser, top=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+    def command(
+        name: str, help_text: str, *, reads: Reads = None, limit: bool = False
+    ) -> argparse.ArgumentParser:
+        """A command's parser, with the options of what it ``reads``: a store (``--db`` or
+        ``--store``), or a store's calls (the store and the call filters; ``--limit`` too)."""
         sub = commands.add_parser(
             name, help=help_text, description=help_text, epilog=examples_of(name)
         )
         _debug_option(sub, top=False)
         sub.set_defaults(command=name)
+        if reads is not None:
+            add_source_options(sub)
+        if reads == "calls":
+            add_filter_options(sub, limit=limit)
         return sub
 
     collect = command("collect", "run an OTLP collector with a live view of the calls")
@@ -148,17 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--alert-interval", type=float, default=15.0, metavar="S", help="seconds between checks"
     )
 
-    calls = command("calls", "list calls from a store, newest first")
-    _source_and_filters(calls, limit=True)
+    calls = command("calls", "list calls from a store, newest first", reads="calls", limit=True)
     calls.add_argument("--all", action="store_true", help="every call (no --limit)")
     calls.add_argument("--oldest", action="store_true", help="oldest first")
     calls.add_argument("--json", action="store_true", help="one JSON object per call")
     calls.set_defaults(limit=50)
 
-    traces = command("traces", "list traces (agent runs, requests), newest first")
-    from ._common import add_window_options
-
-    add_source_options(traces)
+    traces = command("traces", "list traces (agent runs, requests), newest first", reads="store")
     traces.add_argument(
         "--session",
         dest="session_id",
@@ -177,15 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
     traces.add_argument("--oldest", action="store_true", help="oldest first")
     traces.add_argument("--json", action="store_true", help="one JSON object per trace")
 
-    trace = command("trace", "one trace as a tree of its steps with timing bars")
-    add_source_options(trace)
+    trace = command("trace", "one trace as a tree of its steps with timing bars", reads="store")
     trace.add_argument("trace_id", metavar="ID", help="the trace id (hex)")
     trace.add_argument("--json", action="store_true", help="its calls and steps as JSON")
 
     summary = command(
-        "summary", "totals per model, provider, session, route, agent, user or tag, with charts"
+        "summary",
+        "totals per model, provider, session, route, agent, user or tag, with charts",
+        reads="calls",
     )
-    _source_and_filters(summary)
     summary.add_argument(
         "--by",
         choices=("request_model", "model", "provider", "session", "route", "agent", "user", "tag"),
@@ -200,8 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     summary.add_argument("--json", action="store_true", help="one JSON object per group")
 
-    replay = command("replay", "send stored calls to another store or an OTLP endpoint")
-    _source_and_filters(replay)
+    replay = command(
+        "replay", "send stored calls to another store or an OTLP endpoint", reads="calls"
+    )
     replay.add_argument(
         "--to", required=True, metavar="URL", help="sqlite:///x.db, memory://, otlp://host:4317"
     )
@@ -209,8 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--auth-token", metavar="TOKEN", help="bearer token for the endpoint")
     replay.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    reprice = command("reprice", "recompute stored costs with another price table")
-    _source_and_filters(reprice)
+    reprice = command("reprice", "recompute stored costs with another price table", reads="calls")
     reprice.add_argument("--prices", metavar="FILE", help="JSON or TOML price overrides")
     reprice.add_argument("--json", action="store_true", help="one JSON object per model")
     reprice.add_argument(
@@ -219,8 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the new costs back to the store (price_version updated), not only report",
     )
 
-    budgets = command("budgets", "where each budget kept in a store stands: spent, reserved, left")
-    add_source_options(budgets)
+    budgets = command(
+        "budgets", "where each budget kept in a store stands: spent, reserved, left", reads="store"
+    )
     budgets.add_argument("--all", action="store_true", help="every window, not only the newest")
     budgets.add_argument("--json", action="store_true", help="one JSON object per budget and key")
 

@@ -22,7 +22,7 @@ from rich.live import Live
 
 from .._budgets._sql import stored_budgets
 from .._exceptions import ConfigError, StoreError
-from ._view import ViewState, render
+from ._view import GROUP_ROWS, ViewState, render
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -147,11 +147,12 @@ class LiveView:
     async def snapshot(self) -> ViewState:
         """The current state: the store's summaries, the tap's window, the counters."""
         by_model = await self.store.summary(by="request_model")
+        # Only the rows the table shows: one more, for the calls of no route (not shown).
         group_by = "route"
-        by_group = await self.store.summary(by="route")
+        by_group = await self.store.summary(by="route", limit=GROUP_ROWS + 1)
         if all(row.key is None for row in by_group):
             group_by = "session"
-            by_group = await self.store.summary(by="session")
+            by_group = await self.store.summary(by="session", limit=GROUP_ROWS + 1)
         if time.monotonic() - self._budgets_read >= BUDGETS_EVERY:
             self._budgets_read = time.monotonic()
             try:

@@ -37,10 +37,12 @@ if TYPE_CHECKING:
     from .._record import LLMCall
     from .._stores import CallSummary
 
-__all__ = ["RECENT_ROWS", "ViewState", "render"]
+__all__ = ["GROUP_ROWS", "RECENT_ROWS", "ViewState", "render"]
 
 #: Rows of the "recent calls" table.
 RECENT_ROWS = 8
+#: Rows of the route or session table: the costliest routes or sessions.
+GROUP_ROWS = 10
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,8 @@ class ViewState:
         uptime_s: seconds since the collector started.
         by_model: ``store.summary(by="request_model")``: a model's failed calls (which got no
             response model) sit on its row.
-        by_group: ``store.summary(by=group_by)`` for routes or sessions (empty: no table).
+        by_group: ``store.summary(by=group_by, limit=GROUP_ROWS + 1)``, the costliest routes
+            or sessions (and maybe the calls of none, not shown; empty: no table).
         group_by: ``"route"`` or ``"session"``.
         window: the latest calls, newest first (percentiles and "recent calls" come from it).
         last_error: the latest call with status ``error``, if any.
@@ -150,7 +153,7 @@ def render(state: ViewState, width: int) -> RenderableType:
     by_model = table_of(state.by_model, summary_columns("model"), width=width, title="by model")
     if by_model is not None:
         parts += [Text(""), by_model]
-    groups = [r for r in state.by_group if r.key is not None]
+    groups = [r for r in state.by_group if r.key is not None][:GROUP_ROWS]
     if groups:
         table = table_of(
             groups, summary_columns(state.group_by), width=width, title=f"by {state.group_by}"

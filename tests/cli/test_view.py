@@ -6,9 +6,11 @@ import io
 
 from rich.console import Console
 
+from asynctelemetry import MemoryStore
 from asynctelemetry._stores import percentile, summarize
+from asynctelemetry.cli._live import CallTap, LiveView
 from asynctelemetry.cli._render import bar, fmt_cost, fmt_ms
-from asynctelemetry.cli._view import RECENT_ROWS, ViewState, render
+from asynctelemetry.cli._view import GROUP_ROWS, RECENT_ROWS, ViewState, render
 from tests.cli.conftest import known_calls
 from tests.conftest import make_call
 
@@ -107,6 +109,24 @@ def test_sessions_when_no_routes() -> None:
     state = ViewState(**{**state.__dict__, "group_by": "session"})
     text = shown(state)
     assert "by session" in text and "s0" in text and "s3" in text
+
+
+async def test_live_view_reads_only_the_sessions_it_shows() -> None:
+    """Each refresh asks the store for the costliest sessions the table shows, not a summary
+    of every session, and the table shows them costliest first."""
+    calls = [
+        make_call(i, session_id=f"s{i:02d}", route_name=None, cost_usd=0.01 * (i + 1))
+        for i in range(40)
+    ]
+    async with MemoryStore() as store:
+        await store.add_many(calls)
+        view = LiveView(store, CallTap(), Console(file=io.StringIO()), title="t")
+        state = await view.snapshot()
+    assert state.group_by == "session"
+    costliest = [f"s{i:02d}" for i in range(39, -1, -1)]
+    assert [r.key for r in state.by_group] == costliest[: GROUP_ROWS + 1]
+    table = shown(state).split("by session", 1)[1].split("recent calls", 1)[0]
+    assert [k for k in costliest if k in table] == costliest[:GROUP_ROWS]
 
 
 def test_bar_scale() -> None:

@@ -17,15 +17,17 @@ from asynctelemetry import LLMCall, MemoryStore, SQLiteStore, TraceSpan, replay
 from asynctelemetry._stores import _traces
 from asynctelemetry._stores._traces import TraceFilters, summarize_traces
 from asynctelemetry._stores.postgres import store as _pg_store
+from asynctelemetry._stores.sqlite import reads as _sqlite_reads
 from asynctelemetry._stores.sqlite import store as _sqlite_store
 from tests.conftest import make_call
 
 from .test_semantics import STORES, _examples, _keep, _run_in
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Generator
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
+SEC = timedelta(seconds=1)
 
 
 @pytest.fixture(params=list(STORES))
@@ -275,6 +277,47 @@ async def test_a_page_waits_for_traces_not_met_yet(any_store: Any) -> None:
     assert errors == ["E"]
     assert ok == ["D", "C"]
     assert [r.trace_id for r in before] == ["C"]
+
+
+@pytest.mark.parametrize(("kind", "driver"), [("sqlite", _sqlite_reads), ("postgres", _pg_store)])
+async def test_oldest_first_follows_a_rare_filter(kind: str, driver: Any, tmp_path: Path) -> None:
+    """Oldest first with a session filter reads about that session's records, not every record
+    before the page's starts (its trace begins with a step of no session, in the middle)."""
+    busy = [
+        make_call(
+            i, trace_id=f"busy-{i // 4}", span_id=f"b{i}", session_id=None, timestamp=T0 + i * SEC
+        )
+        for i in range(2000)
+    ]
+    rare = [
+        step(0, "rare", timestamp=T0 + 1000 * SEC),
+        make_call(
+            9000, trace_id="rare", span_id="r1", session_id="s-rare", timestamp=T0 + 1500 * SEC
+        ),
+    ]
+    read: list[int] = []
+
+    def counted(*args: Any) -> Generator[Any, Any, list[str]]:
+        walk = _traces.walk_traces(*args)
+        try:
+            request = next(walk)
+            while True:
+                answer = yield request
+                if isinstance(request, list):
+                    read.extend(len(rows) for rows in answer)
+                request = walk.send(answer)
+        except StopIteration as done:
+            ids: list[str] = done.value
+            return ids
+
+    async with STORES[kind](tmp_path) as store:
+        await store.add_many([*busy, *rare])
+        await store.flush()
+        with mock.patch.object(driver, "walk_traces", counted):
+            rows = await store.traces(session_id="s-rare", newest_first=False, limit=1)
+    assert [r.trace_id for r in rows] == ["rare"]
+    assert rows[0].started == T0 + 1000 * SEC
+    assert sum(read) < 200  # a walk of every record before the rare trace reads over 1,000
 
 
 async def test_replay_carries_the_steps(any_store: Any, tmp_path: Path) -> None:
