@@ -46,6 +46,7 @@ __all__ = [
     "Retryable",
     "Slice",
     "State",
+    "both",
     "finish",
     "give_turn",
     "report_internal_error",
@@ -283,6 +284,20 @@ class Listens(ClosesOnExit):
     def is_running(self) -> bool:
         """Whether it is serving: started, and not stopped or closed."""
         return self._life.is_open
+
+
+async def both(first: Awaitable[T], second: Awaitable[V]) -> tuple[T, V]:
+    """Both awaited at once; when one fails, the other is cancelled and awaited, and the first
+    failure propagates as it is (a ``StoreError`` stays one)."""
+    a = asyncio.ensure_future(first)
+    b = asyncio.ensure_future(second)
+    try:
+        return await a, await b
+    except BaseException:
+        for task in (a, b):
+            task.cancel()
+        await asyncio.gather(a, b, return_exceptions=True)
+        raise
 
 
 async def finish(task: asyncio.Future[T]) -> T:

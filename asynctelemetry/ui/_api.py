@@ -28,11 +28,11 @@ route                           answer
 
 from __future__ import annotations
 
-import asyncio
 import math
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+from .._batching import both
 from .._budgets._sql import stored_budgets
 from .._conventions import is_content_key
 from .._exceptions import ConfigError
@@ -45,8 +45,6 @@ from ._messages import messages
 from ._params import ParamError, parse_bucket, parse_by, parse_limit
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
-
     from .._alerts import AlertMonitor
     from .._record import LLMCall
     from .._stores import CallStore, CallSummary, SessionPage, TimeBucket, TraceSummary
@@ -118,7 +116,7 @@ async def summary(store: CallStore, query: Query) -> dict[str, Any]:
     top: dict[str, Any] = {"limit": limit, "order_by": order}
     once = by not in MULTI_GROUPS  # by tag, the groups overlap: totals from groups by model
     if want_total == "true":
-        counted, whole = await _both(
+        counted, whole = await both(
             store.summary(by=by if once else "model", **query.filters),
             store.timeseries(bucket=_WHOLE, **query.filters),
         )
@@ -133,22 +131,6 @@ async def summary(store: CallStore, query: Query) -> dict[str, Any]:
     if want_total == "true":
         body["total"] = _total(counted, whole)
     return body
-
-
-async def _both(
-    first: Awaitable[list[CallSummary]], second: Awaitable[list[TimeBucket]]
-) -> tuple[list[CallSummary], list[TimeBucket]]:
-    """Both reads at once; when one fails, the other is cancelled and awaited, and the first
-    failure propagates as it is (a ``StoreError`` stays a 503)."""
-    a = asyncio.ensure_future(first)
-    b = asyncio.ensure_future(second)
-    try:
-        return await a, await b
-    except BaseException:
-        for task in (a, b):
-            task.cancel()
-        await asyncio.gather(a, b, return_exceptions=True)
-        raise
 
 
 def _total(groups: list[CallSummary], whole: list[TimeBucket]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from asynctelemetry import LLMCall, PostgresStore, PriceTable, StoreError, open_
 from asynctelemetry._stores import _base
 from asynctelemetry._stores._base import summarize, timeseries
 from asynctelemetry._stores.postgres.schema import SCHEMA_VERSION
+from asynctelemetry._stores.postgres.store import _Snapshot
 from tests.conftest import T0, make_call, varied_text
 from tests.pg import schema_dsn, start_server, stop_server
 
@@ -529,6 +530,41 @@ async def test_rollups_count_a_batch_with_stored_calls_once(pg_dsn: str) -> None
             patch.setattr(_base, "EXACT_LIMIT", 3)
             assert await store.summary(by="route") == summarize(calls, "route")
             assert await store.timeseries(bucket="1h") == timeseries(calls, "1h")
+
+
+async def test_a_long_window_reads_its_halves_at_once_in_one_snapshot(pg_dsn: str) -> None:
+    """A window of 6 hours or more is read from the rollups as two halves at once, the second on
+    another pool connection in the first one's snapshot (``pg_export_snapshot``): the answers
+    are the calls' (and a one-connection store's, which reads the halves in turn), and a call
+    committed while the second connection joins is in neither half (it would be in the second
+    half had that half taken a snapshot of its own)."""
+    calls = [make_call(i, timestamp=T0 + timedelta(minutes=7 * i)) for i in range(400)]  # 46 h
+    window = {"since": T0, "until": T0 + timedelta(hours=48)}
+    late = make_call(1000, timestamp=T0 + timedelta(hours=40))  # in the second half
+    joined: list[str] = []
+    begin = _Snapshot.begin.__func__  # type: ignore[attr-defined]
+
+    async def begin_late(cls: Any, store: Any, stack: Any, exported: str | None = None) -> Any:
+        if exported is not None:
+            joined.append(exported)
+            async with PostgresStore(pg_dsn) as writer:
+                await writer.add(late)
+        return await begin(cls, store, stack, exported)
+
+    async with PostgresStore(pg_dsn) as store, PostgresStore(pg_dsn, pool_size=1) as alone:
+        await store.add_many(calls)
+        await store.flush()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_base, "EXACT_LIMIT", 3)
+            expected = timeseries(calls, "1h", "provider")
+            assert await alone.timeseries(bucket="1h", by="provider", **window) == expected
+            assert not joined  # a pool of one: no second connection, no waiting for one
+            patch.setattr(_Snapshot, "begin", classmethod(begin_late))
+            assert await store.timeseries(bucket="1h", by="provider", **window) == expected
+            assert len(joined) == 1
+            patch.setattr(_Snapshot, "begin", classmethod(begin))
+            assert await store.summary(**window) == summarize([*calls, late])
+            assert await alone.summary(**window) == summarize([*calls, late])
 
 
 async def test_rollup_rows_do_not_depend_on_how_calls_were_batched(pg_dsn: str) -> None:

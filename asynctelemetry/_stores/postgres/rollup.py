@@ -27,8 +27,10 @@ a time, when it is migrated (:func:`rebuild`).
 
 A window of more than ``EXACT_LIMIT`` calls is read from them (:func:`rolled`): the plan and
 the queries of :func:`~.._rollup.read_queries`, the rollup rows summed by the server per
-answer row (totals by ``sum``, pairs unnested and summed per key, packed again), so a few rows
-reach Python; their pairs are added to the cells a slice at a time.
+answer row (totals by ``sum``, pairs unnested and summed per answer row and key, packed again),
+so a few rows reach Python; their pairs are added to the cells a slice at a time. A long
+window is read as two halves at once, each on a connection of its own in one snapshot (two
+server processes sum them), when the pool has a connection to spare.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from ..._batching import Slice
+from ..._batching import Slice, both
 from .._base import from_ns, to_ns
 from .._rollup import (
     COST_HIGH,
@@ -51,6 +53,7 @@ from .._rollup import (
     Acc,
     Cells,
     derive,
+    levels_for,
     read_queries,
 )
 
@@ -61,6 +64,9 @@ if TYPE_CHECKING:
     import asyncpg
 
     from .._base import Filters
+    from .._rollup import Query
+
+    Fetch = Callable[[str, Sequence[Any]], Awaitable[list[Any]]]
 
 __all__ = [
     "BATCH",
@@ -402,34 +408,83 @@ _SUMMED: Final = (
 #: series by model sums a few hundred thousand (cell, key) groups, which spill to disk in the
 #: default 4 MB.
 _WORK_MEM: Final = "SET LOCAL work_mem = '64MB'"
+#: The edges' raw rows as :meth:`~.._rollup.Cells.add_raw` takes them (:func:`raw_of`'s values,
+#: made by the server: the time in integer nanoseconds, the exact cost as the float it was),
+#: so no datetime or Decimal is built per row.
+_RAW_READ: Final = RAW_SQL.replace(
+    "ts,", "((extract(epoch FROM ts) * 1000000)::bigint * 1000),", 1
+).replace("cost_usd,", "cost_usd::float8,", 1)
 #: Rows added to the cells between the loop's turns.
 _ROWS_PER_STEP: Final = 16
+#: A window at least this long is read as two halves at once (:func:`_halves`).
+_HALVES_NS: Final = 6 * 3600 * _S
 
 
 async def rolled(
-    fetch: Callable[[str, Sequence[Any]], Awaitable[list[Any]]],
+    fetch: Fetch,
     filters: Filters,
     column: str | None,
     width_ns: int | None,
     hists: tuple[str, ...] = HISTOGRAMS,
+    *,
+    another: Callable[[], Awaitable[Fetch | None]] | None = None,
 ) -> dict[tuple[int | None, Any], Acc] | None:
     """The calls that pass ``filters``, accumulated per (bucket start or ``None``, value of
     ``column`` or ``None``) from the rollups and the raw rows of the window's edges; ``None``
-    when rollups cannot serve the read."""
-    queries = read_queries(
-        filters,
-        column,
-        width_ns,
-        None if filters.since is None else to_ns(filters.since),
-        None if filters.until is None else to_ns(filters.until),
-        raw_select=f"SELECT {RAW_SQL} FROM calls",
-        time_column="ts",
-        time_param=from_ns,
-        values="keys, sums",
-    )
-    if queries is None:
+    when rollups cannot serve the read. A long window's two halves (:func:`_halves`) are read at
+    once when ``another()`` gives a second ``fetch`` in the same snapshot (else one after the
+    other through ``fetch``)."""
+    levels = levels_for(filters, column, width_ns)
+    if levels is None:
         return None
+    lo = None if filters.since is None else to_ns(filters.since)
+    hi = None if filters.until is None else to_ns(filters.until)
+    parts = [
+        read_queries(
+            filters,
+            column,
+            width_ns,
+            a,
+            b,
+            raw_select=f"SELECT {_RAW_READ} FROM calls",
+            time_column="ts",
+            time_param=from_ns,
+            values="keys, sums",
+        )
+        or []
+        for a, b in _halves(lo, hi, width_ns, levels)
+    ]
     cells = Cells(column, width_ns, hists)
+    second = None if len(parts) < 2 or another is None else await another()
+    if second is None:
+        for queries in parts:
+            await _read(fetch, queries, cells, hists)
+    else:
+        await both(_read(fetch, parts[0], cells, hists), _read(second, parts[1], cells, hists))
+    return cells.out
+
+
+def _halves(
+    lo: int | None, hi: int | None, width_ns: int | None, levels: Sequence[int]
+) -> list[tuple[int | None, int | None]]:
+    """``[lo, hi)`` (ns) cut in two near its middle at a bucket's start (or else a period's of
+    the coarsest level that has one inside), so the halves read the same periods as the whole
+    window would: each half's rows summed by a server process of its own. One piece for a
+    window shorter than ``_HALVES_NS`` or unbounded."""
+    if lo is None or hi is None or hi - lo < _HALVES_NS:
+        return [(lo, hi)]
+    middle = lo + (hi - lo) // 2
+    for step in (*([width_ns] if width_ns else []), *(w * _S for w in levels)):
+        cut = middle - middle % step
+        if lo < cut < hi:
+            return [(lo, cut), (cut, hi)]
+    return [(lo, hi)]
+
+
+async def _read(fetch: Fetch, queries: list[Query], cells: Cells, hists: tuple[str, ...]) -> None:
+    """Run a part's queries through ``fetch`` and add their rows to ``cells``: rollup rows
+    summed by the server (:data:`_SUMMED`, without the histograms not in ``hists``), raw rows
+    as :meth:`~.._rollup.Cells.add_raw` takes them."""
     unwanted = [str(kind) for kind, name in enumerate(HISTOGRAMS) if name not in hists]
     skip = f" WHERE key & 7 NOT IN ({', '.join(unwanted)})" if unwanted else ""
     slice_ = Slice()
@@ -439,11 +494,10 @@ async def rolled(
         if kind == "raw":
             rows = await fetch(_dollars(sql), params)
             for start in range(0, len(rows), _STEP):
-                cells.add_raw(map(raw_of, rows[start : start + _STEP]))
+                cells.add_raw(rows[start : start + _STEP])
                 await slice_.breathe()
             continue
         rows = await fetch(_dollars(_SUMMED.format(rows=sql, skip=skip)), params)
         for start in range(0, len(rows), _ROWS_PER_STEP):
             cells.add_packed(map(tuple, rows[start : start + _ROWS_PER_STEP]))
             await slice_.breathe()
-    return cells.out

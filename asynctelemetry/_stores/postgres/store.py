@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
@@ -150,6 +151,9 @@ class PostgresStore(WriterStore):
         self.dsn = dsn
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
+        #: Pool connections lent or being acquired (:meth:`_connection`): a read takes a second
+        #: one only while one is to spare (:meth:`_Snapshot.another`), never waiting for it.
+        self._lent = 0
         self._writer = PgWriter(None, dsn, connect_timeout)
         #: Retention bounds and counters (``deleted``, ``dropped_partitions``, ``passes``).
         self.retention: PgRetention = PgRetention(
@@ -237,6 +241,7 @@ class PostgresStore(WriterStore):
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
         """A pool connection; database failures become :class:`StoreError`."""
         pool = await self._connected()
+        self._lent += 1
         try:
             async with pool.acquire(timeout=self.connect_timeout) as conn:
                 yield conn
@@ -246,6 +251,12 @@ class PostgresStore(WriterStore):
             if self._is_db_error(exc):
                 raise StoreError(f"{self._shown}: {reason(exc)}") from exc
             raise
+        finally:
+            self._lent -= 1
+
+    def _spare(self) -> bool:
+        """Whether the pool has a connection no one holds or waits for."""
+        return self._lent < self.pool_size
 
     # -- writing --------------------------------------------------------------------------------
     async def _reprice(self, table: PriceTable, filters: Filters) -> int:
@@ -413,29 +424,22 @@ class PostgresStore(WriterStore):
     ) -> dict[tuple[int | None, Any], Acc] | None:
         """The window's cells from the rollups when it holds more than ``EXACT_LIMIT`` calls
         (its percentiles then follow the approximate rule, which the histograms give); else
-        ``None``: the exact SQL answers. One connection, one snapshot for every part."""
-        async with self._snapshot() as fetch:
-            cells = await _pg_rollup.rolled(fetch, filters, column, width_ns, hists)
+        ``None``: the exact SQL answers. One snapshot for every part (a long window's two
+        halves at once on two connections when the pool has one to spare)."""
+        async with self._snapshot() as snapshot:
+            cells = await _pg_rollup.rolled(
+                snapshot, filters, column, width_ns, hists, another=snapshot.another
+            )
         if cells is None or sum(acc.calls for acc in cells.values()) <= _base.EXACT_LIMIT:
             return None
         return cells
 
     @contextlib.asynccontextmanager
-    async def _snapshot(
-        self,
-    ) -> AsyncIterator[Callable[[str, Sequence[Any]], Awaitable[list[Any]]]]:
+    async def _snapshot(self) -> AsyncIterator[_Snapshot]:
         """Reads of several statements on one connection, one snapshot for all: yields their
-        ``fetch(sql, params)``."""
-        async with (
-            self._connection() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
-
-            async def fetch(sql: str, params: Sequence[Any]) -> list[Any]:
-                rows: list[Any] = await conn.fetch(sql, *params)
-                return rows
-
-            yield fetch
+        ``fetch(sql, params)`` (a :class:`_Snapshot`)."""
+        async with contextlib.AsyncExitStack() as stack:
+            yield await _Snapshot.begin(self, stack)
 
     def _replay(self, speed: float | None, filters: Filters) -> AsyncIterator[LLMCall]:
         """Streams in keyset pages of (ts, id), so memory stays bounded however many calls
@@ -455,6 +459,58 @@ class PostgresStore(WriterStore):
         self, filters: Filters, *, newest_first: bool = False, limit: int | None = None
     ) -> AsyncIterator[LLMCall]:
         return r.pages(self._fetch, filters, PAGE, newest_first=newest_first, limit=limit)
+
+
+#: What ``pg_export_snapshot()`` returns (``%08X-%08X-%d``), checked before it goes into SQL.
+_SNAPSHOT_ID: Final = re.compile(r"[0-9A-F]+-[0-9A-F]+-[0-9]+")
+
+
+class _Snapshot:
+    """Reads in one snapshot (a read-only repeatable-read transaction on a pool connection, held
+    until ``stack`` closes): ``await snapshot(sql, params)`` fetches; :meth:`another` gives the
+    same snapshot on one more connection, for reads made at once."""
+
+    def __init__(
+        self, store: PostgresStore, conn: asyncpg.Connection, stack: contextlib.AsyncExitStack
+    ) -> None:
+        self._store = store
+        self._conn = conn
+        self._stack = stack
+        self._exported: str | None = None
+
+    @classmethod
+    async def begin(
+        cls, store: PostgresStore, stack: contextlib.AsyncExitStack, exported: str | None = None
+    ) -> _Snapshot:
+        """A connection of ``store``'s pool in a new transaction (in the ``exported`` snapshot
+        if given), both closed with ``stack``."""
+        conn = await stack.enter_async_context(store._connection())
+        await stack.enter_async_context(
+            conn.transaction(isolation="repeatable_read", readonly=True)
+        )
+        if exported is not None:  # checked against _SNAPSHOT_ID: the server's own name
+            await conn.execute(f"SET TRANSACTION SNAPSHOT '{exported}'")
+        return cls(store, conn, stack)
+
+    async def __call__(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        rows: list[Any] = await self._conn.fetch(sql, *params)
+        return rows
+
+    async def another(self) -> Fetch | None:
+        """The same snapshot on another pool connection (``pg_export_snapshot``, then ``SET
+        TRANSACTION SNAPSHOT``), until this one closes; ``None`` when the pool has none to
+        spare: a read never waits for a second connection (nor holds one while it waits). Not
+        while a statement of this one runs."""
+        if not self._store._spare():
+            return None
+        if self._exported is None:
+            exported = await self._conn.fetchval("SELECT pg_export_snapshot()")
+            if not isinstance(exported, str) or not _SNAPSHOT_ID.fullmatch(exported):
+                return None
+            self._exported = exported
+            if not self._store._spare():  # taken meanwhile (from here on, nothing awaits
+                return None  # until the connection is counted as lent)
+        return await _Snapshot.begin(self._store, self._stack, self._exported)
 
 
 def _check(ok: bool, message: str) -> None:
