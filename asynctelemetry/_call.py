@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
     from ._budgets import Budgets, Hold
     from ._pipeline import Pipeline
-    from ._record import AttributeValue, LLMCall
+    from ._record import AttributeValue
+    from ._rows import Rows
 
 __all__ = ["CallHandle", "Recorder", "error_text", "put_attribute"]
 
@@ -197,7 +198,7 @@ class Recorder(Protocol):
         exc_type: type[BaseException] | None,
         *,
         duration_ms: float | None = None,
-    ) -> LLMCall | None: ...
+    ) -> Rows | None: ...
 
 
 class CallHandle:
@@ -269,9 +270,9 @@ class CallHandle:
         if exc is not None:
             self.note_message(exc)
         tracer = self._tracer
-        record = tracer._finish(self, exc_type)
-        if record is not None:
-            pending = tracer.pipeline.submit_priced((record,))
+        batch = tracer._finish(self, exc_type)
+        if batch is not None:
+            pending = tracer.pipeline.submit_priced(batch)
             if pending is not None:
                 await pending
 

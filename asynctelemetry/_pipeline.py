@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 from ._batching import Retryable, Slice, report_internal_error, run_now, run_sliced
 from ._exceptions import ConfigError, StoreClosedError
 from ._record import LLMCall, TraceSpan
-from ._rows import FIELDS, Rows
+from ._rows import FIELDS, Rows, row_of
 from ._stats import PipelineStats
 
 if TYPE_CHECKING:
@@ -138,22 +138,11 @@ def resolve_price_table(arg: Any) -> PriceTable:
 
 
 def _cost(table: PriceTable, inputs: tuple[Any, ...]) -> float | None:
-    """The one rule's cost, or None (unknown models or usage; a table's bug, logged once);
-    ``inputs``: the values of :data:`_PRICING_INPUTS`, in order."""
-    model, request_model, provider, fresh, out, cached, written, reasoning, status, code = inputs
+    """The one rule's cost (:meth:`PriceTable.price_call`), or None (unknown models or usage; a
+    table's bug, logged once); ``inputs``: the values of :data:`_PRICING_INPUTS`, in order,
+    checked (a record's or a row's)."""
     try:
-        cost = table.price_call(
-            model,
-            request_model,
-            provider,
-            fresh,
-            out,
-            cached,
-            written,
-            reasoning,
-            status=status,
-            status_code=code,
-        )
+        cost = table._checked_cost(*inputs)
     except Exception as exc:  # a price table's bug must not lose the call
         report_internal_error("pricing a call", exc)
         return None
@@ -417,17 +406,30 @@ class Pipeline:
     def record(self, fields: dict[str, Any]) -> LLMCall:
         """The priced record of a complete field dict the producer filled (and gives away).
 
-        The tracer's hot path: pricing the dict before it becomes a record costs no copy. Hand
-        the record on with :meth:`submit_priced`.
+        Pricing the dict before it becomes a record costs no copy. Hand the record on with
+        :meth:`submit_priced`.
         """
+        self._price_fields(fields)
+        return LLMCall._adopt(fields)
+
+    def batch(self, fields: dict[str, Any], *, record: bool = False) -> Rows:
+        """The priced batch of one call from a complete field dict the producer filled (and gives
+        away): the tracer's hot path. The call is its row (:func:`~._rows.row_of`, the row a
+        store keeps: made once, here), and a record only when ``record`` (the producer reads
+        it), else when a sink first reads one. Hand the batch on with :meth:`submit_priced`.
+        """
+        self._price_fields(fields)
+        return Rows([row_of(fields)], [LLMCall._adopt(fields)] if record else None)
+
+    def _price_fields(self, fields: dict[str, Any]) -> None:
+        """Price a field dict in place by the one rule (when it has no cost; not before the
+        price data is loaded on a loop: the call is priced when it is, see submit_priced)."""
         if fields["cost_usd"] is None and (self._loaded or self._may_load_here()):
-            # (not loaded yet on a loop: the record is priced when it is, see submit_priced)
             table = self._table or self.price_table
             cost = _cost(table, _PRICING_OF_FIELDS(fields))
             if cost is not None:
                 fields["cost_usd"] = cost
                 fields["price_version"] = table.version
-        return LLMCall._adopt(fields)
 
     def price(self, calls: Sequence[LLMCall]) -> Sequence[LLMCall]:
         """``calls`` with every call that has no cost priced (records that change are copies).

@@ -91,9 +91,10 @@ class Rows(Sequence[LLMCall]):
 
     __slots__ = ("_records", "rows")
 
-    def __init__(self, rows: list[Row]) -> None:
+    def __init__(self, rows: list[Row], records: list[LLMCall] | None = None) -> None:
         self.rows = rows
-        self._records: list[LLMCall] | None = None
+        #: The records of ``rows`` (equal to what they stand for), when the producer has them.
+        self._records = records
 
     @classmethod
     def join(cls, batches: Sequence[Rows]) -> Rows:

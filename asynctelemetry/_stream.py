@@ -187,9 +187,9 @@ class TracedStream(ClosesOnExit, Generic[T]):
         if not self._owns:
             return
         self._settle()
-        record = self._tracer._finish(self._handle, exc_type)
-        if record is not None:
-            pending = self._tracer.pipeline.submit_priced((record,))
+        batch = self._tracer._finish(self._handle, exc_type)
+        if batch is not None:
+            pending = self._tracer.pipeline.submit_priced(batch)
             if pending is not None:
                 await pending
 
@@ -244,9 +244,9 @@ def _record_abandoned(tracer: StreamRecorder, handle: CallHandle, last_ns: int) 
     duration = None
     if last_ns and handle._start_ns:
         duration = (last_ns - handle._start_ns) / 1e6
-    record = tracer._finish(handle, None, duration_ms=duration)
-    if record is None:
+    batch = tracer._finish(handle, None, duration_ms=duration)
+    if batch is None:
         return
-    pending = tracer.pipeline.submit_priced((record,))
+    pending = tracer.pipeline.submit_priced(batch)
     if pending is not None:
         tracer._spawn(pending)

@@ -24,7 +24,6 @@ import random
 import time
 import warnings
 import weakref
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, cast
 
 from opentelemetry import context as otel_context
@@ -62,6 +61,7 @@ from ._record import FIELD_DEFAULTS, MAX_DURATION_MS, MAX_MODEL_LENGTH, LLMCall,
 from ._stats import TracerStats
 from ._step import StepHandle
 from ._stores import MemoryStore
+from ._stores._base import from_ns
 from ._stream import TracedStream
 
 if TYPE_CHECKING:
@@ -77,11 +77,11 @@ if TYPE_CHECKING:
     from ._collector._steps import KeepSpans
     from ._pricing import ModelPricing, PriceTable
     from ._record import SpanKind
+    from ._rows import Rows
     from ._stores import CallStore
 
 __all__ = ["AsyncTracer"]
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _STATUSES: Final = frozenset({"ok", "error", "cancelled"})
 #: The innermost ``llm_call`` or step of this context: (trace_id, span_id, the OTel context and
 #: the OTel span current at entry).
@@ -728,7 +728,7 @@ class AsyncTracer(ClosesOnExit):
                 parent_span_id=handle.parent_span_id,
                 name=handle.name,
                 kind=handle.kind,
-                timestamp=_EPOCH + timedelta(microseconds=handle.start_unix_ns // 1000),
+                timestamp=from_ns(handle.start_unix_ns),
                 duration_ms=duration if duration <= _MAX_STEP_MS else None,  # type: ignore[operator]
                 status=status,
                 error_type=handle.error_type if status == "error" else None,
@@ -778,11 +778,13 @@ class AsyncTracer(ClosesOnExit):
         *,
         duration_ms: float | None = None,
         status: str | None = None,
-    ) -> LLMCall | None:
-        """End the call: status, record, price, span. The caller hands the record to the sinks.
+    ) -> Rows | None:
+        """End the call: status, price, row, span. The caller hands the batch to the sinks.
 
         The hot path: the handle's field dict, complete from the start, is filled in place and
-        adopted as the record by :meth:`Pipeline.record` (priced there, by the one rule)."""
+        made the call's row by :meth:`Pipeline.batch` (priced there, by the one rule); the
+        record is made there too when the tracer reads it (a live span's attributes, budgets),
+        else only when a sink reads one (a store keeps the row as it is)."""
         end_ns = time.perf_counter_ns()
         if handle._ended:  # (what _leave does, inline)
             return None
@@ -823,7 +825,7 @@ class AsyncTracer(ClosesOnExit):
             ):
                 fields["total_tokens"] = input_tokens + output_tokens
             fields["call_id"] = handle.call_id
-            fields["timestamp"] = _EPOCH + timedelta(0, 0, handle.start_unix_ns // 1000)
+            fields["timestamp"] = from_ns(handle.start_unix_ns)
             fields["service_name"] = self.service_name
             fields["trace_id"] = handle.trace_id
             fields["span_id"] = handle.span_id
@@ -831,18 +833,20 @@ class AsyncTracer(ClosesOnExit):
             fields["status"] = status
             fields["duration_ms"] = duration_ms
             fields["attributes"] = handle.attributes
-            record = self.pipeline.record(fields)
-            if handle._otel_span is not None:
-                self._end_sdk_span(handle, record)
+            span = handle._otel_span
+            budgets = self._budgets
+            batch = self.pipeline.batch(fields, record=span is not None or budgets is not None)
+            if span is not None:
+                self._end_sdk_span(handle, batch[0])
         except Exception as exc:
             if self._budgets is not None:
                 self._settle(handle, None)
             report_internal_error("AsyncTracer recording a call", exc)
             return None
         self._calls += 1
-        if self._budgets is not None:
-            self._settle(handle, record)
-        return record
+        if budgets is not None:
+            self._settle(handle, batch[0])
+        return batch
 
     def _settle(self, handle: CallHandle, record: LLMCall | None) -> None:
         """The call's actual cost replaces its reservation (in memory now, else on the loop)."""
@@ -930,12 +934,12 @@ class AsyncTracer(ClosesOnExit):
         self._begin(handle, start_unix_ns=time.time_ns() - int(latency_ms * 1e6))
         if ttft_ms is not None:
             handle._first_token_ns = handle._start_ns + ttft_ns
-        record = self._finish(handle, None, duration_ms=latency_ms, status=status)
-        assert record is not None
-        pending = self.pipeline.submit_priced((record,))
+        batch = self._finish(handle, None, duration_ms=latency_ms, status=status)
+        assert batch is not None
+        pending = self.pipeline.submit_priced(batch)
         if pending is not None:
             await pending
-        return record
+        return batch[0]
 
 
 def _checked_estimate(value: object) -> float:

@@ -290,6 +290,35 @@ class PriceTable:
             ):
                 if count is not None and (count.__class__ is not int or count < 0):
                     raise ValueError(f"token counts must be ints >= 0, got {count!r}")
+        return self._checked_cost(
+            model,
+            request_model,
+            provider,
+            input_tokens,
+            output_tokens,
+            cached_input_tokens,
+            cache_creation_tokens,
+            reasoning_tokens,
+            status,
+            status_code,
+        )
+
+    def _checked_cost(
+        self,
+        model: str,
+        request_model: str | None,
+        provider: str | None,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        cached_input_tokens: int | None,
+        cache_creation_tokens: int | None,
+        reasoning_tokens: int | None,
+        status: str | None,
+        status_code: int | None,
+        /,
+    ) -> float | None:
+        """:meth:`price_call` for counts already checked (ints >= 0 or None: a record's, a
+        row's), every argument in order: the rule itself, which the pipeline prices by."""
         if (
             input_tokens is None
             and output_tokens is None
