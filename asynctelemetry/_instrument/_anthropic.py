@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._usage import _get, _items, _type_of, read_anthropic_event
-from ._hook import Api, Route, body_prompt, joined_text
+from .._usage import _get, _type_of, read_anthropic_event
+from ._hook import Api, Route, body_prompt, joined_text, typed_text
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -29,11 +29,7 @@ def _chunk_text(event: object) -> str | None:
 
 
 def _output(message: object) -> str | None:
-    return joined_text(
-        _get(block, "text")
-        for block in _items(_get(message, "content"))
-        if _type_of(block) == "text"
-    )
+    return typed_text(_get(message, "content"), "text")
 
 
 MESSAGES = Route(

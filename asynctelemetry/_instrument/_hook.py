@@ -29,6 +29,7 @@ from .._batching import Lifecycle, report_internal_error
 from .._exceptions import ConfigError
 from .._record import MAX_ATTRIBUTE_LENGTH, MAX_MODEL_LENGTH
 from .._stream import StreamRecorder, TracedStream
+from .._usage import _get, _items, _type_of
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, Awaitable, Iterable, Mapping
@@ -52,6 +53,7 @@ __all__ = [
     "trace_in_place",
     "trace_iterator",
     "traced_call",
+    "typed_text",
 ]
 
 
@@ -318,6 +320,12 @@ def joined_text(values: Iterable[object]) -> str | None:
     ``None`` when none of them is text."""
     texts = [value for value in values if isinstance(value, str)]
     return "".join(texts) if texts else None
+
+
+def typed_text(blocks: object, kind: str) -> str | None:
+    """The text of the content blocks of type ``kind`` (``{"type": kind, "text": ...}``, as
+    dicts or SDK objects) among ``blocks``, joined; ``None`` when there is none."""
+    return joined_text(_get(block, "text") for block in _items(blocks) if _type_of(block) == kind)
 
 
 def as_text(value: object) -> str:

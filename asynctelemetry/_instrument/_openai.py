@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._usage import _get, _items, _type_of, read_openai_chat_chunk, read_responses_event
-from ._hook import Api, Route, body_prompt, joined_text, nothing
+from ._hook import Api, Route, body_prompt, joined_text, nothing, typed_text
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -42,11 +42,9 @@ def _responses_chunk_text(event: object) -> str | None:
 
 def _responses_output(response: object) -> str | None:
     return joined_text(
-        _get(part, "text")
+        typed_text(_get(item, "content"), "output_text")
         for item in _items(_get(response, "output"))
         if _type_of(item) == "message"
-        for part in _items(_get(item, "content"))
-        if _type_of(part) == "output_text"
     )
 
 
