@@ -60,7 +60,7 @@ from ._pipeline import Pipeline, Sink, SpanSink
 from ._record import FIELD_DEFAULTS, MAX_DURATION_MS, MAX_MODEL_LENGTH, LLMCall, TraceSpan
 from ._stats import TracerStats
 from ._step import StepHandle
-from ._stores import MemoryStore
+from ._stores import CallStore, MemoryStore
 from ._stores._base import from_ns
 from ._stream import TracedStream
 
@@ -78,7 +78,6 @@ if TYPE_CHECKING:
     from ._pricing import ModelPricing, PriceTable
     from ._record import SpanKind
     from ._rows import Rows
-    from ._stores import CallStore
 
 __all__ = ["AsyncTracer"]
 
@@ -232,6 +231,9 @@ class AsyncTracer(ClosesOnExit):
         exporters = _exporters(otlp_endpoint, otlp_http_endpoint, console, resource, otlp_headers)
         for sink in (*exporters, *sinks):
             self.pipeline.add(sink if sampler is None else _SampledSink(sink, sampler), owned=True)
+        #: Every sink keeps rows (stores): a call's record is built only if something reads it;
+        #: else (exporters, metrics) it is built with the row, from the field dict (cheaper).
+        self._rows_only = all(isinstance(sink, CallStore) for sink in self.pipeline.sinks)
         #: Streams whose call is still open (recorded as abandoned when the tracer closes).
         self._streams: weakref.WeakSet[TracedStream[Any]] = weakref.WeakSet()
         self._sdk_tracer: Any = None
@@ -835,7 +837,9 @@ class AsyncTracer(ClosesOnExit):
             fields["attributes"] = handle.attributes
             span = handle._otel_span
             budgets = self._budgets
-            batch = self.pipeline.batch(fields, record=span is not None or budgets is not None)
+            batch = self.pipeline.batch(
+                fields, record=span is not None or budgets is not None or not self._rows_only
+            )
             if span is not None:
                 self._end_sdk_span(handle, batch[0])
         except Exception as exc:
