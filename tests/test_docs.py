@@ -101,6 +101,16 @@ def test_docs_have_snippets() -> None:
     assert sum(block.skip is None for block in BLOCKS) >= 10
 
 
+_CONFLICT = re.compile(r"^(<<<<<<<|=======$|>>>>>>>)", re.MULTILINE)
+
+
+@pytest.mark.parametrize("page", [*PAGES, ROOT / "CHANGELOG.md"], ids=lambda p: p.name)
+def test_no_merge_conflict_left(page: Path) -> None:
+    """A page never ships a merge's conflict markers (one did: docs/stores.md, for two stops)."""
+    found = [m.group(0) for m in _CONFLICT.finditer(page.read_text(encoding="utf-8"))]
+    assert not found, f"{page.name}: conflict markers {found}"
+
+
 def test_output_blocks_follow_python_blocks() -> None:
     """Every output block belongs to a Python block (one left behind by an edit is an error)."""
     for page in PAGES:
