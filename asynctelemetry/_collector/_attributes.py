@@ -344,23 +344,37 @@ class _AttributeCache(dict[bytes, tuple[object, object]]):
     ``_ENTRIES_PER_KEY`` values; full, the cache starts again.
     """
 
-    __slots__ = ("capture_content", "per_key")
+    __slots__ = ("capture_content", "per_key", "unique")
 
     def __init__(self, capture_content: bool) -> None:
         super().__init__()
         self.capture_content = capture_content
         self.per_key: dict[bytes, int] = {}
+        #: Keys of kept extras no longer remembered (their values do not repeat: response
+        #: ids): key bytes → the extra's name. Their short string values skip the general
+        #: decoding; anything else takes it (:func:`_decode`).
+        self.unique: dict[bytes, str] = {}
 
     def __missing__(self, raw: bytes) -> tuple[object, object]:
+        size = raw[1] if len(raw) > 2 and raw[0] == 0x0A else 0x80
+        if size < 0x80:
+            name = self.unique.get(raw[2 : 2 + size])
+            if name is not None:
+                value = decode_value(raw, 2 + size)
+                if value.__class__ is str and len(value) <= MAX_ATTRIBUTE_LENGTH:
+                    return name, value
         entry, key = _decode(raw, self.capture_content)
         if entry[0].__class__ is _Counted or len(raw) > _CACHED_ATTRIBUTE_BYTES:
             return entry
         kept = self.per_key.get(key, 0)
         if kept >= _ENTRIES_PER_KEY:
+            if entry[0].__class__ is str and entry[1].__class__ is str:
+                self.unique[key] = entry[0]
             return entry
         if len(self) >= _CACHE_ENTRIES or len(self.per_key) >= _CACHE_ENTRIES:
             self.clear()
             self.per_key.clear()
+            self.unique.clear()
             kept = 0
         self.per_key[key] = kept + 1
         self[raw] = entry

@@ -8,7 +8,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from asynctelemetry._collector import _attributes
 from asynctelemetry._collector._attributes import attribute_cache, collect, collect_slowly
-from asynctelemetry._record import MAX_ATTRIBUTES
+from asynctelemetry._record import MAX_ATTRIBUTE_LENGTH, MAX_ATTRIBUTES
 from tests.hardening.strategies import attributes
 
 from .helpers import key_values
@@ -83,3 +83,23 @@ def test_high_cardinality_keys_stop_filling_the_cache() -> None:
         assert extra == {key: f"id-{i}"}
     assert cache.per_key[key.encode()] <= limit
     assert len(cache) <= _attributes._CACHE_ENTRIES
+
+
+def test_high_cardinality_keys_read_every_value_kind_after_the_bound() -> None:
+    """Past a key's bound, its string values take a short path (``unique``); other values of
+    the same key (numbers, over-long text) still read, and count their defects, as before."""
+    cache = attribute_cache(False)
+    key = "test.unique_after_bound"
+    for i in range(_attributes._ENTRIES_PER_KEY + 2):
+        raw = KeyValue(key=key, value=AnyValue(string_value=f"v-{i}")).SerializeToString()
+        collect([raw], cache, {})
+    assert key.encode() in cache.unique
+    raw = KeyValue(key=key, value=AnyValue(string_value="fresh")).SerializeToString()
+    assert collect([raw], cache, {})[1] == {key: "fresh"}
+    raw = KeyValue(key=key, value=AnyValue(int_value=7)).SerializeToString()
+    assert collect([raw], cache, {})[1] == {key: 7}
+    long_text = "x" * (MAX_ATTRIBUTE_LENGTH + 10)
+    raw = KeyValue(key=key, value=AnyValue(string_value=long_text)).SerializeToString()
+    defects: dict[str, int] = {}
+    assert collect([raw], cache, defects)[1] == {key: long_text[:MAX_ATTRIBUTE_LENGTH]}
+    assert defects == {"attribute_truncated": 1}
