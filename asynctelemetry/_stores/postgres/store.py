@@ -1,9 +1,10 @@
 """PostgresStore: calls kept in PostgreSQL, shared by many processes, written in batches.
 
-One dedicated writer connection, fed by a :class:`BatchQueue`, sends each batch with binary
-``COPY`` straight into ``calls``; a batch holding a call stored before (a duplicate) goes into a
-per-connection temporary staging table instead and is merged with ``INSERT … ON CONFLICT DO
-NOTHING`` in the same transaction (see :meth:`PostgresStore._merge`); a pool of ``pool_size``
+Two dedicated writer connections, fed by a :class:`BatchQueue` (two batches at once: the next
+one's calls go in while the last one's rollups are added and it commits), send each batch with
+binary ``COPY`` straight into ``calls``; a batch holding a call stored before (a duplicate)
+goes into a per-connection temporary staging table instead and is merged with ``INSERT … ON
+CONFLICT DO NOTHING`` in the same transaction (see :mod:`.writer`); a pool of ``pool_size``
 connections serves reads. Schema, partitions and codec: :mod:`._pg_schema`; reads:
 :mod:`._pg_reads`; retention: :mod:`._pg_retention`. asyncpg is imported when the store opens
 (extra ``postgres``).
@@ -96,7 +97,7 @@ class PostgresStore(WriterStore):
         dsn: ``postgresql://user:password@host:5432/database`` (``postgres://`` too; libpq
             options such as ``sslmode``, and server settings such as ``search_path`` to use a
             schema, as query parameters).
-        pool_size: most connections serving reads (the writer has one more of its own).
+        pool_size: most connections serving reads (the writer has two more of its own).
         batch_size: most calls per transaction (5,000).
         flush_interval: seconds a partial batch waits for more calls (0.05).
         max_queue: most calls queued and not yet committed before ``add`` waits (50,000).
